@@ -1,0 +1,190 @@
+"""Semantic checks run before anything executes: errors stop a run, warnings do not."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from noetl.dsl.legacy import STEP_KEYS
+from noetl.dsl.load import Source
+from noetl.dsl.render import check_template, is_template
+
+KNOWN_KINDS = frozenset(
+    {"python", "http", "postgres", "duckdb", "playbook", "workbook", "secrets", "shell", "noop", "sink"}
+)
+
+TOP_KEYS = {"apiVersion", "kind", "metadata", "workload", "keychain", "workbook", "executor", "workflow",
+            "description", "spec"}
+METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
+COMMON_TOOL_KEYS = {"kind", "type", "name", "spec", "desc", "description", "timeout", "input", "args",
+                    "with", "auth", "retry"}
+TOOL_KEYS: dict[str, set[str]] = {
+    "python": {"code", "code_b64", "script", "libs", "data", "isolation", "credentials"},
+    "http": {"method", "url", "endpoint", "headers", "params", "json", "body", "data", "verify_ssl",
+             "follow_redirects", "payload"},
+    "postgres": {"connection", "command", "query", "sql", "command_b64", "script", "params", "credentials",
+                 "database"},
+    "duckdb": {"database", "command", "query", "sql", "command_b64", "script", "credentials", "params"},
+    "playbook": {"path", "version", "payload", "return_step", "data"},
+    "workbook": {"data"},
+    "secrets": {"provider", "secret_name", "project", "version", "region", "field"},
+    "shell": {"cmds", "command", "env", "cwd"},
+    "noop": {"result", "data"},
+    "sink": {"tool", "table", "mode", "key", "data", "database", "create", "columns", "connection",
+             "credentials"},
+}
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "python": ("code", "code_b64", "script"),
+    "http": ("url", "endpoint"),
+    "postgres": ("command", "query", "sql", "command_b64", "script"),
+    "duckdb": ("command", "query", "sql", "command_b64", "script"),
+    "playbook": ("path",),
+    "workbook": ("name",),
+    "shell": ("cmds", "command"),
+}
+NO_RENDER_FIELDS = frozenset({"code", "code_b64"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    severity: str  # error | warning | note
+    where: str  # file:line:col
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.severity}: {self.message}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"severity": self.severity, "where": self.where, "message": self.message}
+
+
+def suggest(key: str, known: set[str] | frozenset[str]) -> str:
+    match = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+class Checker:
+    """Collects problems for one playbook (raw document + canonical document)."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.problems: list[Problem] = []
+
+    def error(self, path: tuple[Any, ...], message: str) -> None:
+        self.problems.append(Problem("error", self.source.where(path), message))
+
+    def warn(self, path: tuple[Any, ...], message: str) -> None:
+        self.problems.append(Problem("warning", self.source.where(path), message))
+
+    def note(self, path: tuple[Any, ...], message: str) -> None:
+        self.problems.append(Problem("note", self.source.where(path), message))
+
+    # unknown keys (raw document) --------------------------------------------------------
+    def check_keys(self, raw: dict[str, Any]) -> None:
+        self._unknown(raw, (), TOP_KEYS, "playbook")
+        if isinstance(raw.get("metadata"), dict):
+            self._unknown(raw["metadata"], ("metadata",), METADATA_KEYS, "metadata")
+        for i, step in enumerate(raw.get("workflow") or []):
+            if isinstance(step, dict):
+                self._check_step_keys(step, ("workflow", i))
+        for i, entry in enumerate(raw.get("workbook") or []):
+            if isinstance(entry, dict) and isinstance(entry.get("tool"), dict):
+                self._check_tool_keys(entry["tool"], ("workbook", i, "tool"))
+
+    def _unknown(self, data: dict[str, Any], path: tuple[Any, ...], known: set[str] | frozenset[str], what: str) -> None:
+        for key in data:
+            if key not in known:
+                self.warn((*path, key), f"unknown key {key!r} in {what}{suggest(key, known)}")
+
+    def _check_step_keys(self, step: dict[str, Any], path: tuple[Any, ...]) -> None:
+        if "type" not in step and not isinstance(step.get("tool"), str):
+            self._unknown(step, path, STEP_KEYS | {"name"}, f"step {step.get('step')!r}")
+        tool = step.get("tool")
+        tasks = tool if isinstance(tool, list) else [tool] if isinstance(tool, dict) else []
+        for j, task in enumerate(tasks):
+            if isinstance(task, dict):
+                self._check_tool_keys(task, (*path, "tool", j) if isinstance(tool, list) else (*path, "tool"))
+
+    def _check_tool_keys(self, task: dict[str, Any], path: tuple[Any, ...]) -> None:
+        kind = task.get("kind") or task.get("type")
+        if kind not in TOOL_KEYS:
+            return
+        self._unknown(task, path, COMMON_TOOL_KEYS | TOOL_KEYS[kind], f"{kind} tool")
+
+    # templates (raw document) -----------------------------------------------------------
+    def check_templates(self, value: Any, path: tuple[Any, ...] = ()) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key not in NO_RENDER_FIELDS:
+                    self.check_templates(item, (*path, key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self.check_templates(item, (*path, i))
+        elif is_template(value):
+            problem = check_template(value)
+            if problem:
+                self.error(path, f"template does not parse: {problem}: {value.strip()!r}")
+
+
+def check_canonical(checker: Checker, doc: dict[str, Any]) -> None:
+    """Structural checks on the canonical raw document (before the pydantic model is built)."""
+    workflow = doc.get("workflow")
+    if not isinstance(workflow, list) or not workflow:
+        checker.error(("workflow",), "`workflow` must be a non-empty list of steps")
+        return
+    names: dict[str, int] = {}
+    for i, step in enumerate(workflow):
+        if not isinstance(step, dict) or not step.get("step"):
+            checker.error(("workflow", i), "every workflow item needs a `step:` name")
+            continue
+        name = str(step["step"])
+        if name in names:
+            checker.error(("workflow", i, "step"), f"duplicate step name {name!r} (first at workflow[{names[name]}])")
+        names.setdefault(name, i)
+    workbook_names = {e.get("name") for e in doc.get("workbook") or [] if isinstance(e, dict)}
+    for i, step in enumerate(workflow):
+        if isinstance(step, dict) and step.get("step"):
+            _check_step(checker, step, ("workflow", i), names, workbook_names)
+    for i, entry in enumerate(doc.get("workbook") or []):
+        for task in entry.get("tool") or [] if isinstance(entry, dict) else []:
+            _check_task(checker, task, ("workbook", i, "tool"), workbook_names, f"workbook entry {entry.get('name')!r}")
+    spec = ((doc.get("executor") or {}).get("spec") or {}) if isinstance(doc.get("executor"), dict) else {}
+    for key in ("entry_step", "final_step"):
+        target = spec.get(key)
+        if target and target not in names:
+            checker.error(("executor", "spec", key), f"{key} {target!r} is not a step{suggest(target, set(names))}")
+
+
+def _check_step(checker: Checker, step: dict[str, Any], path: tuple[Any, ...], names: dict[str, int],
+                workbook_names: set[Any]) -> None:
+    label = f"step {step['step']!r}"
+    tool_path = (*path, "tool")
+    for task in step.get("tool") or []:
+        _check_task(checker, task, tool_path, workbook_names, label)
+    loop = step.get("loop")
+    if loop is not None and (not isinstance(loop, dict) or "in" not in loop):
+        checker.error((*path, "loop"), f"{label}: `loop` needs `in:` (a list or a template)")
+    for arc in (step.get("next") or {}).get("arcs") or []:
+        if not isinstance(arc, dict):
+            checker.error((*path, "next"), f"{label}: each arc must be a mapping with `step:`")
+            continue
+        target = arc.get("step")
+        if target is not None and target not in names:
+            checker.error((*path, "next"), f"{label}: arc to missing step {target!r}{suggest(target, set(names))}")
+
+
+def _check_task(checker: Checker, task: Any, path: tuple[Any, ...], workbook_names: set[Any], label: str) -> None:
+    if not isinstance(task, dict):
+        checker.error(path, f"{label}: a tool must be a mapping with `kind:`")
+        return
+    kind = task.get("kind")
+    if kind not in KNOWN_KINDS:
+        checker.error(path, f"{label}: unknown tool kind {kind!r}{suggest(str(kind), KNOWN_KINDS)}")
+        return
+    required = REQUIRED_FIELDS.get(kind)
+    if required and not any(task.get(field) for field in required):
+        checker.error(path, f"{label}: {kind} tool needs one of: {', '.join(required)}")
+    if kind == "workbook" and task.get("name") and task["name"] not in workbook_names:
+        checker.error(path, f"{label}: no workbook entry named {task['name']!r}"
+                      f"{suggest(str(task['name']), {str(n) for n in workbook_names})}")

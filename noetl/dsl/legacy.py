@@ -1,0 +1,380 @@
+"""Normalise the older DSL spellings (v1, case era) into the canonical form.
+
+The engine only knows the canonical model; every older form is rewritten here, once, on the raw
+YAML data. Each rewrite leaves a note ("a newer spelling exists") that `noetl validate` shows.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+Note = tuple[tuple[Any, ...], str]
+
+# Keys that belong to the step itself; any other key on a step with `type:` is a tool field.
+STEP_KEYS = frozenset(
+    {"step", "desc", "description", "input", "with", "data", "args", "loop", "tool", "set", "next",
+     "case", "vars", "retry", "save", "sink", "type", "call", "spec", "pipeline", "when", "then", "else"}
+)
+TOOL_KINDS_AS_TYPE = frozenset(
+    {"python", "http", "postgres", "duckdb", "playbook", "playbooks", "workbook", "secrets", "shell",
+     "noop", "iterator", "snowflake"}
+)
+CASE_EVENTS = ("call.done", "call.error", "loop.done")
+
+
+def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]:
+    """Return the canonical raw document and the notes about older spellings found."""
+    doc = copy.deepcopy(raw)
+    notes: list[Note] = []
+    workflow = doc.get("workflow")
+    if isinstance(workflow, list):
+        doc["workflow"] = [
+            _normalize_step(step, ("workflow", i), notes) if isinstance(step, dict) else step
+            for i, step in enumerate(workflow)
+        ]
+    workbook = doc.get("workbook")
+    if isinstance(workbook, list):
+        doc["workbook"] = [
+            _normalize_workbook_entry(e, ("workbook", i), notes) if isinstance(e, dict) else e
+            for i, e in enumerate(workbook)
+        ]
+    return doc, notes
+
+
+def _normalize_workbook_entry(entry: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": entry.get("name")}
+    if "assert" in entry:
+        out["assert"] = entry["assert"]
+    body = {k: v for k, v in entry.items() if k not in ("name", "assert", "desc", "description")}
+    tool = body.pop("tool", None)
+    kind = body.pop("type", None)
+    if isinstance(tool, dict | list):
+        out["tool"], _ = _as_task_list(tool, path, notes)
+        return out
+    kind = tool if isinstance(tool, str) else kind
+    if kind is None:
+        out["tool"] = []
+        return out
+    notes.append((path, "`tool: <kind>` / `type:` with fields on the entry: newer spelling is `tool: {kind: ..., ...}`"))
+    task = {"kind": kind, **body}
+    out["tool"], _ = _as_task_list(task, path, notes)
+    return out
+
+
+def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
+    out: dict[str, Any] = {"step": step.get("step")}
+    for key in ("desc", "spec", "pipeline"):
+        if key in step:
+            out[key] = step[key]
+    if "description" in step and "desc" not in step:
+        out["desc"] = step["description"]
+    out["input"] = _step_input(step, path, notes)
+    tool = _step_tool(step, path, notes)
+    loop = step.get("loop")
+    if isinstance(tool, dict) and tool.get("kind") == "iterator":
+        loop, tool = _iterator_to_loop(tool, path, notes)
+    if loop is not None:
+        out["loop"] = _normalize_loop(loop, path, notes)
+    tasks, pipeline = _as_task_list(tool, path, notes)
+    tasks = _attach_retry(step, tasks, path, notes)
+    tasks = _attach_sink(step, tasks, path, notes)
+    out["tool"] = tasks
+    out["pipeline"] = pipeline or len(tasks) > 1
+    out["set"] = _step_set(step, path, notes)
+    out["next"] = _normalize_next(step, path, notes)
+    return out
+
+
+def _step_input(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for key in ("with", "data", "args"):
+        value = step.get(key)
+        if isinstance(value, dict):
+            merged.update(value)
+            notes.append(((*path, key), f"`{key}:` on a step: newer spelling is `input:`"))
+    if isinstance(step.get("input"), dict):
+        merged.update(step["input"])
+    return merged
+
+
+def _step_tool(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> Any:
+    tool = step.get("tool")
+    if isinstance(tool, dict | list):
+        return tool
+    call = step.get("call")
+    if isinstance(call, dict):
+        notes.append(((*path, "call"), "`call:` is an older spelling of `tool: {kind: ...}`"))
+        task = dict(call)
+        task["kind"] = task.pop("type", task.pop("kind", "playbook"))
+        return task
+    kind = tool if isinstance(tool, str) else step.get("type")
+    if kind is None:
+        return None
+    notes.append(((*path, "type" if "type" in step else "tool"),
+                  "tool fields on the step: newer spelling is `tool: {kind: ..., <fields>}`"))
+    task = {k: v for k, v in step.items() if k not in STEP_KEYS or k in ("data",) and kind == "http"}
+    task["kind"] = kind
+    if kind in ("python",) and "args" in step and "input" not in task:
+        pass  # step-level args already became the step input
+    return task
+
+
+def _iterator_to_loop(tool: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> tuple[dict[str, Any], Any]:
+    notes.append((path, "`iterator` tool: newer spelling is `loop: {in, iterator, spec}` on the step"))
+    mode = tool.get("mode", "sequential")
+    loop = {
+        "in": tool.get("collection", tool.get("in", [])),
+        "iterator": tool.get("element", tool.get("iterator", "item")),
+        "spec": {"mode": "parallel" if mode in ("async", "parallel") else "sequential"},
+    }
+    if tool.get("concurrency"):
+        loop["spec"]["max_in_flight"] = tool["concurrency"]
+    task = tool.get("task") or tool.get("tool") or {"kind": "noop"}
+    if isinstance(task, dict) and "kind" not in task and "type" in task:
+        task = {**{k: v for k, v in task.items() if k != "type"}, "kind": task["type"]}
+    return loop, task
+
+
+def _normalize_loop(loop: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
+    if not isinstance(loop, dict):
+        return loop
+    out = dict(loop)
+    spec = dict(out.get("spec") or {})
+    for key in ("mode", "max_in_flight", "concurrency"):
+        if key in out:
+            value = out.pop(key)
+            target = "max_in_flight" if key == "concurrency" else key
+            spec.setdefault(target, value)
+            notes.append(((*path, "loop", key), f"`loop.{key}`: newer spelling is `loop.spec.{target}`"))
+    if spec.get("mode") == "async":
+        spec["mode"] = "parallel"
+    if "collection" in out and "in" not in out:
+        out["in"] = out.pop("collection")
+    if "element" in out and "iterator" not in out:
+        out["iterator"] = out.pop("element")
+    out["spec"] = spec
+    return out
+
+
+def _as_task_list(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> tuple[list[dict[str, Any]], bool]:
+    if tool is None:
+        return [], False
+    if isinstance(tool, list):
+        return [_normalize_tool(t, (*path, "tool", i), notes) for i, t in enumerate(tool)], True
+    return [_normalize_tool(tool, (*path, "tool"), notes)], False
+
+
+def _normalize_tool(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
+    if isinstance(tool, list):
+        return [_normalize_tool(t, (*path, i), notes) for i, t in enumerate(tool)]
+    if not isinstance(tool, dict):
+        return tool
+    out = dict(tool)
+    if "kind" not in out and "type" in out:
+        out["kind"] = out.pop("type")
+    if out.get("kind") == "playbooks":
+        out["kind"] = "playbook"
+    for key in ("with", "args") + (("data",) if out.get("kind") not in ("http",) else ()):
+        if isinstance(out.get(key), dict):
+            value = out.pop(key)
+            out["input"] = {**value, **(out.get("input") or {})}
+    if out.get("kind") == "playbook" and isinstance(out.get("payload"), dict):
+        out["input"] = {**out.pop("payload"), **(out.get("input") or {})}
+    auth = out.get("auth")
+    if isinstance(auth, dict) and "credential" in auth:
+        out["auth"] = auth["credential"]
+    elif isinstance(auth, dict) and not auth:
+        out.pop("auth")
+    return out
+
+
+def _attach_retry(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
+    retry = step.get("retry")
+    if not isinstance(retry, dict) or not tasks:
+        return tasks
+    notes.append(((*path, "retry"), "step `retry:`: newer spelling is a retry rule in `tool.spec.policy`"))
+    rule = retry_rule(retry)
+    first = dict(tasks[0])
+    spec = dict(first.get("spec") or {})
+    policy = dict(spec.get("policy") or {})
+    policy["rules"] = [rule, *(policy.get("rules") or [])]
+    spec["policy"] = policy
+    first["spec"] = spec
+    return [first, *tasks[1:]]
+
+
+def retry_rule(retry: dict[str, Any]) -> dict[str, Any]:
+    """A v1/v2 `retry:` block as one policy rule."""
+    attempts = int(retry.get("max_attempts", retry.get("attempts", 3)))
+    delay = float(retry.get("initial_delay", retry.get("delay", 0)))
+    multiplier = float(retry.get("backoff_multiplier", 2 if retry.get("backoff") == "exponential" else 1))
+    backoff = retry.get("backoff") if retry.get("backoff") in ("none", "linear", "exponential") else (
+        "exponential" if multiplier > 1 else "none")
+    condition = "output.status == 'error'"
+    if retry.get("retry_when"):
+        condition += f" and ({_strip_braces(retry['retry_when'])})"
+    if retry.get("stop_when"):
+        condition += f" and not ({_strip_braces(retry['stop_when'])})"
+    action: dict[str, Any] = {"do": "retry", "attempts": attempts, "delay": delay, "backoff": backoff}
+    if retry.get("max_delay") is not None:
+        action["max_delay"] = float(retry["max_delay"])
+    return {"when": "{{ " + condition + " }}", "then": action}
+
+
+def _strip_braces(expr: Any) -> str:
+    text = str(expr).strip()
+    if text.startswith("{{") and text.endswith("}}"):
+        return text[2:-2].strip()
+    return text
+
+
+def _attach_sink(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
+    block = step.get("save") or step.get("sink")
+    if not isinstance(block, dict) or not tasks:
+        return tasks
+    key = "save" if "save" in step else "sink"
+    notes.append(((*path, key), f"`{key}:` block: newer spelling is a `sink` task after the tool"))
+    sink = dict(block)
+    sink["tool"] = sink.pop("storage", sink.get("tool", "postgres"))
+    if isinstance(sink["tool"], dict):
+        sink = {**sink["tool"], **{k: v for k, v in sink.items() if k != "tool"}}
+        sink["tool"] = sink.pop("kind", sink.pop("type", "postgres"))
+    for alias in ("args", "data"):
+        if alias in sink and "data" not in sink or alias == "args" and alias in sink:
+            sink["data"] = sink.pop(alias)
+    sink["kind"] = "sink"
+    sink.setdefault("name", "sink")
+    main = dict(tasks[0])
+    main.setdefault("name", step.get("step"))
+    return [main, *tasks[1:], sink]
+
+
+def _step_set(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
+    out = dict(step.get("set") or {}) if isinstance(step.get("set"), dict) else {}
+    vars_block = step.get("vars")
+    if isinstance(vars_block, dict):
+        notes.append(((*path, "vars"), "`vars:` is an older spelling of `set: {ctx.<name>: ...}`"))
+        out.update({f"ctx.{k}": v for k, v in vars_block.items()})
+    return out
+
+
+def _normalize_next(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
+    raw = step.get("next")
+    case = step.get("case")
+    canonical = isinstance(raw, dict) and ("arcs" in raw or "spec" in raw)
+    if canonical and not case:
+        assert isinstance(raw, dict)
+        return {"spec": raw.get("spec") or {}, "arcs": list(raw.get("arcs") or [])}
+    if isinstance(raw, dict) and not canonical:
+        raw = [raw]
+    plain = _legacy_next_arcs(raw, (*path, "next"), notes) if raw is not None else []
+    if canonical:
+        assert isinstance(raw, dict)
+        plain = list(raw.get("arcs") or [])
+    if not case:
+        return {"spec": {"mode": "inclusive"}, "arcs": plain}
+    notes.append(((*path, "case"), "`case:` rules: newer spelling is `next.arcs` with `when` and `set`"))
+    arcs = _case_arcs(case, (*path, "case"), notes)
+    for arc in plain:
+        arcs.append({**arc, "fallback": True})
+    return {"spec": {"mode": "exclusive"}, "arcs": arcs}
+
+
+def _target(item: Any) -> dict[str, Any] | None:
+    if isinstance(item, str):
+        return {"step": item}
+    if isinstance(item, dict) and "step" in item:
+        arc: dict[str, Any] = {"step": item["step"]}
+        payload = {}
+        for key in ("with", "args", "data", "input"):
+            if isinstance(item.get(key), dict):
+                payload.update(item[key])
+        if payload:
+            arc["input"] = payload
+        if "when" in item:
+            arc["when"] = item["when"]
+        if isinstance(item.get("set"), dict):
+            arc["set"] = item["set"]
+        return arc
+    return None
+
+
+def _legacy_next_arcs(raw: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
+    items = raw if isinstance(raw, list) else [raw]
+    arcs: list[dict[str, Any]] = []
+    notes.append((path, "list-style `next:`: newer spelling is `next: {spec, arcs}`"))
+    for item in items:
+        if isinstance(item, dict) and ("then" in item or "else" in item) and "step" not in item:
+            arcs.extend(_when_then_else(item))
+            continue
+        arc = _target(item)
+        if arc is not None:
+            arcs.append(arc)
+    return arcs
+
+
+def _when_then_else(item: dict[str, Any]) -> list[dict[str, Any]]:
+    condition = item.get("when")
+    shared_input = item.get("data") if isinstance(item.get("data"), dict) else None
+    arcs: list[dict[str, Any]] = []
+    for branch, negate in (("then", False), ("else", True)):
+        targets = item.get(branch)
+        if targets is None:
+            continue
+        for target in targets if isinstance(targets, list) else [targets]:
+            arc = _target(target)
+            if arc is None:
+                continue
+            if shared_input:
+                arc["input"] = {**shared_input, **(arc.get("input") or {})}
+            if condition is not None:
+                arc["when"] = _negate(condition) if negate else condition
+            arcs.append(arc)
+    return arcs
+
+
+def _negate(condition: Any) -> Any:
+    if isinstance(condition, bool):
+        return not condition
+    return "{{ not (" + _strip_braces(condition) + ") }}"
+
+
+def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
+    arcs: list[dict[str, Any]] = []
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue
+        then = rule.get("then") or {}
+        if isinstance(then, list):  # `then: [{step: x}]`
+            then = {"next": then}
+        when = rule.get("when")
+        rule_set = _case_set(then.get("set"))
+        targets = then.get("next")
+        target_arcs = [a for a in (_target(t) for t in _as_list(targets)) if a] if targets else []
+        if not target_arcs:
+            arcs.append({"step": None, "when": when, "set": rule_set, "group": index})
+            continue
+        for position, arc in enumerate(target_arcs):
+            arc["when"] = when
+            arc["group"] = index
+            arc["set"] = {**(rule_set if position == 0 else {}), **(arc.get("set") or {})}
+            arcs.append(arc)
+    return arcs
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _case_set(value: Any) -> dict[str, Any]:
+    """`set: {ctx: {a: 1}}` and `set: {a: 1}` both write ctx variables."""
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in ("ctx", "vars") and isinstance(item, dict):
+            out.update({f"ctx.{k}": v for k, v in item.items()})
+        else:
+            out[key] = item
+    return out

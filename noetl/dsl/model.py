@@ -1,0 +1,156 @@
+"""Canonical playbook models (the one internal form; older forms are normalised into it).
+
+Tool configs keep extra fields (each tool documents its own); the structural parts are typed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class PolicyAction(_Model):
+    do: Literal["continue", "retry", "jump", "break", "fail"] = "continue"
+    attempts: int = 3
+    delay: float = 0.0
+    backoff: Literal["none", "linear", "exponential"] = "none"
+    max_delay: float | None = None
+    to: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyRule(_Model):
+    when: str | bool | None = None  # None = else (matches anything)
+    then: PolicyAction
+
+
+class Policy(_Model):
+    rules: list[PolicyRule] = Field(default_factory=list)
+
+
+class TaskSpec(_Model):
+    policy: Policy | None = None
+    timeout: float | None = None
+
+
+class Task(BaseModel):
+    """One tool invocation; tool-specific fields are kept as extra fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    name: str | None = None
+    spec: TaskSpec | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The tool's own fields (everything but kind/name/spec)."""
+        data = dict(self.__pydantic_extra__ or {})
+        return data
+
+
+class LoopSpec(_Model):
+    mode: Literal["sequential", "parallel"] = "sequential"
+    max_in_flight: int = Field(default=16, ge=1)
+
+
+class Loop(_Model):
+    in_: Any = Field(alias="in")
+    iterator: str = "item"
+    spec: LoopSpec = Field(default_factory=LoopSpec)
+
+
+class Arc(_Model):
+    step: str | None = None  # None: an arc that only applies its `set` (case-era rules)
+    when: str | bool | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
+    input: dict[str, Any] | None = None  # overrides the target's inputs (v1 `with`, case-era `args`)
+    group: int | None = None  # arcs of one case-era rule fire together
+    fallback: bool = False  # fires only when no other arc fired (case-era plain `next`)
+
+
+class NextSpec(_Model):
+    mode: Literal["exclusive", "inclusive"] = "exclusive"
+
+
+class Next(_Model):
+    spec: NextSpec = Field(default_factory=NextSpec)
+    arcs: list[Arc] = Field(default_factory=list)
+
+
+class Step(_Model):
+    step: str
+    desc: str | None = None
+    input: dict[str, Any] = Field(default_factory=dict)
+    loop: Loop | None = None
+    tool: list[Task] = Field(default_factory=list)  # empty = routing-only step (noop)
+    pipeline: bool = False  # the playbook gave a list of tasks (not a single tool)
+    set: dict[str, Any] = Field(default_factory=dict)
+    next: Next = Field(default_factory=Next)
+    spec: TaskSpec | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.tool[0].kind if len(self.tool) == 1 else ("pipeline" if self.tool else "noop")
+
+
+class WorkbookEntry(_Model):
+    name: str
+    tool: list[Task]
+    assert_: dict[str, Any] | None = Field(default=None, alias="assert")
+
+
+class Metadata(_Model):
+    name: str
+    path: str | None = None
+    description: str | None = None
+    version: Any = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_empty(cls, value: str) -> str:
+        if not str(value).strip():
+            raise ValueError("metadata.name must not be empty")
+        return value
+
+
+class ExecutorSpec(_Model):
+    entry_step: str | None = None
+    final_step: str | None = None
+
+
+class Executor(_Model):
+    profile: Literal["local", "distributed", "auto"] = "auto"
+    spec: ExecutorSpec = Field(default_factory=ExecutorSpec)
+
+
+class Playbook(_Model):
+    apiVersion: str = "noetl.io/v2"
+    kind: str = "Playbook"
+    metadata: Metadata
+    workload: dict[str, Any] = Field(default_factory=dict)
+    keychain: list[dict[str, Any]] = Field(default_factory=list)
+    workbook: list[WorkbookEntry] = Field(default_factory=list)
+    executor: Executor = Field(default_factory=Executor)
+    workflow: list[Step] = Field(min_length=1)
+
+    @property
+    def path(self) -> str:
+        return self.metadata.path or self.metadata.name
+
+    def step_map(self) -> dict[str, Step]:
+        return {s.step: s for s in self.workflow}
+
+    @property
+    def entry_step(self) -> str:
+        if self.executor.spec.entry_step:
+            return self.executor.spec.entry_step
+        names = [s.step for s in self.workflow]
+        return "start" if "start" in names else names[0]
+
+    def workbook_entry(self, name: str) -> WorkbookEntry | None:
+        return next((w for w in self.workbook if w.name == name), None)

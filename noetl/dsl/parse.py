@@ -1,0 +1,85 @@
+"""From YAML text to a checked canonical :class:`Playbook` (the one entry point for loading)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from noetl.dsl.check import Checker, Problem, check_canonical
+from noetl.dsl.legacy import normalize_playbook
+from noetl.dsl.load import Source, parse_yaml, read_source
+from noetl.dsl.model import Playbook
+from noetl.errors import PlaybookError
+
+
+@dataclass(slots=True)
+class LoadedPlaybook:
+    playbook: Playbook | None
+    source: Source
+    canonical: dict[str, Any] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self.source.base_dir
+
+    def require(self, *, strict: bool = False) -> Playbook:
+        """The playbook, or a PlaybookError carrying the first error as one line."""
+        blocking = self.errors or (self.warnings if strict else [])
+        if blocking or self.playbook is None:
+            first = blocking[0] if blocking else None
+            raise PlaybookError(str(first) if first else f"{self.source.file}: invalid playbook",
+                                problems=blocking)
+        return self.playbook
+
+
+def analyse(source: Source) -> LoadedPlaybook:
+    """Normalise, check and build the model; never raises for problems in the document."""
+    raw = source.data
+    loaded = LoadedPlaybook(playbook=None, source=source)
+    checker = Checker(source)
+    if not isinstance(raw, dict):
+        checker.error((), "a playbook must be a YAML mapping with `metadata` and `workflow`")
+        loaded.problems = checker.problems
+        return loaded
+    if raw.get("kind") not in (None, "Playbook", "playbook"):
+        checker.error(("kind",), f"kind must be 'Playbook', got {raw.get('kind')!r}")
+    checker.check_keys(raw)
+    checker.check_templates(raw)
+    canonical, notes = normalize_playbook(raw)
+    for path, message in notes:
+        checker.note(path, message)
+    check_canonical(checker, canonical)
+    loaded.canonical = canonical
+    if not any(p.severity == "error" for p in checker.problems):
+        try:
+            loaded.playbook = Playbook.model_validate(canonical)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                field_name = ".".join(str(p) for p in loc) or "playbook"
+                checker.error(loc, f"{field_name}: {err['msg']}")
+    loaded.problems = checker.problems
+    return loaded
+
+
+def load_playbook(ref: str) -> LoadedPlaybook:
+    """Load a playbook from a file path or YAML text (see :func:`read_source`)."""
+    return analyse(read_source(ref))
+
+
+def load_playbook_text(text: str, file: str = "<playbook>", base_dir: Path | None = None) -> LoadedPlaybook:
+    source = parse_yaml(text, file)
+    source.base_dir = base_dir
+    return analyse(source)

@@ -1,0 +1,400 @@
+"""The decider: given the state and an incoming event, which events follow and which work to run.
+
+``Engine.handle`` applies the incoming event, reacts with one handler per event type, and applies
+every event it emits before deciding further, so the state after ``handle`` equals the fold of
+the returned events. Nothing here performs I/O, reads a clock or draws an id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from noetl.dsl.model import Arc, Playbook, Step
+from noetl.dsl.render import RenderContext, evaluate_when, render_data
+from noetl.engine import events as ev
+from noetl.engine.commands import Command
+from noetl.engine.events import Event
+from noetl.engine.state import ExecutionState, StepRun, apply
+from noetl.errors import NoetlError, TemplateError
+
+
+@dataclass(slots=True)
+class Decision:
+    events: list[Event] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+
+
+def merge_payload(workload: dict[str, Any], payload: dict[str, Any] | None, *, merge: bool) -> dict[str, Any]:
+    """Payload keys replace workload keys (shallow), or deep-merge when ``merge`` is set."""
+    if not payload:
+        return dict(workload)
+    if not merge:
+        return {**workload, **payload}
+    return _deep_merge(workload, payload)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+class Engine:
+    """Pure decisions for one playbook. ``globals_layer`` adds runtime-provided names (keychain, secret)."""
+
+    def __init__(self, playbook: Playbook, *, globals_layer: Mapping[str, Any] | None = None) -> None:
+        self.playbook = playbook
+        self.steps = playbook.step_map()
+        self.globals_layer: Mapping[str, Any] = globals_layer or {}
+        self.predecessors: dict[str, set[str]] = {}
+        for step in playbook.workflow:
+            for arc in step.next.arcs:
+                if arc.step:
+                    self.predecessors.setdefault(arc.step, set()).add(step.step)
+
+    # entry points ----------------------------------------------------------------------
+    def start(
+        self,
+        state: ExecutionState,
+        *,
+        execution_id: str,
+        payload: dict[str, Any] | None = None,
+        merge: bool = False,
+        parent_execution_id: str | None = None,
+    ) -> Decision:
+        workload = merge_payload(self.playbook.workload, payload, merge=merge)
+        init = Event(
+            execution_id, ev.PLAYBOOK_INITIALIZED, status="running", result=workload,
+            meta={"path": self.playbook.path, "name": self.playbook.metadata.name,
+                  "parent_execution_id": parent_execution_id},
+        )
+        decision = Decision()
+        self._emit(state, decision, init)
+        self._emit(state, decision, Event(execution_id, ev.WORKFLOW_INITIALIZED, status="running",
+                                          meta={"entry_step": self.playbook.entry_step}))
+        self._advance(state, decision)
+        return decision
+
+    def handle(self, state: ExecutionState, event: Event) -> Decision:
+        """React to an event from outside the engine (a call report or a cancellation)."""
+        decision = Decision()
+        if state.finished:
+            return decision  # nothing changes a finished execution (late reports are ignored)
+        if event.event_type in (ev.CALL_DONE, ev.CALL_ERROR):
+            self._on_call_report(state, decision, event)
+        elif event.event_type == ev.EXECUTION_CANCELLED:
+            self._emit(state, decision, event)
+            return decision
+        else:
+            raise ValueError(f"the engine does not accept {event.event_type!r} from outside")
+        self._advance(state, decision)
+        return decision
+
+    # helpers ---------------------------------------------------------------------------
+    def _emit(self, state: ExecutionState, decision: Decision, event: Event) -> None:
+        apply(state, event)
+        decision.events.append(event)
+        for step_name, index in state.issued:
+            decision.commands.append(self._iteration_command(state, step_name, index))
+        state.issued.clear()
+
+    def context(self, state: ExecutionState, local: Mapping[str, Any] | None = None) -> RenderContext:
+        base = {
+            "workload": state.workload,
+            "ctx": state.ctx,
+            "vars": state.ctx,
+            "execution_id": state.execution_id,
+            "job": {"uuid": state.execution_id, "execution_id": state.execution_id},
+        }
+        layers: list[Mapping[str, Any]] = [base, state.results, state.ctx, state.workload, self.globals_layer]
+        if local:
+            layers.insert(0, local)
+        return RenderContext(*layers)
+
+    def _advance(self, state: ExecutionState, decision: Decision) -> None:
+        """Schedule waiting steps whose fan-in is complete; finish the execution when idle."""
+        progressed = True
+        while progressed and not state.finished:
+            progressed = False
+            if not state.failed:
+                for target in list(state.waiting):
+                    if self._ready(state, target):
+                        self._enter_step(state, decision, target)
+                        progressed = True
+                        break
+                if not progressed and state.waiting and not state.running:
+                    # A cycle of steps waiting on each other: run the oldest instead of stalling.
+                    self._enter_step(state, decision, next(iter(state.waiting)))
+                    progressed = True
+            if not progressed and not state.running and (state.failed or not state.waiting):
+                self._finish_execution(state, decision)
+
+    def _ready(self, state: ExecutionState, target: str) -> bool:
+        if target in state.running:
+            return False
+        return not any(p in state.running or p in state.waiting for p in self.predecessors.get(target, ()))
+
+    # scheduling a step -----------------------------------------------------------------
+    def _enter_step(self, state: ExecutionState, decision: Decision, name: str) -> None:
+        step = self.steps[name]
+        arc_input = state.waiting.get(name) or {}
+        entry = state.entries.get(name, 0) + 1
+        enter = Event(state.execution_id, ev.STEP_ENTER, node_name=name, status="running", meta={"entry": entry})
+        try:
+            if step.loop is not None:
+                items = self._loop_items(state, step)
+                enter.result = {"input": {}, "arc_input": arc_input, "items": items}
+                mode = step.loop.spec
+                enter.meta["loop"] = {"total": len(items),
+                                      "max_in_flight": mode.max_in_flight if mode.mode == "parallel" else 1}
+            else:
+                args = self._render_input(state, step, arc_input, local=None)
+                enter.result = {"input": args, "arc_input": arc_input}
+        except NoetlError as exc:
+            enter.result = {"input": {}, "arc_input": arc_input}
+            self._emit(state, decision, enter)
+            self._report_engine_error(state, decision, name, exc, loop_index=None)
+            return
+        self._emit(state, decision, enter)
+        run = state.running[name]
+        if run.loop is None:
+            decision.commands.append(self._command(state, step, run, run.input, None, self.context(state)))
+        elif run.loop.total == 0:
+            self._finish_step(state, decision, step, run)
+
+    def _loop_items(self, state: ExecutionState, step: Step) -> list[Any]:
+        assert step.loop is not None
+        raw = step.loop.in_
+        items = render_data(raw, self.context(state), where=f"step {step.step!r} loop.in")
+        if items is None:
+            return []
+        if isinstance(items, dict):
+            return [{"key": k, "value": v} for k, v in items.items()]
+        if not isinstance(items, list | tuple):
+            raise TemplateError(f"step {step.step!r} loop.in: expected a list, got {type(items).__name__}")
+        return list(items)
+
+    def _render_input(self, state: ExecutionState, step: Step, arc_input: dict[str, Any],
+                      local: Mapping[str, Any] | None) -> dict[str, Any]:
+        rendered = render_data(step.input, self.context(state, local), where=f"step {step.step!r} input")
+        return {**rendered, **arc_input}
+
+    def _iteration_command(self, state: ExecutionState, name: str, index: int) -> Command:
+        step = self.steps[name]
+        run = state.running[name]
+        assert run.loop is not None and step.loop is not None
+        item = run.loop.items[index]
+        iterator = step.loop.iterator
+        total = run.loop.total
+        local = {
+            "iter": {iterator: item, "_index": index, "index": index},
+            iterator: item,
+            "loop": {"index": index + 1, "index0": index, "first": index == 0, "last": index == total - 1,
+                     "length": total},
+        }
+        try:
+            args = self._render_input(state, step, run.arc_input, local)
+        except NoetlError as exc:
+            # Reported as this iteration's error; the decider records it when the report comes back.
+            args = {"__input_error__": str(exc)}
+        local["input"] = args
+        return self._command(state, step, run, args, index, self.context(state, local))
+
+    def _command(self, state: ExecutionState, step: Step, run: StepRun, args: dict[str, Any],
+                 index: int | None, context: RenderContext) -> Command:
+        suffix = "" if index is None else f"/{index}"
+        tasks = [t.model_dump(exclude_none=True) for t in step.tool] or [{"kind": "noop"}]
+        timeout = step.spec.timeout if step.spec else None
+        if index is None:
+            context = context.child({"input": args})
+        return Command(
+            command_id=f"{state.execution_id}/{step.step}/{run.entry}{suffix}",
+            execution_id=state.execution_id, step=step.step, tasks=tasks, context=context, args=args,
+            arc_input=run.arc_input, loop_index=index, entry=run.entry, timeout=timeout,
+        )
+
+    # reports from tools ----------------------------------------------------------------
+    def _on_call_report(self, state: ExecutionState, decision: Decision, event: Event) -> None:
+        name = event.node_name or ""
+        run = state.running.get(name)
+        if run is None or run.done:
+            return  # duplicate or late report: already accounted for
+        step = self.steps[name]
+        if run.loop is not None and event.event_type == ev.CALL_DONE and step.set:
+            # A loop step's `set` applies after each successful iteration, with that iteration's output.
+            try:
+                local = {"output": _envelope(event), "result": event.result, "response": event.result}
+                event.meta["set"] = {**(event.meta.get("set") or {}),
+                                     **self._render_set(state, step.set, local, f"step {name!r} set")}
+            except NoetlError as exc:
+                event.event_type, event.status, event.result = ev.CALL_ERROR, "failed", None
+                event.error = {"kind": "template", "message": str(exc), "retryable": False}
+        self._emit(state, decision, event)
+        if run.done:
+            self._finish_step(state, decision, step, run)
+
+    def _report_engine_error(self, state: ExecutionState, decision: Decision, name: str,
+                             exc: NoetlError, loop_index: int | None) -> None:
+        error = {"kind": "template" if isinstance(exc, TemplateError) else "error", "message": str(exc),
+                 "retryable": False}
+        meta: dict[str, Any] = {"loop_index": loop_index} if loop_index is not None else {}
+        self._on_call_report(state, decision, Event(state.execution_id, ev.CALL_ERROR, node_name=name,
+                                                     status="failed", error=error, meta=meta))
+
+    # finishing a step: set, arcs, step.exit ---------------------------------------------
+    def _finish_step(self, state: ExecutionState, decision: Decision, step: Step, run: StepRun) -> None:
+        name = step.step
+        if run.loop is not None:
+            aggregate = run.loop.aggregate()
+            ok = run.loop.failed == 0
+            self._emit(state, decision, Event(state.execution_id, ev.LOOP_DONE, node_name=name,
+                                              status="completed" if ok else "failed", result=aggregate))
+            result, error, event_name = aggregate, None, ev.LOOP_DONE
+            if not ok:
+                error = {"kind": "loop", "message": f"step {name!r}: {run.loop.failed} of {run.loop.total} "
+                         f"iterations failed: {_first_loop_error(aggregate)}", "retryable": False}
+        else:
+            ok = run.error is None
+            result, error = run.result, run.error
+            event_name = ev.CALL_DONE if ok else ev.CALL_ERROR
+        exit_event = Event(state.execution_id, ev.STEP_EXIT, node_name=name,
+                           status="completed" if ok else "failed", result=result if ok or run.loop else None,
+                           error=None if ok else self._step_error(step, error))
+        try:
+            self._route(state, step, run, exit_event, event_name, ok, result, error)
+        except NoetlError as exc:
+            exit_event.status = "failed"
+            exit_event.error = {"kind": "routing", "message": str(exc), "retryable": False}
+            exit_event.meta = {"handled": False}
+        self._emit(state, decision, exit_event)
+
+    def _step_error(self, step: Step, error: dict[str, Any] | None) -> dict[str, Any]:
+        error = dict(error or {})
+        message = error.get("message") or "failed"
+        prefix = f"step {step.step!r}"
+        if not message.startswith(prefix):
+            error["message"] = f"{prefix} ({step.kind}) failed: {message}"
+        error.setdefault("step", step.step)
+        error.setdefault("tool", step.kind)
+        return error
+
+    def _route(self, state: ExecutionState, step: Step, run: StepRun, exit_event: Event, event_name: str,
+               ok: bool, result: Any, error: dict[str, Any] | None) -> None:
+        output = {"status": "ok" if ok else "error", "data": result, "error": error,
+                  "http": (error or {}).get("http") or {}}
+        local = {
+            step.step: result, "output": output, "error": error or {}, "result": result, "response": result,
+            "input": run.input, "event": {"name": event_name, "step": step.step, "payload": result},
+        }
+        set_updates: dict[str, Any] = {}
+        if ok and step.set and run.loop is None:
+            set_updates.update(self._render_set(state, step.set, local, f"step {step.step!r} set"))
+        fired = self._select_arcs(state, step, local, ok, set_updates)
+        fire: list[list[Any]] = []
+        for arc in fired:
+            if arc.set:
+                set_updates.update(self._render_set(state, arc.set, local, f"step {step.step!r} arc set",
+                                                    pending=set_updates))
+            if arc.step:
+                arc_input = render_data(arc.input, self.context(state, local),
+                                        where=f"step {step.step!r} arc to {arc.step!r}") if arc.input else {}
+                fire.append([arc.step, arc_input])
+        exit_event.meta = {"set": set_updates, "fire": fire, "handled": ok or bool(fired)}
+
+    def _select_arcs(self, state: ExecutionState, step: Step, local: dict[str, Any], ok: bool,
+                     pending_set: dict[str, Any]) -> list[Arc]:
+        context = self._routing_context(state, local, pending_set)
+        exclusive = step.next.spec.mode == "exclusive"
+        primary = [a for a in step.next.arcs if not a.fallback]
+        fired = self._matching(step, primary, context, ok, exclusive)
+        if not fired:
+            fallbacks = [a for a in step.next.arcs if a.fallback]
+            fired = self._matching(step, fallbacks, context, ok, exclusive=False)
+        return fired
+
+    def _matching(self, step: Step, arcs: list[Arc], context: RenderContext, ok: bool,
+                  exclusive: bool) -> list[Arc]:
+        fired: list[Arc] = []
+        group: int | None = None
+        for arc in arcs:
+            if fired and exclusive:
+                if group is not None and arc.group == group:
+                    fired.append(arc)
+                    continue
+                break
+            if not ok and arc.when is None:
+                continue  # after a failure only explicit conditions are considered
+            target = arc.step or "(set only)"
+            if evaluate_when(arc.when, context, where=f"step {step.step!r} arc to {target!r} when"):
+                fired.append(arc)
+                group = arc.group
+        return fired
+
+    def _routing_context(self, state: ExecutionState, local: dict[str, Any],
+                         pending_set: dict[str, Any]) -> RenderContext:
+        if not pending_set:
+            return self.context(state, local)
+        # Step `set` writes are visible to arc conditions before they are stored.
+        from noetl.engine.state import set_path
+
+        ctx = _copy_nested(state.ctx)
+        for key, value in pending_set.items():
+            set_path(ctx, key, value)
+        return RenderContext(local, {"ctx": ctx, "vars": ctx}, ctx, self.context(state))
+
+    def _render_set(self, state: ExecutionState, updates: dict[str, Any], local: Mapping[str, Any],
+                    where: str, pending: dict[str, Any] | None = None) -> dict[str, Any]:
+        context = self._routing_context(state, dict(local), pending or {})
+        out: dict[str, Any] = {}
+        for key, value in updates.items():
+            path = _ctx_key(key)
+            if path is None:
+                continue
+            out[path] = render_data(value, context, where=f"{where} {key}")
+        return out
+
+    # finishing the execution -----------------------------------------------------------
+    def _finish_execution(self, state: ExecutionState, decision: Decision) -> None:
+        eid = state.execution_id
+        if state.failed:
+            error = {"kind": "execution", "message": state.error or "execution failed"}
+            self._emit(state, decision, Event(eid, ev.WORKFLOW_FAILED, status="failed", error=error))
+            self._emit(state, decision, Event(eid, ev.PLAYBOOK_FAILED, status="failed", error=error))
+            return
+        final = self.playbook.executor.spec.final_step
+        source = final if final and final in state.results else state.last_completed
+        result = state.results.get(source) if source else None
+        self._emit(state, decision, Event(eid, ev.WORKFLOW_COMPLETED, status="completed", result=result))
+        self._emit(state, decision, Event(eid, ev.PLAYBOOK_COMPLETED, status="completed", result=result))
+
+
+def _envelope(event: Event) -> dict[str, Any]:
+    ok = event.event_type == ev.CALL_DONE
+    return {"status": "ok" if ok else "error", "data": event.result, "error": event.error,
+            "http": (event.error or {}).get("http") or {}}
+
+
+def _first_loop_error(aggregate: dict[str, Any]) -> str:
+    for item in aggregate["results"]:
+        if isinstance(item, dict) and "message" in item and "kind" in item:
+            return str(item["message"])
+    return "see the step result"
+
+
+def _ctx_key(key: str) -> str | None:
+    """Map a `set` key to a ctx path: `ctx.a`, `vars.a` and bare `a` write ctx; `iter.*` is task-local."""
+    if key.startswith(("ctx.", "vars.")):
+        return key.split(".", 1)[1]
+    if key.startswith("iter."):
+        return None
+    return key
+
+
+def _copy_nested(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy_nested(v) if isinstance(v, dict) else v for k, v in value.items()}

@@ -1,0 +1,233 @@
+"""Execution state, folded from events by :func:`apply` (the same fold live and on replay)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from noetl.engine import events as ev
+from noetl.engine.events import Event
+
+
+@dataclass(slots=True)
+class LoopRun:
+    items: list[Any]
+    max_in_flight: int
+    next_index: int = 0
+    in_flight: set[int] = field(default_factory=set)
+    results: list[Any] = field(default_factory=list)
+    success: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.items)
+
+    @property
+    def finished(self) -> bool:
+        return self.success + self.failed == self.total
+
+    def aggregate(self) -> dict[str, Any]:
+        return {
+            "results": list(self.results),
+            "stats": {"total": self.total, "success": self.success, "failed": self.failed},
+        }
+
+
+@dataclass(slots=True)
+class StepRun:
+    name: str
+    entry: int
+    input: dict[str, Any]
+    arc_input: dict[str, Any]
+    loop: LoopRun | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    done: bool = False  # the tool (or every iteration) has reported
+
+
+@dataclass(slots=True)
+class ExecutionState:
+    execution_id: str = ""
+    path: str = ""
+    parent_execution_id: str | None = None
+    workload: dict[str, Any] = field(default_factory=dict)
+    ctx: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    step_status: dict[str, str] = field(default_factory=dict)
+    completed_steps: list[str] = field(default_factory=list)
+    running: dict[str, StepRun] = field(default_factory=dict)
+    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> arc input
+    entries: dict[str, int] = field(default_factory=dict)
+    last_completed: str | None = None
+    failed: bool = False
+    error: str | None = None
+    status: str = "running"
+    result: Any = None
+    finished: bool = False
+    # Loop work issued by the last apply (transient: the decider turns it into commands).
+    issued: list[tuple[str, int]] = field(default_factory=list)
+
+
+def set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
+    """``a.b.c = value`` inside nested dicts, creating levels as needed."""
+    parts = dotted.split(".")
+    node = target
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_set(state: ExecutionState, updates: dict[str, Any] | None) -> None:
+    for key, value in (updates or {}).items():
+        set_path(state.ctx, key, value)
+
+
+def apply(state: ExecutionState, event: Event) -> ExecutionState:
+    """Fold one event into the state. Exhaustive: an unknown event type raises."""
+    handler = _HANDLERS.get(event.event_type)
+    if handler is None:
+        raise ValueError(f"unknown event type {event.event_type!r}")
+    handler(state, event)
+    return state
+
+
+def fold(events: list[Event]) -> ExecutionState:
+    state = ExecutionState()
+    for event in events:
+        apply(state, event)
+    state.issued.clear()
+    return state
+
+
+def _playbook_initialized(state: ExecutionState, event: Event) -> None:
+    state.execution_id = event.execution_id
+    state.path = event.meta.get("path", "")
+    state.parent_execution_id = event.meta.get("parent_execution_id")
+    state.workload = dict(event.result or {})
+
+
+def _workflow_initialized(state: ExecutionState, event: Event) -> None:
+    entry = event.meta.get("entry_step")
+    if entry:
+        state.waiting[entry] = {}
+
+
+def _step_enter(state: ExecutionState, event: Event) -> None:
+    name = event.node_name or ""
+    data = event.result or {}
+    state.waiting.pop(name, None)
+    entry = int(event.meta.get("entry", state.entries.get(name, 0) + 1))
+    state.entries[name] = entry
+    run = StepRun(name=name, entry=entry, input=data.get("input") or {}, arc_input=data.get("arc_input") or {})
+    loop = event.meta.get("loop")
+    if loop is not None:
+        items = list(data.get("items") or [])
+        run.loop = LoopRun(items=items, max_in_flight=int(loop.get("max_in_flight", 1)), results=[None] * len(items))
+        _issue_iterations(state, run)
+    state.running[name] = run
+    state.step_status[name] = "running"
+
+
+def _issue_iterations(state: ExecutionState, run: StepRun) -> None:
+    loop = run.loop
+    assert loop is not None
+    while loop.next_index < loop.total and len(loop.in_flight) < loop.max_in_flight:
+        index = loop.next_index
+        loop.next_index += 1
+        loop.in_flight.add(index)
+        state.issued.append((run.name, index))
+
+
+def _call_reported(state: ExecutionState, event: Event) -> None:
+    run = state.running.get(event.node_name or "")
+    if run is None or run.done:
+        return  # a late duplicate report: the step already finished
+    ok = event.event_type == ev.CALL_DONE
+    apply_set(state, event.meta.get("set"))
+    index = event.meta.get("loop_index")
+    if run.loop is None:
+        run.result, run.error, run.done = (event.result if ok else None), (None if ok else event.error), True
+        return
+    loop = run.loop
+    if index is None or index not in loop.in_flight:
+        return
+    loop.in_flight.discard(index)
+    loop.results[index] = event.result if ok else event.error
+    if ok:
+        loop.success += 1
+    else:
+        loop.failed += 1
+    if loop.finished:
+        run.done = True
+    else:
+        _issue_iterations(state, run)
+
+
+def _loop_done(state: ExecutionState, event: Event) -> None:
+    run = state.running.get(event.node_name or "")
+    if run is not None:
+        run.done = True
+
+
+def _step_exit(state: ExecutionState, event: Event) -> None:
+    name = event.node_name or ""
+    state.running.pop(name, None)
+    apply_set(state, event.meta.get("set"))
+    if event.status == "completed":
+        state.results[name] = event.result
+        state.step_status[name] = "completed"
+        state.completed_steps.append(name)
+        state.last_completed = name
+    else:
+        state.step_status[name] = "failed"
+        if event.result is not None:
+            state.results[name] = event.result  # a loop aggregate stays inspectable
+        if not event.meta.get("handled"):
+            state.failed = True
+            state.error = state.error or (event.error or {}).get("message")
+    for target, arc_input in event.meta.get("fire") or []:
+        if target not in state.waiting:
+            state.waiting[target] = arc_input or {}
+
+
+def _execution_end(state: ExecutionState, event: Event) -> None:
+    if event.event_type == ev.WORKFLOW_COMPLETED:
+        state.status, state.result = "completed", event.result
+    elif event.event_type == ev.WORKFLOW_FAILED:
+        state.status = "failed"
+        state.error = (event.error or {}).get("message") or state.error
+    state.finished = True
+
+
+def _playbook_end(state: ExecutionState, event: Event) -> None:
+    _execution_end(state, event)
+    state.status = "completed" if event.event_type == ev.PLAYBOOK_COMPLETED else "failed"
+
+
+def _cancelled(state: ExecutionState, event: Event) -> None:
+    state.status = "cancelled"
+    state.finished = True
+    state.error = (event.error or {}).get("message") or "cancelled"
+    state.running.clear()
+    state.waiting.clear()
+
+
+_HANDLERS = {
+    ev.PLAYBOOK_INITIALIZED: _playbook_initialized,
+    ev.WORKFLOW_INITIALIZED: _workflow_initialized,
+    ev.STEP_ENTER: _step_enter,
+    ev.CALL_DONE: _call_reported,
+    ev.CALL_ERROR: _call_reported,
+    ev.LOOP_DONE: _loop_done,
+    ev.STEP_EXIT: _step_exit,
+    ev.WORKFLOW_COMPLETED: _execution_end,
+    ev.WORKFLOW_FAILED: _execution_end,
+    ev.PLAYBOOK_COMPLETED: _playbook_end,
+    ev.PLAYBOOK_FAILED: _playbook_end,
+    ev.EXECUTION_CANCELLED: _cancelled,
+}

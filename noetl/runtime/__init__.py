@@ -1,0 +1,1 @@
+"""Runtimes: the shells around the pure engine (local in-process; distributed server + workers)."""

@@ -1,0 +1,230 @@
+"""Run one command: the step's tasks in order, with task policies (retry, jump, break, fail).
+
+Shared by the local runtime and the distributed workers, so a playbook behaves the same on both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noetl.dsl.model import Playbook
+from noetl.dsl.render import RenderContext, evaluate_when, render_data
+from noetl.engine.commands import Command
+from noetl.errors import NoetlError, ToolError
+from noetl.tools.base import ToolCall, ToolServices, get_tool
+
+NO_RENDER = frozenset({"code", "code_b64", "spec", "kind", "name"})
+MAX_PIPELINE_HOPS = 10_000  # jumps + retries inside one command, a guard against endless loops
+
+
+@dataclass(slots=True)
+class Outcome:
+    ok: bool
+    result: Any = None
+    error: dict[str, Any] | None = None
+    ctx_set: dict[str, Any] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+    attempts: int = 1
+    duration: float = 0.0
+    secrets: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class _Pipeline:
+    command: Command
+    iter_vars: dict[str, Any]
+    results: dict[str, Any] = field(default_factory=dict)
+    prev: Any = None
+    ctx_set: dict[str, Any] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set)
+    attempts: int = 0
+
+
+class Runner:
+    """Runs commands for one playbook. ``services`` gives tools access to the runtime."""
+
+    def __init__(self, playbook: Playbook, *, playbook_dir: Path | None, services: ToolServices | None) -> None:
+        self.playbook = playbook
+        self.playbook_dir = playbook_dir
+        self.services = services
+
+    async def run(self, command: Command) -> Outcome:
+        started = time.perf_counter()
+        if "__input_error__" in command.args:
+            error = {"kind": "template", "message": command.args["__input_error__"], "retryable": False}
+            return Outcome(ok=False, error=error)
+        pipe = _Pipeline(command=command, iter_vars=dict(command.context.get("iter") or {}))
+        try:
+            ok, result, error = await self._run_tasks(pipe, command.tasks)
+        except NoetlError as exc:
+            ok, result, error = False, None, _error_dict(exc)
+        return Outcome(ok=ok, result=result, error=error, ctx_set=pipe.ctx_set, logs=pipe.logs,
+                       attempts=max(pipe.attempts, 1), duration=time.perf_counter() - started,
+                       secrets=pipe.secrets)
+
+    async def _run_tasks(self, pipe: _Pipeline, tasks: list[dict[str, Any]]) -> tuple[bool, Any, Any]:
+        names = [t.get("name") or (pipe.command.step if len(tasks) == 1 else f"task_{i}") for i, t in enumerate(tasks)]
+        index, hops = 0, 0
+        attempts_of: dict[int, int] = {}
+        result: Any = None
+        while index < len(tasks):
+            hops += 1
+            if hops > MAX_PIPELINE_HOPS:
+                raise ToolError(f"step {pipe.command.step!r}: more than {MAX_PIPELINE_HOPS} retries/jumps", kind="policy")
+            task = tasks[index]
+            attempts_of[index] = attempts_of.get(index, 0) + 1
+            pipe.attempts += 1
+            ok, result, error = await self._run_task(pipe, task, names[index])
+            envelope = {"status": "ok" if ok else "error", "data": result, "error": error,
+                        "http": (error or {}).get("http") or {}}
+            action = self._policy_action(pipe, task, envelope, names[index])
+            do = action.get("do", "continue" if ok else "fail")
+            self._apply_policy_set(pipe, action.get("set") or {}, envelope, names[index])
+            if ok:
+                pipe.results[names[index]] = result
+                pipe.prev = result
+            if do == "retry":
+                if attempts_of[index] < int(action.get("attempts", 3)):
+                    await asyncio.sleep(_backoff_delay(action, attempts_of[index]))
+                    continue
+                if not ok:
+                    return False, None, error
+                do = "continue"
+            if do == "fail":
+                return False, None, error or {"kind": "policy", "message": f"task {names[index]!r}: policy said fail",
+                                              "retryable": False}
+            if do == "break":
+                return True, result, None
+            if do == "jump":
+                target = action.get("to")
+                if target not in names:
+                    raise ToolError(f"policy jump to unknown task {target!r}", kind="policy")
+                index = names.index(target)
+                continue
+            if not ok and do == "continue" and index == len(tasks) - 1:
+                return False, None, error
+            index += 1
+        return True, result, None
+
+    async def _run_task(self, pipe: _Pipeline, task: dict[str, Any], name: str) -> tuple[bool, Any, Any]:
+        context = self._task_context(pipe)
+        kind = task.get("kind", "noop")
+        try:
+            config = {k: v for k, v in task.items() if k not in ("kind", "name", "spec")}
+            config = {k: (v if k in NO_RENDER else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
+                      for k, v in config.items()}
+            timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout
+            result = await self._dispatch(pipe, kind, config, name, context, timeout)
+            return True, result, None
+        except NoetlError as exc:
+            return False, None, _error_dict(exc)
+
+    async def _dispatch(self, pipe: _Pipeline, kind: str, config: dict[str, Any], name: str,
+                        context: RenderContext, timeout: float | None) -> Any:
+        command = pipe.command
+        if kind == "workbook":
+            return await self._run_workbook(pipe, config, name, context)
+        args = {**command.args, **(config.pop("input", None) or {}), **command.arc_input}
+        call = ToolCall(execution_id=command.execution_id, step=command.step, task=name, context=context,
+                        args=args, playbook_dir=self.playbook_dir, timeout=timeout, services=self.services,
+                        logs=pipe.logs, secrets=pipe.secrets)
+        if kind == "playbook":
+            if self.services is None:
+                raise ToolError("playbook calls need a runtime", kind="config")
+            return await self.services.run_child_playbook(
+                path=str(config.get("path")), payload=args, version=config.get("version"),
+                return_step=config.get("return_step"), call=call)
+        if kind == "sink":
+            from noetl.tools.sink import write_sink
+
+            data = config.pop("data", pipe.prev)
+            return await _with_timeout(write_sink(config, data, call), timeout)
+        tool = get_tool(kind)
+        return await _with_timeout(tool(config, call), timeout if kind != "python" else None)
+
+    async def _run_workbook(self, pipe: _Pipeline, config: dict[str, Any], name: str, context: RenderContext) -> Any:
+        entry = self.playbook.workbook_entry(str(config.get("name")))
+        if entry is None:
+            raise ToolError(f"no workbook entry named {config.get('name')!r}", kind="config")
+        inner_args = {**pipe.command.args, **(config.get("input") or {}), **pipe.command.arc_input}
+        inner_command = Command(
+            command_id=pipe.command.command_id, execution_id=pipe.command.execution_id, step=pipe.command.step,
+            tasks=[t.model_dump(exclude_none=True) for t in entry.tool], args=inner_args,
+            context=context.child({"input": inner_args, **inner_args}), timeout=pipe.command.timeout,
+        )
+        inner = _Pipeline(command=inner_command, iter_vars=pipe.iter_vars, logs=pipe.logs, secrets=pipe.secrets,
+                          ctx_set=pipe.ctx_set)
+        ok, result, error = await self._run_tasks(inner, inner_command.tasks)
+        if not ok:
+            raise ToolError((error or {}).get("message", "workbook task failed"),
+                            kind=(error or {}).get("kind", "error"), retryable=bool((error or {}).get("retryable")),
+                            details={k: v for k, v in (error or {}).items() if k not in ("message", "kind", "retryable")})
+        return result
+
+    def _task_context(self, pipe: _Pipeline) -> RenderContext:
+        local: dict[str, Any] = dict(pipe.results)
+        local["_prev"] = pipe.prev
+        if pipe.iter_vars:
+            local["iter"] = pipe.iter_vars
+        if pipe.ctx_set:
+            ctx = dict(pipe.command.context.get("ctx") or {})
+            ctx.update(pipe.ctx_set)
+            local.update({"ctx": ctx, "vars": ctx})
+        return pipe.command.context.child(local) if isinstance(pipe.command.context, RenderContext) \
+            else RenderContext(local, pipe.command.context)
+
+    def _policy_action(self, pipe: _Pipeline, task: dict[str, Any], envelope: dict[str, Any], name: str) -> dict[str, Any]:
+        rules = (((task.get("spec") or {}).get("policy") or {}).get("rules")) or []
+        if not rules:
+            return {}
+        context = self._task_context(pipe).child({"output": envelope, "result": envelope["data"],
+                                                  "response": envelope["data"], "error": envelope["error"] or {}})
+        for rule in rules:
+            when = rule.get("when")
+            if when is None or evaluate_when(when, context, where=f"step {pipe.command.step!r} task {name!r} policy when"):
+                return dict(rule.get("then") or {})
+        return {}
+
+    def _apply_policy_set(self, pipe: _Pipeline, updates: dict[str, Any], envelope: dict[str, Any], name: str) -> None:
+        if not updates:
+            return
+        context = self._task_context(pipe).child({"output": envelope, "result": envelope["data"]})
+        for key, value in updates.items():
+            rendered = render_data(value, context, where=f"step {pipe.command.step!r} task {name!r} set {key}")
+            if key.startswith("iter."):
+                pipe.iter_vars[key[5:]] = rendered
+            else:
+                pipe.ctx_set[key.split(".", 1)[1] if key.startswith(("ctx.", "vars.")) else key] = rendered
+
+
+def _backoff_delay(action: Mapping[str, Any], attempt: int) -> float:
+    delay = float(action.get("delay", 0) or 0)
+    backoff = action.get("backoff", "none")
+    if backoff == "linear":
+        delay *= attempt
+    elif backoff == "exponential":
+        delay *= 2 ** (attempt - 1)
+    max_delay = action.get("max_delay")
+    return min(delay, float(max_delay)) if max_delay is not None else delay
+
+
+async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
+    if not timeout:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutError:
+        raise ToolError(f"timed out after {timeout:g} s", kind="timeout", retryable=True) from None
+
+
+def _error_dict(exc: NoetlError) -> dict[str, Any]:
+    if isinstance(exc, ToolError):
+        return exc.to_dict()
+    return {"kind": "template" if type(exc).__name__ == "TemplateError" else "error", "message": str(exc),
+            "retryable": False}

@@ -1,0 +1,64 @@
+"""Every NOETL_* environment variable is read here, and only here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        from noetl.errors import InputError
+
+        raise InputError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    database_url: str | None
+    server_url: str | None
+    api_token: str | None
+    secret_key: str | None
+    http_max_connections: int
+    http_max_keepalive_connections: int
+    http_keepalive_expiry_seconds: int
+    http_enable_http2: bool
+    python_pool_size: int
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.home / "noetl.db"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+
+def load_settings() -> Settings:
+    home = Path(os.environ.get("NOETL_HOME") or Path.home() / ".noetl").expanduser()
+    return Settings(
+        home=home,
+        database_url=os.environ.get("NOETL_DATABASE_URL") or None,
+        server_url=os.environ.get("NOETL_SERVER_URL") or None,
+        api_token=os.environ.get("NOETL_API_TOKEN") or None,
+        secret_key=os.environ.get("NOETL_SECRET_KEY") or None,
+        http_max_connections=_env_int("NOETL_HTTP_MAX_CONNECTIONS", 200),
+        http_max_keepalive_connections=_env_int("NOETL_HTTP_MAX_KEEPALIVE_CONNECTIONS", 50),
+        http_keepalive_expiry_seconds=_env_int("NOETL_HTTP_KEEPALIVE_EXPIRY_SECONDS", 30),
+        http_enable_http2=_env_bool("NOETL_HTTP_ENABLE_HTTP2", True),
+        python_pool_size=_env_int("NOETL_PYTHON_POOL_SIZE", 2),
+    )

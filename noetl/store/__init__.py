@@ -1,0 +1,1 @@
+"""Storage: one async protocol, several backends (in-memory, SQLite, PostgreSQL)."""

@@ -1,0 +1,105 @@
+"""The one store protocol every backend implements.
+
+Backends: :mod:`noetl.store.memory` (tests, ephemeral runs), :mod:`noetl.store.sqlite` (embedded
+default under ``$NOETL_HOME``) and the PostgreSQL backend of the distributed runtime. All of them are
+held to the same conformance suite (``tests/integration/store_conformance.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from noetl.engine.events import Event
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    """Summary row of one execution (the event log stays the source of truth)."""
+
+    execution_id: str
+    path: str
+    status: str = "running"  # running | completed | failed | cancelled
+    parent_execution_id: str | None = None
+    playbook: str = ""  # YAML text the execution runs (so it can be resumed / replayed)
+    payload: dict[str, Any] = field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    started_at: str = ""
+    ended_at: str | None = None
+
+
+@dataclass(slots=True)
+class CatalogEntry:
+    path: str
+    version: int
+    kind: str  # "Playbook" | "Credential" | ...
+    content: str  # YAML text as registered
+    catalog_id: str = ""
+    name: str = ""
+    created_at: str = ""
+
+
+@dataclass(slots=True)
+class CredentialRecord:
+    name: str
+    type: str
+    data: bytes  # encrypted blob; the store never sees plaintext
+    description: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+
+
+class Store(Protocol):
+    """Async storage for executions, events, the catalog and credentials."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # executions and events -------------------------------------------------------------
+    async def create_execution(self, record: ExecutionRecord, events: list[Event]) -> list[Event]:
+        """Insert the execution row and its first events atomically; return the stamped events."""
+        ...
+
+    async def append_events(
+        self, execution_id: str, events: list[Event], *, update: dict[str, Any] | None = None
+    ) -> list[Event]:
+        """Append events in one transaction, assigning ``event_id`` (monotonic per execution).
+
+        ``update`` optionally changes execution-row fields (status, result, error, ended_at) in the
+        same transaction. Events must already carry ``created_at``.
+        """
+        ...
+
+    async def list_events(
+        self, execution_id: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[Event]: ...
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
+
+    async def list_executions(
+        self, *, status: str | None = None, parent_execution_id: str | None = None, limit: int = 100
+    ) -> list[ExecutionRecord]: ...
+
+    # catalog ---------------------------------------------------------------------------
+    async def register_catalog(self, *, path: str, kind: str, content: str, name: str = "") -> CatalogEntry:
+        """Store a new version of ``path`` (versions start at 1 and increase by one)."""
+        ...
+
+    async def get_catalog(self, path: str, version: int | None = None) -> CatalogEntry | None:
+        """The given version, or the latest when ``version`` is None."""
+        ...
+
+    async def list_catalog(self, *, kind: str | None = None) -> list[CatalogEntry]:
+        """Latest version of every path."""
+        ...
+
+    # credentials (data is an encrypted blob) ------------------------------------------
+    async def put_credential(self, record: CredentialRecord) -> None: ...
+
+    async def get_credential(self, name: str) -> CredentialRecord | None: ...
+
+    async def list_credentials(self) -> list[CredentialRecord]: ...
+
+    async def delete_credential(self, name: str) -> bool: ...
