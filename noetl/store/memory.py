@@ -1,0 +1,279 @@
+"""In-memory store: the shipped fake for tests and ephemeral runs.
+
+It behaves like the SQLite store down to the details the conformance suite checks: values are kept
+as JSON text (so callers cannot mutate what was stored, and non-JSON values are refused the same
+way), event ids are monotonic per execution, and a failed write changes nothing.
+
+Every method runs without an ``await`` in its body, so on one event loop each call is atomic with
+respect to other coroutines; no lock is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from noetl.engine.events import Event
+from noetl.errors import NotFoundError, StoreError
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+UPDATABLE_EXECUTION_FIELDS = frozenset({"status", "result", "error", "ended_at"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class _StoredEvent:
+    event_id: int
+    event_type: str
+    node_name: str | None
+    status: str | None
+    result: str | None
+    error: str | None
+    meta: str
+    created_at: str
+
+
+@dataclass(slots=True)
+class _StoredExecution:
+    record: ExecutionRecord  # its payload and result fields are unused: the JSON text is below
+    payload: str
+    result: str | None
+    events: list[_StoredEvent] = field(default_factory=list)
+
+    def decoded(self) -> ExecutionRecord:
+        return replace(self.record, payload=json.loads(self.payload), result=_decode_optional(self.result))
+
+
+class MemoryStore:
+    """Store protocol held in dicts; everything is lost when the object goes away."""
+
+    def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
+        self._clock = clock
+        self._open = False
+        self._executions: dict[str, _StoredExecution] = {}
+        self._catalog: dict[str, list[CatalogEntry]] = {}  # path -> versions, oldest first
+        self._credentials: dict[str, CredentialRecord] = {}
+
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    async def __aenter__(self) -> MemoryStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StoreError("the memory store is not open")
+
+    def _now(self) -> str:
+        return self._clock().isoformat()
+
+    # executions and events -------------------------------------------------------------
+    async def create_execution(self, record: ExecutionRecord, events: list[Event]) -> list[Event]:
+        self._check_open()
+        if record.execution_id in self._executions:
+            raise StoreError(f"execution {record.execution_id} already exists")
+        if not record.started_at:
+            record.started_at = self._now()
+        payload = _encode(record.payload, f"payload of execution {record.execution_id}")
+        result = _encode_optional(record.result, f"result of execution {record.execution_id}")
+        stored_events = _encode_events(record.execution_id, events, last_id=0)
+        stored_record = replace(record, payload={}, result=None)
+        self._executions[record.execution_id] = _StoredExecution(
+            stored_record, payload, result, stored_events
+        )
+        return _stamp(events, record.execution_id, last_id=0)
+
+    async def append_events(
+        self, execution_id: str, events: list[Event], *, update: dict[str, Any] | None = None
+    ) -> list[Event]:
+        self._check_open()
+        execution = self._executions.get(execution_id)
+        if execution is None:
+            raise NotFoundError(f"unknown execution {execution_id}", execution_id=execution_id)
+        last_id = execution.events[-1].event_id if execution.events else 0
+        # Encode everything before changing anything, so a bad event or update leaves no trace.
+        stored_events = _encode_events(execution_id, events, last_id)
+        changes = _encode_update(execution_id, update or {})
+        execution.events.extend(stored_events)
+        for name, value in changes.items():
+            setattr(execution if name == "result" else execution.record, name, value)
+        return _stamp(events, execution_id, last_id)
+
+    async def list_events(
+        self, execution_id: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        self._check_open()
+        execution = self._executions.get(execution_id)
+        if execution is None:
+            return []
+        # Ids are 1..n without gaps, so the first id above after_id sits at index after_id.
+        selected = execution.events[max(after_id, 0) :]
+        if limit is not None:
+            selected = selected[: max(limit, 0)]
+        return [_decode_event(execution_id, stored) for stored in selected]
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        self._check_open()
+        execution = self._executions.get(execution_id)
+        return execution.decoded() if execution else None
+
+    async def list_executions(
+        self, *, status: str | None = None, parent_execution_id: str | None = None, limit: int = 100
+    ) -> list[ExecutionRecord]:
+        self._check_open()
+        matching = [
+            execution
+            for execution in self._executions.values()
+            if (status is None or execution.record.status == status)
+            and (parent_execution_id is None or execution.record.parent_execution_id == parent_execution_id)
+        ]
+        matching.sort(key=lambda stored: (stored.record.started_at, stored.record.execution_id), reverse=True)
+        return [execution.decoded() for execution in matching[: max(limit, 0)]]
+
+    # catalog ---------------------------------------------------------------------------
+    async def register_catalog(self, *, path: str, kind: str, content: str, name: str = "") -> CatalogEntry:
+        self._check_open()
+        versions = self._catalog.setdefault(path, [])
+        version = len(versions) + 1
+        entry = CatalogEntry(
+            path=path,
+            version=version,
+            kind=kind,
+            content=content,
+            catalog_id=f"{path}@{version}",  # same deterministic id as the SQLite store
+            name=name,
+            created_at=self._now(),
+        )
+        versions.append(entry)
+        return replace(entry)
+
+    async def get_catalog(self, path: str, version: int | None = None) -> CatalogEntry | None:
+        self._check_open()
+        versions = self._catalog.get(path, [])
+        if not versions:
+            return None
+        if version is None:
+            return replace(versions[-1])
+        return replace(versions[version - 1]) if 1 <= version <= len(versions) else None
+
+    async def list_catalog(self, *, kind: str | None = None) -> list[CatalogEntry]:
+        self._check_open()
+        latest = [versions[-1] for _, versions in sorted(self._catalog.items()) if versions]
+        return [replace(entry) for entry in latest if kind is None or entry.kind == kind]
+
+    # credentials -----------------------------------------------------------------------
+    async def put_credential(self, record: CredentialRecord) -> None:
+        self._check_open()
+        now = self._now()
+        previous = self._credentials.get(record.name)
+        self._credentials[record.name] = CredentialRecord(
+            name=record.name,
+            type=record.type,
+            data=bytes(record.data),
+            description=record.description,
+            created_at=previous.created_at if previous else now,
+            updated_at=now,
+        )
+
+    async def get_credential(self, name: str) -> CredentialRecord | None:
+        self._check_open()
+        record = self._credentials.get(name)
+        return replace(record) if record else None
+
+    async def list_credentials(self) -> list[CredentialRecord]:
+        self._check_open()
+        return [replace(self._credentials[name]) for name in sorted(self._credentials)]
+
+    async def delete_credential(self, name: str) -> bool:
+        self._check_open()
+        return self._credentials.pop(name, None) is not None
+
+
+# encoding ---------------------------------------------------------------------------------
+def _encode(value: Any, what: str) -> str:
+    try:
+        return _encode_json(value)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def _encode_optional(value: Any, what: str) -> str | None:
+    return None if value is None else _encode(value, what)
+
+
+def _decode_optional(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _encode_events(execution_id: str, events: list[Event], last_id: int) -> list[_StoredEvent]:
+    return [
+        _encode_event(execution_id, event, event_id)
+        for event_id, event in enumerate(events, start=last_id + 1)
+    ]
+
+
+def _encode_event(execution_id: str, event: Event, event_id: int) -> _StoredEvent:
+    if event.execution_id and event.execution_id != execution_id:
+        raise StoreError(
+            f"event {event.event_type} belongs to execution {event.execution_id}, not {execution_id}"
+        )
+    if not event.created_at:
+        raise StoreError(f"event {event.event_type} of execution {execution_id} has no created_at")
+    where = f" of step {event.node_name}" if event.node_name else ""
+    what = f"event {event.event_type}{where} of execution {execution_id}"
+    return _StoredEvent(
+        event_id=event_id,
+        event_type=event.event_type,
+        node_name=event.node_name,
+        status=event.status,
+        result=_encode_optional(event.result, what),
+        error=_encode_optional(event.error, what),
+        meta=_encode(event.meta, what),
+        created_at=event.created_at,
+    )
+
+
+def _decode_event(execution_id: str, stored: _StoredEvent) -> Event:
+    return Event(
+        execution_id=execution_id,
+        event_type=stored.event_type,
+        node_name=stored.node_name,
+        status=stored.status,
+        result=_decode_optional(stored.result),
+        error=_decode_optional(stored.error),
+        meta=json.loads(stored.meta),
+        event_id=stored.event_id,
+        created_at=stored.created_at,
+    )
+
+
+def _encode_update(execution_id: str, update: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(update) - UPDATABLE_EXECUTION_FIELDS)
+    if unknown:
+        raise StoreError(f"cannot update execution field(s) {', '.join(unknown)}")
+    changes = dict(update)
+    if "result" in changes:
+        changes["result"] = _encode_optional(changes["result"], f"result of execution {execution_id}")
+    return changes
+
+
+def _stamp(events: list[Event], execution_id: str, last_id: int) -> list[Event]:
+    for event_id, event in enumerate(events, start=last_id + 1):
+        event.execution_id = execution_id
+        event.event_id = event_id
+    return events

@@ -1,0 +1,111 @@
+-- Named queries of the SQLite store, loaded once by store.py.
+-- Each block starts with "-- name: <query_name>"; parameters are named (:param).
+
+-- name: insert_execution
+INSERT INTO execution (execution_id, path, status, parent_execution_id, playbook, payload,
+                       result, error, started_at, ended_at)
+VALUES (:execution_id, :path, :status, :parent_execution_id, :playbook, :payload,
+        :result, :error, :started_at, :ended_at);
+
+-- name: update_execution
+-- One fixed statement for every combination of fields: each field has a set_* flag, so the
+-- statement is prepared once and cached instead of building SQL per key set.
+UPDATE execution SET
+    status   = CASE WHEN :set_status   THEN :status   ELSE status   END,
+    result   = CASE WHEN :set_result   THEN :result   ELSE result   END,
+    error    = CASE WHEN :set_error    THEN :error    ELSE error    END,
+    ended_at = CASE WHEN :set_ended_at THEN :ended_at ELSE ended_at END
+WHERE execution_id = :execution_id;
+
+-- name: get_execution
+SELECT execution_id, path, status, parent_execution_id, playbook, payload, result, error,
+       started_at, ended_at
+FROM execution
+WHERE execution_id = :execution_id;
+
+-- name: list_executions
+SELECT execution_id, path, status, parent_execution_id, playbook, payload, result, error,
+       started_at, ended_at
+FROM execution
+WHERE (:status IS NULL OR status = :status)
+  AND (:parent_execution_id IS NULL OR parent_execution_id = :parent_execution_id)
+ORDER BY started_at DESC, execution_id DESC
+LIMIT :limit;
+
+-- name: max_event_id
+SELECT COALESCE(MAX(event_id), 0) FROM event WHERE execution_id = :execution_id;
+
+-- name: insert_event
+INSERT INTO event (execution_id, event_id, event_type, node_name, status, result, error, meta,
+                   created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: list_events
+-- LIMIT -1 means "no limit" in SQLite.
+SELECT execution_id, event_type, node_name, status, result, error, meta, event_id, created_at
+FROM event
+WHERE execution_id = :execution_id AND event_id > :after_id
+ORDER BY event_id
+LIMIT COALESCE(:limit, -1);
+
+-- name: max_catalog_version
+SELECT COALESCE(MAX(version), 0) FROM catalog WHERE path = :path;
+
+-- name: insert_catalog
+INSERT INTO catalog (path, version, kind, name, content, catalog_id, created_at)
+VALUES (:path, :version, :kind, :name, :content, :catalog_id, :created_at);
+
+-- name: get_catalog_version
+SELECT path, version, kind, content, catalog_id, name, created_at
+FROM catalog
+WHERE path = :path AND version = :version;
+
+-- name: get_catalog_latest
+SELECT path, version, kind, content, catalog_id, name, created_at
+FROM catalog
+WHERE path = :path
+ORDER BY version DESC
+LIMIT 1;
+
+-- name: list_catalog_latest
+SELECT c.path, c.version, c.kind, c.content, c.catalog_id, c.name, c.created_at
+FROM catalog AS c
+WHERE c.version = (SELECT MAX(v.version) FROM catalog AS v WHERE v.path = c.path)
+  AND (:kind IS NULL OR c.kind = :kind)
+ORDER BY c.path;
+
+-- name: upsert_credential
+-- created_at survives an overwrite; everything else is replaced.
+INSERT INTO credential (name, type, data, description, created_at, updated_at)
+VALUES (:name, :type, :data, :description, :now, :now)
+ON CONFLICT (name) DO UPDATE SET
+    type = excluded.type,
+    data = excluded.data,
+    description = excluded.description,
+    updated_at = excluded.updated_at;
+
+-- name: get_credential
+SELECT name, type, data, description, created_at, updated_at
+FROM credential
+WHERE name = :name;
+
+-- name: list_credentials
+SELECT name, type, data, description, created_at, updated_at
+FROM credential
+ORDER BY name;
+
+-- name: delete_credential
+DELETE FROM credential WHERE name = :name;
+
+-- name: create_schema_migrations
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+);
+
+-- name: applied_migrations
+SELECT version FROM schema_migrations;
+
+-- name: record_migration
+INSERT INTO schema_migrations (version, name, applied_at) VALUES (:version, :name, :applied_at);

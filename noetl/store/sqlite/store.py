@@ -1,0 +1,347 @@
+"""The embedded SQLite store used by the local runtime (``$NOETL_HOME/noetl.db``).
+
+Connection settings and why:
+
+- ``journal_mode=WAL``: readers never block the writer, so ``noetl status`` can read while
+  ``noetl run`` appends, and a commit is one append to the ``-wal`` file instead of rewriting pages.
+- ``synchronous=NORMAL``: under WAL a commit is written to the WAL file but not fsynced; fsync
+  happens at checkpoints. A crash of the *process* (exception, kill -9) loses nothing, because the
+  written WAL frames live in the OS page cache and are recovered on the next open. Only an OS crash
+  or power loss can drop the last few commits, and even then the file is never corrupted. ``FULL``
+  would fsync every commit (milliseconds on most disks), far above the 0.5 ms budget of a step.
+- ``foreign_keys=ON``: an event cannot reference an execution that does not exist.
+- ``busy_timeout``: a second process waits for the write lock instead of failing at once.
+
+sqlite3 is called synchronously inside the async methods, on purpose: a call takes tens of
+microseconds, while handing it to a thread (``asyncio.to_thread``) costs more than the call itself.
+It also makes every method atomic for other coroutines, since no ``await`` happens while a
+transaction is open. The only long wait is a busy wait on another process's write lock, bounded by
+``busy_timeout``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from noetl.engine.events import Event
+from noetl.errors import NotFoundError, StoreError
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
+from noetl.store.sqlite.rows import (
+    catalog_id_for,
+    catalog_params,
+    event_from_row,
+    event_rows,
+    execution_from_row,
+    execution_params,
+    number_rows,
+    stamp,
+    update_params,
+)
+from noetl.store.sqlite.sql import Migration, migrations, queries
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+MEMORY = ":memory:"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqliteStore:
+    """Store protocol on one SQLite file. Open with ``await store.open()``, close with ``close()``."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Clock = utc_now, busy_timeout_ms: int = 5000
+    ) -> None:
+        self.path: Path | str = MEMORY if path == MEMORY else Path(path)
+        self._clock = clock
+        self._busy_timeout_ms = busy_timeout_ms
+        self._conn: sqlite3.Connection | None = None
+        # One connection may be shared by threads (e.g. a server thread and the CLI); the lock keeps
+        # one transaction at a time on it. Uncontended, it costs well under a microsecond.
+        self._lock = threading.Lock()
+        # Last event_id per execution, so appends skip the MAX() query. Invalidated whenever another
+        # connection has committed (PRAGMA data_version), so it is never stale.
+        self._last_event_id: dict[str, int] = {}
+        self._seen_data_version = -1
+        self._q = queries()
+
+    # lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._conn is None:
+            self._conn = self._connect()
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self._last_event_id.clear()
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        target = self._prepare_location()
+        try:
+            conn = sqlite3.connect(
+                target, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout_ms / 1000
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+        try:
+            self._configure(conn)
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _prepare_location(self) -> str:
+        if not isinstance(self.path, Path):
+            return self.path
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the directory of the store {self.path}: {exc.strerror}") from exc
+        return str(self.path)
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        # Check without the write lock first: opening an up-to-date file (the usual case, e.g.
+        # `noetl status` while `noetl run` writes) must not wait for the writer.
+        if not self._pending_migrations(conn):
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(self._q["create_schema_migrations"])
+            for migration in self._pending_migrations(conn):  # re-read under the lock
+                self._apply_migration(conn, migration)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _pending_migrations(self, conn: sqlite3.Connection) -> list[Migration]:
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        applied = {row[0] for row in conn.execute(self._q["applied_migrations"])} if exists else set()
+        return [migration for migration in migrations() if migration.version not in applied]
+
+    def _apply_migration(self, conn: sqlite3.Connection, migration: Migration) -> None:
+        for statement in migration.statements:
+            conn.execute(statement)
+        conn.execute(
+            self._q["record_migration"],
+            {"version": migration.version, "name": migration.name, "applied_at": self._now()},
+        )
+
+    # plumbing --------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the store {self.path} is not open")
+        return self._conn
+
+    def _now(self) -> str:
+        return self._clock().isoformat()
+
+    def _write(
+        self,
+        action: str,
+        work: Callable[[sqlite3.Connection], T],
+        committed: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run ``work`` in one write transaction, then ``committed`` (still under the lock, so
+        in-memory caches change only for committed data and in commit order).
+
+        BEGIN IMMEDIATE takes the write lock up front, so a concurrent writer waits on
+        busy_timeout instead of failing when a read transaction tries to upgrade.
+        """
+        conn = self._connection()
+        with self._lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"{action} failed on the store {self.path}: {exc}") from exc
+            if committed is not None:
+                committed(result)
+        return result
+
+    def _read(self, action: str, query: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
+        conn = self._connection()
+        with self._lock:
+            try:
+                return conn.execute(self._q[query], params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"{action} failed on the store {self.path}: {exc}") from exc
+
+    # executions and events -------------------------------------------------------------
+    async def create_execution(self, record: ExecutionRecord, events: list[Event]) -> list[Event]:
+        if not record.started_at:
+            record.started_at = self._now()
+        execution_row = execution_params(record)
+        rows = event_rows(record.execution_id, events)
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(self._q["insert_execution"], execution_row)
+            number_rows(rows, 0)
+            conn.executemany(self._q["insert_event"], rows)
+
+        def committed(_: None) -> None:
+            self._last_event_id[record.execution_id] = len(rows)
+
+        self._write(f"creating execution {record.execution_id}", work, committed)
+        return stamp(events, record.execution_id, 0)
+
+    async def append_events(
+        self, execution_id: str, events: list[Event], *, update: dict[str, Any] | None = None
+    ) -> list[Event]:
+        rows = event_rows(execution_id, events)
+        update_row = update_params(execution_id, update) if update else None
+
+        def work(conn: sqlite3.Connection) -> int:
+            last_id = self._last_id_in_transaction(conn, execution_id)
+            number_rows(rows, last_id)
+            try:
+                conn.executemany(self._q["insert_event"], rows)
+            except sqlite3.IntegrityError:
+                self._raise_if_unknown_execution(conn, execution_id)
+                raise
+            if update_row is not None:
+                updated = conn.execute(self._q["update_execution"], update_row).rowcount
+                if updated == 0:
+                    self._raise_if_unknown_execution(conn, execution_id)
+            return last_id
+
+        def committed(last_id: int) -> None:
+            if update and update.get("status") in TERMINAL_STATUSES:
+                self._last_event_id.pop(execution_id, None)  # finished: drop its counter
+            else:
+                self._last_event_id[execution_id] = last_id + len(rows)
+
+        last_id = self._write(f"appending events to execution {execution_id}", work, committed)
+        return stamp(events, execution_id, last_id)
+
+    def _last_id_in_transaction(self, conn: sqlite3.Connection, execution_id: str) -> int:
+        data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if data_version != self._seen_data_version:
+            # Another connection committed since we last looked: our counters may be behind.
+            self._last_event_id.clear()
+            self._seen_data_version = data_version
+        last_id = self._last_event_id.get(execution_id)
+        if last_id is None:
+            last_id = conn.execute(self._q["max_event_id"], (execution_id,)).fetchone()[0]
+        return int(last_id)
+
+    def _raise_if_unknown_execution(self, conn: sqlite3.Connection, execution_id: str) -> None:
+        found = conn.execute(self._q["get_execution"], {"execution_id": execution_id}).fetchone()
+        if found is None:
+            raise NotFoundError(f"unknown execution {execution_id}", execution_id=execution_id)
+
+    async def list_events(
+        self, execution_id: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        params = {"execution_id": execution_id, "after_id": after_id, "limit": limit}
+        rows = self._read(f"listing events of execution {execution_id}", "list_events", params)
+        return [event_from_row(row) for row in rows]
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        rows = self._read(
+            f"reading execution {execution_id}", "get_execution", {"execution_id": execution_id}
+        )
+        return execution_from_row(rows[0]) if rows else None
+
+    async def list_executions(
+        self, *, status: str | None = None, parent_execution_id: str | None = None, limit: int = 100
+    ) -> list[ExecutionRecord]:
+        params = {"status": status, "parent_execution_id": parent_execution_id, "limit": limit}
+        rows = self._read("listing executions", "list_executions", params)
+        return [execution_from_row(row) for row in rows]
+
+    # catalog ---------------------------------------------------------------------------
+    async def register_catalog(self, *, path: str, kind: str, content: str, name: str = "") -> CatalogEntry:
+        def work(conn: sqlite3.Connection) -> CatalogEntry:
+            version = conn.execute(self._q["max_catalog_version"], {"path": path}).fetchone()[0] + 1
+            entry = CatalogEntry(
+                path=path,
+                version=version,
+                kind=kind,
+                content=content,
+                catalog_id=catalog_id_for(path, version),
+                name=name,
+                created_at=self._now(),
+            )
+            conn.execute(self._q["insert_catalog"], catalog_params(entry))
+            return entry
+
+        return self._write(f"registering {path} in the catalog", work)
+
+    async def get_catalog(self, path: str, version: int | None = None) -> CatalogEntry | None:
+        if version is None:
+            rows = self._read(f"reading catalog entry {path}", "get_catalog_latest", {"path": path})
+        else:
+            params = {"path": path, "version": version}
+            rows = self._read(f"reading catalog entry {path}", "get_catalog_version", params)
+        return CatalogEntry(*rows[0]) if rows else None
+
+    async def list_catalog(self, *, kind: str | None = None) -> list[CatalogEntry]:
+        rows = self._read("listing the catalog", "list_catalog_latest", {"kind": kind})
+        return [CatalogEntry(*row) for row in rows]
+
+    # credentials -----------------------------------------------------------------------
+    async def put_credential(self, record: CredentialRecord) -> None:
+        params = {
+            "name": record.name,
+            "type": record.type,
+            "data": bytes(record.data),
+            "description": record.description,
+            "now": self._now(),
+        }
+        self._write(
+            f"storing credential {record.name}",
+            lambda conn: conn.execute(self._q["upsert_credential"], params),
+        )
+
+    async def get_credential(self, name: str) -> CredentialRecord | None:
+        rows = self._read(f"reading credential {name}", "get_credential", {"name": name})
+        return CredentialRecord(*rows[0]) if rows else None
+
+    async def list_credentials(self) -> list[CredentialRecord]:
+        rows = self._read("listing credentials", "list_credentials", ())
+        return [CredentialRecord(*row) for row in rows]
+
+    async def delete_credential(self, name: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            return conn.execute(self._q["delete_credential"], {"name": name}).rowcount > 0
+
+        return self._write(f"deleting credential {name}", work)

@@ -1,0 +1,421 @@
+"""The store conformance suite: one set of checks every Store backend must pass.
+
+Use it by subclassing :class:`StoreConformance` in a ``Test*`` class and implementing
+``make_store``. Each check is an ``async def`` taking a fresh, opened store; ``store_test`` turns it
+into a plain pytest test that runs under ``asyncio.run`` (no pytest-asyncio needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import pytest
+
+from noetl.engine.events import CALL_DONE, PLAYBOOK_INITIALIZED, STEP_ENTER, STEP_EXIT, Event
+from noetl.errors import NotFoundError, StoreError
+from noetl.store.base import CredentialRecord, ExecutionRecord, Store
+
+Clock = Callable[[], datetime]
+Check = Callable[[Any, Store], Awaitable[None]]
+
+T0 = "2024-05-01T10:00:00+00:00"
+
+
+class FakeClock:
+    """Returns 2024-01-01T00:00:00Z, then one second later on every call."""
+
+    def __init__(self) -> None:
+        self.current = datetime(2024, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        now = self.current
+        self.current += timedelta(seconds=1)
+        return now
+
+
+def store_test(check: Check) -> Callable[[Any], None]:
+    """Turn ``async def check(self, store)`` into a sync test that owns its stores' lifetime."""
+
+    def test(self: StoreConformance) -> None:
+        asyncio.run(self._run_check(check))
+
+    # Copy the name by hand: functools.wraps would expose the `store` parameter to pytest as a fixture.
+    test.__name__ = check.__name__
+    test.__qualname__ = check.__qualname__
+    test.__doc__ = check.__doc__
+    return test
+
+
+def event(event_type: str, node: str | None = None, **fields: Any) -> Event:
+    fields.setdefault("created_at", T0)
+    return Event(execution_id="", event_type=event_type, node_name=node, **fields)
+
+
+def step_events(node: str, result: Any = None) -> list[Event]:
+    return [
+        event(STEP_ENTER, node, status="running"),
+        event(CALL_DONE, node, status="completed", result=result, meta={"attempt": 1}),
+        event(STEP_EXIT, node, status="completed", result=result),
+    ]
+
+
+def execution(execution_id: str = "exec-1", **fields: Any) -> ExecutionRecord:
+    fields.setdefault("path", "examples/hello")
+    fields.setdefault("started_at", T0)
+    return ExecutionRecord(execution_id=execution_id, **fields)
+
+
+async def started(store: Store, execution_id: str = "exec-1", **fields: Any) -> list[Event]:
+    return await store.create_execution(
+        execution(execution_id, **fields), [event(PLAYBOOK_INITIALIZED, status="running")]
+    )
+
+
+def summary(events: list[Event]) -> list[tuple[int, str, str | None]]:
+    return [(e.event_id, e.event_type, e.node_name) for e in events]
+
+
+class StoreConformance:
+    """Base class of a backend's conformance tests."""
+
+    # False for backends whose instances share nothing (the memory store): durability and
+    # multi-process checks are skipped for them.
+    persistent: ClassVar[bool] = True
+
+    async def make_store(self, *, clock: Clock | None = None) -> Store:
+        """Return a new, opened store on this test's database. Called more than once in a test,
+        it must return stores on the *same* database (as two processes would see it)."""
+        raise NotImplementedError
+
+    async def open_store(self, *, clock: Clock | None = None) -> Store:
+        """``make_store`` plus closing at the end of the test."""
+        store = await self.make_store(clock=clock)
+        self._opened.append(store)
+        return store
+
+    async def _run_check(self, check: Check) -> None:
+        self._opened: list[Store] = []
+        try:
+            await check(self, await self.open_store())
+        finally:
+            for store in reversed(self._opened):
+                await store.close()
+
+    def require_persistence(self) -> None:
+        if not self.persistent:
+            pytest.skip("the backend keeps nothing between store instances")
+
+    # executions and events -------------------------------------------------------------
+    @store_test
+    async def test_create_execution_stamps_events_with_increasing_ids(self, store: Store) -> None:
+        record = execution(payload={"name": "world"}, playbook="apiVersion: noetl.io/v2\n")
+        events = [event(PLAYBOOK_INITIALIZED, status="running"), event("workflow.initialized")]
+        stamped = await store.create_execution(record, events)
+        assert [(e.event_id, e.execution_id) for e in stamped] == [(1, "exec-1"), (2, "exec-1")]
+        assert await store.list_events("exec-1") == stamped
+        assert await store.get_execution("exec-1") == record
+
+    @store_test
+    async def test_appends_in_batches_keep_order_and_numbering(self, store: Store) -> None:
+        await started(store)
+        first = await store.append_events("exec-1", step_events("a"))
+        second = await store.append_events("exec-1", [event(STEP_ENTER, "b")])
+        third = await store.append_events("exec-1", step_events("c")[1:])
+        assert [e.event_id for e in first + second + third] == [2, 3, 4, 5, 6, 7]
+        assert summary(await store.list_events("exec-1")) == [
+            (1, PLAYBOOK_INITIALIZED, None),
+            (2, STEP_ENTER, "a"),
+            (3, CALL_DONE, "a"),
+            (4, STEP_EXIT, "a"),
+            (5, STEP_ENTER, "b"),
+            (6, CALL_DONE, "c"),
+            (7, STEP_EXIT, "c"),
+        ]
+
+    @store_test
+    async def test_event_ids_are_per_execution(self, store: Store) -> None:
+        await started(store, "exec-1")
+        await started(store, "exec-2")
+        await store.append_events("exec-1", step_events("a"))
+        appended = await store.append_events("exec-2", [event(STEP_ENTER, "x")])
+        assert appended[0].event_id == 2
+        assert [e.event_id for e in await store.list_events("exec-1")] == [1, 2, 3, 4]
+
+    @store_test
+    async def test_appending_nothing_is_allowed(self, store: Store) -> None:
+        await started(store)
+        assert await store.append_events("exec-1", []) == []
+        assert [e.event_id for e in await store.append_events("exec-1", [event(STEP_ENTER, "a")])] == [2]
+
+    @store_test
+    async def test_list_events_after_id_and_limit(self, store: Store) -> None:
+        await started(store)
+        await store.append_events("exec-1", step_events("a") + step_events("b"))
+        assert [e.event_id for e in await store.list_events("exec-1", after_id=4)] == [5, 6, 7]
+        assert [e.event_id for e in await store.list_events("exec-1", limit=2)] == [1, 2]
+        assert [e.event_id for e in await store.list_events("exec-1", after_id=2, limit=3)] == [3, 4, 5]
+        assert await store.list_events("exec-1", after_id=7) == []
+        assert await store.list_events("exec-1", limit=0) == []
+        assert await store.list_events("no-such-execution") == []
+
+    @store_test
+    async def test_append_updates_the_execution_row(self, store: Store) -> None:
+        await started(store)
+        await store.append_events("exec-1", step_events("a"), update={"result": {"n": 1}})
+        record = await store.get_execution("exec-1")
+        assert record is not None
+        assert (record.status, record.result, record.ended_at) == ("running", {"n": 1}, None)
+
+        update = {"status": "failed", "error": "step a failed", "ended_at": "2024-05-01T10:00:05+00:00"}
+        await store.append_events("exec-1", [event("playbook.failed")], update=update)
+        record = await store.get_execution("exec-1")
+        assert record is not None
+        assert (record.status, record.error, record.ended_at) == (
+            "failed",
+            "step a failed",
+            update["ended_at"],
+        )
+        assert record.result == {"n": 1}  # fields not named in update keep their value
+
+    @store_test
+    async def test_update_can_clear_a_field(self, store: Store) -> None:
+        await started(store, result={"old": True})
+        await store.append_events("exec-1", [], update={"result": None})
+        record = await store.get_execution("exec-1")
+        assert record is not None and record.result is None
+
+    @store_test
+    async def test_failed_append_leaves_events_and_row_untouched(self, store: Store) -> None:
+        await started(store)
+        before = await store.append_events("exec-1", step_events("a", result={"ok": 1}))
+        bad_batch = [event(STEP_ENTER, "b"), event(CALL_DONE, "b", result={"rows": {1, 2}})]
+        with pytest.raises(StoreError, match="JSON"):
+            await store.append_events("exec-1", bad_batch, update={"status": "completed"})
+        events = await store.list_events("exec-1")
+        assert [e.event_id for e in events] == [1, 2, 3, 4]
+        assert events[1:] == before
+        record = await store.get_execution("exec-1")
+        assert record is not None and record.status == "running"
+        # numbering goes on without a gap after the failure
+        assert [e.event_id for e in await store.append_events("exec-1", [event(STEP_ENTER, "b")])] == [5]
+
+    @store_test
+    async def test_not_a_number_is_refused(self, store: Store) -> None:
+        await started(store)
+        with pytest.raises(StoreError):
+            await store.append_events("exec-1", [event(CALL_DONE, "a", result=float("nan"))])
+        assert len(await store.list_events("exec-1")) == 1
+
+    @store_test
+    async def test_unknown_update_field_is_refused(self, store: Store) -> None:
+        await started(store)
+        with pytest.raises(StoreError, match="path"):
+            await store.append_events("exec-1", [event(STEP_ENTER, "a")], update={"path": "elsewhere"})
+        assert len(await store.list_events("exec-1")) == 1
+
+    @store_test
+    async def test_event_without_created_at_is_refused(self, store: Store) -> None:
+        await started(store)
+        with pytest.raises(StoreError, match="created_at"):
+            await store.append_events("exec-1", [event(STEP_ENTER, "a", created_at="")])
+
+    @store_test
+    async def test_event_of_another_execution_is_refused(self, store: Store) -> None:
+        await started(store)
+        stray = Event(execution_id="exec-2", event_type=STEP_ENTER, created_at=T0)
+        with pytest.raises(StoreError, match="exec-2"):
+            await store.append_events("exec-1", [stray])
+
+    @store_test
+    async def test_append_to_unknown_execution_is_not_found(self, store: Store) -> None:
+        with pytest.raises(NotFoundError, match="ghost"):
+            await store.append_events("ghost", [event(STEP_ENTER, "a")])
+        with pytest.raises(NotFoundError, match="ghost"):
+            await store.append_events("ghost", [], update={"status": "failed"})
+        assert await store.get_execution("ghost") is None
+
+    @store_test
+    async def test_duplicate_execution_is_refused_and_original_kept(self, store: Store) -> None:
+        await started(store, path="first")
+        with pytest.raises(StoreError):
+            await store.create_execution(execution(path="second"), [event(PLAYBOOK_INITIALIZED)])
+        record = await store.get_execution("exec-1")
+        assert record is not None and record.path == "first"
+        assert len(await store.list_events("exec-1")) == 1
+
+    @store_test
+    async def test_get_unknown_execution_is_none(self, store: Store) -> None:
+        assert await store.get_execution("nope") is None
+
+    @store_test
+    async def test_list_executions_filters_and_orders_newest_first(self, store: Store) -> None:
+        await started(store, "parent", started_at="2024-05-01T10:00:00+00:00")
+        await started(store, "child-1", parent_execution_id="parent", started_at="2024-05-01T10:00:01+00:00")
+        await started(store, "child-2", parent_execution_id="parent", started_at="2024-05-01T10:00:02+00:00")
+        await started(store, "other", started_at="2024-05-01T10:00:03+00:00")
+        await store.append_events("child-1", [], update={"status": "completed"})
+
+        def ids(records: list[ExecutionRecord]) -> list[str]:
+            return [r.execution_id for r in records]
+
+        assert ids(await store.list_executions()) == ["other", "child-2", "child-1", "parent"]
+        assert ids(await store.list_executions(limit=2)) == ["other", "child-2"]
+        assert ids(await store.list_executions(status="running")) == ["other", "child-2", "parent"]
+        assert ids(await store.list_executions(status="completed")) == ["child-1"]
+        assert ids(await store.list_executions(parent_execution_id="parent")) == ["child-2", "child-1"]
+        running_children = await store.list_executions(status="running", parent_execution_id="parent")
+        assert ids(running_children) == ["child-2"]
+
+    @store_test
+    async def test_json_roundtrips_exactly(self, store: Store) -> None:
+        value = {
+            "text": 'héllo wörld — 你好 🚀 "quoted" \\ back\nslash',
+            "nested": {"list": [1, 2.5, -0.0, True, False, None, [], {}], "deep": {"a": {"b": {"c": [{}]}}}},
+            "big": 2**62,
+            "ключ": "значение",
+        }
+        record = execution(payload=value, result=value, playbook="name: ünïcode ✓\n")
+        await store.create_execution(record, [event(PLAYBOOK_INITIALIZED, meta={"note": value})])
+        stamped = await store.append_events(
+            "exec-1", [event(CALL_DONE, "ünïcode", result=value, error={"detail": value}, meta={"v": value})]
+        )
+        events = await store.list_events("exec-1")
+        assert events[1] == stamped[0]
+        assert (events[1].result, events[1].error, events[1].meta) == (value, {"detail": value}, {"v": value})
+        assert events[0].meta == {"note": value}
+        assert await store.get_execution("exec-1") == record
+
+    @store_test
+    async def test_stored_values_do_not_follow_later_mutation(self, store: Store) -> None:
+        result = {"items": [1, 2]}
+        await started(store)
+        await store.append_events("exec-1", [event(CALL_DONE, "a", result=result)])
+        result["items"].append(3)
+        read = await store.list_events("exec-1")
+        assert read[1].result == {"items": [1, 2]}
+        read[1].result["items"].append(4)
+        assert (await store.list_events("exec-1"))[1].result == {"items": [1, 2]}
+
+    @store_test
+    async def test_closed_store_refuses_work(self, store: Store) -> None:
+        await store.close()
+        with pytest.raises(StoreError):
+            await store.get_execution("exec-1")
+
+    # catalog ---------------------------------------------------------------------------
+    @store_test
+    async def test_catalog_versions_count_up_per_path(self, store: Store) -> None:
+        store = await self.open_store(clock=FakeClock())
+        entries = [
+            await store.register_catalog(
+                path="examples/hello", kind="Playbook", content=f"v: {n}", name="hello"
+            )
+            for n in (1, 2, 3)
+        ]
+        other = await store.register_catalog(path="examples/other", kind="Playbook", content="x")
+        assert [e.version for e in entries] == [1, 2, 3]
+        assert other.version == 1
+        assert len({e.catalog_id for e in [*entries, other]}) == 4
+        assert entries[0].created_at == "2024-01-01T00:00:00+00:00"
+        assert entries[2].created_at == "2024-01-01T00:00:02+00:00"
+
+        assert await store.get_catalog("examples/hello") == entries[2]
+        assert await store.get_catalog("examples/hello", 1) == entries[0]
+        assert await store.get_catalog("examples/hello", 2) == entries[1]
+        assert await store.get_catalog("examples/hello", 4) is None
+        assert await store.get_catalog("examples/unknown") is None
+
+    @store_test
+    async def test_catalog_list_returns_latest_per_path(self, store: Store) -> None:
+        await store.register_catalog(path="b/flow", kind="Playbook", content="one")
+        await store.register_catalog(path="b/flow", kind="Playbook", content="two")
+        await store.register_catalog(path="a/secret", kind="Credential", content="cred")
+        listed = await store.list_catalog()
+        assert [(e.path, e.version, e.content) for e in listed] == [
+            ("a/secret", 1, "cred"),
+            ("b/flow", 2, "two"),
+        ]
+        assert [e.path for e in await store.list_catalog(kind="Playbook")] == ["b/flow"]
+        assert [e.path for e in await store.list_catalog(kind="Credential")] == ["a/secret"]
+        assert await store.list_catalog(kind="Nothing") == []
+
+    # credentials -----------------------------------------------------------------------
+    @store_test
+    async def test_credentials_put_get_list_delete(self, store: Store) -> None:
+        store = await self.open_store(clock=FakeClock())
+        blob = bytes(range(256))
+        await store.put_credential(CredentialRecord(name="pg", type="postgres", data=blob, description="db"))
+        await store.put_credential(CredentialRecord(name="api", type="bearer", data=b"\x00token"))
+
+        pg = await store.get_credential("pg")
+        assert pg == CredentialRecord(
+            name="pg",
+            type="postgres",
+            data=blob,
+            description="db",
+            created_at="2024-01-01T00:00:00+00:00",
+            updated_at="2024-01-01T00:00:00+00:00",
+        )
+        assert [c.name for c in await store.list_credentials()] == ["api", "pg"]
+        assert await store.get_credential("missing") is None
+
+        assert await store.delete_credential("api") is True
+        assert await store.delete_credential("api") is False
+        assert [c.name for c in await store.list_credentials()] == ["pg"]
+
+    @store_test
+    async def test_credential_overwrite_updates_and_keeps_created_at(self, store: Store) -> None:
+        store = await self.open_store(clock=FakeClock())
+        await store.put_credential(CredentialRecord(name="pg", type="postgres", data=b"old", description="a"))
+        await store.put_credential(CredentialRecord(name="pg", type="generic", data=b"new", description="b"))
+        pg = await store.get_credential("pg")
+        assert pg is not None
+        assert (pg.type, pg.data, pg.description) == ("generic", b"new", "b")
+        assert (pg.created_at, pg.updated_at) == ("2024-01-01T00:00:00+00:00", "2024-01-01T00:00:01+00:00")
+        assert len(await store.list_credentials()) == 1
+
+    # durability and sharing (persistent backends) ----------------------------------------
+    @store_test
+    async def test_reopening_keeps_everything(self, store: Store) -> None:
+        self.require_persistence()
+        await started(store, payload={"k": "v"})
+        written = await store.append_events(
+            "exec-1", step_events("a", result={"r": "ü"}), update={"status": "completed"}
+        )
+        entry = await store.register_catalog(path="examples/hello", kind="Playbook", content="c")
+        await store.put_credential(CredentialRecord(name="pg", type="postgres", data=b"\x01\x02"))
+        await store.close()
+
+        reopened = await self.open_store()
+        events = await reopened.list_events("exec-1")
+        assert events[1:] == written
+        record = await reopened.get_execution("exec-1")
+        assert record is not None and (record.status, record.payload) == ("completed", {"k": "v"})
+        assert await reopened.get_catalog("examples/hello") == entry
+        credential = await reopened.get_credential("pg")
+        assert credential is not None and credential.data == b"\x01\x02"
+        appended = await reopened.append_events("exec-1", [event(STEP_ENTER, "b")])
+        assert appended[0].event_id == 5
+
+    @store_test
+    async def test_two_stores_on_one_database_see_each_others_writes(self, store: Store) -> None:
+        self.require_persistence()
+        other = await self.open_store()
+        await started(store)
+        await store.append_events("exec-1", step_events("a"))
+        assert [e.event_id for e in await other.list_events("exec-1")] == [1, 2, 3, 4]
+
+        # Both have appended to exec-1 before: each one's cached counter must notice the other.
+        assert [e.event_id for e in await other.append_events("exec-1", step_events("b"))] == [5, 6, 7]
+        assert [e.event_id for e in await store.append_events("exec-1", [event(STEP_ENTER, "c")])] == [8]
+        assert [e.event_id for e in await other.append_events("exec-1", [event(STEP_ENTER, "d")])] == [9]
+
+        await other.register_catalog(path="p", kind="Playbook", content="1")
+        assert (await store.register_catalog(path="p", kind="Playbook", content="2")).version == 2
+        await other.put_credential(CredentialRecord(name="pg", type="postgres", data=b"x"))
+        assert await store.get_credential("pg") is not None
+        record = await other.get_execution("exec-1")
+        assert record is not None and record.path == "examples/hello"
