@@ -116,7 +116,9 @@ class Runner:
         context = self._task_context(pipe)
         kind = task.get("kind", "noop")
         try:
-            config = {k: v for k, v in task.items() if k not in ("kind", "name", "spec")}
+            # `name` is the task's name in a pipeline, but names the entry for a workbook call.
+            skip = ("kind", "spec") if kind == "workbook" else ("kind", "name", "spec")
+            config = {k: v for k, v in task.items() if k not in skip}
             config = {k: (v if k in NO_RENDER else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
                       for k, v in config.items()}
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout

@@ -1,0 +1,153 @@
+"""The library API behind the CLI and ``noetl.run`` / ``noetl.validate``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from noetl.dsl.check import Problem
+from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
+from noetl.errors import InputError, NotFoundError
+from noetl.runtime.local import EventListener, LocalRuntime, RunRequest
+from noetl.settings import load_settings
+from noetl.store.base import Store
+
+CATALOG_SCHEME = "catalog://"
+
+
+def parse_payload(raw: str | None) -> dict[str, Any]:
+    """``--payload``: a JSON object, or ``@file.json``."""
+    if not raw:
+        return {}
+    where = "--payload"
+    text = raw
+    if raw.startswith("@"):
+        where = raw[1:]
+        try:
+            text = Path(raw[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--payload {raw}: cannot read file: {exc.strerror or exc}") from None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: the payload must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def apply_sets(payload: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``--set key=value``: the value is a YAML scalar; a dotted key sets a nested value."""
+    out = json.loads(json.dumps(payload))
+    for item in sets:
+        if "=" not in item:
+            raise InputError(f"--set {item!r}: expected key=value")
+        key, raw = item.split("=", 1)
+        if not key:
+            raise InputError(f"--set {item!r}: empty key")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def split_catalog_ref(ref: str) -> tuple[str, int | None]:
+    body = ref[len(CATALOG_SCHEME):] if ref.startswith(CATALOG_SCHEME) else ref
+    if "@" in body:
+        path, version = body.rsplit("@", 1)
+        if not version.isdigit():
+            raise InputError(f"{ref}: version must be a number, got {version!r}")
+        return path, int(version)
+    return body, None
+
+
+async def resolve_playbook(ref: str, store: Store) -> LoadedPlaybook:
+    """A file path, YAML text, or ``catalog://path[@version]``."""
+    if ref.startswith(CATALOG_SCHEME):
+        path, version = split_catalog_ref(ref)
+        entry = await store.get_catalog(path, version)
+        if entry is None:
+            at = f" version {version}" if version else ""
+            raise NotFoundError(f"{ref}: no catalog entry for path {path!r}{at}")
+        return load_playbook_text(entry.content, f"catalog://{path}@{entry.version}")
+    return load_playbook(ref)
+
+
+async def run_async(
+    ref: str,
+    *,
+    store: Store,
+    payload: dict[str, Any] | None = None,
+    merge: bool = False,
+    strict: bool = False,
+    listener: EventListener | None = None,
+    loaded: LoadedPlaybook | None = None,
+) -> dict[str, Any]:
+    loaded = loaded or await resolve_playbook(ref, store)
+    playbook = loaded.require(strict=strict)
+    runtime = LocalRuntime(store, listener=listener)
+    request = RunRequest(playbook=playbook, playbook_text=loaded.source.text, playbook_dir=loaded.base_dir,
+                         payload=payload or {}, merge=merge)
+    try:
+        return await runtime.run(request)
+    finally:
+        await shutdown_tools()
+
+
+async def shutdown_tools() -> None:
+    """Close pooled clients and worker processes that tools started (only those imported)."""
+    import sys
+
+    closers = [("noetl.tools.python", "shutdown_python_pool"), ("noetl.tools.http", "close_http_clients"),
+               ("noetl.tools.postgres", "close_postgres_pools")]
+    for module_name, attr in closers:
+        module = sys.modules.get(module_name)
+        closer = getattr(module, attr, None) if module else None
+        if closer is not None:
+            await closer()
+
+
+async def open_store(url: str | None = None) -> Store:
+    from noetl.store.factory import open_local_store, store_from_url
+
+    if url:
+        store = store_from_url(url)
+        await store.open()
+        return store
+    return await open_local_store(load_settings())
+
+
+def run_playbook(playbook: str, payload: dict[str, Any] | None = None, merge: bool = False,
+                 store_url: str | None = None) -> dict[str, Any]:
+    """Run ``playbook`` (file path or YAML text) locally; return the status document."""
+
+    async def main() -> dict[str, Any]:
+        store = await open_store(store_url)
+        try:
+            return await run_async(playbook, store=store, payload=payload, merge=merge)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def validate_playbook(playbook: str) -> list[Problem]:
+    """Every problem in ``playbook`` (errors, warnings, notes); an unreadable file is one error."""
+    from noetl.errors import PlaybookError
+
+    try:
+        return load_playbook(playbook).problems
+    except PlaybookError as exc:
+        return [Problem("error", str(exc).split(": ", 1)[0], str(exc).split(": ", 1)[-1])]

@@ -1,0 +1,1 @@
+"""The `noetl` command line (thin: parse, call the library, print)."""

@@ -1,0 +1,264 @@
+"""Catalog, credential and seed-compatible command spellings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from noetl.errors import InputError
+
+
+def _is_credential_doc(text: str) -> bool:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    return isinstance(doc, dict) and (str(doc.get("kind", "")).lower() == "credential"
+                                      or ("type" in doc and "data" in doc and "workflow" not in doc))
+
+
+def _playbook_files(target: str) -> list[Path]:
+    path = Path(target)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
+    if not path.exists():
+        raise InputError(f"{target}: file not found")
+    return [path]
+
+
+async def register_file(store: Any, file: Path) -> dict[str, Any]:
+    """Register a playbook (checked first) or a credential file into the local store."""
+    from noetl.dsl.parse import load_playbook_text
+
+    text = file.read_text(encoding="utf-8")
+    if _is_credential_doc(text):
+        from noetl.credentials import register_credential_file
+
+        summaries = await register_credential_file(store, file)
+        return {"kind": "Credential", "registered": summaries}
+    loaded = load_playbook_text(text, str(file), file.resolve().parent)
+    playbook = loaded.require()
+    entry = await store.register_catalog(path=playbook.path, kind="Playbook", content=text,
+                                         name=playbook.metadata.name)
+    return {"kind": "Playbook", "path": entry.path, "version": entry.version, "catalog_id": entry.catalog_id}
+
+
+def _register(obj: Any, target: str) -> list[dict[str, Any]]:
+    from noetl.cli.main import run_sync, with_store
+
+    files = _playbook_files(target)
+    if obj.server_url:
+        from noetl.cli.remote import post_json
+
+        out = []
+        for file in files:
+            text = file.read_text(encoding="utf-8")
+            route = "/api/credentials" if _is_credential_doc(text) else "/api/catalog/register"
+            body = yaml.safe_load(text) if route == "/api/credentials" else {"content": text}
+            out.append(post_json(obj.server_url, route, body))
+        return out
+
+    async def work(store: Any) -> list[dict[str, Any]]:
+        return [await register_file(store, f) for f in files]
+
+    return run_sync(with_store(work))
+
+
+def _echo(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def install(cli: click.Group) -> None:
+    from noetl.cli.main import handle_errors, run_sync, with_store
+
+    @cli.group()
+    def catalog() -> None:
+        """Playbooks (and credentials) by path, with versions."""
+
+    @catalog.command("register")
+    @click.argument("target")
+    @click.pass_obj
+    @handle_errors
+    def catalog_register(obj: Any, target: str) -> None:
+        """Register a playbook or credential FILE, or every YAML file under DIR."""
+        _echo(_register(obj, target))
+
+    @catalog.command("list")
+    @click.argument("kind", required=False)
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    @handle_errors
+    def catalog_list(obj: Any, kind: str | None, as_json: bool) -> None:
+        """List the latest version of every catalog path."""
+        if obj.server_url:
+            from noetl.cli.remote import post_json
+
+            rows = post_json(obj.server_url, "/api/catalog/list", {"kind": kind} if kind else {})
+            rows = rows.get("entries", rows) if isinstance(rows, dict) else rows
+        else:
+            async def work(store: Any) -> list[dict[str, Any]]:
+                entries = await store.list_catalog(kind=kind)
+                return [{"path": e.path, "version": e.version, "kind": e.kind, "name": e.name,
+                         "catalog_id": e.catalog_id, "created_at": e.created_at} for e in entries]
+
+            rows = run_sync(with_store(work))
+        if as_json:
+            click.echo(json.dumps(rows, default=str))
+            return
+        for row in rows:
+            click.echo(f"{row['path']}  v{row['version']}  {row['kind']}")
+
+    @catalog.command("get")
+    @click.argument("path")
+    @click.option("--version", type=int, default=None)
+    @click.pass_obj
+    @handle_errors
+    def catalog_get(obj: Any, path: str, version: int | None) -> None:
+        """Print a catalog entry's content (latest version unless --version)."""
+        from noetl.api import split_catalog_ref
+
+        path, at = split_catalog_ref(path)
+        version = version or at
+        if obj.server_url:
+            from noetl.cli.remote import post_json
+
+            body: dict[str, Any] = {"path": path}
+            if version:
+                body["version"] = version
+            click.echo(post_json(obj.server_url, "/api/catalog/resource", body).get("content", ""), nl=False)
+            return
+
+        async def work(store: Any) -> str:
+            from noetl.errors import NotFoundError
+
+            entry = await store.get_catalog(path, version)
+            if entry is None:
+                raise NotFoundError(f"no catalog entry for path {path!r}" + (f" version {version}" if version else ""))
+            return str(entry.content)
+
+        click.echo(run_sync(with_store(work)), nl=False)
+
+    @cli.command("register")
+    @click.argument("what", required=False)
+    @click.argument("target", required=False)
+    @click.option("-f", "--file", "file", help="Credential or playbook file.")
+    @click.pass_obj
+    @handle_errors
+    def register(obj: Any, what: str | None, target: str | None, file: str | None) -> None:
+        """`register credential -f FILE`, or `register FILE` (playbook or credential)."""
+        source = file or (target if what in ("credential", "playbook") else what)
+        if not source:
+            raise InputError("register needs a file: noetl register credential -f FILE, or noetl register FILE")
+        _echo(_register(obj, source))
+
+    @cli.group()
+    def credential() -> None:
+        """Stored credentials (encrypted at rest; listed without their data)."""
+
+    @credential.command("list")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    @handle_errors
+    def credential_list(obj: Any, as_json: bool) -> None:
+        if obj.server_url:
+            from noetl.cli.remote import get_json
+
+            rows = get_json(obj.server_url, "/api/credentials")
+        else:
+            from noetl.credentials import list_credentials
+
+            rows = run_sync(with_store(list_credentials))
+        if as_json:
+            click.echo(json.dumps(rows, default=str))
+            return
+        for row in rows:
+            click.echo(f"{row['name']}  {row['type']}")
+
+    @credential.command("delete")
+    @click.argument("name")
+    @click.pass_obj
+    @handle_errors
+    def credential_delete(obj: Any, name: str) -> None:
+        if obj.server_url:
+            from noetl.cli.remote import delete_json
+
+            _echo(delete_json(obj.server_url, f"/api/credentials/{name}"))
+            return
+        from noetl.credentials import delete_credential
+
+        run_sync(with_store(lambda store: delete_credential(store, name)))
+        _echo({"name": name, "deleted": True})
+
+    _install_seed_aliases(cli)
+
+
+def _install_seed_aliases(cli: click.Group) -> None:
+    """The spellings the user guides use: `playbooks --register/--execute`, `execute playbook|status`."""
+    from noetl.cli.main import _run_local, handle_errors
+
+    @cli.command("playbooks")
+    @click.option("--register", "register_file_", help="Playbook file to register.")
+    @click.option("--execute", is_flag=True)
+    @click.option("--path", "path")
+    @click.option("--payload")
+    @click.option("--version", type=int, default=None)
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    @handle_errors
+    def playbooks(obj: Any, register_file_: str | None, execute: bool, path: str | None, payload: str | None,
+                  version: int | None, as_json: bool) -> None:
+        """Seed spelling: `playbooks --register FILE` / `playbooks --execute --path P [--payload JSON]`."""
+        if register_file_:
+            _echo(_register(obj, register_file_))
+        if execute:
+            if not path:
+                raise InputError("--execute needs --path")
+            _execute(obj, path, payload, version, as_json)
+        if not register_file_ and not execute:
+            raise InputError("use --register FILE or --execute --path PATH")
+
+    @cli.group("execute")
+    def execute() -> None:
+        """Seed spelling: `execute playbook PATH`, `execute status ID`."""
+
+    @execute.command("playbook")
+    @click.argument("path")
+    @click.option("--input", "input_file", help="JSON payload file.")
+    @click.option("--payload")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_obj
+    @handle_errors
+    def execute_playbook(obj: Any, path: str, input_file: str | None, payload: str | None, as_json: bool) -> None:
+        _execute(obj, path, f"@{input_file}" if input_file else payload, None, as_json)
+
+    @execute.command("status")
+    @click.argument("execution_id")
+    @click.option("--json", "as_json", is_flag=True)
+    @click.pass_context
+    def execute_status(ctx: click.Context, execution_id: str, as_json: bool) -> None:
+        from noetl.cli.main import status
+
+        ctx.invoke(status, execution_id=execution_id, as_json=as_json)
+
+    del _run_local
+
+
+def _execute(obj: Any, path: str, payload: str | None, version: int | None, as_json: bool) -> None:
+    from noetl.api import parse_payload
+    from noetl.cli.main import _run_local
+
+    data = parse_payload(payload)
+    if obj.server_url:
+        from noetl.cli.remote import submit
+
+        ref = f"catalog://{path}" + (f"@{version}" if version else "")
+        _echo(submit(obj.server_url, ref, data, False))
+        return
+    ref = path if Path(path).exists() else f"catalog://{path}" + (f"@{version}" if version else "")
+    _run_local(ref, data, False, as_json)
+    sys.exit(0)

@@ -1,0 +1,85 @@
+"""Talking to a NoETL server from the CLI (httpx, imported only when a server URL is given)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from noetl.errors import InputError, NoetlError, NotFoundError
+
+
+def _client(server_url: str) -> Any:
+    import httpx
+
+    headers = {}
+    token = os.environ.get("NOETL_API_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=server_url.rstrip("/"), headers=headers, timeout=60)
+
+
+def _check(response: Any, what: str) -> Any:
+    if response.status_code == 404:
+        raise NotFoundError(_detail(response) or f"{what}: not found")
+    if response.status_code in (400, 401, 403, 409, 422):
+        raise InputError(f"{what}: {_detail(response)}")
+    if response.status_code >= 500:
+        raise NoetlError(f"{what}: server error {response.status_code}: {_detail(response)}")
+    return response.json()
+
+
+def _detail(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        detail = body.get("detail") or body.get("error") or body
+        return detail if isinstance(detail, str) else str(detail)
+    return str(body)
+
+
+def _request(server_url: str, method: str, path: str, body: Any = None) -> Any:
+    import httpx
+
+    try:
+        with _client(server_url) as client:
+            response = client.request(method, path, json=body)
+    except httpx.HTTPError as exc:
+        raise NoetlError(f"cannot reach the NoETL server at {server_url}: {exc}") from None
+    return _check(response, f"{method} {path}")
+
+
+def get_json(server_url: str, path: str) -> Any:
+    return _request(server_url, "GET", path)
+
+
+def post_json(server_url: str, path: str, body: Any) -> Any:
+    return _request(server_url, "POST", path, body)
+
+
+def delete_json(server_url: str, path: str) -> Any:
+    return _request(server_url, "DELETE", path)
+
+
+def submit(server_url: str | None, ref: str, payload: dict[str, Any], merge: bool) -> Any:
+    if not server_url:
+        raise InputError("-r distributed needs a server: --server-url URL, --host/--port, or NOETL_SERVER_URL")
+    from noetl.api import split_catalog_ref
+
+    path, version = split_catalog_ref(ref)
+    body: dict[str, Any] = {"path": path, "payload": payload, "merge": merge}
+    if version is not None:
+        body["version"] = version
+    return post_json(server_url, "/api/execute", body)
+
+
+def fetch_catalog_content(server_url: str, ref: str) -> str:
+    from noetl.api import split_catalog_ref
+
+    path, version = split_catalog_ref(ref)
+    body: dict[str, Any] = {"path": path}
+    if version is not None:
+        body["version"] = version
+    entry = post_json(server_url, "/api/catalog/resource", body)
+    return str(entry.get("content", ""))

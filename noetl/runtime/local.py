@@ -1,0 +1,190 @@
+"""The local runtime: one process, the embedded store, the same engine and tools as the workers.
+
+One coroutine owns the execution: it appends each decision's events in one store transaction, then
+starts the commands as asyncio tasks; finished commands come back through a queue and become
+``call.done`` / ``call.error`` events for the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noetl.clock import Clock, iso, utc_now
+from noetl.dsl.model import Playbook
+from noetl.engine import events as ev
+from noetl.engine.commands import Command
+from noetl.engine.decide import Decision, Engine
+from noetl.engine.events import Event
+from noetl.engine.state import ExecutionState
+from noetl.engine.status import StatusFolder
+from noetl.ids import new_execution_id
+from noetl.runtime.runner import Outcome, Runner
+from noetl.store.base import ExecutionRecord, Store
+
+EventListener = Callable[[Event], None]
+MAX_CHILD_DEPTH = 16
+
+
+@dataclass(slots=True)
+class RunRequest:
+    playbook: Playbook
+    playbook_text: str = ""
+    playbook_dir: Path | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    merge: bool = False
+    parent_execution_id: str | None = None
+    execution_id: str | None = None
+    depth: int = 0
+    chain: tuple[str, ...] = ()  # playbook paths from the root, to detect call cycles
+
+
+class LocalRuntime:
+    """Runs executions in this process against ``store``."""
+
+    def __init__(self, store: Store, *, clock: Clock = utc_now, listener: EventListener | None = None,
+                 redactor: Any = None) -> None:
+        self.store = store
+        self.clock = clock
+        self.listener = listener
+        self.redactor = redactor
+        self._cancelled: set[str] = set()
+
+    async def run(self, request: RunRequest) -> dict[str, Any]:
+        """Run to the end; return the status document."""
+        execution = _Execution(self, request)
+        return await execution.run()
+
+    def cancel(self, execution_id: str) -> None:
+        self._cancelled.add(execution_id)
+
+
+class _Execution:
+    def __init__(self, runtime: LocalRuntime, request: RunRequest) -> None:
+        from noetl.runtime.services import LocalServices
+
+        self.runtime = runtime
+        self.request = request
+        self.execution_id = request.execution_id or new_execution_id()
+        self.services = LocalServices(runtime, request, self.execution_id)
+        self.engine = Engine(request.playbook, globals_layer=self.services.globals_layer())
+        self.runner = Runner(request.playbook, playbook_dir=request.playbook_dir, services=self.services)
+        self.state = ExecutionState()
+        self.status = StatusFolder()
+        self.outcomes: asyncio.Queue[tuple[Command, Outcome]] = asyncio.Queue()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> dict[str, Any]:
+        await self.services.prepare()
+        decision = self.engine.start(self.state, execution_id=self.execution_id, payload=self.request.payload,
+                                     merge=self.request.merge,
+                                     parent_execution_id=self.request.parent_execution_id)
+        await self._record_start(decision.events)
+        self._dispatch(decision.commands)
+        try:
+            while not self.state.finished:
+                command, outcome = await self.outcomes.get()
+                if self.execution_id in self.runtime._cancelled:
+                    await self._cancel("cancelled by request")
+                    break
+                decision = self.engine.handle(self.state, self._report_event(command, outcome))
+                await self._record(decision)
+                self._dispatch(decision.commands)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._cancel("cancelled"))
+            raise
+        finally:
+            await self._stop_tasks()
+        return self.status.doc
+
+    # events ----------------------------------------------------------------------------
+    def _stamp(self, events: list[Event]) -> list[Event]:
+        now = iso(self.runtime.clock())
+        redactor = self.runtime.redactor or self.services.redactor
+        for event in events:
+            event.created_at = now
+            if redactor is not None:
+                event.result = redactor.redact(event.result)
+                event.error = redactor.redact(event.error)
+                event.meta = redactor.redact(event.meta)
+        return events
+
+    async def _record_start(self, events: list[Event]) -> None:
+        self._stamp(events)
+        record = ExecutionRecord(
+            execution_id=self.execution_id, path=self.request.playbook.path, status="running",
+            parent_execution_id=self.request.parent_execution_id, playbook=self.request.playbook_text,
+            payload=self.request.payload, started_at=events[0].created_at,
+        )
+        stored = await self.runtime.store.create_execution(record, events)
+        self._publish(stored)
+
+    async def _record(self, decision: Decision) -> None:
+        if not decision.events:
+            return
+        events = self._stamp(decision.events)
+        update = None
+        if self.state.finished:
+            update = {"status": self.state.status, "result": self.status_result(), "error": self.state.error,
+                      "ended_at": events[-1].created_at}
+        stored = await self.runtime.store.append_events(self.execution_id, events, update=update)
+        self._publish(stored)
+
+    def status_result(self) -> Any:
+        return self.state.result if self.state.status == "completed" else None
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            self.status.apply(event)
+            if self.runtime.listener is not None:
+                self.runtime.listener(event)
+
+    def _report_event(self, command: Command, outcome: Outcome) -> Event:
+        self.services.redactor.add(outcome.secrets)
+        meta: dict[str, Any] = {"command_id": command.command_id, "attempt": outcome.attempts,
+                                "duration": round(outcome.duration, 6), "worker": "local"}
+        if command.loop_index is not None:
+            meta["loop_index"] = command.loop_index
+        if outcome.ctx_set:
+            meta["set"] = {k: v for k, v in outcome.ctx_set.items()}
+        if outcome.logs:
+            meta["logs"] = outcome.logs
+        if outcome.ok:
+            return Event(self.execution_id, ev.CALL_DONE, node_name=command.step, status="completed",
+                         result=outcome.result, meta=meta)
+        return Event(self.execution_id, ev.CALL_ERROR, node_name=command.step, status="failed",
+                     error=outcome.error, meta=meta)
+
+    # commands --------------------------------------------------------------------------
+    def _dispatch(self, commands: list[Command]) -> None:
+        for command in commands:
+            task = asyncio.create_task(self._execute(command))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _execute(self, command: Command) -> None:
+        try:
+            outcome = await self.runner.run(command)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in a tool must fail the step, never the runtime
+            outcome = Outcome(ok=False, error={"kind": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}",
+                                               "retryable": False})
+        self.outcomes.put_nowait((command, outcome))
+
+    async def _cancel(self, reason: str) -> None:
+        if self.state.finished:
+            return
+        event = Event(self.execution_id, ev.EXECUTION_CANCELLED, status="cancelled",
+                      error={"kind": "cancelled", "message": reason})
+        decision = self.engine.handle(self.state, event)
+        await self._record(decision)
+
+    async def _stop_tasks(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -1,0 +1,117 @@
+"""What the local runtime offers tools: credentials, secrets, and child playbook runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
+from noetl.dsl.render import RenderContext, render_data
+from noetl.errors import NoetlError, NotFoundError, PlaybookError, ToolError
+from noetl.secrets import SecretResolver
+from noetl.tools.base import ToolCall
+
+if TYPE_CHECKING:
+    from noetl.runtime.local import LocalRuntime, RunRequest
+
+_SECRET_NAME = re.compile(r"secret\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class LocalServices:
+    """One per execution: resolves secrets up front and runs child playbooks in-process."""
+
+    def __init__(self, runtime: LocalRuntime, request: RunRequest, execution_id: str) -> None:
+        self.runtime = runtime
+        self.request = request
+        self.execution_id = execution_id
+        self.resolver = SecretResolver(self.get_credential)
+        self.redactor = self.resolver.redactor
+        self.keychain: dict[str, Any] = {}
+        self.secret: dict[str, Any] = {}
+
+    def globals_layer(self) -> dict[str, Any]:
+        # The dicts are filled by prepare(); the engine holds them by reference.
+        return {"keychain": self.keychain, "secret": self.secret}
+
+    async def prepare(self) -> None:
+        """Resolve the keychain and every `secret.NAME` the playbook mentions (templates render sync)."""
+        playbook = self.request.playbook
+        names = sorted(set(_SECRET_NAME.findall(self.request.playbook_text or "")))
+        if names:
+            self.secret.update(await self.resolver.namespace(names))
+        if playbook.keychain:
+            from noetl.secrets import resolve_keychain
+
+            context = RenderContext({"workload": {**playbook.workload, **self.request.payload}, "secret": self.secret},
+                                    {**playbook.workload, **self.request.payload})
+            entries = render_data(playbook.keychain, context, where="keychain")
+            self.keychain.update(await resolve_keychain(entries, self.resolver, self))
+
+    async def get_credential(self, name: str) -> dict[str, Any]:
+        from noetl.credentials import get_credential
+        from noetl.secrets import sensitive_values
+
+        credential = await get_credential(self.runtime.store, name)
+        self.redactor.add(sensitive_values(credential.get("data")))
+        return credential
+
+    async def run_child_playbook(self, *, path: str, payload: dict[str, Any], version: int | None,
+                                 return_step: str | None, call: ToolCall) -> Any:
+        from noetl.runtime.local import MAX_CHILD_DEPTH, RunRequest
+
+        if self.request.depth + 1 > MAX_CHILD_DEPTH:
+            raise ToolError(f"playbook call depth limit ({MAX_CHILD_DEPTH}) reached calling {path!r}: "
+                            f"chain {' -> '.join(self.request.chain)}", kind="playbook")
+        loaded, text, base_dir = await self._resolve_child(path, version)
+        child = loaded.require()
+        if child.path in self.request.chain:
+            raise ToolError(f"playbook call cycle: {' -> '.join((*self.request.chain, child.path))}", kind="playbook")
+        if return_step and return_step not in child.step_map():
+            raise ToolError(f"return_step {return_step!r} is not a step of {child.path!r}", kind="config")
+        request = RunRequest(playbook=child, playbook_text=text, playbook_dir=base_dir, payload=dict(payload or {}),
+                             parent_execution_id=self.execution_id, depth=self.request.depth + 1,
+                             chain=(*self.request.chain, self.request.playbook.path))
+        doc = await self.runtime.run(request)
+        if doc["status"] != "completed":
+            raise ToolError(f"child playbook {child.path!r} (execution {doc['execution_id']}) {doc['status']}: "
+                            f"{doc.get('error')}", kind="playbook", details={"child_execution_id": doc["execution_id"]})
+        if return_step:
+            return (doc["steps"].get(return_step) or {}).get("result")
+        return doc["result"]
+
+    async def _resolve_child(self, path: str, version: int | None) -> tuple[LoadedPlaybook, str, Path | None]:
+        base = self.request.playbook_dir
+        if path.endswith((".yaml", ".yml")):
+            file = Path(path) if Path(path).is_absolute() or base is None else base / path
+            if not file.exists() and Path(path).exists():
+                file = Path(path)
+            return self._load_file(file, path)
+        entry = await self.runtime.store.get_catalog(path, version)
+        if entry is not None:
+            return load_playbook_text(entry.content, f"catalog://{path}@{entry.version}", base), entry.content, base
+        for candidate in _beside(base, path):
+            if candidate.exists():
+                return self._load_file(candidate, path)
+        raise ToolError(f"playbook {path!r} not found in the catalog"
+                        f"{f' or beside {base}' if base else ''}", kind="not_found")
+
+    @staticmethod
+    def _load_file(file: Path, path: str) -> tuple[LoadedPlaybook, str, Path | None]:
+        try:
+            loaded = load_playbook(str(file))
+        except PlaybookError as exc:
+            if "file not found" in str(exc):
+                raise ToolError(f"child playbook file {path!r} not found ({file})", kind="not_found") from None
+            raise
+        return loaded, loaded.source.text, loaded.base_dir
+
+
+def _beside(base: Path | None, path: str) -> list[Path]:
+    if base is None:
+        return [Path(f"{path}.yaml")]
+    name = path.rsplit("/", 1)[-1]
+    return [base / f"{path}.yaml", base / f"{name}.yaml", base / name / f"{name}.yaml"]
+
+
+__all__ = ["LocalServices", "NoetlError", "NotFoundError"]
