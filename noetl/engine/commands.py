@@ -20,6 +20,7 @@ class Command:
     step: str
     tasks: list[dict[str, Any]]
     context: Mapping[str, Any]
+    local: dict[str, Any] = field(default_factory=dict)  # iter/loop/input names: with the state, rebuilds `context`
     args: dict[str, Any] = field(default_factory=dict)  # step input (arc overrides merged)
     arc_input: dict[str, Any] = field(default_factory=dict)  # values that beat the tool's own input
     loop_index: int | None = None

@@ -53,6 +53,7 @@ class Engine:
         self.steps = playbook.step_map()
         self.globals_layer: Mapping[str, Any] = globals_layer or {}
         self.predecessors: dict[str, set[str]] = {}
+        self._task_cache: dict[str, list[dict[str, Any]]] = {}
         for step in playbook.workflow:
             for arc in step.next.arcs:
                 if arc.step:
@@ -164,7 +165,8 @@ class Engine:
         self._emit(state, decision, enter)
         run = state.running[name]
         if run.loop is None:
-            decision.commands.append(self._command(state, step, run, run.input, None, self.context(state)))
+            local = {"input": run.input}
+            decision.commands.append(self._command(state, step, run, run.input, None, local))
         elif run.loop.total == 0:
             self._finish_step(state, decision, step, run)
 
@@ -204,20 +206,26 @@ class Engine:
             # Reported as this iteration's error; the decider records it when the report comes back.
             args = {"__input_error__": str(exc)}
         local["input"] = args
-        return self._command(state, step, run, args, index, self.context(state, local))
+        return self._command(state, step, run, args, index, local)
 
     def _command(self, state: ExecutionState, step: Step, run: StepRun, args: dict[str, Any],
-                 index: int | None, context: RenderContext) -> Command:
+                 index: int | None, local: dict[str, Any]) -> Command:
         suffix = "" if index is None else f"/{index}"
-        tasks = [t.model_dump(exclude_none=True) for t in step.tool] or [{"kind": "noop"}]
+        tasks = self._tasks(step)
         timeout = step.spec.timeout if step.spec else None
-        if index is None:
-            context = context.child({"input": args})
         return Command(
             command_id=f"{state.execution_id}/{step.step}/{run.entry}{suffix}",
-            execution_id=state.execution_id, step=step.step, tasks=tasks, context=context, args=args,
+            execution_id=state.execution_id, step=step.step, tasks=tasks, context=self.context(state, local),
+            local=local, args=args,
             arc_input=run.arc_input, loop_index=index, entry=run.entry, timeout=timeout,
         )
+
+    def _tasks(self, step: Step) -> list[dict[str, Any]]:
+        cached = self._task_cache.get(step.step)
+        if cached is None:
+            cached = [t.model_dump(exclude_none=True) for t in step.tool] or [{"kind": "noop"}]
+            self._task_cache[step.step] = cached
+        return cached
 
     # reports from tools ----------------------------------------------------------------
     def _on_call_report(self, state: ExecutionState, decision: Decision, event: Event) -> None:
