@@ -1,0 +1,321 @@
+"""``http``: call an HTTP API.
+
+Config: ``method`` (GET), ``url`` (alias ``endpoint``), ``headers``, ``params``, ``json`` /
+``body`` / ``data``, ``auth`` (credential), ``timeout`` (seconds, default 30), ``verify_ssl``
+(default true), ``follow_redirects`` (default true).
+
+Result: ``{status_code, headers, url, elapsed, data}`` with ``data`` parsed from JSON when the
+response says it is JSON, else the text. A non-2xx status raises ToolError(kind="http") carrying
+``http.status`` and the body, retryable for 429 and 5xx.
+
+Connections are pooled: one ``httpx.AsyncClient`` per event loop and (verify_ssl,
+follow_redirects) pair, sized by NOETL_HTTP_MAX_CONNECTIONS / NOETL_HTTP_MAX_KEEPALIVE_CONNECTIONS /
+NOETL_HTTP_KEEPALIVE_EXPIRY_SECONDS, so a parallel loop of thousands of calls reuses sockets.
+Call :func:`close_http_clients` at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from typing import Any
+
+import httpx
+
+from noetl.errors import ToolError
+from noetl.settings import load_settings
+from noetl.tools._auth import resolve_auth
+from noetl.tools.base import ToolCall
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+_MAX_ERROR_BODY_CHARS = 65_536  # an HTML error page should not bloat the event log
+
+# (id(loop), verify_ssl, follow_redirects) -> (loop, client). Clients are bound to the event loop
+# that created them, so each loop gets its own.
+_clients: dict[tuple[int, bool, bool], tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+
+
+# --------------------------------------------------------------------------------------------
+# Shared clients
+# --------------------------------------------------------------------------------------------
+
+
+def _http2_enabled(enabled_in_settings: bool) -> bool:
+    return enabled_in_settings and importlib.util.find_spec("h2") is not None
+
+
+def _new_client(verify_ssl: bool, follow_redirects: bool) -> httpx.AsyncClient:
+    settings = load_settings()
+    limits = httpx.Limits(
+        max_connections=settings.http_max_connections,
+        max_keepalive_connections=settings.http_max_keepalive_connections,
+        keepalive_expiry=settings.http_keepalive_expiry_seconds,
+    )
+    return httpx.AsyncClient(
+        limits=limits,
+        verify=verify_ssl,
+        follow_redirects=follow_redirects,
+        http2=_http2_enabled(settings.http_enable_http2),
+        timeout=DEFAULT_TIMEOUT_SECONDS,
+    )
+
+
+def get_http_client(*, verify_ssl: bool = True, follow_redirects: bool = True) -> httpx.AsyncClient:
+    """The pooled client for the running event loop and these TLS / redirect settings."""
+    loop = asyncio.get_running_loop()
+    _forget_clients_of_closed_loops()
+    key = (id(loop), verify_ssl, follow_redirects)
+    entry = _clients.get(key)
+    if entry is None or entry[0] is not loop or entry[1].is_closed:
+        entry = (loop, _new_client(verify_ssl, follow_redirects))
+        _clients[key] = entry
+    return entry[1]
+
+
+def _forget_clients_of_closed_loops() -> None:
+    for key, (loop, _client) in list(_clients.items()):
+        if loop.is_closed():
+            del _clients[key]
+
+
+async def close_http_clients() -> None:
+    """Close the pooled clients of the running event loop (call at shutdown and in tests)."""
+    loop = asyncio.get_running_loop()
+    _forget_clients_of_closed_loops()
+    for key, (owner, client) in list(_clients.items()):
+        if owner is loop:
+            del _clients[key]
+            await client.aclose()
+
+
+# --------------------------------------------------------------------------------------------
+# Building the request
+# --------------------------------------------------------------------------------------------
+
+
+def _as_bool(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() not in {"false", "0", "no", "off"}
+    return bool(value)
+
+
+def _timeout_seconds(value: Any) -> float:
+    if value is None or value == "":
+        return DEFAULT_TIMEOUT_SECONDS
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ToolError(
+            f"http tool: `timeout` must be a number of seconds, got {value!r}", kind="config"
+        ) from None
+    if seconds <= 0:
+        raise ToolError("http tool: `timeout` must be positive", kind="config")
+    return seconds
+
+
+def _string_map(value: Any, field: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ToolError(f"http tool: `{field}` must be a mapping", kind="config")
+    return {str(k): _param_text(v) for k, v in value.items() if v is not None}
+
+
+def _param_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return [_param_text(v) for v in value]
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _body_kwargs(config: dict[str, Any], method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """httpx keyword arguments for the body: ``json`` > ``body`` > ``data``."""
+    if config.get("json") is not None:
+        return {"json": config["json"]}
+    body = config.get("body")
+    if body is not None:
+        if isinstance(body, dict | list):
+            return {"json": body}
+        return {"content": body if isinstance(body, bytes) else str(body).encode("utf-8")}
+    data = config.get("data")
+    if data is None:
+        return {}
+    if isinstance(data, dict):
+        if method in _BODYLESS_METHODS:
+            # v1 playbooks put GET query arguments under `data`.
+            params.update({k: v for k, v in _string_map(data, "data").items() if k not in params})
+            return {}
+        return {"data": _string_map(data, "data")}
+    if isinstance(data, list):
+        return {"json": data}
+    return {"content": str(data).encode("utf-8")}
+
+
+def _apply_credential(
+    credential: dict[str, Any], headers: httpx.Headers, params: dict[str, Any]
+) -> httpx.Auth | None:
+    """Add the credential to the request; returns an httpx auth object for basic auth."""
+    data = credential.get("data") or {}
+    cred_type = str(credential.get("type") or "generic").lower()
+    name = credential.get("name")
+    for header, value in (data.get("headers") or {}).items():
+        headers.setdefault(str(header), str(value))
+    token = data.get("token") or data.get("access_token") or data.get("bearer_token")
+    username = data.get("username") or data.get("user") or data.get("login")
+    api_key = data.get("api_key") or data.get("apikey") or data.get("key")
+    if cred_type in ("generic", "http"):
+        # Infer the scheme from the fields a generic credential carries.
+        cred_type = "bearer" if token else "basic" if username else "api_key" if api_key else "headers"
+    if cred_type in ("bearer", "token", "oauth2", "oauth"):
+        if not token:
+            raise ToolError(f"credential {name!r} of type {cred_type} has no `token`", kind="config")
+        headers.setdefault("Authorization", f"Bearer {token}")
+        return None
+    if cred_type == "basic":
+        if not username:
+            raise ToolError(f"credential {name!r} of type basic has no `username`", kind="config")
+        return httpx.BasicAuth(str(username), str(data.get("password") or ""))
+    if cred_type in ("api_key", "apikey"):
+        if not (api_key or data.get("value")):
+            raise ToolError(f"credential {name!r} of type api_key has no `api_key`", kind="config")
+        _apply_api_key(str(api_key or data.get("value")), data, headers, params)
+        return None
+    if cred_type == "headers" and data.get("headers"):
+        return None
+    raise ToolError(
+        f"credential {name!r} of type {cred_type!r} cannot authenticate an HTTP request "
+        "(use bearer, basic, api_key or generic)",
+        kind="config",
+    )
+
+
+def _apply_api_key(key: str, data: dict[str, Any], headers: httpx.Headers, params: dict[str, Any]) -> None:
+    location = str(data.get("in") or data.get("location") or "").lower()
+    param_name = data.get("param") or data.get("query_param")
+    if location == "query" or (param_name and location != "header"):
+        params.setdefault(str(param_name or "api_key"), key)
+    else:
+        headers.setdefault(str(data.get("header") or data.get("header_name") or "X-API-Key"), key)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the response
+# --------------------------------------------------------------------------------------------
+
+
+def _is_json_content_type(content_type: str) -> bool:
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime in ("application/json", "text/json") or mime.endswith("+json")
+
+
+def _response_data(response: httpx.Response) -> Any:
+    """Parsed JSON for JSON content types, otherwise the text; None for no body at all."""
+    content_type = response.headers.get("content-type", "")
+    if not content_type and not response.content:
+        return None  # e.g. 204 No Content
+    if not _is_json_content_type(content_type):
+        return response.text
+    if not response.content.strip():
+        return None
+    return json.loads(response.content)
+
+
+def _truncated(text: str) -> str:
+    return text if len(text) <= _MAX_ERROR_BODY_CHARS else text[:_MAX_ERROR_BODY_CHARS] + "...[truncated]"
+
+
+def _error_body(response: httpx.Response) -> Any:
+    """The body of an error response: JSON when it parses, else (truncated) text."""
+    try:
+        body = _response_data(response)
+    except ValueError:
+        body = response.text
+    return _truncated(body) if isinstance(body, str) else body
+
+
+def _raise_for_status(response: httpx.Response, method: str) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    body = _error_body(response)
+    raise ToolError(
+        f"HTTP {status} from {method} {response.request.url}",
+        kind="http",
+        retryable=status == 429 or status >= 500,
+        details={"http": {"status": status, "headers": dict(response.headers)}, "data": body},
+    )
+
+
+def _result(response: httpx.Response, method: str) -> dict[str, Any]:
+    try:
+        data = _response_data(response)
+    except ValueError as exc:
+        raise ToolError(
+            f"invalid JSON in the response from {method} {response.request.url}: {exc}",
+            kind="http_decode",
+            details={"http": {"status": response.status_code}, "data": _truncated(response.text)},
+        ) from exc
+    return {
+        "status_code": response.status_code,
+        "headers": dict(response.headers),
+        "url": str(response.url),
+        "elapsed": response.elapsed.total_seconds(),
+        "data": data,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The tool
+# --------------------------------------------------------------------------------------------
+
+
+async def run_http(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
+    method = str(config.get("method") or "GET").upper()
+    url = config.get("url") or config.get("endpoint")
+    if not url or not isinstance(url, str):
+        raise ToolError("http tool needs a `url`", kind="config")
+    headers = httpx.Headers(_string_map(config.get("headers"), "headers"))
+    params: dict[str, Any] = _string_map(config.get("params"), "params")
+    body = _body_kwargs(config, method, params)
+    auth = None
+    credential = await resolve_auth(config.get("auth"), call)
+    if credential is not None:
+        auth = _apply_credential(credential, headers, params)
+    client = get_http_client(
+        verify_ssl=_as_bool(config.get("verify_ssl"), True),
+        follow_redirects=_as_bool(config.get("follow_redirects"), True),
+    )
+    timeout = _timeout_seconds(config.get("timeout"))
+    try:
+        response = await client.request(
+            method,
+            url,
+            headers=headers,
+            params=params or None,
+            auth=auth or httpx.USE_CLIENT_DEFAULT,
+            timeout=timeout,
+            **body,
+        )
+    except httpx.TimeoutException as exc:
+        raise ToolError(
+            f"{method} {url} timed out after {timeout:g}s ({type(exc).__name__})",
+            kind="timeout",
+            retryable=True,
+        ) from exc
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise ToolError(f"invalid URL for {method} {url}: {exc}", kind="config") from exc
+    except httpx.TransportError as exc:
+        raise ToolError(
+            f"cannot reach {method} {url}: {str(exc) or type(exc).__name__}",
+            kind="http_connect",
+            retryable=True,
+        ) from exc
+    _raise_for_status(response, method)
+    return _result(response, method)
