@@ -181,12 +181,29 @@ def _normalize_tool(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
             out["input"] = {**value, **(out.get("input") or {})}
     if out.get("kind") == "playbook" and isinstance(out.get("payload"), dict):
         out["input"] = {**out.pop("payload"), **(out.get("input") or {})}
+    if isinstance(out.get("spec"), dict):
+        out["spec"] = _normalize_tool_spec(out["spec"])
     auth = out.get("auth")
     if isinstance(auth, dict) and "credential" in auth:
         out["auth"] = auth["credential"]
     elif isinstance(auth, dict) and not auth:
         out.pop("auth")
     return out
+
+
+def _normalize_tool_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Policy rules: `else: {then: {...}}` and the shorthand `else: {do: ...}` become a rule with no `when`."""
+    policy = spec.get("policy")
+    if not isinstance(policy, dict) or not isinstance(policy.get("rules"), list):
+        return spec
+    rules = []
+    for rule in policy["rules"]:
+        if isinstance(rule, dict) and "else" in rule and "when" not in rule:
+            body = rule["else"] or {}
+            rules.append({"then": body.get("then", body) if isinstance(body, dict) else {}})
+        else:
+            rules.append(rule)
+    return {**spec, "policy": {**policy, "rules": rules}}
 
 
 def _attach_retry(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:

@@ -39,7 +39,8 @@ class LoadedPlaybook:
         blocking = self.errors or (self.warnings if strict else [])
         if blocking or self.playbook is None:
             first = blocking[0] if blocking else None
-            raise PlaybookError(str(first) if first else f"{self.source.file}: invalid playbook",
+            message = f"{first.where}: {first.message}" if first else f"{self.source.file}: invalid playbook"
+            raise PlaybookError(message,
                                 problems=blocking)
         return self.playbook
 

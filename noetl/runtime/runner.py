@@ -172,8 +172,7 @@ class Runner:
     def _task_context(self, pipe: _Pipeline) -> RenderContext:
         local: dict[str, Any] = dict(pipe.results)
         local["_prev"] = pipe.prev
-        if pipe.iter_vars:
-            local["iter"] = pipe.iter_vars
+        local["iter"] = pipe.iter_vars  # always defined, so `iter.x | default(...)` works outside loops
         if pipe.ctx_set:
             ctx = dict(pipe.command.context.get("ctx") or {})
             ctx.update(pipe.ctx_set)
