@@ -1,0 +1,180 @@
+-- Named queries of the PostgreSQL store, loaded once by sql.py.
+-- Each block starts with "-- name: <query_name>"; parameters use psycopg's %(name)s style.
+-- JSON values arrive as compact JSON text and are cast to jsonb here.
+
+-- name: insert_execution
+INSERT INTO noetl.execution (execution_id, execution_key, path, status, parent_execution_id, parent_key,
+                             playbook, payload, result, error, started_at, ended_at, last_event_id)
+VALUES (%(execution_id)s, %(execution_key)s, %(path)s, %(status)s, %(parent_execution_id)s, %(parent_key)s,
+        %(playbook)s, %(payload)s::jsonb, %(result)s::jsonb, %(error)s, %(started_at)s::timestamptz,
+        %(ended_at)s::timestamptz, %(last_event_id)s);
+
+-- name: bump_execution
+-- Locks the row, reserves event ids and applies the optional field updates in one statement.
+-- One fixed statement for every combination of fields (set_* flags), so it is prepared once.
+UPDATE noetl.execution SET
+    last_event_id = last_event_id + %(count)s,
+    status   = CASE WHEN %(set_status)s   THEN %(status)s::text ELSE status END,
+    result   = CASE WHEN %(set_result)s   THEN %(result)s::jsonb ELSE result END,
+    error    = CASE WHEN %(set_error)s    THEN %(error)s::text ELSE error END,
+    ended_at = CASE WHEN %(set_ended_at)s THEN %(ended_at)s::timestamptz ELSE ended_at END
+WHERE execution_id = %(execution_id)s
+RETURNING last_event_id - %(count)s;
+
+-- name: get_execution
+SELECT COALESCE(execution_key, execution_id::text), path, status,
+       COALESCE(parent_key, parent_execution_id::text), playbook, payload, result, error, started_at, ended_at
+FROM noetl.execution
+WHERE execution_id = %(execution_id)s;
+
+-- name: list_executions
+SELECT COALESCE(execution_key, execution_id::text), path, status,
+       COALESCE(parent_key, parent_execution_id::text), playbook, payload, result, error, started_at, ended_at
+FROM noetl.execution
+WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(parent_execution_id)s::bigint IS NULL OR parent_execution_id = %(parent_execution_id)s::bigint)
+ORDER BY started_at DESC, execution_id DESC
+LIMIT %(limit)s;
+
+-- name: insert_event
+INSERT INTO noetl.event (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
+VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::timestamptz);
+
+-- name: list_events
+SELECT event_type, node_name, status, result, error, meta, event_id, created_at
+FROM noetl.event
+WHERE execution_id = %(execution_id)s AND event_id > %(after_id)s
+ORDER BY event_id
+LIMIT %(limit)s;
+
+-- name: max_catalog_version
+SELECT COALESCE(MAX(version), 0) FROM noetl.catalog WHERE path = %(path)s;
+
+-- name: lock_catalog_path
+-- Two servers registering the same path at once must not both pick the same next version.
+SELECT pg_advisory_xact_lock(hashtextextended('noetl.catalog:' || %(path)s, 0));
+
+-- name: insert_catalog
+INSERT INTO noetl.catalog (path, version, kind, name, content, catalog_id, created_at)
+VALUES (%(path)s, %(version)s, %(kind)s, %(name)s, %(content)s, %(catalog_id)s, %(created_at)s::timestamptz);
+
+-- name: get_catalog_version
+SELECT path, version, kind, content, catalog_id, name, created_at
+FROM noetl.catalog
+WHERE path = %(path)s AND version = %(version)s;
+
+-- name: get_catalog_latest
+SELECT path, version, kind, content, catalog_id, name, created_at
+FROM noetl.catalog
+WHERE path = %(path)s
+ORDER BY version DESC
+LIMIT 1;
+
+-- name: list_catalog_latest
+SELECT DISTINCT ON (path) path, version, kind, content, catalog_id, name, created_at
+FROM noetl.catalog
+ORDER BY path, version DESC;
+
+-- name: upsert_credential
+-- created_at survives an overwrite; everything else is replaced.
+INSERT INTO noetl.credential (name, type, data, description, created_at, updated_at)
+VALUES (%(name)s, %(type)s, %(data)s, %(description)s, %(now)s::timestamptz, %(now)s::timestamptz)
+ON CONFLICT (name) DO UPDATE SET
+    type = excluded.type,
+    data = excluded.data,
+    description = excluded.description,
+    updated_at = excluded.updated_at;
+
+-- name: get_credential
+SELECT name, type, data, description, created_at, updated_at FROM noetl.credential WHERE name = %(name)s;
+
+-- name: list_credentials
+SELECT name, type, data, description, created_at, updated_at FROM noetl.credential ORDER BY name;
+
+-- name: delete_credential
+DELETE FROM noetl.credential WHERE name = %(name)s;
+
+-- command queue ---------------------------------------------------------------------------------
+
+-- name: insert_command
+-- ON CONFLICT: a command id is deterministic, so a decision replayed after a crash cannot queue the
+-- same work twice.
+INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at)
+VALUES (%s, %s, %s, %s::jsonb, 'queued', %s::timestamptz)
+ON CONFLICT (command_id) DO NOTHING;
+
+-- name: lease_commands
+-- SKIP LOCKED: concurrent workers each take different rows without waiting for each other.
+-- The inner SELECT walks command_queued_idx (a partial index of queued rows) in queue order.
+WITH next AS (
+    SELECT command_id
+    FROM noetl.command
+    WHERE status = 'queued'
+    ORDER BY queue_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE noetl.command AS c
+SET status = 'leased', attempt = c.attempt + 1, lease_owner = %(owner)s,
+    lease_expires_at = %(now)s::timestamptz + make_interval(secs => %(lease_seconds)s),
+    heartbeat_at = %(now)s::timestamptz
+FROM next
+WHERE c.command_id = next.command_id
+RETURNING c.command_id, c.execution_id, c.step, c.attempt, c.payload;
+
+-- name: heartbeat
+UPDATE noetl.command
+SET lease_expires_at = %(now)s::timestamptz + make_interval(secs => %(lease_seconds)s),
+    heartbeat_at = %(now)s::timestamptz
+WHERE command_id = ANY(%(command_ids)s) AND status = 'leased' AND lease_owner = %(owner)s
+RETURNING command_id;
+
+-- name: lock_command
+-- Called with the execution row already locked (lock order: execution, then command).
+SELECT status, attempt, lease_owner FROM noetl.command WHERE command_id = %(command_id)s FOR UPDATE;
+
+-- name: finish_command
+UPDATE noetl.command SET status = %(status)s, lease_expires_at = NULL WHERE command_id = %(command_id)s;
+
+-- name: release_command
+-- A worker shutting down hands back work it has not started; the attempt does not count.
+UPDATE noetl.command
+SET status = 'queued', attempt = attempt - 1, lease_owner = NULL, lease_expires_at = NULL
+WHERE command_id = ANY(%(command_ids)s) AND status = 'leased' AND lease_owner = %(owner)s;
+
+-- name: requeue_expired
+-- Leases that ran out (the worker died or hung) go back to the queue while attempts remain.
+WITH expired AS (
+    SELECT command_id FROM noetl.command
+    WHERE status = 'leased' AND lease_expires_at < %(now)s::timestamptz AND attempt < %(max_attempts)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE noetl.command AS c
+SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL
+FROM expired
+WHERE c.command_id = expired.command_id
+RETURNING c.command_id;
+
+-- name: exhausted_commands
+-- Expired leases with no attempts left: the reaper fails their step through the decision core.
+SELECT command_id, execution_id, step, attempt, lease_owner, payload FROM noetl.command
+WHERE status = 'leased' AND lease_expires_at < %(now)s::timestamptz AND attempt >= %(max_attempts)s
+LIMIT 100;
+
+-- name: cancel_commands
+UPDATE noetl.command SET status = 'cancelled', lease_expires_at = NULL
+WHERE execution_id = %(execution_id)s AND status IN ('queued', 'leased');
+
+-- name: lock_execution
+SELECT status, path, playbook, payload, COALESCE(parent_key, parent_execution_id::text), last_event_id
+FROM noetl.execution WHERE execution_id = %(execution_id)s FOR UPDATE;
+
+-- name: queue_depth
+SELECT status, count(*) FROM noetl.command WHERE status IN ('queued', 'leased') GROUP BY status;
+
+-- name: oldest_lease_age
+SELECT COALESCE(EXTRACT(EPOCH FROM (%(now)s::timestamptz - min(heartbeat_at))), 0)
+FROM noetl.command WHERE status = 'leased';
+
+-- name: executions_by_status
+SELECT status, count(*) FROM noetl.execution GROUP BY status;

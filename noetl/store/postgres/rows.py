@@ -1,0 +1,93 @@
+"""Conversion between store records and PostgreSQL rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from noetl.engine.events import Event
+from noetl.errors import StoreError
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
+from noetl.store.postgres.ids import db_id, db_key, optional_db_id
+from noetl.store.sqlite.rows import UPDATABLE_EXECUTION_FIELDS, encode_json, encode_optional, event_row
+
+
+def iso(value: datetime | None) -> str | None:
+    """timestamptz back to the ISO text the protocol uses, always in UTC."""
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def event_rows(execution_id: str, events: list[Event]) -> list[list[Any]]:
+    """Encoded before the transaction starts, so a bad event fails without touching the database.
+    Index 1 (event_id) is filled in inside the transaction."""
+    number = db_id(execution_id)
+    rows = []
+    for event in events:
+        row = event_row(execution_id, event)  # validates and JSON-encodes (shared with SQLite)
+        row[0] = number
+        rows.append(row)
+    return rows
+
+
+def event_from_row(execution_id: str, row: tuple[Any, ...]) -> Event:
+    event_type, node_name, status, result, error, meta, event_id, created_at = row
+    return Event(execution_id, event_type, node_name, status, result, error, meta, event_id, iso(created_at) or "")
+
+
+def execution_params(record: ExecutionRecord) -> dict[str, Any]:
+    try:
+        payload = encode_json(record.payload)
+        result = encode_optional(record.result)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"execution {record.execution_id} is not JSON-serialisable: {exc}") from exc
+    return {
+        "execution_id": db_id(record.execution_id),
+        "execution_key": db_key(record.execution_id),
+        "path": record.path,
+        "status": record.status,
+        "parent_execution_id": optional_db_id(record.parent_execution_id),
+        "parent_key": db_key(record.parent_execution_id),
+        "playbook": record.playbook,
+        "payload": payload,
+        "result": result,
+        "error": record.error,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+    }
+
+
+def bump_params(execution_id: str, count: int, update: dict[str, Any] | None) -> dict[str, Any]:
+    update = update or {}
+    unknown = sorted(set(update) - set(UPDATABLE_EXECUTION_FIELDS))
+    if unknown:
+        raise StoreError(f"cannot update execution field(s) {', '.join(unknown)}")
+    params: dict[str, Any] = {"execution_id": db_id(execution_id), "count": count}
+    for field in UPDATABLE_EXECUTION_FIELDS:
+        params[f"set_{field}"] = field in update
+        params[field] = update.get(field)
+    if "result" in update:
+        try:
+            params["result"] = encode_optional(update["result"])
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"result of execution {execution_id} is not JSON-serialisable: {exc}") from exc
+    return params
+
+
+def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
+    (execution_id, path, status, parent_execution_id, playbook, payload, result, error,
+     started_at, ended_at) = row  # fmt: skip
+    return ExecutionRecord(
+        execution_id=execution_id, path=path, status=status, parent_execution_id=parent_execution_id,
+        playbook=playbook, payload=payload, result=result, error=error,
+        started_at=iso(started_at) or "", ended_at=iso(ended_at),
+    )
+
+
+def catalog_from_row(row: tuple[Any, ...]) -> CatalogEntry:
+    path, version, kind, content, catalog_id, name, created_at = row
+    return CatalogEntry(path, version, kind, content, catalog_id, name, iso(created_at) or "")
+
+
+def credential_from_row(row: tuple[Any, ...]) -> CredentialRecord:
+    name, type_, data, description, created_at, updated_at = row
+    return CredentialRecord(name, type_, bytes(data), description, iso(created_at) or "", iso(updated_at) or "")

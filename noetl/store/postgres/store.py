@@ -1,0 +1,299 @@
+"""The PostgreSQL store of the distributed runtime (psycopg 3, async, with a connection pool).
+
+Schema ``noetl``; migrations are applied by ``noetl db init``, on server start and by ``open()``
+(each is idempotent and serialised with an advisory lock, so many processes can start at once).
+
+Connections are in autocommit mode: a read is one round trip, and every write runs inside an
+explicit ``conn.transaction()``. A connection broken by a PostgreSQL restart is dropped by the pool
+when it is returned, so the next call gets a fresh one; the failed call raises StoreError and the
+caller (worker loop, API request) decides whether to retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool
+
+from noetl.engine.events import Event
+from noetl.errors import NoetlError, NotFoundError, StoreError
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
+from noetl.store.postgres.ids import db_id, optional_db_id
+from noetl.store.postgres.rows import (
+    bump_params,
+    catalog_from_row,
+    credential_from_row,
+    event_from_row,
+    event_rows,
+    execution_from_row,
+    execution_params,
+)
+from noetl.store.postgres.sql import migrations, queries
+from noetl.store.sqlite.rows import catalog_id_for, stamp
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+Connection = psycopg.AsyncConnection[Any]
+
+MIGRATION_LOCK_KEY = 0x6E6F65746C  # "noetl": one migration run at a time across processes
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class PostgresStore:
+    """Store protocol on PostgreSQL. ``await store.open()`` creates the pool and migrates."""
+
+    def __init__(self, url: str, *, clock: Clock = utc_now, min_size: int = 1, max_size: int = 10,
+                 migrate: bool = True, connect_timeout: float = 10.0) -> None:
+        self.url = url
+        self.clock = clock
+        self._min_size = min_size
+        self._max_size = max_size
+        self._migrate_on_open = migrate
+        self._connect_timeout = connect_timeout
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self.q = queries()
+
+    # lifecycle -------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self.url, min_size=self._min_size, max_size=self._max_size, open=False,
+            kwargs={"autocommit": True}, timeout=self._connect_timeout, name="noetl",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout)
+        except Exception as exc:
+            await pool.close()
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {exc}") from exc
+        self._pool = pool
+        if self._migrate_on_open:
+            try:
+                await self.migrate()
+            except BaseException:
+                await self.close()
+                raise
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations; return the versions applied (empty when up to date)."""
+
+        async def work(conn: Connection) -> list[int]:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            await conn.execute("CREATE SCHEMA IF NOT EXISTS noetl")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS noetl.schema_migrations ("
+                " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+            )
+            cursor = await conn.execute("SELECT version FROM noetl.schema_migrations")
+            applied = {row[0] for row in await cursor.fetchall()}
+            done = []
+            for migration in migrations():
+                if migration.version in applied:
+                    continue
+                await conn.execute(migration.script.encode("utf-8"))
+                await conn.execute(
+                    "INSERT INTO noetl.schema_migrations (version, name, applied_at) VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, self.clock()),
+                )
+                done.append(migration.version)
+            return done
+
+        return await self.write("migrating the database", work)
+
+    # plumbing --------------------------------------------------------------------------
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the PostgreSQL store is not open")
+        async with pool.connection() as conn:
+            yield conn
+
+    async def write(self, action: str, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction; driver errors become StoreError naming ``action``."""
+        try:
+            async with self.connection() as conn, conn.transaction():
+                return await work(conn)
+        except NoetlError:
+            raise
+        except psycopg.Error as exc:
+            raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+        except Exception as exc:  # pool timeout and friends
+            if type(exc).__module__.startswith("psycopg_pool"):
+                raise StoreError(f"{action} failed: {exc}") from exc
+            raise
+
+    async def read(self, action: str, query: str, params: Any) -> list[Any]:
+        try:
+            async with self.connection() as conn:
+                cursor = await conn.execute(self.q[query], params)
+                return await cursor.fetchall()
+        except psycopg.Error as exc:
+            raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("psycopg_pool"):
+                raise StoreError(f"{action} failed: {exc}") from exc
+            raise
+
+    def now(self) -> str:
+        return self.clock().isoformat()
+
+    # executions and events -------------------------------------------------------------
+    async def create_execution(self, record: ExecutionRecord, events: list[Event]) -> list[Event]:
+        if not record.started_at:
+            record.started_at = self.now()
+        params = execution_params(record)
+        rows = event_rows(record.execution_id, events)
+
+        async def work(conn: Connection) -> None:
+            await self.insert_execution(conn, params, rows)
+
+        await self.write(f"creating execution {record.execution_id}", work)
+        return stamp(events, record.execution_id, 0)
+
+    async def insert_execution(self, conn: Connection, params: dict[str, Any], rows: list[list[Any]]) -> None:
+        """Insert the row and its first events inside the caller's transaction."""
+        for offset, row in enumerate(rows, start=1):
+            row[1] = offset
+        try:
+            await conn.execute(self.q["insert_execution"], {**params, "last_event_id": len(rows)})
+        except pg_errors.UniqueViolation as exc:
+            raise StoreError(f"execution {params['execution_key'] or params['execution_id']} already exists") from exc
+        async with conn.cursor() as cursor:
+            await cursor.executemany(self.q["insert_event"], rows)
+
+    async def append_events(
+        self, execution_id: str, events: list[Event], *, update: dict[str, Any] | None = None
+    ) -> list[Event]:
+        rows = event_rows(execution_id, events)
+        params = bump_params(execution_id, len(rows), update)
+
+        async def work(conn: Connection) -> int:
+            return await self.append_in_transaction(conn, execution_id, rows, params)
+
+        last_id = await self.write(f"appending events to execution {execution_id}", work)
+        return stamp(events, execution_id, last_id)
+
+    async def append_in_transaction(self, conn: Connection, execution_id: str, rows: list[list[Any]],
+                                    params: dict[str, Any]) -> int:
+        """Reserve ids (locking the execution row), insert the events; return the id before them."""
+        cursor = await conn.execute(self.q["bump_execution"], params)
+        found = await cursor.fetchone()
+        if found is None:
+            raise NotFoundError(f"unknown execution {execution_id}", execution_id=execution_id)
+        last_id = int(found[0])
+        for offset, row in enumerate(rows, start=1):
+            row[1] = last_id + offset
+        if rows:
+            async with conn.cursor() as insert:
+                await insert.executemany(self.q["insert_event"], rows)
+        return last_id
+
+    async def list_events(
+        self, execution_id: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        params = {"execution_id": db_id(execution_id), "after_id": after_id, "limit": limit}
+        rows = await self.read(f"listing events of execution {execution_id}", "list_events", params)
+        return [event_from_row(execution_id, row) for row in rows]
+
+    async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        rows = await self.read(f"reading execution {execution_id}", "get_execution",
+                               {"execution_id": db_id(execution_id)})
+        return execution_from_row(rows[0]) if rows else None
+
+    async def list_executions(
+        self, *, status: str | None = None, parent_execution_id: str | None = None, limit: int = 100
+    ) -> list[ExecutionRecord]:
+        params = {"status": status, "parent_execution_id": optional_db_id(parent_execution_id), "limit": limit}
+        rows = await self.read("listing executions", "list_executions", params)
+        return [execution_from_row(row) for row in rows]
+
+    # catalog ---------------------------------------------------------------------------
+    async def register_catalog(self, *, path: str, kind: str, content: str, name: str = "") -> CatalogEntry:
+        async def work(conn: Connection) -> CatalogEntry:
+            await conn.execute(self.q["lock_catalog_path"], {"path": path})
+            cursor = await conn.execute(self.q["max_catalog_version"], {"path": path})
+            row = await cursor.fetchone()
+            version = int(row[0] if row else 0) + 1
+            entry = CatalogEntry(path=path, version=version, kind=kind, content=content,
+                                 catalog_id=catalog_id_for(path, version), name=name, created_at=self.now())
+            await conn.execute(self.q["insert_catalog"], {
+                "path": path, "version": version, "kind": kind, "name": name, "content": content,
+                "catalog_id": entry.catalog_id, "created_at": entry.created_at,
+            })
+            return entry
+
+        return await self.write(f"registering {path} in the catalog", work)
+
+    async def get_catalog(self, path: str, version: int | None = None) -> CatalogEntry | None:
+        if version is None:
+            rows = await self.read(f"reading catalog entry {path}", "get_catalog_latest", {"path": path})
+        else:
+            rows = await self.read(f"reading catalog entry {path}", "get_catalog_version",
+                                   {"path": path, "version": version})
+        return catalog_from_row(rows[0]) if rows else None
+
+    async def list_catalog(self, *, kind: str | None = None) -> list[CatalogEntry]:
+        rows = await self.read("listing the catalog", "list_catalog_latest", {})
+        entries = [catalog_from_row(row) for row in rows]
+        return [e for e in entries if kind is None or e.kind == kind]
+
+    # credentials -----------------------------------------------------------------------
+    async def put_credential(self, record: CredentialRecord) -> None:
+        params = {"name": record.name, "type": record.type, "data": bytes(record.data),
+                  "description": record.description, "now": self.now()}
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(self.q["upsert_credential"], params)
+
+        await self.write(f"storing credential {record.name}", work)
+
+    async def get_credential(self, name: str) -> CredentialRecord | None:
+        rows = await self.read(f"reading credential {name}", "get_credential", {"name": name})
+        return credential_from_row(rows[0]) if rows else None
+
+    async def list_credentials(self) -> list[CredentialRecord]:
+        rows = await self.read("listing credentials", "list_credentials", {})
+        return [credential_from_row(row) for row in rows]
+
+    async def delete_credential(self, name: str) -> bool:
+        async def work(conn: Connection) -> bool:
+            cursor = await conn.execute(self.q["delete_credential"], {"name": name})
+            return cursor.rowcount > 0
+
+        return await self.write(f"deleting credential {name}", work)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
