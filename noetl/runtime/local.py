@@ -22,11 +22,13 @@ from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState
 from noetl.engine.status import StatusFolder
 from noetl.ids import new_execution_id
+from noetl.runtime.report import crash_outcome, outcome_event
 from noetl.runtime.runner import Outcome, Runner
 from noetl.store.base import ExecutionRecord, Store
 
 EventListener = Callable[[Event], None]
 MAX_CHILD_DEPTH = 16
+CANCEL_POLL_SECONDS = 0.25  # how often a run looks for a cancel recorded by another process
 
 
 @dataclass(slots=True)
@@ -74,8 +76,10 @@ class _Execution:
         self.runner = Runner(request.playbook, playbook_dir=request.playbook_dir, services=self.services)
         self.state = ExecutionState()
         self.status = StatusFolder()
-        self.outcomes: asyncio.Queue[tuple[Command, Outcome]] = asyncio.Queue()
+        # None in the queue means "cancelled from outside".
+        self.outcomes: asyncio.Queue[tuple[Command, Outcome] | None] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.last_event_id = 0
 
     async def run(self) -> dict[str, Any]:
         await self.services.prepare()
@@ -84,9 +88,14 @@ class _Execution:
                                      parent_execution_id=self.request.parent_execution_id)
         await self._record_start(decision.events)
         self._dispatch(decision.commands)
+        watcher = asyncio.create_task(self._watch_for_cancel())
         try:
             while not self.state.finished:
-                command, outcome = await self.outcomes.get()
+                item = await self.outcomes.get()
+                if item is None:
+                    await self._adopt_external_cancel()
+                    break
+                command, outcome = item
                 if self.execution_id in self.runtime._cancelled:
                     await self._cancel("cancelled by request")
                     break
@@ -97,8 +106,30 @@ class _Execution:
             await asyncio.shield(self._cancel("cancelled"))
             raise
         finally:
+            watcher.cancel()
             await self._stop_tasks()
         return self.status.doc
+
+    async def _watch_for_cancel(self) -> None:
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            if self.execution_id in self.runtime._cancelled:
+                self.outcomes.put_nowait(None)
+                return
+            record = await self.runtime.store.get_execution(self.execution_id)
+            if record is not None and record.status == "cancelled":
+                self.outcomes.put_nowait(None)
+                return
+
+    async def _adopt_external_cancel(self) -> None:
+        """Fold the cancel another process recorded (or record one asked for in this process)."""
+        events = await self.runtime.store.list_events(self.execution_id, after_id=self.last_event_id)
+        cancels = [e for e in events if e.event_type == ev.EXECUTION_CANCELLED]
+        if not cancels:
+            await self._cancel("cancelled by request")
+            return
+        self.engine.handle(self.state, cancels[0])
+        self._publish(cancels[:1])
 
     # events ----------------------------------------------------------------------------
     def _stamp(self, events: list[Event]) -> list[Event]:
@@ -138,25 +169,14 @@ class _Execution:
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
+            self.last_event_id = max(self.last_event_id, event.event_id)
             self.status.apply(event)
             if self.runtime.listener is not None:
                 self.runtime.listener(event)
 
     def _report_event(self, command: Command, outcome: Outcome) -> Event:
         self.services.redactor.add(outcome.secrets)
-        meta: dict[str, Any] = {"command_id": command.command_id, "attempt": outcome.attempts,
-                                "duration": round(outcome.duration, 6), "worker": "local"}
-        if command.loop_index is not None:
-            meta["loop_index"] = command.loop_index
-        if outcome.ctx_set:
-            meta["set"] = {k: v for k, v in outcome.ctx_set.items()}
-        if outcome.logs:
-            meta["logs"] = outcome.logs
-        if outcome.ok:
-            return Event(self.execution_id, ev.CALL_DONE, node_name=command.step, status="completed",
-                         result=outcome.result, meta=meta)
-        return Event(self.execution_id, ev.CALL_ERROR, node_name=command.step, status="failed",
-                     error=outcome.error, meta=meta)
+        return outcome_event(command, outcome, worker="local")
 
     # commands --------------------------------------------------------------------------
     def _dispatch(self, commands: list[Command]) -> None:
@@ -170,9 +190,8 @@ class _Execution:
             outcome = await self.runner.run(command)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a bug in a tool must fail the step, never the runtime
-            outcome = Outcome(ok=False, error={"kind": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}",
-                                               "retryable": False})
+        except Exception as exc:
+            outcome = crash_outcome(exc)
         self.outcomes.put_nowait((command, outcome))
 
     async def _cancel(self, reason: str) -> None:

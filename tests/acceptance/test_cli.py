@@ -1,0 +1,197 @@
+"""The `noetl` command as a user meets it: arguments, bad input, inspection, migration, cancel."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import CONFORMANCE, FIXTURES, run_noetl
+
+GOOD = CONFORMANCE / "default_arc.yaml"
+
+PARAMS = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: params}
+workload: {n: 1, db: {host: h, port: 1}, label: x}
+workflow:
+  - step: start
+    tool:
+      kind: python
+      input: {n: "{{ n }}", db: "{{ db }}", label: "{{ label }}"}
+      code: "result = {'n': n, 'n_type': type(n).__name__, 'db': db, 'label': label}"
+"""
+
+
+def assert_one_line_error(result, code: int = 2) -> str:  # type: ignore[no-untyped-def]
+    assert result.code == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_malformed_yaml(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("metadata: {name: x}\nworkflow:\n  - step: a\n   oops: [\n")
+    line = assert_one_line_error(noetl("run", str(bad)))
+    assert f"{bad}:" in line and "invalid YAML" in line
+
+
+def test_unknown_tool_kind_names_file_line_col(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "kind.yaml"
+    bad.write_text(GOOD.read_text().replace("kind: python", "kind: pyhton"))
+    line = assert_one_line_error(noetl("run", str(bad)))
+    assert f"{bad}:7:5:" in line and "unknown tool kind 'pyhton'" in line and "did you mean 'python'" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--payload", "[1, 2]"], "the payload must be a JSON object"),
+        (["--payload", "{oops"], "invalid JSON"),
+        (["--payload", "@/no/such/file.json"], "cannot read file"),
+        (["--set", "novalue"], "expected key=value"),
+    ],
+)
+def test_bad_arguments(noetl, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
+    assert fragment in assert_one_line_error(noetl("run", str(GOOD), *args))
+
+
+def test_missing_file_and_unknown_ids(noetl) -> None:  # type: ignore[no-untyped-def]
+    assert "file not found" in assert_one_line_error(noetl("run", "/no/such/playbook.yaml"))
+    assert "not found" in assert_one_line_error(noetl("status", "12345"))
+    assert "not found" in assert_one_line_error(noetl("events", "12345"))
+    assert "no catalog entry" in assert_one_line_error(noetl("run", "catalog://no/such/path"))
+
+
+def test_set_values_are_yaml_scalars_and_dotted(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pb = tmp_path / "params.yaml"
+    pb.write_text(PARAMS)
+    doc = noetl("run", str(pb), "--json", "--payload", '{"n": 5}', "--set", "n=10", "--set", "label='10'",
+                "--set", "db.port=5432").json()
+    assert doc["result"] == {"n": 10, "n_type": "int", "db": {"port": 5432}, "label": "10"}
+    merged = noetl("run", str(pb), "--json", "--merge", "--set", "db.port=6").json()
+    assert merged["result"]["db"] == {"host": "h", "port": 6}
+    payload_file = tmp_path / "payload.json"
+    payload_file.write_text('{"label": "from file"}')
+    assert noetl("run", str(pb), "--json", "--payload", f"@{payload_file}").json()["result"]["label"] == "from file"
+
+
+def test_validate_reports_and_strict(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ok = noetl("validate", str(GOOD))
+    assert ok.code == 0 and "ok" in ok.stdout
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(GOOD.read_text().replace("    next:", "    nxt: 1\n    next:", 1))
+    warned = noetl("validate", str(typo))
+    assert warned.code == 0 and "did you mean 'next'" in warned.stderr
+    strict = noetl("validate", "--strict", str(typo))
+    assert strict.code == 2
+    assert noetl("run", str(typo), "--json").code == 0  # warnings never stop a run
+
+
+def test_schema_is_json_schema(noetl) -> None:  # type: ignore[no-untyped-def]
+    schema = noetl("schema").json()
+    assert schema["title"] == "NoETL playbook" and "workflow" in schema["properties"]
+
+
+@pytest.mark.parametrize("legacy", [CONFORMANCE / "v1_next_with.yaml", CONFORMANCE / "case_era_routing.yaml",
+                                    FIXTURES / "v1_forms.yaml"], ids=lambda p: p.stem)
+def test_migrated_playbook_behaves_like_the_original(noetl, tmp_path: Path, legacy: Path) -> None:  # type: ignore[no-untyped-def]
+    migrated = noetl("migrate", str(legacy))
+    assert migrated.code == 0, migrated.stderr
+    target = tmp_path / legacy.name
+    target.write_text(migrated.stdout)
+    assert "type:" not in migrated.stdout.split("workflow:")[1].replace("kind:", "")
+    original = noetl("run", str(legacy), "--json").json()
+    again = noetl("run", str(target), "--json").json()
+    assert again["status"] == original["status"]
+    assert again["completed_steps"] == original["completed_steps"]
+    assert {k: v["result"] for k, v in again["steps"].items()} == {k: v["result"] for k, v in original["steps"].items()}
+
+
+def test_events_json_has_the_contract_fields(noetl) -> None:  # type: ignore[no-untyped-def]
+    doc = noetl("run", str(GOOD), "--json").json()
+    events = noetl("events", doc["execution_id"], "--json").json()
+    assert {"event_id", "execution_id", "event_type", "node_name", "status", "result", "error", "meta",
+            "created_at"} <= set(events[0])
+    types = [e["event_type"] for e in events]
+    assert types[:2] == ["playbook.initialized", "workflow.initialized"]
+    assert types[-2:] == ["workflow.completed", "playbook.completed"]
+    assert [e["event_id"] for e in events] == list(range(1, len(events) + 1))
+    for step in ("start", "failed_exam"):
+        assert [e["event_type"] for e in events if e["node_name"] == step] == ["step.enter", "call.done", "step.exit"]
+
+
+def test_print_output_is_captured_in_the_event(noetl) -> None:  # type: ignore[no-untyped-def]
+    result = noetl("run", str(FIXTURES / "print_capture.yaml"), "--json")
+    assert "visible in the event log" not in result.stdout
+    events = noetl("events", result.json()["execution_id"], "--json").json()
+    done = next(e for e in events if e["event_type"] == "call.done")
+    assert "visible in the event log" in "".join(done["meta"]["logs"])
+
+
+def test_cancel_a_running_execution(noetl_home: Path, tmp_path: Path) -> None:
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("""\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: slow}
+workflow:
+  - step: start
+    loop: {in: "{{ range(50) | list }}", iterator: i}
+    tool: {kind: python, code: "import time\\ntime.sleep(0.2)\\nresult = 1"}
+""")
+    env = {"NOETL_HOME": str(noetl_home)}
+    import os
+
+    proc = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(slow), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
+    execution_id = None
+    deadline = time.monotonic() + 20
+    while execution_id is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        listing = run_noetl("query", "--help", home=noetl_home)  # keeps the CLI warm; ids come from the store
+        del listing
+        execution_id = _running_execution(noetl_home)
+    assert execution_id, "the execution never started"
+    cancelled = run_noetl("cancel", execution_id, home=noetl_home)
+    assert cancelled.code == 0, cancelled.stderr
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    doc = json.loads(out)
+    assert doc["status"] == "cancelled"
+    status = run_noetl("status", execution_id, "--json", home=noetl_home).json()
+    assert status["status"] == "cancelled"
+    done = [e for e in run_noetl("events", execution_id, "--json", home=noetl_home).json()
+            if e["event_type"] == "call.done"]
+    assert len(done) < 50
+
+
+def _running_execution(home: Path) -> str | None:
+    import sqlite3
+
+    db = home / "noetl.db"
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT execution_id FROM execution WHERE status = 'running'").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def test_python_api_run_and_validate(tmp_path: Path) -> None:
+    import noetl
+
+    doc = noetl.run(str(GOOD), payload={"score": 80})
+    assert doc["status"] == "completed" and doc["result"] == {"grade": "pass"}
+    assert noetl.run(GOOD.read_text())["result"] == {"grade": "fail"}
+    problems = noetl.validate(GOOD.read_text().replace("kind: noop", "kind: nop"))
+    assert any(p.severity == "error" and "unknown tool kind 'nop'" in p.message for p in problems)

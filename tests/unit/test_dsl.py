@@ -1,0 +1,98 @@
+"""Loading, checking and normalising playbooks: errors name file:line:col, warnings suggest."""
+
+from __future__ import annotations
+
+import pytest
+
+from noetl.dsl.parse import load_playbook_text
+from noetl.errors import PlaybookError
+
+BASE = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: t}
+workflow:
+  - step: start
+    tool: {kind: python, code: "result = 1"}
+    next: {arcs: [{step: end}]}
+  - step: end
+"""
+
+
+def problems(text: str, severity: str = "error") -> list[str]:
+    return [f"{p.where}: {p.message}" for p in load_playbook_text(text, "pb.yaml").problems if p.severity == severity]
+
+
+def test_valid_playbook_has_no_errors_or_warnings() -> None:
+    assert problems(BASE) == [] and problems(BASE, "warning") == []
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("kind: python", "kind: pythn"), "pb.yaml:6:5: step 'start': unknown tool kind 'pythn' (did you mean 'python'?)"),
+        (("{step: end}", "{step: ned}"), "pb.yaml:7:5: step 'start': arc to missing step 'ned' (did you mean 'end'?)"),
+        (("  - step: end\n", "  - step: start\n"), "pb.yaml:8:5: duplicate step name 'start' (first at workflow[0])"),
+        (('code: "result = 1"', 'code: "x", input: {a: "{{ a. }}"}'), "pb.yaml:6:45: template does not parse: expected name or number"),
+        (('code: "result = 1"', "input: {}"), "pb.yaml:6:5: step 'start': python tool needs one of: code, code_b64, script"),
+    ],
+)
+def test_errors_name_the_place(change: tuple[str, str], expected: str) -> None:
+    found = problems(BASE.replace(*change))
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_entry_step_must_exist() -> None:
+    text = BASE + "executor: {spec: {entry_step: begin}}\n"
+    assert any("entry_step 'begin' is not a step" in p for p in problems(text))
+
+
+def test_unknown_keys_are_warnings_with_suggestions() -> None:
+    text = BASE.replace("    next:", "    nxet: 1\n    next:")
+    warnings = problems(text, "warning")
+    assert warnings == ["pb.yaml:7:5: unknown key 'nxet' in step 'start' (did you mean 'next'?)"]
+    assert load_playbook_text(text).playbook is not None  # a warning never blocks
+    with pytest.raises(PlaybookError):
+        load_playbook_text(text).require(strict=True)
+
+
+def test_malformed_yaml_is_one_line_with_position() -> None:
+    from noetl.dsl.load import parse_yaml
+
+    with pytest.raises(PlaybookError) as info:
+        parse_yaml("workflow:\n  - step: a\n   bad: [\n", "broken.yaml")
+    message = str(info.value)
+    assert message.startswith("broken.yaml:") and "invalid YAML" in message and "\n" not in message
+
+
+def test_entry_step_defaults() -> None:
+    text = BASE.replace("step: start", "step: first")
+    assert load_playbook_text(text).require().entry_step == "first"
+    assert load_playbook_text(BASE).require().entry_step == "start"
+
+
+def test_legacy_forms_normalise_with_notes() -> None:
+    text = """
+apiVersion: noetl.io/v1
+metadata: {name: legacy}
+workflow:
+  - step: start
+    type: python
+    code: "def main(x): return x"
+    with: {x: 1}
+    retry: {max_attempts: 4, initial_delay: 0.5, backoff_multiplier: 2}
+    next: [{when: "{{ result > 0 }}", then: [{step: pos}], else: [{step: neg}]}]
+  - step: pos
+    call: {type: playbooks, path: sub/child, with: {a: 1}}
+  - step: neg
+"""
+    loaded = load_playbook_text(text)
+    playbook = loaded.require()
+    start = playbook.step_map()["start"]
+    assert start.tool[0].kind == "python" and start.input == {"x": 1}
+    rule = start.tool[0].spec.policy.rules[0]  # type: ignore[union-attr]
+    assert rule.then.do == "retry" and rule.then.attempts == 4 and rule.then.backoff == "exponential"
+    assert [(a.step, a.when) for a in start.next.arcs] == [("pos", "{{ result > 0 }}"), ("neg", "{{ not (result > 0) }}")]
+    pos = playbook.step_map()["pos"].tool[0]
+    assert pos.kind == "playbook" and pos.config()["input"] == {"a": 1}
+    assert any(p.severity == "note" for p in loaded.problems)
