@@ -1,0 +1,270 @@
+"""``shell``: run commands with ``/bin/sh -c`` and return ``{returncode, stdout, stderr}``.
+
+Config: ``command`` (one string, may span several lines) or ``cmds`` (a list run in order, stopping
+at the first failure), ``env`` (merged over the runtime's environment; a ``null`` value unsets a
+variable), ``cwd``, ``timeout`` (seconds, for all the commands together; the step's
+``spec.timeout`` applies too, whichever is shorter).
+
+Each command runs in its own process group, so a timeout or a cancelled step kills whatever the
+command started as well, not just the shell. Output is decoded as UTF-8 (undecodable bytes
+replaced) and kept up to 8 MiB per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import os
+import signal
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noetl.errors import ToolError
+from noetl.tools.base import ToolCall
+
+_SHELL = "/bin/sh"
+_MAX_OUTPUT_BYTES = 8 * 1024 * 1024
+_READ_CHUNK = 64 * 1024
+_DRAIN_AFTER_KILL_SECONDS = 5.0  # a killed group closes its pipes at once; do not wait forever
+
+
+async def run_shell(config: dict[str, Any], call: ToolCall) -> Any:
+    commands = _commands(config)
+    env = _environment(config.get("env"))
+    cwd = _working_directory(config.get("cwd"))
+    deadline = _deadline(_timeout(config.get("timeout"), call.timeout))
+    results: list[dict[str, Any]] = []
+    for index, command in enumerate(commands):
+        outcome = await _run_command(command, env=env, cwd=cwd, deadline=deadline)
+        results.append({"command": command, **outcome.as_result()})
+        if outcome.timed_out:
+            raise _timeout_error(outcome, deadline, results)
+        if outcome.returncode != 0:
+            raise _exit_error(outcome, index, len(commands), results)
+    last = {key: value for key, value in results[-1].items() if key != "command"}
+    return last if config.get("cmds") is None else {**last, "results": results}
+
+
+# ---- configuration
+
+
+def _commands(config: dict[str, Any]) -> list[str]:
+    has_list = config.get("cmds") is not None
+    has_single = config.get("command") is not None or config.get("command_b64") is not None
+    if has_list and has_single:
+        raise ToolError("shell: give either `cmds` (a list) or `command` (a string), not both", kind="config")
+    if has_list:
+        commands = config["cmds"]
+        if isinstance(commands, str):
+            commands = [commands]
+        if not isinstance(commands, list) or not commands:
+            raise ToolError("shell `cmds` must be a non-empty list of command strings", kind="config")
+    else:
+        commands = [_single_command(config)]
+    for command in commands:
+        if not isinstance(command, str) or not command.strip():
+            raise ToolError(
+                f"shell: every command must be a non-empty string, got {command!r}", kind="config"
+            )
+    return commands
+
+
+def _single_command(config: dict[str, Any]) -> str:
+    encoded = config.get("command_b64")
+    if encoded is not None:
+        try:
+            return base64.b64decode(str(encoded), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError) as exc:
+            raise ToolError(
+                f"shell `command_b64` is not valid base64 UTF-8 text: {exc}", kind="config"
+            ) from None
+    command = config.get("command")
+    if command is None:
+        raise ToolError("shell tool needs `command` (a string) or `cmds` (a list)", kind="config")
+    return command if isinstance(command, str) else str(command)
+
+
+def _environment(overrides: Any) -> dict[str, str]:
+    if overrides is None:
+        return dict(os.environ)
+    if not isinstance(overrides, dict):
+        raise ToolError("shell `env` must be a mapping of variable names to values", kind="config")
+    env = dict(os.environ)
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(str(name), None)
+        else:
+            env[str(name)] = value if isinstance(value, str) else _scalar_text(value)
+    return env
+
+
+def _scalar_text(value: Any) -> str:
+    # Rendered templates can hand over native values; write booleans the way shells expect them.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _working_directory(cwd: Any) -> str | None:
+    if cwd is None or cwd == "":
+        return None
+    path = Path(str(cwd)).expanduser()
+    if not path.is_dir():
+        raise ToolError(f"shell `cwd` {str(cwd)!r} is not a directory", kind="config")
+    return str(path)
+
+
+def _timeout(configured: Any, step_timeout: float | None) -> float | None:
+    limits = [step_timeout] if step_timeout is not None else []
+    if configured is not None and configured != "":
+        try:
+            limits.append(float(configured))
+        except (TypeError, ValueError):
+            raise ToolError(
+                f"shell `timeout` must be a number of seconds, got {configured!r}", kind="config"
+            ) from None
+    return min(limits) if limits else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadline:
+    seconds: float | None  # the configured limit, for messages
+    at: float | None  # loop time by which every command must have finished
+
+    def remaining(self) -> float | None:
+        if self.at is None:
+            return None
+        return max(0.0, self.at - asyncio.get_running_loop().time())
+
+
+def _deadline(seconds: float | None) -> _Deadline:
+    if seconds is None:
+        return _Deadline(None, None)
+    return _Deadline(seconds, asyncio.get_running_loop().time() + seconds)
+
+
+# ---- running one command
+
+
+@dataclass(slots=True)
+class _Output:
+    """One stream's bytes, capped; the excess is counted and dropped."""
+
+    data: bytearray = field(default_factory=bytearray)
+    dropped: int = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = _MAX_OUTPUT_BYTES - len(self.data)
+        self.data.extend(chunk[:room])
+        self.dropped += max(0, len(chunk) - room)
+
+    def text(self) -> str:
+        text = self.data.decode("utf-8", errors="replace")
+        return text + f"\n[... {self.dropped} more bytes dropped]" if self.dropped else text
+
+
+@dataclass(slots=True)
+class _Outcome:
+    returncode: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+    def as_result(self) -> dict[str, Any]:
+        return {"returncode": self.returncode, "stdout": self.stdout, "stderr": self.stderr}
+
+
+async def _run_command(
+    command: str, *, env: dict[str, str], cwd: str | None, deadline: _Deadline
+) -> _Outcome:
+    process = await asyncio.create_subprocess_exec(
+        _SHELL,
+        "-c",
+        command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,  # its own process group, so everything it starts can be killed
+    )
+    stdout, stderr = _Output(), _Output()
+    assert process.stdout is not None and process.stderr is not None
+    finished = asyncio.gather(process.wait(), _drain(process.stdout, stdout), _drain(process.stderr, stderr))
+    timed_out = False
+    try:
+        # asyncio.wait (not wait_for) leaves the readers running, so output read so far is kept.
+        done, _ = await asyncio.wait({finished}, timeout=deadline.remaining())
+        if done:
+            finished.result()  # surfaces a failure to read the pipes
+        else:
+            timed_out = True
+            _kill_group(process.pid)
+            await _settle_after_kill(finished)
+    except BaseException:  # cancelled: stop the commands too, then let the cancellation through
+        _kill_group(process.pid)
+        await _settle_after_kill(finished)
+        raise
+    return _Outcome(process.returncode, stdout.text(), stderr.text(), timed_out)
+
+
+async def _drain(stream: asyncio.StreamReader, output: _Output) -> None:
+    while chunk := await stream.read(_READ_CHUNK):
+        output.add(chunk)
+
+
+def _kill_group(pid: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+async def _settle_after_kill(finished: asyncio.Future[Any]) -> None:
+    # The process is reaped (no zombie) and its pipes read to the end; a daemonised grandchild that
+    # left the group could hold a pipe open, hence the bound.
+    with suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(finished), _DRAIN_AFTER_KILL_SECONDS)
+    if not finished.done():
+        finished.cancel()
+
+
+# ---- errors
+
+
+def _exit_error(outcome: _Outcome, index: int, total: int, results: list[dict[str, Any]]) -> ToolError:
+    which = "command" if total == 1 else f"command {index + 1} of {total}"
+    code = outcome.returncode
+    how = (
+        f"was killed by signal {_signal_name(-code)}"
+        if code is not None and code < 0
+        else f"exited with code {code}"
+    )
+    last_line = _last_line(outcome.stderr)
+    message = f"{which} {how}" + (f": {last_line}" if last_line else "")
+    details: dict[str, Any] = outcome.as_result()
+    if total > 1:
+        details["results"] = results
+    return ToolError(message, kind="shell", details=details)
+
+
+def _timeout_error(outcome: _Outcome, deadline: _Deadline, results: list[dict[str, Any]]) -> ToolError:
+    details: dict[str, Any] = {**outcome.as_result(), "timeout": deadline.seconds}
+    if len(results) > 1:
+        details["results"] = results
+    return ToolError(
+        f"timed out after {deadline.seconds:g} s", kind="timeout", retryable=True, details=details
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

@@ -1,0 +1,144 @@
+"""The shell tool: results, failures, environment, working directory and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from noetl.errors import ToolError
+from noetl.tools.base import ToolCall
+from noetl.tools.shell import run_shell
+
+
+def make_call(**fields: Any) -> ToolCall:
+    return ToolCall(execution_id="exec-1", step="sh", task="sh", context={}, **fields)
+
+
+def run(config: dict[str, Any], call: ToolCall | None = None) -> Any:
+    return asyncio.run(run_shell(config, call or make_call()))
+
+
+def failure(config: dict[str, Any], call: ToolCall | None = None) -> ToolError:
+    with pytest.raises(ToolError) as caught:
+        run(config, call)
+    return caught.value
+
+
+def test_command_returns_returncode_stdout_and_stderr() -> None:
+    assert run({"command": "echo hello; echo warning >&2"}) == {
+        "returncode": 0,
+        "stdout": "hello\n",
+        "stderr": "warning\n",
+    }
+
+
+def test_multi_line_command_runs_as_one_script() -> None:
+    assert run({"command": "x=4\necho $((x * 2))"})["stdout"] == "8\n"
+
+
+def test_cmds_run_in_order_and_return_the_last_result_plus_all_results() -> None:
+    result = run({"cmds": ["echo one", "echo two"]})
+    assert result["stdout"] == "two\n"
+    assert [step["stdout"] for step in result["results"]] == ["one\n", "two\n"]
+    assert result["results"][0]["command"] == "echo one"
+
+
+def test_non_zero_exit_is_a_shell_error_naming_code_and_last_stderr_line() -> None:
+    error = failure({"command": "echo partial; echo first >&2; echo disk full >&2; exit 3"})
+    assert error.kind == "shell"
+    assert error.message == "command exited with code 3: disk full"
+    assert error.details["returncode"] == 3
+    assert error.details["stdout"] == "partial\n"
+    assert error.details["stderr"] == "first\ndisk full\n"
+
+
+def test_cmds_stop_at_the_first_failure(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    error = failure({"cmds": ["true", "exit 2", f"touch {marker}"]})
+    assert error.message == "command 2 of 3 exited with code 2"
+    assert len(error.details["results"]) == 2
+    assert not marker.exists()
+
+
+def test_env_is_merged_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOETL_TEST_INHERITED", "kept")
+    monkeypatch.setenv("NOETL_TEST_REMOVED", "gone")
+    config = {
+        "command": 'echo "$GREETING $COUNT $FLAG $NOETL_TEST_INHERITED [${NOETL_TEST_REMOVED:-}]"',
+        "env": {"GREETING": "hi", "COUNT": 3, "FLAG": True, "NOETL_TEST_REMOVED": None},
+    }
+    assert run(config)["stdout"] == "hi 3 true kept []\n"
+
+
+def test_cwd(tmp_path: Path) -> None:
+    assert run({"command": "pwd", "cwd": str(tmp_path)})["stdout"].strip() == str(tmp_path.resolve())
+
+
+def test_missing_cwd_is_a_config_error(tmp_path: Path) -> None:
+    assert failure({"command": "pwd", "cwd": str(tmp_path / "nope")}).kind == "config"
+
+
+def test_missing_command_is_a_config_error() -> None:
+    assert failure({}).kind == "config"
+    assert failure({"cmds": []}).kind == "config"
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    started = time.monotonic()
+    error = failure({"command": f"echo started; sleep 30 & echo $! > {pid_file}; wait", "timeout": 0.5})
+    assert time.monotonic() - started < 5
+    assert error.kind == "timeout"
+    assert error.retryable is True
+    assert error.message == "timed out after 0.5 s"
+    assert error.details["stdout"] == "started\n"
+    background_pid = int(pid_file.read_text())
+    assert not _process_alive(background_pid)
+
+
+def test_step_timeout_applies_when_the_config_has_none() -> None:
+    started = time.monotonic()
+    assert failure({"command": "sleep 30"}, make_call(timeout=0.3)).kind == "timeout"
+    assert time.monotonic() - started < 5
+
+
+def test_cancelling_the_step_kills_the_command(tmp_path: Path) -> None:
+    pid_file = tmp_path / "shell.pid"
+
+    async def cancel_soon() -> None:
+        task = asyncio.create_task(run_shell({"command": f"echo $$ > {pid_file}; sleep 30"}, make_call()))
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_soon())
+    assert not _process_alive(int(pid_file.read_text()))
+
+
+def _process_alive(pid: int) -> bool:
+    # The killed process may be a zombie of an unrelated parent for an instant; give it a moment.
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        if _is_zombie(pid):
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
