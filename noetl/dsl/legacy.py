@@ -21,6 +21,7 @@ TOOL_KINDS_AS_TYPE = frozenset(
      "noop", "iterator", "snowflake"}
 )
 CASE_EVENTS = ("call.done", "call.error", "loop.done")
+UNSUPPORTED = "unsupported:"  # notes starting with this are shown as warnings
 
 
 def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]:
@@ -366,6 +367,11 @@ def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dic
         if isinstance(then, list):  # `then: [{step: x}]`
             then = {"next": then}
         when = rule.get("when")
+        unsupported = sorted(set(then) & {"collect", "call", "result", "retry", "fail", "sink"})
+        if unsupported or any(name in str(when) for name in ("step.enter", "step.exit")):
+            what = ", ".join(unsupported) or "a rule on step.enter/step.exit"
+            notes.append(((*path, index), f"{UNSUPPORTED} case-era {what} is not supported yet; "
+                          "use a pipeline policy (`do: jump` / `do: retry`) instead"))
         rule_set = _case_set(then.get("set"))
         targets = then.get("next")
         target_arcs = [a for a in (_target(t) for t in _as_list(targets)) if a] if targets else []

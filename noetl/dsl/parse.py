@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from noetl.dsl.check import Checker, Problem, check_canonical
-from noetl.dsl.legacy import normalize_playbook
+from noetl.dsl.legacy import UNSUPPORTED, normalize_playbook
 from noetl.dsl.load import Source, parse_yaml, read_source
 from noetl.dsl.model import Playbook
 from noetl.errors import PlaybookError
@@ -60,7 +60,10 @@ def analyse(source: Source) -> LoadedPlaybook:
     checker.check_templates(raw)
     canonical, notes = normalize_playbook(raw)
     for path, message in notes:
-        checker.note(path, message)
+        if message.startswith(UNSUPPORTED):
+            checker.warn(path, message.removeprefix(UNSUPPORTED).strip())
+        else:
+            checker.note(path, message)
     check_canonical(checker, canonical)
     loaded.canonical = canonical
     if not any(p.severity == "error" for p in checker.problems):
