@@ -178,3 +178,6 @@ FROM noetl.command WHERE status = 'leased';
 
 -- name: executions_by_status
 SELECT status, count(*) FROM noetl.execution GROUP BY status;
+
+-- name: notify_commands
+SELECT pg_notify('noetl_commands', '');

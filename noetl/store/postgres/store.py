@@ -155,6 +155,15 @@ class PostgresStore:
                 raise StoreError(f"{action} failed: {exc}") from exc
             raise
 
+    async def read_write(self, action: str, query: str, params: Any) -> int:
+        """One data-changing statement in autocommit mode; return the affected row count."""
+        try:
+            async with self.connection() as conn:
+                cursor = await conn.execute(self.q[query], params)
+                return cursor.rowcount
+        except psycopg.Error as exc:
+            raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+
     def now(self) -> str:
         return self.clock().isoformat()
 

@@ -1,0 +1,326 @@
+"""The decision core of the distributed runtime: append the event, fold, decide, queue, commit.
+
+Every decision runs in the PostgreSQL transaction that records the event that triggered it:
+
+1. lock the execution row (``FOR UPDATE``): decisions for one execution are serialised across every
+   server and worker process, while different executions progress in parallel;
+2. check the reported command is still leased by the reporter with the same attempt (otherwise the
+   report is a duplicate or comes from a worker that lost its lease, and is ignored);
+3. bring the cached state up to date by folding only the events newer than the cache;
+4. ``engine.handle``; append the resulting events, queue the new commands, mark the command done;
+5. commit (with a NOTIFY so idle workers wake up at once).
+
+A crash anywhere before the commit loses nothing (the command's lease expires and it runs again);
+after it, nothing is decided twice. The in-process cache is an optimisation only: any failure drops
+the execution's entry and the next decision rebuilds it from the event log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from noetl.clock import Clock, iso, utc_now
+from noetl.dsl.model import Playbook
+from noetl.dsl.parse import load_playbook_text
+from noetl.engine import events as ev
+from noetl.engine.commands import Command
+from noetl.engine.decide import Decision, Engine
+from noetl.engine.events import Event
+from noetl.engine.state import ExecutionState, apply
+from noetl.errors import NotFoundError, StoreError
+from noetl.ids import new_execution_id
+from noetl.runtime.local import RunRequest
+from noetl.runtime.services import LocalServices
+from noetl.store.base import ExecutionRecord
+from noetl.store.postgres.ids import db_id
+from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand, notify
+from noetl.store.postgres.rows import bump_params, event_rows, execution_params
+from noetl.store.postgres.store import Connection, PostgresStore
+from noetl.store.sqlite.rows import encode_json
+
+MAX_CACHED_EXECUTIONS = 2000
+MAX_CACHED_PLAYBOOKS = 256
+
+
+@dataclass(slots=True)
+class CachedExecution:
+    """One execution as this process last saw it: its engine and the state folded so far."""
+
+    execution_id: str
+    playbook: Playbook
+    playbook_text: str
+    engine: Engine
+    services: LocalServices
+    state: ExecutionState = field(default_factory=ExecutionState)
+    last_event_id: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class _StoreHolder:
+    """What :class:`LocalServices` needs from a runtime: the store (credentials, catalog)."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+
+def command_payload(command: Command) -> str:
+    """The queue row keeps the command's fields; the render context is rebuilt by the worker."""
+    return encode_json({
+        "tasks": command.tasks, "args": command.args, "arc_input": command.arc_input, "local": command.local,
+        "loop_index": command.loop_index, "entry": command.entry, "timeout": command.timeout,
+    })
+
+
+def command_from_lease(leased: LeasedCommand, cached: CachedExecution) -> Command:
+    payload = leased.payload
+    local = payload.get("local") or {}
+    return Command(
+        command_id=leased.command_id, execution_id=leased.execution_id, step=leased.step,
+        tasks=payload.get("tasks") or [{"kind": "noop"}], context=cached.engine.context(cached.state, local),
+        local=local, args=payload.get("args") or {}, arc_input=payload.get("arc_input") or {},
+        loop_index=payload.get("loop_index"), entry=int(payload.get("entry") or 1), timeout=payload.get("timeout"),
+        attempt=leased.attempt,
+    )
+
+
+class DecisionCore:
+    """Submits executions and turns reports into decisions, transactionally, on one PostgreSQL store."""
+
+    def __init__(self, store: PostgresStore, *, clock: Clock = utc_now,
+                 services_factory: Any = None) -> None:
+        self.store = store
+        self.clock = clock
+        # Builds the per-execution services (credentials, child playbooks); workers pass their own.
+        self.services_factory = services_factory or _default_services
+        self._executions: OrderedDict[str, CachedExecution] = OrderedDict()
+        self._playbooks: OrderedDict[str, Playbook] = OrderedDict()
+
+    # submitting ------------------------------------------------------------------------
+    async def submit(self, *, playbook_text: str, source: str = "<api>", payload: dict[str, Any] | None = None,
+                     merge: bool = False, parent_execution_id: str | None = None,
+                     execution_id: str | None = None) -> str:
+        """Start an execution: its first events and commands are committed together."""
+        playbook = self.parse(playbook_text, source)
+        execution_id = execution_id or new_execution_id()
+        cached = await self._new_cached(execution_id, playbook, playbook_text, payload or {}, parent_execution_id)
+        decision = cached.engine.start(cached.state, execution_id=execution_id, payload=payload, merge=merge,
+                                       parent_execution_id=parent_execution_id)
+        events = self._stamp(cached, decision.events)
+        record = ExecutionRecord(
+            execution_id=execution_id, path=playbook.path, status="running",
+            parent_execution_id=parent_execution_id, playbook=playbook_text, payload=payload or {},
+            started_at=events[0].created_at,
+        )
+        if cached.state.finished:
+            record.status, record.result, record.error = cached.state.status, self._result(cached), cached.state.error
+            record.ended_at = events[-1].created_at
+        params, rows = execution_params(record), event_rows(execution_id, events)
+
+        async def work(conn: Connection) -> None:
+            await self.store.insert_execution(conn, params, rows)
+            await self._queue(conn, execution_id, decision.commands, events[-1].created_at)
+
+        await self.store.write(f"starting execution {execution_id}", work)
+        cached.last_event_id = len(rows)
+        if not cached.state.finished:
+            self._remember(cached)
+        return execution_id
+
+    def parse(self, playbook_text: str, source: str = "<api>") -> Playbook:
+        """Parse and check a playbook once per distinct text (executions of one playbook share it)."""
+        key = hashlib.sha256(playbook_text.encode("utf-8")).hexdigest()
+        playbook = self._playbooks.get(key)
+        if playbook is None:
+            playbook = load_playbook_text(playbook_text, source).require()
+            self._playbooks[key] = playbook
+            if len(self._playbooks) > MAX_CACHED_PLAYBOOKS:
+                self._playbooks.popitem(last=False)
+        return playbook
+
+    # reports ---------------------------------------------------------------------------
+    async def report(self, leased: LeasedCommand, event: Event) -> bool:
+        """Record a command's outcome and decide what follows. False when the report was ignored."""
+        cached = await self.cached(leased.execution_id)
+        if cached is None:
+            return False
+        return await self._decide(cached, event, leased)
+
+    async def cancel(self, execution_id: str, reason: str = "cancelled by request") -> dict[str, Any]:
+        cached = await self.cached(execution_id)
+        if cached is None:
+            raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
+        event = Event(execution_id, ev.EXECUTION_CANCELLED, status="cancelled",
+                      error={"kind": "cancelled", "message": reason})
+        cancelled = await self._decide(cached, event, None)
+        if cancelled:
+            for child in await self.store.list_executions(parent_execution_id=execution_id, status="running"):
+                await self.cancel(child.execution_id, f"parent {execution_id} cancelled")
+        record = await self.store.get_execution(execution_id)
+        return {"execution_id": execution_id, "status": record.status if record else "unknown",
+                "cancelled": cancelled}
+
+    async def _decide(self, cached: CachedExecution, event: Event, leased: LeasedCommand | None) -> bool:
+        async with cached.lock:
+            try:
+                recorded = await self.store.write(
+                    f"recording {event.event_type} for execution {cached.execution_id}",
+                    lambda conn: self._decide_in_transaction(conn, cached, event, leased))
+            except BaseException:
+                self._forget(cached.execution_id)  # the cached state may hold an uncommitted decision
+                raise
+        if cached.state.finished:
+            self._forget(cached.execution_id)
+        return recorded
+
+    async def _decide_in_transaction(self, conn: Connection, cached: CachedExecution, event: Event,
+                                     leased: LeasedCommand | None) -> bool:
+        execution_id = cached.execution_id
+        cursor = await conn.execute(self.store.q["lock_execution"], {"execution_id": db_id(execution_id)})
+        row = await cursor.fetchone()
+        if row is None:
+            return False
+        status, last_event_id = row[0], int(row[5])
+        if leased is not None and not await self._holds_lease(conn, leased):
+            return False
+        if status != "running":
+            if leased is not None:
+                await self._finish_command(conn, leased.command_id, "cancelled")
+            return False
+        await self._catch_up(conn, cached, last_event_id)
+        decision = cached.engine.handle(cached.state, event)
+        await self._record(conn, cached, decision)
+        if leased is not None:
+            await self._finish_command(conn, leased.command_id, "done")
+        if cached.state.status == "cancelled":
+            await conn.execute(self.store.q["cancel_commands"], {"execution_id": db_id(execution_id)})
+        return True
+
+    async def _holds_lease(self, conn: Connection, leased: LeasedCommand) -> bool:
+        cursor = await conn.execute(self.store.q["lock_command"], {"command_id": leased.command_id})
+        row = await cursor.fetchone()
+        return row is not None and row[0] == "leased" and row[1] == leased.attempt and row[2] == leased.lease_owner
+
+    async def _finish_command(self, conn: Connection, command_id: str, status: str) -> None:
+        await conn.execute(self.store.q["finish_command"], {"command_id": command_id, "status": status})
+
+    async def _catch_up(self, conn: Connection, cached: CachedExecution, last_event_id: int) -> None:
+        """Fold the events other processes appended since this cache last saw the execution."""
+        if cached.last_event_id >= last_event_id:
+            return
+        cursor = await conn.execute(self.store.q["list_events"], {
+            "execution_id": db_id(cached.execution_id), "after_id": cached.last_event_id, "limit": None})
+        from noetl.store.postgres.rows import event_from_row
+
+        for row in await cursor.fetchall():
+            apply(cached.state, event_from_row(cached.execution_id, row))
+        cached.state.issued.clear()
+        cached.last_event_id = last_event_id
+
+    async def _record(self, conn: Connection, cached: CachedExecution, decision: Decision) -> None:
+        if not decision.events:
+            return
+        state = cached.state
+        events = self._stamp(cached, decision.events)
+        update = None
+        if state.finished:
+            update = {"status": state.status, "result": self._result(cached), "error": state.error,
+                      "ended_at": events[-1].created_at}
+        rows = event_rows(cached.execution_id, events)
+        last_id = await self.store.append_in_transaction(
+            conn, cached.execution_id, rows, bump_params(cached.execution_id, len(rows), update))
+        cached.last_event_id = last_id + len(rows)
+        await self._queue(conn, cached.execution_id, decision.commands, events[-1].created_at)
+        if state.finished:
+            await notify(conn, EXECUTIONS_CHANNEL, cached.execution_id)
+
+    async def _queue(self, conn: Connection, execution_id: str, commands: list[Command], now: str) -> None:
+        if not commands:
+            return
+        number = db_id(execution_id)
+        rows = [(c.command_id, number, c.step, command_payload(c), now) for c in commands]
+        async with conn.cursor() as cursor:
+            await cursor.executemany(self.store.q["insert_command"], rows)
+        await notify(conn, COMMANDS_CHANNEL)
+
+    def _stamp(self, cached: CachedExecution, events: list[Event]) -> list[Event]:
+        now = iso(self.clock())
+        redactor = cached.services.redactor
+        for event in events:
+            event.created_at = now
+            if redactor:
+                event.result = redactor.redact(event.result)
+                event.error = redactor.redact(event.error)
+                event.meta = redactor.redact(event.meta)
+        return events
+
+    @staticmethod
+    def _result(cached: CachedExecution) -> Any:
+        return cached.state.result if cached.state.status == "completed" else None
+
+    # the per-process cache ---------------------------------------------------------------
+    async def cached(self, execution_id: str) -> CachedExecution | None:
+        """The execution's engine and state, loaded from the store on a miss (None when unknown)."""
+        cached = self._executions.get(execution_id)
+        if cached is not None:
+            self._executions.move_to_end(execution_id)
+            return cached
+        record = await self.store.get_execution(execution_id)
+        if record is None:
+            return None
+        playbook = self.parse(record.playbook, f"execution {execution_id}")
+        cached = self._executions.get(execution_id)  # another coroutine may have loaded it meanwhile
+        if cached is None:
+            cached = await self._new_cached(execution_id, playbook, record.playbook, record.payload,
+                                            record.parent_execution_id)
+            self._remember(cached)
+        return cached
+
+    async def refresh(self, cached: CachedExecution) -> None:
+        """Catch the cached state up with the log (outside any decision), e.g. before running a command."""
+        async with cached.lock:
+            events = await self.store.list_events(cached.execution_id, after_id=cached.last_event_id)
+            for event in events:
+                if event.event_id > cached.last_event_id:
+                    apply(cached.state, event)
+                    cached.last_event_id = event.event_id
+            cached.state.issued.clear()
+
+    async def _new_cached(self, execution_id: str, playbook: Playbook, text: str, payload: dict[str, Any],
+                          parent_execution_id: str | None) -> CachedExecution:
+        request = RunRequest(playbook=playbook, playbook_text=text, payload=payload,
+                             parent_execution_id=parent_execution_id, execution_id=execution_id)
+        services = self.services_factory(self, request, execution_id)
+        await services.prepare()
+        engine = Engine(playbook, globals_layer=services.globals_layer())
+        return CachedExecution(execution_id, playbook, text, engine, services)
+
+    def _remember(self, cached: CachedExecution) -> None:
+        self._executions[cached.execution_id] = cached
+        while len(self._executions) > MAX_CACHED_EXECUTIONS:
+            oldest_id, oldest = next(iter(self._executions.items()))
+            if oldest.lock.locked():
+                break  # in use: let the cache run over its size for a moment
+            self._executions.pop(oldest_id)
+
+    def _forget(self, execution_id: str) -> None:
+        self._executions.pop(execution_id, None)
+
+    def forget_finished(self, execution_id: str) -> None:
+        cached = self._executions.get(execution_id)
+        if cached is not None and cached.state.finished:
+            self._executions.pop(execution_id, None)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+
+def _default_services(core: DecisionCore, request: RunRequest, execution_id: str) -> LocalServices:
+    return LocalServices(_StoreHolder(core.store), request, execution_id)  # type: ignore[arg-type]
+
+
+__all__ = ["CachedExecution", "DecisionCore", "StoreError", "command_from_lease", "command_payload"]

@@ -1,0 +1,350 @@
+"""A distributed worker: lease commands, run their tools, report, heartbeat.
+
+One asyncio task per leased command (up to ``concurrency``). The worker reports through the
+decision core in its own PostgreSQL transaction, so the next step is queued the moment this one is
+recorded. Wake-ups come from ``LISTEN noetl_commands``; a poll every ``poll_interval`` seconds covers
+lost notifications. When PostgreSQL goes away every loop backs off and retries; work leased before
+the outage either reports afterwards (reports are idempotent) or is re-run after its lease expires.
+
+Shutdown (SIGTERM/SIGINT): stop leasing, let in-flight commands finish for ``grace_seconds``, then
+cancel the rest and hand their commands back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from noetl.engine.events import Event
+from noetl.engine.status import status_document
+from noetl.errors import NoetlError, StoreError, ToolError
+from noetl.runtime.distributed import DecisionCore, command_from_lease
+from noetl.runtime.local import RunRequest
+from noetl.runtime.reaper import Reaper
+from noetl.runtime.report import crash_outcome, outcome_event
+from noetl.runtime.runner import Runner
+from noetl.runtime.services import LocalServices
+from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
+from noetl.store.postgres.store import PostgresStore
+from noetl.tools.base import ToolCall
+
+log = logging.getLogger("noetl.worker")
+
+MAX_CHILD_DEPTH = 16
+MAX_BACKOFF = 5.0
+
+# The command a tool runs under (each command runs in its own task, so this is per command).
+_current_command: contextvars.ContextVar[tuple[str, list[int]] | None] = contextvars.ContextVar(
+    "noetl_current_command", default=None)
+
+
+@dataclass(slots=True)
+class WorkerOptions:
+    name: str = ""
+    concurrency: int = 8
+    lease_seconds: float = 30.0
+    poll_interval: float = 1.0
+    max_attempts: int = 3
+    reap_interval: float = 5.0
+    grace_seconds: float = 30.0
+    pool_size: int = 0  # 0: concurrency + 4
+
+    def resolved_name(self) -> str:
+        return self.name or f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    def __init__(self, database_url: str, options: WorkerOptions | None = None) -> None:
+        self.options = options or WorkerOptions()
+        self.name = self.options.resolved_name()
+        self.database_url = database_url
+        pool_size = self.options.pool_size or self.options.concurrency + 4
+        self.store = PostgresStore(database_url, max_size=pool_size)
+        self.core = DecisionCore(self.store, services_factory=self._services)
+        self.queue = CommandQueue(self.store)
+        self.stop = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.in_flight: dict[str, tuple[LeasedCommand, asyncio.Task[None]]] = {}
+        self.waiting_on_children = 0  # commands parked on a child execution free their slot
+        self.completed = 0
+
+    def _services(self, core: DecisionCore, request: RunRequest, execution_id: str) -> LocalServices:
+        return WorkerServices(self, request, execution_id)
+
+    # lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self._open_store()
+        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeat()),
+                   asyncio.create_task(Reaper(self.core, max_attempts=self.options.max_attempts)
+                                       .run(self.stop, interval=self.options.reap_interval))]
+        log.info("worker %s started (concurrency %d)", self.name, self.options.concurrency)
+        try:
+            await self._lease_loop()
+            await self._drain()
+        finally:
+            self.stop.set()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await self.store.close()
+            log.info("worker %s stopped after %d command(s)", self.name, self.completed)
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    async def _open_store(self) -> None:
+        async for _ in _backoff(self.stop):
+            try:
+                await self.store.open()
+                return
+            except StoreError as exc:
+                log.warning("worker %s: %s", self.name, exc)
+
+    async def _drain(self) -> None:
+        tasks = [task for _, task in self.in_flight.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.options.grace_seconds)
+        leftovers = list(self.in_flight.values())
+        for _, task in leftovers:
+            task.cancel()
+        await asyncio.gather(*(task for _, task in leftovers), return_exceptions=True)
+        if leftovers:
+            with contextlib.suppress(StoreError):
+                await self.queue.release(owner=self.name, command_ids=[c.command_id for c, _ in leftovers])
+
+    # leasing ---------------------------------------------------------------------------
+    def _free_slots(self) -> int:
+        return self.options.concurrency - (len(self.in_flight) - self.waiting_on_children)
+
+    async def _lease_loop(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            self.wake.clear()
+            free = self._free_slots()
+            leased: list[LeasedCommand] = []
+            if free > 0:
+                try:
+                    leased = await self.queue.lease(owner=self.name, limit=free,
+                                                    lease_seconds=self.options.lease_seconds, now=self.core.now())
+                    failures = 0
+                except StoreError as exc:
+                    failures += 1
+                    log.warning("worker %s: %s", self.name, exc)
+                    await _sleep_or_stop(self.stop, min(MAX_BACKOFF, 0.1 * 2**failures))
+                    continue
+            for command in leased:
+                self._start(command)
+            if leased and len(leased) == free:
+                continue  # probably more waiting: lease again before sleeping
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.options.poll_interval)
+
+    def _start(self, leased: LeasedCommand) -> None:
+        task = asyncio.create_task(self._execute(leased))
+        self.in_flight[leased.command_id] = (leased, task)
+        task.add_done_callback(lambda _: self._finished(leased.command_id))
+
+    def _finished(self, command_id: str) -> None:
+        self.in_flight.pop(command_id, None)
+        self.completed += 1
+        self.wake.set()
+
+    # running one command ----------------------------------------------------------------
+    async def _execute(self, leased: LeasedCommand) -> None:
+        try:
+            event = await self._run(leased)
+        except StoreError as exc:
+            log.warning("worker %s: command %s not started: %s", self.name, leased.command_id, exc)
+            return  # its lease expires and the reaper re-queues it
+        if event is not None:
+            await self._report(leased, event)
+
+    async def _run(self, leased: LeasedCommand) -> Event | None:
+        cached = await self.core.cached(leased.execution_id)
+        if cached is None:
+            return None
+        await self.core.refresh(cached)
+        if cached.state.finished:
+            return None  # cancelled or failed meanwhile: the report would be ignored anyway
+        command = command_from_lease(leased, cached)
+        runner = Runner(cached.playbook, playbook_dir=None, services=cached.services)
+        token = _current_command.set((leased.command_id, [0]))
+        try:
+            outcome = await runner.run(command)
+        except NoetlError as exc:
+            outcome = crash_outcome(exc)
+        except Exception as exc:
+            outcome = crash_outcome(exc)
+        finally:
+            _current_command.reset(token)
+        cached.services.redactor.add(outcome.secrets)
+        return outcome_event(command, outcome, worker=self.name, attempt=leased.attempt)
+
+    async def _report(self, leased: LeasedCommand, event: Event) -> None:
+        """Report, retrying through a PostgreSQL outage while the lease could still be ours.
+
+        Retrying is safe: a report that did commit before the connection broke is recognised as a
+        duplicate (the command is no longer leased) and ignored.
+        """
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.options.lease_seconds * 4
+        delay = 0.1
+        while True:  # not tied to `stop`: a draining worker still reports what it finished
+            try:
+                await self.core.report(leased, event)
+                return
+            except StoreError as exc:
+                if loop.time() + delay > give_up_at:
+                    log.error("worker %s: giving up reporting %s: %s", self.name, leased.command_id, exc)
+                    return
+                log.warning("worker %s: %s (retrying)", self.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    # heartbeats and the wake-up channel ------------------------------------------------
+    async def _heartbeat(self) -> None:
+        interval = max(self.options.lease_seconds / 3, 0.05)
+        while not self.stop.is_set():
+            await _sleep_or_stop(self.stop, interval)
+            ids = list(self.in_flight)
+            if not ids:
+                continue
+            try:
+                held = await self.queue.heartbeat(owner=self.name, command_ids=ids,
+                                                  lease_seconds=self.options.lease_seconds, now=self.core.now())
+            except StoreError as exc:
+                log.warning("worker %s: heartbeat: %s", self.name, exc)
+                continue
+            for command_id in ids:
+                entry = self.in_flight.get(command_id)
+                if command_id not in held and entry is not None:
+                    entry[1].cancel()  # cancelled execution or lease taken over: stop the work
+
+    async def _listen(self) -> None:
+        async for _ in _backoff(self.stop, forever=True):
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.database_url, autocommit=True)
+            except psycopg.Error as exc:
+                log.warning("worker %s: listener: %s", self.name, str(exc).strip().splitlines()[0])
+                continue
+            try:
+                async with conn:
+                    await conn.execute(f"LISTEN {COMMANDS_CHANNEL}")
+                    self.wake.set()  # catch up with anything queued while we were not listening
+                    async for _ in conn.notifies():
+                        self.wake.set()
+            except psycopg.Error as exc:
+                log.warning("worker %s: listener lost: %s", self.name, str(exc).strip().splitlines()[0])
+
+
+class WorkerServices(LocalServices):
+    """Credentials and secrets as on the local runtime; child playbooks go through the queue."""
+
+    def __init__(self, worker: Worker, request: RunRequest, execution_id: str) -> None:
+        super().__init__(_StoreHolder(worker.store), request, execution_id)  # type: ignore[arg-type]
+        self.worker = worker
+
+    async def run_child_playbook(self, *, path: str, payload: dict[str, Any], version: int | None,
+                                 return_step: str | None, call: ToolCall) -> Any:
+        """Submit the child as its own execution and wait for it, without holding a worker slot.
+
+        The child's id is derived from the parent command and the call's position in it, so a
+        command re-run after a crash finds the child it already started instead of starting another.
+        """
+        await self._check_depth(path)
+        loaded, text, _ = await self._resolve_child(path, version)
+        child = loaded.require()
+        if return_step and return_step not in child.step_map():
+            raise ToolError(f"return_step {return_step!r} is not a step of {child.path!r}", kind="config")
+        child_id = self._child_id()
+        if await self.worker.store.get_execution(child_id) is None:
+            with contextlib.suppress(StoreError):  # a concurrent re-run may have submitted it first
+                await self.worker.core.submit(playbook_text=text, source=f"catalog://{child.path}",
+                                              payload=dict(payload or {}), parent_execution_id=self.execution_id,
+                                              execution_id=child_id)
+        doc = await self._wait_for(child_id)
+        if doc["status"] != "completed":
+            raise ToolError(f"child playbook {child.path!r} (execution {child_id}) {doc['status']}: "
+                            f"{doc.get('error')}", kind="playbook", details={"child_execution_id": child_id})
+        if return_step:
+            return (doc["steps"].get(return_step) or {}).get("result")
+        return doc["result"]
+
+    def _child_id(self) -> str:
+        current = _current_command.get()
+        if current is None:
+            raise ToolError("a playbook call outside a command", kind="config")
+        command_id, counter = current
+        counter[0] += 1
+        digest = hashlib.blake2b(f"{command_id}#{counter[0]}".encode(), digest_size=8).digest()
+        return str((int.from_bytes(digest, "big") & (2**62 - 1)) or 1)
+
+    async def _check_depth(self, path: str) -> None:
+        depth, parent = 0, self.request.parent_execution_id
+        while parent is not None:
+            depth += 1
+            if depth >= MAX_CHILD_DEPTH:
+                raise ToolError(f"playbook call depth limit ({MAX_CHILD_DEPTH}) reached calling {path!r}",
+                                kind="playbook")
+            record = await self.worker.store.get_execution(parent)
+            parent = record.parent_execution_id if record else None
+
+    async def _wait_for(self, child_id: str) -> dict[str, Any]:
+        self.worker.waiting_on_children += 1
+        self.worker.wake.set()  # our slot is free while we wait
+        try:
+            delay = 0.01
+            while True:
+                record = await self.worker.store.get_execution(child_id)
+                if record is not None and record.status != "running":
+                    return status_document(await self.worker.store.list_events(child_id))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        finally:
+            self.worker.waiting_on_children -= 1
+
+
+class _StoreHolder:
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _backoff(stop: asyncio.Event, *, forever: bool = False) -> AsyncIterator[int]:
+    """Yield attempt numbers, sleeping 0.1 s, 0.2 s ... up to MAX_BACKOFF between them.
+
+    Stops when ``stop`` is set, unless ``forever`` (the listener lives until it is cancelled).
+    """
+    attempt = 0
+    while forever or not stop.is_set():
+        attempt += 1
+        yield attempt
+        delay = min(MAX_BACKOFF, 0.1 * 2 ** min(attempt, 8))
+        await (asyncio.sleep(delay) if forever else _sleep_or_stop(stop, delay))
+
+
+async def run_worker(database_url: str, options: WorkerOptions) -> None:
+    worker = Worker(database_url, options)
+    worker.install_signal_handlers()
+    await worker.run()
