@@ -52,7 +52,9 @@ def _construct(node: yaml.Node, path: PathKey, positions: dict[PathKey, Position
 
 def parse_yaml(text: str, file: str = "<playbook>") -> Source:
     """Parse one YAML document; a syntax error becomes a one-line PlaybookError at file:line:col."""
-    loader = yaml.SafeLoader(text)
+    # libyaml's C parser when available (several times faster on large playbooks), with marks all the same.
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         positions: dict[PathKey, Position] = {}

@@ -1,0 +1,23 @@
+"""Generate benchmark playbooks (chains of steps, loops) as YAML text."""
+
+from __future__ import annotations
+
+
+def chain(n: int, kind: str) -> str:
+    tool = "{kind: noop}" if kind == "noop" else '{kind: python, code: "result = 1"}'
+    lines = ["apiVersion: noetl.io/v2", "kind: Playbook", f"metadata: {{name: chain_{kind}_{n}}}", "workflow:"]
+    for i in range(n):
+        nxt = f"\n    next: {{arcs: [{{step: s{i + 1}}}]}}" if i < n - 1 else ""
+        lines.append(f"  - step: s{i}\n    tool: {tool}{nxt}")
+    return "\n".join(lines) + "\n"
+
+
+def loop(n: int, mode: str, max_in_flight: int = 16) -> str:
+    return f"""apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {{name: loop_{mode}_{n}}}
+workflow:
+  - step: start
+    loop: {{in: "{{{{ range({n}) | list }}}}", iterator: i, spec: {{mode: {mode}, max_in_flight: {max_in_flight}}}}}
+    tool: {{kind: python, input: {{i: "{{{{ i }}}}"}}, code: "result = i * 2"}}
+"""
