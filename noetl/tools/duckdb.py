@@ -305,7 +305,7 @@ def _shape(columns: list[str], types: list[str], raw_rows: list[Any], statement_
     return statement_result(columns, rows_to_dicts(columns, raw_rows), len(raw_rows))
 
 
-def _quote_identifier(name: str) -> str:
+def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -320,7 +320,7 @@ def _utc_timestamps(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelatio
         return relation
     expressions = []
     for name, type_name in zip(relation.columns, types, strict=True):
-        column = _quote_identifier(name)
+        column = quote_identifier(name)
         if type_name == _TIMESTAMPTZ:
             expressions.append(f"timezone('UTC', {column}) AS {column}")
         elif _TIMESTAMPTZ in type_name:  # nested in a list or struct: the session zone is UTC
