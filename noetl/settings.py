@@ -38,6 +38,12 @@ class Settings:
     http_keepalive_expiry_seconds: int
     http_enable_http2: bool
     python_pool_size: int
+    # distributed runtime (server and workers)
+    enable_sql_api: bool = False
+    sql_api_write: bool = False
+    max_attempts: int = 3
+    lease_seconds: int = 30
+    worker_concurrency: int = 8
 
     @property
     def sqlite_path(self) -> Path:
@@ -61,4 +67,9 @@ def load_settings() -> Settings:
         http_keepalive_expiry_seconds=_env_int("NOETL_HTTP_KEEPALIVE_EXPIRY_SECONDS", 30),
         http_enable_http2=_env_bool("NOETL_HTTP_ENABLE_HTTP2", True),
         python_pool_size=_env_int("NOETL_PYTHON_POOL_SIZE", 2),
+        enable_sql_api=_env_bool("NOETL_ENABLE_SQL_API", False),
+        sql_api_write=_env_bool("NOETL_SQL_API_WRITE", False),
+        max_attempts=_env_int("NOETL_MAX_ATTEMPTS", 3),
+        lease_seconds=_env_int("NOETL_LEASE_SECONDS", 30),
+        worker_concurrency=_env_int("NOETL_WORKER_CONCURRENCY", 8),
     )

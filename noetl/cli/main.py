@@ -317,6 +317,10 @@ from noetl.cli import catalog as _catalog_commands  # noqa: E402
 
 _catalog_commands.install(cli)
 
+from noetl.cli import distributed as _distributed_commands  # noqa: E402
+
+_distributed_commands.install(cli)
+
 
 def main() -> None:
     try:

@@ -1,0 +1,169 @@
+"""The distributed runtime's commands: `server start`, `worker start`, `db init`, `query`.
+
+Heavy imports (FastAPI, uvicorn, the PostgreSQL store) happen inside the commands, so `noetl run`
+starts as fast without them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import click
+
+from noetl.errors import InputError
+
+
+def _database_url(url: str | None) -> str:
+    from noetl.settings import load_settings
+
+    url = url or load_settings().database_url
+    if not url:
+        raise InputError("no database: set NOETL_DATABASE_URL=postgresql://user:password@host:port/db "
+                         "or pass --database-url")
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise InputError("the distributed runtime needs PostgreSQL: NOETL_DATABASE_URL must start with postgresql://")
+    return url
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def install(cli: click.Group) -> None:
+    from noetl.cli.main import handle_errors, run_sync
+
+    database_option = click.option("--database-url", default=None, metavar="URL",
+                                   help="PostgreSQL URL (default: NOETL_DATABASE_URL).")
+
+    @cli.group()
+    def server() -> None:
+        """The REST API server of the distributed runtime."""
+
+    @server.command("start")
+    @click.option("--host", default="0.0.0.0", show_default=True)
+    @click.option("--port", type=int, default=8082, show_default=True)
+    @database_option
+    @click.option("--log-level", default="info", show_default=True)
+    @handle_errors
+    def server_start(host: str, port: int, database_url: str | None, log_level: str) -> None:
+        """Serve the API (migrations are applied at start-up)."""
+        import uvicorn
+
+        from noetl.server.app import create_app
+        from noetl.server.state import ServerConfig
+        from noetl.settings import load_settings
+
+        settings = load_settings()
+        config = ServerConfig(database_url=_database_url(database_url), api_token=settings.api_token,
+                              sql_api_enabled=settings.enable_sql_api, sql_api_writable=settings.sql_api_write,
+                              max_attempts=settings.max_attempts)
+        _logging(log_level)
+        uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False)
+
+    @cli.group()
+    def worker() -> None:
+        """Workers that lease commands from PostgreSQL and run them."""
+
+    @worker.command("start")
+    @click.option("--concurrency", type=int, default=None, help="Commands run at once (NOETL_WORKER_CONCURRENCY, 8).")
+    @click.option("--name", default="", help="Worker name in leases and events (default: host-pid).")
+    @click.option("--lease-seconds", type=float, default=None, help="Lease length (NOETL_LEASE_SECONDS, 30).")
+    @click.option("--poll-interval", type=float, default=1.0, show_default=True,
+                  help="Seconds between polls when no notification arrives.")
+    @database_option
+    @click.option("--log-level", default="info", show_default=True)
+    @handle_errors
+    def worker_start(concurrency: int | None, name: str, lease_seconds: float | None, poll_interval: float,
+                     database_url: str | None, log_level: str) -> None:
+        """Run a worker until SIGTERM (finishes or hands back in-flight work)."""
+        from noetl.runtime.worker import WorkerOptions, run_worker
+        from noetl.settings import load_settings
+
+        settings = load_settings()
+        options = WorkerOptions(name=name, concurrency=concurrency or settings.worker_concurrency,
+                                lease_seconds=lease_seconds or settings.lease_seconds, poll_interval=poll_interval,
+                                max_attempts=settings.max_attempts)
+        if options.concurrency < 1:
+            raise InputError("--concurrency must be at least 1")
+        _logging(log_level)
+        run_sync(run_worker(_database_url(database_url), options))
+
+    @cli.group()
+    def db() -> None:
+        """The NoETL database (PostgreSQL)."""
+
+    @db.command("init")
+    @database_option
+    @handle_errors
+    def db_init(database_url: str | None) -> None:
+        """Create schema `noetl` and apply pending migrations (safe to run again)."""
+        applied = run_sync(_migrate(_database_url(database_url)))
+        click.echo(json.dumps({"applied": applied, "status": "up to date" if not applied else "migrated"}))
+
+    @cli.command("query")
+    @click.argument("sql")
+    @click.option("--schema", default=None, help="Schema searched first (search_path).")
+    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+    @click.option("--write", is_flag=True, help="Allow statements that change data (direct connection only).")
+    @database_option
+    @click.pass_obj
+    @handle_errors
+    def query(obj: Any, sql: str, schema: str | None, fmt: str, write: bool, database_url: str | None) -> None:
+        """Query the NoETL database (read-only by default), directly or through the server's SQL endpoint."""
+        from noetl.settings import load_settings
+
+        url = database_url or load_settings().database_url
+        if url:
+            result = run_sync(_query_direct(_database_url(url), sql, schema, write))
+        elif obj.server_url:
+            from noetl.cli.remote import post_json
+
+            result = post_json(obj.server_url, "/api/postgres/execute", {"query": sql, "schema": schema})
+        else:
+            raise InputError("query needs NOETL_DATABASE_URL (or --database-url) or a server (--server-url)")
+        _print_result(result, fmt)
+
+
+async def _migrate(url: str) -> list[int]:
+    from noetl.store.postgres import PostgresStore
+
+    store = PostgresStore(url, migrate=False)
+    await store.open()
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+async def _query_direct(url: str, sql: str, schema: str | None, write: bool) -> dict[str, Any]:
+    from noetl.server.routes.system import run_sql
+    from noetl.server.state import ServerConfig, ServerState
+    from noetl.store.postgres import PostgresStore
+
+    store = PostgresStore(url, migrate=False, max_size=1)
+    await store.open()
+    try:
+        config = ServerConfig(database_url=url, sql_api_enabled=True, sql_api_writable=write)
+        return await run_sql(ServerState(config=config, store=store, core=None), sql, None, schema)  # type: ignore[arg-type]
+    finally:
+        await store.close()
+
+
+def _print_result(result: dict[str, Any], fmt: str) -> None:
+    columns, rows = result.get("columns") or [], result.get("rows") or []
+    if fmt == "json":
+        click.echo(json.dumps([dict(zip(columns, row, strict=False)) for row in rows], default=str))
+        return
+    if not columns:
+        click.echo(f"ok ({result.get('rowcount', 0)} row(s))")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*["" if value is None else (json.dumps(value) if isinstance(value, dict | list) else str(value))
+                        for value in row])
+    Console().print(table)

@@ -1,0 +1,1 @@
+"""The NoETL REST API server (FastAPI), imported only by `noetl server start` and tests."""

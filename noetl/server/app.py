@@ -1,0 +1,58 @@
+"""``create_app``: the FastAPI application of ``noetl server start``.
+
+The lifespan opens the PostgreSQL store (applying migrations) and runs a reaper, so expired leases
+are recovered even when no worker is alive to do it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from noetl.runtime.distributed import DecisionCore
+from noetl.runtime.reaper import Reaper
+from noetl.server.auth import require_token
+from noetl.server.errors import install_error_handlers
+from noetl.server.routes import catalog, executions, system
+from noetl.server.state import ServerConfig, ServerState
+from noetl.store.postgres import PostgresStore
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = PostgresStore(config.database_url, max_size=config.pool_size)
+        await store.open()
+        core = DecisionCore(store)
+        app.state.noetl = ServerState(config=config, store=store, core=core)
+        stop = asyncio.Event()
+        reaper = asyncio.create_task(Reaper(core, max_attempts=config.max_attempts)
+                                     .run(stop, interval=config.reap_interval))
+        try:
+            yield
+        finally:
+            stop.set()
+            await reaper
+            await store.close()
+
+    app = FastAPI(title="NoETL", version=_version(), lifespan=lifespan,
+                  description="Register playbooks, run them on workers, inspect executions (SPEC section 13).")
+    install_error_handlers(app)
+    app.include_router(system.public)
+    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+    for module in (system, catalog, executions):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("noetl")
+    except PackageNotFoundError:
+        return "0"
