@@ -29,7 +29,7 @@ def canonical_document(loaded: LoadedPlaybook) -> dict[str, Any]:
 
 
 def _tool(tasks: list[Any], pipeline: bool) -> Any:
-    dumped = [t.model_dump(exclude_none=True) for t in tasks]
+    dumped = [t.model_dump(exclude_none=True, exclude_defaults=True) for t in tasks]
     return dumped if pipeline else dumped[0]
 
 

@@ -22,6 +22,8 @@ class PolicyAction(_Model):
     max_delay: float | None = None
     to: str | None = None
     set: dict[str, Any] = Field(default_factory=dict)
+    call: dict[str, Any] | None = None  # with `jump`: config fields to change for the re-run (pagination)
+    result: Any = None  # a template: the step's result when the pipeline ends after this rule
 
 
 class PolicyRule(_Model):

@@ -34,6 +34,9 @@ class Outcome:
     secrets: set[str] = field(default_factory=set)
 
 
+_NO_RESULT = object()
+
+
 @dataclass(slots=True)
 class _Pipeline:
     command: Command
@@ -44,6 +47,8 @@ class _Pipeline:
     logs: list[str] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
     attempts: int = 0
+    overrides: dict[int, dict[str, Any]] = field(default_factory=dict)  # task index -> config changes (`call`)
+    result: Any = _NO_RESULT
 
 
 class Runner:
@@ -80,12 +85,14 @@ class Runner:
             task = tasks[index]
             attempts_of[index] = attempts_of.get(index, 0) + 1
             pipe.attempts += 1
-            ok, result, error = await self._run_task(pipe, task, names[index])
+            ok, result, error = await self._run_task(pipe, _with_overrides(task, pipe.overrides.get(index)),
+                                                     names[index])
             envelope = {"status": "ok" if ok else "error", "data": result, "error": error,
                         "http": (error or {}).get("http") or {}}
             action = self._policy_action(pipe, task, envelope, names[index])
             do = action.get("do", "continue" if ok else "fail")
             self._apply_policy_set(pipe, action.get("set") or {}, envelope, names[index])
+            self._apply_policy_result(pipe, action, envelope, names[index])
             if ok:
                 pipe.results[names[index]] = result
                 pipe.prev = result
@@ -100,17 +107,33 @@ class Runner:
                 return False, None, error or {"kind": "policy", "message": f"task {names[index]!r}: policy said fail",
                                               "retryable": False}
             if do == "break":
-                return True, result, None
+                return True, self._final(pipe, result), None
             if do == "jump":
-                target = action.get("to")
-                if target not in names:
-                    raise ToolError(f"policy jump to unknown task {target!r}", kind="policy")
-                index = names.index(target)
+                index = self._jump(pipe, action, names, attempts_of, envelope)
                 continue
             if not ok and do == "continue" and index == len(tasks) - 1:
                 return False, None, error
             index += 1
-        return True, result, None
+        return True, self._final(pipe, result), None
+
+    @staticmethod
+    def _final(pipe: _Pipeline, result: Any) -> Any:
+        return result if pipe.result is _NO_RESULT else pipe.result
+
+    def _jump(self, pipe: _Pipeline, action: dict[str, Any], names: list[str], attempts_of: dict[int, int],
+              envelope: dict[str, Any]) -> int:
+        target = action.get("to")
+        if target not in names:
+            raise ToolError(f"policy jump to unknown task {target!r}", kind="policy")
+        index = names.index(target)
+        limit = action.get("attempts") if action.get("call") is not None else None
+        if limit is not None and attempts_of.get(index, 0) >= int(limit):
+            raise ToolError(f"task {target!r} re-run more than {limit} times", kind="policy")
+        if action.get("call") is not None:
+            context = self._policy_context(pipe, envelope)
+            changes = render_data(action["call"], context, where=f"step {pipe.command.step!r} call")
+            pipe.overrides[index] = _deep_merge(pipe.overrides.get(index) or {}, changes)
+        return index
 
     async def _run_task(self, pipe: _Pipeline, task: dict[str, Any], name: str) -> tuple[bool, Any, Any]:
         context = self._task_context(pipe)
@@ -180,12 +203,24 @@ class Runner:
         return pipe.command.context.child(local) if isinstance(pipe.command.context, RenderContext) \
             else RenderContext(local, pipe.command.context)
 
+    def _policy_context(self, pipe: _Pipeline, envelope: dict[str, Any]) -> RenderContext:
+        event = {"name": "call.done" if envelope["status"] == "ok" else "call.error", "step": pipe.command.step,
+                 "payload": envelope["data"]}
+        return self._task_context(pipe).child({"output": envelope, "result": envelope["data"], "event": event,
+                                               "response": envelope["data"], "error": envelope["error"] or {}})
+
+    def _apply_policy_result(self, pipe: _Pipeline, action: dict[str, Any], envelope: dict[str, Any],
+                             name: str) -> None:
+        if action.get("result") is None:
+            return
+        pipe.result = render_data(action["result"], self._policy_context(pipe, envelope),
+                                  where=f"step {pipe.command.step!r} task {name!r} result")
+
     def _policy_action(self, pipe: _Pipeline, task: dict[str, Any], envelope: dict[str, Any], name: str) -> dict[str, Any]:
         rules = (((task.get("spec") or {}).get("policy") or {}).get("rules")) or []
         if not rules:
             return {}
-        context = self._task_context(pipe).child({"output": envelope, "result": envelope["data"],
-                                                  "response": envelope["data"], "error": envelope["error"] or {}})
+        context = self._policy_context(pipe, envelope)
         for rule in rules:
             when = rule.get("when")
             if when is None or evaluate_when(when, context, where=f"step {pipe.command.step!r} task {name!r} policy when"):
@@ -195,13 +230,24 @@ class Runner:
     def _apply_policy_set(self, pipe: _Pipeline, updates: dict[str, Any], envelope: dict[str, Any], name: str) -> None:
         if not updates:
             return
-        context = self._task_context(pipe).child({"output": envelope, "result": envelope["data"]})
+        context = self._policy_context(pipe, envelope)
         for key, value in updates.items():
             rendered = render_data(value, context, where=f"step {pipe.command.step!r} task {name!r} set {key}")
             if key.startswith("iter."):
                 pipe.iter_vars[key[5:]] = rendered
             else:
                 pipe.ctx_set[key.split(".", 1)[1] if key.startswith(("ctx.", "vars.")) else key] = rendered
+
+
+def _with_overrides(task: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    return _deep_merge(task, overrides) if overrides else task
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _backoff_delay(action: Mapping[str, Any], attempt: int) -> float:
