@@ -140,7 +140,20 @@ def run_playbook(playbook: str, payload: dict[str, Any] | None = None, merge: bo
         finally:
             await store.close()
 
-    return asyncio.run(main())
+    return run_coroutine_blocking(main())
+
+
+def run_coroutine_blocking(coro: Any) -> Any:
+    """``asyncio.run``, also from code that already runs an event loop (Jupyter, async apps):
+    there the coroutine runs on a private loop in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def validate_playbook(playbook: str) -> list[Problem]:
