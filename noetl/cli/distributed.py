@@ -27,6 +27,11 @@ def _database_url(url: str | None) -> str:
     return url
 
 
+def _reap_interval(lease_seconds: float) -> float:
+    """Look for expired leases a few times per lease, but not more than every 5 s."""
+    return max(0.2, min(5.0, lease_seconds / 3))
+
+
 def _logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -58,7 +63,8 @@ def install(cli: click.Group) -> None:
         settings = load_settings()
         config = ServerConfig(database_url=_database_url(database_url), api_token=settings.api_token,
                               sql_api_enabled=settings.enable_sql_api, sql_api_writable=settings.sql_api_write,
-                              max_attempts=settings.max_attempts)
+                              max_attempts=settings.max_attempts,
+                              reap_interval=_reap_interval(settings.lease_seconds))
         _logging(log_level)
         uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False)
 
@@ -85,6 +91,7 @@ def install(cli: click.Group) -> None:
         options = WorkerOptions(name=name, concurrency=concurrency or settings.worker_concurrency,
                                 lease_seconds=lease_seconds or settings.lease_seconds, poll_interval=poll_interval,
                                 max_attempts=settings.max_attempts)
+        options.reap_interval = _reap_interval(options.lease_seconds)
         if options.concurrency < 1:
             raise InputError("--concurrency must be at least 1")
         _logging(log_level)
