@@ -284,7 +284,11 @@ class Engine:
 
     def _step_error(self, step: Step, error: dict[str, Any] | None) -> dict[str, Any]:
         error = dict(error or {})
-        message = error.get("message") or "failed"
+        message = str(error.get("message") or "failed").strip()
+        if "\n" in message:
+            # The cause stays one line; a multi-line driver message is kept whole in `detail`.
+            error.setdefault("detail", message)
+            message = message.splitlines()[0]
         prefix = f"step {step.step!r}"
         if not message.startswith(prefix):
             error["message"] = f"{prefix} ({step.kind}) failed: {message}"
