@@ -47,19 +47,17 @@ def _normalize_workbook_entry(entry: dict[str, Any], path: tuple[Any, ...], note
     out: dict[str, Any] = {"name": entry.get("name")}
     if "assert" in entry:
         out["assert"] = entry["assert"]
-    body = {k: v for k, v in entry.items() if k not in ("name", "assert", "desc", "description")}
+    body = {k: v for k, v in entry.items() if k not in ("name", "assert", "desc", "description", "save", "sink")}
     tool = body.pop("tool", None)
     kind = body.pop("type", None)
     if isinstance(tool, dict | list):
-        out["tool"], _ = _as_task_list(tool, path, notes)
-        return out
-    kind = tool if isinstance(tool, str) else kind
-    if kind is None:
-        out["tool"] = []
-        return out
-    notes.append((path, "`tool: <kind>` / `type:` with fields on the entry: newer spelling is `tool: {kind: ..., ...}`"))
-    task = {"kind": kind, **body}
-    out["tool"], _ = _as_task_list(task, path, notes)
+        tasks, _ = _as_task_list(tool, path, notes)
+    elif (kind := tool if isinstance(tool, str) else kind) is not None:
+        notes.append((path, "`tool: <kind>` / `type:` with fields on the entry: newer spelling is `tool: {kind: ..., ...}`"))
+        tasks, _ = _as_task_list({"kind": kind, **body}, path, notes)
+    else:
+        tasks = []
+    out["tool"] = _attach_sink({"step": entry.get("name"), **entry}, tasks, path, notes)
     return out
 
 
