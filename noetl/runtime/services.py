@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
 from noetl.dsl.render import RenderContext, render_data
-from noetl.errors import NoetlError, NotFoundError, PlaybookError, ToolError
+from noetl.errors import NoetlError, NotFoundError, PlaybookError, TemplateError, ToolError
 from noetl.secrets import SecretResolver
 from noetl.tools.base import ToolCall
 
@@ -28,7 +29,7 @@ class LocalServices:
         self.resolver = SecretResolver(self.get_credential)
         self.redactor = self.resolver.redactor
         self.keychain: dict[str, Any] = {}
-        self.secret: dict[str, Any] = {}
+        self.secret = SecretNamespace()
 
     def globals_layer(self) -> dict[str, Any]:
         # The dicts are filled by prepare(); the engine holds them by reference.
@@ -37,9 +38,11 @@ class LocalServices:
     async def prepare(self) -> None:
         """Resolve the keychain and every `secret.NAME` the playbook mentions (templates render sync)."""
         playbook = self.request.playbook
-        names = sorted(set(_SECRET_NAME.findall(self.request.playbook_text or "")))
-        if names:
-            self.secret.update(await self.resolver.namespace(names))
+        for name in sorted(set(_SECRET_NAME.findall(self.request.playbook_text or ""))):
+            try:
+                self.secret.values[name] = await self.resolver.lookup(name)
+            except NotFoundError as exc:
+                self.secret.missing[name] = str(exc)  # an error only if a template really uses it
         if playbook.keychain:
             from noetl.secrets import resolve_keychain
 
@@ -105,6 +108,31 @@ class LocalServices:
                 raise ToolError(f"child playbook file {path!r} not found ({file})", kind="not_found") from None
             raise
         return loaded, loaded.source.text, loaded.base_dir
+
+
+class SecretNamespace(Mapping[str, Any]):
+    """`{{ secret.NAME }}`: resolved values; a name that could not be resolved fails its template."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.missing: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.values:
+            return self.values[name]
+        raise TemplateError(self.missing.get(name) or f"secret {name!r} not found")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.values or name in self.missing
 
 
 def _beside(base: Path | None, path: str) -> list[Path]:
