@@ -40,7 +40,7 @@ class LocalServices:
         playbook = self.request.playbook
         for name in sorted(set(_SECRET_NAME.findall(self.request.playbook_text or ""))):
             try:
-                self.secret.values[name] = await self.resolver.lookup(name)
+                self.secret.resolved[name] = await self.resolver.lookup(name)
             except NotFoundError as exc:
                 self.secret.missing[name] = str(exc)  # an error only if a template really uses it
         if playbook.keychain:
@@ -114,25 +114,25 @@ class SecretNamespace(Mapping[str, Any]):
     """`{{ secret.NAME }}`: resolved values; a name that could not be resolved fails its template."""
 
     def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
+        self.resolved: dict[str, Any] = {}
         self.missing: dict[str, str] = {}
 
     def __getitem__(self, name: str) -> Any:
-        if name in self.values:
-            return self.values[name]
+        if name in self.resolved:
+            return self.resolved[name]
         raise TemplateError(self.missing.get(name) or f"secret {name!r} not found")
 
     def get(self, name: str, default: Any = None) -> Any:
         return self[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
+        return iter(self.resolved)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.resolved)
 
     def __contains__(self, name: object) -> bool:
-        return name in self.values or name in self.missing
+        return name in self.resolved or name in self.missing
 
 
 def _beside(base: Path | None, path: str) -> list[Path]:
