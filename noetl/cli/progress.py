@@ -15,9 +15,14 @@ class PlainProgress:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
         self.loops: dict[str, list[int]] = {}
+        self.root: str | None = None
 
     def __call__(self, event: Event) -> None:
-        line = self._line(event)
+        self.root = self.root or event.execution_id
+        if event.execution_id != self.root:
+            line = self._child_line(event)  # child playbooks: one line when they start and end
+        else:
+            line = self._line(event)
         if line:
             print(line, file=self.stream, flush=True)
 
@@ -39,6 +44,14 @@ class PlainProgress:
             return f"  < {step} {mark}{detail}"
         if kind in ev.TERMINAL_EVENT_TYPES:
             return f"execution {event.execution_id} {event.status}"
+        return None
+
+    @staticmethod
+    def _child_line(event: Event) -> str | None:
+        if event.event_type == ev.PLAYBOOK_INITIALIZED:
+            return f"    child {event.execution_id} started ({event.meta.get('path')})"
+        if event.event_type in ev.TERMINAL_EVENT_TYPES:
+            return f"    child {event.execution_id} {event.status}"
         return None
 
     def _loop_line(self, event: Event) -> str | None:
@@ -67,9 +80,13 @@ class RichProgress:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=self.console, transient=False)
         self.bars: dict[str, Any] = {}
+        self.root: str | None = None
         self.progress.start()
 
     def __call__(self, event: Event) -> None:
+        self.root = self.root or event.execution_id
+        if event.execution_id != self.root:
+            return  # child playbooks show as their parent step's progress
         kind, step = event.event_type, event.node_name or ""
         if kind == ev.STEP_ENTER:
             total = (event.meta.get("loop") or {}).get("total")
