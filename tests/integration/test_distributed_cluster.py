@@ -122,9 +122,12 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                doc = self.status(execution_id)
-                if doc["status"] in TERMINAL:
-                    return doc
+                response = self.client.get(f"/api/executions/{execution_id}/status")
+                if response.status_code != 503:  # 503: the database is restarting
+                    assert response.status_code == 200, response.text
+                    doc = dict(response.json())
+                    if doc["status"] in TERMINAL:
+                        return doc
             except httpx.HTTPError:
                 pass  # the server may be restarting
             if time.monotonic() > deadline:
@@ -141,8 +144,9 @@ def _auth(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-@pytest.fixture
-def cluster_factory(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+def clusters(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+    """Body of a ``cluster_factory`` fixture: ``make(**options)`` gives a new Cluster on a new database;
+    every one is stopped at the end."""
     made: list[Cluster] = []
 
     def make(**kwargs: Any) -> Cluster:
@@ -153,6 +157,11 @@ def cluster_factory(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]
     yield make
     for cluster in made:
         cluster.close()
+
+
+@pytest.fixture
+def cluster_factory(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+    yield from clusters(pg_cluster, tmp_path)
 
 
 HELLO = """

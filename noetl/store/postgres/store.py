@@ -144,16 +144,24 @@ class PostgresStore:
             raise
 
     async def read(self, action: str, query: str, params: Any) -> list[Any]:
-        try:
-            async with self.connection() as conn:
-                cursor = await conn.execute(self.q[query], params)
-                return await cursor.fetchall()
-        except psycopg.Error as exc:
-            raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("psycopg_pool"):
-                raise StoreError(f"{action} failed: {exc}") from exc
-            raise
+        """One statement in autocommit mode. Retried once on a broken connection: after a PostgreSQL
+        restart every pooled connection is dead, and the retry gets a fresh one."""
+        for attempt in (1, 2):
+            try:
+                async with self.connection() as conn:
+                    cursor = await conn.execute(self.q[query], params)
+                    return await cursor.fetchall()
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and _is_disconnect(exc):
+                    continue
+                raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+            except psycopg.Error as exc:
+                raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+            except Exception as exc:
+                if type(exc).__module__.startswith("psycopg_pool"):
+                    raise StoreError(f"{action} failed: {exc}") from exc
+                raise
+        raise AssertionError("unreachable")
 
     async def read_write(self, action: str, query: str, params: Any) -> int:
         """One data-changing statement in autocommit mode; return the affected row count."""
@@ -291,6 +299,12 @@ class PostgresStore:
             return cursor.rowcount > 0
 
         return await self.write(f"deleting credential {name}", work)
+
+
+def _is_disconnect(exc: psycopg.OperationalError) -> bool:
+    """The server went away (restart, failover) rather than refusing the statement."""
+    return isinstance(exc, pg_errors.AdminShutdown | pg_errors.CannotConnectNow) or exc.sqlstate is None \
+        or exc.sqlstate.startswith("08")
 
 
 def _first_line(exc: BaseException) -> str:
