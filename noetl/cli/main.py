@@ -320,6 +320,7 @@ _catalog_commands.install(cli)
 from noetl.cli import distributed as _distributed_commands  # noqa: E402
 
 _distributed_commands.install(cli)
+__import__("noetl.cli.demo", fromlist=["install"]).install(cli)  # `noetl demo`: services, postgres
 
 
 def main() -> None:
