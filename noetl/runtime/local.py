@@ -28,6 +28,7 @@ from noetl.store.base import ExecutionRecord, Store
 
 EventListener = Callable[[Event], None]
 MAX_CHILD_DEPTH = 16
+MAX_BATCH = 256  # outcomes folded into one store transaction
 CANCEL_POLL_SECONDS = 0.25  # how often a run looks for a cancel recorded by another process
 
 
@@ -91,15 +92,18 @@ class _Execution:
         watcher = asyncio.create_task(self._watch_for_cancel())
         try:
             while not self.state.finished:
-                item = await self.outcomes.get()
-                if item is None:
+                batch = await self._next_batch()
+                if batch is None:
                     await self._adopt_external_cancel()
                     break
-                command, outcome = item
                 if self.execution_id in self.runtime._cancelled:
                     await self._cancel("cancelled by request")
                     break
-                decision = self.engine.handle(self.state, self._report_event(command, outcome))
+                decision = Decision()
+                for command, outcome in batch:
+                    step = self.engine.handle(self.state, self._report_event(command, outcome))
+                    decision.events.extend(step.events)
+                    decision.commands.extend(step.commands)
                 await self._record(decision)
                 self._dispatch(decision.commands)
         except asyncio.CancelledError:
@@ -109,6 +113,20 @@ class _Execution:
             watcher.cancel()
             await self._stop_tasks()
         return self.status.doc
+
+    async def _next_batch(self) -> list[tuple[Command, Outcome]] | None:
+        """Every outcome that is ready (at least one): their events are stored in one transaction."""
+        first = await self.outcomes.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < MAX_BATCH and not self.outcomes.empty():
+            item = self.outcomes.get_nowait()
+            if item is None:
+                self.outcomes.put_nowait(None)  # seen again by the next call
+                break
+            batch.append(item)
+        return batch
 
     async def _watch_for_cancel(self) -> None:
         while True:
