@@ -129,7 +129,9 @@ def install(cli: click.Group) -> None:
 
             result = post_json(obj.server_url, "/api/postgres/execute", {"query": sql, "schema": schema})
         else:
-            raise InputError("query needs NOETL_DATABASE_URL (or --database-url) or a server (--server-url)")
+            from noetl.cli.local_query import query_local
+
+            result = query_local(load_settings().sqlite_path, sql)
         _print_result(result, fmt)
 
 

@@ -195,3 +195,15 @@ def test_python_api_run_and_validate(tmp_path: Path) -> None:
     assert noetl.run(GOOD.read_text())["result"] == {"grade": "fail"}
     problems = noetl.validate(GOOD.read_text().replace("kind: noop", "kind: nop"))
     assert any(p.severity == "error" and "unknown tool kind 'nop'" in p.message for p in problems)
+
+
+def test_query_the_local_store_as_the_guides_do(noetl) -> None:  # type: ignore[no-untyped-def]
+    doc = noetl("run", str(GOOD), "--json").json()
+    sql = (f"SELECT COUNT(*) AS n FROM noetl.event WHERE execution_id = {doc['execution_id']} "
+           "AND event_type = 'step.enter' AND node_name = 'failed_exam'")
+    assert noetl("query", sql, "--format", "json").json() == [{"n": 1}]
+    quoted = noetl("query", f"SELECT status FROM noetl.execution WHERE execution_id = '{doc['execution_id']}'",
+                   "--format", "json")
+    assert quoted.json() == [{"status": "completed"}]
+    assert "read-only" in assert_one_line_error(noetl("query", "DELETE FROM event"))
+    assert noetl("status", doc["execution_id"], "--json").json() == doc  # nothing was changed
