@@ -19,10 +19,8 @@ class PlainProgress:
 
     def __call__(self, event: Event) -> None:
         self.root = self.root or event.execution_id
-        if event.execution_id != self.root:
-            line = self._child_line(event)  # child playbooks: one line when they start and end
-        else:
-            line = self._line(event)
+        # Child playbooks get one line when they start and one when they end.
+        line = self._child_line(event) if event.execution_id != self.root else self._line(event)
         if line:
             print(line, file=self.stream, flush=True)
 
