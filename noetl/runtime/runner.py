@@ -185,7 +185,10 @@ class Runner:
         )
         inner = _Pipeline(command=inner_command, iter_vars=pipe.iter_vars, logs=pipe.logs, secrets=pipe.secrets,
                           ctx_set=pipe.ctx_set)
+        _check_contract(entry.name, entry.assert_, "expects", inner_args)
         ok, result, error = await self._run_tasks(inner, inner_command.tasks)
+        if ok:
+            _check_contract(entry.name, entry.assert_, "returns", result)
         if not ok:
             raise ToolError((error or {}).get("message", "workbook task failed"),
                             kind=(error or {}).get("kind", "error"), retryable=bool((error or {}).get("retryable")),
@@ -237,6 +240,19 @@ class Runner:
                 pipe.iter_vars[key[5:]] = rendered
             else:
                 pipe.ctx_set[key.split(".", 1)[1] if key.startswith(("ctx.", "vars.")) else key] = rendered
+
+
+def _check_contract(name: str, contract: dict[str, Any] | None, part: str, value: Any) -> None:
+    """A workbook entry's `assert: {expects: [...], returns: [...]}`: names its inputs/result must have."""
+    wanted = (contract or {}).get(part)
+    if not wanted:
+        return
+    names = [wanted] if isinstance(wanted, str) else list(wanted if isinstance(wanted, list) else dict(wanted))
+    have = value if isinstance(value, dict) else {}
+    missing = [n for n in names if n not in have]
+    if missing:
+        what = "inputs" if part == "expects" else "result keys"
+        raise ToolError(f"workbook {name!r} {part} {what} {missing} (assert.{part})", kind="assert")
 
 
 def _with_overrides(task: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
