@@ -280,16 +280,27 @@ def _attach(connection: duckdb.DuckDBPyConnection, alias: str, conninfo: str, re
 # --------------------------------------------------------------------------------------------
 
 
-def _statement_info(connection: duckdb.DuckDBPyConnection, statement: str) -> tuple[str, bool]:
-    """(statement type name, has parameters); parse errors surface later from execute()."""
+def _statement_info(connection: duckdb.DuckDBPyConnection, statement: str) -> tuple[str, set[str] | None]:
+    """(statement type name, the parameter names it uses, None when unknown); parse errors
+    surface later from execute()."""
     try:
         parsed = connection.extract_statements(statement)
     except duckdb.Error:
-        return "", True
+        return "", None
     if len(parsed) != 1:
-        return "", True
+        return "", None
     kind = getattr(parsed[0].type, "name", str(parsed[0].type)).upper()
-    return kind, bool(parsed[0].named_parameters)
+    return kind, set(parsed[0].named_parameters)
+
+
+def _bind(params: dict[str, Any] | list[Any] | None, names: set[str] | None) -> dict[str, Any] | list[Any] | None:
+    """The parameters for one statement of a script. DuckDB rejects a mapping that holds names
+    the statement does not use, so a mapping shared by several statements is narrowed to each."""
+    if params is None or names == set():
+        return None
+    if isinstance(params, dict) and names is not None:
+        return {name: value for name, value in params.items() if name in names}
+    return params
 
 
 def _shape(columns: list[str], types: list[str], raw_rows: list[Any], statement_type: str) -> dict[str, Any]:
@@ -389,10 +400,9 @@ def execute_statements(
             continue
         if _USES_POSTGRES.search(statement):
             ensure_postgres_extension(connection)
-        statement_type, has_parameters = _statement_info(connection, statement)
+        statement_type, names = _statement_info(connection, statement)
         try:
-            bound = params if params is not None and has_parameters else None
-            results.append(_run_statement(connection, statement, statement_type, bound))
+            results.append(_run_statement(connection, statement, statement_type, _bind(params, names)))
         except duckdb.Error as exc:
             raise _duckdb_error(exc, index, len(statements), statement, redactor) from None
     return results

@@ -154,6 +154,19 @@ def test_positional_and_named_params() -> None:
     assert named["rows"] == [{"city": "Oslo"}]
 
 
+def test_a_params_mapping_is_shared_by_statements_using_different_names() -> None:
+    result = run_sql(
+        {
+            "database": ":memory:",
+            "command": "CREATE TABLE t (a INT, b VARCHAR); INSERT INTO t VALUES ($a, $b); "
+            "SELECT * FROM t WHERE a = $a",
+            "params": {"a": 1, "b": "x"},
+        }
+    )
+    assert result["command_1"]["row_count"] == 1
+    assert result["rows"] == [{"a": 1, "b": "x"}]
+
+
 def test_sql_error_names_the_statement() -> None:
     error = sql_error({"database": ":memory:", "command": "SELECT 1; SELECT * FROM missing_table"})
     assert error.kind == "sql"
