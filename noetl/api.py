@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,9 @@ def split_catalog_ref(ref: str) -> tuple[str, int | None]:
 
 
 async def resolve_playbook(ref: str, store: Store) -> LoadedPlaybook:
-    """A file path, YAML text, or ``catalog://path[@version]``."""
+    """A file path, YAML text, or ``catalog://path[@version]``. A bare catalog path that is not
+    a file (``noetl exec batch_execution/multi_playbook_batch``, as the guides write it) is looked
+    up in the catalog too."""
     if ref.startswith(CATALOG_SCHEME):
         path, version = split_catalog_ref(ref)
         entry = await store.get_catalog(path, version)
@@ -82,7 +85,16 @@ async def resolve_playbook(ref: str, store: Store) -> LoadedPlaybook:
             at = f" version {version}" if version else ""
             raise NotFoundError(f"{ref}: no catalog entry for path {path!r}{at}")
         return load_playbook_text(entry.content, f"catalog://{path}@{entry.version}")
+    if _may_be_catalog_path(ref):
+        entry = await store.get_catalog(ref, None)
+        if entry is not None:
+            return load_playbook_text(entry.content, f"catalog://{ref}@{entry.version}")
     return load_playbook(ref)
+
+
+def _may_be_catalog_path(ref: str) -> bool:
+    # os.path.exists, unlike Path.exists, is False (not an error) for over-long YAML text.
+    return "\n" not in ref and not ref.endswith((".yaml", ".yml", ".json")) and not os.path.exists(ref)
 
 
 async def run_async(

@@ -207,3 +207,15 @@ def test_query_the_local_store_as_the_guides_do(noetl) -> None:  # type: ignore[
     assert quoted.json() == [{"status": "completed"}]
     assert "read-only" in assert_one_line_error(noetl("query", "DELETE FROM event"))
     assert noetl("status", doc["execution_id"], "--json").json() == doc  # nothing was changed
+
+
+def test_a_bare_catalog_path_runs_the_registered_playbook(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # The guides run registered playbooks as `noetlctl exec batch_execution/multi_playbook_batch`.
+    (tmp_path / "p.yaml").write_text(PARAMS.replace("metadata: {name: params}",
+                                                    "metadata: {name: params, path: guides/params}"))
+    assert noetl("catalog", "register", str(tmp_path / "p.yaml")).code == 0
+    for command in ("exec", "run"):
+        result = noetl(command, "guides/params", "--json", "--set", "n=7")
+        assert result.code == 0, result.stderr
+        assert result.json()["result"]["n"] == 7
+    assert "file not found" in assert_one_line_error(noetl("exec", "guides/not_registered"))
