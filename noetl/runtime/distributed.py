@@ -68,11 +68,13 @@ class _StoreHolder:
         self.store = store
 
 
-def command_payload(command: Command) -> str:
-    """The queue row keeps the command's fields; the render context is rebuilt by the worker."""
+def command_payload(command: Command, as_of: int) -> str:
+    """The queue row keeps the command's fields; the render context is rebuilt by the worker from the
+    state folded up to event ``as_of`` (the decision's last event), so a worker whose cache is already
+    that far skips reading the log."""
     return encode_json({
         "tasks": command.tasks, "args": command.args, "arc_input": command.arc_input, "local": command.local,
-        "loop_index": command.loop_index, "entry": command.entry, "timeout": command.timeout,
+        "loop_index": command.loop_index, "entry": command.entry, "timeout": command.timeout, "as_of": as_of,
     })
 
 
@@ -123,7 +125,7 @@ class DecisionCore:
 
         async def work(conn: Connection) -> None:
             await self.store.insert_execution(conn, params, rows)
-            await self._queue(conn, execution_id, decision.commands, events[-1].created_at)
+            await self._queue(conn, execution_id, decision.commands, events[-1].created_at, len(rows))
 
         await self.store.write(f"starting execution {execution_id}", work)
         cached.last_event_id = len(rows)
@@ -169,7 +171,7 @@ class DecisionCore:
             try:
                 recorded = await self.store.write(
                     f"recording {event.event_type} for execution {cached.execution_id}",
-                    lambda conn: self._decide_in_transaction(conn, cached, event, leased))
+                    lambda conn: self._decide_in_transaction(conn, cached, event, leased), pipeline=True)
             except BaseException:
                 self._forget(cached.execution_id)  # the cached state may hold an uncommitted decision
                 raise
@@ -180,12 +182,16 @@ class DecisionCore:
     async def _decide_in_transaction(self, conn: Connection, cached: CachedExecution, event: Event,
                                      leased: LeasedCommand | None) -> bool:
         execution_id = cached.execution_id
-        cursor = await conn.execute(self.store.q["lock_execution"], {"execution_id": db_id(execution_id)})
-        row = await cursor.fetchone()
+        # Both locks in one round trip (pipeline), always in this order: execution, then command.
+        locked = await conn.execute(self.store.q["lock_execution"], {"execution_id": db_id(execution_id)})
+        command = None
+        if leased is not None:
+            command = await conn.execute(self.store.q["lock_command"], {"command_id": leased.command_id})
+        row = await locked.fetchone()
         if row is None:
             return False
         status, last_event_id = row[0], int(row[5])
-        if leased is not None and not await self._holds_lease(conn, leased):
+        if leased is not None and command is not None and not _holds_lease(await command.fetchone(), leased):
             return False
         if status != "running":
             if leased is not None:
@@ -199,11 +205,6 @@ class DecisionCore:
         if cached.state.status == "cancelled":
             await conn.execute(self.store.q["cancel_commands"], {"execution_id": db_id(execution_id)})
         return True
-
-    async def _holds_lease(self, conn: Connection, leased: LeasedCommand) -> bool:
-        cursor = await conn.execute(self.store.q["lock_command"], {"command_id": leased.command_id})
-        row = await cursor.fetchone()
-        return row is not None and row[0] == "leased" and row[1] == leased.attempt and row[2] == leased.lease_owner
 
     async def _finish_command(self, conn: Connection, command_id: str, status: str) -> None:
         await conn.execute(self.store.q["finish_command"], {"command_id": command_id, "status": status})
@@ -231,18 +232,24 @@ class DecisionCore:
             update = {"status": state.status, "result": self._result(cached), "error": state.error,
                       "ended_at": events[-1].created_at}
         rows = event_rows(cached.execution_id, events)
-        last_id = await self.store.append_in_transaction(
-            conn, cached.execution_id, rows, bump_params(cached.execution_id, len(rows), update))
-        cached.last_event_id = last_id + len(rows)
-        await self._queue(conn, cached.execution_id, decision.commands, events[-1].created_at)
+        # The execution row is locked and the cache is caught up, so the ids are known here: the writes
+        # need no result and go out in one batch with the COMMIT.
+        for offset, row in enumerate(rows, start=1):
+            row[1] = cached.last_event_id + offset
+        await conn.execute(self.store.q["bump_execution"], bump_params(cached.execution_id, len(rows), update))
+        async with conn.cursor() as cursor:
+            await cursor.executemany(self.store.q["insert_event"], rows)
+        cached.last_event_id += len(rows)
+        await self._queue(conn, cached.execution_id, decision.commands, events[-1].created_at, cached.last_event_id)
         if state.finished:
             await notify(conn, EXECUTIONS_CHANNEL, cached.execution_id)
 
-    async def _queue(self, conn: Connection, execution_id: str, commands: list[Command], now: str) -> None:
+    async def _queue(self, conn: Connection, execution_id: str, commands: list[Command], now: str,
+                     as_of: int) -> None:
         if not commands:
             return
         number = db_id(execution_id)
-        rows = [(c.command_id, number, c.step, command_payload(c), now) for c in commands]
+        rows = [(c.command_id, number, c.step, command_payload(c, as_of), now) for c in commands]
         async with conn.cursor() as cursor:
             await cursor.executemany(self.store.q["insert_command"], rows)
         await notify(conn, COMMANDS_CHANNEL)
@@ -317,6 +324,12 @@ class DecisionCore:
 
     def now(self) -> datetime:
         return self.clock()
+
+
+def _holds_lease(row: tuple[Any, ...] | None, leased: LeasedCommand) -> bool:
+    """The reported command is still leased by the reporter in the same attempt (else: a duplicate
+    report, or a worker whose lease expired and was given to another)."""
+    return row is not None and row[0] == "leased" and row[1] == leased.attempt and row[2] == leased.lease_owner
 
 
 def _default_services(core: DecisionCore, request: RunRequest, execution_id: str) -> LocalServices:

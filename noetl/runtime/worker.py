@@ -180,7 +180,8 @@ class Worker:
         cached = await self.core.cached(leased.execution_id)
         if cached is None:
             return None
-        await self.core.refresh(cached)
+        if cached.last_event_id < int(leased.payload.get("as_of") or 1 << 62):
+            await self.core.refresh(cached)
         if cached.state.finished:
             return None  # cancelled or failed meanwhile: the report would be ignored anyway
         command = command_from_lease(leased, cached)

@@ -129,11 +129,19 @@ class PostgresStore:
         async with pool.connection() as conn:
             yield conn
 
-    async def write(self, action: str, work: Callable[[Connection], Awaitable[T]]) -> T:
-        """Run ``work`` in one transaction; driver errors become StoreError naming ``action``."""
+    async def write(self, action: str, work: Callable[[Connection], Awaitable[T]], *, pipeline: bool = False) -> T:
+        """Run ``work`` in one transaction; driver errors become StoreError naming ``action``.
+
+        With ``pipeline``, statements are sent without waiting for each result (psycopg pipeline mode):
+        BEGIN, the writes and COMMIT share round trips, and a fetch syncs only when it needs a result.
+        """
         try:
-            async with self.connection() as conn, conn.transaction():
-                return await work(conn)
+            async with self.connection() as conn:
+                if not pipeline:
+                    async with conn.transaction():
+                        return await work(conn)
+                async with conn.pipeline(), conn.transaction():
+                    return await work(conn)
         except NoetlError:
             raise
         except psycopg.Error as exc:
