@@ -220,22 +220,24 @@ def test_wrong_or_missing_auth(http_server: LocalHTTPServer) -> None:
 # --- pooling ----------------------------------------------------------------------------------
 
 
-def test_concurrent_calls_share_one_pooled_client(http_server: LocalHTTPServer) -> None:
-    async def main() -> tuple[list[Any], bool]:
-        client = get_http_client()
+def test_concurrent_calls_share_a_bounded_set_of_pooled_clients(http_server: LocalHTTPServer) -> None:
+    async def main() -> tuple[list[Any], set[int], bool]:
+        before = {id(get_http_client()) for _ in range(20)}
         results = await asyncio.gather(
             *(
                 run_http({"url": f"{http_server.url}/echo", "params": {"i": i}}, make_call())
                 for i in range(40)
             )
         )
-        same_client = get_http_client() is client
+        clients = [get_http_client() for _ in range(20)]
+        after = {id(c) for c in clients}
         await http_tool.close_http_clients()
-        assert client.is_closed
-        return list(results), same_client
+        return list(results), before | after, all(c.is_closed for c in clients)
 
-    results, same_client = run_async(main)
-    assert same_client
+    results, client_ids, all_closed = run_async(main)
+    # 50 keep-alive connections by default, spread over clients of 10 connections each.
+    assert len(client_ids) == 5
+    assert all_closed
     assert sorted(int(r["data"]["query"]["i"]) for r in results) == list(range(40))
 
 
