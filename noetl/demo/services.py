@@ -274,7 +274,8 @@ class DemoServices:
     # running -------------------------------------------------------------------------------
     def start(self) -> DemoServices:
         """Serve from a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="noetl-demo-services", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="noetl-demo-services", daemon=True)
         self._thread.start()
         return self
 
