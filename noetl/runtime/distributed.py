@@ -59,6 +59,9 @@ class CachedExecution:
     state: ExecutionState = field(default_factory=ExecutionState)
     last_event_id: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Set when a decision failed after changing `state`: the state may hold events that were never
+    # committed, so whoever waited on `lock` must load a fresh entry instead of using this one.
+    broken: bool = False
 
 
 class _StoreHolder:
@@ -167,17 +170,25 @@ class DecisionCore:
                 "cancelled": cancelled}
 
     async def _decide(self, cached: CachedExecution, event: Event, leased: LeasedCommand | None) -> bool:
-        async with cached.lock:
-            try:
-                recorded = await self.store.write(
-                    f"recording {event.event_type} for execution {cached.execution_id}",
-                    lambda conn: self._decide_in_transaction(conn, cached, event, leased), pipeline=True)
-            except BaseException:
-                self._forget(cached.execution_id)  # the cached state may hold an uncommitted decision
-                raise
-        if cached.state.finished:
-            self._forget(cached.execution_id)
-        return recorded
+        while True:
+            async with cached.lock:
+                if not cached.broken:
+                    current = cached
+                    try:
+                        recorded = await self.store.write(
+                            f"recording {event.event_type} for execution {current.execution_id}",
+                            lambda conn: self._decide_in_transaction(conn, current, event, leased), pipeline=True)
+                    except BaseException:
+                        cached.broken = True
+                        self._forget(cached.execution_id)
+                        raise
+                    if cached.state.finished:
+                        self._forget(cached.execution_id)
+                    return recorded
+            fresh = await self.cached(cached.execution_id)
+            if fresh is None:
+                return False
+            cached = fresh
 
     async def _decide_in_transaction(self, conn: Connection, cached: CachedExecution, event: Event,
                                      leased: LeasedCommand | None) -> bool:
@@ -273,7 +284,7 @@ class DecisionCore:
     async def cached(self, execution_id: str) -> CachedExecution | None:
         """The execution's engine and state, loaded from the store on a miss (None when unknown)."""
         cached = self._executions.get(execution_id)
-        if cached is not None:
+        if cached is not None and not cached.broken:
             self._executions.move_to_end(execution_id)
             return cached
         record = await self.store.get_execution(execution_id)
@@ -281,7 +292,7 @@ class DecisionCore:
             return None
         playbook = self.parse(record.playbook, f"execution {execution_id}")
         cached = self._executions.get(execution_id)  # another coroutine may have loaded it meanwhile
-        if cached is None:
+        if cached is None or cached.broken:
             cached = await self._new_cached(execution_id, playbook, record.playbook, record.payload,
                                             record.parent_execution_id)
             self._remember(cached)
@@ -315,7 +326,9 @@ class DecisionCore:
             self._executions.pop(oldest_id)
 
     def _forget(self, execution_id: str) -> None:
-        self._executions.pop(execution_id, None)
+        cached = self._executions.pop(execution_id, None)
+        if cached is not None and not cached.state.finished:
+            cached.broken = True  # evicted mid-run: waiters reload rather than decide on it
 
     def forget_finished(self, execution_id: str) -> None:
         cached = self._executions.get(execution_id)
