@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime
 from typing import Any
 
@@ -173,11 +174,10 @@ class DecisionCore:
         while True:
             async with cached.lock:
                 if not cached.broken:
-                    current = cached
+                    work = partial(self._decide_in_transaction, cached=cached, event=event, leased=leased)
                     try:
                         recorded = await self.store.write(
-                            f"recording {event.event_type} for execution {current.execution_id}",
-                            lambda conn: self._decide_in_transaction(conn, current, event, leased), pipeline=True)
+                            f"recording {event.event_type} for execution {cached.execution_id}", work, pipeline=True)
                     except BaseException:
                         cached.broken = True
                         self._forget(cached.execution_id)
