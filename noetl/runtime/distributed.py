@@ -21,8 +21,8 @@ import asyncio
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from noetl.clock import Clock, iso, utc_now
