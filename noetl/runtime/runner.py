@@ -76,7 +76,9 @@ class Runner:
     async def _run_tasks(self, pipe: _Pipeline, tasks: list[dict[str, Any]]) -> tuple[bool, Any, Any]:
         names = [t.get("name") or (pipe.command.step if len(tasks) == 1 else f"task_{i}") for i, t in enumerate(tasks)]
         index, hops = 0, 0
-        attempts_of: dict[int, int] = {}
+        attempts_of: dict[int, int] = {}  # every run of a task (bounds `call` re-runs)
+        tries = 0  # runs of the current task since it was last entered other than by a retry
+        retrying = False
         result: Any = None
         while index < len(tasks):
             hops += 1
@@ -84,6 +86,9 @@ class Runner:
                 raise ToolError(f"step {pipe.command.step!r}: more than {MAX_PIPELINE_HOPS} retries/jumps", kind="policy")
             task = tasks[index]
             attempts_of[index] = attempts_of.get(index, 0) + 1
+            # A jump back to a task (pagination) starts a new series of attempts.
+            tries = tries + 1 if retrying else 1
+            retrying = False
             pipe.attempts += 1
             ok, result, error = await self._run_task(pipe, _with_overrides(task, pipe.overrides.get(index)),
                                                      names[index])
@@ -97,8 +102,9 @@ class Runner:
                 pipe.results[names[index]] = result
                 pipe.prev = result
             if do == "retry":
-                if attempts_of[index] < int(action.get("attempts", 3)):
-                    await asyncio.sleep(_backoff_delay(action, attempts_of[index]))
+                if tries < int(action.get("attempts", 3)):
+                    await asyncio.sleep(_backoff_delay(action, tries))
+                    retrying = True
                     continue
                 if not ok:
                     return False, None, error
