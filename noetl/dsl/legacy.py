@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-Note = tuple[tuple[Any, ...], str]
+from noetl.dsl.legacy_case import _attach_case_policy, _case_arcs
+from noetl.dsl.legacy_common import UNSUPPORTED as UNSUPPORTED  # re-exported: parse.py reads it from here
+from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
 
 # Keys that belong to the step itself; any other key on a step with `type:` is a tool field.
 STEP_KEYS = frozenset(
@@ -20,8 +22,6 @@ TOOL_KINDS_AS_TYPE = frozenset(
     {"python", "http", "postgres", "duckdb", "playbook", "playbooks", "workbook", "secrets", "shell",
      "noop", "iterator", "snowflake"}
 )
-CASE_EVENTS = ("call.done", "call.error", "loop.done")
-UNSUPPORTED = "unsupported:"  # notes starting with this are shown as warnings
 
 
 def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]:
@@ -221,31 +221,6 @@ def _attach_retry(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple
     return [first, *tasks[1:]]
 
 
-def retry_rule(retry: dict[str, Any]) -> dict[str, Any]:
-    """A v1/v2 `retry:` block as one policy rule."""
-    attempts = int(retry.get("max_attempts", retry.get("attempts", 3)))
-    delay = float(retry.get("initial_delay", retry.get("delay", 0)))
-    multiplier = float(retry.get("backoff_multiplier", 2 if retry.get("backoff") == "exponential" else 1))
-    backoff = retry.get("backoff") if retry.get("backoff") in ("none", "linear", "exponential") else (
-        "exponential" if multiplier > 1 else "none")
-    condition = "output.status == 'error'"
-    if retry.get("retry_when"):
-        condition += f" and ({_strip_braces(retry['retry_when'])})"
-    if retry.get("stop_when"):
-        condition += f" and not ({_strip_braces(retry['stop_when'])})"
-    action: dict[str, Any] = {"do": "retry", "attempts": attempts, "delay": delay, "backoff": backoff}
-    if retry.get("max_delay") is not None:
-        action["max_delay"] = float(retry["max_delay"])
-    return {"when": "{{ " + condition + " }}", "then": action}
-
-
-def _strip_braces(expr: Any) -> str:
-    text = str(expr).strip()
-    if text.startswith("{{") and text.endswith("}}"):
-        return text[2:-2].strip()
-    return text
-
-
 def _attach_sink(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
     block = step.get("save") or step.get("sink")
     if not isinstance(block, dict) or not tasks:
@@ -298,25 +273,6 @@ def _normalize_next(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     return {"spec": {"mode": "exclusive"}, "arcs": arcs}
 
 
-def _target(item: Any) -> dict[str, Any] | None:
-    if isinstance(item, str):
-        return {"step": item}
-    if isinstance(item, dict) and "step" in item:
-        arc: dict[str, Any] = {"step": item["step"]}
-        payload = {}
-        for key in ("with", "args", "data", "input"):
-            if isinstance(item.get(key), dict):
-                payload.update(item[key])
-        if payload:
-            arc["input"] = payload
-        if "when" in item:
-            arc["when"] = item["when"]
-        if isinstance(item.get("set"), dict):
-            arc["set"] = item["set"]
-        return arc
-    return None
-
-
 def _legacy_next_arcs(raw: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
     items = raw if isinstance(raw, list) else [raw]
     arcs: list[dict[str, Any]] = []
@@ -355,139 +311,3 @@ def _negate(condition: Any) -> Any:
     if isinstance(condition, bool):
         return not condition
     return "{{ not (" + _strip_braces(condition) + ") }}"
-
-
-def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
-    arcs: list[dict[str, Any]] = []
-    for index, rule in enumerate(rules if isinstance(rules, list) else []):
-        if not isinstance(rule, dict):
-            continue
-        then = rule.get("then") or {}
-        if isinstance(then, list):  # `then: [{step: x}]`
-            then = {"next": then}
-        when = rule.get("when")
-        if _is_pipeline_rule(rule):
-            continue  # runs inside the step's pipeline (see _attach_case_policy)
-        if "step.exit" in str(when):
-            notes.append(((*path, index), f"{UNSUPPORTED} case-era rules on step.exit are evaluated with "
-                          "the step's routing (event.name is call.done, call.error or loop.done there)"))
-        rule_set = _case_set(then.get("set"))
-        targets = then.get("next")
-        target_arcs = [a for a in (_target(t) for t in _as_list(targets)) if a] if targets else []
-        if not target_arcs:
-            arcs.append({"step": None, "when": when, "set": rule_set, "group": index})
-            continue
-        for position, arc in enumerate(target_arcs):
-            arc["when"] = when
-            arc["group"] = index
-            arc["set"] = {**(rule_set if position == 0 else {}), **(arc.get("set") or {})}
-            arcs.append(arc)
-    return arcs
-
-
-PIPELINE_ACTIONS = frozenset({"collect", "call", "result", "retry", "fail"})
-CASE_RERUN_LIMIT = 100  # same-step re-runs (`call`) allowed within one step entry
-
-
-def _case_rules(step: dict[str, Any]) -> list[dict[str, Any]]:
-    rules = step.get("case")
-    return [r for r in rules if isinstance(r, dict)] if isinstance(rules, list) else []
-
-
-def _then(rule: dict[str, Any]) -> dict[str, Any]:
-    then = rule.get("then") or {}
-    return {"next": then} if isinstance(then, list) else then
-
-
-def _is_enter_rule(rule: dict[str, Any]) -> bool:
-    return "step.enter" in str(rule.get("when"))
-
-
-def _is_pipeline_rule(rule: dict[str, Any]) -> bool:
-    """Rules handled inside the step's run: on step.enter, or with collect/call/result/retry/fail."""
-    then = _then(rule)
-    return _is_enter_rule(rule) or (bool(PIPELINE_ACTIONS & set(then)) and not then.get("next"))
-
-
-def _attach_case_policy(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...],
-                        notes: list[Note]) -> list[dict[str, Any]]:
-    """Case rules that act inside the step become task policies (pagination, collect, result, retry).
-
-    `step.enter` rules run first, as a routing-only task; call.done/call.error rules become the main
-    task's policy rules, in order, so the first matching rule still wins.
-    """
-    rules = [r for r in _case_rules(step) if _is_pipeline_rule(r)]
-    if not rules or not tasks:
-        return tasks
-    enter_sets: dict[str, Any] = {}
-    policy_rules: list[dict[str, Any]] = []
-    main = dict(tasks[0])
-    main.setdefault("name", step.get("step"))
-    for rule in rules:
-        then = _then(rule)
-        if _is_enter_rule(rule):
-            enter_sets.update(_case_set(then.get("set")))
-            continue
-        policy_rules.append({"when": rule.get("when"), "then": _case_action(then, main["name"])})
-    spec = dict(main.get("spec") or {})
-    policy = dict(spec.get("policy") or {})
-    policy["rules"] = [*policy_rules, *(policy.get("rules") or []),
-                       {"when": "{{ output.status == 'error' }}", "then": {"do": "fail"}},
-                       {"then": {"do": "continue"}}]
-    spec["policy"] = policy
-    main["spec"] = spec
-    out = [main, *tasks[1:]]
-    if enter_sets:
-        out.insert(0, {"kind": "noop", "name": "_on_enter",
-                       "spec": {"policy": {"rules": [{"then": {"do": "continue", "set": enter_sets}}]}}})
-    notes.append((path, "case-era pipeline actions: newer spelling is a task policy (`do: jump`, `set`)"))
-    return out
-
-
-def _case_action(then: dict[str, Any], task_name: str) -> dict[str, Any]:
-    action: dict[str, Any] = {"do": "continue", "set": _case_set(then.get("set"))}
-    collect = then.get("collect")
-    if isinstance(collect, dict) and collect.get("into"):
-        action["set"][f"ctx.{collect['into']}"] = _collect_template(collect)
-    if isinstance(then.get("result"), dict) and then["result"].get("from"):
-        action["result"] = "{{ " + _ctx_ref(str(then["result"]["from"])) + " }}"
-    if isinstance(then.get("call"), dict):
-        action.update({"do": "jump", "to": task_name, "call": then["call"], "attempts": CASE_RERUN_LIMIT})
-    elif isinstance(then.get("retry"), dict):
-        rule = retry_rule(then["retry"])
-        action.update({k: v for k, v in rule["then"].items() if k != "set"})
-    elif "fail" in then and then["fail"] not in (False, None):
-        action["do"] = "fail"
-    return action
-
-
-def _ctx_ref(name: str) -> str:
-    return name if name.startswith(("ctx.", "vars.")) else f"ctx.{name}"
-
-
-def _collect_template(collect: dict[str, Any]) -> str:
-    source = _strip_braces(collect.get("from", "response"))
-    into = _ctx_ref(str(collect["into"]))
-    mode = collect.get("mode", "extend")
-    if mode == "replace":
-        return "{{ " + source + " }}"
-    current = f"({into} | default([]))"
-    addition = f"({source})" if mode == "extend" else f"[{source}]"
-    return "{{ " + current + " + " + addition + " }}"
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _case_set(value: Any) -> dict[str, Any]:
-    """`set: {ctx: {a: 1}}` and `set: {a: 1}` both write ctx variables."""
-    if not isinstance(value, dict):
-        return {}
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if key in ("ctx", "vars") and isinstance(item, dict):
-            out.update({f"ctx.{k}": v for k, v in item.items()})
-        else:
-            out[key] = item
-    return out

@@ -1,0 +1,148 @@
+"""Normalise case-era `case:` rules into the canonical form.
+
+Part of the normaliser of older DSL forms (:mod:`noetl.dsl.legacy`, the entry point). A step's
+`case:` rules split in two: rules that route to other steps become `next.arcs` (exclusive, the
+first matching rule wins), and rules that act inside the step's run (on step.enter, or with
+collect/call/result/retry/fail) become policy rules of the step's tasks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noetl.dsl.legacy_common import UNSUPPORTED, Note, _strip_braces, _target, retry_rule
+
+CASE_EVENTS = ("call.done", "call.error", "loop.done")
+PIPELINE_ACTIONS = frozenset({"collect", "call", "result", "retry", "fail"})
+CASE_RERUN_LIMIT = 100  # same-step re-runs (`call`) allowed within one step entry
+
+
+def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
+    arcs: list[dict[str, Any]] = []
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        if not isinstance(rule, dict):
+            continue
+        then = rule.get("then") or {}
+        if isinstance(then, list):  # `then: [{step: x}]`
+            then = {"next": then}
+        when = rule.get("when")
+        if _is_pipeline_rule(rule):
+            continue  # runs inside the step's pipeline (see _attach_case_policy)
+        if "step.exit" in str(when):
+            notes.append(((*path, index), f"{UNSUPPORTED} case-era rules on step.exit are evaluated with "
+                          "the step's routing (event.name is call.done, call.error or loop.done there)"))
+        rule_set = _case_set(then.get("set"))
+        targets = then.get("next")
+        target_arcs = [a for a in (_target(t) for t in _as_list(targets)) if a] if targets else []
+        if not target_arcs:
+            arcs.append({"step": None, "when": when, "set": rule_set, "group": index})
+            continue
+        for position, arc in enumerate(target_arcs):
+            arc["when"] = when
+            arc["group"] = index
+            arc["set"] = {**(rule_set if position == 0 else {}), **(arc.get("set") or {})}
+            arcs.append(arc)
+    return arcs
+
+def _case_rules(step: dict[str, Any]) -> list[dict[str, Any]]:
+    rules = step.get("case")
+    return [r for r in rules if isinstance(r, dict)] if isinstance(rules, list) else []
+
+
+def _then(rule: dict[str, Any]) -> dict[str, Any]:
+    then = rule.get("then") or {}
+    return {"next": then} if isinstance(then, list) else then
+
+
+def _is_enter_rule(rule: dict[str, Any]) -> bool:
+    return "step.enter" in str(rule.get("when"))
+
+
+def _is_pipeline_rule(rule: dict[str, Any]) -> bool:
+    """Rules handled inside the step's run: on step.enter, or with collect/call/result/retry/fail."""
+    then = _then(rule)
+    return _is_enter_rule(rule) or (bool(PIPELINE_ACTIONS & set(then)) and not then.get("next"))
+
+
+def _attach_case_policy(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...],
+                        notes: list[Note]) -> list[dict[str, Any]]:
+    """Case rules that act inside the step become task policies (pagination, collect, result, retry).
+
+    `step.enter` rules run first, as a routing-only task; call.done/call.error rules become the main
+    task's policy rules, in order, so the first matching rule still wins.
+    """
+    rules = [r for r in _case_rules(step) if _is_pipeline_rule(r)]
+    if not rules or not tasks:
+        return tasks
+    enter_sets: dict[str, Any] = {}
+    policy_rules: list[dict[str, Any]] = []
+    main = dict(tasks[0])
+    main.setdefault("name", step.get("step"))
+    for rule in rules:
+        then = _then(rule)
+        if _is_enter_rule(rule):
+            enter_sets.update(_case_set(then.get("set")))
+            continue
+        policy_rules.append({"when": rule.get("when"), "then": _case_action(then, main["name"])})
+    spec = dict(main.get("spec") or {})
+    policy = dict(spec.get("policy") or {})
+    policy["rules"] = [*policy_rules, *(policy.get("rules") or []),
+                       {"when": "{{ output.status == 'error' }}", "then": {"do": "fail"}},
+                       {"then": {"do": "continue"}}]
+    spec["policy"] = policy
+    main["spec"] = spec
+    out = [main, *tasks[1:]]
+    if enter_sets:
+        out.insert(0, {"kind": "noop", "name": "_on_enter",
+                       "spec": {"policy": {"rules": [{"then": {"do": "continue", "set": enter_sets}}]}}})
+    notes.append((path, "case-era pipeline actions: newer spelling is a task policy (`do: jump`, `set`)"))
+    return out
+
+
+def _case_action(then: dict[str, Any], task_name: str) -> dict[str, Any]:
+    action: dict[str, Any] = {"do": "continue", "set": _case_set(then.get("set"))}
+    collect = then.get("collect")
+    if isinstance(collect, dict) and collect.get("into"):
+        action["set"][f"ctx.{collect['into']}"] = _collect_template(collect)
+    if isinstance(then.get("result"), dict) and then["result"].get("from"):
+        action["result"] = "{{ " + _ctx_ref(str(then["result"]["from"])) + " }}"
+    if isinstance(then.get("call"), dict):
+        action.update({"do": "jump", "to": task_name, "call": then["call"], "attempts": CASE_RERUN_LIMIT})
+    elif isinstance(then.get("retry"), dict):
+        rule = retry_rule(then["retry"])
+        action.update({k: v for k, v in rule["then"].items() if k != "set"})
+    elif "fail" in then and then["fail"] not in (False, None):
+        action["do"] = "fail"
+    return action
+
+
+def _ctx_ref(name: str) -> str:
+    return name if name.startswith(("ctx.", "vars.")) else f"ctx.{name}"
+
+
+def _collect_template(collect: dict[str, Any]) -> str:
+    source = _strip_braces(collect.get("from", "response"))
+    into = _ctx_ref(str(collect["into"]))
+    mode = collect.get("mode", "extend")
+    if mode == "replace":
+        return "{{ " + source + " }}"
+    current = f"({into} | default([]))"
+    addition = f"({source})" if mode == "extend" else f"[{source}]"
+    return "{{ " + current + " + " + addition + " }}"
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _case_set(value: Any) -> dict[str, Any]:
+    """`set: {ctx: {a: 1}}` and `set: {a: 1}` both write ctx variables."""
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in ("ctx", "vars") and isinstance(item, dict):
+            out.update({f"ctx.{k}": v for k, v in item.items()})
+        else:
+            out[key] = item
+    return out
