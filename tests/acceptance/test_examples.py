@@ -36,7 +36,7 @@ def home(tmp_path_factory: pytest.TempPathFactory, pg_cluster: dict[str, Any]) -
     home = tmp_path_factory.mktemp("examples-home")
     credential = yaml.safe_load((EXAMPLES / "credentials" / "pg_local.yaml").read_text())
     credential["data"].update({key: pg_cluster[key] for key in ("host", "port", "user", "password", "database")})
-    credential_file = home.parent / "pg_local.yaml"
+    credential_file = tmp_path_factory.mktemp("examples-credential") / "pg_local.yaml"
     credential_file.write_text(yaml.safe_dump(credential))
     registered = run_noetl("register", "credential", "-f", str(credential_file), home=home)
     assert registered.code == 0, registered.stderr
@@ -45,7 +45,8 @@ def home(tmp_path_factory: pytest.TempPathFactory, pg_cluster: dict[str, Any]) -
 
 @pytest.fixture(scope="module")
 def services() -> Iterator[DemoServices]:
-    with running_services(ServiceSettings(latency_ms=2)) as server:
+    # A little latency, so the parallel loops really overlap their calls.
+    with running_services(ServiceSettings(latency_ms=10)) as server:
         yield server
 
 
@@ -133,12 +134,13 @@ def test_multi_playbook_stores_the_children_results_in_duckdb_and_postgres(
             "FROM playbook_results WHERE execution_id = ?", [execution_id]).fetchall()
     assert stored == [("true", "passed")]
 
-    # The load child wrote three files and loaded the reading into PostgreSQL.
-    paths = doc["result"]["playbook_results"]["load_dict_result"]["storage_paths"]
-    assert [Path(p).exists() for p in paths] == [True, True, True]
-    loaded = pg.execute("SELECT city FROM weather_readings WHERE execution_id IN "
-                        "(SELECT execution_id FROM weather_readings ORDER BY execution_id DESC LIMIT 1)").fetchall()
-    assert loaded == [{"city": "London"}]
+    # The load child wrote three files (in a folder named after its execution) and loaded the
+    # reading into PostgreSQL.
+    paths = [Path(p) for p in doc["result"]["playbook_results"]["load_dict_result"]["storage_paths"]]
+    assert [p.suffix for p in paths if p.exists()] == [".json", ".csv", ".parquet"]
+    loaded = pg.execute("SELECT city, temperature FROM weather_readings WHERE execution_id = %s",
+                        [paths[0].parent.name]).fetchall()
+    assert [(r["city"], float(r["temperature"])) for r in loaded] == [("London", summary["london_temperature"])]
 
 
 def test_multi_playbook_uses_the_secret_and_never_stores_it(
