@@ -90,8 +90,11 @@ def postgres(obj: Any, directory: str | None, port: int | None, register_: bool,
             click.echo(f"demo PostgreSQL in {base} {'stopped' if stopped else 'was not running'}")
             return
         info, what = demo_postgres.start_demo_postgres(base, port)
-    except (demo_postgres.PostgresUnavailable, RuntimeError) as exc:
-        click.echo(f"error: {str(exc).strip().splitlines()[0]}", err=True)
+    except demo_postgres.PostgresUnavailable as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except RuntimeError as exc:  # initdb or pg_ctl failed: their own words are on the next lines
+        click.echo(f"error: {str(exc).strip().splitlines()[0]} (server log: {base / 'server.log'})", err=True)
         sys.exit(1)
     credential_file = _write_credential_file(Path(info.base), info.credential(CREDENTIAL_NAME))
     click.echo(info.url)

@@ -202,9 +202,9 @@ class LocalCluster:
         for directory in {base, Path(self.info.socket_dir)}:
             if self.account is not None:
                 os.chown(directory, self.account.pw_uid, self.account.pw_gid)
-        if not reachable_by(self.account, base):
+        if self.account is not None and not reachable_by(self.account, base):
             raise PostgresUnavailable(
-                f"PostgreSQL runs as {self.account.pw_name!r} (not as root) and cannot write to {base}; "  # type: ignore[union-attr]
+                f"PostgreSQL runs as {self.account.pw_name!r} (not as root) and cannot write to {base}; "
                 "choose a directory that account can reach, e.g. --dir /tmp/noetl-demo-postgres"
             )
 
