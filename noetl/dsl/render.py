@@ -66,6 +66,26 @@ class RenderContext(Mapping[str, Any]):
         return {key: self[key] for key in self}
 
 
+_MAPPING_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
+
+
+class _MethodOrUndefined(StrictUndefined):
+    """Undefined as a value, but callable as the mapping method of the same name."""
+
+    __slots__ = ("_method",)
+    # Looked up by Jinja before a call; plain class attributes keep StrictUndefined from raising.
+    unsafe_callable = False
+    alters_data = False
+    jinja_pass_arg = None
+
+    def __init__(self, method: Any, *, obj: Any, name: str) -> None:
+        super().__init__(obj=obj, name=name)
+        self._method = method
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._method(*args, **kwargs)
+
+
 class NoetlEnvironment(ImmutableSandboxedEnvironment):
     """Sandboxed: templates never reach Python internals. Mappings resolve keys before attributes."""
 
@@ -77,6 +97,10 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
             if attribute == "data":
                 # v1 habit: ``{{ step.data.field }}`` on a result without a ``data`` key.
                 return obj
+            if attribute in _MAPPING_METHODS:
+                # A missing key named like a dict method (`iter.items`) is undefined, so `default()`
+                # and `is defined` behave; calling it (`d.items()`) still calls the method.
+                return _MethodOrUndefined(super().getattr(obj, attribute), obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:

@@ -53,3 +53,13 @@ def test_when_truthiness(value: object, expected: bool) -> None:
 
 def test_v1_data_habit_resolves_through_missing_data_key() -> None:
     assert render_value("{{ step.data.field }}", RenderContext({"step": {"field": 7}})) == 7
+
+
+def test_missing_key_named_like_a_dict_method_is_undefined_but_still_callable() -> None:
+    ctx = RenderContext({"iter": {}, "d": {"a": 1}})
+    assert render_value("{{ iter.items | default([]) }}", ctx) == []
+    assert render_value("{{ iter.keys is defined }}", ctx) is False
+    assert render_value("{{ d.items() | list }}", ctx) == [("a", 1)]
+    assert render_value("{% for k, v in d.items() %}{{ k }}={{ v }}{% endfor %}", ctx) == "a=1"
+    with pytest.raises(TemplateError, match="unsafe"):
+        render_value("{{ d.update({'b': 2}) }}", ctx)
