@@ -97,6 +97,21 @@ class Checker:
             if key not in known:
                 self.warn((*path, key), f"unknown key {key!r} in {what}{suggest(key, known)}")
 
+    def check_ambiguity(self, raw: dict[str, Any]) -> None:
+        """Older forms that say two things at once are errors: NoETL will not guess which one is meant."""
+        for i, step in enumerate(raw.get("workflow") or []):
+            if not isinstance(step, dict):
+                continue
+            label = f"step {step.get('step')!r}"
+            ways = [key for key in ("tool", "type", "call") if key in step]
+            if len(ways) > 1 and not (ways == ["tool", "type"] and isinstance(step.get("tool"), str)):
+                self.error(("workflow", i, ways[1]), f"{label}: ambiguous: both {' and '.join(f'`{w}:`' for w in ways)} "
+                           "say what the step runs; keep one")
+            for j, item in enumerate(step.get("next") or [] if isinstance(step.get("next"), list) else []):
+                if isinstance(item, dict) and "step" in item and ("then" in item or "else" in item):
+                    self.error(("workflow", i, "next", j), f"{label}: ambiguous `next` entry: it has both `step:` "
+                               "and `then:`/`else:`; use `{when, then: [...]}` or `{step, when}`")
+
     def _check_step_keys(self, step: dict[str, Any], path: tuple[Any, ...]) -> None:
         if "type" not in step and not isinstance(step.get("tool"), str):
             self._unknown(step, path, STEP_KEYS | {"name"}, f"step {step.get('step')!r}")

@@ -57,6 +57,7 @@ def analyse(source: Source) -> LoadedPlaybook:
     if raw.get("kind") not in (None, "Playbook", "playbook"):
         checker.error(("kind",), f"kind must be 'Playbook', got {raw.get('kind')!r}")
     checker.check_keys(raw)
+    checker.check_ambiguity(raw)
     checker.check_templates(raw)
     canonical, notes = normalize_playbook(raw)
     for path, message in notes:

@@ -68,13 +68,14 @@ class LocalServices:
                             f"chain {' -> '.join(self.request.chain)}", kind="playbook")
         loaded, text, base_dir = await self._resolve_child(path, version)
         child = loaded.require()
-        if child.path in self.request.chain:
-            raise ToolError(f"playbook call cycle: {' -> '.join((*self.request.chain, child.path))}", kind="playbook")
+        ancestry = (*self.request.chain, self.request.playbook.path)
+        if child.path in ancestry:
+            raise ToolError(f"playbook call cycle: {' -> '.join((*ancestry, child.path))}", kind="playbook")
         if return_step and return_step not in child.step_map():
             raise ToolError(f"return_step {return_step!r} is not a step of {child.path!r}", kind="config")
         request = RunRequest(playbook=child, playbook_text=text, playbook_dir=base_dir, payload=dict(payload or {}),
                              parent_execution_id=self.execution_id, depth=self.request.depth + 1,
-                             chain=(*self.request.chain, self.request.playbook.path))
+                             chain=ancestry)
         doc = await self.runtime.run(request)
         if doc["status"] != "completed":
             raise ToolError(f"child playbook {child.path!r} (execution {doc['execution_id']}) {doc['status']}: "
