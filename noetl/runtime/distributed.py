@@ -30,7 +30,7 @@ from noetl.dsl.model import Playbook
 from noetl.dsl.parse import load_playbook_text
 from noetl.engine import events as ev
 from noetl.engine.commands import Command
-from noetl.engine.decide import Decision, Engine
+from noetl.engine.decide import Engine
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState, apply
 from noetl.errors import NotFoundError, StoreError
@@ -40,12 +40,14 @@ from noetl.runtime.services import LocalServices
 from noetl.store.base import ExecutionRecord
 from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand, notify
-from noetl.store.postgres.rows import bump_params, event_rows, execution_params
+from noetl.store.postgres.rows import bump_params, event_from_row, event_rows, execution_params
 from noetl.store.postgres.store import Connection, PostgresStore
 from noetl.store.sqlite.rows import encode_json
 
 MAX_CACHED_EXECUTIONS = 2000
 MAX_CACHED_PLAYBOOKS = 256
+# Reports decided in one transaction at most (bounds the transaction's size and lock time).
+MAX_BATCH = 256
 
 
 @dataclass(slots=True)
@@ -60,9 +62,41 @@ class CachedExecution:
     state: ExecutionState = field(default_factory=ExecutionState)
     last_event_id: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Reports waiting for the next decision transaction (see DecisionCore._decide).
+    pending: list[PendingReport] = field(default_factory=list)
     # Set when a decision failed after changing `state`: the state may hold events that were never
     # committed, so whoever waited on `lock` must load a fresh entry instead of using this one.
     broken: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class PendingReport:
+    """A report (or a cancellation, with no lease) waiting to be decided; ``outcome`` is set once it
+    was: recorded or not, or the error to raise to the reporter."""
+
+    event: Event
+    leased: LeasedCommand | None
+    outcome: bool | BaseException | None = None
+
+
+@dataclass(slots=True)
+class Handled:
+    """A report after engine.handle: the events it caused (encoded as rows) and the commands."""
+
+    report: PendingReport
+    events: list[Event]
+    rows: list[list[Any]]
+    commands: list[Command]
+
+
+class UnstorableReport(StoreError):
+    """A report whose events cannot be stored (e.g. a result that is not JSON): only its reporter
+    gets the error; the rest of the batch is decided again without it."""
+
+    def __init__(self, report: PendingReport, error: StoreError) -> None:
+        super().__init__(str(error))
+        self.report = report
+        self.error = error
 
 
 class _StoreHolder:
@@ -154,7 +188,7 @@ class DecisionCore:
         cached = await self.cached(leased.execution_id)
         if cached is None:
             return False
-        return await self._decide(cached, event, leased)
+        return await self._decide(cached, PendingReport(event, leased))
 
     async def cancel(self, execution_id: str, reason: str = "cancelled by request") -> dict[str, Any]:
         cached = await self.cached(execution_id)
@@ -162,7 +196,7 @@ class DecisionCore:
             raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
         event = Event(execution_id, ev.EXECUTION_CANCELLED, status="cancelled",
                       error={"kind": "cancelled", "message": reason})
-        cancelled = await self._decide(cached, event, None)
+        cancelled = await self._decide(cached, PendingReport(event, None))
         if cancelled:
             for child in await self.store.list_executions(parent_execution_id=execution_id, status="running"):
                 await self.cancel(child.execution_id, f"parent {execution_id} cancelled")
@@ -170,55 +204,112 @@ class DecisionCore:
         return {"execution_id": execution_id, "status": record.status if record else "unknown",
                 "cancelled": cancelled}
 
-    async def _decide(self, cached: CachedExecution, event: Event, leased: LeasedCommand | None) -> bool:
-        while True:
+    async def _decide(self, cached: CachedExecution, report: PendingReport) -> bool:
+        """Queue the report on its execution; return once a decision transaction has handled it.
+
+        Whoever gets the execution's lock decides every report queued so far, in one transaction:
+        reports that arrive while a decision runs share the next one instead of each paying for a
+        transaction and a turn on the execution's row lock.
+        """
+        cached.pending.append(report)
+        while report.outcome is None:
             async with cached.lock:
+                if report.outcome is not None:
+                    break
                 if not cached.broken:
-                    work = partial(self._decide_in_transaction, cached=cached, event=event, leased=leased)
-                    try:
-                        recorded = await self.store.write(
-                            f"recording {event.event_type} for execution {cached.execution_id}", work, pipeline=True)
-                    except BaseException:
-                        cached.broken = True
-                        self._forget(cached.execution_id)
-                        raise
-                    if cached.state.finished:
-                        self._forget(cached.execution_id)
-                    return recorded
+                    await self._decide_pending(cached)
+                    continue
+            # A decision failed mid-way and the entry was dropped: queue on a freshly loaded one.
             fresh = await self.cached(cached.execution_id)
             if fresh is None:
                 return False
             cached = fresh
+            cached.pending.append(report)
+        if isinstance(report.outcome, BaseException):
+            raise report.outcome
+        return report.outcome
 
-    async def _decide_in_transaction(self, conn: Connection, cached: CachedExecution, event: Event,
-                                     leased: LeasedCommand | None) -> bool:
+    async def _decide_pending(self, cached: CachedExecution) -> None:
+        """Decide the first MAX_BATCH queued reports in one transaction (the caller holds ``cached.lock``).
+
+        On failure the entry is marked broken (its state may hold events that were never committed).
+        A report whose events cannot be stored gets that error alone and the others go round again;
+        any other failure is every report's (each reporter retries as it sees fit). A cancellation
+        of the deciding task leaves the other reports to be decided again.
+        """
+        batch, cached.pending = cached.pending[:MAX_BATCH], cached.pending[MAX_BATCH:]
+        work = partial(self._decide_in_transaction, cached=cached, batch=batch)
+        try:
+            outcomes = await self.store.write(
+                f"recording {len(batch)} report(s) for execution {cached.execution_id}", work, pipeline=True)
+        except BaseException as exc:
+            cached.broken = True
+            self._forget(cached.execution_id)
+            if isinstance(exc, UnstorableReport):
+                exc.report.outcome = exc.error
+            elif isinstance(exc, Exception):
+                for report in batch:
+                    report.outcome = exc
+            else:
+                raise
+            return
+        for report, outcome in zip(batch, outcomes, strict=True):
+            report.outcome = outcome
+        if cached.state.finished:
+            self._forget(cached.execution_id)
+
+    async def _decide_in_transaction(self, conn: Connection, cached: CachedExecution,
+                                     batch: list[PendingReport]) -> list[bool]:
+        """Lock, check the leases, catch up, handle the reports in order, write everything; return for
+        each report whether it was recorded (not: a duplicate, a lost lease, a finished execution)."""
         execution_id = cached.execution_id
-        # Both locks in one round trip (pipeline), always in this order: execution, then command.
+        command_ids = [r.leased.command_id for r in batch if r.leased is not None]
+        # Both locks in one round trip (pipeline), always in this order: the execution, then its
+        # commands (sorted by id, so transactions locking overlapping sets cannot deadlock).
         locked = await conn.execute(self.store.q["lock_execution"], {"execution_id": db_id(execution_id)})
-        command = None
-        if leased is not None:
-            command = await conn.execute(self.store.q["lock_command"], {"command_id": leased.command_id})
+        commands = None
+        if command_ids:
+            commands = await conn.execute(self.store.q["lock_commands"], {"command_ids": command_ids})
         row = await locked.fetchone()
         if row is None:
-            return False
-        status, last_event_id = row[0], int(row[5])
-        if leased is not None and command is not None and not _holds_lease(await command.fetchone(), leased):
-            return False
-        if status != "running":
-            if leased is not None:
-                await self._finish_command(conn, leased.command_id, "cancelled")
-            return False
-        await self._catch_up(conn, cached, last_event_id)
-        decision = cached.engine.handle(cached.state, event)
-        await self._record(conn, cached, decision)
-        if leased is not None:
-            await self._finish_command(conn, leased.command_id, "done")
-        if cached.state.status == "cancelled":
+            return [False] * len(batch)
+        leases = {r[0]: r[1:] for r in await commands.fetchall()} if commands is not None else {}
+        valid = _valid_reports(batch, leases)
+        if row[0] != "running":
+            await self._finish_commands(conn, valid, "cancelled")
+            return [False] * len(batch)
+        await self._catch_up(conn, cached, int(row[5]))
+        handled = self._handle_all(cached, valid)
+        recorded = {id(h.report) for h in handled}
+        await self._record(conn, cached, handled)
+        await self._finish_commands(conn, [h.report for h in handled], "done")
+        await self._finish_commands(conn, [r for r in valid if id(r) not in recorded], "cancelled")
+        if cached.state.finished:
+            # What is still queued or running can no longer matter: workers skip it, or stop it at
+            # their next heartbeat.
             await conn.execute(self.store.q["cancel_commands"], {"execution_id": db_id(execution_id)})
-        return True
+        return [id(report) in recorded for report in batch]
 
-    async def _finish_command(self, conn: Connection, command_id: str, status: str) -> None:
-        await conn.execute(self.store.q["finish_command"], {"command_id": command_id, "status": status})
+    def _handle_all(self, cached: CachedExecution, reports: list[PendingReport]) -> list[Handled]:
+        """engine.handle each report in turn (none after the execution finished) and encode the events
+        at once, so a report whose events cannot be stored is known by name."""
+        handled = []
+        for report in reports:
+            if cached.state.finished:
+                break
+            decision = cached.engine.handle(cached.state, report.event)
+            events = self._stamp(cached, decision.events)
+            try:
+                rows = event_rows(cached.execution_id, events)
+            except StoreError as exc:
+                raise UnstorableReport(report, exc) from exc
+            handled.append(Handled(report, events, rows, decision.commands))
+        return handled
+
+    async def _finish_commands(self, conn: Connection, reports: list[PendingReport], status: str) -> None:
+        command_ids = [r.leased.command_id for r in reports if r.leased is not None]
+        if command_ids:
+            await conn.execute(self.store.q["finish_commands"], {"command_ids": command_ids, "status": status})
 
     async def _catch_up(self, conn: Connection, cached: CachedExecution, last_event_id: int) -> None:
         """Fold the events other processes appended since this cache last saw the execution."""
@@ -226,23 +317,20 @@ class DecisionCore:
             return
         cursor = await conn.execute(self.store.q["list_events"], {
             "execution_id": db_id(cached.execution_id), "after_id": cached.last_event_id, "limit": None})
-        from noetl.store.postgres.rows import event_from_row
-
         for row in await cursor.fetchall():
             apply(cached.state, event_from_row(cached.execution_id, row))
         cached.state.issued.clear()
         cached.last_event_id = last_event_id
 
-    async def _record(self, conn: Connection, cached: CachedExecution, decision: Decision) -> None:
-        if not decision.events:
+    async def _record(self, conn: Connection, cached: CachedExecution, handled: list[Handled]) -> None:
+        rows = [row for h in handled for row in h.rows]
+        if not rows:
             return
         state = cached.state
-        events = self._stamp(cached, decision.events)
+        now = handled[-1].events[-1].created_at
         update = None
         if state.finished:
-            update = {"status": state.status, "result": self._result(cached), "error": state.error,
-                      "ended_at": events[-1].created_at}
-        rows = event_rows(cached.execution_id, events)
+            update = {"status": state.status, "result": self._result(cached), "error": state.error, "ended_at": now}
         # The execution row is locked and the cache is caught up, so the ids are known here: the writes
         # need no result and go out in one batch with the COMMIT.
         for offset, row in enumerate(rows, start=1):
@@ -251,7 +339,8 @@ class DecisionCore:
         async with conn.cursor() as cursor:
             await cursor.executemany(self.store.q["insert_event"], rows)
         cached.last_event_id += len(rows)
-        await self._queue(conn, cached.execution_id, decision.commands, events[-1].created_at, cached.last_event_id)
+        commands = [command for h in handled for command in h.commands]
+        await self._queue(conn, cached.execution_id, commands, now, cached.last_event_id)
         if state.finished:
             await notify(conn, EXECUTIONS_CHANNEL, cached.execution_id)
 
@@ -339,10 +428,24 @@ class DecisionCore:
         return self.clock()
 
 
-def _holds_lease(row: tuple[Any, ...] | None, leased: LeasedCommand) -> bool:
+def _holds_lease(lease: tuple[Any, ...] | None, leased: LeasedCommand) -> bool:
     """The reported command is still leased by the reporter in the same attempt (else: a duplicate
-    report, or a worker whose lease expired and was given to another)."""
-    return row is not None and row[0] == "leased" and row[1] == leased.attempt and row[2] == leased.lease_owner
+    report, or a worker whose lease expired and was given to another). ``lease``: status, attempt, owner."""
+    return lease is not None and lease[0] == "leased" and lease[1] == leased.attempt and lease[2] == leased.lease_owner
+
+
+def _valid_reports(batch: list[PendingReport], leases: dict[str, tuple[Any, ...]]) -> list[PendingReport]:
+    """The reports to decide: cancellations, and reports of commands the reporter still holds (the
+    first report of a command only, should one be reported twice in a batch)."""
+    valid, seen = [], set()
+    for report in batch:
+        if report.leased is not None:
+            command_id = report.leased.command_id
+            if command_id in seen or not _holds_lease(leases.get(command_id), report.leased):
+                continue
+            seen.add(command_id)
+        valid.append(report)
+    return valid
 
 
 def _default_services(core: DecisionCore, request: RunRequest, execution_id: str) -> LocalServices:

@@ -36,3 +36,12 @@ def crash_outcome(exc: Exception) -> Outcome:
     """A bug in a tool must fail the step, never the runtime."""
     return Outcome(ok=False, error={"kind": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}",
                                     "retryable": False})
+
+
+def unstorable_outcome_event(event: Event, exc: Exception) -> Event:
+    """The report that replaces one whose result or error could not be stored (not JSON, e.g. a
+    NaN): the call fails with the reason, keeping the report's meta (command id, attempt, worker)."""
+    storable = ("command_id", "attempt", "duration", "worker", "loop_index")  # known to be plain JSON
+    meta: dict[str, Any] = {key: event.meta[key] for key in storable if key in event.meta}
+    return Event(event.execution_id, ev.CALL_ERROR, node_name=event.node_name, status="failed",
+                 error={"kind": "unstorable_result", "message": str(exc), "retryable": False}, meta=meta)

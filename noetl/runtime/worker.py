@@ -29,10 +29,10 @@ import psycopg
 from noetl.engine.events import Event
 from noetl.engine.status import status_document
 from noetl.errors import NoetlError, StoreError, ToolError
-from noetl.runtime.distributed import DecisionCore, command_from_lease
+from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease
 from noetl.runtime.local import RunRequest
 from noetl.runtime.reaper import Reaper
-from noetl.runtime.report import crash_outcome, outcome_event
+from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
 from noetl.runtime.services import LocalServices
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
@@ -211,6 +211,8 @@ class Worker:
             try:
                 await self.core.report(leased, event)
                 return
+            except UnstorableReport as exc:
+                event = unstorable_outcome_event(event, exc)  # e.g. a NaN in the result: the step fails
             except StoreError as exc:
                 if loop.time() + delay > give_up_at:
                     log.error("worker %s: giving up reporting %s: %s", self.name, leased.command_id, exc)

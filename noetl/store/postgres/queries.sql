@@ -123,18 +123,29 @@ WHERE c.command_id = next.command_id
 RETURNING c.command_id, c.execution_id, c.step, c.attempt, c.payload;
 
 -- name: heartbeat
-UPDATE noetl.command
+-- Rows are locked in command_id order, as decisions lock them, so the two cannot deadlock.
+WITH held AS (
+    SELECT command_id FROM noetl.command
+    WHERE command_id = ANY(%(command_ids)s) AND status = 'leased' AND lease_owner = %(owner)s
+    ORDER BY command_id
+    FOR UPDATE
+)
+UPDATE noetl.command AS c
 SET lease_expires_at = %(now)s::timestamptz + make_interval(secs => %(lease_seconds)s),
     heartbeat_at = %(now)s::timestamptz
-WHERE command_id = ANY(%(command_ids)s) AND status = 'leased' AND lease_owner = %(owner)s
-RETURNING command_id;
+FROM held
+WHERE c.command_id = held.command_id AND c.status = 'leased' AND c.lease_owner = %(owner)s
+RETURNING c.command_id;
 
--- name: lock_command
--- Called with the execution row already locked (lock order: execution, then command).
-SELECT status, attempt, lease_owner FROM noetl.command WHERE command_id = %(command_id)s FOR UPDATE;
+-- name: lock_commands
+-- Called with the execution row already locked (lock order: execution, then its commands, by id).
+SELECT command_id, status, attempt, lease_owner FROM noetl.command
+WHERE command_id = ANY(%(command_ids)s)
+ORDER BY command_id
+FOR UPDATE;
 
--- name: finish_command
-UPDATE noetl.command SET status = %(status)s, lease_expires_at = NULL WHERE command_id = %(command_id)s;
+-- name: finish_commands
+UPDATE noetl.command SET status = %(status)s, lease_expires_at = NULL WHERE command_id = ANY(%(command_ids)s);
 
 -- name: release_command
 -- A worker shutting down hands back work it has not started; the attempt does not count.
