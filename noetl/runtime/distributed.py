@@ -93,10 +93,9 @@ class UnstorableReport(StoreError):
     """A report whose events cannot be stored (e.g. a result that is not JSON): only its reporter
     gets the error; the rest of the batch is decided again without it."""
 
-    def __init__(self, report: PendingReport, error: StoreError) -> None:
-        super().__init__(str(error))
+    def __init__(self, report: PendingReport, message: str) -> None:
+        super().__init__(message)
         self.report = report
-        self.error = error
 
 
 class _StoreHolder:
@@ -246,7 +245,7 @@ class DecisionCore:
             cached.broken = True
             self._forget(cached.execution_id)
             if isinstance(exc, UnstorableReport):
-                exc.report.outcome = exc.error
+                exc.report.outcome = exc
             elif isinstance(exc, Exception):
                 for report in batch:
                     report.outcome = exc
@@ -302,7 +301,7 @@ class DecisionCore:
             try:
                 rows = event_rows(cached.execution_id, events)
             except StoreError as exc:
-                raise UnstorableReport(report, exc) from exc
+                raise UnstorableReport(report, str(exc)) from exc
             handled.append(Handled(report, events, rows, decision.commands))
         return handled
 

@@ -1,0 +1,170 @@
+"""The decision core in-process, on PostgreSQL: reports that arrive together are decided together,
+and batching keeps every guarantee of a single report (lease checks, duplicates, cancellation)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import psycopg
+import pytest
+from test_distributed_cluster import create_database
+
+from noetl.engine import events as ev
+from noetl.engine.events import Event
+from noetl.runtime.distributed import DecisionCore, UnstorableReport
+from noetl.store.postgres import PostgresStore
+from noetl.store.postgres.queue import CommandQueue, LeasedCommand
+
+LOOP = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: loop, path: tests/core_loop}
+workload: {n: 20}
+workflow:
+  - step: start
+    loop: {in: "{{ range(workload.n) | list }}", iterator: i, spec: {mode: parallel, max_in_flight: 50}}
+    tool: {kind: noop}
+"""
+
+
+class CountingStore(PostgresStore):
+    """Counts decision transactions (pipelined writes)."""
+
+    transactions = 0
+
+    async def write(self, action: str, work: Any, *, pipeline: bool = False) -> Any:
+        if pipeline:
+            self.transactions += 1
+        return await super().write(action, work, pipeline=pipeline)
+
+
+def done(leased: LeasedCommand, result: Any = None) -> Event:
+    index = leased.payload["loop_index"]
+    return Event(leased.execution_id, ev.CALL_DONE, node_name=leased.step, status="completed",
+                 result=index * 2 if result is None else result,
+                 meta={"command_id": leased.command_id, "attempt": leased.attempt, "worker": leased.lease_owner,
+                       "loop_index": index})
+
+
+async def start_loop(url: str, n: int) -> tuple[CountingStore, DecisionCore, str, list[LeasedCommand]]:
+    store = CountingStore(url)
+    await store.open()
+    core = DecisionCore(store)
+    execution_id = await core.submit(playbook_text=LOOP, payload={"n": n})
+    leased = await CommandQueue(store).lease(owner="w1", limit=n, lease_seconds=30, now=core.now())
+    assert len(leased) == n
+    return store, core, execution_id, leased
+
+
+def call_reports(url: str, execution_id: str) -> Counter[int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT (meta->>'loop_index')::int FROM noetl.event WHERE event_type = 'call.done' "
+                            "AND execution_id = %s", (int(execution_id),)).fetchall()
+    return Counter(row[0] for row in rows)
+
+
+def statuses(url: str) -> Counter[str]:
+    with psycopg.connect(url) as conn:
+        return Counter(row[0] for row in conn.execute("SELECT status FROM noetl.command").fetchall())
+
+
+@pytest.fixture
+def url(pg_cluster: dict[str, Any]) -> str:
+    return create_database(pg_cluster)
+
+
+def test_concurrent_reports_share_transactions_and_duplicates_are_ignored(url: str) -> None:
+    async def scenario() -> tuple[list[Any], int, str, str]:
+        store, core, execution_id, leased = await start_loop(url, 20)
+        try:
+            reports = [core.report(c, done(c)) for c in leased] + [core.report(c, done(c)) for c in leased[:5]]
+            outcomes = await asyncio.gather(*reports)
+            record = await store.get_execution(execution_id)
+            assert record is not None
+            return outcomes, store.transactions, record.status, execution_id
+        finally:
+            await store.close()
+
+    outcomes, transactions, status, execution_id = asyncio.run(scenario())
+    assert outcomes == [True] * 20 + [False] * 5
+    assert transactions < 10  # the first report decides alone; the rest queue behind it
+    assert status == "completed"
+    assert call_reports(url, execution_id) == dict.fromkeys(range(20), 1)
+    assert statuses(url) == {"done": 20}
+
+
+def test_a_report_that_cannot_be_stored_fails_alone(url: str) -> None:
+    async def scenario() -> tuple[list[Any], str]:
+        store, core, execution_id, leased = await start_loop(url, 6)
+        try:
+            events = [done(c, float("nan")) if n == 2 else done(c) for n, c in enumerate(leased)]
+            outcomes = await asyncio.gather(*(core.report(c, e) for c, e in zip(leased, events, strict=True)),
+                                            return_exceptions=True)
+            return outcomes, execution_id
+        finally:
+            await store.close()
+
+    outcomes, execution_id = asyncio.run(scenario())
+    assert isinstance(outcomes[2], UnstorableReport) and "JSON" in str(outcomes[2])
+    assert outcomes[:2] + outcomes[3:] == [True] * 5
+    assert call_reports(url, execution_id) == dict.fromkeys([0, 1, 3, 4, 5], 1)
+
+
+def test_reports_batched_after_a_cancellation_are_not_recorded(url: str) -> None:
+    async def scenario() -> tuple[list[Any], dict[str, Any], str]:
+        store, core, execution_id, leased = await start_loop(url, 10)
+        try:
+            first = asyncio.ensure_future(core.report(leased[0], done(leased[0])))
+            await asyncio.sleep(0)  # the first report takes the lock; the rest queue behind it
+            cancel = asyncio.ensure_future(core.cancel(execution_id))
+            await asyncio.sleep(0)
+            rest = [core.report(c, done(c)) for c in leased[1:]]
+            outcomes = await asyncio.gather(first, *rest)
+            return outcomes, await cancel, execution_id
+        finally:
+            await store.close()
+
+    outcomes, cancelled, execution_id = asyncio.run(scenario())
+    assert outcomes == [True] + [False] * 9
+    assert cancelled["status"] == "cancelled" and cancelled["cancelled"] is True
+    assert call_reports(url, execution_id) == {0: 1}
+    assert statuses(url) == {"done": 1, "cancelled": 9}
+
+
+NAN = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: nan, path: tests/nan}
+workflow:
+  - step: start
+    tool: {kind: python, code: "result = float('nan')"}
+"""
+
+
+def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str) -> None:
+    from noetl.runtime.worker import Worker, WorkerOptions
+
+    async def scenario() -> tuple[str, Any]:
+        worker = Worker(url, WorkerOptions(name="w1", concurrency=2, poll_interval=0.05))
+        running = asyncio.ensure_future(worker.run())
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            execution_id = await DecisionCore(store).submit(playbook_text=NAN)
+            for _ in range(200):
+                record = await store.get_execution(execution_id)
+                if record is not None and record.status != "running":
+                    break
+                await asyncio.sleep(0.05)
+            events = await store.list_events(execution_id)
+            return record.status if record else "missing", [e.error for e in events if e.event_type == ev.CALL_ERROR]
+        finally:
+            worker.request_stop()
+            await running
+            await store.close()
+
+    status, errors = asyncio.run(scenario())
+    assert status == "failed"
+    assert len(errors) == 1 and errors[0]["kind"] == "unstorable_result" and "JSON" in errors[0]["message"]
