@@ -143,3 +143,15 @@ def test_tool_failures_name_step_tool_and_cause(noetl, tmp_path: Path, pg_cluste
     assert "Traceback" not in result.stderr
     replay = noetl("status", doc["execution_id"], "--json").json()
     assert replay == doc  # the execution record is consistent
+
+
+def test_credentials_list_without_data_and_delete(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cred = tmp_path / "api.yaml"
+    cred.write_text(f"kind: Credential\nname: api\ntype: bearer\ndata: {{token: {SECRET}}}\n")
+    assert noetl("catalog", "register", str(cred)).code == 0  # a credential file through the catalog command
+    listed = noetl("credential", "list", "--json")
+    assert [c["name"] for c in listed.json()] == ["api"] and SECRET not in listed.stdout
+    assert SECRET.encode() not in (tmp_path / "home" / "noetl.db").read_bytes()  # encrypted at rest
+    assert noetl("credential", "delete", "api").code == 0
+    assert noetl("credential", "list", "--json").json() == []
+    assert "credential 'api' not found" in noetl("credential", "delete", "api").stderr
