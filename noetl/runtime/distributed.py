@@ -39,8 +39,8 @@ from noetl.runtime.local import RunRequest
 from noetl.runtime.services import LocalServices
 from noetl.store.base import ExecutionRecord
 from noetl.store.postgres.ids import db_id
-from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand, notify
-from noetl.store.postgres.rows import bump_params, event_from_row, event_rows, execution_params
+from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand
+from noetl.store.postgres.rows import bump_params, event_arrays, event_from_row, event_rows, execution_params
 from noetl.store.postgres.store import Connection, PostgresStore
 from noetl.store.sqlite.rows import encode_json
 
@@ -48,6 +48,8 @@ MAX_CACHED_EXECUTIONS = 2000
 MAX_CACHED_PLAYBOOKS = 256
 # Reports decided in one transaction at most (bounds the transaction's size and lock time).
 MAX_BATCH = 256
+# The NOTIFY channels, as parameters of the statements that notify.
+CHANNELS = {"commands_channel": COMMANDS_CHANNEL, "executions_channel": EXECUTIONS_CHANNEL}
 
 
 @dataclass(slots=True)
@@ -113,6 +115,12 @@ def command_payload(command: Command, as_of: int) -> str:
         "tasks": command.tasks, "args": command.args, "arc_input": command.arc_input, "local": command.local,
         "loop_index": command.loop_index, "entry": command.entry, "timeout": command.timeout, "as_of": as_of,
     })
+
+
+def command_arrays(commands: list[Command], as_of: int) -> dict[str, list[str]]:
+    """New commands as the column arrays of the statements that queue them."""
+    return {"command_ids": [c.command_id for c in commands], "steps": [c.step for c in commands],
+            "payloads": [command_payload(c, as_of) for c in commands]}
 
 
 def command_from_lease(leased: LeasedCommand, cached: CachedExecution) -> Command:
@@ -281,7 +289,6 @@ class DecisionCore:
         handled = self._handle_all(cached, valid)
         recorded = {id(h.report) for h in handled}
         await self._record(conn, cached, handled)
-        await self._finish_commands(conn, [h.report for h in handled], "done")
         await self._finish_commands(conn, [r for r in valid if id(r) not in recorded], "cancelled")
         if cached.state.finished:
             # What is still queued or running can no longer matter: workers skip it, or stop it at
@@ -322,36 +329,32 @@ class DecisionCore:
         cached.last_event_id = last_event_id
 
     async def _record(self, conn: Connection, cached: CachedExecution, handled: list[Handled]) -> None:
-        rows = [row for h in handled for row in h.rows]
-        if not rows:
-            return
+        """Write the decision in one statement (``record_decision``): it goes out with the COMMIT.
+
+        The execution row is locked and the cache caught up, so the event ids are known here.
+        """
         state = cached.state
-        now = handled[-1].events[-1].created_at
+        rows = [row for h in handled for row in h.rows]
+        now = rows[-1][8] if rows else iso(self.clock())
         update = None
         if state.finished:
             update = {"status": state.status, "result": self._result(cached), "error": state.error, "ended_at": now}
-        # The execution row is locked and the cache is caught up, so the ids are known here: the writes
-        # need no result and go out in one batch with the COMMIT.
         for offset, row in enumerate(rows, start=1):
             row[1] = cached.last_event_id + offset
-        await conn.execute(self.store.q["bump_execution"], bump_params(cached.execution_id, len(rows), update))
-        async with conn.cursor() as cursor:
-            await cursor.executemany(self.store.q["insert_event"], rows)
         cached.last_event_id += len(rows)
         commands = [command for h in handled for command in h.commands]
-        await self._queue(conn, cached.execution_id, commands, now, cached.last_event_id)
-        if state.finished:
-            await notify(conn, EXECUTIONS_CHANNEL, cached.execution_id)
+        done = [h.report.leased.command_id for h in handled if h.report.leased is not None]
+        await conn.execute(self.store.q["record_decision"], {
+            **bump_params(cached.execution_id, len(rows), update), **event_arrays(rows),
+            **command_arrays(commands, cached.last_event_id), **CHANNELS,
+            "now": now, "done_ids": done, "execution_key": cached.execution_id,
+        })
 
     async def _queue(self, conn: Connection, execution_id: str, commands: list[Command], now: str,
                      as_of: int) -> None:
-        if not commands:
-            return
-        number = db_id(execution_id)
-        rows = [(c.command_id, number, c.step, command_payload(c, as_of), now) for c in commands]
-        async with conn.cursor() as cursor:
-            await cursor.executemany(self.store.q["insert_command"], rows)
-        await notify(conn, COMMANDS_CHANNEL)
+        if commands:
+            await conn.execute(self.store.q["queue_commands"], {
+                "execution_id": db_id(execution_id), "now": now, **command_arrays(commands, as_of), **CHANNELS})
 
     def _stamp(self, cached: CachedExecution, events: list[Event]) -> list[Event]:
         now = iso(self.clock())

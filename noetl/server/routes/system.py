@@ -34,7 +34,7 @@ async def _health(state: ServerState) -> Response:
 
     started = time.perf_counter()
     try:
-        await state.store.read("checking the database", "notify_commands", {})
+        await state.store.read("checking the database", "ping", {})
         database = {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
         return JSONResponse({"status": "ok", "database": database})
     except StoreError as exc:

@@ -36,9 +36,15 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
 ORDER BY started_at DESC, execution_id DESC
 LIMIT %(limit)s;
 
--- name: insert_event
+-- name: insert_events
+-- Any number of events of one execution in one statement (one array per column): a batch costs one
+-- message, not one per row.
 INSERT INTO noetl.event (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
-VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::jsonb, %s::timestamptz);
+SELECT %(execution_id)s, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
+       e.meta::jsonb, e.created_at::timestamptz
+FROM unnest(%(event_ids)s::bigint[], %(event_types)s::text[], %(node_names)s::text[], %(statuses)s::text[],
+            %(results)s::text[], %(errors)s::text[], %(metas)s::text[], %(created_ats)s::text[])
+     AS e(event_id, event_type, node_name, status, result, error, meta, created_at);
 
 -- name: list_events
 SELECT event_type, node_name, status, result, error, meta, event_id, created_at
@@ -96,12 +102,46 @@ DELETE FROM noetl.credential WHERE name = %(name)s;
 
 -- command queue ---------------------------------------------------------------------------------
 
--- name: insert_command
+-- name: queue_commands
 -- ON CONFLICT: a command id is deterministic, so a decision replayed after a crash cannot queue the
--- same work twice.
-INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at)
-VALUES (%s, %s, %s, %s::jsonb, 'queued', %s::timestamptz)
-ON CONFLICT (command_id) DO NOTHING;
+-- same work twice. The NOTIFY is delivered at commit (and only once per transaction).
+WITH queued AS (
+    INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at)
+    SELECT c.command_id, %(execution_id)s, c.step, c.payload::jsonb, 'queued', %(now)s::timestamptz
+    FROM unnest(%(command_ids)s::text[], %(steps)s::text[], %(payloads)s::text[]) AS c(command_id, step, payload)
+    ON CONFLICT (command_id) DO NOTHING
+)
+SELECT pg_notify(%(commands_channel)s, '');
+
+-- name: record_decision
+-- Everything a decision writes, in one statement: reserve the event ids and update the execution
+-- (the row is already locked), append the events, queue the new commands, mark the reported ones
+-- done, and wake workers when there is new work and waiters when the execution ended.
+WITH bumped AS (
+    UPDATE noetl.execution SET
+        last_event_id = last_event_id + %(count)s,
+        status   = CASE WHEN %(set_status)s   THEN %(status)s::text ELSE status END,
+        result   = CASE WHEN %(set_result)s   THEN %(result)s::jsonb ELSE result END,
+        error    = CASE WHEN %(set_error)s    THEN %(error)s::text ELSE error END,
+        ended_at = CASE WHEN %(set_ended_at)s THEN %(ended_at)s::timestamptz ELSE ended_at END
+    WHERE execution_id = %(execution_id)s
+), events AS (
+    INSERT INTO noetl.event (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
+    SELECT %(execution_id)s, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
+           e.meta::jsonb, e.created_at::timestamptz
+    FROM unnest(%(event_ids)s::bigint[], %(event_types)s::text[], %(node_names)s::text[], %(statuses)s::text[],
+                %(results)s::text[], %(errors)s::text[], %(metas)s::text[], %(created_ats)s::text[])
+         AS e(event_id, event_type, node_name, status, result, error, meta, created_at)
+), queued AS (
+    INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at)
+    SELECT c.command_id, %(execution_id)s, c.step, c.payload::jsonb, 'queued', %(now)s::timestamptz
+    FROM unnest(%(command_ids)s::text[], %(steps)s::text[], %(payloads)s::text[]) AS c(command_id, step, payload)
+    ON CONFLICT (command_id) DO NOTHING
+), done AS (
+    UPDATE noetl.command SET status = 'done', lease_expires_at = NULL WHERE command_id = ANY(%(done_ids)s::text[])
+)
+SELECT CASE WHEN cardinality(%(command_ids)s::text[]) > 0 THEN pg_notify(%(commands_channel)s, '') END,
+       CASE WHEN %(set_status)s THEN pg_notify(%(executions_channel)s, %(execution_key)s) END;
 
 -- name: lease_commands
 -- SKIP LOCKED: concurrent workers each take different rows without waiting for each other.
@@ -191,4 +231,7 @@ FROM noetl.command WHERE status = 'leased';
 SELECT status, count(*) FROM noetl.execution GROUP BY status;
 
 -- name: notify_commands
-SELECT pg_notify('noetl_commands', '');
+SELECT pg_notify(%(commands_channel)s, '');
+
+-- name: ping
+SELECT 1;

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from noetl.store.postgres.store import Connection, PostgresStore
+from noetl.store.postgres.store import PostgresStore
 
 COMMANDS_CHANNEL = "noetl_commands"
 EXECUTIONS_CHANNEL = "noetl_executions"  # payload: the id of an execution that just ended
@@ -63,14 +63,10 @@ class CommandQueue:
                 for command_id, execution_id, step, attempt, owner, payload in rows]
 
     async def wake_workers(self) -> None:
-        await self.store.read("waking workers", "notify_commands", {})
+        await self.store.read("waking workers", "notify_commands", {"commands_channel": COMMANDS_CHANNEL})
 
     async def stats(self, now: datetime) -> dict[str, float]:
         depth = dict(await self.store.read("reading queue depth", "queue_depth", {}))
         age = await self.store.read("reading lease age", "oldest_lease_age", {"now": now})
         return {"queued": float(depth.get("queued", 0)), "leased": float(depth.get("leased", 0)),
                 "oldest_lease_age_seconds": float(age[0][0] if age else 0)}
-
-
-async def notify(conn: Connection, channel: str, payload: str = "") -> None:
-    await conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))

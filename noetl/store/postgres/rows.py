@@ -29,6 +29,14 @@ def event_rows(execution_id: str, events: list[Event]) -> list[list[Any]]:
     return rows
 
 
+def event_arrays(rows: list[list[Any]]) -> dict[str, list[Any]]:
+    """Encoded event rows (ids filled in) as the column arrays of the ``insert_events`` statement."""
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 9
+    return {"event_ids": list(columns[1]), "event_types": list(columns[2]), "node_names": list(columns[3]),
+            "statuses": list(columns[4]), "results": list(columns[5]), "errors": list(columns[6]),
+            "metas": list(columns[7]), "created_ats": list(columns[8])}
+
+
 def event_from_row(execution_id: str, row: tuple[Any, ...]) -> Event:
     event_type, node_name, status, result, error, meta, event_id, created_at = row
     return Event(execution_id, event_type, node_name, status, result, error, meta, event_id, iso(created_at) or "")

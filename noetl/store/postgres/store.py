@@ -28,6 +28,7 @@ from noetl.store.postgres.rows import (
     bump_params,
     catalog_from_row,
     credential_from_row,
+    event_arrays,
     event_from_row,
     event_rows,
     execution_from_row,
@@ -204,8 +205,12 @@ class PostgresStore:
             await conn.execute(self.q["insert_execution"], {**params, "last_event_id": len(rows)})
         except pg_errors.UniqueViolation as exc:
             raise StoreError(f"execution {params['execution_key'] or params['execution_id']} already exists") from exc
-        async with conn.cursor() as cursor:
-            await cursor.executemany(self.q["insert_event"], rows)
+        await self.insert_events(conn, params["execution_id"], rows)
+
+    async def insert_events(self, conn: Connection, number: int, rows: list[list[Any]]) -> None:
+        """Insert encoded event rows (ids filled in) of the execution ``number`` in one statement."""
+        if rows:
+            await conn.execute(self.q["insert_events"], {"execution_id": number, **event_arrays(rows)})
 
     async def append_events(
         self, execution_id: str, events: list[Event], *, update: dict[str, Any] | None = None
@@ -229,9 +234,7 @@ class PostgresStore:
         last_id = int(found[0])
         for offset, row in enumerate(rows, start=1):
             row[1] = last_id + offset
-        if rows:
-            async with conn.cursor() as insert:
-                await insert.executemany(self.q["insert_event"], rows)
+        await self.insert_events(conn, db_id(execution_id), rows)
         return last_id
 
     async def list_events(
