@@ -163,6 +163,9 @@ async def _pg_create(
     )
 
 
+_COPY_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def _pg_value(value: Any, category: str) -> Any:
     """A Python value the way the target column wants it (COPY needs dicts wrapped as JSON)."""
     if value is None:
@@ -191,10 +194,13 @@ async def _pg_copy(
         target, sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     column_categories = [categories.get(c, "") for c in columns]
+    pairs = list(zip(columns, column_categories, strict=True))
     async with cursor.copy(statement) as copy:
         for row in rows:
+            # Plain scalars go to COPY as they are; only JSON-ish values need converting (hot loop).
             await copy.write_row(
-                [_pg_value(row.get(c), cat) for c, cat in zip(columns, column_categories, strict=True)]
+                [value if type(value) in _COPY_AS_IS and category != "json" else _pg_value(value, category)
+                 for column, category in pairs for value in (row.get(column),)]
             )
 
 
