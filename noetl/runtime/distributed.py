@@ -33,6 +33,7 @@ from noetl.engine.commands import Command
 from noetl.engine.decide import Engine
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState, apply
+from noetl.engine.status import StatusFolder
 from noetl.errors import NotFoundError, StoreError
 from noetl.ids import new_execution_id
 from noetl.runtime.local import RunRequest
@@ -319,14 +320,16 @@ class DecisionCore:
 
     async def _catch_up(self, conn: Connection, cached: CachedExecution, last_event_id: int) -> None:
         """Fold the events other processes appended since this cache last saw the execution."""
-        if cached.last_event_id >= last_event_id:
-            return
-        cursor = await conn.execute(self.store.q["list_events"], {
-            "execution_id": db_id(cached.execution_id), "after_id": cached.last_event_id, "limit": None})
-        for row in await cursor.fetchall():
-            apply(cached.state, event_from_row(cached.execution_id, row))
+        while cached.last_event_id < last_event_id:  # a page at a time: bounded memory on a long log
+            cursor = await conn.execute(self.store.q["list_events"], {
+                "execution_id": db_id(cached.execution_id), "after_id": cached.last_event_id, "limit": self.store.event_page})
+            rows = await cursor.fetchall()
+            if not rows:
+                raise StoreError(f"execution {cached.execution_id}: events up to {last_event_id} are missing")
+            for row in rows:
+                apply(cached.state, event_from_row(cached.execution_id, row))
+            cached.last_event_id = int(rows[-1][6])
         cached.state.issued.clear()
-        cached.last_event_id = last_event_id
 
     async def _record(self, conn: Connection, cached: CachedExecution, handled: list[Handled]) -> None:
         """Write the decision in one statement (``record_decision``): it goes out with the COMMIT.
@@ -392,11 +395,10 @@ class DecisionCore:
     async def refresh(self, cached: CachedExecution) -> None:
         """Catch the cached state up with the log (outside any decision), e.g. before running a command."""
         async with cached.lock:
-            events = await self.store.list_events(cached.execution_id, after_id=cached.last_event_id)
-            for event in events:
-                if event.event_id > cached.last_event_id:
+            async for events in self.store.iter_events(cached.execution_id, after_id=cached.last_event_id):
+                for event in events:
                     apply(cached.state, event)
-                    cached.last_event_id = event.event_id
+                cached.last_event_id = events[-1].event_id
             cached.state.issued.clear()
 
     async def _new_cached(self, execution_id: str, playbook: Playbook, text: str, payload: dict[str, Any],
@@ -430,6 +432,22 @@ class DecisionCore:
         return self.clock()
 
 
+# The events the status document is folded from (StatusFolder ignores the others): a loop's call
+# reports need not be read to answer a status request. The distributed conformance tests check the
+# result against the fold of the whole log.
+STATUS_EVENT_TYPES = (ev.PLAYBOOK_INITIALIZED, ev.STEP_ENTER, ev.STEP_EXIT, ev.PLAYBOOK_COMPLETED,
+                      ev.PLAYBOOK_FAILED, ev.EXECUTION_CANCELLED)
+
+
+async def load_status(store: PostgresStore, execution_id: str) -> dict[str, Any]:
+    """The execution's status document (SPEC section 10), read a page at a time."""
+    folder = StatusFolder()
+    async for events in store.iter_events(execution_id, types=STATUS_EVENT_TYPES):
+        for event in events:
+            folder.apply(event)
+    return folder.doc
+
+
 def _holds_lease(lease: tuple[Any, ...] | None, leased: LeasedCommand) -> bool:
     """The reported command is still leased by the reporter in the same attempt (else: a duplicate
     report, or a worker whose lease expired and was given to another). ``lease``: status, attempt, owner."""
@@ -454,4 +472,4 @@ def _default_services(core: DecisionCore, request: RunRequest, execution_id: str
     return LocalServices(_StoreHolder(core.store), request, execution_id)  # type: ignore[arg-type]
 
 
-__all__ = ["CachedExecution", "DecisionCore", "StoreError", "command_from_lease", "command_payload"]
+__all__ = ["CachedExecution", "DecisionCore", "StoreError", "command_from_lease", "command_payload", "load_status"]

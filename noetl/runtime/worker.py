@@ -27,9 +27,8 @@ from typing import Any
 import psycopg
 
 from noetl.engine.events import Event
-from noetl.engine.status import status_document
 from noetl.errors import NoetlError, StoreError, ToolError
-from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease
+from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease, load_status
 from noetl.runtime.local import RunRequest
 from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
@@ -317,7 +316,7 @@ class WorkerServices(LocalServices):
             while True:
                 record = await self.worker.store.get_execution(child_id)
                 if record is not None and record.status != "running":
-                    return status_document(await self.worker.store.list_events(child_id))
+                    return await load_status(self.worker.store, child_id)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
         finally:

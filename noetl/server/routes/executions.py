@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from noetl.engine import events as ev
 from noetl.engine.events import Event
-from noetl.engine.status import status_document
 from noetl.errors import InputError, NotFoundError
+from noetl.runtime.distributed import load_status
 from noetl.server.routes.catalog import find_entry
 from noetl.server.schemas import ExecuteRequest
 from noetl.server.state import ServerState, State
@@ -44,21 +47,48 @@ async def list_executions(state: State, status: str | None = None, parent_execut
 @router.get("/executions/{execution_id}", summary="One execution: its row and status document")
 async def get_execution(execution_id: str, state: State) -> dict[str, Any]:
     record = await _record(state, execution_id)
-    doc = status_document(await state.store.list_events(execution_id))
+    doc = await load_status(state.store, execution_id)
     return {**summary(record), **doc, "payload": record.payload}
 
 
 @router.get("/executions/{execution_id}/status", summary="The status document (SPEC section 10)")
 async def get_status(execution_id: str, state: State) -> dict[str, Any]:
     await _record(state, execution_id)
-    return status_document(await state.store.list_events(execution_id))
+    return await load_status(state.store, execution_id)
 
 
 @router.get("/executions/{execution_id}/events", summary="The execution's events in order")
 async def get_events(execution_id: str, state: State, after_id: Annotated[int, Query(ge=0)] = 0,
-                     limit: Annotated[int | None, Query(ge=0)] = None) -> list[dict[str, Any]]:
+                     limit: Annotated[int | None, Query(ge=0)] = None) -> Response:
     await _record(state, execution_id)
-    return [e.to_dict() for e in await state.store.list_events(execution_id, after_id=after_id, limit=limit)]
+    if limit is not None and limit <= state.store.event_page:
+        events = await state.store.list_events(execution_id, after_id=after_id, limit=limit)
+        return JSONResponse([e.to_dict() for e in events])
+    pages = state.store.iter_events(execution_id, after_id=after_id)
+    first: list[Event] = await anext(pages, [])  # read before answering: a database error is still a clean 503
+    return StreamingResponse(_json_array(first, pages, limit), media_type="application/json")
+
+
+async def _json_array(first: list[Event], pages: AsyncGenerator[list[Event]], limit: int | None) -> AsyncIterator[str]:
+    """A JSON array of events written a page at a time: a long log is never all in memory."""
+    yield "["
+    sent, page = 0, first
+    try:
+        while page:
+            page = page if limit is None else page[:limit - sent]
+            if page:
+                yield ("," if sent else "") + ",".join(_encode(e.to_dict()) for e in page)
+                sent += len(page)
+            if limit is not None and sent >= limit:
+                break
+            page = await anext(pages, [])
+    finally:
+        await pages.aclose()
+    yield "]"
+
+
+# As JSONResponse encodes.
+_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 @router.post("/executions/{execution_id}/cancel", summary="Cancel an execution and its running children")

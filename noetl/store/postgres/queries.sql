@@ -42,14 +42,22 @@ LIMIT %(limit)s;
 INSERT INTO noetl.event (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
 SELECT %(execution_id)s, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
        e.meta::jsonb, e.created_at::timestamptz
-FROM unnest(%(event_ids)s::bigint[], %(event_types)s::text[], %(node_names)s::text[], %(statuses)s::text[],
-            %(results)s::text[], %(errors)s::text[], %(metas)s::text[], %(created_ats)s::text[])
+FROM unnest(%(event_ids)b::bigint[], %(event_types)b::text[], %(node_names)b::text[], %(statuses)b::text[],
+            %(results)b::text[], %(errors)b::text[], %(metas)b::text[], %(created_ats)b::text[])
      AS e(event_id, event_type, node_name, status, result, error, meta, created_at);
 
 -- name: list_events
 SELECT event_type, node_name, status, result, error, meta, event_id, created_at
 FROM noetl.event
 WHERE execution_id = %(execution_id)s AND event_id > %(after_id)s
+ORDER BY event_id
+LIMIT %(limit)s;
+
+-- name: list_events_of_types
+-- Only some kinds of events (the status document needs a handful of a loop's 100,000 events).
+SELECT event_type, node_name, status, result, error, meta, event_id, created_at
+FROM noetl.event
+WHERE execution_id = %(execution_id)s AND event_id > %(after_id)s AND event_type = ANY(%(types)b::text[])
 ORDER BY event_id
 LIMIT %(limit)s;
 
@@ -108,7 +116,7 @@ DELETE FROM noetl.credential WHERE name = %(name)s;
 WITH queued AS (
     INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at)
     SELECT c.command_id, %(execution_id)s, c.step, c.payload::jsonb, 'queued', %(now)s::timestamptz
-    FROM unnest(%(command_ids)s::text[], %(steps)s::text[], %(payloads)s::text[]) AS c(command_id, step, payload)
+    FROM unnest(%(command_ids)b::text[], %(steps)b::text[], %(payloads)b::text[]) AS c(command_id, step, payload)
     ON CONFLICT (command_id) DO NOTHING
 )
 SELECT pg_notify(%(commands_channel)s, '');
@@ -129,18 +137,18 @@ WITH bumped AS (
     INSERT INTO noetl.event (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
     SELECT %(execution_id)s, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
            e.meta::jsonb, e.created_at::timestamptz
-    FROM unnest(%(event_ids)s::bigint[], %(event_types)s::text[], %(node_names)s::text[], %(statuses)s::text[],
-                %(results)s::text[], %(errors)s::text[], %(metas)s::text[], %(created_ats)s::text[])
+    FROM unnest(%(event_ids)b::bigint[], %(event_types)b::text[], %(node_names)b::text[], %(statuses)b::text[],
+                %(results)b::text[], %(errors)b::text[], %(metas)b::text[], %(created_ats)b::text[])
          AS e(event_id, event_type, node_name, status, result, error, meta, created_at)
 ), queued AS (
     INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at)
     SELECT c.command_id, %(execution_id)s, c.step, c.payload::jsonb, 'queued', %(now)s::timestamptz
-    FROM unnest(%(command_ids)s::text[], %(steps)s::text[], %(payloads)s::text[]) AS c(command_id, step, payload)
+    FROM unnest(%(command_ids)b::text[], %(steps)b::text[], %(payloads)b::text[]) AS c(command_id, step, payload)
     ON CONFLICT (command_id) DO NOTHING
 ), done AS (
-    UPDATE noetl.command SET status = 'done', lease_expires_at = NULL WHERE command_id = ANY(%(done_ids)s::text[])
+    UPDATE noetl.command SET status = 'done', lease_expires_at = NULL WHERE command_id = ANY(%(done_ids)b::text[])
 )
-SELECT CASE WHEN cardinality(%(command_ids)s::text[]) > 0 THEN pg_notify(%(commands_channel)s, '') END,
+SELECT CASE WHEN cardinality(%(command_ids)b::text[]) > 0 THEN pg_notify(%(commands_channel)s, '') END,
        CASE WHEN %(set_status)s THEN pg_notify(%(executions_channel)s, %(execution_key)s) END;
 
 -- name: lease_commands

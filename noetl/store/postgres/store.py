@@ -11,7 +11,7 @@ caller (worker loop, API request) decides whether to retry.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -42,6 +42,7 @@ Clock = Callable[[], datetime]
 Connection = psycopg.AsyncConnection[Any]
 
 MIGRATION_LOCK_KEY = 0x6E6F65746C  # "noetl": one migration run at a time across processes
+EVENT_PAGE = 2000  # events read per query when folding a whole log
 
 
 def utc_now() -> datetime:
@@ -61,6 +62,7 @@ class PostgresStore:
         self._connect_timeout = connect_timeout
         self._pool: AsyncConnectionPool[Any] | None = None
         self.q = queries()
+        self.event_page = EVENT_PAGE
 
     # lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -243,6 +245,25 @@ class PostgresStore:
         params = {"execution_id": db_id(execution_id), "after_id": after_id, "limit": limit}
         rows = await self.read(f"listing events of execution {execution_id}", "list_events", params)
         return [event_from_row(execution_id, row) for row in rows]
+
+    async def iter_events(self, execution_id: str, *, after_id: int = 0,
+                          types: tuple[str, ...] | None = None) -> AsyncGenerator[list[Event]]:
+        """The events after ``after_id`` (only of ``types`` when given), ``event_page`` at a time: a long
+        log (a 100,000-item loop) is never all in memory at once."""
+        page = self.event_page
+        while True:
+            if types is None:
+                events = await self.list_events(execution_id, after_id=after_id, limit=page)
+            else:
+                params = {"execution_id": db_id(execution_id), "after_id": after_id, "limit": page,
+                          "types": list(types)}
+                rows = await self.read(f"listing events of execution {execution_id}", "list_events_of_types", params)
+                events = [event_from_row(execution_id, row) for row in rows]
+            if events:
+                yield events
+            if len(events) < page:
+                return
+            after_id = events[-1].event_id
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         rows = await self.read(f"reading execution {execution_id}", "get_execution",
