@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+TOOLS = {
+    "noop": "{kind: noop}",
+    "python": '{kind: python, code: "result = 1"}',
+    "python-inline": '{kind: python, isolation: inline, code: "result = 1"}',
+}
+
 
 def chain(n: int, kind: str) -> str:
-    tool = "{kind: noop}" if kind == "noop" else '{kind: python, code: "result = 1"}'
-    lines = ["apiVersion: noetl.io/v2", "kind: Playbook", f"metadata: {{name: chain_{kind}_{n}}}", "workflow:"]
+    """``n`` steps in a row; ``kind`` is noop, python (default thread isolation) or python-inline."""
+    tool = TOOLS.get(kind, TOOLS["python"])
+    name = f"chain_{kind.replace('-', '_')}_{n}"
+    lines = ["apiVersion: noetl.io/v2", "kind: Playbook", f"metadata: {{name: {name}}}", "workflow:"]
     for i in range(n):
         nxt = f"\n    next: {{arcs: [{{step: s{i + 1}}}]}}" if i < n - 1 else ""
         lines.append(f"  - step: s{i}\n    tool: {tool}{nxt}")
