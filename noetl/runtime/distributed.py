@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import socket
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +44,7 @@ from noetl.store.base import ExecutionRecord
 from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand
 from noetl.store.postgres.rows import bump_params, event_arrays, event_from_row, event_rows, execution_params
+from noetl.store.postgres.stats import StepStats
 from noetl.store.postgres.store import Connection, PostgresStore
 from noetl.store.sqlite.rows import encode_json
 
@@ -139,10 +142,12 @@ def command_from_lease(leased: LeasedCommand, cached: CachedExecution) -> Comman
 class DecisionCore:
     """Submits executions and turns reports into decisions, transactionally, on one PostgreSQL store."""
 
-    def __init__(self, store: PostgresStore, *, clock: Clock = utc_now,
-                 services_factory: Any = None) -> None:
+    def __init__(self, store: PostgresStore, *, clock: Clock = utc_now, services_factory: Any = None,
+                 owner: str = "") -> None:
         self.store = store
         self.clock = clock
+        # Step runs recorded by this process, for /metrics (flushed by the reaper's loop).
+        self.stats = StepStats(owner or f"{socket.gethostname()}-{os.getpid()}")
         # Builds the per-execution services (credentials, child playbooks); workers pass their own.
         self.services_factory = services_factory or _default_services
         self._executions: OrderedDict[str, CachedExecution] = OrderedDict()
@@ -263,8 +268,17 @@ class DecisionCore:
             return
         for report, outcome in zip(batch, outcomes, strict=True):
             report.outcome = outcome
+            if outcome and report.leased is not None:
+                self._observe(report.event)
         if cached.state.finished:
             self._forget(cached.execution_id)
+
+    def _observe(self, event: Event) -> None:
+        """Count a recorded step run for /metrics (the engine may have turned a call.done into a
+        call.error, e.g. when the step's `set` failed: the event says how it ended)."""
+        duration = event.meta.get("duration")
+        self.stats.observe("completed" if event.event_type == ev.CALL_DONE else "failed",
+                           float(duration) if isinstance(duration, int | float) else None)
 
     async def _decide_in_transaction(self, conn: Connection, cached: CachedExecution,
                                      batch: list[PendingReport]) -> list[bool]:

@@ -52,13 +52,18 @@ class Reaper:
         return {"requeued": len(requeued), "failed": failed}
 
     async def run(self, stop: asyncio.Event, *, interval: float) -> None:
+        """Reap every ``interval`` seconds until ``stop``; each round also flushes the process's step
+        statistics (every server and worker runs a reaper, so this is their periodic housekeeping)."""
         while not stop.is_set():
             try:
                 counts = await self.reap_once()
                 if counts["requeued"] or counts["failed"]:
                     log.info("reaper: re-queued %d, failed %d expired command(s)", counts["requeued"],
                              counts["failed"])
+                await self.core.stats.flush(self.core.store, self.core.now())
             except StoreError as exc:
                 log.warning("reaper: %s", exc)  # PostgreSQL restarting: try again next round
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+        with contextlib.suppress(StoreError):
+            await self.core.stats.flush(self.core.store, self.core.now())  # what the last round missed

@@ -70,7 +70,7 @@ class Worker:
         self.database_url = database_url
         pool_size = self.options.pool_size or self.options.concurrency + 4
         self.store = PostgresStore(database_url, max_size=pool_size)
-        self.core = DecisionCore(self.store, services_factory=self._services)
+        self.core = DecisionCore(self.store, services_factory=self._services, owner=self.name)
         self.queue = CommandQueue(self.store)
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
@@ -84,9 +84,9 @@ class Worker:
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
         await self._open_store()
-        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeat()),
-                   asyncio.create_task(Reaper(self.core, max_attempts=self.options.max_attempts)
-                                       .run(self.stop, interval=self.options.reap_interval))]
+        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeat())]
+        reaper = asyncio.create_task(Reaper(self.core, max_attempts=self.options.max_attempts)
+                                     .run(self.stop, interval=self.options.reap_interval))
         log.info("worker %s started (concurrency %d)", self.name, self.options.concurrency)
         try:
             await self._lease_loop()
@@ -95,7 +95,10 @@ class Worker:
             self.stop.set()
             for helper in helpers:
                 helper.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            # The reaper ends its round and flushes the step statistics (unless PostgreSQL hangs).
+            await asyncio.wait({reaper}, timeout=5)
+            reaper.cancel()
+            await asyncio.gather(*helpers, reaper, return_exceptions=True)
             await self.store.close()
             log.info("worker %s stopped after %d command(s)", self.name, self.completed)
 

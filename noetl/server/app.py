@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -26,7 +28,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = PostgresStore(config.database_url, max_size=config.pool_size)
         await store.open()
-        core = DecisionCore(store)
+        core = DecisionCore(store, owner=f"server-{socket.gethostname()}-{os.getpid()}")
         app.state.noetl = ServerState(config=config, store=store, core=core)
         stop = asyncio.Event()
         reaper = asyncio.create_task(Reaper(core, max_attempts=config.max_attempts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 
 class _Body(BaseModel):
@@ -45,3 +45,32 @@ class SqlRequest(_Body):
     sql: str | None = None
     params: list[Any] | dict[str, Any] | None = None
     schema_: str | None = Field(default=None, alias="schema")
+
+
+class ExternalEvent(_Body):
+    """``POST /api/events``: an event from outside the server (SPEC sections 10 and 13).
+
+    - ``call.done`` / ``call.error``: the outcome of a leased command, reported as a worker would
+      (``node_name`` and ``meta.command_id``, ``meta.attempt``, ``meta.worker`` name the lease);
+    - ``execution.cancelled``: cancel the execution (``error.message`` is the reason);
+    - ``workflow.start``: start an execution of a catalog playbook (``path`` or ``catalog_id``,
+      optional ``version`` and ``payload``; ``execution_id`` optional), as seed 002 posts it.
+
+    ``type`` and ``name`` are accepted spellings of ``event_type``.
+    """
+
+    execution_id: StrictStr | StrictInt | None = None
+    event_type: StrictStr | None = None
+    type: StrictStr | None = None
+    name: StrictStr | None = None
+    node_name: StrictStr | None = None
+    result: Any = None
+    error: dict[str, Any] | StrictStr | None = None
+    meta: dict[str, Any] | None = None
+    path: StrictStr | None = None
+    catalog_id: StrictStr | None = None
+    version: StrictInt | StrictStr | None = None
+    payload: dict[str, Any] | None = None
+
+    def kind(self) -> str | None:
+        return self.event_type or self.type or self.name

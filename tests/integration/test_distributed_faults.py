@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from support.pgcluster import _run, _server_account
 from test_distributed_cluster import Cluster, clusters
 
@@ -88,6 +89,15 @@ def test_kill_9_of_a_worker_in_the_middle_of_a_step(cluster_factory: Any) -> Non
     attempt, worker = cluster.sql("SELECT meta->>'attempt', meta->>'worker' FROM noetl.event WHERE execution_id = %s"
                                   " AND event_type = 'call.done' AND node_name = 'start'", int(execution_id))[0]
     assert (attempt, worker) == ("2", "rescuer")
+    # The rescuer's step runs reach /metrics at its next flush (every reaper round).
+    wait_for(lambda: steps_metric(cluster) == {"completed": 2.0, "failed": 0.0}, timeout=10, what="step metrics")
+
+
+def steps_metric(cluster: Cluster) -> dict[str, float]:
+    text = cluster.client.get("/metrics").text
+    return {sample.labels["status"]: sample.value
+            for family in text_string_to_metric_families(text) if family.name == "noetl_steps"
+            for sample in family.samples if sample.name == "noetl_steps_total"}
 
 
 @pytest.mark.slow

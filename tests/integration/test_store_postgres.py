@@ -81,11 +81,11 @@ def test_migrations_are_idempotent_and_concurrent_opens_are_safe(fresh_database:
                 await store.close()
 
     applied = asyncio.run(scenario())
-    assert sorted(applied, key=len) == [[], [], [], [1]]
+    assert sorted(applied, key=len) == [[], [], [], [1, 2]]
     with psycopg.connect(fresh_database) as conn:
         tables = {row[0] for row in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'noetl'")}
-    assert {"execution", "event", "command", "catalog", "credential", "schema_migrations"} <= tables
+    assert {"execution", "event", "command", "catalog", "credential", "schema_migrations", "step_stats"} <= tables
 
 
 def test_unreachable_database_is_a_store_error_without_the_password(pg_cluster: dict[str, Any]) -> None:

@@ -6,18 +6,19 @@ import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.errors import InputError, NotFoundError
-from noetl.runtime.distributed import load_status
+from noetl.runtime.distributed import UnstorableReport, load_status
 from noetl.server.routes.catalog import find_entry
-from noetl.server.schemas import ExecuteRequest
+from noetl.server.schemas import ExecuteRequest, ExternalEvent
 from noetl.server.state import ServerState, State
 from noetl.store.base import ExecutionRecord
-from noetl.store.postgres.queue import LeasedCommand
+from noetl.store.postgres.ids import db_id
+from noetl.store.postgres.queue import CommandQueue, LeasedCommand
 
 router = APIRouter(tags=["executions"])
 
@@ -97,36 +98,76 @@ async def cancel(execution_id: str, state: State) -> dict[str, Any]:
     return await state.core.cancel(execution_id)
 
 
-@router.post("/events", summary="Report an event from outside (a call result or a cancellation)")
+@router.post("/events", summary="An event from outside: a call report, a cancellation, a start")
 @router.post("/v2/events", include_in_schema=False)
-async def post_event(body: Annotated[dict[str, Any], Body()], state: State) -> dict[str, Any]:
-    execution_id = str(body.get("execution_id") or "")
-    event_type = body.get("event_type") or body.get("type")
-    if not execution_id or not event_type:
+async def post_event(body: ExternalEvent, state: State) -> dict[str, Any]:
+    event_type = body.kind()
+    if event_type == WORKFLOW_START:
+        return await _start_from_event(body, state)
+    if body.execution_id is None or not event_type:
         raise InputError("execution_id and event_type are required")
+    execution_id = str(body.execution_id)
     await _record(state, execution_id)
     if event_type == ev.EXECUTION_CANCELLED:
-        return await state.core.cancel(execution_id, str((body.get("error") or {}).get("message") or "cancelled"))
+        reason = body.error.get("message") if isinstance(body.error, dict) else body.error
+        return await state.core.cancel(execution_id, str(reason or "cancelled by request"))
     if event_type not in (ev.CALL_DONE, ev.CALL_ERROR):
-        raise InputError(f"event_type {event_type!r}: only call.done, call.error and execution.cancelled "
-                         "can be reported from outside")
-    return {"accepted": await state.core.report(*_external_report(execution_id, event_type, body))}
+        raise InputError(f"event_type {event_type!r}: only {ev.CALL_DONE}, {ev.CALL_ERROR}, "
+                         f"{ev.EXECUTION_CANCELLED} and {WORKFLOW_START} can be posted")
+    leased, event = await _external_report(state, execution_id, event_type, body)
+    try:
+        return {"accepted": await state.core.report(leased, event)}
+    except UnstorableReport as exc:
+        raise InputError(str(exc)) from exc
 
 
-def _external_report(execution_id: str, event_type: str, body: dict[str, Any]) -> tuple[LeasedCommand, Event]:
-    meta = dict(body.get("meta") or {})
+WORKFLOW_START = "workflow.start"
+
+
+async def _start_from_event(body: ExternalEvent, state: ServerState) -> dict[str, Any]:
+    """Seed 002's way to start an execution. Posting the same start again (same execution_id)
+    starts nothing and says so."""
+    if not body.path and not body.catalog_id:
+        raise InputError(f"{WORKFLOW_START}: path (or catalog_id) of a registered playbook is required")
+    execution_id = None if body.execution_id is None else str(body.execution_id)
+    if execution_id is not None and (record := await state.store.get_execution(execution_id)) is not None:
+        return {"accepted": False, "execution_id": execution_id, "status": record.status}
+    entry = await find_entry(state, path=body.path, catalog_id=body.catalog_id, version=body.version)
+    execution_id = await state.core.submit(
+        playbook_text=entry.content, source=f"catalog://{entry.path}@{entry.version}", payload=body.payload or {},
+        execution_id=execution_id)
+    return {"accepted": True, "execution_id": execution_id, "status": "started", "path": entry.path,
+            "version": entry.version}
+
+
+async def _external_report(state: ServerState, execution_id: str, event_type: str,
+                           body: ExternalEvent) -> tuple[LeasedCommand, Event]:
+    """The report as a worker would make it, checked against the command it names: the step and
+    the loop index come from the stored command, so a report cannot be filed under another step."""
+    meta = dict(body.meta or {})
     command_id, attempt, worker = meta.get("command_id"), meta.get("attempt"), meta.get("worker")
-    step = body.get("node_name")
-    if not command_id or not isinstance(attempt, int) or not worker or not step:
-        raise InputError("a call report needs node_name and meta.command_id, meta.attempt (int), meta.worker "
-                         "(the leased command it reports)")
-    error = body.get("error")
-    if event_type == ev.CALL_ERROR and not isinstance(error, dict):
-        error = {"kind": "error", "message": str(error or "failed"), "retryable": False}
-    leased = LeasedCommand(str(command_id), execution_id, str(step), attempt, {}, str(worker))
-    event = Event(execution_id, event_type, node_name=str(step),
-                  status="completed" if event_type == ev.CALL_DONE else "failed",
-                  result=body.get("result"), error=error if event_type == ev.CALL_ERROR else None, meta=meta)
+    if not isinstance(command_id, str) or not command_id or not isinstance(worker, str) or not worker \
+            or not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
+        raise InputError("a call report needs meta.command_id (string), meta.attempt (integer, from 1) and "
+                         "meta.worker (string): the lease it reports on")
+    command = await CommandQueue(state.store).get(command_id)
+    if command is None or command.execution_id != str(db_id(execution_id)):
+        raise NotFoundError(f"execution {execution_id} has no command {command_id!r}")
+    if body.node_name is not None and body.node_name != command.step:
+        raise InputError(f"node_name {body.node_name!r}: command {command_id} runs step {command.step!r}")
+    loop_index = command.payload.get("loop_index")
+    if meta.get("loop_index", loop_index) != loop_index:
+        raise InputError(f"meta.loop_index {meta['loop_index']!r}: command {command_id} runs iteration {loop_index!r}")
+    if loop_index is not None:
+        meta["loop_index"] = loop_index
+    leased = LeasedCommand(command_id, execution_id, command.step, attempt, {}, worker)
+    if event_type == ev.CALL_DONE:
+        event = Event(execution_id, event_type, node_name=command.step, status="completed", result=body.result,
+                      meta=meta)
+    else:
+        error = body.error if isinstance(body.error, dict) else \
+            {"kind": "error", "message": str(body.error or "failed"), "retryable": False}
+        event = Event(execution_id, event_type, node_name=command.step, status="failed", error=error, meta=meta)
     return leased, event
 
 

@@ -13,6 +13,7 @@ from noetl.errors import InputError, StoreError
 from noetl.server.schemas import SqlRequest
 from noetl.server.state import ServerState, State
 from noetl.store.postgres.queue import CommandQueue
+from noetl.store.postgres.stats import StepTotals, read_step_stats
 
 public = APIRouter(tags=["system"])
 router = APIRouter(tags=["system"])
@@ -44,25 +45,59 @@ async def _health(state: ServerState) -> Response:
 
 @public.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(state: State) -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+    """Read from PostgreSQL at each scrape, so every server reports the whole deployment."""
+    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     registry = CollectorRegistry()
-    executions = Gauge("noetl_executions", "Executions by status", ["status"], registry=registry)
-    queue = Gauge("noetl_queue_commands", "Commands in the queue by status", ["status"], registry=registry)
-    lease_age = Gauge("noetl_oldest_lease_age_seconds", "Seconds since the oldest leased command's last heartbeat",
-                      registry=registry)
-    up = Gauge("noetl_database_up", "1 when PostgreSQL answered this scrape", registry=registry)
-    try:
-        for status, count in await state.store.read("counting executions", "executions_by_status", {}):
-            executions.labels(status=status).set(count)
-        stats = await CommandQueue(state.store).stats(state.core.now())
-        queue.labels(status="queued").set(stats["queued"])
-        queue.labels(status="leased").set(stats["leased"])
-        lease_age.set(stats["oldest_lease_age_seconds"])
-        up.set(1)
-    except StoreError:
-        up.set(0)
+    registry.register(_Snapshot(await _gather_metrics(state)))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+EXECUTION_STATUSES = ("running", "completed", "failed", "cancelled")
+STEP_STATUSES = ("completed", "failed")
+
+
+async def _gather_metrics(state: ServerState) -> list[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    executions = GaugeMetricFamily("noetl_executions", "Executions by status", labels=["status"])
+    queue = GaugeMetricFamily("noetl_queue_commands", "Commands in the queue by status", labels=["status"])
+    lease_age = GaugeMetricFamily("noetl_oldest_lease_age_seconds",
+                                  "Seconds since the oldest leased command's last heartbeat")
+    steps = CounterMetricFamily("noetl_steps", "Step runs (tool calls; a loop iteration is one) recorded, by status",
+                                labels=["status"])
+    durations = HistogramMetricFamily("noetl_step_duration_seconds", "How long step runs took on workers",
+                                      labels=["status"])
+    up = GaugeMetricFamily("noetl_database_up", "1 when PostgreSQL answered this scrape")
+    try:
+        counts = dict(await state.store.read("counting executions", "executions_by_status", {}))
+        stats = await CommandQueue(state.store).stats(state.core.now())
+        totals = await read_step_stats(state.store)
+    except StoreError:
+        up.add_metric([], 0)
+        return [up]
+    for status in sorted({*EXECUTION_STATUSES, *counts}):
+        executions.add_metric([status], counts.get(status, 0))
+    for status in ("queued", "leased"):
+        queue.add_metric([status], stats[status])
+    lease_age.add_metric([], stats["oldest_lease_age_seconds"])
+    for status in sorted({*STEP_STATUSES, *totals}):
+        total = totals.get(status, StepTotals())
+        steps.add_metric([status], total.count)
+        durations.add_metric([status], total.cumulative(), total.duration_sum)
+    up.add_metric([], 1)
+    return [executions, queue, lease_age, steps, durations, up]
+
+
+class _Snapshot:
+    """A collector that hands out metric families gathered beforehand (the scrape reads the database
+    once, asynchronously; prometheus_client collectors are synchronous)."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
 
 
 @router.post("/postgres/execute", summary="Run SQL on the NoETL database (off unless NOETL_ENABLE_SQL_API)")

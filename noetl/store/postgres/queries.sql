@@ -170,6 +170,9 @@ FROM next
 WHERE c.command_id = next.command_id
 RETURNING c.command_id, c.execution_id, c.step, c.attempt, c.payload;
 
+-- name: get_command
+SELECT command_id, execution_id, step, attempt, lease_owner, payload FROM noetl.command WHERE command_id = %(command_id)s;
+
 -- name: heartbeat
 -- Rows are locked in command_id order, as decisions lock them, so the two cannot deadlock.
 WITH held AS (
@@ -243,3 +246,28 @@ SELECT pg_notify(%(commands_channel)s, '');
 
 -- name: ping
 SELECT 1;
+
+-- step statistics (/metrics) ----------------------------------------------------------------------
+
+-- name: add_step_stats
+-- Adds one process's counts since its last flush (bucket arrays element by element).
+INSERT INTO noetl.step_stats AS s (owner, status, count, duration_sum, bucket_counts, updated_at)
+SELECT %(owner)s, d.status, d.count, d.duration_sum, d.bucket_counts::bigint[], %(now)s::timestamptz
+FROM jsonb_to_recordset(%(deltas)s::jsonb) AS d(status text, count bigint, duration_sum double precision,
+                                                 bucket_counts bigint[])
+ON CONFLICT (owner, status) DO UPDATE SET
+    count = s.count + excluded.count,
+    duration_sum = s.duration_sum + excluded.duration_sum,
+    bucket_counts = ARRAY(SELECT COALESCE(a, 0) + COALESCE(b, 0)
+                          FROM unnest(s.bucket_counts, excluded.bucket_counts) WITH ORDINALITY AS t(a, b, i)
+                          ORDER BY i),
+    updated_at = excluded.updated_at;
+
+-- name: step_stats
+SELECT status, sum(count)::bigint, sum(duration_sum)::double precision,
+       ARRAY(SELECT sum(b)::bigint
+             FROM noetl.step_stats AS o, unnest(o.bucket_counts) WITH ORDINALITY AS t(b, i)
+             WHERE o.status = s.status GROUP BY i ORDER BY i)
+FROM noetl.step_stats AS s
+GROUP BY status
+ORDER BY status;

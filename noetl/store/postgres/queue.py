@@ -37,6 +37,14 @@ class CommandQueue:
         return [LeasedCommand(command_id, str(execution_id), step, attempt, payload, owner)
                 for command_id, execution_id, step, attempt, payload in rows]
 
+    async def get(self, command_id: str) -> LeasedCommand | None:
+        """A command as stored (``lease_owner`` empty unless leased), or None."""
+        rows = await self.store.read(f"reading command {command_id}", "get_command", {"command_id": command_id})
+        if not rows:
+            return None
+        command_id, execution_id, step, attempt, owner, payload = rows[0]
+        return LeasedCommand(command_id, str(execution_id), step, attempt, payload, owner or "")
+
     async def heartbeat(self, *, owner: str, command_ids: list[str], lease_seconds: float,
                         now: datetime) -> set[str]:
         """Extend the leases still held; return the ids still held (others were reaped or cancelled)."""
