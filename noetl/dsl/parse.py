@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,12 +82,27 @@ def analyse(source: Source) -> LoadedPlaybook:
     return loaded
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Loading builds a large tree of new objects and no reference cycles; letting the garbage
+    collector scan them over and over cost a third of the load time of a 10,000-step playbook."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_playbook(ref: str) -> LoadedPlaybook:
     """Load a playbook from a file path or YAML text (see :func:`read_source`)."""
-    return analyse(read_source(ref))
+    with _collector_paused():
+        return analyse(read_source(ref))
 
 
 def load_playbook_text(text: str, file: str = "<playbook>", base_dir: Path | None = None) -> LoadedPlaybook:
-    source = parse_yaml(text, file)
-    source.base_dir = base_dir
-    return analyse(source)
+    with _collector_paused():
+        source = parse_yaml(text, file)
+        source.base_dir = base_dir
+        return analyse(source)
