@@ -153,40 +153,38 @@ SELECT CASE WHEN cardinality(%(command_ids)b::text[]) > 0 THEN pg_notify(%(comma
 
 -- name: lease_commands
 -- SKIP LOCKED: concurrent workers each take different rows without waiting for each other.
--- The inner SELECT walks command_queued_idx (a partial index of queued rows) in queue order.
-WITH next AS (
+-- The inner SELECT walks command_queued_idx (a partial index of queued rows) in queue order; the
+-- outer UPDATE finds the rows by primary key (= ANY of an array, never a join the planner could turn
+-- into a scan of the whole table).
+UPDATE noetl.command
+SET status = 'leased', attempt = attempt + 1, lease_owner = %(owner)s,
+    lease_expires_at = %(now)s::timestamptz + make_interval(secs => %(lease_seconds)s),
+    heartbeat_at = %(now)s::timestamptz
+WHERE command_id = ANY(ARRAY(
     SELECT command_id
     FROM noetl.command
     WHERE status = 'queued'
     ORDER BY queue_id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
-)
-UPDATE noetl.command AS c
-SET status = 'leased', attempt = c.attempt + 1, lease_owner = %(owner)s,
-    lease_expires_at = %(now)s::timestamptz + make_interval(secs => %(lease_seconds)s),
-    heartbeat_at = %(now)s::timestamptz
-FROM next
-WHERE c.command_id = next.command_id
-RETURNING c.command_id, c.execution_id, c.step, c.attempt, c.payload;
+))
+RETURNING command_id, execution_id, step, attempt, payload;
 
 -- name: get_command
 SELECT command_id, execution_id, step, attempt, lease_owner, payload FROM noetl.command WHERE command_id = %(command_id)s;
 
 -- name: heartbeat
 -- Rows are locked in command_id order, as decisions lock them, so the two cannot deadlock.
-WITH held AS (
+UPDATE noetl.command
+SET lease_expires_at = %(now)s::timestamptz + make_interval(secs => %(lease_seconds)s),
+    heartbeat_at = %(now)s::timestamptz
+WHERE command_id = ANY(ARRAY(
     SELECT command_id FROM noetl.command
     WHERE command_id = ANY(%(command_ids)s) AND status = 'leased' AND lease_owner = %(owner)s
     ORDER BY command_id
     FOR UPDATE
-)
-UPDATE noetl.command AS c
-SET lease_expires_at = %(now)s::timestamptz + make_interval(secs => %(lease_seconds)s),
-    heartbeat_at = %(now)s::timestamptz
-FROM held
-WHERE c.command_id = held.command_id AND c.status = 'leased' AND c.lease_owner = %(owner)s
-RETURNING c.command_id;
+)) AND status = 'leased' AND lease_owner = %(owner)s
+RETURNING command_id;
 
 -- name: lock_commands
 -- Called with the execution row already locked (lock order: execution, then its commands, by id).
@@ -206,16 +204,14 @@ WHERE command_id = ANY(%(command_ids)s) AND status = 'leased' AND lease_owner = 
 
 -- name: requeue_expired
 -- Leases that ran out (the worker died or hung) go back to the queue while attempts remain.
-WITH expired AS (
+UPDATE noetl.command
+SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL
+WHERE command_id = ANY(ARRAY(
     SELECT command_id FROM noetl.command
     WHERE status = 'leased' AND lease_expires_at < %(now)s::timestamptz AND attempt < %(max_attempts)s
     FOR UPDATE SKIP LOCKED
-)
-UPDATE noetl.command AS c
-SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL
-FROM expired
-WHERE c.command_id = expired.command_id
-RETURNING c.command_id;
+))
+RETURNING command_id;
 
 -- name: exhausted_commands
 -- Expired leases with no attempts left: the reaper fails their step through the decision core.
