@@ -151,6 +151,7 @@ class DecisionCore:
         # Builds the per-execution services (credentials, child playbooks); workers pass their own.
         self.services_factory = services_factory or _default_services
         self._executions: OrderedDict[str, CachedExecution] = OrderedDict()
+        self._loading: dict[str, asyncio.Future[CachedExecution | None]] = {}
         self._playbooks: OrderedDict[str, Playbook] = OrderedDict()
 
     # submitting ------------------------------------------------------------------------
@@ -390,21 +391,37 @@ class DecisionCore:
 
     # the per-process cache ---------------------------------------------------------------
     async def cached(self, execution_id: str) -> CachedExecution | None:
-        """The execution's engine and state, loaded from the store on a miss (None when unknown)."""
+        """The execution's engine and state, loaded from the store on a miss (None when unknown).
+
+        Concurrent misses share one load: the commands of a new execution arrive together, and they
+        must end up on the same entry (one lock, one batch of reports).
+        """
         cached = self._executions.get(execution_id)
         if cached is not None and not cached.broken:
             self._executions.move_to_end(execution_id)
             return cached
+        loading = self._loading.get(execution_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(execution_id))
+            self._loading[execution_id] = loading
+            loading.add_done_callback(partial(self._loaded, execution_id))
+        return await asyncio.shield(loading)  # a cancelled caller does not cancel the others' load
+
+    async def _load(self, execution_id: str) -> CachedExecution | None:
         record = await self.store.get_execution(execution_id)
         if record is None:
             return None
         playbook = self.parse(record.playbook, f"execution {execution_id}")
-        cached = self._executions.get(execution_id)  # another coroutine may have loaded it meanwhile
-        if cached is None or cached.broken:
-            cached = await self._new_cached(execution_id, playbook, record.playbook, record.payload,
-                                            record.parent_execution_id)
-            self._remember(cached)
+        cached = await self._new_cached(execution_id, playbook, record.playbook, record.payload,
+                                        record.parent_execution_id)
+        self._remember(cached)
         return cached
+
+    def _loaded(self, execution_id: str, loading: asyncio.Future[CachedExecution | None]) -> None:
+        if self._loading.get(execution_id) is loading:
+            del self._loading[execution_id]
+        if not loading.cancelled():
+            loading.exception()  # retrieved here too, in case every caller was cancelled meanwhile
 
     async def refresh(self, cached: CachedExecution) -> None:
         """Catch the cached state up with the log (outside any decision), e.g. before running a command."""
