@@ -301,7 +301,7 @@ class DecisionCore:
         if row[0] != "running":
             await self._finish_commands(conn, valid, "cancelled")
             return [False] * len(batch)
-        await self._catch_up(conn, cached, int(row[5]))
+        await self._catch_up(conn, cached, int(row[1]))
         handled = self._handle_all(cached, valid)
         recorded = {id(h.report) for h in handled}
         await self._record(conn, cached, handled)

@@ -224,8 +224,8 @@ UPDATE noetl.command SET status = 'cancelled', lease_expires_at = NULL
 WHERE execution_id = %(execution_id)s AND status IN ('queued', 'leased');
 
 -- name: lock_execution
-SELECT status, path, playbook, payload, COALESCE(parent_key, parent_execution_id::text), last_event_id
-FROM noetl.execution WHERE execution_id = %(execution_id)s FOR UPDATE;
+-- Serialises decisions for one execution; what the decision needs is the status and the last event id.
+SELECT status, last_event_id FROM noetl.execution WHERE execution_id = %(execution_id)s FOR UPDATE;
 
 -- name: queue_depth
 SELECT status, count(*) FROM noetl.command WHERE status IN ('queued', 'leased') GROUP BY status;
