@@ -304,7 +304,8 @@ class DecisionCore:
         await self._catch_up(conn, cached, int(row[1]))
         handled = self._handle_all(cached, valid)
         recorded = {id(h.report) for h in handled}
-        await self._record(conn, cached, handled)
+        if handled:
+            await self._record(conn, cached, handled)
         await self._finish_commands(conn, [r for r in valid if id(r) not in recorded], "cancelled")
         if cached.state.finished:
             # What is still queued or running can no longer matter: workers skip it, or stop it at
