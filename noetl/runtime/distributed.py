@@ -41,12 +41,12 @@ from noetl.ids import new_execution_id
 from noetl.runtime.local import RunRequest
 from noetl.runtime.services import LocalServices
 from noetl.store.base import ExecutionRecord
+from noetl.store.common import encode_json
 from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand
 from noetl.store.postgres.rows import bump_params, event_arrays, event_from_row, event_rows, execution_params
 from noetl.store.postgres.stats import StepStats
 from noetl.store.postgres.store import Connection, PostgresStore
-from noetl.store.sqlite.rows import encode_json
 
 MAX_CACHED_EXECUTIONS = 2000
 MAX_CACHED_PLAYBOOKS = 256

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from noetl.engine.events import Event
-from noetl.errors import StoreError
+from noetl.store import common
 from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
+from noetl.store.common import event_row
 from noetl.store.postgres.ids import db_id, db_key, optional_db_id
-from noetl.store.sqlite.rows import UPDATABLE_EXECUTION_FIELDS, encode_json, encode_optional, event_row
 
 
 def iso(value: datetime | None) -> str | None:
@@ -23,7 +23,7 @@ def event_rows(execution_id: str, events: list[Event]) -> list[list[Any]]:
     number = db_id(execution_id)
     rows = []
     for event in events:
-        row = event_row(execution_id, event)  # validates and JSON-encodes (shared with SQLite)
+        row = event_row(execution_id, event)  # validates and JSON-encodes
         row[0] = number
         rows.append(row)
     return rows
@@ -43,42 +43,20 @@ def event_from_row(execution_id: str, row: tuple[Any, ...]) -> Event:
 
 
 def execution_params(record: ExecutionRecord) -> dict[str, Any]:
-    try:
-        payload = encode_json(record.payload)
-        result = encode_optional(record.result)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"execution {record.execution_id} is not JSON-serialisable: {exc}") from exc
-    return {
-        "execution_id": db_id(record.execution_id),
-        "execution_key": db_key(record.execution_id),
-        "path": record.path,
-        "status": record.status,
-        "parent_execution_id": optional_db_id(record.parent_execution_id),
-        "parent_key": db_key(record.parent_execution_id),
-        "playbook": record.playbook,
-        "payload": payload,
-        "result": result,
-        "error": record.error,
-        "started_at": record.started_at,
-        "ended_at": record.ended_at,
-    }
+    """The shared columns, with the ids as BIGINT (and their text where it is not that number)."""
+    params = common.execution_params(record)
+    params.update(
+        execution_id=db_id(record.execution_id),
+        execution_key=db_key(record.execution_id),
+        parent_execution_id=optional_db_id(record.parent_execution_id),
+        parent_key=db_key(record.parent_execution_id),
+    )
+    return params
 
 
 def bump_params(execution_id: str, count: int, update: dict[str, Any] | None) -> dict[str, Any]:
-    update = update or {}
-    unknown = sorted(set(update) - set(UPDATABLE_EXECUTION_FIELDS))
-    if unknown:
-        raise StoreError(f"cannot update execution field(s) {', '.join(unknown)}")
-    params: dict[str, Any] = {"execution_id": db_id(execution_id), "count": count}
-    for field in UPDATABLE_EXECUTION_FIELDS:
-        params[f"set_{field}"] = field in update
-        params[field] = update.get(field)
-    if "result" in update:
-        try:
-            params["result"] = encode_optional(update["result"])
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"result of execution {execution_id} is not JSON-serialisable: {exc}") from exc
-    return params
+    params = common.update_params(execution_id, update or {})
+    return {"execution_id": db_id(execution_id), "count": count, **params}
 
 
 def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:

@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from noetl.engine.events import Event
 from noetl.errors import NoetlError, NotFoundError, StoreError
 from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
+from noetl.store.common import catalog_id_for, stamp
 from noetl.store.postgres.ids import db_id, optional_db_id
 from noetl.store.postgres.rows import (
     bump_params,
@@ -35,7 +36,6 @@ from noetl.store.postgres.rows import (
     execution_params,
 )
 from noetl.store.postgres.sql import migrations, queries
-from noetl.store.sqlite.rows import catalog_id_for, stamp
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]

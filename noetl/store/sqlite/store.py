@@ -32,15 +32,13 @@ from typing import Any, TypeVar
 from noetl.engine.events import Event
 from noetl.errors import NotFoundError, StoreError
 from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
+from noetl.store.common import catalog_id_for, execution_params, stamp
 from noetl.store.sqlite.rows import (
-    catalog_id_for,
     catalog_params,
     event_from_row,
     event_rows,
     execution_from_row,
-    execution_params,
     number_rows,
-    stamp,
     update_params,
 )
 from noetl.store.sqlite.sql import Migration, migrations, queries

@@ -1,0 +1,103 @@
+"""Row encoding shared by the SQL stores (SQLite and PostgreSQL).
+
+JSON columns hold compact JSON text; execution ids stay text here, and each backend turns them into
+its own key (SQLite keeps the text, PostgreSQL maps it to a BIGINT with ``db_id``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from noetl.engine.events import Event
+from noetl.errors import StoreError
+from noetl.store.base import ExecutionRecord
+
+# Compact JSON; NaN/Infinity are rejected because they are not JSON (PostgreSQL jsonb refuses them).
+encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+decode_json = json.loads
+
+UPDATABLE_EXECUTION_FIELDS = ("status", "result", "error", "ended_at")
+
+
+def catalog_id_for(path: str, version: int) -> str:
+    """Deterministic catalog id: stable across backends and re-imports, and the API can turn it
+    back into ``(path, version)`` with ``rsplit("@", 1)``."""
+    return f"{path}@{version}"
+
+
+def encode_optional(value: Any) -> str | None:
+    return None if value is None else encode_json(value)
+
+
+def decode_optional(text: str | None) -> Any:
+    return None if text is None else decode_json(text)
+
+
+def event_row(execution_id: str, event: Event) -> list[Any]:
+    """One event checked and JSON-encoded as ``[execution_id, event_id (0 for now), event_type,
+    node_name, status, result, error, meta, created_at]``."""
+    if event.execution_id and event.execution_id != execution_id:
+        raise StoreError(
+            f"event {event.event_type} belongs to execution {event.execution_id}, not {execution_id}"
+        )
+    if not event.created_at:
+        raise StoreError(f"event {event.event_type} of execution {execution_id} has no created_at")
+    try:
+        result = encode_optional(event.result)
+        error = encode_optional(event.error)
+        meta = encode_json(event.meta)
+    except (TypeError, ValueError) as exc:
+        where = f" of step {event.node_name}" if event.node_name else ""
+        raise StoreError(
+            f"event {event.event_type}{where} of execution {execution_id} is not JSON-serialisable: {exc}"
+        ) from exc
+    return [execution_id, 0, event.event_type, event.node_name, event.status, result, error, meta,
+            event.created_at]  # fmt: skip
+
+
+def stamp(events: list[Event], execution_id: str, last_id: int) -> list[Event]:
+    """Give the events their ids once the transaction has committed (never before)."""
+    for offset, event in enumerate(events, start=1):
+        event.execution_id = execution_id
+        event.event_id = last_id + offset
+    return events
+
+
+def execution_params(record: ExecutionRecord) -> dict[str, Any]:
+    """The columns of an execution row, JSON encoded, with the ids as text."""
+    try:
+        payload = encode_json(record.payload)
+        result = encode_optional(record.result)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"execution {record.execution_id} is not JSON-serialisable: {exc}") from exc
+    return {
+        "execution_id": record.execution_id,
+        "path": record.path,
+        "status": record.status,
+        "parent_execution_id": record.parent_execution_id,
+        "playbook": record.playbook,
+        "payload": payload,
+        "result": result,
+        "error": record.error,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+    }
+
+
+def update_params(execution_id: str, update: dict[str, Any]) -> dict[str, Any]:
+    """``set_<field>`` flags and values of an execution update (``result`` JSON encoded), for a
+    statement that changes only the flagged fields; the caller adds the execution key."""
+    unknown = sorted(set(update) - set(UPDATABLE_EXECUTION_FIELDS))
+    if unknown:
+        raise StoreError(f"cannot update execution field(s) {', '.join(unknown)}")
+    params: dict[str, Any] = {}
+    for field in UPDATABLE_EXECUTION_FIELDS:
+        params[f"set_{field}"] = field in update
+        params[field] = update.get(field)
+    if "result" in update:
+        try:
+            params["result"] = encode_optional(update["result"])
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"result of execution {execution_id} is not JSON-serialisable: {exc}") from exc
+    return params
