@@ -194,6 +194,16 @@ async def load_sql_text(config: dict[str, Any], call: ToolCall, tool: str) -> st
     raise ToolError(f"{tool} tool needs `command`, `query`, `sql` or `script`", kind="config")
 
 
+async def load_statements(
+    config: dict[str, Any], call: ToolCall, tool: str
+) -> tuple[list[str], dict[str, Any] | list[Any] | None]:
+    """The statements of a postgres/duckdb tool's SQL (at least one) and its ``params``."""
+    statements = split_sql_statements(await load_sql_text(config, call, tool))
+    if not statements:
+        raise ToolError(f"{tool} tool: the SQL holds no statement", kind="config")
+    return statements, normalize_params(config.get("params"), tool)
+
+
 def _decode_b64(encoded: Any, field: str) -> str:
     try:
         return base64.b64decode(str(encoded), validate=True).decode("utf-8")
@@ -241,3 +251,8 @@ def preview(statement: str, limit: int = 200) -> str:
     """A one-line head of a statement for error messages."""
     one_line = " ".join(statement.split())
     return one_line if len(one_line) <= limit else one_line[: limit - 3] + "..."
+
+
+def statement_where(index: int, count: int) -> str:
+    """Which statement of a script failed, for error messages."""
+    return f"statement {index}" if count == 1 else f"statement {index} of {count} (command_{index})"

@@ -37,11 +37,10 @@ from noetl.settings import load_settings
 from noetl.tools._auth import fetch_credential, resolve_auth
 from noetl.tools._sql import (
     build_sql_result,
-    load_sql_text,
-    normalize_params,
+    load_statements,
     preview,
-    split_sql_statements,
     statement_result,
+    statement_where,
 )
 from noetl.tools._sqlconv import rows_to_dicts
 from noetl.tools.base import ToolCall
@@ -381,7 +380,7 @@ def _duckdb_error(exc: duckdb.Error, index: int, count: int, statement: str, red
         )
     if isinstance(exc, duckdb.IOException) and _USES_POSTGRES.search(statement):
         return ToolError(f"statement {index}: {message}", kind="connection", retryable=True, details=details)
-    where = f"statement {index}" if count == 1 else f"statement {index} of {count} (command_{index})"
+    where = statement_where(index, count)
     return ToolError(f"SQL error in {where}: {message}", kind="sql", details=details)
 
 
@@ -422,11 +421,7 @@ def _run(
 
 
 async def run_duckdb(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
-    sql = await load_sql_text(config, call, "duckdb")
-    statements = split_sql_statements(sql)
-    if not statements:
-        raise ToolError("duckdb tool: the SQL holds no statement", kind="config")
-    params = normalize_params(config.get("params"), "duckdb")
+    statements, params = await load_statements(config, call, "duckdb")
     attachments = await resolve_attachments(config, call)
     database = resolve_database(config, call)
     redactor = Redactor(call.secrets)

@@ -32,11 +32,10 @@ from noetl.secrets import Redactor, redact_connection_secrets
 from noetl.tools._auth import remember_secrets, resolve_auth
 from noetl.tools._sql import (
     build_sql_result,
-    load_sql_text,
-    normalize_params,
+    load_statements,
     preview,
-    split_sql_statements,
     statement_result,
+    statement_where,
 )
 from noetl.tools._sqlconv import rows_to_dicts
 from noetl.tools.base import ToolCall
@@ -286,7 +285,7 @@ def sql_error(exc: psycopg.Error, index: int, count: int, statement: str, redact
         return ToolError(
             f"statement {index} was cancelled: {message}", kind="timeout", retryable=True, details=details
         )
-    where = f"statement {index}" if count == 1 else f"statement {index} of {count} (command_{index})"
+    where = statement_where(index, count)
     return ToolError(
         f"SQL error in {where}: {message}",
         kind="sql",
@@ -321,11 +320,7 @@ async def execute_statements(
 
 
 async def run_postgres(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
-    sql = await load_sql_text(config, call, "postgres")
-    statements = split_sql_statements(sql)
-    if not statements:
-        raise ToolError("postgres tool: the SQL holds no statement", kind="config")
-    params = normalize_params(config.get("params"), "postgres")
+    statements, params = await load_statements(config, call, "postgres")
     conninfo = await resolve_conninfo(config, call)
     redactor = make_redactor(call)
     async with pooled_connection(conninfo, redactor) as connection:
