@@ -20,6 +20,7 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -69,6 +70,17 @@ def to_jsonable(value: Any) -> Any:
     if converter is None:
         raise NotJsonable(value)
     return converter(value)
+
+
+def parse_json_text(value: Any) -> Any:
+    """A string holding a JSON document as the value it encodes; any other string, and anything
+    that is not a string, as it is."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 # Paths are only built when something fails, so converting large results costs no string work.

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
@@ -22,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from noetl.errors import InputError, NotFoundError, ToolError
+from noetl.jsonconv import parse_json_text
 
 REDACTED = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would blank out ordinary words and numbers
@@ -250,16 +250,6 @@ _CLOUD_PROVIDERS: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
 PROVIDERS = ("env", "credential", *sorted(_CLOUD_PROVIDERS))
 
 
-def _maybe_json(value: Any) -> Any:
-    """Cloud secrets often hold a JSON document; parse it only when a field is asked for."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 class SecretResolver:
     """Resolves secrets through the providers and records every value it returns."""
 
@@ -288,6 +278,7 @@ class SecretResolver:
         return self._cache[key]
 
     async def _fetch(self, provider: str, name: str, field: str | None, options: Mapping[str, Any]) -> Any:
+        # Cloud secrets often hold a JSON document; it is parsed only when a field is asked for.
         if not name:
             raise ToolError("a secret needs a `name`", kind="config")
         if provider == "env":
@@ -295,7 +286,7 @@ class SecretResolver:
             if value is None:
                 tried = ", ".join(env_candidates(name))
                 raise NotFoundError(f"secret {name!r} not found in the environment (tried {tried})")
-            return select_field(_maybe_json(value), field, what=f"secret {name!r}") if field else value
+            return select_field(parse_json_text(value), field, what=f"secret {name!r}") if field else value
         if provider == "credential":
             credential = await self._credential(name)
             return select_field(credential.get("data") or {}, field, what=f"credential {name!r}")
@@ -310,7 +301,7 @@ class SecretResolver:
             raise
         except Exception as exc:  # cloud clients raise their own exception trees
             raise ToolError(f"secret {name!r} from {provider}: {exc}", kind="secret", retryable=True) from exc
-        return select_field(_maybe_json(value), field, what=f"secret {name!r}") if field else value
+        return select_field(parse_json_text(value), field, what=f"secret {name!r}") if field else value
 
     async def _credential(self, name: str) -> dict[str, Any]:
         if self._get_credential is None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ from typing import Any
 import duckdb
 
 from noetl.errors import ToolError
+from noetl.jsonconv import parse_json_text
 from noetl.secrets import Redactor
 from noetl.settings import load_settings
 from noetl.tools._auth import fetch_credential, resolve_auth
@@ -310,7 +310,8 @@ def _shape(columns: list[str], types: list[str], raw_rows: list[Any], statement_
     json_columns = {i for i, type_name in enumerate(types) if type_name.upper() == "JSON"}
     if json_columns:
         raw_rows = [
-            tuple(_parse_json(v) if i in json_columns else v for i, v in enumerate(row)) for row in raw_rows
+            tuple(parse_json_text(v) if i in json_columns else v for i, v in enumerate(row))
+            for row in raw_rows
         ]
     return statement_result(columns, rows_to_dicts(columns, raw_rows), len(raw_rows))
 
@@ -360,15 +361,6 @@ def _run_statement(
     columns = [column[0] for column in cursor.description]
     types = [str(column[1]) for column in cursor.description]
     return _shape(columns, types, cursor.fetchall(), statement_type)
-
-
-def _parse_json(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _duckdb_error(exc: duckdb.Error, index: int, count: int, statement: str, redactor: Redactor) -> ToolError:
