@@ -142,17 +142,18 @@ def paginated_items(page: int, page_size: int, total: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
+class KeepAliveHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP server whose close joins the handler threads, and which can wake the handler
+    threads idling on keep-alive connections (:meth:`drop_connections`) so that close does not wait
+    for the clients to hang up."""
+
     daemon_threads = False
     block_on_close = True  # server_close() joins the handler threads
-    request_queue_size = 128  # a parallel loop opens many connections at once
-    allow_reuse_address = True
 
-    def __init__(self, owner: DemoServices, host: str, port: int) -> None:
-        self.owner = owner
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self.open_sockets: set[socket.socket] = set()
         self.sockets_lock = threading.Lock()
-        super().__init__((host, port), _Handler)
+        super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.sockets_lock:
@@ -170,6 +171,15 @@ class _Server(ThreadingHTTPServer):
             for sock in list(self.open_sockets):
                 with suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Server(KeepAliveHTTPServer):
+    request_queue_size = 128  # a parallel loop opens many connections at once
+    allow_reuse_address = True
+
+    def __init__(self, owner: DemoServices, host: str, port: int) -> None:
+        self.owner = owner
+        super().__init__((host, port), _Handler)
 
 
 class _Request:
