@@ -74,7 +74,7 @@ def _echo(value: Any) -> None:
 
 
 def install(cli: click.Group) -> None:
-    from noetl.cli.main import handle_errors, run_sync, with_store
+    from noetl.cli.main import echo_rows, handle_errors, run_sync, with_store
 
     @cli.group()
     def catalog() -> None:
@@ -107,11 +107,7 @@ def install(cli: click.Group) -> None:
                          "catalog_id": e.catalog_id, "created_at": e.created_at} for e in entries]
 
             rows = run_sync(with_store(work))
-        if as_json:
-            click.echo(json.dumps(rows, default=str))
-            return
-        for row in rows:
-            click.echo(f"{row['path']}  v{row['version']}  {row['kind']}")
+        echo_rows(rows, as_json, lambda row: f"{row['path']}  v{row['version']}  {row['kind']}")
 
     @catalog.command("get")
     @click.argument("path")
@@ -173,11 +169,7 @@ def install(cli: click.Group) -> None:
             from noetl.credentials import list_credentials
 
             rows = run_sync(with_store(list_credentials))
-        if as_json:
-            click.echo(json.dumps(rows, default=str))
-            return
-        for row in rows:
-            click.echo(f"{row['name']}  {row['type']}")
+        echo_rows(rows, as_json, lambda row: f"{row['name']}  {row['type']}")
 
     @credential.command("delete")
     @click.argument("name")

@@ -61,6 +61,15 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
+def echo_rows(rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]) -> None:
+    """A listing: one JSON array with ``--json``, else one ``line(row)`` per row."""
+    if as_json:
+        click.echo(json.dumps(rows, default=str))
+        return
+    for row in rows:
+        click.echo(line(row))
+
+
 class Context:
     def __init__(self, server_url: str | None) -> None:
         self.server_url = server_url
@@ -288,12 +297,8 @@ def events(obj: Context, execution_id: str, as_json: bool) -> None:
             return [e.to_dict() for e in await store.list_events(execution_id)]
 
         rows = run_sync(with_store(load))
-    if as_json:
-        click.echo(json.dumps(rows, default=str))
-        return
-    for row in rows:
-        status_text = row.get("status") or ""
-        click.echo(f"{row['event_id']:>5} {row['created_at']} {row['event_type']:<20} {row.get('node_name') or '':<24} {status_text}")
+    echo_rows(rows, as_json, lambda row: f"{row['event_id']:>5} {row['created_at']} {row['event_type']:<20} "
+                                         f"{row.get('node_name') or '':<24} {row.get('status') or ''}")
 
 
 @cli.command()
