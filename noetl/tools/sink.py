@@ -253,9 +253,7 @@ async def _write_postgres(
                     await _pg_create(connection, table, columns, rows, keys)
                     found = await _pg_table(connection, table)
                 if found is None:
-                    raise ToolError(
-                        f"sink table {table!r} does not exist (set `create: true` to create it)", kind="sink"
-                    )
+                    raise _no_table(table)
                 quoted, categories = found
                 _check_columns(table, columns, categories)
                 async with connection.cursor() as cursor:
@@ -271,6 +269,10 @@ async def _write_postgres(
             raise ToolError(
                 f"sink into {table!r} failed: {message}", kind="sink", retryable=retryable
             ) from None
+
+
+def _no_table(table: str) -> ToolError:
+    return ToolError(f"sink table {table!r} does not exist (set `create: true` to create it)", kind="sink")
 
 
 def _check_columns(table: str, columns: list[str], existing: dict[str, Any]) -> None:
@@ -335,9 +337,7 @@ def _duck_write(
             _duck_create(connection, quoted, columns, rows, keys)
             types = _duck_table(connection, quoted)
         if types is None:
-            raise ToolError(
-                f"sink table {table!r} does not exist (set `create: true` to create it)", kind="sink"
-            )
+            raise _no_table(table)
         _check_columns(table, columns, types)
         file = _write_ndjson(rows, columns)
         try:
