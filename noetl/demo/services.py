@@ -173,6 +173,16 @@ class KeepAliveHTTPServer(ThreadingHTTPServer):
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+class KeepAliveHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive) request handler that logs nothing."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 15  # an idle keep-alive connection does not hold a thread forever
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base-class signature
+        pass
+
+
 class _Server(KeepAliveHTTPServer):
     request_queue_size = 128  # a parallel loop opens many connections at once
     allow_reuse_address = True
@@ -219,13 +229,8 @@ class _Request:
 Reply = tuple[int, Any]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 15  # an idle keep-alive connection does not hold a thread forever
+class _Handler(KeepAliveHandler):
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base-class signature
-        pass
 
     def _send(self, status: int, body: Any) -> None:
         bodyless = status in (204, 304)

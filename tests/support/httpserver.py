@@ -22,11 +22,10 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from noetl.demo.services import KeepAliveHTTPServer
+from noetl.demo.services import KeepAliveHandler, KeepAliveHTTPServer
 
 
 class _Server(KeepAliveHTTPServer):
@@ -35,13 +34,9 @@ class _Server(KeepAliveHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 10  # an idle keep-alive connection does not hold a thread forever
+class _Handler(KeepAliveHandler):
+    timeout = 10
     server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base-class signature
-        pass
 
     # plumbing ------------------------------------------------------------------------------
     def _reply(
