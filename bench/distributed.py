@@ -1,6 +1,7 @@
 """Benchmarks of the distributed runtime: server + workers + PostgreSQL on this machine.
 
     python bench/distributed.py [--workers 1,2,4] [--repeat 3] [--loop 10000] [--compare-with REF]
+                                [--chains 40 --chain-steps 50] [--keep large,...]
                                 [--out bench/results/distributed.md]
 
 Starts a throwaway PostgreSQL (tests/support/pgcluster.py), a server and N worker processes, and
@@ -11,17 +12,28 @@ measures:
   median of ``--repeat`` runs, with the CPU time each call cost in the workers and in PostgreSQL;
   with ``--compare-with REF`` the same runs, interleaved, on the code of git revision REF (servers and
   workers started from an export of it), so a noisy machine affects both alike;
+- chain throughput: workflow steps per second end to end for ``--chains`` concurrent executions, each
+  a sequential chain of ``--chain-steps`` steps alternating ``noop`` and a trivial ``python`` step
+  (one command in flight per execution, so every step's report is decided in a transaction of its
+  own), submission of all to completion of the last, median of ``--repeat`` runs per worker count, with the CPU per step in workers and PostgreSQL
+  (run right after the loop throughput runs of the same worker count);
 - dispatch latency: for a chain of sequential steps, the time from the decision that queued a
   command (command.created_at) to a worker leasing it (command.heartbeat_at at lease time);
 - a large parallel loop: wall time, peak RSS of the server and workers (the server also answers the
   final status request), event-table bytes per step;
 - EXPLAIN (ANALYZE, BUFFERS) of the lease query over the table the large loop left, with a queue.
+
+``--keep`` names sections not to measure (throughput, chains, latency, large: the large loop and its
+EXPLAIN); their text is copied as it is from the existing ``--out`` file, so a long recorded run
+(``--loop 100000``) survives re-measuring the other sections.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -35,7 +47,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from gen import mixed_chain  # noqa: E402
 from support.pgcluster import postgres_cluster  # noqa: E402
 from test_distributed_cluster import Cluster, create_database  # noqa: E402
 
@@ -139,18 +153,45 @@ def throughput(pg: dict[str, Any], workers: int, home: Path, executions: int = 2
         cluster.close()
 
 
-def throughput_runs(pg: dict[str, Any], counts: list[int], repeat: int, home: Path,
-                    before: Path | None) -> dict[str, list[dict[str, Any]]]:
-    """Every worker count ``repeat`` times; with ``before`` (a source tree) each run is paired with
-    one on that code, so both see the same machine load."""
-    runs: dict[str, list[dict[str, Any]]] = {"after": [], "before": []}
+def chain_throughput(pg: dict[str, Any], workers: int, home: Path, executions: int, steps: int) -> dict[str, Any]:
+    """``executions`` chains of ``steps`` sequential steps (noop, python, noop, ...) submitted at once:
+    workflow steps per second from the first submission to the last execution's completion."""
+    cluster = start(pg, workers, home)
+    try:
+        path = cluster.register(mixed_chain(steps, ["noop", "python"], path="bench/chain_mixed"))["path"]
+        pids = [p.pid for p in cluster.workers.values()]
+        worker_cpu, pg_cpu = sum(map(cpu_seconds, pids)), postgres_cpu(pg)
+        began = time.perf_counter()
+        for _ in range(executions):
+            cluster.execute(path)
+        wait_all(cluster)
+        elapsed = time.perf_counter() - began
+        worker_cpu, pg_cpu = sum(map(cpu_seconds, pids)) - worker_cpu, postgres_cpu(pg) - pg_cpu
+        done = cluster.sql("SELECT count(*) FROM noetl.event WHERE event_type = 'call.done'")[0][0]
+        assert done == executions * steps, (done, executions * steps)
+        return {"workers": workers, "calls": done, "seconds": round(elapsed, 2), "per_second": round(done / elapsed),
+                "worker_cpu_ms": round(worker_cpu * 1000 / done, 3), "postgres_cpu_ms": round(pg_cpu * 1000 / done, 3)}
+    finally:
+        cluster.close()
+
+
+def throughput_runs(pg: dict[str, Any], counts: list[int], repeat: int, home: Path, before: Path | None,
+                    loops: bool = True, chains: tuple[int, int] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every worker count ``repeat`` times; with ``before`` (a source tree) each loop run is paired
+    with one on that code, so both see the same machine load; ``chains`` (executions, steps): a chain
+    run after each loop run, so loop items and chain steps are measured under the same load."""
+    runs: dict[str, list[dict[str, Any]]] = {"after": [], "before": [], "chains": []}
     for workers in counts:
         for n in range(repeat):
-            if before is not None:
+            if loops and before is not None:
                 runs["before"].append(throughput(pg, workers, home / f"b{workers}-{n}", code=before))
                 print("before", runs["before"][-1], flush=True)
-            runs["after"].append(throughput(pg, workers, home / f"t{workers}-{n}"))
-            print("after", runs["after"][-1], flush=True)
+            if loops:
+                runs["after"].append(throughput(pg, workers, home / f"t{workers}-{n}"))
+                print("after", runs["after"][-1], flush=True)
+            if chains is not None:
+                runs["chains"].append(chain_throughput(pg, workers, home / f"c{workers}-{n}", *chains))
+                print("chains", runs["chains"][-1], flush=True)
     return runs
 
 
@@ -241,63 +282,179 @@ def explain_lease(cluster: Cluster, execution_id: int, queued: int = 1000) -> st
     return "\n".join(row[0] for row in rows)
 
 
+SECTIONS = ("throughput", "chains", "latency", "large")
+TITLES = {"throughput": "loop throughput", "chains": "chain throughput", "latency": "dispatch latency",
+          "large": "large loop and EXPLAIN"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs per worker count (median)")
     parser.add_argument("--loop", type=int, default=10_000)
+    parser.add_argument("--chains", type=int, default=40, help="concurrent executions in the chain throughput")
+    parser.add_argument("--chain-steps", type=int, default=50, help="sequential steps in each of those chains")
     parser.add_argument("--compare-with", default=None, metavar="REF",
-                        help="also run the throughput on the code of this git revision (before/after)")
+                        help="also run the loop throughput on the code of this git revision (before/after)")
+    parser.add_argument("--keep", default="", metavar="SECTIONS",
+                        help=f"sections not to measure, kept from the existing --out file: {', '.join(SECTIONS)}")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "distributed.md"))
     args = parser.parse_args()
 
+    keep = [k for k in args.keep.split(",") if k]
+    if unknown := set(keep) - set(SECTIONS):
+        parser.error(f"--keep: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    out = Path(args.out)
+    kept = kept_sections(out, keep) if keep else {}
     home = Path(tempfile.mkdtemp(prefix="noetl-bench-"))
     counts = [int(n) for n in args.workers.split(",")]
     before = export_revision(args.compare_with, home / "before") if args.compare_with else None
+    sections: dict[str, str] = dict(kept)
     with postgres_cluster() as pg:
-        runs = throughput_runs(pg, counts, args.repeat, home, before)
-        latency = dispatch_latency(pg, home / "latency")
-        print(latency, flush=True)
-        big = large_loop(pg, home / "large", args.loop)
-        print({k: v for k, v in big.items() if k != "explain"}, flush=True)
-    results = {"after": medians(runs["after"]), "before": medians(runs["before"]) if before else []}
-    write_report(Path(args.out), results, args.compare_with, latency, big, " ".join(sys.argv[1:]))
+        if "throughput" not in keep or "chains" not in keep:
+            runs = throughput_runs(pg, counts, args.repeat, home, before, loops="throughput" not in keep,
+                                   chains=None if "chains" in keep else (args.chains, args.chain_steps))
+            if "throughput" not in keep:
+                results = {"after": medians(runs["after"]), "before": medians(runs["before"]) if before else []}
+                sections["throughput"] = throughput_section(results, args.compare_with)
+            if "chains" not in keep:
+                sections["chains"] = chains_section(medians(runs["chains"]), args.chains, args.chain_steps,
+                                                    after_loops="throughput" not in keep)
+        if "latency" not in keep:
+            latency = dispatch_latency(pg, home / "latency")
+            print(latency, flush=True)
+            sections["latency"] = latency_section(latency)
+        if "large" not in keep:
+            big = large_loop(pg, home / "large", args.loop)
+            print({k: v for k, v in big.items() if k != "explain"}, flush=True)
+            sections["large"] = large_section(big)
+    measured = [k for k in SECTIONS if k not in keep]
+    header = header_lines(out, " ".join(sys.argv[1:]), measured, keep)
+    write_report(out, header, sections)
 
 
-def throughput_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| workers | calls | seconds | calls/s (median) | every run | worker CPU ms/call | PostgreSQL CPU ms/call |",
+def throughput_table(rows: list[dict[str, Any]], unit: str = "call") -> list[str]:
+    lines = [f"| workers | {unit}s | seconds | {unit}s/s (median) | every run | worker CPU ms/{unit} "
+             f"| PostgreSQL CPU ms/{unit} |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['workers']} | {r['calls']} | {r['seconds']} | {r['per_second']} | "
               f"{', '.join(map(str, r['all']))} | {r['worker_cpu_ms']} | {r['postgres_cpu_ms']} |" for r in rows]
     return lines
 
 
-def write_report(out: Path, results: dict[str, list[dict[str, Any]]], before_ref: str | None,
-                 latency: dict[str, Any], big: dict[str, Any], argv: str) -> None:
-    lines = ["# Distributed runtime benchmark", "",
-             f"Command: `python bench/distributed.py {argv}`".rstrip(), "",
-             "Server, workers and PostgreSQL 15 on one 2-core machine (throwaway cluster, fsync off), "
-             "shared with other jobs: compare figures measured in the same run.", "",
-             "## Throughput (noop tool calls, 20 executions x 250-item parallel loops, concurrency 32/worker)", ""]
+def throughput_section(results: dict[str, list[dict[str, Any]]], before_ref: str | None) -> str:
+    lines = ["## Throughput (noop tool calls, 20 executions x 250-item parallel loops, concurrency 32/worker)", ""]
     lines += throughput_table(results["after"])
     if results["before"]:
         lines += ["", f"Before (revision `{before_ref}`, runs interleaved with the ones above):", ""]
         lines += throughput_table(results["before"])
-    lines += ["", f"## Dispatch latency ({CHAIN_STEPS}-step sequential chain x 10, 2 workers)", "",
-              "Decision that queued the command (command.created_at) to a worker's lease (heartbeat_at).", "",
-              f"samples {latency['samples']}, p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, "
-              f"max {latency['max_ms']} ms", "",
-              f"## Large parallel loop ({big['items']} items, max_in_flight 128, 2 workers)", "",
-              f"- wall time {big['seconds']} s ({big['per_second']} items/s), {big['events']} events",
-              f"- event table (with indexes): {big['event_bytes_per_step']} bytes per step; "
-              f"command table: {big['command_bytes_per_step']} bytes per step as left "
-              f"({big['command_live_bytes_per_step']} after VACUUM FULL)",
-              f"- peak RSS: server {big['server_peak_rss_mb']} MB (including the final status request), "
-              f"workers {big['worker_peak_rss_mb']} MB", "",
-              "## EXPLAIN of the lease statement after the large loop (1,000 commands queued)", "",
-              "```", big["explain"], "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def chains_section(rows: list[dict[str, Any]], executions: int, steps: int, after_loops: bool) -> str:
+    lines = [f"## Throughput of workflow steps ({executions} concurrent executions x {steps}-step sequential "
+             "chains, noop and python alternating, concurrency 32/worker)", "",
+             "An execution has one command in flight at a time, so each step's report is decided in a "
+             "transaction of its own. Steps/s from the submission of every execution to the completion of the last."
+             + (" Each run follows a loop run of the same worker count above." if after_loops else ""), ""]
+    lines += throughput_table(rows, unit="step")
+    return "\n".join(lines) + "\n"
+
+
+def latency_section(latency: dict[str, Any]) -> str:
+    return "\n".join([
+        f"## Dispatch latency ({CHAIN_STEPS}-step sequential chain x 10, 2 workers)", "",
+        "Decision that queued the command (command.created_at) to a worker's lease (heartbeat_at).", "",
+        f"samples {latency['samples']}, p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms, "
+        f"max {latency['max_ms']} ms"]) + "\n"
+
+
+def large_section(big: dict[str, Any]) -> str:
+    return "\n".join([
+        f"## Large parallel loop ({big['items']} items, max_in_flight 128, 2 workers)", "",
+        f"- wall time {big['seconds']} s ({big['per_second']} items/s), {big['events']} events",
+        f"- event table (with indexes): {big['event_bytes_per_step']} bytes per step; "
+        f"command table: {big['command_bytes_per_step']} bytes per step as left "
+        f"({big['command_live_bytes_per_step']} after VACUUM FULL)",
+        f"- peak RSS: server {big['server_peak_rss_mb']} MB (including the final status request), "
+        f"workers {big['worker_peak_rss_mb']} MB", "",
+        "## EXPLAIN of the lease statement after the large loop (1,000 commands queued)", "",
+        "```", big["explain"], "```"]) + "\n"
+
+
+def section_of(heading: str) -> str | None:
+    for prefix, key in (("## Throughput (noop", "throughput"), ("## Throughput of workflow steps", "chains"),
+                        ("## Dispatch latency", "latency"), ("## Large parallel loop", "large"),
+                        ("## EXPLAIN", "large")):
+        if heading.startswith(prefix):
+            return key
+    return None
+
+
+def split_report(text: str) -> tuple[list[str], dict[str, str]]:
+    """The header lines (before the first section) and each section's text, verbatim."""
+    header: list[str] = []
+    sections: dict[str, str] = {}
+    current: str | None = None
+    in_code = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("```"):
+            in_code = not in_code
+        if line.startswith("## ") and not in_code:
+            current = section_of(line) or line.strip()
+        if current is None:
+            header.append(line.rstrip("\n"))
+        else:
+            sections[current] = sections.get(current, "") + line
+    return header, sections
+
+
+def kept_sections(out: Path, keep: list[str]) -> dict[str, str]:
+    if not out.exists():
+        raise SystemExit(f"--keep: {out} does not exist")
+    _, sections = split_report(out.read_text(encoding="utf-8"))
+    if missing := [k for k in keep if k not in sections]:
+        raise SystemExit(f"--keep: no {', '.join(missing)} section in {out}")
+    return {k: sections[k].rstrip("\n") + "\n" for k in keep}
+
+
+def header_lines(out: Path, argv: str, measured: list[str], keep: list[str]) -> list[str]:
+    """The command (and date) of this run and, for kept sections, of the earlier runs that measured them."""
+    today = datetime.date.today().isoformat()
+    command = f"Command ({today}, {revision()}): `python bench/distributed.py {argv.strip()}`"
+    if not keep:
+        return [command]
+    lines = [f"{command}: {', '.join(TITLES[k] for k in measured)}."]
+    old_header, _ = split_report(out.read_text(encoding="utf-8"))
+    for line in old_header:
+        if not line.startswith("Command"):
+            continue
+        match = re.match(r"(Command[^`]*`[^`]*`)(?:: (.*))?$", line.strip())
+        if match is None:
+            continue
+        head, label = match.group(1), match.group(2) or ""
+        sections = [k for k in SECTIONS if k in keep and (not label or TITLES[k] in label)]
+        if sections:
+            lines.append(f"{head}: {', '.join(TITLES[k] for k in sections)}.")
+    return lines
+
+
+def revision() -> str:
+    """The measured code: the git revision of ``noetl/``, marked when it has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD") or "unknown revision"
+    return f"revision {head}" + (" with uncommitted changes" if git("status", "--porcelain", "--", "noetl") else "")
+
+
+def write_report(out: Path, command: list[str], sections: dict[str, str]) -> None:
+    lines = ["# Distributed runtime benchmark", ""]
+    lines += [line + "  " if n < len(command) - 1 else line for n, line in enumerate(command)]
+    lines += ["", "Server, workers and PostgreSQL 15 on one 2-core machine (throwaway cluster, fsync off), "
+              "shared with other jobs: compare figures measured in the same run.", ""]
+    body = "\n\n".join(sections[k].rstrip("\n") for k in SECTIONS if k in sections)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
+    out.write_text("\n".join(lines) + "\n" + body + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,19 @@ def chain(n: int, kind: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mixed_chain(n: int, kinds: list[str], path: str | None = None) -> str:
+    """``n`` steps in a row, step ``i`` of kind ``kinds[i % len(kinds)]`` (the kinds of ``chain``);
+    ``path``: the catalog path (metadata.path) to register it under."""
+    name = f"chain_mixed_{n}"
+    meta = f"{{name: {name}, path: {path}}}" if path else f"{{name: {name}}}"
+    lines = ["apiVersion: noetl.io/v2", "kind: Playbook", f"metadata: {meta}", "workflow:"]
+    for i in range(n):
+        tool = TOOLS.get(kinds[i % len(kinds)], TOOLS["python"])
+        nxt = f"\n    next: {{arcs: [{{step: s{i + 1}}}]}}" if i < n - 1 else ""
+        lines.append(f"  - step: s{i}\n    tool: {tool}{nxt}")
+    return "\n".join(lines) + "\n"
+
+
 def loop(n: int, mode: str, max_in_flight: int = 16) -> str:
     return f"""apiVersion: noetl.io/v2
 kind: Playbook
