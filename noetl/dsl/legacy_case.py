@@ -26,6 +26,9 @@ def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dic
         if isinstance(then, list):  # `then: [{step: x}]`
             then = {"next": then}
         when = rule.get("when")
+        if "sink" in then:
+            notes.append(((*path, index, "then", "sink"), f"{UNSUPPORTED} a `sink` inside a case rule is "
+                          "ignored; put a `sink:` block on the step, or a sink task after the tool"))
         if _is_pipeline_rule(rule):
             continue  # runs inside the step's pipeline (see _attach_case_policy)
         if "step.exit" in str(when):
