@@ -357,7 +357,9 @@ class DecisionCore:
         now = rows[-1][8] if rows else iso(self.clock())
         update = None
         if state.finished:
-            update = {"status": state.status, "result": self._result(cached), "error": state.error, "ended_at": now}
+            redact = cached.services.redactor.redact if cached.services.redactor else (lambda value: value)
+            update = {"status": state.status, "result": redact(self._result(cached)), "error": redact(state.error),
+                      "ended_at": now}
         for offset, row in enumerate(rows, start=1):
             row[1] = cached.last_event_id + offset
         cached.last_event_id += len(rows)
