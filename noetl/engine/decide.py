@@ -191,15 +191,7 @@ class Engine:
         step = self.steps[name]
         run = state.running[name]
         assert run.loop is not None and step.loop is not None
-        item = run.loop.items[index]
-        iterator = step.loop.iterator
-        total = run.loop.total
-        local = {
-            "iter": {iterator: item, "_index": index, "index": index},
-            iterator: item,
-            "loop": {"index": index + 1, "index0": index, "first": index == 0, "last": index == total - 1,
-                     "length": total},
-        }
+        local = self._iteration_local(step, run, index)
         try:
             args = self._render_input(state, step, run.arc_input, local)
         except NoetlError as exc:
@@ -207,6 +199,20 @@ class Engine:
             args = {"__input_error__": str(exc)}
         local["input"] = args
         return self._command(state, step, run, args, index, local)
+
+    @staticmethod
+    def _iteration_local(step: Step, run: StepRun, index: int) -> dict[str, Any]:
+        """The loop names of one iteration: `iter.<iterator>`, `<iterator>`, `iter._index`, `loop.*`."""
+        assert run.loop is not None and step.loop is not None
+        item = run.loop.items[index]
+        iterator = step.loop.iterator
+        total = run.loop.total
+        return {
+            "iter": {iterator: item, "_index": index, "index": index},
+            iterator: item,
+            "loop": {"index": index + 1, "index0": index, "first": index == 0, "last": index == total - 1,
+                     "length": total},
+        }
 
     def _command(self, state: ExecutionState, step: Step, run: StepRun, args: dict[str, Any],
                  index: int | None, local: dict[str, Any]) -> Command:
@@ -238,6 +244,9 @@ class Engine:
             # A loop step's `set` applies after each successful iteration, with that iteration's output.
             try:
                 local = {"output": _envelope(event), "result": event.result, "response": event.result}
+                index = event.meta.get("loop_index")
+                if isinstance(index, int) and 0 <= index < run.loop.total:
+                    local = {**self._iteration_local(step, run, index), **local}
                 event.meta["set"] = {**(event.meta.get("set") or {}),
                                      **self._render_set(state, step.set, local, f"step {name!r} set")}
             except NoetlError as exc:
