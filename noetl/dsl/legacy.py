@@ -186,8 +186,20 @@ def _normalize_tool(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
     auth = out.get("auth")
     if isinstance(auth, dict) and "credential" in auth:
         out["auth"] = auth["credential"]
+        notes.append(((*path, "auth"), "`auth: {type, credential}`: newer spelling is `auth: <credential name>`"))
     elif isinstance(auth, dict) and not auth:
         out.pop("auth")
+    credentials = out.get("credentials")
+    if (out.get("kind") in ("postgres", "http") and "auth" not in out and isinstance(credentials, dict)
+            and len(credentials) == 1):
+        # v1 `credentials: {alias: {key: name}}` on a tool that takes one credential is `auth: name`
+        # (duckdb keeps `credentials`: each alias attaches a database).
+        (binding,) = credentials.values()
+        if isinstance(binding, dict) and isinstance(binding.get("key"), str):
+            out["auth"] = binding["key"]
+            out.pop("credentials")
+            notes.append(((*path, "credentials"),
+                          "`credentials: {alias: {key: name}}`: newer spelling is `auth: <credential name>`"))
     return out
 
 

@@ -1,0 +1,214 @@
+"""SPEC statements checked through the `noetl` command on the local runtime (fixtures cover the rest)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from noetl.runtime.runner import _backoff_delay
+
+from .conftest import FIXTURES
+
+STATUS_KEYS = {"execution_id", "path", "status", "completed", "failed", "current_step", "completed_steps", "steps",
+               "result", "error", "parent_execution_id", "started_at", "ended_at", "duration_seconds"}
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_status_document_has_exactly_the_section_10_keys(noetl) -> None:  # type: ignore[no-untyped-def]
+    result = noetl("run", str(FIXTURES / "entry_first_step.yaml"), "--json")
+    doc = result.json()
+    assert set(doc) == STATUS_KEYS
+    assert isinstance(doc["execution_id"], str) and doc["execution_id"].isdigit()
+    assert doc["status"] == "completed" and doc["completed"] is True and doc["failed"] is False
+    assert doc["current_step"] is None and doc["parent_execution_id"] is None and doc["error"] is None
+    assert doc["started_at"].endswith("+00:00") and doc["ended_at"].endswith("+00:00")
+    assert isinstance(doc["duration_seconds"], float | int)
+    failed = noetl("run", str(FIXTURES / "python_error_line.yaml"), "--json")
+    assert failed.code == 1
+    fdoc = failed.json()
+    assert set(fdoc) == STATUS_KEYS and fdoc["failed"] is True and fdoc["completed"] is False
+
+
+def test_loop_events_carry_loop_index_attempt_and_duration(noetl) -> None:  # type: ignore[no-untyped-def]
+    doc = noetl("run", str(FIXTURES / "loop_vars.yaml"), "--json").json()
+    events = noetl("events", doc["execution_id"], "--json").json()
+    assert [e["event_id"] for e in events] == sorted(e["event_id"] for e in events)
+    calls = [e for e in events if e["event_type"] == "call.done" and e["node_name"] == "start"]
+    assert sorted(e["meta"]["loop_index"] for e in calls) == [0, 1, 2]
+    assert all({"command_id", "attempt", "duration", "worker"} <= set(e["meta"]) for e in calls)
+    types = [e["event_type"] for e in events if e["node_name"] == "start"]
+    assert types[0] == "step.enter" and types[-2:] == ["loop.done", "step.exit"]
+    assert all(e["execution_id"] == doc["execution_id"] for e in events)
+    assert all(re.search(r"(\+00:00|Z)$", e["created_at"]) for e in events)
+
+
+RETRY = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: retry_counts}
+workflow:
+  - step: start
+    tool:
+      kind: python
+      code: "raise RuntimeError('always')"
+      spec:
+        policy:
+          rules:
+            - when: "{{ output.status == 'error' }}"
+              then: {do: retry, attempts: 3, delay: 0.01, backoff: linear, max_delay: 0.015}
+"""
+
+LEGACY_RETRY = """\
+apiVersion: noetl.io/v1
+kind: Playbook
+metadata: {name: legacy_retry}
+workflow:
+  - step: start
+    type: python
+    retry: {max_attempts: 4, initial_delay: 0.01, backoff_multiplier: 2, max_delay: 0.02,
+            retry_when: "{{ error.message is defined }}", stop_when: "{{ 'fatal' in error.message }}"}
+    code: "raise RuntimeError('MESSAGE')"
+"""
+
+
+def _attempts(noetl, path: Path) -> int:  # type: ignore[no-untyped-def]
+    result = noetl("run", str(path), "--json")
+    assert result.code == 1, result.stderr
+    events = noetl("events", result.json()["execution_id"], "--json").json()
+    (call,) = [e for e in events if e["event_type"] == "call.error"]
+    return int(call["meta"]["attempt"])
+
+
+def test_retry_attempts_count_every_run(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert _attempts(noetl, _write(tmp_path, "retry.yaml", RETRY)) == 3
+
+
+def test_legacy_retry_when_and_stop_when(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    assert _attempts(noetl, _write(tmp_path, "transient.yaml", LEGACY_RETRY.replace("MESSAGE", "transient"))) == 4
+    assert _attempts(noetl, _write(tmp_path, "fatal.yaml", LEGACY_RETRY.replace("MESSAGE", "fatal error"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("action", "attempt", "expected"),
+    [
+        ({"delay": 0.5}, 3, 0.5),
+        ({"delay": 0.5, "backoff": "none"}, 3, 0.5),
+        ({"delay": 0.5, "backoff": "linear"}, 3, 1.5),
+        ({"delay": 0.5, "backoff": "exponential"}, 3, 2.0),
+        ({"delay": 0.5, "backoff": "exponential", "max_delay": 1.2}, 3, 1.2),
+        ({"delay": 0.5, "backoff": "linear", "max_delay": 10}, 2, 1.0),
+    ],
+)
+def test_backoff_delays(action: dict[str, object], attempt: int, expected: float) -> None:
+    assert _backoff_delay(action, attempt) == pytest.approx(expected)
+
+
+BAD = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: bad}
+workflow:
+  - step: start
+    tool: {kind: http}
+    next: {arcs: [{step: missing}]}
+  - step: start
+  - step: c
+    tool: {kind: postgres, auth: x}
+  - step: d
+    tool: {kind: python, code: "result = 1", input: {a: "{{ oops( }}"}}
+  - step: e
+    tool: {kind: workbook, name: nope}
+  - step: f
+    tool: {kind: playbook}
+  - step: g
+    tool: {kind: python}
+  - step: h
+    tool: {kind: duckdb}
+  - step: i
+    tool: {kind: frobnicate}
+"""
+
+
+def test_validate_reports_every_error_as_file_line_col(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = _write(tmp_path, "bad.yaml", BAD)
+    result = noetl("validate", str(bad))
+    assert result.code == 2
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert all(re.match(rf"{re.escape(str(bad))}:\d+:\d+: error: ", line) for line in errors), errors
+    text = "\n".join(errors)
+    for fragment in ("template does not parse", "duplicate step name 'start'", "http tool needs",
+                     "arc to missing step 'missing'", "postgres tool needs", "no workbook entry named 'nope'",
+                     "playbook tool needs", "python tool needs", "duckdb tool needs",
+                     "unknown tool kind 'frobnicate'"):
+        assert fragment in text, fragment
+    run = noetl("run", str(bad), "--json")
+    assert run.code == 2 and run.stdout == ""
+    assert noetl("validate", str(FIXTURES / "entry_first_step.yaml"), str(bad)).code == 2
+
+
+TYPO = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: typo}
+workflow:
+  - step: start
+    desc: a known extra key
+    tool: {kind: noop, reslt: 1}
+    nxet: {arcs: [{step: b}]}
+  - step: b
+"""
+
+
+def test_unknown_keys_warn_at_run_start_and_strict_refuses(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    typo = _write(tmp_path, "typo.yaml", TYPO)
+    result = noetl("run", str(typo), "--json")
+    assert result.code == 0 and result.json()["status"] == "completed"
+    assert "unknown key 'nxet'" in result.stderr and "did you mean 'next'?" in result.stderr
+    assert "did you mean 'result'?" in result.stderr
+    assert f"{typo}:8:5:" in result.stderr
+    assert "desc" not in result.stderr
+    strict = noetl("run", str(typo), "--json", "--strict")
+    assert strict.code == 2 and strict.stdout == "" and "nxet" in strict.stderr
+
+
+LEGACY_AUTH = """\
+apiVersion: noetl.io/v1
+kind: Playbook
+metadata: {name: legacy_auth}
+workflow:
+  - step: start
+    type: postgres
+    auth: {type: postgres, credential: pg_local}
+    command: select 1
+    next: [two]
+  - step: two
+    type: postgres
+    credentials: {db: {key: pg_other}}
+    command: select 1
+    next: [three]
+  - step: three
+    tool: {kind: duckdb, credentials: {pg: {key: pg_other}}, command: select 1}
+"""
+
+
+def test_legacy_auth_forms_migrate_to_auth_name(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    path = _write(tmp_path, "auth.yaml", LEGACY_AUTH)
+    migrated = noetl("migrate", str(path))
+    assert migrated.code == 0, migrated.stderr
+    steps = {s["step"]: s for s in yaml.safe_load(migrated.stdout)["workflow"]}
+    assert steps["start"]["tool"]["auth"] == "pg_local"
+    assert steps["two"]["tool"]["auth"] == "pg_other" and "credentials" not in steps["two"]["tool"]
+    # duckdb attaches every alias of `credentials`: it stays as written
+    assert steps["three"]["tool"]["credentials"] == {"pg": {"key": "pg_other"}}
+    notes = noetl("validate", str(path))
+    assert notes.code == 0
+    assert "newer spelling is `auth: <credential name>`" in notes.stderr + notes.stdout
