@@ -21,6 +21,8 @@ from test_distributed_cluster import Cluster, create_database
 
 TOKEN = "spec-api-token"
 SECRET = "pw-Zq81-never-shown"
+ENV_SECRET = "env-Kx42-never-shown"
+BEARER = "tok-Rr07-never-shown"
 
 HELLO = """
 apiVersion: noetl.io/v2
@@ -111,6 +113,25 @@ workflow:
     tool: {kind: python, input: {pw: "{{ keychain.db.password }}"}, code: "raise ValueError('bad ' + pw)"}
 """
 
+GRANDPARENT = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: grandparent, path: spec/grandparent}
+workflow:
+  - step: start
+    tool: {kind: playbook, path: spec/parent}
+"""
+
+FANOUT = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: fanout, path: spec/fanout}
+workflow:
+  - step: start
+    loop: {in: [1, 2, 3, 4, 5], iterator: x, spec: {mode: parallel, max_in_flight: 2}}
+    tool: {kind: playbook, path: spec/child, input: {x: "{{ iter.x }}"}, return_step: start}
+"""
+
 CREDENTIAL = {"name": "spec_pg", "type": "postgres", "description": "spec test",
               "data": {"host": "localhost", "port": 5432, "user": "u", "password": SECRET, "database": "d"}}
 
@@ -118,12 +139,12 @@ CREDENTIAL = {"name": "spec_pg", "type": "postgres", "description": "spec test",
 @pytest.fixture(scope="module")
 def cluster(pg_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     deployment = Cluster(create_database(pg_cluster), tmp_path_factory.mktemp("spec-api"),
-                         env={"NOETL_API_TOKEN": TOKEN})
+                         env={"NOETL_API_TOKEN": TOKEN, "SPEC_ENV_SECRET": ENV_SECRET})
     try:
         deployment.start_server()
         deployment.start_worker("w1", concurrency=8)
         deployment.start_worker("w2", concurrency=8)
-        for text in (HELLO, SLOW, CHILD, PARENT, FAILING_PARENT, BOOM, SLOW_PARENT, SECRETS):
+        for text in (HELLO, SLOW, CHILD, PARENT, FAILING_PARENT, BOOM, SLOW_PARENT, SECRETS, GRANDPARENT, FANOUT):
             deployment.register(text)
         yield deployment
     finally:
@@ -437,8 +458,14 @@ def test_cli_dry_run_and_errors_against_the_server(cluster: Cluster, tmp_path: P
     assert "start" in dry.stdout and "end" in dry.stdout
     before = len(cluster.client.get("/api/executions", params={"limit": 10000}).json())
 
-    missing = noetl(cluster, *url, "status", "4242")
-    assert missing.returncode != 0 and "4242" in one_line_error(missing)
+    for command in (["status", "4242"], ["events", "4242"], ["cancel", "4242"]):
+        missing = noetl(cluster, *url, *command)
+        assert missing.returncode == 2 and "4242" in one_line_error(missing), command
+    for ref in ("no/such", "spec/hello@77"):
+        absent = noetl(cluster, *url, "catalog", "get", ref)
+        assert absent.returncode == 2 and "no catalog entry" in one_line_error(absent)
+    serverless = noetl(cluster, "exec", "catalog://spec/hello", "-r", "distributed")
+    assert serverless.returncode == 2 and "server" in one_line_error(serverless)
     unknown = noetl(cluster, *url, "exec", "catalog://no/such", "-r", "distributed")
     assert unknown.returncode == 2 and "no/such" in one_line_error(unknown)
     bad_payload = noetl(cluster, *url, "exec", "catalog://spec/hello", "-r", "distributed", "--payload", "[1]")
@@ -456,3 +483,105 @@ def test_cli_dry_run_and_errors_against_the_server(cluster: Cluster, tmp_path: P
     assert "nonsense" in rejected.stderr and "Traceback" not in rejected.stderr
     assert len(cluster.client.get("/api/executions", params={"limit": 10000}).json()) == before
     assert cluster.client.post("/api/catalog/resource", json={"path": "spec/inv"}).status_code == 404
+
+
+def test_child_of_a_child_and_children_in_a_parallel_loop(cluster: Cluster) -> None:
+    doc = cluster.wait(cluster.execute("spec/grandparent"))
+    assert doc["status"] == "completed", doc
+    assert doc["steps"]["start"]["result"] == {"final": 6}  # the child's final result: its last step's
+    children = cluster.client.get("/api/executions", params={"parent_execution_id": doc["execution_id"]}).json()
+    assert len(children) == 1
+    grandchildren = cluster.client.get("/api/executions",
+                                       params={"parent_execution_id": children[0]["execution_id"]}).json()
+    assert len(grandchildren) == 2
+
+    fanned = cluster.wait(cluster.execute("spec/fanout"))
+    assert fanned["status"] == "completed", fanned
+    assert fanned["steps"]["start"]["result"]["results"] == [{"doubled": 2 * x} for x in range(1, 6)]
+    runs = cluster.client.get("/api/executions", params={"parent_execution_id": fanned["execution_id"]}).json()
+    assert len(runs) == 5
+    spans = sorted((r["started_at"], r["ended_at"]) for r in runs)
+    for i, (start, _) in enumerate(spans):  # never more than max_in_flight children at once
+        assert sum(1 for s, e in spans[:i] if e > start) <= 1
+
+
+def test_env_secrets_and_bearer_credentials_stay_out_of_the_api_and_logs(cluster: Cluster, http_server: Any) -> None:
+    token = cluster.client.post("/api/credentials", json={"name": "spec_bearer", "type": "bearer",
+                                                           "data": {"token": BEARER}})
+    assert token.status_code == 200 and BEARER not in token.text
+    cluster.register(f"""
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {{name: leaky, path: spec/leaky}}
+workflow:
+  - step: start
+    tool: {{kind: http, method: GET, url: "{http_server.url}/echo", auth: spec_bearer}}
+    next: [{{step: env}}]
+  - step: env
+    tool: {{kind: python, input: {{s: "{{{{ secret.SPEC_ENV_SECRET }}}}"}}, code: "result = {{'s': s, 'n': len(s)}}"}}
+    next: [{{step: fail}}]
+  - step: fail
+    tool: {{kind: python, input: {{s: "{{{{ secret.SPEC_ENV_SECRET }}}}"}}, code: "raise ValueError('no ' + s)"}}
+""")
+    doc = cluster.wait(cluster.execute("spec/leaky"))
+    assert doc["status"] == "failed", doc
+    assert doc["steps"]["env"]["result"]["n"] == len(ENV_SECRET)
+    assert doc["steps"]["start"]["result"] is not None
+    execution_id = doc["execution_id"]
+    texts = [cluster.client.get(route).text for route in (
+        f"/api/executions/{execution_id}/status", f"/api/executions/{execution_id}",
+        f"/api/executions/{execution_id}/events", "/api/executions")]
+    texts.append(repr(cluster.sql("SELECT * FROM noetl.event WHERE execution_id = %s", int(execution_id))))
+    texts.append(repr(cluster.sql("SELECT * FROM noetl.execution WHERE execution_id = %s", int(execution_id))))
+    texts += [cluster.log(name) for name in ("server", "w1", "w2")]
+    status = noetl(cluster, "--server-url", cluster.url, "status", execution_id)
+    events = noetl(cluster, "--server-url", cluster.url, "events", execution_id)
+    texts += [status.stdout, status.stderr, events.stdout, events.stderr]
+    for text in texts:
+        assert BEARER not in text and ENV_SECRET not in text and SECRET not in text, text[:3000]
+
+
+def test_cancelling_a_finished_execution_changes_nothing(cluster: Cluster) -> None:
+    execution_id = cluster.execute("spec/hello")
+    doc = cluster.wait(execution_id)
+    response = cluster.client.post(f"/api/executions/{execution_id}/cancel")
+    assert response.status_code in (200, 409), response.text
+    if response.status_code == 200:
+        assert response.json()["cancelled"] is False and response.json()["status"] == "completed"
+    assert cluster.status(execution_id) == doc
+
+
+def test_cli_plain_listings_directories_credentials_in_the_catalog_and_auto(cluster: Cluster, tmp_path: Path) -> None:
+    url = ["--server-url", cluster.url]
+    folder = tmp_path / "books"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(HELLO.replace("spec/hello", "spec/dir_a"))
+    (folder / "b.yaml").write_text(HELLO.replace("spec/hello", "spec/dir_b"))
+    (folder / "cred.yaml").write_text(json.dumps({**CREDENTIAL, "name": "spec_dir_cred"}))
+    registered = noetl(cluster, *url, "catalog", "register", str(folder))
+    assert registered.returncode == 0, registered.stderr
+    paths = {e["path"] for e in cluster.client.post("/api/catalog/list").json()["entries"]}
+    assert {"spec/dir_a", "spec/dir_b"} <= paths
+    assert cluster.client.get("/api/credentials/spec_dir_cred").status_code == 200
+    assert SECRET not in registered.stdout + registered.stderr
+
+    auto = noetl(cluster, *url, "exec", "catalog://spec/dir_a", "-r", "auto", "--set", "name=auto")
+    assert auto.returncode == 0, auto.stderr
+    started = json.loads(auto.stdout)  # a catalog reference with a server configured runs on the server
+    assert started["status"] == "started"
+    assert cluster.wait(str(started["execution_id"]))["steps"]["start"]["result"]["greeting"] == "hello auto"
+
+    inputs = tmp_path / "input.json"
+    inputs.write_text('{"name": "from-file"}')
+    ran = noetl(cluster, "--port", str(cluster.port), "execute", "playbook", "spec/dir_b", "--input", str(inputs),
+                "--json")
+    assert ran.returncode == 0, ran.stderr
+    doc = cluster.wait(str(json.loads(ran.stdout)["execution_id"]))
+    assert doc["steps"]["start"]["result"]["greeting"] == "hello from-file"
+
+    status = noetl(cluster, *url, "status", doc["execution_id"])
+    assert status.returncode == 0 and "completed" in status.stdout, status.stderr
+    events = noetl(cluster, *url, "events", doc["execution_id"])
+    assert events.returncode == 0 and "playbook.completed" in events.stdout, events.stderr
+    listed = noetl(cluster, *url, "catalog", "list")
+    assert listed.returncode == 0 and "spec/dir_a" in listed.stdout, listed.stderr
