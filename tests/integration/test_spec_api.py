@@ -6,6 +6,7 @@ One server and two workers (NOETL_API_TOKEN set) are shared by the whole module.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -18,6 +19,9 @@ from typing import Any
 import httpx
 import pytest
 from test_distributed_cluster import Cluster, create_database
+
+from noetl.server.app import create_app
+from noetl.server.state import ServerConfig
 
 TOKEN = "spec-api-token"
 SECRET = "pw-Zq81-never-shown"
@@ -585,3 +589,42 @@ def test_cli_plain_listings_directories_credentials_in_the_catalog_and_auto(clus
     assert events.returncode == 0 and "playbook.completed" in events.stdout, events.stderr
     listed = noetl(cluster, *url, "catalog", "list")
     assert listed.returncode == 0 and "spec/dir_a" in listed.stdout, listed.stderr
+
+
+def test_status_document_of_a_running_execution(cluster: Cluster) -> None:
+    execution_id = cluster.execute("spec/slow")
+    deadline = time.monotonic() + 20
+    doc = cluster.status(execution_id)
+    while doc["current_step"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        doc = cluster.status(execution_id)
+    try:
+        assert doc["status"] == "running" and doc["completed"] is False and doc["failed"] is False
+        assert doc["current_step"] == "start" and doc["ended_at"] is None and doc["result"] is None
+        assert doc["steps"]["start"]["status"] == "running"
+    finally:
+        cluster.client.post(f"/api/executions/{execution_id}/cancel")
+    cancelled = cluster.wait(execution_id, timeout=20)
+    assert cancelled["status"] == "cancelled" and cancelled["completed"] is False and cancelled["ended_at"]
+
+
+def test_sql_endpoint_when_enabled_is_read_only_and_rejects_bad_sql(cluster: Cluster) -> None:
+    async def main() -> None:
+        app = create_app(ServerConfig(database_url=cluster.database_url, sql_api_enabled=True, api_token=TOKEN))
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://noetl.test",
+                headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            ok = await client.post("/api/postgres/execute",
+                                   json={"query": "SELECT path FROM catalog WHERE path = %s", "params": ["spec/hello"],
+                                         "schema": "noetl"})
+            assert ok.status_code == 200, ok.text
+            assert ok.json()["columns"] == ["path"] and ok.json()["rows"][0] == ["spec/hello"]
+            for body in ({"query": "DELETE FROM noetl.catalog"}, {"query": "SELEC nonsense"}, {"query": ""},
+                         {"query": 5}):
+                response = await client.post("/api/postgres/execute", json=body)
+                assert 400 <= response.status_code < 500 and "error" in response.json(), (body, response.text)
+            assert (await client.post("/api/postgres/execute", json={"query": "SELECT 1"},
+                                      headers={"Authorization": "Bearer no"})).status_code == 401
+
+    asyncio.run(main())
+    assert cluster.sql("SELECT count(*) FROM noetl.catalog")[0][0] > 0
