@@ -177,8 +177,9 @@ class _Execution:
         events = self._stamp(decision.events)
         update = None
         if self.state.finished:
-            update = {"status": self.state.status, "result": self.status_result(), "error": self.state.error,
-                      "ended_at": events[-1].created_at}
+            redactor = self.runtime.redactor or self.services.redactor
+            update = {"status": self.state.status, "result": redactor.redact(self.status_result()),
+                      "error": redactor.redact(self.state.error), "ended_at": events[-1].created_at}
         stored = await self.runtime.store.append_events(self.execution_id, events, update=update)
         self._publish(stored)
 

@@ -140,6 +140,8 @@ def test_tool_failures_name_step_tool_and_cause(noetl, tmp_path: Path, pg_cluste
         assert fragment in doc["error"], doc["error"]
     assert "\n" not in doc["error"].strip()
     assert pg_cluster["password"] not in result.stdout and SECRET not in result.stdout
+    row = noetl("query", f"SELECT * FROM execution WHERE execution_id = '{doc['execution_id']}'", "--format", "json")
+    assert row.code == 0 and SECRET not in row.stdout and pg_cluster["password"] not in row.stdout
     assert "Traceback" not in result.stderr
     replay = noetl("status", doc["execution_id"], "--json").json()
     assert replay == doc  # the execution record is consistent
@@ -155,3 +157,21 @@ def test_credentials_list_without_data_and_delete(noetl, tmp_path: Path) -> None
     assert noetl("credential", "delete", "api").code == 0
     assert noetl("credential", "list", "--json").json() == []
     assert "credential 'api' not found" in noetl("credential", "delete", "api").stderr
+
+
+def test_a_secret_in_a_failure_message_is_redacted_everywhere(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    playbook = write(tmp_path, """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: leaky}
+workflow:
+  - step: start
+    tool: {kind: python, input: {t: "{{ secret.NOETL_DEMO_TOKEN }}"}, code: "raise ValueError('bad token ' + t)"}
+""")
+    result = noetl("run", playbook, "--json", env={"NOETL_DEMO_TOKEN": SECRET})
+    doc = result.json()
+    assert result.code == 1 and "bad token ***" in doc["error"]
+    row = noetl("query", f"SELECT * FROM execution WHERE execution_id = '{doc['execution_id']}'", "--format", "json")
+    events = noetl("events", doc["execution_id"], "--json")
+    for text in (result.stdout, result.stderr, row.stdout, events.stdout):
+        assert SECRET not in text
