@@ -10,6 +10,7 @@ from typing import Any
 import click
 import yaml
 
+from noetl.cli.options import server_options
 from noetl.errors import InputError
 
 
@@ -82,6 +83,7 @@ def install(cli: click.Group) -> None:
 
     @catalog.command("register")
     @click.argument("target")
+    @server_options
     @click.pass_obj
     @handle_errors
     def catalog_register(obj: Any, target: str) -> None:
@@ -91,6 +93,7 @@ def install(cli: click.Group) -> None:
     @catalog.command("list")
     @click.argument("kind", required=False)
     @click.option("--json", "as_json", is_flag=True)
+    @server_options
     @click.pass_obj
     @handle_errors
     def catalog_list(obj: Any, kind: str | None, as_json: bool) -> None:
@@ -112,6 +115,7 @@ def install(cli: click.Group) -> None:
     @catalog.command("get")
     @click.argument("path")
     @click.option("--version", type=int, default=None)
+    @server_options
     @click.pass_obj
     @handle_errors
     def catalog_get(obj: Any, path: str, version: int | None) -> None:
@@ -143,6 +147,7 @@ def install(cli: click.Group) -> None:
     @click.argument("what", required=False)
     @click.argument("target", required=False)
     @click.option("-f", "--file", "file", help="Credential or playbook file.")
+    @server_options
     @click.pass_obj
     @handle_errors
     def register(obj: Any, what: str | None, target: str | None, file: str | None) -> None:
@@ -158,6 +163,7 @@ def install(cli: click.Group) -> None:
 
     @credential.command("list")
     @click.option("--json", "as_json", is_flag=True)
+    @server_options
     @click.pass_obj
     @handle_errors
     def credential_list(obj: Any, as_json: bool) -> None:
@@ -173,6 +179,7 @@ def install(cli: click.Group) -> None:
 
     @credential.command("delete")
     @click.argument("name")
+    @server_options
     @click.pass_obj
     @handle_errors
     def credential_delete(obj: Any, name: str) -> None:
@@ -200,6 +207,7 @@ def _install_seed_aliases(cli: click.Group) -> None:
     @click.option("--payload")
     @click.option("--version", type=int, default=None)
     @click.option("--json", "as_json", is_flag=True)
+    @server_options
     @click.pass_obj
     @handle_errors
     def playbooks(obj: Any, register_file_: str | None, execute: bool, path: str | None, payload: str | None,
@@ -223,6 +231,7 @@ def _install_seed_aliases(cli: click.Group) -> None:
     @click.option("--input", "input_file", help="JSON payload file.")
     @click.option("--payload")
     @click.option("--json", "as_json", is_flag=True)
+    @server_options
     @click.pass_obj
     @handle_errors
     def execute_playbook(obj: Any, path: str, input_file: str | None, payload: str | None, as_json: bool) -> None:
@@ -231,6 +240,7 @@ def _install_seed_aliases(cli: click.Group) -> None:
     @execute.command("status")
     @click.argument("execution_id")
     @click.option("--json", "as_json", is_flag=True)
+    @server_options
     @click.pass_context
     def execute_status(ctx: click.Context, execution_id: str, as_json: bool) -> None:
         from noetl.cli.main import status

@@ -219,3 +219,17 @@ def test_a_bare_catalog_path_runs_the_registered_playbook(noetl, tmp_path: Path)
         assert result.code == 0, result.stderr
         assert result.json()["result"]["n"] == 7
     assert "file not found" in assert_one_line_error(noetl("exec", "guides/not_registered"))
+
+
+def test_seed_spellings_take_the_server_port_after_the_command(noetl) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for args in (["playbooks", "--register", str(GOOD), "--port", str(port)],
+                 ["playbooks", "--execute", "--path", "x/y", "--port", str(port)],
+                 ["execute", "status", "1", "--json", "--host", "127.0.0.1", "--port", str(port)],
+                 ["catalog", "list", "--port", str(port)]):
+        line = assert_one_line_error(noetl(*args))
+        assert f":{port}" in line and "cannot reach the NoETL server" in line, (args, line)
