@@ -10,6 +10,11 @@ Every decision runs in the PostgreSQL transaction that records the event that tr
 4. ``engine.handle``; append the resulting events, queue the new commands, mark the command done;
 5. commit (with a NOTIFY so idle workers wake up at once).
 
+A worker deciding (``affinity``) inserts as many of the new commands as it has free slots already
+leased to itself (attempt 1, the usual lease expiry) and starts them once the decision committed,
+with the state it just folded: a chain's next step needs no NOTIFY, no lease and no catch-up read.
+These are ordinary leased rows: heartbeats extend them and the reaper re-queues them after a crash.
+
 A crash anywhere before the commit loses nothing (the command's lease expires and it runs again);
 after it, nothing is decided twice. The in-process cache is an optimisation only: any failure drops
 the execution's entry and the next decision rebuilds it from the event log.
@@ -19,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import socket
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from noetl.clock import Clock, iso, utc_now
 from noetl.dsl.model import Playbook
@@ -95,6 +101,30 @@ class Handled:
     commands: list[Command]
 
 
+class Affinity(Protocol):
+    """A worker that runs the new commands of its own decisions while it has free slots."""
+
+    name: str
+
+    def lease_seconds(self) -> float: ...
+
+    def reserve(self, wanted: int) -> int:
+        """Reserve up to ``wanted`` free slots; return how many were reserved."""
+
+    def unreserve(self, count: int) -> None:
+        """Give back reserved slots (the decision did not commit)."""
+
+    def start_leased(self, leased: list[LeasedCommand]) -> None:
+        """Run commands inserted leased to this worker (their slots were reserved)."""
+
+
+@dataclass(slots=True)
+class Claim:
+    """The commands a decision transaction inserted leased to the deciding worker."""
+
+    leased: list[LeasedCommand] = field(default_factory=list)
+
+
 class UnstorableReport(StoreError):
     """A report whose events cannot be stored (e.g. a result that is not JSON): only its reporter
     gets the error; the rest of the batch is decided again without it."""
@@ -127,6 +157,9 @@ def command_arrays(commands: list[Command], as_of: int) -> dict[str, list[str]]:
             "payloads": [command_payload(c, as_of) for c in commands]}
 
 
+NO_LEASE: dict[str, Any] = {"lease_count": 0, "lease_owner": None, "lease_seconds": 0.0}
+
+
 def command_from_lease(leased: LeasedCommand, cached: CachedExecution) -> Command:
     payload = leased.payload
     local = payload.get("local") or {}
@@ -143,9 +176,10 @@ class DecisionCore:
     """Submits executions and turns reports into decisions, transactionally, on one PostgreSQL store."""
 
     def __init__(self, store: PostgresStore, *, clock: Clock = utc_now, services_factory: Any = None,
-                 owner: str = "") -> None:
+                 owner: str = "", affinity: Affinity | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.affinity = affinity
         # Step runs recorded by this process, for /metrics (flushed by the reaper's loop).
         self.stats = StepStats(owner or f"{socket.gethostname()}-{os.getpid()}")
         # Builds the per-execution services (credentials, child playbooks); workers pass their own.
@@ -252,11 +286,14 @@ class DecisionCore:
         of the deciding task leaves the other reports to be decided again.
         """
         batch, cached.pending = cached.pending[:MAX_BATCH], cached.pending[MAX_BATCH:]
-        work = partial(self._decide_in_transaction, cached=cached, batch=batch)
+        claim = Claim()
+        work = partial(self._decide_in_transaction, cached=cached, batch=batch, claim=claim)
         try:
             outcomes = await self.store.write(
                 f"recording {len(batch)} report(s) for execution {cached.execution_id}", work, pipeline=True)
         except BaseException as exc:
+            if claim.leased and self.affinity is not None:
+                self.affinity.unreserve(len(claim.leased))
             cached.broken = True
             self._forget(cached.execution_id)
             if isinstance(exc, UnstorableReport):
@@ -267,6 +304,8 @@ class DecisionCore:
             else:
                 raise
             return
+        if claim.leased and self.affinity is not None:
+            self.affinity.start_leased(claim.leased)
         for report, outcome in zip(batch, outcomes, strict=True):
             report.outcome = outcome
             if outcome and report.leased is not None:
@@ -282,7 +321,7 @@ class DecisionCore:
                            float(duration) if isinstance(duration, int | float) else None)
 
     async def _decide_in_transaction(self, conn: Connection, cached: CachedExecution,
-                                     batch: list[PendingReport]) -> list[bool]:
+                                     batch: list[PendingReport], claim: Claim | None = None) -> list[bool]:
         """Lock, check the leases, catch up, handle the reports in order, write everything; return for
         each report whether it was recorded (not: a duplicate, a lost lease, a finished execution)."""
         execution_id = cached.execution_id
@@ -305,7 +344,7 @@ class DecisionCore:
         handled = self._handle_all(cached, valid)
         recorded = {id(h.report) for h in handled}
         if handled:
-            await self._record(conn, cached, handled)
+            await self._record(conn, cached, handled, claim)
         await self._finish_commands(conn, [r for r in valid if id(r) not in recorded], "cancelled")
         if cached.state.finished:
             # What is still queued or running can no longer matter: workers skip it, or stop it at
@@ -347,10 +386,13 @@ class DecisionCore:
             cached.last_event_id = int(rows[-1][6])
         cached.state.issued.clear()
 
-    async def _record(self, conn: Connection, cached: CachedExecution, handled: list[Handled]) -> None:
+    async def _record(self, conn: Connection, cached: CachedExecution, handled: list[Handled],
+                      claim: Claim | None = None) -> None:
         """Write the decision in one statement (``record_decision``): it goes out with the COMMIT.
 
-        The execution row is locked and the cache caught up, so the event ids are known here.
+        The execution row is locked and the cache caught up, so the event ids are known here. With an
+        ``affinity``, the new commands the worker has free slots for are inserted leased to it and
+        listed in ``claim`` (started by the caller once the transaction committed).
         """
         state = cached.state
         rows = [row for h in handled for row in h.rows]
@@ -365,9 +407,23 @@ class DecisionCore:
         cached.last_event_id += len(rows)
         commands = [command for h in handled for command in h.commands]
         done = [h.report.leased.command_id for h in handled if h.report.leased is not None]
+        arrays = command_arrays(commands, cached.last_event_id)
+        lease = {**NO_LEASE, "lease_now": self.clock()}
+        if claim is not None and self.affinity is not None:
+            if claim.leased:  # a previous try of this transaction reserved slots: start afresh
+                self.affinity.unreserve(len(claim.leased))
+                claim.leased = []
+            count = self.affinity.reserve(len(commands)) if commands and not state.finished else 0
+            if count:
+                lease.update(lease_count=count, lease_owner=self.affinity.name,
+                             lease_seconds=float(self.affinity.lease_seconds()))
+                claim.leased = [
+                    LeasedCommand(c.command_id, cached.execution_id, c.step, 1, json.loads(payload),
+                                  self.affinity.name)
+                    for c, payload in zip(commands[:count], arrays["payloads"], strict=False)]
         await conn.execute(self.store.q["record_decision"], {
             **bump_params(cached.execution_id, len(rows), update), **event_arrays(rows),
-            **command_arrays(commands, cached.last_event_id), **CHANNELS,
+            **arrays, **CHANNELS, **lease,
             "now": now, "done_ids": done, "execution_key": cached.execution_id,
         })
 

@@ -2,7 +2,8 @@
 
 One asyncio task per leased command (up to ``concurrency``). The worker reports through the
 decision core in its own PostgreSQL transaction, so the next step is queued the moment this one is
-recorded. Wake-ups come from ``LISTEN noetl_commands``; a poll every ``poll_interval`` seconds covers
+recorded; while the worker has free slots, the new commands of its decisions are inserted leased to
+it in that transaction and started at once (see ``DecisionCore``). Wake-ups come from ``LISTEN noetl_commands``; a poll every ``poll_interval`` seconds covers
 lost notifications. When PostgreSQL goes away every loop backs off and retries; work leased before
 the outage either reports afterwards (reports are idempotent) or is re-run after its lease expires.
 
@@ -70,12 +71,13 @@ class Worker:
         self.database_url = database_url
         pool_size = self.options.pool_size or self.options.concurrency + 4
         self.store = PostgresStore(database_url, max_size=pool_size)
-        self.core = DecisionCore(self.store, services_factory=self._services, owner=self.name)
+        self.core = DecisionCore(self.store, services_factory=self._services, owner=self.name, affinity=self)
         self.queue = CommandQueue(self.store)
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
         self.in_flight: dict[str, tuple[LeasedCommand, asyncio.Task[None]]] = {}
         self.waiting_on_children = 0  # commands parked on a child execution free their slot
+        self.reserved = 0  # slots held for commands a decision in progress inserts leased to us
         self.completed = 0
 
     def _services(self, core: DecisionCore, request: RunRequest, execution_id: str) -> LocalServices:
@@ -133,7 +135,27 @@ class Worker:
 
     # leasing ---------------------------------------------------------------------------
     def _free_slots(self) -> int:
-        return self.options.concurrency - (len(self.in_flight) - self.waiting_on_children)
+        return self.options.concurrency - (len(self.in_flight) - self.waiting_on_children) - self.reserved
+
+    # the decision core's affinity: commands of our own decisions, leased to us as they are inserted
+    def lease_seconds(self) -> float:
+        return self.options.lease_seconds
+
+    def reserve(self, wanted: int) -> int:
+        if self.stop.is_set():
+            return 0
+        count = max(0, min(wanted, self._free_slots()))
+        self.reserved += count
+        return count
+
+    def unreserve(self, count: int) -> None:
+        self.reserved -= count
+        self.wake.set()
+
+    def start_leased(self, leased: list[LeasedCommand]) -> None:
+        self.reserved -= len(leased)
+        for command in leased:
+            self._start(command)
 
     async def _lease_loop(self) -> None:
         failures = 0

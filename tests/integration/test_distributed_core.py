@@ -168,3 +168,83 @@ def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str) -> None
     status, errors = asyncio.run(scenario())
     assert status == "failed"
     assert len(errors) == 1 and errors[0]["kind"] == "unstorable_result" and "JSON" in errors[0]["message"]
+
+
+CHAIN = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: chain, path: tests/core_chain}
+workflow:
+  - step: start
+    tool: {kind: noop}
+    next: [{step: second}]
+  - step: second
+    tool: {kind: noop}
+"""
+
+
+class FakeAffinity:
+    """A worker with ``slots`` free slots, recording what the core started on it."""
+
+    name = "w1"
+
+    def __init__(self, slots: int) -> None:
+        self.slots, self.reserved = slots, 0
+        self.started: list[LeasedCommand] = []
+
+    def lease_seconds(self) -> float:
+        return 30.0
+
+    def reserve(self, wanted: int) -> int:
+        count = min(wanted, self.slots - self.reserved)
+        self.reserved += count
+        return count
+
+    def unreserve(self, count: int) -> None:
+        self.reserved -= count
+
+    def start_leased(self, leased: list[LeasedCommand]) -> None:
+        self.reserved -= len(leased)
+        self.slots -= len(leased)
+        self.started.extend(leased)
+
+
+def command_rows(url: str) -> dict[str, tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT step, status, attempt, lease_owner, lease_expires_at IS NOT NULL FROM noetl.command")
+        return {row[0]: row[1:] for row in rows.fetchall()}
+
+
+@pytest.mark.parametrize("slots", [1, 0])
+def test_a_deciding_worker_leases_the_next_command_to_itself_and_the_reaper_requeues_it(url: str, slots: int) -> None:
+    from datetime import timedelta
+
+    async def scenario() -> tuple[dict[str, tuple[Any, ...]], list[LeasedCommand], list[str]]:
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            affinity = FakeAffinity(slots)
+            core = DecisionCore(store, affinity=affinity)
+            execution_id = await core.submit(playbook_text=CHAIN)
+            queue = CommandQueue(store)
+            first = await queue.lease(owner="w1", limit=1, lease_seconds=30, now=core.now())
+            event = Event(execution_id, ev.CALL_DONE, node_name="start", status="completed", result=1,
+                          meta={"command_id": first[0].command_id, "attempt": 1, "worker": "w1"})
+            assert await core.report(first[0], event)
+            rows = command_rows(url)
+            # The worker "crashes": its lease runs out and the reaper hands the command back.
+            requeued = await queue.requeue_expired(max_attempts=3, now=core.now() + timedelta(seconds=60))
+            return rows, affinity.started, requeued
+        finally:
+            await store.close()
+
+    rows, started, requeued = asyncio.run(scenario())
+    if slots:
+        assert rows["second"] == ("leased", 1, "w1", True)
+        assert [(c.step, c.attempt, c.lease_owner, c.payload["as_of"] > 0) for c in started] == [
+            ("second", 1, "w1", True)]
+        assert requeued == [started[0].command_id]
+    else:
+        assert rows["second"] == ("queued", 0, None, False)
+        assert started == [] and requeued == []
+    assert command_rows(url)["second"][0] == "queued"

@@ -125,6 +125,9 @@ SELECT pg_notify(%(commands_channel)s, '');
 -- Everything a decision writes, in one statement: reserve the event ids and update the execution
 -- (the row is already locked), append the events, queue the new commands, mark the reported ones
 -- done, and wake workers when there is new work and waiters when the execution ended.
+-- The first %(lease_count)s new commands are inserted already leased to %(lease_owner)s (attempt 1,
+-- the lease expiry and heartbeat of lease_commands): the deciding worker runs them at once. Only the
+-- others are queued, and only they wake workers.
 WITH bumped AS (
     UPDATE noetl.execution SET
         last_event_id = last_event_id + %(count)s,
@@ -141,14 +144,22 @@ WITH bumped AS (
                 %(results)b::text[], %(errors)b::text[], %(metas)b::text[], %(created_ats)b::text[])
          AS e(event_id, event_type, node_name, status, result, error, meta, created_at)
 ), queued AS (
-    INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at)
-    SELECT c.command_id, %(execution_id)s, c.step, c.payload::jsonb, 'queued', %(now)s::timestamptz
-    FROM unnest(%(command_ids)b::text[], %(steps)b::text[], %(payloads)b::text[]) AS c(command_id, step, payload)
+    INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at,
+                               attempt, lease_owner, lease_expires_at, heartbeat_at)
+    SELECT c.command_id, %(execution_id)s, c.step, c.payload::jsonb,
+           CASE WHEN c.n <= %(lease_count)s::int THEN 'leased' ELSE 'queued' END, %(now)s::timestamptz,
+           CASE WHEN c.n <= %(lease_count)s::int THEN 1 ELSE 0 END,
+           CASE WHEN c.n <= %(lease_count)s::int THEN %(lease_owner)s::text END,
+           CASE WHEN c.n <= %(lease_count)s::int
+                THEN %(lease_now)s::timestamptz + make_interval(secs => %(lease_seconds)s) END,
+           CASE WHEN c.n <= %(lease_count)s::int THEN %(lease_now)s::timestamptz END
+    FROM unnest(%(command_ids)b::text[], %(steps)b::text[], %(payloads)b::text[]) WITH ORDINALITY
+         AS c(command_id, step, payload, n)
     ON CONFLICT (command_id) DO NOTHING
 ), done AS (
     UPDATE noetl.command SET status = 'done', lease_expires_at = NULL WHERE command_id = ANY(%(done_ids)b::text[])
 )
-SELECT CASE WHEN cardinality(%(command_ids)b::text[]) > 0 THEN pg_notify(%(commands_channel)s, '') END,
+SELECT CASE WHEN cardinality(%(command_ids)b::text[]) > %(lease_count)s::int THEN pg_notify(%(commands_channel)s, '') END,
        CASE WHEN %(set_status)s THEN pg_notify(%(executions_channel)s, %(execution_key)s) END;
 
 -- name: lease_commands
