@@ -32,14 +32,14 @@ def merge_payload(workload: dict[str, Any], payload: dict[str, Any] | None, *, m
         return dict(workload)
     if not merge:
         return {**workload, **payload}
-    return _deep_merge(workload, payload)
+    return deep_merge(workload, payload)
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out

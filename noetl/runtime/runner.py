@@ -15,6 +15,7 @@ from typing import Any
 from noetl.dsl.model import Playbook
 from noetl.dsl.render import RenderContext, evaluate_when, render_data
 from noetl.engine.commands import Command
+from noetl.engine.decide import deep_merge
 from noetl.errors import NoetlError, ToolError
 from noetl.tools.base import ToolCall, ToolServices, get_tool
 
@@ -138,7 +139,7 @@ class Runner:
         if action.get("call") is not None:
             context = self._policy_context(pipe, envelope)
             changes = render_data(action["call"], context, where=f"step {pipe.command.step!r} call")
-            pipe.overrides[index] = _deep_merge(pipe.overrides.get(index) or {}, changes)
+            pipe.overrides[index] = deep_merge(pipe.overrides.get(index) or {}, changes)
         return index
 
     async def _run_task(self, pipe: _Pipeline, task: dict[str, Any], name: str) -> tuple[bool, Any, Any]:
@@ -262,14 +263,7 @@ def _check_contract(name: str, contract: dict[str, Any] | None, part: str, value
 
 
 def _with_overrides(task: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    return _deep_merge(task, overrides) if overrides else task
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+    return deep_merge(task, overrides) if overrides else task
 
 
 def _backoff_delay(action: Mapping[str, Any], attempt: int) -> float:
