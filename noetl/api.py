@@ -13,7 +13,8 @@ import yaml
 from noetl.dsl.check import Problem
 from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
 from noetl.errors import InputError, NotFoundError
-from noetl.runtime.local import EventListener, LocalRuntime, RunRequest
+from noetl.runtime.local import EventListener, LocalRuntime
+from noetl.runtime.request import RunRequest
 from noetl.settings import load_settings
 from noetl.store.base import Store
 

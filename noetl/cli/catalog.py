@@ -10,7 +10,9 @@ from typing import Any
 import click
 import yaml
 
+from noetl.cli.app import echo_rows, handle_errors, run_sync, with_store
 from noetl.cli.options import server_options
+from noetl.cli.running import run_local
 from noetl.errors import InputError
 
 
@@ -50,8 +52,6 @@ async def register_file(store: Any, file: Path) -> dict[str, Any]:
 
 
 def _register(obj: Any, target: str) -> list[dict[str, Any]]:
-    from noetl.cli.main import run_sync, with_store
-
     files = _playbook_files(target)
     if obj.server_url:
         from noetl.cli.remote import post_json
@@ -75,8 +75,6 @@ def _echo(value: Any) -> None:
 
 
 def install(cli: click.Group) -> None:
-    from noetl.cli.main import echo_rows, handle_errors, run_sync, with_store
-
     @cli.group()
     def catalog() -> None:
         """Playbooks (and credentials) by path, with versions."""
@@ -198,8 +196,6 @@ def install(cli: click.Group) -> None:
 
 def _install_seed_aliases(cli: click.Group) -> None:
     """The spellings the user guides use: `playbooks --register/--execute`, `execute playbook|status`."""
-    from noetl.cli.main import _run_local, handle_errors
-
     @cli.command("playbooks")
     @click.option("--register", "register_file_", help="Playbook file to register.")
     @click.option("--execute", is_flag=True)
@@ -243,16 +239,14 @@ def _install_seed_aliases(cli: click.Group) -> None:
     @server_options
     @click.pass_context
     def execute_status(ctx: click.Context, execution_id: str, as_json: bool) -> None:
-        from noetl.cli.main import status
+        from noetl.cli.control import status
 
         ctx.invoke(status, execution_id=execution_id, as_json=as_json)
 
-    del _run_local
 
 
 def _execute(obj: Any, path: str, payload: str | None, version: int | None, as_json: bool) -> None:
     from noetl.api import parse_payload
-    from noetl.cli.main import _run_local
 
     data = parse_payload(payload)
     if obj.server_url:
@@ -262,5 +256,5 @@ def _execute(obj: Any, path: str, payload: str | None, version: int | None, as_j
         _echo(submit(obj.server_url, ref, data, False))
         return
     ref = path if Path(path).exists() else f"catalog://{path}" + (f"@{version}" if version else "")
-    _run_local(ref, data, False, as_json)
+    run_local(ref, data, False, as_json)
     sys.exit(0)

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from noetl.cli.app import handle_errors, run_sync
 from noetl.errors import InputError
 
 
@@ -37,8 +38,6 @@ def _logging(level: str) -> None:
 
 
 def install(cli: click.Group) -> None:
-    from noetl.cli.main import handle_errors, run_sync
-
     database_option = click.option("--database-url", default=None, metavar="URL",
                                    help="PostgreSQL URL (default: NOETL_DATABASE_URL).")
 

@@ -44,7 +44,7 @@ from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
 from noetl.errors import NotFoundError, StoreError
 from noetl.ids import new_execution_id
-from noetl.runtime.local import RunRequest
+from noetl.runtime.request import RunRequest
 from noetl.runtime.services import LocalServices
 from noetl.store.base import ExecutionRecord
 from noetl.store.common import encode_json

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from noetl.clock import Clock, iso, utc_now
-from noetl.dsl.model import Playbook
 from noetl.engine import events as ev
 from noetl.engine.commands import Command
 from noetl.engine.decide import Decision, Engine
@@ -23,26 +20,13 @@ from noetl.engine.state import ExecutionState
 from noetl.engine.status import StatusFolder
 from noetl.ids import new_execution_id
 from noetl.runtime.report import crash_outcome, outcome_event
+from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Outcome, Runner
 from noetl.store.base import ExecutionRecord, Store
 
 EventListener = Callable[[Event], None]
-MAX_CHILD_DEPTH = 16
 MAX_BATCH = 256  # outcomes folded into one store transaction
 CANCEL_POLL_SECONDS = 0.25  # how often a run looks for a cancel recorded by another process
-
-
-@dataclass(slots=True)
-class RunRequest:
-    playbook: Playbook
-    playbook_text: str = ""
-    playbook_dir: Path | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
-    merge: bool = False
-    parent_execution_id: str | None = None
-    execution_id: str | None = None
-    depth: int = 0
-    chain: tuple[str, ...] = ()  # playbook paths from the root, to detect call cycles
 
 
 class LocalRuntime:

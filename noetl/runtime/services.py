@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
 from noetl.dsl.render import RenderContext, render_data
 from noetl.errors import NoetlError, NotFoundError, PlaybookError, TemplateError, ToolError
+from noetl.runtime.request import MAX_CHILD_DEPTH, RunRequest
 from noetl.secrets import SecretResolver
 from noetl.tools.base import ToolCall
 
 if TYPE_CHECKING:
-    from noetl.runtime.local import LocalRuntime, RunRequest
+    from noetl.runtime.local import LocalRuntime
 
 _SECRET_NAME = re.compile(r"secret\.([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -61,8 +62,6 @@ class LocalServices:
 
     async def run_child_playbook(self, *, path: str, payload: dict[str, Any], version: int | None,
                                  return_step: str | None, call: ToolCall) -> Any:
-        from noetl.runtime.local import MAX_CHILD_DEPTH, RunRequest
-
         if self.request.depth + 1 > MAX_CHILD_DEPTH:
             raise ToolError(f"playbook call depth limit ({MAX_CHILD_DEPTH}) reached calling {path!r}: "
                             f"chain {' -> '.join(self.request.chain)}", kind="playbook")

@@ -30,9 +30,9 @@ import psycopg
 from noetl.engine.events import Event
 from noetl.errors import NoetlError, StoreError, ToolError
 from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease, load_status
-from noetl.runtime.local import RunRequest
 from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
+from noetl.runtime.request import MAX_CHILD_DEPTH, RunRequest
 from noetl.runtime.runner import Runner
 from noetl.runtime.services import LocalServices
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
@@ -41,7 +41,6 @@ from noetl.tools.base import ToolCall
 
 log = logging.getLogger("noetl.worker")
 
-MAX_CHILD_DEPTH = 16
 MAX_BACKOFF = 5.0
 
 # The command a tool runs under (each command runs in its own task, so this is per command).

@@ -1,0 +1,93 @@
+"""The `noetl` click group and the helpers every command module shares.
+
+Command modules (`running`, `checks`, `inspect`, `catalog`, ...) import from here and register
+their commands on `cli`; `main.py` only assembles them, so no module imports `main`.
+
+Exit codes: 0 success, 1 the execution failed or was cancelled, 2 invalid playbook or arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from noetl.errors import NoetlError
+
+T = TypeVar("T")
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: Callable[..., T]) -> Callable[..., T]:
+    """User mistakes become one line on stderr with the right exit code, never a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return func(*args, **kwargs)
+        except NoetlError as exc:
+            fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                  EXIT_FAILED if type(exc).__name__ == "StoreError" else EXIT_INVALID)
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_FAILED)
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def with_store(action: Callable[[Any], Awaitable[T]]) -> T:
+    from noetl.api import open_store
+
+    store = await open_store()
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def echo_rows(rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]) -> None:
+    """A listing: one JSON array with ``--json``, else one ``line(row)`` per row."""
+    if as_json:
+        click.echo(json.dumps(rows, default=str))
+        return
+    for row in rows:
+        click.echo(line(row))
+
+
+class Context:
+    def __init__(self, server_url: str | None) -> None:
+        self.server_url = server_url
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--server-url", envvar="NOETL_SERVER_URL", default=None, help="NoETL server (distributed runtime).")
+@click.option("--host", default=None, help="Server host (with --port).")
+@click.option("--port", type=int, default=None, help="Server port; alone it means a server on localhost.")
+@click.version_option(package_name="noetl")
+@click.pass_context
+def cli(ctx: click.Context, server_url: str | None, host: str | None, port: int | None) -> None:
+    """NoETL: run playbooks that orchestrate APIs, databases and scripts."""
+    if server_url is None and (host or port):
+        server_url = f"http://{host or 'localhost'}:{port or 8082}"
+    ctx.obj = Context(server_url)
+
+

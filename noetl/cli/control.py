@@ -1,0 +1,83 @@
+"""`noetl status`, `noetl events` and `noetl cancel`: inspect and control an execution."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from noetl.cli.app import Context, cli, echo_rows, handle_errors, print_json, run_sync, with_store
+from noetl.errors import NotFoundError
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def status(obj: Context, execution_id: str, as_json: bool) -> None:
+    """Show an execution's status document."""
+    doc = status_doc(obj, execution_id)
+    if as_json:
+        click.echo(json.dumps(doc, default=str))
+        return
+    click.echo(f"execution {doc['execution_id']} ({doc['path']}): {doc['status']}")
+    for name, step in doc["steps"].items():
+        click.echo(f"  {name}: {step['status']}")
+    if doc.get("error"):
+        click.echo(f"error: {doc['error']}")
+
+
+def status_doc(obj: Context, execution_id: str) -> dict[str, Any]:
+    if obj.server_url:
+        from noetl.cli.remote import get_json
+
+        return get_json(obj.server_url, f"/api/executions/{execution_id}/status")
+
+    async def load(store: Any) -> dict[str, Any]:
+        from noetl.engine.status import status_document
+
+        if await store.get_execution(execution_id) is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return status_document(await store.list_events(execution_id))
+
+    return run_sync(with_store(load))
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def events(obj: Context, execution_id: str, as_json: bool) -> None:
+    """List an execution's events."""
+    if obj.server_url:
+        from noetl.cli.remote import get_json
+
+        rows = get_json(obj.server_url, f"/api/executions/{execution_id}/events")
+    else:
+        async def load(store: Any) -> list[dict[str, Any]]:
+            if await store.get_execution(execution_id) is None:
+                raise NotFoundError(f"execution {execution_id} not found")
+            return [e.to_dict() for e in await store.list_events(execution_id)]
+
+        rows = run_sync(with_store(load))
+    echo_rows(rows, as_json, lambda row: f"{row['event_id']:>5} {row['created_at']} {row['event_type']:<20} "
+                                         f"{row.get('node_name') or '':<24} {row.get('status') or ''}")
+
+
+@cli.command()
+@click.argument("execution_id")
+@click.pass_obj
+@handle_errors
+def cancel(obj: Context, execution_id: str) -> None:
+    """Cancel a running execution (and its children)."""
+    if obj.server_url:
+        from noetl.cli.remote import post_json
+
+        print_json(post_json(obj.server_url, f"/api/executions/{execution_id}/cancel", {}))
+        return
+    from noetl.runtime.cancel import cancel_local
+
+    print_json(run_sync(with_store(lambda store: cancel_local(store, execution_id))))

@@ -1,0 +1,117 @@
+"""`noetl run` and `noetl exec`: run a playbook locally, or submit it to a server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from noetl.cli.app import EXIT_FAILED, Context, cli, handle_errors, print_json, run_sync, with_store
+
+
+def payload_from_options(payload: str | None, sets: tuple[str, ...]) -> dict[str, Any]:
+    from noetl.api import apply_sets, parse_payload
+
+    return apply_sets(parse_payload(payload), sets)
+
+
+def print_warnings(loaded: Any) -> None:
+    for problem in loaded.warnings:
+        click.echo(str(problem), err=True)
+
+
+def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, strict: bool = False) -> None:
+    from noetl.api import resolve_playbook, run_async
+    from noetl.cli.progress import make_progress
+
+    async def main(store: Any) -> dict[str, Any]:
+        loaded = await resolve_playbook(ref, store)
+        loaded.require(strict=strict)
+        print_warnings(loaded)
+        progress = make_progress(True)
+        try:
+            return await run_async(ref, store=store, payload=payload, merge=merge, listener=progress,
+                                   loaded=loaded)
+        finally:
+            if progress is not None:
+                progress.close()
+
+    doc = run_sync(with_store(main))
+    if as_json:
+        click.echo(json.dumps(doc, default=str))
+    else:
+        _print_summary(doc)
+    sys.exit(0 if doc["status"] == "completed" else EXIT_FAILED)
+
+
+def _print_summary(doc: dict[str, Any]) -> None:
+    click.echo(f"execution {doc['execution_id']}: {doc['status']} in {doc.get('duration_seconds')} s")
+    if doc["status"] == "completed":
+        click.echo("result: " + json.dumps(doc["result"], default=str)[:2000])
+    else:
+        click.echo(f"error: {doc.get('error')}")
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--payload", help="JSON object, or @file.json, merged over the workload.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set one payload value (YAML scalar).")
+@click.option("--merge", is_flag=True, help="Deep-merge the payload into the workload.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON status document.")
+@click.option("--strict", is_flag=True, help="Treat warnings (unknown keys) as errors.")
+@handle_errors
+def run(ref: str, payload: str | None, sets: tuple[str, ...], merge: bool, as_json: bool, strict: bool) -> None:
+    """Run a playbook locally and wait (REF: file or catalog://path[@version])."""
+    run_local(ref, payload_from_options(payload, sets), merge, as_json, strict)
+
+
+@cli.command("exec")
+@click.argument("ref")
+@click.option("-r", "--runtime", type=click.Choice(["local", "distributed", "auto"]), default="auto")
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; run nothing.")
+@click.option("--payload")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--merge", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def exec_(obj: Context, ref: str, runtime: str, dry_run: bool, payload: str | None, sets: tuple[str, ...],
+          merge: bool, as_json: bool) -> None:
+    """Like `run`; `-r distributed` submits to the server. A file runs locally under `auto`."""
+    data = payload_from_options(payload, sets)
+    distributed = runtime == "distributed" or (runtime == "auto" and obj.server_url and _is_catalog_ref(ref))
+    if dry_run:
+        _dry_run(ref, obj if distributed else None)
+        return
+    if distributed:
+        from noetl.cli.remote import submit
+
+        print_json(submit(obj.server_url, ref, data, merge))
+        return
+    run_local(ref, data, merge, as_json)
+
+
+def _is_catalog_ref(ref: str) -> bool:
+    import os
+
+    return ref.startswith("catalog://") or not os.path.exists(ref)
+
+
+def _dry_run(ref: str, remote: Context | None) -> None:
+    from noetl.api import resolve_playbook
+
+    if remote is not None and remote.server_url and _is_catalog_ref(ref):
+        from noetl.cli.remote import fetch_catalog_content
+        from noetl.dsl.parse import load_playbook_text
+
+        loaded = load_playbook_text(fetch_catalog_content(remote.server_url, ref), ref)
+    else:
+        loaded = run_sync(with_store(lambda store: resolve_playbook(ref, store)))
+    playbook = loaded.require()
+    print_warnings(loaded)
+    plan = {"path": playbook.path, "entry_step": playbook.entry_step, "valid": True,
+            "steps": [{"step": s.step, "tool": s.kind, "loop": bool(s.loop),
+                       "next": [a.step for a in s.next.arcs if a.step]} for s in playbook.workflow]}
+    print_json(plan)

@@ -1,0 +1,25 @@
+"""What starting an execution needs, shared by both runtimes and the child-playbook call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noetl.dsl.model import Playbook
+
+# How deep child playbooks may nest (a parent calling a child calling a grandchild ...).
+MAX_CHILD_DEPTH = 16
+
+
+@dataclass(slots=True)
+class RunRequest:
+    playbook: Playbook
+    playbook_text: str = ""
+    playbook_dir: Path | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    merge: bool = False
+    parent_execution_id: str | None = None
+    execution_id: str | None = None
+    depth: int = 0
+    chain: tuple[str, ...] = ()  # playbook paths from the root, to detect call cycles
