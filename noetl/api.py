@@ -116,20 +116,9 @@ async def run_async(
     try:
         return await runtime.run(request)
     finally:
+        from noetl.tools.base import shutdown_tools
+
         await shutdown_tools()
-
-
-async def shutdown_tools() -> None:
-    """Close pooled clients and worker processes that tools started (only those imported)."""
-    import sys
-
-    closers = [("noetl.tools.python", "shutdown_python_pool"), ("noetl.tools.http", "close_http_clients"),
-               ("noetl.tools.postgres", "close_postgres_pools")]
-    for module_name, attr in closers:
-        module = sys.modules.get(module_name)
-        closer = getattr(module, attr, None) if module else None
-        if closer is not None:
-            await closer()
 
 
 async def open_store(url: str | None = None) -> Store:

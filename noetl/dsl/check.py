@@ -6,46 +6,14 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
 from noetl.dsl.legacy import STEP_KEYS
 from noetl.dsl.load import Source
 from noetl.dsl.render import check_template, is_template
 
-KNOWN_KINDS = frozenset(
-    {"python", "http", "postgres", "duckdb", "playbook", "workbook", "secrets", "shell", "noop", "sink"}
-)
-
 TOP_KEYS = {"apiVersion", "kind", "metadata", "workload", "keychain", "workbook", "executor", "workflow",
             "description", "spec"}
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
-COMMON_TOOL_KEYS = {"kind", "type", "name", "spec", "desc", "description", "timeout", "input", "args",
-                    "with", "auth", "retry"}
-TOOL_KEYS: dict[str, set[str]] = {
-    "python": {"code", "code_b64", "script", "libs", "data", "isolation", "credentials"},
-    "http": {"method", "url", "endpoint", "headers", "params", "json", "body", "data", "verify_ssl",
-             "follow_redirects", "payload"},
-    "postgres": {"connection", "command", "query", "sql", "command_b64", "script", "params", "credentials",
-                 "database"},
-    "duckdb": {"database", "command", "query", "sql", "command_b64", "script", "credentials", "params"},
-    "playbook": {"path", "version", "payload", "return_step", "data"},
-    "workbook": {"data"},
-    "secrets": {"provider", "secret_name", "project", "version", "region", "field"},
-    "shell": {"cmds", "command", "env", "cwd"},
-    "noop": {"result", "data"},
-    "sink": {"tool", "table", "mode", "key", "data", "database", "create", "columns", "connection",
-             "credentials"},
-}
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "python": ("code", "code_b64", "script"),
-    "http": ("url", "endpoint"),
-    "postgres": ("command", "query", "sql", "command_b64", "script"),
-    "duckdb": ("command", "query", "sql", "command_b64", "script"),
-    "playbook": ("path",),
-    "workbook": ("name",),
-    "shell": ("cmds", "command"),
-}
-NO_RENDER_FIELDS = frozenset({"code", "code_b64"})
-
-
 @dataclass(frozen=True, slots=True)
 class Problem:
     severity: str  # error | warning | note
@@ -123,15 +91,15 @@ class Checker:
 
     def _check_tool_keys(self, task: dict[str, Any], path: tuple[Any, ...]) -> None:
         kind = task.get("kind") or task.get("type")
-        if kind not in TOOL_KEYS:
+        if kind not in TOOL_KINDS:
             return
-        self._unknown(task, path, COMMON_TOOL_KEYS | TOOL_KEYS[kind], f"{kind} tool")
+        self._unknown(task, path, COMMON_TOOL_KEYS | TOOL_KINDS[kind].fields, f"{kind} tool")
 
     # templates (raw document) -----------------------------------------------------------
     def check_templates(self, value: Any, path: tuple[Any, ...] = ()) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                if key not in NO_RENDER_FIELDS:
+                if key not in CODE_FIELDS:
                     self.check_templates(item, (*path, key))
         elif isinstance(value, list):
             for i, item in enumerate(value):
@@ -197,7 +165,7 @@ def _check_task(checker: Checker, task: Any, path: tuple[Any, ...], workbook_nam
     if kind not in KNOWN_KINDS:
         checker.error(path, f"{label}: unknown tool kind {kind!r}{suggest(str(kind), KNOWN_KINDS)}")
         return
-    required = REQUIRED_FIELDS.get(kind)
+    required = TOOL_KINDS[kind].required
     if required and not any(task.get(field) for field in required):
         checker.error(path, f"{label}: {kind} tool needs one of: {', '.join(required)}")
     if kind == "workbook" and task.get("name") and task["name"] not in workbook_names:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from noetl.dsl.kinds import LEGACY_TYPE_NAMES
 from noetl.dsl.legacy_case import _attach_case_policy, _case_arcs
 from noetl.dsl.legacy_common import UNSUPPORTED as UNSUPPORTED  # re-exported: parse.py reads it from here
 from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
@@ -18,10 +19,7 @@ STEP_KEYS = frozenset(
     {"step", "desc", "description", "input", "with", "data", "args", "loop", "tool", "set", "next",
      "case", "vars", "retry", "save", "sink", "type", "call", "spec", "pipeline", "when", "then", "else"}
 )
-TOOL_KINDS_AS_TYPE = frozenset(
-    {"python", "http", "postgres", "duckdb", "playbook", "playbooks", "workbook", "secrets", "shell",
-     "noop", "iterator", "snowflake"}
-)
+TOOL_KINDS_AS_TYPE = LEGACY_TYPE_NAMES
 
 
 def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from noetl.dsl.kinds import KNOWN_KINDS
 from noetl.dsl.model import Playbook
 
 
@@ -25,6 +26,9 @@ def playbook_schema() -> dict[str, Any]:
     step.pop("pipeline", None)
     for arc_field in ("group", "fallback"):
         defs.get("Arc", {}).get("properties", {}).pop(arc_field, None)
+    task = defs.get("Task", {}).get("properties", {})
+    if "kind" in task:
+        task["kind"] = {**task["kind"], "enum": sorted(KNOWN_KINDS)}
     entry = defs.get("WorkbookEntry", {}).get("properties", {})
     if "tool" in entry:
         entry["tool"] = step.get("tool", entry["tool"])

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from noetl.dsl.kinds import UNRENDERED_FIELDS
 from noetl.dsl.model import Playbook
 from noetl.dsl.render import RenderContext, evaluate_when, render_data
 from noetl.engine.commands import Command
@@ -19,7 +20,6 @@ from noetl.engine.decide import deep_merge
 from noetl.errors import NoetlError, ToolError
 from noetl.tools.base import ToolCall, ToolServices, get_tool
 
-NO_RENDER = frozenset({"code", "code_b64", "spec", "kind", "name"})
 MAX_PIPELINE_HOPS = 10_000  # jumps + retries inside one command, a guard against endless loops
 
 
@@ -149,7 +149,7 @@ class Runner:
             # `name` is the task's name in a pipeline, but names the entry for a workbook call.
             skip = ("kind", "spec") if kind == "workbook" else ("kind", "name", "spec")
             config = {k: v for k, v in task.items() if k not in skip}
-            config = {k: (v if k in NO_RENDER else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
+            config = {k: (v if k in UNRENDERED_FIELDS else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
                       for k, v in config.items()}
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout
             result = await self._dispatch(pipe, kind, config, name, context, timeout)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from noetl.dsl.kinds import TOOL_KINDS, ToolKind
 from noetl.errors import ToolError
 
 
@@ -47,22 +48,7 @@ class ToolCall:
 
 ToolFunc = Callable[[dict[str, Any], ToolCall], Awaitable[Any]]
 
-# kind -> "module:function". Imported on first use.
-_BUILTIN_TOOLS: dict[str, str] = {
-    "noop": "noetl.tools.noop:run_noop",
-    "python": "noetl.tools.python:run_python",
-    "shell": "noetl.tools.shell:run_shell",
-    "http": "noetl.tools.http:run_http",
-    "postgres": "noetl.tools.postgres:run_postgres",
-    "duckdb": "noetl.tools.duckdb:run_duckdb",
-    "secrets": "noetl.tools.secrets:run_secrets",
-}
-
-# Kinds the engine or runner handles itself rather than a tool function.
-RUNNER_KINDS = frozenset({"workbook", "playbook", "sink"})
-
-KNOWN_KINDS = frozenset(_BUILTIN_TOOLS) | RUNNER_KINDS
-
+# The registry is noetl.dsl.kinds.TOOL_KINDS (shared with the validator); implementations load lazily.
 _loaded: dict[str, ToolFunc] = {}
 
 
@@ -71,20 +57,36 @@ def get_tool(kind: str) -> ToolFunc:
     func = _loaded.get(kind)
     if func is not None:
         return func
-    target = _BUILTIN_TOOLS.get(kind)
-    if target is None:
+    spec = TOOL_KINDS.get(kind)
+    if spec is None or spec.runner is None:
         raise ToolError(f"unknown tool kind {kind!r}", kind="config")
+    func = _import_target(spec.runner, spec)
+    _loaded[kind] = func
+    return func
+
+
+def _import_target(target: str, spec: ToolKind) -> Any:
     module_name, attr = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ToolError(
-            f"tool {kind!r} is not available: {exc}. Install the extra: pip install 'noetl[{kind}]'",
-            kind="config",
-        ) from exc
-    func = getattr(module, attr)
-    _loaded[kind] = func
-    return func
+        hint = f" Install the extra: pip install -e '.[{spec.extra}]'" if spec.extra else ""
+        raise ToolError(f"tool {spec.kind!r} is not available: {exc}.{hint}", kind="config") from exc
+    return getattr(module, attr)
+
+
+async def shutdown_tools() -> None:
+    """Close pooled clients and worker processes that tools started (only tools that were imported)."""
+    import sys
+
+    for spec in TOOL_KINDS.values():
+        if spec.closer is None:
+            continue
+        module_name, attr = spec.closer.split(":")
+        module = sys.modules.get(module_name)
+        closer = getattr(module, attr, None) if module else None
+        if closer is not None:
+            await closer()
 
 
 def register_tool(kind: str, func: ToolFunc) -> None:

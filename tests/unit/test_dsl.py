@@ -96,3 +96,17 @@ workflow:
     pos = playbook.step_map()["pos"].tool[0]
     assert pos.kind == "playbook" and pos.config()["input"] == {"a": 1}
     assert any(p.severity == "note" for p in loaded.problems)
+
+
+def test_every_tool_kind_is_known_to_the_validator_the_loader_and_the_schema() -> None:
+    from noetl.dsl.kinds import KNOWN_KINDS, TOOL_KINDS
+    from noetl.dsl.schema import playbook_schema
+    from noetl.tools.base import get_tool
+
+    assert playbook_schema()["$defs"]["Task"]["properties"]["kind"]["enum"] == sorted(KNOWN_KINDS)
+    for spec in TOOL_KINDS.values():
+        if spec.runner is not None:
+            assert callable(get_tool(spec.kind))
+    # The fields a kind takes come from the same table: python's `code` is unknown to noop.
+    [warning] = problems(BASE.replace("kind: python", "kind: noop"), "warning")
+    assert "'code'" in warning and "noop tool" in warning

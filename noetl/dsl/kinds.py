@@ -1,0 +1,73 @@
+"""The tool kinds a playbook can name: the one list of them.
+
+For each kind: where its implementation lives, the fields it takes, the fields it cannot run
+without, the fields that are never rendered as templates, and how its pooled resources are closed
+at shutdown. The validator, the runner, the tool loader, `noetl schema` and shutdown all read this
+table, so adding a tool means adding one entry here.
+
+It is plain data (no imports of the tools themselves): the DSL checks stay pure, and a tool's heavy
+client library is only imported when a playbook runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ToolKind:
+    kind: str
+    # "module:function" of the implementation; None when the runner or the engine handles the kind.
+    runner: str | None
+    fields: frozenset[str]
+    # A task needs at least one of these (empty: nothing required).
+    required: tuple[str, ...] = ()
+    # "module:function" of an async closer for pooled clients / processes, called at shutdown.
+    closer: str | None = None
+    # The pip extra that provides an optional client library, named in "not installed" errors.
+    extra: str | None = None
+
+
+# Keys every task may carry, whatever its kind.
+COMMON_TOOL_KEYS = frozenset({"kind", "type", "name", "spec", "desc", "description", "timeout", "input", "args",
+                              "with", "auth", "retry"})
+
+# Not templates at all: python code reaches values through `input`, never through rendering.
+CODE_FIELDS = frozenset({"code", "code_b64"})
+# Not rendered before a task runs: `spec` holds policies evaluated after the task.
+UNRENDERED_FIELDS = CODE_FIELDS | {"spec", "kind", "name"}
+
+_SQL_FIELDS = ("command", "query", "sql", "command_b64", "script")
+
+TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
+    ToolKind("noop", "noetl.tools.noop:run_noop", frozenset({"result", "data"})),
+    ToolKind("python", "noetl.tools.python:run_python",
+             frozenset({"code", "code_b64", "script", "libs", "data", "isolation", "credentials"}),
+             required=("code", "code_b64", "script"), closer="noetl.tools.python:shutdown_python_pool"),
+    ToolKind("shell", "noetl.tools.shell:run_shell", frozenset({"cmds", "command", "env", "cwd"}),
+             required=("cmds", "command")),
+    ToolKind("http", "noetl.tools.http:run_http",
+             frozenset({"method", "url", "endpoint", "headers", "params", "json", "body", "data", "verify_ssl",
+                        "follow_redirects", "payload"}),
+             required=("url", "endpoint"), closer="noetl.tools.http:close_http_clients"),
+    ToolKind("postgres", "noetl.tools.postgres:run_postgres",
+             frozenset({"connection", *_SQL_FIELDS, "params", "credentials", "database"}),
+             required=_SQL_FIELDS, closer="noetl.tools.postgres:close_postgres_pools"),
+    ToolKind("duckdb", "noetl.tools.duckdb:run_duckdb",
+             frozenset({"database", *_SQL_FIELDS, "credentials", "params"}), required=_SQL_FIELDS),
+    ToolKind("secrets", "noetl.tools.secrets:run_secrets",
+             frozenset({"provider", "secret_name", "project", "version", "region", "field"})),
+    # Handled by the runner / engine rather than a tool function:
+    ToolKind("playbook", None, frozenset({"path", "version", "payload", "return_step", "data"}),
+             required=("path",)),
+    ToolKind("workbook", None, frozenset({"data"}), required=("name",)),
+    ToolKind("sink", None, frozenset({"tool", "table", "mode", "key", "data", "database", "create", "columns",
+                                      "connection", "credentials"})),
+)}
+
+KNOWN_KINDS = frozenset(TOOL_KINDS)
+
+# Older playbooks name a tool with `type:` on the step; these names are read that way (`playbooks`
+# and `iterator` are legacy spellings normalised elsewhere, `snowflake` is recognised so that it
+# gets a clear "unknown tool kind" error rather than being taken for a step field).
+LEGACY_TYPE_NAMES = KNOWN_KINDS - {"sink"} | {"playbooks", "iterator", "snowflake"}
