@@ -69,7 +69,7 @@ def install(cli: click.Group) -> None:
 
     @cli.group()
     def worker() -> None:
-        """Workers that lease commands from PostgreSQL and run them."""
+        """Workers that lease commands (from PostgreSQL, or through a server's API) and run them."""
 
     @worker.command("start")
     @click.option("--concurrency", type=int, default=None, help="Commands run at once (NOETL_WORKER_CONCURRENCY, 8).")
@@ -78,10 +78,16 @@ def install(cli: click.Group) -> None:
     @click.option("--poll-interval", type=float, default=1.0, show_default=True,
                   help="Seconds between polls when no notification arrives.")
     @database_option
-    @click.option("--log-level", default="info", show_default=True)
+    @click.option("--server-url", "worker_server_url", default=None, metavar="URL",
+                  help="Work through this server's API instead of PostgreSQL: the worker needs no database "
+                       "credentials, only an API token.")
+    @click.option("--token", envvar="NOETL_API_TOKEN", default=None, metavar="TOKEN",
+                  help="Bearer token for --server-url (default: NOETL_API_TOKEN).")
+    @click.option("--log-level", default="info", show_default=True, help="Log level (debug, info, warning).")
     @handle_errors
     def worker_start(concurrency: int | None, name: str, lease_seconds: float | None, poll_interval: float,
-                     database_url: str | None, log_level: str) -> None:
+                     database_url: str | None, worker_server_url: str | None, token: str | None,
+                     log_level: str) -> None:
         """Run a worker until SIGTERM (finishes or hands back in-flight work)."""
         from noetl.runtime.worker import WorkerOptions, run_worker
         from noetl.settings import load_settings
@@ -94,6 +100,15 @@ def install(cli: click.Group) -> None:
         if options.concurrency < 1:
             raise InputError("--concurrency must be at least 1")
         _logging(log_level)
+        if worker_server_url:
+            if database_url:
+                raise InputError("use either --server-url (through the API) or --database-url, not both")
+            if not worker_server_url.startswith(("http://", "https://")):
+                raise InputError(f"--server-url must be an http(s) URL, got {worker_server_url!r}")
+            from noetl.runtime.remote_worker import run_remote_worker
+
+            run_sync(run_remote_worker(worker_server_url, token, options))
+            return
         run_sync(run_worker(_database_url(database_url), options))
 
     @cli.group()

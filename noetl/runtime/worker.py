@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import hashlib
 import logging
 import os
 import signal
@@ -35,6 +34,7 @@ from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcom
 from noetl.runtime.request import MAX_CHILD_DEPTH, RunRequest
 from noetl.runtime.runner import Runner
 from noetl.runtime.services import LocalServices
+from noetl.runtime.wire import child_execution_id
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
 from noetl.store.postgres.store import PostgresStore
 from noetl.tools.base import ToolCall
@@ -319,8 +319,7 @@ class WorkerServices(LocalServices):
             raise ToolError("a playbook call outside a command", kind="config")
         command_id, counter = current
         counter[0] += 1
-        digest = hashlib.blake2b(f"{command_id}#{counter[0]}".encode(), digest_size=8).digest()
-        return str((int.from_bytes(digest, "big") & (2**62 - 1)) or 1)
+        return child_execution_id(command_id, counter[0])
 
     async def _check_depth(self, path: str) -> None:
         depth, parent = 0, self.request.parent_execution_id

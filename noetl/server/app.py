@@ -18,7 +18,7 @@ from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.reaper import Reaper
 from noetl.server.auth import require_token
 from noetl.server.errors import install_error_handlers
-from noetl.server.routes import catalog, executions, system
+from noetl.server.routes import catalog, executions, system, workers
 from noetl.server.state import ServerConfig, ServerState
 from noetl.store.postgres import PostgresStore
 
@@ -45,7 +45,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system.public)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
-    for module in (system, catalog, executions):
+    for module in (system, catalog, executions, workers):
         api.include_router(module.router)
     app.include_router(api)
     return app

@@ -86,6 +86,18 @@ class Cluster:
         self.workers[name] = self._spawn(name, "worker", "start", "--name", name, "--concurrency", str(concurrency),
                                          "--poll-interval", "0.5", "--log-level", "warning")
 
+    def start_remote_worker(self, name: str, *, concurrency: int = 8, lease_seconds: float | None = None) -> None:
+        """A worker that works through the server's API: its environment holds no database URL and no
+        secret key, only the API token (when the deployment has one)."""
+        env = {k: v for k, v in self.env.items() if k not in ("NOETL_DATABASE_URL", "NOETL_SECRET_KEY")}
+        args = ["worker", "start", "--server-url", self.url, "--name", name, "--concurrency", str(concurrency),
+                "--poll-interval", "0.2", "--log-level", "warning"]
+        if lease_seconds is not None:
+            args += ["--lease-seconds", str(lease_seconds)]
+        with (self.logs / f"{name}.log").open("ab") as log:
+            self.workers[name] = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", *args], env=env,
+                                                  stdout=log, stderr=subprocess.STDOUT, cwd=str(self.home))
+
     def stop_worker(self, name: str, sig: int = signal.SIGTERM) -> int:
         process = self.workers.pop(name)
         process.send_signal(sig)

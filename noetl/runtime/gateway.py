@@ -1,0 +1,116 @@
+"""The server's side of workers that hold no database credentials (``noetl worker start --server-url``).
+
+Such a worker leases, heartbeats and reports through the server's API; the server does on its behalf
+what a database worker does itself: the lease runs the same ``FOR UPDATE SKIP LOCKED`` statement, a
+report goes through the same :class:`DecisionCore` transaction (so a duplicate or late report is
+ignored exactly as it is for a database worker), and expired leases are re-queued by the server's
+reaper. The guarantees are the same: at-least-once execution, each outcome recorded once.
+
+A leased command travels with what running it needs and a database worker would read from its own
+cache: the playbook text and the command's render context (results so far, ``ctx``, workload,
+resolved keychain and secrets). The worker is trusted with those secrets as a database worker is;
+the API token it holds is what protects them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noetl.engine.events import Event
+from noetl.errors import InputError, NotFoundError, ToolError
+from noetl.runtime.distributed import DecisionCore, command_from_lease, load_status
+from noetl.runtime.request import MAX_CHILD_DEPTH
+from noetl.runtime.wire import child_execution_id, encode_context
+from noetl.store.postgres.queue import CommandQueue, LeasedCommand
+
+MAX_LEASE_BATCH = 64
+
+
+class WorkerGateway:
+    """Lease / heartbeat / report / credentials / child calls for remote workers, on the server's core."""
+
+    def __init__(self, core: DecisionCore) -> None:
+        self.core = core
+        self.queue = CommandQueue(core.store)
+
+    async def lease(self, *, worker: str, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+        limit = max(0, min(limit, MAX_LEASE_BATCH))
+        if limit == 0:
+            return []
+        leased = await self.queue.lease(owner=worker, limit=limit, lease_seconds=lease_seconds, now=self.core.now())
+        shipped = []
+        for command in leased:
+            item = await self._shippable(command)
+            if item is not None:
+                shipped.append(item)
+        return shipped
+
+    async def _shippable(self, leased: LeasedCommand) -> dict[str, Any] | None:
+        cached = await self.core.cached(leased.execution_id)
+        if cached is None:
+            return None
+        if cached.last_event_id < int(leased.payload.get("as_of") or 1 << 62):
+            await self.core.refresh(cached)
+        if cached.state.finished:
+            return None  # cancelled or failed meanwhile: its report would be ignored anyway
+        command = command_from_lease(leased, cached)
+        return {"command_id": leased.command_id, "execution_id": leased.execution_id, "step": leased.step,
+                "attempt": leased.attempt, "payload": leased.payload, "playbook": cached.playbook_text,
+                "context": encode_context(command.context),
+                "parent_execution_id": cached.services.request.parent_execution_id}
+
+    async def heartbeat(self, *, worker: str, command_ids: list[str], lease_seconds: float) -> list[str]:
+        held = await self.queue.heartbeat(owner=worker, command_ids=command_ids, lease_seconds=lease_seconds,
+                                          now=self.core.now())
+        return sorted(held)
+
+    async def report(self, *, worker: str, command_id: str, attempt: int, event: dict[str, Any],
+                     secrets: list[str]) -> bool:
+        """Record a command's outcome; False when it was ignored (duplicate, or the lease was lost)."""
+        try:
+            report = Event.from_dict(event)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"malformed report event: {exc}") from None
+        stored = await self.queue.get(command_id)
+        if stored is None or stored.execution_id != report.execution_id:
+            return False
+        cached = await self.core.cached(stored.execution_id)
+        if cached is None:
+            return False
+        cached.services.redactor.add(set(secrets))
+        leased = LeasedCommand(command_id, stored.execution_id, stored.step, attempt, stored.payload, worker)
+        return await self.core.report(leased, report)
+
+    async def credential(self, *, execution_id: str, name: str) -> dict[str, Any]:
+        cached = await self.core.cached(execution_id)
+        if cached is None:
+            raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
+        return await cached.services.get_credential(name)
+
+    async def start_child(self, *, execution_id: str, command_id: str, call_index: int, path: str,
+                          version: int | None, payload: dict[str, Any]) -> dict[str, Any]:
+        """Start (once) the child playbook a remote worker's command calls; returns its id and path."""
+        cached = await self.core.cached(execution_id)
+        if cached is None:
+            raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
+        await self._check_depth(execution_id, path)
+        loaded, text, _ = await cached.services._resolve_child(path, version)
+        child = loaded.require()
+        child_id = child_execution_id(command_id, call_index)
+        if await self.core.store.get_execution(child_id) is None:
+            await self.core.submit(playbook_text=text, source=f"catalog://{child.path}", payload=dict(payload),
+                                   parent_execution_id=execution_id, execution_id=child_id)
+        return {"execution_id": child_id, "path": child.path,
+                "steps": sorted(child.step_map())}
+
+    async def _check_depth(self, execution_id: str, path: str) -> None:
+        depth, parent = 1, (await self.core.store.get_execution(execution_id))
+        while parent is not None and parent.parent_execution_id is not None:
+            depth += 1
+            if depth >= MAX_CHILD_DEPTH:
+                raise ToolError(f"playbook call depth limit ({MAX_CHILD_DEPTH}) reached calling {path!r}",
+                                kind="playbook")
+            parent = await self.core.store.get_execution(parent.parent_execution_id)
+
+    async def status(self, execution_id: str) -> dict[str, Any]:
+        return await load_status(self.core.store, execution_id)

@@ -1,0 +1,329 @@
+"""A worker that talks only to the server's API: it never holds the database password.
+
+``noetl worker start --server-url URL [--token T]`` runs one. It leases, heartbeats and reports
+through ``/api/workers/*`` (see :mod:`noetl.runtime.gateway` for the server's side), runs tools
+exactly as a database worker does (the same :class:`Runner` and report events), and keeps the same
+guarantees: every command runs at least once and its outcome is recorded once; a command whose
+worker died is re-run after its lease expires (the server's reaper re-queues it); a report that
+reached the server before the connection broke is recognised as a duplicate when retried.
+
+It polls for work (``poll_interval``) instead of listening to PostgreSQL, and leases again at once
+whenever a lease filled every free slot. Its side task (the heartbeat) is watched: if it dies the
+worker stops rather than keep running commands whose leases nobody extends. On SIGTERM it stops
+leasing and keeps heartbeating until the commands it runs are reported (or ``grace_seconds`` pass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+from typing import Any
+
+import httpx
+
+from noetl.dsl.model import Playbook
+from noetl.dsl.parse import load_playbook_text
+from noetl.engine.commands import Command
+from noetl.engine.events import Event
+from noetl.errors import InputError, NoetlError, NotFoundError, ToolError
+from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
+from noetl.runtime.runner import Runner
+from noetl.runtime.wire import decode_context
+from noetl.runtime.worker import WorkerOptions
+from noetl.tools.base import ToolCall
+
+log = logging.getLogger("noetl.worker")
+
+MAX_BACKOFF = 5.0
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+class ServerUnavailable(NoetlError):
+    """The server did not answer (or answered 5xx): retried with backoff."""
+
+
+class TokenRefused(InputError):
+    """The server refused the worker's token: a configuration mistake, so the worker stops at once."""
+
+
+class WorkerApi:
+    """The HTTP calls a remote worker makes; every answer is JSON."""
+
+    def __init__(self, server_url: str, token: str | None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.client = httpx.AsyncClient(base_url=server_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    async def post(self, path: str, body: dict[str, Any]) -> Any:
+        return await self._call("POST", path, body)
+
+    async def get(self, path: str) -> Any:
+        return await self._call("GET", path, None)
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        try:
+            response = await self.client.request(method, path, json=body)
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(f"server unreachable ({type(exc).__name__}): {exc}") from None
+        if response.status_code >= 500:
+            raise ServerUnavailable(f"server answered {response.status_code} to {path}")
+        if response.status_code in (401, 403):
+            raise TokenRefused(f"the server at {self.client.base_url} refused this worker's token "
+                               f"({response.status_code}): {_message(response)}; pass --token or set "
+                               "NOETL_API_TOKEN to a token with the admin role")
+        if response.status_code == 404:
+            raise NotFoundError(_message(response))
+        if response.status_code >= 400:
+            raise ToolError(f"{path}: {response.status_code} {_message(response)}", kind="config")
+        return response.json()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("error") or response.text)
+    except ValueError:
+        return response.text[:500]
+
+
+class RemoteWorker:
+    def __init__(self, server_url: str, *, token: str | None = None, options: WorkerOptions | None = None) -> None:
+        self.options = options or WorkerOptions()
+        self.name = self.options.resolved_name()
+        self.api = WorkerApi(server_url, token)
+        self.stop = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.waiting_on_children = 0  # commands parked on a child execution free their slot
+        self.completed = 0
+        self._playbooks: dict[str, Playbook] = {}
+
+    # lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
+        heartbeat.add_done_callback(self._side_task_ended)
+        log.info("worker %s started against %s (concurrency %d)", self.name, self.api.client.base_url,
+                 self.options.concurrency)
+        try:
+            await self._lease_loop()
+            await self._drain()
+        finally:
+            self.stop.set()
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            await self.api.close()
+            log.info("worker %s stopped after %d command(s)", self.name, self.completed)
+
+    def _side_task_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self.stop.is_set() and not self.in_flight:
+            return
+        exc = task.exception()
+        log.error("worker %s: its %s task ended (%s); stopping", self.name, task.get_name(),
+                  f"{type(exc).__name__}: {exc}" if exc else "returned")
+        for running in self.in_flight.values():
+            running.cancel()  # nobody extends their leases any more: they will be re-run elsewhere
+        self.request_stop()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    async def _drain(self) -> None:
+        tasks = list(self.in_flight.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.options.grace_seconds)
+        leftovers = list(self.in_flight.values())
+        for task in leftovers:
+            task.cancel()  # their leases expire and the server's reaper re-queues them
+        await asyncio.gather(*leftovers, return_exceptions=True)
+
+    # leasing ---------------------------------------------------------------------------
+    def _free_slots(self) -> int:
+        return self.options.concurrency - (len(self.in_flight) - self.waiting_on_children)
+
+    async def _lease_loop(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            self.wake.clear()
+            free = self._free_slots()
+            leased: list[dict[str, Any]] = []
+            if free > 0:
+                try:
+                    answer = await self.api.post("/api/workers/lease", {
+                        "worker": self.name, "limit": free, "lease_seconds": self.options.lease_seconds})
+                    leased = list(answer.get("commands") or [])
+                    failures = 0
+                except TokenRefused:
+                    raise
+                except NoetlError as exc:
+                    failures += 1
+                    log.warning("worker %s: lease: %s", self.name, exc)
+                    await _sleep_or_stop(self.stop, min(MAX_BACKOFF, 0.1 * 2**failures))
+                    continue
+            for item in leased:
+                self._start(item)
+            if leased and len(leased) == free:
+                continue  # probably more waiting: lease again before sleeping
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.options.poll_interval)
+
+    def _start(self, item: dict[str, Any]) -> None:
+        command_id = str(item["command_id"])
+        task = asyncio.create_task(self._execute(item))
+        self.in_flight[command_id] = task
+        task.add_done_callback(lambda _: self._finished(command_id))
+
+    def _finished(self, command_id: str) -> None:
+        self.in_flight.pop(command_id, None)
+        self.completed += 1
+        self.wake.set()
+
+    # running one command ----------------------------------------------------------------
+    async def _execute(self, item: dict[str, Any]) -> None:
+        command = self._command(item)
+        services = RemoteServices(self, item)
+        try:
+            runner = Runner(self._playbook(item["playbook"]), playbook_dir=None, services=services)
+            outcome = await runner.run(command)
+        except Exception as exc:  # a bug in a tool fails the step, never the worker
+            outcome = crash_outcome(exc)
+        event = outcome_event(command, outcome, worker=self.name, attempt=int(item["attempt"]))
+        await self._report(item, event, sorted(outcome.secrets | services.secrets))
+
+    def _playbook(self, text: str) -> Playbook:
+        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        playbook = self._playbooks.get(key)
+        if playbook is None:
+            playbook = self._playbooks[key] = load_playbook_text(text, "<server>").require()
+        return playbook
+
+    @staticmethod
+    def _command(item: dict[str, Any]) -> Command:
+        payload = item.get("payload") or {}
+        return Command(
+            command_id=str(item["command_id"]), execution_id=str(item["execution_id"]), step=str(item["step"]),
+            tasks=payload.get("tasks") or [{"kind": "noop"}], context=decode_context(item.get("context") or []),
+            local=payload.get("local") or {}, args=payload.get("args") or {},
+            arc_input=payload.get("arc_input") or {}, loop_index=payload.get("loop_index"),
+            entry=int(payload.get("entry") or 1), timeout=payload.get("timeout"), attempt=int(item["attempt"]),
+        )
+
+    async def _report(self, item: dict[str, Any], event: Event, secrets: list[str]) -> None:
+        """Report, retrying through a server outage while the lease could still be ours."""
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.options.lease_seconds * 4
+        delay = 0.1
+        while True:  # not tied to `stop`: a draining worker still reports what it finished
+            body = {"worker": self.name, "command_id": item["command_id"], "attempt": item["attempt"],
+                    "event": event.to_dict(), "secrets": secrets}
+            try:
+                await self.api.post("/api/workers/report", body)
+                return
+            except ToolError as exc:  # the server refused the report itself (e.g. a NaN in the result)
+                if event.error and event.error.get("kind") == "unstorable_result":
+                    log.error("worker %s: report of %s refused: %s", self.name, item["command_id"], exc)
+                    return
+                event = unstorable_outcome_event(event, exc)
+            except (ServerUnavailable, ValueError) as exc:
+                if loop.time() + delay > give_up_at:
+                    log.error("worker %s: giving up reporting %s: %s", self.name, item["command_id"], exc)
+                    return
+                log.warning("worker %s: report: %s (retrying)", self.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+
+    # heartbeats ------------------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        """Extend the leases of running commands, until the last one is reported (also while draining)."""
+        interval = max(self.options.lease_seconds / 3, 0.05)
+        while not (self.stop.is_set() and not self.in_flight):
+            await asyncio.sleep(interval)
+            ids = list(self.in_flight)
+            if not ids:
+                continue
+            try:
+                answer = await self.api.post("/api/workers/heartbeat", {
+                    "worker": self.name, "command_ids": ids, "lease_seconds": self.options.lease_seconds})
+            except ServerUnavailable as exc:
+                log.warning("worker %s: heartbeat: %s", self.name, exc)
+                continue
+            held = set(answer.get("held") or [])
+            for command_id in ids:
+                task = self.in_flight.get(command_id)
+                if command_id not in held and task is not None:
+                    task.cancel()  # cancelled execution or lease taken over: stop the work
+
+
+class RemoteServices:
+    """What tools get from the runtime on a remote worker: credentials and child playbooks, by API."""
+
+    def __init__(self, worker: RemoteWorker, item: dict[str, Any]) -> None:
+        self.worker = worker
+        self.execution_id = str(item["execution_id"])
+        self.command_id = str(item["command_id"])
+        self.calls = 0
+        self.secrets: set[str] = set()
+
+    async def get_credential(self, name: str) -> dict[str, Any]:
+        from noetl.secrets import sensitive_values
+
+        credential: dict[str, Any] = await self.worker.api.post(
+            "/api/workers/credential", {"execution_id": self.execution_id, "name": name})
+        self.secrets.update(sensitive_values(credential.get("data")))
+        return credential
+
+    async def run_child_playbook(self, *, path: str, payload: dict[str, Any], version: int | None,
+                                 return_step: str | None, call: ToolCall) -> Any:
+        """Start the child through the server (once per call, even when this command is re-run) and
+        wait for it without holding a worker slot."""
+        self.calls += 1
+        started = await self.worker.api.post("/api/workers/child", {
+            "execution_id": self.execution_id, "command_id": self.command_id, "call_index": self.calls,
+            "path": path, "version": version, "payload": dict(payload or {})})
+        if started.get("error"):
+            raise ToolError(started["error"]["message"], kind=started["error"].get("kind") or "playbook")
+        child_id = str(started["execution_id"])
+        if return_step and return_step not in (started.get("steps") or []):
+            raise ToolError(f"return_step {return_step!r} is not a step of {started.get('path')!r}", kind="config")
+        doc = await self._wait_for(child_id)
+        if doc["status"] != "completed":
+            raise ToolError(f"child playbook {started.get('path')!r} (execution {child_id}) {doc['status']}: "
+                            f"{doc.get('error')}", kind="playbook", details={"child_execution_id": child_id})
+        if return_step:
+            return (doc["steps"].get(return_step) or {}).get("result")
+        return doc["result"]
+
+    async def _wait_for(self, child_id: str) -> dict[str, Any]:
+        self.worker.waiting_on_children += 1
+        self.worker.wake.set()  # our slot is free while we wait
+        try:
+            delay = 0.02
+            while True:
+                with contextlib.suppress(ServerUnavailable):
+                    doc: dict[str, Any] = await self.worker.api.get(f"/api/executions/{child_id}/status")
+                    if doc.get("status") in TERMINAL:
+                        return doc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        finally:
+            self.worker.waiting_on_children -= 1
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def run_remote_worker(server_url: str, token: str | None, options: WorkerOptions) -> None:
+    worker = RemoteWorker(server_url, token=token, options=options)
+    worker.install_signal_handlers()
+    await worker.run()

@@ -1,0 +1,100 @@
+"""The worker API: lease, heartbeat and report for workers that hold no database credentials.
+
+The routes translate HTTP to :class:`noetl.runtime.gateway.WorkerGateway`; everything a decision
+involves happens there, on the server's decision core.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from noetl.errors import PlaybookError, ToolError
+from noetl.runtime.gateway import WorkerGateway
+from noetl.server.state import State
+
+router = APIRouter(prefix="/workers", tags=["workers"])
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LeaseRequest(_Body):
+    worker: str = Field(min_length=1, max_length=200, description="The worker's name (lease owner).")
+    limit: int = Field(ge=0, le=64, description="How many commands the worker can start now.")
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
+class HeartbeatRequest(_Body):
+    worker: str = Field(min_length=1, max_length=200)
+    command_ids: list[str] = Field(max_length=10_000)
+    lease_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+
+class ReportRequest(_Body):
+    worker: str = Field(min_length=1, max_length=200)
+    command_id: str = Field(min_length=1, max_length=200)
+    attempt: int = Field(ge=1)
+    event: dict[str, Any]
+    secrets: list[str] = Field(default_factory=list, description="Secret values the run resolved, to redact.")
+
+
+class CredentialRequest(_Body):
+    execution_id: str = Field(min_length=1, max_length=40)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ChildRequest(_Body):
+    execution_id: str = Field(min_length=1, max_length=40)
+    command_id: str = Field(min_length=1, max_length=200)
+    call_index: int = Field(ge=1)
+    path: str = Field(min_length=1, max_length=1000)
+    version: int | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+def _gateway(state: State) -> WorkerGateway:
+    return WorkerGateway(state.core)  # stateless over the server's decision core: cheap per request
+
+
+Gateway = Annotated[WorkerGateway, Depends(_gateway)]
+
+
+@router.post("/lease", summary="Lease up to `limit` queued commands, with what running them needs")
+async def lease(body: LeaseRequest, gateway: Gateway) -> dict[str, Any]:
+    commands = await gateway.lease(worker=body.worker, limit=body.limit, lease_seconds=body.lease_seconds)
+    return {"commands": commands}
+
+
+@router.post("/heartbeat", summary="Extend the leases still held; answers the ids still held")
+async def heartbeat(body: HeartbeatRequest, gateway: Gateway) -> dict[str, Any]:
+    held = await gateway.heartbeat(worker=body.worker, command_ids=body.command_ids,
+                                   lease_seconds=body.lease_seconds)
+    return {"held": held}
+
+
+@router.post("/report", summary="Record a command's outcome and decide what follows")
+async def report(body: ReportRequest, gateway: Gateway) -> dict[str, Any]:
+    recorded = await gateway.report(worker=body.worker, command_id=body.command_id, attempt=body.attempt,
+                                    event=body.event, secrets=body.secrets)
+    return {"status": "processed", "recorded": recorded}
+
+
+@router.post("/credential", summary="A credential a running command needs (decrypted)")
+async def credential(body: CredentialRequest, gateway: Gateway) -> dict[str, Any]:
+    return await gateway.credential(execution_id=body.execution_id, name=body.name)
+
+
+@router.post("/child", summary="Start (once) the child playbook a running command calls")
+async def child(body: ChildRequest, gateway: Gateway) -> dict[str, Any]:
+    try:
+        return await gateway.start_child(execution_id=body.execution_id, command_id=body.command_id,
+                                         call_index=body.call_index, path=body.path, version=body.version,
+                                         payload=body.payload)
+    except ToolError as exc:
+        return {"error": {"kind": exc.kind, "message": str(exc)}}
+    except PlaybookError as exc:
+        return {"error": {"kind": "playbook", "message": str(exc).splitlines()[0]}}

@@ -1,0 +1,187 @@
+"""Workers without database credentials: `noetl worker start --server-url URL [--token T]`.
+
+They lease, heartbeat and report through the server's API. The same guarantees as database
+workers are checked on a real deployment: every conformance case gives the same outcome, a worker
+killed mid-step has its command re-run by another (the server's reaper), and a child playbook call
+is not repeated when its command is.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_distributed_conformance as conformance
+from test_distributed_cluster import Cluster, create_database
+
+TOKEN = "remote-worker-token"
+
+
+@pytest.fixture(scope="module")
+def remote(pg_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    deployment = Cluster(create_database(pg_cluster), tmp_path_factory.mktemp("remote"),
+                         env={"NOETL_API_TOKEN": TOKEN})
+    try:
+        deployment.start_server()
+        deployment.start_remote_worker("r1", concurrency=4)
+        deployment.start_remote_worker("r2", concurrency=4)
+        yield deployment
+    finally:
+        deployment.close()
+
+
+@pytest.mark.parametrize("case", conformance.CASES)
+def test_conformance_case_on_workers_without_database_credentials(case: str, remote: Cluster) -> None:
+    conformance.test_conformance_case_on_the_distributed_runtime(case, remote)
+
+
+def _worker_names(remote: Cluster, execution_id: str) -> set[str]:
+    events = remote.client.get(f"/api/executions/{execution_id}/events").json()
+    return {e["meta"].get("worker") for e in events if e["event_type"] in ("call.done", "call.error")}
+
+
+CHAIN = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: remote_chain, path: tests/remote_chain}
+workload: {items: [1, 2, 3, 4, 5, 6]}
+workflow:
+  - step: start
+    loop: {in: "{{ workload.items }}", iterator: n, spec: {mode: parallel, max_in_flight: 6}}
+    tool: {kind: python, input: {n: "{{ iter.n }}"}, code: "result = n * 10"}
+    next: {arcs: [{step: child, when: "{{ event.name == 'loop.done' }}"}]}
+  - step: child
+    tool: {kind: playbook, path: tests/remote_child, input: {values: "{{ start.results }}"}}
+    next: [{step: end}]
+  - step: end
+    tool: {kind: python, input: {total: "{{ child.total }}"}, code: "result = {'total': total}"}
+"""
+
+CHILD = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: remote_child, path: tests/remote_child}
+workload: {values: []}
+workflow:
+  - step: start
+    tool: {kind: python, input: {values: "{{ workload.values }}"}, code: "result = {'total': sum(values)}"}
+"""
+
+
+def test_loops_and_child_playbooks_run_on_remote_workers(remote: Cluster) -> None:
+    remote.register(CHILD)
+    remote.register(CHAIN)
+    doc = remote.wait(remote.execute("tests/remote_chain"))
+    assert doc["status"] == "completed", doc
+    assert doc["result"] == {"total": 210}
+    children = remote.client.get("/api/executions", params={"parent_execution_id": doc["execution_id"]}).json()
+    assert len(children) == 1 and children[0]["status"] == "completed"
+    assert _worker_names(remote, doc["execution_id"]) <= {"r1", "r2"}
+
+
+SLOW = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: remote_slow, path: tests/remote_slow}
+workflow:
+  - step: start
+    tool: {kind: python, code: "import time\\ntime.sleep(3)\\nresult = 'slept'"}
+"""
+
+
+def test_a_killed_remote_worker_has_its_command_run_again(pg_cluster: dict[str, Any], tmp_path: Path) -> None:
+    deployment = Cluster(create_database(pg_cluster), tmp_path, lease_seconds=2)
+    try:
+        deployment.start_server()
+        deployment.register(SLOW)
+        deployment.start_remote_worker("doomed", concurrency=1, lease_seconds=2)
+        execution_id = deployment.execute("tests/remote_slow")
+        _wait_for_lease(deployment, "doomed")
+        deployment.stop_worker("doomed", signal.SIGKILL)
+        deployment.start_remote_worker("rescuer", concurrency=1, lease_seconds=2)
+        doc = deployment.wait(execution_id, timeout=60)
+        assert doc["status"] == "completed" and doc["result"] == "slept"
+        reports = [e for e in deployment.client.get(f"/api/executions/{execution_id}/events").json()
+                   if e["event_type"] == "call.done"]
+        assert [(e["meta"]["worker"], e["meta"]["attempt"]) for e in reports] == [("rescuer", 2)]
+    finally:
+        deployment.close()
+
+
+def _wait_for_lease(deployment: Cluster, owner: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if deployment.sql("SELECT 1 FROM noetl.command WHERE lease_owner = %s AND status = 'leased'", owner):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{owner} never leased the command: {deployment.log(owner)}")
+
+
+def test_a_remote_worker_with_a_wrong_token_stops_with_one_line(pg_cluster: dict[str, Any], tmp_path: Path) -> None:
+    deployment = Cluster(create_database(pg_cluster), tmp_path, env={"NOETL_API_TOKEN": TOKEN})
+    try:
+        deployment.start_server()
+        deployment.env["NOETL_API_TOKEN"] = "wrong-token"
+        deployment.start_remote_worker("intruder", concurrency=1)
+        assert deployment.workers["intruder"].wait(timeout=60) == 2
+        lines = [line for line in deployment.log("intruder").splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "refused this worker's token (401)" in lines[0], deployment.log("intruder")
+        assert "wrong-token" not in deployment.log("intruder")
+        del deployment.workers["intruder"]
+    finally:
+        deployment.close()
+
+
+SEED_WORKER = """
+import asyncio
+from noetl.worker.executor_v2 import WorkerExecutorV2, QueuePollerV2
+
+async def main():
+    worker_id = "worker-001"
+    server_url = "{url}"
+
+    # Create executor
+    executor = WorkerExecutorV2(
+        worker_id=worker_id,
+        server_url=server_url
+    )
+
+    # Create poller
+    poller = QueuePollerV2(
+        worker_id=worker_id,
+        server_url=server_url,
+        executor=executor,
+        poll_interval=1.0
+    )
+
+    # Start polling
+    await poller.start()
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_the_integration_guides_worker_code_runs_as_written(pg_cluster: dict[str, Any], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    deployment = Cluster(create_database(pg_cluster), tmp_path, env={"NOETL_API_TOKEN": TOKEN})
+    try:
+        deployment.start_server()
+        deployment.register(SLOW.replace("time.sleep(3)", "time.sleep(0)"))
+        script = tmp_path / "worker_v2.py"
+        script.write_text(SEED_WORKER.replace("{url}", deployment.url))
+        env = {k: v for k, v in deployment.env.items() if k not in ("NOETL_DATABASE_URL", "NOETL_SECRET_KEY")}
+        deployment.workers["seed"] = subprocess.Popen([sys.executable, str(script)], env=env,
+                                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        doc = deployment.wait(deployment.execute("tests/remote_slow"), timeout=60)
+        assert doc["status"] == "completed" and doc["result"] == "slept"
+        assert _worker_names(deployment, doc["execution_id"]) == {"worker-001"}
+        assert deployment.stop_worker("seed") == 0  # SIGTERM: a clean stop
+    finally:
+        deployment.close()
