@@ -9,6 +9,7 @@ Exit codes: 0 success, 1 the execution failed or was cancelled, 2 invalid playbo
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -78,7 +79,27 @@ class Context:
         self.server_url = server_url
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands live in modules imported only when one of their commands is used.
+
+    ``lazy`` maps a command name to the module that registers it on this group, so `noetl run`
+    imports the run command and what it needs, not the server, the console or the demo services.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, str] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            importlib.import_module(self.lazy[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--server-url", envvar="NOETL_SERVER_URL", default=None, help="NoETL server (distributed runtime).")
 @click.option("--host", default=None, help="Server host (with --port).")
 @click.option("--port", type=int, default=None, help="Server port; alone it means a server on localhost.")

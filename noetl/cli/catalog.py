@@ -10,7 +10,7 @@ from typing import Any
 import click
 import yaml
 
-from noetl.cli.app import echo_rows, handle_errors, run_sync, with_store
+from noetl.cli.app import cli, echo_rows, handle_errors, run_sync, with_store
 from noetl.cli.options import server_options
 from noetl.cli.running import run_local
 from noetl.errors import InputError
@@ -258,3 +258,6 @@ def _execute(obj: Any, path: str, payload: str | None, version: int | None, as_j
     ref = path if Path(path).exists() else f"catalog://{path}" + (f"@{version}" if version else "")
     run_local(ref, data, False, as_json)
     sys.exit(0)
+
+
+install(cli)

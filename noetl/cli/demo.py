@@ -11,6 +11,8 @@ from typing import Any
 import click
 import yaml
 
+from noetl.cli.app import cli
+
 CREDENTIAL_NAME = "pg_local"
 
 
@@ -132,3 +134,6 @@ def _register_credential(obj: Any, credential_file: Path) -> None:
     except NoetlError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+install(cli)

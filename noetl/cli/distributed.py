@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from noetl.cli.app import handle_errors, run_sync
+from noetl.cli.app import cli, handle_errors, run_sync
 from noetl.errors import InputError
 
 
@@ -190,3 +190,6 @@ def _print_result(result: dict[str, Any], fmt: str) -> None:
         table.add_row(*["" if value is None else (json.dumps(value) if isinstance(value, dict | list) else str(value))
                         for value in row])
     Console().print(table)
+
+
+install(cli)

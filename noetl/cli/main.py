@@ -1,17 +1,25 @@
 """`noetl`: run, validate and inspect playbooks; manage the catalog, credentials and the runtime.
 
-This module only assembles the command modules onto the click group of `noetl.cli.app`.
+This module only assembles: it says which module registers each command on the click group of
+`noetl.cli.app`. A command's module is imported when that command is used (see LazyGroup), so
+adding a command here costs `noetl run` nothing.
 """
 
 from __future__ import annotations
 
-from noetl.cli import catalog, checks, control, demo, distributed, running  # noqa: F401  (register commands)
 from noetl.cli.app import cli, fail
 from noetl.errors import PlaybookError
 
-catalog.install(cli)
-distributed.install(cli)
-demo.install(cli)
+COMMAND_MODULES = {
+    "noetl.cli.running": ("run", "exec"),
+    "noetl.cli.checks": ("validate", "migrate", "schema"),
+    "noetl.cli.control": ("status", "events", "cancel"),
+    "noetl.cli.catalog": ("catalog", "register", "credential", "playbooks", "execute"),
+    "noetl.cli.distributed": ("server", "worker", "db", "query"),
+    "noetl.cli.demo": ("demo",),
+}
+for _module, _names in COMMAND_MODULES.items():
+    cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]
 
 
 def main() -> None:

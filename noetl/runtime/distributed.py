@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import socket
 from collections import OrderedDict
@@ -47,10 +46,15 @@ from noetl.ids import new_execution_id
 from noetl.runtime.request import RunRequest
 from noetl.runtime.services import LocalServices
 from noetl.store.base import ExecutionRecord
-from noetl.store.common import encode_json
-from noetl.store.postgres.ids import db_id
-from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand
-from noetl.store.postgres.rows import bump_params, event_arrays, event_from_row, event_rows, execution_params
+from noetl.store.postgres.decisions import (
+    DecisionStatements,
+    DecisionWrite,
+    Lease,
+    NewCommandLeases,
+    leased_to,
+)
+from noetl.store.postgres.queue import LeasedCommand
+from noetl.store.postgres.rows import event_rows, execution_params
 from noetl.store.postgres.stats import StepStats
 from noetl.store.postgres.store import Connection, PostgresStore
 
@@ -58,8 +62,6 @@ MAX_CACHED_EXECUTIONS = 2000
 MAX_CACHED_PLAYBOOKS = 256
 # Reports decided in one transaction at most (bounds the transaction's size and lock time).
 MAX_BATCH = 256
-# The NOTIFY channels, as parameters of the statements that notify.
-CHANNELS = {"commands_channel": COMMANDS_CHANNEL, "executions_channel": EXECUTIONS_CHANNEL}
 
 
 @dataclass(slots=True)
@@ -141,25 +143,6 @@ class _StoreHolder:
         self.store = store
 
 
-def command_payload(command: Command, as_of: int) -> str:
-    """The queue row keeps the command's fields; the render context is rebuilt by the worker from the
-    state folded up to event ``as_of`` (the decision's last event), so a worker whose cache is already
-    that far skips reading the log."""
-    return encode_json({
-        "tasks": command.tasks, "args": command.args, "arc_input": command.arc_input, "local": command.local,
-        "loop_index": command.loop_index, "entry": command.entry, "timeout": command.timeout, "as_of": as_of,
-    })
-
-
-def command_arrays(commands: list[Command], as_of: int) -> dict[str, list[str]]:
-    """New commands as the column arrays of the statements that queue them."""
-    return {"command_ids": [c.command_id for c in commands], "steps": [c.step for c in commands],
-            "payloads": [command_payload(c, as_of) for c in commands]}
-
-
-NO_LEASE: dict[str, Any] = {"lease_count": 0, "lease_owner": None, "lease_seconds": 0.0}
-
-
 def command_from_lease(leased: LeasedCommand, cached: CachedExecution) -> Command:
     payload = leased.payload
     local = payload.get("local") or {}
@@ -178,6 +161,7 @@ class DecisionCore:
     def __init__(self, store: PostgresStore, *, clock: Clock = utc_now, services_factory: Any = None,
                  owner: str = "", affinity: Affinity | None = None) -> None:
         self.store = store
+        self.statements = DecisionStatements(store)
         self.clock = clock
         self.affinity = affinity
         # Step runs recorded by this process, for /metrics (flushed by the reaper's loop).
@@ -326,30 +310,22 @@ class DecisionCore:
         each report whether it was recorded (not: a duplicate, a lost lease, a finished execution)."""
         execution_id = cached.execution_id
         command_ids = [r.leased.command_id for r in batch if r.leased is not None]
-        # Both locks in one round trip (pipeline), always in this order: the execution, then its
-        # commands (sorted by id, so transactions locking overlapping sets cannot deadlock).
-        locked = await conn.execute(self.store.q["lock_execution"], {"execution_id": db_id(execution_id)})
-        commands = None
-        if command_ids:
-            commands = await conn.execute(self.store.q["lock_commands"], {"command_ids": command_ids})
-        row = await locked.fetchone()
-        if row is None:
+        locked = await self.statements.lock(conn, execution_id, command_ids)
+        if locked is None:
             return [False] * len(batch)
-        leases = {r[0]: r[1:] for r in await commands.fetchall()} if commands is not None else {}
-        valid = _valid_reports(batch, leases)
-        if row[0] != "running":
-            await self._finish_commands(conn, valid, "cancelled")
+        valid = _valid_reports(batch, locked.leases)
+        if locked.status != "running":
+            await self.statements.finish_commands(conn, _command_ids(valid), "cancelled")
             return [False] * len(batch)
-        await self._catch_up(conn, cached, int(row[1]))
+        await self._catch_up(conn, cached, locked.last_event_id)
         handled = self._handle_all(cached, valid)
         recorded = {id(h.report) for h in handled}
         if handled:
             await self._record(conn, cached, handled, claim)
-        await self._finish_commands(conn, [r for r in valid if id(r) not in recorded], "cancelled")
+        await self.statements.finish_commands(conn, _command_ids([r for r in valid if id(r) not in recorded]),
+                                              "cancelled")
         if cached.state.finished:
-            # What is still queued or running can no longer matter: workers skip it, or stop it at
-            # their next heartbeat.
-            await conn.execute(self.store.q["cancel_commands"], {"execution_id": db_id(execution_id)})
+            await self.statements.cancel_open_commands(conn, execution_id)
         return [id(report) in recorded for report in batch]
 
     def _handle_all(self, cached: CachedExecution, reports: list[PendingReport]) -> list[Handled]:
@@ -368,70 +344,58 @@ class DecisionCore:
             handled.append(Handled(report, events, rows, decision.commands))
         return handled
 
-    async def _finish_commands(self, conn: Connection, reports: list[PendingReport], status: str) -> None:
-        command_ids = [r.leased.command_id for r in reports if r.leased is not None]
-        if command_ids:
-            await conn.execute(self.store.q["finish_commands"], {"command_ids": command_ids, "status": status})
-
     async def _catch_up(self, conn: Connection, cached: CachedExecution, last_event_id: int) -> None:
         """Fold the events other processes appended since this cache last saw the execution."""
         while cached.last_event_id < last_event_id:  # a page at a time: bounded memory on a long log
-            cursor = await conn.execute(self.store.q["list_events"], {
-                "execution_id": db_id(cached.execution_id), "after_id": cached.last_event_id, "limit": self.store.event_page})
-            rows = await cursor.fetchall()
-            if not rows:
-                raise StoreError(f"execution {cached.execution_id}: events up to {last_event_id} are missing")
-            for row in rows:
-                apply(cached.state, event_from_row(cached.execution_id, row))
-            cached.last_event_id = int(rows[-1][6])
+            for event in await self.statements.events_after(conn, cached.execution_id, cached.last_event_id):
+                apply(cached.state, event)
+                cached.last_event_id = event.event_id
         cached.state.issued.clear()
 
     async def _record(self, conn: Connection, cached: CachedExecution, handled: list[Handled],
                       claim: Claim | None = None) -> None:
-        """Write the decision in one statement (``record_decision``): it goes out with the COMMIT.
+        """Write the decision (one statement that goes out with the COMMIT).
 
         The execution row is locked and the cache caught up, so the event ids are known here. With an
         ``affinity``, the new commands the worker has free slots for are inserted leased to it and
         listed in ``claim`` (started by the caller once the transaction committed).
         """
         state = cached.state
-        rows = [row for h in handled for row in h.rows]
-        now = rows[-1][8] if rows else iso(self.clock())
+        events = [event for h in handled for event in h.events]
+        now = events[-1].created_at if events else iso(self.clock())
         update = None
         if state.finished:
             redact = cached.services.redactor.redact if cached.services.redactor else (lambda value: value)
             update = {"status": state.status, "result": redact(self._result(cached)), "error": redact(state.error),
                       "ended_at": now}
-        for offset, row in enumerate(rows, start=1):
-            row[1] = cached.last_event_id + offset
-        cached.last_event_id += len(rows)
-        commands = [command for h in handled for command in h.commands]
-        done = [h.report.leased.command_id for h in handled if h.report.leased is not None]
-        arrays = command_arrays(commands, cached.last_event_id)
-        lease = {**NO_LEASE, "lease_now": self.clock()}
+        write = DecisionWrite(
+            execution_id=cached.execution_id, rows=[row for h in handled for row in h.rows],
+            first_event_id=cached.last_event_id + 1, now=now, update=update,
+            commands=[command for h in handled for command in h.commands],
+            done_ids=_command_ids([h.report for h in handled]))
+        cached.last_event_id += len(write.rows)
+        write.as_of = cached.last_event_id
         if claim is not None and self.affinity is not None:
-            if claim.leased:  # a previous try of this transaction reserved slots: start afresh
-                self.affinity.unreserve(len(claim.leased))
-                claim.leased = []
-            count = self.affinity.reserve(len(commands)) if commands and not state.finished else 0
-            if count:
-                lease.update(lease_count=count, lease_owner=self.affinity.name,
-                             lease_seconds=float(self.affinity.lease_seconds()))
-                claim.leased = [
-                    LeasedCommand(c.command_id, cached.execution_id, c.step, 1, json.loads(payload),
-                                  self.affinity.name)
-                    for c, payload in zip(commands[:count], arrays["payloads"], strict=False)]
-        await conn.execute(self.store.q["record_decision"], {
-            **bump_params(cached.execution_id, len(rows), update), **event_arrays(rows),
-            **arrays, **CHANNELS, **lease,
-            "now": now, "done_ids": done, "execution_key": cached.execution_id,
-        })
+            self._claim_new_commands(cached, write, claim)
+        await self.statements.record(conn, write, lease_now=self.clock())
+
+    def _claim_new_commands(self, cached: CachedExecution, write: DecisionWrite, claim: Claim) -> None:
+        """Reserve the deciding worker's free slots for the first new commands (they are inserted
+        leased to it), or none once the execution finished."""
+        assert self.affinity is not None
+        if claim.leased:  # a previous try of this transaction reserved slots: start afresh
+            self.affinity.unreserve(len(claim.leased))
+            claim.leased = []
+        wanted = len(write.commands) if not cached.state.finished else 0
+        count = self.affinity.reserve(wanted) if wanted else 0
+        if count:
+            write.leases = NewCommandLeases(count=count, owner=self.affinity.name,
+                                            seconds=float(self.affinity.lease_seconds()))
+            claim.leased = leased_to(write.commands[:count], cached.execution_id, write.as_of, self.affinity.name)
 
     async def _queue(self, conn: Connection, execution_id: str, commands: list[Command], now: str,
                      as_of: int) -> None:
-        if commands:
-            await conn.execute(self.store.q["queue_commands"], {
-                "execution_id": db_id(execution_id), "now": now, **command_arrays(commands, as_of), **CHANNELS})
+        await self.statements.queue(conn, execution_id, commands, now=now, as_of=as_of)
 
     def _stamp(self, cached: CachedExecution, events: list[Event]) -> list[Event]:
         now = iso(self.clock())
@@ -538,20 +502,19 @@ async def load_status(store: PostgresStore, execution_id: str) -> dict[str, Any]
     return folder.doc
 
 
-def _holds_lease(lease: tuple[Any, ...] | None, leased: LeasedCommand) -> bool:
-    """The reported command is still leased by the reporter in the same attempt (else: a duplicate
-    report, or a worker whose lease expired and was given to another). ``lease``: status, attempt, owner."""
-    return lease is not None and lease[0] == "leased" and lease[1] == leased.attempt and lease[2] == leased.lease_owner
+def _command_ids(reports: list[PendingReport]) -> list[str]:
+    return [r.leased.command_id for r in reports if r.leased is not None]
 
 
-def _valid_reports(batch: list[PendingReport], leases: dict[str, tuple[Any, ...]]) -> list[PendingReport]:
+def _valid_reports(batch: list[PendingReport], leases: dict[str, Lease]) -> list[PendingReport]:
     """The reports to decide: cancellations, and reports of commands the reporter still holds (the
     first report of a command only, should one be reported twice in a batch)."""
     valid, seen = [], set()
     for report in batch:
         if report.leased is not None:
             command_id = report.leased.command_id
-            if command_id in seen or not _holds_lease(leases.get(command_id), report.leased):
+            lease = leases.get(command_id)
+            if command_id in seen or lease is None or not lease.held_by(report.leased):
                 continue
             seen.add(command_id)
         valid.append(report)
@@ -562,4 +525,4 @@ def _default_services(core: DecisionCore, request: RunRequest, execution_id: str
     return LocalServices(_StoreHolder(core.store), request, execution_id)  # type: ignore[arg-type]
 
 
-__all__ = ["CachedExecution", "DecisionCore", "StoreError", "command_from_lease", "command_payload", "load_status"]
+__all__ = ["CachedExecution", "DecisionCore", "StoreError", "command_from_lease", "load_status"]

@@ -97,3 +97,60 @@ def test_unreachable_database_is_a_store_error_without_the_password(pg_cluster: 
     with pytest.raises(StoreError) as caught:
         asyncio.run(scenario())
     assert "hunter2secret" not in str(caught.value)
+
+
+def test_decision_statements_lock_check_leases_catch_up_and_record(fresh_database: str) -> None:
+    """The decision transaction's operations (store/postgres/decisions.py) with typed rows."""
+    from datetime import UTC, datetime
+
+    from noetl.engine.commands import Command
+    from noetl.engine.events import Event
+    from noetl.store.postgres.decisions import DecisionStatements, DecisionWrite, Lease, NewCommandLeases
+    from noetl.store.postgres.queue import CommandQueue, LeasedCommand
+    from noetl.store.postgres.rows import event_rows
+
+    execution_id = new_execution_id()
+    now = datetime.now(UTC)
+
+    def command(step: str) -> Command:
+        return Command(command_id=f"{execution_id}:{step}", execution_id=execution_id, step=step,
+                       tasks=[{"kind": "noop"}], context={})
+
+    async def scenario() -> None:
+        async with PostgresStore(fresh_database) as store:
+            await started(store, execution_id)
+            statements = DecisionStatements(store)
+            queue = CommandQueue(store)
+            await store.write("queue", lambda conn: statements.queue(conn, execution_id, [command("a")],
+                                                                      now=now.isoformat(), as_of=1))
+            [leased] = await queue.lease(owner="w1", limit=5, lease_seconds=30, now=now)
+            assert leased.payload["as_of"] == 1 and leased.payload["tasks"] == [{"kind": "noop"}]
+
+            async def decide(conn: Any) -> None:
+                locked = await statements.lock(conn, execution_id, [leased.command_id])
+                assert locked is not None and locked.status == "running" and locked.last_event_id == 1
+                assert locked.leases == {leased.command_id: Lease("leased", 1, "w1")}
+                assert locked.leases[leased.command_id].held_by(leased)
+                assert not locked.leases[leased.command_id].held_by(
+                    LeasedCommand(leased.command_id, execution_id, "a", 1, {}, "w2"))
+                [first] = await statements.events_after(conn, execution_id, 0)
+                assert (first.event_id, first.event_type) == (1, "playbook.initialized")
+                done = Event(execution_id, "call.done", node_name="a", status="completed", result={"x": 1},
+                             created_at=now.isoformat())
+                write = DecisionWrite(execution_id=execution_id, rows=event_rows(execution_id, [done]),
+                                      first_event_id=2, now=now.isoformat(), commands=[command("b")], as_of=2,
+                                      done_ids=[leased.command_id],
+                                      leases=NewCommandLeases(count=1, owner="w1", seconds=30.0))
+                await statements.record(conn, write, lease_now=now)
+
+            await store.write("decide", decide, pipeline=True)
+            events = await store.list_events(execution_id)
+            assert [(e.event_id, e.event_type, e.result) for e in events][-1] == (2, "call.done", {"x": 1})
+            follow_up = await queue.get(f"{execution_id}:b")
+            assert follow_up is not None and follow_up.lease_owner == "w1"  # inserted leased to the decider
+            assert await store.write("lock", lambda conn: statements.lock(conn, "424242", [])) is None
+
+    asyncio.run(scenario())
+    with psycopg.connect(fresh_database) as conn:
+        rows = conn.execute("SELECT step, status, lease_owner FROM noetl.command ORDER BY step").fetchall()
+    assert rows == [("a", "done", "w1"), ("b", "leased", "w1")]

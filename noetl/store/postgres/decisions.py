@@ -1,0 +1,153 @@
+"""The statements of a decision transaction on PostgreSQL, as domain operations with typed rows.
+
+The distributed runtime's decision core (noetl/runtime/distributed.py) tells the story of a decision
+(lock, check the leases, catch up, handle, record, commit); this module is how each of those steps
+reads and writes PostgreSQL. Everything here runs on the connection of the caller's transaction.
+
+Lock order, always: the execution row, then its reported commands sorted by id, so transactions
+that lock overlapping sets of commands cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from noetl.engine.commands import Command
+from noetl.engine.events import Event
+from noetl.errors import StoreError
+from noetl.store.common import encode_json
+from noetl.store.postgres.ids import db_id
+from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand
+from noetl.store.postgres.rows import bump_params, event_arrays, event_from_row
+from noetl.store.postgres.store import Connection, PostgresStore
+
+# The NOTIFY channels, as parameters of the statements that notify.
+CHANNELS = {"commands_channel": COMMANDS_CHANNEL, "executions_channel": EXECUTIONS_CHANNEL}
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A reported command's row as locked by the decision."""
+
+    status: str
+    attempt: int
+    owner: str | None
+
+    def held_by(self, leased: LeasedCommand) -> bool:
+        """Still leased by the reporter in the same attempt (else: a duplicate report, or a worker
+        whose lease expired and was given to another)."""
+        return self.status == "leased" and self.attempt == leased.attempt and self.owner == leased.lease_owner
+
+
+@dataclass(frozen=True, slots=True)
+class LockedExecution:
+    status: str
+    last_event_id: int
+    leases: dict[str, Lease]
+
+
+@dataclass(slots=True)
+class NewCommandLeases:
+    """How many of a decision's new commands are inserted already leased to the deciding worker."""
+
+    count: int = 0
+    owner: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class DecisionWrite:
+    """Everything one decision writes: the events (ids assigned, encoded as ``rows``), the execution's
+    final state when it ended, the new commands and the reported commands now done."""
+
+    execution_id: str
+    rows: list[list[Any]]  # encoded by rows.event_rows; numbered from first_event_id by record()
+    first_event_id: int
+    now: str
+    update: dict[str, Any] | None = None
+    commands: list[Command] = field(default_factory=list)
+    as_of: int = 0
+    done_ids: list[str] = field(default_factory=list)
+    leases: NewCommandLeases = field(default_factory=NewCommandLeases)
+
+
+def command_payload(command: Command, as_of: int) -> str:
+    """The queue row keeps the command's fields; the render context is rebuilt by the worker from the
+    state folded up to event ``as_of`` (the decision's last event), so a worker whose cache is already
+    that far skips reading the log."""
+    return encode_json({
+        "tasks": command.tasks, "args": command.args, "arc_input": command.arc_input, "local": command.local,
+        "loop_index": command.loop_index, "entry": command.entry, "timeout": command.timeout, "as_of": as_of,
+    })
+
+
+def command_arrays(commands: list[Command], as_of: int) -> dict[str, list[str]]:
+    """New commands as the column arrays of the statements that queue them."""
+    return {"command_ids": [c.command_id for c in commands], "steps": [c.step for c in commands],
+            "payloads": [command_payload(c, as_of) for c in commands]}
+
+
+def leased_to(commands: list[Command], execution_id: str, as_of: int, owner: str) -> list[LeasedCommand]:
+    """The leases ``record`` creates for the first commands when ``NewCommandLeases.count`` says so."""
+    return [LeasedCommand(c.command_id, execution_id, c.step, 1, json.loads(command_payload(c, as_of)), owner)
+            for c in commands]
+
+
+class DecisionStatements:
+    """The decision transaction's reads and writes, on one PostgreSQL store's named queries."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+        self.q = store.q
+
+    async def lock(self, conn: Connection, execution_id: str, command_ids: list[str]) -> LockedExecution | None:
+        """Lock the execution row, then the reported commands (one round trip in pipeline mode)."""
+        locked = await conn.execute(self.q["lock_execution"], {"execution_id": db_id(execution_id)})
+        commands = await conn.execute(self.q["lock_commands"], {"command_ids": command_ids}) if command_ids else None
+        row = await locked.fetchone()
+        if row is None:
+            return None
+        leases = ({command_id: Lease(status, int(attempt), owner)
+                   for command_id, status, attempt, owner in await commands.fetchall()}
+                  if commands is not None else {})
+        status, last_event_id = row
+        return LockedExecution(status=str(status), last_event_id=int(last_event_id), leases=leases)
+
+    async def events_after(self, conn: Connection, execution_id: str, after_id: int) -> list[Event]:
+        """One page of the events after ``after_id``, in order (catching a cache up with the log)."""
+        cursor = await conn.execute(self.q["list_events"], {
+            "execution_id": db_id(execution_id), "after_id": after_id, "limit": self.store.event_page})
+        events = [event_from_row(execution_id, row) for row in await cursor.fetchall()]
+        if not events:
+            raise StoreError(f"execution {execution_id}: events after {after_id} are missing")
+        return events
+
+    async def finish_commands(self, conn: Connection, command_ids: list[str], status: str) -> None:
+        if command_ids:
+            await conn.execute(self.q["finish_commands"], {"command_ids": command_ids, "status": status})
+
+    async def cancel_open_commands(self, conn: Connection, execution_id: str) -> None:
+        """What is still queued or running can no longer matter: workers skip it, or stop it at their
+        next heartbeat."""
+        await conn.execute(self.q["cancel_commands"], {"execution_id": db_id(execution_id)})
+
+    async def record(self, conn: Connection, write: DecisionWrite, *, lease_now: datetime) -> None:
+        """The whole decision in one statement (``record_decision``): it goes out with the COMMIT."""
+        for event_id, row in enumerate(write.rows, start=write.first_event_id):
+            row[1] = event_id
+        await conn.execute(self.q["record_decision"], {
+            **bump_params(write.execution_id, len(write.rows), write.update), **event_arrays(write.rows),
+            **command_arrays(write.commands, write.as_of), **CHANNELS,
+            "lease_count": write.leases.count, "lease_owner": write.leases.owner,
+            "lease_seconds": write.leases.seconds, "lease_now": lease_now,
+            "now": write.now, "done_ids": write.done_ids, "execution_key": write.execution_id,
+        })
+
+    async def queue(self, conn: Connection, execution_id: str, commands: list[Command], *, now: str,
+                    as_of: int) -> None:
+        if commands:
+            await conn.execute(self.q["queue_commands"], {
+                "execution_id": db_id(execution_id), "now": now, **command_arrays(commands, as_of), **CHANNELS})
