@@ -8,6 +8,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet -e '.[dev]' || exit 1
 ./scripts/install-postgres.sh || echo "warning: PostgreSQL binaries unavailable; PostgreSQL tests will be skipped" >&2
+./scripts/install-chromium.sh || true  # the web console's browser tests skip (and say so) without it
 
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check noetl tests || exit 1

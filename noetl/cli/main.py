@@ -17,6 +17,7 @@ COMMAND_MODULES = {
     "noetl.cli.catalog": ("catalog", "register", "credential", "playbooks", "execute"),
     "noetl.cli.distributed": ("server", "worker", "db", "query"),
     "noetl.cli.demo": ("demo",),
+    "noetl.cli.ui": ("ui",),
 }
 for _module, _names in COMMAND_MODULES.items():
     cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]

@@ -13,10 +13,12 @@ import socket
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.reaper import Reaper
 from noetl.server.auth import require_token
+from noetl.server.console.server import install_server_console
 from noetl.server.errors import install_error_handlers
 from noetl.server.routes import catalog, executions, system, workers
 from noetl.server.state import ServerConfig, ServerState
@@ -40,14 +42,16 @@ def create_app(config: ServerConfig) -> FastAPI:
             await reaper
             await store.close()
 
-    app = FastAPI(title="NoETL", version=_version(), lifespan=lifespan,
-                  description="Register playbooks, run them on workers, inspect executions (SPEC section 13).")
+    # Swagger UI and ReDoc from the fastapi-offline package's own copies: /docs works offline.
+    app = FastAPIOffline(title="NoETL", version=_version(), lifespan=lifespan,
+                         description="Register playbooks, run them on workers, inspect executions.")
     install_error_handlers(app)
     app.include_router(system.public)
     api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
     for module in (system, catalog, executions, workers):
         api.include_router(module.router)
     app.include_router(api)
+    install_server_console(app)
     return app
 
 

@@ -1,0 +1,137 @@
+"""The console's templates: a normal autoescaping Jinja2 environment (not the playbook sandbox),
+with the filters the pages use. Everything a page shows is user data and goes through escaping."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
+
+HERE = Path(__file__).parent
+# Results larger than this are cut on the page (the API still serves them whole).
+MAX_SHOWN_CHARS = 20_000
+
+
+def environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                      trim_blocks=False, lstrip_blocks=False)
+    env.filters.update(json_block=json_block, when=when, duration=duration, seconds=seconds,
+                       meta_summary=meta_summary, scalar=scalar)
+    return env
+
+
+def json_block(value: Any) -> Markup:
+    """Pretty JSON in a collapsible block; long values are cut with a note saying how much."""
+    text = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    note = ""
+    if len(text) > MAX_SHOWN_CHARS:
+        note = f"… {len(text) - MAX_SHOWN_CHARS:,} more characters not shown"
+        text = text[:MAX_SHOWN_CHARS]
+    lines = text.count("\n") + 1
+    body = Markup('<pre class="json">{}</pre>').format(text)
+    if note:
+        body += Markup('<p class="muted truncated">{}</p>').format(note)
+    if lines <= 12 and not note:
+        return body
+    return Markup('<details class="json"><summary>{} lines</summary>{}</details>').format(lines, body)
+
+
+def when(value: Any) -> str:
+    """An ISO timestamp to the second, in UTC as stored."""
+    if not value:
+        return ""
+    text = str(value).replace("T", " ")
+    return text[:19]
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    minutes, rest = divmod(int(value), 60)
+    return f"{minutes} min {rest} s" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def duration(record: Any) -> str:
+    start, end = getattr(record, "started_at", None), getattr(record, "ended_at", None)
+    if not start or not end:
+        return "running" if getattr(record, "status", "") == "running" else ""
+    try:
+        return seconds((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+    except ValueError:
+        return ""
+
+
+def meta_summary(meta: dict[str, Any]) -> str:
+    shown = {k: v for k, v in (meta or {}).items() if k not in ("logs", "set", "loop_index")}
+    text = ", ".join(f"{k}={v}" for k, v in shown.items())
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def scalar(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def workload_fields(workload: dict[str, Any], prefix: str = "") -> list[dict[str, str]]:
+    """One form field per workload value, keyed like ``--set`` (dotted for nested mappings), its
+    default written as ``--set`` would read it back (so ``"10"`` stays a string)."""
+    fields: list[dict[str, str]] = []
+    for key, value in workload.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            fields.extend(workload_fields(value, f"{name}."))
+            continue
+        fields.append({"key": name, "value": _as_set_value(value), "kind": _kind(value)})
+    return fields
+
+
+def _as_set_value(value: Any) -> str:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        # Quote a string that --set would read as something else (a number, a boolean, ...).
+        return value if _reads_as_string(value) else json.dumps(value)
+    return json.dumps(value)
+
+
+def _reads_as_string(text: str) -> bool:
+    try:
+        return isinstance(yaml.safe_load(text), str) and yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        return True
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return "text"
+
+
+def diff_lines(old: str, new: str, old_name: str, new_name: str) -> list[tuple[str, str]]:
+    out = []
+    for line in difflib.unified_diff(old.splitlines(), new.splitlines(), old_name, new_name, lineterm=""):
+        kind = "hunk" if line.startswith("@@") else "add" if line.startswith("+") else \
+            "del" if line.startswith("-") else "ctx"
+        out.append((kind, line))
+    return out
+
+
+def plain(text: str) -> str:
+    return str(escape(text))

@@ -1,0 +1,430 @@
+"""The console's pages, live streams and actions, mounted on a FastAPI app by ``install_console``.
+
+Pages are rendered on the server from the store's read models; the page script only repaints
+what the live stream sends (rendered and escaped here too) and posts actions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
+
+from noetl.errors import InputError, NoetlError, NotFoundError
+from noetl.server.console import readmodel, source
+from noetl.server.console.auth import ConsoleAuthError, RoleLookup, allows, page_role, require_action
+from noetl.server.console.graph import playbook_graph
+from noetl.server.console.render import HERE, diff_lines, environment, workload_fields
+from noetl.server.console.source import ConsoleSource, ExecutionFilter
+
+STATUSES = ("running", "completed", "failed", "cancelled")
+PAGE_SIZE = 50
+MAX_PAGE_EVENTS = 2000
+POLL_SECONDS = 0.5
+
+
+@dataclass(slots=True)
+class ConsoleConfig:
+    source: Callable[[Request], ConsoleSource]
+    roles: Callable[[Request], RoleLookup | None]
+    where: str  # shown in the header: which store this console is a view of
+    server: bool  # the distributed runtime (the REST API is beside the console)
+
+
+def install_console(app: FastAPI, config: ConsoleConfig) -> None:
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(_router(app, config))
+
+
+class _Pages:
+    def __init__(self, app: FastAPI, config: ConsoleConfig) -> None:
+        self.app = app
+        self.config = config
+        self.env = environment()
+
+    def html(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        role = page_role(request, self.config.roles(request))
+        base = {"base": "", "where": self.config.where, "role": role if self.config.roles(request) else None,
+                "auth_enabled": self.config.roles(request) is not None, "api_docs": self.config.server}
+        body = self.env.get_template(template).render(**base, **context)
+        return HTMLResponse(body, status_code=status_code, headers=_SECURITY_HEADERS)
+
+    def fragment(self, template: str, **context: Any) -> str:
+        return self.env.get_template(template).render(base="", **context)
+
+    def viewer(self, request: Request) -> str | None:
+        return page_role(request, self.config.roles(request))
+
+    def api_route(self, path: str, method: str = "POST") -> str | None:
+        """``path`` when this app serves it (rerun and resume exist only where the API has them)."""
+        for route in self.app.routes:
+            if isinstance(route, Route) and route.path == path and method in (route.methods or ()):
+                return path
+        return None
+
+
+# No inline script or style runs, and nothing loads from elsewhere: escaped user data that slipped
+# through would still not execute.
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
+    pages = _Pages(app, config)
+    router = APIRouter(include_in_schema=False)
+
+    def guard(request: Request) -> Response | None:
+        if pages.viewer(request) is None:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return None
+
+    @router.get("/login")
+    async def login(request: Request, next: str = "/") -> Response:
+        return pages.html(request, "login.html", next=next if next.startswith("/") else "/")
+
+    @router.get("/")
+    async def executions(request: Request, status: str = "", path: str = "", since: str = "", id: str = "",
+                         page: int = 0) -> Response:
+        if (redirect := guard(request)) is not None:
+            return redirect
+        if id.strip():
+            return RedirectResponse(f"/executions/{id.strip()}", status_code=303)
+        flt, problem = _filter(status, path, since, page)
+        rows, more = await source.list_executions(config.source(request).store, flt)
+        query = {"status": status, "path": path, "since": since}
+        return pages.html(request, "executions.html", nav="executions", rows=rows, more=more, flt=flt,
+                          since=since, problem=problem, statuses=STATUSES, filtered=bool(status or path or since),
+                          prev_url=_url("/", query, page - 1), next_url=_url("/", query, page + 1),
+                          live_url=_url("/console/stream/executions", query, page))
+
+    @router.get("/executions/{execution_id}")
+    async def execution(request: Request, execution_id: str) -> Response:
+        if (redirect := guard(request)) is not None:
+            return redirect
+        store = config.source(request).store
+        try:
+            record = await source.execution_or_404(store, execution_id)
+        except NotFoundError as exc:
+            return pages.html(request, "error.html", 404, title="Not found", message=str(exc))
+        events = await source.events(store, execution_id, limit=MAX_PAGE_EVENTS + 1)
+        truncated = len(events) > MAX_PAGE_EVENTS
+        events = events[:MAX_PAGE_EVENTS]
+        playbook = _playbook(record.playbook)
+        names = [s.step for s in playbook.workflow] if playbook else []
+        steps = readmodel.step_views(events, names)
+        logs: dict[str, list[readmodel.LogLine]] = {}
+        for line in readmodel.log_lines(events):
+            logs.setdefault(line.step, []).append(line)
+        doc = source.status_of(events) if not truncated else {"status": record.status, "error": record.error,
+                                                               "result": record.result}
+        doc["status"] = record.status
+        children = await store.list_executions(parent_execution_id=execution_id, limit=200)
+        can_execute = allows(pages.viewer(request), "execute")
+        return pages.html(
+            request, "execution.html", nav="executions", record=record, doc=doc, events=events,
+            events_truncated=truncated, last_event_id=events[-1].event_id if events else 0,
+            graph=playbook_graph(playbook) if playbook else None, steps=steps, logs=logs,
+            errors_at=_error_lines(record.playbook, record.path, steps),
+            failure_at=_failure_lines(record.playbook, record.path, steps), timeline=readmodel.timeline(events),
+            children=children, can_execute=can_execute,
+            catalog_link=await _catalog_link(store, record.path),
+            action_urls={action: pages.api_route(f"/api/executions/{{execution_id}}/{action}")
+                         and f"/api/executions/{execution_id}/{action}" for action in ("rerun", "resume")})
+
+    @router.get("/console/stream/{execution_id}")
+    async def stream_execution(request: Request, execution_id: str, after: int = 0) -> Response:
+        if pages.viewer(request) is None:
+            return JSONResponse({"error": "log in first"}, status_code=401)
+        store = config.source(request).store
+        record = await store.get_execution(execution_id)
+        if record is None:
+            return JSONResponse({"error": f"execution {execution_id} not found"}, status_code=404)
+        names = [s.step for s in p.workflow] if (p := _playbook(record.playbook)) else []
+        return _sse(_execution_updates(request, pages, store, execution_id, names, after))
+
+    @router.get("/console/stream/executions")
+    async def stream_executions(request: Request, status: str = "", path: str = "", since: str = "",
+                                page: int = 0) -> Response:
+        if pages.viewer(request) is None:
+            return JSONResponse({"error": "log in first"}, status_code=401)
+        flt, _ = _filter(status, path, since, page)
+        return _sse(_list_updates(request, pages, config.source(request), flt))
+
+    @router.get("/catalog")
+    async def catalog(request: Request) -> Response:
+        if (redirect := guard(request)) is not None:
+            return redirect
+        entries = await config.source(request).store.list_catalog()
+        return pages.html(request, "catalog.html", nav="catalog", entries=entries)
+
+    @router.get("/catalog/entry")
+    async def catalog_entry(request: Request, path: str, version: str = "") -> Response:
+        if (redirect := guard(request)) is not None:
+            return redirect
+        store = config.source(request).store
+        try:
+            entry = await source.catalog_entry(store, path, _int(version, "version"))
+            versions = await source.catalog_versions(store, path)
+        except NoetlError as exc:
+            return pages.html(request, "error.html", 404, title="Not found", message=str(exc))
+        playbook = _playbook(entry.content) if entry.kind == "Playbook" else None
+        fields = workload_fields(playbook.workload) if playbook else []
+        return pages.html(request, "entry.html", nav="catalog", entry=entry, versions=versions, fields=fields,
+                          can_execute=allows(pages.viewer(request), "execute"))
+
+    @router.get("/catalog/diff")
+    async def catalog_diff(request: Request, path: str, a: str, b: str) -> Response:
+        if (redirect := guard(request)) is not None:
+            return redirect
+        store = config.source(request).store
+        try:
+            old = await source.catalog_entry(store, path, _int(a, "a"))
+            new = await source.catalog_entry(store, path, _int(b, "b"))
+        except NoetlError as exc:
+            return pages.html(request, "error.html", 404, title="Not found", message=str(exc))
+        lines = diff_lines(old.content, new.content, f"{path}@{old.version}", f"{path}@{new.version}")
+        return pages.html(request, "diff.html", nav="catalog", path=path, a=old.version, b=new.version, lines=lines)
+
+    @router.get("/credentials")
+    async def credentials(request: Request) -> Response:
+        if (redirect := guard(request)) is not None:
+            return redirect
+        records = await source.credentials(config.source(request).store)
+        return pages.html(request, "credentials.html", nav="credentials", credentials=records)
+
+    @router.get("/schedules")
+    async def schedules(request: Request) -> Response:
+        if (redirect := guard(request)) is not None:
+            return redirect
+        rows = await _schedules(pages, request)
+        columns = sorted({key for row in rows for key in row}) if rows else []
+        return pages.html(request, "schedules.html", nav="schedules", schedules=rows, columns=columns,
+                          server=config.server)
+
+    @router.post("/console/actions/run")
+    async def run(request: Request) -> Response:
+        async def act() -> dict[str, Any]:
+            require_action(request, config.roles(request), "execute")
+            body = await _json_body(request)
+            src = config.source(request)
+            entry = await source.catalog_entry(src.store, str(body.get("path") or ""),
+                                               _int(str(body.get("version") or ""), "version"))
+            execution_id = await src.start(entry, _payload(body))
+            return {"execution_id": execution_id, "url": f"/executions/{execution_id}"}
+
+        return await _answer(act)
+
+    @router.post("/console/actions/cancel/{execution_id}")
+    async def cancel(request: Request, execution_id: str) -> Response:
+        async def act() -> dict[str, Any]:
+            require_action(request, config.roles(request), "execute")
+            src = config.source(request)
+            await source.execution_or_404(src.store, execution_id)
+            return await src.cancel(execution_id)
+
+        return await _answer(act)
+
+    return router
+
+
+async def _answer(act: Callable[[], Any]) -> Response:
+    """An action's JSON answer; the user's mistakes are 4xx with one line, never a 500."""
+    from noetl.server.errors import status_for
+
+    try:
+        return JSONResponse(await act())
+    except ConsoleAuthError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    except NoetlError as exc:
+        return JSONResponse({"error": str(exc).splitlines()[0]}, status_code=status_for(exc))
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise InputError("the request body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InputError("the request body must be a JSON object")
+    return body
+
+
+def _payload(body: dict[str, Any]) -> dict[str, Any]:
+    """The run form: a JSON payload, then each field as ``--set key=value`` would read it."""
+    from noetl.api import apply_sets, parse_payload
+
+    raw = body.get("payload") or ""
+    if not isinstance(raw, str) or raw.startswith("@"):
+        raise InputError("payload: a JSON object")
+    sets = body.get("set") or {}
+    if not isinstance(sets, dict):
+        raise InputError("set: a mapping of field to value")
+    return apply_sets(parse_payload(raw), [f"{key}={value}" for key, value in sets.items()])
+
+
+def _filter(status: str, path: str, since: str, page: int) -> tuple[ExecutionFilter, str | None]:
+    problem = None
+    if status and status not in STATUSES:
+        problem, status = f"unknown status {status!r}: one of {', '.join(STATUSES)}", ""
+    try:
+        since_time = parse_since(since) if since else None
+    except InputError as exc:
+        problem, since_time = str(exc), None
+    page = max(0, page)
+    return ExecutionFilter(status or None, path or None, since_time, PAGE_SIZE, page * PAGE_SIZE), problem
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``2h``/``30m``/``7d`` ago, or an ISO date or time (UTC when no zone is given)."""
+    text = text.strip()
+    now = now or datetime.now(UTC)
+    if match := _RELATIVE.match(text):
+        moment = now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    else:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"since {text!r}: expected an ISO date/time (2026-01-31T08:00) or an age "
+                             f"like 30m, 2h, 7d") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone().replace(tzinfo=None)
+
+
+def _int(value: str, name: str) -> int | None:
+    if value in ("", "latest"):
+        return None
+    if not value.isdigit():
+        raise InputError(f"{name} must be a version number, got {value!r}")
+    return int(value)
+
+
+def _url(path: str, query: dict[str, str], page: int) -> str:
+    from urllib.parse import urlencode
+
+    params = {k: v for k, v in query.items() if v}
+    if page > 0:
+        params["page"] = str(page)
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def _playbook(text: str) -> Any:
+    from noetl.dsl.parse import load_playbook_text
+
+    if not text:
+        return None
+    try:
+        return load_playbook_text(text, "<playbook>").require()
+    except NoetlError:
+        return None
+
+
+async def _catalog_link(store: Any, path: str) -> str | None:
+    from urllib.parse import quote
+
+    return f"/catalog/entry?path={quote(path)}" if path and await store.get_catalog(path) else None
+
+
+def _error_lines(playbook_text: str, file: str, steps: dict[str, readmodel.StepView]) -> dict[str, str]:
+    from noetl.dsl.codelines import error_location
+
+    out = {}
+    for name, view in steps.items():
+        if view.error and (where := error_location(playbook_text, name, view.error, file)):
+            out[name] = where
+    return out
+
+
+def _failure_lines(playbook_text: str, file: str, steps: dict[str, readmodel.StepView]) -> dict[str, str]:
+    from noetl.dsl.codelines import error_location
+
+    out = {}
+    for name, view in steps.items():
+        for index, error in view.failures:
+            if where := error_location(playbook_text, name, error, file):
+                out[f"{name}/{index}"] = where
+    return out
+
+
+async def _schedules(pages: _Pages, request: Request) -> list[dict[str, Any]] | None:
+    """What ``GET /api/schedules`` serves, when this app has it (read through the API itself)."""
+    if not pages.api_route("/api/schedules", "GET"):
+        return None
+    import httpx
+
+    headers = {"authorization": request.headers.get("authorization") or
+               f"Bearer {request.cookies.get('noetl_token', '')}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=pages.app), base_url="http://console") as client:
+        answer = await client.get("/api/schedules", headers=headers)
+    if answer.status_code != 200:
+        return None
+    body = answer.json()
+    rows = body.get("schedules", body) if isinstance(body, dict) else body
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else None
+
+
+def _sse(updates: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(updates, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _message(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+async def _execution_updates(request: Request, pages: _Pages, store: Any, execution_id: str, names: list[str],
+                             after: int) -> AsyncIterator[str]:
+    """Each poll's new events (as table rows), every step's status and loop progress, then ``end``."""
+    seen = await source.events(store, execution_id)
+    rows = [e for e in seen if e.event_id > after]
+    quiet = 0.0
+    while not await request.is_disconnected():
+        record = await store.get_execution(execution_id)
+        steps = readmodel.step_views(seen, names)
+        if rows or quiet >= 15:
+            yield _message("update", {
+                "status": record.status if record else "unknown",
+                "steps": {name: view.live() for name, view in steps.items()},
+                "rows": pages.fragment("event_rows.html", events=rows),
+                "last_event_id": seen[-1].event_id if seen else 0})
+            quiet = 0.0
+        if record is None or record.status != "running":
+            yield _message("end", {"status": record.status if record else "unknown"})
+            return
+        await asyncio.sleep(POLL_SECONDS)
+        quiet += POLL_SECONDS
+        rows = await source.events(store, execution_id, after_id=seen[-1].event_id if seen else 0)
+        seen.extend(rows)
+
+
+async def _list_updates(request: Request, pages: _Pages, src: ConsoleSource, flt: ExecutionFilter
+                        ) -> AsyncIterator[str]:
+    """The listing's rows again whenever an execution on the page starts, changes status or ends."""
+    last: Any = None
+    while not await request.is_disconnected():
+        rows, _ = await source.list_executions(src.store, flt)
+        signature = [(r.execution_id, r.status) for r in rows]
+        if signature != last:
+            if last is not None:
+                yield _message("rows", {"html": pages.fragment("execution_rows.html", rows=rows, filtered=True)})
+            last = signature
+        else:
+            yield ": idle\n\n"
+        await asyncio.sleep(POLL_SECONDS * 2)

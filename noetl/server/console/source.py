@@ -1,0 +1,169 @@
+"""Where the console reads from and acts on: the server's PostgreSQL store, or the local store.
+
+Both sources answer the same questions with the store's own read models (executions, events,
+catalog, credentials) so the pages are one code path for ``noetl server start`` and ``noetl ui``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from noetl.engine.events import Event
+from noetl.engine.status import status_document
+from noetl.errors import InputError, NotFoundError
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, Store
+
+# The newest executions a listing filters and pages through (a console is not a query engine).
+LIST_WINDOW = 2000
+
+
+@dataclass(slots=True)
+class ExecutionFilter:
+    status: str | None = None
+    path: str | None = None  # substring of the playbook path
+    since: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+    def matches(self, record: ExecutionRecord) -> bool:
+        if self.path and self.path.lower() not in (record.path or "").lower():
+            return False
+        return not (self.since and _parse_time(record.started_at) < self.since)
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return datetime.min.replace(tzinfo=None)
+    return parsed.replace(tzinfo=None) if parsed.tzinfo is None else parsed.astimezone().replace(tzinfo=None)
+
+
+class ConsoleSource(Protocol):
+    @property
+    def store(self) -> Store: ...
+
+    async def start(self, entry: CatalogEntry, payload: dict[str, Any]) -> str:
+        """Start an execution of ``entry``; return its id."""
+        ...
+
+    async def cancel(self, execution_id: str) -> dict[str, Any]: ...
+
+
+async def list_executions(store: Store, flt: ExecutionFilter) -> tuple[list[ExecutionRecord], bool]:
+    """One page of executions (newest first) and whether there is a next page."""
+    records = await store.list_executions(status=flt.status or None, limit=LIST_WINDOW)
+    matching = [r for r in records if flt.matches(r)]
+    page = matching[flt.offset:flt.offset + flt.limit]
+    return page, len(matching) > flt.offset + flt.limit
+
+
+async def execution_or_404(store: Store, execution_id: str) -> ExecutionRecord:
+    record = await store.get_execution(execution_id)
+    if record is None:
+        raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
+    return record
+
+
+async def events(store: Store, execution_id: str, after_id: int = 0, limit: int | None = None) -> list[Event]:
+    return await store.list_events(execution_id, after_id=after_id, limit=limit)
+
+
+def status_of(event_log: list[Event]) -> dict[str, Any]:
+    return status_document(event_log)
+
+
+async def catalog_versions(store: Store, path: str) -> list[CatalogEntry]:
+    latest = await store.get_catalog(path)
+    if latest is None:
+        raise NotFoundError(f"no catalog entry for path {path!r}")
+    versions = [latest]
+    for number in range(latest.version - 1, 0, -1):
+        entry = await store.get_catalog(path, number)
+        if entry is not None:
+            versions.append(entry)
+    return versions
+
+
+async def catalog_entry(store: Store, path: str, version: int | None) -> CatalogEntry:
+    entry = await store.get_catalog(path, version)
+    if entry is None:
+        at = f" version {version}" if version else ""
+        raise NotFoundError(f"no catalog entry for path {path!r}{at}")
+    return entry
+
+
+async def credentials(store: Store) -> list[CredentialRecord]:
+    return await store.list_credentials()
+
+
+@dataclass
+class ServerSource:
+    """The distributed runtime: executions are submitted to the decision core and run on workers."""
+
+    state: Any  # noetl.server.state.ServerState (typed loosely: this module must not import the server)
+
+    @property
+    def store(self) -> Store:
+        store: Store = self.state.store
+        return store
+
+    async def start(self, entry: CatalogEntry, payload: dict[str, Any]) -> str:
+        execution_id: str = await self.state.core.submit(
+            playbook_text=entry.content, source=f"catalog://{entry.path}@{entry.version}", payload=payload)
+        return execution_id
+
+    async def cancel(self, execution_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.state.core.cancel(execution_id)
+        return result
+
+
+@dataclass
+class LocalSource:
+    """``noetl ui``: the local store; started executions run in this process, like ``noetl run``."""
+
+    store: Store
+    running: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    async def start(self, entry: CatalogEntry, payload: dict[str, Any]) -> str:
+        from noetl.dsl.parse import load_playbook_text
+        from noetl.ids import new_execution_id
+        from noetl.runtime.local import LocalRuntime
+        from noetl.runtime.request import RunRequest
+
+        loaded = load_playbook_text(entry.content, f"catalog://{entry.path}@{entry.version}")
+        playbook = loaded.require()
+        execution_id = new_execution_id()
+        request = RunRequest(playbook=playbook, playbook_text=entry.content, payload=payload,
+                             execution_id=execution_id)
+        task = asyncio.create_task(LocalRuntime(self.store).run(request))
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
+        await _until_recorded(self.store, execution_id, task)
+        return execution_id
+
+    async def cancel(self, execution_id: str) -> dict[str, Any]:
+        from noetl.runtime.cancel import cancel_local
+
+        return await cancel_local(self.store, execution_id)
+
+    async def close(self) -> None:
+        for task in list(self.running):
+            task.cancel()
+        await asyncio.gather(*self.running, return_exceptions=True)
+
+
+async def _until_recorded(store: Store, execution_id: str, task: asyncio.Task[Any]) -> None:
+    """Answer once the execution row exists, so the page the browser opens next has something to show."""
+    for _ in range(200):
+        if await store.get_execution(execution_id) is not None:
+            return
+        if task.done():
+            exc = task.exception()
+            if exc is not None:
+                raise InputError(f"the execution did not start: {str(exc).splitlines()[0]}") from exc
+            return
+        await asyncio.sleep(0.02)

@@ -1,0 +1,162 @@
+// NoETL console: live updates (EventSource) and actions. Everything shown is rendered and
+// escaped by the server; this script only swaps in those fragments and sets text.
+"use strict";
+
+const TOKEN_KEY = "noetl_token";
+
+function token() {
+  const kept = sessionStorage.getItem(TOKEN_KEY);
+  if (kept) return kept;
+  const cookie = document.cookie.split("; ").find((c) => c.startsWith(TOKEN_KEY + "="));
+  return cookie ? decodeURIComponent(cookie.slice(TOKEN_KEY.length + 1)) : "";
+}
+
+function flash(message, isError) {
+  const box = document.getElementById("flash");
+  if (!box) return;
+  box.textContent = message;
+  box.className = isError ? "flash error" : "flash";
+  box.hidden = false;
+}
+
+// Actions carry the token in the Authorization header and a marker header: a cross-site form
+// can send neither, which (with SameSite=Strict cookies and the server's Origin check) is the
+// console's CSRF protection.
+async function post(url, body) {
+  const headers = { "Content-Type": "application/json", "X-NoETL-Console": "1" };
+  const t = token();
+  if (t) headers.Authorization = "Bearer " + t;
+  const answer = await fetch(url, { method: "POST", headers, body: JSON.stringify(body || {}), credentials: "same-origin" });
+  let data = {};
+  try { data = await answer.json(); } catch (e) { data = {}; }
+  return { status: answer.status, data };
+}
+
+function errorText(data, status) {
+  return (data && (data.error || data.detail)) || ("request failed (HTTP " + status + ")");
+}
+
+function setupLogin() {
+  const form = document.getElementById("login");
+  if (!form) return;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = form.elements.token.value.trim();
+    sessionStorage.setItem(TOKEN_KEY, value);
+    document.cookie = TOKEN_KEY + "=" + encodeURIComponent(value) + "; path=/; SameSite=Strict";
+    window.location.assign(form.dataset.next || "/");
+  });
+  document.querySelectorAll("[data-action=logout]").forEach((link) => link.addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    document.cookie = TOKEN_KEY + "=; path=/; max-age=0; SameSite=Strict";
+  }));
+}
+
+function setupList() {
+  const table = document.getElementById("executions");
+  const live = document.getElementById("live");
+  if (!table || !live || !window.EventSource) return;
+  let source = null;
+  const connect = () => {
+    if (source) source.close();
+    source = null;
+    if (!live.checked) return;
+    source = new EventSource(table.dataset.live);
+    source.addEventListener("rows", (event) => {
+      table.tBodies[0].innerHTML = JSON.parse(event.data).html;
+    });
+  };
+  live.addEventListener("change", connect);
+  connect();
+}
+
+function paintSteps(steps) {
+  for (const [name, view] of Object.entries(steps)) {
+    document.querySelectorAll(".node").forEach((node) => {
+      if (node.dataset.step !== name) return;
+      node.setAttribute("class", "node " + view.status);
+      const text = node.querySelector(".progress");
+      if (text && view.progress) {
+        const p = view.progress;
+        text.textContent = (p.done + p.failed) + "/" + p.total + (p.failed ? " (" + p.failed + " failed)" : "");
+      }
+    });
+    document.querySelectorAll("[data-step-status]").forEach((badge) => {
+      if (badge.dataset.stepStatus !== name) return;
+      badge.textContent = view.status;
+      badge.className = "badge " + view.status;
+    });
+    document.querySelectorAll("[data-step-progress]").forEach((line) => {
+      if (line.dataset.stepProgress !== name || !view.progress) return;
+      const p = view.progress;
+      line.textContent = p.done + " done, " + p.failed + " failed of " + p.total;
+    });
+  }
+}
+
+function setupExecution() {
+  const section = document.getElementById("execution");
+  if (!section) return;
+  const cancel = document.getElementById("cancel");
+  if (cancel) {
+    cancel.addEventListener("click", async () => {
+      cancel.disabled = true;
+      const answer = await post(cancel.dataset.url, {});
+      if (answer.status >= 400) { flash(errorText(answer.data, answer.status), true); cancel.disabled = false; return; }
+      flash("execution " + answer.data.status);
+    });
+  }
+  for (const id of ["rerun", "resume"]) {
+    const button = document.getElementById(id);
+    if (!button || !button.dataset.url) continue;
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      const answer = await post(button.dataset.url, {});
+      if (answer.status === 404 || answer.status === 405) { flash(id + " is not available on this server", true); return; }
+      if (answer.status >= 400) { flash(errorText(answer.data, answer.status), true); button.disabled = false; return; }
+      const next = answer.data.execution_id;
+      if (next && next !== section.dataset.id) window.location.assign("/executions/" + encodeURIComponent(next));
+      else window.location.reload();
+    });
+  }
+  if (section.dataset.status !== "running" || !window.EventSource) return;
+  const stream = new EventSource(section.dataset.stream + "?after=" + encodeURIComponent(section.dataset.lastEvent));
+  const rows = document.querySelector("#events tbody");
+  stream.addEventListener("update", (event) => {
+    const data = JSON.parse(event.data);
+    paintSteps(data.steps);
+    if (rows && data.rows) rows.insertAdjacentHTML("beforeend", data.rows);
+    const badge = document.getElementById("exec-status");
+    if (badge) { badge.textContent = data.status; badge.className = "badge " + data.status; }
+  });
+  stream.addEventListener("end", () => {
+    stream.close();
+    window.location.reload(); // the finished execution's results, logs and timeline, rendered whole
+  });
+}
+
+function setupRunForm() {
+  const form = document.getElementById("run-form");
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { path: form.elements.path.value, version: form.elements.version.value,
+      payload: form.elements.payload.value.trim(), set: {} };
+    for (const input of form.querySelectorAll("input[name^='set:']")) {
+      body.set[input.name.slice(4)] = input.value;
+    }
+    const button = form.querySelector("button");
+    button.disabled = true;
+    const answer = await post(form.dataset.url, body);
+    button.disabled = false;
+    if (answer.status >= 400) { flash(errorText(answer.data, answer.status), true); return; }
+    window.location.assign(answer.data.url);
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupLogin();
+  setupList();
+  setupExecution();
+  setupRunForm();
+});

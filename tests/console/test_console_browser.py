@@ -1,0 +1,105 @@
+"""The web console in a real headless Chromium (Debian's package, driven by Playwright).
+
+Screenshots go to ``$NOETL_TEST_ARTIFACTS`` when set, else to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("chromium is not installed (scripts/install-chromium.sh installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    dialogs: list[str] = []
+    tab.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    tab.dialogs = dialogs
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("NOETL_TEST_ARTIFACTS") or tmp_path) / "console"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_a_failed_loop_iteration_in_the_graph_with_its_error_and_logs(page: Any, console: str,
+                                                                      runs: dict[str, str], shots: Path) -> None:
+    page.goto(f"{console}/")
+    page.click(f"text={runs['loop']}")
+    page.wait_for_url(f"**/executions/{runs['loop']}")
+    assert page.get_attribute("g.node[data-step=start]", "class") == "node completed"
+    assert page.get_attribute("g.node[data-step=divide]", "class") == "node failed"
+    assert page.get_attribute("g.node[data-step=end]", "class") == "node pending"
+    assert page.text_content("g.node[data-step=divide] .progress") == "4/4 (1 failed)"
+    failed = page.locator("#step-divide")
+    assert "[2] ZeroDivisionError: ZeroDivisionError: division by zero" in failed.inner_text()
+    assert "at demo/console_loop:23" in failed.inner_text()
+    assert "[2] dividing by 0" in failed.locator("pre.logs").inner_text()
+    page.screenshot(path=str(shots / "execution.png"), full_page=True)
+
+
+def test_start_a_run_from_the_form_and_watch_it_finish(page: Any, console: str, shots: Path) -> None:
+    page.goto(f"{console}/catalog")
+    page.click("text=console/slow")
+    page.fill("input[name='set:rounds']", "3")
+    page.fill("input[name='set:pause']", "0.3")
+    page.screenshot(path=str(shots / "run-form.png"), full_page=True)
+    page.click("#run-form button")
+    page.wait_for_url("**/executions/*")
+    # Live: the loop step is painted running while it runs, then the page shows the end.
+    page.wait_for_selector("g.node.running[data-step=wait], g.node.completed[data-step=wait]")
+    page.wait_for_selector("#exec-status.completed")
+    page.wait_for_selector("g.node.completed[data-step=wait]")
+    assert page.text_content("g.node[data-step=wait] .progress") == "3/3"
+
+
+def test_cancel_a_running_execution(page: Any, console: str, shots: Path) -> None:
+    page.goto(f"{console}/catalog/entry?path=console/slow")
+    page.fill("input[name='set:rounds']", "200")
+    page.fill("input[name='set:pause']", "0.2")
+    page.click("#run-form button")
+    page.wait_for_url("**/executions/*")
+    page.wait_for_selector("g.node.running[data-step=wait]")
+    page.click("#cancel")
+    page.wait_for_selector("#exec-status.cancelled")
+    page.screenshot(path=str(shots / "cancelled.png"), full_page=True)
+
+
+def test_a_hostile_playbook_name_is_shown_as_text(page: Any, console: str, runs: dict[str, str]) -> None:
+    page.goto(f"{console}/")
+    assert "<script>alert(1)</script>" in page.inner_text("#executions")
+    page.goto(f"{console}/executions/{runs['hostile']}")
+    assert page.inner_text("h1 .path") == "<script>alert(1)</script>"
+    page.click("#step-start summary")
+    assert "<b>not bold</b>" in page.inner_text("#step-start pre.logs")
+    page.goto(f"{console}/catalog/entry?path=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert "<img src=x onerror=alert(2)>" in page.inner_text("#yaml")
+    assert page.dialogs == []
