@@ -153,10 +153,11 @@ def throughput(pg: dict[str, Any], workers: int, home: Path, executions: int = 2
         cluster.close()
 
 
-def chain_throughput(pg: dict[str, Any], workers: int, home: Path, executions: int, steps: int) -> dict[str, Any]:
+def chain_throughput(pg: dict[str, Any], workers: int, home: Path, executions: int, steps: int,
+                     code: Path | None = None) -> dict[str, Any]:
     """``executions`` chains of ``steps`` sequential steps (noop, python, noop, ...) submitted at once:
     workflow steps per second from the first submission to the last execution's completion."""
-    cluster = start(pg, workers, home)
+    cluster = start(pg, workers, home, code=code)
     try:
         path = cluster.register(mixed_chain(steps, ["noop", "python"], path="bench/chain_mixed"))["path"]
         pids = [p.pid for p in cluster.workers.values()]
@@ -180,7 +181,7 @@ def throughput_runs(pg: dict[str, Any], counts: list[int], repeat: int, home: Pa
     """Every worker count ``repeat`` times; with ``before`` (a source tree) each loop run is paired
     with one on that code, so both see the same machine load; ``chains`` (executions, steps): a chain
     run after each loop run, so loop items and chain steps are measured under the same load."""
-    runs: dict[str, list[dict[str, Any]]] = {"after": [], "before": [], "chains": []}
+    runs: dict[str, list[dict[str, Any]]] = {"after": [], "before": [], "chains": [], "chains_before": []}
     for workers in counts:
         for n in range(repeat):
             if loops and before is not None:
@@ -189,6 +190,10 @@ def throughput_runs(pg: dict[str, Any], counts: list[int], repeat: int, home: Pa
             if loops:
                 runs["after"].append(throughput(pg, workers, home / f"t{workers}-{n}"))
                 print("after", runs["after"][-1], flush=True)
+            if chains is not None and before is not None:
+                runs["chains_before"].append(chain_throughput(pg, workers, home / f"cb{workers}-{n}", *chains,
+                                                              code=before))
+                print("chains before", runs["chains_before"][-1], flush=True)
             if chains is not None:
                 runs["chains"].append(chain_throughput(pg, workers, home / f"c{workers}-{n}", *chains))
                 print("chains", runs["chains"][-1], flush=True)
@@ -298,6 +303,8 @@ def main() -> None:
                         help="also run the loop throughput on the code of this git revision (before/after)")
     parser.add_argument("--keep", default="", metavar="SECTIONS",
                         help=f"sections not to measure, kept from the existing --out file: {', '.join(SECTIONS)}")
+    parser.add_argument("--fsync", choices=["on", "off"], default="on",
+                        help="PostgreSQL durability: fsync and synchronous_commit on (the default) or off")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "distributed.md"))
     args = parser.parse_args()
 
@@ -310,7 +317,7 @@ def main() -> None:
     counts = [int(n) for n in args.workers.split(",")]
     before = export_revision(args.compare_with, home / "before") if args.compare_with else None
     sections: dict[str, str] = dict(kept)
-    with postgres_cluster() as pg:
+    with postgres_cluster(durable=args.fsync == "on") as pg:
         if "throughput" not in keep or "chains" not in keep:
             runs = throughput_runs(pg, counts, args.repeat, home, before, loops="throughput" not in keep,
                                    chains=None if "chains" in keep else (args.chains, args.chain_steps))
@@ -319,7 +326,9 @@ def main() -> None:
                 sections["throughput"] = throughput_section(results, args.compare_with)
             if "chains" not in keep:
                 sections["chains"] = chains_section(medians(runs["chains"]), args.chains, args.chain_steps,
-                                                    after_loops="throughput" not in keep)
+                                                    after_loops="throughput" not in keep,
+                                                    before=medians(runs["chains_before"]),
+                                                    before_ref=args.compare_with)
         if "latency" not in keep:
             latency = dispatch_latency(pg, home / "latency")
             print(latency, flush=True)
@@ -330,7 +339,7 @@ def main() -> None:
             sections["large"] = large_section(big)
     measured = [k for k in SECTIONS if k not in keep]
     header = header_lines(out, " ".join(sys.argv[1:]), measured, keep)
-    write_report(out, header, sections)
+    write_report(out, header, sections, fsync=args.fsync)
 
 
 def throughput_table(rows: list[dict[str, Any]], unit: str = "call") -> list[str]:
@@ -351,13 +360,18 @@ def throughput_section(results: dict[str, list[dict[str, Any]]], before_ref: str
     return "\n".join(lines) + "\n"
 
 
-def chains_section(rows: list[dict[str, Any]], executions: int, steps: int, after_loops: bool) -> str:
+def chains_section(rows: list[dict[str, Any]], executions: int, steps: int, after_loops: bool,
+                   before: list[dict[str, Any]] | None = None, before_ref: str | None = None) -> str:
     lines = [f"## Throughput of workflow steps ({executions} concurrent executions x {steps}-step sequential "
              "chains, noop and python alternating, concurrency 32/worker)", "",
-             "An execution has one command in flight at a time, so each step's report is decided in a "
-             "transaction of its own. Steps/s from the submission of every execution to the completion of the last."
+             "An execution has one command in flight at a time: its reports can only share a transaction "
+             "with other executions' (group commit). Steps/s from the submission of every execution to the "
+             "completion of the last."
              + (" Each run follows a loop run of the same worker count above." if after_loops else ""), ""]
     lines += throughput_table(rows, unit="step")
+    if before:
+        lines += ["", f"Before (revision `{before_ref}`, runs interleaved with the ones above):", ""]
+        lines += throughput_table(before, unit="step")
     return "\n".join(lines) + "\n"
 
 
@@ -447,10 +461,12 @@ def revision() -> str:
     return f"revision {head}" + (" with uncommitted changes" if git("status", "--porcelain", "--", "noetl") else "")
 
 
-def write_report(out: Path, command: list[str], sections: dict[str, str]) -> None:
+def write_report(out: Path, command: list[str], sections: dict[str, str], fsync: str = "on") -> None:
     lines = ["# Distributed runtime benchmark", ""]
     lines += [line + "  " if n < len(command) - 1 else line for n, line in enumerate(command)]
-    lines += ["", "Server, workers and PostgreSQL 15 on one 2-core machine (throwaway cluster, fsync off), "
+    durability = ("fsync, synchronous_commit and full_page_writes on" if fsync == "on"
+                  else "fsync off: a reference figure, not a durable one")
+    lines += ["", f"Server, workers and PostgreSQL 15 on one 2-core machine (throwaway cluster, {durability}), "
               "shared with other jobs: compare figures measured in the same run.", ""]
     body = "\n\n".join(sections[k].rstrip("\n") for k in SECTIONS if k in sections)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -117,6 +117,9 @@ class ClusterInfo:
     bindir: str
     host: str = "127.0.0.1"
     superuser: str = SUPERUSER
+    # fsync, synchronous_commit and full_page_writes on: what a durability figure needs. Off by
+    # default: a throwaway or demo cluster gains nothing from durability and pays for it in time.
+    durable: bool = False
 
     @property
     def data_dir(self) -> Path:
@@ -156,11 +159,12 @@ class LocalCluster:
     account: pwd.struct_passwd | None = field(default_factory=server_account)
 
     @classmethod
-    def new(cls, base: Path, *, port: int, user: str, password: str, database: str) -> LocalCluster:
+    def new(cls, base: Path, *, port: int, user: str, password: str, database: str,
+            durable: bool = False) -> LocalCluster:
         bindir = find_postgres_bindir()
         account = server_account()
         info = ClusterInfo(port=port, user=user, password=password, database=database, base=str(base),
-                           socket_dir=str(_socket_dir(base, account)), bindir=str(bindir))
+                           socket_dir=str(_socket_dir(base, account)), bindir=str(bindir), durable=durable)
         return cls(info, account)
 
     # lifecycle -----------------------------------------------------------------------------
@@ -241,9 +245,9 @@ def _write_config(info: ClusterInfo) -> None:
         "listen_addresses": "'127.0.0.1'",
         "port": str(info.port),
         "unix_socket_directories": f"'{info.socket_dir}'",
-        "fsync": "off",  # a throwaway cluster: durability buys nothing and costs time
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
+        "fsync": "on" if info.durable else "off",
+        "synchronous_commit": "on" if info.durable else "off",
+        "full_page_writes": "on" if info.durable else "off",
         "max_connections": "100",
         "shared_buffers": "32MB",
         "password_encryption": "'scram-sha-256'",

@@ -50,9 +50,11 @@ from noetl.store.postgres.decisions import (
     DecisionStatements,
     DecisionWrite,
     Lease,
+    LockedExecution,
     NewCommandLeases,
     leased_to,
 )
+from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.queue import LeasedCommand
 from noetl.store.postgres.rows import event_rows, execution_params
 from noetl.store.postgres.stats import StepStats
@@ -60,8 +62,12 @@ from noetl.store.postgres.store import Connection, PostgresStore
 
 MAX_CACHED_EXECUTIONS = 2000
 MAX_CACHED_PLAYBOOKS = 256
-# Reports decided in one transaction at most (bounds the transaction's size and lock time).
+# Reports of one execution decided in one transaction at most, and reports of all the executions
+# of one group transaction (bound the transaction's size and lock time).
 MAX_BATCH = 256
+MAX_GROUP_REPORTS = 512
+# Group transactions a process runs at once: reports arriving meanwhile wait and share the next one.
+GROUP_WRITERS = 2
 
 
 @dataclass(slots=True)
@@ -81,6 +87,8 @@ class CachedExecution:
     # Set when a decision failed after changing `state`: the state may hold events that were never
     # committed, so whoever waited on `lock` must load a fresh entry instead of using this one.
     broken: bool = False
+    # Set while a group transaction decides reports of this execution (see DecisionCore._decide).
+    group_done: asyncio.Event | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -91,6 +99,16 @@ class PendingReport:
     event: Event
     leased: LeasedCommand | None
     outcome: bool | BaseException | None = None
+
+
+@dataclass(slots=True)
+class GroupMember:
+    """One execution's share of a group transaction: its reports and the commands claimed for them."""
+
+    cached: CachedExecution
+    batch: list[PendingReport]
+    claim: Claim
+    locked: bool = False  # holds cached.lock
 
 
 @dataclass(slots=True)
@@ -169,6 +187,9 @@ class DecisionCore:
         # Builds the per-execution services (credentials, child playbooks); workers pass their own.
         self.services_factory = services_factory or _default_services
         self._executions: OrderedDict[str, CachedExecution] = OrderedDict()
+        # Executions with reports waiting for a decision, and the slots of group transactions.
+        self._ready: dict[str, CachedExecution] = {}
+        self._writers = asyncio.Semaphore(GROUP_WRITERS)
         self._loading: dict[str, asyncio.Future[CachedExecution | None]] = {}
         self._playbooks: OrderedDict[str, Playbook] = OrderedDict()
 
@@ -239,63 +260,118 @@ class DecisionCore:
     async def _decide(self, cached: CachedExecution, report: PendingReport) -> bool:
         """Queue the report on its execution; return once a decision transaction has handled it.
 
-        Whoever gets the execution's lock decides every report queued so far, in one transaction:
-        reports that arrive while a decision runs share the next one instead of each paying for a
-        transaction and a turn on the execution's row lock.
+        Reports are decided in groups (group commit): whoever gets one of the GROUP_WRITERS slots
+        decides every report queued so far, for every execution that is not being decided already,
+        in one transaction. Reports that arrive while decisions run share the next transaction
+        instead of each paying for one, whether they belong to one execution (a loop) or to many
+        (chains of steps of concurrent executions).
         """
         cached.pending.append(report)
+        self._ready[cached.execution_id] = cached
         while report.outcome is None:
-            async with cached.lock:
-                if report.outcome is not None:
-                    break
-                if not cached.broken:
-                    await self._decide_pending(cached)
-                    continue
-            # A decision failed mid-way and the entry was dropped: queue on a freshly loaded one.
-            fresh = await self.cached(cached.execution_id)
-            if fresh is None:
-                return False
-            cached = fresh
-            cached.pending.append(report)
+            if cached.broken:
+                # A decision failed mid-way and the entry was dropped: queue on a freshly loaded one.
+                fresh = await self.cached(cached.execution_id)
+                if fresh is None:
+                    return False
+                cached = fresh
+                cached.pending.append(report)
+                self._ready[cached.execution_id] = cached
+                continue
+            async with self._writers:
+                if report.outcome is None and not cached.broken:
+                    await self._decide_ready()
+            deciding = cached.group_done
+            if report.outcome is None and deciding is not None:
+                await deciding.wait()  # a group that took an earlier batch of this execution is deciding it
         if isinstance(report.outcome, BaseException):
             raise report.outcome
         return report.outcome
 
-    async def _decide_pending(self, cached: CachedExecution) -> None:
-        """Decide the first MAX_BATCH queued reports in one transaction (the caller holds ``cached.lock``).
+    async def _decide_ready(self) -> None:
+        """Decide the queued reports of every ready execution whose lock is free, in one transaction.
 
-        On failure the entry is marked broken (its state may hold events that were never committed).
-        A report whose events cannot be stored gets that error alone and the others go round again;
-        any other failure is every report's (each reporter retries as it sees fit). A cancellation
-        of the deciding task leaves the other reports to be decided again.
+        Each member's entry lock is held for the transaction. On failure every member's entry is
+        marked broken (its state may hold events that were never committed). A report whose events
+        cannot be stored gets that error alone and the others go round again; any other failure is
+        every report's (each reporter retries as it sees fit). A cancellation of the deciding task
+        leaves the other reports to be decided again.
         """
-        batch, cached.pending = cached.pending[:MAX_BATCH], cached.pending[MAX_BATCH:]
-        claim = Claim()
-        work = partial(self._decide_in_transaction, cached=cached, batch=batch, claim=claim)
-        try:
-            outcomes = await self.store.write(
-                f"recording {len(batch)} report(s) for execution {cached.execution_id}", work, pipeline=True)
-        except BaseException as exc:
-            if claim.leased and self.affinity is not None:
-                self.affinity.unreserve(len(claim.leased))
-            cached.broken = True
-            self._forget(cached.execution_id)
-            if isinstance(exc, UnstorableReport):
-                exc.report.outcome = exc
-            elif isinstance(exc, Exception):
-                for report in batch:
-                    report.outcome = exc
-            else:
-                raise
+        group = self._take_group()
+        if not group:
             return
-        if claim.leased and self.affinity is not None:
-            self.affinity.start_leased(claim.leased)
-        for report, outcome in zip(batch, outcomes, strict=True):
+        done = asyncio.Event()
+        for member in group:
+            member.cached.group_done = done
+        reports = sum(len(member.batch) for member in group)
+        try:
+            for member in group:  # in lock order; only refresh() competes, and it holds no other lock
+                await member.cached.lock.acquire()
+                member.locked = True
+            outcomes = await self.store.write(
+                f"recording {reports} report(s) for {len(group)} execution(s)",
+                partial(self._decide_group_in_transaction, group=group), pipeline=True)
+        except BaseException as exc:
+            self._group_failed(group, exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for member, member_outcomes in zip(group, outcomes, strict=True):
+                self._group_member_done(member, member_outcomes)
+        finally:
+            for member in group:
+                member.cached.group_done = None
+                if member.locked:
+                    member.cached.lock.release()
+            done.set()
+
+    def _take_group(self) -> list[GroupMember]:
+        """Ready executions that no other group is deciding, each with up to MAX_BATCH of its reports,
+        MAX_GROUP_REPORTS in all, in the lock order of the transaction (execution id). Chosen without
+        yielding to the event loop, so two groups never share an execution."""
+        group: list[GroupMember] = []
+        total = 0
+        for execution_id, cached in list(self._ready.items()):
+            if total >= MAX_GROUP_REPORTS:
+                break
+            if not cached.pending or cached.broken:
+                del self._ready[execution_id]
+                continue
+            if cached.group_done is not None:
+                continue
+            del self._ready[execution_id]
+            take = min(MAX_BATCH, MAX_GROUP_REPORTS - total)
+            batch, cached.pending = cached.pending[:take], cached.pending[take:]
+            if cached.pending:
+                self._ready[execution_id] = cached
+            group.append(GroupMember(cached, batch, Claim()))
+            total += len(batch)
+        group.sort(key=lambda member: db_id(member.cached.execution_id))
+        return group
+
+    def _group_failed(self, group: list[GroupMember], exc: BaseException) -> None:
+        for member in group:
+            if member.claim.leased and self.affinity is not None:
+                self.affinity.unreserve(len(member.claim.leased))
+            member.cached.broken = True
+            self._forget(member.cached.execution_id)
+            if isinstance(exc, UnstorableReport):
+                continue
+            if isinstance(exc, Exception):
+                for report in member.batch:
+                    report.outcome = exc
+        if isinstance(exc, UnstorableReport):
+            exc.report.outcome = exc  # only its reporter fails; the others are decided again
+
+    def _group_member_done(self, member: GroupMember, outcomes: list[bool]) -> None:
+        if member.claim.leased and self.affinity is not None:
+            self.affinity.start_leased(member.claim.leased)
+        for report, outcome in zip(member.batch, outcomes, strict=True):
             report.outcome = outcome
             if outcome and report.leased is not None:
                 self._observe(report.event)
-        if cached.state.finished:
-            self._forget(cached.execution_id)
+        if member.cached.state.finished:
+            self._forget(member.cached.execution_id)
 
     def _observe(self, event: Event) -> None:
         """Count a recorded step run for /metrics (the engine may have turned a call.done into a
@@ -304,13 +380,17 @@ class DecisionCore:
         self.stats.observe("completed" if event.event_type == ev.CALL_DONE else "failed",
                            float(duration) if isinstance(duration, int | float) else None)
 
-    async def _decide_in_transaction(self, conn: Connection, cached: CachedExecution,
-                                     batch: list[PendingReport], claim: Claim | None = None) -> list[bool]:
-        """Lock, check the leases, catch up, handle the reports in order, write everything; return for
-        each report whether it was recorded (not: a duplicate, a lost lease, a finished execution)."""
-        execution_id = cached.execution_id
-        command_ids = [r.leased.command_id for r in batch if r.leased is not None]
-        locked = await self.statements.lock(conn, execution_id, command_ids)
+    async def _decide_group_in_transaction(self, conn: Connection, group: list[GroupMember]) -> list[list[bool]]:
+        """Lock every member's execution and reported commands, then for each member: check the
+        leases, catch up, handle its reports in order and write everything; one COMMIT for all.
+        Returns, per member and report, whether it was recorded (not: a duplicate, a lost lease, a
+        finished execution)."""
+        locked = await self.statements.lock_many(
+            conn, [m.cached.execution_id for m in group], [c for m in group for c in _command_ids(m.batch)])
+        return [await self._decide_member(conn, member, locked.get(member.cached.execution_id)) for member in group]
+
+    async def _decide_member(self, conn: Connection, member: GroupMember, locked: LockedExecution | None) -> list[bool]:
+        cached, batch = member.cached, member.batch
         if locked is None:
             return [False] * len(batch)
         valid = _valid_reports(batch, locked.leases)
@@ -321,11 +401,11 @@ class DecisionCore:
         handled = self._handle_all(cached, valid)
         recorded = {id(h.report) for h in handled}
         if handled:
-            await self._record(conn, cached, handled, claim)
+            await self._record(conn, cached, handled, member.claim)
         await self.statements.finish_commands(conn, _command_ids([r for r in valid if id(r) not in recorded]),
                                               "cancelled")
         if cached.state.finished:
-            await self.statements.cancel_open_commands(conn, execution_id)
+            await self.statements.cancel_open_commands(conn, cached.execution_id)
         return [id(report) in recorded for report in batch]
 
     def _handle_all(self, cached: CachedExecution, reports: list[PendingReport]) -> list[Handled]:

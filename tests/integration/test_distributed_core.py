@@ -95,6 +95,49 @@ def test_concurrent_reports_share_transactions_and_duplicates_are_ignored(url: s
     assert statuses(url) == {"done": 20}
 
 
+TWO_STEPS = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: chain, path: tests/core_chain}
+workflow:
+  - step: start
+    tool: {kind: noop}
+    next: [{step: end}]
+  - step: end
+    tool: {kind: noop}
+"""
+
+
+def test_reports_of_many_executions_share_one_group_transaction(url: str) -> None:
+    """Group commit: the first step of 30 executions, reported together, is decided in a handful of
+    transactions (not 30), each execution exactly once, and every execution moves on to its next step."""
+    async def scenario() -> tuple[list[Any], int, list[str]]:
+        store = CountingStore(url)
+        await store.open()
+        core = DecisionCore(store)
+        try:
+            ids = [await core.submit(playbook_text=TWO_STEPS) for _ in range(30)]
+            leased = await CommandQueue(store).lease(owner="w1", limit=100, lease_seconds=30, now=core.now())
+            assert sorted(c.execution_id for c in leased) == sorted(ids)
+            store.transactions = 0
+            events = [Event(c.execution_id, ev.CALL_DONE, node_name=c.step, status="completed", result=1,
+                            meta={"command_id": c.command_id, "attempt": 1, "worker": "w1"}) for c in leased]
+            outcomes = await asyncio.gather(*(core.report(c, e) for c, e in zip(leased, events, strict=True)))
+            following = await CommandQueue(store).lease(owner="w1", limit=100, lease_seconds=30, now=core.now())
+            return outcomes, store.transactions, sorted(c.step for c in following)
+        finally:
+            await store.close()
+
+    outcomes, transactions, following = asyncio.run(scenario())
+    assert outcomes == [True] * 30
+    assert transactions <= 4, transactions  # the first reports lead; the rest share the next group
+    assert following == ["end"] * 30
+    with psycopg.connect(url) as conn:
+        per_execution = conn.execute("SELECT execution_id, count(*) FROM noetl.event WHERE event_type = 'call.done' "
+                                     "GROUP BY execution_id").fetchall()
+    assert len(per_execution) == 30 and {count for _, count in per_execution} == {1}
+
+
 def test_a_report_that_cannot_be_stored_fails_alone(url: str) -> None:
     async def scenario() -> tuple[list[Any], str]:
         store, core, execution_id, leased = await start_loop(url, 6)

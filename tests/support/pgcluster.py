@@ -34,8 +34,9 @@ _server_account = server_account
 
 
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[dict[str, Any]]:
-    """Run a temporary cluster; yields ``{host, port, user, password, database, dsn, url, ...}``."""
+def postgres_cluster(*, durable: bool = False) -> Iterator[dict[str, Any]]:
+    """Run a temporary cluster; yields ``{host, port, user, password, database, dsn, url, ...}``.
+    ``durable``: fsync and synchronous_commit on (for durability figures), else off (faster tests)."""
     base = Path(tempfile.mkdtemp(prefix="noetl-pg-"))
     cluster = LocalCluster.new(
         base,
@@ -44,6 +45,7 @@ def postgres_cluster() -> Iterator[dict[str, Any]]:
         # Long and distinctive, so a test can tell for sure whether it leaked into a message.
         password="pw-" + secrets.token_hex(12),
         database="noetl_test",
+        durable=durable,
     )
     try:
         cluster.create()

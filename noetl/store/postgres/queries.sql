@@ -234,6 +234,14 @@ LIMIT 100;
 UPDATE noetl.command SET status = 'cancelled', lease_expires_at = NULL
 WHERE execution_id = %(execution_id)s AND status IN ('queued', 'leased');
 
+-- name: lock_executions
+-- A group transaction's executions, locked in id order (so two groups cannot deadlock); their
+-- reported commands are locked next, with lock_commands (also in id order).
+SELECT execution_id, status, last_event_id FROM noetl.execution
+WHERE execution_id = ANY(%(execution_ids)s::bigint[])
+ORDER BY execution_id
+FOR UPDATE;
+
 -- name: lock_execution
 -- Serialises decisions for one execution; what the decision needs is the status and the last event id.
 SELECT status, last_event_id FROM noetl.execution WHERE execution_id = %(execution_id)s FOR UPDATE;
