@@ -30,12 +30,12 @@ class ToolKind:
 
 # Keys every task may carry, whatever its kind.
 COMMON_TOOL_KEYS = frozenset({"kind", "type", "name", "spec", "desc", "description", "timeout", "input", "args",
-                              "with", "auth", "retry"})
+                              "with", "auth", "retry", "set"})
 
 # Not templates at all: python code reaches values through `input`, never through rendering.
 CODE_FIELDS = frozenset({"code", "code_b64"})
-# Not rendered before a task runs: `spec` holds policies evaluated after the task.
-UNRENDERED_FIELDS = CODE_FIELDS | {"spec", "kind", "name"}
+# Not rendered before a task runs: `spec` holds policies and `set` values evaluated after the task.
+UNRENDERED_FIELDS = CODE_FIELDS | {"spec", "kind", "name", "set"}
 
 _SQL_FIELDS = ("command", "query", "sql", "command_b64", "script")
 
@@ -48,13 +48,13 @@ TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
              required=("cmds", "command")),
     ToolKind("http", "noetl.tools.http:run_http",
              frozenset({"method", "url", "endpoint", "headers", "params", "json", "body", "data", "verify_ssl",
-                        "follow_redirects", "payload"}),
+                        "follow_redirects", "payload", "credential"}),
              required=("url", "endpoint"), closer="noetl.tools.http:close_http_clients"),
     ToolKind("postgres", "noetl.tools.postgres:run_postgres",
-             frozenset({"connection", *_SQL_FIELDS, "params", "credentials", "database"}),
+             frozenset({"connection", *_SQL_FIELDS, "params", "credentials", "credential", "database"}),
              required=_SQL_FIELDS, closer="noetl.tools.postgres:close_postgres_pools"),
     ToolKind("duckdb", "noetl.tools.duckdb:run_duckdb",
-             frozenset({"database", *_SQL_FIELDS, "credentials", "params"}), required=_SQL_FIELDS),
+             frozenset({"database", *_SQL_FIELDS, "credentials", "credential", "params"}), required=_SQL_FIELDS),
     ToolKind("secrets", "noetl.tools.secrets:run_secrets",
              frozenset({"provider", "secret_name", "project", "version", "region", "field"})),
     # Handled by the runner / engine rather than a tool function:

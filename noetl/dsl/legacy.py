@@ -20,6 +20,7 @@ STEP_KEYS = frozenset(
      "case", "vars", "retry", "save", "sink", "type", "call", "spec", "pipeline", "when", "then", "else"}
 )
 TOOL_KINDS_AS_TYPE = LEGACY_TYPE_NAMES
+_CREDENTIAL_ALIAS_KINDS = frozenset({"postgres", "http", "duckdb"})
 
 
 def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]:
@@ -181,6 +182,8 @@ def _normalize_tool(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
         out["input"] = {**out.pop("payload"), **(out.get("input") or {})}
     if isinstance(out.get("spec"), dict):
         out["spec"] = _normalize_tool_spec(out["spec"])
+    if out.get("kind") in _CREDENTIAL_ALIAS_KINDS and isinstance(out.get("credential"), str) and "auth" not in out:
+        out["auth"] = out.pop("credential")  # `credential:` is the alias of `auth:` (a credential name)
     auth = out.get("auth")
     if isinstance(auth, dict) and "credential" in auth:
         out["auth"] = auth["credential"]

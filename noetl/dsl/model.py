@@ -18,7 +18,8 @@ class PolicyAction(_Model):
     do: Literal["continue", "retry", "jump", "break", "fail"] = "continue"
     attempts: int = 3
     delay: float = 0.0
-    backoff: Literal["none", "linear", "exponential"] = "none"
+    # none | linear | exponential; any other name (`fixed`, ...) means a constant `delay` (noetl.backoff)
+    backoff: str = "none"
     max_delay: float | None = None
     to: str | None = None
     set: dict[str, Any] = Field(default_factory=dict)
@@ -48,6 +49,9 @@ class Task(BaseModel):
     kind: str
     name: str | None = None
     spec: TaskSpec | None = None
+    # Evaluated after the task ran, with `output` bound (never rendered before): bare keys are names
+    # for the rest of the step, `ctx.*` keys execution variables.
+    set: dict[str, Any] | None = None
 
     def config(self) -> dict[str, Any]:
         """The tool's own fields (everything but kind/name/spec)."""
@@ -57,7 +61,20 @@ class Task(BaseModel):
 
 class LoopSpec(_Model):
     mode: Literal["sequential", "parallel"] = "sequential"
-    max_in_flight: int = Field(default=16, ge=1)
+    # A number, or a template rendered when the loop starts (`"{{ width }}"`).
+    max_in_flight: int | str = 16
+
+    @field_validator("max_in_flight")
+    @classmethod
+    def _positive_or_template(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and "{{" not in value:
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError("max_in_flight must be a positive integer or a template") from None
+        if isinstance(value, int) and value < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        return value
 
 
 class Loop(_Model):

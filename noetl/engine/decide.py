@@ -15,8 +15,10 @@ from noetl.dsl.model import Arc, Playbook, Step
 from noetl.dsl.render import RenderContext, evaluate_when, render_data
 from noetl.engine import events as ev
 from noetl.engine.commands import Command
+from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState, StepRun, apply
+from noetl.engine.step_results import StepResults, with_task_results
 from noetl.errors import NoetlError, TemplateError
 
 
@@ -54,6 +56,7 @@ class Engine:
         self.globals_layer: Mapping[str, Any] = globals_layer or {}
         self.predecessors: dict[str, set[str]] = {}
         self._task_cache: dict[str, list[dict[str, Any]]] = {}
+        self.workbook_kinds = workbook_kinds(playbook.workbook)
         for step in playbook.workflow:
             for arc in step.next.arcs:
                 if arc.step:
@@ -113,7 +116,8 @@ class Engine:
             "execution_id": state.execution_id,
             "job": {"uuid": state.execution_id, "execution_id": state.execution_id},
         }
-        layers: list[Mapping[str, Any]] = [base, state.results, state.ctx, state.workload, self.globals_layer]
+        results = StepResults(state.results, state.task_results) if state.task_results else state.results
+        layers: list[Mapping[str, Any]] = [base, results, state.ctx, state.workload, self.globals_layer]
         if local:
             layers.insert(0, local)
         return RenderContext(*layers)
@@ -151,9 +155,7 @@ class Engine:
             if step.loop is not None:
                 items = self._loop_items(state, step)
                 enter.result = {"input": {}, "arc_input": arc_input, "items": items}
-                mode = step.loop.spec
-                enter.meta["loop"] = {"total": len(items),
-                                      "max_in_flight": mode.max_in_flight if mode.mode == "parallel" else 1}
+                enter.meta["loop"] = {"total": len(items), "max_in_flight": self._max_in_flight(state, step)}
             else:
                 args = self._render_input(state, step, arc_input, local=None)
                 enter.result = {"input": args, "arc_input": arc_input}
@@ -181,6 +183,25 @@ class Engine:
         if not isinstance(items, list | tuple):
             raise TemplateError(f"step {step.step!r} loop.in: expected a list, got {type(items).__name__}")
         return list(items)
+
+    def _max_in_flight(self, state: ExecutionState, step: Step) -> int:
+        """How many iterations run at once; a templated `max_in_flight` is rendered as the loop starts."""
+        assert step.loop is not None
+        spec = step.loop.spec
+        if spec.mode != "parallel":
+            return 1
+        value = render_data(spec.max_in_flight, self.context(state), where=f"step {step.step!r} loop.spec.max_in_flight")
+        try:
+            width = int(value)
+        except (TypeError, ValueError):
+            raise TemplateError(f"step {step.step!r} loop.spec.max_in_flight: expected a positive integer, "
+                                f"got {value!r}") from None
+        if width < 1:
+            raise TemplateError(f"step {step.step!r} loop.spec.max_in_flight: must be at least 1, got {width}")
+        return width
+
+    def _result_kind(self, step: Step) -> str | None:
+        return result_kind(self._tasks(step), self.workbook_kinds)
 
     def _render_input(self, state: ExecutionState, step: Step, arc_input: dict[str, Any],
                       local: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -243,7 +264,8 @@ class Engine:
         if run.loop is not None and event.event_type == ev.CALL_DONE and step.set:
             # A loop step's `set` applies after each successful iteration, with that iteration's output.
             try:
-                local = {"output": _envelope(event), "result": event.result, "response": event.result}
+                output = envelope(True, event.result, None, kind=self._result_kind(step))
+                local = {"output": output, "result": event.result, "response": event.result}
                 index = event.meta.get("loop_index")
                 if isinstance(index, int) and 0 <= index < run.loop.total:
                     local = {**self._iteration_local(step, run, index), **local}
@@ -307,10 +329,10 @@ class Engine:
 
     def _route(self, state: ExecutionState, step: Step, run: StepRun, exit_event: Event, event_name: str,
                ok: bool, result: Any, error: dict[str, Any] | None) -> None:
-        output = {"status": "ok" if ok else "error", "data": result, "error": error,
-                  "http": (error or {}).get("http") or {}}
+        output = envelope(ok, result, error, kind=None if run.loop else self._result_kind(step))
         local = {
-            step.step: result, "output": output, "error": error or {}, "result": result, "response": result,
+            **run.names,  # bare keys of task-level `set`
+            step.step: with_task_results(result, run.tasks), "output": output, "error": error or {}, "result": result, "response": result,
             "input": run.input, "event": {"name": event_name, "step": step.step, "payload": result},
         }
         set_updates: dict[str, Any] = {}
@@ -393,12 +415,6 @@ class Engine:
         result = state.results.get(source) if source else None
         self._emit(state, decision, Event(eid, ev.WORKFLOW_COMPLETED, status="completed", result=result))
         self._emit(state, decision, Event(eid, ev.PLAYBOOK_COMPLETED, status="completed", result=result))
-
-
-def _envelope(event: Event) -> dict[str, Any]:
-    ok = event.event_type == ev.CALL_DONE
-    return {"status": "ok" if ok else "error", "data": event.result, "error": event.error,
-            "http": (event.error or {}).get("http") or {}}
 
 
 def _first_loop_error(aggregate: dict[str, Any]) -> str:

@@ -44,6 +44,8 @@ class StepRun:
     result: Any = None
     error: dict[str, Any] | None = None
     done: bool = False  # the tool (or every iteration) has reported
+    tasks: dict[str, Any] = field(default_factory=dict)  # a pipeline's named task results (meta.tasks)
+    names: dict[str, Any] = field(default_factory=dict)  # bare keys of task-level `set` (meta.names)
 
 
 @dataclass(slots=True)
@@ -54,6 +56,7 @@ class ExecutionState:
     workload: dict[str, Any] = field(default_factory=dict)
     ctx: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
+    task_results: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> named task results
     step_status: dict[str, str] = field(default_factory=dict)
     completed_steps: list[str] = field(default_factory=list)
     running: dict[str, StepRun] = field(default_factory=dict)
@@ -152,6 +155,7 @@ def _call_reported(state: ExecutionState, event: Event) -> None:
     index = event.meta.get("loop_index")
     if run.loop is None:
         run.result, run.error, run.done = (event.result if ok else None), (None if ok else event.error), True
+        run.tasks, run.names = _task_results(event, run.result), dict(event.meta.get("names") or {})
         return
     loop = run.loop
     if index is None or index not in loop.in_flight:
@@ -168,6 +172,14 @@ def _call_reported(state: ExecutionState, event: Event) -> None:
         _issue_iterations(state, run)
 
 
+def _task_results(event: Event, result: Any) -> dict[str, Any]:
+    """A pipeline's named task results; the task whose result is the step's is named, not repeated."""
+    tasks = dict(event.meta.get("tasks") or {})
+    if event.meta.get("result_task"):
+        tasks[str(event.meta["result_task"])] = result
+    return tasks
+
+
 def _loop_done(state: ExecutionState, event: Event) -> None:
     run = state.running.get(event.node_name or "")
     if run is not None:
@@ -176,8 +188,12 @@ def _loop_done(state: ExecutionState, event: Event) -> None:
 
 def _step_exit(state: ExecutionState, event: Event) -> None:
     name = event.node_name or ""
-    state.running.pop(name, None)
+    run = state.running.pop(name, None)
     apply_set(state, event.meta.get("set"))
+    if run is not None and run.tasks:
+        state.task_results[name] = run.tasks
+    else:
+        state.task_results.pop(name, None)
     if event.status == "completed":
         state.results[name] = event.result
         state.step_status[name] = "completed"

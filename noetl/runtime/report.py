@@ -25,6 +25,12 @@ def outcome_event(command: Command, outcome: Outcome, *, worker: str, attempt: i
         meta["set"] = dict(outcome.ctx_set)
     if outcome.logs:
         meta["logs"] = outcome.logs
+    if outcome.tasks or outcome.result_task:
+        meta["tasks"] = dict(outcome.tasks)
+        if outcome.result_task:
+            meta["result_task"] = outcome.result_task
+    if outcome.names:
+        meta["names"] = dict(outcome.names)
     if outcome.ok:
         return Event(command.execution_id, ev.CALL_DONE, node_name=command.step, status="completed",
                      result=outcome.result, meta=meta)

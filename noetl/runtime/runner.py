@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from noetl.backoff import backoff_delay
 from noetl.dsl.kinds import UNRENDERED_FIELDS
 from noetl.dsl.model import Playbook
 from noetl.dsl.render import RenderContext, evaluate_when, render_data
 from noetl.engine.commands import Command
 from noetl.engine.decide import deep_merge
+from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.errors import NoetlError, ToolError
 from noetl.tools.base import ToolCall, ToolServices, get_tool
 
@@ -33,6 +34,9 @@ class Outcome:
     attempts: int = 1
     duration: float = 0.0
     secrets: set[str] = field(default_factory=set)
+    tasks: dict[str, Any] = field(default_factory=dict)  # named task results, but the step result's own
+    result_task: str | None = None  # the named task whose result is the step result
+    names: dict[str, Any] = field(default_factory=dict)  # bare keys of task-level `set`
 
 
 _NO_RESULT = object()
@@ -43,12 +47,16 @@ class _Pipeline:
     command: Command
     iter_vars: dict[str, Any]
     results: dict[str, Any] = field(default_factory=dict)
+    named: list[str] = field(default_factory=list)  # tasks the playbook named, in the order they ran
+    names: dict[str, Any] = field(default_factory=dict)  # bare keys of task-level `set`
     prev: Any = None
     ctx_set: dict[str, Any] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
     attempts: int = 0
     overrides: dict[int, dict[str, Any]] = field(default_factory=dict)  # task index -> config changes (`call`)
+    # A workbook entry's tasks: their own `input` are defaults that the calling step's input beats.
+    input_defaults: bool = False
     result: Any = _NO_RESULT
 
 
@@ -59,6 +67,7 @@ class Runner:
         self.playbook = playbook
         self.playbook_dir = playbook_dir
         self.services = services
+        self.workbook_kinds = workbook_kinds(playbook.workbook)
 
     async def run(self, command: Command) -> Outcome:
         started = time.perf_counter()
@@ -70,9 +79,12 @@ class Runner:
             ok, result, error = await self._run_tasks(pipe, command.tasks)
         except NoetlError as exc:
             ok, result, error = False, None, _error_dict(exc)
-        return Outcome(ok=ok, result=result, error=error, ctx_set=pipe.ctx_set, logs=pipe.logs,
-                       attempts=max(pipe.attempts, 1), duration=time.perf_counter() - started,
-                       secrets=pipe.secrets)
+        outcome = Outcome(ok=ok, result=result, error=error, ctx_set=pipe.ctx_set, logs=pipe.logs,
+                          attempts=max(pipe.attempts, 1), duration=time.perf_counter() - started,
+                          secrets=pipe.secrets, names=pipe.names)
+        if ok:
+            _attach_task_results(outcome, pipe)
+        return outcome
 
     async def _run_tasks(self, pipe: _Pipeline, tasks: list[dict[str, Any]]) -> tuple[bool, Any, Any]:
         names = [t.get("name") or (pipe.command.step if len(tasks) == 1 else f"task_{i}") for i, t in enumerate(tasks)]
@@ -93,8 +105,9 @@ class Runner:
             pipe.attempts += 1
             ok, result, error = await self._run_task(pipe, _with_overrides(task, pipe.overrides.get(index)),
                                                      names[index])
-            envelope = {"status": "ok" if ok else "error", "data": result, "error": error,
-                        "http": (error or {}).get("http") or {}}
+            envelope = self._envelope(ok, result, error, task)
+            if ok and task.get("set"):
+                self._apply_task_set(pipe, task["set"], envelope, names[index])
             action = self._policy_action(pipe, task, envelope, names[index])
             do = action.get("do", "continue" if ok else "fail")
             self._apply_policy_set(pipe, action.get("set") or {}, envelope, names[index])
@@ -102,9 +115,13 @@ class Runner:
             if ok:
                 pipe.results[names[index]] = result
                 pipe.prev = result
+                if task.get("name") and names[index] not in pipe.named:
+                    pipe.named.append(names[index])
             if do == "retry":
                 if tries < int(action.get("attempts", 3)):
-                    await asyncio.sleep(_backoff_delay(action, tries))
+                    await asyncio.sleep(backoff_delay(tries, delay=float(action.get("delay") or 0),
+                                                      backoff=str(action.get("backoff") or "none"),
+                                                      max_delay=action.get("max_delay")))
                     retrying = True
                     continue
                 if not ok:
@@ -147,7 +164,7 @@ class Runner:
         kind = task.get("kind", "noop")
         try:
             # `name` is the task's name in a pipeline, but names the entry for a workbook call.
-            skip = ("kind", "spec") if kind == "workbook" else ("kind", "name", "spec")
+            skip = ("kind", "spec", "set") if kind == "workbook" else ("kind", "name", "spec", "set")
             config = {k: v for k, v in task.items() if k not in skip}
             config = {k: (v if k in UNRENDERED_FIELDS else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
                       for k, v in config.items()}
@@ -162,7 +179,9 @@ class Runner:
         command = pipe.command
         if kind == "workbook":
             return await self._run_workbook(pipe, config, name, context)
-        args = {**command.args, **(config.pop("input", None) or {}), **command.arc_input}
+        own_input = config.pop("input", None) or {}
+        args = ({**own_input, **command.args, **command.arc_input} if pipe.input_defaults
+                else {**command.args, **own_input, **command.arc_input})
         call = ToolCall(execution_id=command.execution_id, step=command.step, task=name, context=context,
                         args=args, playbook_dir=self.playbook_dir, timeout=timeout, services=self.services,
                         logs=pipe.logs, secrets=pipe.secrets)
@@ -191,7 +210,7 @@ class Runner:
             context=context.child({"input": inner_args, **inner_args}), timeout=pipe.command.timeout,
         )
         inner = _Pipeline(command=inner_command, iter_vars=pipe.iter_vars, logs=pipe.logs, secrets=pipe.secrets,
-                          ctx_set=pipe.ctx_set)
+                          ctx_set=pipe.ctx_set, input_defaults=True)
         _check_contract(entry.name, entry.assert_, "expects", inner_args)
         ok, result, error = await self._run_tasks(inner, inner_command.tasks)
         if ok:
@@ -202,8 +221,11 @@ class Runner:
                             details={k: v for k, v in (error or {}).items() if k not in ("message", "kind", "retryable")})
         return result
 
+    def _envelope(self, ok: bool, result: Any, error: dict[str, Any] | None, task: dict[str, Any]) -> dict[str, Any]:
+        return envelope(ok, result, error, kind=result_kind([task], self.workbook_kinds))
+
     def _task_context(self, pipe: _Pipeline) -> RenderContext:
-        local: dict[str, Any] = dict(pipe.results)
+        local: dict[str, Any] = {**pipe.names, **pipe.results}
         local["_prev"] = pipe.prev
         local["iter"] = pipe.iter_vars  # always defined, so `iter.x | default(...)` works outside loops
         if pipe.ctx_set:
@@ -248,6 +270,20 @@ class Runner:
             else:
                 pipe.ctx_set[key.split(".", 1)[1] if key.startswith(("ctx.", "vars.")) else key] = rendered
 
+    def _apply_task_set(self, pipe: _Pipeline, updates: dict[str, Any], envelope: dict[str, Any], name: str) -> None:
+        """A task's own `set`, after it succeeded: `ctx.*`/`vars.*` keys write execution variables,
+        `iter.*` the pipeline's iteration variables, bare keys names for the rest of the step. Each
+        value sees the ones set before it."""
+        for key, value in updates.items():
+            context = self._policy_context(pipe, envelope)
+            rendered = render_data(value, context, where=f"step {pipe.command.step!r} task {name!r} set.{key}")
+            if key.startswith("iter."):
+                pipe.iter_vars[key[5:]] = rendered
+            elif key.startswith(("ctx.", "vars.")):
+                pipe.ctx_set[key.split(".", 1)[1]] = rendered
+            else:
+                pipe.names[key] = rendered
+
 
 def _check_contract(name: str, contract: dict[str, Any] | None, part: str, value: Any) -> None:
     """A workbook entry's `assert: {expects: [...], returns: [...]}`: names its inputs/result must have."""
@@ -262,19 +298,19 @@ def _check_contract(name: str, contract: dict[str, Any] | None, part: str, value
         raise ToolError(f"workbook {name!r} {part} {what} {missing} (assert.{part})", kind="assert")
 
 
+def _attach_task_results(outcome: Outcome, pipe: _Pipeline) -> None:
+    """Every named task's result, for `{{ step.results.<task> }}`; the one that is the step's result
+    is referred to by name rather than stored twice."""
+    for name in pipe.named:
+        value = pipe.results[name]
+        if outcome.result_task is None and value is outcome.result:
+            outcome.result_task = name
+        else:
+            outcome.tasks[name] = value
+
+
 def _with_overrides(task: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
     return deep_merge(task, overrides) if overrides else task
-
-
-def _backoff_delay(action: Mapping[str, Any], attempt: int) -> float:
-    delay = float(action.get("delay", 0) or 0)
-    backoff = action.get("backoff", "none")
-    if backoff == "linear":
-        delay *= attempt
-    elif backoff == "exponential":
-        delay *= 2 ** (attempt - 1)
-    max_delay = action.get("max_delay")
-    return min(delay, float(max_delay)) if max_delay is not None else delay
 
 
 async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:

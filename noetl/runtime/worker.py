@@ -26,6 +26,7 @@ from typing import Any
 
 import psycopg
 
+from noetl.backoff import backoff_delay
 from noetl.engine.events import Event
 from noetl.errors import NoetlError, StoreError, ToolError
 from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease, load_status
@@ -170,7 +171,7 @@ class Worker:
                 except StoreError as exc:
                     failures += 1
                     log.warning("worker %s: %s", self.name, exc)
-                    await _sleep_or_stop(self.stop, min(MAX_BACKOFF, 0.1 * 2**failures))
+                    await _sleep_or_stop(self.stop, _reconnect_delay(failures + 1))
                     continue
             for command in leased:
                 self._start(command)
@@ -229,7 +230,7 @@ class Worker:
         """
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.options.lease_seconds * 4
-        delay = 0.1
+        failures = 0
         while True:  # not tied to `stop`: a draining worker still reports what it finished
             try:
                 await self.core.report(leased, event)
@@ -237,12 +238,13 @@ class Worker:
             except UnstorableReport as exc:
                 event = unstorable_outcome_event(event, exc)  # e.g. a NaN in the result: the step fails
             except StoreError as exc:
+                failures += 1
+                delay = _reconnect_delay(failures)
                 if loop.time() + delay > give_up_at:
                     log.error("worker %s: giving up reporting %s: %s", self.name, leased.command_id, exc)
                     return
                 log.warning("worker %s: %s (retrying)", self.name, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
 
     # heartbeats and the wake-up channel ------------------------------------------------
     async def _heartbeat(self) -> None:
@@ -335,13 +337,13 @@ class WorkerServices(LocalServices):
         self.worker.waiting_on_children += 1
         self.worker.wake.set()  # our slot is free while we wait
         try:
-            delay = 0.01
+            polls = 0
             while True:
                 record = await self.worker.store.get_execution(child_id)
                 if record is not None and record.status != "running":
                     return await load_status(self.worker.store, child_id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                polls += 1
+                await asyncio.sleep(backoff_delay(polls, delay=0.01, max_delay=0.5))
         finally:
             self.worker.waiting_on_children -= 1
 
@@ -365,8 +367,13 @@ async def _backoff(stop: asyncio.Event, *, forever: bool = False) -> AsyncIterat
     while forever or not stop.is_set():
         attempt += 1
         yield attempt
-        delay = min(MAX_BACKOFF, 0.1 * 2 ** min(attempt, 8))
+        delay = _reconnect_delay(attempt + 1)
         await (asyncio.sleep(delay) if forever else _sleep_or_stop(stop, delay))
+
+
+def _reconnect_delay(attempt: int) -> float:
+    """0.1 s doubling up to MAX_BACKOFF: how long to wait before reaching the store again."""
+    return backoff_delay(attempt, delay=0.1, max_delay=MAX_BACKOFF)
 
 
 async def run_worker(database_url: str, options: WorkerOptions) -> None:

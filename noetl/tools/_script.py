@@ -1,8 +1,10 @@
 """Load a tool's code or SQL from outside the playbook: ``script: {uri, source: {type, ...}}``.
 
 Sources: ``file`` (default; a relative path is looked up beside the playbook first, then in the
-working directory), ``http`` (a full URL, or ``uri`` relative to ``source.endpoint``), ``gcs`` and
-``s3`` (through their official client libraries, imported only when used).
+working directory), ``inline`` (the text is ``source.code``), ``http`` (a full URL, or ``uri``
+relative to ``source.endpoint``), ``gcs`` and ``s3`` (through their official client libraries,
+imported only when used: the ``gcp`` and ``aws`` extras). Every tool that takes code or SQL (python,
+postgres, duckdb) loads its ``script`` here.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ async def load_script(script: Any, call: ToolCall) -> str:
     """Return the text the ``script`` mapping points at; raise ToolError(kind="config"/"script")."""
     if isinstance(script, str):
         script = {"uri": script}
-    if not isinstance(script, dict) or not script.get("uri"):
+    if not isinstance(script, dict):
         raise ToolError("`script` needs a `uri`", kind="config")
-    uri = str(script["uri"])
     source = script.get("source") or {}
     if isinstance(source, str):
         source = {"type": source}
+    if not isinstance(source, dict):
+        raise ToolError("`script.source` must be a mapping with `type`", kind="config")
+    if not script.get("uri") and str(source.get("type") or "").lower() != "inline":
+        raise ToolError("`script` needs a `uri`", kind="config")
+    uri = str(script.get("uri") or "inline")
     source_type = str(source.get("type") or _guess_source_type(uri)).lower()
+    if source_type == "inline":
+        return _inline_script(source)
     if source_type == "file":
         return _read_file_script(uri, call)
     if source_type in ("http", "https"):
@@ -35,7 +43,14 @@ async def load_script(script: Any, call: ToolCall) -> str:
         return await asyncio.to_thread(_read_gcs_script, uri)
     if source_type == "s3":
         return await asyncio.to_thread(_read_s3_script, uri, source.get("region"))
-    raise ToolError(f"unknown script source type {source_type!r} (file, http, gcs, s3)", kind="config")
+    raise ToolError(f"unknown script source type {source_type!r} (inline, file, http, gcs, s3)", kind="config")
+
+
+def _inline_script(source: dict[str, Any]) -> str:
+    code = source.get("code")
+    if not isinstance(code, str) or not code.strip():
+        raise ToolError("script source 'inline' needs the text in `source.code`", kind="config")
+    return code
 
 
 def _guess_source_type(uri: str) -> str:
@@ -102,7 +117,7 @@ def _read_gcs_script(uri: str) -> str:
         from google.cloud import storage  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise ToolError(
-            "script source 'gcs' needs google-cloud-storage: pip install google-cloud-storage",
+            "script source 'gcs' needs google-cloud-storage: pip install 'noetl[gcp]'",
             kind="config",
         ) from exc
     try:
@@ -117,7 +132,7 @@ def _read_s3_script(uri: str, region: str | None) -> str:
     try:
         import boto3  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
-        raise ToolError("script source 's3' needs boto3: pip install boto3", kind="config") from exc
+        raise ToolError("script source 's3' needs boto3: pip install 'noetl[aws]'", kind="config") from exc
     try:
         body = boto3.client("s3", region_name=region).get_object(Bucket=bucket, Key=key)["Body"]
         return str(body.read().decode("utf-8"))

@@ -5,8 +5,9 @@ Config: ``method`` (GET), ``url`` (alias ``endpoint``), ``headers``, ``params``,
 (default true), ``follow_redirects`` (default true).
 
 Result: ``{status_code, headers, url, elapsed, data}`` with ``data`` parsed from JSON when the
-response says it is JSON, else the text. A non-2xx status raises ToolError(kind="http") carrying
-``http.status`` and the body, retryable for 429 and 5xx.
+response says it is JSON, else the text. A non-2xx status raises a ToolError carrying ``http.status``
+and the body, whose kind classifies it (:func:`status_error_kind`), retryable for 429 and 5xx;
+no answer at all is ``timeout`` or ``connection``.
 
 Connections are pooled: one ``httpx.AsyncClient`` per event loop and (verify_ssl,
 follow_redirects) pair, sized by NOETL_HTTP_MAX_CONNECTIONS / NOETL_HTTP_MAX_KEEPALIVE_CONNECTIONS /
@@ -271,6 +272,24 @@ def _error_body(response: httpx.Response) -> Any:
     return _truncated(body) if isinstance(body, str) else body
 
 
+def status_error_kind(status: int) -> str:
+    """The error kind of a non-2xx status, for policies such as ``output.error.kind == 'rate_limit'``."""
+    if status in (401, 403):
+        return "auth"
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "rate_limit"
+    if status >= 500:
+        return "server_error"
+    return "client_error"  # any other 4xx, and a 3xx that was not followed
+
+
+# No response at all: the envelope's `http` still says so, so `output.http.status` evaluates.
+def _no_response() -> dict[str, Any]:
+    return {"http": {"status": None, "headers": {}}}
+
+
 def _raise_for_status(response: httpx.Response, method: str) -> None:
     status = response.status_code
     if 200 <= status < 300:
@@ -278,7 +297,7 @@ def _raise_for_status(response: httpx.Response, method: str) -> None:
     body = _error_body(response)
     raise ToolError(
         f"HTTP {status} from {method} {response.request.url}",
-        kind="http",
+        kind=status_error_kind(status),
         retryable=status == 429 or status >= 500,
         details={"http": {"status": status, "headers": dict(response.headers)}, "data": body},
     )
@@ -291,7 +310,8 @@ def _result(response: httpx.Response, method: str) -> dict[str, Any]:
         raise ToolError(
             f"invalid JSON in the response from {method} {response.request.url}: {exc}",
             kind="http_decode",
-            details={"http": {"status": response.status_code}, "data": _truncated(response.text)},
+            details={"http": {"status": response.status_code, "headers": dict(response.headers)},
+                     "data": _truncated(response.text)},
         ) from exc
     return {
         "status_code": response.status_code,
@@ -339,14 +359,16 @@ async def run_http(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
             f"{method} {url} timed out after {timeout:g}s ({type(exc).__name__})",
             kind="timeout",
             retryable=True,
+            details=_no_response(),
         ) from exc
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         raise ToolError(f"invalid URL for {method} {url}: {exc}", kind="config") from exc
     except httpx.TransportError as exc:
         raise ToolError(
             f"cannot reach {method} {url}: {str(exc) or type(exc).__name__}",
-            kind="http_connect",
+            kind="connection",
             retryable=True,
+            details=_no_response(),
         ) from exc
     _raise_for_status(response, method)
     return _result(response, method)

@@ -21,10 +21,10 @@ import atexit
 import base64
 import binascii
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from noetl.errors import ToolError
+from noetl.tools._script import load_script
 from noetl.tools.base import ToolCall
 from noetl.tools.python_code import StepRequest
 from noetl.tools.python_processes import _close_pools_at_exit, _detach_process_pool, _run_in_process
@@ -35,7 +35,7 @@ ISOLATION_MODES = ("thread", "inline", "process")
 
 async def run_python(config: dict[str, Any], call: ToolCall) -> Any:
     request = StepRequest(
-        source=_load_source(config, call),
+        source=await _load_source(config, call),
         step=call.step,
         args=dict(call.args),
         execution_id=call.execution_id,
@@ -54,11 +54,11 @@ async def run_python(config: dict[str, Any], call: ToolCall) -> Any:
 # Configuration: the source, `libs` and where the code runs
 
 
-def _load_source(config: dict[str, Any], call: ToolCall) -> str:
+async def _load_source(config: dict[str, Any], call: ToolCall) -> str:
     # Priority as in the user's documents: script > code_b64 > code.
     script = config.get("script")
     if script:
-        return _read_script(script, call)
+        return await load_script(script, call)
     encoded = config.get("code_b64")
     if encoded:
         return _decode_b64(encoded)
@@ -77,48 +77,28 @@ def _decode_b64(encoded: Any) -> str:
         raise ToolError(f"python `code_b64` is not valid base64 UTF-8 text: {exc}", kind="config") from None
 
 
-def _read_script(script: Any, call: ToolCall) -> str:
-    if isinstance(script, str):
-        script = {"uri": script}
-    if not isinstance(script, dict) or not script.get("uri"):
-        raise ToolError("python `script` needs a `uri`", kind="config")
-    source = script.get("source") or {}
-    source_type = (source.get("type") if isinstance(source, dict) else source) or "file"
-    if source_type != "file":
-        raise ToolError(
-            f"python script source {source_type!r} is not available in this installation; "
-            "install the extra that provides it (only `file` is built in)",
-            kind="config",
-        )
-    path = _find_script_file(str(script["uri"]), call.playbook_dir)
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ToolError(f"cannot read python script {str(path)!r}: {exc}", kind="config") from None
-
-
-def _find_script_file(uri: str, playbook_dir: Path | None) -> Path:
-    relative = Path(uri.removeprefix("file://")).expanduser()
-    if relative.is_absolute():
-        candidates = [relative]
-    else:
-        # Beside the playbook's own file first, then the working directory (spec, section 4).
-        candidates = [base / relative for base in (playbook_dir, Path.cwd()) if base is not None]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    tried = ", ".join(str(candidate) for candidate in candidates)
-    raise ToolError(f"python script {uri!r} not found (looked in: {tried})", kind="config")
+_LIBS_HELP = "python `libs` must map aliases to modules: {np: numpy} or {dumps: {from: json, import: dumps}}"
 
 
 def _libs(config: dict[str, Any]) -> dict[str, str]:
-    """``libs`` as ``{alias: module}``; a list of module names is accepted as ``import name``."""
+    """``libs`` as ``{alias: "module"}`` or, for ``{alias: {from: module, import: name}}``,
+    ``{alias: "module:name"}``; a list of module names is accepted as ``import name``."""
     libs = config.get("libs") or {}
     if isinstance(libs, list):
         libs = {str(name).split(".")[0]: str(name) for name in libs}
-    if not isinstance(libs, dict) or not all(isinstance(module, str) for module in libs.values()):
-        raise ToolError("python `libs` must map aliases to module names, e.g. {np: numpy}", kind="config")
-    return {str(alias): module for alias, module in libs.items()}
+    if not isinstance(libs, dict):
+        raise ToolError(_LIBS_HELP, kind="config")
+    return {str(alias): _lib_target(alias, spec) for alias, spec in libs.items()}
+
+
+def _lib_target(alias: Any, spec: Any) -> str:
+    if isinstance(spec, str) and spec.strip():
+        return spec.strip()
+    if isinstance(spec, dict) and isinstance(spec.get("from"), str):
+        name = spec.get("import", alias)
+        if isinstance(name, str) and name.isidentifier():
+            return f"{spec['from'].strip()}:{name}"
+    raise ToolError(f"{_LIBS_HELP}; got {alias}: {spec!r}", kind="config")
 
 
 def _isolation(config: dict[str, Any], call: ToolCall) -> str:

@@ -248,18 +248,28 @@ def _globals(request: StepRequest, output: OutputCapture) -> dict[str, Any]:
 
 
 def _import_libs(libs: dict[str, str]) -> dict[str, Any]:
-    modules: dict[str, Any] = {}
-    for alias, module_name in libs.items():
+    """``{alias: "module"}`` binds the module, ``{alias: "module:name"}`` the module's attribute."""
+    bound: dict[str, Any] = {}
+    for alias, target in libs.items():
+        module_name, _, attribute = target.partition(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise ToolError(
                 f"libs: cannot import {module_name!r} (as {alias!r}): {exc}", kind="config"
             ) from None
+        if attribute:
+            try:
+                bound[alias] = getattr(module, attribute)
+            except AttributeError:
+                raise ToolError(
+                    f"libs: cannot import {attribute!r} from {module_name!r} (as {alias!r})", kind="config"
+                ) from None
+            continue
         if module_name.startswith(alias + "."):
             module = sys.modules[alias]  # `libs: [os.path]` binds `os`, as `import os.path` does
-        modules[alias] = module
-    return modules
+        bound[alias] = module
+    return bound
 
 
 def _run_body(compiled: _Compiled, namespace: dict[str, Any], args: dict[str, Any]) -> Any:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
-from noetl.runtime.runner import _backoff_delay
-
 from .conftest import FIXTURES
 
 STATUS_KEYS = {"execution_id", "path", "status", "completed", "failed", "current_step", "completed_steps", "steps",
@@ -93,21 +89,6 @@ def test_retry_attempts_count_every_run(noetl, tmp_path: Path) -> None:  # type:
 def test_legacy_retry_when_and_stop_when(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert _attempts(noetl, _write(tmp_path, "transient.yaml", LEGACY_RETRY.replace("MESSAGE", "transient"))) == 4
     assert _attempts(noetl, _write(tmp_path, "fatal.yaml", LEGACY_RETRY.replace("MESSAGE", "fatal error"))) == 1
-
-
-@pytest.mark.parametrize(
-    ("action", "attempt", "expected"),
-    [
-        ({"delay": 0.5}, 3, 0.5),
-        ({"delay": 0.5, "backoff": "none"}, 3, 0.5),
-        ({"delay": 0.5, "backoff": "linear"}, 3, 1.5),
-        ({"delay": 0.5, "backoff": "exponential"}, 3, 2.0),
-        ({"delay": 0.5, "backoff": "exponential", "max_delay": 1.2}, 3, 1.2),
-        ({"delay": 0.5, "backoff": "linear", "max_delay": 10}, 2, 1.0),
-    ],
-)
-def test_backoff_delays(action: dict[str, object], attempt: int, expected: float) -> None:
-    assert _backoff_delay(action, attempt) == pytest.approx(expected)
 
 
 BAD = """\

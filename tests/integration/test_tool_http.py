@@ -133,7 +133,7 @@ def test_redirects_are_followed_unless_disabled(http_server: LocalHTTPServer) ->
 def test_server_error_is_retryable_http_error_with_status_and_body(http_server: LocalHTTPServer) -> None:
     url = f"{http_server.url}/status/503"
     error = http_error({"url": url})
-    assert error.kind == "http"
+    assert error.kind == "server_error"
     assert error.retryable is True
     assert error.message == f"HTTP 503 from GET {url}"
     as_dict = error.to_dict()
@@ -142,11 +142,15 @@ def test_server_error_is_retryable_http_error_with_status_and_body(http_server: 
 
 
 @pytest.mark.parametrize(
-    ("status", "retryable"), [(429, True), (500, True), (404, False), (400, False), (401, False)]
+    ("status", "kind", "retryable"),
+    [(429, "rate_limit", True), (500, "server_error", True), (503, "server_error", True),
+     (404, "not_found", False), (400, "client_error", False), (422, "client_error", False),
+     (401, "auth", False), (403, "auth", False)],
 )
-def test_only_429_and_5xx_are_retryable(http_server: LocalHTTPServer, status: int, retryable: bool) -> None:
+def test_error_kind_classifies_the_status_and_only_429_and_5xx_are_retryable(
+        http_server: LocalHTTPServer, status: int, kind: str, retryable: bool) -> None:
     error = http_error({"url": f"{http_server.url}/status/{status}"})
-    assert (error.kind, error.retryable, error.details["http"]["status"]) == ("http", retryable, status)
+    assert (error.kind, error.retryable, error.details["http"]["status"]) == (kind, retryable, status)
 
 
 def test_flaky_endpoint_fails_then_succeeds_on_later_calls(http_server: LocalHTTPServer) -> None:
@@ -158,16 +162,18 @@ def test_flaky_endpoint_fails_then_succeeds_on_later_calls(http_server: LocalHTT
     assert result["data"] == {"ok": True, "attempts": 3}
 
 
-def test_connection_refused_is_retryable_connect_error() -> None:
+def test_connection_refused_is_retryable_connection_error() -> None:
     error = http_error({"url": f"http://127.0.0.1:{free_port()}/nothing"})
-    assert error.kind == "http_connect"
+    assert error.kind == "connection"
     assert error.retryable is True
+    assert error.details["http"] == {"status": None, "headers": {}}
 
 
 def test_slow_response_past_timeout_is_retryable_timeout(http_server: LocalHTTPServer) -> None:
     error = http_error({"url": f"{http_server.url}/slow?seconds=1.5", "timeout": 0.3})
     assert error.kind == "timeout"
     assert error.retryable is True
+    assert error.details["http"] == {"status": None, "headers": {}}
 
 
 def test_missing_url_and_unsupported_scheme_are_config_errors() -> None:
