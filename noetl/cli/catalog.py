@@ -90,7 +90,7 @@ def install(cli: click.Group) -> None:
 
     @catalog.command("list")
     @click.argument("kind", required=False)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @server_options
     @click.pass_obj
     @handle_errors
@@ -112,7 +112,7 @@ def install(cli: click.Group) -> None:
 
     @catalog.command("get")
     @click.argument("path")
-    @click.option("--version", type=int, default=None)
+    @click.option("--version", type=int, default=None, help="This version (default: the latest).")
     @server_options
     @click.pass_obj
     @handle_errors
@@ -160,7 +160,7 @@ def install(cli: click.Group) -> None:
         """Stored credentials (encrypted at rest; listed without their data)."""
 
     @credential.command("list")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @server_options
     @click.pass_obj
     @handle_errors
@@ -198,17 +198,17 @@ def _install_seed_aliases(cli: click.Group) -> None:
     """The spellings the user guides use: `playbooks --register/--execute`, `execute playbook|status`."""
     @cli.command("playbooks")
     @click.option("--register", "register_file_", help="Playbook file to register.")
-    @click.option("--execute", is_flag=True)
-    @click.option("--path", "path")
-    @click.option("--payload")
-    @click.option("--version", type=int, default=None)
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--execute", is_flag=True, help="Run the catalog playbook given by --path.")
+    @click.option("--path", "path", help="Catalog path of the playbook to run.")
+    @click.option("--payload", help="JSON object merged over the workload.")
+    @click.option("--version", type=int, default=None, help="Catalog version to run (default: the latest).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @server_options
     @click.pass_obj
     @handle_errors
     def playbooks(obj: Any, register_file_: str | None, execute: bool, path: str | None, payload: str | None,
                   version: int | None, as_json: bool) -> None:
-        """Seed spelling: `playbooks --register FILE` / `playbooks --execute --path P [--payload JSON]`."""
+        """Register or run playbooks: `playbooks --register FILE`, `playbooks --execute --path P [--payload JSON]`."""
         if register_file_:
             _echo(_register(obj, register_file_))
         if execute:
@@ -220,13 +220,13 @@ def _install_seed_aliases(cli: click.Group) -> None:
 
     @cli.group("execute")
     def execute() -> None:
-        """Seed spelling: `execute playbook PATH`, `execute status ID`."""
+        """Run a catalog playbook (`execute playbook PATH`) or show a status (`execute status ID`)."""
 
     @execute.command("playbook")
     @click.argument("path")
     @click.option("--input", "input_file", help="JSON payload file.")
-    @click.option("--payload")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--payload", help="JSON object merged over the workload.")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @server_options
     @click.pass_obj
     @handle_errors
@@ -235,7 +235,7 @@ def _install_seed_aliases(cli: click.Group) -> None:
 
     @execute.command("status")
     @click.argument("execution_id")
-    @click.option("--json", "as_json", is_flag=True)
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @server_options
     @click.pass_context
     def execute_status(ctx: click.Context, execution_id: str, as_json: bool) -> None:

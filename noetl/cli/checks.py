@@ -13,7 +13,7 @@ from noetl.cli.app import EXIT_INVALID, cli, handle_errors, print_json
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--strict", is_flag=True, help="Unknown keys are errors, not warnings.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
 def validate(files: tuple[str, ...], strict: bool, as_json: bool) -> None:
     """Check playbooks; errors as file:line:col: message. Exit 2 on any error."""

@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
 
-from noetl.cli.app import Context, cli, echo_rows, handle_errors, print_json, run_sync, with_store
+from noetl.cli.app import (
+    EXIT_FAILED,
+    Context,
+    cli,
+    echo_rows,
+    handle_errors,
+    print_json,
+    run_sync,
+    with_store,
+)
 from noetl.errors import NotFoundError
 
 
 @cli.command()
 @click.argument("execution_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the status document as JSON.")
+@click.option("--watch", is_flag=True, help="Follow the execution until it ends (exit 0 completed, 1 otherwise).")
 @click.pass_obj
 @handle_errors
-def status(obj: Context, execution_id: str, as_json: bool) -> None:
+def status(obj: Context, execution_id: str, as_json: bool, watch: bool) -> None:
     """Show an execution's status document."""
+    if watch:
+        from noetl.cli.watching import watch_with_progress
+
+        status_doc(obj, execution_id)  # an unknown id is one clear line before anything is drawn
+        watch_with_progress(obj, execution_id)
     doc = status_doc(obj, execution_id)
     if as_json:
         click.echo(json.dumps(doc, default=str))
@@ -27,6 +43,8 @@ def status(obj: Context, execution_id: str, as_json: bool) -> None:
         click.echo(f"  {name}: {step['status']}")
     if doc.get("error"):
         click.echo(f"error: {doc['error']}")
+    if watch and doc["status"] != "completed":
+        sys.exit(EXIT_FAILED)
 
 
 def status_doc(obj: Context, execution_id: str) -> dict[str, Any]:
@@ -47,7 +65,7 @@ def status_doc(obj: Context, execution_id: str) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("execution_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 @handle_errors
 def events(obj: Context, execution_id: str, as_json: bool) -> None:

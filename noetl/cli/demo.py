@@ -33,7 +33,7 @@ def install(cli: click.Group) -> None:
 @click.option("--jitter-ms", type=float, default=0.0, show_default=True, help="Plus a random 0..N ms.")
 @click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Share of requests answered with --failure-status.")
-@click.option("--failure-status", type=int, default=503, show_default=True)
+@click.option("--failure-status", type=int, default=503, show_default=True, help="HTTP status of an injected failure.")
 @click.option("--seed", type=int, default=42, show_default=True, help="Seed for weather, profiles and failures.")
 @click.option("--api-key", default=None, help="Require this key (X-API-Key header) on the weather API.")
 @click.option("--log-requests", is_flag=True, help="Print one line per request.")

@@ -126,7 +126,8 @@ def install(cli: click.Group) -> None:
     @cli.command("query")
     @click.argument("sql")
     @click.option("--schema", default=None, help="Schema searched first (search_path).")
-    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+                  help="Print an aligned table or JSON rows.")
     @click.option("--write", is_flag=True, help="Allow statements that change data (direct connection only).")
     @database_option
     @click.pass_obj

@@ -18,6 +18,7 @@ COMMAND_MODULES = {
     "noetl.cli.distributed": ("server", "worker", "db", "query"),
     "noetl.cli.demo": ("demo",),
     "noetl.cli.ui": ("ui",),
+    "noetl.cli.watching": ("executions", "logs"),
 }
 for _module, _names in COMMAND_MODULES.items():
     cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]

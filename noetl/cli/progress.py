@@ -1,112 +1,247 @@
-"""Live progress while `noetl run` works: a rich display on a terminal, plain lines otherwise."""
+"""Live progress while `noetl run` works (and while `status --watch` / `exec --wait` follow an
+execution): a rich display on a terminal, plain lines otherwise.
+
+Both show the execution id first, each loop's done/failed/total with its rate and ETA (from the
+events' own timestamps), child executions under their parent, and a failed call's error at the
+playbook file's line with the output it captured.
+"""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TextIO
 
 from noetl.engine import events as ev
 from noetl.engine.events import Event
 
+# The failed calls of one step whose details are printed (the rest are counted).
+MAX_FAILURES_PRINTED = 3
+MAX_OUTPUT_LINES = 20
 
-class PlainProgress:
+
+@dataclass(slots=True)
+class PlaybookSource:
+    """Where the playbook came from, to point an error at the file's own line."""
+
+    file: str
+    text: str
+
+
+@dataclass(slots=True)
+class LoopCount:
+    total: int
+    started: float | None
+    done: int = 0
+    failed: int = 0
+    printed_failures: int = 0
+
+    def summary(self, now: float | None) -> str:
+        finished = self.done + self.failed
+        text = f"{finished}/{self.total}" + (f" ({self.failed} failed)" if self.failed else "")
+        if self.started is None or now is None or finished == 0 or now <= self.started:
+            return text
+        rate = finished / (now - self.started)
+        remaining = (self.total - finished) / rate if rate else 0.0
+        eta = f", eta {_seconds(remaining)}" if finished < self.total else ""
+        return f"{text} {rate:.1f}/s{eta}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 120 else f"{int(value // 60)} min {int(value % 60)} s"
+
+
+def _timestamp(event: Event) -> float | None:
+    try:
+        return datetime.fromisoformat(event.created_at).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def failure_lines(event: Event, source: PlaybookSource | None, indent: str = "    ") -> list[str]:
+    """A failed call: its error, the playbook line it points at, and the output it captured."""
+    from noetl.dsl.codelines import error_location
+
+    error = event.error or {}
+    index = event.meta.get("loop_index")
+    where = f"{event.node_name}[{index}]" if index is not None else str(event.node_name)
+    lines = [f"{indent}{where}: {error.get('message') or 'failed'}"]
+    if source is not None and (at := error_location(source.text, event.node_name or "", error, source.file)):
+        lines.append(f"{indent}  at {at}")
+    output = [str(line) for line in event.meta.get("logs") or []]
+    if output:
+        lines.append(f"{indent}  output:")
+        shown = output[-MAX_OUTPUT_LINES:]
+        if len(output) > len(shown):
+            lines.append(f"{indent}    ... {len(output) - len(shown)} earlier lines (noetl logs {event.execution_id})")
+        lines.extend(f"{indent}    {line}" for line in shown)
+    return lines
+
+
+class _Counting:
+    """What both displays track: the root execution, its loops, and which failures to detail."""
+
+    def __init__(self, source: PlaybookSource | None) -> None:
+        self.source = source
+        self.root: str | None = None
+        self.loops: dict[str, LoopCount] = {}
+
+    def failure_detail(self, event: Event) -> list[str]:
+        if event.event_type != ev.CALL_ERROR:
+            return []
+        counts = self.loops.get(event.node_name or "") if event.execution_id == self.root else None
+        if counts is not None:
+            counts.printed_failures += 1
+            if counts.printed_failures > MAX_FAILURES_PRINTED:
+                return []
+        source = self.source if event.execution_id == self.root else None
+        return failure_lines(event, source)
+
+    def count(self, event: Event) -> LoopCount | None:
+        counts = self.loops.get(event.node_name or "")
+        if counts is None or "loop_index" not in event.meta:
+            return None
+        if event.event_type == ev.CALL_DONE:
+            counts.done += 1
+        else:
+            counts.failed += 1
+        return counts
+
+
+class PlainProgress(_Counting):
     """One line per step transition (for logs and pipes)."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, source: PlaybookSource | None = None) -> None:
+        super().__init__(source)
         self.stream = stream or sys.stderr
-        self.loops: dict[str, list[int]] = {}
-        self.root: str | None = None
 
     def __call__(self, event: Event) -> None:
         self.root = self.root or event.execution_id
         # Child playbooks get one line when they start and one when they end.
-        line = self._child_line(event) if event.execution_id != self.root else self._line(event)
-        if line:
+        lines = self._child_lines(event) if event.execution_id != self.root else self._lines(event)
+        for line in lines:
             print(line, file=self.stream, flush=True)
 
-    def _line(self, event: Event) -> str | None:
+    def _lines(self, event: Event) -> list[str]:
         kind, step = event.event_type, event.node_name
         if kind == ev.PLAYBOOK_INITIALIZED:
-            return f"execution {event.execution_id} started ({event.meta.get('path')})"
+            return [f"execution {event.execution_id} started ({event.meta.get('path')})"]
         if kind == ev.STEP_ENTER:
             total = (event.meta.get("loop") or {}).get("total")
             if total is not None:
-                self.loops[step or ""] = [0, total]
-                return f"  > {step} (loop of {total})"
-            return f"  > {step}"
-        if kind in (ev.CALL_DONE, ev.CALL_ERROR) and "loop_index" in event.meta:
-            return self._loop_line(event)
+                self.loops[step or ""] = LoopCount(total, _timestamp(event))
+                return [f"  > {step} (loop of {total})"]
+            return [f"  > {step}"]
+        if kind in (ev.CALL_DONE, ev.CALL_ERROR):
+            return self._loop_lines(event) + self.failure_detail(event)
         if kind == ev.STEP_EXIT:
             mark = "ok" if event.status == "completed" else "FAILED"
             detail = f": {(event.error or {}).get('message')}" if event.status != "completed" else ""
-            return f"  < {step} {mark}{detail}"
+            return [f"  < {step} {mark}{detail}"]
         if kind in ev.TERMINAL_EVENT_TYPES:
-            return f"execution {event.execution_id} {event.status}"
-        return None
+            return [f"execution {event.execution_id} {event.status}"]
+        return []
 
-    @staticmethod
-    def _child_line(event: Event) -> str | None:
+    def _child_lines(self, event: Event) -> list[str]:
         if event.event_type == ev.PLAYBOOK_INITIALIZED:
-            return f"    child {event.execution_id} started ({event.meta.get('path')})"
+            return [f"    child {event.execution_id} started ({event.meta.get('path')})"]
         if event.event_type in ev.TERMINAL_EVENT_TYPES:
-            return f"    child {event.execution_id} {event.status}"
-        return None
+            return [f"    child {event.execution_id} {event.status}"]
+        return self.failure_detail(event)
 
-    def _loop_line(self, event: Event) -> str | None:
-        counts = self.loops.get(event.node_name or "")
+    def _loop_lines(self, event: Event) -> list[str]:
+        counts = self.count(event)
         if counts is None:
-            return None
-        counts[0] += 1
-        done, total = counts
-        step = max(1, total // 10)
-        if done == total or done % step == 0:
-            return f"    {event.node_name}: {done}/{total}"
-        return None
+            return []
+        finished = counts.done + counts.failed
+        every = max(1, counts.total // 10)
+        if finished == counts.total or finished % every == 0:
+            return [f"    {event.node_name}: {counts.summary(_timestamp(event))}"]
+        return []
 
     def close(self) -> None:
         return None
 
 
-class RichProgress:
-    """Steps as they run, with a progress bar per loop (terminal only)."""
+class RichProgress(_Counting):
+    """Steps as they run, with a progress bar per loop and a line per child execution (terminal only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: PlaybookSource | None = None) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+        super().__init__(source)
         self.console = Console(stderr=True)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[counts]}"),
                                  TimeElapsedColumn(), console=self.console, transient=False)
         self.bars: dict[str, Any] = {}
-        self.root: str | None = None
+        self.children: dict[str, Any] = {}
         self.progress.start()
 
     def __call__(self, event: Event) -> None:
         self.root = self.root or event.execution_id
         if event.execution_id != self.root:
-            return  # child playbooks show as their parent step's progress
+            self._child(event)
+            return
         kind, step = event.event_type, event.node_name or ""
-        if kind == ev.STEP_ENTER:
+        if kind == ev.PLAYBOOK_INITIALIZED:
+            self.console.print(f"execution {event.execution_id} started ({event.meta.get('path')})",
+                               markup=False, highlight=False)
+        elif kind == ev.STEP_ENTER:
             total = (event.meta.get("loop") or {}).get("total")
-            self.bars[step] = self.progress.add_task(f"[cyan]{step}", total=total if total is not None else 1)
-        elif kind in (ev.CALL_DONE, ev.CALL_ERROR) and "loop_index" in event.meta and step in self.bars:
-            self.progress.advance(self.bars[step])
+            if total is not None:
+                self.loops[step] = LoopCount(total, _timestamp(event))
+            self.bars[step] = self.progress.add_task(f"[cyan]{_plain(step)}", total=total if total is not None else 1,
+                                                     counts="")
+        elif kind in (ev.CALL_DONE, ev.CALL_ERROR):
+            counts = self.count(event)
+            if counts is not None and step in self.bars:
+                self.progress.update(self.bars[step], completed=counts.done + counts.failed,
+                                     counts=counts.summary(_timestamp(event)))
+            self._print(self.failure_detail(event))
         elif kind == ev.STEP_EXIT and step in self.bars:
             task = self.bars.pop(step)
             ok = event.status == "completed"
             total = self.progress.tasks[task].total or 1
             self.progress.update(task, completed=total,
-                                 description=f"[green]{step}" if ok else f"[red]{step} failed")
+                                 description=f"[green]{_plain(step)}" if ok else f"[red]{_plain(step)} failed")
             if not ok:
-                self.console.print(f"[red]{(event.error or {}).get('message')}")
+                self._print([f"{(event.error or {}).get('message')}"])
+
+    def _child(self, event: Event) -> None:
+        """A child execution: one line under its parent step, advancing as its steps end."""
+        kind, child = event.event_type, event.execution_id
+        if kind == ev.PLAYBOOK_INITIALIZED:
+            self.children[child] = self.progress.add_task(
+                f"  [dim]↳ {_plain(str(event.meta.get('path')))} {child}", total=None, counts="")
+        elif kind == ev.STEP_EXIT and child in self.children:
+            self.progress.advance(self.children[child])
+            self.progress.update(self.children[child], counts=f"{_plain(event.node_name or '')} {event.status}")
+        elif kind in ev.TERMINAL_EVENT_TYPES and child in self.children:
+            task = self.children.pop(child)
+            done = self.progress.tasks[task].completed or 1
+            self.progress.update(task, total=done, completed=done, counts=str(event.status))
+        self._print(self.failure_detail(event))
+
+    def _print(self, lines: list[str]) -> None:
+        for line in lines:
+            self.console.print(line, markup=False, highlight=False)
 
     def close(self) -> None:
         self.progress.stop()
 
 
-def make_progress(enabled: bool) -> PlainProgress | RichProgress | None:
+def _plain(text: str) -> str:
+    """User text inside a rich description: no markup of its own."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def make_progress(enabled: bool, source: PlaybookSource | None = None) -> PlainProgress | RichProgress | None:
     if not enabled:
         return None
     if sys.stderr.isatty():
-        return RichProgress()
-    return PlainProgress()
+        return RichProgress(source)
+    return PlainProgress(source=source)

@@ -24,13 +24,13 @@ def print_warnings(loaded: Any) -> None:
 
 def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, strict: bool = False) -> None:
     from noetl.api import resolve_playbook, run_async
-    from noetl.cli.progress import make_progress
+    from noetl.cli.progress import PlaybookSource, make_progress
 
     async def main(store: Any) -> dict[str, Any]:
         loaded = await resolve_playbook(ref, store)
         loaded.require(strict=strict)
         print_warnings(loaded)
-        progress = make_progress(True)
+        progress = make_progress(True, PlaybookSource(loaded.source.file, loaded.source.text))
         try:
             return await run_async(ref, store=store, payload=payload, merge=merge, listener=progress,
                                    loaded=loaded)
@@ -47,7 +47,9 @@ def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, str
 
 
 def _print_summary(doc: dict[str, Any]) -> None:
-    click.echo(f"execution {doc['execution_id']}: {doc['status']} in {doc.get('duration_seconds')} s")
+    seconds = doc.get("duration_seconds")
+    took = f" in {seconds:.3f} s" if isinstance(seconds, int | float) else ""
+    click.echo(f"execution {doc['execution_id']}: {doc['status']}{took}")
     if doc["status"] == "completed":
         click.echo("result: " + json.dumps(doc["result"], default=str)[:2000])
     else:
@@ -69,16 +71,19 @@ def run(ref: str, payload: str | None, sets: tuple[str, ...], merge: bool, as_js
 
 @cli.command("exec")
 @click.argument("ref")
-@click.option("-r", "--runtime", type=click.Choice(["local", "distributed", "auto"]), default="auto")
+@click.option("-r", "--runtime", type=click.Choice(["local", "distributed", "auto"]), default="auto", show_default=True,
+              help="local: in this process; distributed: on the server; auto: a catalog path on the server when "
+                   "one is configured, else locally.")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; run nothing.")
-@click.option("--payload")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
-@click.option("--merge", is_flag=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--payload", help="JSON object, or @file.json, merged over the workload.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set one payload value (YAML scalar).")
+@click.option("--merge", is_flag=True, help="Deep-merge the payload into the workload.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--wait", is_flag=True, help="With -r distributed: wait for the end and exit like `run`.")
 @click.pass_obj
 @handle_errors
 def exec_(obj: Context, ref: str, runtime: str, dry_run: bool, payload: str | None, sets: tuple[str, ...],
-          merge: bool, as_json: bool) -> None:
+          merge: bool, as_json: bool, wait: bool) -> None:
     """Like `run`; `-r distributed` submits to the server. A file runs locally under `auto`."""
     data = payload_from_options(payload, sets)
     distributed = runtime == "distributed" or (runtime == "auto" and obj.server_url and _is_catalog_ref(ref))
@@ -88,9 +93,25 @@ def exec_(obj: Context, ref: str, runtime: str, dry_run: bool, payload: str | No
     if distributed:
         from noetl.cli.remote import submit
 
-        print_json(submit(obj.server_url, ref, data, merge))
-        return
+        started = submit(obj.server_url, ref, data, merge)
+        if not wait:
+            print_json(started)
+            return
+        _wait_remote(obj, str(started["execution_id"]), as_json)
     run_local(ref, data, merge, as_json)
+
+
+def _wait_remote(obj: Context, execution_id: str, as_json: bool) -> None:
+    from noetl.cli.control import status_doc
+    from noetl.cli.watching import watch_with_progress
+
+    watch_with_progress(obj, execution_id)
+    doc = status_doc(obj, execution_id)
+    if as_json:
+        click.echo(json.dumps(doc, default=str))
+    else:
+        _print_summary(doc)
+    sys.exit(0 if doc["status"] == "completed" else EXIT_FAILED)
 
 
 def _is_catalog_ref(ref: str) -> bool:

@@ -48,7 +48,7 @@ class SqlRequest(_Body):
 
 
 class ExternalEvent(_Body):
-    """``POST /api/events``: an event from outside the server (SPEC sections 10 and 13).
+    """``POST /api/events``: an event from outside the server.
 
     - ``call.done`` / ``call.error``: the outcome of a leased command, reported as a worker would
       (``node_name`` and ``meta.command_id``, ``meta.attempt``, ``meta.worker`` name the lease);

@@ -1,5 +1,5 @@
 """What the execution page shows, folded from the event log: each step's runs, loop progress,
-captured logs and a timeline. Pure functions of the events (no I/O), shared with `noetl logs`."""
+captured logs and a timeline. Pure functions of the events (no I/O)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from typing import Any
 
 from noetl.engine import events as ev
 from noetl.engine.events import Event
+from noetl.engine.logs import LogLine, log_lines
+
+__all__ = ["LogLine", "StepView", "Timeline", "log_lines", "step_views", "timeline"]
 
 MAX_FAILURES_SHOWN = 20
 
@@ -37,19 +40,6 @@ class StepView:
     def live(self) -> dict[str, Any]:
         """What the page's script needs to repaint this step."""
         return {"status": self.status, "progress": self.progress()}
-
-
-@dataclass(slots=True)
-class LogLine:
-    event_id: int
-    created_at: str
-    step: str
-    loop_index: int | None
-    text: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "created_at": self.created_at, "step": self.step,
-                "loop_index": self.loop_index, "line": self.text}
 
 
 @dataclass(slots=True)
@@ -111,19 +101,6 @@ def _apply(view: StepView, event: Event) -> None:
         view.result = event.result
         view.error = event.error or (view.error if view.status == "failed" else None)
         view.ended_at = event.created_at
-
-
-def log_lines(events: list[Event], step: str | None = None) -> list[LogLine]:
-    """The captured output of each call, in order, with its step and loop index."""
-    lines = []
-    for event in events:
-        logs = event.meta.get("logs") if event.event_type in (ev.CALL_DONE, ev.CALL_ERROR) else None
-        if not logs or (step and event.node_name != step):
-            continue
-        for text in logs:
-            lines.append(LogLine(event.event_id, event.created_at, event.node_name or "",
-                                 event.meta.get("loop_index"), str(text)))
-    return lines
 
 
 def timeline(events: list[Event], max_call_bars: int = 200) -> Timeline:

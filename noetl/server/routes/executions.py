@@ -52,7 +52,7 @@ async def get_execution(execution_id: str, state: State) -> dict[str, Any]:
     return {**summary(record), **doc, "payload": record.payload}
 
 
-@router.get("/executions/{execution_id}/status", summary="The status document (SPEC section 10)")
+@router.get("/executions/{execution_id}/status", summary="The status document")
 async def get_status(execution_id: str, state: State) -> dict[str, Any]:
     await _record(state, execution_id)
     return await load_status(state.store, execution_id)
@@ -90,6 +90,18 @@ async def _json_array(first: list[Event], pages: AsyncGenerator[list[Event]], li
 
 # As JSONResponse encodes.
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+@router.get("/executions/{execution_id}/logs", summary="The execution's logs: each call's captured output, in order")
+async def get_logs(execution_id: str, state: State, step: str | None = None,
+                   after_id: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
+    from noetl.engine.logs import log_lines
+
+    await _record(state, execution_id)
+    lines: list[dict[str, Any]] = []
+    async for page in state.store.iter_events(execution_id, after_id=after_id):
+        lines.extend(line.to_dict() for line in log_lines(page, step))
+    return lines
 
 
 @router.post("/executions/{execution_id}/cancel", summary="Cancel an execution and its running children")

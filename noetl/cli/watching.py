@@ -1,0 +1,221 @@
+"""`noetl executions`, `noetl logs` and following an execution as it runs (`status --watch`,
+`exec -r distributed --wait`), against the local store or a server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import click
+
+from noetl.cli.app import Context, cli, echo_rows, handle_errors, run_sync, with_store
+from noetl.engine.events import Event
+from noetl.errors import NotFoundError
+
+POLL_SECONDS = 0.5
+PAGE = 500
+
+
+class EventFeed(Protocol):
+    async def after(self, event_id: int) -> list[Event]: ...
+
+    async def status(self) -> str: ...
+
+
+class LocalFeed:
+    def __init__(self, store: Any, execution_id: str) -> None:
+        self.store, self.execution_id = store, execution_id
+
+    async def after(self, event_id: int) -> list[Event]:
+        events: list[Event] = await self.store.list_events(self.execution_id, after_id=event_id, limit=PAGE)
+        return events
+
+    async def status(self) -> str:
+        record = await self.store.get_execution(self.execution_id)
+        if record is None:
+            raise NotFoundError(f"execution {self.execution_id} not found")
+        return str(record.status)
+
+
+class RemoteFeed:
+    def __init__(self, server_url: str, execution_id: str) -> None:
+        self.server_url, self.execution_id = server_url, execution_id
+
+    async def after(self, event_id: int) -> list[Event]:
+        from noetl.cli.remote import get_json
+
+        rows = await asyncio.to_thread(get_json, self.server_url,
+                                       f"/api/executions/{self.execution_id}/events?after_id={event_id}&limit={PAGE}")
+        return [Event.from_dict(row) for row in rows]
+
+    async def status(self) -> str:
+        from noetl.cli.remote import get_json
+
+        row = await asyncio.to_thread(get_json, self.server_url, f"/api/executions/{self.execution_id}")
+        return str(row["status"])
+
+
+async def follow(feed: EventFeed, on_event: Callable[[Event], None], *, stop_when_done: bool = True) -> None:
+    """Hand every event to ``on_event`` in order, from the first, until the execution has ended."""
+    last = 0
+    while True:
+        events = await feed.after(last)
+        for event in events:
+            on_event(event)
+            last = event.event_id
+        if len(events) == PAGE:
+            continue
+        if stop_when_done and (await feed.status()) != "running":
+            # Its last events may have been appended after the page above was read.
+            for event in await feed.after(last):
+                on_event(event)
+            return
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def watch(obj: Context, execution_id: str, on_event: Callable[[Event], None]) -> None:
+    if obj.server_url:
+        run_sync(follow(RemoteFeed(obj.server_url, execution_id), on_event))
+        return
+
+    async def local(store: Any) -> None:
+        await follow(LocalFeed(store, execution_id), on_event)
+
+    run_sync(with_store(local))
+
+
+def watch_with_progress(obj: Context, execution_id: str) -> None:
+    """Follow on stderr as `noetl run` shows a run (bars on a terminal, lines otherwise)."""
+    from noetl.cli.progress import make_progress
+
+    progress = make_progress(True)
+    assert progress is not None
+    try:
+        watch(obj, execution_id, progress)
+    finally:
+        progress.close()
+
+
+@cli.command("executions")
+@click.option("--status", type=click.Choice(["running", "completed", "failed", "cancelled"]), default=None,
+              help="Only executions with this status.")
+@click.option("--path", default=None, help="Only executions whose playbook path contains this text.")
+@click.option("--since", default=None, help="Started since: an ISO date/time (UTC) or an age like 30m, 2h, 7d.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
+@click.pass_obj
+@handle_errors
+def executions(obj: Context, status: str | None, path: str | None, since: str | None, limit: int,
+               as_json: bool) -> None:
+    """List executions, newest first (the local store, or the server with --server-url)."""
+    from noetl.server.console.routes import parse_since
+    from noetl.server.console.source import LIST_WINDOW, ExecutionFilter
+
+    flt = ExecutionFilter(status, path, parse_since(since) if since else None, limit)
+    rows = _remote_executions(obj.server_url, flt) if obj.server_url else _local_executions(flt, LIST_WINDOW)
+    if as_json:
+        echo_rows(rows, True, str)
+        return
+    _table(rows)
+
+
+def _local_executions(flt: Any, window: int) -> list[dict[str, Any]]:
+    from noetl.server.console.source import list_executions
+
+    async def load(store: Any) -> list[dict[str, Any]]:
+        records, _ = await list_executions(store, flt)
+        return [_row(r.execution_id, r.path, r.status, r.started_at, r.ended_at, r.parent_execution_id)
+                for r in records]
+
+    return run_sync(with_store(load))
+
+
+def _remote_executions(server_url: str, flt: Any) -> list[dict[str, Any]]:
+    from urllib.parse import urlencode
+
+    from noetl.cli.remote import get_json
+    from noetl.store.base import ExecutionRecord
+
+    query = {"limit": 2000 if (flt.path or flt.since) else flt.limit, **({"status": flt.status} if flt.status else {})}
+    rows = get_json(server_url, f"/api/executions?{urlencode(query)}")
+    records = [ExecutionRecord(execution_id=str(r["execution_id"]), path=r.get("path") or "", status=r["status"],
+                               parent_execution_id=r.get("parent_execution_id"), started_at=r.get("started_at") or "",
+                               ended_at=r.get("ended_at")) for r in rows]
+    chosen = [r for r in records if flt.matches(r)][:flt.limit]
+    return [_row(r.execution_id, r.path, r.status, r.started_at, r.ended_at, r.parent_execution_id) for r in chosen]
+
+
+def _row(execution_id: str, path: str, status: str, started: str, ended: str | None,
+         parent: str | None) -> dict[str, Any]:
+    duration = _seconds_between(started, ended)
+    return {"execution_id": execution_id, "path": path, "status": status, "started_at": started,
+            "ended_at": ended, "duration_seconds": None if duration is None else round(duration, 3),
+            "parent_execution_id": parent}
+
+
+def _seconds_between(start: str, end: str | None) -> float | None:
+    from datetime import datetime
+
+    try:
+        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() if end else None
+    except ValueError:
+        return None
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        click.echo("no executions", err=True)
+        return
+    header = ("EXECUTION", "STATUS", "STARTED", "DURATION", "PATH")
+    cells = [(r["execution_id"], r["status"], str(r["started_at"])[:19].replace("T", " "),
+              "" if r["duration_seconds"] is None else f"{r['duration_seconds']:.3f} s", r["path"]) for r in rows]
+    widths = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(len(header) - 1)]
+    for line in (header, *cells):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False)) + "  " + line[-1])
+
+
+@cli.command("logs")
+@click.argument("execution_id")
+@click.option("--step", default=None, help="Only this step's logs.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the execution ends.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+@handle_errors
+def logs(obj: Context, execution_id: str, step: str | None, follow: bool, as_json: bool) -> None:
+    """Print an execution's logs (each call's captured output), with step and loop index."""
+    from noetl.engine.logs import log_lines
+
+    def show(event: Event) -> None:
+        for line in log_lines([event], step):
+            click.echo(json.dumps(line.to_dict()) if as_json else line.render())
+
+    if follow:
+        watch(obj, execution_id, show)
+        return
+    if obj.server_url:
+        from noetl.cli.remote import get_json
+        from noetl.engine.logs import LogLine
+
+        query = f"?step={step}" if step else ""
+        for row in get_json(obj.server_url, f"/api/executions/{execution_id}/logs{query}"):
+            line = LogLine(row["event_id"], row["created_at"], row["step"], row.get("loop_index"), row["line"])
+            click.echo(json.dumps(line.to_dict()) if as_json else line.render())
+        return
+
+    async def local(store: Any) -> None:
+        feed = LocalFeed(store, execution_id)
+        await feed.status()  # not found: one clear line
+        await follow_once(feed, show)
+
+    run_sync(with_store(local))
+
+
+async def follow_once(feed: EventFeed, on_event: Callable[[Event], None]) -> None:
+    last = 0
+    while events := await feed.after(last):
+        for event in events:
+            on_event(event)
+        last = events[-1].event_id
+
