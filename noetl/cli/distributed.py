@@ -7,7 +7,6 @@ starts as fast without them.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import click
@@ -33,8 +32,15 @@ def _reap_interval(lease_seconds: float) -> float:
     return max(0.2, min(5.0, lease_seconds / 3))
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(level: str, log_format: str = "text") -> None:
+    from noetl.logsetup import configure_logging
+
+    configure_logging(level, log_format)
+
+
+log_format_option = click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+                                 help="Log lines as text, or as one JSON object each (with execution_id, step, "
+                                      "command_id where they apply).")
 
 
 def install(cli: click.Group) -> None:
@@ -50,8 +56,9 @@ def install(cli: click.Group) -> None:
     @click.option("--port", type=int, default=8082, show_default=True)
     @database_option
     @click.option("--log-level", default="info", show_default=True)
+    @log_format_option
     @handle_errors
-    def server_start(host: str, port: int, database_url: str | None, log_level: str) -> None:
+    def server_start(host: str, port: int, database_url: str | None, log_level: str, log_format: str) -> None:
         """Serve the API (migrations are applied at start-up)."""
         import uvicorn
 
@@ -64,8 +71,9 @@ def install(cli: click.Group) -> None:
                               sql_api_enabled=settings.enable_sql_api, sql_api_writable=settings.sql_api_write,
                               max_attempts=settings.max_attempts,
                               reap_interval=_reap_interval(settings.lease_seconds))
-        _logging(log_level)
-        uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, access_log=False)
+        _logging(log_level, log_format)
+        # log_config=None: uvicorn's loggers go through the handler configured above (format, redaction).
+        uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, log_config=None)
 
     @cli.group()
     def worker() -> None:
@@ -84,10 +92,11 @@ def install(cli: click.Group) -> None:
     @click.option("--token", envvar="NOETL_API_TOKEN", default=None, metavar="TOKEN",
                   help="Bearer token for --server-url (default: NOETL_API_TOKEN).")
     @click.option("--log-level", default="info", show_default=True, help="Log level (debug, info, warning).")
+    @log_format_option
     @handle_errors
     def worker_start(concurrency: int | None, name: str, lease_seconds: float | None, poll_interval: float,
                      database_url: str | None, worker_server_url: str | None, token: str | None,
-                     log_level: str) -> None:
+                     log_level: str, log_format: str) -> None:
         """Run a worker until SIGTERM (finishes or hands back in-flight work)."""
         from noetl.runtime.worker import WorkerOptions, run_worker
         from noetl.settings import load_settings
@@ -99,7 +108,7 @@ def install(cli: click.Group) -> None:
         options.reap_interval = _reap_interval(options.lease_seconds)
         if options.concurrency < 1:
             raise InputError("--concurrency must be at least 1")
-        _logging(log_level)
+        _logging(log_level, log_format)
         if worker_server_url:
             if database_url:
                 raise InputError("use either --server-url (through the API) or --database-url, not both")

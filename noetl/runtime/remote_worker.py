@@ -29,6 +29,7 @@ from noetl.dsl.parse import load_playbook_text
 from noetl.engine.commands import Command
 from noetl.engine.events import Event
 from noetl.errors import InputError, NoetlError, NotFoundError, ToolError
+from noetl.logsetup import log_context
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
 from noetl.runtime.wire import decode_context
@@ -190,6 +191,10 @@ class RemoteWorker:
     # running one command ----------------------------------------------------------------
     async def _execute(self, item: dict[str, Any]) -> None:
         command = self._command(item)
+        with log_context(execution_id=command.execution_id, step=command.step, command_id=command.command_id):
+            await self._execute_command(item, command)
+
+    async def _execute_command(self, item: dict[str, Any], command: Any) -> None:
         services = RemoteServices(self, item)
         try:
             runner = Runner(self._playbook(item["playbook"]), playbook_dir=None, services=services)

@@ -29,6 +29,7 @@ import psycopg
 from noetl.backoff import backoff_delay
 from noetl.engine.events import Event
 from noetl.errors import NoetlError, StoreError, ToolError
+from noetl.logsetup import log_context
 from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease, load_status
 from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
@@ -192,13 +193,15 @@ class Worker:
 
     # running one command ----------------------------------------------------------------
     async def _execute(self, leased: LeasedCommand) -> None:
-        try:
-            event = await self._run(leased)
-        except StoreError as exc:
-            log.warning("worker %s: command %s not started: %s", self.name, leased.command_id, exc)
-            return  # its lease expires and the reaper re-queues it
-        if event is not None:
-            await self._report(leased, event)
+        with log_context(execution_id=leased.execution_id, step=leased.step, command_id=leased.command_id):
+            try:
+                event = await self._run(leased)
+            except StoreError as exc:
+                log.warning("worker %s: command %s not started: %s", self.name, leased.command_id, exc)
+                return  # its lease expires and the reaper re-queues it
+            if event is not None:
+                log.debug("worker %s: %s %s", self.name, event.event_type, event.status)
+                await self._report(leased, event)
 
     async def _run(self, leased: LeasedCommand) -> Event | None:
         cached = await self.core.cached(leased.execution_id)

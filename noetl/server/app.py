@@ -20,6 +20,7 @@ from noetl.runtime.reaper import Reaper
 from noetl.server.auth import require_token
 from noetl.server.console.server import install_server_console
 from noetl.server.errors import install_error_handlers
+from noetl.server.requestlog import install_request_log_context
 from noetl.server.routes import catalog, executions, system, workers
 from noetl.server.state import ServerConfig, ServerState
 from noetl.store.postgres import PostgresStore
@@ -52,6 +53,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     install_server_console(app)
+    install_request_log_context(app)
     return app
 
 
