@@ -44,6 +44,10 @@ class Settings:
     max_attempts: int = 3
     lease_seconds: int = 30
     worker_concurrency: int = 8
+    # more API tokens with roles (noetl.server.tokens), and the request body limit
+    api_tokens: str | None = None
+    api_tokens_file: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
 
     @property
     def sqlite_path(self) -> Path:
@@ -72,4 +76,7 @@ def load_settings() -> Settings:
         max_attempts=_env_int("NOETL_MAX_ATTEMPTS", 3),
         lease_seconds=_env_int("NOETL_LEASE_SECONDS", 30),
         worker_concurrency=_env_int("NOETL_WORKER_CONCURRENCY", 8),
+        api_tokens=os.environ.get("NOETL_API_TOKENS") or None,
+        api_tokens_file=os.environ.get("NOETL_API_TOKENS_FILE") or None,
+        max_body_bytes=_env_int("NOETL_MAX_BODY_BYTES", 10 * 1024 * 1024),
     )

@@ -52,7 +52,8 @@ def install(cli: click.Group) -> None:
         """The REST API server of the distributed runtime."""
 
     @server.command("start")
-    @click.option("--host", default="0.0.0.0", show_default=True)
+    @click.option("--host", default="127.0.0.1", show_default=True,
+                  help="Address to listen on; another than loopback needs API tokens (NOETL_API_TOKEN).")
     @click.option("--port", type=int, default=8082, show_default=True)
     @database_option
     @click.option("--log-level", default="info", show_default=True)
@@ -64,12 +65,15 @@ def install(cli: click.Group) -> None:
 
         from noetl.server.app import create_app
         from noetl.server.state import ServerConfig
+        from noetl.server.tokens import check_bind, registry_from_settings
         from noetl.settings import load_settings
 
         settings = load_settings()
-        config = ServerConfig(database_url=_database_url(database_url), api_token=settings.api_token,
+        tokens = registry_from_settings(settings)
+        check_bind(host, tokens)
+        config = ServerConfig(database_url=_database_url(database_url), tokens=tokens,
                               sql_api_enabled=settings.enable_sql_api, sql_api_writable=settings.sql_api_write,
-                              max_attempts=settings.max_attempts,
+                              max_attempts=settings.max_attempts, max_body_bytes=settings.max_body_bytes,
                               reap_interval=_reap_interval(settings.lease_seconds))
         _logging(log_level, log_format)
         # log_config=None: uvicorn's loggers go through the handler configured above (format, redaction).

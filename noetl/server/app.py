@@ -17,9 +17,10 @@ from fastapi_offline import FastAPIOffline
 
 from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.reaper import Reaper
-from noetl.server.auth import require_token
+from noetl.server.auth import authorize
 from noetl.server.console.server import install_server_console
 from noetl.server.errors import install_error_handlers
+from noetl.server.guard import RequestGuard
 from noetl.server.requestlog import install_request_log_context
 from noetl.server.routes import catalog, executions, system, workers
 from noetl.server.state import ServerConfig, ServerState
@@ -46,9 +47,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     # Swagger UI and ReDoc from the fastapi-offline package's own copies: /docs works offline.
     app = FastAPIOffline(title="NoETL", version=_version(), lifespan=lifespan,
                          description="Register playbooks, run them on workers, inspect executions.")
+    app.state.noetl_tokens = config.tokens
+    app.add_middleware(RequestGuard, tokens=config.tokens, max_body_bytes=config.max_body_bytes)
     install_error_handlers(app)
     app.include_router(system.public)
-    api = APIRouter(prefix="/api", dependencies=[Depends(require_token)])
+    api = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
     for module in (system, catalog, executions, workers):
         api.include_router(module.router)
     app.include_router(api)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from noetl.limits import DEFAULT_MAX_BODY_BYTES
 from noetl.runtime.distributed import DecisionCore
+from noetl.server.tokens import TokenRegistry
 from noetl.store.postgres import PostgresStore
 
 
@@ -20,6 +22,13 @@ class ServerConfig:
     max_attempts: int = 3
     reap_interval: float = 5.0
     pool_size: int = 10
+    # Tokens and roles; ``api_token`` alone is one admin token (merged in at construction).
+    tokens: TokenRegistry = field(default_factory=TokenRegistry)
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        if self.api_token and self.tokens.role_of(self.api_token) is None:
+            self.tokens = TokenRegistry(self.tokens.entries + TokenRegistry.build(api_token=self.api_token).entries)
 
 
 @dataclass(slots=True)

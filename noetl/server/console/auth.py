@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 from fastapi import Request
 
 from noetl.errors import NoetlError
+from noetl.server.tokens import ROLES
 
 COOKIE = "noetl_token"
-ROLES = ("read", "execute", "admin")
+__all__ = ["ROLES", "COOKIE"]
 
 
 class ConsoleAuthError(NoetlError):

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body
 
 from noetl.dsl.parse import load_playbook_text
 from noetl.errors import InputError, NotFoundError
+from noetl.server.auth import requires
 from noetl.server.schemas import CatalogListRequest, RegisterRequest, ResourceRequest, SeedRegisterRequest
 from noetl.server.state import ServerState, State
 from noetl.store.base import CatalogEntry
@@ -40,11 +41,13 @@ async def register_playbook(state: ServerState, content: str) -> dict[str, Any]:
 
 
 @router.post("/catalog/register", summary="Register a playbook (a new version of its path)")
+@requires("admin")
 async def catalog_register(body: RegisterRequest, state: State) -> dict[str, Any]:
     return await register_playbook(state, body.content)
 
 
 @router.post("/v2/engine/register-playbook", include_in_schema=False)
+@requires("admin")
 async def seed_register(body: SeedRegisterRequest, state: State) -> dict[str, Any]:
     content = body.playbook_yaml or body.content
     if not content:
@@ -53,6 +56,7 @@ async def seed_register(body: SeedRegisterRequest, state: State) -> dict[str, An
 
 
 @router.post("/catalog/list", summary="Latest version of every catalog path")
+@requires("read")
 async def catalog_list(state: State, body: Annotated[CatalogListRequest | None, Body()] = None
                        ) -> dict[str, Any]:
     entries = await state.store.list_catalog(kind=body.kind if body else None)
@@ -60,6 +64,7 @@ async def catalog_list(state: State, body: Annotated[CatalogListRequest | None, 
 
 
 @router.post("/catalog/resource", summary="One catalog entry with its content")
+@requires("read")
 async def catalog_resource(body: ResourceRequest, state: State) -> dict[str, Any]:
     entry = await find_entry(state, path=body.path, catalog_id=body.catalog_id, version=body.version)
     return {**entry_summary(entry), "content": entry.content}

@@ -13,6 +13,7 @@ from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.errors import InputError, NotFoundError
 from noetl.runtime.distributed import UnstorableReport, load_status
+from noetl.server.auth import requires
 from noetl.server.routes.catalog import find_entry
 from noetl.server.schemas import ExecuteRequest, ExternalEvent
 from noetl.server.state import ServerState, State
@@ -26,6 +27,7 @@ router = APIRouter(tags=["executions"])
 @router.post("/execute", summary="Start an execution of a catalog playbook")
 @router.post("/run/playbook", include_in_schema=False)
 @router.post("/v2/execute", include_in_schema=False)
+@requires("execute")
 async def execute(body: ExecuteRequest, state: State) -> dict[str, Any]:
     entry = await find_entry(state, path=body.path, catalog_id=body.catalog_id, version=body.version)
     parent = str(body.parent_execution_id) if body.parent_execution_id is not None else None
@@ -38,6 +40,7 @@ async def execute(body: ExecuteRequest, state: State) -> dict[str, Any]:
 
 
 @router.get("/executions", summary="Executions, newest first")
+@requires("read")
 async def list_executions(state: State, status: str | None = None, parent_execution_id: str | None = None,
                           limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[dict[str, Any]]:
     records = await state.store.list_executions(status=status, parent_execution_id=parent_execution_id,
@@ -46,6 +49,7 @@ async def list_executions(state: State, status: str | None = None, parent_execut
 
 
 @router.get("/executions/{execution_id}", summary="One execution: its row and status document")
+@requires("read")
 async def get_execution(execution_id: str, state: State) -> dict[str, Any]:
     record = await _record(state, execution_id)
     doc = await load_status(state.store, execution_id)
@@ -53,12 +57,14 @@ async def get_execution(execution_id: str, state: State) -> dict[str, Any]:
 
 
 @router.get("/executions/{execution_id}/status", summary="The status document")
+@requires("read")
 async def get_status(execution_id: str, state: State) -> dict[str, Any]:
     await _record(state, execution_id)
     return await load_status(state.store, execution_id)
 
 
 @router.get("/executions/{execution_id}/events", summary="The execution's events in order")
+@requires("read")
 async def get_events(execution_id: str, state: State, after_id: Annotated[int, Query(ge=0)] = 0,
                      limit: Annotated[int | None, Query(ge=0)] = None) -> Response:
     await _record(state, execution_id)
@@ -93,6 +99,7 @@ _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",",
 
 
 @router.get("/executions/{execution_id}/logs", summary="The execution's logs: each call's captured output, in order")
+@requires("read")
 async def get_logs(execution_id: str, state: State, step: str | None = None,
                    after_id: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
     from noetl.engine.logs import log_lines
@@ -105,6 +112,7 @@ async def get_logs(execution_id: str, state: State, step: str | None = None,
 
 
 @router.post("/executions/{execution_id}/cancel", summary="Cancel an execution and its running children")
+@requires("execute")
 async def cancel(execution_id: str, state: State) -> dict[str, Any]:
     await _record(state, execution_id)
     return await state.core.cancel(execution_id)
@@ -112,6 +120,7 @@ async def cancel(execution_id: str, state: State) -> dict[str, Any]:
 
 @router.post("/events", summary="An event from outside: a call report, a cancellation, a start")
 @router.post("/v2/events", include_in_schema=False)
+@requires("execute")
 async def post_event(body: ExternalEvent, state: State) -> dict[str, Any]:
     event_type = body.kind()
     if event_type == WORKFLOW_START:

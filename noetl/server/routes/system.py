@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from psycopg import sql
 
 from noetl.errors import InputError, StoreError
+from noetl.server.auth import requires
 from noetl.server.schemas import SqlRequest
 from noetl.server.state import ServerState, State
 from noetl.store.postgres.queue import CommandQueue
@@ -26,6 +27,7 @@ async def health(state: State) -> Response:
 
 @router.get("/health", summary="Liveness and database status")
 @router.get("/v2/health", include_in_schema=False)
+@requires("read")
 async def api_health(state: State) -> Response:
     return await _health(state)
 
@@ -101,6 +103,7 @@ class _Snapshot:
 
 
 @router.post("/postgres/execute", summary="Run SQL on the NoETL database (off unless NOETL_ENABLE_SQL_API)")
+@requires("admin")
 async def postgres_execute(body: SqlRequest, request: Request,
                            state: State) -> dict[str, Any]:
     if not state.config.sql_api_enabled:

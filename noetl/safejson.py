@@ -1,0 +1,76 @@
+"""Strict JSON: what PostgreSQL's jsonb, other JSON readers and NoETL's own stores can keep.
+
+Python's ``json`` accepts ``NaN``/``Infinity`` (not JSON), lone UTF-16 surrogates (``"\\ud800"``,
+not encodable as UTF-8) and any nesting (until a RecursionError); jsonb refuses NUL characters.
+:func:`loads_strict` turns each of those into one clear :class:`~noetl.errors.InputError` naming
+where the value sits, and :func:`check_value` does the same for a value built some other way (a
+``--set`` or a YAML payload).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from noetl.errors import InputError
+from noetl.limits import MAX_DEPTH
+
+
+class InvalidJson(InputError):
+    """The text is not JSON at all (a syntax error), as opposed to JSON NoETL cannot keep."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_strict(text: str | bytes, where: str = "body") -> Any:
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise InputError(f"{where}: nested more than {MAX_DEPTH} levels deep") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidJson(f"{where}: invalid JSON: {exc}") from None
+    except ValueError as exc:  # NaN / Infinity, from _no_constant
+        raise InputError(f"{where}: {exc}") from None
+    check_value(value, where)
+    return value
+
+
+def check_value(value: Any, where: str = "value") -> None:
+    """Refuse NaN/Infinity, NUL characters, lone surrogates and nesting deeper than MAX_DEPTH."""
+    stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, where, path)
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                raise InputError(f"{where}: {path}: NaN and Infinity are not JSON numbers")
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise InputError(f"{where}: nested more than {MAX_DEPTH} levels deep (at {path[:60]}...)")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    key_path = f"{path}.{key}" if isinstance(key, str) and len(path) < 200 else path
+                    if isinstance(key, str):
+                        _check_text(key, where, key_path)
+                    stack.append((child, key_path, depth + 1))
+            else:
+                stack.extend((child, f"{path}[{i}]" if len(path) < 200 else path, depth + 1)
+                             for i, child in enumerate(item))
+
+
+def _check_text(text: str, where: str, path: str) -> None:
+    if "\x00" in text:
+        raise InputError(f"{where}: {_printable(path)}: NUL characters (\\u0000) cannot be stored")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{where}: {_printable(path)}: a lone UTF-16 surrogate is not valid text") from None
+
+
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")

@@ -1,0 +1,123 @@
+"""YAML loading with bounded alias expansion and nesting depth.
+
+Every YAML document NoETL reads (playbooks, credential files, token files, API bodies) is composed
+into a node graph first; :func:`check_graph` walks that graph with aliases expanded, counting, and
+refuses it before anything is constructed when it is recursive (``&x [*x]``), nested deeper than
+:data:`~noetl.limits.MAX_DEPTH`, expands aliases past :data:`~noetl.limits.MAX_ALIAS_NODES` nodes,
+or uses a mapping or list as a mapping key (``? [a, b]: c``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+
+from noetl.errors import InputError, NoetlError
+from noetl.limits import MAX_ALIAS_NODES, MAX_DEPTH
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def new_loader(text: str) -> Any:
+    """libyaml's C loader when available (several times faster on large documents)."""
+    return _Loader(text)
+
+
+def _at(file: str, node: yaml.Node) -> str:
+    return f"{file}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+
+def check_graph(root: yaml.Node, file: str, error: type[NoetlError] = InputError) -> None:
+    """Refuse a composed document that would be costly or impossible to construct."""
+    seen: set[int] = set()
+    on_path: set[int] = set()
+    expanded = 0
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(node))
+            continue
+        if id(node) in on_path:
+            raise error(f"{_at(file, node)}: recursive YAML alias (an anchor used inside itself)")
+        if id(node) in seen:
+            expanded += 1
+            if expanded > MAX_ALIAS_NODES:
+                raise error(f"{_at(file, node)}: YAML aliases expand to more than {MAX_ALIAS_NODES} nodes "
+                            "(an alias bomb?)")
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            continue
+        if depth > MAX_DEPTH:
+            raise error(f"{_at(file, node)}: nested more than {MAX_DEPTH} levels deep")
+        on_path.add(id(node))
+        stack.append((node, depth, True))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode) and not _is_merge_key(key):
+                    raise error(f"{_at(file, key)}: a mapping key must be a plain value, not a list or mapping")
+                stack.append((key, depth + 1, False))
+                stack.append((value, depth + 1, False))
+        else:
+            stack.extend((item, depth + 1, False) for item in node.value)
+
+
+def _is_merge_key(node: yaml.Node) -> bool:
+    return node.tag == "tag:yaml.org,2002:merge"
+
+
+def _yaml_error(exc: yaml.YAMLError, file: str, error: type[NoetlError]) -> NoetlError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
+        return error(f"{where}: invalid YAML: {exc.problem or exc.context or 'invalid YAML'}")
+    return error(f"{file}: invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+
+
+def compose_checked(loader: Any, file: str, error: type[NoetlError] = InputError) -> yaml.Node | None:
+    """The loader's single document as a checked node graph (None for an empty document)."""
+    try:
+        node: yaml.Node | None = loader.get_single_node()
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, file, error) from None
+    if node is not None:
+        check_graph(node, file, error)
+    return node
+
+
+def load_yaml(text: str, file: str = "<yaml>", error: type[NoetlError] = InputError) -> Any:
+    """One YAML document, checked, as Python values."""
+    loader = new_loader(text)
+    try:
+        node = compose_checked(loader, file, error)
+        return None if node is None else _construct(loader, node, file, error)
+    finally:
+        loader.dispose()
+
+
+def load_yaml_all(text: str, file: str = "<yaml>", error: type[NoetlError] = InputError) -> Iterator[Any]:
+    """Every document of a multi-document stream (``---`` separated), each checked."""
+    loader = new_loader(text)
+    try:
+        while True:
+            try:
+                if not loader.check_node():
+                    return
+                node = loader.get_node()
+            except yaml.YAMLError as exc:
+                raise _yaml_error(exc, file, error) from None
+            check_graph(node, file, error)
+            yield _construct(loader, node, file, error)
+    finally:
+        loader.dispose()
+
+
+def _construct(loader: Any, node: yaml.Node, file: str, error: type[NoetlError]) -> Any:
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, file, error) from None
+    except TypeError as exc:  # e.g. an unhashable key reached through a merge
+        raise error(f"{file}: invalid YAML: {exc}") from None

@@ -1,0 +1,117 @@
+"""The API's front door, before FastAPI reads a body: authentication (401), body size (413) and
+strict JSON (400) for every ``/api`` request.
+
+FastAPI parses a body before it runs route dependencies, so without this an anonymous client could
+make the server parse (and a malformed body answer 422 to) a request it may not make at all; and
+Python's JSON reader accepts NaN, lone surrogates and any nesting, which fail later, deep inside,
+as 500s or 503s.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from noetl.errors import InputError
+from noetl.safejson import InvalidJson, loads_strict
+from noetl.server.auth import PUBLIC, bearer_token, role_needed
+from noetl.server.errors import error_body
+from noetl.server.tokens import TokenRegistry
+
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, *, tokens: TokenRegistry, max_body_bytes: int) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/api"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.tokens.enabled and not self._is_public(scope):
+            token = bearer_token(headers)
+            role = self.tokens.role_of(token) if token else None
+            if role is None:
+                await _answer(send, 401, "missing or unknown bearer token (Authorization: Bearer <token>)",
+                              extra_headers=[(b"www-authenticate", b"Bearer")])
+                return
+            scope.setdefault("state", {})["noetl_role"] = role
+        if scope.get("method") not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _answer(send, 413, f"request body larger than {self.max_body_bytes} bytes (NOETL_MAX_BODY_BYTES)")
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await _answer(send, 413, f"request body larger than {self.max_body_bytes} bytes (NOETL_MAX_BODY_BYTES)")
+            return
+        if body.strip() and _is_json(headers.get("content-type")):
+            try:
+                loads_strict(body, "body")
+            except InvalidJson:
+                pass  # not JSON at all: FastAPI answers 422 with its own details
+            except InputError as exc:
+                await _answer(send, 400, str(exc))
+                return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _is_public(self, scope: Scope) -> bool:
+        app = scope.get("app")
+        router = getattr(app, "router", None)
+        for route in getattr(router, "routes", ()):
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return role_needed(getattr(route, "endpoint", None)) == PUBLIC
+        return False
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _is_json(content_type: str | None) -> bool:
+    # FastAPI treats a body without a content type as JSON too.
+    return not content_type or "json" in content_type.split(";")[0].lower()
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
+
+
+async def _answer(send: Send, status: int, message: str, extra_headers: list[tuple[bytes, bytes]] | None = None
+                  ) -> None:
+    kind = {401: "AuthError", 413: "TooLarge"}.get(status, "InputError")
+    body = json.dumps(error_body(message, kind), ensure_ascii=True).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *(extra_headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
