@@ -48,6 +48,11 @@ class Settings:
     api_tokens: str | None = None
     api_tokens_file: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
+    # results stored by reference (SPEC section 19)
+    results_dir: Path | None = None  # `output.store.kind: disk`; default $NOETL_HOME/results
+    results_s3_bucket: str | None = None  # `kind: s3`
+    results_s3_prefix: str = "noetl/results"
+    results_s3_endpoint: str | None = None  # an S3-compatible server (MinIO, moto, ...)
 
     @property
     def sqlite_path(self) -> Path:
@@ -56,6 +61,10 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def result_dir(self) -> Path:
+        return self.results_dir or self.home / "results"
 
 
 def load_settings() -> Settings:
@@ -79,4 +88,8 @@ def load_settings() -> Settings:
         api_tokens=os.environ.get("NOETL_API_TOKENS") or None,
         api_tokens_file=os.environ.get("NOETL_API_TOKENS_FILE") or None,
         max_body_bytes=_env_int("NOETL_MAX_BODY_BYTES", 10 * 1024 * 1024),
+        results_dir=Path(os.environ["NOETL_RESULTS_DIR"]).expanduser() if os.environ.get("NOETL_RESULTS_DIR") else None,
+        results_s3_bucket=os.environ.get("NOETL_RESULTS_S3_BUCKET") or None,
+        results_s3_prefix=os.environ.get("NOETL_RESULTS_S3_PREFIX") or "noetl/results",
+        results_s3_endpoint=os.environ.get("NOETL_RESULTS_S3_ENDPOINT") or None,
     )

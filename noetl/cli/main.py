@@ -19,6 +19,7 @@ COMMAND_MODULES = {
     "noetl.cli.demo": ("demo",),
     "noetl.cli.ui": ("ui",),
     "noetl.cli.watching": ("executions", "logs"),
+    "noetl.cli.result": ("result",),
 }
 for _module, _names in COMMAND_MODULES.items():
     cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]

@@ -10,6 +10,8 @@ from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KIN
 from noetl.dsl.legacy import STEP_KEYS
 from noetl.dsl.load import Source
 from noetl.dsl.render import check_template, is_template
+from noetl.errors import ToolError
+from noetl.results.spec import output_spec
 
 TOP_KEYS = {"apiVersion", "kind", "metadata", "workload", "keychain", "workbook", "executor", "workflow",
             "description", "spec"}
@@ -83,11 +85,22 @@ class Checker:
     def _check_step_keys(self, step: dict[str, Any], path: tuple[Any, ...]) -> None:
         if "type" not in step and not isinstance(step.get("tool"), str):
             self._unknown(step, path, STEP_KEYS | {"name"}, f"step {step.get('step')!r}")
+        self._check_output(step, path)
         tool = step.get("tool")
         tasks = tool if isinstance(tool, list) else [tool] if isinstance(tool, dict) else []
         for j, task in enumerate(tasks):
             if isinstance(task, dict):
                 self._check_tool_keys(task, (*path, "tool", j) if isinstance(tool, list) else (*path, "tool"))
+                self._check_output(task, (*path, "tool", j) if isinstance(tool, list) else (*path, "tool"))
+
+    def _check_output(self, entry: dict[str, Any], path: tuple[Any, ...]) -> None:
+        """`output:` (results by reference) is checked before anything runs."""
+        if "output" not in entry:
+            return
+        try:
+            output_spec(entry["output"])
+        except ToolError as exc:
+            self.error((*path, "output"), str(exc))
 
     def _check_tool_keys(self, task: dict[str, Any], path: tuple[Any, ...]) -> None:
         kind = task.get("kind") or task.get("type")

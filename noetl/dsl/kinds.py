@@ -30,7 +30,7 @@ class ToolKind:
 
 # Keys every task may carry, whatever its kind.
 COMMON_TOOL_KEYS = frozenset({"kind", "type", "name", "spec", "desc", "description", "timeout", "input", "args",
-                              "with", "auth", "retry", "set"})
+                              "with", "auth", "retry", "set", "output"})
 
 # Not templates at all: python code reaches values through `input`, never through rendering.
 CODE_FIELDS = frozenset({"code", "code_b64"})
@@ -57,6 +57,7 @@ TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
              frozenset({"database", *_SQL_FIELDS, "credentials", "credential", "params"}), required=_SQL_FIELDS),
     ToolKind("secrets", "noetl.tools.secrets:run_secrets",
              frozenset({"provider", "secret_name", "project", "version", "region", "field"})),
+    ToolKind("artifact", "noetl.tools.artifact:run_artifact", frozenset({"action", "data", "path", "result_ref"})),
     # Handled by the runner / engine rather than a tool function:
     ToolKind("playbook", None, frozenset({"path", "version", "payload", "return_step", "data"}),
              required=("path",)),

@@ -17,7 +17,8 @@ from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
 # Keys that belong to the step itself; any other key on a step with `type:` is a tool field.
 STEP_KEYS = frozenset(
     {"step", "desc", "description", "input", "with", "data", "args", "loop", "tool", "set", "next",
-     "case", "vars", "retry", "save", "sink", "type", "call", "spec", "pipeline", "when", "then", "else"}
+     "case", "vars", "retry", "save", "sink", "type", "call", "spec", "pipeline", "when", "then", "else",
+     "output"}
 )
 TOOL_KINDS_AS_TYPE = LEGACY_TYPE_NAMES
 _CREDENTIAL_ALIAS_KINDS = frozenset({"postgres", "http", "duckdb"})
@@ -62,7 +63,7 @@ def _normalize_workbook_entry(entry: dict[str, Any], path: tuple[Any, ...], note
 
 def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
     out: dict[str, Any] = {"step": step.get("step")}
-    for key in ("desc", "spec", "pipeline"):
+    for key in ("desc", "spec", "pipeline", "output"):
         if key in step:
             out[key] = step[key]
     if "description" in step and "desc" not in step:

@@ -111,6 +111,7 @@ class Step(_Model):
     set: dict[str, Any] = Field(default_factory=dict)
     next: Next = Field(default_factory=Next)
     spec: TaskSpec | None = None
+    output: dict[str, Any] | None = None  # where results go and what stays inline (noetl.results.spec)
 
     @property
     def kind(self) -> str:

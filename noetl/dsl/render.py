@@ -18,6 +18,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedErr
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from noetl.errors import TemplateError
+from noetl.results.refs import lazy
 
 _MISSING = object()
 
@@ -90,6 +91,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
     """Sandboxed: templates never reach Python internals. Mappings resolve keys before attributes."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        obj = lazy(obj)  # a result stored by reference loads when a template looks inside it
         if isinstance(obj, Mapping):
             value = obj.get(attribute, _MISSING)
             if value is not _MISSING:
@@ -104,6 +106,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
+        obj = lazy(obj)
         if isinstance(obj, Mapping) and isinstance(argument, str):
             value = obj.get(argument, _MISSING)
             if value is not _MISSING:

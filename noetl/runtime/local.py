@@ -19,6 +19,7 @@ from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState
 from noetl.engine.status import StatusFolder
 from noetl.ids import new_execution_id
+from noetl.results.refs import use_loader
 from noetl.runtime.report import crash_outcome, outcome_event
 from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Outcome, Runner
@@ -67,6 +68,7 @@ class _Execution:
         self.last_event_id = 0
 
     async def run(self) -> dict[str, Any]:
+        use_loader(self.services.results.read)  # templates resolve `_ref`s through it (this task and its own)
         await self.services.prepare()
         decision = self.engine.start(self.state, execution_id=self.execution_id, payload=self.request.payload,
                                      merge=self.request.merge,

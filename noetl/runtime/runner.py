@@ -19,6 +19,7 @@ from noetl.engine.commands import Command
 from noetl.engine.decide import deep_merge
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.errors import NoetlError, ToolError
+from noetl.results.outcome import recorded_result, store_big_results, tool_inputs
 from noetl.tools.base import ToolCall, ToolServices, get_tool
 
 MAX_PIPELINE_HOPS = 10_000  # jumps + retries inside one command, a guard against endless loops
@@ -68,6 +69,7 @@ class Runner:
         self.playbook_dir = playbook_dir
         self.services = services
         self.workbook_kinds = workbook_kinds(playbook.workbook)
+        self.outputs = {step.step: step.output for step in playbook.workflow}
 
     async def run(self, command: Command) -> Outcome:
         started = time.perf_counter()
@@ -84,6 +86,10 @@ class Runner:
                           secrets=pipe.secrets, names=pipe.names)
         if ok:
             _attach_task_results(outcome, pipe)
+            try:
+                await store_big_results(self.services, outcome, self.outputs.get(command.step), command)
+            except NoetlError as exc:
+                outcome.ok, outcome.result, outcome.error, outcome.tasks = False, None, _error_dict(exc), {}
         return outcome
 
     async def _run_tasks(self, pipe: _Pipeline, tasks: list[dict[str, Any]]) -> tuple[bool, Any, Any]:
@@ -112,6 +118,10 @@ class Runner:
             do = action.get("do", "continue" if ok else "fail")
             self._apply_policy_set(pipe, action.get("set") or {}, envelope, names[index])
             self._apply_policy_result(pipe, action, envelope, names[index])
+            if ok and task.get("output") is not None:
+                result = await recorded_result(self.services, result, task["output"],
+                                               execution_id=pipe.command.execution_id, step=pipe.command.step,
+                                               secrets=pipe.secrets, where=f"task {names[index]!r} output")
             if ok:
                 pipe.results[names[index]] = result
                 pipe.prev = result
@@ -163,11 +173,13 @@ class Runner:
         context = self._task_context(pipe)
         kind = task.get("kind", "noop")
         try:
-            # `name` is the task's name in a pipeline, but names the entry for a workbook call.
-            skip = ("kind", "spec", "set") if kind == "workbook" else ("kind", "name", "spec", "set")
+            # `name` is the task's name in a pipeline, but names the entry of a workbook call or an artifact.
+            skip = ("kind", "spec", "set", "output") if kind in ("workbook", "artifact") \
+                else ("kind", "name", "spec", "set", "output")
             config = {k: v for k, v in task.items() if k not in skip}
             config = {k: (v if k in UNRENDERED_FIELDS else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
                       for k, v in config.items()}
+            config = tool_inputs(kind, config)
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout
             result = await self._dispatch(pipe, kind, config, name, context, timeout)
             return True, result, None
@@ -182,6 +194,7 @@ class Runner:
         own_input = config.pop("input", None) or {}
         args = ({**own_input, **command.args, **command.arc_input} if pipe.input_defaults
                 else {**command.args, **own_input, **command.arc_input})
+        args = tool_inputs(kind, args)
         call = ToolCall(execution_id=command.execution_id, step=command.step, task=name, context=context,
                         args=args, playbook_dir=self.playbook_dir, timeout=timeout, services=self.services,
                         logs=pipe.logs, secrets=pipe.secrets)
@@ -194,7 +207,7 @@ class Runner:
         if kind == "sink":
             from noetl.tools.sink import write_sink
 
-            data = config.pop("data", pipe.prev)
+            data = tool_inputs(kind, config.pop("data", pipe.prev))
             return await _with_timeout(write_sink(config, data, call), timeout)
         tool = get_tool(kind)
         return await _with_timeout(tool(config, call), timeout if kind != "python" else None)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
 from noetl.dsl.render import RenderContext, render_data
 from noetl.errors import NoetlError, NotFoundError, PlaybookError, TemplateError, ToolError
+from noetl.results.storage import ResultStorage, storage_for
 from noetl.runtime.request import MAX_CHILD_DEPTH, RunRequest
 from noetl.secrets import SecretResolver
 from noetl.tools.base import ToolCall
@@ -23,6 +24,8 @@ _SECRET_NAME = re.compile(r"secret\.([A-Za-z_][A-Za-z0-9_]*)")
 class LocalServices:
     """One per execution: resolves secrets up front and runs child playbooks in-process."""
 
+    shares_results = False  # workers: results stored by reference must be readable by other processes
+
     def __init__(self, runtime: LocalRuntime, request: RunRequest, execution_id: str) -> None:
         self.runtime = runtime
         self.request = request
@@ -31,6 +34,11 @@ class LocalServices:
         self.redactor = self.resolver.redactor
         self.keychain: dict[str, Any] = {}
         self.secret = SecretNamespace()
+
+    @property
+    def results(self) -> ResultStorage:
+        """Where this execution's results stored by reference go (one per store and process)."""
+        return storage_for(self.runtime.store, shared=self.shares_results)
 
     def globals_layer(self) -> dict[str, Any]:
         # The dicts are filled by prepare(); the engine holds them by reference.

@@ -30,6 +30,8 @@ from noetl.backoff import backoff_delay
 from noetl.engine.events import Event
 from noetl.errors import NoetlError, StoreError, ToolError
 from noetl.logsetup import log_context
+from noetl.results.refs import use_loader
+from noetl.results.storage import storage_for
 from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease, load_status
 from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
@@ -87,6 +89,7 @@ class Worker:
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
         await self._open_store()
+        use_loader(storage_for(self.store, shared=True).read)  # templates resolve `_ref`s through it
         helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeat())]
         reaper = asyncio.create_task(Reaper(self.core, max_attempts=self.options.max_attempts)
                                      .run(self.stop, interval=self.options.reap_interval))
@@ -287,6 +290,8 @@ class Worker:
 
 class WorkerServices(LocalServices):
     """Credentials and secrets as on the local runtime; child playbooks go through the queue."""
+
+    shares_results = True
 
     def __init__(self, worker: Worker, request: RunRequest, execution_id: str) -> None:
         super().__init__(_StoreHolder(worker.store), request, execution_id)  # type: ignore[arg-type]

@@ -22,7 +22,7 @@ from noetl.server.console.server import install_server_console
 from noetl.server.errors import install_error_handlers
 from noetl.server.guard import RequestGuard
 from noetl.server.requestlog import install_request_log_context
-from noetl.server.routes import catalog, executions, system, workers
+from noetl.server.routes import catalog, executions, results, system, workers
 from noetl.server.state import ServerConfig, ServerState
 from noetl.store.postgres import PostgresStore
 
@@ -52,7 +52,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system.public)
     api = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
-    for module in (system, catalog, executions, workers):
+    for module in (system, catalog, executions, results, workers):
         api.include_router(module.router)
     app.include_router(api)
     install_server_console(app)

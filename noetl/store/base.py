@@ -50,6 +50,21 @@ class CredentialRecord:
     updated_at: str = ""
 
 
+@dataclass(slots=True)
+class ResultRecord:
+    """A result kept outside the event log (events hold a ``_ref`` to it), or a named artifact."""
+
+    result_id: str
+    data: bytes  # the result as compact JSON text (UTF-8)
+    sha256: str
+    size: int
+    execution_id: str | None = None
+    step: str | None = None
+    name: str | None = None  # artifacts stored with `kind: artifact, action: put`
+    created_at: str = ""
+    expires_at: str | None = None  # from `output.store.ttl`; None keeps it until pruned
+
+
 class Store(Protocol):
     """Async storage for executions, events, the catalog and credentials."""
 
@@ -103,3 +118,19 @@ class Store(Protocol):
     async def list_credentials(self) -> list[CredentialRecord]: ...
 
     async def delete_credential(self, name: str) -> bool: ...
+
+    # results stored by reference (SPEC section 19) ------------------------------------
+    async def put_result(self, record: ResultRecord) -> None:
+        """Store a result blob (``created_at`` is set by the store when empty)."""
+        ...
+
+    async def get_result(self, result_id: str) -> ResultRecord | None: ...
+
+    async def find_result(self, name: str) -> ResultRecord | None:
+        """The newest result stored under ``name`` (artifacts)."""
+        ...
+
+    async def delete_results(self, *, created_before: str | None = None, expired_by: str | None = None) -> int:
+        """Delete results created before ``created_before`` or whose ``expires_at`` is at or before
+        ``expired_by`` (ISO 8601 UTC); return how many were deleted."""
+        ...

@@ -7,11 +7,12 @@ its own key (SQLite keeps the text, PostgreSQL maps it to a BIGINT with ``db_id`
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from noetl.engine.events import Event
 from noetl.errors import StoreError
-from noetl.store.base import ExecutionRecord
+from noetl.store.base import ExecutionRecord, ResultRecord
 
 # Compact JSON; NaN/Infinity are rejected because they are not JSON (PostgreSQL jsonb refuses them).
 encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -101,3 +102,22 @@ def update_params(execution_id: str, update: dict[str, Any]) -> dict[str, Any]:
         except (TypeError, ValueError) as exc:
             raise StoreError(f"result of execution {execution_id} is not JSON-serialisable: {exc}") from exc
     return params
+
+
+def result_params(record: ResultRecord) -> dict[str, Any]:
+    """The named parameters of ``insert_result`` (the same names on every SQL backend)."""
+    return {"result_id": record.result_id, "execution_id": record.execution_id, "step": record.step,
+            "name": record.name, "size": record.size, "sha256": record.sha256, "data": bytes(record.data),
+            "created_at": record.created_at, "expires_at": record.expires_at}
+
+
+def result_from_row(row: Sequence[Any]) -> ResultRecord:
+    """A ``get_result`` / ``find_result`` row (timestamps may come back as datetimes or text)."""
+    result_id, data, sha256, size, execution_id, step, name, created_at, expires_at = row
+    return ResultRecord(result_id=result_id, data=bytes(data), sha256=sha256, size=int(size),
+                        execution_id=execution_id, step=step, name=name, created_at=_text_time(created_at),
+                        expires_at=_text_time(expires_at) if expires_at is not None else None)
+
+
+def _text_time(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)

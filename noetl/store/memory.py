@@ -18,7 +18,7 @@ from typing import Any
 
 from noetl.engine.events import Event
 from noetl.errors import NotFoundError, StoreError
-from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ResultRecord
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -61,6 +61,7 @@ class MemoryStore:
         self._executions: dict[str, _StoredExecution] = {}
         self._catalog: dict[str, list[CatalogEntry]] = {}  # path -> versions, oldest first
         self._credentials: dict[str, CredentialRecord] = {}
+        self._results: dict[str, ResultRecord] = {}  # insertion order = creation order
 
     async def open(self) -> None:
         self._open = True
@@ -202,6 +203,37 @@ class MemoryStore:
     async def delete_credential(self, name: str) -> bool:
         self._check_open()
         return self._credentials.pop(name, None) is not None
+
+    # results stored by reference ---------------------------------------------------------
+    async def put_result(self, record: ResultRecord) -> None:
+        self._check_open()
+        if record.result_id in self._results:
+            return  # a re-delivered command: the first copy wins, as on the SQL stores
+        self._results[record.result_id] = replace(record, data=bytes(record.data),
+                                                  created_at=record.created_at or self._now())
+
+    async def get_result(self, result_id: str) -> ResultRecord | None:
+        return self.read_result(result_id)
+
+    def read_result(self, result_id: str) -> ResultRecord | None:
+        """Synchronous: templates resolve a ``_ref`` while they render (see noetl.results)."""
+        self._check_open()
+        record = self._results.get(result_id)
+        return replace(record) if record else None
+
+    async def find_result(self, name: str) -> ResultRecord | None:
+        self._check_open()
+        named = [r for r in self._results.values() if r.name == name]
+        return replace(max(reversed(named), key=lambda r: r.created_at)) if named else None
+
+    async def delete_results(self, *, created_before: str | None = None, expired_by: str | None = None) -> int:
+        self._check_open()
+        doomed = [r.result_id for r in self._results.values()
+                  if (created_before is not None and r.created_at < created_before)
+                  or (expired_by is not None and r.expires_at is not None and r.expires_at <= expired_by)]
+        for result_id in doomed:
+            del self._results[result_id]
+        return len(doomed)
 
 
 # encoding ---------------------------------------------------------------------------------

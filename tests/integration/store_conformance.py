@@ -16,7 +16,7 @@ import pytest
 
 from noetl.engine.events import CALL_DONE, PLAYBOOK_INITIALIZED, STEP_ENTER, STEP_EXIT, Event
 from noetl.errors import NotFoundError, StoreError
-from noetl.store.base import CredentialRecord, ExecutionRecord, Store
+from noetl.store.base import CredentialRecord, ExecutionRecord, ResultRecord, Store
 
 Clock = Callable[[], datetime]
 Check = Callable[[Any, Store], Awaitable[None]]
@@ -341,6 +341,44 @@ class StoreConformance:
         assert [e.path for e in await store.list_catalog(kind="Playbook")] == ["b/flow"]
         assert [e.path for e in await store.list_catalog(kind="Credential")] == ["a/secret"]
         assert await store.list_catalog(kind="Nothing") == []
+
+    # results stored by reference ---------------------------------------------------------
+    @store_test
+    async def test_results_put_get_and_a_second_put_keeps_the_first(self, store: Store) -> None:
+        data = b'{"rows":[1,2,3]}' + b" " * 100_000
+        await store.put_result(ResultRecord(result_id="r1", data=data, sha256="abc", size=len(data),
+                                            execution_id="exec-1", step="fetch", created_at=T0))
+        await store.put_result(ResultRecord(result_id="r1", data=b"{}", sha256="other", size=2, created_at=T0))
+        got = await store.get_result("r1")
+        assert got is not None
+        assert (got.data, got.sha256, got.size, got.execution_id, got.step) == (data, "abc", len(data), "exec-1", "fetch")
+        assert got.created_at.startswith("2024-05-01T10:00:00")
+        assert await store.get_result("missing") is None
+
+    @store_test
+    async def test_find_result_returns_the_newest_under_a_name(self, store: Store) -> None:
+        for result_id, created in (("a", "2024-05-01T10:00:00+00:00"), ("b", "2024-05-01T11:00:00+00:00"),
+                                   ("c", "2024-05-01T09:00:00+00:00")):
+            await store.put_result(ResultRecord(result_id=result_id, data=b"1", sha256="s", size=1,
+                                                name="report", created_at=created))
+        newest = await store.find_result("report")
+        assert newest is not None and newest.result_id == "b"
+        assert await store.find_result("nothing") is None
+
+    @store_test
+    async def test_delete_results_by_age_and_by_expiry(self, store: Store) -> None:
+        rows = {"old": ("2024-05-01T08:00:00+00:00", None), "new": ("2024-05-01T12:00:00+00:00", None),
+                "expired": ("2024-05-01T12:00:00+00:00", "2024-05-01T12:30:00+00:00"),
+                "fresh": ("2024-05-01T12:00:00+00:00", "2024-05-02T00:00:00+00:00")}
+        for result_id, (created, expires) in rows.items():
+            await store.put_result(ResultRecord(result_id=result_id, data=b"1", sha256="s", size=1,
+                                                created_at=created, expires_at=expires))
+        assert await store.delete_results(expired_by="2024-05-01T13:00:00+00:00") == 1
+        assert await store.get_result("expired") is None
+        assert await store.delete_results(created_before="2024-05-01T10:00:00+00:00") == 1
+        assert await store.get_result("old") is None
+        assert {r for r in rows if await store.get_result(r) is not None} == {"new", "fresh"}
+        assert await store.delete_results() == 0
 
     # credentials -----------------------------------------------------------------------
     @store_test

@@ -286,3 +286,27 @@ SELECT status, sum(count)::bigint, sum(duration_sum)::double precision,
 FROM noetl.step_stats AS s
 GROUP BY status
 ORDER BY status;
+
+-- name: insert_result
+-- A re-delivered command stores the same result id again: the first copy wins.
+INSERT INTO noetl.result (result_id, execution_id, step, name, size, sha256, data, created_at, expires_at)
+VALUES (%(result_id)s, %(execution_id)s, %(step)s, %(name)s, %(size)s, %(sha256)s, %(data)s,
+        %(created_at)s::timestamptz, %(expires_at)s::timestamptz)
+ON CONFLICT (result_id) DO NOTHING;
+
+-- name: get_result
+SELECT result_id, data, sha256, size, execution_id, step, name, created_at, expires_at
+FROM noetl.result
+WHERE result_id = %(result_id)s;
+
+-- name: find_result
+SELECT result_id, data, sha256, size, execution_id, step, name, created_at, expires_at
+FROM noetl.result
+WHERE name = %(name)s
+ORDER BY created_at DESC
+LIMIT 1;
+
+-- name: delete_results
+DELETE FROM noetl.result
+WHERE (%(created_before)s::timestamptz IS NOT NULL AND created_at < %(created_before)s::timestamptz)
+   OR (%(expired_by)s::timestamptz IS NOT NULL AND expires_at <= %(expired_by)s::timestamptz);

@@ -11,6 +11,7 @@ caller (worker loop, API request) decides whether to retry.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,8 +23,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from noetl.engine.events import Event
 from noetl.errors import NoetlError, NotFoundError, StoreError
-from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
-from noetl.store.common import catalog_id_for, stamp
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ResultRecord
+from noetl.store.common import catalog_id_for, result_from_row, result_params, stamp
 from noetl.store.postgres.ids import db_id, optional_db_id
 from noetl.store.postgres.rows import (
     bump_params,
@@ -63,6 +64,9 @@ class PostgresStore:
         self._pool: AsyncConnectionPool[Any] | None = None
         self.q = queries()
         self.event_page = EVENT_PAGE
+        # A plain connection for the synchronous result reads of template rendering (see read_result).
+        self._sync_conn: psycopg.Connection[Any] | None = None
+        self._sync_lock = threading.Lock()
 
     # lifecycle -------------------------------------------------------------------------
     async def open(self) -> None:
@@ -86,6 +90,10 @@ class PostgresStore:
                 raise
 
     async def close(self) -> None:
+        with self._sync_lock:
+            sync_conn, self._sync_conn = self._sync_conn, None
+        if sync_conn is not None:
+            sync_conn.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -331,6 +339,39 @@ class PostgresStore:
             return cursor.rowcount > 0
 
         return await self.write(f"deleting credential {name}", work)
+
+    # results stored by reference ---------------------------------------------------------
+    async def put_result(self, record: ResultRecord) -> None:
+        if not record.created_at:
+            record.created_at = self.now()
+        await self.read_write(f"storing result {record.result_id}", "insert_result", result_params(record))
+
+    async def get_result(self, result_id: str) -> ResultRecord | None:
+        rows = await self.read(f"reading result {result_id}", "get_result", {"result_id": result_id})
+        return result_from_row(rows[0]) if rows else None
+
+    def read_result(self, result_id: str) -> ResultRecord | None:
+        """Synchronous, on its own connection: templates resolve a ``_ref`` while they render, inside
+        the event loop, where the async pool cannot be awaited. One short indexed read per reference."""
+        action = f"reading result {result_id}"
+        with self._sync_lock:
+            try:
+                if self._sync_conn is None or self._sync_conn.closed:
+                    self._sync_conn = psycopg.connect(self.url, autocommit=True,
+                                                      connect_timeout=int(self._connect_timeout))
+                row = self._sync_conn.execute(self.q["get_result"], {"result_id": result_id}).fetchone()
+            except psycopg.Error as exc:
+                self._sync_conn = None
+                raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+        return result_from_row(row) if row else None
+
+    async def find_result(self, name: str) -> ResultRecord | None:
+        rows = await self.read(f"reading artifact {name}", "find_result", {"name": name})
+        return result_from_row(rows[0]) if rows else None
+
+    async def delete_results(self, *, created_before: str | None = None, expired_by: str | None = None) -> int:
+        params = {"created_before": created_before, "expired_by": expired_by}
+        return await self.read_write("deleting results", "delete_results", params)
 
 
 def _is_disconnect(exc: psycopg.OperationalError) -> bool:

@@ -109,3 +109,26 @@ SELECT version FROM schema_migrations;
 
 -- name: record_migration
 INSERT INTO schema_migrations (version, name, applied_at) VALUES (:version, :name, :applied_at);
+
+-- name: insert_result
+-- A re-delivered command stores the same result id again: the first copy wins.
+INSERT INTO result (result_id, execution_id, step, name, size, sha256, data, created_at, expires_at)
+VALUES (:result_id, :execution_id, :step, :name, :size, :sha256, :data, :created_at, :expires_at)
+ON CONFLICT (result_id) DO NOTHING;
+
+-- name: get_result
+SELECT result_id, data, sha256, size, execution_id, step, name, created_at, expires_at
+FROM result
+WHERE result_id = :result_id;
+
+-- name: find_result
+SELECT result_id, data, sha256, size, execution_id, step, name, created_at, expires_at
+FROM result
+WHERE name = :name
+ORDER BY created_at DESC, rowid DESC
+LIMIT 1;
+
+-- name: delete_results
+DELETE FROM result
+WHERE (:created_before IS NOT NULL AND created_at < :created_before)
+   OR (:expired_by IS NOT NULL AND expires_at IS NOT NULL AND expires_at <= :expired_by);

@@ -31,8 +31,8 @@ from typing import Any, TypeVar
 
 from noetl.engine.events import Event
 from noetl.errors import NotFoundError, StoreError
-from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
-from noetl.store.common import catalog_id_for, execution_params, stamp
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ResultRecord
+from noetl.store.common import catalog_id_for, execution_params, result_from_row, result_params, stamp
 from noetl.store.sqlite.rows import (
     catalog_params,
     event_from_row,
@@ -343,3 +343,29 @@ class SqliteStore:
             return conn.execute(self._q["delete_credential"], {"name": name}).rowcount > 0
 
         return self._write(f"deleting credential {name}", work)
+
+    # results stored by reference ---------------------------------------------------------
+    async def put_result(self, record: ResultRecord) -> None:
+        if not record.created_at:
+            record.created_at = self._now()
+        params = result_params(record)
+        self._write(f"storing result {record.result_id}",
+                    lambda conn: conn.execute(self._q["insert_result"], params))
+
+    async def get_result(self, result_id: str) -> ResultRecord | None:
+        return self.read_result(result_id)
+
+    def read_result(self, result_id: str) -> ResultRecord | None:
+        """Synchronous on purpose: templates resolve a ``_ref`` while they render (see noetl.results)."""
+        rows = self._read(f"reading result {result_id}", "get_result", {"result_id": result_id})
+        return result_from_row(rows[0]) if rows else None
+
+    async def find_result(self, name: str) -> ResultRecord | None:
+        rows = self._read(f"reading artifact {name}", "find_result", {"name": name})
+        return result_from_row(rows[0]) if rows else None
+
+    async def delete_results(self, *, created_before: str | None = None, expired_by: str | None = None) -> int:
+        params = {"created_before": created_before, "expired_by": expired_by}
+        return self._write("deleting results",
+                           lambda conn: conn.execute(self._q["delete_results"], params).rowcount)
+

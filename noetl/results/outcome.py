@@ -1,0 +1,39 @@
+"""The runner's side of results by reference: shape a finished task's or step's result, and hand a
+tool the full data behind any reference in its inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noetl.results.refs import materialize
+from noetl.results.shape import shape_result
+from noetl.results.spec import output_spec
+
+# Tools that take references as they are (they read or store results themselves).
+REF_AWARE_KINDS = frozenset({"artifact"})
+
+
+async def recorded_result(services: Any, result: Any, output: Any, *, execution_id: str, step: str,
+                          secrets: set[str], where: str) -> Any:
+    """What the event will record for ``result`` under the ``output:`` block ``output``."""
+    spec = output_spec(output, where=where)
+    redactor = getattr(services, "redactor", None)
+    if redactor is not None and secrets:
+        redactor.add(secrets)
+    return await shape_result(result, spec, getattr(services, "results", None), execution_id=execution_id,
+                              step=step, redactor=redactor)
+
+
+async def store_big_results(services: Any, outcome: Any, output: Any, command: Any) -> None:
+    """Shape what a finished command reports: the step result under the step's ``output:`` block,
+    and every named task result the report carries (``step.results.<task>``) under the defaults."""
+    common = {"execution_id": command.execution_id, "step": command.step, "secrets": outcome.secrets}
+    outcome.result = await recorded_result(services, outcome.result, output, where=f"step {command.step!r} output",
+                                           **common)
+    for name, value in outcome.tasks.items():
+        outcome.tasks[name] = await recorded_result(services, value, None, where=f"task {name!r} output", **common)
+
+
+def tool_inputs(kind: str, value: Any) -> Any:
+    """A tool's config or inputs with references replaced by the results they stand for."""
+    return value if kind in REF_AWARE_KINDS else materialize(value)

@@ -1,0 +1,75 @@
+"""Results of any size (SPEC section 19) through the `noetl` CLI: references in the event log, lazy
+templates, `output:` stores and slices, artifacts, `noetl result`, pruning."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from acceptance.conftest import FIXTURES
+
+RESULTS = FIXTURES / "results"
+
+
+def _events(noetl: Any, execution_id: str) -> list[dict[str, Any]]:
+    listed = noetl("events", execution_id, "--json")
+    assert listed.code == 0, listed.stderr
+    events: list[dict[str, Any]] = listed.json()
+    return events
+
+
+def test_a_big_result_is_stored_by_reference_and_templates_read_through_it(noetl: Any, noetl_home: Path) -> None:
+    run = noetl("run", str(RESULTS / "big_results.yaml"), "--json")
+    assert run.code == 0, run.stderr
+    doc = run.json()
+    start = doc["steps"]["start"]["result"]
+    # The status document shows the reference, its preview and the inline fields.
+    assert set(start) == {"_ref", "count", "status"} and (start["count"], start["status"]) == (5000, "ok")
+    ref = start["_ref"]
+    assert ref["uri"].startswith("noetl://result/") and ref["size"] > 64 * 1024
+    assert len(ref["sha256"]) == 64 and ref["preview"].startswith('{"count":5000')
+    # Arcs, inputs (a slice and the whole result) and loop aggregates of references all resolve.
+    assert doc["result"] == {"picks": [1, 2400, 0, 5000], "ref": ref["uri"]}
+    loop = doc["steps"]["loop"]["result"]
+    assert [("_ref" in r) for r in loop["results"]] == [True, True, True]
+    # The event log holds references, not the data.
+    events = _events(noetl, doc["execution_id"])
+    assert max(len(json.dumps(e)) for e in events) < 8 * 1024
+    with sqlite3.connect(noetl_home / "noetl.db") as db:
+        assert db.execute("SELECT count(*), sum(size) FROM result").fetchone()[0] == 4
+
+    whole = noetl("result", doc["execution_id"], "start")
+    assert whole.code == 0, whole.stderr
+    assert whole.json()["data"]["rows"][4999] == {"i": 4999, "pad": "x" * 40}
+    one = noetl("result", doc["execution_id"], "loop", "--index", "2", "--output", str(noetl_home / "it.json"))
+    assert one.code == 0, one.stderr
+    assert json.loads((noetl_home / "it.json").read_text())["rows"] == ["y" * 100] * 2400
+    assert noetl("result", doc["execution_id"], "loop", "--index", "3").code == 2
+    missing = noetl("result", doc["execution_id"], "nope")
+    assert missing.code == 2 and "no result for step 'nope'" in missing.stderr
+
+
+def test_output_store_kinds_select_and_artifacts(noetl: Any, noetl_home: Path) -> None:
+    run = noetl("run", str(RESULTS / "stores_and_select.yaml"), "--json")
+    assert run.code == 0, run.stderr
+    doc = run.json()
+    assert doc["result"] == {"by_ref": 3, "by_name": 2, "start_scheme": "file", "memory_scheme": "memory"}
+    start = doc["steps"]["start"]["result"]
+    path = Path(start["_ref"]["uri"].removeprefix("file://"))
+    assert path.is_relative_to(noetl_home / "results") and ".exp" in path.name
+    # `select` kept only the slice, under its `as` name.
+    assert json.loads(path.read_text()) == {"items": [{"k": i, "blob": "z" * 300} for i in range(3)]}
+    put = doc["steps"]["put"]["result"]
+    assert put["name"] == "daily_items" and put["_ref"]["uri"].startswith("noetl://result/")
+
+
+def test_a_bad_output_block_is_a_validation_error(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "bad.yaml"
+    playbook.write_text("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: bad}\nworkflow:\n"
+                        "  - step: start\n    tool: {kind: noop}\n    output: {store: {kind: tape}}\n")
+    checked = noetl("validate", str(playbook))
+    assert checked.code == 2
+    assert "bad.yaml:7" in checked.stderr and "output.store.kind: 'tape' is not one of" in checked.stderr
+    assert "Traceback" not in checked.stderr

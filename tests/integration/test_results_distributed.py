@@ -1,0 +1,60 @@
+"""Results by reference on the distributed runtime: PostgreSQL's result table, a server, 2 workers.
+
+The same playbooks as the local acceptance tests (tests/fixtures/playbooks/results) must give the
+same documents, with references resolved by whichever worker renders the next template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_distributed_cluster import Cluster, create_database
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "results"
+
+
+@pytest.fixture(scope="module")
+def cluster(pg_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    deployment = Cluster(create_database(pg_cluster), tmp_path_factory.mktemp("results"))
+    try:
+        deployment.start_server()
+        deployment.start_worker("w1", concurrency=4)
+        deployment.start_worker("w2", concurrency=4)
+        yield deployment
+    finally:
+        deployment.close()
+
+
+def test_big_results_travel_by_reference_between_workers(cluster: Cluster) -> None:
+    entry = cluster.register((FIXTURES / "big_results.yaml").read_text())
+    execution_id = cluster.execute(entry["path"])
+    doc = cluster.wait(execution_id)
+    assert doc["status"] == "completed", doc["error"]
+    start = doc["steps"]["start"]["result"]
+    assert (start["count"], start["status"]) == (5000, "ok")
+    assert start["_ref"]["uri"].startswith("noetl://result/")
+    assert doc["result"] == {"picks": [1, 2400, 0, 5000], "ref": start["_ref"]["uri"]}
+
+    (biggest,) = cluster.sql("SELECT max(octet_length(result::text)) FROM noetl.event")
+    assert biggest[0] < 8 * 1024
+    (stored,) = cluster.sql("SELECT count(*) FROM noetl.result WHERE execution_id = %s", execution_id)
+    assert stored[0] == 4
+
+    whole = cluster.client.get(f"/api/executions/{execution_id}/results/start")
+    assert whole.status_code == 200 and whole.json()["data"]["rows"][4999]["i"] == 4999
+    one = cluster.client.get(f"/api/executions/{execution_id}/results/loop", params={"index": 1})
+    assert one.status_code == 200 and len(one.json()["rows"]) == 1600
+    assert cluster.client.get(f"/api/executions/{execution_id}/results/loop", params={"index": 9}).status_code == 400
+    assert cluster.client.get(f"/api/executions/{execution_id}/results/nope").status_code == 404
+    assert cluster.client.get("/api/executions/1/results/start").status_code == 404
+
+
+def test_artifacts_and_selects_on_workers(cluster: Cluster) -> None:
+    entry = cluster.register((FIXTURES / "stores_and_select.yaml").read_text())
+    doc = cluster.wait(cluster.execute(entry["path"]))
+    assert doc["status"] == "completed", doc["error"]
+    # `kind: memory` cannot live in one worker's memory: another process may read it.
+    assert doc["result"] == {"by_ref": 3, "by_name": 2, "start_scheme": "file", "memory_scheme": "noetl"}

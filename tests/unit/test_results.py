@@ -1,0 +1,84 @@
+"""The pure parts of results by reference: the `output:` block, slices, and lazy references."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from noetl.dsl.render import RenderContext, render_value
+from noetl.errors import ToolError
+from noetl.results import refs
+from noetl.results.refs import is_ref, make_ref, materialize, use_loader
+from noetl.results.spec import DEFAULT_INLINE_MAX_BYTES, apply_select, output_spec
+
+BLOBS: dict[str, Any] = {"noetl://result/1": {"count": 2, "data": {"rows": [{"id": "a"}, {"id": "b"}]}}}
+LOADS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _own_loader() -> Any:
+    """The loader these tests install is gone afterwards (it knows only BLOBS)."""
+    saved = list(refs._fallback)
+    token = use_loader(_loader)
+    yield
+    refs._loader.reset(token)
+    refs._fallback[:] = saved
+
+
+def _loader(uri: str, fresh: bool) -> Any:
+    LOADS.append(uri)
+    return BLOBS[uri]
+
+
+def _ref(**inline: Any) -> dict[str, Any]:
+    return {**make_ref(uri="noetl://result/1", size=99, sha256="0" * 64, preview="{...}"), **inline}
+
+
+def test_output_block_defaults_and_spellings() -> None:
+    assert output_spec(None).inline_max_bytes == DEFAULT_INLINE_MAX_BYTES == 65536
+    spec = output_spec({"store": {"kind": "disk", "ttl": "2h"}, "output_select": ["status", "count"],
+                        "inline_max_bytes": 10, "select": {"path": "data.items", "as": "items"}})
+    assert (spec.kind, spec.ttl_seconds, spec.keep, spec.inline_max_bytes) == ("disk", 7200.0, ("status", "count"), 10)
+    assert output_spec({"store": "db"}).kind == "db"
+    assert output_spec({"store": {"ttl": 30}}).ttl_seconds == 30.0
+
+
+@pytest.mark.parametrize(("block", "message"), [
+    ({"store": {"kind": "tape"}}, "output.store.kind: 'tape' is not one of auto, memory, disk, db, s3"),
+    ({"store": {"ttl": "soon"}}, "output.store.ttl: expected seconds or a duration"),
+    ({"inline_max_bytes": -1}, "output.inline_max_bytes: expected a number of bytes"),
+    ({"select": {"as": "x"}}, "output.select: expected {path: data.items, as: items}"),
+    ({"output_select": [1]}, "output.output_select: expected a list of field names"),
+])
+def test_a_bad_output_block_names_the_field(block: dict[str, Any], message: str) -> None:
+    with pytest.raises(ToolError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        output_spec(block)
+
+
+def test_select_keeps_a_slice() -> None:
+    result = {"data": {"items": [1, 2, 3], "meta": {"n": 3}}}
+    assert apply_select(result, output_spec({"select": {"path": "data.items"}}).select) == [1, 2, 3]
+    assert apply_select(result, output_spec({"select": {"path": "data.items", "as": "xs"}}).select) == {"xs": [1, 2, 3]}
+    both = output_spec({"select": [{"path": "data.items.0", "as": "first"}, {"path": "data.meta.n"}]}).select
+    assert apply_select(result, both) == {"first": 1, "n": 3}
+    assert apply_select(result, output_spec({"select": "data.missing.x"}).select) is None
+
+
+def test_templates_read_inline_fields_without_loading_and_the_rest_through_the_reference() -> None:
+    LOADS.clear()
+    context = RenderContext({"big": _ref(count=2), "agg": {"results": [_ref()]}})
+    assert render_value("{{ big.count }}", context) == 2
+    assert render_value("{{ big._ref.size }}", context) == 99
+    assert LOADS == []
+    assert render_value("{{ big.data.rows[1].id }}", context) == "b"
+    assert render_value("{{ agg.results[0].data.rows | length }}", context) == 2
+    assert render_value("{{ big['data']['rows'][0]['id'] }}", context) == "a"
+    assert LOADS == ["noetl://result/1"] * 3
+    assert is_ref(render_value("{{ big }}", context))  # a whole reference passes on as the reference
+
+
+def test_materialize_replaces_references_and_leaves_the_rest_alone() -> None:
+    plain = {"a": [1, {"b": 2}]}
+    assert materialize(plain) is plain
+    assert materialize({"x": [_ref()], "y": 1}) == {"x": [BLOBS["noetl://result/1"]], "y": 1}
