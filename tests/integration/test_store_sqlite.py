@@ -58,8 +58,8 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         applied = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.close()
-    assert applied == [(1, "init")]
-    assert {"execution", "event", "catalog", "credential", "schema_migrations"} <= tables
+    assert applied == [(1, "init"), (2, "results")]
+    assert {"execution", "event", "catalog", "credential", "result", "schema_migrations"} <= tables
 
 
 def test_missing_directories_are_created(tmp_path: Path) -> None:
