@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from noetl.results.refs import is_ref, preview_of
+from noetl.results.codec import dumps, head_text
+from noetl.results.refs import PREVIEW_CHARS, is_ref, preview_of
 from noetl.results.spec import OutputSpec, apply_select
 from noetl.results.storage import ResultStorage
-from noetl.store.common import encode_json
 
 
 async def shape_result(result: Any, spec: OutputSpec, storage: ResultStorage | None, *, execution_id: str,
@@ -20,15 +20,14 @@ async def shape_result(result: Any, spec: OutputSpec, storage: ResultStorage | N
     if storage is None or is_ref(result):
         return result
     try:
-        text = encode_json(redactor.redact(result) if redactor is not None else result)
+        data = dumps(redactor.redact(result) if redactor is not None else result)
     except (TypeError, ValueError):
         return result  # not JSON: recorded as the event's usual "unstorable result" error
-    data = text.encode("utf-8")
     if len(data) <= spec.inline_max_bytes:
         return result
     ref = await storage.put(data, sha256=hashlib.sha256(data).hexdigest(), kind=spec.kind,
                             execution_id=execution_id, step=step, ttl_seconds=spec.ttl_seconds,
-                            preview=preview_of(text))
+                            preview=preview_of(head_text(data, PREVIEW_CHARS)))
     if isinstance(result, dict):
         for name in spec.keep:
             if name in result and name not in ref:

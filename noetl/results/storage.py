@@ -17,7 +17,6 @@ loads the blob once.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import uuid
@@ -29,13 +28,14 @@ from urllib.parse import unquote, urlparse
 
 from noetl.clock import utc_now
 from noetl.errors import InputError, NotFoundError, StoreError
+from noetl.results.codec import loads
 from noetl.results.refs import make_ref
 from noetl.settings import Settings, load_settings
 from noetl.store.base import ResultRecord, Store
 
 DB_PREFIX = "noetl://result/"
 MEMORY_PREFIX = "memory://"
-CACHE_BYTES = 64 * 1024 * 1024  # decoded results kept for repeated reads (counted by their JSON size)
+CACHE_BYTES = 8 * 1024 * 1024  # decoded results kept for repeated reads, by JSON size (decoded: several times more)
 _EXPIRY_MARK = ".exp"
 
 
@@ -110,7 +110,7 @@ class ResultStorage:
         """The decoded result at ``uri`` (synchronous: the loader templates resolve through).
         ``fresh``: a copy of its own, for a caller that may change it (a tool's inputs)."""
         if fresh:
-            return json.loads(self._read_bytes(uri))
+            return loads(self._read_bytes(uri))
         cached = self._cached(uri)
         if cached is not None:
             return cached
@@ -170,7 +170,7 @@ class ResultStorage:
             return entry[1]
 
     def _remember(self, uri: str, data: bytes) -> Any:
-        value = json.loads(data)
+        value = loads(data)
         size = len(data)
         if size > CACHE_BYTES // 4:
             return value  # too big to keep: it would push everything else out

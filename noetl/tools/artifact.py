@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from noetl.errors import NotFoundError, ToolError
-from noetl.results.refs import preview_of, ref_uri
+from noetl.results.codec import dumps, head_text
+from noetl.results.refs import PREVIEW_CHARS, preview_of, ref_uri
 from noetl.results.storage import DB_PREFIX, ResultStorage
-from noetl.store.common import encode_json
 from noetl.tools.base import ToolCall
 
 ACTIONS = ("get", "put")
@@ -66,10 +66,10 @@ async def _put(config: dict[str, Any], call: ToolCall, storage: ResultStorage) -
     path = config.get("path")
     data = _read_file(str(path), call.playbook_dir) if path else _field(config, call, "data")
     redactor = getattr(call.services, "redactor", None)
-    text = encode_json(redactor.redact(data) if redactor is not None else data)
-    raw = text.encode("utf-8")
+    raw = dumps(redactor.redact(data) if redactor is not None else data)
     ref = await storage.put(raw, sha256=hashlib.sha256(raw).hexdigest(), kind="db", name=str(name),
-                            execution_id=call.execution_id, step=call.step, preview=preview_of(text))
+                            execution_id=call.execution_id, step=call.step,
+                            preview=preview_of(head_text(raw, PREVIEW_CHARS)))
     return {"name": str(name), **ref}
 
 
