@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,9 @@ from noetl.tools.base import ToolCall
 if TYPE_CHECKING:
     from noetl.runtime.local import LocalRuntime
 
+# How long a command whose child was cancelled together with this execution waits for this
+# execution's watcher (which polls every 0.25 s) to stop it, before reporting the child's end.
+CANCELLED_WITH_PARENT_GRACE_SECONDS = 2.5
 _SECRET_NAME = re.compile(r"secret\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -84,12 +88,21 @@ class LocalServices:
                              parent_execution_id=self.execution_id, depth=self.request.depth + 1,
                              chain=ancestry)
         doc = await self.runtime.run(request)
+        if doc["status"] == "cancelled" and await self._cancelled_in_store():
+            # The child was cancelled with this execution: this execution's own watcher stops this
+            # command within a poll. Reporting the child's end as a failure first would race it and
+            # turn the cancel into a failure.
+            await asyncio.sleep(CANCELLED_WITH_PARENT_GRACE_SECONDS)
         if doc["status"] != "completed":
             raise ToolError(f"child playbook {child.path!r} (execution {doc['execution_id']}) {doc['status']}: "
                             f"{doc.get('error')}", kind="playbook", details={"child_execution_id": doc["execution_id"]})
         if return_step:
             return (doc["steps"].get(return_step) or {}).get("result")
         return doc["result"]
+
+    async def _cancelled_in_store(self) -> bool:
+        record = await self.runtime.store.get_execution(self.execution_id)
+        return record is not None and record.status == "cancelled"
 
     async def _resolve_child(self, path: str, version: int | None) -> tuple[LoadedPlaybook, str, Path | None]:
         base = self.request.playbook_dir
