@@ -73,3 +73,12 @@ def test_a_bad_output_block_is_a_validation_error(noetl: Any, tmp_path: Path) ->
     assert checked.code == 2
     assert "bad.yaml:7" in checked.stderr and "output.store.kind: 'tape' is not one of" in checked.stderr
     assert "Traceback" not in checked.stderr
+
+
+def test_a_big_named_task_result_of_a_pipeline_goes_by_reference(noetl: Any) -> None:
+    run = noetl("run", str(RESULTS / "pipeline_big.yaml"), "--json")
+    assert run.code == 0, run.stderr
+    doc = run.json()
+    assert doc["result"] == {"fetched": 10, "counted": 3000}
+    assert doc["steps"]["start"]["result"] == {"n": 3000, "last": 2999}
+    assert max(len(json.dumps(e)) for e in _events(noetl, doc["execution_id"])) < 8 * 1024
