@@ -20,6 +20,7 @@ COMMAND_MODULES = {
     "noetl.cli.ui": ("ui",),
     "noetl.cli.watching": ("executions", "logs"),
     "noetl.cli.result": ("result",),
+    "noetl.cli.prune": ("prune",),
 }
 for _module, _names in COMMAND_MODULES.items():
     cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]

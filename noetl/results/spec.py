@@ -60,12 +60,13 @@ def output_spec(raw: Any, *, where: str = "output") -> OutputSpec:
         keep = [keep]
     if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
         raise ToolError(f"{where}.output_select: expected a list of field names", kind="config")
-    return OutputSpec(kind=kind, ttl_seconds=_ttl(store.get("ttl"), f"{where}.store.ttl"), keep=tuple(keep),
+    return OutputSpec(kind=kind, ttl_seconds=parse_duration(store.get("ttl"), f"{where}.store.ttl"), keep=tuple(keep),
                       inline_max_bytes=_size(raw.get("inline_max_bytes"), f"{where}.inline_max_bytes"),
                       select=_slices(raw.get("select"), f"{where}.select"))
 
 
-def _ttl(value: Any, where: str) -> float | None:
+def parse_duration(value: Any, where: str) -> float | None:
+    """Seconds from a number or a duration text (``30m``, ``12h``, ``7d``, ``2w``); None stays None."""
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:

@@ -16,10 +16,13 @@ import logging
 from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.errors import StoreError
+from noetl.results.storage import storage_for
 from noetl.runtime.distributed import DecisionCore
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
 
 log = logging.getLogger("noetl.reaper")
+# How often a reaper also deletes results whose `output.store.ttl` has passed (one indexed DELETE).
+RESULT_SWEEP_SECONDS = 60.0
 
 
 def lease_lost_event(leased: LeasedCommand, max_attempts: int) -> Event:
@@ -39,6 +42,7 @@ class Reaper:
         self.core = core
         self.queue = CommandQueue(core.store)
         self.max_attempts = max_attempts
+        self._next_result_sweep = 0.0
 
     async def reap_once(self) -> dict[str, int]:
         now = self.core.now()
@@ -51,6 +55,15 @@ class Reaper:
             await self.queue.wake_workers()
         return {"requeued": len(requeued), "failed": failed}
 
+    async def _sweep_expired_results(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_result_sweep:
+            return
+        self._next_result_sweep = loop.time() + RESULT_SWEEP_SECONDS
+        deleted = await storage_for(self.core.store, shared=True).prune(now=self.core.now())
+        if deleted:
+            log.info("reaper: deleted %d result(s) past their ttl", deleted)
+
     async def run(self, stop: asyncio.Event, *, interval: float) -> None:
         """Reap every ``interval`` seconds until ``stop``; each round also flushes the process's step
         statistics (every server and worker runs a reaper, so this is their periodic housekeeping)."""
@@ -61,6 +74,7 @@ class Reaper:
                     log.info("reaper: re-queued %d, failed %d expired command(s)", counts["requeued"],
                              counts["failed"])
                 await self.core.stats.flush(self.core.store, self.core.now())
+                await self._sweep_expired_results()
             except StoreError as exc:
                 log.warning("reaper: %s", exc)  # PostgreSQL restarting: try again next round
             with contextlib.suppress(TimeoutError):

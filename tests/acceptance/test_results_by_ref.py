@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,20 @@ def test_a_big_named_task_result_of_a_pipeline_goes_by_reference(noetl: Any) -> 
     assert doc["result"] == {"fetched": 10, "counted": 3000}
     assert doc["steps"]["start"]["result"] == {"n": 3000, "last": 2999}
     assert max(len(json.dumps(e)) for e in _events(noetl, doc["execution_id"])) < 8 * 1024
+
+
+def test_prune_removes_results_past_their_ttl_then_by_age(noetl: Any, noetl_home: Path) -> None:
+    doc = noetl("run", str(RESULTS / "short_ttl.yaml"), "--json").json()
+    assert doc["status"] == "completed", doc["error"]
+    execution_id = doc["execution_id"]
+    assert noetl("result", execution_id, "start").json() == {"blob": "q" * 1000}
+    time.sleep(1.2)
+    assert noetl("prune").json() == {"results": 1}  # only the result whose ttl (1 s) has passed
+    gone = noetl("result", execution_id, "start")
+    assert gone.code == 2 and "not found (pruned" in gone.stderr and "Traceback" not in gone.stderr
+    assert noetl("result", execution_id, "kept").json() == {"blob": "k" * 1000}
+    assert noetl("prune", "--older-than", "1h").json() == {"results": 0}
+    assert noetl("prune", "--older-than", "1").json() == {"results": 1}  # the disk file
+    assert not list((noetl_home / "results").glob("*/*.json"))
+    bad = noetl("prune", "--older-than", "soon")
+    assert bad.code == 2 and "--older-than: expected seconds or a duration" in bad.stderr

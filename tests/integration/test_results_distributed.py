@@ -6,6 +6,7 @@ same documents, with references resolved by whichever worker renders the next te
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,26 @@ def test_artifacts_and_selects_on_workers(cluster: Cluster) -> None:
     assert doc["status"] == "completed", doc["error"]
     # `kind: memory` cannot live in one worker's memory: another process may read it.
     assert doc["result"] == {"by_ref": 3, "by_name": 2, "start_scheme": "file", "memory_scheme": "noetl"}
+
+
+def test_the_reaper_deletes_results_past_their_ttl(pg_cluster: dict[str, Any]) -> None:
+    from datetime import UTC, datetime
+
+    from noetl.runtime.distributed import DecisionCore
+    from noetl.runtime.reaper import Reaper
+    from noetl.store.base import ResultRecord
+    from noetl.store.postgres import PostgresStore
+
+    async def scenario() -> tuple[Any, Any]:
+        async with PostgresStore(create_database(pg_cluster)) as store:
+            for result_id, expires in (("old", "2020-01-01T00:00:00+00:00"), ("live", "2999-01-01T00:00:00+00:00")):
+                await store.put_result(ResultRecord(result_id=result_id, data=b"1", sha256="s", size=1,
+                                                    expires_at=expires))
+            core = DecisionCore(store, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(0.3, stop.set)
+            await Reaper(core).run(stop, interval=0.05)
+            return await store.get_result("old"), await store.get_result("live")
+
+    old, live = asyncio.run(scenario())
+    assert old is None and live is not None
