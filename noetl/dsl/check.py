@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Any
 
+from noetl.dsl.check_loops import check_loop
 from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
 from noetl.dsl.legacy import STEP_KEYS
 from noetl.dsl.load import Source
 from noetl.dsl.render import check_template, is_template
+from noetl.dsl.suggest import suggest
 from noetl.errors import ToolError
 from noetl.results.spec import output_spec
 
 TOP_KEYS = {"apiVersion", "kind", "metadata", "workload", "keychain", "workbook", "executor", "workflow",
             "description", "spec"}
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
+
+__all__ = ["Checker", "Problem", "check_canonical", "suggest"]
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     severity: str  # error | warning | note
@@ -27,11 +32,6 @@ class Problem:
 
     def to_dict(self) -> dict[str, str]:
         return {"severity": self.severity, "where": self.where, "message": self.message}
-
-
-def suggest(key: str, known: set[str] | frozenset[str]) -> str:
-    match = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 class Checker:
@@ -158,9 +158,8 @@ def _check_step(checker: Checker, step: dict[str, Any], path: tuple[Any, ...], n
     tool_path = (*path, "tool")
     for task in step.get("tool") or []:
         _check_task(checker, task, tool_path, workbook_names, label)
-    loop = step.get("loop")
-    if loop is not None and (not isinstance(loop, dict) or "in" not in loop):
-        checker.error((*path, "loop"), f"{label}: `loop` needs `in:` (a list or a template)")
+    if step.get("loop") is not None:
+        check_loop(checker, step["loop"], path, label)
     for arc in (step.get("next") or {}).get("arcs") or []:
         if not isinstance(arc, dict):
             checker.error((*path, "next"), f"{label}: each arc must be a mapping with `step:`")

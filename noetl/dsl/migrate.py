@@ -40,7 +40,9 @@ def _step(step: Any) -> dict[str, Any]:
     if step.input:
         out["input"] = step.input
     if step.loop:
-        out["loop"] = step.loop.model_dump(by_alias=True)
+        out["loop"] = step.loop.model_dump(by_alias=True, exclude_none=True)
+        if step.loop.cursor is None:
+            out["loop"]["spec"].pop("frame", None)  # frame settings belong to cursor loops only
     if step.tool:
         out["tool"] = _tool(step.tool, step.pipeline)
     if step.spec:

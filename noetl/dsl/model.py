@@ -59,10 +59,23 @@ class Task(BaseModel):
         return data
 
 
+class FrameSpec(_Model):
+    """How a cursor loop claims and runs its frames (one claim's rows = one frame)."""
+
+    max_rows: int = Field(default=1, ge=1)  # rows one claim may return: the claim's `__frame_max_rows`
+    max_seconds: float | None = Field(default=None, gt=0)  # a frame's time budget for its rows
+    max_bytes: int | None = Field(default=None, ge=1)  # the most a frame's rows may weigh (as JSON)
+    lease_seconds: float | None = Field(default=None, gt=0)  # the frame command's lease
+    heartbeat_seconds: float | None = Field(default=None, gt=0)  # how often that lease is renewed
+    row_concurrency: int = Field(default=1, ge=1)  # rows of one frame run at once (process: row)
+    process: Literal["row", "frame"] = "row"
+
+
 class LoopSpec(_Model):
-    mode: Literal["sequential", "parallel"] = "sequential"
+    mode: Literal["sequential", "parallel", "cursor"] = "sequential"
     # A number, or a template rendered when the loop starts (`"{{ width }}"`).
     max_in_flight: int | str = 16
+    frame: FrameSpec = Field(default_factory=FrameSpec)
 
     @field_validator("max_in_flight")
     @classmethod
@@ -77,8 +90,19 @@ class LoopSpec(_Model):
         return value
 
 
+class LoopCursor(BaseModel):
+    """Where a cursor loop claims its rows: a postgres connection (``auth`` or ``connection``) and
+    the ``claim`` SQL; other fields go to the postgres tool as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["postgres"] = "postgres"
+    claim: str
+
+
 class Loop(_Model):
-    in_: Any = Field(alias="in")
+    in_: Any = Field(default=None, alias="in")
+    cursor: LoopCursor | None = None
     iterator: str = "item"
     spec: LoopSpec = Field(default_factory=LoopSpec)
 

@@ -27,3 +27,5 @@ class Command:
     entry: int = 1
     timeout: float | None = None
     attempt: int = 1
+    # A frame of a cursor loop: claim rows, then run the tasks on them (see noetl.engine.frames).
+    cursor: dict[str, Any] | None = None

@@ -14,6 +14,7 @@ from typing import Any
 from noetl.dsl.model import Arc, Playbook, Step
 from noetl.dsl.render import RenderContext, evaluate_when, render_data
 from noetl.engine import events as ev
+from noetl.engine import frames
 from noetl.engine.commands import Command
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.engine.events import Event
@@ -152,7 +153,10 @@ class Engine:
         entry = state.entries.get(name, 0) + 1
         enter = Event(state.execution_id, ev.STEP_ENTER, node_name=name, status="running", meta={"entry": entry})
         try:
-            if step.loop is not None:
+            if step.loop is not None and step.loop.cursor is not None:
+                enter.result = {"input": {}, "arc_input": arc_input}
+                enter.meta["cursor"] = {"max_in_flight": self._max_in_flight(state, step)}
+            elif step.loop is not None:
                 items = self._loop_items(state, step)
                 enter.result = {"input": {}, "arc_input": arc_input, "items": items}
                 enter.meta["loop"] = {"total": len(items), "max_in_flight": self._max_in_flight(state, step)}
@@ -166,6 +170,8 @@ class Engine:
             return
         self._emit(state, decision, enter)
         run = state.running[name]
+        if run.cursor is not None:
+            return  # its frames were issued with step.enter
         if run.loop is None:
             local = {"input": run.input}
             decision.commands.append(self._command(state, step, run, run.input, None, local))
@@ -188,8 +194,8 @@ class Engine:
         """How many iterations run at once; a templated `max_in_flight` is rendered as the loop starts."""
         assert step.loop is not None
         spec = step.loop.spec
-        if spec.mode != "parallel":
-            return 1
+        if spec.mode != "parallel" and step.loop.cursor is None:
+            return 1  # a cursor loop's max_in_flight counts its frames
         value = render_data(spec.max_in_flight, self.context(state), where=f"step {step.step!r} loop.spec.max_in_flight")
         try:
             width = int(value)
@@ -211,6 +217,8 @@ class Engine:
     def _iteration_command(self, state: ExecutionState, name: str, index: int) -> Command:
         step = self.steps[name]
         run = state.running[name]
+        if run.cursor is not None:
+            return frames.frame_command(self, state, step, run, index)
         assert run.loop is not None and step.loop is not None
         local = self._iteration_local(step, run, index)
         try:
@@ -274,6 +282,8 @@ class Engine:
             except NoetlError as exc:
                 event.event_type, event.status, event.result = ev.CALL_ERROR, "failed", None
                 event.error = {"kind": "template", "message": str(exc), "retryable": False}
+        elif run.cursor is not None and event.event_type == ev.CALL_DONE and step.set:
+            frames.apply_frame_set(self, state, step, event)
         self._emit(state, decision, event)
         if run.done:
             self._finish_step(state, decision, step, run)
@@ -289,21 +299,22 @@ class Engine:
     # finishing a step: set, arcs, step.exit ---------------------------------------------
     def _finish_step(self, state: ExecutionState, decision: Decision, step: Step, run: StepRun) -> None:
         name = step.step
-        if run.loop is not None:
-            aggregate = run.loop.aggregate()
-            ok = run.loop.failed == 0
+        loop = run.loop or run.cursor
+        if loop is not None:
+            aggregate = loop.aggregate()
+            ok = loop.failed == 0
             self._emit(state, decision, Event(state.execution_id, ev.LOOP_DONE, node_name=name,
                                               status="completed" if ok else "failed", result=aggregate))
             result, error, event_name = aggregate, None, ev.LOOP_DONE
             if not ok:
-                error = {"kind": "loop", "message": f"step {name!r}: {run.loop.failed} of {run.loop.total} "
+                error = {"kind": "loop", "message": f"step {name!r}: {loop.failed} of {loop.total} "
                          f"iterations failed: {_first_loop_error(aggregate)}", "retryable": False}
         else:
             ok = run.error is None
             result, error = run.result, run.error
             event_name = ev.CALL_DONE if ok else ev.CALL_ERROR
         exit_event = Event(state.execution_id, ev.STEP_EXIT, node_name=name,
-                           status="completed" if ok else "failed", result=result if ok or run.loop else None,
+                           status="completed" if ok else "failed", result=result if ok or loop else None,
                            error=None if ok else self._step_error(step, error))
         try:
             self._route(state, step, run, exit_event, event_name, ok, result, error)
@@ -336,7 +347,7 @@ class Engine:
             "input": run.input, "event": {"name": event_name, "step": step.step, "payload": result},
         }
         set_updates: dict[str, Any] = {}
-        if ok and step.set and run.loop is None:
+        if ok and step.set and run.loop is None and run.cursor is None:
             set_updates.update(self._render_set(state, step.set, local, f"step {step.step!r} set"))
         fired = self._select_arcs(state, step, local, ok, set_updates)
         fire: list[list[Any]] = []

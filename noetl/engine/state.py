@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from noetl.engine import events as ev
+from noetl.engine.cursor import CursorRun, fold_frame_report, issue_frames
 from noetl.engine.events import Event
 
 
@@ -41,6 +42,7 @@ class StepRun:
     input: dict[str, Any]
     arc_input: dict[str, Any]
     loop: LoopRun | None = None
+    cursor: CursorRun | None = None  # a cursor loop (frames claimed as they go) instead of `loop`
     result: Any = None
     error: dict[str, Any] | None = None
     done: bool = False  # the tool (or every iteration) has reported
@@ -132,6 +134,10 @@ def _step_enter(state: ExecutionState, event: Event) -> None:
         items = list(data.get("items") or [])
         run.loop = LoopRun(items=items, max_in_flight=int(loop.get("max_in_flight", 1)), results=[None] * len(items))
         _issue_iterations(state, run)
+    cursor = event.meta.get("cursor")
+    if cursor is not None:
+        run.cursor = CursorRun(max_in_flight=int(cursor.get("max_in_flight", 1)))
+        issue_frames(run.cursor, name, state.issued)
     state.running[name] = run
     state.step_status[name] = "running"
 
@@ -153,6 +159,12 @@ def _call_reported(state: ExecutionState, event: Event) -> None:
     ok = event.event_type == ev.CALL_DONE
     apply_set(state, event.meta.get("set"))
     index = event.meta.get("loop_index")
+    if run.cursor is not None:
+        if fold_frame_report(run.cursor, event):
+            run.done = True
+        else:
+            issue_frames(run.cursor, run.name, state.issued)
+        return
     if run.loop is None:
         run.result, run.error, run.done = (event.result if ok else None), (None if ok else event.error), True
         run.tasks, run.names = _task_results(event, run.result), dict(event.meta.get("names") or {})

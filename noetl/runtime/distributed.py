@@ -169,7 +169,7 @@ def command_from_lease(leased: LeasedCommand, cached: CachedExecution) -> Comman
         tasks=payload.get("tasks") or [{"kind": "noop"}], context=cached.engine.context(cached.state, local),
         local=local, args=payload.get("args") or {}, arc_input=payload.get("arc_input") or {},
         loop_index=payload.get("loop_index"), entry=int(payload.get("entry") or 1), timeout=payload.get("timeout"),
-        attempt=leased.attempt,
+        attempt=leased.attempt, cursor=payload.get("cursor"),
     )
 
 

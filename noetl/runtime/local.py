@@ -20,6 +20,7 @@ from noetl.engine.state import ExecutionState
 from noetl.engine.status import StatusFolder
 from noetl.ids import new_execution_id
 from noetl.results.refs import use_loader
+from noetl.runtime.frames import run_command
 from noetl.runtime.report import crash_outcome, outcome_event
 from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Outcome, Runner
@@ -192,7 +193,7 @@ class _Execution:
 
     async def _execute(self, command: Command) -> None:
         try:
-            outcome = await self.runner.run(command)
+            outcome = await run_command(self.runner, command)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

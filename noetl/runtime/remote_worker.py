@@ -30,6 +30,7 @@ from noetl.engine.commands import Command
 from noetl.engine.events import Event
 from noetl.errors import InputError, NoetlError, NotFoundError, ToolError
 from noetl.logsetup import log_context
+from noetl.runtime.frames import run_command
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
 from noetl.runtime.wire import decode_context
@@ -198,7 +199,7 @@ class RemoteWorker:
         services = RemoteServices(self, item)
         try:
             runner = Runner(self._playbook(item["playbook"]), playbook_dir=None, services=services)
-            outcome = await runner.run(command)
+            outcome = await run_command(runner, command)
         except Exception as exc:  # a bug in a tool fails the step, never the worker
             outcome = crash_outcome(exc)
         event = outcome_event(command, outcome, worker=self.name, attempt=int(item["attempt"]))
@@ -220,6 +221,7 @@ class RemoteWorker:
             local=payload.get("local") or {}, args=payload.get("args") or {},
             arc_input=payload.get("arc_input") or {}, loop_index=payload.get("loop_index"),
             entry=int(payload.get("entry") or 1), timeout=payload.get("timeout"), attempt=int(item["attempt"]),
+            cursor=payload.get("cursor"),
         )
 
     async def _report(self, item: dict[str, Any], event: Event, secrets: list[str]) -> None:

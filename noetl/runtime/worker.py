@@ -33,6 +33,7 @@ from noetl.logsetup import log_context
 from noetl.results.refs import use_loader
 from noetl.results.storage import storage_for
 from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease, load_status
+from noetl.runtime.frames import run_command
 from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.request import MAX_CHILD_DEPTH, RunRequest
@@ -81,6 +82,7 @@ class Worker:
         self.in_flight: dict[str, tuple[LeasedCommand, asyncio.Task[None]]] = {}
         self.waiting_on_children = 0  # commands parked on a child execution free their slot
         self.reserved = 0  # slots held for commands a decision in progress inserts leased to us
+        self.own_leases: set[str] = set()  # commands renewing their own lease (cursor loop frames)
         self.completed = 0
 
     def _services(self, core: DecisionCore, request: RunRequest, execution_id: str) -> LocalServices:
@@ -218,7 +220,7 @@ class Worker:
         runner = Runner(cached.playbook, playbook_dir=None, services=cached.services)
         token = _current_command.set((leased.command_id, [0]))
         try:
-            outcome = await runner.run(command)
+            outcome = await run_command(runner, command)
         except NoetlError as exc:
             outcome = crash_outcome(exc)
         except Exception as exc:
@@ -257,7 +259,7 @@ class Worker:
         interval = max(self.options.lease_seconds / 3, 0.05)
         while not self.stop.is_set():
             await _sleep_or_stop(self.stop, interval)
-            ids = list(self.in_flight)
+            ids = [command_id for command_id in self.in_flight if command_id not in self.own_leases]
             if not ids:
                 continue
             try:
@@ -270,6 +272,41 @@ class Worker:
                 entry = self.in_flight.get(command_id)
                 if command_id not in held and entry is not None:
                     entry[1].cancel()  # cancelled execution or lease taken over: stop the work
+
+    @contextlib.asynccontextmanager
+    async def keep_frame_alive(self, *, lease_seconds: float | None,
+                               heartbeat_seconds: float) -> AsyncIterator[None]:
+        """While a cursor loop's frame runs, renew its lease every ``heartbeat_seconds`` for
+        ``lease_seconds`` (the frame's own lease, instead of the worker's); a lease found lost
+        (cancelled execution, or taken over) stops the frame as the worker's heartbeat would."""
+        current = _current_command.get()
+        if current is None:
+            yield
+            return
+        command_id, task = current[0], asyncio.current_task()
+        lease = lease_seconds or self.options.lease_seconds
+        self.own_leases.add(command_id)
+        beat = asyncio.create_task(self._renew_frame(command_id, lease, heartbeat_seconds, task))
+        try:
+            yield
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+            self.own_leases.discard(command_id)
+
+    async def _renew_frame(self, command_id: str, lease: float, interval: float,
+                           task: asyncio.Task[Any] | None) -> None:
+        while True:
+            try:
+                held = await self.queue.heartbeat(owner=self.name, command_ids=[command_id], lease_seconds=lease,
+                                                  now=self.core.now())
+            except StoreError as exc:
+                log.warning("worker %s: frame heartbeat: %s", self.name, exc)
+            else:
+                if command_id not in held and task is not None:
+                    task.cancel()
+                    return
+            await asyncio.sleep(interval)
 
     async def _listen(self) -> None:
         async for _ in _backoff(self.stop, forever=True):
@@ -296,6 +333,10 @@ class WorkerServices(LocalServices):
     def __init__(self, worker: Worker, request: RunRequest, execution_id: str) -> None:
         super().__init__(_StoreHolder(worker.store), request, execution_id)  # type: ignore[arg-type]
         self.worker = worker
+
+    def keep_frame_alive(self, *, lease_seconds: float | None,
+                         heartbeat_seconds: float) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.worker.keep_frame_alive(lease_seconds=lease_seconds, heartbeat_seconds=heartbeat_seconds)
 
     async def run_child_playbook(self, *, path: str, payload: dict[str, Any], version: int | None,
                                  return_step: str | None, call: ToolCall) -> Any:

@@ -1,0 +1,92 @@
+"""Cursor loops in the fold: frames issued, frames reported, the aggregate.
+
+A cursor loop has no list of elements up front. Each **frame** is one command: a worker runs the
+loop's claim (SQL that claims rows with ``FOR UPDATE SKIP LOCKED ... RETURNING``), then the step's
+tool on what it claimed, and reports the frame as one ``call.done`` whose result is
+``{frame, rows, items, results, failed}``. The engine keeps up to ``max_in_flight`` frames
+issued; the first frame whose claim returned no rows (or that failed) drains the cursor: no new
+frame is issued, and ``loop.done`` follows once every issued frame has reported.
+
+Nothing here does I/O: the claim runs on a worker and its outcome arrives as an event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from noetl.engine import events as ev
+from noetl.engine.events import Event
+
+
+@dataclass(slots=True)
+class CursorRun:
+    """The state of one entry of a cursor loop step."""
+
+    max_in_flight: int
+    next_frame: int = 0
+    in_flight: set[int] = field(default_factory=set)
+    drained: bool = False
+    # frame number -> the results of its iterations, in claim order (a failed one holds its error)
+    frame_results: dict[int, list[Any]] = field(default_factory=dict)
+    success: int = 0
+    failed: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.success + self.failed
+
+    @property
+    def finished(self) -> bool:
+        return self.drained and not self.in_flight
+
+    def aggregate(self) -> dict[str, Any]:
+        results = [r for frame in sorted(self.frame_results) for r in self.frame_results[frame]]
+        return {"results": results, "stats": {"total": self.total, "success": self.success, "failed": self.failed}}
+
+
+def issue_frames(run: CursorRun, step: str, issued: list[tuple[str, int]]) -> None:
+    """Issue frames until ``max_in_flight`` are out (none once the cursor is drained)."""
+    while not run.drained and len(run.in_flight) < run.max_in_flight:
+        frame = run.next_frame
+        run.next_frame += 1
+        run.in_flight.add(frame)
+        issued.append((step, frame))
+
+
+def fold_frame_report(run: CursorRun, event: Event) -> bool:
+    """Account for one frame's report; True when the loop has finished (drained, nothing in flight)."""
+    frame = event.meta.get("loop_index")
+    if not isinstance(frame, int) or frame not in run.in_flight:
+        return False  # a duplicate report
+    run.in_flight.discard(frame)
+    report = event.result if isinstance(event.result, dict) else {}
+    if event.event_type != ev.CALL_DONE:
+        # The claim itself failed (or the frame's worker gave up): claiming again would most likely
+        # fail the same way, so the cursor ends here and the failure counts as one iteration.
+        run.drained = True
+        run.frame_results[frame] = [event.error]
+        run.failed += 1
+    elif not report.get("rows"):
+        run.drained = True
+    else:
+        results = list(report.get("results") or [])
+        failed = len(set(report.get("failed") or []))
+        run.frame_results[frame] = results
+        run.failed += failed
+        run.success += len(results) - failed
+    return run.finished
+
+
+def iterations(event: Event, process: str) -> list[tuple[int, Any, Any]]:
+    """The successful iterations of a frame report as ``(index, item, result)``: what a loop step's
+    ``set`` is applied to, one by one. ``item`` is the row (``process: row``) or the frame's rows."""
+    if event.event_type != ev.CALL_DONE or not isinstance(event.result, dict):
+        return []
+    report = event.result
+    items = list(report.get("items") or [])
+    results = list(report.get("results") or [])
+    failed = set(report.get("failed") or [])
+    if process == "frame":
+        return [(0, items, results[0])] if results and 0 not in failed else []
+    return [(i, items[i] if i < len(items) else None, result) for i, result in enumerate(results) if i not in failed]

@@ -1,0 +1,167 @@
+"""Cursor loops on the distributed runtime: frames claimed and run by several workers, and a frame's
+lease kept alive by its heartbeats while it runs longer than the lease."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import conninfo
+from test_distributed_cluster import Cluster, clusters
+
+DRAIN = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: cursor_drain, path: tests/cursor_drain}
+workload: {rows: 2000}
+workflow:
+  - step: start
+    tool:
+      kind: postgres
+      auth: pg_work
+      command: |
+        CREATE TABLE jobs (id int PRIMARY KEY, state text NOT NULL DEFAULT 'pending',
+                           processed int NOT NULL DEFAULT 0);
+        INSERT INTO jobs (id) SELECT g FROM generate_series(1, {{ rows }}) AS g;
+    next: [{step: drain}]
+  - step: drain
+    loop:
+      cursor:
+        kind: postgres
+        auth: pg_work
+        claim: |
+          UPDATE jobs SET state = 'claimed'
+          WHERE id IN (SELECT id FROM jobs WHERE state = 'pending' ORDER BY id
+                       LIMIT {{ __frame_max_rows }} FOR UPDATE SKIP LOCKED)
+          RETURNING id
+      iterator: job
+      spec:
+        mode: cursor
+        max_in_flight: 6
+        frame: {max_rows: 40, row_concurrency: 8, process: row}
+    tool:
+      kind: postgres
+      auth: pg_work
+      command: "UPDATE jobs SET state = 'done', processed = processed + 1 WHERE id = {{ iter.job.id }}"
+    next:
+      arcs:
+        - step: end
+          when: "{{ event.name == 'loop.done' }}"
+  - step: end
+    tool: {kind: noop}
+"""
+
+SLOW_FRAME = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: cursor_slow, path: tests/cursor_slow}
+workflow:
+  - step: start
+    tool:
+      kind: postgres
+      auth: pg_work
+      command: |
+        CREATE TABLE slow_jobs (id int PRIMARY KEY, state text NOT NULL DEFAULT 'pending',
+                                processed int NOT NULL DEFAULT 0);
+        INSERT INTO slow_jobs (id) VALUES (1), (2);
+    next: [{step: drain}]
+  - step: drain
+    loop:
+      cursor:
+        kind: postgres
+        auth: pg_work
+        claim: |
+          UPDATE slow_jobs SET state = 'claimed'
+          WHERE id IN (SELECT id FROM slow_jobs WHERE state = 'pending' ORDER BY id
+                       LIMIT {{ __frame_max_rows }} FOR UPDATE SKIP LOCKED)
+          RETURNING id
+      iterator: job
+      spec:
+        mode: cursor
+        max_in_flight: 1
+        frame: {max_rows: 2, row_concurrency: 2, lease_seconds: 1, heartbeat_seconds: 0.2}
+    tool:
+      - name: wait
+        kind: python
+        code: "import time; time.sleep(3); result = 'slept'"
+      - name: mark
+        kind: postgres
+        auth: pg_work
+        command: "UPDATE slow_jobs SET state = 'done', processed = processed + 1 WHERE id = {{ iter.job.id }}"
+"""
+
+
+@pytest.fixture
+def cluster_factory(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+    yield from clusters(pg_cluster, tmp_path)
+
+
+def register_work_credential(cluster: Cluster) -> None:
+    """`pg_work`: the deployment's own database, where the tests keep their work tables."""
+    parts = conninfo.conninfo_to_dict(cluster.database_url)
+    data = {"host": parts.get("host"), "port": parts.get("port"), "user": parts.get("user"),
+            "password": parts.get("password"), "database": parts.get("dbname")}
+    response = cluster.client.post("/api/credentials", json={"name": "pg_work", "type": "postgres", "data": data})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.slow
+def test_three_workers_drain_two_thousand_rows_each_once(cluster_factory: Any) -> None:
+    cluster = cluster_factory()
+    cluster.start_server()
+    register_work_credential(cluster)
+    cluster.register(DRAIN)
+    cluster.start_worker("w1", concurrency=3)
+    cluster.start_worker("w2", concurrency=3)
+    cluster.start_remote_worker("r1", concurrency=3)  # a worker that reaches PostgreSQL only through the server
+    doc = cluster.wait(cluster.execute("tests/cursor_drain"), timeout=240)
+    assert doc["status"] == "completed", doc["error"]
+    assert cluster.sql("SELECT count(*), min(processed), max(processed) FROM jobs WHERE state = 'done'") == [
+        (2000, 1, 1)]
+    aggregate = doc["steps"]["drain"]["result"]
+    assert aggregate["stats"] == {"total": 2000, "success": 2000, "failed": 0}
+    assert len(aggregate["results"]) == 2000
+    execution_id = int(doc["execution_id"])
+    assert cluster.sql("SELECT count(*) FROM noetl.event WHERE execution_id = %s AND event_type = 'loop.done'",
+                       execution_id) == [(1,)]
+    frames = cluster.sql("SELECT meta->>'worker', (result->>'rows')::int FROM noetl.event WHERE execution_id = %s "
+                         "AND node_name = 'drain' AND event_type = 'call.done'", execution_id)
+    assert sum(rows for _, rows in frames) == 2000
+    assert all(rows <= 40 for _, rows in frames)
+    assert len({worker for worker, rows in frames if rows}) >= 2  # frames ran on several workers
+    assert doc["steps"]["end"]["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_frame_longer_than_its_lease_is_kept_alive_by_heartbeats(cluster_factory: Any) -> None:
+    cluster = cluster_factory(lease_seconds=3)  # the reaper looks for expired leases every second
+    cluster.start_server()
+    register_work_credential(cluster)
+    cluster.register(SLOW_FRAME)
+    cluster.start_worker("w1", concurrency=2)
+    cluster.start_worker("w2", concurrency=2)
+    execution_id = cluster.execute("tests/cursor_slow")
+    seen: list[tuple[Any, ...]] = []
+    deadline = time.monotonic() + 60
+    while cluster.status(execution_id)["status"] == "running" and time.monotonic() < deadline:
+        seen += cluster.sql(
+            "SELECT attempt, extract(epoch FROM lease_expires_at - heartbeat_at), heartbeat_at FROM noetl.command "
+            "WHERE execution_id = %s AND step = 'drain' AND status = 'leased'", int(execution_id))
+        time.sleep(0.1)
+    doc = cluster.wait(execution_id)
+    assert doc["status"] == "completed", doc["error"]
+    assert doc["steps"]["drain"]["result"]["stats"] == {"total": 2, "success": 2, "failed": 0}
+    # Each row ran once, although the frame ran three times as long as its lease.
+    assert cluster.sql("SELECT id, processed FROM slow_jobs ORDER BY id") == [(1, 1), (2, 1)]
+    assert seen, "the frame command was never seen leased"
+    assert {attempt for attempt, _, _ in seen} == {1}
+    # Leased as any command (the worker's 3 s) until the frame starts and after it ended (while it is
+    # reported); on the frame's own 1 s lease, renewed every 0.2 s, all the while it ran.
+    windows = [round(float(window), 3) for _, window, _ in seen]
+    assert set(windows) <= {1.0, 3.0}, windows
+    first, last = windows.index(1.0), len(windows) - 1 - windows[::-1].index(1.0)
+    assert set(windows[first:last + 1]) == {1.0} and last - first >= 10, windows
+    assert len({beat for _, window, beat in seen if round(float(window), 3) == 1.0}) >= 5
