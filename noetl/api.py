@@ -8,13 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from noetl.dsl.check import Problem
 from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
-from noetl.errors import InputError, NotFoundError
+from noetl.errors import InputError, NoetlError, NotFoundError
+from noetl.limits import MAX_DEPTH
 from noetl.runtime.local import EventListener, LocalRuntime
 from noetl.runtime.request import RunRequest
+from noetl.safejson import check_value
+from noetl.safeyaml import load_yaml
 from noetl.settings import load_settings
 from noetl.store.base import Store
 
@@ -34,12 +35,21 @@ def parse_payload(raw: str | None) -> dict[str, Any]:
         except OSError as exc:
             raise InputError(f"--payload {raw}: cannot read file: {exc.strerror or exc}") from None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_a_number)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise InputError(f"{where}: nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    check_value(value, where)
     if not isinstance(value, dict):
         raise InputError(f"{where}: the payload must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def apply_sets(payload: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -52,11 +62,14 @@ def apply_sets(payload: dict[str, Any], sets: list[str] | tuple[str, ...]) -> di
         if not key:
             raise InputError(f"--set {item!r}: empty key")
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
+            value = load_yaml(raw, f"--set {key}") if raw != "" else ""
+        except NoetlError:
+            value = raw  # not YAML: the text itself
         node = out
         parts = key.split(".")
+        if len(parts) > MAX_DEPTH:
+            raise InputError(f"--set {key[:40]}...: nested more than {MAX_DEPTH} levels deep")
+        check_value(value, f"--set {key}")
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
                 node[part] = {}

@@ -189,7 +189,8 @@ async def register_credential(store: Store, doc: Any) -> dict[str, Any]:
 
 def load_credential_file(path: str | Path) -> list[dict[str, Any]]:
     """Parse a YAML or JSON file holding one credential, a list of them, or several YAML documents."""
-    import yaml
+    from noetl.safejson import loads_strict
+    from noetl.safeyaml import load_yaml_all
 
     file_path = Path(path)
     try:
@@ -198,29 +199,16 @@ def load_credential_file(path: str | Path) -> list[dict[str, Any]]:
         raise InputError(f"{file_path}: credential file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{file_path}: cannot read credential file: {exc}") from exc
-    try:
-        if file_path.suffix.lower() == ".json":
-            documents = [json.loads(text)]
-        else:
-            documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{file_path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
-    except yaml.YAMLError as exc:
-        raise InputError(f"{file_path}: invalid YAML: {_yaml_problem(exc)}") from exc
+    if file_path.suffix.lower() == ".json":
+        documents = [loads_strict(text, str(file_path))]
+    else:
+        documents = [d for d in load_yaml_all(text, str(file_path)) if d is not None]
     flattened: list[Any] = []
     for document in documents:
         flattened.extend(document if isinstance(document, list) else [document])
     if not flattened:
         raise InputError(f"{file_path}: no credential in file")
     return [parse_credential_document(doc, source=str(file_path)) for doc in flattened]
-
-
-def _yaml_problem(exc: Any) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return str(problem)
 
 
 async def register_credential_file(store: Store, path: str | Path) -> list[dict[str, Any]]:

@@ -8,21 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from noetl.cli.app import cli, echo_rows, handle_errors, run_sync, with_store
 from noetl.cli.options import server_options
 from noetl.cli.running import run_local
 from noetl.errors import InputError
-
-
-def _is_credential_doc(text: str) -> bool:
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return False
-    return isinstance(doc, dict) and (str(doc.get("kind", "")).lower() == "credential"
-                                      or ("type" in doc and "data" in doc and "workflow" not in doc))
 
 
 def _playbook_files(target: str) -> list[Path]:
@@ -34,38 +24,15 @@ def _playbook_files(target: str) -> list[Path]:
     return [path]
 
 
-async def register_file(store: Any, file: Path) -> dict[str, Any]:
-    """Register a playbook (checked first) or a credential file into the local store."""
-    from noetl.dsl.parse import load_playbook_text
-
-    text = file.read_text(encoding="utf-8")
-    if _is_credential_doc(text):
-        from noetl.credentials import register_credential_file
-
-        summaries = await register_credential_file(store, file)
-        return {"kind": "Credential", "registered": summaries}
-    loaded = load_playbook_text(text, str(file), file.resolve().parent)
-    playbook = loaded.require()
-    entry = await store.register_catalog(path=playbook.path, kind="Playbook", content=text,
-                                         name=playbook.metadata.name)
-    return {"kind": "Playbook", "path": entry.path, "version": entry.version, "catalog_id": entry.catalog_id}
-
-
 def _register(obj: Any, target: str) -> list[dict[str, Any]]:
-    files = _playbook_files(target)
-    if obj.server_url:
-        from noetl.cli.remote import post_json
+    from noetl.cli.registration import prepare_all, register_local, register_remote
 
-        out = []
-        for file in files:
-            text = file.read_text(encoding="utf-8")
-            route = "/api/credentials" if _is_credential_doc(text) else "/api/catalog/register"
-            body = yaml.safe_load(text) if route == "/api/credentials" else {"content": text}
-            out.append(post_json(obj.server_url, route, body))
-        return out
+    prepared = prepare_all(_playbook_files(target))  # all checked before any is stored
+    if obj.server_url:
+        return [register_remote(obj.server_url, item) for item in prepared]
 
     async def work(store: Any) -> list[dict[str, Any]]:
-        return [await register_file(store, f) for f in files]
+        return [await register_local(store, item) for item in prepared]
 
     return run_sync(with_store(work))
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import yaml
 
-from noetl.errors import PlaybookError
+from noetl.errors import InputError, PlaybookError
+from noetl.safejson import InvalidJson, loads_strict
+from noetl.safeyaml import compose_checked, new_loader
 
 Position = tuple[int, int]  # 1-based line, column
 PathKey = tuple[Any, ...]
@@ -51,24 +53,35 @@ def _construct(node: yaml.Node, path: PathKey, positions: dict[PathKey, Position
 
 
 def parse_yaml(text: str, file: str = "<playbook>") -> Source:
-    """Parse one YAML document; a syntax error becomes a one-line PlaybookError at file:line:col."""
-    # libyaml's C parser when available (several times faster on large playbooks), with marks all the same.
-    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loader = loader_class(text)
+    """Parse one YAML document; a syntax error becomes a one-line PlaybookError at file:line:col.
+
+    The node graph is checked before construction (bounded aliases and depth, no recursive
+    aliases, plain keys: :mod:`noetl.safeyaml`). A JSON document YAML cannot read (libyaml refuses
+    surrogate-pair escapes such as ``"\\ud83d\\udd25"``, which ``json.dumps`` writes) is read as JSON.
+    """
+    loader = new_loader(text)
     try:
-        node = loader.get_single_node()
+        node = compose_checked(loader, file, PlaybookError)
         positions: dict[PathKey, Position] = {}
         data = _construct(node, (), positions, loader) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else file
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise PlaybookError(f"{where}: invalid YAML: {problem}") from None
+    except PlaybookError:
+        if text.lstrip().startswith(("{", "[")):
+            return Source(data=_json_document(text, file), file=file, text=text)
+        raise
     except yaml.YAMLError as exc:
-        raise PlaybookError(f"{file}: invalid YAML: {exc}") from None
+        raise PlaybookError(f"{file}: invalid YAML: {str(exc).splitlines()[0]}") from None
     finally:
         loader.dispose()
     return Source(data=data, file=file, positions=positions, text=text)
+
+
+def _json_document(text: str, file: str) -> Any:
+    try:
+        return loads_strict(text, file)
+    except InvalidJson as exc:
+        raise PlaybookError(str(exc)) from None
+    except InputError as exc:
+        raise PlaybookError(str(exc)) from None
 
 
 def read_source(ref: str) -> Source:

@@ -125,3 +125,23 @@ def test_json_that_cannot_be_stored_is_a_400_and_changes_nothing(url: str, body:
         assert fine.status_code == 200, fine.text
 
     served(url, scenario)
+
+
+def test_hostile_yaml_in_bodies_is_a_one_line_4xx(url: str) -> None:
+    laughs = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
+    bomb = PLAYBOOK + "workload:\n  l0: &l0 lol\n" + "".join("  " + line for line in laughs.splitlines(True))
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        admin = auth("tok-admin")
+        for content in (bomb, PLAYBOOK + "workload: &x [*x]\n", PLAYBOOK + "workload:\n  ? [a]\n  : b\n"):
+            response = await client.post("/api/catalog/register", json={"content": content}, headers=admin)
+            assert response.status_code == 422, response.text
+            assert "\n" not in response.json()["error"]
+        credential = "name: c\ntype: generic\ndata:\n  l0: &l0 lol\n" + "".join("  " + x for x in laughs.splitlines(True))
+        response = await client.post("/api/credentials", json=credential, headers=admin)
+        assert response.status_code == 400 and "alias bomb" in response.json()["error"]
+        assert (await client.get("/api/credentials", headers=admin)).json() == []
+        listed = (await client.post("/api/catalog/list", headers=admin)).json()["entries"]
+        assert [entry["version"] for entry in listed] == [1]
+
+    served(url, scenario)

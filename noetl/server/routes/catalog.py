@@ -6,11 +6,11 @@ import base64
 import binascii
 from typing import Annotated, Any
 
-import yaml
 from fastapi import APIRouter, Body
 
 from noetl.dsl.parse import load_playbook_text
 from noetl.errors import InputError, NotFoundError
+from noetl.safeyaml import load_yaml
 from noetl.server.auth import requires
 from noetl.server.schemas import CatalogListRequest, RegisterRequest, ResourceRequest, SeedRegisterRequest
 from noetl.server.state import ServerState, State
@@ -109,10 +109,7 @@ async def credential_put(body: Annotated[Any, Body()], state: State) -> Any:
     from noetl.credentials import register_credential
 
     if isinstance(body, str):
-        try:
-            body = yaml.safe_load(body)
-        except yaml.YAMLError as exc:
-            raise InputError(f"invalid credential YAML: {str(exc).splitlines()[0]}") from None
+        body = load_yaml(body, "credential")
     documents = body if isinstance(body, list) else [body]
     summaries = [await register_credential(state.store, document) for document in documents]
     return summaries if isinstance(body, list) else summaries[0]
