@@ -213,7 +213,7 @@ def test_yaml_json_catalog_style_and_multi_document_files(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("content", "suffix", "expected"),
     [
-        ("name: x\ntype: bearer\ndata: [unclosed\n", ".yaml", "invalid YAML: line"),
+        ("name: x\ntype: bearer\ndata: [unclosed\n", ".yaml", ".yaml:4:1: invalid YAML"),
         ('{"name": "x", ', ".json", "invalid JSON"),
         ("type: bearer\ndata: {token: t}\n", ".yaml", "needs a `name`"),
         ("name: x\ntype: bearer\n", ".yaml", "needs a non-empty `data` mapping"),
