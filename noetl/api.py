@@ -103,12 +103,21 @@ async def resolve_playbook(ref: str, store: Store) -> LoadedPlaybook:
         entry = await store.get_catalog(ref, None)
         if entry is not None:
             return load_playbook_text(entry.content, f"catalog://{ref}@{entry.version}")
+        if os.path.isdir(ref):
+            raise InputError(_directory_message(ref))
     return load_playbook(ref)
 
 
+def _directory_message(ref: str) -> str:
+    files = sorted(p.name for p in Path(ref).iterdir() if p.suffix in (".yaml", ".yml"))
+    hint = f": run a file ({ref.rstrip('/')}/{files[0]}) or register it first" if files else ""
+    return f"{ref}: is a directory, and no catalog entry has that path{hint}"
+
+
 def _may_be_catalog_path(ref: str) -> bool:
-    # os.path.exists, unlike Path.exists, is False (not an error) for over-long YAML text.
-    return "\n" not in ref and not ref.endswith((".yaml", ".yml", ".json")) and not os.path.exists(ref)
+    # os.path.isfile, unlike Path.is_file, is False (not an error) for over-long YAML text. A directory
+    # may share its name with a catalog path (`examples/hello` from the repository root): the catalog wins.
+    return "\n" not in ref and not ref.endswith((".yaml", ".yml", ".json")) and not os.path.isfile(ref)
 
 
 async def run_async(

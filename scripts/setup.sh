@@ -7,8 +7,10 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# Quiet for a newcomer: errors only, no version nag (pip still fails loudly on a real problem).
+PIP_QUIET=(--quiet --quiet --disable-pip-version-check --no-input)
+.venv/bin/python -m pip install "${PIP_QUIET[@]}" --upgrade pip
+.venv/bin/python -m pip install "${PIP_QUIET[@]}" -e '.[dev]'
 
 export NOETL_HOME=${NOETL_HOME:-$HOME/.noetl}
 echo "NoETL installed in .venv; running examples/hello/hello.yaml (store: $NOETL_HOME/noetl.db)"

@@ -62,7 +62,10 @@ def install(cli: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def catalog_list(obj: Any, kind: str | None, as_json: bool) -> None:
-        """List the latest version of every catalog path."""
+        """List the latest version of every catalog path (KIND: Playbook, or Credential for credentials)."""
+        if kind and kind.lower() in ("credential", "credentials"):
+            credential_list.callback(as_json)  # type: ignore[misc]
+            return
         if obj.server_url:
             from noetl.cli.remote import post_json
 
@@ -222,7 +225,8 @@ def _execute(obj: Any, path: str, payload: str | None, version: int | None, as_j
         ref = f"catalog://{path}" + (f"@{version}" if version else "")
         _echo(submit(obj.server_url, ref, data, False))
         return
-    ref = path if Path(path).exists() else f"catalog://{path}" + (f"@{version}" if version else "")
+    # A catalog path wins over a directory of the same name (`examples/hello` from the repository root).
+    ref = path if version is None else f"catalog://{path}@{version}"
     run_local(ref, data, False, as_json)
     sys.exit(0)
 

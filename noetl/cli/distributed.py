@@ -155,7 +155,12 @@ def install(cli: click.Group) -> None:
         elif obj.server_url:
             from noetl.cli.remote import post_json
 
-            result = post_json(obj.server_url, "/api/postgres/execute", {"query": sql, "schema": schema})
+            try:
+                result = post_json(obj.server_url, "/api/postgres/execute", {"query": sql, "schema": schema})
+            except InputError as exc:
+                raise InputError(f"{exc} (the query went to the server at {obj.server_url} because a server URL "
+                                 "is set; its SQL endpoint is off unless the server runs with "
+                                 "NOETL_ENABLE_SQL_API=true; unset NOETL_SERVER_URL to query the local store)") from None
         else:
             from noetl.cli.local_query import query_local
 

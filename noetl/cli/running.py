@@ -63,9 +63,16 @@ def _print_summary(doc: dict[str, Any]) -> None:
 @click.option("--merge", is_flag=True, help="Deep-merge the payload into the workload.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON status document.")
 @click.option("--strict", is_flag=True, help="Treat warnings (unknown keys) as errors.")
+@click.pass_obj
 @handle_errors
-def run(ref: str, payload: str | None, sets: tuple[str, ...], merge: bool, as_json: bool, strict: bool) -> None:
+def run(obj: Context, ref: str, payload: str | None, sets: tuple[str, ...], merge: bool, as_json: bool,
+        strict: bool) -> None:
     """Run a playbook locally and wait (REF: file or catalog://path[@version])."""
+    if obj.server_url:
+        # A server option does not make `run` distributed; say so instead of ignoring it.
+        target = ref if ref.startswith("catalog://") else "catalog://PATH (after noetl catalog register FILE there)"
+        click.echo(f"note: `noetl run` runs in this process on the local store; to run on the server at "
+                   f"{obj.server_url}: noetl exec {target} -r distributed --wait", err=True)
     run_local(ref, payload_from_options(payload, sets), merge, as_json, strict)
 
 

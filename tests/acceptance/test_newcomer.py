@@ -1,0 +1,45 @@
+"""Commands the README and the guides give, run from the repository root as a new user would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from acceptance.conftest import run_noetl
+
+REPO = Path(__file__).parent.parent.parent
+
+
+def in_repo(*args: str, home: Path) -> tuple[int, str, str]:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NOETL_HOME": str(home)}
+    proc = subprocess.run([sys.executable, "-m", "noetl.cli.main", *args], cwd=REPO, capture_output=True,
+                          text=True, env=env, timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_a_catalog_path_wins_over_a_directory_of_the_same_name(tmp_path: Path) -> None:
+    payload = tmp_path / "p.json"
+    payload.write_text('{"people": ["Ann"]}')
+    code, _, err = in_repo("execute", "playbook", "examples/hello", "--input", str(payload), home=tmp_path)
+    assert code == 2
+    assert err.strip() == ("error: examples/hello: is a directory, and no catalog entry has that path: "
+                           "run a file (examples/hello/hello.yaml) or register it first")
+    assert in_repo("catalog", "register", "examples/hello/hello.yaml", home=tmp_path)[0] == 0
+    code, out, _ = in_repo("execute", "playbook", "examples/hello", "--input", str(payload), home=tmp_path)
+    assert code == 0 and "completed" in out and "\"size\": \"few\"" in out  # one person: few
+
+
+def test_catalog_list_credential_lists_credentials(tmp_path: Path) -> None:
+    assert in_repo("register", "credential", "-f", "examples/credentials/pg_local.yaml", home=tmp_path)[0] == 0
+    code, out, _ = in_repo("catalog", "list", "Credential", home=tmp_path)
+    assert code == 0 and out.split() == ["pg_local", "postgres"]
+
+
+def test_run_with_a_server_option_says_it_runs_locally(tmp_path: Path) -> None:
+    result = run_noetl("--port", "8082", "run", str(REPO / "examples/hello/hello.yaml"), home=tmp_path)
+    assert result.code == 0
+    assert "note: `noetl run` runs in this process on the local store; to run on the server at " \
+           "http://localhost:8082: noetl exec catalog://PATH" in result.stderr
