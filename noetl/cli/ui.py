@@ -16,14 +16,13 @@ def ui(host: str, port: int) -> None:
     import uvicorn
 
     from noetl.server.console.local import create_local_app
+    from noetl.server.tokens import check_bind, registry_from_settings
     from noetl.settings import load_settings
 
     settings = load_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
-    if host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
-        from noetl.errors import InputError
-
-        raise InputError(f"--host {host}: set NOETL_API_TOKEN before serving the console beyond this machine")
-    app = create_local_app(settings.sqlite_path, api_token=settings.api_token)
+    tokens = registry_from_settings(settings)
+    check_bind(host, tokens)  # beyond this machine only with tokens, as for the server
+    app = create_local_app(settings.sqlite_path, tokens=tokens)
     click.echo(f"NoETL console on http://{host}:{port}/ (local store {settings.sqlite_path})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -120,6 +120,22 @@ def test_with_a_token_pages_need_login_and_actions_need_the_header(home: Path, r
         assert done.status_code == 200 and done.json()["cancelled"] is False
 
 
+def test_a_read_token_views_but_cannot_run_or_cancel(home: Path, runs: dict[str, str]) -> None:
+    with console_process(home, tokens="viewer-1=read,runner-1=execute") as url:
+        viewer = {"Cookie": "noetl_token=viewer-1"}
+        assert runs["loop"] in httpx.get(f"{url}/", headers=viewer).text
+        entry = httpx.get(f"{url}/catalog/entry", params={"path": "console/slow"}, headers=viewer).text
+        assert 'id="run-form"' not in entry and "Your role can view but not run playbooks." in entry
+        assert 'id="cancel"' not in httpx.get(f"{url}/executions/{runs['slow']}", headers=viewer).text
+        run = {"path": "console/slow", "set": {"rounds": "1", "pause": "0"}}
+        refused = httpx.post(f"{url}/console/actions/run", json=run,
+                             headers={**ACTION, "Authorization": "Bearer viewer-1"})
+        assert refused.status_code == 403 and "the 'read' role cannot do this" in refused.json()["error"]
+        allowed = httpx.post(f"{url}/console/actions/run", json=run,
+                             headers={**ACTION, "Authorization": "Bearer runner-1"})
+        assert allowed.status_code == 200
+
+
 def _wait_for_end(home: Path, execution_id: str, timeout: float = 30) -> dict:  # type: ignore[type-arg]
     import json
 

@@ -16,13 +16,16 @@ from noetl.demo.postgres import free_port
 
 
 @contextmanager
-def console_process(home: Path, *, token: str | None = None) -> Iterator[str]:
+def console_process(home: Path, *, token: str | None = None, tokens: str | None = None) -> Iterator[str]:
     """Start ``noetl ui`` on a free port; yield its base URL; stop it."""
     port = free_port()
     env = {**os.environ, "NOETL_HOME": str(home)}
     env.pop("NOETL_API_TOKEN", None)
+    env.pop("NOETL_API_TOKENS", None)
     if token:
         env["NOETL_API_TOKEN"] = token
+    if tokens:
+        env["NOETL_API_TOKENS"] = tokens
     process = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "ui", "--port", str(port)], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -8,14 +8,13 @@ cross-site form cannot: together with the Origin check that is the console's CSR
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from fastapi import Request
 
 from noetl.errors import NoetlError
-from noetl.server.tokens import ROLES
+from noetl.server.tokens import ROLES, TokenRegistry, role_allows
 
 COOKIE = "noetl_token"
 __all__ = ["ROLES", "COOKIE"]
@@ -33,12 +32,9 @@ class ConsoleAuthError(NoetlError):
 RoleLookup = Callable[[str], str | None]
 
 
-def single_token(token: str | None) -> RoleLookup | None:
-    """``NOETL_API_TOKEN``: one admin token."""
-    if not token:
-        return None
-    expected = token.encode()
-    return lambda given: "admin" if hmac.compare_digest(given.encode(), expected) else None
+def registry_lookup(tokens: TokenRegistry) -> RoleLookup | None:
+    """The API's tokens and roles (``NOETL_API_TOKEN``, ``NOETL_API_TOKENS``, a tokens file)."""
+    return tokens.role_of if tokens.enabled else None
 
 
 def _bearer(request: Request) -> str | None:
@@ -67,9 +63,9 @@ def require_action(request: Request, lookup: RoleLookup | None, role: str) -> No
     granted = lookup(token) if token else None
     if granted is None:
         raise ConsoleAuthError("missing or wrong token: log in to the console first", status=401)
-    if ROLES.index(granted) < ROLES.index(role):
+    if not role_allows(granted, role):
         raise ConsoleAuthError(f"the {granted!r} role cannot do this (needs {role!r})", status=403)
 
 
 def allows(role: str | None, needed: str) -> bool:
-    return role is not None and ROLES.index(role) >= ROLES.index(needed)
+    return role_allows(role, needed)

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 
-from noetl.server.console.auth import single_token
+from noetl.server.console.auth import registry_lookup
 from noetl.server.console.routes import ConsoleConfig, install_console
 from noetl.server.console.source import LocalSource
+from noetl.server.tokens import TokenRegistry
 
 
-def create_local_app(store_path: Path, *, api_token: str | None = None) -> FastAPI:
+def create_local_app(store_path: Path, *, tokens: TokenRegistry | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from noetl.store.sqlite import SqliteStore
@@ -34,7 +35,7 @@ def create_local_app(store_path: Path, *, api_token: str | None = None) -> FastA
             await store.close()
 
     app = FastAPI(title="NoETL console", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    lookup = single_token(api_token)
+    lookup = registry_lookup(tokens or TokenRegistry())
 
     def source(request: Request) -> LocalSource:
         found: LocalSource = request.app.state.console_source

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 
-from noetl.server.console.auth import RoleLookup
+from noetl.server.console.auth import RoleLookup, registry_lookup
 from noetl.server.console.routes import ConsoleConfig, install_console
 from noetl.server.console.source import ServerSource
 from noetl.server.state import server_state
@@ -16,7 +16,6 @@ def install_server_console(app: FastAPI) -> None:
         return ServerSource(server_state(request))
 
     def roles(request: Request) -> RoleLookup | None:
-        tokens = server_state(request).config.tokens
-        return tokens.role_of if tokens.enabled else None
+        return registry_lookup(server_state(request).config.tokens)
 
     install_console(app, ConsoleConfig(source=source, roles=roles, where="server", server=True))
