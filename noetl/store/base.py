@@ -130,6 +130,11 @@ class Store(Protocol):
         """The newest result stored under ``name`` (artifacts)."""
         ...
 
+    async def delete_executions(self, *, ended_before: str) -> list[str]:
+        """Delete the executions that ended (any status but ``running``) before ``ended_before``
+        (ISO 8601 UTC), with their events and commands; return their ids."""
+        ...
+
     async def delete_results(self, *, created_before: str | None = None, expired_by: str | None = None) -> int:
         """Delete results created before ``created_before`` or whose ``expires_at`` is at or before
         ``expired_by`` (ISO 8601 UTC); return how many were deleted."""

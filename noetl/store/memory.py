@@ -204,6 +204,16 @@ class MemoryStore:
         self._check_open()
         return self._credentials.pop(name, None) is not None
 
+    async def delete_executions(self, *, ended_before: str) -> list[str]:
+        self._check_open()
+        cutoff = datetime.fromisoformat(ended_before)
+        ids = [execution_id for execution_id, stored in self._executions.items()
+               if stored.record.status != "running" and stored.record.ended_at
+               and datetime.fromisoformat(stored.record.ended_at) < cutoff]
+        for execution_id in ids:
+            del self._executions[execution_id]
+        return ids
+
     # results stored by reference ---------------------------------------------------------
     async def put_result(self, record: ResultRecord) -> None:
         self._check_open()

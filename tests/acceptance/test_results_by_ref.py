@@ -91,12 +91,14 @@ def test_prune_removes_results_past_their_ttl_then_by_age(noetl: Any, noetl_home
     execution_id = doc["execution_id"]
     assert noetl("result", execution_id, "start").json() == {"blob": "q" * 1000}
     time.sleep(1.2)
-    assert noetl("prune").json() == {"results": 1}  # only the result whose ttl (1 s) has passed
+    # only the result whose ttl (1 s) has passed
+    assert noetl("prune").json() == {"results": 1, "duckdb_files": 0, "executions": 0}
     gone = noetl("result", execution_id, "start")
     assert gone.code == 2 and "not found (pruned" in gone.stderr and "Traceback" not in gone.stderr
     assert noetl("result", execution_id, "kept").json() == {"blob": "k" * 1000}
-    assert noetl("prune", "--older-than", "1h").json() == {"results": 0}
-    assert noetl("prune", "--older-than", "1").json() == {"results": 1}  # the disk file
+    assert noetl("prune", "--older-than", "1h").json() == {"results": 0, "duckdb_files": 0, "executions": 0}
+    # the disk file, and the execution itself (it ended more than a second ago)
+    assert noetl("prune", "--older-than", "1").json() == {"results": 1, "duckdb_files": 0, "executions": 1}
     assert not list((noetl_home / "results").glob("*/*.json"))
     bad = noetl("prune", "--older-than", "soon")
     assert bad.code == 2 and "--older-than: expected seconds or a duration" in bad.stderr

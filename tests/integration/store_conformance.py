@@ -382,6 +382,22 @@ class StoreConformance:
 
     # credentials -----------------------------------------------------------------------
     @store_test
+    async def test_delete_executions_removes_only_finished_ones_that_ended_before(self, store: Store) -> None:
+        for execution_id, status, ended in (("old", "completed", "2024-05-01T10:00:05+00:00"),
+                                            ("old-failed", "failed", "2024-05-01T10:00:06+00:00"),
+                                            ("recent", "completed", "2024-05-03T10:00:00+00:00"),
+                                            ("running", "running", None)):
+            await started(store, execution_id)
+            update = {"status": status, "ended_at": ended} if ended else None
+            await store.append_events(execution_id, step_events("a"), update=update)
+        deleted = await store.delete_executions(ended_before="2024-05-02T00:00:00+00:00")
+        assert sorted(deleted) == ["old", "old-failed"]
+        assert await store.get_execution("old") is None and await store.list_events("old") == []
+        assert {r.execution_id for r in await store.list_executions()} == {"recent", "running"}
+        assert len(await store.list_events("running")) == 4
+        assert await store.delete_executions(ended_before="2024-05-02T00:00:00+00:00") == []
+
+    @store_test
     async def test_credentials_put_get_list_delete(self, store: Store) -> None:
         store = await self.open_store(clock=FakeClock())
         blob = bytes(range(256))

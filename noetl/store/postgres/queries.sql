@@ -310,3 +310,19 @@ LIMIT 1;
 DELETE FROM noetl.result
 WHERE (%(created_before)s::timestamptz IS NOT NULL AND created_at < %(created_before)s::timestamptz)
    OR (%(expired_by)s::timestamptz IS NOT NULL AND expires_at <= %(expired_by)s::timestamptz);
+
+-- name: delete_finished_executions
+-- One statement: the foreign keys from event and command are checked at its end, when both are gone.
+WITH gone AS (
+    SELECT execution_id, COALESCE(execution_key, execution_id::text) AS key
+    FROM noetl.execution
+    WHERE status <> 'running' AND ended_at < %(ended_before)s::timestamptz
+    FOR UPDATE
+), events AS (
+    DELETE FROM noetl.event WHERE execution_id IN (SELECT execution_id FROM gone)
+), commands AS (
+    DELETE FROM noetl.command WHERE execution_id IN (SELECT execution_id FROM gone)
+), executions AS (
+    DELETE FROM noetl.execution WHERE execution_id IN (SELECT execution_id FROM gone)
+)
+SELECT key FROM gone;

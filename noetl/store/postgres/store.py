@@ -340,6 +340,13 @@ class PostgresStore:
 
         return await self.write(f"deleting credential {name}", work)
 
+    async def delete_executions(self, *, ended_before: str) -> list[str]:
+        async def work(conn: Connection) -> list[str]:
+            cursor = await conn.execute(self.q["delete_finished_executions"], {"ended_before": ended_before})
+            return [str(row[0]) for row in await cursor.fetchall()]
+
+        return await self.write("deleting old executions", work)
+
     # results stored by reference ---------------------------------------------------------
     async def put_result(self, record: ResultRecord) -> None:
         if not record.created_at:

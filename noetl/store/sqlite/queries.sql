@@ -132,3 +132,13 @@ LIMIT 1;
 DELETE FROM result
 WHERE (:created_before IS NOT NULL AND created_at < :created_before)
    OR (:expired_by IS NOT NULL AND expires_at IS NOT NULL AND expires_at <= :expired_by);
+
+-- name: finished_before
+SELECT execution_id FROM execution
+WHERE status <> 'running' AND ended_at IS NOT NULL AND ended_at < :ended_before;
+
+-- name: delete_execution_events
+DELETE FROM event WHERE execution_id = :execution_id;
+
+-- name: delete_execution
+DELETE FROM execution WHERE execution_id = :execution_id;

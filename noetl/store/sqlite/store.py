@@ -344,6 +344,16 @@ class SqliteStore:
 
         return self._write(f"deleting credential {name}", work)
 
+    async def delete_executions(self, *, ended_before: str) -> list[str]:
+        def work(conn: sqlite3.Connection) -> list[str]:
+            ids = [row[0] for row in conn.execute(self._q["finished_before"], {"ended_before": ended_before})]
+            for execution_id in ids:
+                conn.execute(self._q["delete_execution_events"], {"execution_id": execution_id})
+                conn.execute(self._q["delete_execution"], {"execution_id": execution_id})
+            return ids
+
+        return self._write("deleting old executions", work)
+
     # results stored by reference ---------------------------------------------------------
     async def put_result(self, record: ResultRecord) -> None:
         if not record.created_at:
