@@ -55,7 +55,9 @@ def status_doc(obj: Context, execution_id: str) -> dict[str, Any]:
 
     async def load(store: Any) -> dict[str, Any]:
         from noetl.engine.status import status_document
+        from noetl.runtime.owner import record_abandoned
 
+        await record_abandoned(store)
         if await store.get_execution(execution_id) is None:
             raise NotFoundError(f"execution {execution_id} not found")
         return status_document(await store.list_events(execution_id))

@@ -21,6 +21,7 @@ COMMAND_MODULES = {
     "noetl.cli.watching": ("executions", "logs"),
     "noetl.cli.result": ("result",),
     "noetl.cli.prune": ("prune",),
+    "noetl.cli.recovery": ("rerun", "resume"),
 }
 for _module, _names in COMMAND_MODULES.items():
     cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]

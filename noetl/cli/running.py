@@ -27,6 +27,9 @@ def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, str
     from noetl.cli.progress import PlaybookSource, make_progress
 
     async def main(store: Any) -> dict[str, Any]:
+        from noetl.runtime.owner import record_abandoned
+
+        await record_abandoned(store)
         loaded = await resolve_playbook(ref, store)
         loaded.require(strict=strict)
         print_warnings(loaded)
@@ -42,11 +45,11 @@ def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, str
     if as_json:
         click.echo(json.dumps(doc, default=str))
     else:
-        _print_summary(doc)
+        print_summary(doc)
     sys.exit(0 if doc["status"] == "completed" else EXIT_FAILED)
 
 
-def _print_summary(doc: dict[str, Any]) -> None:
+def print_summary(doc: dict[str, Any]) -> None:
     seconds = doc.get("duration_seconds")
     took = f" in {seconds:.3f} s" if isinstance(seconds, int | float) else ""
     click.echo(f"execution {doc['execution_id']}: {doc['status']}{took}")
@@ -117,7 +120,7 @@ def _wait_remote(obj: Context, execution_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, default=str))
     else:
-        _print_summary(doc)
+        print_summary(doc)
     sys.exit(0 if doc["status"] == "completed" else EXIT_FAILED)
 
 

@@ -72,23 +72,37 @@ class Engine:
         payload: dict[str, Any] | None = None,
         merge: bool = False,
         parent_execution_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        entry_step: str | None = None,
+        entry_input: dict[str, Any] | None = None,
+        reused: list[Event] | None = None,
     ) -> Decision:
+        """``meta`` adds to ``playbook.initialized`` (a rerun's origin, a schedule's fire time);
+        ``entry_step`` and ``reused`` (``step.reused`` events) start a rerun at a later step."""
         workload = merge_payload(self.playbook.workload, payload, merge=merge)
         init = Event(
             execution_id, ev.PLAYBOOK_INITIALIZED, status="running", result=workload,
             meta={"path": self.playbook.path, "name": self.playbook.metadata.name,
-                  "parent_execution_id": parent_execution_id},
+                  "parent_execution_id": parent_execution_id, **(meta or {})},
         )
         decision = Decision()
         self._emit(state, decision, init)
         self._emit(state, decision, Event(execution_id, ev.WORKFLOW_INITIALIZED, status="running",
-                                          meta={"entry_step": self.playbook.entry_step}))
+                                          meta={"entry_step": entry_step or self.playbook.entry_step,
+                                                **({"entry_input": entry_input} if entry_input else {})}))
+        for event in reused or []:
+            event.execution_id = execution_id
+            self._emit(state, decision, event)
         self._advance(state, decision)
         return decision
 
     def handle(self, state: ExecutionState, event: Event) -> Decision:
         """React to an event from outside the engine (a call report or a cancellation)."""
         decision = Decision()
+        if event.event_type == ev.EXECUTION_RESUMED:
+            self._emit(state, decision, event)  # reopens the execution (see engine.resume)
+            self._advance(state, decision)
+            return decision
         if state.finished:
             return decision  # nothing changes a finished execution (late reports are ignored)
         if event.event_type in (ev.CALL_DONE, ev.CALL_ERROR):
@@ -175,7 +189,7 @@ class Engine:
         if run.loop is None:
             local = {"input": run.input}
             decision.commands.append(self._command(state, step, run, run.input, None, local))
-        elif run.loop.total == 0:
+        elif run.loop.finished:  # empty, or every iteration kept by a resume
             self._finish_step(state, decision, step, run)
 
     def _loop_items(self, state: ExecutionState, step: Step) -> list[Any]:

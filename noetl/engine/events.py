@@ -17,6 +17,8 @@ WORKFLOW_FAILED = "workflow.failed"
 PLAYBOOK_COMPLETED = "playbook.completed"
 PLAYBOOK_FAILED = "playbook.failed"
 EXECUTION_CANCELLED = "execution.cancelled"
+EXECUTION_RESUMED = "execution.resumed"  # a failed, cancelled or abandoned execution continues
+STEP_REUSED = "step.reused"  # a rerun takes a step's result from the execution it reruns
 
 EVENT_TYPES = (
     PLAYBOOK_INITIALIZED,
@@ -31,6 +33,8 @@ EVENT_TYPES = (
     PLAYBOOK_COMPLETED,
     PLAYBOOK_FAILED,
     EXECUTION_CANCELLED,
+    EXECUTION_RESUMED,
+    STEP_REUSED,
 )
 
 TERMINAL_EVENT_TYPES = (PLAYBOOK_COMPLETED, PLAYBOOK_FAILED, EXECUTION_CANCELLED)

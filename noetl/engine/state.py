@@ -19,6 +19,7 @@ class LoopRun:
     results: list[Any] = field(default_factory=list)
     success: int = 0
     failed: int = 0
+    kept: set[int] = field(default_factory=set)  # iterations a resume took over from the failed entry
 
     @property
     def total(self) -> int:
@@ -70,6 +71,8 @@ class ExecutionState:
     status: str = "running"
     result: Any = None
     finished: bool = False
+    # Loop iterations that completed before a resume, by step: kept when the step is entered again.
+    resumed_iterations: dict[str, dict[int, Any]] = field(default_factory=dict)
     # Loop work issued by the last apply (transient: the decider turns it into commands).
     issued: list[tuple[str, int]] = field(default_factory=list)
 
@@ -119,7 +122,7 @@ def _playbook_initialized(state: ExecutionState, event: Event) -> None:
 def _workflow_initialized(state: ExecutionState, event: Event) -> None:
     entry = event.meta.get("entry_step")
     if entry:
-        state.waiting[entry] = {}
+        state.waiting[entry] = dict(event.meta.get("entry_input") or {})
 
 
 def _step_enter(state: ExecutionState, event: Event) -> None:
@@ -133,6 +136,7 @@ def _step_enter(state: ExecutionState, event: Event) -> None:
     if loop is not None:
         items = list(data.get("items") or [])
         run.loop = LoopRun(items=items, max_in_flight=int(loop.get("max_in_flight", 1)), results=[None] * len(items))
+        _keep_resumed_iterations(state, run)
         _issue_iterations(state, run)
     cursor = event.meta.get("cursor")
     if cursor is not None:
@@ -148,8 +152,22 @@ def _issue_iterations(state: ExecutionState, run: StepRun) -> None:
     while loop.next_index < loop.total and len(loop.in_flight) < loop.max_in_flight:
         index = loop.next_index
         loop.next_index += 1
+        if index in loop.kept:
+            continue
         loop.in_flight.add(index)
         state.issued.append((run.name, index))
+
+
+def _keep_resumed_iterations(state: ExecutionState, run: StepRun) -> None:
+    loop = run.loop
+    assert loop is not None
+    for index, result in state.resumed_iterations.pop(run.name, {}).items():
+        if 0 <= index < loop.total:
+            loop.kept.add(index)
+            loop.results[index] = result
+            loop.success += 1
+    if loop.finished:
+        run.done = True
 
 
 def _call_reported(state: ExecutionState, event: Event) -> None:
@@ -245,6 +263,32 @@ def _cancelled(state: ExecutionState, event: Event) -> None:
     state.waiting.clear()
 
 
+def _resumed(state: ExecutionState, event: Event) -> None:
+    """Open a finished execution again: the steps the resume names wait to be entered again (a loop
+    keeps the iterations that completed), along with the steps that were waiting when it stopped."""
+    state.status, state.finished, state.failed = "running", False, False
+    state.error, state.result = None, None
+    state.running.clear()
+    for item in event.meta.get("steps") or []:
+        name = str(item["step"])
+        state.waiting.setdefault(name, dict(item.get("arc_input") or {}))
+        kept = item.get("kept_iterations") or {}
+        if kept:
+            state.resumed_iterations[name] = {int(index): value for index, value in kept.items()}
+    for name, arc_input in (event.meta.get("waiting") or {}).items():
+        state.waiting.setdefault(name, dict(arc_input or {}))
+
+
+def _reused(state: ExecutionState, event: Event) -> None:
+    """A rerun takes over a step that completed in the execution it reruns, with its `set` writes."""
+    name = event.node_name or ""
+    apply_set(state, event.meta.get("set"))
+    state.results[name] = event.result
+    state.step_status[name] = "completed"
+    state.completed_steps.append(name)
+    state.last_completed = name
+
+
 _HANDLERS = {
     ev.PLAYBOOK_INITIALIZED: _playbook_initialized,
     ev.WORKFLOW_INITIALIZED: _workflow_initialized,
@@ -258,4 +302,6 @@ _HANDLERS = {
     ev.PLAYBOOK_COMPLETED: _playbook_end,
     ev.PLAYBOOK_FAILED: _playbook_end,
     ev.EXECUTION_CANCELLED: _cancelled,
+    ev.EXECUTION_RESUMED: _resumed,
+    ev.STEP_REUSED: _reused,
 }

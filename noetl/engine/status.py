@@ -41,6 +41,18 @@ class StatusFolder:
             self._step_exit(event)
         elif kind in (ev.PLAYBOOK_COMPLETED, ev.PLAYBOOK_FAILED, ev.EXECUTION_CANCELLED):
             self._end(event)
+        elif kind == ev.EXECUTION_RESUMED:
+            self._resumed()
+        elif kind == ev.STEP_REUSED:
+            name = event.node_name or ""
+            doc["steps"][name] = {"status": "completed", "result": event.result, "reused": True}
+            doc["completed_steps"].append(name)
+
+    def _resumed(self) -> None:
+        doc = self.doc
+        doc.update(status="running", completed=False, failed=False, result=None, error=None,
+                   current_step=None, ended_at=None, duration_seconds=None)
+        self._running.clear()
 
     def _step_exit(self, event: Event) -> None:
         name = event.node_name or ""

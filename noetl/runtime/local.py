@@ -16,11 +16,12 @@ from noetl.engine import events as ev
 from noetl.engine.commands import Command
 from noetl.engine.decide import Decision, Engine
 from noetl.engine.events import Event
-from noetl.engine.state import ExecutionState
+from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
 from noetl.ids import new_execution_id
 from noetl.results.refs import use_loader
 from noetl.runtime.frames import run_command
+from noetl.runtime.owner import current_owner
 from noetl.runtime.report import crash_outcome, outcome_event
 from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Outcome, Runner
@@ -71,10 +72,15 @@ class _Execution:
     async def run(self) -> dict[str, Any]:
         use_loader(self.services.results.read)  # templates resolve `_ref`s through it (this task and its own)
         await self.services.prepare()
-        decision = self.engine.start(self.state, execution_id=self.execution_id, payload=self.request.payload,
-                                     merge=self.request.merge,
-                                     parent_execution_id=self.request.parent_execution_id)
-        await self._record_start(decision.events)
+        if self.request.resume is not None:
+            decision = await self._resume(self.request.resume)
+        else:
+            request = self.request
+            decision = self.engine.start(self.state, execution_id=self.execution_id, payload=request.payload,
+                                         merge=request.merge, parent_execution_id=request.parent_execution_id,
+                                         meta=request.meta, entry_step=request.entry_step,
+                                         entry_input=request.entry_input, reused=request.reused)
+            await self._record_start(decision.events)
         self._dispatch(decision.commands)
         watcher = asyncio.create_task(self._watch_for_cancel())
         try:
@@ -153,20 +159,52 @@ class _Execution:
         record = ExecutionRecord(
             execution_id=self.execution_id, path=self.request.playbook.path, status="running",
             parent_execution_id=self.request.parent_execution_id, playbook=self.request.playbook_text,
-            payload=self.request.payload, started_at=events[0].created_at,
+            payload=self.request.payload, started_at=events[0].created_at, owner=current_owner(),
         )
+        end = self._end_update(events)  # an execution can end in its first decision (a bad input)
+        if end is not None:
+            record.status, record.result, record.error, record.ended_at = (
+                end["status"], end["result"], end["error"], end["ended_at"])
         stored = await self.runtime.store.create_execution(record, events)
         self._publish(stored)
+
+    async def _resume(self, log: list[Event]) -> Decision:
+        """Fold the stored log, then continue it with ``execution.resumed``, if nobody else did."""
+        from noetl.engine.resume import RESUMABLE_STATUSES, resume_event
+        from noetl.errors import InputError
+
+        for event in log:
+            apply(self.state, event)
+        self.state.issued.clear()
+        self._publish_replayed(log)
+        decision = self.engine.handle(self.state, resume_event(self.execution_id, log))
+        events = self._stamp(decision.events)
+        update = self._end_update(events) or {"status": "running", "result": None, "error": None, "ended_at": None}
+        stored = await self.runtime.store.transition_execution(
+            self.execution_id, events, from_statuses=RESUMABLE_STATUSES, update=update, owner=current_owner())
+        if stored is None:
+            raise InputError(f"execution {self.execution_id} was resumed by another process")
+        self._publish(stored)
+        return decision
+
+    def _publish_replayed(self, log: list[Event]) -> None:
+        """The status document of the stored log, without telling the listener again."""
+        for event in log:
+            self.last_event_id = max(self.last_event_id, event.event_id)
+            self.status.apply(event)
+
+    def _end_update(self, events: list[Event]) -> dict[str, Any] | None:
+        if not self.state.finished:
+            return None
+        redactor = self.runtime.redactor or self.services.redactor
+        return {"status": self.state.status, "result": redactor.redact(self.status_result()),
+                "error": redactor.redact(self.state.error), "ended_at": events[-1].created_at}
 
     async def _record(self, decision: Decision) -> None:
         if not decision.events:
             return
         events = self._stamp(decision.events)
-        update = None
-        if self.state.finished:
-            redactor = self.runtime.redactor or self.services.redactor
-            update = {"status": self.state.status, "result": redactor.redact(self.status_result()),
-                      "error": redactor.redact(self.state.error), "ended_at": events[-1].created_at}
+        update = self._end_update(events)
         stored = await self.runtime.store.append_events(self.execution_id, events, update=update)
         self._publish(stored)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl.dsl.model import Playbook
+from noetl.engine.events import Event
 
 # How deep child playbooks may nest (a parent calling a child calling a grandchild ...).
 MAX_CHILD_DEPTH = 16
@@ -23,3 +24,8 @@ class RunRequest:
     execution_id: str | None = None
     depth: int = 0
     chain: tuple[str, ...] = ()  # playbook paths from the root, to detect call cycles
+    meta: dict[str, Any] = field(default_factory=dict)  # added to playbook.initialized (rerun origin, schedule)
+    entry_step: str | None = None  # a rerun from a later step starts there
+    entry_input: dict[str, Any] = field(default_factory=dict)  # ... with the arc input it had
+    reused: list[Event] = field(default_factory=list)  # step.reused events of a rerun from a step
+    resume: list[Event] | None = None  # the log of the execution to continue in place (noetl resume)

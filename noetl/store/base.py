@@ -27,6 +27,8 @@ class ExecutionRecord:
     error: str | None = None
     started_at: str = ""
     ended_at: str | None = None
+    # Who runs it: ``host:pid:process-start`` of a local run (see noetl.runtime.owner), else "".
+    owner: str = ""
 
 
 @dataclass(slots=True)
@@ -90,6 +92,16 @@ class Store(Protocol):
     async def list_events(
         self, execution_id: str, *, after_id: int = 0, limit: int | None = None
     ) -> list[Event]: ...
+
+    async def transition_execution(
+        self, execution_id: str, events: list[Event], *, from_statuses: tuple[str, ...],
+        update: dict[str, Any], owner: str | None = None, expect_owner: str | None = None,
+    ) -> list[Event] | None:
+        """Append ``events`` and apply ``update`` (and set ``owner`` when given) in one transaction,
+        only if the execution's status is one of ``from_statuses`` (and its owner is
+        ``expect_owner`` when given); otherwise change nothing and return None. Resuming an
+        execution and recording an abandoned one use it, so two processes never both succeed."""
+        ...
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
 

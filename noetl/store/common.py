@@ -83,6 +83,7 @@ def execution_params(record: ExecutionRecord) -> dict[str, Any]:
         "error": record.error,
         "started_at": record.started_at,
         "ended_at": record.ended_at,
+        "owner": record.owner,
     }
 
 

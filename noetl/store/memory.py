@@ -115,6 +115,22 @@ class MemoryStore:
             setattr(execution if name == "result" else execution.record, name, value)
         return _stamp(events, execution_id, last_id)
 
+    async def transition_execution(
+        self, execution_id: str, events: list[Event], *, from_statuses: tuple[str, ...],
+        update: dict[str, Any], owner: str | None = None, expect_owner: str | None = None,
+    ) -> list[Event] | None:
+        self._check_open()
+        execution = self._executions.get(execution_id)
+        if execution is None:
+            raise NotFoundError(f"unknown execution {execution_id}", execution_id=execution_id)
+        record = execution.record
+        if record.status not in from_statuses or (expect_owner is not None and record.owner != expect_owner):
+            return None
+        stamped = await self.append_events(execution_id, events, update=update)
+        if owner is not None:
+            record.owner = owner
+        return stamped
+
     async def list_events(
         self, execution_id: str, *, after_id: int = 0, limit: int | None = None
     ) -> list[Event]:

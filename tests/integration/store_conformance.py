@@ -305,6 +305,35 @@ class StoreConformance:
         with pytest.raises(StoreError):
             await store.get_execution("exec-1")
 
+    @store_test
+    async def test_transition_changes_status_only_from_the_given_statuses(self, store: Store) -> None:
+        await started(store, owner="host:1:10")
+        assert (await store.get_execution("exec-1")).owner == "host:1:10"  # type: ignore[union-attr]
+        failed = {"status": "failed", "error": "abandoned", "ended_at": T0}
+        # another owner took it over meanwhile: nothing changes
+        assert await store.transition_execution("exec-1", [event("playbook.failed")], from_statuses=("running",),
+                                                update=failed, expect_owner="host:2:20") is None
+        assert await store.transition_execution("exec-1", [event("playbook.completed")],
+                                                from_statuses=("failed",), update=failed) is None
+        assert len(await store.list_events("exec-1")) == 1
+        stamped = await store.transition_execution("exec-1", [event("playbook.failed")], from_statuses=("running",),
+                                                   update=failed, expect_owner="host:1:10")
+        assert stamped is not None and [e.event_id for e in stamped] == [2]
+        reopen = {"status": "running", "error": None, "ended_at": None}
+        stamped = await store.transition_execution("exec-1", [event("execution.resumed")],
+                                                   from_statuses=("failed", "cancelled"), update=reopen,
+                                                   owner="host:3:30")
+        assert stamped is not None and [e.event_id for e in stamped] == [3]
+        record = await store.get_execution("exec-1")
+        assert record is not None
+        assert (record.status, record.error, record.ended_at, record.owner) == ("running", None, None, "host:3:30")
+        # a second resume of the same execution loses
+        assert await store.transition_execution("exec-1", [event("execution.resumed")],
+                                                from_statuses=("failed", "cancelled"), update=reopen) is None
+        assert [e.event_id for e in await store.append_events("exec-1", [event(STEP_ENTER, "a")])] == [4]
+        with pytest.raises(NotFoundError):
+            await store.transition_execution("nope", [], from_statuses=("running",), update={})
+
     # catalog ---------------------------------------------------------------------------
     @store_test
     async def test_catalog_versions_count_up_per_path(self, store: Store) -> None:

@@ -4,10 +4,10 @@
 
 -- name: insert_execution
 INSERT INTO noetl.execution (execution_id, execution_key, path, status, parent_execution_id, parent_key,
-                             playbook, payload, result, error, started_at, ended_at, last_event_id)
+                             playbook, payload, result, error, started_at, ended_at, last_event_id, owner)
 VALUES (%(execution_id)s, %(execution_key)s, %(path)s, %(status)s, %(parent_execution_id)s, %(parent_key)s,
         %(playbook)s, %(payload)s::jsonb, %(result)s::jsonb, %(error)s, %(started_at)s::timestamptz,
-        %(ended_at)s::timestamptz, %(last_event_id)s);
+        %(ended_at)s::timestamptz, %(last_event_id)s, %(owner)s);
 
 -- name: bump_execution
 -- Locks the row, reserves event ids and applies the optional field updates in one statement.
@@ -21,15 +21,21 @@ UPDATE noetl.execution SET
 WHERE execution_id = %(execution_id)s
 RETURNING last_event_id - %(count)s;
 
+-- name: lock_execution_state
+SELECT status, owner FROM noetl.execution WHERE execution_id = %(execution_id)s FOR UPDATE;
+
+-- name: set_execution_owner
+UPDATE noetl.execution SET owner = %(owner)s WHERE execution_id = %(execution_id)s;
+
 -- name: get_execution
 SELECT COALESCE(execution_key, execution_id::text), path, status,
-       COALESCE(parent_key, parent_execution_id::text), playbook, payload, result, error, started_at, ended_at
+       COALESCE(parent_key, parent_execution_id::text), playbook, payload, result, error, started_at, ended_at, owner
 FROM noetl.execution
 WHERE execution_id = %(execution_id)s;
 
 -- name: list_executions
 SELECT COALESCE(execution_key, execution_id::text), path, status,
-       COALESCE(parent_key, parent_execution_id::text), playbook, payload, result, error, started_at, ended_at
+       COALESCE(parent_key, parent_execution_id::text), playbook, payload, result, error, started_at, ended_at, owner
 FROM noetl.execution
 WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(parent_execution_id)s::bigint IS NULL OR parent_execution_id = %(parent_execution_id)s::bigint)

@@ -61,11 +61,11 @@ def bump_params(execution_id: str, count: int, update: dict[str, Any] | None) ->
 
 def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
     (execution_id, path, status, parent_execution_id, playbook, payload, result, error,
-     started_at, ended_at) = row  # fmt: skip
+     started_at, ended_at, owner) = row  # fmt: skip
     return ExecutionRecord(
         execution_id=execution_id, path=path, status=status, parent_execution_id=parent_execution_id,
         playbook=playbook, payload=payload, result=result, error=error,
-        started_at=iso(started_at) or "", ended_at=iso(ended_at),
+        started_at=iso(started_at) or "", ended_at=iso(ended_at), owner=owner,
     )
 
 

@@ -247,6 +247,30 @@ class PostgresStore:
         await self.insert_events(conn, db_id(execution_id), rows)
         return last_id
 
+    async def transition_execution(
+        self, execution_id: str, events: list[Event], *, from_statuses: tuple[str, ...],
+        update: dict[str, Any], owner: str | None = None, expect_owner: str | None = None,
+    ) -> list[Event] | None:
+        rows = event_rows(execution_id, events)
+        params = bump_params(execution_id, len(rows), update)
+        key = {"execution_id": db_id(execution_id)}
+
+        async def work(conn: Connection) -> int | None:
+            cursor = await conn.execute(self.q["lock_execution_state"], key)
+            found = await cursor.fetchone()
+            if found is None:
+                raise NotFoundError(f"unknown execution {execution_id}", execution_id=execution_id)
+            status, current_owner = found
+            if status not in from_statuses or (expect_owner is not None and current_owner != expect_owner):
+                return None
+            last_id = await self.append_in_transaction(conn, execution_id, rows, params)
+            if owner is not None:
+                await conn.execute(self.q["set_execution_owner"], {**key, "owner": owner})
+            return last_id
+
+        last_id = await self.write(f"changing the status of execution {execution_id}", work)
+        return None if last_id is None else stamp(events, execution_id, last_id)
+
     async def list_events(
         self, execution_id: str, *, after_id: int = 0, limit: int | None = None
     ) -> list[Event]:

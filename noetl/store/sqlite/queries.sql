@@ -3,9 +3,9 @@
 
 -- name: insert_execution
 INSERT INTO execution (execution_id, path, status, parent_execution_id, playbook, payload,
-                       result, error, started_at, ended_at)
+                       result, error, started_at, ended_at, owner)
 VALUES (:execution_id, :path, :status, :parent_execution_id, :playbook, :payload,
-        :result, :error, :started_at, :ended_at);
+        :result, :error, :started_at, :ended_at, :owner);
 
 -- name: update_execution
 -- One fixed statement for every combination of fields: each field has a set_* flag, so the
@@ -19,18 +19,21 @@ WHERE execution_id = :execution_id;
 
 -- name: get_execution
 SELECT execution_id, path, status, parent_execution_id, playbook, payload, result, error,
-       started_at, ended_at
+       started_at, ended_at, owner
 FROM execution
 WHERE execution_id = :execution_id;
 
 -- name: list_executions
 SELECT execution_id, path, status, parent_execution_id, playbook, payload, result, error,
-       started_at, ended_at
+       started_at, ended_at, owner
 FROM execution
 WHERE (:status IS NULL OR status = :status)
   AND (:parent_execution_id IS NULL OR parent_execution_id = :parent_execution_id)
 ORDER BY started_at DESC, execution_id DESC
 LIMIT :limit;
+
+-- name: set_execution_owner
+UPDATE execution SET owner = :owner WHERE execution_id = :execution_id;
 
 -- name: max_event_id
 SELECT COALESCE(MAX(event_id), 0) FROM event WHERE execution_id = :execution_id;

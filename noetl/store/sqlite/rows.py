@@ -36,7 +36,7 @@ def update_params(execution_id: str, update: dict[str, Any]) -> dict[str, Any]:
 
 def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
     (execution_id, path, status, parent_execution_id, playbook, payload, result, error,
-     started_at, ended_at) = row  # fmt: skip
+     started_at, ended_at, owner) = row  # fmt: skip
     return ExecutionRecord(
         execution_id=execution_id,
         path=path,
@@ -48,6 +48,7 @@ def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
         error=error,
         started_at=started_at,
         ended_at=ended_at,
+        owner=owner,
     )
 
 

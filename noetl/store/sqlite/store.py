@@ -273,6 +273,35 @@ class SqliteStore:
         rows = self._read(f"listing events of execution {execution_id}", "list_events", params)
         return [event_from_row(row) for row in rows]
 
+    async def transition_execution(
+        self, execution_id: str, events: list[Event], *, from_statuses: tuple[str, ...],
+        update: dict[str, Any], owner: str | None = None, expect_owner: str | None = None,
+    ) -> list[Event] | None:
+        rows = event_rows(execution_id, events)
+        update_row = update_params(execution_id, update)
+        key = {"execution_id": execution_id}
+
+        def work(conn: sqlite3.Connection) -> int | None:
+            found = conn.execute(self._q["get_execution"], key).fetchone()
+            if found is None:
+                raise NotFoundError(f"unknown execution {execution_id}", execution_id=execution_id)
+            current = execution_from_row(found)
+            if current.status not in from_statuses or (expect_owner is not None and current.owner != expect_owner):
+                return None
+            last_id = int(conn.execute(self._q["max_event_id"], (execution_id,)).fetchone()[0])
+            number_rows(rows, last_id)
+            conn.executemany(self._q["insert_event"], rows)
+            conn.execute(self._q["update_execution"], update_row)
+            if owner is not None:
+                conn.execute(self._q["set_execution_owner"], {**key, "owner": owner})
+            return last_id
+
+        def committed(last_id: int | None) -> None:
+            self._last_event_id.pop(execution_id, None)  # re-read on the next append
+
+        last_id = self._write(f"changing the status of execution {execution_id}", work, committed)
+        return None if last_id is None else stamp(events, execution_id, last_id)
+
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         rows = self._read(
             f"reading execution {execution_id}", "get_execution", {"execution_id": execution_id}

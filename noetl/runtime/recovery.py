@@ -1,0 +1,80 @@
+"""Rerun and resume of local executions (SPEC section 18).
+
+- ``rerun`` starts a **new** execution of the same playbook text and payload (payload overrides on
+  top); from a step, the steps that completed before it in the original are reused (``step.reused``)
+  and the run starts at the step.
+- ``resume`` continues a failed, cancelled or abandoned execution **in place**
+  (``execution.resumed``): failed steps and failed loop iterations run again, completed ones are kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noetl.dsl.model import Playbook
+from noetl.dsl.parse import load_playbook_text
+from noetl.engine.resume import RESUMABLE_STATUSES, reachable_from, reused_steps
+from noetl.errors import InputError, NotFoundError
+from noetl.runtime.local import EventListener, LocalRuntime
+from noetl.runtime.owner import record_abandoned
+from noetl.runtime.request import RunRequest
+from noetl.store.base import ExecutionRecord, Store
+
+
+async def load_execution(store: Store, execution_id: str) -> tuple[ExecutionRecord, Playbook]:
+    record = await store.get_execution(execution_id)
+    if record is None:
+        raise NotFoundError(f"execution {execution_id} not found")
+    if not record.playbook:
+        raise InputError(f"execution {execution_id} has no stored playbook text to run again")
+    playbook = load_playbook_text(record.playbook, f"execution {execution_id}").require()
+    return record, playbook
+
+
+def check_from_step(playbook: Playbook, from_step: str) -> None:
+    """``--from STEP`` must name a step that the entry step can reach."""
+    if from_step not in playbook.step_map():
+        names = ", ".join(s.step for s in playbook.workflow)
+        raise InputError(f"--from {from_step!r}: {playbook.path} has no step of that name (steps: {names})")
+    if from_step not in reachable_from(playbook, playbook.entry_step):
+        raise InputError(f"--from {from_step!r}: not reachable from the entry step {playbook.entry_step!r}")
+
+
+def check_resumable(record: ExecutionRecord) -> None:
+    if record.status not in RESUMABLE_STATUSES:
+        raise InputError(f"execution {record.execution_id} is {record.status}: only a failed, cancelled "
+                         f"or abandoned execution can be resumed")
+
+
+async def rerun_request(store: Store, execution_id: str, *, from_step: str | None = None,
+                        payload: dict[str, Any] | None = None) -> RunRequest:
+    """The request of a rerun: checked, nothing stored yet."""
+    record, playbook = await load_execution(store, execution_id)
+    meta: dict[str, Any] = {"rerun_of": execution_id}
+    request = RunRequest(playbook=playbook, playbook_text=record.playbook,
+                         payload={**record.payload, **(payload or {})}, meta=meta)
+    if from_step is not None:
+        check_from_step(playbook, from_step)
+        meta["rerun_from"] = from_step
+        request.reused, request.entry_input = reused_steps(await store.list_events(execution_id), from_step, playbook)
+        request.entry_step = from_step
+    return request
+
+
+async def resume_request(store: Store, execution_id: str) -> RunRequest:
+    await record_abandoned(store)
+    record, playbook = await load_execution(store, execution_id)
+    check_resumable(record)
+    return RunRequest(playbook=playbook, playbook_text=record.playbook, payload=record.payload,
+                      parent_execution_id=record.parent_execution_id, execution_id=execution_id,
+                      resume=await store.list_events(execution_id))
+
+
+async def run_request(store: Store, request: RunRequest, listener: EventListener | None = None) -> dict[str, Any]:
+    """Run a rerun or resume request to the end in this process; return the status document."""
+    try:
+        return await LocalRuntime(store, listener=listener).run(request)
+    finally:
+        from noetl.tools.base import shutdown_tools
+
+        await shutdown_tools()

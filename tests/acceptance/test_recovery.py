@@ -1,0 +1,225 @@
+"""`noetl resume`, `noetl rerun` and abandoned executions, through the CLI as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.acceptance.conftest import CliResult
+
+FLAKY_LOOP = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: flaky_loop}
+workload: {marker: MARKER}
+workflow:
+  - step: start
+    next: [{step: work}]
+  - step: work
+    loop:
+      in: "{{ range(20) | list }}"
+      iterator: n
+      spec: {mode: parallel, max_in_flight: 5}
+    tool:
+      kind: python
+      input: {n: "{{ n }}", marker: "{{ workload.marker }}"}
+      code: |
+        import os
+        if n in (3, 7, 11) and not os.path.exists(marker):
+            raise RuntimeError(f"item {n} failed")
+        result = n * 2
+    next: [{step: end}]
+  - step: end
+    tool: {kind: python, input: {total: "{{ work.stats.success }}"}, code: "result = {'total': total}"}
+"""
+
+WAITING_CHAIN = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: waiting_chain}
+workload: {marker: MARKER, started: STARTED, tag: first}
+workflow:
+  - step: start
+    tool: {kind: python, input: {tag: "{{ workload.tag }}"}, code: "result = {'a': 1, 'tag': tag}"}
+    set: {ctx.first: "{{ output.data.a }}"}
+    next: [{step: wait}]
+  - step: wait
+    tool:
+      kind: python
+      input: {marker: "{{ workload.marker }}", started: "{{ workload.started }}"}
+      code: |
+        import os, time
+        open(started, "w").close()
+        while not os.path.exists(marker):
+            time.sleep(0.02)
+        result = {"waited": True}
+    next: [{step: end}]
+  - step: end
+    tool: {kind: python, input: {f: "{{ ctx.first }}", tag: "{{ start.tag }}"}, code: "result = {'first': f, 'tag': tag}"}
+  - step: orphan
+    tool: {kind: noop}
+"""
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    text = text.replace("MARKER", str(tmp_path / "go")).replace("STARTED", str(tmp_path / "started"))
+    path.write_text(text)
+    return path
+
+
+def events_of(noetl: Any, execution_id: str) -> list[dict[str, Any]]:
+    result = noetl("events", execution_id, "--json")
+    assert result.code == 0, result.stderr
+    return result.json()  # type: ignore[no-any-return]
+
+
+def calls_by_segment(events: list[dict[str, Any]], step: str) -> list[int]:
+    """How many call reports of ``step`` each run (the first, then every resume) recorded."""
+    counts = [0]
+    for event in events:
+        if event["event_type"] == "execution.resumed":
+            counts.append(0)
+        elif event["event_type"] in ("call.done", "call.error") and event["node_name"] == step:
+            counts[-1] += 1
+    return counts
+
+
+def test_resume_runs_exactly_the_failed_loop_iterations(noetl: Any, tmp_path: Path) -> None:
+    playbook = write(tmp_path, "loop.yaml", FLAKY_LOOP)
+    first = noetl("run", str(playbook), "--json")
+    assert first.code == 1
+    doc = first.json()
+    assert doc["status"] == "failed" and "3 of 20 iterations failed" in doc["error"]
+    execution_id = doc["execution_id"]
+
+    (tmp_path / "go").touch()
+    resumed = noetl("resume", execution_id, "--json")
+    assert resumed.code == 0, resumed.stderr
+    doc = resumed.json()
+    assert doc["execution_id"] == execution_id
+    assert doc["status"] == "completed" and doc["result"] == {"total": 20}
+    assert doc["steps"]["work"]["result"]["results"] == [n * 2 for n in range(20)]
+
+    events = events_of(noetl, execution_id)
+    assert calls_by_segment(events, "work") == [20, 3]
+    rerun_indexes = sorted(e["meta"]["loop_index"] for e in events[[e["event_type"] for e in events].index(
+        "execution.resumed"):] if e["event_type"] == "call.done" and e["node_name"] == "work")
+    assert rerun_indexes == [3, 7, 11]
+    assert calls_by_segment(events, "start") == [1, 0]  # completed steps are kept
+    # Folding the whole log from scratch gives the document the resume printed.
+    assert noetl("status", execution_id, "--json").json() == doc
+
+
+def test_a_second_resume_keeps_what_the_first_resume_completed(noetl: Any, tmp_path: Path) -> None:
+    playbook = write(tmp_path, "loop.yaml", FLAKY_LOOP)
+    execution_id = noetl("run", str(playbook), "--json").json()["execution_id"]
+    again = noetl("resume", execution_id, "--json")
+    assert again.code == 1 and again.json()["status"] == "failed"
+    (tmp_path / "go").touch()
+    assert noetl("resume", execution_id, "--json").json()["status"] == "completed"
+    assert calls_by_segment(events_of(noetl, execution_id), "work") == [20, 3, 3]
+
+
+def test_resume_refuses_running_completed_and_unknown_executions(noetl: Any, tmp_path: Path) -> None:
+    (tmp_path / "go").touch()
+    playbook = write(tmp_path, "chain.yaml", WAITING_CHAIN)
+    execution_id = noetl("run", str(playbook), "--json").json()["execution_id"]
+    before = events_of(noetl, execution_id)
+    refused = noetl("resume", execution_id)
+    assert refused.code == 2
+    assert refused.stderr.strip() == (f"error: execution {execution_id} is completed: only a failed, "
+                                      f"cancelled or abandoned execution can be resumed")
+    assert events_of(noetl, execution_id) == before
+    unknown = noetl("resume", "12345")
+    assert unknown.code == 2 and "execution 12345 not found" in unknown.stderr
+    assert "Traceback" not in unknown.stderr + refused.stderr
+
+
+def start_run(playbook: Path, home: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "NOETL_HOME": str(home)}
+    return subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(playbook), "--json"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=env)
+
+
+def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"noetl run ended early with {proc.returncode}"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def test_kill_9_of_noetl_run_is_recorded_as_abandoned_and_resume_continues_it(
+        noetl: Any, noetl_home: Path, tmp_path: Path) -> None:
+    playbook = write(tmp_path, "chain.yaml", WAITING_CHAIN)
+    proc = start_run(playbook, noetl_home)
+    wait_for(tmp_path / "started", proc)
+    ids = _running_ids(noetl)
+    assert len(ids) == 1
+    execution_id = ids[0]
+    assert noetl("status", execution_id, "--json").json()["status"] == "running"  # its owner is alive
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    status = noetl("status", execution_id, "--json")
+    assert status.code == 0
+    doc = status.json()
+    assert doc["status"] == "failed" and doc["error"].startswith("abandoned")
+    last = events_of(noetl, execution_id)[-1]
+    assert last["event_type"] == "playbook.failed" and last["error"]["kind"] == "abandoned"
+
+    (tmp_path / "go").touch()
+    resumed = noetl("resume", execution_id, "--json")
+    assert resumed.code == 0, resumed.stderr
+    doc = resumed.json()
+    assert doc["status"] == "completed" and doc["result"] == {"first": 1, "tag": "first"}
+    assert doc["completed_steps"] == ["start", "wait", "end"]
+    assert calls_by_segment(events_of(noetl, execution_id), "start") == [1, 0]
+
+
+def _running_ids(noetl: Any) -> list[str]:
+    result: CliResult = noetl("query", "SELECT execution_id FROM execution WHERE status = 'running'",
+                              "--format", "json")
+    assert result.code == 0, result.stderr
+    return [str(row["execution_id"]) for row in result.json()]
+
+
+def test_rerun_from_a_step_reuses_the_steps_before_it(noetl: Any, tmp_path: Path) -> None:
+    (tmp_path / "go").touch()
+    playbook = write(tmp_path, "chain.yaml", WAITING_CHAIN)
+    original = noetl("run", str(playbook), "--json").json()
+    rerun = noetl("rerun", original["execution_id"], "--from", "end", "--set", "tag=second", "--json")
+    assert rerun.code == 0, rerun.stderr
+    doc = rerun.json()
+    assert doc["execution_id"] != original["execution_id"]
+    assert doc["status"] == "completed"
+    assert doc["result"] == {"first": 1, "tag": "first"}  # start's result (and its ctx write) are reused
+    assert doc["steps"]["start"] == {"status": "completed", "result": {"a": 1, "tag": "first"}, "reused": True}
+    events = events_of(noetl, doc["execution_id"])
+    assert [e["node_name"] for e in events if e["event_type"] == "step.reused"] == ["start", "wait"]
+    assert [e["node_name"] for e in events if e["event_type"] == "step.enter"] == ["end"]
+    assert events[0]["meta"]["rerun_of"] == original["execution_id"]
+    assert events[0]["result"]["tag"] == "second"
+
+    whole = noetl("rerun", original["execution_id"], "--set", "tag=third", "--json").json()
+    assert whole["status"] == "completed" and whole["result"] == {"first": 1, "tag": "third"}
+
+
+def test_rerun_from_a_missing_or_unreachable_step_is_refused(noetl: Any, tmp_path: Path) -> None:
+    (tmp_path / "go").touch()
+    playbook = write(tmp_path, "chain.yaml", WAITING_CHAIN)
+    execution_id = noetl("run", str(playbook), "--json").json()["execution_id"]
+    missing = noetl("rerun", execution_id, "--from", "nope")
+    assert missing.code == 2
+    assert missing.stderr.strip() == ("error: --from 'nope': waiting_chain has no step of that name "
+                                      "(steps: start, wait, end, orphan)")
+    unreachable = noetl("rerun", execution_id, "--from", "orphan")
+    assert unreachable.code == 2
+    assert unreachable.stderr.strip() == "error: --from 'orphan': not reachable from the entry step 'start'"
+    assert noetl("query", "SELECT count(*) AS n FROM execution", "--format", "json").json() == [{"n": 1}]
