@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from noetl.dsl.check import Checker, Problem, check_canonical
+from noetl.dsl.code_templates import python_code_warnings
 from noetl.dsl.legacy import UNSUPPORTED, normalize_playbook
 from noetl.dsl.load import Source, parse_yaml, read_source
 from noetl.dsl.model import Playbook
@@ -69,6 +70,8 @@ def analyse(source: Source) -> LoadedPlaybook:
         else:
             checker.note(path, message)
     check_canonical(checker, canonical)
+    for path, message in python_code_warnings(canonical):
+        checker.warn(path, message)
     loaded.canonical = canonical
     if not any(p.severity == "error" for p in checker.problems):
         try:

@@ -92,3 +92,26 @@ def test_task_set_and_credential_are_known_keys(noetl, tmp_path: Path) -> None: 
     result = noetl("validate", str(PIPELINES / "pagination_task_set.yaml"), str(PIPELINES / "retry_fixed_backoff.yaml"))
     assert result.code == 0, result.stdout + result.stderr
     assert "unknown key" not in result.stdout + result.stderr
+
+
+def test_templates_in_python_code_are_warned_about_and_migrated_to_input(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    legacy = PIPELINES / "code_templates_legacy.yaml"
+    checked = noetl("validate", str(legacy))
+    assert checked.code == 0
+    assert "code_templates_legacy.yaml:8:5: warning: step 'start': python code is never rendered, so {{ temp }}" \
+        in checked.stderr
+    assert "step 'shout': python code is never rendered, so {{ city }}" in checked.stderr
+    assert "not_a_context_name" not in checked.stderr  # only names the render context has
+
+    migrated = noetl("migrate", str(legacy))
+    assert migrated.code == 0, migrated.stderr
+    canonical = tmp_path / "migrated.yaml"
+    canonical.write_text(migrated.stdout)
+    assert "never rendered" not in noetl("validate", str(canonical)).stderr
+    result = noetl("run", str(canonical), "--json")
+    doc = result.json()
+    assert result.code == 0, doc["error"]
+    # What rendering the code first produced: native values outside strings, text inside them.
+    assert doc["steps"]["start"]["result"] == {"t": 31, "name": "London", "greeting": "Hello O'Brien, it is 30 C",
+                                               "n": 2, "kept": "{{ not_a_context_name }}"}
+    assert doc["steps"]["shout"]["result"] == "LONDON/Hello O'Brien, it is 30 C"
