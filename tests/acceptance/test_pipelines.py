@@ -115,3 +115,32 @@ def test_templates_in_python_code_are_warned_about_and_migrated_to_input(noetl, 
     assert doc["steps"]["start"]["result"] == {"t": 31, "name": "London", "greeting": "Hello O'Brien, it is 30 C",
                                                "n": 2, "kept": "{{ not_a_context_name }}"}
     assert doc["steps"]["shout"]["result"] == "LONDON/Hello O'Brien, it is 30 C"
+
+
+MAX_IN_FLIGHT = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: width}
+workload: {width: WIDTH}
+workflow:
+  - step: start
+    loop: {in: [1, 2, 3], iterator: n, spec: {mode: parallel, max_in_flight: SPEC}}
+    tool: {kind: noop}
+"""
+
+
+def test_a_templated_max_in_flight_that_is_not_a_positive_integer_fails_the_step(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    playbook = tmp_path / "width.yaml"
+    playbook.write_text(MAX_IN_FLIGHT.replace("WIDTH", "wide").replace("SPEC", '"{{ width }}"'))
+    result = noetl("run", str(playbook), "--json")
+    assert result.code == 1
+    assert "loop.spec.max_in_flight: expected a positive integer, got 'wide'" in result.json()["error"]
+    assert noetl("run", str(playbook), "--json", "--set", "width=2").json()["status"] == "completed"
+
+
+def test_a_literal_max_in_flight_below_one_is_invalid(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    playbook = tmp_path / "width.yaml"
+    playbook.write_text(MAX_IN_FLIGHT.replace("WIDTH", "1").replace("SPEC", "0"))
+    result = noetl("validate", str(playbook))
+    assert result.code == 2
+    assert "max_in_flight must be at least 1" in result.stdout + result.stderr
