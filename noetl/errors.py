@@ -4,6 +4,7 @@
     ├── PlaybookError          invalid playbook (YAML, schema, semantic checks)   -> exit 2 / HTTP 422
     ├── InputError             bad arguments or payload                           -> exit 2 / HTTP 400
     ├── NotFoundError          unknown execution, catalog path, credential        -> exit 2 / HTTP 404
+    ├── ForbiddenError         a request NoETL refuses to carry out (SQL endpoint) -> exit 2 / HTTP 403
     ├── TemplateError          a template failed to render (names template + variable)
     ├── StoreError             the store could not complete an operation          -> HTTP 503
     └── ToolError              a tool failed (carries kind, message, retryable)
@@ -43,6 +44,10 @@ class NotFoundError(NoetlError):
     http_status = 404
 
 
+class ForbiddenError(NoetlError):
+    http_status = 403
+
+
 class TemplateError(NoetlError):
     http_status = 422
 
@@ -75,6 +80,7 @@ HTTP_STATUS_BY_ERROR: dict[type[NoetlError], int] = {
     PlaybookError: 422,
     InputError: 400,
     NotFoundError: 404,
+    ForbiddenError: 403,
     TemplateError: 422,
     StoreError: 503,
 }

@@ -133,15 +133,21 @@ def install(cli: click.Group) -> None:
     @handle_errors
     def db_init(database_url: str | None) -> None:
         """Create schema `noetl` and apply pending migrations (safe to run again)."""
-        applied = run_sync(_migrate(_database_url(database_url)))
-        click.echo(json.dumps({"applied": applied, "status": "up to date" if not applied else "migrated"}))
+        applied, reader = run_sync(_migrate(_database_url(database_url)))
+        if reader is None:
+            click.echo("warning: this role cannot create roles, so the SQL endpoint's read-only role was not "
+                       "created; run `noetl db init` once as a role with CREATEROLE", err=True)
+        click.echo(json.dumps({"applied": applied, "status": "up to date" if not applied else "migrated",
+                               "sql_reader_role": reader}))
 
     @cli.command("query")
     @click.argument("sql")
     @click.option("--schema", default=None, help="Schema searched first (search_path).")
     @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
                   help="Print an aligned table or JSON rows.")
-    @click.option("--write", is_flag=True, help="Allow statements that change data (direct connection only).")
+    @click.option("--write", is_flag=True,
+                  help="Allow a statement that changes data: the local store, a direct connection, or a server "
+                       "with NOETL_SQL_API_WRITE=true.")
     @database_option
     @click.pass_obj
     @handle_errors
@@ -156,7 +162,8 @@ def install(cli: click.Group) -> None:
             from noetl.cli.remote import post_json
 
             try:
-                result = post_json(obj.server_url, "/api/postgres/execute", {"query": sql, "schema": schema})
+                result = post_json(obj.server_url, "/api/postgres/execute", {"query": sql, "schema": schema,
+                                                                              "write": write})
             except InputError as exc:
                 raise InputError(f"{exc} (the query went to the server at {obj.server_url} because a server URL "
                                  "is set; its SQL endpoint is off unless the server runs with "
@@ -164,33 +171,28 @@ def install(cli: click.Group) -> None:
         else:
             from noetl.cli.local_query import query_local
 
-            result = query_local(load_settings().sqlite_path, sql)
+            result = query_local(load_settings().sqlite_path, sql, write=write)
         _print_result(result, fmt)
 
 
-async def _migrate(url: str) -> list[int]:
+async def _migrate(url: str) -> tuple[list[int], str | None]:
     from noetl.store.postgres import PostgresStore
+    from noetl.store.postgres.sqlreader import try_ensure_reader
 
     store = PostgresStore(url, migrate=False)
     await store.open()
     try:
-        return await store.migrate()
+        applied = await store.migrate()
+        reader = await try_ensure_reader(store)
+        return applied, reader.role if reader else None
     finally:
         await store.close()
 
 
 async def _query_direct(url: str, sql: str, schema: str | None, write: bool) -> dict[str, Any]:
-    from noetl.server.routes.system import run_sql
-    from noetl.server.state import ServerConfig, ServerState
-    from noetl.store.postgres import PostgresStore
+    from noetl.server.sqlapi import run_statement
 
-    store = PostgresStore(url, migrate=False, max_size=1)
-    await store.open()
-    try:
-        config = ServerConfig(database_url=url, sql_api_enabled=True, sql_api_writable=write)
-        return await run_sql(ServerState(config=config, store=store, core=None), sql, None, schema)  # type: ignore[arg-type]
-    finally:
-        await store.close()
+    return await run_statement(url, sql, schema=schema, write=write)
 
 
 def _print_result(result: dict[str, Any], fmt: str) -> None:

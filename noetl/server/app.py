@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -25,6 +26,9 @@ from noetl.server.requestlog import install_request_log_context
 from noetl.server.routes import catalog, executions, results, system, workers
 from noetl.server.state import ServerConfig, ServerState
 from noetl.store.postgres import PostgresStore
+from noetl.store.postgres.sqlreader import try_ensure_reader
+
+log = logging.getLogger("noetl.server")
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -32,6 +36,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = PostgresStore(config.database_url, max_size=config.pool_size)
         await store.open()
+        if config.sql_api_enabled and await try_ensure_reader(store) is None:
+            log.warning("SQL endpoint: this role cannot create the reader role; run `noetl db init` as a role "
+                        "with CREATEROLE (read-only queries run as the server's role until then)")
         core = DecisionCore(store, owner=f"server-{socket.gethostname()}-{os.getpid()}")
         app.state.noetl = ServerState(config=config, store=store, core=core)
         stop = asyncio.Event()

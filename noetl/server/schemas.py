@@ -45,6 +45,9 @@ class SqlRequest(_Body):
     sql: str | None = None
     params: list[Any] | dict[str, Any] | None = None
     schema_: str | None = Field(default=None, alias="schema")
+    connection_string: str | None = Field(default=None, description="Query this database instead (read-only).")
+    credential: str | None = Field(default=None, description="Query the database of this postgres credential.")
+    write: bool = Field(default=False, description="Allow a statement that changes data (NOETL_SQL_API_WRITE).")
 
 
 class ExternalEvent(_Body):

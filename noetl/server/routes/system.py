@@ -5,13 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import psycopg
-from fastapi import APIRouter, HTTPException, Request, Response
-from psycopg import sql
+from fastapi import APIRouter, HTTPException, Response
 
-from noetl.errors import InputError, StoreError
+from noetl.errors import ForbiddenError, InputError, StoreError
 from noetl.server.auth import requires
 from noetl.server.schemas import SqlRequest
+from noetl.server.sqlapi import reader_conninfo, run_statement
 from noetl.server.state import ServerState, State
 from noetl.store.postgres.queue import CommandQueue
 from noetl.store.postgres.stats import StepTotals, read_step_stats
@@ -102,49 +101,41 @@ class _Snapshot:
         return self.families
 
 
-@router.post("/postgres/execute", summary="Run SQL on the NoETL database (off unless NOETL_ENABLE_SQL_API)")
+@router.post("/postgres/execute", summary="Run one SQL statement (off unless NOETL_ENABLE_SQL_API)")
 @requires("admin")
-async def postgres_execute(body: SqlRequest, request: Request,
-                           state: State) -> dict[str, Any]:
+async def postgres_execute(body: SqlRequest, state: State) -> dict[str, Any]:
+    """Read-only as the reader role (docs/security.md); ``connection_string`` or ``credential``
+    query another database under the same rules; ``write: true`` needs NOETL_SQL_API_WRITE."""
     if not state.config.sql_api_enabled:
         raise HTTPException(status_code=403, detail="the SQL endpoint is disabled; "
                             "set NOETL_ENABLE_SQL_API=true on the server to enable it")
     query = body.query or body.sql
     if not query or not query.strip():
         raise InputError("query: an SQL statement is required")
-    return await run_sql(state, query, body.params, body.schema_)
+    if body.write and not state.config.sql_api_writable:
+        raise ForbiddenError("writes through the SQL endpoint need NOETL_SQL_API_WRITE=true on the server")
+    if body.connection_string or body.credential:
+        conninfo = await _other_database(state, body)
+        return await run_statement(conninfo, query, body.params, schema=body.schema_)
+    if body.write:
+        return await run_statement(state.config.database_url, query, body.params, schema=body.schema_, write=True)
+    conninfo = await reader_conninfo(state.store, state.config.database_url)
+    return await run_statement(conninfo, query, body.params, schema=body.schema_)
 
 
-async def run_sql(state: ServerState, query: str, params: Any, schema: str | None) -> dict[str, Any]:
-    """Run ``query`` in a read-only transaction (unless the server allows writes)."""
+async def _other_database(state: ServerState, body: SqlRequest) -> str:
+    if body.connection_string and body.credential:
+        raise InputError("give connection_string or credential, not both")
+    if body.connection_string:
+        if not body.connection_string.startswith(("postgresql://", "postgres://")):
+            raise InputError("connection_string: a postgresql:// URL is required")
+        return body.connection_string
+    from noetl.credentials import get_credential
+    from noetl.errors import ToolError
+    from noetl.tools.postgres import conninfo_from_fields
+
+    credential = await get_credential(state.store, str(body.credential))
     try:
-        async with state.store.connection() as conn, conn.transaction():
-            if not state.config.sql_api_writable:
-                await conn.execute("SET TRANSACTION READ ONLY")
-            if schema:
-                await conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
-            cursor = await conn.execute(query.encode("utf-8"), params or None)
-            if cursor.description is None:
-                return {"columns": [], "rows": [], "rowcount": cursor.rowcount}
-            columns = [column.name for column in cursor.description]
-            rows = [list(row) for row in await cursor.fetchall()]
-            return {"columns": columns, "rows": _jsonable(rows), "rowcount": len(rows)}
-    except psycopg.errors.ReadOnlySqlTransaction as exc:
-        raise InputError("the SQL endpoint is read-only (set NOETL_SQL_API_WRITE=true to allow writes): "
-                         f"{str(exc).strip().splitlines()[0]}") from exc
-    except (psycopg.errors.OperationalError, psycopg.errors.InterfaceError) as exc:
-        raise StoreError(f"running SQL failed: {str(exc).strip().splitlines()[0]}") from exc
-    except psycopg.Error as exc:
-        raise InputError(f"SQL error: {str(exc).strip().splitlines()[0]}") from exc
-
-
-def _jsonable(rows: list[list[Any]]) -> list[list[Any]]:
-    import json
-
-    return json.loads(json.dumps(rows, default=_default))
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    return str(value)
+        return conninfo_from_fields(dict(credential["data"]))
+    except ToolError as exc:
+        raise InputError(f"credential {body.credential!r}: {exc}") from None

@@ -1,0 +1,116 @@
+"""``POST /api/postgres/execute`` and the direct ``noetl query``: one SQL statement, on a fresh
+connection, in a read-only transaction unless writes were allowed.
+
+Why each rule (SPEC section 20):
+
+- **One statement.** ``COMMIT; DELETE ...`` or ``SET TRANSACTION READ WRITE; ...`` would end or
+  undo the read-only transaction; a single statement cannot.
+- **Only reading statements** (``SELECT``, ``WITH``, ``VALUES``, ``TABLE``, ``SHOW``, ``EXPLAIN``)
+  when read-only; anything else is refused (403) before it reaches PostgreSQL.
+- **A fresh connection, closed afterwards.** ``SET``, ``search_path``, advisory locks and
+  ``LISTEN`` die with it instead of haunting the server's pool.
+- **The reader role** (:mod:`noetl.store.postgres.sqlreader`): the server's own queries run as the
+  role that owns NoETL's tables (often a superuser); the endpoint's never do.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from noetl.errors import ForbiddenError, InputError, StoreError
+from noetl.tools._sql import split_sql_statements
+
+READING_STATEMENTS = ("select", "with", "values", "table", "show", "explain")
+STATEMENT_TIMEOUT_MS = 30_000
+
+
+class SqlRefused(ForbiddenError):
+    """A statement the endpoint does not run (HTTP 403)."""
+
+    http_status = 403
+
+
+def single_statement(query: str) -> str:
+    statements = split_sql_statements(query)
+    if not statements:
+        raise InputError("query: an SQL statement is required")
+    if len(statements) > 1:
+        raise InputError(f"query: one statement per request ({len(statements)} given)")
+    return statements[0]
+
+
+def check_reading(statement: str) -> None:
+    words = statement.lstrip("( \t\r\n").split(None, 1)
+    first = words[0].lower() if words else ""
+    if first not in READING_STATEMENTS:
+        raise SqlRefused(f"read-only: {first.upper() or 'this'} statements are not allowed "
+                         f"(only {', '.join(w.upper() for w in READING_STATEMENTS)}); to change data use "
+                         "`noetl query --write` (a server also needs NOETL_SQL_API_WRITE=true)")
+
+
+async def run_statement(conninfo: str, query: str, params: Any = None, *, schema: str | None = None,
+                        write: bool = False) -> dict[str, Any]:
+    """Run one statement on its own connection and close it."""
+    statement = single_statement(query)
+    if not write:
+        check_reading(statement)
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect for the SQL query: {_first_line(exc)}") from None
+    try:
+        await conn.set_read_only(not write)
+        async with conn.transaction(force_rollback=not write):
+            await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            if schema:
+                await conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
+            cursor = await conn.execute(statement.encode("utf-8"), params or None)
+            if cursor.description is None:
+                return {"columns": [], "rows": [], "rowcount": cursor.rowcount}
+            columns = [column.name for column in cursor.description]
+            rows = [list(row) for row in await cursor.fetchall()]
+            return {"columns": columns, "rows": _jsonable(rows), "rowcount": len(rows)}
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        raise SqlRefused(f"read-only: {_first_line(exc)}") from None
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise SqlRefused(f"not allowed: {_first_line(exc)}") from None
+    except (psycopg.errors.OperationalError, psycopg.errors.InterfaceError) as exc:
+        raise StoreError(f"running SQL failed: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise InputError(f"SQL error: {_first_line(exc)}") from None
+    finally:
+        await conn.close()
+
+
+async def reader_conninfo(store: Any, database_url: str) -> str:
+    """Where a read-only request runs: as the reader role, or, where ``noetl db init`` could not
+    create it, as the server's role when that role holds no rights beyond its own tables."""
+    from noetl.store.postgres.sqlreader import find_reader, server_role_is_privileged
+
+    async with store.connection() as conn:
+        reader = await find_reader(conn)
+        if reader is not None:
+            return reader.conninfo(database_url)
+        if await server_role_is_privileged(conn):
+            raise SqlRefused("the SQL endpoint has no reader role and the server's role is privileged: "
+                             "run `noetl db init` as a role with CREATEROLE to create it")
+    return database_url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _jsonable(rows: list[list[Any]]) -> list[list[Any]]:
+    return json.loads(json.dumps(rows, default=_default))  # type: ignore[no-any-return]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    return str(value)

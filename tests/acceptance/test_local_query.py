@@ -1,0 +1,33 @@
+"""`noetl query` on the local store opens it read-only: no writes, no files created elsewhere;
+`--write` is the way to change it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HELLO = """apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: q, path: t/q}
+workflow:
+  - step: start
+    tool: {kind: noop}
+"""
+
+
+def test_local_query_reads_and_only_writes_when_asked(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    playbook = tmp_path / "q.yaml"
+    playbook.write_text(HELLO)
+    assert noetl("run", str(playbook)).code == 0
+    counted = noetl("query", "SELECT count(*) AS n FROM noetl.event", "--format", "json")
+    assert counted.code == 0 and counted.json()[0]["n"] > 0
+    outside = tmp_path / "copy.db"
+    for sql in (f"VACUUM INTO '{outside}'", f"ATTACH DATABASE '{outside}' AS other", "DELETE FROM noetl.event",
+                "PRAGMA journal_mode = DELETE", "CREATE TABLE t (x)"):
+        result = noetl("query", sql)
+        assert result.code == 2, (sql, result.stderr)
+        assert "read-only" in result.stderr and "--write" in result.stderr, result.stderr
+    assert not outside.exists()
+    assert noetl("query", "PRAGMA table_info(event)").code == 0
+    deleted = noetl("query", "DELETE FROM noetl.event", "--write")
+    assert deleted.code == 0, deleted.stderr
+    assert noetl("query", "SELECT count(*) AS n FROM noetl.event", "--format", "json").json()[0]["n"] == 0

@@ -1,0 +1,133 @@
+"""The SQL endpoint on a real PostgreSQL: one statement, as the reader role, on a fresh connection.
+Each attack that once deleted the catalog, read server files or broke the pool is refused, and the
+catalog and the server's pool are intact afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from test_distributed_cluster import create_database
+
+from noetl.server.app import create_app
+from noetl.server.state import ServerConfig
+from noetl.store.postgres.sqlreader import ensure_reader, reader_role_name
+
+PLAYBOOK = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: sql, path: tests/sql}
+workflow:
+  - step: start
+    tool: {kind: noop}
+"""
+SQL = "/api/postgres/execute"
+
+
+@pytest.fixture
+def url(pg_cluster: dict[str, Any]) -> str:
+    return create_database(pg_cluster)
+
+
+def as_superuser(pg: dict[str, Any], url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(host=pg["socket_dir"], port=pg["port"], user=pg["superuser"], dbname=url.rsplit("/", 1)[1],
+                           autocommit=True)
+
+
+def served(pg: dict[str, Any], url: str, scenario: Callable[[httpx.AsyncClient], Awaitable[None]],
+           *, reader: bool = True) -> None:
+    async def main() -> None:
+        app = create_app(ServerConfig(database_url=url, sql_api_enabled=True, reap_interval=0.05))
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://noetl.test") as client:
+            assert (await client.post("/api/catalog/register", json={"content": PLAYBOOK})).status_code == 200
+            if reader:  # what `noetl db init` run by a role with CREATEROLE does
+                async with await psycopg.AsyncConnection.connect(host=pg["socket_dir"], port=pg["port"],
+                                                                 user=pg["superuser"],
+                                                                 dbname=url.rsplit("/", 1)[1]) as conn:
+                    await ensure_reader(conn)
+            await scenario(client)
+
+    asyncio.run(main())
+    with as_superuser(pg, url) as conn:
+        assert conn.execute("SELECT count(*) FROM noetl.catalog").fetchone() == (1,)
+
+
+ESCAPES = [
+    ("SET TRANSACTION READ WRITE; DELETE FROM noetl.catalog", 400),
+    ("COMMIT; DELETE FROM noetl.catalog", 400),
+    ("ROLLBACK; DELETE FROM noetl.catalog", 400),
+    ("END; DELETE FROM noetl.catalog", 400),
+    ("SELECT 1; SELECT 2", 400),
+    ("DELETE FROM noetl.catalog", 403),
+    ("WITH gone AS (DELETE FROM noetl.catalog RETURNING 1) SELECT * FROM gone", 403),
+    ("COPY (SELECT 1) TO PROGRAM 'touch /tmp/noetl-pwned'", 403),
+    ("SELECT pg_read_file('/etc/hostname')", 403),
+    ("SELECT * FROM noetl.credential", 403),
+    ("SELECT * FROM noetl.sql_reader", 403),
+    ("SELECT set_config('role', 'noetl_test', false)", 403),
+    ("SET search_path TO nowhere", 403),
+    ("LISTEN noetl_anything", 403),
+]
+
+
+def test_escapes_from_the_read_only_rules_are_refused(pg_cluster: dict[str, Any], url: str) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        for query, status in ESCAPES:
+            response = await client.post(SQL, json={"query": query})
+            assert response.status_code == status, (query, response.text)
+            assert "\n" not in response.json()["error"]
+        who = await client.post(SQL, json={"query": "SELECT current_user, session_user"})
+        role = reader_role_name(url.rsplit("/", 1)[1])
+        assert who.json()["rows"] == [[role, role]]
+        rows = await client.post(SQL, json={"query": "SELECT path FROM noetl.catalog WHERE path = %s",
+                                              "params": ["tests/sql"]})
+        assert rows.json()["rows"] == [["tests/sql"]]
+
+    served(pg_cluster, url, scenario)
+
+
+def test_session_state_dies_with_the_request(pg_cluster: dict[str, Any], url: str) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        for query in ("SELECT pg_advisory_lock(4242)", "SELECT set_config('search_path', 'nowhere', false)",
+                      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"):
+            response = await client.post(SQL, json={"query": query})
+            assert response.status_code in (200, 403), (query, response.text)
+        for _ in range(12):  # more than the pool holds: every pooled connection is still healthy
+            started = await client.post("/api/execute", json={"path": "tests/sql"})
+            assert started.status_code == 200, started.text
+        with as_superuser(pg_cluster, url) as conn:
+            assert conn.execute("SELECT pg_try_advisory_lock(4242)").fetchone() == (True,)
+
+    served(pg_cluster, url, scenario)
+
+
+def test_connection_string_and_write_follow_the_same_rules(pg_cluster: dict[str, Any], url: str) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        other = {"connection_string": url}
+        ok = await client.post(SQL, json={"query": "SELECT current_user", **other})
+        assert ok.status_code == 200 and ok.json()["rows"] == [[pg_cluster["user"]]]
+        for query in ("DELETE FROM noetl.catalog", "COMMIT; DELETE FROM noetl.catalog"):
+            assert (await client.post(SQL, json={"query": query, **other})).status_code in (400, 403)
+        bad = await client.post(SQL, json={"query": "SELECT 1", "connection_string": "mysql://x"})
+        assert bad.status_code == 400
+        write = await client.post(SQL, json={"query": "DELETE FROM noetl.catalog", "write": True})
+        assert write.status_code == 403 and "NOETL_SQL_API_WRITE" in write.json()["error"]
+        missing = await client.post(SQL, json={"query": "SELECT 1", "credential": "nope"})
+        assert missing.status_code == 404
+
+    served(pg_cluster, url, scenario)
+
+
+def test_without_a_reader_role_an_unprivileged_server_role_reads_only(pg_cluster: dict[str, Any], url: str) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        who = await client.post(SQL, json={"query": "SELECT current_user"})
+        assert who.json()["rows"] == [[pg_cluster["user"]]]
+        for query, _status in ESCAPES[:8]:
+            assert (await client.post(SQL, json={"query": query})).status_code in (400, 403), query
+
+    served(pg_cluster, url, scenario, reader=False)
