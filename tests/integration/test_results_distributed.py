@@ -82,3 +82,16 @@ def test_the_reaper_deletes_results_past_their_ttl(pg_cluster: dict[str, Any]) -
 
     old, live = asyncio.run(scenario())
     assert old is None and live is not None
+
+
+def test_noetl_result_against_the_server(cluster: Cluster, tmp_path: Path) -> None:
+    from acceptance.conftest import run_noetl
+
+    entry = cluster.register((FIXTURES / "pipeline_big.yaml").read_text())
+    doc = cluster.wait(cluster.execute(entry["path"]))
+    assert doc["status"] == "completed", doc["error"]
+    fetched = run_noetl("--server-url", cluster.url, "result", doc["execution_id"], "start", home=tmp_path)
+    assert fetched.code == 0, fetched.stderr
+    assert fetched.json() == {"n": 3000, "last": 2999}
+    missing = run_noetl("--server-url", cluster.url, "result", doc["execution_id"], "nope", home=tmp_path)
+    assert missing.code == 2 and "no result for step 'nope'" in missing.stderr
