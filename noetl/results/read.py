@@ -14,7 +14,9 @@ from noetl.results.storage import storage_for
 from noetl.store.base import Store
 
 PAGE = 1000
-RESULT_EVENTS = (ev.STEP_EXIT, ev.LOOP_DONE, ev.CALL_DONE)
+# A step's result is on its step.exit (a loop's aggregate also on loop.done): a 100,000-item loop's
+# call reports are never read to answer (PostgreSQL filters by type in the query).
+RESULT_EVENTS = (ev.STEP_EXIT, ev.LOOP_DONE)
 
 
 async def step_result(store: Store, execution_id: str, step: str, *, index: int | None = None) -> Any:
@@ -41,11 +43,11 @@ async def _located(store: Store, execution_id: str, step: str, *, index: int | N
     found = False
     result: Any = None
     async for event in _result_events(store, execution_id):
-        # A loop iteration's call.done is not the step's result (its aggregate comes with loop.done).
-        if event.node_name == step and not (event.event_type == ev.CALL_DONE and event.meta.get("loop_index") is not None):
+        if event.node_name == step:
             found, result = True, event.result
     if not found:
-        raise NotFoundError(f"execution {execution_id} has no result for step {step!r}", execution_id=execution_id)
+        raise NotFoundError(f"execution {execution_id} has no result for step {step!r} (not run, or still running)",
+                            execution_id=execution_id)
     if index is None:
         return result
     if is_ref(result):
