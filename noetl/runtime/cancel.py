@@ -9,9 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from noetl.clock import iso, utc_now
-from noetl.engine import events as ev
-from noetl.engine.events import Event
 from noetl.errors import NotFoundError
+from noetl.runtime.execution import cancel_event
 from noetl.store.base import Store
 
 
@@ -22,8 +21,7 @@ async def cancel_local(store: Store, execution_id: str, reason: str = "cancelled
     if record.status != "running":
         return {"execution_id": execution_id, "status": record.status, "cancelled": False}
     now = iso(utc_now())
-    event = Event(execution_id, ev.EXECUTION_CANCELLED, status="cancelled",
-                  error={"kind": "cancelled", "message": reason}, created_at=now)
+    event = cancel_event(execution_id, reason, created_at=now)
     await store.append_events(execution_id, [event], update={"status": "cancelled", "error": reason, "ended_at": now})
     children = await store.list_executions(parent_execution_id=execution_id, status="running")
     for child in children:

@@ -43,6 +43,7 @@ from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
 from noetl.errors import NotFoundError, StoreError
 from noetl.ids import new_execution_id
+from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
 from noetl.runtime.request import RunRequest
 from noetl.runtime.services import LocalServices
 from noetl.store.base import ExecutionRecord
@@ -210,7 +211,7 @@ class DecisionCore:
             started_at=events[0].created_at,
         )
         if cached.state.finished:
-            record.status, record.result, record.error = cached.state.status, self._result(cached), cached.state.error
+            record.status, record.result, record.error = cached.state.status, execution_result(cached.state), cached.state.error
             record.ended_at = events[-1].created_at
         params, rows = execution_params(record), event_rows(execution_id, events)
 
@@ -247,8 +248,7 @@ class DecisionCore:
         cached = await self.cached(execution_id)
         if cached is None:
             raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
-        event = Event(execution_id, ev.EXECUTION_CANCELLED, status="cancelled",
-                      error={"kind": "cancelled", "message": reason})
+        event = cancel_event(execution_id, reason)
         cancelled = await self._decide(cached, PendingReport(event, None))
         if cancelled:
             for child in await self.store.list_executions(parent_execution_id=execution_id, status="running"):
@@ -443,11 +443,7 @@ class DecisionCore:
         state = cached.state
         events = [event for h in handled for event in h.events]
         now = events[-1].created_at if events else iso(self.clock())
-        update = None
-        if state.finished:
-            redact = cached.services.redactor.redact if cached.services.redactor else (lambda value: value)
-            update = {"status": state.status, "result": redact(self._result(cached)), "error": redact(state.error),
-                      "ended_at": now}
+        update = final_update(state, cached.services.redactor, now)
         write = DecisionWrite(
             execution_id=cached.execution_id, rows=[row for h in handled for row in h.rows],
             first_event_id=cached.last_event_id + 1, now=now, update=update,
@@ -478,19 +474,7 @@ class DecisionCore:
         await self.statements.queue(conn, execution_id, commands, now=now, as_of=as_of)
 
     def _stamp(self, cached: CachedExecution, events: list[Event]) -> list[Event]:
-        now = iso(self.clock())
-        redactor = cached.services.redactor
-        for event in events:
-            event.created_at = now
-            if redactor:
-                event.result = redactor.redact(event.result)
-                event.error = redactor.redact(event.error)
-                event.meta = redactor.redact(event.meta)
-        return events
-
-    @staticmethod
-    def _result(cached: CachedExecution) -> Any:
-        return cached.state.result if cached.state.status == "completed" else None
+        return stamp(events, self.clock(), cached.services.redactor)
 
     # the per-process cache ---------------------------------------------------------------
     async def cached(self, execution_id: str) -> CachedExecution | None:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from noetl.clock import Clock, iso, utc_now
+from noetl.clock import Clock, utc_now
 from noetl.engine import events as ev
 from noetl.engine.commands import Command
 from noetl.engine.decide import Decision, Engine
@@ -20,6 +20,7 @@ from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
 from noetl.ids import new_execution_id
 from noetl.results.refs import use_loader
+from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
 from noetl.runtime.frames import run_command
 from noetl.runtime.owner import current_owner
 from noetl.runtime.report import crash_outcome, outcome_event
@@ -144,15 +145,7 @@ class _Execution:
 
     # events ----------------------------------------------------------------------------
     def _stamp(self, events: list[Event]) -> list[Event]:
-        now = iso(self.runtime.clock())
-        redactor = self.runtime.redactor or self.services.redactor
-        for event in events:
-            event.created_at = now
-            if redactor is not None:
-                event.result = redactor.redact(event.result)
-                event.error = redactor.redact(event.error)
-                event.meta = redactor.redact(event.meta)
-        return events
+        return stamp(events, self.runtime.clock(), self.runtime.redactor or self.services.redactor)
 
     async def _record_start(self, events: list[Event]) -> None:
         self._stamp(events)
@@ -194,11 +187,7 @@ class _Execution:
             self.status.apply(event)
 
     def _end_update(self, events: list[Event]) -> dict[str, Any] | None:
-        if not self.state.finished:
-            return None
-        redactor = self.runtime.redactor or self.services.redactor
-        return {"status": self.state.status, "result": redactor.redact(self.status_result()),
-                "error": redactor.redact(self.state.error), "ended_at": events[-1].created_at}
+        return final_update(self.state, self.runtime.redactor or self.services.redactor, events[-1].created_at)
 
     async def _record(self, decision: Decision) -> None:
         if not decision.events:
@@ -209,7 +198,7 @@ class _Execution:
         self._publish(stored)
 
     def status_result(self) -> Any:
-        return self.state.result if self.state.status == "completed" else None
+        return execution_result(self.state)
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
@@ -241,9 +230,7 @@ class _Execution:
     async def _cancel(self, reason: str) -> None:
         if self.state.finished:
             return
-        event = Event(self.execution_id, ev.EXECUTION_CANCELLED, status="cancelled",
-                      error={"kind": "cancelled", "message": reason})
-        decision = self.engine.handle(self.state, event)
+        decision = self.engine.handle(self.state, cancel_event(self.execution_id, reason))
         await self._record(decision)
 
     async def _stop_tasks(self) -> None:

@@ -1,0 +1,56 @@
+"""What both runtimes do around the engine for one execution, written once.
+
+The local runtime (runtime/local.py) and the distributed decision core (runtime/distributed.py)
+record the same events the same way: every event of a decision gets its time and passes the
+execution's redactor before it is stored; the execution row gets its final status, result and
+error (redacted too) with the decision that finishes it; a cancel is one ``execution.cancelled``
+event, whoever asks for it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from noetl.clock import iso
+from noetl.engine import events as ev
+from noetl.engine.events import Event
+from noetl.engine.state import ExecutionState
+
+
+class Redactor(Protocol):
+    def redact(self, value: Any) -> Any: ...
+
+
+def stamp(events: list[Event], now: datetime, redactor: Redactor | None) -> list[Event]:
+    """Give a decision's events their time and redact them (in place; returns ``events``).
+
+    Events of one decision get times one microsecond apart, in order, so that ordering the log by
+    ``created_at`` (as users' SQL does) gives the order of ``event_id``.
+    """
+    for offset, event in enumerate(events):
+        event.created_at = iso(now + timedelta(microseconds=offset))
+        if redactor is not None:
+            event.result = redactor.redact(event.result)
+            event.error = redactor.redact(event.error)
+            event.meta = redactor.redact(event.meta)
+    return events
+
+
+def execution_result(state: ExecutionState) -> Any:
+    """The execution's result as the row stores it: only a completed execution has one."""
+    return state.result if state.status == "completed" else None
+
+
+def final_update(state: ExecutionState, redactor: Redactor | None, ended_at: str) -> dict[str, Any] | None:
+    """The execution row's final columns once ``state`` has finished (None while it runs)."""
+    if not state.finished:
+        return None
+    redact = redactor.redact if redactor is not None else (lambda value: value)
+    return {"status": state.status, "result": redact(execution_result(state)), "error": redact(state.error),
+            "ended_at": ended_at}
+
+
+def cancel_event(execution_id: str, reason: str = "cancelled by request", *, created_at: str = "") -> Event:
+    return Event(execution_id, ev.EXECUTION_CANCELLED, status="cancelled",
+                 error={"kind": "cancelled", "message": reason}, created_at=created_at)
