@@ -102,3 +102,26 @@ def test_prune_removes_results_past_their_ttl_then_by_age(noetl: Any, noetl_home
     assert not list((noetl_home / "results").glob("*/*.json"))
     bad = noetl("prune", "--older-than", "soon")
     assert bad.code == 2 and "--older-than: expected seconds or a duration" in bad.stderr
+
+
+def test_secrets_are_redacted_before_a_result_is_stored(noetl: Any, noetl_home: Path, tmp_path: Path) -> None:
+    secret = "s3cr3t-results-value-42"
+    playbook = tmp_path / "leaky_big.yaml"
+    playbook.write_text("""\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: leaky_big}
+workflow:
+  - step: start
+    tool: {kind: python, input: {t: "{{ secret.RESULTS_TOKEN }}"}, code: "result = {'rows': ['token ' + t] * 10000}"}
+    output: {store: {kind: disk}}
+""")
+    run = noetl("run", str(playbook), "--json", env={"RESULTS_TOKEN": secret})
+    assert run.code == 0, run.stderr
+    doc = run.json()
+    assert "_ref" in doc["steps"]["start"]["result"]
+    whole = noetl("result", doc["execution_id"], "start")
+    assert whole.json()["rows"][0] == "token ***"
+    stored = [p.read_text() for p in (noetl_home / "results").glob("*/*.json")]
+    assert stored and all(secret not in text for text in stored)
+    assert secret not in run.stdout + whole.stdout
