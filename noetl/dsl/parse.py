@@ -16,6 +16,7 @@ from noetl.dsl.code_templates import python_code_warnings
 from noetl.dsl.legacy import UNSUPPORTED, normalize_playbook
 from noetl.dsl.load import Source, parse_yaml, read_source
 from noetl.dsl.model import Playbook
+from noetl.dsl.shapes import check_shapes
 from noetl.errors import PlaybookError
 
 
@@ -60,10 +61,20 @@ def analyse(source: Source) -> LoadedPlaybook:
         return loaded
     if raw.get("kind") not in (None, "Playbook", "playbook"):
         checker.error(("kind",), f"kind must be 'Playbook', got {raw.get('kind')!r}")
+    check_shapes(checker, raw)
+    if checker.problems and any(p.severity == "error" for p in checker.problems):
+        loaded.problems = checker.problems  # values of the wrong type: normalising them would only guess
+        return loaded
     checker.check_keys(raw)
     checker.check_ambiguity(raw)
     checker.check_templates(raw)
-    canonical, notes = normalize_playbook(raw)
+    try:
+        canonical, notes = normalize_playbook(raw)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        # A shape check_shapes does not know yet: still one line, never a traceback.
+        checker.error((), f"cannot read this playbook's structure ({type(exc).__name__}: {exc})")
+        loaded.problems = checker.problems
+        return loaded
     for path, message in notes:
         if message.startswith(UNSUPPORTED):
             checker.warn(path, message.removeprefix(UNSUPPORTED).strip())

@@ -89,3 +89,29 @@ def test_alias_bomb_in_a_credential_file_is_refused(tmp_path: Path) -> None:
                     "".join("  " + line for line in LAUGHS.splitlines(True)))
     result = run_noetl("register", "credential", "-f", str(path), home=tmp_path / "home")
     assert result.code == 2 and "alias bomb" in result.stderr
+
+
+@pytest.mark.parametrize(("step", "says"), [
+    ("tool: 5", "`tool` must be a mapping"),
+    ("tool: {kind: noop}\n    next: 5", "`next` must be"),
+    ("tool: {kind: noop}\n    next: {arcs: 5}", "`next.arcs` must be a list"),
+    ("tool: {kind: noop}\n    set: 5", "`set` must be a mapping"),
+    ("tool: {kind: noop}\n    input: [1]", "`input` must be a mapping"),
+    ("tool: {kind: noop, spec: {timeout: -1}}", "`spec.timeout` must be a positive number"),
+    ("tool: {kind: python, code: 'x = 1'}\n    retry: {attempts: -2}", "`retry.attempts` must be a whole number"),
+    ("tool: {kind: noop, spec: {policy: {rules: [{then: {do: retry, attempts: -1}}]}}}", "`then.attempts`"),
+], ids=["tool", "next", "arcs", "set", "input", "timeout", "retry", "policy"])
+def test_values_of_the_wrong_type_are_validation_errors(noetl, tmp_path: Path, step: str, says: str) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "typed.yaml"
+    path.write_text(HEAD + f"workflow:\n  - step: start\n    {step}\n")
+    for command in ("validate", "run"):
+        result = noetl(command, str(path))
+        assert result.code == 2, (command, result.stderr)
+        assert says in result.stderr and "Traceback" not in result.stderr and f"{path}:" in result.stderr
+
+
+def test_a_workbook_that_is_not_a_list_is_an_error(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "wb.yaml"
+    path.write_text(HEAD + "workbook: 5\nworkflow:\n  - step: start\n    tool: {kind: noop}\n")
+    result = noetl("validate", str(path))
+    assert result.code == 2 and "workbook: expected a list" in result.stderr

@@ -145,3 +145,21 @@ def test_hostile_yaml_in_bodies_is_a_one_line_4xx(url: str) -> None:
         assert [entry["version"] for entry in listed] == [1]
 
     served(url, scenario)
+
+
+def test_execution_ids_from_outside_are_positive_64_bit_numbers(url: str) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        headers = auth("tok-exec")
+        for bad in ("-5", "abc", str(2**63), 2**64, "007", "", " 12", "1.5", -1, 0):
+            start = {"event_type": "workflow.start", "path": "tests/sec", "execution_id": bad}
+            response = await client.post("/api/events", json=start, headers=headers)
+            assert response.status_code in (400, 422), (bad, response.text)
+            run = await client.post("/api/execute", json={"path": "tests/sec", "parent_execution_id": bad},
+                                    headers=headers)
+            assert run.status_code in (400, 422), (bad, run.text)
+        assert (await client.get("/api/executions", headers=headers)).json() == []
+        good = await client.post("/api/events", json={"event_type": "workflow.start", "path": "tests/sec",
+                                                      "execution_id": 2**63 - 1}, headers=headers)
+        assert good.status_code == 200 and good.json()["execution_id"] == str(2**63 - 1)
+
+    served(url, scenario)

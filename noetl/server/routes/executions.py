@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.errors import InputError, NotFoundError
+from noetl.ids import parse_execution_id
 from noetl.runtime.distributed import UnstorableReport, load_status
 from noetl.server.auth import requires
 from noetl.server.routes.catalog import find_entry
@@ -30,7 +31,8 @@ router = APIRouter(tags=["executions"])
 @requires("execute")
 async def execute(body: ExecuteRequest, state: State) -> dict[str, Any]:
     entry = await find_entry(state, path=body.path, catalog_id=body.catalog_id, version=body.version)
-    parent = str(body.parent_execution_id) if body.parent_execution_id is not None else None
+    parent = None if body.parent_execution_id is None else \
+        parse_execution_id(body.parent_execution_id, "parent_execution_id")
     if parent is not None and await state.store.get_execution(parent) is None:
         raise NotFoundError(f"parent execution {parent} not found")
     execution_id = await state.core.submit(
@@ -127,7 +129,7 @@ async def post_event(body: ExternalEvent, state: State) -> dict[str, Any]:
         return await _start_from_event(body, state)
     if body.execution_id is None or not event_type:
         raise InputError("execution_id and event_type are required")
-    execution_id = str(body.execution_id)
+    execution_id = parse_execution_id(body.execution_id)
     await _record(state, execution_id)
     if event_type == ev.EXECUTION_CANCELLED:
         reason = body.error.get("message") if isinstance(body.error, dict) else body.error
@@ -150,7 +152,7 @@ async def _start_from_event(body: ExternalEvent, state: ServerState) -> dict[str
     starts nothing and says so."""
     if not body.path and not body.catalog_id:
         raise InputError(f"{WORKFLOW_START}: path (or catalog_id) of a registered playbook is required")
-    execution_id = None if body.execution_id is None else str(body.execution_id)
+    execution_id = None if body.execution_id is None else parse_execution_id(body.execution_id)
     if execution_id is not None and (record := await state.store.get_execution(execution_id)) is not None:
         return {"accepted": False, "execution_id": execution_id, "status": record.status}
     entry = await find_entry(state, path=body.path, catalog_id=body.catalog_id, version=body.version)
