@@ -22,6 +22,7 @@ COMMAND_MODULES = {
     "noetl.cli.result": ("result",),
     "noetl.cli.prune": ("prune",),
     "noetl.cli.recovery": ("rerun", "resume"),
+    "noetl.cli.schedules": ("schedule", "scheduler"),
 }
 for _module, _names in COMMAND_MODULES.items():
     cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]

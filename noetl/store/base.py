@@ -67,6 +67,34 @@ class ResultRecord:
     expires_at: str | None = None  # from `output.store.ttl`; None keeps it until pruned
 
 
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A cron schedule of a playbook (see noetl.scheduling)."""
+
+    name: str
+    path: str  # what runs: a catalog path (or a playbook file, for a laptop's `noetl scheduler`)
+    cron: str
+    timezone: str = "UTC"
+    payload: dict[str, Any] = field(default_factory=dict)
+    overlap: str = "skip"  # skip | queue | allow, while an execution of the schedule still runs
+    catchup: str = "latest"  # none | latest | all, for fire times missed while no scheduler ran
+    enabled: bool = True
+    cursor: str | None = None  # fire times up to this instant (ISO 8601 UTC) have been handled
+    source: str = "cli"  # cli | api | playbook (declared under `schedules:`)
+    created_at: str = ""
+
+
+@dataclass(slots=True)
+class FireRecord:
+    """One fire time of a schedule. (schedule, scheduled_for) is unique: a fire time runs once."""
+
+    schedule: str
+    scheduled_for: str  # ISO 8601 UTC
+    status: str  # started | skipped | queued
+    execution_id: str | None = None
+    created_at: str = ""
+
+
 class Store(Protocol):
     """Async storage for executions, events, the catalog and credentials."""
 
@@ -120,6 +148,43 @@ class Store(Protocol):
 
     async def list_catalog(self, *, kind: str | None = None) -> list[CatalogEntry]:
         """Latest version of every path."""
+        ...
+
+    # schedules ---------------------------------------------------------------------------
+    async def put_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        """Create or replace the schedule ``record.name``; a replaced one keeps its cursor and
+        created_at."""
+        ...
+
+    async def get_schedule(self, name: str) -> ScheduleRecord | None: ...
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        ...
+
+    async def update_schedule(self, name: str, *, enabled: bool | None = None, cursor: str | None = None) -> bool:
+        """Change the given fields; False if there is no such schedule."""
+        ...
+
+    async def delete_schedule(self, name: str) -> bool:
+        """Delete the schedule and its fire records; False if there was none."""
+        ...
+
+    async def claim_fire(self, fire: FireRecord) -> bool:
+        """Record a fire time; False (and nothing changed) if it was recorded before, by anyone."""
+        ...
+
+    async def start_queued_fire(self, schedule: str, scheduled_for: str, execution_id: str) -> bool:
+        """Mark a queued fire time started with ``execution_id``; False if it was not queued."""
+        ...
+
+    async def list_fires(self, schedule: str, *, status: str | None = None, limit: int = 100) -> list[FireRecord]:
+        """Fire records of a schedule, latest fire time first (``status`` filters)."""
+        ...
+
+    async def try_scheduler_lock(self) -> bool:
+        """Become the one active scheduler of this store (PostgreSQL: an advisory lock held by a
+        session of this store until ``close``); False if another process holds it."""
         ...
 
     # credentials (data is an encrypted blob) ------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 from noetl.engine.events import Event
 from noetl.errors import StoreError
-from noetl.store.base import ExecutionRecord, ResultRecord
+from noetl.store.base import ExecutionRecord, FireRecord, ResultRecord, ScheduleRecord
 
 # Compact JSON; NaN/Infinity are rejected because they are not JSON (PostgreSQL jsonb refuses them).
 encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -85,6 +85,22 @@ def execution_params(record: ExecutionRecord) -> dict[str, Any]:
         "ended_at": record.ended_at,
         "owner": record.owner,
     }
+
+
+def schedule_params(record: ScheduleRecord) -> dict[str, Any]:
+    """The columns of a schedule row (payload as JSON text)."""
+    try:
+        payload = encode_json(record.payload)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"payload of schedule {record.name} is not JSON-serialisable: {exc}") from exc
+    return {"name": record.name, "path": record.path, "cron": record.cron, "timezone": record.timezone,
+            "payload": payload, "overlap": record.overlap, "catchup": record.catchup, "enabled": record.enabled,
+            "cursor": record.cursor, "source": record.source, "created_at": record.created_at}
+
+
+def fire_params(fire: FireRecord) -> dict[str, Any]:
+    return {"schedule": fire.schedule, "scheduled_for": fire.scheduled_for, "status": fire.status,
+            "execution_id": fire.execution_id, "created_at": fire.created_at}
 
 
 def update_params(execution_id: str, update: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,14 @@ from typing import Any
 
 from noetl.engine.events import Event
 from noetl.errors import NotFoundError, StoreError
-from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ResultRecord
+from noetl.store.base import (
+    CatalogEntry,
+    CredentialRecord,
+    ExecutionRecord,
+    FireRecord,
+    ResultRecord,
+    ScheduleRecord,
+)
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -62,6 +69,8 @@ class MemoryStore:
         self._catalog: dict[str, list[CatalogEntry]] = {}  # path -> versions, oldest first
         self._credentials: dict[str, CredentialRecord] = {}
         self._results: dict[str, ResultRecord] = {}  # insertion order = creation order
+        self._schedules: dict[str, ScheduleRecord] = {}
+        self._fires: dict[tuple[str, str], FireRecord] = {}
 
     async def open(self) -> None:
         self._open = True
@@ -192,6 +201,70 @@ class MemoryStore:
         self._check_open()
         latest = [versions[-1] for _, versions in sorted(self._catalog.items()) if versions]
         return [replace(entry) for entry in latest if kind is None or entry.kind == kind]
+
+    # schedules ---------------------------------------------------------------------------
+    async def put_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        self._check_open()
+        _encode(record.payload, f"payload of schedule {record.name}")
+        previous = self._schedules.get(record.name)
+        stored = replace(record, payload=json.loads(json.dumps(record.payload)),
+                         cursor=previous.cursor if previous else record.cursor,
+                         created_at=previous.created_at if previous else (record.created_at or self._now()))
+        self._schedules[record.name] = stored
+        return replace(stored)
+
+    async def get_schedule(self, name: str) -> ScheduleRecord | None:
+        self._check_open()
+        record = self._schedules.get(name)
+        return replace(record) if record else None
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        self._check_open()
+        return [replace(self._schedules[name]) for name in sorted(self._schedules)]
+
+    async def update_schedule(self, name: str, *, enabled: bool | None = None, cursor: str | None = None) -> bool:
+        self._check_open()
+        record = self._schedules.get(name)
+        if record is None:
+            return False
+        if enabled is not None:
+            record.enabled = enabled
+        if cursor is not None:
+            record.cursor = cursor
+        return True
+
+    async def delete_schedule(self, name: str) -> bool:
+        self._check_open()
+        for key in [key for key in self._fires if key[0] == name]:
+            del self._fires[key]
+        return self._schedules.pop(name, None) is not None
+
+    async def claim_fire(self, fire: FireRecord) -> bool:
+        self._check_open()
+        key = (fire.schedule, fire.scheduled_for)
+        if key in self._fires:
+            return False
+        if fire.schedule not in self._schedules:
+            raise StoreError(f"recording a fire time failed: no schedule {fire.schedule}")
+        self._fires[key] = replace(fire, created_at=fire.created_at or self._now())
+        return True
+
+    async def start_queued_fire(self, schedule: str, scheduled_for: str, execution_id: str) -> bool:
+        self._check_open()
+        fire = self._fires.get((schedule, scheduled_for))
+        if fire is None or fire.status != "queued":
+            return False
+        fire.status, fire.execution_id = "started", execution_id
+        return True
+
+    async def list_fires(self, schedule: str, *, status: str | None = None, limit: int = 100) -> list[FireRecord]:
+        self._check_open()
+        fires = [f for (name, _), f in self._fires.items() if name == schedule and status in (None, f.status)]
+        fires.sort(key=lambda f: f.scheduled_for, reverse=True)
+        return [replace(f) for f in fires[: max(limit, 0)]]
+
+    async def try_scheduler_lock(self) -> bool:
+        return True  # one process owns a memory store
 
     # credentials -----------------------------------------------------------------------
     async def put_credential(self, record: CredentialRecord) -> None:

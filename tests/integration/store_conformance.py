@@ -16,7 +16,14 @@ import pytest
 
 from noetl.engine.events import CALL_DONE, PLAYBOOK_INITIALIZED, STEP_ENTER, STEP_EXIT, Event
 from noetl.errors import NotFoundError, StoreError
-from noetl.store.base import CredentialRecord, ExecutionRecord, ResultRecord, Store
+from noetl.store.base import (
+    CredentialRecord,
+    ExecutionRecord,
+    FireRecord,
+    ResultRecord,
+    ScheduleRecord,
+    Store,
+)
 
 Clock = Callable[[], datetime]
 Check = Callable[[Any, Store], Awaitable[None]]
@@ -333,6 +340,43 @@ class StoreConformance:
         assert [e.event_id for e in await store.append_events("exec-1", [event(STEP_ENTER, "a")])] == [4]
         with pytest.raises(NotFoundError):
             await store.transition_execution("nope", [], from_statuses=("running",), update={})
+
+    # schedules ---------------------------------------------------------------------------
+    @store_test
+    async def test_schedules_are_stored_changed_and_deleted(self, store: Store) -> None:
+        record = ScheduleRecord(name="nightly", path="examples/hello", cron="0 2 * * *", timezone="Europe/Berlin",
+                                payload={"k": [1, 2]}, overlap="queue", catchup="all", created_at=T0)
+        stored = await store.put_schedule(record)
+        assert stored == record
+        assert await store.update_schedule("nightly", cursor="2024-05-02T00:00:00+00:00", enabled=False)
+        assert not await store.update_schedule("nope", enabled=True)
+        # Added again: the definition changes, the cursor and created_at stay.
+        again = await store.put_schedule(ScheduleRecord(name="nightly", path="examples/hello", cron="0 3 * * *",
+                                                        created_at="2030-01-01T00:00:00+00:00"))
+        assert (again.cron, again.enabled, again.cursor, again.created_at) == (
+            "0 3 * * *", True, "2024-05-02T00:00:00+00:00", T0)
+        await store.put_schedule(ScheduleRecord(name="hourly", path="p", cron="0 * * * *"))
+        assert [s.name for s in await store.list_schedules()] == ["hourly", "nightly"]
+        assert await store.claim_fire(FireRecord("nightly", "2024-05-03T01:00:00+00:00", "started", "e1"))
+        assert await store.delete_schedule("nightly")
+        assert not await store.delete_schedule("nightly")
+        assert await store.get_schedule("nightly") is None
+        assert await store.list_fires("nightly") == []
+
+    @store_test
+    async def test_a_fire_time_is_claimed_once(self, store: Store) -> None:
+        await store.put_schedule(ScheduleRecord(name="s", path="p", cron="* * * * *", created_at=T0))
+        first = FireRecord("s", "2024-05-01T10:01:00+00:00", "started", "e1", created_at=T0)
+        assert await store.claim_fire(first)
+        assert not await store.claim_fire(FireRecord("s", first.scheduled_for, "started", "e2"))
+        assert await store.claim_fire(FireRecord("s", "2024-05-01T10:02:00+00:00", "queued", created_at=T0))
+        assert await store.list_fires("s") == [
+            FireRecord("s", "2024-05-01T10:02:00+00:00", "queued", None, T0), first]
+        assert await store.start_queued_fire("s", "2024-05-01T10:02:00+00:00", "e3")
+        assert not await store.start_queued_fire("s", "2024-05-01T10:02:00+00:00", "e4")
+        started_fires = await store.list_fires("s", status="started", limit=1)
+        assert [(f.scheduled_for, f.execution_id) for f in started_fires] == [("2024-05-01T10:02:00+00:00", "e3")]
+        assert await store.try_scheduler_lock()
 
     # catalog ---------------------------------------------------------------------------
     @store_test

@@ -332,3 +332,51 @@ WITH gone AS (
     DELETE FROM noetl.execution WHERE execution_id IN (SELECT execution_id FROM gone)
 )
 SELECT key FROM gone;
+
+-- name: upsert_schedule
+-- A schedule added again keeps its cursor (fire times already handled) and created_at.
+INSERT INTO noetl.schedule (name, path, cron, timezone, payload, overlap, catchup, enabled, cursor, source,
+                            created_at)
+VALUES (%(name)s, %(path)s, %(cron)s, %(timezone)s, %(payload)s::jsonb, %(overlap)s, %(catchup)s, %(enabled)s,
+        %(cursor)s, %(source)s, %(created_at)s)
+ON CONFLICT (name) DO UPDATE SET
+    path = excluded.path, cron = excluded.cron, timezone = excluded.timezone, payload = excluded.payload,
+    overlap = excluded.overlap, catchup = excluded.catchup, enabled = excluded.enabled, source = excluded.source;
+
+-- name: get_schedule
+SELECT name, path, cron, timezone, payload, overlap, catchup, enabled, cursor, source, created_at
+FROM noetl.schedule WHERE name = %(name)s;
+
+-- name: list_schedules
+SELECT name, path, cron, timezone, payload, overlap, catchup, enabled, cursor, source, created_at
+FROM noetl.schedule ORDER BY name;
+
+-- name: update_schedule
+UPDATE noetl.schedule SET
+    enabled = CASE WHEN %(set_enabled)s THEN %(enabled)s::boolean ELSE enabled END,
+    cursor  = CASE WHEN %(set_cursor)s  THEN %(cursor)s::text ELSE cursor END
+WHERE name = %(name)s;
+
+-- name: delete_schedule
+-- Its fire records go with it (ON DELETE CASCADE).
+DELETE FROM noetl.schedule WHERE name = %(name)s;
+
+-- name: claim_fire
+INSERT INTO noetl.schedule_fire (schedule, scheduled_for, status, execution_id, created_at)
+VALUES (%(schedule)s, %(scheduled_for)s, %(status)s, %(execution_id)s, %(created_at)s)
+ON CONFLICT (schedule, scheduled_for) DO NOTHING;
+
+-- name: start_queued_fire
+UPDATE noetl.schedule_fire SET status = 'started', execution_id = %(execution_id)s
+WHERE schedule = %(schedule)s AND scheduled_for = %(scheduled_for)s AND status = 'queued';
+
+-- name: list_fires
+SELECT schedule, scheduled_for, status, execution_id, created_at
+FROM noetl.schedule_fire
+WHERE schedule = %(schedule)s AND (%(status)s::text IS NULL OR status = %(status)s::text)
+ORDER BY scheduled_for DESC
+LIMIT %(limit)s;
+
+-- name: try_scheduler_lock
+-- Session-level: held while the scheduler's own connection stays open.
+SELECT pg_try_advisory_lock(%(key)s);

@@ -7,7 +7,7 @@ from typing import Any
 
 from noetl.engine.events import Event
 from noetl.store import common
-from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ScheduleRecord
 from noetl.store.common import event_row
 from noetl.store.postgres.ids import db_id, db_key, optional_db_id
 
@@ -77,3 +77,9 @@ def catalog_from_row(row: tuple[Any, ...]) -> CatalogEntry:
 def credential_from_row(row: tuple[Any, ...]) -> CredentialRecord:
     name, type_, data, description, created_at, updated_at = row
     return CredentialRecord(name, type_, bytes(data), description, iso(created_at) or "", iso(updated_at) or "")
+
+
+def schedule_from_row(row: tuple[Any, ...]) -> ScheduleRecord:
+    name, path, cron, timezone, payload, overlap, catchup, enabled, cursor, source, created_at = row
+    return ScheduleRecord(name=name, path=path, cron=cron, timezone=timezone, payload=payload, overlap=overlap,
+                          catchup=catchup, enabled=enabled, cursor=cursor, source=source, created_at=created_at)

@@ -23,8 +23,22 @@ from psycopg_pool import AsyncConnectionPool
 
 from noetl.engine.events import Event
 from noetl.errors import NoetlError, NotFoundError, StoreError
-from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ResultRecord
-from noetl.store.common import catalog_id_for, result_from_row, result_params, stamp
+from noetl.store.base import (
+    CatalogEntry,
+    CredentialRecord,
+    ExecutionRecord,
+    FireRecord,
+    ResultRecord,
+    ScheduleRecord,
+)
+from noetl.store.common import (
+    catalog_id_for,
+    fire_params,
+    result_from_row,
+    result_params,
+    schedule_params,
+    stamp,
+)
 from noetl.store.postgres.ids import db_id, optional_db_id
 from noetl.store.postgres.rows import (
     bump_params,
@@ -35,6 +49,7 @@ from noetl.store.postgres.rows import (
     event_rows,
     execution_from_row,
     execution_params,
+    schedule_from_row,
 )
 from noetl.store.postgres.sql import migrations, queries
 
@@ -44,6 +59,10 @@ Connection = psycopg.AsyncConnection[Any]
 
 MIGRATION_LOCK_KEY = 0x6E6F65746C  # "noetl": one migration run at a time across processes
 EVENT_PAGE = 2000  # events read per query when folding a whole log
+
+
+# The advisory lock key of the one active scheduler (any constant unique to NoETL in the database).
+SCHEDULER_LOCK_KEY = 0x4E4F45544C53  # "NOETLS"
 
 
 def utc_now() -> datetime:
@@ -62,6 +81,7 @@ class PostgresStore:
         self._migrate_on_open = migrate
         self._connect_timeout = connect_timeout
         self._pool: AsyncConnectionPool[Any] | None = None
+        self._scheduler_conn: Connection | None = None  # holds the scheduler advisory lock
         self.q = queries()
         self.event_page = EVENT_PAGE
         # A plain connection for the synchronous result reads of template rendering (see read_result).
@@ -94,6 +114,9 @@ class PostgresStore:
             sync_conn, self._sync_conn = self._sync_conn, None
         if sync_conn is not None:
             sync_conn.close()
+        scheduler_conn, self._scheduler_conn = self._scheduler_conn, None
+        if scheduler_conn is not None:
+            await scheduler_conn.close()  # releases the scheduler lock
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
@@ -352,6 +375,62 @@ class PostgresStore:
     async def get_credential(self, name: str) -> CredentialRecord | None:
         rows = await self.read(f"reading credential {name}", "get_credential", {"name": name})
         return credential_from_row(rows[0]) if rows else None
+
+    # schedules ---------------------------------------------------------------------------
+    async def put_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        params = schedule_params(record)
+        params["created_at"] = params["created_at"] or self.now()
+        await self.read_write(f"storing schedule {record.name}", "upsert_schedule", params)
+        stored = await self.get_schedule(record.name)
+        assert stored is not None
+        return stored
+
+    async def get_schedule(self, name: str) -> ScheduleRecord | None:
+        rows = await self.read(f"reading schedule {name}", "get_schedule", {"name": name})
+        return schedule_from_row(rows[0]) if rows else None
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return [schedule_from_row(row) for row in await self.read("listing schedules", "list_schedules", {})]
+
+    async def update_schedule(self, name: str, *, enabled: bool | None = None, cursor: str | None = None) -> bool:
+        params = {"name": name, "set_enabled": enabled is not None, "enabled": enabled,
+                  "set_cursor": cursor is not None, "cursor": cursor}
+        return await self.read_write(f"changing schedule {name}", "update_schedule", params) > 0
+
+    async def delete_schedule(self, name: str) -> bool:
+        return await self.read_write(f"deleting schedule {name}", "delete_schedule", {"name": name}) > 0
+
+    async def claim_fire(self, fire: FireRecord) -> bool:
+        params = fire_params(fire)
+        params["created_at"] = params["created_at"] or self.now()
+        return await self.read_write(f"recording a fire time of schedule {fire.schedule}", "claim_fire", params) > 0
+
+    async def start_queued_fire(self, schedule: str, scheduled_for: str, execution_id: str) -> bool:
+        params = {"schedule": schedule, "scheduled_for": scheduled_for, "execution_id": execution_id}
+        return await self.read_write(f"starting a queued fire time of schedule {schedule}", "start_queued_fire",
+                                     params) > 0
+
+    async def list_fires(self, schedule: str, *, status: str | None = None, limit: int = 100) -> list[FireRecord]:
+        params = {"schedule": schedule, "status": status, "limit": limit}
+        rows = await self.read(f"listing fire times of schedule {schedule}", "list_fires", params)
+        return [FireRecord(*row) for row in rows]
+
+    async def try_scheduler_lock(self) -> bool:
+        """One active scheduler across servers: a session advisory lock on a connection of its own,
+        held until ``close`` (or until the process dies, when PostgreSQL drops the session)."""
+        if self._scheduler_conn is not None:
+            return True
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            cursor = await conn.execute(self.q["try_scheduler_lock"], {"key": SCHEDULER_LOCK_KEY})
+            row = await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"taking the scheduler lock failed: {type(exc).__name__}") from exc
+        if row is None or not row[0]:
+            await conn.close()
+            return False
+        self._scheduler_conn = conn
+        return True
 
     async def list_credentials(self) -> list[CredentialRecord]:
         rows = await self.read("listing credentials", "list_credentials", {})

@@ -145,3 +145,47 @@ DELETE FROM event WHERE execution_id = :execution_id;
 
 -- name: delete_execution
 DELETE FROM execution WHERE execution_id = :execution_id;
+
+-- name: upsert_schedule
+-- A schedule added again keeps its cursor (fire times already handled) and created_at.
+INSERT INTO schedule (name, path, cron, timezone, payload, overlap, catchup, enabled, cursor, source, created_at)
+VALUES (:name, :path, :cron, :timezone, :payload, :overlap, :catchup, :enabled, :cursor, :source, :created_at)
+ON CONFLICT (name) DO UPDATE SET
+    path = excluded.path, cron = excluded.cron, timezone = excluded.timezone, payload = excluded.payload,
+    overlap = excluded.overlap, catchup = excluded.catchup, enabled = excluded.enabled, source = excluded.source;
+
+-- name: get_schedule
+SELECT name, path, cron, timezone, payload, overlap, catchup, enabled, cursor, source, created_at
+FROM schedule WHERE name = :name;
+
+-- name: list_schedules
+SELECT name, path, cron, timezone, payload, overlap, catchup, enabled, cursor, source, created_at
+FROM schedule ORDER BY name;
+
+-- name: update_schedule
+UPDATE schedule SET
+    enabled = CASE WHEN :set_enabled THEN :enabled ELSE enabled END,
+    cursor  = CASE WHEN :set_cursor  THEN :cursor  ELSE cursor  END
+WHERE name = :name;
+
+-- name: delete_schedule_fires
+DELETE FROM schedule_fire WHERE schedule = :name;
+
+-- name: delete_schedule
+DELETE FROM schedule WHERE name = :name;
+
+-- name: claim_fire
+INSERT INTO schedule_fire (schedule, scheduled_for, status, execution_id, created_at)
+VALUES (:schedule, :scheduled_for, :status, :execution_id, :created_at)
+ON CONFLICT (schedule, scheduled_for) DO NOTHING;
+
+-- name: start_queued_fire
+UPDATE schedule_fire SET status = 'started', execution_id = :execution_id
+WHERE schedule = :schedule AND scheduled_for = :scheduled_for AND status = 'queued';
+
+-- name: list_fires
+SELECT schedule, scheduled_for, status, execution_id, created_at
+FROM schedule_fire
+WHERE schedule = :schedule AND (:status IS NULL OR status = :status)
+ORDER BY scheduled_for DESC
+LIMIT :limit;

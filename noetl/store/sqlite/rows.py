@@ -6,7 +6,7 @@ from typing import Any
 
 from noetl.engine.events import Event
 from noetl.store import common
-from noetl.store.base import CatalogEntry, ExecutionRecord
+from noetl.store.base import CatalogEntry, ExecutionRecord, ScheduleRecord
 from noetl.store.common import decode_json, decode_optional, event_row
 
 
@@ -62,3 +62,10 @@ def catalog_params(entry: CatalogEntry) -> dict[str, Any]:
         "catalog_id": entry.catalog_id,
         "created_at": entry.created_at,
     }
+
+
+def schedule_from_row(row: tuple[Any, ...]) -> ScheduleRecord:
+    name, path, cron, timezone, payload, overlap, catchup, enabled, cursor, source, created_at = row
+    return ScheduleRecord(name=name, path=path, cron=cron, timezone=timezone, payload=decode_json(payload),
+                          overlap=overlap, catchup=catchup, enabled=bool(enabled), cursor=cursor, source=source,
+                          created_at=created_at)

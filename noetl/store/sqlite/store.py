@@ -31,14 +31,30 @@ from typing import Any, TypeVar
 
 from noetl.engine.events import Event
 from noetl.errors import NotFoundError, StoreError
-from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ResultRecord
-from noetl.store.common import catalog_id_for, execution_params, result_from_row, result_params, stamp
+from noetl.store.base import (
+    CatalogEntry,
+    CredentialRecord,
+    ExecutionRecord,
+    FireRecord,
+    ResultRecord,
+    ScheduleRecord,
+)
+from noetl.store.common import (
+    catalog_id_for,
+    execution_params,
+    fire_params,
+    result_from_row,
+    result_params,
+    schedule_params,
+    stamp,
+)
 from noetl.store.sqlite.rows import (
     catalog_params,
     event_from_row,
     event_rows,
     execution_from_row,
     number_rows,
+    schedule_from_row,
     update_params,
 )
 from noetl.store.sqlite.sql import Migration, migrations, queries
@@ -344,6 +360,57 @@ class SqliteStore:
     async def list_catalog(self, *, kind: str | None = None) -> list[CatalogEntry]:
         rows = self._read("listing the catalog", "list_catalog_latest", {"kind": kind})
         return [CatalogEntry(*row) for row in rows]
+
+    # schedules ---------------------------------------------------------------------------
+    async def put_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        params = schedule_params(record)
+        params["created_at"] = params["created_at"] or self._now()
+        params["enabled"] = int(record.enabled)
+        self._write(f"storing schedule {record.name}", lambda conn: conn.execute(self._q["upsert_schedule"], params))
+        stored = await self.get_schedule(record.name)
+        assert stored is not None
+        return stored
+
+    async def get_schedule(self, name: str) -> ScheduleRecord | None:
+        rows = self._read(f"reading schedule {name}", "get_schedule", {"name": name})
+        return schedule_from_row(rows[0]) if rows else None
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        return [schedule_from_row(row) for row in self._read("listing schedules", "list_schedules", ())]
+
+    async def update_schedule(self, name: str, *, enabled: bool | None = None, cursor: str | None = None) -> bool:
+        params = {"name": name, "set_enabled": enabled is not None, "enabled": int(bool(enabled)),
+                  "set_cursor": cursor is not None, "cursor": cursor}
+        return self._write(f"changing schedule {name}",
+                           lambda conn: conn.execute(self._q["update_schedule"], params).rowcount > 0)
+
+    async def delete_schedule(self, name: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            conn.execute(self._q["delete_schedule_fires"], {"name": name})
+            return conn.execute(self._q["delete_schedule"], {"name": name}).rowcount > 0
+
+        return self._write(f"deleting schedule {name}", work)
+
+    async def claim_fire(self, fire: FireRecord) -> bool:
+        params = fire_params(fire)
+        params["created_at"] = params["created_at"] or self._now()
+        return self._write(f"recording a fire time of schedule {fire.schedule}",
+                           lambda conn: conn.execute(self._q["claim_fire"], params).rowcount > 0)
+
+    async def start_queued_fire(self, schedule: str, scheduled_for: str, execution_id: str) -> bool:
+        params = {"schedule": schedule, "scheduled_for": scheduled_for, "execution_id": execution_id}
+        return self._write(f"starting a queued fire time of schedule {schedule}",
+                           lambda conn: conn.execute(self._q["start_queued_fire"], params).rowcount > 0)
+
+    async def list_fires(self, schedule: str, *, status: str | None = None, limit: int = 100) -> list[FireRecord]:
+        params = {"schedule": schedule, "status": status, "limit": limit}
+        return [FireRecord(*row) for row in self._read(f"listing fire times of schedule {schedule}", "list_fires",
+                                                        params)]
+
+    async def try_scheduler_lock(self) -> bool:
+        # The embedded store serves one laptop: there is no second server to keep out. Two
+        # `noetl scheduler` processes on one file still run each fire time once (claim_fire).
+        return True
 
     # credentials -----------------------------------------------------------------------
     async def put_credential(self, record: CredentialRecord) -> None:

@@ -1,0 +1,200 @@
+"""`noetl schedule ...` (cron schedules in the catalog) and `noetl scheduler` (run them locally)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from typing import Any
+
+import click
+
+from noetl.cli.app import (
+    EXIT_FAILED,
+    Context,
+    cli,
+    echo_rows,
+    handle_errors,
+    print_json,
+    run_sync,
+    with_store,
+)
+
+
+@cli.group()
+def schedule() -> None:
+    """Cron schedules of playbooks (stored in the catalog)."""
+
+
+@schedule.command("add")
+@click.argument("path")
+@click.option("--cron", "cron_expr", required=True, help="Five-field cron expression, e.g. '0 6 * * 1-5'.")
+@click.option("--tz", "timezone", default="UTC", show_default=True, help="IANA time zone of the expression.")
+@click.option("--payload", help="JSON object, or @file.json, given to every execution.")
+@click.option("--overlap", default="skip", show_default=True,
+              help="skip | queue | allow, when the previous execution still runs.")
+@click.option("--catchup", default="latest", show_default=True,
+              help="none | latest | all, for fire times missed while no scheduler ran.")
+@click.option("--name", help="Schedule name (default: the playbook's catalog path).")
+@click.pass_obj
+@handle_errors
+def add(obj: Context, path: str, cron_expr: str, timezone: str, payload: str | None, overlap: str, catchup: str,
+        name: str | None) -> None:
+    """Run PATH (catalog path or playbook file) on a cron schedule."""
+    from noetl.api import parse_payload
+
+    body: dict[str, Any] = {"path": path, "cron": cron_expr, "timezone": timezone, "payload": parse_payload(payload),
+            "overlap": overlap, "catchup": catchup, "name": name}
+    if obj.server_url:
+        from noetl.cli.remote import post_json
+
+        print_json(post_json(obj.server_url, "/api/schedules", body))
+        return
+
+    async def store_it(store: Any) -> dict[str, Any]:
+        import os
+
+        from noetl.api import resolve_playbook
+        from noetl.scheduling.service import checked_schedule, schedule_view
+
+        loaded = await resolve_playbook(path, store)
+        playbook = loaded.require()
+        target = os.path.abspath(path) if os.path.exists(path) else path
+        record = checked_schedule(name=name or playbook.path, path=target, cron=cron_expr, timezone=timezone,
+                                  payload=body["payload"], overlap=overlap, catchup=catchup)
+        return schedule_view(await store.put_schedule(record))
+
+    print_json(run_sync(with_store(store_it)))
+
+
+@schedule.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def list_(obj: Context, as_json: bool) -> None:
+    """List schedules with their next fire time."""
+    if obj.server_url:
+        from noetl.cli.remote import get_json
+
+        rows = get_json(obj.server_url, "/api/schedules")
+    else:
+        async def load(store: Any) -> list[dict[str, Any]]:
+            from noetl.scheduling.service import schedule_view
+
+            return [schedule_view(s) for s in await store.list_schedules()]
+
+        rows = run_sync(with_store(load))
+    echo_rows(rows, as_json, lambda r: f"{r['name']:<30} {r['cron']:<16} {r['timezone']:<16} "
+                                       f"{'enabled' if r['enabled'] else 'paused':<8} next {r['next_fire'] or '-'}")
+
+
+def _change(obj: Context, name: str, action: str) -> None:
+    if obj.server_url:
+        from noetl.cli.remote import delete_json, post_json
+
+        if action == "delete":
+            print_json(delete_json(obj.server_url, f"/api/schedules/{name}"))
+        else:
+            print_json(post_json(obj.server_url, f"/api/schedules/{name}/{action}", {}))
+        return
+
+    async def change(store: Any) -> dict[str, Any]:
+        from noetl.scheduling import service
+
+        if action == "delete":
+            await service.delete(store, name)
+            return {"name": name, "deleted": True}
+        return service.schedule_view(await service.set_enabled(store, name, action == "resume"))
+
+    print_json(run_sync(with_store(change)))
+
+
+@schedule.command()
+@click.argument("name")
+@click.pass_obj
+@handle_errors
+def pause(obj: Context, name: str) -> None:
+    """Stop starting executions of a schedule (its fire times pass unrun)."""
+    _change(obj, name, "pause")
+
+
+@schedule.command("resume")
+@click.argument("name")
+@click.pass_obj
+@handle_errors
+def resume_(obj: Context, name: str) -> None:
+    """Start a paused schedule again."""
+    _change(obj, name, "resume")
+
+
+@schedule.command("delete")
+@click.argument("name")
+@click.pass_obj
+@handle_errors
+def delete_(obj: Context, name: str) -> None:
+    """Delete a schedule and its fire records."""
+    _change(obj, name, "delete")
+
+
+@schedule.command()
+@click.argument("name")
+@click.option("--from", "start", required=True, metavar="T", help="ISO 8601 time (UTC when no offset).")
+@click.option("--to", "end", required=True, metavar="T")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def backfill(obj: Context, name: str, start: str, end: str, as_json: bool) -> None:
+    """Run every fire time of NAME in [--from, --to] that has not run yet, and wait for them."""
+    from noetl.scheduling.service import backfill_range
+
+    first, last = backfill_range(start, end)
+    if obj.server_url:
+        from noetl.cli.remote import post_json
+
+        print_json(post_json(obj.server_url, f"/api/schedules/{name}/backfill", {"from": start, "to": end}))
+        return
+
+    async def run(store: Any) -> list[dict[str, Any]]:
+        from noetl.scheduling.local import LocalStarter
+        from noetl.scheduling.scheduler import Scheduler
+        from noetl.scheduling.service import require_schedule
+
+        schedule_record = await require_schedule(store, name)
+        starter = LocalStarter(store)
+        fired = await Scheduler(store, starter).backfill(schedule_record, first, last)
+        await starter.wait()
+        return [{"scheduled_for": f.scheduled_for, "execution_id": f.execution_id,
+                 "status": starter.documents.get(f.execution_id or "", {}).get("status", f.status)} for f in fired]
+
+    rows = run_sync(with_store(run))
+    echo_rows(rows, as_json, lambda r: f"{r['scheduled_for']}  {r['execution_id'] or '-':<20} {r['status']}")
+    ran = [r for r in rows if r["execution_id"]]
+    sys.exit(0 if all(r["status"] == "completed" for r in ran) else EXIT_FAILED)
+
+
+@cli.command()
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between ticks.")
+@click.option("--once", is_flag=True, help="One tick, wait for what it started, then exit.")
+@handle_errors
+def scheduler(interval: float, once: bool) -> None:
+    """Run the schedules of the local store (executions run in this process)."""
+
+    async def serve(store: Any) -> None:
+        from noetl.clock import utc_now
+        from noetl.scheduling.local import LocalStarter
+        from noetl.scheduling.scheduler import Scheduler
+
+        starter = LocalStarter(store)
+        service = Scheduler(store, starter)
+        while True:
+            for fired in await service.tick(utc_now()):
+                click.echo(json.dumps({"schedule": fired.schedule, "scheduled_for": fired.scheduled_for,
+                                       "status": fired.status, "execution_id": fired.execution_id}))
+            if once:
+                await starter.wait()
+                return
+            await asyncio.sleep(interval)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_sync(with_store(serve))

@@ -1,0 +1,76 @@
+"""Schedule management shared by the CLI and the API: checked records, next fire times."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from noetl.errors import InputError, NotFoundError
+from noetl.scheduling.cron import (
+    CATCHUP_POLICIES,
+    OVERLAP_POLICIES,
+    check_choice,
+    check_cron,
+    check_zone,
+    fire_times,
+    parse_instant,
+    utc_text,
+)
+from noetl.store.base import ScheduleRecord, Store
+
+
+def checked_schedule(*, name: str, path: str, cron: str, timezone: str = "UTC", payload: Any = None,
+                     overlap: str = "skip", catchup: str = "latest", enabled: bool = True, source: str = "cli",
+                     where: str = "") -> ScheduleRecord:
+    """A schedule record whose every field is valid; ``where`` prefixes the field names in errors."""
+    if not name or not str(name).strip():
+        raise InputError(f"{where}name: a schedule needs a name")
+    if payload is not None and not isinstance(payload, dict):
+        raise InputError(f"{where}payload: must be a JSON object, got {type(payload).__name__}")
+    check_zone(timezone, f"{where}timezone" if where else "--tz")
+    return ScheduleRecord(
+        name=str(name), path=str(path), cron=check_cron(cron, f"{where}cron" if where else "--cron"),
+        timezone=str(timezone), payload=dict(payload or {}),
+        overlap=check_choice(overlap, OVERLAP_POLICIES, f"{where}overlap" if where else "--overlap"),
+        catchup=check_choice(catchup, CATCHUP_POLICIES, f"{where}catchup" if where else "--catchup"),
+        enabled=bool(enabled), source=source)
+
+
+def next_fire(schedule: ScheduleRecord, now: datetime | None = None) -> str | None:
+    start = now or datetime.now(UTC)
+    if schedule.cursor:
+        start = max(start, parse_instant(schedule.cursor))
+    found = fire_times(schedule.cron, schedule.timezone, after=start, until=datetime.max.replace(tzinfo=UTC),
+                       limit=1)
+    return utc_text(found[0]) if found else None
+
+
+def schedule_view(schedule: ScheduleRecord, now: datetime | None = None) -> dict[str, Any]:
+    """A schedule as the CLI (--json) and the API show it."""
+    return {**asdict(schedule), "next_fire": next_fire(schedule, now) if schedule.enabled else None}
+
+
+async def require_schedule(store: Store, name: str) -> ScheduleRecord:
+    schedule = await store.get_schedule(name)
+    if schedule is None:
+        raise NotFoundError(f"schedule {name!r} not found")
+    return schedule
+
+
+async def set_enabled(store: Store, name: str, enabled: bool) -> ScheduleRecord:
+    await require_schedule(store, name)
+    await store.update_schedule(name, enabled=enabled)
+    return await require_schedule(store, name)
+
+
+async def delete(store: Store, name: str) -> None:
+    if not await store.delete_schedule(name):
+        raise NotFoundError(f"schedule {name!r} not found")
+
+
+def backfill_range(start: str, end: str) -> tuple[datetime, datetime]:
+    first, last = parse_instant(start, "--from"), parse_instant(end, "--to")
+    if last < first:
+        raise InputError(f"--to {end} is before --from {start}")
+    return first, last

@@ -1,0 +1,93 @@
+"""`noetl schedule ...` and `noetl scheduler` as a user runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PLAYBOOK = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: reports/daily}
+workload: {region: eu}
+workflow:
+  - step: start
+    tool: {kind: python, input: {region: "{{ workload.region }}"}, code: "result = {'region': region}"}
+"""
+
+
+def test_schedule_add_list_pause_resume_backfill_delete(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "daily.yaml"
+    playbook.write_text(PLAYBOOK)
+    assert noetl("catalog", "register", str(playbook)).code == 0
+    added = noetl("schedule", "add", "reports/daily", "--cron", "0 6 * * 1-5", "--tz", "Europe/Berlin",
+                  "--payload", '{"region": "us"}', "--overlap", "queue", "--catchup", "all")
+    assert added.code == 0, added.stderr
+    view = added.json()
+    assert (view["name"], view["cron"], view["timezone"], view["overlap"], view["catchup"], view["enabled"]) == (
+        "reports/daily", "0 6 * * 1-5", "Europe/Berlin", "queue", "all", True)
+    assert view["next_fire"] is not None
+    listed = noetl("schedule", "list", "--json").json()
+    assert [s["name"] for s in listed] == ["reports/daily"]
+    assert "reports/daily" in noetl("schedule", "list").stdout
+
+    paused = noetl("schedule", "pause", "reports/daily")
+    assert paused.code == 0 and paused.json()["enabled"] is False and paused.json()["next_fire"] is None
+    assert noetl("schedule", "resume", "reports/daily").json()["enabled"] is True
+
+    # Mon 30 Mar .. Wed 1 Apr 2026 at 06:00 Berlin (CEST, UTC+2): three fire times.
+    backfill = noetl("schedule", "backfill", "reports/daily", "--from", "2026-03-30T00:00:00Z",
+                     "--to", "2026-04-01T23:00:00Z", "--json")
+    assert backfill.code == 0, backfill.stderr
+    rows = backfill.json()
+    assert [r["scheduled_for"] for r in rows] == ["2026-03-30T04:00:00+00:00", "2026-03-31T04:00:00+00:00",
+                                                  "2026-04-01T04:00:00+00:00"]
+    assert {r["status"] for r in rows} == {"completed"}
+    first = noetl("status", rows[0]["execution_id"], "--json").json()
+    assert first["result"] == {"region": "us"}
+    init = noetl("events", rows[0]["execution_id"], "--json").json()[0]
+    assert init["meta"]["scheduled_for"] == "2026-03-30T04:00:00+00:00"
+    assert init["meta"]["schedule"] == "reports/daily"
+    # Each fire time runs once: a second backfill of the same range starts nothing.
+    again = noetl("schedule", "backfill", "reports/daily", "--from", "2026-03-30T00:00:00Z",
+                  "--to", "2026-04-01T23:00:00Z", "--json").json()
+    assert [r["execution_id"] for r in again] == [None, None, None]
+
+    assert noetl("schedule", "delete", "reports/daily").json() == {"name": "reports/daily", "deleted": True}
+    assert noetl("schedule", "list", "--json").json() == []
+
+
+def test_bad_schedules_are_one_line_errors_and_store_nothing(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "daily.yaml"
+    playbook.write_text(PLAYBOOK)
+    cases = {
+        ("--cron", "61 * * * *"): "error: --cron: invalid cron expression '61 * * * *' (five fields: minute hour "
+                                  "day month weekday)",
+        ("--cron", "0 6 * * *", "--tz", "Mars/Olympus"): "error: --tz: unknown time zone 'Mars/Olympus' (an IANA "
+                                                         "name such as Europe/Berlin or UTC)",
+        ("--cron", "0 6 * * *", "--overlap", "never"): "error: --overlap: 'never' is not one of skip, queue, allow",
+        ("--cron", "0 6 * * *", "--catchup", "some"): "error: --catchup: 'some' is not one of none, latest, all",
+        ("--cron", "0 6 * * *", "--payload", "[1]"): "error: --payload: the payload must be a JSON object, got list",
+    }
+    for args, message in cases.items():
+        result = noetl("schedule", "add", str(playbook), *args)
+        assert (result.code, result.stderr.strip()) == (2, message)
+    missing = noetl("schedule", "add", "no/such/path", "--cron", "0 6 * * *")
+    assert missing.code == 2 and missing.stderr.count("\n") == 1
+    for command in (("pause", "nope"), ("resume", "nope"), ("delete", "nope"),
+                    ("backfill", "nope", "--from", "2026-01-01", "--to", "2026-01-02")):
+        result = noetl("schedule", *command)
+        assert (result.code, result.stderr.strip()) == (2, "error: schedule 'nope' not found")
+    bad_time = noetl("schedule", "backfill", "nope", "--from", "yesterday", "--to", "2026-01-02")
+    assert bad_time.code == 2 and "--from: 'yesterday' is not an ISO 8601 time" in bad_time.stderr
+    assert noetl("schedule", "list", "--json").json() == []
+
+
+def test_noetl_scheduler_once_starts_nothing_before_the_first_fire_time(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "daily.yaml"
+    playbook.write_text(PLAYBOOK)
+    assert noetl("schedule", "add", str(playbook), "--cron", "* * * * *", "--catchup", "latest").code == 0
+    # Nothing is due yet right after adding (fire times after the schedule was added count).
+    first = noetl("scheduler", "--once")
+    assert first.code == 0 and first.stdout == ""
+    assert "Traceback" not in first.stderr
