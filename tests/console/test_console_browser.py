@@ -103,3 +103,14 @@ def test_a_hostile_playbook_name_is_shown_as_text(page: Any, console: str, runs:
     page.goto(f"{console}/catalog/entry?path=%3Cscript%3Ealert(1)%3C/script%3E")
     assert "<img src=x onerror=alert(2)>" in page.inner_text("#yaml")
     assert page.dialogs == []
+
+
+def test_the_list_shows_a_new_execution_without_a_reload(page: Any, console: str) -> None:
+    import httpx
+
+    page.goto(f"{console}/?path=console/slow")
+    page.evaluate("window.__same_page = true")
+    started = httpx.post(f"{console}/console/actions/run", headers={"X-NoETL-Console": "1"},
+                         json={"path": "console/slow", "set": {"rounds": "1", "pause": "0"}}).json()
+    page.wait_for_selector(f"#executions >> text={started['execution_id']}")
+    assert page.evaluate("window.__same_page") is True  # repainted by the live stream, not reloaded

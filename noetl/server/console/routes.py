@@ -108,7 +108,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         return pages.html(request, "executions.html", nav="executions", rows=rows, more=more, flt=flt,
                           since=since, problem=problem, statuses=STATUSES, filtered=bool(status or path or since),
                           prev_url=_url("/", query, page - 1), next_url=_url("/", query, page + 1),
-                          live_url=_url("/console/stream/executions", query, page))
+                          live_url=_url("/console/stream-list", query, page))
 
     @router.get("/executions/{execution_id}")
     async def execution(request: Request, execution_id: str) -> Response:
@@ -155,7 +155,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         names = [s.step for s in p.workflow] if (p := _playbook(record.playbook)) else []
         return _sse(_execution_updates(request, pages, store, execution_id, names, after))
 
-    @router.get("/console/stream/executions")
+    @router.get("/console/stream-list")
     async def stream_executions(request: Request, status: str = "", path: str = "", since: str = "",
                                 page: int = 0) -> Response:
         if pages.viewer(request) is None:
@@ -422,8 +422,8 @@ async def _list_updates(request: Request, pages: _Pages, src: ConsoleSource, flt
         rows, _ = await source.list_executions(src.store, flt)
         signature = [(r.execution_id, r.status) for r in rows]
         if signature != last:
-            if last is not None:
-                yield _message("rows", {"html": pages.fragment("execution_rows.html", rows=rows, filtered=True)})
+            # The first time too: an execution may have started between the page and this stream.
+            yield _message("rows", {"html": pages.fragment("execution_rows.html", rows=rows, filtered=True)})
             last = signature
         else:
             yield ": idle\n\n"
