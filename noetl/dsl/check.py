@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from noetl.dsl.check_loops import check_loop
+from noetl.dsl.check_transfer import check_transfer
 from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
 from noetl.dsl.legacy import STEP_KEYS
 from noetl.dsl.load import Source
@@ -180,6 +181,8 @@ def _check_task(checker: Checker, task: Any, path: tuple[Any, ...], workbook_nam
     required = TOOL_KINDS[kind].required
     if required and not any(task.get(field) for field in required):
         checker.error(path, f"{label}: {kind} tool needs one of: {', '.join(required)}")
+    if kind == "transfer":
+        check_transfer(checker, task, path, label)
     if kind == "workbook" and task.get("name") and task["name"] not in workbook_names:
         checker.error(path, f"{label}: no workbook entry named {task['name']!r}"
                       f"{suggest(str(task['name']), {str(n) for n in workbook_names})}")

@@ -58,6 +58,7 @@ TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
     ToolKind("secrets", "noetl.tools.secrets:run_secrets",
              frozenset({"provider", "secret_name", "project", "version", "region", "field"})),
     ToolKind("artifact", "noetl.tools.artifact:run_artifact", frozenset({"action", "data", "path", "result_ref"})),
+    ToolKind("transfer", "noetl.tools.transfer:run_transfer", frozenset({"source", "target", "chunk_size"})),
     # Handled by the runner / engine rather than a tool function:
     ToolKind("playbook", None, frozenset({"path", "version", "payload", "return_step", "data"}),
              required=("path",)),
