@@ -8,7 +8,7 @@ the returned events. Nothing here performs I/O, reads a clock or draws an id.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from noetl.dsl.model import Arc, Playbook, Step
@@ -97,7 +97,13 @@ class Engine:
         return decision
 
     def handle(self, state: ExecutionState, event: Event) -> Decision:
-        """React to an event from outside the engine (a call report or a cancellation)."""
+        """React to an event from outside the engine (a call report or a cancellation).
+
+        The caller's event is never changed: the engine works on its own copy, which is the first
+        event of the decision (what gets recorded), e.g. with the `set` it applied, or turned into a
+        `call.error` when the step's `set` could not be evaluated.
+        """
+        event = replace(event, meta=dict(event.meta))
         decision = Decision()
         if event.event_type == ev.EXECUTION_RESUMED:
             self._emit(state, decision, event)  # reopens the execution (see engine.resume)

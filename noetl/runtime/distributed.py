@@ -100,6 +100,7 @@ class PendingReport:
     event: Event
     leased: LeasedCommand | None
     outcome: bool | BaseException | None = None
+    recorded: Event | None = None  # the report as the engine recorded it (the decision's first event)
 
 
 @dataclass(slots=True)
@@ -369,7 +370,7 @@ class DecisionCore:
         for report, outcome in zip(member.batch, outcomes, strict=True):
             report.outcome = outcome
             if outcome and report.leased is not None:
-                self._observe(report.event)
+                self._observe(report.recorded or report.event)
         if member.cached.state.finished:
             self._forget(member.cached.execution_id)
 
@@ -421,6 +422,7 @@ class DecisionCore:
                 rows = event_rows(cached.execution_id, events)
             except StoreError as exc:
                 raise UnstorableReport(report, str(exc)) from exc
+            report.recorded = events[0] if events else None
             handled.append(Handled(report, events, rows, decision.commands))
         return handled
 

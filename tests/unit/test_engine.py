@@ -229,3 +229,27 @@ def test_lifo_answers_give_the_same_join() -> None:
     state, log, _ = drive(JOIN, echo_args, order="lifo")
     assert steps_entered(log).count("j") == 1
     assert state.status == "completed"
+
+
+def test_the_engine_never_changes_the_event_it_is_handed() -> None:
+    """A loop step whose `set` cannot be evaluated turns the report into a call.error: in the
+    decision's own first event (what is recorded), never in the caller's event."""
+    playbook = load_playbook_text("""
+metadata: {name: bad_set}
+workflow:
+  - step: start
+    loop: {in: [1, 2], iterator: n}
+    tool: {kind: noop}
+    set: {ctx.x: "{{ 1 / 0 }}"}
+""").require()
+    engine = Engine(playbook)
+    state = ExecutionState()
+    [command] = engine.start(state, execution_id="1").commands
+    report = Event("1", ev.CALL_DONE, node_name="start", status="completed", result={"ok": 1},
+                   meta={"loop_index": command.loop_index, "command_id": command.command_id})
+    before = (report.event_type, report.status, report.result, report.error, dict(report.meta))
+    decision = engine.handle(state, report)
+    assert (report.event_type, report.status, report.result, report.error, report.meta) == before
+    recorded = decision.events[0]
+    assert recorded is not report and recorded.event_type == ev.CALL_ERROR
+    assert recorded.error is not None and recorded.error["kind"] == "template"
