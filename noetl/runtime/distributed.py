@@ -44,7 +44,7 @@ from noetl.engine.status import StatusFolder
 from noetl.errors import NotFoundError, StoreError
 from noetl.ids import new_execution_id
 from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
-from noetl.runtime.request import RunRequest
+from noetl.runtime.request import RunRequest, StartOptions
 from noetl.runtime.services import LocalServices
 from noetl.store.base import ExecutionRecord
 from noetl.store.postgres.decisions import (
@@ -198,13 +198,17 @@ class DecisionCore:
     # submitting ------------------------------------------------------------------------
     async def submit(self, *, playbook_text: str, source: str = "<api>", payload: dict[str, Any] | None = None,
                      merge: bool = False, parent_execution_id: str | None = None,
-                     execution_id: str | None = None) -> str:
-        """Start an execution: its first events and commands are committed together."""
+                     execution_id: str | None = None, start: StartOptions | None = None) -> str:
+        """Start an execution: its first events and commands are committed together. ``start``
+        carries a schedule's fire time or a rerun's origin and reused steps (Engine.start)."""
         playbook = self.parse(playbook_text, source)
         execution_id = execution_id or new_execution_id()
         cached = await self._new_cached(execution_id, playbook, playbook_text, payload or {}, parent_execution_id)
+        options = start or StartOptions()
         decision = cached.engine.start(cached.state, execution_id=execution_id, payload=payload, merge=merge,
-                                       parent_execution_id=parent_execution_id)
+                                       parent_execution_id=parent_execution_id, meta=options.meta,
+                                       entry_step=options.entry_step, entry_input=options.entry_input,
+                                       reused=options.reused)
         events = self._stamp(cached, decision.events)
         record = ExecutionRecord(
             execution_id=execution_id, path=playbook.path, status="running",
@@ -556,7 +560,7 @@ class DecisionCore:
 # reports need not be read to answer a status request. The distributed conformance tests check the
 # result against the fold of the whole log.
 STATUS_EVENT_TYPES = (ev.PLAYBOOK_INITIALIZED, ev.STEP_ENTER, ev.STEP_EXIT, ev.PLAYBOOK_COMPLETED,
-                      ev.PLAYBOOK_FAILED, ev.EXECUTION_CANCELLED)
+                      ev.PLAYBOOK_FAILED, ev.EXECUTION_CANCELLED, ev.EXECUTION_RESUMED, ev.STEP_REUSED)
 
 
 async def load_status(store: PostgresStore, execution_id: str) -> dict[str, Any]:

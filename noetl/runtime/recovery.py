@@ -17,7 +17,7 @@ from noetl.engine.resume import RESUMABLE_STATUSES, reachable_from, reused_steps
 from noetl.errors import InputError, NotFoundError
 from noetl.runtime.local import EventListener, LocalRuntime
 from noetl.runtime.owner import record_abandoned
-from noetl.runtime.request import RunRequest
+from noetl.runtime.request import RunRequest, StartOptions
 from noetl.store.base import ExecutionRecord, Store
 
 
@@ -46,19 +46,26 @@ def check_resumable(record: ExecutionRecord) -> None:
                          f"or abandoned execution can be resumed")
 
 
-async def rerun_request(store: Store, execution_id: str, *, from_step: str | None = None,
-                        payload: dict[str, Any] | None = None) -> RunRequest:
-    """The request of a rerun: checked, nothing stored yet."""
+async def rerun_plan(store: Store, execution_id: str, *, from_step: str | None = None,
+                     payload: dict[str, Any] | None = None) -> tuple[ExecutionRecord, dict[str, Any], StartOptions]:
+    """What a rerun runs (the original's row), with which payload and how it starts; checked,
+    nothing stored yet. Shared by the local runtime and the server."""
     record, playbook = await load_execution(store, execution_id)
-    meta: dict[str, Any] = {"rerun_of": execution_id}
-    request = RunRequest(playbook=playbook, playbook_text=record.playbook,
-                         payload={**record.payload, **(payload or {})}, meta=meta)
+    options = StartOptions(meta={"rerun_of": execution_id})
     if from_step is not None:
         check_from_step(playbook, from_step)
-        meta["rerun_from"] = from_step
-        request.reused, request.entry_input = reused_steps(await store.list_events(execution_id), from_step, playbook)
-        request.entry_step = from_step
-    return request
+        options.meta["rerun_from"] = from_step
+        options.reused, options.entry_input = reused_steps(await store.list_events(execution_id), from_step, playbook)
+        options.entry_step = from_step
+    return record, {**record.payload, **(payload or {})}, options
+
+
+async def rerun_request(store: Store, execution_id: str, *, from_step: str | None = None,
+                        payload: dict[str, Any] | None = None) -> RunRequest:
+    record, merged, options = await rerun_plan(store, execution_id, from_step=from_step, payload=payload)
+    return RunRequest(playbook=load_playbook_text(record.playbook, f"execution {execution_id}").require(),
+                      playbook_text=record.playbook, payload=merged, meta=options.meta,
+                      entry_step=options.entry_step, entry_input=options.entry_input, reused=options.reused)
 
 
 async def resume_request(store: Store, execution_id: str) -> RunRequest:

@@ -29,3 +29,13 @@ class RunRequest:
     entry_input: dict[str, Any] = field(default_factory=dict)  # ... with the arc input it had
     reused: list[Event] = field(default_factory=list)  # step.reused events of a rerun from a step
     resume: list[Event] | None = None  # the log of the execution to continue in place (noetl resume)
+
+
+@dataclass(slots=True)
+class StartOptions:
+    """How a distributed execution starts when it is not a plain run (Engine.start)."""
+
+    meta: dict[str, Any] = field(default_factory=dict)  # a schedule's fire time, a rerun's origin
+    entry_step: str | None = None
+    entry_input: dict[str, Any] = field(default_factory=dict)
+    reused: list[Event] = field(default_factory=list)

@@ -17,10 +17,12 @@ right times.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from noetl.errors import NoetlError
 from noetl.ids import new_execution_id
 from noetl.scheduling.cron import fire_times, parse_instant, utc_text
 from noetl.store.base import FireRecord, ScheduleRecord, Store
@@ -29,6 +31,7 @@ from noetl.store.base import FireRecord, ScheduleRecord, Store
 # (so the next tick sees it running), not when it ends.
 Starter = Callable[[ScheduleRecord, str, str], Awaitable[None]]
 DEFAULT_GRACE = timedelta(seconds=60)
+log = logging.getLogger("noetl.scheduler")
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -86,7 +89,11 @@ class Scheduler:
         execution_id = new_execution_id()
         if not await self.store.claim_fire(FireRecord(schedule.name, when, "started", execution_id)):
             return Fired(schedule.name, when, "claimed-before")
-        await self.start(schedule, when, execution_id)
+        try:
+            await self.start(schedule, when, execution_id)
+        except NoetlError as exc:  # e.g. the playbook left the catalog: the other schedules go on
+            log.error("schedule %s: the execution of %s did not start: %s", schedule.name, when, exc)
+            return Fired(schedule.name, when, "not-started")
         return Fired(schedule.name, when, "started", execution_id)
 
     async def _busy(self, schedule: ScheduleRecord) -> bool:

@@ -18,12 +18,13 @@ from fastapi_offline import FastAPIOffline
 
 from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.reaper import Reaper
+from noetl.scheduling.distributed import run_server_scheduler
 from noetl.server.auth import authorize
 from noetl.server.console.server import install_server_console
 from noetl.server.errors import install_error_handlers
 from noetl.server.guard import RequestGuard
 from noetl.server.requestlog import install_request_log_context
-from noetl.server.routes import catalog, executions, results, system, workers
+from noetl.server.routes import catalog, executions, recovery, results, schedules, system, workers
 from noetl.server.state import ServerConfig, ServerState
 from noetl.store.postgres import PostgresStore
 from noetl.store.postgres.sqlreader import try_ensure_reader
@@ -44,11 +45,13 @@ def create_app(config: ServerConfig) -> FastAPI:
         stop = asyncio.Event()
         reaper = asyncio.create_task(Reaper(core, max_attempts=config.max_attempts)
                                      .run(stop, interval=config.reap_interval))
+        scheduler = asyncio.create_task(run_server_scheduler(core, stop))
         try:
             yield
         finally:
             stop.set()
             await reaper
+            await scheduler
             await store.close()
 
     # Swagger UI and ReDoc from the fastapi-offline package's own copies: /docs works offline.
@@ -59,7 +62,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     install_error_handlers(app)
     app.include_router(system.public)
     api = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
-    for module in (system, catalog, executions, results, workers):
+    for module in (system, catalog, executions, recovery, results, schedules, workers):
         api.include_router(module.router)
     app.include_router(api)
     install_server_console(app)

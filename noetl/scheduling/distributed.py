@@ -1,0 +1,46 @@
+"""Scheduled executions on the distributed runtime: the server's scheduler submits each fire time's
+execution of the schedule's catalog path (latest version) to the decision core."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from noetl.clock import Clock, utc_now
+from noetl.errors import NoetlError, NotFoundError
+from noetl.runtime.distributed import DecisionCore
+from noetl.runtime.request import StartOptions
+from noetl.scheduling.scheduler import Scheduler
+from noetl.store.base import ScheduleRecord
+
+log = logging.getLogger("noetl.scheduler")
+
+
+class DistributedStarter:
+    def __init__(self, core: DecisionCore) -> None:
+        self.core = core
+
+    async def __call__(self, schedule: ScheduleRecord, scheduled_for: str, execution_id: str) -> None:
+        path = schedule.path.removeprefix("catalog://")
+        entry = await self.core.store.get_catalog(path)
+        if entry is None:
+            raise NotFoundError(f"schedule {schedule.name!r}: no catalog entry for path {path!r}")
+        await self.core.submit(playbook_text=entry.content, source=f"catalog://{entry.path}@{entry.version}",
+                               payload=dict(schedule.payload), execution_id=execution_id,
+                               start=StartOptions(meta={"schedule": schedule.name, "scheduled_for": scheduled_for}))
+
+
+async def run_server_scheduler(core: DecisionCore, stop: asyncio.Event, *, interval: float = 1.0,
+                               clock: Clock = utc_now) -> None:
+    """The server's scheduler loop: only the server holding the advisory lock ticks; the others
+    keep trying, so one takes over when the active one stops."""
+    scheduler = Scheduler(core.store, DistributedStarter(core))
+    while not stop.is_set():
+        try:
+            if await core.store.try_scheduler_lock():
+                await scheduler.tick(clock())
+        except NoetlError as exc:  # a bad schedule or a lost database must not stop the server
+            log.error("scheduler tick failed: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

@@ -1,0 +1,32 @@
+"""Rerun of an execution on the workers: a new execution of the same playbook version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from noetl.ids import parse_execution_id
+from noetl.runtime.recovery import rerun_plan
+from noetl.server.auth import requires
+from noetl.server.state import State
+
+router = APIRouter(tags=["executions"])
+
+
+class RerunRequest(BaseModel):
+    from_step: str | None = None
+    payload: dict[str, Any] | None = None
+
+
+@router.post("/executions/{execution_id}/rerun", summary="Start a new execution of the same playbook version")
+@requires("execute")
+async def rerun(execution_id: str, state: State, body: RerunRequest | None = None) -> dict[str, Any]:
+    original = parse_execution_id(execution_id, "execution_id")
+    body = body or RerunRequest()
+    record, payload, options = await rerun_plan(state.store, original, from_step=body.from_step,
+                                                payload=body.payload)
+    new_id = await state.core.submit(playbook_text=record.playbook, source=f"execution {original}",
+                                     payload=payload, start=options)
+    return {"execution_id": new_id, "status": "started", "rerun_of": original, "from_step": body.from_step}

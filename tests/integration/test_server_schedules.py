@@ -1,0 +1,76 @@
+"""Schedules and rerun through the REST API (the app in-process on a real PostgreSQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from test_server_api import served, start, url  # noqa: F401 - url is a fixture
+
+from noetl.store.postgres import PostgresStore
+
+
+async def events_of(app: FastAPI, execution_id: str) -> list[Any]:
+    store: PostgresStore = app.state.noetl.store
+    return await store.list_events(execution_id)
+
+
+def test_schedules_through_the_api(url: str) -> None:  # noqa: F811
+    async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
+        bad = await client.post("/api/schedules", json={"path": "tests/api_loop", "cron": "61 * * * *"})
+        assert bad.status_code == 400 and "invalid cron expression" in bad.text
+        bad_zone = await client.post("/api/schedules", json={"path": "tests/api_loop", "cron": "0 6 * * *",
+                                                              "timezone": "Mars/Olympus"})
+        assert bad_zone.status_code == 400 and "unknown time zone" in bad_zone.text
+        missing = await client.post("/api/schedules", json={"path": "no/such", "cron": "0 6 * * *"})
+        assert missing.status_code == 404
+        assert (await client.get("/api/schedules")).json() == []
+
+        added = await client.post("/api/schedules", json={
+            "path": "tests/api_loop", "cron": "0 6 * * *", "timezone": "Europe/Berlin", "payload": {"n": 2},
+            "overlap": "allow", "catchup": "none"})
+        assert added.status_code == 200, added.text
+        assert added.json()["name"] == "tests/api_loop" and added.json()["next_fire"]
+        assert [s["name"] for s in (await client.get("/api/schedules")).json()] == ["tests/api_loop"]
+        paused = await client.post("/api/schedules/tests/api_loop/pause")
+        assert paused.json()["enabled"] is False
+        assert (await client.post("/api/schedules/tests/api_loop/resume")).json()["enabled"] is True
+
+        backfill = await client.post("/api/schedules/tests/api_loop/backfill",
+                                     json={"from": "2026-06-01T00:00:00Z", "to": "2026-06-02T23:00:00Z"})
+        assert backfill.status_code == 200, backfill.text
+        rows = backfill.json()
+        assert [r["scheduled_for"] for r in rows] == ["2026-06-01T04:00:00+00:00", "2026-06-02T04:00:00+00:00"]
+        for row in rows:
+            first = (await events_of(app, row["execution_id"]))[0]
+            assert first.meta["scheduled_for"] == row["scheduled_for"]
+            assert first.meta["schedule"] == "tests/api_loop" and first.result["n"] == 2
+        again = await client.post("/api/schedules/tests/api_loop/backfill",
+                                  json={"from": "2026-06-01T00:00:00Z", "to": "2026-06-02T23:00:00Z"})
+        assert [r["execution_id"] for r in again.json()] == [None, None]  # each fire time runs once
+        fires = (await client.get("/api/schedules/tests/api_loop/fires")).json()
+        assert [f["execution_id"] for f in fires] == [rows[1]["execution_id"], rows[0]["execution_id"]]
+
+        assert (await client.delete("/api/schedules/tests/api_loop")).json()["deleted"] is True
+        assert (await client.get("/api/schedules/tests/api_loop")).status_code == 404
+        assert (await client.post("/api/schedules/nope/pause")).status_code == 404
+
+    served(url, scenario)
+
+
+def test_rerun_through_the_api(url: str) -> None:  # noqa: F811
+    async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
+        original = await start(client, n=3)
+        response = await client.post(f"/api/executions/{original}/rerun", json={"payload": {"n": 4}})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["execution_id"] != original and body["rerun_of"] == original
+        first = (await events_of(app, body["execution_id"]))[0]
+        assert first.meta["rerun_of"] == original and first.result["n"] == 4
+        bad = await client.post(f"/api/executions/{original}/rerun", json={"from_step": "nope"})
+        assert bad.status_code == 400 and "no step of that name" in bad.text
+        unknown = await client.post("/api/executions/123456/rerun", json={})
+        assert unknown.status_code == 404
+
+    served(url, scenario)
