@@ -77,3 +77,20 @@ def _version() -> str:
         return version("noetl")
     except PackageNotFoundError:
         return "0"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m noetl.server.app [options]`` (seed 002): ``noetl server start`` with the same
+    options, on port 8000 unless ``--port`` says otherwise (the port that guide uses)."""
+    import sys
+
+    from noetl.cli.main import cli
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not any(arg == "--port" or arg.startswith("--port=") for arg in args):
+        args += ["--port", "8000"]
+    cli.main(args=["server", "start", *args], prog_name="noetl")
+
+
+if __name__ == "__main__":
+    main()

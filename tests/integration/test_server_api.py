@@ -143,7 +143,7 @@ def test_events_listing_in_pages_with_after_id_and_limit(url: str) -> None:
         execution_id = await start(client, 3)
         for command in await lease(url, 3):
             response = await client.post("/api/events", json=call_done(execution_id, command))
-            assert response.json() == {"accepted": True}
+            assert response.json()["accepted"] is True
         app.state.noetl.store.event_page = 2  # several pages per listing
 
         async def listing(**params: Any) -> list[dict[str, Any]]:
@@ -199,11 +199,11 @@ def test_posted_events_are_checked_against_the_command_they_report(url: str) -> 
         response = await client.post("/api/events", content=nan, headers={"Content-Type": "application/json"})
         assert response.status_code == 400 and "JSON" in response.json()["error"], response.text
 
-        assert (await client.post("/api/events", json=good)).json() == {"accepted": True}
-        assert (await client.post("/api/events", json=good)).json() == {"accepted": False}  # a duplicate
+        assert (await client.post("/api/events", json=good)).json()["accepted"] is True
+        assert (await client.post("/api/events", json=good)).json()["accepted"] is False  # a duplicate
         stolen = call_done(execution_id, second)
         stolen["meta"]["worker"] = "someone-else"
-        assert (await client.post("/api/events", json=stolen)).json() == {"accepted": False}
+        assert (await client.post("/api/events", json=stolen)).json()["accepted"] is False
         response = await client.post("/api/v2/events", json={"execution_id": execution_id, "type": "execution.cancelled",
                                                              "error": {"message": "enough"}})
         assert response.json()["status"] == "cancelled" and response.json()["cancelled"] is True
@@ -215,12 +215,16 @@ def test_posted_events_are_checked_against_the_command_they_report(url: str) -> 
 
 def test_workflow_start_event_starts_an_execution_once(url: str) -> None:
     async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
-        body = {"execution_id": "seed-002-run", "name": "workflow.start", "path": "tests/api_loop", "payload": {"n": 1}}
+        body = {"execution_id": "2002", "name": "workflow.start", "path": "tests/api_loop", "payload": {"n": 1}}
         started = (await client.post("/api/v2/events", json=body)).json()
-        assert started["accepted"] is True and started["execution_id"] == "seed-002-run"
+        assert started["accepted"] is True and started["execution_id"] == "2002"
+        assert started["status"] == "processed" and started["commands_generated"] == 1
         again = (await client.post("/api/v2/events", json=body)).json()
-        assert again["accepted"] is False and again["status"] == "running"
-        status = (await client.get("/api/executions/seed-002-run/status")).json()
-        assert status["execution_id"] == "seed-002-run" and status["steps"]["start"]["status"] == "running"
+        assert again["accepted"] is False and again["execution_status"] == "running"
+        assert again["commands_generated"] == 0
+        status = (await client.get("/api/executions/2002/status")).json()
+        assert status["execution_id"] == "2002" and status["steps"]["start"]["status"] == "running"
+        text_id = await client.post("/api/v2/events", json={**body, "execution_id": "seed-002-run"})
+        assert text_id.status_code == 400 and "not an execution id" in text_id.json()["error"]
 
     served(url, scenario)

@@ -37,7 +37,8 @@ async def register_playbook(state: ServerState, content: str) -> dict[str, Any]:
     playbook = load_playbook_text(text, "content").require()
     entry = await state.store.register_catalog(path=playbook.path, kind="Playbook", content=text,
                                                name=playbook.metadata.name)
-    return {"path": entry.path, "version": entry.version, "catalog_id": entry.catalog_id, "kind": entry.kind}
+    return {"path": entry.path, "version": entry.version, "catalog_id": entry.catalog_id, "kind": entry.kind,
+            "name": entry.name}
 
 
 @router.post("/catalog/register", summary="Register a playbook (a new version of its path)")
@@ -52,7 +53,7 @@ async def seed_register(body: SeedRegisterRequest, state: State) -> dict[str, An
     content = body.playbook_yaml or body.content
     if not content:
         raise InputError("playbook_yaml: required")
-    return await register_playbook(state, content)
+    return {"status": "registered", **await register_playbook(state, content)}
 
 
 @router.post("/catalog/list", summary="Latest version of every catalog path")

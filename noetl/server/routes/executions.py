@@ -126,7 +126,10 @@ async def cancel(execution_id: str, state: State) -> dict[str, Any]:
 async def post_event(body: ExternalEvent, state: State) -> dict[str, Any]:
     event_type = body.kind()
     if event_type == WORKFLOW_START:
-        return await _start_from_event(body, state)
+        started = await _start_from_event(body, state)
+        generated = await CommandQueue(state.store).count(started["execution_id"]) if started["accepted"] else 0
+        return {**started, "status": "processed", "execution_status": started["status"],
+                "commands_generated": generated}
     if body.execution_id is None or not event_type:
         raise InputError("execution_id and event_type are required")
     execution_id = parse_execution_id(body.execution_id)
@@ -138,10 +141,14 @@ async def post_event(body: ExternalEvent, state: State) -> dict[str, Any]:
         raise InputError(f"event_type {event_type!r}: only {ev.CALL_DONE}, {ev.CALL_ERROR}, "
                          f"{ev.EXECUTION_CANCELLED} and {WORKFLOW_START} can be posted")
     leased, event = await _external_report(state, execution_id, event_type, body)
+    queue = CommandQueue(state.store)
+    before = await queue.count(execution_id)
     try:
-        return {"accepted": await state.core.report(leased, event)}
+        accepted = await state.core.report(leased, event)
     except UnstorableReport as exc:
         raise InputError(str(exc)) from exc
+    return {"status": "processed", "accepted": accepted, "execution_id": execution_id,
+            "commands_generated": await queue.count(execution_id) - before}
 
 
 WORKFLOW_START = "workflow.start"
@@ -202,6 +209,7 @@ async def _record(state: ServerState, execution_id: str) -> ExecutionRecord:
 
 
 def summary(record: ExecutionRecord) -> dict[str, Any]:
-    return {"execution_id": record.execution_id, "path": record.path, "status": record.status,
+    return {"execution_id": record.execution_id, "path": record.path, "playbook_path": record.path,
+            "status": record.status,
             "parent_execution_id": record.parent_execution_id, "result": record.result, "error": record.error,
             "started_at": record.started_at, "ended_at": record.ended_at}

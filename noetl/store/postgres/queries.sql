@@ -190,6 +190,9 @@ RETURNING command_id, execution_id, step, attempt, payload;
 -- name: get_command
 SELECT command_id, execution_id, step, attempt, lease_owner, payload FROM noetl.command WHERE command_id = %(command_id)s;
 
+-- name: count_commands
+SELECT count(*) FROM noetl.command WHERE execution_id = %(execution_id)s;
+
 -- name: heartbeat
 -- Rows are locked in command_id order, as decisions lock them, so the two cannot deadlock.
 UPDATE noetl.command

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.store import PostgresStore
 
 COMMANDS_CHANNEL = "noetl_commands"
@@ -44,6 +45,12 @@ class CommandQueue:
             return None
         command_id, execution_id, step, attempt, owner, payload = rows[0]
         return LeasedCommand(command_id, str(execution_id), step, attempt, payload, owner or "")
+
+    async def count(self, execution_id: str) -> int:
+        """How many commands the execution's decisions have queued so far (any status)."""
+        rows = await self.store.read(f"counting commands of {execution_id}", "count_commands",
+                                     {"execution_id": db_id(execution_id)})
+        return int(rows[0][0]) if rows else 0
 
     async def heartbeat(self, *, owner: str, command_ids: list[str], lease_seconds: float,
                         now: datetime) -> set[str]:

@@ -1,0 +1,1 @@
+"""Alias package: the DSL lives in :mod:`noetl.dsl`."""
