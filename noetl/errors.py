@@ -7,6 +7,7 @@
     ├── ForbiddenError         a request NoETL refuses to carry out (SQL endpoint) -> exit 2 / HTTP 403
     ├── TemplateError          a template failed to render (names template + variable)
     ├── StoreError             the store could not complete an operation          -> HTTP 503
+    ├── WorkerError            a worker's heartbeat, listener or reaper died      -> exit 1
     └── ToolError              a tool failed (carries kind, message, retryable)
 
 Driver errors are wrapped at the boundary with ``raise ... from exc``.
@@ -54,6 +55,10 @@ class TemplateError(NoetlError):
 
 class StoreError(NoetlError):
     http_status = 503
+
+
+class WorkerError(NoetlError):
+    """A worker stopped because one of its own side tasks (heartbeat, listener, reaper) died."""
 
 
 class ToolError(NoetlError):

@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from noetl.errors import InputError, NotFoundError, ToolError
 from noetl.jsonconv import parse_json_text
+from noetl.settings import sensitive_setting_values
 
 REDACTED = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would blank out ordinary words and numbers
@@ -73,27 +75,36 @@ def sensitive_values(data: Any) -> list[str]:
 
 
 class Redactor:
-    """Replaces known secret values with ``***`` wherever they occur inside strings."""
+    """Replaces known secret values with ``***`` wherever they occur inside strings.
 
-    def __init__(self, secrets: Iterable[Any] = ()) -> None:
+    ``feeds``: another redactor that learns every value this one learns (an execution's redactor
+    feeds :data:`PROCESS_SECRETS`, which the log records of the whole process pass through).
+    """
+
+    def __init__(self, secrets: Iterable[Any] = (), *, feeds: Redactor | None = None) -> None:
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._feeds = feeds
+        self._lock = threading.Lock()  # log records are redacted on any thread
         self.add(*secrets)
 
     def add(self, *values: Any) -> None:
         """Remember more secret values (dicts and lists contribute each string leaf)."""
-        before = len(self._secrets)
+        found: set[str] = set()
         for value in values:
             for text in secret_strings(value):
                 if len(text) < MIN_SECRET_LENGTH:
                     continue
-                self._secrets.add(text)
+                found.add(text)
                 # A password inside a connection URL appears percent-encoded.
-                encoded = quote(text, safe="")
-                if encoded != text:
-                    self._secrets.add(encoded)
-        if len(self._secrets) != before:
-            self._pattern = None
+                found.add(quote(text, safe=""))
+        with self._lock:
+            new = found - self._secrets
+            if new:
+                self._secrets |= new
+                self._pattern = None
+        if new and self._feeds is not None:
+            self._feeds.add(*new)
 
     @property
     def secrets(self) -> frozenset[str]:
@@ -103,11 +114,13 @@ class Redactor:
         return bool(self._secrets)
 
     def _compiled(self) -> re.Pattern[str] | None:
-        if self._pattern is None and self._secrets:
-            # Longest first, so a secret that contains another is replaced whole.
-            ordered = sorted(self._secrets, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
-        return self._pattern
+        pattern = self._pattern
+        if pattern is None and self._secrets:
+            with self._lock:
+                # Longest first, so a secret that contains another is replaced whole.
+                ordered = sorted(self._secrets, key=len, reverse=True)
+            pattern = self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        return pattern
 
     def redact_text(self, text: str) -> str:
         pattern = self._compiled()
@@ -132,6 +145,9 @@ class Redactor:
             return tuple(self._redact(item) for item in value)
         return value
 
+
+# Every secret value any execution of this process has met, for log records (noetl.logredact).
+PROCESS_SECRETS = Redactor()
 
 _CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"([a-z][a-z0-9+.\-]*://[^:/@\s]*:)([^@\s]+)(@)", re.IGNORECASE)
@@ -255,7 +271,9 @@ class SecretResolver:
 
     def __init__(self, get_credential: CredentialGetter | None = None) -> None:
         self._get_credential = get_credential
-        self.redactor = Redactor()
+        # NoETL's own secrets (database password, API tokens, key) are redacted in every execution,
+        # whatever route user code found to read them.
+        self.redactor = Redactor(sensitive_setting_values(), feeds=PROCESS_SECRETS)
         self._cache: dict[tuple[str, str, str | None], Any] = {}
 
     @property
@@ -422,7 +440,9 @@ async def _credential_fields(
         raise InputError("credentials are not available here (no credential store)")
     credential = await getter(credential_name)
     data = dict(credential.get("data") or {})
-    resolver.record(sensitive_values(data))
+    # Every field is secret here, not only the secret-looking ones: a keychain entry exposes the
+    # whole credential to templates, and a field named `dsn` or `conn` can hold a password too.
+    resolver.record(data)
     return data
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 
 def _env_int(name: str, default: int) -> int:
@@ -93,3 +95,42 @@ def load_settings() -> Settings:
         results_s3_prefix=os.environ.get("NOETL_RESULTS_S3_PREFIX") or "noetl/results",
         results_s3_endpoint=os.environ.get("NOETL_RESULTS_S3_ENDPOINT") or None,
     )
+
+
+# Variables whose values are secrets of NoETL itself (or of the database it uses), besides every
+# NOETL_* whose name says it is one.
+_SECRET_VARIABLES = ("DATABASE_URL", "PGPASSWORD")
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|DATABASE_URL|DSN", re.IGNORECASE)
+
+
+def sensitive_setting_values() -> list[str]:
+    """The values of NoETL's own secret settings, for the redactor: nothing user code may echo back.
+
+    Covers ``NOETL_SECRET_KEY``, ``NOETL_API_TOKEN(S)``, ``NOETL_DATABASE_URL`` (the URL and the
+    password inside it) and any other ``NOETL_*`` whose name mentions a key, token, secret or
+    password; a token list contributes each token.
+    """
+    values: list[str] = []
+    for name, value in os.environ.items():
+        if not value or not (name in _SECRET_VARIABLES or (name.startswith("NOETL_") and _SECRET_NAME.search(name))):
+            continue
+        values.append(value)
+        values.extend(_embedded_secrets(name, value))
+    return values
+
+
+def _embedded_secrets(name: str, value: str) -> list[str]:
+    if "://" in value:
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            password = None
+        return [unquote(password), password] if password else []
+    if not name.endswith("TOKENS"):
+        return []
+    # A token list (NOETL_API_TOKENS): each token, whatever side of ":" or "=" its role is written.
+    pieces = [piece.strip() for piece in re.split(r"[,;:=\s]+", value)]
+    return [piece for piece in pieces if piece and piece.lower() not in _ROLE_WORDS and piece != value]
+
+
+_ROLE_WORDS = frozenset({"read", "execute", "admin", "role", "token", "name"})

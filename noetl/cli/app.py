@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from noetl.errors import NoetlError
+from noetl.logredact import install_log_redaction
 
 T = TypeVar("T")
 EXIT_FAILED = 1
@@ -39,7 +40,7 @@ def handle_errors(func: Callable[..., T]) -> Callable[..., T]:
             return func(*args, **kwargs)
         except NoetlError as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                  EXIT_FAILED if type(exc).__name__ == "StoreError" else EXIT_INVALID)
+                  EXIT_FAILED if type(exc).__name__ in ("StoreError", "WorkerError") else EXIT_INVALID)
         except KeyboardInterrupt:
             fail("interrupted", EXIT_FAILED)
         raise AssertionError("unreachable")
@@ -107,6 +108,7 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, server_url: str | None, host: str | None, port: int | None) -> None:
     """NoETL: run playbooks that orchestrate APIs, databases and scripts."""
+    install_log_redaction()
     if server_url is None and (host or port):
         server_url = f"http://{host or 'localhost'}:{port or 8082}"
     ctx.obj = Context(server_url)

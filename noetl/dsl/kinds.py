@@ -42,10 +42,10 @@ _SQL_FIELDS = ("command", "query", "sql", "command_b64", "script")
 TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
     ToolKind("noop", "noetl.tools.noop:run_noop", frozenset({"result", "data"})),
     ToolKind("python", "noetl.tools.python:run_python",
-             frozenset({"code", "code_b64", "script", "libs", "data", "isolation", "credentials"}),
+             frozenset({"code", "code_b64", "script", "libs", "data", "isolation", "credentials", "env"}),
              required=("code", "code_b64", "script"), closer="noetl.tools.python:shutdown_python_pool"),
-    ToolKind("shell", "noetl.tools.shell:run_shell", frozenset({"cmds", "command", "env", "cwd"}),
-             required=("cmds", "command")),
+    ToolKind("shell", "noetl.tools.shell:run_shell", frozenset({"cmds", "command", "command_b64", "env", "cwd"}),
+             required=("cmds", "command", "command_b64", "args")),
     ToolKind("http", "noetl.tools.http:run_http",
              frozenset({"method", "url", "endpoint", "headers", "params", "json", "body", "data", "verify_ssl",
                         "follow_redirects", "payload", "credential"}),

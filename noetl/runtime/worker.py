@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import signal
@@ -28,7 +29,8 @@ import psycopg
 
 from noetl.backoff import backoff_delay
 from noetl.engine.events import Event
-from noetl.errors import NoetlError, StoreError, ToolError
+from noetl.errors import NoetlError, StoreError, ToolError, WorkerError
+from noetl.logredact import install_log_redaction
 from noetl.logsetup import log_context
 from noetl.results.refs import use_loader
 from noetl.results.storage import storage_for
@@ -77,8 +79,11 @@ class Worker:
         self.store = PostgresStore(database_url, max_size=pool_size)
         self.core = DecisionCore(self.store, services_factory=self._services, owner=self.name, affinity=self)
         self.queue = CommandQueue(self.store)
-        self.stop = asyncio.Event()
+        self.stop = asyncio.Event()  # leasing ends (SIGTERM, or a side task died)
+        self.drained = asyncio.Event()  # every in-flight command has finished and reported
         self.wake = asyncio.Event()
+        self.side_tasks: dict[str, asyncio.Task[None]] = {}
+        self.side_task_failure: WorkerError | None = None
         self.in_flight: dict[str, tuple[LeasedCommand, asyncio.Task[None]]] = {}
         self.waiting_on_children = 0  # commands parked on a child execution free their slot
         self.reserved = 0  # slots held for commands a decision in progress inserts leased to us
@@ -92,23 +97,54 @@ class Worker:
     async def run(self) -> None:
         await self._open_store()
         use_loader(storage_for(self.store, shared=True).read)  # templates resolve `_ref`s through it
-        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._heartbeat())]
-        reaper = asyncio.create_task(Reaper(self.core, max_attempts=self.options.max_attempts)
-                                     .run(self.stop, interval=self.options.reap_interval))
+        self._start_side_tasks()
         log.info("worker %s started (concurrency %d)", self.name, self.options.concurrency)
         try:
             await self._lease_loop()
             await self._drain()
         finally:
             self.stop.set()
-            for helper in helpers:
-                helper.cancel()
+            self.drained.set()  # only now may heartbeats stop: every in-flight command has reported
+            await self._stop_side_tasks()
+            await self.store.close()
+            log.info("worker %s stopped after %d command(s)", self.name, self.completed)
+        if self.side_task_failure is not None:
+            raise self.side_task_failure
+
+    # side tasks: each named and watched, the worker stops when one of them dies ------------
+    def _start_side_tasks(self) -> None:
+        reaper = Reaper(self.core, max_attempts=self.options.max_attempts)
+        coroutines = {"listener": self._listen(), "heartbeat": self._heartbeat(),
+                      "reaper": reaper.run(self.stop, interval=self.options.reap_interval)}
+        for name, coroutine in coroutines.items():
+            task = asyncio.create_task(coroutine, name=f"noetl-worker-{name}")
+            task.add_done_callback(functools.partial(self._side_task_ended, name))
+            self.side_tasks[name] = task
+
+    def _side_task_ended(self, name: str, task: asyncio.Task[None]) -> None:
+        if self.drained.is_set():
+            return  # stopping: side tasks end as they should
+        # A side task must outlive the worker's work: without heartbeats every lease lapses and the
+        # commands run twice; without the listener or the reaper work waits. Stop rather than limp on.
+        error = None if task.cancelled() else task.exception()
+        if error is None and self.stop.is_set() and not task.cancelled():
+            return  # the reaper ends its rounds once the worker stops leasing
+        reason = f"{type(error).__name__}: {error}" if error is not None else "it ended unexpectedly"
+        log.error("worker %s: the %s task died (%s); stopping the worker", self.name, name, reason)
+        if self.side_task_failure is None:
+            self.side_task_failure = WorkerError(f"worker {self.name}: the {name} task died ({reason})")
+        self.request_stop()
+
+    async def _stop_side_tasks(self) -> None:
+        reaper = self.side_tasks.get("reaper")
+        others = [task for name, task in self.side_tasks.items() if name != "reaper"]
+        for task in others:
+            task.cancel()
+        if reaper is not None:
             # The reaper ends its round and flushes the step statistics (unless PostgreSQL hangs).
             await asyncio.wait({reaper}, timeout=5)
             reaper.cancel()
-            await asyncio.gather(*helpers, reaper, return_exceptions=True)
-            await self.store.close()
-            log.info("worker %s stopped after %d command(s)", self.name, self.completed)
+        await asyncio.gather(*self.side_tasks.values(), return_exceptions=True)
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -256,9 +292,14 @@ class Worker:
 
     # heartbeats and the wake-up channel ------------------------------------------------
     async def _heartbeat(self) -> None:
+        """Extend the leases of in-flight commands until the last one has reported.
+
+        Not tied to ``stop``: a draining worker still runs its commands for up to ``grace_seconds``,
+        and a lease that lapsed meanwhile would let another worker run the same step again.
+        """
         interval = max(self.options.lease_seconds / 3, 0.05)
-        while not self.stop.is_set():
-            await _sleep_or_stop(self.stop, interval)
+        while not self.drained.is_set():
+            await _sleep_or_stop(self.drained, interval)
             ids = [command_id for command_id in self.in_flight if command_id not in self.own_leases]
             if not ids:
                 continue
@@ -426,6 +467,7 @@ def _reconnect_delay(attempt: int) -> float:
 
 
 async def run_worker(database_url: str, options: WorkerOptions) -> None:
+    install_log_redaction()
     worker = Worker(database_url, options)
     worker.install_signal_handlers()
     await worker.run()

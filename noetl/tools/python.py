@@ -26,6 +26,7 @@ from typing import Any
 from noetl.errors import ToolError
 from noetl.tools._script import load_script
 from noetl.tools.base import ToolCall
+from noetl.tools.environment import tool_environment
 from noetl.tools.python_code import StepRequest
 from noetl.tools.python_processes import _close_pools_at_exit, _detach_process_pool, _run_in_process
 from noetl.tools.python_threads import _detach_thread_pools, _pools_lock, _run_in_this_process
@@ -40,6 +41,7 @@ async def run_python(config: dict[str, Any], call: ToolCall) -> Any:
         args=dict(call.args),
         execution_id=call.execution_id,
         libs=_libs(config),
+        env=tool_environment(config.get("env"), tool="python"),
     )
     isolation = _isolation(config, call)
     if isolation == "process":

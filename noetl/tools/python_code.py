@@ -31,6 +31,7 @@ from typing import Any
 
 from noetl.errors import ToolError
 from noetl.jsonconv import NotJsonable, to_jsonable
+from noetl.tools.environment import user_environment
 
 # Every user code object is compiled under this file name, so user frames can be told apart from
 # library frames in a traceback whatever step the (shared, cached) code object runs for.
@@ -51,6 +52,7 @@ class StepRequest:
     execution_id: str
     libs: dict[str, str]
     context: dict[str, Any] | None = None
+    env: dict[str, str] | None = None  # what os.environ shows the code (see noetl.tools.environment)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,7 +214,8 @@ def start_step(request: StepRequest, output: OutputCapture) -> _Finished | Await
         raise _syntax_error(exc, request.step) from None
     namespace = _globals(request, output)
     try:
-        outcome = _run_body(compiled, namespace, request.args)
+        with user_environment(request.env):
+            outcome = _run_body(compiled, namespace, request.args)
     except ToolError:
         raise
     except BaseException as exc:  # noqa: B036 - SystemExit and KeyboardInterrupt fail the step too
@@ -224,7 +227,8 @@ def start_step(request: StepRequest, output: OutputCapture) -> _Finished | Await
 
 async def finish_step(pending: Awaitable[Any], request: StepRequest) -> Any:
     try:
-        value = await pending
+        with user_environment(request.env):
+            value = await pending
     except (ToolError, asyncio.CancelledError):
         raise
     except BaseException as exc:  # noqa: B036

@@ -27,6 +27,7 @@ from typing import Any
 from noetl.errors import ToolError
 from noetl.settings import load_settings
 from noetl.tools.base import ToolCall
+from noetl.tools.environment import safe_environment
 from noetl.tools.python_code import (
     OutputCapture,
     StepRequest,
@@ -110,6 +111,7 @@ class Worker:
                 pass_fds=(child_end.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,  # fd-level writes by user code never reach the runtime's stdout
+                env=safe_environment(),  # never the runtime's settings, even for subprocesses of user code
             )
         except BaseException:
             parent_end.close()

@@ -1,8 +1,8 @@
 """``shell``: run commands with ``/bin/sh -c`` and return ``{returncode, stdout, stderr}``.
 
 Config: ``command`` (one string, may span several lines) or ``cmds`` (a list run in order, stopping
-at the first failure), ``env`` (merged over the runtime's environment; a ``null`` value unsets a
-variable), ``cwd``, ``timeout`` (seconds, for all the commands together; the step's
+at the first failure), ``env`` (the only variables the commands see besides PATH, HOME,
+LANG and TZ, see :mod:`noetl.tools.environment`; a ``null`` value unsets one), ``cwd``, ``timeout`` (seconds, for all the commands together; the step's
 ``spec.timeout`` applies too, whichever is shorter).
 
 Each command runs in its own process group, so a timeout or a cancelled step kills whatever the
@@ -24,6 +24,7 @@ from typing import Any
 
 from noetl.errors import ToolError
 from noetl.tools.base import ToolCall
+from noetl.tools.environment import tool_environment
 
 _SHELL = "/bin/sh"
 _MAX_OUTPUT_BYTES = 8 * 1024 * 1024
@@ -33,7 +34,7 @@ _DRAIN_AFTER_KILL_SECONDS = 5.0  # a killed group closes its pipes at once; do n
 
 async def run_shell(config: dict[str, Any], call: ToolCall) -> Any:
     commands = _commands(config)
-    env = _environment(config.get("env"))
+    env = tool_environment(config.get("env"), tool="shell")
     cwd = _working_directory(config.get("cwd"))
     deadline = _deadline(_timeout(config.get("timeout"), call.timeout))
     results: list[dict[str, Any]] = []
@@ -85,27 +86,6 @@ def _single_command(config: dict[str, Any]) -> str:
     if command is None:
         raise ToolError("shell tool needs `command` (a string) or `cmds` (a list)", kind="config")
     return command if isinstance(command, str) else str(command)
-
-
-def _environment(overrides: Any) -> dict[str, str]:
-    if overrides is None:
-        return dict(os.environ)
-    if not isinstance(overrides, dict):
-        raise ToolError("shell `env` must be a mapping of variable names to values", kind="config")
-    env = dict(os.environ)
-    for name, value in overrides.items():
-        if value is None:
-            env.pop(str(name), None)
-        else:
-            env[str(name)] = value if isinstance(value, str) else _scalar_text(value)
-    return env
-
-
-def _scalar_text(value: Any) -> str:
-    # Rendered templates can hand over native values; write booleans the way shells expect them.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _working_directory(cwd: Any) -> str | None:

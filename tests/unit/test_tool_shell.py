@@ -65,14 +65,17 @@ def test_cmds_stop_at_the_first_failure(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-def test_env_is_merged_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NOETL_TEST_INHERITED", "kept")
-    monkeypatch.setenv("NOETL_TEST_REMOVED", "gone")
-    config = {
-        "command": 'echo "$GREETING $COUNT $FLAG $NOETL_TEST_INHERITED [${NOETL_TEST_REMOVED:-}]"',
-        "env": {"GREETING": "hi", "COUNT": 3, "FLAG": True, "NOETL_TEST_REMOVED": None},
-    }
-    assert run(config)["stdout"] == "hi 3 true kept []\n"
+def test_commands_see_only_the_safe_list_and_the_steps_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOETL_SECRET_KEY", "runtime-secret-key")
+    monkeypatch.setenv("SOME_RUNTIME_VARIABLE", "not for tools")
+    monkeypatch.setenv("TZ", "UTC")
+    env = {"GREETING": "hi", "COUNT": 3, "FLAG": True, "TZ": None}
+    names = {line.split("=", 1)[0] for line in run({"command": "env", "env": env})["stdout"].splitlines()}
+    # /bin/sh itself adds PWD (and some shells SHLVL and _).
+    assert {"GREETING", "COUNT", "FLAG", "PATH"} <= names
+    assert names - {"PWD", "SHLVL", "_"} <= {"GREETING", "COUNT", "FLAG", "PATH", "HOME", "LANG"}
+    command = 'echo "$GREETING $COUNT $FLAG [${NOETL_SECRET_KEY:-}] [${TZ:-}]"'
+    assert run({"command": command, "env": env})["stdout"] == "hi 3 true [] []\n"
 
 
 def test_cwd(tmp_path: Path) -> None:

@@ -1,0 +1,125 @@
+"""What environment user code sees: a short safe list plus what the playbook passes, nothing else.
+
+Servers, workers and ``noetl run`` hold NoETL's own settings in their environment
+(``NOETL_SECRET_KEY``, ``NOETL_DATABASE_URL``, ``NOETL_API_TOKEN``, ...) and often the user's own
+secrets too. A tool never inherits that environment:
+
+- ``shell`` commands run with exactly :func:`tool_environment` (the safe list + the step's ``env:``);
+- ``python`` code reads ``os.environ`` / ``os.getenv`` through a view that, while the code runs,
+  shows the same mapping (:func:`user_environment`). The view is scoped with a context variable, so
+  NoETL's own code on other threads and tasks keeps seeing the real environment at the same time.
+  Worker processes of the python tool (``isolation: process``) are started with the safe list only,
+  so even subprocesses started by user code find nothing.
+
+Whatever still slips through (a subprocess started from thread-mode code inherits the process's
+real environment) is caught by the redactor, which knows the values of NoETL's sensitive settings
+(:func:`noetl.settings.sensitive_setting_values`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from noetl.errors import ToolError
+
+SAFE_VARIABLES = ("PATH", "HOME", "LANG", "TZ")
+
+
+def safe_environment() -> dict[str, str]:
+    """The variables every tool may see, taken from the real process environment."""
+    real = _real_environ()
+    return {name: real[name] for name in SAFE_VARIABLES if name in real}
+
+
+def tool_environment(overrides: Any, *, tool: str) -> dict[str, str]:
+    """The safe list with the step's ``env:`` applied (a ``null`` value removes a variable)."""
+    env = safe_environment()
+    if overrides is None:
+        return env
+    if not isinstance(overrides, Mapping):
+        raise ToolError(f"{tool} `env` must be a mapping of variable names to values", kind="config")
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(str(name), None)
+        else:
+            env[str(name)] = value if isinstance(value, str) else scalar_text(value)
+    return env
+
+
+def scalar_text(value: Any) -> str:
+    # Rendered templates can hand over native values; write booleans the way shells expect them.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+# ---- the scoped view of os.environ for python code running in this process
+
+_scope: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("noetl_user_environ", default=None)
+_install_lock = threading.Lock()
+
+
+class _ScopedEnviron(MutableMapping[str, str]):
+    """``os.environ`` replacement: the real environment, or the running step's mapping.
+
+    Writes inside a step change only that step's mapping, so user code cannot alter the runtime's
+    environment either.
+    """
+
+    def __init__(self, real: MutableMapping[str, str]) -> None:
+        self.real = real
+
+    def _current(self) -> MutableMapping[str, str]:
+        scoped = _scope.get()
+        return self.real if scoped is None else scoped
+
+    def __getitem__(self, key: str) -> str:
+        return self._current()[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self._current()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._current()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._current()))
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def copy(self) -> dict[str, str]:
+        return dict(self._current())
+
+    def __repr__(self) -> str:
+        return f"environ({dict(self._current())!r})"
+
+
+def _real_environ() -> MutableMapping[str, str]:
+    current = os.environ
+    return current.real if isinstance(current, _ScopedEnviron) else current
+
+
+def _install_view() -> None:
+    if isinstance(os.environ, _ScopedEnviron):
+        return
+    with _install_lock:
+        if not isinstance(os.environ, _ScopedEnviron):
+            # os.getenv reads the module global `environ`, so it follows the view as well.
+            os.environ = _ScopedEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003 - a view, not a reset
+
+
+@contextmanager
+def user_environment(env: Mapping[str, str] | None) -> Iterator[None]:
+    """While the block runs (in this thread or task), ``os.environ`` is ``env`` (the safe list by default)."""
+    _install_view()
+    token = _scope.set(dict(env) if env is not None else safe_environment())
+    try:
+        yield
+    finally:
+        _scope.reset(token)

@@ -1,0 +1,57 @@
+"""SPEC section 20 on the local runtime: what tools see, and that NoETL's settings never leak."""
+
+from __future__ import annotations
+
+from support.security import FIXTURES, assert_nothing_contains, assert_tools_saw_only_what_the_playbook_passed
+
+SECRETS = {
+    "NOETL_SECRET_KEY": "local-secret-key-value",
+    "NOETL_API_TOKEN": "local-api-token-value",
+    "NOETL_DATABASE_URL": "postgresql://noetl:db-password-value@127.0.0.1:1/noetl",
+}
+
+
+def test_tools_see_only_the_safe_list_and_noetl_settings_are_redacted(noetl) -> None:  # type: ignore[no-untyped-def]
+    result = noetl("run", str(FIXTURES / "tool_environment.yaml"), "--json", env=SECRETS)
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert_tools_saw_only_what_the_playbook_passed(doc)
+    # A subprocess started by thread-mode python inherits the runtime's environment: the redactor
+    # still keeps the values out of what is stored.
+    child = doc["steps"]["python_thread"]["result"]["child"]
+    assert "NOETL_SECRET_KEY=***" in child
+    events = noetl("events", doc["execution_id"], "--json", env=SECRETS)
+    status = noetl("status", doc["execution_id"], "--json", env=SECRETS)
+    assert_nothing_contains([*SECRETS.values(), "db-password-value"], result.stdout, result.stderr,
+                            events.stdout, status.stdout)
+
+
+KEYCHAIN_PLAYBOOK = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: keychain_fields}
+keychain:
+  - {name: db, kind: credential, credential: warehouse}
+workflow:
+  - step: start
+    tool:
+      kind: python
+      input: {host: "{{ keychain.db.host }}", user: "{{ keychain.db.user }}", conn: "{{ keychain.db.conn }}"}
+      code: "result = {'seen': [host, user, conn]}"
+"""
+
+
+def test_every_field_of_a_keychain_credential_is_secret(noetl, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    credential = tmp_path / "warehouse.yaml"
+    credential.write_text("name: warehouse\ntype: postgres\n"
+                          "data: {host: warehouse.internal.example, user: report_reader, conn: opaque-conn-string}\n")
+    assert noetl("register", "credential", "-f", str(credential)).code == 0
+    playbook = tmp_path / "keychain_fields.yaml"
+    playbook.write_text(KEYCHAIN_PLAYBOOK)
+    result = noetl("run", str(playbook), "--json")
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert doc["steps"]["start"]["result"] == {"seen": ["***", "***", "***"]}
+    events = noetl("events", doc["execution_id"], "--json")
+    assert_nothing_contains(["warehouse.internal.example", "report_reader", "opaque-conn-string"],
+                            result.stdout, events.stdout)

@@ -1,0 +1,134 @@
+"""SPEC section 20 on a real deployment (server + workers + PostgreSQL): tool environments, logs,
+graceful shutdown and child-call policy."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.security import FIXTURES, assert_nothing_contains, assert_tools_saw_only_what_the_playbook_passed
+from test_distributed_cluster import Cluster, clusters, create_database
+
+API_TOKEN = "cluster-api-token-value"
+
+
+@pytest.fixture
+def cluster_factory(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
+    yield from clusters(pg_cluster, tmp_path)
+
+
+def _secrets(cluster: Cluster, pg_cluster: dict[str, Any]) -> list[str]:
+    return [cluster.env["NOETL_SECRET_KEY"], API_TOKEN, pg_cluster["password"]]
+
+
+def test_worker_tools_see_only_the_safe_list_and_settings_are_redacted(
+    cluster_factory: Any, pg_cluster: dict[str, Any]
+) -> None:
+    cluster = cluster_factory(env={"NOETL_API_TOKEN": API_TOKEN})
+    cluster.start_server()
+    cluster.start_worker("w1")
+    cluster.register((FIXTURES / "tool_environment.yaml").read_text())
+    execution_id = cluster.execute("tests/security/tool_environment")
+    doc = cluster.wait(execution_id)
+    assert_tools_saw_only_what_the_playbook_passed(doc)
+    assert "NOETL_DATABASE_URL=***" in doc["steps"]["python_thread"]["result"]["child"]
+    events = cluster.client.get(f"/api/executions/{execution_id}/events").json()
+    rows = cluster.sql("select result::text, error::text from noetl.event where execution_id = %s",
+                       int(execution_id))
+    assert_nothing_contains(_secrets(cluster, pg_cluster), doc, events, [list(r) for r in rows],
+                            cluster.log("w1"), cluster.log("server"))
+
+
+HTTP_WITH_KEY = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: http_key, path: tests/security/http_key}
+workload: {base: "BASE"}
+workflow:
+  - step: start
+    tool:
+      kind: http
+      url: "{{ workload.base }}/apikey"
+      params: {api_key: "{{ secret.PARTNER_API_KEY }}"}
+"""
+
+
+def test_library_log_records_are_redacted_in_the_worker_log(cluster_factory: Any, http_server: Any) -> None:
+    api_key = http_server.api_key
+    cluster = cluster_factory(env={"PARTNER_API_KEY": api_key})
+    cluster.start_server()
+    # INFO, so httpx logs every request line with its full URL.
+    cluster.workers["w1"] = cluster._spawn("w1", "worker", "start", "--name", "w1", "--log-level", "info")
+    cluster.register(HTTP_WITH_KEY.replace("BASE", http_server.url))
+    doc = cluster.wait(cluster.execute("tests/security/http_key"))
+    assert doc["status"] == "completed", doc["error"]
+    log = cluster.log("w1")
+    assert "HTTP Request: GET" in log and "api_key=***" in log
+    assert api_key not in log
+
+
+LONG_STEP = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: long_step, path: tests/security/long_step}
+workload: {marker: ""}
+workflow:
+  - step: start
+    tool:
+      kind: python
+      input: {marker: "{{ workload.marker }}"}
+      code: |
+        import time
+        with open(marker, "a") as runs:
+            runs.write("run\\n")
+        time.sleep(5)
+        result = {"slept": True}
+"""
+
+
+def test_sigterm_during_a_long_step_keeps_its_lease_so_it_runs_once(cluster_factory: Any, tmp_path: Path) -> None:
+    cluster = cluster_factory(lease_seconds=1)
+    cluster.start_server()
+    cluster.start_worker("w1")
+    cluster.register(LONG_STEP)
+    marker = tmp_path / "runs.txt"
+    execution_id = cluster.execute("tests/security/long_step", {"marker": str(marker)})
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, cluster.log("w1")
+        time.sleep(0.05)
+    cluster.start_worker("w2")  # ready to take over any lease that lapses
+    worker = cluster.workers.pop("w1")
+    worker.send_signal(signal.SIGTERM)  # w1 drains: the step has ~5 s to go, the lease is 1 s
+    doc = cluster.wait(execution_id)
+    assert worker.wait(timeout=30) == 0, cluster.log("w1")
+    assert doc["status"] == "completed", doc["error"]
+    assert marker.read_text() == "run\n"
+    events = cluster.client.get(f"/api/executions/{execution_id}/events").json()
+    calls = [e for e in events if e["event_type"] == "call.done" and e["node_name"] == "start"]
+    assert [(e["meta"]["worker"], e["meta"]["attempt"]) for e in calls] == [("w1", 1)]
+
+
+def test_a_worker_whose_heartbeat_dies_stops_with_an_error(pg_cluster: dict[str, Any]) -> None:
+    from noetl.errors import WorkerError
+    from noetl.runtime.worker import Worker, WorkerOptions
+
+    url = create_database(pg_cluster)
+
+    async def scenario() -> None:
+        worker = Worker(url, WorkerOptions(name="w1", poll_interval=0.05, lease_seconds=0.3))
+
+        async def heartbeat_that_dies() -> None:
+            await asyncio.sleep(0.2)
+            raise RuntimeError("unexpected failure in the heartbeat")
+
+        worker._heartbeat = heartbeat_that_dies  # type: ignore[method-assign]
+        await asyncio.wait_for(worker.run(), timeout=15)
+
+    with pytest.raises(WorkerError, match="the heartbeat task died .*RuntimeError: unexpected failure"):
+        asyncio.run(scenario())

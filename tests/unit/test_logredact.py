@@ -1,0 +1,38 @@
+"""Log records of any logger (NoETL's, libraries', uvicorn's) are redacted before any handler sees them."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from noetl.logredact import install_log_redaction
+from noetl.secrets import SecretResolver
+
+
+@pytest.mark.parametrize("logger_name", ["httpx", "uvicorn.error", "noetl.worker"])
+def test_records_of_every_logger_are_redacted(logger_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOETL_API_TOKEN", "token-from-the-settings")
+    install_log_redaction()
+    SecretResolver().record("value-an-execution-resolved")  # as a keychain entry does
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger(logger_name)
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "propagate", False)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    try:
+        logger.info("GET https://api.example/x?api_key=%s", "value-an-execution-resolved")
+        logger.warning("token %s, url %s", "token-from-the-settings", "postgresql://u:hunter22@db/x")
+        try:
+            raise ValueError("failed with value-an-execution-resolved")
+        except ValueError:
+            logger.exception("boom")
+    finally:
+        logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert "api_key=***" in text and "token ***" in text and "u:***@db" in text
+    assert "ValueError: failed with ***" in text
+    for secret in ("value-an-execution-resolved", "token-from-the-settings", "hunter22"):
+        assert secret not in text
