@@ -12,7 +12,8 @@ from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
 from noetl.dsl.render import RenderContext, render_data
 from noetl.errors import NoetlError, NotFoundError, PlaybookError, TemplateError, ToolError
 from noetl.results.storage import ResultStorage, storage_for
-from noetl.runtime.request import MAX_CHILD_DEPTH, RunRequest
+from noetl.runtime.childcalls import check_child_call
+from noetl.runtime.request import RunRequest
 from noetl.secrets import SecretResolver
 from noetl.tools.base import ToolCall
 
@@ -74,14 +75,11 @@ class LocalServices:
 
     async def run_child_playbook(self, *, path: str, payload: dict[str, Any], version: int | None,
                                  return_step: str | None, call: ToolCall) -> Any:
-        if self.request.depth + 1 > MAX_CHILD_DEPTH:
-            raise ToolError(f"playbook call depth limit ({MAX_CHILD_DEPTH}) reached calling {path!r}: "
-                            f"chain {' -> '.join(self.request.chain)}", kind="playbook")
+        ancestry = (*self.request.chain, self.request.playbook.path)
+        check_child_call(ancestry, path)
         loaded, text, base_dir = await self._resolve_child(path, version)
         child = loaded.require()
-        ancestry = (*self.request.chain, self.request.playbook.path)
-        if child.path in ancestry:
-            raise ToolError(f"playbook call cycle: {' -> '.join((*ancestry, child.path))}", kind="playbook")
+        check_child_call(ancestry, child.path)
         if return_step and return_step not in child.step_map():
             raise ToolError(f"return_step {return_step!r} is not a step of {child.path!r}", kind="config")
         request = RunRequest(playbook=child, playbook_text=text, playbook_dir=base_dir, payload=dict(payload or {}),

@@ -38,7 +38,8 @@ from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_fr
 from noetl.runtime.frames import run_command
 from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
-from noetl.runtime.request import MAX_CHILD_DEPTH, RunRequest
+from noetl.runtime.childcalls import check_child_call, stored_ancestry
+from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Runner
 from noetl.runtime.services import LocalServices
 from noetl.runtime.wire import child_execution_id
@@ -386,9 +387,12 @@ class WorkerServices(LocalServices):
         The child's id is derived from the parent command and the call's position in it, so a
         command re-run after a crash finds the child it already started instead of starting another.
         """
-        await self._check_depth(path)
+        ancestry = await stored_ancestry(self.worker.store, self.request.playbook.path,
+                                         self.request.parent_execution_id)
+        check_child_call(ancestry, path)
         loaded, text, _ = await self._resolve_child(path, version)
         child = loaded.require()
+        check_child_call(ancestry, child.path)
         if return_step and return_step not in child.step_map():
             raise ToolError(f"return_step {return_step!r} is not a step of {child.path!r}", kind="config")
         child_id = self._child_id()
@@ -412,16 +416,6 @@ class WorkerServices(LocalServices):
         command_id, counter = current
         counter[0] += 1
         return child_execution_id(command_id, counter[0])
-
-    async def _check_depth(self, path: str) -> None:
-        depth, parent = 0, self.request.parent_execution_id
-        while parent is not None:
-            depth += 1
-            if depth >= MAX_CHILD_DEPTH:
-                raise ToolError(f"playbook call depth limit ({MAX_CHILD_DEPTH}) reached calling {path!r}",
-                                kind="playbook")
-            record = await self.worker.store.get_execution(parent)
-            parent = record.parent_execution_id if record else None
 
     async def _wait_for(self, child_id: str) -> dict[str, Any]:
         self.worker.waiting_on_children += 1

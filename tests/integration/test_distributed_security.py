@@ -132,3 +132,27 @@ def test_a_worker_whose_heartbeat_dies_stops_with_an_error(pg_cluster: dict[str,
 
     with pytest.raises(WorkerError, match="the heartbeat task died .*RuntimeError: unexpected failure"):
         asyncio.run(scenario())
+
+
+def _calls(name: str, callee: str) -> str:
+    return f"""
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {{name: {name}, path: tests/security/{name}}}
+workflow:
+  - step: start
+    tool: {{kind: playbook, path: tests/security/{callee}}}
+"""
+
+
+def test_a_call_cycle_is_refused_at_once_on_the_distributed_runtime(cluster_factory: Any) -> None:
+    cluster = cluster_factory()
+    cluster.start_server()
+    cluster.start_worker("w1")
+    cluster.register(_calls("cycle_a", "cycle_b"))
+    cluster.register(_calls("cycle_b", "cycle_a"))
+    doc = cluster.wait(cluster.execute("tests/security/cycle_a"))
+    assert doc["status"] == "failed"
+    assert ("playbook call cycle: tests/security/cycle_a -> tests/security/cycle_b -> tests/security/cycle_a"
+            in str(doc["error"]))
+    assert cluster.sql("select count(*) from noetl.execution")[0][0] == 2  # A and B, nothing deeper

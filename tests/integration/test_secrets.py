@@ -195,10 +195,10 @@ def test_keychain_kinds(monkeypatch: pytest.MonkeyPatch, http_server: LocalHTTPS
     assert keychain["svc"]["header"] == f"Bearer {http_server.bearer_token}"
     assert keychain["svc"]["scope"] == "read write"
     assert keychain["svc_basic"]["access_token"] == http_server.bearer_token
-    # every secret is redacted from then on (static values too: the keychain is for secrets);
-    # the non-secret fields of a credential stay readable
+    # every secret is redacted from then on (static values too: the keychain is for secrets), and
+    # every field of a keychain credential, the host as well as the password (SPEC section 20)
     text = f"{keychain['db']['password']} {keychain['svc']['access_token']} client-secret-5150 eu-west-1 db.internal"
-    assert resolver.redactor.redact(text) == "*** *** *** *** db.internal"
+    assert resolver.redactor.redact(text) == "*** *** *** *** ***"
 
 
 def test_keychain_errors_name_the_entry(http_server: LocalHTTPServer) -> None:
