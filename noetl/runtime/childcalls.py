@@ -24,14 +24,14 @@ def check_child_call(ancestry: Sequence[str], child_path: str) -> None:
         raise ToolError(f"playbook call cycle: {' -> '.join((*ancestry, child_path))}", kind="playbook")
 
 
-async def stored_ancestry(store: Any, caller_path: str, parent_execution_id: str | None) -> tuple[str, ...]:
-    """The caller's ancestry from the executions' parent links (root first, the caller last)."""
-    paths = [caller_path]
-    parent = parent_execution_id
-    while parent is not None and len(paths) <= MAX_CHILD_DEPTH:
-        record = await store.get_execution(parent)
+async def stored_ancestry(store: Any, execution_id: str) -> tuple[str, ...]:
+    """The calling execution's ancestry from the stored parent links (root first, the caller last)."""
+    paths: list[str] = []
+    current: str | None = execution_id
+    while current is not None and len(paths) <= MAX_CHILD_DEPTH:
+        record = await store.get_execution(current)
         if record is None:
             break
         paths.append(record.path)
-        parent = record.parent_execution_id
+        current = record.parent_execution_id
     return tuple(reversed(paths))

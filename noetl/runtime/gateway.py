@@ -17,9 +17,9 @@ from __future__ import annotations
 from typing import Any
 
 from noetl.engine.events import Event
-from noetl.errors import InputError, NotFoundError, ToolError
+from noetl.errors import InputError, NotFoundError
+from noetl.runtime.childcalls import check_child_call, stored_ancestry
 from noetl.runtime.distributed import DecisionCore, command_from_lease, load_status
-from noetl.runtime.request import MAX_CHILD_DEPTH
 from noetl.runtime.wire import child_execution_id, encode_context
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
 
@@ -93,24 +93,17 @@ class WorkerGateway:
         cached = await self.core.cached(execution_id)
         if cached is None:
             raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
-        await self._check_depth(execution_id, path)
+        ancestry = await stored_ancestry(self.core.store, execution_id)
+        check_child_call(ancestry, path)
         loaded, text, _ = await cached.services._resolve_child(path, version)
         child = loaded.require()
+        check_child_call(ancestry, child.path)
         child_id = child_execution_id(command_id, call_index)
         if await self.core.store.get_execution(child_id) is None:
             await self.core.submit(playbook_text=text, source=f"catalog://{child.path}", payload=dict(payload),
                                    parent_execution_id=execution_id, execution_id=child_id)
         return {"execution_id": child_id, "path": child.path,
                 "steps": sorted(child.step_map())}
-
-    async def _check_depth(self, execution_id: str, path: str) -> None:
-        depth, parent = 1, (await self.core.store.get_execution(execution_id))
-        while parent is not None and parent.parent_execution_id is not None:
-            depth += 1
-            if depth >= MAX_CHILD_DEPTH:
-                raise ToolError(f"playbook call depth limit ({MAX_CHILD_DEPTH}) reached calling {path!r}",
-                                kind="playbook")
-            parent = await self.core.store.get_execution(parent.parent_execution_id)
 
     async def status(self, execution_id: str) -> dict[str, Any]:
         return await load_status(self.core.store, execution_id)

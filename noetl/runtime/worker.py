@@ -34,11 +34,11 @@ from noetl.logredact import install_log_redaction
 from noetl.logsetup import log_context
 from noetl.results.refs import use_loader
 from noetl.results.storage import storage_for
+from noetl.runtime.childcalls import check_child_call, stored_ancestry
 from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease, load_status
 from noetl.runtime.frames import run_command
 from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
-from noetl.runtime.childcalls import check_child_call, stored_ancestry
 from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Runner
 from noetl.runtime.services import LocalServices
@@ -387,8 +387,7 @@ class WorkerServices(LocalServices):
         The child's id is derived from the parent command and the call's position in it, so a
         command re-run after a crash finds the child it already started instead of starting another.
         """
-        ancestry = await stored_ancestry(self.worker.store, self.request.playbook.path,
-                                         self.request.parent_execution_id)
+        ancestry = await stored_ancestry(self.worker.store, self.execution_id)
         check_child_call(ancestry, path)
         loaded, text, _ = await self._resolve_child(path, version)
         child = loaded.require()
