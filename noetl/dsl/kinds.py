@@ -26,6 +26,8 @@ class ToolKind:
     closer: str | None = None
     # The pip extra that provides an optional client library, named in "not installed" errors.
     extra: str | None = None
+    # Fields the tool renders itself, as the runner would not (shell quotes values into commands).
+    self_rendered: frozenset[str] = frozenset()
 
 
 # Keys every task may carry, whatever its kind.
@@ -45,7 +47,7 @@ TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
              frozenset({"code", "code_b64", "script", "libs", "data", "isolation", "credentials", "env"}),
              required=("code", "code_b64", "script"), closer="noetl.tools.python:shutdown_python_pool"),
     ToolKind("shell", "noetl.tools.shell:run_shell", frozenset({"cmds", "command", "command_b64", "env", "cwd"}),
-             required=("cmds", "command", "command_b64", "args")),
+             required=("cmds", "command", "command_b64", "args"), self_rendered=frozenset({"command", "cmds"})),
     ToolKind("http", "noetl.tools.http:run_http",
              frozenset({"method", "url", "endpoint", "headers", "params", "json", "body", "data", "verify_ssl",
                         "follow_redirects", "payload", "credential"}),

@@ -17,6 +17,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from noetl.dsl.shellcode import unquoted
 from noetl.errors import TemplateError
 from noetl.results.refs import lazy
 
@@ -136,6 +137,7 @@ def _make_environment() -> NoetlEnvironment:
     env.filters.update(
         tojson=_tojson, fromjson=_fromjson, b64encode=_b64encode, b64decode=_b64decode
     )
+    env.filters["unquoted"] = unquoted  # shell code, not a value to quote (noetl.dsl.shellcode)
     env.globals.update(
         {"now_utc": _now_utc}  # the only clock templates see; the engine never renders it itself
     )

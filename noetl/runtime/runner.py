@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from noetl.backoff import backoff_delay
-from noetl.dsl.kinds import UNRENDERED_FIELDS
+from noetl.dsl.kinds import TOOL_KINDS, UNRENDERED_FIELDS
 from noetl.dsl.model import Playbook
 from noetl.dsl.render import RenderContext, evaluate_when, render_data
 from noetl.engine.commands import Command
@@ -177,7 +177,8 @@ class Runner:
             skip = ("kind", "spec", "set", "output") if kind in ("workbook", "artifact") \
                 else ("kind", "name", "spec", "set", "output")
             config = {k: v for k, v in task.items() if k not in skip}
-            config = {k: (v if k in UNRENDERED_FIELDS else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
+            unrendered = UNRENDERED_FIELDS | (TOOL_KINDS[kind].self_rendered if kind in TOOL_KINDS else frozenset())
+            config = {k: (v if k in unrendered else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
                       for k, v in config.items()}
             config = tool_inputs(kind, config)
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout

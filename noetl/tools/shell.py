@@ -1,9 +1,13 @@
-"""``shell``: run commands with ``/bin/sh -c`` and return ``{returncode, stdout, stderr}``.
+"""``shell``: run commands with ``/bin/sh -c`` (or a program without a shell) and return
+``{returncode, stdout, stderr}``.
 
 Config: ``command`` (one string, may span several lines) or ``cmds`` (a list run in order, stopping
-at the first failure), ``env`` (the only variables the commands see besides PATH, HOME,
-LANG and TZ, see :mod:`noetl.tools.environment`; a ``null`` value unsets one), ``cwd``, ``timeout`` (seconds, for all the commands together; the step's
-``spec.timeout`` applies too, whichever is shorter).
+at the first failure); values rendered into them are shell-quoted (:mod:`noetl.tools.shellquote`).
+``args`` (a list) runs one program without a shell: ``command`` names it (or the first item does)
+and every item is exactly one argument. ``env`` holds the only variables the commands see besides
+PATH, HOME, LANG and TZ (:mod:`noetl.tools.environment`; a ``null`` value unsets one). ``cwd``;
+``timeout`` (seconds, for all the commands together; the step's ``spec.timeout`` applies too,
+whichever is shorter).
 
 Each command runs in its own process group, so a timeout or a cancelled step kills whatever the
 command started as well, not just the shell. Output is decoded as UTF-8 (undecodable bytes
@@ -22,9 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from noetl.dsl.render import render_value
+from noetl.dsl.shellcode import shell_text
 from noetl.errors import ToolError
 from noetl.tools.base import ToolCall
 from noetl.tools.environment import tool_environment
+from noetl.tools.shellquote import render_commands
 
 _SHELL = "/bin/sh"
 _MAX_OUTPUT_BYTES = 8 * 1024 * 1024
@@ -33,23 +40,48 @@ _DRAIN_AFTER_KILL_SECONDS = 5.0  # a killed group closes its pipes at once; do n
 
 
 async def run_shell(config: dict[str, Any], call: ToolCall) -> Any:
-    commands = _commands(config)
+    argv = _argument_list(config, call)
+    if argv is None:
+        config = render_commands(config, call.context, step=call.step)
+        scripts = _commands(config)
+        runs: list[tuple[Any, list[str]]] = [(script, [_SHELL, "-c", script]) for script in scripts]
+    else:
+        runs = [(argv, argv)]
     env = tool_environment(config.get("env"), tool="shell")
     cwd = _working_directory(config.get("cwd"))
     deadline = _deadline(_timeout(config.get("timeout"), call.timeout))
     results: list[dict[str, Any]] = []
-    for index, command in enumerate(commands):
-        outcome = await _run_command(command, env=env, cwd=cwd, deadline=deadline)
-        results.append({"command": command, **outcome.as_result()})
+    for index, (shown, run_argv) in enumerate(runs):
+        outcome = await _run_command(run_argv, env=env, cwd=cwd, deadline=deadline)
+        results.append({"command": shown, **outcome.as_result()})
         if outcome.timed_out:
             raise _timeout_error(outcome, deadline, results)
         if outcome.returncode != 0:
-            raise _exit_error(outcome, index, len(commands), results)
+            raise _exit_error(outcome, index, len(runs), results)
     last = {key: value for key, value in results[-1].items() if key != "command"}
     return last if config.get("cmds") is None else {**last, "results": results}
 
 
 # ---- configuration
+
+
+def _argument_list(config: dict[str, Any], call: ToolCall) -> list[str] | None:
+    """``args:`` as a list: the program and its arguments, run without a shell (None otherwise)."""
+    args = config.get("args")
+    if args is None or isinstance(args, dict):
+        return None  # a mapping of `args` is the step's input (older spelling), not an argument list
+    if not isinstance(args, list):
+        raise ToolError("shell `args` must be a list of arguments", kind="config")
+    if config.get("cmds") is not None or config.get("command_b64") is not None:
+        raise ToolError("shell: `args` runs one program; give it with `command` (or as the first item), not `cmds`",
+                        kind="config")
+    program = config.get("command")
+    if isinstance(program, str):  # the runner leaves `command` to this tool; no shell here, so no quoting
+        program = render_value(program, call.context, where=f"step {call.step!r} command")
+    argv = [shell_text(item) for item in ([program, *args] if program is not None else args)]
+    if not argv or not argv[0].strip():
+        raise ToolError("shell `args` needs a program: `command: NAME` or a non-empty first item", kind="config")
+    return argv
 
 
 def _commands(config: dict[str, Any]) -> list[str]:
@@ -158,19 +190,12 @@ class _Outcome:
 
 
 async def _run_command(
-    command: str, *, env: dict[str, str], cwd: str | None, deadline: _Deadline
+    argv: list[str], *, env: dict[str, str], cwd: str | None, deadline: _Deadline
 ) -> _Outcome:
-    process = await asyncio.create_subprocess_exec(
-        _SHELL,
-        "-c",
-        command,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,  # its own process group, so everything it starts can be killed
-    )
+    try:
+        process = await _start(argv, env=env, cwd=cwd)
+    except OSError as exc:  # args form: the program does not exist or cannot be executed
+        raise ToolError(f"cannot run {argv[0]!r}: {exc.strerror or exc}", kind="shell") from None
     stdout, stderr = _Output(), _Output()
     assert process.stdout is not None and process.stderr is not None
     finished = asyncio.gather(process.wait(), _drain(process.stdout, stdout), _drain(process.stderr, stderr))
@@ -189,6 +214,18 @@ async def _run_command(
         await _settle_after_kill(finished)
         raise
     return _Outcome(process.returncode, stdout.text(), stderr.text(), timed_out)
+
+
+async def _start(argv: list[str], *, env: dict[str, str], cwd: str | None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,  # its own process group, so everything it starts can be killed
+    )
 
 
 async def _drain(stream: asyncio.StreamReader, output: _Output) -> None:

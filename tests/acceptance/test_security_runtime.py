@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from support.security import FIXTURES, assert_nothing_contains, assert_tools_saw_only_what_the_playbook_passed
 
 SECRETS = {
@@ -55,3 +57,30 @@ def test_every_field_of_a_keychain_credential_is_secret(noetl, tmp_path) -> None
     events = noetl("events", doc["execution_id"], "--json")
     assert_nothing_contains(["warehouse.internal.example", "report_reader", "opaque-conn-string"],
                             result.stdout, events.stdout)
+
+
+SHELL_QUOTING = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: shell_quoting}
+workload: {name: "world", marker: ""}
+workflow:
+  - step: start
+    tool: {kind: shell, command: "echo hello {{ workload.name }}"}
+    next: [{step: argv}]
+  - step: argv
+    tool: {kind: shell, command: printf, args: ["%s|", "{{ workload.name }}"]}
+"""
+
+
+def test_a_hostile_value_in_a_shell_command_stays_one_argument(noetl, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    playbook = tmp_path / "shell_quoting.yaml"
+    playbook.write_text(SHELL_QUOTING)
+    marker = tmp_path / "pwned"
+    hostile = f"x; touch {marker} && echo $HOME"
+    result = noetl("run", str(playbook), "--payload", json.dumps({"name": hostile}), "--json")
+    assert result.code == 0, result.stderr
+    steps = result.json()["steps"]
+    assert steps["start"]["result"]["stdout"] == f"hello {hostile}\n"
+    assert steps["argv"]["result"]["stdout"] == f"{hostile}|"
+    assert not marker.exists()

@@ -16,7 +16,7 @@ from noetl.tools.shell import run_shell
 
 
 def make_call(**fields: Any) -> ToolCall:
-    return ToolCall(execution_id="exec-1", step="sh", task="sh", context={}, **fields)
+    return ToolCall(execution_id="exec-1", step="sh", task="sh", **{"context": {}, **fields})
 
 
 def run(config: dict[str, Any], call: ToolCall | None = None) -> Any:
@@ -145,3 +145,33 @@ def _is_zombie(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return False
+
+
+def test_values_rendered_into_a_command_are_shell_quoted(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    hostile = f"x; touch {marker}; echo $(id) `id` \"quoted\" 'single'"
+    call = make_call(context={"workload": {"name": hostile, "n": 3, "flag": True}})
+    result = run({"command": "echo {{ workload.name }} {{ workload.n }} {{ workload.flag }}"}, call)
+    assert result["stdout"] == f"{hostile} 3 true\n"
+    assert not marker.exists()
+    listed = run({"cmds": ["printf '%s\\n' {{ workload.name }}"]}, call)
+    assert listed["stdout"] == f"{hostile}\n" and not marker.exists()
+
+
+def test_the_unquoted_filter_pastes_shell_code_and_a_lone_expression_is_the_script() -> None:
+    call = make_call(context={"workload": {"pipeline": "echo a | tr a b", "script": "echo one; echo two"}})
+    assert run({"command": "{{ workload.pipeline | unquoted }}"}, call)["stdout"] == "b\n"
+    assert run({"command": "{{ workload.script }}"}, call)["stdout"] == "one\ntwo\n"
+
+
+def test_args_list_runs_one_program_without_a_shell(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    hostile = f"$(touch {marker}); *"
+    call = make_call(context={"workload": {"program": "printf"}})
+    result = run({"command": "{{ workload.program }}", "args": ["%s|", hostile, "two words", 7]}, call)
+    assert result["stdout"] == f"{hostile}|two words|7|"
+    assert not marker.exists()
+    assert run({"args": ["echo", "a  b"]})["stdout"] == "a  b\n"
+    missing = failure({"args": ["no-such-program-for-noetl"]})
+    assert missing.kind == "shell" and "no-such-program-for-noetl" in missing.message
+    assert failure({"args": "echo hi"}).kind == "config"
