@@ -2,111 +2,27 @@
 
 A credential is ``{name, type, data, description}``; ``data`` (host, user, password, token, ...)
 is encrypted with Fernet (AES-128-CBC + HMAC-SHA256) before it reaches the store, so the store,
-its backups and ``noetl query`` only ever see ciphertext.
-
-The key is ``NOETL_SECRET_KEY`` when set (a Fernet key, or any passphrase, which is stretched into
-one), otherwise a key generated on first use into ``$NOETL_HOME/secret.key`` with mode 0600. Every
-process that reads credentials (server, workers, local runs) must share the same key.
+its backups and ``noetl query`` only ever see ciphertext. The key and the encryption live in
+:mod:`noetl.credential_keys`; every process that reads credentials (server, workers, local runs)
+must share the same ``NOETL_SECRET_KEY`` or key file.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import hashlib
 import json
-import os
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
-
-from noetl.errors import InputError, NotFoundError, StoreError
-from noetl.settings import load_settings
+from noetl.credential_keys import decrypt, encrypt
+from noetl.credential_keys import forget_cached_keys as forget_cached_keys  # part of this module's API
+from noetl.errors import InputError, NotFoundError
 from noetl.store.base import CredentialRecord, Store
 
-KEY_FILE_NAME = "secret.key"
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]*$")
-
-# --------------------------------------------------------------------------------------------
-# The encryption key
-# --------------------------------------------------------------------------------------------
-
-_fernets: dict[str, Fernet] = {}
-
-
-def _fernet_from_secret(secret: str) -> Fernet:
-    """A Fernet for ``NOETL_SECRET_KEY``: used as is when it is a Fernet key, else derived."""
-    try:
-        if len(base64.urlsafe_b64decode(secret.encode("ascii"))) == 32:
-            return Fernet(secret.encode("ascii"))
-    except (binascii.Error, UnicodeEncodeError, ValueError):
-        pass
-    # A passphrase: SHA-256 gives the 32 bytes Fernet needs, deterministic across processes.
-    digest = hashlib.sha256(b"noetl-credential-key:" + secret.encode("utf-8")).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
-
-
-def key_file_path(home: Path | None = None) -> Path:
-    return (home or load_settings().home) / KEY_FILE_NAME
-
-
-def _read_or_create_key_file(path: Path) -> bytes:
-    """The key in ``path``, creating it (mode 0600, never overwritten) on first use."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        # Another process may have created it a moment ago and still be writing it.
-        key = path.read_bytes().strip()
-        if not key:
-            raise StoreError(
-                f"credential key file {path} is empty; remove it or set NOETL_SECRET_KEY"
-            ) from None
-        return key
-    key = Fernet.generate_key()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key + b"\n")
-    os.chmod(path, 0o600)  # the umask may have removed bits but never adds any; be explicit
-    return key
-
-
-def get_fernet() -> Fernet:
-    """The Fernet for the current settings (cached per key source)."""
-    settings = load_settings()
-    if settings.secret_key:
-        cache_key = "env:" + settings.secret_key
-        if cache_key not in _fernets:
-            _fernets[cache_key] = _fernet_from_secret(settings.secret_key)
-        return _fernets[cache_key]
-    path = key_file_path(settings.home)
-    cache_key = "file:" + str(path)
-    if cache_key not in _fernets or not path.exists():
-        try:
-            _fernets[cache_key] = Fernet(_read_or_create_key_file(path))
-        except ValueError as exc:
-            raise StoreError(f"credential key file {path} does not hold a valid key: {exc}") from exc
-    return _fernets[cache_key]
-
-
-def encrypt_data(data: Mapping[str, Any]) -> bytes:
-    return get_fernet().encrypt(json.dumps(dict(data), separators=(",", ":")).encode("utf-8"))
-
-
-def decrypt_data(blob: bytes, name: str) -> dict[str, Any]:
-    try:
-        plaintext = get_fernet().decrypt(bytes(blob))
-    except InvalidToken:
-        raise StoreError(
-            f"credential {name!r} cannot be decrypted: it was stored with a different key "
-            "(NOETL_SECRET_KEY or $NOETL_HOME/secret.key)"
-        ) from None
-    data = json.loads(plaintext)
-    return data if isinstance(data, dict) else {"value": data}
-
 
 # --------------------------------------------------------------------------------------------
 # Credential documents
@@ -178,7 +94,7 @@ async def register_credential(store: Store, doc: Any) -> dict[str, Any]:
     record = CredentialRecord(
         name=credential["name"],
         type=credential["type"],
-        data=encrypt_data(credential["data"]),
+        data=encrypt(credential["data"]),
         description=credential["description"],
         created_at=existing.created_at if existing and existing.created_at else now,
         updated_at=now,
@@ -217,14 +133,21 @@ async def register_credential_file(store: Store, path: str | Path) -> list[dict[
 
 
 async def get_credential(store: Store, name: str) -> dict[str, Any]:
-    """The decrypted credential ``{name, type, data, description}``; NotFoundError when unknown."""
+    """The decrypted credential ``{name, type, data, description}``; NotFoundError when unknown.
+
+    A credential written by an older version (unsalted passphrase key) is stored again in the
+    current form on the way, so stores migrate as they are used.
+    """
     record = await store.get_credential(name)
     if record is None:
         raise NotFoundError(f"credential {name!r} not found")
+    decrypted = decrypt(record.data, record.name)
+    if decrypted.legacy:
+        await store.put_credential(replace(record, data=encrypt(decrypted.data)))
     return {
         "name": record.name,
         "type": record.type,
-        "data": decrypt_data(record.data, record.name),
+        "data": decrypted.data,
         "description": record.description,
     }
 
@@ -239,8 +162,3 @@ async def delete_credential(store: Store, name: str) -> None:
     """Remove a credential; NotFoundError when there is none of that name."""
     if not await store.delete_credential(name):
         raise NotFoundError(f"credential {name!r} not found")
-
-
-def forget_cached_keys() -> None:
-    """Drop cached keys (after changing NOETL_SECRET_KEY or NOETL_HOME in a running process)."""
-    _fernets.clear()

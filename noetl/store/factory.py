@@ -19,8 +19,13 @@ POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 
 async def open_local_store(settings: Settings) -> Store:
     """The local runtime's store: SQLite at ``settings.sqlite_path``, opened."""
+    from noetl.fileperms import private_directory
     from noetl.store.sqlite import SqliteStore
 
+    try:
+        private_directory(settings.home)  # the store, the key file, data files: the owner's only
+    except OSError as exc:
+        raise StoreError(f"cannot create NOETL_HOME {settings.home}: {exc.strerror}") from exc
     store = SqliteStore(settings.sqlite_path)
     await store.open()
     return store

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import stat
+from pathlib import Path
 
 from support.security import FIXTURES, assert_nothing_contains, assert_tools_saw_only_what_the_playbook_passed
 
@@ -84,3 +86,23 @@ def test_a_hostile_value_in_a_shell_command_stays_one_argument(noetl, tmp_path) 
     assert steps["start"]["result"]["stdout"] == f"hello {hostile}\n"
     assert steps["argv"]["result"]["stdout"] == f"{hostile}|"
     assert not marker.exists()
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_store_key_file_and_home_are_owner_only(noetl, noetl_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    credential = tmp_path / "c.yaml"
+    credential.write_text("name: c\ntype: generic\ndata: {token: abcdefgh}\n")
+    assert noetl("register", "credential", "-f", str(credential)).code == 0
+    assert noetl("run", str(FIXTURES.parent / "playbooks" / "entry_first_step.yaml")).code == 0
+    assert _mode(noetl_home) == 0o700
+    assert _mode(noetl_home / "secret.key") == 0o600
+    store_files = list(noetl_home.glob("noetl.db*"))
+    assert store_files and all(_mode(path) == 0o600 for path in store_files)
+    # an older version left them readable by everyone: the next run tightens them
+    noetl_home.chmod(0o755)
+    (noetl_home / "noetl.db").chmod(0o644)
+    assert noetl("run", str(FIXTURES.parent / "playbooks" / "entry_first_step.yaml")).code == 0
+    assert _mode(noetl_home) == 0o700 and _mode(noetl_home / "noetl.db") == 0o600

@@ -238,3 +238,45 @@ def test_bad_files_get_one_line_errors_naming_the_file(
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="credential file not found"):
         register_file(tmp_path / "nope.yaml")
+
+
+def test_a_passphrase_is_stretched_with_scrypt_and_a_fresh_salt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOETL_SECRET_KEY", "a passphrase, not a key")
+
+    async def main(store: MemoryStore) -> list[bytes]:
+        blobs = []
+        for _ in range(2):
+            await credentials.register_credential(store, PG_DOC)
+            record = await store.get_credential("pg_local")
+            assert record is not None
+            blobs.append(record.data)
+        return blobs
+
+    first, second = with_memory_store(main)
+    assert first.startswith(b"noetl-scrypt:") and second.startswith(b"noetl-scrypt:")
+    assert first.split(b":")[1] != second.split(b":")[1]  # a new salt each time
+
+
+def test_credentials_of_the_unsalted_kdf_are_read_and_migrated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import hashlib
+
+    from noetl.store.base import CredentialRecord
+
+    passphrase = "the passphrase of an older store"
+    monkeypatch.setenv("NOETL_SECRET_KEY", passphrase)
+    old_key = base64.urlsafe_b64encode(hashlib.sha256(b"noetl-credential-key:" + passphrase.encode()).digest())
+    old_blob = Fernet(old_key).encrypt(json.dumps(PG_DOC["data"]).encode())
+
+    async def main(store: MemoryStore) -> tuple[Any, bytes]:
+        await store.put_credential(CredentialRecord(name="pg_local", type="postgres", data=old_blob))
+        credential = await credentials.get_credential(store, "pg_local")
+        record = await store.get_credential("pg_local")
+        assert record is not None
+        credentials.forget_cached_keys()  # as a new process would
+        assert (await credentials.get_credential(store, "pg_local"))["data"] == PG_DOC["data"]
+        return credential, record.data
+
+    credential, stored = with_memory_store(main)
+    assert credential["data"] == PG_DOC["data"]
+    assert stored.startswith(b"noetl-scrypt:")  # stored again with the salted key

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from noetl.engine.events import Event
 from noetl.errors import NotFoundError, StoreError
+from noetl.fileperms import private_directory, private_file
 from noetl.store.base import (
     CatalogEntry,
     CredentialRecord,
@@ -131,9 +132,12 @@ class SqliteStore:
         if not isinstance(self.path, Path):
             return self.path
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.parent.exists():
+                private_directory(self.path.parent)
+            # SQLite gives the -wal and -shm files the database file's mode, so 0600 covers all three.
+            private_file(self.path)
         except OSError as exc:
-            raise StoreError(f"cannot create the directory of the store {self.path}: {exc.strerror}") from exc
+            raise StoreError(f"cannot create the store {self.path}: {exc.strerror}") from exc
         return str(self.path)
 
     def _configure(self, conn: sqlite3.Connection) -> None:
