@@ -56,6 +56,9 @@ class Settings:
     results_s3_prefix: str = "noetl/results"
     results_s3_endpoint: str | None = None  # an S3-compatible server (MinIO, moto, ...)
 
+    # directories playbook file paths may point into (noetl.sandbox); empty: not confined locally
+    sandbox_roots: tuple[Path, ...] = ()
+
     @property
     def sqlite_path(self) -> Path:
         return self.home / "noetl.db"
@@ -94,6 +97,8 @@ def load_settings() -> Settings:
         results_s3_bucket=os.environ.get("NOETL_RESULTS_S3_BUCKET") or None,
         results_s3_prefix=os.environ.get("NOETL_RESULTS_S3_PREFIX") or "noetl/results",
         results_s3_endpoint=os.environ.get("NOETL_RESULTS_S3_ENDPOINT") or None,
+        sandbox_roots=tuple(Path(p).expanduser() for p in (os.environ.get("NOETL_SANDBOX_ROOT") or "").split(os.pathsep)
+                            if p.strip()),
     )
 
 

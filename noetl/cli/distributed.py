@@ -63,6 +63,7 @@ def install(cli: click.Group) -> None:
         """Serve the API (migrations are applied at start-up)."""
         import uvicorn
 
+        from noetl.sandbox import require_confinement
         from noetl.server.app import create_app
         from noetl.server.state import ServerConfig
         from noetl.server.tokens import check_bind, registry_from_settings
@@ -77,6 +78,7 @@ def install(cli: click.Group) -> None:
                               reap_interval=_reap_interval(settings.lease_seconds))
         _logging(log_level, log_format)
         # log_config=None: uvicorn's loggers go through the handler configured above (format, redaction).
+        require_confinement()  # the server resolves child playbook files for remote workers
         uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, log_config=None)
 
     @cli.group()

@@ -35,6 +35,7 @@ from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcom
 from noetl.runtime.runner import Runner
 from noetl.runtime.wire import decode_context
 from noetl.runtime.worker import WorkerOptions
+from noetl.sandbox import require_confinement
 from noetl.tools.base import ToolCall
 
 log = logging.getLogger("noetl.worker")
@@ -331,6 +332,7 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
 
 
 async def run_remote_worker(server_url: str, token: str | None, options: WorkerOptions) -> None:
+    require_confinement()
     worker = RemoteWorker(server_url, token=token, options=options)
     worker.install_signal_handlers()
     await worker.run()

@@ -14,6 +14,7 @@ from noetl.errors import NoetlError, NotFoundError, PlaybookError, TemplateError
 from noetl.results.storage import ResultStorage, storage_for
 from noetl.runtime.childcalls import check_child_call
 from noetl.runtime.request import RunRequest
+from noetl.sandbox import confine
 from noetl.secrets import SecretResolver
 from noetl.tools.base import ToolCall
 
@@ -108,13 +109,13 @@ class LocalServices:
             file = Path(path) if Path(path).is_absolute() or base is None else base / path
             if not file.exists() and Path(path).exists():
                 file = Path(path)
-            return self._load_file(file, path)
+            return self._load_file(confine(file, what="playbook file", extra_roots=[base]), path)
         entry = await self.runtime.store.get_catalog(path, version)
         if entry is not None:
             return load_playbook_text(entry.content, f"catalog://{path}@{entry.version}", base), entry.content, base
         for candidate in _beside(base, path):
             if candidate.exists():
-                return self._load_file(candidate, path)
+                return self._load_file(confine(candidate, what="playbook file", extra_roots=[base]), path)
         raise ToolError(f"playbook {path!r} not found in the catalog"
                         f"{f' or beside {base}' if base else ''}", kind="not_found")
 

@@ -43,6 +43,7 @@ from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Runner
 from noetl.runtime.services import LocalServices
 from noetl.runtime.wire import child_execution_id
+from noetl.sandbox import require_confinement
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
 from noetl.store.postgres.store import PostgresStore
 from noetl.tools.base import ToolCall
@@ -461,6 +462,7 @@ def _reconnect_delay(attempt: int) -> float:
 
 async def run_worker(database_url: str, options: WorkerOptions) -> None:
     install_log_redaction()
+    require_confinement()
     worker = Worker(database_url, options)
     worker.install_signal_handlers()
     await worker.run()

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urljoin, urlparse
 
 from noetl.errors import ToolError
+from noetl.sandbox import confine
 from noetl.tools.base import ToolCall
 
 
@@ -74,6 +75,7 @@ def _read_file_script(uri: str, call: ToolCall) -> str:
     candidates = script_file_candidates(uri, call.playbook_dir)
     for candidate in candidates:
         if candidate.is_file():
+            candidate = confine(candidate, what="script", extra_roots=[call.playbook_dir])
             try:
                 return candidate.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:

@@ -32,6 +32,7 @@ import duckdb
 
 from noetl.errors import ToolError
 from noetl.jsonconv import parse_json_text
+from noetl.sandbox import confine
 from noetl.secrets import Redactor
 from noetl.settings import load_settings
 from noetl.tools._auth import fetch_credential, resolve_auth
@@ -85,6 +86,7 @@ def resolve_database(config: dict[str, Any], call: ToolCall) -> str:
         return MEMORY
     path = Path(str(database)).expanduser() if database else default_database_path(call.execution_id)
     path = path if path.is_absolute() else Path.cwd() / path
+    path = confine(path, what="duckdb database", extra_roots=[call.playbook_dir])
     path.parent.mkdir(parents=True, exist_ok=True)
     return str(path)
 

@@ -106,3 +106,46 @@ def test_the_store_key_file_and_home_are_owner_only(noetl, noetl_home, tmp_path)
     (noetl_home / "noetl.db").chmod(0o644)
     assert noetl("run", str(FIXTURES.parent / "playbooks" / "entry_first_step.yaml")).code == 0
     assert _mode(noetl_home) == 0o700 and _mode(noetl_home / "noetl.db") == 0o600
+
+
+SANDBOXED = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: sandboxed}
+workflow:
+  - step: start
+    tool: {kind: python, script: inside.py}
+    next: [{step: climb_script}]
+  - step: climb_script
+    tool: {kind: python, script: ../outside.py}
+    next: [{step: climb_playbook, when: "{{ event.name == 'call.error' }}"}]
+  - step: climb_playbook
+    tool: {kind: playbook, path: ../outside.yaml}
+    next: [{step: climb_database, when: "{{ event.name == 'call.error' }}"}]
+  - step: climb_database
+    tool: {kind: duckdb, database: "DATABASE", command: "select 1 as one"}
+"""
+
+
+def test_paths_stay_inside_the_sandbox_roots(noetl, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "inside.py").write_text("result = {'inside': True}\n")
+    (tmp_path / "outside.py").write_text("result = {'outside': True}\n")
+    (tmp_path / "outside.yaml").write_text("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: o}\n"
+                                           "workflow: [{step: start, tool: {kind: noop}}]\n")
+    playbook = root / "sandboxed.yaml"
+    playbook.write_text(SANDBOXED.replace("DATABASE", str(tmp_path / "elsewhere" / "x.duckdb")))
+    doc = noetl("run", str(playbook), "--json", env={"NOETL_SANDBOX_ROOT": str(root)}).json()
+    steps = doc["steps"]
+    assert steps["start"]["result"] == {"inside": True}
+    for name, what in (("climb_script", "script"), ("climb_playbook", "playbook file"),
+                       ("climb_database", "duckdb database")):
+        assert steps[name]["status"] == "failed", name
+        assert steps[name]["error"]["kind"] == "sandbox", steps[name]["error"]
+        assert f"{what} " in steps[name]["error"]["message"], steps[name]["error"]
+        assert "outside the sandbox roots" in steps[name]["error"]["message"]
+    assert not (tmp_path / "elsewhere").exists()
+    # without NOETL_SANDBOX_ROOT the local runtime does not confine paths
+    free = noetl("run", str(playbook), "--json").json()["steps"]
+    assert free["climb_script"]["result"] == {"outside": True}

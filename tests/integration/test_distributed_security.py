@@ -156,3 +156,24 @@ def test_a_call_cycle_is_refused_at_once_on_the_distributed_runtime(cluster_fact
     assert ("playbook call cycle: tests/security/cycle_a -> tests/security/cycle_b -> tests/security/cycle_a"
             in str(doc["error"]))
     assert cluster.sql("select count(*) from noetl.execution")[0][0] == 2  # A and B, nothing deeper
+
+
+CLIMBING = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: climbing, path: tests/security/climbing}
+workflow:
+  - step: start
+    tool: {kind: python, script: ../outside.py}
+"""
+
+
+def test_workers_always_confine_paths_to_their_roots(cluster_factory: Any, tmp_path: Path) -> None:
+    (tmp_path / "outside.py").write_text("result = {'outside': True}\n")
+    cluster = cluster_factory()  # no NOETL_SANDBOX_ROOT: the worker's working directory is the root
+    cluster.start_server()
+    cluster.start_worker("w1")
+    cluster.register(CLIMBING)
+    doc = cluster.wait(cluster.execute("tests/security/climbing"))
+    assert doc["status"] == "failed"
+    assert doc["steps"]["start"]["error"]["kind"] == "sandbox", doc["steps"]["start"]
