@@ -25,6 +25,9 @@ def print_warnings(loaded: Any) -> None:
 def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, strict: bool = False) -> None:
     from noetl.api import resolve_playbook, run_async
     from noetl.cli.progress import PlaybookSource, make_progress
+    from noetl.cli.rootdoc import RootStatus
+
+    root = RootStatus()
 
     async def main(store: Any) -> dict[str, Any]:
         from noetl.runtime.owner import record_abandoned
@@ -34,14 +37,20 @@ def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, str
         loaded.require(strict=strict)
         print_warnings(loaded)
         progress = make_progress(True, PlaybookSource(loaded.source.file, loaded.source.text))
+        root.forward = progress
         try:
-            return await run_async(ref, store=store, payload=payload, merge=merge, listener=progress,
+            return await run_async(ref, store=store, payload=payload, merge=merge, listener=root,
                                    loaded=loaded)
         finally:
             if progress is not None:
                 progress.close()
 
-    doc = run_sync(with_store(main))
+    try:
+        doc = run_sync(with_store(main))
+    except KeyboardInterrupt:
+        if root.doc is None:
+            raise
+        doc = root.doc  # the runtime recorded the cancellation before the interrupt got here
     if as_json:
         click.echo(json.dumps(doc, default=str))
     else:

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from support.security import FIXTURES, assert_nothing_contains, assert_tools_saw_only_what_the_playbook_passed
+
+from .conftest import run_noetl
 
 SECRETS = {
     "NOETL_SECRET_KEY": "local-secret-key-value",
@@ -149,3 +156,36 @@ def test_paths_stay_inside_the_sandbox_roots(noetl, tmp_path) -> None:  # type: 
     # without NOETL_SANDBOX_ROOT the local runtime does not confine paths
     free = noetl("run", str(playbook), "--json").json()["steps"]
     assert free["climb_script"]["result"] == {"outside": True}
+
+
+LONG_SHELL = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: long_shell}
+workflow:
+  - step: start
+    tool: {kind: shell, command: "echo started > MARKER; sleep 30"}
+"""
+
+
+def test_ctrl_c_during_run_json_prints_the_cancelled_document(noetl_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "started"
+    playbook = tmp_path / "long_shell.yaml"
+    playbook.write_text(LONG_SHELL.replace("MARKER", str(marker)))
+    env = {**os.environ, "NOETL_HOME": str(noetl_home)}
+    # A test runner started in the background ignores SIGINT and its children would inherit that.
+    process = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(playbook), "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    doc = json.loads(stdout)
+    assert doc["status"] == "cancelled" and doc["failed"] is True
+    assert doc["steps"]["start"]["status"] == "cancelled"
+    stored = run_noetl("status", doc["execution_id"], "--json", home=noetl_home).json()
+    assert stored["status"] == "cancelled" and stored["steps"]["start"]["status"] == "cancelled"
