@@ -52,11 +52,25 @@ def _redacting(make_record: Callable[..., logging.LogRecord]) -> Callable[..., l
 
 
 def _redact_record(record: logging.LogRecord) -> None:
-    message = record.getMessage()
-    record.msg = redact_log_text(message)
-    record.args = None
+    # The message and its arguments are redacted one by one, keeping the record's shape: filters
+    # further on (the access log's query-string filter) still find the arguments where they expect.
+    if isinstance(record.msg, str):
+        record.msg = redact_log_text(record.msg)
+    if isinstance(record.args, tuple):
+        record.args = tuple(_redacted_argument(arg) for arg in record.args)
+    elif isinstance(record.args, dict):
+        record.args = {key: _redacted_argument(value) for key, value in record.args.items()}
     if record.exc_info and record.exc_info[0] is not None:
         # Formatters print exc_text when it is set, so the traceback is redacted as well.
         record.exc_text = redact_log_text(_formatter.formatException(record.exc_info))
     if record.stack_info:
         record.stack_info = redact_log_text(record.stack_info)
+
+
+def _redacted_argument(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return redact_log_text(value) if isinstance(value, str) else value
+    # Anything else (URLs, requests, exceptions) is formatted with %s or %r: redact what that prints.
+    text = str(value)
+    redacted = redact_log_text(text)
+    return value if redacted == text else redacted
