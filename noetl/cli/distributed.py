@@ -77,8 +77,8 @@ def install(cli: click.Group) -> None:
                               max_attempts=settings.max_attempts, max_body_bytes=settings.max_body_bytes,
                               reap_interval=_reap_interval(settings.lease_seconds))
         _logging(log_level, log_format)
-        # log_config=None: uvicorn's loggers go through the handler configured above (format, redaction).
         require_confinement()  # the server resolves child playbook files for remote workers
+        # log_config=None: uvicorn's loggers go through the handler configured above (format, redaction).
         uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, log_config=None)
 
     @cli.group()
