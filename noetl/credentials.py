@@ -10,7 +10,6 @@ must share the same ``NOETL_SECRET_KEY`` or key file.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import replace
