@@ -176,8 +176,9 @@ def _set_names(updates: Any) -> set[str]:
     return {str(key).removeprefix("ctx.").removeprefix("vars.").split(".")[0] for key in updates}
 
 
-def python_code_warnings(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], str]]:
-    """(path, message) for each python task whose code holds ``{{ name }}`` of a context name."""
+def python_code_warnings(doc: dict[str, Any], raw: dict[str, Any] | None = None) -> list[tuple[tuple[Any, ...], str]]:
+    """(path, message) for each python task whose code holds ``{{ name }}`` of a context name.
+    ``raw`` (the document as written) places the warning on an older form's `code:` line."""
     known = context_names(doc)
     found: list[tuple[tuple[Any, ...], str]] = []
     for i, step in enumerate(doc.get("workflow") or []):
@@ -188,8 +189,17 @@ def python_code_warnings(doc: dict[str, Any]) -> list[tuple[tuple[Any, ...], str
             named = [e for e in template_expressions(task["code"]) if root_name(e) in known]
             if named:
                 path = ("workflow", i, "tool", j, "code") if len(tasks) > 1 else ("workflow", i, "tool", "code")
-                found.append((path, _message(step.get("step"), named)))
+                found.append((_as_written(raw, path), _message(step.get("step"), named)))
     return found
+
+
+def _as_written(raw: dict[str, Any] | None, path: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The raw document's path of a canonical task's `code` (v1 steps carry it on the step)."""
+    workflow = raw.get("workflow") if isinstance(raw, dict) else None
+    step = workflow[path[1]] if isinstance(workflow, list) and path[1] < len(workflow) else None
+    if isinstance(step, dict) and "code" in step and "tool" not in step:
+        return ("workflow", path[1], "code")
+    return path
 
 
 def _message(step: Any, expressions: list[str]) -> str:

@@ -81,7 +81,7 @@ def analyse(source: Source) -> LoadedPlaybook:
         else:
             checker.note(path, message)
     check_canonical(checker, canonical)
-    for path, message in python_code_warnings(canonical):
+    for path, message in python_code_warnings(canonical, raw):
         checker.warn(path, message)
     loaded.canonical = canonical
     if not any(p.severity == "error" for p in checker.problems):

@@ -98,7 +98,7 @@ def test_templates_in_python_code_are_warned_about_and_migrated_to_input(noetl, 
     legacy = PIPELINES / "code_templates_legacy.yaml"
     checked = noetl("validate", str(legacy))
     assert checked.code == 0
-    assert "code_templates_legacy.yaml:8:5: warning: step 'start': python code is never rendered, so {{ temp }}" \
+    assert "code_templates_legacy.yaml:10:5: warning: step 'start': python code is never rendered, so {{ temp }}" \
         in checked.stderr
     assert "step 'shout': python code is never rendered, so {{ city }}" in checked.stderr
     assert "not_a_context_name" not in checked.stderr  # only names the render context has
