@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from noetl.dsl.model import Step
 from noetl.engine.commands import Command
 from noetl.engine.cursor import iterations
+from noetl.engine.envelope import envelope
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState, StepRun
 from noetl.errors import NoetlError
@@ -57,9 +58,9 @@ def apply_frame_set(engine: Engine, state: ExecutionState, step: Step, event: Ev
     count = len(report.get("items") or []) if process == "row" else 1
     updates: dict[str, Any] = dict(event.meta.get("set") or {})
     for index, item, result in iterations(event, process):
-        envelope = {"status": "ok", "data": result, "error": {"retryable": False}, "http": {}}
         local = {**iteration_local(step.loop.iterator, item, index, frame, count),
-                 "output": envelope, "result": result, "response": result}
+                 "output": envelope(True, result, None, kind=engine._result_kind(step)),
+                 "result": result, "response": result}
         try:
             updates.update(engine._render_set(state, step.set, local, f"step {step.step!r} set",
                                               pending=updates))
