@@ -3,6 +3,7 @@ lease kept alive by its heartbeats while it runs longer than the lease."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,3 +166,72 @@ def test_a_frame_longer_than_its_lease_is_kept_alive_by_heartbeats(cluster_facto
     first, last = windows.index(1.0), len(windows) - 1 - windows[::-1].index(1.0)
     assert set(windows[first:last + 1]) == {1.0} and last - first >= 10, windows
     assert len({beat for _, window, beat in seen if round(float(window), 3) == 1.0}) >= 5
+
+
+RECLAIM = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: cursor_reclaim, path: tests/cursor_reclaim}
+workflow:
+  - step: start
+    tool:
+      kind: postgres
+      auth: pg_work
+      command: |
+        CREATE TABLE IF NOT EXISTS reclaim_jobs (id int PRIMARY KEY, state text NOT NULL DEFAULT 'pending',
+                                                 claimed_at timestamptz, processed int NOT NULL DEFAULT 0);
+        TRUNCATE reclaim_jobs;
+        INSERT INTO reclaim_jobs (id) VALUES (1), (2), (3), (4);
+    next: [{step: drain}]
+  - step: drain
+    loop:
+      cursor:
+        kind: postgres
+        auth: pg_work
+        claim: |
+          UPDATE reclaim_jobs SET state = 'claimed', claimed_at = clock_timestamp()
+          WHERE id IN (SELECT id FROM reclaim_jobs
+                       WHERE state = 'pending' RECLAIM
+                       ORDER BY id LIMIT {{ __frame_max_rows }} FOR UPDATE SKIP LOCKED)
+          RETURNING id
+      iterator: job
+      spec: {mode: cursor, max_in_flight: 1, frame: {max_rows: 2}}
+    tool:
+      - name: wait
+        kind: python
+        code: "import time; time.sleep(2); result = 'slept'"
+      - name: mark
+        kind: postgres
+        auth: pg_work
+        command: "UPDATE reclaim_jobs SET state = 'done', processed = processed + 1 WHERE id = {{ iter.job.id }}"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reclaim", [False, True], ids=["rows-stay-claimed", "claim-takes-them-back"])
+def test_a_frame_whose_worker_died_is_claimed_again_only_if_the_claim_says_so(cluster_factory: Any,
+                                                                              reclaim: bool) -> None:
+    cluster = cluster_factory(lease_seconds=1)
+    cluster.start_server()
+    register_work_credential(cluster)
+    condition = "OR (state = 'claimed' AND claimed_at < clock_timestamp() - interval '1 second')" if reclaim else ""
+    cluster.register(RECLAIM.replace("RECLAIM", condition))
+    cluster.start_worker("w1", concurrency=2)
+    execution_id = cluster.execute("tests/cursor_reclaim")
+    deadline = time.monotonic() + 30
+    while not cluster.sql("SELECT 1 FROM noetl.command WHERE execution_id = %s AND step = 'drain' "
+                          "AND status = 'leased'", int(execution_id)):
+        assert time.monotonic() < deadline, "the first frame never started"
+        time.sleep(0.05)
+    time.sleep(0.5)  # the frame has claimed rows 1 and 2 and is sleeping on the first
+    cluster.stop_worker("w1", signal.SIGKILL)
+    cluster.start_worker("w2", concurrency=2)
+    doc = cluster.wait(execution_id, timeout=90)
+    assert doc["status"] == "completed", doc["error"]
+    rows = cluster.sql("SELECT id, state, processed FROM reclaim_jobs ORDER BY id")
+    if reclaim:
+        assert rows == [(1, "done", 1), (2, "done", 1), (3, "done", 1), (4, "done", 1)]
+    else:
+        # The new run of the frame claimed again and got rows 3 and 4; 1 and 2 stay claimed.
+        assert rows == [(1, "claimed", 0), (2, "claimed", 0), (3, "done", 1), (4, "done", 1)]
+        assert doc["steps"]["drain"]["result"]["stats"] == {"total": 2, "success": 2, "failed": 0}
