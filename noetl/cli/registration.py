@@ -61,7 +61,12 @@ async def register_local(store: Any, item: Prepared) -> dict[str, Any]:
     playbook = item.playbook
     entry = await store.register_catalog(path=playbook.path, kind="Playbook", content=item.text,
                                          name=playbook.metadata.name)
-    return {"kind": "Playbook", "path": entry.path, "version": entry.version, "catalog_id": entry.catalog_id}
+    registered = {"kind": "Playbook", "path": entry.path, "version": entry.version, "catalog_id": entry.catalog_id}
+    if playbook.schedules:
+        from noetl.scheduling.service import register_declared
+
+        registered["schedules"] = await register_declared(store, playbook)
+    return registered
 
 
 def register_remote(server_url: str, item: Prepared) -> Any:

@@ -11,12 +11,13 @@ from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KIN
 from noetl.dsl.legacy import STEP_KEYS
 from noetl.dsl.load import Source
 from noetl.dsl.render import check_template, is_template
+from noetl.dsl.schedules import SCHEDULE_KEYS, schedule_problems
 from noetl.dsl.suggest import suggest
 from noetl.errors import ToolError
 from noetl.results.spec import output_spec
 
 TOP_KEYS = {"apiVersion", "kind", "metadata", "workload", "keychain", "workbook", "executor", "workflow",
-            "description", "spec"}
+            "description", "spec", "schedules"}
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
 
 __all__ = ["Checker", "Problem", "check_canonical", "suggest"]
@@ -146,11 +147,25 @@ def check_canonical(checker: Checker, doc: dict[str, Any]) -> None:
     for i, entry in enumerate(doc.get("workbook") or []):
         for task in entry.get("tool") or [] if isinstance(entry, dict) else []:
             _check_task(checker, task, ("workbook", i, "tool"), workbook_names, f"workbook entry {entry.get('name')!r}")
+    _check_schedules(checker, doc.get("schedules"))
     spec = ((doc.get("executor") or {}).get("spec") or {}) if isinstance(doc.get("executor"), dict) else {}
     for key in ("entry_step", "final_step"):
         target = spec.get(key)
         if target and target not in names:
             checker.error(("executor", "spec", key), f"{key} {target!r} is not a step{suggest(target, set(names))}")
+
+
+def _check_schedules(checker: Checker, schedules: Any) -> None:
+    if schedules is None:
+        return
+    if not isinstance(schedules, list):
+        checker.error(("schedules",), "`schedules` must be a list of {cron, timezone, payload, overlap, catchup}")
+        return
+    for i, entry in enumerate(schedules):
+        for key_path, message in schedule_problems(entry):
+            checker.error(("schedules", i, *key_path), message)
+        if isinstance(entry, dict):
+            checker._unknown(entry, ("schedules", i), SCHEDULE_KEYS, "schedule")
 
 
 def _check_step(checker: Checker, step: dict[str, Any], path: tuple[Any, ...], names: dict[str, int],

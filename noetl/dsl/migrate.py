@@ -26,6 +26,8 @@ def canonical_document(loaded: LoadedPlaybook) -> dict[str, Any]:
     if spec or playbook.executor.profile != "auto":
         doc["executor"] = {"profile": playbook.executor.profile, **({"spec": spec} if spec else {})}
     doc["workflow"] = [_step(s) for s in playbook.workflow]
+    if playbook.schedules:
+        doc["schedules"] = playbook.schedules
     return _code_without_templates(doc)
 
 

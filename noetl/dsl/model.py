@@ -181,6 +181,7 @@ class Playbook(_Model):
     workbook: list[WorkbookEntry] = Field(default_factory=list)
     executor: Executor = Field(default_factory=Executor)
     workflow: list[Step] = Field(min_length=1)
+    schedules: list[dict[str, Any]] = Field(default_factory=list)  # checked by dsl.schedules
 
     @property
     def path(self) -> str:

@@ -13,10 +13,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from noetl.dsl.schedules import CATCHUP_POLICIES, OVERLAP_POLICIES  # noqa: F401 - one list of policies
 from noetl.errors import InputError
 
-OVERLAP_POLICIES = ("skip", "queue", "allow")
-CATCHUP_POLICIES = ("none", "latest", "all")
 MAX_FIRES_PER_WALK = 10_000  # a backfill or a long outage is walked in bounded steps
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from noetl.dsl.model import Playbook
 from noetl.errors import InputError, NotFoundError
 from noetl.scheduling.cron import (
     CATCHUP_POLICIES,
@@ -74,3 +75,21 @@ def backfill_range(start: str, end: str) -> tuple[datetime, datetime]:
     if last < first:
         raise InputError(f"--to {end} is before --from {start}")
     return first, last
+
+
+def declared_schedules(playbook: Playbook) -> list[ScheduleRecord]:
+    """The `schedules:` of a playbook as records for its catalog path (checked by validation)."""
+    records = []
+    for index, entry in enumerate(playbook.schedules):
+        default = playbook.path if index == 0 else f"{playbook.path}#{index + 1}"
+        records.append(checked_schedule(
+            name=str(entry.get("name") or default), path=playbook.path, cron=str(entry.get("cron")),
+            timezone=str(entry.get("timezone") or entry.get("tz") or "UTC"), payload=entry.get("payload"),
+            overlap=str(entry.get("overlap", "skip")), catchup=str(entry.get("catchup", "latest")),
+            enabled=bool(entry.get("enabled", True)), source="playbook", where=f"schedules[{index}]."))
+    return records
+
+
+async def register_declared(store: Store, playbook: Playbook) -> list[str]:
+    """Store the playbook's declared schedules (on catalog registration); return their names."""
+    return [(await store.put_schedule(record)).name for record in declared_schedules(playbook)]

@@ -91,3 +91,60 @@ def test_noetl_scheduler_once_starts_nothing_before_the_first_fire_time(noetl: A
     first = noetl("scheduler", "--once")
     assert first.code == 0 and first.stdout == ""
     assert "Traceback" not in first.stderr
+
+
+DECLARED = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: nightly_report, path: reports/nightly}
+schedules:
+  - cron: "0 2 * * *"
+    timezone: Europe/Berlin
+    payload: {full: true}
+  - name: hourly-check
+    cron: "0 * * * *"
+    overlap: queue
+workflow:
+  - step: start
+"""
+
+DECLARED_BAD = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: bad_schedules}
+schedules:
+  - cron: "61 2 * * *"
+    timezone: Mars/Base
+    overlp: skip
+workflow:
+  - step: start
+"""
+
+
+def test_schedules_declared_in_a_playbook_are_registered_with_it(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "nightly.yaml"
+    playbook.write_text(DECLARED)
+    registered = noetl("catalog", "register", str(playbook))
+    assert registered.code == 0, registered.stderr
+    assert registered.json()[0]["schedules"] == ["reports/nightly", "hourly-check"]
+    schedules = {s["name"]: s for s in noetl("schedule", "list", "--json").json()}
+    assert schedules["reports/nightly"]["timezone"] == "Europe/Berlin"
+    assert schedules["reports/nightly"]["payload"] == {"full": True}
+    assert schedules["hourly-check"]["overlap"] == "queue" and schedules["hourly-check"]["source"] == "playbook"
+    assert "schedules:" in noetl("migrate", str(playbook)).stdout
+
+
+def test_bad_declared_schedules_are_file_line_errors(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "bad.yaml"
+    playbook.write_text(DECLARED_BAD)
+    result = noetl("validate", str(playbook))
+    assert result.code == 2
+    lines = (result.stdout + result.stderr).splitlines()
+    assert f"{playbook}:6:5: error: schedule cron: invalid cron expression '61 2 * * *' (five fields: minute " \
+           "hour day month weekday)" in lines
+    assert f"{playbook}:7:5: error: schedule timezone: unknown time zone 'Mars/Base' (an IANA name such as " \
+           "Europe/Berlin or UTC)" in lines
+    assert f"{playbook}:8:5: warning: unknown key 'overlp' in schedule (did you mean 'overlap'?)" in lines
+    refused = noetl("catalog", "register", str(playbook))
+    assert refused.code == 2
+    assert noetl("catalog", "list", "--json").json() == [] and noetl("schedule", "list", "--json").json() == []

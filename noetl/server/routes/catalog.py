@@ -37,8 +37,13 @@ async def register_playbook(state: ServerState, content: str) -> dict[str, Any]:
     playbook = load_playbook_text(text, "content").require()
     entry = await state.store.register_catalog(path=playbook.path, kind="Playbook", content=text,
                                                name=playbook.metadata.name)
-    return {"path": entry.path, "version": entry.version, "catalog_id": entry.catalog_id, "kind": entry.kind,
-            "name": entry.name}
+    registered = {"path": entry.path, "version": entry.version, "catalog_id": entry.catalog_id, "kind": entry.kind,
+                  "name": entry.name}
+    if playbook.schedules:
+        from noetl.scheduling.service import register_declared
+
+        registered["schedules"] = await register_declared(state.store, playbook)
+    return registered
 
 
 @router.post("/catalog/register", summary="Register a playbook (a new version of its path)")

@@ -1,0 +1,62 @@
+"""`schedules:` in a playbook: cron schedules registered with the playbook's catalog entry.
+
+```yaml
+schedules:
+  - name: nightly            # optional: defaults to the playbook path (#2, #3 ... for more)
+    cron: "0 2 * * *"
+    timezone: Europe/Berlin  # optional, UTC
+    payload: {full: true}    # optional
+    overlap: skip            # skip | queue | allow
+    catchup: latest          # none | latest | all
+    enabled: true
+```
+The checks here are the same ones `noetl schedule add` applies (noetl.scheduling.service).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+OVERLAP_POLICIES = ("skip", "queue", "allow")
+CATCHUP_POLICIES = ("none", "latest", "all")
+SCHEDULE_KEYS = frozenset({"name", "cron", "timezone", "tz", "payload", "overlap", "catchup", "enabled"})
+
+
+def cron_problem(expr: Any) -> str | None:
+    text = " ".join(str(expr or "").split())
+    if not text or not croniter.is_valid(text):
+        return f"invalid cron expression {text!r} (five fields: minute hour day month weekday)"
+    return None
+
+
+def zone_problem(name: Any) -> str | None:
+    try:
+        ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {name!r} (an IANA name such as Europe/Berlin or UTC)"
+    return None
+
+
+def choice_problem(value: Any, choices: tuple[str, ...]) -> str | None:
+    return None if value in choices else f"{value!r} is not one of {', '.join(choices)}"
+
+
+def schedule_problems(entry: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """``(key path, message)`` of every problem of one `schedules:` item."""
+    if not isinstance(entry, dict):
+        return [((), "a schedule must be a mapping with at least `cron`")]
+    found: list[tuple[tuple[Any, ...], str]] = []
+    checks = [("cron", cron_problem(entry.get("cron")))]
+    zone_key = "timezone" if "timezone" in entry else "tz"
+    if zone_key in entry:
+        checks.append((zone_key, zone_problem(entry[zone_key])))
+    for key, choices in (("overlap", OVERLAP_POLICIES), ("catchup", CATCHUP_POLICIES)):
+        if key in entry:
+            checks.append((key, choice_problem(entry[key], choices)))
+    if "payload" in entry and not isinstance(entry["payload"], dict):
+        checks.append(("payload", "must be a mapping"))
+    found.extend(((key,), f"schedule {key}: {message}") for key, message in checks if message)
+    return found
