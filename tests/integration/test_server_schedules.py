@@ -74,3 +74,28 @@ def test_rerun_through_the_api(url: str) -> None:  # noqa: F811
         assert unknown.status_code == 404
 
     served(url, scenario)
+
+
+DECLARED = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: nightly, path: tests/nightly}
+schedules:
+  - {cron: "0 2 * * *", timezone: Europe/Berlin, catchup: all}
+workflow:
+  - step: start
+"""
+
+
+def test_schedules_declared_in_a_registered_playbook(url: str) -> None:  # noqa: F811
+    async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
+        registered = await client.post("/api/catalog/register", json={"content": DECLARED})
+        assert registered.status_code == 200, registered.text
+        assert registered.json()["schedules"] == ["tests/nightly"]
+        schedule = (await client.get("/api/schedules/tests/nightly")).json()
+        assert (schedule["cron"], schedule["timezone"], schedule["catchup"], schedule["source"]) == (
+            "0 2 * * *", "Europe/Berlin", "all", "playbook")
+        bad = await client.post("/api/catalog/register", json={"content": DECLARED.replace("0 2 * * *", "0 25 * * *")})
+        assert bad.status_code in (400, 422) and "invalid cron expression" in bad.text
+
+    served(url, scenario)
