@@ -18,6 +18,7 @@ from noetl.errors import NotFoundError, ToolError
 from noetl.results.codec import dumps, head_text
 from noetl.results.refs import PREVIEW_CHARS, preview_of, ref_uri
 from noetl.results.storage import DB_PREFIX, ResultStorage
+from noetl.sandbox import confine
 from noetl.tools.base import ToolCall
 
 ACTIONS = ("get", "put")
@@ -78,6 +79,7 @@ def _read_file(path: str, playbook_dir: Path | None) -> Any:
     candidate = Path(path)
     if not candidate.is_absolute() and playbook_dir is not None and (playbook_dir / candidate).exists():
         candidate = playbook_dir / candidate
+    candidate = confine(candidate, what="artifact file", extra_roots=[playbook_dir])
     try:
         text = candidate.read_text(encoding="utf-8")
     except OSError as exc:

@@ -131,6 +131,9 @@ workflow:
     next: [{step: climb_database, when: "{{ event.name == 'call.error' }}"}]
   - step: climb_database
     tool: {kind: duckdb, database: "DATABASE", command: "select 1 as one"}
+    next: [{step: climb_artifact, when: "{{ event.name == 'call.error' }}"}]
+  - step: climb_artifact
+    tool: {kind: artifact, action: put, name: stolen, path: ../outside.py}
 """
 
 
@@ -147,7 +150,7 @@ def test_paths_stay_inside_the_sandbox_roots(noetl, tmp_path) -> None:  # type: 
     steps = doc["steps"]
     assert steps["start"]["result"] == {"inside": True}
     for name, what in (("climb_script", "script"), ("climb_playbook", "playbook file"),
-                       ("climb_database", "duckdb database")):
+                       ("climb_database", "duckdb database"), ("climb_artifact", "artifact file")):
         assert steps[name]["status"] == "failed", name
         assert steps[name]["error"]["kind"] == "sandbox", steps[name]["error"]
         assert f"{what} " in steps[name]["error"]["message"], steps[name]["error"]
