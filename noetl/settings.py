@@ -119,9 +119,27 @@ def sensitive_setting_values() -> list[str]:
     for name, value in os.environ.items():
         if not value or not (name in _SECRET_VARIABLES or (name.startswith("NOETL_") and _SECRET_NAME.search(name))):
             continue
+        if name.endswith("_FILE"):
+            values.extend(_tokens_in_file(value))  # NOETL_API_TOKENS_FILE: the tokens, not the path
+            continue
         values.append(value)
         values.extend(_embedded_secrets(name, value))
     return values
+
+
+def _tokens_in_file(path: str) -> list[str]:
+    """The tokens of a token file: ``[{token: ..., role: ...}]`` or ``{token: role}``."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []  # unreadable here: the server reports it; nothing to redact from this process
+    if isinstance(document, dict):
+        return [str(token) for token in document]
+    if isinstance(document, list):
+        return [str(entry["token"]) for entry in document if isinstance(entry, dict) and entry.get("token")]
+    return []
 
 
 def _embedded_secrets(name: str, value: str) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,19 @@ def test_records_of_every_logger_are_redacted(logger_name: str, monkeypatch: pyt
     assert "ValueError: failed with ***" in text
     for secret in ("value-an-execution-resolved", "token-from-the-settings", "hunter22"):
         assert secret not in text
+
+
+def test_tokens_of_the_token_file_are_secret_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from noetl.settings import sensitive_setting_values
+
+    listed = tmp_path / "tokens.yaml"
+    listed.write_text("- {name: ci, token: token-from-a-list, role: execute}\n")
+    monkeypatch.setenv("NOETL_API_TOKENS_FILE", str(listed))
+    monkeypatch.setenv("NOETL_API_TOKENS", "pair-token-one=read,pair-token-two=admin")
+    values = sensitive_setting_values()
+    assert {"token-from-a-list", "pair-token-one", "pair-token-two"} <= set(values)
+    assert str(listed) not in values and "read" not in values and "admin" not in values
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("token-from-a-mapping: read\n")
+    monkeypatch.setenv("NOETL_API_TOKENS_FILE", str(mapping))
+    assert "token-from-a-mapping" in sensitive_setting_values()
