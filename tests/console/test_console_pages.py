@@ -120,6 +120,17 @@ def test_with_a_token_pages_need_login_and_actions_need_the_header(home: Path, r
         assert done.status_code == 200 and done.json()["cancelled"] is False
 
 
+def test_schedules_page_lists_the_stores_schedules(console: str, home: Path) -> None:
+    added = noetl(home, "schedule", "add", "console/slow", "--cron", "0 6 * * 1-5", "--tz", "Europe/Paris",
+                  "--name", "<b>weekday</b>")
+    assert added.returncode == 0, added.stderr
+    page = httpx.get(f"{console}/schedules").text
+    assert "&lt;b&gt;weekday&lt;/b&gt;" in page and "0 6 * * 1-5" in page and "Europe/Paris" in page
+    assert ">active<" in page
+    assert noetl(home, "schedule", "pause", "<b>weekday</b>").returncode == 0
+    assert ">paused<" in httpx.get(f"{console}/schedules").text
+
+
 def test_a_read_token_views_but_cannot_run_or_cancel(home: Path, runs: dict[str, str]) -> None:
     with console_process(home, tokens="viewer-1=read,runner-1=execute") as url:
         viewer = {"Cookie": "noetl_token=viewer-1"}

@@ -209,10 +209,10 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
     async def schedules(request: Request) -> Response:
         if (redirect := guard(request)) is not None:
             return redirect
-        rows = await _schedules(pages, request)
-        columns = sorted({key for row in rows for key in row}) if rows else []
-        return pages.html(request, "schedules.html", nav="schedules", schedules=rows, columns=columns,
-                          server=config.server)
+        store = config.source(request).store
+        schedules = await store.list_schedules()
+        fires = {s.name: await store.list_fires(s.name, limit=5) for s in schedules}
+        return pages.html(request, "schedules.html", nav="schedules", schedules=schedules, fires=fires)
 
     @router.post("/console/actions/run")
     async def run(request: Request) -> Response:
@@ -361,23 +361,6 @@ def _failure_lines(playbook_text: str, file: str, steps: dict[str, readmodel.Ste
             if where := error_location(playbook_text, name, error, file):
                 out[f"{name}/{index}"] = where
     return out
-
-
-async def _schedules(pages: _Pages, request: Request) -> list[dict[str, Any]] | None:
-    """What ``GET /api/schedules`` serves, when this app has it (read through the API itself)."""
-    if not pages.api_route("/api/schedules", "GET"):
-        return None
-    import httpx
-
-    headers = {"authorization": request.headers.get("authorization") or
-               f"Bearer {request.cookies.get('noetl_token', '')}"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=pages.app), base_url="http://console") as client:
-        answer = await client.get("/api/schedules", headers=headers)
-    if answer.status_code != 200:
-        return None
-    body = answer.json()
-    rows = body.get("schedules", body) if isinstance(body, dict) else body
-    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else None
 
 
 def _sse(updates: AsyncIterator[str]) -> StreamingResponse:
