@@ -71,14 +71,14 @@ class WorkerGateway:
             report = Event.from_dict(event)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed report event: {exc}") from None
-        stored = await self.queue.get(command_id)
-        if stored is None or stored.execution_id != report.execution_id:
+        stored = await self.queue.get_for(report.execution_id, command_id)
+        if stored is None:
             return False
-        cached = await self.core.cached(stored.execution_id)
+        cached = await self.core.cached(report.execution_id)
         if cached is None:
             return False
         cached.services.redactor.add(set(secrets))
-        leased = LeasedCommand(command_id, stored.execution_id, stored.step, attempt, stored.payload, worker)
+        leased = LeasedCommand(command_id, report.execution_id, stored.step, attempt, stored.payload, worker)
         return await self.core.report(leased, report)
 
     async def credential(self, *, execution_id: str, name: str) -> dict[str, Any]:

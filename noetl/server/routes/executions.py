@@ -19,7 +19,6 @@ from noetl.server.routes.catalog import find_entry
 from noetl.server.schemas import ExecuteRequest, ExternalEvent
 from noetl.server.state import ServerState, State
 from noetl.store.base import ExecutionRecord
-from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
 
 router = APIRouter(tags=["executions"])
@@ -180,8 +179,8 @@ async def _external_report(state: ServerState, execution_id: str, event_type: st
             or not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
         raise InputError("a call report needs meta.command_id (string), meta.attempt (integer, from 1) and "
                          "meta.worker (string): the lease it reports on")
-    command = await CommandQueue(state.store).get(command_id)
-    if command is None or command.execution_id != str(db_id(execution_id)):
+    command = await CommandQueue(state.store).get_for(execution_id, command_id)
+    if command is None:
         raise NotFoundError(f"execution {execution_id} has no command {command_id!r}")
     if body.node_name is not None and body.node_name != command.step:
         raise InputError(f"node_name {body.node_name!r}: command {command_id} runs step {command.step!r}")

@@ -52,6 +52,13 @@ class CommandQueue:
                                      {"execution_id": db_id(execution_id)})
         return int(rows[0][0]) if rows else 0
 
+    async def get_for(self, execution_id: str, command_id: str) -> LeasedCommand | None:
+        """The command ``command_id`` if it belongs to ``execution_id`` (ids compared as stored)."""
+        command = await self.get(command_id)
+        if command is None or command.execution_id != str(db_id(execution_id)):
+            return None
+        return command
+
     async def heartbeat(self, *, owner: str, command_ids: list[str], lease_seconds: float,
                         now: datetime) -> set[str]:
         """Extend the leases still held; return the ids still held (others were reaped or cancelled)."""
