@@ -30,6 +30,8 @@ from noetl.engine.commands import Command
 from noetl.engine.events import Event
 from noetl.errors import InputError, NoetlError, NotFoundError, ToolError
 from noetl.logsetup import log_context
+from noetl.results.refs import use_loader
+from noetl.results.remote import ServerResultReader
 from noetl.runtime.frames import run_command
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
@@ -98,6 +100,7 @@ class RemoteWorker:
         self.options = options or WorkerOptions()
         self.name = self.options.resolved_name()
         self.api = WorkerApi(server_url, token)
+        self.results = ServerResultReader(server_url, token)  # templates read `_ref`s through the server
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
         self.in_flight: dict[str, asyncio.Task[None]] = {}
@@ -107,6 +110,7 @@ class RemoteWorker:
 
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
+        use_loader(self.results.read)
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         heartbeat.add_done_callback(self._side_task_ended)
         log.info("worker %s started against %s (concurrency %d)", self.name, self.api.client.base_url,
@@ -119,6 +123,7 @@ class RemoteWorker:
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
             await self.api.close()
+            self.results.close()
             log.info("worker %s stopped after %d command(s)", self.name, self.completed)
 
     def _side_task_ended(self, task: asyncio.Task[None]) -> None:

@@ -95,3 +95,22 @@ def test_noetl_result_against_the_server(cluster: Cluster, tmp_path: Path) -> No
     assert fetched.json() == {"n": 3000, "last": 2999}
     missing = run_noetl("--server-url", cluster.url, "result", doc["execution_id"], "nope", home=tmp_path)
     assert missing.code == 2 and "no result for step 'nope'" in missing.stderr
+
+
+def test_workers_without_database_access_read_results_through_the_server(cluster: Cluster) -> None:
+    from noetl.errors import NotFoundError
+    from noetl.results.remote import ServerResultReader
+
+    entry = cluster.register((FIXTURES / "big_results.yaml").read_text())
+    doc = cluster.wait(cluster.execute(entry["path"]))
+    uri = doc["steps"]["start"]["result"]["_ref"]["uri"]
+    reader = ServerResultReader(cluster.url, token=None)
+    try:
+        assert reader.read(uri)["data"]["rows"][4999]["i"] == 4999
+        with pytest.raises(NotFoundError):
+            reader.read("noetl://result/nothing-here")
+    finally:
+        reader.close()
+    # Only the result table: never a file of the server's machine.
+    refused = cluster.client.get("/api/results", params={"uri": "file:///etc/passwd"})
+    assert refused.status_code == 400 and "root:" not in refused.text
