@@ -10,6 +10,7 @@ as 500s or 503s.
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote_to_bytes
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +33,9 @@ class RequestGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/api"):
             await self.app(scope, receive, send)
+            return
+        if not _url_is_storable(scope):
+            await _answer(send, 400, "the URL holds a NUL character or invalid UTF-8 (in the path or query)")
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if self.tokens.enabled and not self._is_public(scope):
@@ -87,6 +91,19 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+def _url_is_storable(scope: Scope) -> bool:
+    """Path and query values end up in SQL parameters; PostgreSQL refuses NUL, UTF-8 refuses lone
+    surrogates: refuse them here, as 400, rather than as a 503 from the store."""
+    query = unquote_to_bytes(scope.get("query_string", b"") or b"")
+    path = str(scope.get("path", ""))
+    try:
+        path.encode("utf-8")
+        query.decode("utf-8")
+    except UnicodeError:
+        return False
+    return "\x00" not in path and b"\x00" not in query
 
 
 def _is_json(content_type: str | None) -> bool:
