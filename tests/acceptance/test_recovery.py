@@ -223,3 +223,23 @@ def test_rerun_from_a_missing_or_unreachable_step_is_refused(noetl: Any, tmp_pat
     assert unreachable.code == 2
     assert unreachable.stderr.strip() == "error: --from 'orphan': not reachable from the entry step 'start'"
     assert noetl("query", "SELECT count(*) AS n FROM execution", "--format", "json").json() == [{"n": 1}]
+
+
+def test_a_cancelled_execution_resumes_at_the_step_that_was_running(
+        noetl: Any, noetl_home: Path, tmp_path: Path) -> None:
+    playbook = write(tmp_path, "chain.yaml", WAITING_CHAIN)
+    proc = start_run(playbook, noetl_home)
+    wait_for(tmp_path / "started", proc)
+    execution_id = _running_ids(noetl)[0]
+    assert noetl("cancel", execution_id).code == 0
+    assert proc.wait(timeout=30) == 1
+    assert noetl("status", execution_id, "--json").json()["status"] == "cancelled"
+
+    (tmp_path / "go").touch()
+    resumed = noetl("resume", execution_id, "--json")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json()["result"] == {"first": 1, "tag": "first"}
+    events = events_of(noetl, execution_id)
+    after = [e for e in events[[e["event_type"] for e in events].index("execution.resumed"):]
+             if e["event_type"] == "step.enter"]
+    assert [e["node_name"] for e in after] == ["wait", "end"]
