@@ -45,7 +45,7 @@ from noetl.errors import NotFoundError, StoreError
 from noetl.ids import new_execution_id
 from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
 from noetl.runtime.request import RunRequest, StartOptions
-from noetl.runtime.services import LocalServices
+from noetl.runtime.services import ExecutionServices
 from noetl.store.base import ExecutionRecord
 from noetl.store.postgres.decisions import (
     DecisionStatements,
@@ -79,7 +79,7 @@ class CachedExecution:
     playbook: Playbook
     playbook_text: str
     engine: Engine
-    services: LocalServices
+    services: ExecutionServices
     state: ExecutionState = field(default_factory=ExecutionState)
     last_event_id: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -154,13 +154,6 @@ class UnstorableReport(StoreError):
     def __init__(self, report: PendingReport, message: str) -> None:
         super().__init__(message)
         self.report = report
-
-
-class _StoreHolder:
-    """What :class:`LocalServices` needs from a runtime: the store (credentials, catalog)."""
-
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
 
 
 def command_from_lease(leased: LeasedCommand, cached: CachedExecution) -> Command:
@@ -591,8 +584,8 @@ def _valid_reports(batch: list[PendingReport], leases: dict[str, Lease]) -> list
     return valid
 
 
-def _default_services(core: DecisionCore, request: RunRequest, execution_id: str) -> LocalServices:
-    return LocalServices(_StoreHolder(core.store), request, execution_id)  # type: ignore[arg-type]
+def _default_services(core: DecisionCore, request: RunRequest, execution_id: str) -> ExecutionServices:
+    return ExecutionServices(core.store, request, execution_id)
 
 
 __all__ = ["CachedExecution", "DecisionCore", "StoreError", "command_from_lease", "load_status"]

@@ -55,12 +55,12 @@ class LocalRuntime:
 
 class _Execution:
     def __init__(self, runtime: LocalRuntime, request: RunRequest) -> None:
-        from noetl.runtime.services import LocalServices
+        from noetl.runtime.services import ExecutionServices
 
         self.runtime = runtime
         self.request = request
         self.execution_id = request.execution_id or new_execution_id()
-        self.services = LocalServices(runtime, request, self.execution_id)
+        self.services = ExecutionServices(runtime.store, request, self.execution_id, run_child=runtime.run)
         self.engine = Engine(request.playbook, globals_layer=self.services.globals_layer())
         self.runner = Runner(request.playbook, playbook_dir=request.playbook_dir, services=self.services)
         self.state = ExecutionState()

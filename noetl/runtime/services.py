@@ -1,10 +1,10 @@
-"""What the local runtime offers tools: credentials, secrets, and child playbook runs."""
+"""What a runtime offers the tools of one execution: credentials, secrets, results storage, child playbooks."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,10 @@ from noetl.secrets import SecretResolver
 from noetl.tools.base import ToolCall
 
 if TYPE_CHECKING:
-    from noetl.runtime.local import LocalRuntime
+    from noetl.store.base import Store
+
+# Runs a child execution to its end and returns its status document (the local runtime's `run`).
+ChildRunner = Callable[[RunRequest], Awaitable[dict[str, Any]]]
 
 # How long a command whose child was cancelled together with this execution waits for this
 # execution's watcher (which polls every 0.25 s) to stop it, before reporting the child's end.
@@ -27,13 +30,17 @@ CANCELLED_WITH_PARENT_GRACE_SECONDS = 2.5
 _SECRET_NAME = re.compile(r"secret\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
-class LocalServices:
-    """One per execution: resolves secrets up front and runs child playbooks in-process."""
+class ExecutionServices:
+    """One per execution, on both runtimes: resolves secrets up front, gives tools credentials and
+    the results storage, and runs child playbooks through ``run_child`` (the local runtime runs them
+    in-process; the distributed runtime's workers override :meth:`run_child_playbook`)."""
 
     shares_results = False  # workers: results stored by reference must be readable by other processes
 
-    def __init__(self, runtime: LocalRuntime, request: RunRequest, execution_id: str) -> None:
-        self.runtime = runtime
+    def __init__(self, store: Store, request: RunRequest, execution_id: str, *,
+                 run_child: ChildRunner | None = None) -> None:
+        self.store = store
+        self._run_child = run_child
         self.request = request
         self.execution_id = execution_id
         self.resolver = SecretResolver(self.get_credential)
@@ -44,7 +51,7 @@ class LocalServices:
     @property
     def results(self) -> ResultStorage:
         """Where this execution's results stored by reference go (one per store and process)."""
-        return storage_for(self.runtime.store, shared=self.shares_results)
+        return storage_for(self.store, shared=self.shares_results)
 
     def globals_layer(self) -> dict[str, Any]:
         # The dicts are filled by prepare(); the engine holds them by reference.
@@ -70,7 +77,7 @@ class LocalServices:
         from noetl.credentials import get_credential
         from noetl.secrets import sensitive_values
 
-        credential = await get_credential(self.runtime.store, name)
+        credential = await get_credential(self.store, name)
         self.redactor.add(sensitive_values(credential.get("data")))
         return credential
 
@@ -86,7 +93,9 @@ class LocalServices:
         request = RunRequest(playbook=child, playbook_text=text, playbook_dir=base_dir, payload=dict(payload or {}),
                              parent_execution_id=self.execution_id, depth=self.request.depth + 1,
                              chain=ancestry)
-        doc = await self.runtime.run(request)
+        if self._run_child is None:
+            raise ToolError("this runtime cannot run child playbooks here", kind="config")
+        doc = await self._run_child(request)
         if doc["status"] == "cancelled" and await self._cancelled_in_store():
             # The child was cancelled with this execution: this execution's own watcher stops this
             # command within a poll. Reporting the child's end as a failure first would race it and
@@ -100,7 +109,7 @@ class LocalServices:
         return doc["result"]
 
     async def _cancelled_in_store(self) -> bool:
-        record = await self.runtime.store.get_execution(self.execution_id)
+        record = await self.store.get_execution(self.execution_id)
         return record is not None and record.status == "cancelled"
 
     async def _resolve_child(self, path: str, version: int | None) -> tuple[LoadedPlaybook, str, Path | None]:
@@ -110,7 +119,7 @@ class LocalServices:
             if not file.exists() and Path(path).exists():
                 file = Path(path)
             return self._load_file(confine(file, what="playbook file", extra_roots=[base]), path)
-        entry = await self.runtime.store.get_catalog(path, version)
+        entry = await self.store.get_catalog(path, version)
         if entry is not None:
             return load_playbook_text(entry.content, f"catalog://{path}@{entry.version}", base), entry.content, base
         for candidate in _beside(base, path):
@@ -162,4 +171,4 @@ def _beside(base: Path | None, path: str) -> list[Path]:
     return [base / f"{path}.yaml", base / f"{name}.yaml", base / name / f"{name}.yaml"]
 
 
-__all__ = ["LocalServices", "NoetlError", "NotFoundError"]
+__all__ = ["ExecutionServices", "NoetlError", "NotFoundError"]

@@ -41,7 +41,7 @@ from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Runner
-from noetl.runtime.services import LocalServices
+from noetl.runtime.services import ExecutionServices
 from noetl.runtime.wire import child_execution_id
 from noetl.sandbox import require_confinement
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
@@ -92,7 +92,7 @@ class Worker:
         self.own_leases: set[str] = set()  # commands renewing their own lease (cursor loop frames)
         self.completed = 0
 
-    def _services(self, core: DecisionCore, request: RunRequest, execution_id: str) -> LocalServices:
+    def _services(self, core: DecisionCore, request: RunRequest, execution_id: str) -> ExecutionServices:
         return WorkerServices(self, request, execution_id)
 
     # lifecycle -------------------------------------------------------------------------
@@ -368,13 +368,13 @@ class Worker:
                 log.warning("worker %s: listener lost: %s", self.name, str(exc).strip().splitlines()[0])
 
 
-class WorkerServices(LocalServices):
+class WorkerServices(ExecutionServices):
     """Credentials and secrets as on the local runtime; child playbooks go through the queue."""
 
     shares_results = True
 
     def __init__(self, worker: Worker, request: RunRequest, execution_id: str) -> None:
-        super().__init__(_StoreHolder(worker.store), request, execution_id)  # type: ignore[arg-type]
+        super().__init__(worker.store, request, execution_id)
         self.worker = worker
 
     def keep_frame_alive(self, *, lease_seconds: float | None,
@@ -430,11 +430,6 @@ class WorkerServices(LocalServices):
                 await asyncio.sleep(backoff_delay(polls, delay=0.01, max_delay=0.5))
         finally:
             self.worker.waiting_on_children -= 1
-
-
-class _StoreHolder:
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:

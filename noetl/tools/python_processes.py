@@ -2,7 +2,7 @@
 
 Part of the ``python`` tool (entry point: :mod:`noetl.tools.python`), used with
 ``isolation: process`` and whenever the call has a timeout (only a process can be stopped while
-it runs CPU-bound code). The runtime side is the :class:`ProcessPool` of :class:`Worker`
+it runs CPU-bound code). The runtime side is the :class:`ProcessPool` of :class:`CodeProcess`
 processes; :func:`serve_worker` is the entry point each worker process runs.
 """
 
@@ -71,10 +71,10 @@ class ProcessJob:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._worker: Worker | None = None
+        self._worker: CodeProcess | None = None
         self._cancelled = False
 
-    def attach(self, worker: Worker) -> bool:
+    def attach(self, worker: CodeProcess) -> bool:
         with self._lock:
             self._worker = None if self._cancelled else worker
             return not self._cancelled
@@ -94,7 +94,7 @@ class _Unsendable(Exception):
     """The request could not be pickled; nothing reached the worker, which stays usable."""
 
 
-class Worker:
+class CodeProcess:
     """One pre-started worker process and the socket to it.
 
     A plain interpreter started with :mod:`subprocess` that imports this module, rather than a
@@ -217,8 +217,8 @@ class ProcessPool:
     def __init__(self, size: int) -> None:
         self._size = max(1, size)
         self._cond = threading.Condition()
-        self._idle: list[Worker] = []
-        self._all: set[Worker] = set()
+        self._idle: list[CodeProcess] = []
+        self._all: set[CodeProcess] = set()
         self._starting = 0
         self._closed = False
         self._started = False
@@ -254,7 +254,7 @@ class ProcessPool:
         for worker in busy:
             worker.reap()  # its waiting call reports a crash and closes the socket
 
-    def _acquire(self) -> Worker:
+    def _acquire(self) -> CodeProcess:
         self._start_all_once()
         with self._cond:
             while True:
@@ -273,7 +273,7 @@ class ProcessPool:
                 self._cond.wait()
         return self._start_worker(idle=False)
 
-    def _release(self, worker: Worker, reusable: bool) -> None:
+    def _release(self, worker: CodeProcess, reusable: bool) -> None:
         if reusable and worker.is_alive():
             with self._cond:
                 if not self._closed:
@@ -301,10 +301,10 @@ class ProcessPool:
             with suppress(ToolError):
                 self._start_worker(idle=True)
 
-    def _start_worker(self, *, idle: bool) -> Worker:
+    def _start_worker(self, *, idle: bool) -> CodeProcess:
         """Start a worker counted in ``_starting``; park it as idle or return it to the caller."""
         try:
-            worker = Worker()
+            worker = CodeProcess()
         except Exception as exc:
             with self._cond:
                 self._starting -= 1
@@ -358,7 +358,7 @@ def _detach_process_pool() -> ProcessPool | None:
 
 
 def serve_worker(fd: int) -> None:
-    """Entry point of a worker process (see :class:`Worker`): run requests until told to stop."""
+    """Entry point of a worker process (see :class:`CodeProcess`): run requests until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runtime's to handle
     _exit_when_parent_exits()
     conn = Connection(fd)
