@@ -134,7 +134,7 @@ async def run_async(
     playbook = loaded.require(strict=strict)
     runtime = LocalRuntime(store, listener=listener)
     request = RunRequest(playbook=playbook, playbook_text=loaded.source.text, playbook_dir=loaded.base_dir,
-                         payload=payload or {}, merge=merge)
+                         payload=payload or {}, merge=merge, strict=strict)
     try:
         return await runtime.run(request)
     finally:
@@ -154,13 +154,14 @@ async def open_store(url: str | None = None) -> Store:
 
 
 def run_playbook(playbook: str, payload: dict[str, Any] | None = None, merge: bool = False,
-                 store_url: str | None = None) -> dict[str, Any]:
-    """Run ``playbook`` (file path or YAML text) locally; return the status document."""
+                 store_url: str | None = None, *, strict: bool = False) -> dict[str, Any]:
+    """Run ``playbook`` (file path or YAML text) locally; return the status document.
+    ``strict``: undefined template names are errors instead of warnings."""
 
     async def main() -> dict[str, Any]:
         store = await open_store(store_url)
         try:
-            return await run_async(playbook, store=store, payload=payload, merge=merge)
+            return await run_async(playbook, store=store, payload=payload, merge=merge, strict=strict)
         finally:
             await store.close()
 

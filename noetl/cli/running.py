@@ -22,12 +22,23 @@ def print_warnings(loaded: Any) -> None:
         click.echo(str(problem), err=True)
 
 
+def print_run_warnings(loaded: Any, doc: dict[str, Any]) -> None:
+    """The status document's template warnings, once each, on stderr, at the playbook's file:line."""
+    from noetl.dsl.locate import locate
+
+    for warning in doc.get("warnings") or []:
+        where = locate(loaded.source, warning.get("step"), warning.get("field"))
+        step = f"step {warning['step']!r} " if warning.get("step") else ""
+        click.echo(f"{where}: warning: {step}{warning.get('field')}: {warning.get('message')}", err=True)
+
+
 def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, strict: bool = False) -> None:
     from noetl.api import resolve_playbook, run_async
     from noetl.cli.progress import PlaybookSource, make_progress
     from noetl.cli.rootdoc import RootStatus
 
     root = RootStatus()
+    playbooks: list[Any] = []  # the loaded playbook, for the file:line of the run's warnings
 
     async def main(store: Any) -> dict[str, Any]:
         from noetl.runtime.owner import record_abandoned
@@ -36,10 +47,11 @@ def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, str
         loaded = await resolve_playbook(ref, store)
         loaded.require(strict=strict)
         print_warnings(loaded)
+        playbooks.append(loaded)
         progress = make_progress(True, PlaybookSource(loaded.source.file, loaded.source.text))
         root.forward = progress
         try:
-            return await run_async(ref, store=store, payload=payload, merge=merge, listener=root,
+            return await run_async(ref, store=store, payload=payload, merge=merge, strict=strict, listener=root,
                                    loaded=loaded)
         finally:
             if progress is not None:
@@ -51,6 +63,8 @@ def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, str
         if root.doc is None:
             raise
         doc = root.doc  # the runtime recorded the cancellation before the interrupt got here
+    if playbooks:
+        print_run_warnings(playbooks[0], doc)
     if as_json:
         click.echo(json.dumps(doc, default=str))
     else:
@@ -74,7 +88,8 @@ def print_summary(doc: dict[str, Any]) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set one payload value (YAML scalar).")
 @click.option("--merge", is_flag=True, help="Deep-merge the payload into the workload.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON status document.")
-@click.option("--strict", is_flag=True, help="Treat warnings (unknown keys) as errors.")
+@click.option("--strict", is_flag=True,
+              help="Unknown keys are errors, and so is a template using an undefined name.")
 @click.pass_obj
 @handle_errors
 def run(obj: Context, ref: str, payload: str | None, sets: tuple[str, ...], merge: bool, as_json: bool,

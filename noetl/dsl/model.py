@@ -165,6 +165,7 @@ class Metadata(_Model):
 class ExecutorSpec(_Model):
     entry_step: str | None = None
     final_step: str | None = None
+    strict: bool = False  # undefined template names are errors, not warnings
 
 
 class Executor(_Model):

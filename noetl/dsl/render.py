@@ -1,25 +1,27 @@
-"""Sandboxed Jinja2 rendering with native values and strict undefined names.
+"""Rendering templates: native values, lenient undefined names with warnings, strict on request.
 
 Why a custom render path instead of ``Template.render``: Jinja copies the whole context dict on
 every render; NoETL's context holds every step result, so rendering would cost O(steps) per
 template. Here the context is a layered :class:`RenderContext` mapping passed to Jinja as a shared
 parent (no copy), and compiled templates are cached by source text.
+
+The sandbox, its limits and the undefined type live in :mod:`noetl.dsl.render_env`. A caller that
+wants the warnings of what it renders (or strict mode) opens a :func:`tracing` scope around it.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, nodes
 
-from noetl.dsl.shellcode import unquoted
+from noetl.dsl.render_env import ENV, LenientUndefined, RenderLimitError, RenderTimeout, active_run
 from noetl.errors import TemplateError
-from noetl.results.refs import lazy
 
 _MISSING = object()
 
@@ -68,95 +70,49 @@ class RenderContext(Mapping[str, Any]):
         return {key: self[key] for key in self}
 
 
-_MAPPING_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
-
-
-class _MethodOrUndefined(StrictUndefined):
-    """Undefined as a value, but callable as the mapping method of the same name."""
-
-    __slots__ = ("_method",)
-    # Looked up by Jinja before a call; plain class attributes keep StrictUndefined from raising.
-    unsafe_callable = False
-    alters_data = False
-    jinja_pass_arg = None
-
-    def __init__(self, method: Any, *, obj: Any, name: str) -> None:
-        super().__init__(obj=obj, name=name)
-        self._method = method
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._method(*args, **kwargs)
-
-
-class NoetlEnvironment(ImmutableSandboxedEnvironment):
-    """Sandboxed: templates never reach Python internals. Mappings resolve keys before attributes."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        obj = lazy(obj)  # a result stored by reference loads when a template looks inside it
-        if isinstance(obj, Mapping):
-            value = obj.get(attribute, _MISSING)
-            if value is not _MISSING:
-                return value
-            if attribute == "data":
-                # v1 habit: ``{{ step.data.field }}`` on a result without a ``data`` key.
-                return obj
-            if attribute in _MAPPING_METHODS:
-                # A missing key named like a dict method (`iter.items`) is undefined, so `default()`
-                # and `is defined` behave; calling it (`d.items()`) still calls the method.
-                return _MethodOrUndefined(super().getattr(obj, attribute), obj=obj, name=attribute)
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        obj = lazy(obj)
-        if isinstance(obj, Mapping) and isinstance(argument, str):
-            value = obj.get(argument, _MISSING)
-            if value is not _MISSING:
-                return value
-        return super().getitem(obj, argument)
-
-
-def _fromjson(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
-def _b64encode(value: Any) -> str:
-    data = value.encode() if isinstance(value, str) else bytes(value)
-    return base64.b64encode(data).decode()
-
-
-def _b64decode(value: str) -> str:
-    return base64.b64decode(value).decode()
-
-
-def _tojson(value: Any, indent: int | None = None) -> str:
-    return json.dumps(value, indent=indent, default=str)
-
-
-def _make_environment() -> NoetlEnvironment:
-    env = NoetlEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    env.filters.update(
-        tojson=_tojson, fromjson=_fromjson, b64encode=_b64encode, b64decode=_b64decode
-    )
-    env.filters["unquoted"] = unquoted  # shell code, not a value to quote (noetl.dsl.shellcode)
-    env.globals.update(
-        {"now_utc": _now_utc}  # the only clock templates see; the engine never renders it itself
-    )
-    return env
-
-
-def _now_utc() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).isoformat()
-
-
-ENV = _make_environment()
-
-
 def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
+# Warnings and strict mode ----------------------------------------------------------------------
+@dataclass(slots=True)
+class RenderTrace:
+    """What the renders of one unit of work (a step's input, a command, a step's routing) noticed.
+
+    ``warnings`` are ``{step, field, name, template, message}`` dicts, one per undefined name a
+    render used, in order, without repeats.
+    """
+
+    step: str | None = None
+    strict: bool = False
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    def record(self, where: str, source: str, undefined: list[tuple[str, str]]) -> None:
+        prefix = f"step {self.step!r} "
+        place = where[len(prefix):] if self.step is not None and where.startswith(prefix) else where
+        template = source.strip()
+        for name, description in undefined:
+            warning = {"step": self.step, "field": place, "name": name, "template": template,
+                       "message": f"{description} in {template!r}"}
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+
+
+_TRACE: ContextVar[RenderTrace | None] = ContextVar("noetl_render_trace", default=None)
+
+
+@contextmanager
+def tracing(step: str | None = None, *, strict: bool = False) -> Iterator[RenderTrace]:
+    """Collect the warnings of every render inside the block; in strict mode undefined names fail."""
+    trace = RenderTrace(step=step, strict=strict)
+    token = _TRACE.set(trace)
+    try:
+        yield trace
+    finally:
+        _TRACE.reset(token)
+
+
+# Compiling ----------------------------------------------------------------------------------------
 @lru_cache(maxsize=4096)
 def _single_expression(source: str) -> str | None:
     """The inner expression when ``source`` is exactly one ``{{ expr }}``, else None."""
@@ -169,17 +125,24 @@ def _single_expression(source: str) -> str | None:
     return inner
 
 
+@dataclass(frozen=True, slots=True)
+class _Expression:
+    template: Any
+    builds_containers: bool  # a list/dict/tuple literal: undefined names may sit inside the value
+
+
 @lru_cache(maxsize=4096)
-def _compile_expression(inner: str) -> Any:
-    parser_env = ENV
+def _compile_expression(inner: str) -> _Expression:
     from jinja2.parser import Parser
 
-    parser = Parser(parser_env, inner, state="variable")
+    parser = Parser(ENV, inner, state="variable")
     expr = parser.parse_expression()
     if not parser.stream.eos:
         raise TemplateSyntaxError("unexpected text after the expression", parser.stream.current.lineno)
+    literals = (nodes.List, nodes.Dict, nodes.Tuple)
+    builds = isinstance(expr, literals) or any(True for _ in expr.find_all(literals))
     body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
-    return parser_env.from_string(nodes.Template(body, lineno=1))
+    return _Expression(ENV.from_string(nodes.Template(body, lineno=1)), builds)
 
 
 @lru_cache(maxsize=4096)
@@ -188,7 +151,7 @@ def _compile_template(source: str) -> Any:
 
 
 def check_template(source: str) -> str | None:
-    """Return a syntax error message for ``source``, or None when it parses."""
+    """Return a syntax error message for ``source``, or None when it parses (nothing is evaluated)."""
     try:
         inner = _single_expression(source)
         if inner is not None:
@@ -200,34 +163,66 @@ def check_template(source: str) -> str | None:
     return None
 
 
+# Rendering ----------------------------------------------------------------------------------------
+def _native(value: Any) -> Any:
+    """A native value with every undefined inside it used (noted) and replaced by None."""
+    if isinstance(value, Undefined):
+        if isinstance(value, LenientUndefined):
+            value.use()
+        else:
+            value._fail_with_undefined_error()
+        return None
+    if isinstance(value, list | tuple):
+        return type(value)(_native(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _native(v) for k, v in value.items()}
+    return value
+
+
+def _render(source: str, context: Mapping[str, Any]) -> Any:
+    # Shared contexts skip Jinja's globals, so they are layered in last.
+    scope = RenderContext(context, ENV.globals)
+    inner = _single_expression(source)
+    if inner is None:
+        template = _compile_template(source)
+        return "".join(template.root_render_func(template.new_context(scope, shared=True)))
+    expression = _compile_expression(inner)
+    ctx = expression.template.new_context(scope, shared=True)
+    for _ in expression.template.root_render_func(ctx):
+        pass
+    result = ctx.vars["result"]
+    if isinstance(result, Undefined) or expression.builds_containers:
+        return _native(result)
+    return result
+
+
 def render_value(source: str, context: Mapping[str, Any], *, where: str = "template") -> Any:
     """Render one string. A single ``{{ expr }}`` gives the native value, anything else a string."""
     if not is_template(source):
         return source
-    # Shared contexts skip Jinja's globals, so they are layered in last.
-    scope = RenderContext(context, ENV.globals)
+    trace = _TRACE.get()
     try:
-        inner = _single_expression(source)
-        if inner is not None:
-            template = _compile_expression(inner)
-            ctx = template.new_context(scope, shared=True)
-            for _ in template.root_render_func(ctx):
-                pass
-            result = ctx.vars["result"]
-            if isinstance(result, Undefined):
-                result._fail_with_undefined_error()
-            return result
-        template = _compile_template(source)
-        ctx = template.new_context(scope, shared=True)
-        return "".join(template.root_render_func(ctx))
+        with active_run(strict=trace is not None and trace.strict) as run:
+            result = _render(source, context)
     except UndefinedError as exc:
         raise TemplateError(f"{where}: {exc.message} in {source.strip()!r}") from None
     except TemplateSyntaxError as exc:
         raise TemplateError(f"{where}: template does not parse ({exc.message}): {source.strip()!r}") from None
+    except RenderLimitError as exc:
+        raise TemplateError(f"{where}: {exc} in {_excerpt(source)!r}",
+                            timed_out=isinstance(exc, RenderTimeout)) from None
     except TemplateError:
         raise
     except Exception as exc:  # user expressions can raise anything (TypeError, ZeroDivisionError ...)
-        raise TemplateError(f"{where}: {type(exc).__name__}: {exc} in {source.strip()!r}") from None
+        raise TemplateError(f"{where}: {type(exc).__name__}: {exc} in {_excerpt(source)!r}") from None
+    if run.undefined and trace is not None:
+        trace.record(where, source, run.undefined)
+    return result
+
+
+def _excerpt(source: str, limit: int = 200) -> str:
+    text = source.strip()
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def render_data(value: Any, context: Mapping[str, Any], *, where: str = "template") -> Any:

@@ -29,3 +29,5 @@ class Command:
     attempt: int = 1
     # A frame of a cursor loop: claim rows, then run the tasks on them (see noetl.engine.frames).
     cursor: dict[str, Any] | None = None
+    strict: bool = False  # undefined template names are errors
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # from rendering its input, reported with it

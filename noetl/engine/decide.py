@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from noetl.dsl.model import Arc, Playbook, Step
-from noetl.dsl.render import RenderContext, evaluate_when, render_data
+from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine import events as ev
 from noetl.engine import frames
 from noetl.engine.commands import Command
@@ -76,15 +76,19 @@ class Engine:
         entry_step: str | None = None,
         entry_input: dict[str, Any] | None = None,
         reused: list[Event] | None = None,
+        strict: bool = False,
     ) -> Decision:
         """``meta`` adds to ``playbook.initialized`` (a rerun's origin, a schedule's fire time);
-        ``entry_step`` and ``reused`` (``step.reused`` events) start a rerun at a later step."""
+        ``entry_step`` and ``reused`` (``step.reused`` events) start a rerun at a later step;
+        ``strict``: undefined names in templates are errors (also ``executor.spec.strict``)."""
         workload = merge_payload(self.playbook.workload, payload, merge=merge)
         init = Event(
             execution_id, ev.PLAYBOOK_INITIALIZED, status="running", result=workload,
             meta={"path": self.playbook.path, "name": self.playbook.metadata.name,
                   "parent_execution_id": parent_execution_id, **(meta or {})},
         )
+        if strict:
+            init.meta["strict"] = True  # in the log, so every runtime and every replay renders alike
         decision = Decision()
         self._emit(state, decision, init)
         self._emit(state, decision, Event(execution_id, ev.WORKFLOW_INITIALIZED, status="running",
@@ -129,6 +133,9 @@ class Engine:
             decision.commands.append(self._iteration_command(state, step_name, index))
         state.issued.clear()
 
+    def strict(self, state: ExecutionState) -> bool:
+        return state.strict or self.playbook.executor.spec.strict
+
     def context(self, state: ExecutionState, local: Mapping[str, Any] | None = None) -> RenderContext:
         base = {
             "workload": state.workload,
@@ -172,6 +179,28 @@ class Engine:
         arc_input = state.waiting.get(name) or {}
         entry = state.entries.get(name, 0) + 1
         enter = Event(state.execution_id, ev.STEP_ENTER, node_name=name, status="running", meta={"entry": entry})
+        with tracing(name, strict=self.strict(state)) as trace:
+            failure = self._render_entry(state, step, enter, arc_input)
+        if trace.warnings:
+            enter.meta["warnings"] = trace.warnings
+        if failure is not None:
+            enter.result = {"input": {}, "arc_input": arc_input}
+            self._emit(state, decision, enter)
+            self._report_engine_error(state, decision, name, failure, loop_index=None)
+            return
+        self._emit(state, decision, enter)
+        run = state.running[name]
+        if run.cursor is not None:
+            return  # its frames were issued with step.enter
+        if run.loop is None:
+            local = {"input": run.input}
+            decision.commands.append(self._command(state, step, run, run.input, None, local))
+        elif run.loop.finished:  # empty, or every iteration kept by a resume
+            self._finish_step(state, decision, step, run)
+
+    def _render_entry(self, state: ExecutionState, step: Step, enter: Event,
+                      arc_input: dict[str, Any]) -> NoetlError | None:
+        """The step's input (or loop items) into ``enter``; the error when they cannot be rendered."""
         try:
             if step.loop is not None and step.loop.cursor is not None:
                 enter.result = {"input": {}, "arc_input": arc_input}
@@ -184,19 +213,8 @@ class Engine:
                 args = self._render_input(state, step, arc_input, local=None)
                 enter.result = {"input": args, "arc_input": arc_input}
         except NoetlError as exc:
-            enter.result = {"input": {}, "arc_input": arc_input}
-            self._emit(state, decision, enter)
-            self._report_engine_error(state, decision, name, exc, loop_index=None)
-            return
-        self._emit(state, decision, enter)
-        run = state.running[name]
-        if run.cursor is not None:
-            return  # its frames were issued with step.enter
-        if run.loop is None:
-            local = {"input": run.input}
-            decision.commands.append(self._command(state, step, run, run.input, None, local))
-        elif run.loop.finished:  # empty, or every iteration kept by a resume
-            self._finish_step(state, decision, step, run)
+            return exc
+        return None
 
     def _loop_items(self, state: ExecutionState, step: Step) -> list[Any]:
         assert step.loop is not None
@@ -241,13 +259,16 @@ class Engine:
             return frames.frame_command(self, state, step, run, index)
         assert run.loop is not None and step.loop is not None
         local = self._iteration_local(step, run, index)
-        try:
-            args = self._render_input(state, step, run.arc_input, local)
-        except NoetlError as exc:
-            # Reported as this iteration's error; the decider records it when the report comes back.
-            args = {"__input_error__": str(exc)}
+        with tracing(name, strict=self.strict(state)) as trace:
+            try:
+                args = self._render_input(state, step, run.arc_input, local)
+            except NoetlError as exc:
+                # Reported as this iteration's error; the decider records it when the report comes back.
+                args = {"__input_error__": str(exc)}
         local["input"] = args
-        return self._command(state, step, run, args, index, local)
+        command = self._command(state, step, run, args, index, local)
+        command.warnings = trace.warnings  # reported with the iteration's call event
+        return command
 
     @staticmethod
     def _iteration_local(step: Step, run: StepRun, index: int) -> dict[str, Any]:
@@ -272,7 +293,7 @@ class Engine:
             command_id=f"{state.execution_id}/{step.step}/{run.entry}{suffix}",
             execution_id=state.execution_id, step=step.step, tasks=tasks, context=self.context(state, local),
             local=local, args=args,
-            arc_input=run.arc_input, loop_index=index, entry=run.entry, timeout=timeout,
+            arc_input=run.arc_input, loop_index=index, entry=run.entry, timeout=timeout, strict=self.strict(state),
         )
 
     def _tasks(self, step: Step) -> list[dict[str, Any]]:
@@ -291,22 +312,30 @@ class Engine:
         step = self.steps[name]
         if run.loop is not None and event.event_type == ev.CALL_DONE and step.set:
             # A loop step's `set` applies after each successful iteration, with that iteration's output.
-            try:
-                output = envelope(True, event.result, None, kind=self._result_kind(step))
-                local = {"output": output, "result": event.result, "response": event.result}
-                index = event.meta.get("loop_index")
-                if isinstance(index, int) and 0 <= index < run.loop.total:
-                    local = {**self._iteration_local(step, run, index), **local}
-                event.meta["set"] = {**(event.meta.get("set") or {}),
-                                     **self._render_set(state, step.set, local, f"step {name!r} set")}
-            except NoetlError as exc:
-                event.event_type, event.status, event.result = ev.CALL_ERROR, "failed", None
-                event.error = {"kind": "template", "message": str(exc), "retryable": False}
+            with tracing(name, strict=self.strict(state)) as trace:
+                self._render_iteration_set(state, step, run, event)
+            if trace.warnings:
+                event.meta["warnings"] = [*(event.meta.get("warnings") or []), *trace.warnings]
         elif run.cursor is not None and event.event_type == ev.CALL_DONE and step.set:
             frames.apply_frame_set(self, state, step, event)
         self._emit(state, decision, event)
         if run.done:
             self._finish_step(state, decision, step, run)
+
+    def _render_iteration_set(self, state: ExecutionState, step: Step, run: StepRun, event: Event) -> None:
+        """The loop step's `set` for one iteration into ``event``; a render error fails the iteration."""
+        assert run.loop is not None
+        try:
+            output = envelope(True, event.result, None, kind=self._result_kind(step))
+            local = {"output": output, "result": event.result, "response": event.result}
+            index = event.meta.get("loop_index")
+            if isinstance(index, int) and 0 <= index < run.loop.total:
+                local = {**self._iteration_local(step, run, index), **local}
+            event.meta["set"] = {**(event.meta.get("set") or {}),
+                                 **self._render_set(state, step.set, local, f"step {step.step!r} set")}
+        except NoetlError as exc:
+            event.event_type, event.status, event.result = ev.CALL_ERROR, "failed", None
+            event.error = {"kind": "template", "message": str(exc), "retryable": False}
 
     def _report_engine_error(self, state: ExecutionState, decision: Decision, name: str,
                              exc: NoetlError, loop_index: int | None) -> None:
@@ -336,12 +365,15 @@ class Engine:
         exit_event = Event(state.execution_id, ev.STEP_EXIT, node_name=name,
                            status="completed" if ok else "failed", result=result if ok or loop else None,
                            error=None if ok else self._step_error(step, error))
-        try:
-            self._route(state, step, run, exit_event, event_name, ok, result, error)
-        except NoetlError as exc:
-            exit_event.status = "failed"
-            exit_event.error = {"kind": "routing", "message": str(exc), "retryable": False}
-            exit_event.meta = {"handled": False}
+        with tracing(name, strict=self.strict(state)) as trace:
+            try:
+                self._route(state, step, run, exit_event, event_name, ok, result, error)
+            except NoetlError as exc:
+                exit_event.status = "failed"
+                exit_event.error = _routing_error(exit_event.error, exc)
+                exit_event.meta = {"handled": False}
+        if trace.warnings:
+            exit_event.meta["warnings"] = trace.warnings
         self._emit(state, decision, exit_event)
 
     def _step_error(self, step: Step, error: dict[str, Any] | None) -> dict[str, Any]:
@@ -446,6 +478,14 @@ class Engine:
         result = state.results.get(source) if source else None
         self._emit(state, decision, Event(eid, ev.WORKFLOW_COMPLETED, status="completed", result=result))
         self._emit(state, decision, Event(eid, ev.PLAYBOOK_COMPLETED, status="completed", result=result))
+
+
+def _routing_error(step_error: dict[str, Any] | None, exc: NoetlError) -> dict[str, Any]:
+    """The step's error when routing it failed. A step that already failed keeps its own error (what
+    the user must see: kind, message, line); the arc or `set` that could not evaluate becomes a note."""
+    if step_error is None:
+        return {"kind": "routing", "message": str(exc), "retryable": False}
+    return {**step_error, "notes": [*step_error.get("notes", []), f"routing the failure: {exc}"]}
 
 
 def _first_loop_error(aggregate: dict[str, Any]) -> str:

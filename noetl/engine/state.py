@@ -56,6 +56,7 @@ class ExecutionState:
     execution_id: str = ""
     path: str = ""
     parent_execution_id: str | None = None
+    strict: bool = False
     workload: dict[str, Any] = field(default_factory=dict)
     ctx: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +117,7 @@ def _playbook_initialized(state: ExecutionState, event: Event) -> None:
     state.execution_id = event.execution_id
     state.path = event.meta.get("path", "")
     state.parent_execution_id = event.meta.get("parent_execution_id")
+    state.strict = bool(event.meta.get("strict"))
     state.workload = dict(event.result or {})
 
 

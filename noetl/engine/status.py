@@ -21,12 +21,16 @@ class StatusFolder:
             "execution_id": None, "path": None, "status": "running", "completed": False, "failed": False,
             "current_step": None, "completed_steps": [], "steps": {}, "result": None, "error": None,
             "parent_execution_id": None, "started_at": None, "ended_at": None, "duration_seconds": None,
+            "warnings": [],
         }
+        self._warned: set[tuple[Any, ...]] = set()
         self._running: list[str] = []
 
     def apply(self, event: Event) -> None:
         doc = self.doc
         kind = event.event_type
+        if event.meta.get("warnings"):
+            self._warn(event.meta["warnings"])
         if kind == ev.PLAYBOOK_INITIALIZED:
             doc["execution_id"] = event.execution_id
             doc["path"] = event.meta.get("path")
@@ -53,6 +57,15 @@ class StatusFolder:
         doc.update(status="running", completed=False, failed=False, result=None, error=None,
                    current_step=None, ended_at=None, duration_seconds=None)
         self._running.clear()
+
+    def _warn(self, warnings: list[dict[str, Any]]) -> None:
+        """Template warnings, once each (a loop's iterations repeat the same one)."""
+        for warning in warnings:
+            key = (warning.get("step"), warning.get("field"), warning.get("message"))
+            if key not in self._warned:
+                self._warned.add(key)
+                self.doc["warnings"].append({"step": warning.get("step"), "field": warning.get("field"),
+                                             "message": warning.get("message")})
 
     def _step_exit(self, event: Event) -> None:
         name = event.node_name or ""

@@ -165,6 +165,7 @@ def command_from_lease(leased: LeasedCommand, cached: CachedExecution) -> Comman
         local=local, args=payload.get("args") or {}, arc_input=payload.get("arc_input") or {},
         loop_index=payload.get("loop_index"), entry=int(payload.get("entry") or 1), timeout=payload.get("timeout"),
         attempt=leased.attempt, cursor=payload.get("cursor"),
+        strict=bool(payload.get("strict")), warnings=payload.get("warnings") or [],
     )
 
 
@@ -191,9 +192,11 @@ class DecisionCore:
     # submitting ------------------------------------------------------------------------
     async def submit(self, *, playbook_text: str, source: str = "<api>", payload: dict[str, Any] | None = None,
                      merge: bool = False, parent_execution_id: str | None = None,
-                     execution_id: str | None = None, start: StartOptions | None = None) -> str:
+                     execution_id: str | None = None, start: StartOptions | None = None,
+                     strict: bool = False) -> str:
         """Start an execution: its first events and commands are committed together. ``start``
-        carries a schedule's fire time or a rerun's origin and reused steps (Engine.start)."""
+        carries a schedule's fire time or a rerun's origin and reused steps (Engine.start);
+        ``strict`` makes undefined template names errors."""
         playbook = self.parse(playbook_text, source)
         execution_id = execution_id or new_execution_id()
         cached = await self._new_cached(execution_id, playbook, playbook_text, payload or {}, parent_execution_id)
@@ -201,7 +204,7 @@ class DecisionCore:
         decision = cached.engine.start(cached.state, execution_id=execution_id, payload=payload, merge=merge,
                                        parent_execution_id=parent_execution_id, meta=options.meta,
                                        entry_step=options.entry_step, entry_input=options.entry_input,
-                                       reused=options.reused)
+                                       reused=options.reused, strict=strict)
         events = self._stamp(cached, decision.events)
         record = ExecutionRecord(
             execution_id=execution_id, path=playbook.path, status="running",

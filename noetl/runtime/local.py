@@ -80,7 +80,8 @@ class _Execution:
             decision = self.engine.start(self.state, execution_id=self.execution_id, payload=request.payload,
                                          merge=request.merge, parent_execution_id=request.parent_execution_id,
                                          meta=request.meta, entry_step=request.entry_step,
-                                         entry_input=request.entry_input, reused=request.reused)
+                                         entry_input=request.entry_input, reused=request.reused,
+                                         strict=request.strict)
             await self._record_start(decision.events)
         self._dispatch(decision.commands)
         watcher = asyncio.create_task(self._watch_for_cancel())

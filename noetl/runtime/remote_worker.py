@@ -228,6 +228,7 @@ class RemoteWorker:
             arc_input=payload.get("arc_input") or {}, loop_index=payload.get("loop_index"),
             entry=int(payload.get("entry") or 1), timeout=payload.get("timeout"), attempt=int(item["attempt"]),
             cursor=payload.get("cursor"),
+            strict=bool(payload.get("strict")), warnings=payload.get("warnings") or [],
         )
 
     async def _report(self, item: dict[str, Any], event: Event, secrets: list[str]) -> None:

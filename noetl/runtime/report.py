@@ -31,6 +31,8 @@ def outcome_event(command: Command, outcome: Outcome, *, worker: str, attempt: i
             meta["result_task"] = outcome.result_task
     if outcome.names:
         meta["names"] = dict(outcome.names)
+    if outcome.warnings:
+        meta["warnings"] = outcome.warnings
     if outcome.ok:
         return Event(command.execution_id, ev.CALL_DONE, node_name=command.step, status="completed",
                      result=outcome.result, meta=meta)
@@ -47,7 +49,7 @@ def crash_outcome(exc: Exception) -> Outcome:
 def unstorable_outcome_event(event: Event, exc: Exception) -> Event:
     """The report that replaces one whose result or error could not be stored (not JSON, e.g. a
     NaN): the call fails with the reason, keeping the report's meta (command id, attempt, worker)."""
-    storable = ("command_id", "attempt", "duration", "worker", "loop_index")  # known to be plain JSON
+    storable = ("command_id", "attempt", "duration", "worker", "loop_index", "warnings")  # plain JSON
     meta: dict[str, Any] = {key: event.meta[key] for key in storable if key in event.meta}
     return Event(event.execution_id, ev.CALL_ERROR, node_name=event.node_name, status="failed",
                  error={"kind": "unstorable_result", "message": str(exc), "retryable": False}, meta=meta)

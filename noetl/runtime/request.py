@@ -20,6 +20,7 @@ class RunRequest:
     playbook_dir: Path | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     merge: bool = False
+    strict: bool = False  # undefined template names are errors
     parent_execution_id: str | None = None
     execution_id: str | None = None
     depth: int = 0

@@ -8,18 +8,20 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from noetl.backoff import backoff_delay
 from noetl.dsl.kinds import TOOL_KINDS, UNRENDERED_FIELDS
 from noetl.dsl.model import Playbook
-from noetl.dsl.render import RenderContext, evaluate_when, render_data
+from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine.commands import Command
 from noetl.engine.decide import deep_merge
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
-from noetl.errors import NoetlError, ToolError
+from noetl.errors import NoetlError, TemplateError, ToolError
 from noetl.results.outcome import recorded_result, store_big_results, tool_inputs
+from noetl.runtime.rendering import render_off_loop
 from noetl.tools.base import ToolCall, ToolServices, get_tool
 
 MAX_PIPELINE_HOPS = 10_000  # jumps + retries inside one command, a guard against endless loops
@@ -38,6 +40,7 @@ class Outcome:
     tasks: dict[str, Any] = field(default_factory=dict)  # named task results, but the step result's own
     result_task: str | None = None  # the named task whose result is the step result
     names: dict[str, Any] = field(default_factory=dict)  # bare keys of task-level `set`
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # undefined template names used
 
 
 _NO_RESULT = object()
@@ -77,13 +80,14 @@ class Runner:
             error = {"kind": "template", "message": command.args["__input_error__"], "retryable": False}
             return Outcome(ok=False, error=error)
         pipe = _Pipeline(command=command, iter_vars=dict(command.context.get("iter") or {}))
-        try:
-            ok, result, error = await self._run_tasks(pipe, command.tasks)
-        except NoetlError as exc:
-            ok, result, error = False, None, _error_dict(exc)
+        with tracing(command.step, strict=command.strict) as trace:
+            try:
+                ok, result, error = await self._run_tasks(pipe, command.tasks)
+            except NoetlError as exc:
+                ok, result, error = False, None, _error_dict(exc)
         outcome = Outcome(ok=ok, result=result, error=error, ctx_set=pipe.ctx_set, logs=pipe.logs,
                           attempts=max(pipe.attempts, 1), duration=time.perf_counter() - started,
-                          secrets=pipe.secrets, names=pipe.names)
+                          secrets=pipe.secrets, names=pipe.names, warnings=[*command.warnings, *trace.warnings])
         if ok:
             _attach_task_results(outcome, pipe)
             try:
@@ -114,7 +118,12 @@ class Runner:
             envelope = self._envelope(ok, result, error, task)
             if ok and task.get("set"):
                 self._apply_task_set(pipe, task["set"], envelope, names[index])
-            action = self._policy_action(pipe, task, envelope, names[index])
+            try:
+                action = self._policy_action(pipe, task, envelope, names[index])
+            except TemplateError as exc:
+                if ok:
+                    raise
+                return False, None, _with_note(error, exc)  # the task's own error stays what is seen
             do = action.get("do", "continue" if ok else "fail")
             self._apply_policy_set(pipe, action.get("set") or {}, envelope, names[index])
             self._apply_policy_result(pipe, action, envelope, names[index])
@@ -178,14 +187,20 @@ class Runner:
                 else ("kind", "name", "spec", "set", "output")
             config = {k: v for k, v in task.items() if k not in skip}
             unrendered = UNRENDERED_FIELDS | (TOOL_KINDS[kind].self_rendered if kind in TOOL_KINDS else frozenset())
-            config = {k: (v if k in unrendered else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
-                      for k, v in config.items()}
-            config = tool_inputs(kind, config)
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout
+            config = await render_off_loop(partial(self._render_config, pipe, config, context, unrendered),
+                                           seconds=timeout)
+            config = tool_inputs(kind, config)
             result = await self._dispatch(pipe, kind, config, name, context, timeout)
             return True, result, None
         except NoetlError as exc:
             return False, None, _error_dict(exc)
+
+    @staticmethod
+    def _render_config(pipe: _Pipeline, config: dict[str, Any], context: RenderContext,
+                       unrendered: frozenset[str]) -> dict[str, Any]:
+        return {k: (v if k in unrendered else render_data(v, context, where=f"step {pipe.command.step!r} {k}"))
+                for k, v in config.items()}
 
     async def _dispatch(self, pipe: _Pipeline, kind: str, config: dict[str, Any], name: str,
                         context: RenderContext, timeout: float | None) -> Any:
@@ -334,6 +349,12 @@ async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
         return await asyncio.wait_for(awaitable, timeout)
     except TimeoutError:
         raise ToolError(f"timed out after {timeout:g} s", kind="timeout", retryable=True) from None
+
+
+def _with_note(error: dict[str, Any] | None, exc: NoetlError) -> dict[str, Any]:
+    error = dict(error or {"kind": "error", "message": "task failed", "retryable": False})
+    error["notes"] = [*error.get("notes", []), f"evaluating the task policy: {exc}"]
+    return error
 
 
 def _error_dict(exc: NoetlError) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class ExecuteRequest(_Body):
     payload: dict[str, Any] | None = Field(default=None, description="Merged over the playbook's workload.")
     merge: bool = False
     parent_execution_id: str | int | None = None
+    strict: bool = Field(default=False, description="Undefined template names are errors, not warnings.")
 
 
 class SqlRequest(_Body):

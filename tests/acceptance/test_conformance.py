@@ -15,6 +15,13 @@ import pytest
 from .conftest import CONFORMANCE
 
 CASES = sorted(p.stem for p in CONFORMANCE.glob("*.yaml"))
+# Cases of features still being built; each passes once its feature lands (then it leaves this set).
+PENDING = {"backoff_fixed", "task_set_pipeline", "workbook_input_precedence", "libs_and_max_in_flight"}
+
+
+def case_params() -> list[Any]:
+    return [pytest.param(case, marks=pytest.mark.xfail(reason="feature not landed yet", strict=False))
+            if case in PENDING else case for case in CASES]
 
 
 def check_outcome(doc: dict[str, Any], exit_code: int, expect: dict[str, Any]) -> None:
@@ -31,13 +38,15 @@ def check_outcome(doc: dict[str, Any], exit_code: int, expect: dict[str, Any]) -
     if "error_contains" in expect:
         errors = [doc.get("error") or ""] + [json.dumps(s.get("error")) for s in doc["steps"].values()]
         assert any(expect["error_contains"] in e for e in errors), doc
+    if "warning_contains" in expect:
+        assert any(expect["warning_contains"] in json.dumps(w) for w in doc["warnings"]), doc
 
 
 def test_cases_are_present() -> None:
-    assert len(CASES) >= 12
+    assert len(CASES) >= 18
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", case_params())
 def test_conformance_case(case: str, noetl) -> None:  # type: ignore[no-untyped-def]
     expect = json.loads((CONFORMANCE / f"{case}.expect.json").read_text())
     result = noetl("run", str(CONFORMANCE / f"{case}.yaml"), "--json", *expect.get("args", []))
@@ -54,4 +63,4 @@ def test_run_json_prints_exactly_one_document(noetl, tmp_path: Path) -> None:  #
     doc = json.loads(result.stdout)
     assert set(doc) == {"execution_id", "path", "status", "completed", "failed", "current_step",
                         "completed_steps", "steps", "result", "error", "parent_execution_id", "started_at",
-                        "ended_at", "duration_seconds"}
+                        "ended_at", "duration_seconds", "warnings"}

@@ -120,8 +120,9 @@ class Cluster:
         assert response.status_code == 200, response.text
         return dict(response.json())
 
-    def execute(self, path: str, payload: dict[str, Any] | None = None) -> str:
-        response = self.client.post("/api/execute", json={"path": path, "payload": payload or {}})
+    def execute(self, path: str, payload: dict[str, Any] | None = None, *, strict: bool = False) -> str:
+        body = {"path": path, "payload": payload or {}, **({"strict": True} if strict else {})}
+        response = self.client.post("/api/execute", json=body)
         assert response.status_code == 200, response.text
         return str(response.json()["execution_id"])
 

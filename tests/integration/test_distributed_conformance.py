@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from acceptance.test_conformance import check_outcome
+from acceptance.test_conformance import case_params, check_outcome
 from test_distributed_cluster import Cluster, create_database
 
 from noetl.api import apply_sets, parse_payload, run_playbook
@@ -21,7 +21,7 @@ from noetl.engine.events import Event
 from noetl.engine.status import status_document
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
-CASES = sorted(p.stem for p in CONFORMANCE.glob("*.yaml"))
+CASES = case_params()  # every case, those of features still being built marked xfail
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +36,23 @@ def cluster(pg_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
         deployment.close()
 
 
-def payload_of(args: list[str]) -> dict[str, Any]:
-    """The `noetl run` arguments a case may carry (`--payload JSON`, `--set k=v`) as one payload."""
+def request_of(args: list[str]) -> tuple[dict[str, Any], bool]:
+    """The `noetl run` arguments a case may carry (`--payload JSON`, `--set k=v`, `--strict`) as the
+    execute request's payload and `strict`."""
     payload: dict[str, Any] = {}
     sets: list[str] = []
-    pairs = iter(args)
-    for flag in pairs:
-        value = next(pairs)
-        if flag == "--payload":
-            payload.update(parse_payload(value))
+    strict = False
+    items = iter(args)
+    for flag in items:
+        if flag == "--strict":
+            strict = True
+        elif flag == "--payload":
+            payload.update(parse_payload(next(items)))
         elif flag == "--set":
-            sets.append(value)
+            sets.append(next(items))
         else:
             raise AssertionError(f"unsupported case argument {flag}")
-    return apply_sets(payload, sets)
+    return apply_sets(payload, sets), strict
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -57,8 +60,8 @@ def test_conformance_case_on_the_distributed_runtime(case: str, cluster: Cluster
     expect = json.loads((CONFORMANCE / f"{case}.expect.json").read_text())
     text = (CONFORMANCE / f"{case}.yaml").read_text()
     entry = cluster.register(text)
-    payload = payload_of(expect.get("args", []))
-    execution_id = cluster.execute(entry["path"], payload)
+    payload, strict = request_of(expect.get("args", []))
+    execution_id = cluster.execute(entry["path"], payload, strict=strict)
     doc = cluster.wait(execution_id)
     check_outcome(doc, 0 if doc["status"] == "completed" else 1, expect)
 
@@ -66,7 +69,7 @@ def test_conformance_case_on_the_distributed_runtime(case: str, cluster: Cluster
     assert status_document([Event.from_dict(e) for e in events]) == doc
     assert [e["event_id"] for e in events] == list(range(1, len(events) + 1))
 
-    local = run_playbook(text, payload=payload, store_url="memory://")
+    local = run_playbook(text, payload=payload, store_url="memory://", strict=strict)
     assert _comparable(local) == _comparable(doc)
 
 

@@ -206,7 +206,7 @@ def test_status_document_from_replay_matches_live_fold() -> None:
 
 
 def test_when_that_fails_to_render_fails_the_execution() -> None:
-    text = CHAIN.replace("next: {arcs: [{step: a}]}", "next: {arcs: [{step: a, when: '{{ nope.x }}'}]}")
+    text = CHAIN.replace("next: {arcs: [{step: a}]}", "next: {arcs: [{step: a, when: '{{ nope.x > 1 }}'}]}")
     state, log, _ = drive(text, echo_args)
     assert state.status == "failed"
     assert "nope" in (state.error or "") and "arc to 'a'" in (state.error or "")

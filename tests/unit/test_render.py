@@ -1,10 +1,10 @@
-"""Templates: sandboxed, strict, native values, mapping keys before attributes, `when` truthiness."""
+"""Templates: sandboxed, lenient with warnings or strict, native values, keys before attributes, truthiness."""
 
 from __future__ import annotations
 
 import pytest
 
-from noetl.dsl.render import RenderContext, render_data, render_value, truthy
+from noetl.dsl.render import RenderContext, evaluate_when, render_data, render_value, tracing, truthy
 from noetl.errors import TemplateError
 
 CTX = RenderContext({"response": {"data": {"items": [1, 2], "keys": "k"}}, "n": 3, "name": "x", "flag": True})
@@ -32,9 +32,56 @@ def test_render(source: str, expected: object) -> None:
     assert render_value(source, ctx) == expected
 
 
-def test_undefined_names_the_variable_and_place() -> None:
-    with pytest.raises(TemplateError, match="step 's' input.v: 'nope' is undefined"):
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("{{ nope }}", None),  # the whole value: null
+        ("{{ nope.deeper.still }}", None),  # chains
+        ("{{ response.data.nothing.here }}", None),  # a missing key of a real mapping chains too
+        ("v={{ nope }}", "v="),  # inside a string: ""
+        ("{{ nope | default('d') }}", "d"),
+        ("{{ nope.x | default('d') }}", "d"),
+        ("{{ nope.x is defined }}", False),
+        ("{{ 'yes' if nope else 'no' }}", "no"),  # falsy
+        ("{{ nope == 'a' }}", False),
+        ("{{ [nope, 1] }}", [None, 1]),  # never an undefined object inside a native value
+        ("{{ {'k': nope} }}", {"k": None}),
+        ("{{ nope | tojson }}", "null"),
+    ],
+)
+def test_undefined_names_are_lenient(source: str, expected: object) -> None:
+    assert render_value(source, CTX) == expected
+
+
+def test_each_render_that_uses_an_undefined_name_records_one_warning() -> None:
+    with tracing("s") as trace:
+        render_data({"v": "{{ nope }}", "w": "{{ nope }}{{ nope }}", "d": "{{ nope | default(1) }}"}, CTX,
+                    where="step 's' input")
+    assert [(w["step"], w["field"], w["name"]) for w in trace.warnings] == [("s", "input.v", "nope"),
+                                                                            ("s", "input.w", "nope")]
+    assert trace.warnings[0]["template"] == "{{ nope }}"
+    assert "'nope' is undefined" in trace.warnings[0]["message"] and "{{ nope }}" in trace.warnings[0]["message"]
+
+
+def test_a_condition_on_an_undefined_name_is_false_and_warns() -> None:
+    with tracing("s") as trace:
+        assert evaluate_when("{{ later.value == 1 }}", CTX, where="step 's' arc to 'x' when") is False
+        assert evaluate_when("{{ later }}", CTX, where="step 's' arc to 'y' when") is False
+    assert [w["field"] for w in trace.warnings] == ["arc to 'x' when", "arc to 'y' when"]
+
+
+def test_strict_mode_makes_an_undefined_name_an_error_naming_template_and_variable() -> None:
+    with tracing("s", strict=True), pytest.raises(TemplateError) as caught:
         render_data({"v": "{{ nope }}"}, CTX, where="step 's' input")
+    assert str(caught.value) == "step 's' input.v: 'nope' is undefined in '{{ nope }}'"
+    with tracing("s", strict=True):  # explicit handling stays allowed
+        assert render_value("{{ nope.x | default(2) }}", CTX) == 2
+        assert render_value("{{ nope is defined }}", CTX) is False
+
+
+def test_arithmetic_on_an_undefined_name_is_an_error_even_when_lenient() -> None:
+    with pytest.raises(TemplateError, match="'nope' is undefined"):
+        render_value("{{ nope.x > 1 }}", CTX)
 
 
 def test_sandbox_blocks_python_internals() -> None:

@@ -36,7 +36,7 @@ async def execute(body: ExecuteRequest, state: State) -> dict[str, Any]:
         raise NotFoundError(f"parent execution {parent} not found")
     execution_id = await state.core.submit(
         playbook_text=entry.content, source=f"catalog://{entry.path}@{entry.version}", payload=body.payload or {},
-        merge=body.merge, parent_execution_id=parent)
+        merge=body.merge, parent_execution_id=parent, strict=body.strict)
     return {"execution_id": execution_id, "status": "started", "path": entry.path, "version": entry.version}
 
 
