@@ -18,7 +18,7 @@ def payload_from_options(payload: str | None, sets: tuple[str, ...]) -> dict[str
 
 
 def print_warnings(loaded: Any) -> None:
-    for problem in loaded.warnings:
+    for problem in loaded.key_warnings:
         click.echo(str(problem), err=True)
 
 

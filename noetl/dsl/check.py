@@ -10,6 +10,7 @@ from noetl.dsl.check_transfer import check_transfer
 from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
 from noetl.dsl.legacy import STEP_KEYS
 from noetl.dsl.load import Source
+from noetl.dsl.names import free_names
 from noetl.dsl.render import check_template, is_template
 from noetl.dsl.schedules import SCHEDULE_KEYS, schedule_problems
 from noetl.dsl.suggest import suggest
@@ -22,12 +23,17 @@ METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotation
 
 __all__ = ["Checker", "Problem", "check_canonical", "suggest"]
 
+# The code of a warning about a template name nothing defines: a run renders it leniently (or, in
+# strict mode, fails on it when it is used), so unlike other warnings it does not stop `run --strict`.
+UNDEFINED_NAME = "undefined-name"
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
     severity: str  # error | warning | note
     where: str  # file:line:col
     message: str
+    code: str = ""  # what kind of problem, where callers treat kinds differently (UNDEFINED_NAME)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.severity}: {self.message}"
@@ -42,6 +48,7 @@ class Checker:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.problems: list[Problem] = []
+        self.templates: list[tuple[tuple[Any, ...], str]] = []  # (path, source) of each that parses
 
     def error(self, path: tuple[Any, ...], message: str) -> None:
         self.problems.append(Problem("error", self.source.where(path), message))
@@ -123,6 +130,17 @@ class Checker:
             problem = check_template(value)
             if problem:
                 self.error(path, f"template does not parse: {problem}: {value.strip()!r}")
+            else:
+                self.templates.append((path, value))
+
+    def check_names(self, known: frozenset[str]) -> None:
+        """Warn about each name a template reads that nothing in the playbook defines."""
+        for path, source in self.templates:
+            for name in sorted(free_names(source) - known):
+                self.problems.append(Problem(
+                    "warning", self.source.where(path),
+                    f"template uses {name!r}, which nothing defines (no workload key, step, set key, iterator "
+                    f"or built-in){suggest(name, known)}: {source.strip()!r}", UNDEFINED_NAME))
 
 
 def check_canonical(checker: Checker, doc: dict[str, Any]) -> None:

@@ -11,11 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from noetl.dsl.check import Checker, Problem, check_canonical
+from noetl.dsl.check import UNDEFINED_NAME, Checker, Problem, check_canonical
 from noetl.dsl.code_templates import python_code_warnings
 from noetl.dsl.legacy import UNSUPPORTED, normalize_playbook
 from noetl.dsl.load import Source, parse_yaml, read_source
 from noetl.dsl.model import Playbook
+from noetl.dsl.names import defined_names
 from noetl.dsl.shapes import check_shapes
 from noetl.errors import PlaybookError
 
@@ -36,12 +37,18 @@ class LoadedPlaybook:
         return [p for p in self.problems if p.severity == "warning"]
 
     @property
+    def key_warnings(self) -> list[Problem]:
+        """Warnings shown before a run and refused by `run --strict`: all but template names, which
+        the run itself reports where they are used (and strict mode fails on there)."""
+        return [p for p in self.warnings if p.code != UNDEFINED_NAME]
+
+    @property
     def base_dir(self) -> Path | None:
         return self.source.base_dir
 
     def require(self, *, strict: bool = False) -> Playbook:
         """The playbook, or a PlaybookError carrying the first error as one line."""
-        blocking = self.errors or (self.warnings if strict else [])
+        blocking = self.errors or (self.key_warnings if strict else [])
         if blocking or self.playbook is None:
             first = blocking[0] if blocking else None
             message = f"{first.where}: {first.message}" if first else f"{self.source.file}: invalid playbook"
@@ -83,6 +90,7 @@ def analyse(source: Source) -> LoadedPlaybook:
     check_canonical(checker, canonical)
     for path, message in python_code_warnings(canonical, raw):
         checker.warn(path, message)
+    checker.check_names(defined_names(canonical))
     loaded.canonical = canonical
     if not any(p.severity == "error" for p in checker.problems):
         try:

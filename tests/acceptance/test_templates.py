@@ -79,3 +79,39 @@ def test_a_template_bomb_is_a_one_line_error_not_a_hang(noetl, tmp_path: Path, w
     error = result.json()["error"]
     assert "\n" not in error and ("bits" in error or "long" in error), error
     assert time.monotonic() - started < 30
+
+
+NAMES = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: names}
+workload: {threshold: 3, cities: [a, b]}
+workflow:
+  - step: start
+    loop: {in: "{{ cities }}", iterator: city}
+    input: {c: "{{ city }} {{ iter.city }} {{ loop.index }}", t: "{{ treshold }}"}
+    tool: {kind: python, code: "result = {'n': 1}"}
+    set: {ctx.total: "{{ (total | default(0)) + 1 }}"}
+    next:
+      arcs:
+        - {step: finish, when: "{{ total > 1 and start.results and optional is defined }}"}
+  - step: finish
+    input: {all: "{% for x in cities %}{{ x }}{% endfor %}{{ execution_id }}{{ workload.threshold }}"}
+"""
+
+
+def test_validate_warns_about_names_nothing_defines_with_a_suggestion(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    playbook = tmp_path / "names.yaml"
+    playbook.write_text(NAMES)
+    result = noetl("validate", str(playbook))
+    assert result.code == 0
+    warnings = [line for line in result.stderr.splitlines() if "nothing defines" in line]
+    assert warnings == [f"{playbook}:8:63: warning: template uses 'treshold', which nothing defines (no workload "
+                        "key, step, set key, iterator or built-in) (did you mean 'threshold'?): '{{ treshold }}'"]
+    strict = noetl("validate", "--strict", str(playbook))
+    assert strict.code == 2 and "treshold" in strict.stderr
+    # `run` reports what it actually used instead, at its line; the static warning is for `validate`.
+    run = noetl("run", str(playbook), "--json")
+    assert run.code == 0
+    assert "nothing defines" not in run.stderr
+    assert "'treshold' is undefined" in run.stderr

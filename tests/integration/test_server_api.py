@@ -228,3 +228,42 @@ def test_workflow_start_event_starts_an_execution_once(url: str) -> None:
         assert text_id.status_code == 400 and "not an execution id" in text_id.json()["error"]
 
     served(url, scenario)
+
+
+TEMPLATES = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: api_templates, path: tests/api_templates}
+workflow:
+  - step: start
+    input: {v: "{{ no_such_value }}", later: "{{ (9**9)**(9**9) if no_such_value else 1 }}"}
+    tool: {kind: noop}
+"""
+
+
+@pytest.mark.timeout(60)
+def test_templates_on_the_server_strict_lenient_and_bombs(url: str) -> None:
+    async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
+        response = await client.post("/api/catalog/register", json={"content": TEMPLATES})
+        assert response.status_code == 200, response.text  # validation parses, never evaluates
+
+        lenient = await client.post("/api/execute", json={"path": "tests/api_templates"})
+        doc = (await client.get(f"/api/executions/{lenient.json()['execution_id']}/status")).json()
+        assert doc["warnings"] == [{"step": "start", "field": "input.v",
+                                    "message": "'no_such_value' is undefined in '{{ no_such_value }}'"},
+                                   {"step": "start", "field": "input.later", "message":
+                                    "'no_such_value' is undefined in '{{ (9**9)**(9**9) if no_such_value else 1 }}'"}]
+
+        strict = await client.post("/api/execute", json={"path": "tests/api_templates", "strict": True})
+        assert strict.status_code == 200, strict.text
+        doc = (await client.get(f"/api/executions/{strict.json()['execution_id']}/status")).json()
+        assert doc["status"] == "failed"
+        assert "step 'start' input.v: 'no_such_value' is undefined in '{{ no_such_value }}'" in doc["error"]
+
+        bomb = TEMPLATES.replace("if no_such_value else 1", "").replace("api_templates", "api_bomb")
+        assert (await client.post("/api/catalog/register", json={"content": bomb})).status_code == 200
+        started = await client.post("/api/execute", json={"path": "tests/api_bomb"})
+        doc = (await client.get(f"/api/executions/{started.json()['execution_id']}/status")).json()
+        assert doc["status"] == "failed" and "bits" in doc["error"] and "\n" not in doc["error"]
+
+    served(url, scenario)

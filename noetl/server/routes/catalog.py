@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from noetl.dsl.parse import load_playbook_text
+from noetl.dsl.parse import LoadedPlaybook, load_playbook_text
 from noetl.errors import InputError, NotFoundError
 from noetl.safeyaml import load_yaml
 from noetl.server.auth import requires
@@ -17,6 +18,16 @@ from noetl.server.state import ServerState, State
 from noetl.store.base import CatalogEntry
 
 router = APIRouter(tags=["catalog"])
+
+VALIDATE_SECONDS = 10.0  # validation of one playbook; templates are only parsed, never evaluated
+
+
+async def validate_off_loop(text: str) -> LoadedPlaybook:
+    """Validate on a thread, so a huge playbook never stalls the requests the server is serving."""
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(load_playbook_text, text, "content"), VALIDATE_SECONDS)
+    except TimeoutError:
+        raise InputError(f"content: validating the playbook took longer than {VALIDATE_SECONDS:g} s") from None
 
 
 def decode_content(content: str) -> str:
@@ -34,7 +45,7 @@ async def register_playbook(state: ServerState, content: str) -> dict[str, Any]:
     text = decode_content(content)
     if not text.strip():
         raise InputError("content: the playbook YAML is empty")
-    playbook = load_playbook_text(text, "content").require()
+    playbook = (await validate_off_loop(text)).require()
     entry = await state.store.register_catalog(path=playbook.path, kind="Playbook", content=text,
                                                name=playbook.metadata.name)
     registered = {"path": entry.path, "version": entry.version, "catalog_id": entry.catalog_id, "kind": entry.kind,
