@@ -8,7 +8,7 @@ from pathlib import Path
 from .conftest import FIXTURES
 
 STATUS_KEYS = {"execution_id", "path", "status", "completed", "failed", "current_step", "completed_steps", "steps",
-               "result", "error", "parent_execution_id", "started_at", "ended_at", "duration_seconds"}
+               "result", "error", "parent_execution_id", "started_at", "ended_at", "duration_seconds", "warnings"}
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:

@@ -262,7 +262,7 @@ def test_execution_listing_row_status_and_events(cluster: Cluster) -> None:
     doc = cluster.wait(execution_id)
     assert set(doc) == {"execution_id", "path", "status", "completed", "failed", "current_step", "completed_steps",
                         "steps", "result", "error", "parent_execution_id", "started_at", "ended_at",
-                        "duration_seconds"}
+                        "duration_seconds", "warnings"}
     assert doc["status"] == "completed" and doc["completed"] is True and doc["failed"] is False
     assert doc["completed_steps"] == ["start", "end"] and doc["error"] is None and doc["current_step"] is None
     assert doc["steps"]["start"] == {"status": "completed", "result": {"greeting": "hello doc", "extra": {"a": 1}}}
