@@ -15,13 +15,6 @@ import pytest
 from .conftest import CONFORMANCE
 
 CASES = sorted(p.stem for p in CONFORMANCE.glob("*.yaml"))
-# Cases of features still being built; each passes once its feature lands (then it leaves this set).
-PENDING = {"backoff_fixed", "task_set_pipeline", "workbook_input_precedence", "libs_and_max_in_flight"}
-
-
-def case_params() -> list[Any]:
-    return [pytest.param(case, marks=pytest.mark.xfail(reason="feature not landed yet", strict=False))
-            if case in PENDING else case for case in CASES]
 
 
 def check_outcome(doc: dict[str, Any], exit_code: int, expect: dict[str, Any]) -> None:
@@ -46,7 +39,7 @@ def test_cases_are_present() -> None:
     assert len(CASES) >= 18
 
 
-@pytest.mark.parametrize("case", case_params())
+@pytest.mark.parametrize("case", CASES)
 def test_conformance_case(case: str, noetl) -> None:  # type: ignore[no-untyped-def]
     expect = json.loads((CONFORMANCE / f"{case}.expect.json").read_text())
     result = noetl("run", str(CONFORMANCE / f"{case}.yaml"), "--json", *expect.get("args", []))

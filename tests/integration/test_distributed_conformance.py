@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from acceptance.test_conformance import case_params, check_outcome
+from acceptance.test_conformance import check_outcome
 from test_distributed_cluster import Cluster, create_database
 
 from noetl.api import apply_sets, parse_payload, run_playbook
@@ -21,7 +21,7 @@ from noetl.engine.events import Event
 from noetl.engine.status import status_document
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
-CASES = case_params()  # every case, those of features still being built marked xfail
+CASES = sorted(p.stem for p in CONFORMANCE.glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
