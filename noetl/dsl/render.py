@@ -11,11 +11,11 @@ wants the warnings of what it renders (or strict mode) opens a :func:`tracing` s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, nodes
@@ -200,10 +200,17 @@ def render_value(source: str, context: Mapping[str, Any], *, where: str = "templ
     """Render one string. A single ``{{ expr }}`` gives the native value, anything else a string."""
     if not is_template(source):
         return source
+    return render_with(partial(_render, source, context), source, where=where)
+
+
+def render_with(render: Callable[[], Any], source: str, *, where: str) -> Any:
+    """``render()`` of the template ``source`` as one render: bounded, its undefined names noted in
+    the active trace (or failing in strict mode), every error one TemplateError naming ``where``.
+    For callers that compile ``source`` their own way (the shell tool quotes what it pastes)."""
     trace = _TRACE.get()
     try:
         with active_run(strict=trace is not None and trace.strict) as run:
-            result = _render(source, context)
+            result = render()
     except UndefinedError as exc:
         raise TemplateError(f"{where}: {exc.message} in {source.strip()!r}") from None
     except TemplateSyntaxError as exc:

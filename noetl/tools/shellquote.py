@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from noetl.dsl.render import ENV, RenderContext, is_template, render_data, render_value
+from noetl.dsl.render import ENV, RenderContext, is_template, render_data, render_value, render_with
 from noetl.dsl.shellcode import ShellCode, shell_text
-from noetl.errors import TemplateError
 
 
 def _quote_output(value: Any) -> str:
@@ -40,15 +39,13 @@ def render_command(source: Any, context: Mapping[str, Any], *, where: str) -> An
         return source
     if source.strip().startswith("{{") and source.strip().endswith("}}") and source.count("{{") == 1:
         return render_value(source, context, where=where)  # the whole command is the value
-    try:
+
+    def render() -> str:
         template = _compile(source)
         scope = RenderContext(context, ENV.globals)
         return "".join(template.root_render_func(template.new_context(scope, shared=True)))
-    except TemplateError:
-        raise
-    except Exception as exc:  # undefined names, syntax errors, errors raised by expressions
-        message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-        raise TemplateError(f"{where}: {message} in {source.strip()!r}") from None
+
+    return render_with(render, source, where=where)  # bounded, with warnings, like any render
 
 
 def render_commands(config: dict[str, Any], context: Mapping[str, Any], *, step: str) -> dict[str, Any]:
