@@ -39,9 +39,10 @@ from noetl.engine import events as ev
 from noetl.engine.commands import Command
 from noetl.engine.decide import Engine
 from noetl.engine.events import Event
+from noetl.engine.resume import RESUMABLE_STATUSES, resume_event
 from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
-from noetl.errors import NotFoundError, StoreError
+from noetl.errors import InputError, NotFoundError, StoreError
 from noetl.ids import new_execution_id
 from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
 from noetl.runtime.request import RunRequest, StartOptions
@@ -258,6 +259,40 @@ class DecisionCore:
         return {"execution_id": execution_id, "status": record.status if record else "unknown",
                 "cancelled": cancelled}
 
+    async def resume(self, execution_id: str) -> dict[str, Any]:
+        """Continue a failed or cancelled execution in place: ``execution.resumed`` (built from its log,
+        see engine/resume.py) reopens it, and the steps and loop iterations that did not end well are
+        queued again, in one transaction that also sets the row back to running. Refused (InputError)
+        for an execution that is running or completed."""
+        record = await self.store.get_execution(execution_id)
+        if record is None:
+            raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
+        if record.status not in RESUMABLE_STATUSES:
+            raise InputError(f"execution {execution_id} is {record.status}: only a failed or cancelled "
+                             "execution can be resumed")
+        log = [event async for page in self.store.iter_events(execution_id) for event in page]
+        self._forget(execution_id)  # a cached finished state would be folded twice
+        cached = await self.cached(execution_id)
+        if cached is None:
+            raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
+        event = resume_event(execution_id, log)
+        async with cached.lock:
+            resumed = await self.store.write(f"resuming execution {execution_id}",
+                                             partial(self._resume_in_transaction, cached=cached, event=event),
+                                             pipeline=True)
+        if not resumed:
+            raise InputError(f"execution {execution_id} was resumed (or changed) by someone else meanwhile")
+        return {"execution_id": execution_id, "status": "running", "resumed": True}
+
+    async def _resume_in_transaction(self, conn: Connection, cached: CachedExecution, event: Event) -> bool:
+        locked = await self.statements.lock(conn, cached.execution_id, [])
+        if locked is None or locked.status not in RESUMABLE_STATUSES:
+            return False
+        await self._catch_up(conn, cached, locked.last_event_id)
+        handled = self._handle_all(cached, [PendingReport(event, None)], reopening=True)
+        await self._record(conn, cached, handled, reopen=True)
+        return True
+
     async def _decide(self, cached: CachedExecution, report: PendingReport) -> bool:
         """Queue the report on its execution; return once a decision transaction has handled it.
 
@@ -409,12 +444,13 @@ class DecisionCore:
             await self.statements.cancel_open_commands(conn, cached.execution_id)
         return [id(report) in recorded for report in batch]
 
-    def _handle_all(self, cached: CachedExecution, reports: list[PendingReport]) -> list[Handled]:
+    def _handle_all(self, cached: CachedExecution, reports: list[PendingReport], *,
+                    reopening: bool = False) -> list[Handled]:
         """engine.handle each report in turn (none after the execution finished) and encode the events
         at once, so a report whose events cannot be stored is known by name."""
         handled = []
         for report in reports:
-            if cached.state.finished:
+            if cached.state.finished and not reopening:
                 break
             decision = cached.engine.handle(cached.state, report.event)
             events = self._stamp(cached, decision.events)
@@ -435,7 +471,7 @@ class DecisionCore:
         cached.state.issued.clear()
 
     async def _record(self, conn: Connection, cached: CachedExecution, handled: list[Handled],
-                      claim: Claim | None = None) -> None:
+                      claim: Claim | None = None, *, reopen: bool = False) -> None:
         """Write the decision (one statement that goes out with the COMMIT).
 
         The execution row is locked and the cache caught up, so the event ids are known here. With an
@@ -446,6 +482,8 @@ class DecisionCore:
         events = [event for h in handled for event in h.events]
         now = events[-1].created_at if events else iso(self.clock())
         update = final_update(state, cached.services.redactor, now)
+        if update is None and reopen:
+            update = {"status": "running", "result": None, "error": None, "ended_at": None}
         write = DecisionWrite(
             execution_id=cached.execution_id, rows=[row for h in handled for row in h.rows],
             first_event_id=cached.last_event_id + 1, now=now, update=update,

@@ -30,3 +30,10 @@ async def rerun(execution_id: str, state: State, body: RerunRequest | None = Non
     new_id = await state.core.submit(playbook_text=record.playbook, source=f"execution {original}",
                                      payload=payload, start=options)
     return {"execution_id": new_id, "status": "started", "rerun_of": original, "from_step": body.from_step}
+
+
+@router.post("/executions/{execution_id}/resume",
+             summary="Continue a failed or cancelled execution in place (its failed steps and iterations run again)")
+@requires("execute")
+async def resume(execution_id: str, state: State) -> dict[str, Any]:
+    return await state.core.resume(parse_execution_id(execution_id, "execution_id"))
