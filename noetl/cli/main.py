@@ -23,6 +23,7 @@ COMMAND_MODULES = {
     "noetl.cli.prune": ("prune",),
     "noetl.cli.recovery": ("rerun", "resume"),
     "noetl.cli.schedules": ("schedule", "scheduler"),
+    "noetl.cli.hooks": ("hook",),
 }
 for _module, _names in COMMAND_MODULES.items():
     cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]

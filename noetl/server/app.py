@@ -19,12 +19,12 @@ from fastapi_offline import FastAPIOffline
 from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.reaper import Reaper
 from noetl.scheduling.distributed import run_server_scheduler
-from noetl.server.auth import authorize
+from noetl.server.auth import authorize, public_routes
 from noetl.server.console.server import install_server_console
 from noetl.server.errors import install_error_handlers
 from noetl.server.guard import RequestGuard
 from noetl.server.requestlog import install_request_log_context
-from noetl.server.routes import catalog, executions, recovery, results, schedules, system, workers
+from noetl.server.routes import catalog, executions, hooks, recovery, results, schedules, system, workers
 from noetl.server.state import ServerConfig, ServerState
 from noetl.store.postgres import PostgresStore
 from noetl.store.postgres.sqlreader import try_ensure_reader
@@ -58,11 +58,13 @@ def create_app(config: ServerConfig) -> FastAPI:
     app = FastAPIOffline(title="NoETL", version=_version(), lifespan=lifespan,
                          description="Register playbooks, run them on workers, inspect executions.")
     app.state.noetl_tokens = config.tokens
-    app.add_middleware(RequestGuard, tokens=config.tokens, max_body_bytes=config.max_body_bytes)
+    api_modules = (system, catalog, executions, hooks, recovery, results, schedules, workers)
+    app.add_middleware(RequestGuard, tokens=config.tokens, max_body_bytes=config.max_body_bytes,
+                       public=public_routes("/api", [module.router for module in api_modules]))
     install_error_handlers(app)
     app.include_router(system.public)
     api = APIRouter(prefix="/api", dependencies=[Depends(authorize)])
-    for module in (system, catalog, executions, recovery, results, schedules, workers):
+    for module in api_modules:
         api.include_router(module.router)
     app.include_router(api)
     install_server_console(app)

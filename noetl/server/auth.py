@@ -8,15 +8,18 @@ new route is closed until someone decides otherwise); the router-level dependenc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from fastapi import HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.routing import APIRoute
+from starlette.routing import compile_path
 
 from noetl.server.tokens import ROLES, TokenRegistry, role_allows
 
 F = TypeVar("F", bound=Callable[..., object])
-PUBLIC = "public"  # a route anyone may call (none under /api today)
+PUBLIC = "public"  # a route anyone may call (under /api: webhook deliveries, signed by their sender)
 _ROLE_ATTR = "__noetl_role__"
 _SCOPE_KEY = "noetl_role"
 
@@ -31,6 +34,21 @@ def requires(role: str) -> Callable[[F], F]:
         return endpoint
 
     return mark
+
+
+PublicRoute = tuple[frozenset[str], re.Pattern[str]]  # (methods, path regex)
+
+
+def public_routes(prefix: str, routers: Iterable[APIRouter]) -> list[PublicRoute]:
+    """The routes anyone may call, as (methods, path regex) under ``prefix``: the request guard
+    checks tokens before routing, so it needs them up front (a webhook's signature is its auth)."""
+    found: list[PublicRoute] = []
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and role_needed(route.endpoint) == PUBLIC:
+                regex, _, _ = compile_path(prefix + route.path)
+                found.append((frozenset(route.methods or ()), regex))
+    return found
 
 
 def role_needed(endpoint: object) -> str:

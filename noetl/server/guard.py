@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from noetl.errors import InputError
 from noetl.safejson import InvalidJson, loads_strict
-from noetl.server.auth import PUBLIC, bearer_token, role_needed
+from noetl.server.auth import PUBLIC, PublicRoute, bearer_token, role_needed
 from noetl.server.errors import error_body
 from noetl.server.tokens import TokenRegistry
 
@@ -25,8 +25,10 @@ _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 class RequestGuard:
-    def __init__(self, app: ASGIApp, *, tokens: TokenRegistry, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, tokens: TokenRegistry, max_body_bytes: int,
+                 public: list[PublicRoute] | None = None) -> None:
         self.app = app
+        self.public = public or []
         self.tokens = tokens
         self.max_body_bytes = max_body_bytes
 
@@ -68,6 +70,9 @@ class RequestGuard:
         await self.app(scope, _replay(body, receive), send)
 
     def _is_public(self, scope: Scope) -> bool:
+        path, method = str(scope.get("path", "")), scope.get("method")
+        if any(method in methods and regex.match(path) for methods, regex in self.public):
+            return True
         app = scope.get("app")
         router = getattr(app, "router", None)
         for route in getattr(router, "routes", ()):

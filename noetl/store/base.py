@@ -68,6 +68,18 @@ class ResultRecord:
 
 
 @dataclass(slots=True)
+class HookRecord:
+    """A webhook of a catalog entry (see noetl.hooks): ``POST /api/hooks/{name}`` starts ``path``."""
+
+    name: str
+    path: str  # the catalog path an accepted delivery starts
+    secret: str = ""  # HMAC-SHA256 key of the signature ("" = no signature accepted)
+    token_sha256: str = ""  # SHA-256 hex of the hook's token ("" = no token accepted); the token is not kept
+    payload_template: Any = None  # rendered over {body, headers}; None: the JSON body is the payload
+    created_at: str = ""
+
+
+@dataclass(slots=True)
 class ScheduleRecord:
     """A cron schedule of a playbook (see noetl.scheduling)."""
 
@@ -180,6 +192,25 @@ class Store(Protocol):
 
     async def list_fires(self, schedule: str, *, status: str | None = None, limit: int = 100) -> list[FireRecord]:
         """Fire records of a schedule, latest fire time first (``status`` filters)."""
+        ...
+
+    # hooks -------------------------------------------------------------------------------
+    async def put_hook(self, record: HookRecord) -> HookRecord:
+        """Create or replace the hook ``record.name`` (a replaced one keeps its created_at)."""
+        ...
+
+    async def get_hook(self, name: str) -> HookRecord | None: ...
+
+    async def list_hooks(self) -> list[HookRecord]:
+        """Every hook, by name."""
+        ...
+
+    async def delete_hook(self, name: str) -> bool:
+        """Delete the hook and its delivery records; False if there was none."""
+        ...
+
+    async def claim_delivery(self, hook: str, delivery_id: str) -> bool:
+        """Record a delivery id of a hook; False if it was recorded before (a replay)."""
         ...
 
     async def try_scheduler_lock(self) -> bool:

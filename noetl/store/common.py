@@ -12,7 +12,7 @@ from typing import Any
 
 from noetl.engine.events import Event
 from noetl.errors import StoreError
-from noetl.store.base import ExecutionRecord, FireRecord, ResultRecord, ScheduleRecord
+from noetl.store.base import ExecutionRecord, FireRecord, HookRecord, ResultRecord, ScheduleRecord
 
 # Compact JSON; NaN/Infinity are rejected because they are not JSON (PostgreSQL jsonb refuses them).
 encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -138,3 +138,23 @@ def result_from_row(row: Sequence[Any]) -> ResultRecord:
 
 def _text_time(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+HOOK_COLUMNS = ("name", "path", "secret", "token_sha256", "payload_template", "created_at")
+
+
+def hook_params(record: HookRecord) -> dict[str, Any]:
+    """The columns of a hook row (the payload template as JSON text, NULL when there is none)."""
+    try:
+        template = None if record.payload_template is None else encode_json(record.payload_template)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"payload template of hook {record.name} is not JSON-serialisable: {exc}") from exc
+    return {"name": record.name, "path": record.path, "secret": record.secret, "token_sha256": record.token_sha256,
+            "payload_template": template, "created_at": record.created_at}
+
+
+def hook_from_row(row: Sequence[Any]) -> HookRecord:
+    name, path, secret, token_sha256, template, created_at = row
+    return HookRecord(name=name, path=path, secret=secret, token_sha256=token_sha256,
+                      payload_template=None if template is None else json.loads(template),
+                      created_at=str(created_at))

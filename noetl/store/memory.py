@@ -23,6 +23,7 @@ from noetl.store.base import (
     CredentialRecord,
     ExecutionRecord,
     FireRecord,
+    HookRecord,
     ResultRecord,
     ScheduleRecord,
 )
@@ -71,6 +72,8 @@ class MemoryStore:
         self._results: dict[str, ResultRecord] = {}  # insertion order = creation order
         self._schedules: dict[str, ScheduleRecord] = {}
         self._fires: dict[tuple[str, str], FireRecord] = {}
+        self._hooks: dict[str, HookRecord] = {}
+        self._deliveries: set[tuple[str, str]] = set()
 
     async def open(self) -> None:
         self._open = True
@@ -262,6 +265,39 @@ class MemoryStore:
         fires = [f for (name, _), f in self._fires.items() if name == schedule and status in (None, f.status)]
         fires.sort(key=lambda f: f.scheduled_for, reverse=True)
         return [replace(f) for f in fires[: max(limit, 0)]]
+
+    # hooks -------------------------------------------------------------------------------
+    async def put_hook(self, record: HookRecord) -> HookRecord:
+        self._check_open()
+        _encode(record.payload_template, f"payload template of hook {record.name}")
+        previous = self._hooks.get(record.name)
+        stored = replace(record, payload_template=json.loads(json.dumps(record.payload_template)),
+                         created_at=previous.created_at if previous else (record.created_at or self._now()))
+        self._hooks[record.name] = stored
+        return replace(stored)
+
+    async def get_hook(self, name: str) -> HookRecord | None:
+        self._check_open()
+        record = self._hooks.get(name)
+        return replace(record) if record else None
+
+    async def list_hooks(self) -> list[HookRecord]:
+        self._check_open()
+        return [replace(self._hooks[name]) for name in sorted(self._hooks)]
+
+    async def delete_hook(self, name: str) -> bool:
+        self._check_open()
+        self._deliveries = {key for key in self._deliveries if key[0] != name}
+        return self._hooks.pop(name, None) is not None
+
+    async def claim_delivery(self, hook: str, delivery_id: str) -> bool:
+        self._check_open()
+        if hook not in self._hooks:
+            raise StoreError(f"recording a delivery failed: no hook {hook}")
+        if (hook, delivery_id) in self._deliveries:
+            return False
+        self._deliveries.add((hook, delivery_id))
+        return True
 
     async def try_scheduler_lock(self) -> bool:
         return True  # one process owns a memory store

@@ -20,6 +20,7 @@ from noetl.store.base import (
     CredentialRecord,
     ExecutionRecord,
     FireRecord,
+    HookRecord,
     ResultRecord,
     ScheduleRecord,
     Store,
@@ -377,6 +378,33 @@ class StoreConformance:
         started_fires = await store.list_fires("s", status="started", limit=1)
         assert [(f.scheduled_for, f.execution_id) for f in started_fires] == [("2024-05-01T10:02:00+00:00", "e3")]
         assert await store.try_scheduler_lock()
+
+    # hooks -------------------------------------------------------------------------------
+    @store_test
+    async def test_hooks_are_stored_replaced_and_deleted(self, store: Store) -> None:
+        record = HookRecord(name="github", path="examples/hello", secret="s3", token_sha256="",
+                            payload_template={"ref": "{{ body.ref }}", "n": [1, None]}, created_at=T0)
+        assert await store.put_hook(record) == record
+        again = await store.put_hook(HookRecord(name="github", path="examples/other", token_sha256="ab",
+                                                created_at="2030-01-01T00:00:00+00:00"))
+        assert (again.path, again.secret, again.token_sha256, again.payload_template, again.created_at) == (
+            "examples/other", "", "ab", None, T0)
+        await store.put_hook(HookRecord(name="alpha", path="p"))
+        assert [h.name for h in await store.list_hooks()] == ["alpha", "github"]
+        assert await store.delete_hook("github")
+        assert not await store.delete_hook("github")
+        assert await store.get_hook("github") is None
+
+    @store_test
+    async def test_a_delivery_id_is_claimed_once_per_hook(self, store: Store) -> None:
+        for name in ("a", "b"):
+            await store.put_hook(HookRecord(name=name, path="p"))
+        assert await store.claim_delivery("a", "d-1")
+        assert not await store.claim_delivery("a", "d-1")
+        assert await store.claim_delivery("b", "d-1")
+        await store.delete_hook("a")
+        await store.put_hook(HookRecord(name="a", path="p"))
+        assert await store.claim_delivery("a", "d-1")  # a re-created hook starts with no deliveries
 
     # catalog ---------------------------------------------------------------------------
     @store_test

@@ -383,3 +383,25 @@ LIMIT %(limit)s;
 -- name: try_scheduler_lock
 -- Session-level: held while the scheduler's own connection stays open.
 SELECT pg_try_advisory_lock(%(key)s);
+
+-- name: upsert_hook
+-- A hook added again keeps its created_at.
+INSERT INTO noetl.hook (name, path, secret, token_sha256, payload_template, created_at)
+VALUES (%(name)s, %(path)s, %(secret)s, %(token_sha256)s, %(payload_template)s, %(created_at)s)
+ON CONFLICT (name) DO UPDATE SET
+    path = excluded.path, secret = excluded.secret, token_sha256 = excluded.token_sha256,
+    payload_template = excluded.payload_template;
+
+-- name: get_hook
+SELECT name, path, secret, token_sha256, payload_template, created_at FROM noetl.hook WHERE name = %(name)s;
+
+-- name: list_hooks
+SELECT name, path, secret, token_sha256, payload_template, created_at FROM noetl.hook ORDER BY name;
+
+-- name: delete_hook
+-- Its deliveries go with it (ON DELETE CASCADE).
+DELETE FROM noetl.hook WHERE name = %(name)s;
+
+-- name: claim_delivery
+INSERT INTO noetl.hook_delivery (hook, delivery_id, created_at) VALUES (%(hook)s, %(delivery_id)s, %(created_at)s)
+ON CONFLICT (hook, delivery_id) DO NOTHING;

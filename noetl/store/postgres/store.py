@@ -28,12 +28,15 @@ from noetl.store.base import (
     CredentialRecord,
     ExecutionRecord,
     FireRecord,
+    HookRecord,
     ResultRecord,
     ScheduleRecord,
 )
 from noetl.store.common import (
     catalog_id_for,
     fire_params,
+    hook_from_row,
+    hook_params,
     result_from_row,
     result_params,
     schedule_params,
@@ -414,6 +417,29 @@ class PostgresStore:
         params = {"schedule": schedule, "status": status, "limit": limit}
         rows = await self.read(f"listing fire times of schedule {schedule}", "list_fires", params)
         return [FireRecord(*row) for row in rows]
+
+    # hooks -------------------------------------------------------------------------------
+    async def put_hook(self, record: HookRecord) -> HookRecord:
+        params = hook_params(record)
+        params["created_at"] = params["created_at"] or self.now()
+        await self.read_write(f"storing hook {record.name}", "upsert_hook", params)
+        stored = await self.get_hook(record.name)
+        assert stored is not None
+        return stored
+
+    async def get_hook(self, name: str) -> HookRecord | None:
+        rows = await self.read(f"reading hook {name}", "get_hook", {"name": name})
+        return hook_from_row(rows[0]) if rows else None
+
+    async def list_hooks(self) -> list[HookRecord]:
+        return [hook_from_row(row) for row in await self.read("listing hooks", "list_hooks", {})]
+
+    async def delete_hook(self, name: str) -> bool:
+        return await self.read_write(f"deleting hook {name}", "delete_hook", {"name": name}) > 0
+
+    async def claim_delivery(self, hook: str, delivery_id: str) -> bool:
+        params = {"hook": hook, "delivery_id": delivery_id, "created_at": self.now()}
+        return await self.read_write(f"recording a delivery of hook {hook}", "claim_delivery", params) > 0
 
     async def try_scheduler_lock(self) -> bool:
         """One active scheduler across servers: a session advisory lock on a connection of its own,

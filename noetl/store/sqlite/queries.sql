@@ -189,3 +189,27 @@ FROM schedule_fire
 WHERE schedule = :schedule AND (:status IS NULL OR status = :status)
 ORDER BY scheduled_for DESC
 LIMIT :limit;
+
+-- name: upsert_hook
+-- A hook added again keeps its created_at.
+INSERT INTO hook (name, path, secret, token_sha256, payload_template, created_at)
+VALUES (:name, :path, :secret, :token_sha256, :payload_template, :created_at)
+ON CONFLICT (name) DO UPDATE SET
+    path = excluded.path, secret = excluded.secret, token_sha256 = excluded.token_sha256,
+    payload_template = excluded.payload_template;
+
+-- name: get_hook
+SELECT name, path, secret, token_sha256, payload_template, created_at FROM hook WHERE name = :name;
+
+-- name: list_hooks
+SELECT name, path, secret, token_sha256, payload_template, created_at FROM hook ORDER BY name;
+
+-- name: delete_hook_deliveries
+DELETE FROM hook_delivery WHERE hook = :name;
+
+-- name: delete_hook
+DELETE FROM hook WHERE name = :name;
+
+-- name: claim_delivery
+INSERT INTO hook_delivery (hook, delivery_id, created_at) VALUES (:hook, :delivery_id, :created_at)
+ON CONFLICT (hook, delivery_id) DO NOTHING;

@@ -37,6 +37,7 @@ from noetl.store.base import (
     CredentialRecord,
     ExecutionRecord,
     FireRecord,
+    HookRecord,
     ResultRecord,
     ScheduleRecord,
 )
@@ -44,6 +45,8 @@ from noetl.store.common import (
     catalog_id_for,
     execution_params,
     fire_params,
+    hook_from_row,
+    hook_params,
     result_from_row,
     result_params,
     schedule_params,
@@ -410,6 +413,34 @@ class SqliteStore:
         params = {"schedule": schedule, "status": status, "limit": limit}
         return [FireRecord(*row) for row in self._read(f"listing fire times of schedule {schedule}", "list_fires",
                                                         params)]
+
+    # hooks -------------------------------------------------------------------------------
+    async def put_hook(self, record: HookRecord) -> HookRecord:
+        params = hook_params(record)
+        params["created_at"] = params["created_at"] or self._now()
+        self._write(f"storing hook {record.name}", lambda conn: conn.execute(self._q["upsert_hook"], params))
+        stored = await self.get_hook(record.name)
+        assert stored is not None
+        return stored
+
+    async def get_hook(self, name: str) -> HookRecord | None:
+        rows = self._read(f"reading hook {name}", "get_hook", {"name": name})
+        return hook_from_row(rows[0]) if rows else None
+
+    async def list_hooks(self) -> list[HookRecord]:
+        return [hook_from_row(row) for row in self._read("listing hooks", "list_hooks", ())]
+
+    async def delete_hook(self, name: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            conn.execute(self._q["delete_hook_deliveries"], {"name": name})
+            return conn.execute(self._q["delete_hook"], {"name": name}).rowcount > 0
+
+        return self._write(f"deleting hook {name}", work)
+
+    async def claim_delivery(self, hook: str, delivery_id: str) -> bool:
+        params = {"hook": hook, "delivery_id": delivery_id, "created_at": self._now()}
+        return self._write(f"recording a delivery of hook {hook}",
+                           lambda conn: conn.execute(self._q["claim_delivery"], params).rowcount > 0)
 
     async def try_scheduler_lock(self) -> bool:
         # The embedded store serves one laptop: there is no second server to keep out. Two
