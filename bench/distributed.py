@@ -242,7 +242,7 @@ def large_loop(pg: dict[str, Any], home: Path, items: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - began
         doc = cluster.status(execution_id)
         assert doc["status"] == "completed" and doc["steps"]["start"]["result"]["stats"]["success"] == items
-        events, event_bytes = cluster.sql("SELECT count(*), pg_total_relation_size('noetl.event') FROM noetl.event")[0]
+        events, event_bytes = cluster.sql("SELECT count(*), pg_total_relation_size('noetl.event_log') FROM noetl.event")[0]
         command_bytes = table_bytes(cluster, "noetl.command")
         assert cluster.server is not None
         return {

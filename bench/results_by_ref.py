@@ -120,13 +120,13 @@ def distributed_run(pg: dict[str, Any], text: str, home: Path, code: Path | None
             cluster.start_worker(name, concurrency=4)
         time.sleep(1.0)
         path = cluster.register(text)["path"]
-        before = cluster.sql("SELECT pg_total_relation_size('noetl.event')")[0][0]
+        before = cluster.sql("SELECT pg_total_relation_size('noetl.event_log')")[0][0]
         began = time.perf_counter()
         execution_id = cluster.execute(path)
         doc = cluster.wait(execution_id, timeout=1800)
         seconds = time.perf_counter() - began
         assert doc["status"] == "completed", doc.get("error")
-        growth = cluster.sql("SELECT pg_total_relation_size('noetl.event')")[0][0] - before
+        growth = cluster.sql("SELECT pg_total_relation_size('noetl.event_log')")[0][0] - before
         assert cluster.server is not None
         rss = {"server": peak_rss_mb(cluster.server.pid),
                **{name: peak_rss_mb(proc.pid) for name, proc in cluster.workers.items()}}

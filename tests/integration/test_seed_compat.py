@@ -66,6 +66,42 @@ def test_seed_002_rest_spellings_and_queue_view(url: str) -> None:
     asyncio.run(main())
 
 
+FAILING = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: multi_playbook_batch, path: examples/multi_playbook_batch}
+workflow:
+  - step: start
+    tool: {kind: noop}
+    next: [{step: boom}]
+  - step: boom
+    tool: {kind: python, code: "raise ValueError('batch failed')"}
+"""
+
+
+def test_seed_001_event_queries_run_as_written(url: str) -> None:
+    """The guide's SQL over noetl.event: `id`, `data`, `playbook_name`, ordered by `created_at`."""
+    from noetl.api import run_playbook
+
+    doc = run_playbook(FAILING, store_url=url)  # the local runtime, on this PostgreSQL store
+    assert doc["status"] == "failed"
+    execution_id = doc["execution_id"]
+    with psycopg.connect(url) as conn:
+        flow = conn.execute("SELECT id, node_name, status, data, error, created_at FROM noetl.event "
+                            f"WHERE execution_id = {execution_id} ORDER BY created_at ASC").fetchall()
+        by_name = conn.execute("SELECT execution_id, node_name, status, error, created_at FROM noetl.event "
+                               "WHERE playbook_name = 'multi_playbook_batch' ORDER BY created_at DESC").fetchall()
+        tables = {row[0] for row in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'noetl'")}
+    assert [row[0] for row in flow] == list(range(1, len(flow) + 1))  # created_at orders as the log does
+    assert len({row[5] for row in flow}) == len(flow)  # events written together have distinct times
+    assert {"status": "ok"} in [row[3] for row in flow if row[1] == "start"]  # data: the event's result
+    failed = [row for row in by_name if row[2] == "failed"]
+    assert {row[1] for row in failed} >= {"boom"} and "batch failed" in str(failed)
+    assert len(by_name) == len(flow) and {row[0] for row in by_name} == {int(execution_id)}
+    assert {"event", "event_log"} <= tables
+
+
 def test_seed_002_python_entry_points(tmp_path: Path) -> None:
     from noetl.core.dsl.v2.migration import migrate_v1_to_v2
     from noetl.core.dsl.v2.parser import validate_playbook_file

@@ -45,7 +45,7 @@ LIMIT %(limit)s;
 -- name: insert_events
 -- Any number of events of one execution in one statement (one array per column): a batch costs one
 -- message, not one per row.
-INSERT INTO noetl.event (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
+INSERT INTO noetl.event_log (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
 SELECT %(execution_id)s, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
        e.meta::jsonb, e.created_at::timestamptz
 FROM unnest(%(event_ids)b::bigint[], %(event_types)b::text[], %(node_names)b::text[], %(statuses)b::text[],
@@ -54,7 +54,7 @@ FROM unnest(%(event_ids)b::bigint[], %(event_types)b::text[], %(node_names)b::te
 
 -- name: list_events
 SELECT event_type, node_name, status, result, error, meta, event_id, created_at
-FROM noetl.event
+FROM noetl.event_log
 WHERE execution_id = %(execution_id)s AND event_id > %(after_id)s
 ORDER BY event_id
 LIMIT %(limit)s;
@@ -62,7 +62,7 @@ LIMIT %(limit)s;
 -- name: list_events_of_types
 -- Only some kinds of events (the status document needs a handful of a loop's 100,000 events).
 SELECT event_type, node_name, status, result, error, meta, event_id, created_at
-FROM noetl.event
+FROM noetl.event_log
 WHERE execution_id = %(execution_id)s AND event_id > %(after_id)s AND event_type = ANY(%(types)b::text[])
 ORDER BY event_id
 LIMIT %(limit)s;
@@ -143,7 +143,7 @@ WITH bumped AS (
         ended_at = CASE WHEN %(set_ended_at)s THEN %(ended_at)s::timestamptz ELSE ended_at END
     WHERE execution_id = %(execution_id)s
 ), events AS (
-    INSERT INTO noetl.event (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
+    INSERT INTO noetl.event_log (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
     SELECT %(execution_id)s, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
            e.meta::jsonb, e.created_at::timestamptz
     FROM unnest(%(event_ids)b::bigint[], %(event_types)b::text[], %(node_names)b::text[], %(statuses)b::text[],
@@ -328,7 +328,7 @@ WITH gone AS (
     WHERE status <> 'running' AND ended_at < %(ended_before)s::timestamptz
     FOR UPDATE
 ), events AS (
-    DELETE FROM noetl.event WHERE execution_id IN (SELECT execution_id FROM gone)
+    DELETE FROM noetl.event_log WHERE execution_id IN (SELECT execution_id FROM gone)
 ), commands AS (
     DELETE FROM noetl.command WHERE execution_id IN (SELECT execution_id FROM gone)
 ), executions AS (
