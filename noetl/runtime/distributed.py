@@ -259,6 +259,19 @@ class DecisionCore:
         return {"execution_id": execution_id, "status": record.status if record else "unknown",
                 "cancelled": cancelled}
 
+    async def leased_command(self, leased: LeasedCommand) -> tuple[CachedExecution, Command] | None:
+        """The command a worker leased, with the execution's cache caught up to the decision that
+        queued it; None when the execution is unknown or has finished meanwhile (cancelled, failed:
+        a report would be ignored anyway)."""
+        cached = await self.cached(leased.execution_id)
+        if cached is None:
+            return None
+        if cached.last_event_id < int(leased.payload.get("as_of") or 1 << 62):
+            await self.refresh(cached)
+        if cached.state.finished:
+            return None
+        return cached, command_from_lease(leased, cached)
+
     async def resume(self, execution_id: str) -> dict[str, Any]:
         """Continue a failed or cancelled execution in place: ``execution.resumed`` (built from its log,
         see engine/resume.py) reopens it, and the steps and loop iterations that did not end well are

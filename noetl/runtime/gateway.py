@@ -19,7 +19,7 @@ from typing import Any
 from noetl.engine.events import Event
 from noetl.errors import InputError, NotFoundError
 from noetl.runtime.childcalls import check_child_call, stored_ancestry
-from noetl.runtime.distributed import DecisionCore, command_from_lease, load_status
+from noetl.runtime.distributed import DecisionCore, load_status
 from noetl.runtime.wire import child_execution_id, encode_context
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
 
@@ -46,14 +46,10 @@ class WorkerGateway:
         return shipped
 
     async def _shippable(self, leased: LeasedCommand) -> dict[str, Any] | None:
-        cached = await self.core.cached(leased.execution_id)
-        if cached is None:
+        found = await self.core.leased_command(leased)
+        if found is None:
             return None
-        if cached.last_event_id < int(leased.payload.get("as_of") or 1 << 62):
-            await self.core.refresh(cached)
-        if cached.state.finished:
-            return None  # cancelled or failed meanwhile: its report would be ignored anyway
-        command = command_from_lease(leased, cached)
+        cached, command = found
         return {"command_id": leased.command_id, "execution_id": leased.execution_id, "step": leased.step,
                 "attempt": leased.attempt, "payload": leased.payload, "playbook": cached.playbook_text,
                 "context": encode_context(command.context),

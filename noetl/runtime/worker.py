@@ -35,7 +35,7 @@ from noetl.logsetup import log_context
 from noetl.results.refs import use_loader
 from noetl.results.storage import storage_for
 from noetl.runtime.childcalls import check_child_call, stored_ancestry
-from noetl.runtime.distributed import DecisionCore, UnstorableReport, command_from_lease, load_status
+from noetl.runtime.distributed import DecisionCore, UnstorableReport, load_status
 from noetl.runtime.frames import run_command
 from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
@@ -247,14 +247,10 @@ class Worker:
                 await self._report(leased, event)
 
     async def _run(self, leased: LeasedCommand) -> Event | None:
-        cached = await self.core.cached(leased.execution_id)
-        if cached is None:
+        found = await self.core.leased_command(leased)
+        if found is None:
             return None
-        if cached.last_event_id < int(leased.payload.get("as_of") or 1 << 62):
-            await self.core.refresh(cached)
-        if cached.state.finished:
-            return None  # cancelled or failed meanwhile: the report would be ignored anyway
-        command = command_from_lease(leased, cached)
+        cached, command = found
         runner = Runner(cached.playbook, playbook_dir=None, services=cached.services)
         token = _current_command.set((leased.command_id, [0]))
         try:
