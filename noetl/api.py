@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from noetl.safejson import check_value
 from noetl.safeyaml import load_yaml
 from noetl.settings import load_settings
 from noetl.store.base import Store
+
+log = logging.getLogger("noetl.triggers")
 
 CATALOG_SCHEME = "catalog://"
 
@@ -129,18 +132,42 @@ async def run_async(
     strict: bool = False,
     listener: EventListener | None = None,
     loaded: LoadedPlaybook | None = None,
+    execution_id: str | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     loaded = loaded or await resolve_playbook(ref, store)
     playbook = loaded.require(strict=strict)
     runtime = LocalRuntime(store, listener=listener)
     request = RunRequest(playbook=playbook, playbook_text=loaded.source.text, playbook_dir=loaded.base_dir,
-                         payload=payload or {}, merge=merge, strict=strict)
+                         payload=payload or {}, merge=merge, strict=strict, execution_id=execution_id,
+                         meta=dict(meta or {}))
     try:
-        return await runtime.run(request)
+        document = await runtime.run(request)
     finally:
         from noetl.tools.base import shutdown_tools
 
         await shutdown_tools()
+    await _fire_local_triggers(store, str(document.get("execution_id", "")))
+    return document
+
+
+async def _fire_local_triggers(store: Store, execution_id: str) -> None:
+    """Completion triggers locally: the executions a finished run triggers run in this process."""
+    from noetl.store.base import TriggerRecord
+    from noetl.triggers import fire_matching
+
+    source = await store.get_execution(execution_id) if execution_id else None
+    if source is None:
+        return
+
+    async def start(trigger: TriggerRecord, new_id: str, payload: dict[str, Any]) -> None:
+        try:
+            await run_async(trigger.run_path, store=store, payload=payload, execution_id=new_id,
+                            meta={"trigger": trigger.name, "triggered_by": execution_id})
+        except NoetlError as exc:  # the run that fired the trigger keeps its own outcome
+            log.warning("trigger %s for execution %s failed: %s", trigger.name, execution_id, exc)
+
+    await fire_matching(store, source, start)
 
 
 async def open_store(url: str | None = None) -> Store:

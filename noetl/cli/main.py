@@ -24,6 +24,7 @@ COMMAND_MODULES = {
     "noetl.cli.recovery": ("rerun", "resume"),
     "noetl.cli.schedules": ("schedule", "scheduler"),
     "noetl.cli.hooks": ("hook",),
+    "noetl.cli.triggers": ("trigger",),
 }
 for _module, _names in COMMAND_MODULES.items():
     cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]

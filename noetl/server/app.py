@@ -19,12 +19,23 @@ from fastapi_offline import FastAPIOffline
 from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.reaper import Reaper
 from noetl.scheduling.distributed import run_server_scheduler
+from noetl.scheduling.triggered import run_trigger_poller
 from noetl.server.auth import authorize, public_routes
 from noetl.server.console.server import install_server_console
 from noetl.server.errors import install_error_handlers
 from noetl.server.guard import RequestGuard
 from noetl.server.requestlog import install_request_log_context
-from noetl.server.routes import catalog, executions, hooks, recovery, results, schedules, system, workers
+from noetl.server.routes import (
+    catalog,
+    executions,
+    hooks,
+    recovery,
+    results,
+    schedules,
+    system,
+    triggers,
+    workers,
+)
 from noetl.server.state import ServerConfig, ServerState
 from noetl.store.postgres import PostgresStore
 from noetl.store.postgres.sqlreader import try_ensure_reader
@@ -46,19 +57,21 @@ def create_app(config: ServerConfig) -> FastAPI:
         reaper = asyncio.create_task(Reaper(core, max_attempts=config.max_attempts)
                                      .run(stop, interval=config.reap_interval))
         scheduler = asyncio.create_task(run_server_scheduler(core, stop))
+        trigger_poller = asyncio.create_task(run_trigger_poller(core, stop))
         try:
             yield
         finally:
             stop.set()
             await reaper
             await scheduler
+            await trigger_poller
             await store.close()
 
     # Swagger UI and ReDoc from the fastapi-offline package's own copies: /docs works offline.
     app = FastAPIOffline(title="NoETL", version=_version(), lifespan=lifespan,
                          description="Register playbooks, run them on workers, inspect executions.")
     app.state.noetl_tokens = config.tokens
-    api_modules = (system, catalog, executions, hooks, recovery, results, schedules, workers)
+    api_modules = (system, catalog, executions, hooks, recovery, results, schedules, triggers, workers)
     app.add_middleware(RequestGuard, tokens=config.tokens, max_body_bytes=config.max_body_bytes,
                        public=public_routes("/api", [module.router for module in api_modules]))
     install_error_handlers(app)

@@ -80,6 +80,17 @@ class HookRecord:
 
 
 @dataclass(slots=True)
+class TriggerRecord:
+    """"When an execution of ``on_path`` ends ``on_status``, start ``run_path``" (see noetl.triggers)."""
+
+    name: str
+    on_path: str
+    on_status: str  # completed | failed
+    run_path: str
+    created_at: str = ""  # only executions that end after it fire the trigger
+
+
+@dataclass(slots=True)
 class ScheduleRecord:
     """A cron schedule of a playbook (see noetl.scheduling)."""
 
@@ -211,6 +222,24 @@ class Store(Protocol):
 
     async def claim_delivery(self, hook: str, delivery_id: str) -> bool:
         """Record a delivery id of a hook; False if it was recorded before (a replay)."""
+        ...
+
+    # completion triggers -----------------------------------------------------------------
+    async def put_trigger(self, record: TriggerRecord) -> TriggerRecord:
+        """Create or replace the trigger ``record.name`` (a replaced one keeps its created_at)."""
+        ...
+
+    async def list_triggers(self) -> list[TriggerRecord]:
+        """Every trigger, by name."""
+        ...
+
+    async def delete_trigger(self, name: str) -> bool:
+        """Delete the trigger and its fire records; False if there was none."""
+        ...
+
+    async def claim_trigger_fire(self, trigger: str, source_execution_id: str, execution_id: str) -> bool:
+        """Record that ``trigger`` fired for ``source_execution_id`` (starting ``execution_id``);
+        False if it fired for that execution before."""
         ...
 
     async def try_scheduler_lock(self) -> bool:

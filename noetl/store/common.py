@@ -12,7 +12,14 @@ from typing import Any
 
 from noetl.engine.events import Event
 from noetl.errors import StoreError
-from noetl.store.base import ExecutionRecord, FireRecord, HookRecord, ResultRecord, ScheduleRecord
+from noetl.store.base import (
+    ExecutionRecord,
+    FireRecord,
+    HookRecord,
+    ResultRecord,
+    ScheduleRecord,
+    TriggerRecord,
+)
 
 # Compact JSON; NaN/Infinity are rejected because they are not JSON (PostgreSQL jsonb refuses them).
 encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -158,3 +165,13 @@ def hook_from_row(row: Sequence[Any]) -> HookRecord:
     return HookRecord(name=name, path=path, secret=secret, token_sha256=token_sha256,
                       payload_template=None if template is None else json.loads(template),
                       created_at=str(created_at))
+
+
+def trigger_params(record: TriggerRecord) -> dict[str, Any]:
+    return {"name": record.name, "on_path": record.on_path, "on_status": record.on_status,
+            "run_path": record.run_path, "created_at": record.created_at}
+
+
+def trigger_from_row(row: Sequence[Any]) -> TriggerRecord:
+    name, on_path, on_status, run_path, created_at = row
+    return TriggerRecord(name=name, on_path=on_path, on_status=on_status, run_path=run_path, created_at=str(created_at))

@@ -26,6 +26,7 @@ from noetl.store.base import (
     HookRecord,
     ResultRecord,
     ScheduleRecord,
+    TriggerRecord,
 )
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -74,6 +75,8 @@ class MemoryStore:
         self._fires: dict[tuple[str, str], FireRecord] = {}
         self._hooks: dict[str, HookRecord] = {}
         self._deliveries: set[tuple[str, str]] = set()
+        self._triggers: dict[str, TriggerRecord] = {}
+        self._trigger_fires: set[tuple[str, str]] = set()
 
     async def open(self) -> None:
         self._open = True
@@ -297,6 +300,32 @@ class MemoryStore:
         if (hook, delivery_id) in self._deliveries:
             return False
         self._deliveries.add((hook, delivery_id))
+        return True
+
+    # completion triggers -----------------------------------------------------------------
+    async def put_trigger(self, record: TriggerRecord) -> TriggerRecord:
+        self._check_open()
+        previous = self._triggers.get(record.name)
+        stored = replace(record, created_at=previous.created_at if previous else (record.created_at or self._now()))
+        self._triggers[record.name] = stored
+        return replace(stored)
+
+    async def list_triggers(self) -> list[TriggerRecord]:
+        self._check_open()
+        return [replace(self._triggers[name]) for name in sorted(self._triggers)]
+
+    async def delete_trigger(self, name: str) -> bool:
+        self._check_open()
+        self._trigger_fires = {key for key in self._trigger_fires if key[0] != name}
+        return self._triggers.pop(name, None) is not None
+
+    async def claim_trigger_fire(self, trigger: str, source_execution_id: str, execution_id: str) -> bool:
+        self._check_open()
+        if trigger not in self._triggers:
+            raise StoreError(f"recording a trigger fire failed: no trigger {trigger}")
+        if (trigger, source_execution_id) in self._trigger_fires:
+            return False
+        self._trigger_fires.add((trigger, source_execution_id))
         return True
 
     async def try_scheduler_lock(self) -> bool:

@@ -24,6 +24,7 @@ from noetl.store.base import (
     ResultRecord,
     ScheduleRecord,
     Store,
+    TriggerRecord,
 )
 
 Clock = Callable[[], datetime]
@@ -405,6 +406,22 @@ class StoreConformance:
         await store.delete_hook("a")
         await store.put_hook(HookRecord(name="a", path="p"))
         assert await store.claim_delivery("a", "d-1")  # a re-created hook starts with no deliveries
+
+    # completion triggers -----------------------------------------------------------------
+    @store_test
+    async def test_triggers_are_stored_and_fire_once_per_execution(self, store: Store) -> None:
+        record = TriggerRecord(name="t", on_path="a", on_status="completed", run_path="b", created_at=T0)
+        assert await store.put_trigger(record) == record
+        again = await store.put_trigger(TriggerRecord(name="t", on_path="a", on_status="failed", run_path="c"))
+        assert (again.on_status, again.run_path, again.created_at) == ("failed", "c", T0)
+        await store.put_trigger(TriggerRecord(name="s", on_path="a", on_status="completed", run_path="b"))
+        assert [t.name for t in await store.list_triggers()] == ["s", "t"]
+        assert await store.claim_trigger_fire("t", "exec-1", "exec-2")
+        assert not await store.claim_trigger_fire("t", "exec-1", "exec-3")
+        assert await store.claim_trigger_fire("s", "exec-1", "exec-4")
+        assert await store.delete_trigger("t")
+        assert not await store.delete_trigger("t")
+        assert [t.name for t in await store.list_triggers()] == ["s"]
 
     # catalog ---------------------------------------------------------------------------
     @store_test

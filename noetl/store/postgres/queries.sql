@@ -405,3 +405,21 @@ DELETE FROM noetl.hook WHERE name = %(name)s;
 -- name: claim_delivery
 INSERT INTO noetl.hook_delivery (hook, delivery_id, created_at) VALUES (%(hook)s, %(delivery_id)s, %(created_at)s)
 ON CONFLICT (hook, delivery_id) DO NOTHING;
+
+-- name: upsert_trigger
+INSERT INTO noetl.execution_trigger (name, on_path, on_status, run_path, created_at)
+VALUES (%(name)s, %(on_path)s, %(on_status)s, %(run_path)s, %(created_at)s)
+ON CONFLICT (name) DO UPDATE SET
+    on_path = excluded.on_path, on_status = excluded.on_status, run_path = excluded.run_path;
+
+-- name: list_triggers
+SELECT name, on_path, on_status, run_path, created_at FROM noetl.execution_trigger ORDER BY name;
+
+-- name: delete_trigger
+-- Its fire records go with it (ON DELETE CASCADE).
+DELETE FROM noetl.execution_trigger WHERE name = %(name)s;
+
+-- name: claim_trigger_fire
+INSERT INTO noetl.execution_trigger_fire (trigger_name, source_execution_id, execution_id, created_at)
+VALUES (%(trigger)s, %(source)s, %(execution_id)s, %(created_at)s)
+ON CONFLICT (trigger_name, source_execution_id) DO NOTHING;

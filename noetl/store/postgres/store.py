@@ -31,6 +31,7 @@ from noetl.store.base import (
     HookRecord,
     ResultRecord,
     ScheduleRecord,
+    TriggerRecord,
 )
 from noetl.store.common import (
     catalog_id_for,
@@ -41,6 +42,8 @@ from noetl.store.common import (
     result_params,
     schedule_params,
     stamp,
+    trigger_from_row,
+    trigger_params,
 )
 from noetl.store.postgres.ids import db_id, optional_db_id
 from noetl.store.postgres.rows import (
@@ -440,6 +443,24 @@ class PostgresStore:
     async def claim_delivery(self, hook: str, delivery_id: str) -> bool:
         params = {"hook": hook, "delivery_id": delivery_id, "created_at": self.now()}
         return await self.read_write(f"recording a delivery of hook {hook}", "claim_delivery", params) > 0
+
+    # completion triggers -----------------------------------------------------------------
+    async def put_trigger(self, record: TriggerRecord) -> TriggerRecord:
+        params = trigger_params(record)
+        params["created_at"] = params["created_at"] or self.now()
+        await self.read_write(f"storing trigger {record.name}", "upsert_trigger", params)
+        return next(t for t in await self.list_triggers() if t.name == record.name)
+
+    async def list_triggers(self) -> list[TriggerRecord]:
+        return [trigger_from_row(row) for row in await self.read("listing triggers", "list_triggers", {})]
+
+    async def delete_trigger(self, name: str) -> bool:
+        return await self.read_write(f"deleting trigger {name}", "delete_trigger", {"name": name}) > 0
+
+    async def claim_trigger_fire(self, trigger: str, source_execution_id: str, execution_id: str) -> bool:
+        params = {"trigger": trigger, "source": source_execution_id, "execution_id": execution_id,
+                  "created_at": self.now()}
+        return await self.read_write(f"recording a fire of trigger {trigger}", "claim_trigger_fire", params) > 0
 
     async def try_scheduler_lock(self) -> bool:
         """One active scheduler across servers: a session advisory lock on a connection of its own,

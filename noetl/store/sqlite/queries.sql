@@ -213,3 +213,23 @@ DELETE FROM hook WHERE name = :name;
 -- name: claim_delivery
 INSERT INTO hook_delivery (hook, delivery_id, created_at) VALUES (:hook, :delivery_id, :created_at)
 ON CONFLICT (hook, delivery_id) DO NOTHING;
+
+-- name: upsert_trigger
+INSERT INTO execution_trigger (name, on_path, on_status, run_path, created_at)
+VALUES (:name, :on_path, :on_status, :run_path, :created_at)
+ON CONFLICT (name) DO UPDATE SET
+    on_path = excluded.on_path, on_status = excluded.on_status, run_path = excluded.run_path;
+
+-- name: list_triggers
+SELECT name, on_path, on_status, run_path, created_at FROM execution_trigger ORDER BY name;
+
+-- name: delete_trigger_fires
+DELETE FROM execution_trigger_fire WHERE trigger_name = :name;
+
+-- name: delete_trigger
+DELETE FROM execution_trigger WHERE name = :name;
+
+-- name: claim_trigger_fire
+INSERT INTO execution_trigger_fire (trigger_name, source_execution_id, execution_id, created_at)
+VALUES (:trigger, :source, :execution_id, :created_at)
+ON CONFLICT (trigger_name, source_execution_id) DO NOTHING;

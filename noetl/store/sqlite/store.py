@@ -40,6 +40,7 @@ from noetl.store.base import (
     HookRecord,
     ResultRecord,
     ScheduleRecord,
+    TriggerRecord,
 )
 from noetl.store.common import (
     catalog_id_for,
@@ -51,6 +52,8 @@ from noetl.store.common import (
     result_params,
     schedule_params,
     stamp,
+    trigger_from_row,
+    trigger_params,
 )
 from noetl.store.sqlite.rows import (
     catalog_params,
@@ -441,6 +444,29 @@ class SqliteStore:
         params = {"hook": hook, "delivery_id": delivery_id, "created_at": self._now()}
         return self._write(f"recording a delivery of hook {hook}",
                            lambda conn: conn.execute(self._q["claim_delivery"], params).rowcount > 0)
+
+    # completion triggers -----------------------------------------------------------------
+    async def put_trigger(self, record: TriggerRecord) -> TriggerRecord:
+        params = trigger_params(record)
+        params["created_at"] = params["created_at"] or self._now()
+        self._write(f"storing trigger {record.name}", lambda conn: conn.execute(self._q["upsert_trigger"], params))
+        return next(t for t in await self.list_triggers() if t.name == record.name)
+
+    async def list_triggers(self) -> list[TriggerRecord]:
+        return [trigger_from_row(row) for row in self._read("listing triggers", "list_triggers", ())]
+
+    async def delete_trigger(self, name: str) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            conn.execute(self._q["delete_trigger_fires"], {"name": name})
+            return conn.execute(self._q["delete_trigger"], {"name": name}).rowcount > 0
+
+        return self._write(f"deleting trigger {name}", work)
+
+    async def claim_trigger_fire(self, trigger: str, source_execution_id: str, execution_id: str) -> bool:
+        params = {"trigger": trigger, "source": source_execution_id, "execution_id": execution_id,
+                  "created_at": self._now()}
+        return self._write(f"recording a fire of trigger {trigger}",
+                           lambda conn: conn.execute(self._q["claim_trigger_fire"], params).rowcount > 0)
 
     async def try_scheduler_lock(self) -> bool:
         # The embedded store serves one laptop: there is no second server to keep out. Two

@@ -1,0 +1,85 @@
+"""`noetl trigger ...`: "when an execution of PATH completes / fails, start RUN"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from noetl.cli.app import Context, cli, echo_rows, handle_errors, print_json, run_sync, with_store
+
+
+@cli.group()
+def trigger() -> None:
+    """Completion triggers: start a playbook when an execution of another one ends."""
+
+
+@trigger.command("add")
+@click.option("--on-path", "on_path", required=True, help="Playbook path whose executions are watched.")
+@click.option("--on", "on", required=True, help="completed | failed: the ending that fires the trigger.")
+@click.option("--run", "run", required=True, help="Catalog path of the playbook to start.")
+@click.option("--name", help="Trigger name (default: ON_PATH:ON:RUN).")
+@click.pass_obj
+@handle_errors
+def add(obj: Context, on_path: str, on: str, run: str, name: str | None) -> None:
+    """Start --run when an execution of --on-path ends --on; its payload is
+    {trigger: {execution_id, path, status, result}}."""
+    from noetl.triggers import checked_trigger, trigger_view
+
+    record = checked_trigger(on_path=on_path, on=on, run=run, name=name)
+    if obj.server_url:
+        from noetl.cli.remote import post_json
+
+        print_json(post_json(obj.server_url, "/api/triggers", {"on_path": on_path, "on": on, "run": run,
+                                                               "name": name}))
+        return
+
+    async def store_it(store: Any) -> dict[str, Any]:
+        from noetl.errors import NotFoundError
+
+        if await store.get_catalog(record.run_path) is None:
+            raise NotFoundError(f"--run: no catalog entry {record.run_path!r} (register it first)")
+        return trigger_view(await store.put_trigger(record))
+
+    print_json(run_sync(with_store(store_it)))
+
+
+@trigger.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@handle_errors
+def list_(obj: Context, as_json: bool) -> None:
+    """List completion triggers."""
+    if obj.server_url:
+        from noetl.cli.remote import get_json
+
+        rows = get_json(obj.server_url, "/api/triggers")
+    else:
+        async def load(store: Any) -> list[dict[str, Any]]:
+            from noetl.triggers import trigger_view
+
+            return [trigger_view(t) for t in await store.list_triggers()]
+
+        rows = run_sync(with_store(load))
+    echo_rows(rows, as_json, lambda r: f"{r['name']:<40} on {r['on_path']} {r['on']} run {r['run']}")
+
+
+@trigger.command("delete")
+@click.argument("name")
+@click.pass_obj
+@handle_errors
+def delete_(obj: Context, name: str) -> None:
+    """Delete a completion trigger."""
+    if obj.server_url:
+        from noetl.cli.remote import delete_json
+
+        print_json(delete_json(obj.server_url, f"/api/triggers/{name}"))
+        return
+
+    async def delete(store: Any) -> dict[str, Any]:
+        from noetl.triggers import delete as delete_trigger
+
+        await delete_trigger(store, name)
+        return {"name": name, "deleted": True}
+
+    print_json(run_sync(with_store(delete)))

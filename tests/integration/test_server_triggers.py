@@ -1,0 +1,118 @@
+"""Completion triggers through the real server and a real worker (throwaway PostgreSQL): a
+trigger fires once when an execution of its path ends with its status, and not otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from test_distributed_cluster import create_database
+
+from noetl.runtime.worker import Worker, WorkerOptions
+from noetl.server.app import create_app
+from noetl.server.state import ServerConfig
+from noetl.store.base import ExecutionRecord
+from noetl.store.postgres import PostgresStore
+
+SOURCE = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: source, path: tests/source}
+workload: {fail: false}
+workflow:
+  - step: start
+    tool:
+      kind: python
+      input: {fail: "{{ workload.fail }}"}
+      code: |
+        if fail:
+            raise ValueError("asked to fail")
+        result = {"ok": True}
+"""
+TARGET = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: NAME, path: tests/NAME}
+workflow:
+  - step: start
+    tool: {kind: noop}
+"""
+
+
+@pytest.fixture
+def url(pg_cluster: dict[str, Any]) -> str:
+    return create_database(pg_cluster)
+
+
+async def finished(store: PostgresStore, execution_id: str) -> ExecutionRecord:
+    for _ in range(300):
+        record = await store.get_execution(execution_id)
+        if record is not None and record.status != "running":
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"execution {execution_id} did not finish")
+
+
+async def runs_of(store: PostgresStore, path: str) -> list[ExecutionRecord]:
+    return [e for e in await store.list_executions(limit=1000) if e.path == path]
+
+
+async def wait_for_runs(store: PostgresStore, path: str, n: int) -> list[ExecutionRecord]:
+    for _ in range(200):
+        found = await runs_of(store, path)
+        if len(found) >= n:
+            return found
+        await asyncio.sleep(0.05)
+    return await runs_of(store, path)
+
+
+def test_a_trigger_fires_once_on_its_status_only(url: str) -> None:
+    async def main() -> None:
+        app = create_app(ServerConfig(database_url=url, reap_interval=0.05))
+        worker = Worker(url, WorkerOptions(name="w1", concurrency=2, poll_interval=0.05))
+        running = asyncio.ensure_future(worker.run())
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://noetl.test") as client, \
+                PostgresStore(url) as store:
+            try:
+                for content in (SOURCE, TARGET.replace("NAME", "on_ok"), TARGET.replace("NAME", "on_fail")):
+                    assert (await client.post("/api/catalog/register", json={"content": content})).status_code == 200
+                for on, run in (("completed", "tests/on_ok"), ("failed", "tests/on_fail")):
+                    added = await client.post("/api/triggers", json={"on_path": "tests/source", "on": on, "run": run})
+                    assert added.status_code == 200, added.text
+                listed = (await client.get("/api/triggers")).json()
+                assert sorted((t["on"], t["run"]) for t in listed) == [("completed", "tests/on_ok"),
+                                                                        ("failed", "tests/on_fail")]
+                bad = await client.post("/api/triggers", json={"on_path": "tests/source", "on": "done", "run": "x"})
+                assert bad.status_code == 400
+
+                ok = (await client.post("/api/execute", json={"path": "tests/source"})).json()["execution_id"]
+                assert (await finished(store, ok)).status == "completed"
+                [fired] = await wait_for_runs(store, "tests/on_ok", 1)
+                assert fired.payload["trigger"]["execution_id"] == ok
+                assert (fired.payload["trigger"]["path"], fired.payload["trigger"]["status"]) == (
+                    "tests/source", "completed")
+                await asyncio.sleep(2.5)  # more poller ticks: still one fire, and no fire on failure
+                assert len(await runs_of(store, "tests/on_ok")) == 1
+                assert await runs_of(store, "tests/on_fail") == []
+
+                failed = (await client.post("/api/execute", json={"path": "tests/source",
+                                                                  "payload": {"fail": True}})).json()["execution_id"]
+                assert (await finished(store, failed)).status == "failed"
+                [on_fail] = await wait_for_runs(store, "tests/on_fail", 1)
+                assert on_fail.payload["trigger"]["execution_id"] == failed
+                assert on_fail.payload["trigger"]["status"] == "failed"
+                await asyncio.sleep(2.5)
+                assert len(await runs_of(store, "tests/on_ok")) == 1
+                assert len(await runs_of(store, "tests/on_fail")) == 1
+
+                deleted = await client.delete(f"/api/triggers/{listed[0]['name']}")
+                assert deleted.status_code == 200
+                assert (await client.delete(f"/api/triggers/{listed[0]['name']}")).status_code == 404
+            finally:
+                worker.request_stop()
+                await running
+
+    asyncio.run(main())
