@@ -18,7 +18,7 @@ from typing import Any
 
 from noetl.errors import InputError, NotFoundError
 
-JSON_COLUMNS = frozenset({"result", "error", "meta", "payload"})
+JSON_COLUMNS = frozenset({"result", "error", "meta", "payload", "data"})
 
 
 _READING = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION,

@@ -31,3 +31,18 @@ def test_local_query_reads_and_only_writes_when_asked(noetl, tmp_path: Path) -> 
     deleted = noetl("query", "DELETE FROM noetl.event", "--write")
     assert deleted.code == 0, deleted.stderr
     assert noetl("query", "SELECT count(*) AS n FROM noetl.event", "--format", "json").json()[0]["n"] == 0
+
+
+def test_the_guides_event_columns_on_the_local_store(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    playbook = tmp_path / "p.yaml"
+    playbook.write_text("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: p}\n"
+                        "workflow:\n  - step: start\n    tool: {kind: noop, result: {n: 1}}\n")
+    run = noetl("run", str(playbook), "--json")
+    assert run.code == 0
+    execution_id = run.json()["execution_id"]
+    flow = noetl("query", f"SELECT id, node_name, status, data, error, created_at FROM noetl.event "
+                          f"WHERE execution_id = '{execution_id}' ORDER BY created_at ASC", "--format", "json")
+    assert flow.code == 0, flow.stderr
+    rows = flow.json()
+    assert [row["id"] for row in rows] == list(range(1, len(rows) + 1))
+    assert {"n": 1} in [row["data"] for row in rows if row["node_name"] == "start"]

@@ -58,7 +58,8 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         applied = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.close()
-    assert applied == [(1, "init"), (2, "results"), (3, "execution_owner"), (4, "schedules"), (5, "hooks"), (6, "triggers")]
+    assert applied == [(1, "init"), (2, "results"), (3, "execution_owner"), (4, "schedules"), (5, "hooks"),
+                       (6, "triggers"), (7, "seed_event_columns")]
     assert {"execution", "event", "catalog", "credential", "result", "schema_migrations"} <= tables
 
 
