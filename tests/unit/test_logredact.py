@@ -22,7 +22,8 @@ def test_records_of_every_logger_are_redacted(logger_name: str, monkeypatch: pyt
     logger = logging.getLogger(logger_name)
     logger.addHandler(handler)
     monkeypatch.setattr(logger, "propagate", False)
-    monkeypatch.setattr(logger, "level", logging.INFO)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not the attribute: it also clears the loggers' level cache
     try:
         logger.info("GET https://api.example/x?api_key=%s", "value-an-execution-resolved")
         logger.warning("token %s, url %s", "token-from-the-settings", "postgresql://u:hunter22@db/x")
@@ -32,6 +33,7 @@ def test_records_of_every_logger_are_redacted(logger_name: str, monkeypatch: pyt
             logger.exception("boom")
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(previous_level)
     text = stream.getvalue()
     assert "api_key=***" in text and "token ***" in text and "u:***@db" in text
     assert "ValueError: failed with ***" in text
