@@ -62,6 +62,14 @@ async def with_store(action: Callable[[Any], Awaitable[T]]) -> T:
         await store.close()
 
 
+def on_server_or_store(obj: Context, *, server: Callable[[str], T], store: Callable[[Any], Awaitable[T]]) -> T:
+    """A command that works against a server (``--server-url``) or the local store: ``server`` gets
+    the server URL, ``store`` the opened local store."""
+    if obj.server_url:
+        return server(obj.server_url)
+    return run_sync(with_store(store))
+
+
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 

@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from noetl.cli.app import Context, cli, echo_rows, handle_errors, print_json, run_sync, with_store
+from noetl.cli.app import (
+    Context,
+    cli,
+    echo_rows,
+    handle_errors,
+    on_server_or_store,
+    print_json,
+    run_sync,
+    with_store,
+)
 from noetl.errors import InputError
 
 
@@ -66,17 +75,13 @@ def add(obj: Context, name: str, path: str, secret: str | None, token: str | Non
 @handle_errors
 def list_(obj: Context, as_json: bool) -> None:
     """List webhooks (how each authenticates; never its secret)."""
-    if obj.server_url:
-        from noetl.cli.remote import get_json
+    from noetl.cli.remote import get_json
+    from noetl.hooks import hook_view
 
-        rows = get_json(obj.server_url, "/api/hooks")
-    else:
-        async def load(store: Any) -> list[dict[str, Any]]:
-            from noetl.hooks import hook_view
+    async def load(store: Any) -> list[dict[str, Any]]:
+        return [hook_view(h) for h in await store.list_hooks()]
 
-            return [hook_view(h) for h in await store.list_hooks()]
-
-        rows = run_sync(with_store(load))
+    rows = on_server_or_store(obj, server=lambda url: get_json(url, "/api/hooks"), store=load)
     echo_rows(rows, as_json, lambda r: f"{r['name']:<24} {r['path']:<40} {r['auth']}")
 
 
@@ -86,17 +91,12 @@ def list_(obj: Context, as_json: bool) -> None:
 @handle_errors
 def delete_(obj: Context, name: str) -> None:
     """Delete a webhook and its delivery records."""
-    if obj.server_url:
-        from noetl.cli.remote import delete_json
-
-        print_json(delete_json(obj.server_url, f"/api/hooks/{name}"))
-        return
+    from noetl.cli.remote import delete_json
+    from noetl.hooks import require_hook
 
     async def delete(store: Any) -> dict[str, Any]:
-        from noetl.hooks import require_hook
-
         await require_hook(store, name)
         await store.delete_hook(name)
         return {"name": name, "deleted": True}
 
-    print_json(run_sync(with_store(delete)))
+    print_json(on_server_or_store(obj, server=lambda url: delete_json(url, f"/api/hooks/{name}"), store=delete))

@@ -6,7 +6,16 @@ from typing import Any
 
 import click
 
-from noetl.cli.app import Context, cli, echo_rows, handle_errors, print_json, run_sync, with_store
+from noetl.cli.app import (
+    Context,
+    cli,
+    echo_rows,
+    handle_errors,
+    on_server_or_store,
+    print_json,
+    run_sync,
+    with_store,
+)
 
 
 @cli.group()
@@ -50,17 +59,13 @@ def add(obj: Context, on_path: str, on: str, run: str, name: str | None) -> None
 @handle_errors
 def list_(obj: Context, as_json: bool) -> None:
     """List completion triggers."""
-    if obj.server_url:
-        from noetl.cli.remote import get_json
+    from noetl.cli.remote import get_json
+    from noetl.triggers import trigger_view
 
-        rows = get_json(obj.server_url, "/api/triggers")
-    else:
-        async def load(store: Any) -> list[dict[str, Any]]:
-            from noetl.triggers import trigger_view
+    async def load(store: Any) -> list[dict[str, Any]]:
+        return [trigger_view(t) for t in await store.list_triggers()]
 
-            return [trigger_view(t) for t in await store.list_triggers()]
-
-        rows = run_sync(with_store(load))
+    rows = on_server_or_store(obj, server=lambda url: get_json(url, "/api/triggers"), store=load)
     echo_rows(rows, as_json, lambda r: f"{r['name']:<40} on {r['on_path']} {r['on']} run {r['run']}")
 
 
@@ -70,16 +75,11 @@ def list_(obj: Context, as_json: bool) -> None:
 @handle_errors
 def delete_(obj: Context, name: str) -> None:
     """Delete a completion trigger."""
-    if obj.server_url:
-        from noetl.cli.remote import delete_json
-
-        print_json(delete_json(obj.server_url, f"/api/triggers/{name}"))
-        return
+    from noetl.cli.remote import delete_json
+    from noetl.triggers import delete as delete_trigger
 
     async def delete(store: Any) -> dict[str, Any]:
-        from noetl.triggers import delete as delete_trigger
-
         await delete_trigger(store, name)
         return {"name": name, "deleted": True}
 
-    print_json(run_sync(with_store(delete)))
+    print_json(on_server_or_store(obj, server=lambda url: delete_json(url, f"/api/triggers/{name}"), store=delete))
