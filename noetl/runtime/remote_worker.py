@@ -36,7 +36,7 @@ from noetl.runtime.frames import run_command
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
 from noetl.runtime.wire import decode_context
-from noetl.runtime.worker import WorkerOptions
+from noetl.runtime.worker import WorkerOptions, reconnect_delay, sleep_or_stop
 from noetl.sandbox import require_confinement
 from noetl.tools.base import ToolCall
 
@@ -175,7 +175,7 @@ class RemoteWorker:
                 except NoetlError as exc:
                     failures += 1
                     log.warning("worker %s: lease: %s", self.name, exc)
-                    await _sleep_or_stop(self.stop, min(MAX_BACKOFF, 0.1 * 2**failures))
+                    await sleep_or_stop(self.stop, reconnect_delay(failures))
                     continue
             for item in leased:
                 self._start(item)
@@ -330,11 +330,6 @@ class RemoteServices:
                 delay = min(delay * 2, 0.5)
         finally:
             self.worker.waiting_on_children -= 1
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def run_remote_worker(server_url: str, token: str | None, options: WorkerOptions) -> None:

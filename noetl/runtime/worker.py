@@ -215,7 +215,7 @@ class Worker:
                 except StoreError as exc:
                     failures += 1
                     log.warning("worker %s: %s", self.name, exc)
-                    await _sleep_or_stop(self.stop, _reconnect_delay(failures + 1))
+                    await sleep_or_stop(self.stop, reconnect_delay(failures + 1))
                     continue
             for command in leased:
                 self._start(command)
@@ -281,7 +281,7 @@ class Worker:
                 event = unstorable_outcome_event(event, exc)  # e.g. a NaN in the result: the step fails
             except StoreError as exc:
                 failures += 1
-                delay = _reconnect_delay(failures)
+                delay = reconnect_delay(failures)
                 if loop.time() + delay > give_up_at:
                     log.error("worker %s: giving up reporting %s: %s", self.name, leased.command_id, exc)
                     return
@@ -297,7 +297,7 @@ class Worker:
         """
         interval = max(self.options.lease_seconds / 3, 0.05)
         while not self.drained.is_set():
-            await _sleep_or_stop(self.drained, interval)
+            await sleep_or_stop(self.drained, interval)
             ids = [command_id for command_id in self.in_flight if command_id not in self.own_leases]
             if not ids:
                 continue
@@ -428,7 +428,7 @@ class WorkerServices(ExecutionServices):
             self.worker.waiting_on_children -= 1
 
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
 
@@ -442,11 +442,11 @@ async def _backoff(stop: asyncio.Event, *, forever: bool = False) -> AsyncIterat
     while forever or not stop.is_set():
         attempt += 1
         yield attempt
-        delay = _reconnect_delay(attempt + 1)
-        await (asyncio.sleep(delay) if forever else _sleep_or_stop(stop, delay))
+        delay = reconnect_delay(attempt + 1)
+        await (asyncio.sleep(delay) if forever else sleep_or_stop(stop, delay))
 
 
-def _reconnect_delay(attempt: int) -> float:
+def reconnect_delay(attempt: int) -> float:
     """0.1 s doubling up to MAX_BACKOFF: how long to wait before reaching the store again."""
     return backoff_delay(attempt, delay=0.1, max_delay=MAX_BACKOFF)
 
