@@ -1,11 +1,12 @@
-"""Cursor loops in the fold: frames issued, frames reported, the aggregate.
+"""Cursor loops in the fold: what frames reported, and the aggregate.
 
 A cursor loop has no list of elements up front. Each **frame** is one command: a worker runs the
 loop's claim (SQL that claims rows with ``FOR UPDATE SKIP LOCKED ... RETURNING``), then the step's
 tool on what it claimed, and reports the frame as one ``call.done`` whose result is
-``{frame, rows, items, results, failed}``. The engine keeps up to ``max_in_flight`` frames
+``{frame, rows, items, results, failed}``. The decider keeps up to ``max_in_flight`` frames
 issued; the first frame whose claim returned no rows (or that failed) drains the cursor: no new
-frame is issued, and ``loop.done`` follows once every issued frame has reported.
+frame is issued, and ``loop.done`` follows once every issued frame has reported. The fold only
+records what the reports say (see ``noetl.engine.decide.issued_count`` for the window).
 
 Nothing here does I/O: the claim runs on a worker and its outcome arrives as an event.
 """
@@ -24,9 +25,10 @@ class CursorRun:
     """The state of one entry of a cursor loop step."""
 
     max_in_flight: int
-    next_frame: int = 0
-    in_flight: set[int] = field(default_factory=set)
+    reported: set[int] = field(default_factory=set)
     drained: bool = False
+    # Frames that reported while the cursor was still open: each of them let the next frame out.
+    open_reports: int = 0
     # frame number -> the results of its iterations, in claim order (a failed one holds its error)
     frame_results: dict[int, list[Any]] = field(default_factory=dict)
     success: int = 0
@@ -36,30 +38,17 @@ class CursorRun:
     def total(self) -> int:
         return self.success + self.failed
 
-    @property
-    def finished(self) -> bool:
-        return self.drained and not self.in_flight
-
     def aggregate(self) -> dict[str, Any]:
         results = [r for frame in sorted(self.frame_results) for r in self.frame_results[frame]]
         return {"results": results, "stats": {"total": self.total, "success": self.success, "failed": self.failed}}
 
 
-def issue_frames(run: CursorRun, step: str, issued: list[tuple[str, int]]) -> None:
-    """Issue frames until ``max_in_flight`` are out (none once the cursor is drained)."""
-    while not run.drained and len(run.in_flight) < run.max_in_flight:
-        frame = run.next_frame
-        run.next_frame += 1
-        run.in_flight.add(frame)
-        issued.append((step, frame))
-
-
-def fold_frame_report(run: CursorRun, event: Event) -> bool:
-    """Account for one frame's report; True when the loop has finished (drained, nothing in flight)."""
+def fold_frame_report(run: CursorRun, event: Event) -> None:
+    """Account for one frame's report (a duplicate one is ignored)."""
     frame = event.meta.get("loop_index")
-    if not isinstance(frame, int) or frame not in run.in_flight:
-        return False  # a duplicate report
-    run.in_flight.discard(frame)
+    if not isinstance(frame, int) or frame < 0 or frame in run.reported:
+        return
+    run.reported.add(frame)
     report = event.result if isinstance(event.result, dict) else {}
     if event.event_type != ev.CALL_DONE:
         # The claim itself failed (or the frame's worker gave up): claiming again would most likely
@@ -75,7 +64,8 @@ def fold_frame_report(run: CursorRun, event: Event) -> bool:
         run.frame_results[frame] = results
         run.failed += failed
         run.success += len(results) - failed
-    return run.finished
+    if not run.drained:
+        run.open_reports += 1
 
 
 def iterations(event: Event, process: str) -> list[tuple[int, Any, Any]]:

@@ -129,9 +129,12 @@ class Engine:
     def _emit(self, state: ExecutionState, decision: Decision, event: Event) -> None:
         apply(state, event)
         decision.events.append(event)
-        for step_name, index in state.issued:
-            decision.commands.append(self._iteration_command(state, step_name, index))
-        state.issued.clear()
+
+    def _issue(self, state: ExecutionState, decision: Decision, run: StepRun, after: int) -> None:
+        """Commands for the loop work the window lets out now: positions ``after`` up to ``issued_count``."""
+        for position in range(after, issued_count(run)):
+            index = run.loop.order[position] if run.loop is not None else position  # a frame's number
+            decision.commands.append(self._iteration_command(state, run.name, index))
 
     def strict(self, state: ExecutionState) -> bool:
         return state.strict or self.playbook.executor.spec.strict
@@ -190,13 +193,13 @@ class Engine:
             return
         self._emit(state, decision, enter)
         run = state.running[name]
-        if run.cursor is not None:
-            return  # its frames were issued with step.enter
-        if run.loop is None:
+        if run.loop is None and run.cursor is None:
             local = {"input": run.input}
             decision.commands.append(self._command(state, step, run, run.input, None, local))
-        elif run.loop.finished:  # empty, or every iteration kept by a resume
+        elif run.loop is not None and run.loop.finished:  # empty, or every iteration kept by a resume
             self._finish_step(state, decision, step, run)
+        else:
+            self._issue(state, decision, run, after=0)
 
     def _render_entry(self, state: ExecutionState, step: Step, enter: Event,
                       arc_input: dict[str, Any]) -> NoetlError | None:
@@ -318,9 +321,12 @@ class Engine:
                 event.meta["warnings"] = [*(event.meta.get("warnings") or []), *trace.warnings]
         elif run.cursor is not None and event.event_type == ev.CALL_DONE and step.set:
             frames.apply_frame_set(self, state, step, event)
+        issued_before = issued_count(run)
         self._emit(state, decision, event)
-        if run.done:
+        if run.done or frames_finished(run):
             self._finish_step(state, decision, step, run)
+        elif run.loop is not None or run.cursor is not None:
+            self._issue(state, decision, run, after=issued_before)
 
     def _render_iteration_set(self, state: ExecutionState, step: Step, run: StepRun, event: Event) -> None:
         """The loop step's `set` for one iteration into ``event``; a render error fails the iteration."""
@@ -486,6 +492,25 @@ def _routing_error(step_error: dict[str, Any] | None, exc: NoetlError) -> dict[s
     if step_error is None:
         return {"kind": "routing", "message": str(exc), "retryable": False}
     return {**step_error, "notes": [*step_error.get("notes", []), f"routing the failure: {exc}"]}
+
+
+def issued_count(run: StepRun) -> int:
+    """The in-flight window of a loop step: how many iterations (or cursor frames) are issued so far.
+
+    The first ``max_in_flight`` go out when the step is entered; each report lets one more out, until
+    every iteration is issued. A cursor loop lets no frame out after the report that drained it.
+    Derived from what the fold recorded, so a replayed or caught-up state knows what is in flight.
+    """
+    if run.cursor is not None:
+        return run.cursor.max_in_flight + run.cursor.open_reports
+    if run.loop is None:
+        return 0
+    return min(len(run.loop.order), run.loop.max_in_flight + len(run.loop.reported))
+
+
+def frames_finished(run: StepRun) -> bool:
+    """A cursor loop ends once it is drained and every frame issued has reported."""
+    return run.cursor is not None and run.cursor.drained and len(run.cursor.reported) >= issued_count(run)
 
 
 def _first_loop_error(aggregate: dict[str, Any]) -> str:

@@ -53,7 +53,9 @@ def apply_frame_set(engine: Engine, state: ExecutionState, step: Step, event: Ev
     iteration whose ``set`` fails to render becomes a failed iteration carrying that error."""
     assert step.loop is not None
     process = step.loop.spec.frame.process
-    report = event.result
+    # A copy: failing an iteration rewrites the report, and the engine never changes the event it was handed.
+    report = {**event.result, "results": list(event.result.get("results") or [])}
+    event.result = report
     frame = int(event.meta.get("loop_index") or 0)
     count = len(report.get("items") or []) if process == "row" else 1
     updates: dict[str, Any] = dict(event.meta.get("set") or {})

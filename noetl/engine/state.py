@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from noetl.engine import events as ev
-from noetl.engine.cursor import CursorRun, fold_frame_report, issue_frames
+from noetl.engine.cursor import CursorRun, fold_frame_report
 from noetl.engine.events import Event
 
 
 @dataclass(slots=True)
 class LoopRun:
+    """One entry of a loop step: its items and what its iterations reported (facts only: which
+    iterations are out at a time is the decider's window, see ``noetl.engine.decide.issued_count``)."""
+
     items: list[Any]
     max_in_flight: int
-    next_index: int = 0
-    in_flight: set[int] = field(default_factory=set)
     results: list[Any] = field(default_factory=list)
     success: int = 0
     failed: int = 0
     kept: set[int] = field(default_factory=set)  # iterations a resume took over from the failed entry
+    # The iterations this entry runs, in issue order: every index but the kept ones.
+    order: Sequence[int] = range(0)
+    reported: set[int] = field(default_factory=set)
 
     @property
     def total(self) -> int:
@@ -74,8 +79,6 @@ class ExecutionState:
     finished: bool = False
     # Loop iterations that completed before a resume, by step: kept when the step is entered again.
     resumed_iterations: dict[str, dict[int, Any]] = field(default_factory=dict)
-    # Loop work issued by the last apply (transient: the decider turns it into commands).
-    issued: list[tuple[str, int]] = field(default_factory=list)
 
 
 def set_path(target: dict[str, Any], dotted: str, value: Any) -> None:
@@ -109,7 +112,6 @@ def fold(events: list[Event]) -> ExecutionState:
     state = ExecutionState()
     for event in events:
         apply(state, event)
-    state.issued.clear()
     return state
 
 
@@ -139,25 +141,11 @@ def _step_enter(state: ExecutionState, event: Event) -> None:
         items = list(data.get("items") or [])
         run.loop = LoopRun(items=items, max_in_flight=int(loop.get("max_in_flight", 1)), results=[None] * len(items))
         _keep_resumed_iterations(state, run)
-        _issue_iterations(state, run)
     cursor = event.meta.get("cursor")
     if cursor is not None:
         run.cursor = CursorRun(max_in_flight=int(cursor.get("max_in_flight", 1)))
-        issue_frames(run.cursor, name, state.issued)
     state.running[name] = run
     state.step_status[name] = "running"
-
-
-def _issue_iterations(state: ExecutionState, run: StepRun) -> None:
-    loop = run.loop
-    assert loop is not None
-    while loop.next_index < loop.total and len(loop.in_flight) < loop.max_in_flight:
-        index = loop.next_index
-        loop.next_index += 1
-        if index in loop.kept:
-            continue
-        loop.in_flight.add(index)
-        state.issued.append((run.name, index))
 
 
 def _keep_resumed_iterations(state: ExecutionState, run: StepRun) -> None:
@@ -168,6 +156,7 @@ def _keep_resumed_iterations(state: ExecutionState, run: StepRun) -> None:
             loop.kept.add(index)
             loop.results[index] = result
             loop.success += 1
+    loop.order = [i for i in range(loop.total) if i not in loop.kept] if loop.kept else range(loop.total)
     if loop.finished:
         run.done = True
 
@@ -180,19 +169,16 @@ def _call_reported(state: ExecutionState, event: Event) -> None:
     apply_set(state, event.meta.get("set"))
     index = event.meta.get("loop_index")
     if run.cursor is not None:
-        if fold_frame_report(run.cursor, event):
-            run.done = True
-        else:
-            issue_frames(run.cursor, run.name, state.issued)
+        fold_frame_report(run.cursor, event)  # the decider ends the loop once every frame issued reported
         return
     if run.loop is None:
         run.result, run.error, run.done = (event.result if ok else None), (None if ok else event.error), True
         run.tasks, run.names = _task_results(event, run.result), dict(event.meta.get("names") or {})
         return
     loop = run.loop
-    if index is None or index not in loop.in_flight:
-        return
-    loop.in_flight.discard(index)
+    if not isinstance(index, int) or not 0 <= index < loop.total or index in loop.reported or index in loop.kept:
+        return  # a duplicate report (at-least-once delivery), or one this entry never issued
+    loop.reported.add(index)
     loop.results[index] = event.result if ok else event.error
     if ok:
         loop.success += 1
@@ -200,8 +186,6 @@ def _call_reported(state: ExecutionState, event: Event) -> None:
         loop.failed += 1
     if loop.finished:
         run.done = True
-    else:
-        _issue_iterations(state, run)
 
 
 def _task_results(event: Event, result: Any) -> dict[str, Any]:

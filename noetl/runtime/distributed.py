@@ -481,7 +481,6 @@ class DecisionCore:
             for event in await self.statements.events_after(conn, cached.execution_id, cached.last_event_id):
                 apply(cached.state, event)
                 cached.last_event_id = event.event_id
-        cached.state.issued.clear()
 
     async def _record(self, conn: Connection, cached: CachedExecution, handled: list[Handled],
                       claim: Claim | None = None, *, reopen: bool = False) -> None:
@@ -570,7 +569,6 @@ class DecisionCore:
                 for event in events:
                     apply(cached.state, event)
                 cached.last_event_id = events[-1].event_id
-            cached.state.issued.clear()
 
     async def _new_cached(self, execution_id: str, playbook: Playbook, text: str, payload: dict[str, Any],
                           parent_execution_id: str | None) -> CachedExecution:

@@ -169,7 +169,6 @@ class _Execution:
 
         for event in log:
             apply(self.state, event)
-        self.state.issued.clear()
         self._publish_replayed(log)
         decision = self.engine.handle(self.state, resume_event(self.execution_id, log))
         events = self._stamp(decision.events)
