@@ -97,7 +97,8 @@ class WorkerGateway:
         child_id = child_execution_id(command_id, call_index)
         if await self.core.store.get_execution(child_id) is None:
             await self.core.submit(playbook_text=text, source=f"catalog://{child.path}", payload=dict(payload),
-                                   parent_execution_id=execution_id, execution_id=child_id)
+                                   parent_execution_id=execution_id, execution_id=child_id,
+                                   strict=cached.state.strict)
         return {"execution_id": child_id, "path": child.path,
                 "steps": sorted(child.step_map())}
 

@@ -92,7 +92,7 @@ class ExecutionServices:
             raise ToolError(f"return_step {return_step!r} is not a step of {child.path!r}", kind="config")
         request = RunRequest(playbook=child, playbook_text=text, playbook_dir=base_dir, payload=dict(payload or {}),
                              parent_execution_id=self.execution_id, depth=self.request.depth + 1,
-                             chain=ancestry)
+                             chain=ancestry, strict=self.request.strict)
         if self._run_child is None:
             raise ToolError("this runtime cannot run child playbooks here", kind="config")
         doc = await self._run_child(request)

@@ -393,10 +393,11 @@ class WorkerServices(ExecutionServices):
             raise ToolError(f"return_step {return_step!r} is not a step of {child.path!r}", kind="config")
         child_id = self._child_id()
         if await self.worker.store.get_execution(child_id) is None:
+            parent = await self.worker.core.cached(self.execution_id)
             with contextlib.suppress(StoreError):  # a concurrent re-run may have submitted it first
                 await self.worker.core.submit(playbook_text=text, source=f"catalog://{child.path}",
                                               payload=dict(payload or {}), parent_execution_id=self.execution_id,
-                                              execution_id=child_id)
+                                              execution_id=child_id, strict=parent is not None and parent.state.strict)
         doc = await self._wait_for(child_id)
         if doc["status"] != "completed":
             raise ToolError(f"child playbook {child.path!r} (execution {child_id}) {doc['status']}: "

@@ -153,3 +153,23 @@ workflow:
     assert proc.returncode == 1 and json.loads(out)["status"] == "cancelled"
     child = run_noetl("status", child_id, "--json", home=noetl_home).json()
     assert child["status"] == "cancelled"
+
+
+LENIENT_CHILD = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: lenient_child, path: lib/lenient_child}
+workflow:
+  - step: start
+    tool: {kind: noop, result: "value={{ not_defined_anywhere }}"}
+"""
+
+
+def test_a_strict_run_is_strict_in_its_child_playbooks(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path / "lenient_child.yaml", LENIENT_CHILD)
+    caller = write(tmp_path / "p.yaml", parent("{kind: playbook, path: lenient_child.yaml}"))
+    lenient = noetl("run", str(caller), "--json").json()
+    assert lenient["status"] == "completed" and lenient["result"] == "value="
+    strict = noetl("run", str(caller), "--json", "--strict")
+    assert strict.code == 1
+    assert "'not_defined_anywhere' is undefined" in strict.json()["error"]

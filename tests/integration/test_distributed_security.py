@@ -181,3 +181,23 @@ def test_workers_always_confine_paths_to_their_roots(cluster_factory: Any, tmp_p
     doc = cluster.wait(cluster.execute("tests/security/climbing"))
     assert doc["status"] == "failed"
     assert doc["steps"]["start"]["error"]["kind"] == "sandbox", doc["steps"]["start"]
+
+
+def test_a_strict_execution_is_strict_in_its_child_playbooks(cluster_factory: Any) -> None:
+    cluster = cluster_factory()
+    cluster.start_server()
+    cluster.start_worker("w1")
+    cluster.register(_calls("strict_parent", "lenient_child"))
+    cluster.register("""
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: lenient_child, path: tests/security/lenient_child}
+workflow:
+  - step: start
+    tool: {kind: noop, result: "value={{ not_defined_anywhere }}"}
+""")
+    lenient = cluster.wait(cluster.execute("tests/security/strict_parent"))
+    assert lenient["status"] == "completed" and lenient["result"] == "value="
+    strict = cluster.wait(cluster.execute("tests/security/strict_parent", strict=True))
+    assert strict["status"] == "failed"
+    assert "'not_defined_anywhere' is undefined" in str(strict["error"])
