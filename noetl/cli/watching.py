@@ -111,17 +111,17 @@ def executions(obj: Context, status: str | None, path: str | None, since: str | 
                as_json: bool) -> None:
     """List executions, newest first (the local store, or the server with --server-url)."""
     from noetl.server.console.routes import parse_since
-    from noetl.server.console.source import LIST_WINDOW, ExecutionFilter
+    from noetl.server.console.source import ExecutionFilter
 
     flt = ExecutionFilter(status, path, parse_since(since) if since else None, limit)
-    rows = _remote_executions(obj.server_url, flt) if obj.server_url else _local_executions(flt, LIST_WINDOW)
+    rows = _remote_executions(obj.server_url, flt) if obj.server_url else _local_executions(flt)
     if as_json:
         echo_rows(rows, True, str)
         return
     _table(rows)
 
 
-def _local_executions(flt: Any, window: int) -> list[dict[str, Any]]:
+def _local_executions(flt: Any) -> list[dict[str, Any]]:
     from noetl.server.console.source import list_executions
 
     async def load(store: Any) -> list[dict[str, Any]]:
@@ -136,15 +136,12 @@ def _remote_executions(server_url: str, flt: Any) -> list[dict[str, Any]]:
     from urllib.parse import urlencode
 
     from noetl.cli.remote import get_json
-    from noetl.store.base import ExecutionRecord
 
-    query = {"limit": 2000 if (flt.path or flt.since) else flt.limit, **({"status": flt.status} if flt.status else {})}
+    filters = {"status": flt.status, "path": flt.path, "since": flt.since_iso}
+    query = {"limit": flt.limit, **{name: value for name, value in filters.items() if value}}
     rows = get_json(server_url, f"/api/executions?{urlencode(query)}")
-    records = [ExecutionRecord(execution_id=str(r["execution_id"]), path=r.get("path") or "", status=r["status"],
-                               parent_execution_id=r.get("parent_execution_id"), started_at=r.get("started_at") or "",
-                               ended_at=r.get("ended_at")) for r in rows]
-    chosen = [r for r in records if flt.matches(r)][:flt.limit]
-    return [_row(r.execution_id, r.path, r.status, r.started_at, r.ended_at, r.parent_execution_id) for r in chosen]
+    return [_row(str(r["execution_id"]), r.get("path") or "", r["status"], r.get("started_at") or "",
+                 r.get("ended_at"), r.get("parent_execution_id")) for r in rows]
 
 
 def _row(execution_id: str, path: str, status: str, started: str, ended: str | None,

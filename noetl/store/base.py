@@ -157,8 +157,12 @@ class Store(Protocol):
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
 
     async def list_executions(
-        self, *, status: str | None = None, parent_execution_id: str | None = None, limit: int = 100
-    ) -> list[ExecutionRecord]: ...
+        self, *, status: str | None = None, parent_execution_id: str | None = None, path: str | None = None,
+        started_since: str | None = None, ended_since: str | None = None, limit: int = 100, offset: int = 0,
+    ) -> list[ExecutionRecord]:
+        """Executions, newest first. ``path`` matches a substring of the playbook path (any case);
+        ``started_since`` / ``ended_since`` are ISO instants (inclusive bounds)."""
+        ...
 
     # catalog ---------------------------------------------------------------------------
     async def register_catalog(self, *, path: str, kind: str, content: str, name: str = "") -> CatalogEntry:

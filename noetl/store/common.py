@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from noetl.engine.events import Event
-from noetl.errors import StoreError
+from noetl.errors import InputError, StoreError
 from noetl.store.base import (
     ExecutionRecord,
     FireRecord,
@@ -26,6 +27,19 @@ encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_
 decode_json = json.loads
 
 UPDATABLE_EXECUTION_FIELDS = ("status", "result", "error", "ended_at")
+
+
+def utc_bound(instant: str | None) -> str | None:
+    """An ISO instant as UTC ISO text (a zoneless one is taken as UTC), for comparing with stored times."""
+    if not instant:
+        return None
+    try:
+        moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"expected an ISO date/time, got {instant!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
 
 
 def catalog_id_for(path: str, version: int) -> str:

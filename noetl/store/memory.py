@@ -38,6 +38,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @dataclass(slots=True)
 class _StoredEvent:
     event_id: int
@@ -165,17 +170,26 @@ class MemoryStore:
         return execution.decoded() if execution else None
 
     async def list_executions(
-        self, *, status: str | None = None, parent_execution_id: str | None = None, limit: int = 100
+        self, *, status: str | None = None, parent_execution_id: str | None = None, path: str | None = None,
+        started_since: str | None = None, ended_since: str | None = None, limit: int = 100, offset: int = 0,
     ) -> list[ExecutionRecord]:
         self._check_open()
-        matching = [
-            execution
-            for execution in self._executions.values()
-            if (status is None or execution.record.status == status)
-            and (parent_execution_id is None or execution.record.parent_execution_id == parent_execution_id)
-        ]
+
+        def since(value: str | None, bound: str | None) -> bool:
+            if bound is None:
+                return True
+            return value is not None and _instant(value) >= _instant(bound)
+
+        def wanted(record: ExecutionRecord) -> bool:
+            return ((status is None or record.status == status)
+                    and (parent_execution_id is None or record.parent_execution_id == parent_execution_id)
+                    and (not path or path.lower() in (record.path or "").lower())
+                    and since(record.started_at, started_since) and since(record.ended_at, ended_since))
+
+        matching = [execution for execution in self._executions.values() if wanted(execution.record)]
         matching.sort(key=lambda stored: (stored.record.started_at, stored.record.execution_id), reverse=True)
-        return [execution.decoded() for execution in matching[: max(limit, 0)]]
+        start = max(offset, 0)
+        return [execution.decoded() for execution in matching[start:start + max(limit, 0)]]
 
     # catalog ---------------------------------------------------------------------------
     async def register_catalog(self, *, path: str, kind: str, content: str, name: str = "") -> CatalogEntry:

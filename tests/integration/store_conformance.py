@@ -279,6 +279,28 @@ class StoreConformance:
         assert ids(running_children) == ["child-2"]
 
     @store_test
+    async def test_list_executions_by_path_time_and_page(self, store: Store) -> None:
+        await started(store, "a", path="etl/Daily_Load", started_at="2024-05-01T10:00:00+00:00")
+        await started(store, "b", path="etl/hourly", started_at="2024-05-01T11:00:00+00:00")
+        await started(store, "c", path="ops/daily_report", started_at="2024-05-01T10:30:00+00:00")
+        await started(store, "d", path="etl/daily_load", started_at="2024-05-01T13:00:00+00:00")
+        await store.append_events("a", [], update={"status": "completed", "ended_at": "2024-05-01T14:00:00+00:00"})
+        await store.append_events("b", [], update={"status": "completed", "ended_at": "2024-05-01T11:30:00+00:00"})
+
+        def ids(records: list[ExecutionRecord]) -> list[str]:
+            return [r.execution_id for r in records]
+
+        assert ids(await store.list_executions(path="DAILY")) == ["d", "c", "a"]  # substring, any case
+        assert ids(await store.list_executions(path="etl/daily_load")) == ["d", "a"]
+        assert ids(await store.list_executions(started_since="2024-05-01T10:45:00Z")) == ["d", "b"]
+        assert ids(await store.list_executions(started_since="2024-05-01T12:30:00+02:00")) == ["d", "b", "c"]
+        assert ids(await store.list_executions(started_since="2024-05-01T10:30:00")) == ["d", "b", "c"]  # UTC
+        assert ids(await store.list_executions(ended_since="2024-05-01T12:00:00+00:00")) == ["a"]
+        assert ids(await store.list_executions(limit=2, offset=1)) == ["b", "c"]
+        assert ids(await store.list_executions(path="etl", limit=1, offset=2)) == ["a"]
+        assert await store.list_executions(path="nothing-like-this") == []
+
+    @store_test
     async def test_json_roundtrips_exactly(self, store: Store) -> None:
         value = {
             "text": 'héllo wörld — 你好 🚀 "quoted" \\ back\nslash',

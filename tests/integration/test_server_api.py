@@ -267,3 +267,23 @@ def test_templates_on_the_server_strict_lenient_and_bombs(url: str) -> None:
         assert doc["status"] == "failed" and "bits" in doc["error"] and "\n" not in doc["error"]
 
     served(url, scenario)
+
+
+def test_executions_listing_filters_by_path_and_time_and_pages(url: str) -> None:
+    async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
+        first, second = await start(client, 1), await start(client, 1)
+
+        async def listing(**params: Any) -> list[str]:
+            response = await client.get("/api/executions", params=params)
+            assert response.status_code == 200, response.text
+            return [str(row["execution_id"]) for row in response.json()]
+
+        assert await listing(path="API_LOOP") == [second, first]
+        assert await listing(path="api_loop", limit=1, offset=1) == [first]
+        assert await listing(path="no/such/path") == []
+        assert await listing(path="api_loop", since="2999-01-01") == []
+        assert await listing(path="api_loop", since="2000-01-01T00:00:00Z") == [second, first]
+        bad = await client.get("/api/executions", params={"since": "yesterday-ish"})
+        assert bad.status_code == 400 and "ISO date/time" in bad.text
+
+    served(url, scenario)

@@ -116,3 +116,43 @@ def test_a_trigger_fires_once_on_its_status_only(url: str) -> None:
                 await running
 
     asyncio.run(main())
+
+
+def test_a_burst_of_finished_executions_fires_for_every_one_once(url: str) -> None:
+    """More executions finish between two ticks than one page holds: each fires its trigger once,
+    and pairs that fell behind the look-back are forgotten (the poller's memory stays bounded)."""
+    from datetime import UTC, datetime, timedelta
+
+    from noetl.runtime.distributed import DecisionCore
+    from noetl.scheduling import triggered
+    from noetl.triggers import checked_trigger
+
+    async def main() -> None:
+        async with PostgresStore(url) as store:
+            core = DecisionCore(store)
+            await store.register_catalog(path="tests/on_ok", kind="Playbook", content=TARGET.replace("NAME", "on_ok"))
+            trigger = checked_trigger(on_path="tests/source", on="completed", run="tests/on_ok")
+            await store.put_trigger(trigger)
+            [trigger] = await store.list_triggers()
+            base = datetime.now(UTC) + timedelta(seconds=1)  # after the trigger was added
+            count = triggered.PAGE + 37
+            for i in range(count):
+                moment = (base + timedelta(milliseconds=i)).isoformat()
+                await store.create_execution(ExecutionRecord(
+                    execution_id=str(10_000 + i), path="tests/source", status="running", started_at=moment), [])
+                await store.append_events(str(10_000 + i), [], update={"status": "completed", "ended_at": moment})
+            await store.create_execution(ExecutionRecord(execution_id="99999", path="tests/source_other",
+                                                         status="running", started_at=base.isoformat()), [])
+            await store.append_events("99999", [], update={"status": "completed", "ended_at": base.isoformat()})
+
+            seen = triggered.Seen(since=base - timedelta(minutes=5))
+            started = await triggered.tick(core, seen, now=base + timedelta(seconds=5))
+            assert len(started) == count
+            assert await triggered.tick(core, seen, now=base + timedelta(seconds=6)) == []  # each once
+            fired = await store.list_executions(path="tests/on_ok", limit=10_000)
+            fired_for = {r.payload["trigger"]["execution_id"] for r in fired}
+            assert fired_for == {str(10_000 + i) for i in range(count)}
+            await triggered.tick(core, seen, now=base + timedelta(minutes=10))
+            assert seen.handled == {}
+
+    asyncio.run(main())

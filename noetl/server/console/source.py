@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from noetl.engine.events import Event
@@ -16,30 +16,18 @@ from noetl.engine.status import status_document
 from noetl.errors import InputError, NotFoundError
 from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, Store
 
-# The newest executions a listing filters and pages through (a console is not a query engine).
-LIST_WINDOW = 2000
-
 
 @dataclass(slots=True)
 class ExecutionFilter:
     status: str | None = None
     path: str | None = None  # substring of the playbook path
-    since: datetime | None = None
+    since: datetime | None = None  # started at or after (naive: local time)
     limit: int = 50
     offset: int = 0
 
-    def matches(self, record: ExecutionRecord) -> bool:
-        if self.path and self.path.lower() not in (record.path or "").lower():
-            return False
-        return not (self.since and _parse_time(record.started_at) < self.since)
-
-
-def _parse_time(value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return datetime.min.replace(tzinfo=None)
-    return parsed.replace(tzinfo=None) if parsed.tzinfo is None else parsed.astimezone().replace(tzinfo=None)
+    @property
+    def since_iso(self) -> str | None:
+        return self.since.astimezone(UTC).isoformat() if self.since else None
 
 
 class ConsoleSource(Protocol):
@@ -55,10 +43,9 @@ class ConsoleSource(Protocol):
 
 async def list_executions(store: Store, flt: ExecutionFilter) -> tuple[list[ExecutionRecord], bool]:
     """One page of executions (newest first) and whether there is a next page."""
-    records = await store.list_executions(status=flt.status or None, limit=LIST_WINDOW)
-    matching = [r for r in records if flt.matches(r)]
-    page = matching[flt.offset:flt.offset + flt.limit]
-    return page, len(matching) > flt.offset + flt.limit
+    records = await store.list_executions(status=flt.status or None, path=flt.path or None,
+                                          started_since=flt.since_iso, limit=flt.limit + 1, offset=flt.offset)
+    return records[:flt.limit], len(records) > flt.limit
 
 
 async def execution_or_404(store: Store, execution_id: str) -> ExecutionRecord:

@@ -42,10 +42,17 @@ async def execute(body: ExecuteRequest, state: State) -> dict[str, Any]:
 
 @router.get("/executions", summary="Executions, newest first")
 @requires("read")
-async def list_executions(state: State, status: str | None = None, parent_execution_id: str | None = None,
-                          limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[dict[str, Any]]:
+async def list_executions(
+    state: State, status: str | None = None, parent_execution_id: str | None = None,
+    path: Annotated[str | None, Query(max_length=1000, description="a substring of the playbook path (any case)")] = None,
+    since: Annotated[str | None, Query(max_length=64, description="started at or after this ISO date/time (UTC "
+                                                                  "when it has no zone)")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[dict[str, Any]]:
     records = await state.store.list_executions(status=status, parent_execution_id=parent_execution_id,
-                                                limit=limit)
+                                                path=path or None, started_since=since or None,
+                                                limit=limit, offset=offset)
     return [summary(record) for record in records]
 
 

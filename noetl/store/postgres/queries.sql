@@ -39,8 +39,11 @@ SELECT COALESCE(execution_key, execution_id::text), path, status,
 FROM noetl.execution
 WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
   AND (%(parent_execution_id)s::bigint IS NULL OR parent_execution_id = %(parent_execution_id)s::bigint)
+  AND (%(path)s::text IS NULL OR strpos(lower(path), lower(%(path)s::text)) > 0)
+  AND (%(started_since)s::timestamptz IS NULL OR started_at >= %(started_since)s::timestamptz)
+  AND (%(ended_since)s::timestamptz IS NULL OR ended_at >= %(ended_since)s::timestamptz)
 ORDER BY started_at DESC, execution_id DESC
-LIMIT %(limit)s;
+LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: insert_events
 -- Any number of events of one execution in one statement (one array per column): a batch costs one

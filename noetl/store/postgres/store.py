@@ -44,6 +44,7 @@ from noetl.store.common import (
     stamp,
     trigger_from_row,
     trigger_params,
+    utc_bound,
 )
 from noetl.store.postgres.ids import db_id, optional_db_id
 from noetl.store.postgres.rows import (
@@ -332,9 +333,12 @@ class PostgresStore:
         return execution_from_row(rows[0]) if rows else None
 
     async def list_executions(
-        self, *, status: str | None = None, parent_execution_id: str | None = None, limit: int = 100
+        self, *, status: str | None = None, parent_execution_id: str | None = None, path: str | None = None,
+        started_since: str | None = None, ended_since: str | None = None, limit: int = 100, offset: int = 0,
     ) -> list[ExecutionRecord]:
-        params = {"status": status, "parent_execution_id": optional_db_id(parent_execution_id), "limit": limit}
+        params = {"status": status, "parent_execution_id": optional_db_id(parent_execution_id), "path": path or None,
+                  "started_since": utc_bound(started_since), "ended_since": utc_bound(ended_since),
+                  "limit": max(limit, 0), "offset": max(offset, 0)}
         rows = await self.read("listing executions", "list_executions", params)
         return [execution_from_row(row) for row in rows]
 

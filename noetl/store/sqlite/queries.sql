@@ -29,8 +29,12 @@ SELECT execution_id, path, status, parent_execution_id, playbook, payload, resul
 FROM execution
 WHERE (:status IS NULL OR status = :status)
   AND (:parent_execution_id IS NULL OR parent_execution_id = :parent_execution_id)
+  AND (:path IS NULL OR instr(lower(path), lower(:path)) > 0)
+  -- times are stored as UTC ISO text, so the bounds (normalised to UTC by the store) compare as text
+  AND (:started_since IS NULL OR started_at >= :started_since)
+  AND (:ended_since IS NULL OR ended_at >= :ended_since)
 ORDER BY started_at DESC, execution_id DESC
-LIMIT :limit;
+LIMIT :limit OFFSET :offset;
 
 -- name: set_execution_owner
 UPDATE execution SET owner = :owner WHERE execution_id = :execution_id;

@@ -54,6 +54,7 @@ from noetl.store.common import (
     stamp,
     trigger_from_row,
     trigger_params,
+    utc_bound,
 )
 from noetl.store.sqlite.rows import (
     catalog_params,
@@ -335,9 +336,12 @@ class SqliteStore:
         return execution_from_row(rows[0]) if rows else None
 
     async def list_executions(
-        self, *, status: str | None = None, parent_execution_id: str | None = None, limit: int = 100
+        self, *, status: str | None = None, parent_execution_id: str | None = None, path: str | None = None,
+        started_since: str | None = None, ended_since: str | None = None, limit: int = 100, offset: int = 0,
     ) -> list[ExecutionRecord]:
-        params = {"status": status, "parent_execution_id": parent_execution_id, "limit": limit}
+        params = {"status": status, "parent_execution_id": parent_execution_id, "path": path or None,
+                  "started_since": utc_bound(started_since), "ended_since": utc_bound(ended_since),
+                  "limit": max(limit, 0), "offset": max(offset, 0)}
         rows = self._read("listing executions", "list_executions", params)
         return [execution_from_row(row) for row in rows]
 
