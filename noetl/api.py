@@ -9,14 +9,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from noetl.dsl.check import Problem
 from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
+from noetl.dsl.problems import Problem
 from noetl.errors import InputError, NoetlError, NotFoundError
 from noetl.limits import MAX_DEPTH
 from noetl.runtime.local import EventListener, LocalRuntime
 from noetl.runtime.request import RunRequest
 from noetl.safejson import check_value
-from noetl.safeyaml import load_yaml
 from noetl.settings import load_settings
 from noetl.store.base import Store
 
@@ -64,6 +63,8 @@ def apply_sets(payload: dict[str, Any], sets: list[str] | tuple[str, ...]) -> di
         key, raw = item.split("=", 1)
         if not key:
             raise InputError(f"--set {item!r}: empty key")
+        from noetl.safeyaml import load_yaml  # here: a run without --set does not import YAML
+
         try:
             value = load_yaml(raw, f"--set {key}") if raw != "" else ""
         except NoetlError:
@@ -94,21 +95,27 @@ def split_catalog_ref(ref: str) -> tuple[str, int | None]:
 async def resolve_playbook(ref: str, store: Store) -> LoadedPlaybook:
     """A file path, YAML text, or ``catalog://path[@version]``. A bare catalog path that is not
     a file (``noetl exec batch_execution/multi_playbook_batch``, as the guides write it) is looked
-    up in the catalog too."""
+    up in the catalog too. Loading goes through the cache of validated playbooks in NOETL_HOME."""
+    cache_dir = playbook_cache_dir()
     if ref.startswith(CATALOG_SCHEME):
         path, version = split_catalog_ref(ref)
         entry = await store.get_catalog(path, version)
         if entry is None:
             at = f" version {version}" if version else ""
             raise NotFoundError(f"{ref}: no catalog entry for path {path!r}{at}")
-        return load_playbook_text(entry.content, f"catalog://{path}@{entry.version}")
+        return load_playbook_text(entry.content, f"catalog://{path}@{entry.version}", cache_dir=cache_dir)
     if _may_be_catalog_path(ref):
         entry = await store.get_catalog(ref, None)
         if entry is not None:
-            return load_playbook_text(entry.content, f"catalog://{ref}@{entry.version}")
+            return load_playbook_text(entry.content, f"catalog://{ref}@{entry.version}", cache_dir=cache_dir)
         if os.path.isdir(ref):
             raise InputError(_directory_message(ref))
-    return load_playbook(ref)
+    return load_playbook(ref, cache_dir=cache_dir)
+
+
+def playbook_cache_dir() -> Path:
+    """Where validated playbooks are kept (:mod:`noetl.dsl.cache`); deleting it is always safe."""
+    return load_settings().home / "cache" / "playbooks"
 
 
 def _directory_message(ref: str) -> str:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from noetl.dsl.check_loops import check_loop
 from noetl.dsl.check_transfer import check_transfer
 from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
 from noetl.dsl.legacy import STEP_KEYS
-from noetl.dsl.load import Source
 from noetl.dsl.names import free_names
+from noetl.dsl.problems import UNDEFINED_NAME, Problem
 from noetl.dsl.render import check_template, is_template
 from noetl.dsl.schedules import SCHEDULE_KEYS, schedule_problems
+from noetl.dsl.source import Source
 from noetl.dsl.suggest import suggest
 from noetl.errors import ToolError
 from noetl.results.spec import output_spec
@@ -21,25 +21,7 @@ TOP_KEYS = {"apiVersion", "kind", "metadata", "workload", "keychain", "workbook"
             "description", "spec", "schedules"}
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
 
-__all__ = ["Checker", "Problem", "check_canonical", "suggest"]
-
-# The code of a warning about a template name nothing defines: a run renders it leniently (or, in
-# strict mode, fails on it when it is used), so unlike other warnings it does not stop `run --strict`.
-UNDEFINED_NAME = "undefined-name"
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    severity: str  # error | warning | note
-    where: str  # file:line:col
-    message: str
-    code: str = ""  # what kind of problem, where callers treat kinds differently (UNDEFINED_NAME)
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.severity}: {self.message}"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"severity": self.severity, "where": self.where, "message": self.message}
+__all__ = ["UNDEFINED_NAME", "Checker", "Problem", "check_canonical", "suggest"]
 
 
 class Checker:

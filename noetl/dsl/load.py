@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from noetl.dsl.source import PathKey, Position, Source, read_text
 from noetl.errors import InputError, PlaybookError
 from noetl.safejson import InvalidJson, loads_strict
 from noetl.safeyaml import compose_checked, new_loader
 
-Position = tuple[int, int]  # 1-based line, column
-PathKey = tuple[Any, ...]
-
-
-@dataclass(slots=True)
-class Source:
-    """A parsed YAML document plus the position of each node, keyed by its path."""
-
-    data: Any
-    file: str
-    positions: dict[PathKey, Position] = field(default_factory=dict)
-    text: str = ""
-    base_dir: Path | None = None
-
-    def where(self, path: PathKey) -> str:
-        """``file:line:col`` of the closest known ancestor of ``path``."""
-        probe = tuple(path)
-        while probe not in self.positions and probe:
-            probe = probe[:-1]
-        line, col = self.positions.get(probe, (1, 1))
-        return f"{self.file}:{line}:{col}"
+__all__ = ["PathKey", "Position", "Source", "parse_yaml", "read_source"]
 
 
 def _construct(node: yaml.Node, path: PathKey, positions: dict[PathKey, Position], loader: Any) -> Any:
@@ -86,17 +65,7 @@ def _json_document(text: str, file: str) -> Any:
 
 def read_source(ref: str) -> Source:
     """Load a playbook from a file path, or from YAML text when ``ref`` looks like a document."""
-    if "\n" in ref or ref.lstrip().startswith(("{", "apiVersion")):
-        return parse_yaml(ref, "<text>")
-    path = Path(ref)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlaybookError(f"{ref}: file not found") from None
-    except IsADirectoryError:
-        raise PlaybookError(f"{ref}: is a directory, not a playbook file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlaybookError(f"{ref}: cannot read: {exc}") from None
-    source = parse_yaml(text, str(ref))
-    source.base_dir = path.resolve().parent
+    text, file, base_dir = read_text(ref)
+    source = parse_yaml(text, file)
+    source.base_dir = base_dir
     return source

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from noetl.dsl.load import PathKey, Source
+from noetl.dsl.source import PathKey, Source
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -1,6 +1,11 @@
 """Canonical playbook models (the one internal form; older forms are normalised into it).
 
 Tool configs keep extra fields (each tool documents its own); the structural parts are typed.
+
+The models build their pydantic validators and serializers on first use (``defer_build``), not at
+import: a playbook run again comes from the cache of validated playbooks (:mod:`noetl.dsl.cache`)
+through ``model_construct``, which needs neither. For the same reason a default that is a model is
+made with ``model_construct`` (a default is not validated anyway, so it is the same value).
 """
 
 from __future__ import annotations
@@ -10,8 +15,26 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
+def plain_dump(model: BaseModel) -> dict[str, Any]:
+    """``model.model_dump(exclude_none=True)`` of a playbook model, without building its pydantic
+    serializer (a run turns every task into a plain dict for its command): fields, then extra
+    fields, by name; a None field is left out, values inside dicts and lists are kept as they are."""
+    values = {**model.__dict__, **(model.__pydantic_extra__ or {})}
+    return {name: _plain(value) for name, value in values.items() if value is not None}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return plain_dump(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(item) for item in value)
+    return value
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 class PolicyAction(_Model):
@@ -44,7 +67,7 @@ class TaskSpec(_Model):
 class Task(BaseModel):
     """One tool invocation; tool-specific fields are kept as extra fields."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     kind: str
     name: str | None = None
@@ -75,7 +98,7 @@ class LoopSpec(_Model):
     mode: Literal["sequential", "parallel", "cursor"] = "sequential"
     # A number, or a template rendered when the loop starts (`"{{ width }}"`).
     max_in_flight: int | str = 16
-    frame: FrameSpec = Field(default_factory=FrameSpec)
+    frame: FrameSpec = Field(default_factory=FrameSpec.model_construct)
 
     @field_validator("max_in_flight")
     @classmethod
@@ -94,7 +117,7 @@ class LoopCursor(BaseModel):
     """Where a cursor loop claims its rows: a postgres connection (``auth`` or ``connection``) and
     the ``claim`` SQL; other fields go to the postgres tool as they are."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     kind: Literal["postgres"] = "postgres"
     claim: str
@@ -104,7 +127,7 @@ class Loop(_Model):
     in_: Any = Field(default=None, alias="in")
     cursor: LoopCursor | None = None
     iterator: str = "item"
-    spec: LoopSpec = Field(default_factory=LoopSpec)
+    spec: LoopSpec = Field(default_factory=LoopSpec.model_construct)
 
 
 class Arc(_Model):
@@ -121,7 +144,7 @@ class NextSpec(_Model):
 
 
 class Next(_Model):
-    spec: NextSpec = Field(default_factory=NextSpec)
+    spec: NextSpec = Field(default_factory=NextSpec.model_construct)
     arcs: list[Arc] = Field(default_factory=list)
 
 
@@ -133,7 +156,7 @@ class Step(_Model):
     tool: list[Task] = Field(default_factory=list)  # empty = routing-only step (noop)
     pipeline: bool = False  # the playbook gave a list of tasks (not a single tool)
     set: dict[str, Any] = Field(default_factory=dict)
-    next: Next = Field(default_factory=Next)
+    next: Next = Field(default_factory=Next.model_construct)
     spec: TaskSpec | None = None
     output: dict[str, Any] | None = None  # where results go and what stays inline (noetl.results.spec)
 
@@ -170,7 +193,7 @@ class ExecutorSpec(_Model):
 
 class Executor(_Model):
     profile: Literal["local", "distributed", "auto"] = "auto"
-    spec: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    spec: ExecutorSpec = Field(default_factory=ExecutorSpec.model_construct)
 
 
 class Playbook(_Model):
@@ -180,7 +203,7 @@ class Playbook(_Model):
     workload: dict[str, Any] = Field(default_factory=dict)
     keychain: list[dict[str, Any]] = Field(default_factory=list)
     workbook: list[WorkbookEntry] = Field(default_factory=list)
-    executor: Executor = Field(default_factory=Executor)
+    executor: Executor = Field(default_factory=Executor.model_construct)
     workflow: list[Step] = Field(min_length=1)
     schedules: list[dict[str, Any]] = Field(default_factory=list)  # checked by dsl.schedules
 

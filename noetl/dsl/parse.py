@@ -1,4 +1,9 @@
-"""From YAML text to a checked canonical :class:`Playbook` (the one entry point for loading)."""
+"""From YAML text to a checked canonical :class:`Playbook` (the one entry point for loading).
+
+The checks, the legacy forms and YAML itself are imported when a playbook is analysed, not with this
+module: a playbook found in the cache of validated playbooks (:mod:`noetl.dsl.cache`) needs none of
+them.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from noetl.dsl.check import UNDEFINED_NAME, Checker, Problem, check_canonical
-from noetl.dsl.code_templates import python_code_warnings
-from noetl.dsl.legacy import UNSUPPORTED, normalize_playbook
-from noetl.dsl.load import Source, parse_yaml, read_source
 from noetl.dsl.model import Playbook
-from noetl.dsl.names import defined_names
-from noetl.dsl.shapes import check_shapes
+from noetl.dsl.problems import UNDEFINED_NAME, Problem
+from noetl.dsl.source import Source, read_text
 from noetl.errors import PlaybookError
 
 
@@ -59,6 +58,14 @@ class LoadedPlaybook:
 
 def analyse(source: Source) -> LoadedPlaybook:
     """Normalise, check and build the model; never raises for problems in the document."""
+    from pydantic import ValidationError
+
+    from noetl.dsl.check import Checker, check_canonical
+    from noetl.dsl.code_templates import python_code_warnings
+    from noetl.dsl.legacy import UNSUPPORTED, normalize_playbook
+    from noetl.dsl.names import defined_names
+    from noetl.dsl.shapes import check_shapes
+
     raw = source.data
     loaded = LoadedPlaybook(playbook=None, source=source)
     checker = Checker(source)
@@ -117,14 +124,38 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_playbook(ref: str) -> LoadedPlaybook:
-    """Load a playbook from a file path or YAML text (see :func:`read_source`)."""
-    with _collector_paused():
-        return analyse(read_source(ref))
+def load_playbook(ref: str, *, cache_dir: Path | None = None) -> LoadedPlaybook:
+    """Load a playbook from a file path or YAML text (see :func:`noetl.dsl.source.read_text`);
+    with ``cache_dir``, through the cache of validated playbooks there."""
+    text, file, base_dir = read_text(ref)
+    return load_playbook_text(text, file, base_dir, cache_dir=cache_dir)
 
 
-def load_playbook_text(text: str, file: str = "<playbook>", base_dir: Path | None = None) -> LoadedPlaybook:
+def load_playbook_text(text: str, file: str = "<playbook>", base_dir: Path | None = None, *,
+                       cache_dir: Path | None = None) -> LoadedPlaybook:
     with _collector_paused():
-        source = parse_yaml(text, file)
-        source.base_dir = base_dir
-        return analyse(source)
+        if cache_dir is None:
+            return _analyse_text(text, file, base_dir)
+        from noetl.dsl import cache
+
+        key = cache.entry_key(text, file)
+        hit = cache.lookup(cache_dir, key)
+        if hit is not None:
+            playbook, problems, canonical = hit
+            return LoadedPlaybook(playbook, Source.unparsed(text, file, base_dir, _parse_yaml), canonical, problems)
+        loaded = _analyse_text(text, file, base_dir)
+        if loaded.playbook is not None and not loaded.errors:
+            cache.save(cache_dir, key, loaded.playbook, loaded.problems, loaded.canonical)
+        return loaded
+
+
+def _analyse_text(text: str, file: str, base_dir: Path | None) -> LoadedPlaybook:
+    source = _parse_yaml(text, file)
+    source.base_dir = base_dir
+    return analyse(source)
+
+
+def _parse_yaml(text: str, file: str) -> Source:
+    from noetl.dsl.load import parse_yaml  # here: a playbook from the cache does not import YAML
+
+    return parse_yaml(text, file)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from noetl.dsl.model import Arc, Playbook, Step
+from noetl.dsl.model import Arc, Playbook, Step, plain_dump
 from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine import events as ev
 from noetl.engine import frames
@@ -302,7 +302,7 @@ class Engine:
     def _tasks(self, step: Step) -> list[dict[str, Any]]:
         cached = self._task_cache.get(step.step)
         if cached is None:
-            cached = [t.model_dump(exclude_none=True) for t in step.tool] or [{"kind": "noop"}]
+            cached = [plain_dump(t) for t in step.tool] or [{"kind": "noop"}]
             self._task_cache[step.step] = cached
         return cached
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from noetl.backoff import backoff_delay
 from noetl.dsl.kinds import TOOL_KINDS, UNRENDERED_FIELDS
-from noetl.dsl.model import Playbook
+from noetl.dsl.model import Playbook, plain_dump
 from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine.commands import Command
 from noetl.engine.decide import deep_merge
@@ -235,7 +235,7 @@ class Runner:
         inner_args = {**pipe.command.args, **(config.get("input") or {}), **pipe.command.arc_input}
         inner_command = Command(
             command_id=pipe.command.command_id, execution_id=pipe.command.execution_id, step=pipe.command.step,
-            tasks=[t.model_dump(exclude_none=True) for t in entry.tool], args=inner_args,
+            tasks=[plain_dump(t) for t in entry.tool], args=inner_args,
             context=context.child({"input": inner_args, **inner_args}), timeout=pipe.command.timeout,
         )
         inner = _Pipeline(command=inner_command, iter_vars=pipe.iter_vars, logs=pipe.logs, secrets=pipe.secrets,
