@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from noetl.dsl.render import RenderContext, render_data
-from noetl.errors import InputError, NoetlError, NotFoundError
+from noetl.errors import InputError, NoetlError, NotFoundError, StoreError
 from noetl.store.base import HookRecord, Store
 
 SIGNATURE_HEADER = "x-noetl-signature"
@@ -33,6 +33,30 @@ class DeliveryRefused(NoetlError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+# How a hook's signing secret is stored: encrypted with the credentials' key (it must be read back
+# to check signatures, so it cannot be a digest like the token). Older stores hold it in clear.
+_SEALED_PREFIX = "noetl-sealed:"
+
+
+def seal_secret(secret: str) -> str:
+    from noetl.credential_keys import encrypt
+
+    return _SEALED_PREFIX + encrypt({"secret": secret}).decode("ascii")
+
+
+def open_secret(hook: HookRecord) -> str:
+    """The hook's signing secret in clear (a secret stored by an older version is read as it is)."""
+    if not hook.secret.startswith(_SEALED_PREFIX):
+        return hook.secret
+    from noetl.credential_keys import decrypt
+
+    try:
+        return str(decrypt(hook.secret[len(_SEALED_PREFIX):].encode("ascii"), hook.name).data["secret"])
+    except StoreError:
+        raise StoreError(f"hook {hook.name!r}: its secret was stored with a different key "
+                         "(NOETL_SECRET_KEY or $NOETL_HOME/secret.key)") from None
 
 
 def token_digest(token: str) -> str:
@@ -57,7 +81,7 @@ def checked_hook(*, name: str, path: str, secret: str | None = None, token: str 
         raise InputError(f"{where}secret/token: give exactly one of a secret (signed deliveries) or a token")
     if payload_template is not None and not isinstance(payload_template, dict | list | str):
         raise InputError(f"{where}payload_template: must be a JSON object, list or string")
-    return HookRecord(name=name, path=path.removeprefix("catalog://"), secret=secret or "",
+    return HookRecord(name=name, path=path.removeprefix("catalog://"), secret=seal_secret(secret) if secret else "",
                       token_sha256=token_digest(token) if token else "", payload_template=payload_template)
 
 
@@ -91,7 +115,7 @@ def authenticate(hook: HookRecord, delivery: Delivery, now: datetime) -> None:
     if hook.secret:
         _check_timestamp(delivery.headers.get(TIMESTAMP_HEADER, ""), now)
         given = delivery.headers.get(SIGNATURE_HEADER, "")
-        expected = signature(hook.secret, delivery.headers[TIMESTAMP_HEADER].strip(), delivery.body)
+        expected = signature(open_secret(hook), delivery.headers[TIMESTAMP_HEADER].strip(), delivery.body)
         if not hmac.compare_digest(given.strip().encode(), expected.encode()):
             raise DeliveryRefused(f"{SIGNATURE_HEADER}: the signature does not match the body", 401)
         return

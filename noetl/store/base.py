@@ -73,7 +73,7 @@ class HookRecord:
 
     name: str
     path: str  # the catalog path an accepted delivery starts
-    secret: str = ""  # HMAC-SHA256 key of the signature ("" = no signature accepted)
+    secret: str = ""  # HMAC-SHA256 key of the signature, sealed (noetl.hooks.seal_secret); "" = none accepted
     token_sha256: str = ""  # SHA-256 hex of the hook's token ("" = no token accepted); the token is not kept
     payload_template: Any = None  # rendered over {body, headers}; None: the JSON body is the payload
     created_at: str = ""

@@ -52,3 +52,14 @@ def test_bad_hooks_are_one_line_errors_and_store_nothing(noetl: Any, tmp_path: P
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and named in lines[0] and "Traceback" not in result.stderr, result.stderr
     assert noetl("hook", "list", "--json").json() == []
+
+
+def test_a_hooks_signing_secret_is_stored_encrypted(noetl: Any, noetl_home: Path, tmp_path: Path) -> None:
+    playbook = tmp_path / "deploy.yaml"
+    playbook.write_text(PLAYBOOK)
+    assert noetl("catalog", "register", str(playbook)).code == 0
+    assert noetl("hook", "add", "github", "--path", "ops/deploy", "--secret", "s3cret-value").code == 0
+    [row] = noetl("query", "SELECT secret FROM hook", "--format", "json").json()
+    assert row["secret"].startswith("noetl-sealed:") and "s3cret-value" not in row["secret"]
+    stored = b"".join(p.read_bytes() for p in noetl_home.glob("noetl.db*"))
+    assert b"s3cret-value" not in stored
