@@ -16,6 +16,7 @@ from noetl.cli.app import (
     cli,
     echo_rows,
     handle_errors,
+    on_server_or_store,
     print_json,
     run_sync,
     with_store,
@@ -46,11 +47,11 @@ def add(obj: Context, path: str, cron_expr: str, timezone: str, payload: str | N
 
     body: dict[str, Any] = {"path": path, "cron": cron_expr, "timezone": timezone, "payload": parse_payload(payload),
             "overlap": overlap, "catchup": catchup, "name": name}
-    if obj.server_url:
+
+    def on_server(server_url: str) -> dict[str, Any]:
         from noetl.cli.remote import post_json
 
-        print_json(post_json(obj.server_url, "/api/schedules", body))
-        return
+        return dict(post_json(server_url, "/api/schedules", body))
 
     async def store_it(store: Any) -> dict[str, Any]:
         import os
@@ -65,39 +66,38 @@ def add(obj: Context, path: str, cron_expr: str, timezone: str, payload: str | N
                                   payload=body["payload"], overlap=overlap, catchup=catchup)
         return schedule_view(await store.put_schedule(record))
 
-    print_json(run_sync(with_store(store_it)))
+    print_json(on_server_or_store(obj, server=on_server, store=store_it))
 
 
 @schedule.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
 @click.pass_obj
 @handle_errors
 def list_(obj: Context, as_json: bool) -> None:
     """List schedules with their next fire time."""
-    if obj.server_url:
+
+    def on_server(server_url: str) -> list[dict[str, Any]]:
         from noetl.cli.remote import get_json
 
-        rows = get_json(obj.server_url, "/api/schedules")
-    else:
-        async def load(store: Any) -> list[dict[str, Any]]:
-            from noetl.scheduling.service import schedule_view
+        return list(get_json(server_url, "/api/schedules"))
 
-            return [schedule_view(s) for s in await store.list_schedules()]
+    async def load(store: Any) -> list[dict[str, Any]]:
+        from noetl.scheduling.service import schedule_view
 
-        rows = run_sync(with_store(load))
+        return [schedule_view(s) for s in await store.list_schedules()]
+
+    rows = on_server_or_store(obj, server=on_server, store=load)
     echo_rows(rows, as_json, lambda r: f"{r['name']:<30} {r['cron']:<16} {r['timezone']:<16} "
                                        f"{'enabled' if r['enabled'] else 'paused':<8} next {r['next_fire'] or '-'}")
 
 
 def _change(obj: Context, name: str, action: str) -> None:
-    if obj.server_url:
+    def on_server(server_url: str) -> dict[str, Any]:
         from noetl.cli.remote import delete_json, post_json
 
         if action == "delete":
-            print_json(delete_json(obj.server_url, f"/api/schedules/{name}"))
-        else:
-            print_json(post_json(obj.server_url, f"/api/schedules/{name}/{action}", {}))
-        return
+            return dict(delete_json(server_url, f"/api/schedules/{name}"))
+        return dict(post_json(server_url, f"/api/schedules/{name}/{action}", {}))
 
     async def change(store: Any) -> dict[str, Any]:
         from noetl.scheduling import service
@@ -107,7 +107,7 @@ def _change(obj: Context, name: str, action: str) -> None:
             return {"name": name, "deleted": True}
         return service.schedule_view(await service.set_enabled(store, name, action == "resume"))
 
-    print_json(run_sync(with_store(change)))
+    print_json(on_server_or_store(obj, server=on_server, store=change))
 
 
 @schedule.command()
@@ -140,8 +140,8 @@ def delete_(obj: Context, name: str) -> None:
 @schedule.command()
 @click.argument("name")
 @click.option("--from", "start", required=True, metavar="T", help="ISO 8601 time (UTC when no offset).")
-@click.option("--to", "end", required=True, metavar="T")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--to", "end", required=True, metavar="T", help="ISO 8601 time (UTC when no offset), inclusive.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array (or the server's answer).")
 @click.pass_obj
 @handle_errors
 def backfill(obj: Context, name: str, start: str, end: str, as_json: bool) -> None:
@@ -149,7 +149,7 @@ def backfill(obj: Context, name: str, start: str, end: str, as_json: bool) -> No
     from noetl.scheduling.service import backfill_range
 
     first, last = backfill_range(start, end)
-    if obj.server_url:
+    if obj.server_url:  # the server starts the executions on its workers and answers at once
         from noetl.cli.remote import post_json
 
         print_json(post_json(obj.server_url, f"/api/schedules/{name}/backfill", {"from": start, "to": end}))
