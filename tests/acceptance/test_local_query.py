@@ -46,3 +46,14 @@ def test_the_guides_event_columns_on_the_local_store(noetl, tmp_path: Path) -> N
     rows = flow.json()
     assert [row["id"] for row in rows] == list(range(1, len(rows) + 1))
     assert {"n": 1} in [row["data"] for row in rows if row["node_name"] == "start"]
+    by_name = noetl("query", "SELECT DISTINCT playbook_name, playbook_path FROM noetl.event "
+                             f"WHERE execution_id = '{execution_id}'", "--format", "json")
+    assert by_name.code == 0, by_name.stderr
+    assert by_name.json() == [{"playbook_name": "p", "playbook_path": "p"}]
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(playbook.read_text().replace("metadata: {name: p}",
+                                                   "metadata: {name: p, path: batch_execution/multi_playbook_batch}"))
+    assert noetl("run", str(nested)).code == 0
+    guide = noetl("query", "SELECT count(*) AS n FROM noetl.event WHERE playbook_name = 'multi_playbook_batch'",
+                  "--format", "json")
+    assert guide.code == 0 and guide.json()[0]["n"] > 0

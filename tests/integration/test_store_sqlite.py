@@ -57,10 +57,12 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         applied = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        views = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
     conn.close()
     assert applied == [(1, "init"), (2, "results"), (3, "execution_owner"), (4, "schedules"), (5, "hooks"),
-                       (6, "triggers"), (7, "seed_event_columns")]
-    assert {"execution", "event", "catalog", "credential", "result", "schema_migrations"} <= tables
+                       (6, "triggers"), (7, "seed_event_columns"), (8, "event_view")]
+    assert {"execution", "event_log", "catalog", "credential", "result", "schema_migrations"} <= tables
+    assert "event" in views
 
 
 def test_missing_directories_are_created(tmp_path: Path) -> None:

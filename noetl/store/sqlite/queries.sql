@@ -40,17 +40,17 @@ LIMIT :limit OFFSET :offset;
 UPDATE execution SET owner = :owner WHERE execution_id = :execution_id;
 
 -- name: max_event_id
-SELECT COALESCE(MAX(event_id), 0) FROM event WHERE execution_id = :execution_id;
+SELECT COALESCE(MAX(event_id), 0) FROM event_log WHERE execution_id = :execution_id;
 
 -- name: insert_event
-INSERT INTO event (execution_id, event_id, event_type, node_name, status, result, error, meta,
+INSERT INTO event_log (execution_id, event_id, event_type, node_name, status, result, error, meta,
                    created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: list_events
 -- LIMIT -1 means "no limit" in SQLite.
 SELECT execution_id, event_type, node_name, status, result, error, meta, event_id, created_at
-FROM event
+FROM event_log
 WHERE execution_id = :execution_id AND event_id > :after_id
 ORDER BY event_id
 LIMIT COALESCE(:limit, -1);
@@ -145,7 +145,7 @@ SELECT execution_id FROM execution
 WHERE status <> 'running' AND ended_at IS NOT NULL AND ended_at < :ended_before;
 
 -- name: delete_execution_events
-DELETE FROM event WHERE execution_id = :execution_id;
+DELETE FROM event_log WHERE execution_id = :execution_id;
 
 -- name: delete_execution
 DELETE FROM execution WHERE execution_id = :execution_id;
