@@ -20,9 +20,6 @@ import math
 import re
 import string
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import ChainableUndefined, Undefined, UndefinedError
@@ -31,87 +28,27 @@ from jinja2.filters import FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
+from noetl.dsl.render_budget import (
+    CURRENT_RUN,
+    MAX_FORMAT_WIDTH,
+    MAX_INT_BITS,
+    MAX_LENGTH,
+    MAX_OPERATIONS,
+    MAX_RANGE,
+    RenderLimitError,
+    RenderRun,
+    RenderTimeout,
+    active_run,
+    tick,
+    time_limit,
+)
 from noetl.dsl.shellcode import unquoted
 from noetl.results.refs import lazy
 
-# Limits of one render. Generous for real templates, far below what would hurt a worker.
-MAX_LENGTH = 10_000_000  # characters of a string, or items of a list, a template builds
-MAX_INT_BITS = 10_000  # size of an integer a template computes (about 3,000 digits)
-MAX_FORMAT_WIDTH = 10_000  # width or precision in a format spec ('{:>N}', '%Nd', center(N))
-MAX_RANGE = 100_000  # items of one range()
-MAX_OPERATIONS = 1_000_000  # attribute lookups, calls, operators and range items of one render
-_CLOCK_EVERY = 256  # operations between two looks at the deadline
-
-
-class RenderLimitError(Exception):
-    """A template went past one of the limits above (or past its deadline)."""
-
-
-class RenderTimeout(RenderLimitError):
-    """A render went past the deadline its caller gave it (:func:`time_limit`)."""
-
-
-@dataclass(slots=True)
-class RenderRun:
-    """The bookkeeping of one render: operations left, the deadline, the undefined names it used."""
-
-    strict: bool = False
-    ops_left: int = MAX_OPERATIONS
-    deadline: float | None = None
-    clock: Callable[[], float] | None = None
-    seconds: float = 0.0  # the time limit the deadline stands for, for the message
-    undefined: list[tuple[str, str]] = field(default_factory=list)  # (name, description) as used
-
-    def tick(self) -> None:
-        self.ops_left -= 1
-        if self.ops_left < 0:
-            raise RenderLimitError(f"template does more than {MAX_OPERATIONS:,} operations")
-        if self.clock is not None and self.deadline is not None and not self.ops_left % _CLOCK_EVERY \
-                and self.clock() > self.deadline:
-            raise RenderTimeout(f"template took longer than {self.seconds:g} s to render")
-
-    def note(self, name: str, description: str) -> None:
-        if (name, description) not in self.undefined:
-            self.undefined.append((name, description))
-
-
-_RUN: ContextVar[RenderRun | None] = ContextVar("noetl_render_run", default=None)
-_DEADLINE: ContextVar[tuple[Callable[[], float], float, float] | None] = ContextVar("noetl_render_deadline",
-                                                                             default=None)
-
-
-@contextmanager
-def active_run(*, strict: bool) -> Iterator[RenderRun]:
-    """Make a fresh :class:`RenderRun` the one the sandbox charges, for one render."""
-    run = RenderRun(strict=strict)
-    limit = _DEADLINE.get()
-    if limit is not None:
-        run.clock, run.deadline, run.seconds = limit
-    token = _RUN.set(run)
-    try:
-        yield run
-    finally:
-        _RUN.reset(token)
-
-
-@contextmanager
-def time_limit(clock: Callable[[], float], seconds: float) -> Iterator[None]:
-    """Every render inside the block fails once ``clock()`` passes now + ``seconds``.
-
-    The clock is the caller's (the pure engine has none; a runtime passes ``time.monotonic``).
-    """
-    token = _DEADLINE.set((clock, clock() + seconds, seconds))
-    try:
-        yield
-    finally:
-        _DEADLINE.reset(token)
-
-
-def _tick() -> None:
-    run = _RUN.get()
-    if run is not None:
-        run.tick()
-
+# The budget of one render lives in noetl.dsl.render_budget (no Jinja there: a run that renders no
+# template never imports Jinja); these names are part of this module's interface too.
+__all__ = ["ENV", "MAX_FORMAT_WIDTH", "MAX_INT_BITS", "MAX_LENGTH", "MAX_OPERATIONS", "MAX_RANGE",
+           "LenientUndefined", "RenderLimitError", "RenderRun", "RenderTimeout", "active_run", "time_limit"]
 
 # Undefined names --------------------------------------------------------------------------------
 class LenientUndefined(ChainableUndefined):
@@ -156,7 +93,7 @@ class LenientUndefined(ChainableUndefined):
         """This value is being used as a value: note it, or fail in strict mode (or if it is unsafe)."""
         if self._undefined_exception is not UndefinedError:
             self._fail_with_undefined_error()
-        run = _RUN.get()
+        run = CURRENT_RUN.get()
         if run is None:
             return
         if run.strict:
@@ -324,7 +261,7 @@ class _BoundedRange:
 
     def __iter__(self) -> Iterator[int]:
         for item in self._range:
-            _tick()
+            tick()
             yield item
 
     def __reversed__(self) -> Iterator[int]:
@@ -442,7 +379,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset(_BINOP_CHECKS)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        _tick()
+        tick()
         obj = lazy(obj)  # a result stored by reference loads when a template looks inside it
         if isinstance(obj, Mapping):
             value = obj.get(attribute, missing)
@@ -458,7 +395,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        _tick()
+        tick()
         obj = lazy(obj)
         if isinstance(obj, Mapping) and isinstance(argument, str):
             value = obj.get(argument, missing)
@@ -467,12 +404,12 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        _tick()
+        tick()
         _BINOP_CHECKS[operator](left, right)
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
-        _tick()
+        tick()
         _check_method_call(__obj, args)
         return super().call(__context, __obj, *args, **kwargs)
 
@@ -484,7 +421,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
         return wrapped
 
     def bounded_concat(self, parts: tuple[Any, ...]) -> str:
-        _tick()
+        tick()
         texts = [str(part) for part in parts]
         _too_long(sum(len(t) for t in texts), "the joined string")
         return "".join(texts)

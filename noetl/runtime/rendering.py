@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from noetl.dsl.render_env import time_limit
+from noetl.dsl.render_budget import time_limit
 from noetl.errors import TemplateError
 
 T = TypeVar("T")

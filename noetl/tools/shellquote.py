@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from noetl.dsl.render import ENV, RenderContext, is_template, render_data, render_value, render_with
+from noetl.dsl.render import RenderContext, is_template, render_data, render_value
+from noetl.dsl.render_env import ENV
+from noetl.dsl.render_jinja import render_with
 from noetl.dsl.shellcode import ShellCode, shell_text
 
 
