@@ -20,6 +20,7 @@ import asyncio
 import atexit
 import base64
 import binascii
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +29,6 @@ from noetl.tools._script import load_script
 from noetl.tools.base import ToolCall
 from noetl.tools.environment import tool_environment
 from noetl.tools.python_code import StepRequest
-from noetl.tools.python_processes import _close_pools_at_exit, _detach_process_pool, _run_in_process
 from noetl.tools.python_threads import _detach_thread_pools, _pools_lock, _run_in_this_process
 
 ISOLATION_MODES = ("thread", "inline", "process")
@@ -47,6 +47,9 @@ async def run_python(config: dict[str, Any], call: ToolCall) -> Any:
     if isolation == "process":
         # Only the code's own use of `context` pays for copying the (possibly large) render context.
         request.context = _plain(call.context) if "context" in request.source else None
+        # Imported by the first step that runs in a worker process: the others need no multiprocessing.
+        from noetl.tools.python_processes import _run_in_process
+
         return await _run_in_process(request, call)
     request.context = dict(call.context) if "context" in request.source else None
     return await _run_in_this_process(request, call, inline=isolation == "inline")
@@ -125,11 +128,13 @@ def _plain(value: Any) -> Any:
 
 async def shutdown_python_pool() -> None:
     """Stop the worker processes and threads; the next python step starts fresh pools."""
+    # Not imported: no step of this process ran in a worker process, so there is no pool to stop.
+    process_side = sys.modules.get("noetl.tools.python_processes")
     with _pools_lock:
-        processes = _detach_process_pool()
+        processes = process_side._detach_process_pool() if process_side is not None else None
         thread_pools = _detach_thread_pools()
-    if processes is not None:
-        atexit.unregister(_close_pools_at_exit)
+    if process_side is not None and processes is not None:
+        atexit.unregister(process_side._close_pools_at_exit)
         await asyncio.to_thread(processes.close)
     for pool in thread_pools:
         pool.shutdown()
