@@ -1,12 +1,15 @@
 """Where the start-up of `noetl run` goes, in CPU instructions (valgrind's callgrind).
 
-    python bench/startup.py [--out bench/results/startup.md]
+    python bench/startup.py [--out bench/results/startup.md] [--base DIR]
 
 Wall time on a shared machine swings with the load; an instruction count does not (the same
 interpreter, bytecode and input give the same count whatever else runs). This script counts the
 instructions of `noetl run` on a 3-step playbook and of importing each layer it needs on its own,
 with bytecode cached (PYTHONPYCACHEPREFIX) as after `pip install`, and also records the median wall
-time of 10 runs for scale. Needs `valgrind` (Debian package).
+time of 10 runs for scale. The run is measured as a user's second run of a playbook (its checks in
+the cache of validated playbooks, NOETL_HOME kept) and as a first run (a fresh NOETL_HOME).
+``--base DIR`` also measures the whole run of NoETL exported at DIR (``git archive``), put first on
+PYTHONPATH, in the same run of this script. Needs `valgrind` (Debian package).
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ LAYERS = [
     ("python -c pass", "pass"),
     ("+ asyncio (with ssl)", "import asyncio"),
     ("+ pydantic (BaseModel)", "import asyncio; from pydantic import BaseModel"),
-    ("+ jinja2, yaml, click, sqlite3", "import asyncio, jinja2, yaml, click, sqlite3; from pydantic import BaseModel"),
-    ("+ the playbook models (noetl.dsl.model)", "import asyncio, jinja2, yaml, click, sqlite3; import noetl.dsl.model"),
-    ("+ everything `noetl run` imports", "import noetl.cli.running, noetl.api, noetl.runtime.local"),
+    ("+ click, sqlite3", "import asyncio, click, sqlite3; from pydantic import BaseModel"),
+    ("+ the playbook models (noetl.dsl.model)", "import asyncio, click, sqlite3; import noetl.dsl.model"),
+    ("+ the modules `noetl run` imports first", "import noetl.cli.running, noetl.api, noetl.runtime.local"),
 ]
 
 
@@ -57,9 +60,30 @@ def instructions(argv: list[str], env: dict[str, str]) -> int:
     return int(match.group(1))
 
 
+def measure_run(run: list[str], env: dict[str, str]) -> tuple[list[float], int]:
+    """Wall times of 10 runs and the instructions of one, after a first run (bytecode, cache)."""
+    subprocess.run(run, env=env, capture_output=True, check=True)
+    walls = []
+    for _ in range(10):
+        began = time.perf_counter()
+        subprocess.run(run, env=env, capture_output=True, check=True)
+        walls.append(time.perf_counter() - began)
+    return walls, instructions(run, env)
+
+
+def base_lines(base: str | None, measured: tuple[list[float], int] | None) -> list[str]:
+    if base is None or measured is None:
+        return []
+    walls, total = measured
+    return [f"- the same run of the NoETL tree at {base} (on PYTHONPATH), in this run of the script: "
+            f"**{total / 1e6:.0f} M** instructions; wall median {statistics.median(walls):.3f} s, "
+            f"min {min(walls):.3f} s"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "startup.md"))
+    parser.add_argument("--base", help="a NoETL tree (git archive) to measure the whole run of too")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is needed: apt-get install valgrind")
@@ -70,23 +94,25 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update(PYTHONPYCACHEPREFIX=str(Path(folder) / "pycache"), NOETL_HOME=str(Path(folder) / "home"))
         run = [python, "-m", "noetl.cli.main", "run", str(playbook)]
-        subprocess.run(run, env=env, capture_output=True, check=True)  # compiles the bytecode
-        walls = []
-        for _ in range(10):
-            began = time.perf_counter()
-            subprocess.run(run, env=env, capture_output=True, check=True)
-            walls.append(time.perf_counter() - began)
-        total = instructions(run, env)
+        walls, total = measure_run(run, env)
+        first_run = instructions(run, {**env, "NOETL_HOME": str(Path(folder) / "fresh-home")})
+        base = None
+        if args.base:
+            base_env = {**env, "PYTHONPATH": str(Path(args.base).resolve()), "NOETL_HOME": str(Path(folder) / "base")}
+            base = measure_run(run, base_env)
         layers = []
         for label, code in LAYERS:
             subprocess.run([python, "-c", code], env=env, check=True)
             layers.append((label, instructions([python, "-c", code], env)))
     lines = ["# Start-up of `noetl run`", "",
              f"Command: `python bench/startup.py` ({time.strftime('%Y-%m-%d')}); interpreter {python}, "
-             "bytecode cached; a 3-step playbook (python, noop, noop) on a fresh NOETL_HOME.", "",
+             "bytecode cached; a 3-step playbook (python, noop, noop), run again on the same NOETL_HOME as a "
+             "user would (each run adds an execution to its store).", "",
              f"- wall time: median {statistics.median(walls):.3f} s, min {min(walls):.3f} s of 10 runs "
              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when measured)",
-             f"- instructions of the whole run: **{total / 1e6:.0f} M**", "",
+             f"- instructions of the whole run: **{total / 1e6:.0f} M**; a first run of the playbook "
+             f"(fresh NOETL_HOME, so its checks are not cached yet): {first_run / 1e6:.0f} M", *base_lines(args.base, base),
+             "",
              "| layer | instructions (M) | added (M) | share of the run |", "|---|---:|---:|---:|"]
     previous = 0
     for label, count in layers:
