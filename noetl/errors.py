@@ -11,10 +11,15 @@
     └── ToolError              a tool failed (carries kind, message, retryable)
 
 Driver errors are wrapped at the boundary with ``raise ... from exc``.
+
+:class:`ErrorInfo` is the error as events, outcomes and the API carry it (``{kind, message,
+retryable, ...}``): every error object NoETL records is built through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -78,7 +83,7 @@ class ToolError(NoetlError):
         self.details = details or {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "message": self.message, "retryable": self.retryable, **self.details}
+        return ErrorInfo.from_exception(self).to_dict()
 
 
 HTTP_STATUS_BY_ERROR: dict[type[NoetlError], int] = {
@@ -89,3 +94,75 @@ HTTP_STATUS_BY_ERROR: dict[type[NoetlError], int] = {
     TemplateError: 422,
     StoreError: 503,
 }
+
+
+_NAMED_KEYS = frozenset({"kind", "message", "retryable", "line"})
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """One recorded error: what a ``call.error`` event, a failed step or execution, an
+    ``output.error`` envelope and the API's error objects carry.
+
+    ``to_dict()`` is the shape stored in events: ``kind`` first, then ``message``, ``retryable`` and
+    ``line`` when they are set (a field left ``None`` is absent, as in the errors recorded before this
+    type existed, e.g. a cancellation has no ``retryable``), then ``details`` (a tool's extra keys:
+    ``traceback``, ``http``, ``data``, ``notes``, ``task``, ...). ``line`` is the line of the step's
+    ``code`` the error points at (the python tool); :mod:`noetl.dsl.codelines` turns it into the
+    playbook file's line.
+    """
+
+    kind: str
+    message: str | None = None
+    retryable: bool | None = None
+    line: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        """A ToolError keeps its kind, retryable and details; a TemplateError is kind ``template``;
+        any other NoETL error is kind ``error``; an exception NoETL did not raise on purpose (a bug in
+        a tool) is named by its class: kind ``ZeroDivisionError``, message ``"ZeroDivisionError: ..."``."""
+        if isinstance(exc, ToolError):
+            return cls.from_dict({"kind": exc.kind, "message": exc.message, "retryable": exc.retryable,
+                                  **exc.details})
+        if isinstance(exc, NoetlError):
+            return cls("template" if isinstance(exc, TemplateError) else "error", str(exc), False)
+        name = type(exc).__name__
+        return cls(name, f"{name}: {exc}", False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ErrorInfo:
+        """An error read back from an event (the inverse of :meth:`to_dict`)."""
+        line = data.get("line")
+        has_line = isinstance(line, int) and not isinstance(line, bool)
+        message, retryable = data.get("message"), data.get("retryable")
+        return cls(
+            kind=str(data.get("kind") or "error"),
+            message=None if message is None else str(message),
+            retryable=None if retryable is None else bool(retryable),
+            line=line if has_line else None,
+            # A line that is not a number (a tool that found no user frame records null) stays as it was.
+            details={k: v for k, v in data.items() if k not in _NAMED_KEYS or (k == "line" and not has_line)},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.message is not None:
+            out["message"] = self.message
+        if self.retryable is not None:
+            out["retryable"] = self.retryable
+        if self.line is not None:
+            out["line"] = self.line
+        out.update(self.details)
+        return out
+
+    def with_note(self, note: str) -> ErrorInfo:
+        """The same error with ``note`` appended to its ``notes`` (what else went wrong while handling it)."""
+        return replace(self, details={**self.details, "notes": [*self.details.get("notes", []), note]})
+
+    def to_exception(self, default_message: str = "failed") -> ToolError:
+        """A ToolError that records as this error again (an inner pipeline's failure re-raised)."""
+        details = {"line": self.line, **self.details} if self.line is not None else dict(self.details)
+        return ToolError(self.message if self.message is not None else default_message, kind=self.kind,
+                         retryable=bool(self.retryable), details=details)

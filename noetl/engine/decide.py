@@ -20,7 +20,7 @@ from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState, StepRun, apply
 from noetl.engine.step_results import StepResults, with_task_results
-from noetl.errors import NoetlError, TemplateError
+from noetl.errors import ErrorInfo, NoetlError, TemplateError
 
 
 @dataclass(slots=True)
@@ -341,12 +341,11 @@ class Engine:
                                  **self._render_set(state, step.set, local, f"step {step.step!r} set")}
         except NoetlError as exc:
             event.event_type, event.status, event.result = ev.CALL_ERROR, "failed", None
-            event.error = {"kind": "template", "message": str(exc), "retryable": False}
+            event.error = ErrorInfo("template", str(exc), False).to_dict()
 
     def _report_engine_error(self, state: ExecutionState, decision: Decision, name: str,
                              exc: NoetlError, loop_index: int | None) -> None:
-        error = {"kind": "template" if isinstance(exc, TemplateError) else "error", "message": str(exc),
-                 "retryable": False}
+        error = ErrorInfo.from_exception(exc).to_dict()
         meta: dict[str, Any] = {"loop_index": loop_index} if loop_index is not None else {}
         self._on_call_report(state, decision, Event(state.execution_id, ev.CALL_ERROR, node_name=name,
                                                      status="failed", error=error, meta=meta))
@@ -362,8 +361,8 @@ class Engine:
                                               status="completed" if ok else "failed", result=aggregate))
             result, error, event_name = aggregate, None, ev.LOOP_DONE
             if not ok:
-                error = {"kind": "loop", "message": f"step {name!r}: {loop.failed} of {loop.total} "
-                         f"iterations failed: {_first_loop_error(aggregate)}", "retryable": False}
+                error = ErrorInfo("loop", f"step {name!r}: {loop.failed} of {loop.total} iterations failed: "
+                                  f"{_first_loop_error(aggregate)}", False).to_dict()
         else:
             ok = run.error is None
             result, error = run.result, run.error
@@ -475,7 +474,7 @@ class Engine:
     def _finish_execution(self, state: ExecutionState, decision: Decision) -> None:
         eid = state.execution_id
         if state.failed:
-            error = {"kind": "execution", "message": state.error or "execution failed"}
+            error = ErrorInfo("execution", state.error or "execution failed").to_dict()
             self._emit(state, decision, Event(eid, ev.WORKFLOW_FAILED, status="failed", error=error))
             self._emit(state, decision, Event(eid, ev.PLAYBOOK_FAILED, status="failed", error=error))
             return
@@ -490,8 +489,8 @@ def _routing_error(step_error: dict[str, Any] | None, exc: NoetlError) -> dict[s
     """The step's error when routing it failed. A step that already failed keeps its own error (what
     the user must see: kind, message, line); the arc or `set` that could not evaluate becomes a note."""
     if step_error is None:
-        return {"kind": "routing", "message": str(exc), "retryable": False}
-    return {**step_error, "notes": [*step_error.get("notes", []), f"routing the failure: {exc}"]}
+        return ErrorInfo("routing", str(exc), False).to_dict()
+    return ErrorInfo.from_dict(step_error).with_note(f"routing the failure: {exc}").to_dict()
 
 
 def issued_count(run: StepRun) -> int:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from noetl.errors import ErrorInfo
+
 _SUCCESS_ERROR: dict[str, Any] = {"retryable": False}
 
 
@@ -21,7 +23,7 @@ def envelope(ok: bool, result: Any, error: Mapping[str, Any] | None, *, kind: st
     return {
         "status": "ok" if ok else "error",
         "data": result,  # on an http error the body is `error.data`
-        "error": dict(_SUCCESS_ERROR) if ok else dict(error or {"kind": "error", "retryable": False}),
+        "error": dict(_SUCCESS_ERROR) if ok else dict(error or ErrorInfo("error", retryable=False).to_dict()),
         "http": _http_part(ok, result, error, kind),
     }
 

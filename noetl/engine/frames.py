@@ -16,7 +16,7 @@ from noetl.engine.cursor import iterations
 from noetl.engine.envelope import envelope
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState, StepRun
-from noetl.errors import NoetlError
+from noetl.errors import ErrorInfo, NoetlError
 
 if TYPE_CHECKING:
     from noetl.engine.decide import Engine
@@ -67,6 +67,6 @@ def apply_frame_set(engine: Engine, state: ExecutionState, step: Step, event: Ev
             updates.update(engine._render_set(state, step.set, local, f"step {step.step!r} set",
                                               pending=updates))
         except NoetlError as exc:
-            report["results"][index] = {"kind": "template", "message": str(exc), "retryable": False}
+            report["results"][index] = ErrorInfo("template", str(exc), False).to_dict()
             report["failed"] = sorted({*(report.get("failed") or []), index})
     event.meta["set"] = updates

@@ -16,6 +16,7 @@ from noetl.clock import iso
 from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState
+from noetl.errors import ErrorInfo
 
 
 class Redactor(Protocol):
@@ -53,4 +54,4 @@ def final_update(state: ExecutionState, redactor: Redactor | None, ended_at: str
 
 def cancel_event(execution_id: str, reason: str = "cancelled by request", *, created_at: str = "") -> Event:
     return Event(execution_id, ev.EXECUTION_CANCELLED, status="cancelled",
-                 error={"kind": "cancelled", "message": reason}, created_at=created_at)
+                 error=ErrorInfo("cancelled", reason).to_dict(), created_at=created_at)

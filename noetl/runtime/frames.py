@@ -24,7 +24,7 @@ from typing import Any
 from noetl.dsl.render import render_data
 from noetl.engine.commands import Command
 from noetl.engine.frames import iteration_local
-from noetl.errors import NoetlError, TemplateError, ToolError
+from noetl.errors import ErrorInfo, NoetlError
 from noetl.runtime.runner import Outcome, Runner
 from noetl.tools.base import ToolCall, get_tool
 
@@ -79,10 +79,8 @@ class _Frame:
             config = render_data({**source, "command": sql}, context, where=f"step {command.step!r} loop.cursor")
             result = await get_tool("postgres")(config, call)
         except NoetlError as exc:
-            error = exc.to_dict() if isinstance(exc, ToolError) else {
-                "kind": "template" if isinstance(exc, TemplateError) else "error", "message": str(exc),
-                "retryable": False}
-            return Outcome(ok=False, error=error, logs=call.logs, secrets=call.secrets)
+            return Outcome(ok=False, error=ErrorInfo.from_exception(exc).to_dict(), logs=call.logs,
+                           secrets=call.secrets)
         return Outcome(ok=True, result=result, logs=call.logs, secrets=call.secrets)
 
     async def _iterations(self, rows: list[Any]) -> list[Outcome]:
@@ -92,9 +90,9 @@ class _Frame:
         if max_bytes:
             size = len(json.dumps(rows, default=str).encode("utf-8"))
             if size > int(max_bytes):
-                error = {"kind": "frame_too_large", "retryable": False,
-                         "message": f"frame {self.index}: the claim returned {size} bytes of rows, more than "
-                                    f"frame.max_bytes ({max_bytes}); its {len(rows)} row(s) were not processed"}
+                error = ErrorInfo("frame_too_large", f"frame {self.index}: the claim returned {size} bytes of rows, "
+                                  f"more than frame.max_bytes ({max_bytes}); its {len(rows)} row(s) were not "
+                                  "processed", retryable=False).to_dict()
                 count = 1 if self.spec.get("process") == "frame" else len(rows)
                 return [Outcome(ok=False, error=error) for _ in range(count)]
         if self.spec.get("max_seconds"):
@@ -119,10 +117,9 @@ class _Frame:
                 raise TimeoutError
             return await asyncio.wait_for(self._iteration(index, item, count), left)
         except TimeoutError:
-            return Outcome(ok=False, error={
-                "kind": "timeout", "retryable": True,
-                "message": f"frame {self.index}: iteration {index} did not finish within frame.max_seconds "
-                           f"({self.spec['max_seconds']:g} s)"})
+            return Outcome(ok=False, error=ErrorInfo(
+                "timeout", f"frame {self.index}: iteration {index} did not finish within frame.max_seconds "
+                           f"({self.spec['max_seconds']:g} s)", retryable=True).to_dict())
 
     async def _iteration(self, index: int, item: Any, count: int) -> Outcome:
         command = self.command
@@ -131,7 +128,7 @@ class _Frame:
         try:
             rendered = render_data(self.cursor.get("input") or {}, context, where=f"step {command.step!r} input")
         except NoetlError as exc:
-            return Outcome(ok=False, error={"kind": "template", "message": str(exc), "retryable": False})
+            return Outcome(ok=False, error=ErrorInfo("template", str(exc), False).to_dict())
         args = {**rendered, **command.arc_input}
         local["input"] = args
         iteration = Command(

@@ -19,6 +19,7 @@ from pathlib import Path
 from noetl.clock import Clock, iso, utc_now
 from noetl.engine import events as ev
 from noetl.engine.events import Event
+from noetl.errors import ErrorInfo
 from noetl.store.base import Store
 
 ABANDONED_KIND = "abandoned"
@@ -83,7 +84,7 @@ async def record_abandoned(store: Store, *, clock: Clock = utc_now) -> list[str]
             continue
         pid = record.owner.rsplit(":", 2)[1]
         message = f"abandoned: the process that ran it (pid {pid}) ended without recording an end"
-        error = {"kind": ABANDONED_KIND, "message": message}
+        error = ErrorInfo(ABANDONED_KIND, message).to_dict()
         now = iso(clock())
         events = [Event(record.execution_id, kind, status="failed", error=error, created_at=now)
                   for kind in (ev.WORKFLOW_FAILED, ev.PLAYBOOK_FAILED)]

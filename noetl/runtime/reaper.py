@@ -15,7 +15,7 @@ import logging
 
 from noetl.engine import events as ev
 from noetl.engine.events import Event
-from noetl.errors import StoreError
+from noetl.errors import ErrorInfo, StoreError
 from noetl.results.storage import storage_for
 from noetl.runtime.distributed import DecisionCore
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
@@ -34,7 +34,7 @@ def lease_lost_event(leased: LeasedCommand, max_attempts: int) -> Event:
     if loop_index is not None:
         meta["loop_index"] = loop_index
     return Event(leased.execution_id, ev.CALL_ERROR, node_name=leased.step, status="failed",
-                 error={"kind": "lease_expired", "message": message, "retryable": False}, meta=meta)
+                 error=ErrorInfo("lease_expired", message, False).to_dict(), meta=meta)
 
 
 class Reaper:

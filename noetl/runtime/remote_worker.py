@@ -24,11 +24,12 @@ from typing import Any
 
 import httpx
 
+from noetl.backoff import backoff_delay
 from noetl.dsl.model import Playbook
 from noetl.dsl.parse import load_playbook_text
 from noetl.engine.commands import Command
 from noetl.engine.events import Event
-from noetl.errors import InputError, NoetlError, NotFoundError, ToolError
+from noetl.errors import ErrorInfo, InputError, NoetlError, NotFoundError, ToolError
 from noetl.logsetup import log_context
 from noetl.results.refs import use_loader
 from noetl.results.remote import ServerResultReader
@@ -42,7 +43,6 @@ from noetl.tools.base import ToolCall
 
 log = logging.getLogger("noetl.worker")
 
-MAX_BACKOFF = 5.0
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -235,7 +235,7 @@ class RemoteWorker:
         """Report, retrying through a server outage while the lease could still be ours."""
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.options.lease_seconds * 4
-        delay = 0.1
+        failures = 0
         while True:  # not tied to `stop`: a draining worker still reports what it finished
             body = {"worker": self.name, "command_id": item["command_id"], "attempt": item["attempt"],
                     "event": event.to_dict(), "secrets": secrets}
@@ -248,12 +248,13 @@ class RemoteWorker:
                     return
                 event = unstorable_outcome_event(event, exc)
             except (ServerUnavailable, ValueError) as exc:
+                failures += 1
+                delay = reconnect_delay(failures)
                 if loop.time() + delay > give_up_at:
                     log.error("worker %s: giving up reporting %s: %s", self.name, item["command_id"], exc)
                     return
                 log.warning("worker %s: report: %s (retrying)", self.name, exc)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
 
     # heartbeats ------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
@@ -304,7 +305,7 @@ class RemoteServices:
             "execution_id": self.execution_id, "command_id": self.command_id, "call_index": self.calls,
             "path": path, "version": version, "payload": dict(payload or {})})
         if started.get("error"):
-            raise ToolError(started["error"]["message"], kind=started["error"].get("kind") or "playbook")
+            raise ErrorInfo.from_dict({**started["error"], "kind": started["error"].get("kind") or "playbook"}).to_exception()
         child_id = str(started["execution_id"])
         if return_step and return_step not in (started.get("steps") or []):
             raise ToolError(f"return_step {return_step!r} is not a step of {started.get('path')!r}", kind="config")
@@ -320,14 +321,14 @@ class RemoteServices:
         self.worker.waiting_on_children += 1
         self.worker.wake.set()  # our slot is free while we wait
         try:
-            delay = 0.02
+            polls = 0
             while True:
                 with contextlib.suppress(ServerUnavailable):
                     doc: dict[str, Any] = await self.worker.api.get(f"/api/executions/{child_id}/status")
                     if doc.get("status") in TERMINAL:
                         return doc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                polls += 1
+                await asyncio.sleep(backoff_delay(polls, delay=0.02, max_delay=0.5))
         finally:
             self.worker.waiting_on_children -= 1
 

@@ -10,6 +10,7 @@ from typing import Any
 from noetl.engine import events as ev
 from noetl.engine.commands import Command
 from noetl.engine.events import Event
+from noetl.errors import ErrorInfo
 from noetl.runtime.runner import Outcome
 
 
@@ -42,8 +43,7 @@ def outcome_event(command: Command, outcome: Outcome, *, worker: str, attempt: i
 
 def crash_outcome(exc: Exception) -> Outcome:
     """A bug in a tool must fail the step, never the runtime."""
-    return Outcome(ok=False, error={"kind": type(exc).__name__, "message": f"{type(exc).__name__}: {exc}",
-                                    "retryable": False})
+    return Outcome(ok=False, error=ErrorInfo.from_exception(exc).to_dict())
 
 
 def unstorable_outcome_event(event: Event, exc: Exception) -> Event:
@@ -52,4 +52,4 @@ def unstorable_outcome_event(event: Event, exc: Exception) -> Event:
     storable = ("command_id", "attempt", "duration", "worker", "loop_index", "warnings")  # plain JSON
     meta: dict[str, Any] = {key: event.meta[key] for key in storable if key in event.meta}
     return Event(event.execution_id, ev.CALL_ERROR, node_name=event.node_name, status="failed",
-                 error={"kind": "unstorable_result", "message": str(exc), "retryable": False}, meta=meta)
+                 error=ErrorInfo("unstorable_result", str(exc), False).to_dict(), meta=meta)

@@ -19,7 +19,7 @@ from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine.commands import Command
 from noetl.engine.decide import deep_merge
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
-from noetl.errors import NoetlError, TemplateError, ToolError
+from noetl.errors import ErrorInfo, NoetlError, TemplateError, ToolError
 from noetl.results.outcome import recorded_result, store_big_results, tool_inputs
 from noetl.runtime.rendering import render_off_loop
 from noetl.tools.base import ToolCall, ToolServices, get_tool
@@ -77,14 +77,13 @@ class Runner:
     async def run(self, command: Command) -> Outcome:
         started = time.perf_counter()
         if "__input_error__" in command.args:
-            error = {"kind": "template", "message": command.args["__input_error__"], "retryable": False}
-            return Outcome(ok=False, error=error)
+            return Outcome(ok=False, error=ErrorInfo("template", command.args["__input_error__"], False).to_dict())
         pipe = _Pipeline(command=command, iter_vars=dict(command.context.get("iter") or {}))
         with tracing(command.step, strict=command.strict) as trace:
             try:
                 ok, result, error = await self._run_tasks(pipe, command.tasks)
             except NoetlError as exc:
-                ok, result, error = False, None, _error_dict(exc)
+                ok, result, error = False, None, ErrorInfo.from_exception(exc).to_dict()
         outcome = Outcome(ok=ok, result=result, error=error, ctx_set=pipe.ctx_set, logs=pipe.logs,
                           attempts=max(pipe.attempts, 1), duration=time.perf_counter() - started,
                           secrets=pipe.secrets, names=pipe.names, warnings=[*command.warnings, *trace.warnings])
@@ -93,7 +92,8 @@ class Runner:
             try:
                 await store_big_results(self.services, outcome, self.outputs.get(command.step), command)
             except NoetlError as exc:
-                outcome.ok, outcome.result, outcome.error, outcome.tasks = False, None, _error_dict(exc), {}
+                outcome.ok, outcome.result, outcome.tasks = False, None, {}
+                outcome.error = ErrorInfo.from_exception(exc).to_dict()
         return outcome
 
     async def _run_tasks(self, pipe: _Pipeline, tasks: list[dict[str, Any]]) -> tuple[bool, Any, Any]:
@@ -147,8 +147,8 @@ class Runner:
                     return False, None, error
                 do = "continue"
             if do == "fail":
-                return False, None, error or {"kind": "policy", "message": f"task {names[index]!r}: policy said fail",
-                                              "retryable": False}
+                return False, None, error or ErrorInfo("policy", f"task {names[index]!r}: policy said fail",
+                                                       False).to_dict()
             if do == "break":
                 return True, self._final(pipe, result), None
             if do == "jump":
@@ -194,7 +194,7 @@ class Runner:
             result = await self._dispatch(pipe, kind, config, name, context, timeout)
             return True, result, None
         except NoetlError as exc:
-            return False, None, _error_dict(exc)
+            return False, None, ErrorInfo.from_exception(exc).to_dict()
 
     @staticmethod
     def _render_config(pipe: _Pipeline, config: dict[str, Any], context: RenderContext,
@@ -245,9 +245,7 @@ class Runner:
         if ok:
             _check_contract(entry.name, entry.assert_, "returns", result)
         if not ok:
-            raise ToolError((error or {}).get("message", "workbook task failed"),
-                            kind=(error or {}).get("kind", "error"), retryable=bool((error or {}).get("retryable")),
-                            details={k: v for k, v in (error or {}).items() if k not in ("message", "kind", "retryable")})
+            raise ErrorInfo.from_dict(error or {}).to_exception("workbook task failed")
         return result
 
     def _envelope(self, ok: bool, result: Any, error: dict[str, Any] | None, task: dict[str, Any]) -> dict[str, Any]:
@@ -352,13 +350,5 @@ async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
 
 
 def _with_note(error: dict[str, Any] | None, exc: NoetlError) -> dict[str, Any]:
-    error = dict(error or {"kind": "error", "message": "task failed", "retryable": False})
-    error["notes"] = [*error.get("notes", []), f"evaluating the task policy: {exc}"]
-    return error
-
-
-def _error_dict(exc: NoetlError) -> dict[str, Any]:
-    if isinstance(exc, ToolError):
-        return exc.to_dict()
-    return {"kind": "template" if type(exc).__name__ == "TemplateError" else "error", "message": str(exc),
-            "retryable": False}
+    info = ErrorInfo.from_dict(error) if error else ErrorInfo("error", "task failed", False)
+    return info.with_note(f"evaluating the task policy: {exc}").to_dict()

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from noetl.engine import events as ev
 from noetl.engine.events import Event
-from noetl.errors import InputError, NotFoundError
+from noetl.errors import ErrorInfo, InputError, NotFoundError
 from noetl.ids import parse_execution_id
 from noetl.runtime.distributed import UnstorableReport, load_status
 from noetl.server.auth import requires
@@ -202,7 +202,7 @@ async def _external_report(state: ServerState, execution_id: str, event_type: st
                       meta=meta)
     else:
         error = body.error if isinstance(body.error, dict) else \
-            {"kind": "error", "message": str(body.error or "failed"), "retryable": False}
+            ErrorInfo("error", str(body.error or "failed"), False).to_dict()
         event = Event(execution_id, event_type, node_name=command.step, status="failed", error=error, meta=meta)
     return leased, event
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from noetl.errors import PlaybookError, ToolError
+from noetl.errors import ErrorInfo, PlaybookError, ToolError
 from noetl.runtime.gateway import WorkerGateway
 from noetl.server.state import State
 
@@ -95,6 +95,6 @@ async def child(body: ChildRequest, gateway: Gateway) -> dict[str, Any]:
                                          call_index=body.call_index, path=body.path, version=body.version,
                                          payload=body.payload)
     except ToolError as exc:
-        return {"error": {"kind": exc.kind, "message": str(exc)}}
+        return {"error": ErrorInfo(exc.kind, str(exc)).to_dict()}
     except PlaybookError as exc:
-        return {"error": {"kind": "playbook", "message": str(exc).splitlines()[0]}}
+        return {"error": ErrorInfo("playbook", str(exc).splitlines()[0]).to_dict()}
