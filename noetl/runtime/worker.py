@@ -89,6 +89,9 @@ class Worker:
         self.in_flight: dict[str, tuple[LeasedCommand, asyncio.Task[None]]] = {}
         self.waiting_on_children = 0  # commands parked on a child execution free their slot
         self.reserved = 0  # slots held for commands a decision in progress inserts leased to us
+        # Commands whose report waits for its decision: their tool is done and their slot goes to
+        # whatever that decision inserts leased to us (see reserve), not to the lease loop.
+        self.reporting = 0
         self.own_leases: set[str] = set()  # commands renewing their own lease (cursor loop frames)
         self.completed = 0
 
@@ -186,9 +189,14 @@ class Worker:
         return self.options.lease_seconds
 
     def reserve(self, wanted: int) -> int:
+        """Slots for a decision's new commands: the free ones and those of the commands being
+        reported (a busy worker keeps its chains, instead of queueing every next step for whichever
+        worker leases it and must then read the execution's log). Each reporter's slot is lent once:
+        running commands plus reservations stay within ``concurrency``; for a moment after the
+        commit, a reporter and its successor are both in flight."""
         if self.stop.is_set():
             return 0
-        count = max(0, min(wanted, self._free_slots()))
+        count = max(0, min(wanted, self._free_slots() + self.reporting))
         self.reserved += count
         return count
 
@@ -270,6 +278,13 @@ class Worker:
         Retrying is safe: a report that did commit before the connection broke is recognised as a
         duplicate (the command is no longer leased) and ignored.
         """
+        self.reporting += 1
+        try:
+            await self._report_until_decided(leased, event)
+        finally:
+            self.reporting -= 1
+
+    async def _report_until_decided(self, leased: LeasedCommand, event: Event) -> None:
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + self.options.lease_seconds * 4
         failures = 0

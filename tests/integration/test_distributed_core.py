@@ -291,3 +291,64 @@ def test_a_deciding_worker_leases_the_next_command_to_itself_and_the_reaper_requ
         assert rows["second"] == ("queued", 0, None, False)
         assert started == [] and requeued == []
     assert command_rows(url)["second"][0] == "queued"
+
+
+LONG_CHAIN = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: long_chain, path: tests/core_long_chain}
+workflow:
+  - step: s0
+    tool: {kind: noop}
+    next: [{step: s1}]
+  - step: s1
+    tool: {kind: noop}
+    next: [{step: s2}]
+  - step: s2
+    tool: {kind: noop}
+    next: [{step: s3}]
+  - step: s3
+    tool: {kind: noop}
+"""
+
+
+def test_a_busy_worker_keeps_its_chains_without_going_through_the_queue(url: str) -> None:
+    """A worker whose every slot is taken (concurrency 1, one chain) hands the slot of the command it
+    reports to the step that follows: the next steps are inserted leased to it by the decisions, and
+    only the first step is ever leased from the queue."""
+    from noetl.runtime.worker import Worker, WorkerOptions
+
+    async def scenario() -> tuple[list[str], str]:
+        worker = Worker(url, WorkerOptions(name="w1", concurrency=1, poll_interval=0.05))
+        leased_from_queue: list[str] = []
+        lease = worker.queue.lease
+
+        async def counting_lease(**kwargs: Any) -> list[LeasedCommand]:
+            commands = await lease(**kwargs)
+            leased_from_queue.extend(c.step for c in commands)
+            return commands
+
+        worker.queue.lease = counting_lease  # type: ignore[method-assign]
+        running = asyncio.create_task(worker.run())
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            await asyncio.sleep(0.3)  # the worker has opened its store and started leasing
+            execution_id = await DecisionCore(store).submit(playbook_text=LONG_CHAIN)
+            for _ in range(200):
+                record = await store.get_execution(execution_id)
+                if record is not None and record.status != "running":
+                    break
+                await asyncio.sleep(0.05)
+            assert record is not None
+            return leased_from_queue, record.status
+        finally:
+            worker.stop.set()
+            await asyncio.wait_for(running, timeout=30)
+            await store.close()
+
+    leased_from_queue, status = asyncio.run(scenario())
+    assert status == "completed"
+    assert leased_from_queue == ["s0"]
+    rows = command_rows(url)
+    assert {step: row[:3] for step, row in rows.items()} == {f"s{n}": ("done", 1, "w1") for n in range(4)}
