@@ -12,7 +12,7 @@ import asyncio
 import importlib
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -74,13 +74,22 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def echo_rows(rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]) -> None:
-    """A listing: one JSON array with ``--json``, else one ``line(row)`` per row."""
+def echo_rows(rows: list[dict[str, Any]], as_json: bool, cells: Callable[[dict[str, Any]], Sequence[str]]) -> None:
+    """A listing: one JSON array with ``--json``, else one line per row of the ``cells(row)``, in
+    columns as wide as their widest cell (a name longer than usual shifts the column, not the line)."""
     if as_json:
         click.echo(json.dumps(rows, default=str))
         return
-    for row in rows:
-        click.echo(line(row))
+    for line in aligned([tuple(cells(row)) for row in rows]):
+        click.echo(line)
+
+
+def aligned(lines: list[tuple[str, ...]]) -> list[str]:
+    """``lines`` of cells as text columns two spaces apart; the last cell is not padded."""
+    widths = [max((len(cells[i]) for cells in lines if len(cells) > i), default=0)
+              for i in range(max((len(cells) for cells in lines), default=0))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=False)).rstrip()
+            for cells in lines]
 
 
 class Context:

@@ -78,7 +78,7 @@ def install(cli: click.Group) -> None:
                          "catalog_id": e.catalog_id, "created_at": e.created_at} for e in entries]
 
             rows = run_sync(with_store(work))
-        echo_rows(rows, as_json, lambda row: f"{row['path']}  v{row['version']}  {row['kind']}")
+        echo_rows(rows, as_json, lambda row: (row["path"], f"v{row['version']}", row["kind"]))
 
     @catalog.command("get")
     @click.argument("path")
@@ -135,6 +135,7 @@ def install(cli: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def credential_list(obj: Any, as_json: bool) -> None:
+        """List stored credentials (name and type, never their data)."""
         if obj.server_url:
             from noetl.cli.remote import get_json
 
@@ -143,7 +144,7 @@ def install(cli: click.Group) -> None:
             from noetl.credentials import list_credentials
 
             rows = run_sync(with_store(list_credentials))
-        echo_rows(rows, as_json, lambda row: f"{row['name']}  {row['type']}")
+        echo_rows(rows, as_json, lambda row: (row["name"], row["type"]))
 
     @credential.command("delete")
     @click.argument("name")
@@ -151,6 +152,7 @@ def install(cli: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def credential_delete(obj: Any, name: str) -> None:
+        """Delete the stored credential NAME."""
         if obj.server_url:
             from noetl.cli.remote import delete_json
 
@@ -201,6 +203,7 @@ def _install_seed_aliases(cli: click.Group) -> None:
     @click.pass_obj
     @handle_errors
     def execute_playbook(obj: Any, path: str, input_file: str | None, payload: str | None, as_json: bool) -> None:
+        """Run the catalog playbook PATH (on the server when one is given, else locally)."""
         _execute(obj, path, f"@{input_file}" if input_file else payload, None, as_json)
 
     @execute.command("status")
@@ -209,6 +212,7 @@ def _install_seed_aliases(cli: click.Group) -> None:
     @server_options
     @click.pass_context
     def execute_status(ctx: click.Context, execution_id: str, as_json: bool) -> None:
+        """Print the status of an execution (the same as `noetl status ID`)."""
         from noetl.cli.control import status
 
         ctx.invoke(status, execution_id=execution_id, as_json=as_json)

@@ -83,8 +83,8 @@ def events(obj: Context, execution_id: str, as_json: bool) -> None:
             return [e.to_dict() for e in await store.list_events(execution_id)]
 
         rows = run_sync(with_store(load))
-    echo_rows(rows, as_json, lambda row: f"{row['event_id']:>5} {row['created_at']} {row['event_type']:<20} "
-                                         f"{row.get('node_name') or '':<24} {row.get('status') or ''}")
+    echo_rows(rows, as_json, lambda row: (f"{row['event_id']:>5}", str(row["created_at"]), row["event_type"],
+                                         row.get("node_name") or "", row.get("status") or ""))
 
 
 @cli.command()

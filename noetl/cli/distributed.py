@@ -54,9 +54,9 @@ def install(cli: click.Group) -> None:
     @server.command("start")
     @click.option("--host", default="127.0.0.1", show_default=True,
                   help="Address to listen on; another than loopback needs API tokens (NOETL_API_TOKEN).")
-    @click.option("--port", type=int, default=8082, show_default=True)
+    @click.option("--port", type=int, default=8082, show_default=True, help="TCP port to listen on.")
     @database_option
-    @click.option("--log-level", default="info", show_default=True)
+    @click.option("--log-level", default="info", show_default=True, help="Log level (debug, info, warning).")
     @log_format_option
     @handle_errors
     def server_start(host: str, port: int, database_url: str | None, log_level: str, log_format: str) -> None:

@@ -70,7 +70,7 @@ def add(obj: Context, name: str, path: str, secret: str | None, token: str | Non
 
 
 @hook.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
 @click.pass_obj
 @handle_errors
 def list_(obj: Context, as_json: bool) -> None:
@@ -82,7 +82,7 @@ def list_(obj: Context, as_json: bool) -> None:
         return [hook_view(h) for h in await store.list_hooks()]
 
     rows = on_server_or_store(obj, server=lambda url: get_json(url, "/api/hooks"), store=load)
-    echo_rows(rows, as_json, lambda r: f"{r['name']:<24} {r['path']:<40} {r['auth']}")
+    echo_rows(rows, as_json, lambda r: (r["name"], r["path"], r["auth"]))
 
 
 @hook.command("delete")

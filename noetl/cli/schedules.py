@@ -87,8 +87,8 @@ def list_(obj: Context, as_json: bool) -> None:
         return [schedule_view(s) for s in await store.list_schedules()]
 
     rows = on_server_or_store(obj, server=on_server, store=load)
-    echo_rows(rows, as_json, lambda r: f"{r['name']:<30} {r['cron']:<16} {r['timezone']:<16} "
-                                       f"{'enabled' if r['enabled'] else 'paused':<8} next {r['next_fire'] or '-'}")
+    echo_rows(rows, as_json, lambda r: (r["name"], r["cron"], r["timezone"], "enabled" if r["enabled"] else "paused",
+                                       f"next {r['next_fire'] or '-'}"))
 
 
 def _change(obj: Context, name: str, action: str) -> None:
@@ -168,7 +168,7 @@ def backfill(obj: Context, name: str, start: str, end: str, as_json: bool) -> No
                  "status": starter.documents.get(f.execution_id or "", {}).get("status", f.status)} for f in fired]
 
     rows = run_sync(with_store(run))
-    echo_rows(rows, as_json, lambda r: f"{r['scheduled_for']}  {r['execution_id'] or '-':<20} {r['status']}")
+    echo_rows(rows, as_json, lambda r: (str(r["scheduled_for"]), r["execution_id"] or "-", r["status"]))
     ran = [r for r in rows if r["execution_id"]]
     sys.exit(0 if all(r["status"] == "completed" for r in ran) else EXIT_FAILED)
 

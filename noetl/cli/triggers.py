@@ -54,7 +54,7 @@ def add(obj: Context, on_path: str, on: str, run: str, name: str | None) -> None
 
 
 @trigger.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array.")
 @click.pass_obj
 @handle_errors
 def list_(obj: Context, as_json: bool) -> None:
@@ -66,7 +66,7 @@ def list_(obj: Context, as_json: bool) -> None:
         return [trigger_view(t) for t in await store.list_triggers()]
 
     rows = on_server_or_store(obj, server=lambda url: get_json(url, "/api/triggers"), store=load)
-    echo_rows(rows, as_json, lambda r: f"{r['name']:<40} on {r['on_path']} {r['on']} run {r['run']}")
+    echo_rows(rows, as_json, lambda r: (r["name"], f"on {r['on_path']} {r['on']}", f"run {r['run']}"))
 
 
 @trigger.command("delete")

@@ -43,3 +43,13 @@ def test_run_with_a_server_option_says_it_runs_locally(tmp_path: Path) -> None:
     assert result.code == 0
     assert "note: `noetl run` runs in this process on the local store; to run on the server at " \
            "http://localhost:8082: noetl exec catalog://PATH" in result.stderr
+
+
+def test_catalog_list_is_a_table_aligned_in_columns(tmp_path: Path) -> None:
+    for playbook in ("examples/hello/hello.yaml", "examples/pagination/pagination_canonical.yaml"):
+        assert in_repo("catalog", "register", playbook, home=tmp_path)[0] == 0
+    code, out, _ = in_repo("catalog", "list", home=tmp_path)
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 2
+    # the version column starts at the same place on every line, however long the path before it
+    assert len({line.index(" v1 ") for line in lines}) == 1, out
