@@ -43,7 +43,7 @@ from noetl.dsl.render_budget import (
     time_limit,
 )
 from noetl.dsl.shellcode import unquoted
-from noetl.results.refs import lazy
+from noetl.results.refs import LazyItems, lazy, lazy_items
 
 # The budget of one render lives in noetl.dsl.render_budget (no Jinja there: a run that renders no
 # template never imports Jinja); these names are part of this module's interface too.
@@ -311,6 +311,8 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, LenientUndefined):
         value.use()
         return None
+    if isinstance(value, LazyItems):
+        return list(value)  # `tojson` of a loop's results by reference writes them all out
     return str(value)
 
 
@@ -384,7 +386,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
         if isinstance(obj, Mapping):
             value = obj.get(attribute, missing)
             if value is not missing:
-                return value
+                return lazy_items(value)  # a loop's results by reference, for `| length` and `for`
             if attribute == "data":
                 # v1 habit: ``{{ step.data.field }}`` on a result without a ``data`` key.
                 return obj
@@ -400,8 +402,8 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
         if isinstance(obj, Mapping) and isinstance(argument, str):
             value = obj.get(argument, missing)
             if value is not missing:
-                return value
-        return super().getitem(obj, argument)
+                return lazy_items(value)
+        return lazy_items(super().getitem(obj, argument))
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         tick()

@@ -16,6 +16,7 @@ from jinja2 import TemplateSyntaxError, Undefined, UndefinedError, nodes
 from noetl.dsl.render_context import CURRENT_TRACE, RenderContext
 from noetl.dsl.render_env import ENV, LenientUndefined, RenderLimitError, RenderTimeout, active_run
 from noetl.errors import TemplateError
+from noetl.results.refs import plain
 
 
 @lru_cache(maxsize=4096)
@@ -80,7 +81,7 @@ def _native(value: Any) -> Any:
         return type(value)(_native(v) for v in value)
     if isinstance(value, dict):
         return {k: _native(v) for k, v in value.items()}
-    return value
+    return plain(value)
 
 
 def _render(source: str, context: Mapping[str, Any]) -> Any:
@@ -97,7 +98,7 @@ def _render(source: str, context: Mapping[str, Any]) -> Any:
     result = ctx.vars["result"]
     if isinstance(result, Undefined) or expression.builds_containers:
         return _native(result)
-    return result
+    return plain(result)  # a loop's results by reference stay a reference in what is recorded
 
 
 def render_template(source: str, context: Mapping[str, Any], where: str) -> Any:

@@ -15,6 +15,7 @@ from noetl.dsl.model import Arc, Playbook, Step, plain_dump
 from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine import events as ev
 from noetl.engine import frames
+from noetl.engine.aggregate import inline_max_items, looks_like_error
 from noetl.engine.commands import Command
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.engine.events import Event
@@ -207,11 +208,14 @@ class Engine:
         try:
             if step.loop is not None and step.loop.cursor is not None:
                 enter.result = {"input": {}, "arc_input": arc_input}
-                enter.meta["cursor"] = {"max_in_flight": self._max_in_flight(state, step)}
+                enter.meta["cursor"] = {"max_in_flight": self._max_in_flight(state, step),
+                                        "inline_max_items": inline_max_items(step.output)}
             elif step.loop is not None:
                 items = self._loop_items(state, step)
                 enter.result = {"input": {}, "arc_input": arc_input, "items": items}
                 enter.meta["loop"] = {"total": len(items), "max_in_flight": self._max_in_flight(state, step)}
+                if len(items) > inline_max_items(step.output):
+                    enter.meta["loop"]["by_ref"] = True  # the aggregate's results by reference
             else:
                 args = self._render_input(state, step, arc_input, local=None)
                 enter.result = {"input": args, "arc_input": arc_input}
@@ -355,14 +359,14 @@ class Engine:
         name = step.step
         loop = run.loop or run.cursor
         if loop is not None:
-            aggregate = loop.aggregate()
+            aggregate = loop.aggregate(execution_id=state.execution_id, step=name, entry=run.entry)
             ok = loop.failed == 0
             self._emit(state, decision, Event(state.execution_id, ev.LOOP_DONE, node_name=name,
                                               status="completed" if ok else "failed", result=aggregate))
             result, error, event_name = aggregate, None, ev.LOOP_DONE
             if not ok:
                 error = ErrorInfo("loop", f"step {name!r}: {loop.failed} of {loop.total} iterations failed: "
-                                  f"{_first_loop_error(aggregate)}", False).to_dict()
+                                  f"{_first_loop_error(loop.first_error())}", False).to_dict()
         else:
             ok = run.error is None
             result, error = run.result, run.error
@@ -512,11 +516,8 @@ def frames_finished(run: StepRun) -> bool:
     return run.cursor is not None and run.cursor.drained and len(run.cursor.reported) >= issued_count(run)
 
 
-def _first_loop_error(aggregate: dict[str, Any]) -> str:
-    for item in aggregate["results"]:
-        if isinstance(item, dict) and "message" in item and "kind" in item:
-            return str(item["message"])
-    return "see the step result"
+def _first_loop_error(error: Any) -> str:
+    return str(error["message"]) if looks_like_error(error) else "see the step result"
 
 
 def _ctx_key(key: str) -> str | None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from noetl.engine import events as ev
+from noetl.engine.aggregate import AggregateByRef, looks_like_error
 from noetl.engine.cursor import CursorRun, fold_frame_report
 from noetl.engine.events import Event
 
@@ -25,6 +26,9 @@ class LoopRun:
     # The iterations this entry runs, in issue order: every index but the kept ones.
     order: Sequence[int] = range(0)
     reported: set[int] = field(default_factory=set)
+    # More iterations than the step keeps inline (step.enter says so): the results are not held here
+    # but read back from the iterations' reports; only a preview and the first failure are kept.
+    by_ref: AggregateByRef | None = None
 
     @property
     def total(self) -> int:
@@ -34,11 +38,26 @@ class LoopRun:
     def finished(self) -> bool:
         return self.success + self.failed == self.total
 
-    def aggregate(self) -> dict[str, Any]:
-        return {
-            "results": list(self.results),
-            "stats": {"total": self.total, "success": self.success, "failed": self.failed},
-        }
+    def record(self, index: int, value: Any, ok: bool) -> None:
+        if self.by_ref is None:
+            self.results[index] = value
+        else:
+            self.by_ref.record(index, value, ok)
+        if ok:
+            self.success += 1
+        else:
+            self.failed += 1
+
+    def aggregate(self, *, execution_id: str, step: str, entry: int) -> dict[str, Any]:
+        stats = {"total": self.total, "success": self.success, "failed": self.failed}
+        if self.by_ref is not None:
+            return {"results": self.by_ref.ref(execution_id, step, entry, self.total), "stats": stats}
+        return {"results": list(self.results), "stats": stats}
+
+    def first_error(self) -> Any:
+        if self.by_ref is not None:
+            return self.by_ref.first_error
+        return next((r for r in self.results if looks_like_error(r)), None)
 
 
 @dataclass(slots=True)
@@ -139,11 +158,14 @@ def _step_enter(state: ExecutionState, event: Event) -> None:
     loop = event.meta.get("loop")
     if loop is not None:
         items = list(data.get("items") or [])
-        run.loop = LoopRun(items=items, max_in_flight=int(loop.get("max_in_flight", 1)), results=[None] * len(items))
+        by_ref = AggregateByRef() if loop.get("by_ref") else None
+        run.loop = LoopRun(items=items, max_in_flight=int(loop.get("max_in_flight", 1)),
+                           results=[] if by_ref else [None] * len(items), by_ref=by_ref)
         _keep_resumed_iterations(state, run)
     cursor = event.meta.get("cursor")
     if cursor is not None:
-        run.cursor = CursorRun(max_in_flight=int(cursor.get("max_in_flight", 1)))
+        run.cursor = CursorRun(max_in_flight=int(cursor.get("max_in_flight", 1)),
+                               inline_max_items=cursor.get("inline_max_items"))
     state.running[name] = run
     state.step_status[name] = "running"
 
@@ -154,8 +176,7 @@ def _keep_resumed_iterations(state: ExecutionState, run: StepRun) -> None:
     for index, result in state.resumed_iterations.pop(run.name, {}).items():
         if 0 <= index < loop.total:
             loop.kept.add(index)
-            loop.results[index] = result
-            loop.success += 1
+            loop.record(index, result, ok=True)
     loop.order = [i for i in range(loop.total) if i not in loop.kept] if loop.kept else range(loop.total)
     if loop.finished:
         run.done = True
@@ -179,11 +200,7 @@ def _call_reported(state: ExecutionState, event: Event) -> None:
     if not isinstance(index, int) or not 0 <= index < loop.total or index in loop.reported or index in loop.kept:
         return  # a duplicate report (at-least-once delivery), or one this entry never issued
     loop.reported.add(index)
-    loop.results[index] = event.result if ok else event.error
-    if ok:
-        loop.success += 1
-    else:
-        loop.failed += 1
+    loop.record(index, event.result if ok else event.error, ok)
     if loop.finished:
         run.done = True
 

@@ -9,8 +9,9 @@ from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.errors import InputError, NotFoundError
 from noetl.results.codec import dumps
-from noetl.results.refs import REF_KEY, is_ref
-from noetl.results.storage import storage_for
+from noetl.results.loops import fetch_item
+from noetl.results.refs import REF_KEY, is_loop_ref, is_ref
+from noetl.results.storage import loop_json, storage_for
 from noetl.store.base import Store
 
 PAGE = 1000
@@ -23,17 +24,46 @@ async def step_result(store: Store, execution_id: str, step: str, *, index: int 
     """The latest result of ``step`` (a loop's aggregate, or with ``index`` one iteration's result),
     with a reference resolved to the full result."""
     result = await _located(store, execution_id, step, index=index)
-    return await storage_for(store).fetch(result[REF_KEY]["uri"]) if is_ref(result) else result
+    storage = storage_for(store)
+    if loop_results_ref(result) is not None:
+        return {**result, "results": await storage.fetch(result["results"][REF_KEY]["uri"])}
+    return await storage.fetch(result[REF_KEY]["uri"]) if is_ref(result) else result
 
 
 async def step_result_json(store: Store, execution_id: str, step: str, *, index: int | None = None) -> bytes:
-    """:func:`step_result` as JSON bytes. A result stored by reference is passed on as stored, never
-    decoded: it costs its size in memory once, not the several times of its Python objects, and with
-    ``index`` only that iteration's result is read."""
+    """:func:`step_result` as JSON bytes (see :func:`step_result_chunks`)."""
+    return b"".join([chunk async for chunk in await step_result_chunks(store, execution_id, step, index=index)])
+
+
+async def step_result_chunks(store: Store, execution_id: str, step: str, *,
+                             index: int | None = None) -> AsyncIterator[bytes]:
+    """:func:`step_result` as JSON text, in chunks: found (or refused) before the first chunk, so a
+    missing step is an error, not a broken stream. A result stored by reference is passed on as
+    stored, never decoded (it costs its size in memory once, not the several times of its Python
+    objects); a loop's results by reference are written a page at a time; with ``index`` only that
+    iteration's result is read."""
     result = await _located(store, execution_id, step, index=index)
-    if is_ref(result):
-        return await storage_for(store).fetch_bytes(result[REF_KEY]["uri"])
-    return dumps(result)
+    return _chunks(store, result)
+
+
+async def _chunks(store: Store, result: Any) -> AsyncIterator[bytes]:
+    loop_uri = loop_results_ref(result)
+    if loop_uri is not None:
+        rest = dumps({k: v for k, v in result.items() if k != "results"})
+        yield b'{"results":'
+        async for chunk in loop_json(store, loop_uri):
+            yield chunk
+        yield (b"," + rest[1:]) if rest != b"{}" else b"}"
+    elif is_ref(result):
+        yield await storage_for(store).fetch_bytes(result[REF_KEY]["uri"])
+    else:
+        yield dumps(result)
+
+
+def loop_results_ref(result: Any) -> str | None:
+    """The uri of a loop aggregate's results by reference; None for any other result."""
+    inner = result.get("results") if isinstance(result, dict) and not is_ref(result) else None
+    return str(inner[REF_KEY]["uri"]) if inner is not None and is_loop_ref(inner) else None
 
 
 async def _located(store: Store, execution_id: str, step: str, *, index: int | None) -> Any:
@@ -50,14 +80,23 @@ async def _located(store: Store, execution_id: str, step: str, *, index: int | N
                             execution_id=execution_id)
     if index is None:
         return result
+    loop_uri = loop_results_ref(result)
+    if loop_uri is not None:
+        count = int(result["results"][REF_KEY].get("count") or 0)
+        _check_index(step, index, count)
+        return await fetch_item(store, loop_uri, index, count)
     if is_ref(result):
         result = await storage_for(store).fetch(result[REF_KEY]["uri"])
     items = result.get("results") if isinstance(result, dict) else None
     if not isinstance(items, list):
         raise InputError(f"step {step!r} is not a loop step: --index needs a loop's results")
-    if not -len(items) <= index < len(items):
-        raise InputError(f"step {step!r} has {len(items)} results: index {index} is out of range")
+    _check_index(step, index, len(items))
     return items[index]
+
+
+def _check_index(step: str, index: int, count: int) -> None:
+    if not -count <= index < count:
+        raise InputError(f"step {step!r} has {count} results: index {index} is out of range")
 
 
 async def _result_events(store: Store, execution_id: str) -> AsyncIterator[Event]:

@@ -8,16 +8,24 @@ see their own store), falling back to the last loader installed in the process.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, overload
+from urllib.parse import quote, unquote
 
 REF_KEY = "_ref"
 PREVIEW_CHARS = 200
+# A loop's aggregate by reference: its `results` resolve from the iterations' own recorded reports.
+LOOP_PREFIX = "noetl://loop/"
+PAGE_ITEMS = 500  # iterations read at once when a template walks a loop's results
 
 Loader = Callable[[str, bool], Any]  # (uri, fresh) -> the decoded result; fresh: a copy no one else holds
+ItemsLoader = Callable[[str, int, int], list[Any]]  # (uri, start, stop) -> those items of a loop's results
 
 _loader: contextvars.ContextVar[Loader | None] = contextvars.ContextVar("noetl_result_loader", default=None)
+_items_loader: contextvars.ContextVar[ItemsLoader | None] = contextvars.ContextVar("noetl_items_loader", default=None)
 _fallback: list[Loader] = []
+_items_fallback: list[ItemsLoader] = []
 
 
 def is_ref(value: Any) -> bool:
@@ -46,16 +54,83 @@ def preview_of(text: str) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "..."
 
 
-def use_loader(loader: Loader) -> contextvars.Token[Loader | None]:
-    """Install the loader references resolve through, for this task and the tasks it starts."""
+def loop_ref(*, execution_id: str, step: str, entry: int, count: int, preview: list[Any],
+             frames: bool = False) -> dict[str, Any]:
+    """The ``results`` of a loop's aggregate by reference: ``count`` iterations of entry ``entry`` of
+    ``step``, read back from their recorded reports (nothing is stored twice). ``count`` stays inline,
+    so ``| length`` reads nothing; the preview shows the first iterations."""
+    uri = f"{LOOP_PREFIX}{execution_id}/{entry}/{quote(step, safe='')}" + ("?frames" if frames else "")
+    text = json.dumps(preview, separators=(",", ":"), default=str)
+    if len(preview) < count:
+        text = text[:-1] + (",...]" if preview else "...]")
+    return {REF_KEY: {"uri": uri, "kind": "loop", "count": count, "preview": preview_of(text)}}
+
+
+def parse_loop_uri(uri: str) -> tuple[str, int, str]:
+    """``(execution_id, entry, step)`` of a loop results uri; ValueError when it is not one."""
+    if not uri.startswith(LOOP_PREFIX):
+        raise ValueError(f"not a loop results reference: {uri!r}")
+    execution_id, entry, step = uri[len(LOOP_PREFIX):].split("/", 2)
+    return execution_id, int(entry), unquote(step)
+
+
+# Reports being decided, not stored yet: a decision that ends a loop renders the templates that
+# follow it (arcs, the next step's input) before its events are stored, and they may read the loop's
+# last iterations. The runtimes note each report before the engine handles it and forget them once
+# the engine is done; reading a loop's results looks here for what the store does not have yet.
+# execution id -> (step, entry) -> loop index -> (event type, result, error)
+_deciding: dict[str, dict[tuple[str, int], dict[int, tuple[str, Any, Any]]]] = {}
+
+
+def note_report(event: Any) -> None:
+    """Remember a loop iteration's report while the engine decides on it (see :func:`forget_reports`)."""
+    index, command_id = event.meta.get("loop_index"), event.meta.get("command_id")
+    if not isinstance(index, int) or not isinstance(command_id, str) or not event.node_name:
+        return
+    entry = command_id.rsplit("/", 2)[-2] if command_id.count("/") >= 2 else ""
+    if entry.isdigit():
+        by_step = _deciding.setdefault(event.execution_id, {})
+        by_step.setdefault((event.node_name, int(entry)), {})[index] = (event.event_type, event.result, event.error)
+
+
+def forget_reports(execution_id: str) -> None:
+    _deciding.pop(execution_id, None)
+
+
+def deciding_reports(execution_id: str, step: str, entry: int) -> dict[int, tuple[str, Any, Any]]:
+    """The reports of that loop entry noted and not forgotten yet, by index."""
+    return _deciding.get(execution_id, {}).get((step, entry), {})
+
+
+def is_loop_ref(value: Any) -> bool:
+    return is_ref(value) and str(value[REF_KEY]["uri"]).startswith(LOOP_PREFIX)
+
+
+def use_loader(loader: Loader, items: ItemsLoader | None = None) -> contextvars.Token[Loader | None]:
+    """Install the loader references resolve through (and ``items``, which reads a slice of a loop's
+    results), for this task and the tasks it starts."""
     if loader not in _fallback:
         _fallback.append(loader)
         del _fallback[:-4]  # the newest few: processes have one or two stores
+    if items is not None:
+        if items not in _items_fallback:
+            _items_fallback.append(items)
+            del _items_fallback[:-4]
+        _items_loader.set(items)
     return _loader.set(loader)
 
 
 def current_loader() -> Loader | None:
     return _loader.get() or (_fallback[-1] if _fallback else None)
+
+
+def load_items(uri: str, start: int, stop: int) -> list[Any]:
+    loader = _items_loader.get() or (_items_fallback[-1] if _items_fallback else None)
+    if loader is None:
+        from noetl.errors import StoreError
+
+        raise StoreError(f"result {uri} cannot be read here: no result storage is open")
+    return loader(uri, start, stop)
 
 
 def load(uri: str, *, fresh: bool = False) -> Any:
@@ -111,9 +186,76 @@ class LazyResult(Mapping[str, Any]):
         return len(full) if isinstance(full, Mapping) else 0
 
 
+class LazyItems(Sequence[Any]):
+    """A loop's ``results`` by reference seen from a template: the length is inline, an item loads
+    that one iteration's report, and walking them loads a page at a time (never the whole list)."""
+
+    __slots__ = ("_page", "_page_start", "ref")
+
+    def __init__(self, ref: dict[str, Any]) -> None:
+        self.ref = ref
+        self._page: list[Any] = []
+        self._page_start = 0
+
+    @property
+    def uri(self) -> str:
+        return str(self.ref[REF_KEY]["uri"])
+
+    def __len__(self) -> int:
+        return int(self.ref[REF_KEY].get("count") or 0)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                return [self[i] for i in range(start, stop, step)]
+            return load_items(self.uri, start, stop) if start < stop else []
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"loop results are indexed by integers, not {type(index).__name__}")
+        size = len(self)
+        position = index + size if index < 0 else index
+        if not 0 <= position < size:
+            raise IndexError(f"loop results index {index} out of range ({size} results)")
+        if not self._page_start <= position < self._page_start + len(self._page):
+            self._page, self._page_start = load_items(self.uri, position, position + 1), position
+        return self._page[position - self._page_start]
+
+    def __iter__(self) -> Iterator[Any]:
+        size = len(self)
+        for start in range(0, size, PAGE_ITEMS):
+            self._page, self._page_start = load_items(self.uri, start, min(start + PAGE_ITEMS, size)), start
+            yield from self._page
+
+    def __repr__(self) -> str:
+        return json.dumps(self.ref, separators=(",", ":"))
+
+    __str__ = __repr__
+
+
 def lazy(value: Any) -> Any:
-    """What a template looks into: a reference becomes a :class:`LazyResult`, anything else stays."""
-    return LazyResult(value) if is_ref(value) else value
+    """What a template looks into: a reference becomes a :class:`LazyResult` (a loop's results a
+    :class:`LazyItems`), anything else stays."""
+    if not is_ref(value):
+        return value
+    return LazyItems(value) if is_loop_ref(value) else LazyResult(value)
+
+
+def lazy_items(value: Any) -> Any:
+    """A loop's results by reference as :class:`LazyItems` (what a filter or a loop receives), anything
+    else as it is."""
+    return LazyItems(value) if is_loop_ref(value) else value
+
+
+def plain(value: Any) -> Any:
+    """What a rendered value records: :class:`LazyItems` become their reference again (small, JSON),
+    which a tool receives as the full list (:func:`materialize`)."""
+    return value.ref if isinstance(value, LazyItems) else value
 
 
 def materialize(value: Any) -> Any:
@@ -123,6 +265,8 @@ def materialize(value: Any) -> Any:
         return load(value[REF_KEY]["uri"], fresh=True)  # a tool may change its inputs
     if isinstance(value, LazyResult):
         return load(value._ref[REF_KEY]["uri"], fresh=True)
+    if isinstance(value, LazyItems):
+        return load(value.uri, fresh=True)
     if isinstance(value, dict):
         changed: dict[str, Any] | None = None
         for key, item in value.items():

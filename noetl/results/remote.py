@@ -1,5 +1,6 @@
 """Reading results stored by reference through the server, for workers without database access
-(``noetl worker start --server-url URL``): ``GET /api/results?uri=`` returns the stored JSON."""
+(``noetl worker start --server-url URL``): ``GET /api/results?uri=`` returns the stored JSON (with
+``start`` and ``stop``, that slice of a loop's results by reference)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,17 @@ class ServerResultReader:
         self._lock = threading.Lock()
 
     def read(self, uri: str, fresh: bool = False) -> Any:
+        return self._get(uri, {"uri": uri})
+
+    def read_items(self, uri: str, start: int, stop: int) -> list[Any]:
+        """Items [start, stop) of a loop's results by reference: only those travel."""
+        items: list[Any] = self._get(uri, {"uri": uri, "start": start, "stop": stop})
+        return items
+
+    def _get(self, uri: str, params: dict[str, Any]) -> Any:
         try:
             with self._lock:
-                response = self._client.get("/api/results", params={"uri": uri})
+                response = self._client.get("/api/results", params=params)
         except httpx.HTTPError as exc:
             raise StoreError(f"result {uri}: server unreachable ({type(exc).__name__})") from None
         if response.status_code == 404:

@@ -5,6 +5,7 @@ output:
   store: {kind: auto, ttl: 7d}        # auto | memory | disk | db | s3; ttl in seconds or 30m/12h/7d
   output_select: [status, count]      # top-level fields kept inline beside the reference
   inline_max_bytes: 65536             # results above this size go by reference
+  inline_max_items: 10000             # a loop of more iterations has its aggregate's results by reference
   select: {path: data.items, as: items}   # keep only a slice of the result (a list of these, too)
 ```
 """
@@ -18,6 +19,7 @@ from typing import Any
 from noetl.errors import ToolError
 
 DEFAULT_INLINE_MAX_BYTES = 64 * 1024
+DEFAULT_INLINE_MAX_ITEMS = 10_000  # iterations whose results a loop's aggregate carries inline
 STORE_KINDS = ("auto", "memory", "disk", "db", "s3")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -36,6 +38,7 @@ class OutputSpec:
     keep: tuple[str, ...] = ()
     inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES
     select: tuple[Slice, ...] = field(default_factory=tuple)
+    inline_max_items: int = DEFAULT_INLINE_MAX_ITEMS
 
 
 DEFAULT_OUTPUT = OutputSpec()
@@ -62,7 +65,8 @@ def output_spec(raw: Any, *, where: str = "output") -> OutputSpec:
         raise ToolError(f"{where}.output_select: expected a list of field names", kind="config")
     return OutputSpec(kind=kind, ttl_seconds=parse_duration(store.get("ttl"), f"{where}.store.ttl"), keep=tuple(keep),
                       inline_max_bytes=_size(raw.get("inline_max_bytes"), f"{where}.inline_max_bytes"),
-                      select=_slices(raw.get("select"), f"{where}.select"))
+                      select=_slices(raw.get("select"), f"{where}.select"),
+                      inline_max_items=_count(raw.get("inline_max_items"), f"{where}.inline_max_items"))
 
 
 def parse_duration(value: Any, where: str) -> float | None:
@@ -82,6 +86,14 @@ def _size(value: Any, where: str) -> int:
         return DEFAULT_INLINE_MAX_BYTES
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ToolError(f"{where}: expected a number of bytes (0 or more), got {value!r}", kind="config")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    if value is None:
+        return DEFAULT_INLINE_MAX_ITEMS
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ToolError(f"{where}: expected a number of iterations (0 or more), got {value!r}", kind="config")
     return value
 
 

@@ -21,6 +21,7 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,10 +29,12 @@ from urllib.parse import unquote, urlparse
 
 from noetl.clock import utc_now
 from noetl.errors import InputError, NotFoundError, StoreError
-from noetl.results.codec import loads
-from noetl.results.refs import make_ref
+from noetl.results import loops
+from noetl.results.codec import dumps, loads
+from noetl.results.refs import LOOP_PREFIX, make_ref
 from noetl.settings import Settings, load_settings
 from noetl.store.base import ResultRecord, Store
+from noetl.store.common import NO_BOUND
 
 DB_PREFIX = "noetl://result/"
 MEMORY_PREFIX = "memory://"
@@ -109,6 +112,8 @@ class ResultStorage:
     def read(self, uri: str, fresh: bool = False) -> Any:
         """The decoded result at ``uri`` (synchronous: the loader templates resolve through).
         ``fresh``: a copy of its own, for a caller that may change it (a tool's inputs)."""
+        if uri.startswith(LOOP_PREFIX):
+            return self.read_items(uri, 0, NO_BOUND)  # a tool given a loop's results gets them all
         if fresh:
             return loads(self._read_bytes(uri))
         cached = self._cached(uri)
@@ -116,7 +121,16 @@ class ResultStorage:
             return cached
         return self._remember(uri, self._read_bytes(uri))
 
+    def read_items(self, uri: str, start: int, stop: int) -> list[Any]:
+        """Items [start, stop) of a loop's results by reference (synchronous, like :meth:`read`)."""
+        reader = getattr(self.store, "read_loop_reports", None)
+        if reader is None:
+            raise StoreError(f"result {uri}: this store cannot read a loop's results while a template renders")
+        return loops.read_items(reader, uri, start, stop)
+
     async def fetch(self, uri: str) -> Any:
+        if uri.startswith(LOOP_PREFIX):
+            return [item async for page in loops.fetch_pages(self.store, uri) for item in page]
         cached = self._cached(uri)
         if cached is not None:
             return cached
@@ -129,6 +143,8 @@ class ResultStorage:
 
     async def fetch_bytes(self, uri: str) -> bytes:
         """The result's JSON text as stored (for writing it out without decoding it)."""
+        if uri.startswith(LOOP_PREFIX):
+            return b"".join([chunk async for chunk in loop_json(self.store, uri)])
         if uri.startswith(DB_PREFIX):
             record = await self.store.get_result(uri[len(DB_PREFIX):])
             if record is None:
@@ -214,6 +230,18 @@ def _file_expired(path: Path, older_than: datetime | None, now: datetime) -> boo
         if expiry.isdigit() and int(expiry) <= now.timestamp():
             return True
     return older_than is not None and path.stat().st_mtime < older_than.timestamp()
+
+
+async def loop_json(store: Store, uri: str) -> AsyncIterator[bytes]:
+    """A loop's results by reference as one JSON array, written a page at a time."""
+    yield b"["
+    first = True
+    async for page in loops.fetch_pages(store, uri):
+        body = dumps(page)[1:-1]
+        if body:
+            yield body if first else b"," + body
+            first = False
+    yield b"]"
 
 
 _storages: dict[int, ResultStorage] = {}

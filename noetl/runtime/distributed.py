@@ -44,6 +44,7 @@ from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
 from noetl.errors import InputError, NotFoundError, StoreError
 from noetl.ids import new_execution_id
+from noetl.results.refs import forget_reports, note_report
 from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
 from noetl.runtime.request import RunRequest, StartOptions
 from noetl.runtime.services import ExecutionServices
@@ -462,17 +463,21 @@ class DecisionCore:
         """engine.handle each report in turn (none after the execution finished) and encode the events
         at once, so a report whose events cannot be stored is known by name."""
         handled = []
-        for report in reports:
-            if cached.state.finished and not reopening:
-                break
-            decision = cached.engine.handle(cached.state, report.event)
-            events = self._stamp(cached, decision.events)
-            try:
-                rows = event_rows(cached.execution_id, events)
-            except StoreError as exc:
-                raise UnstorableReport(report, str(exc)) from exc
-            report.recorded = events[0] if events else None
-            handled.append(Handled(report, events, rows, decision.commands))
+        try:
+            for report in reports:
+                if cached.state.finished and not reopening:
+                    break
+                note_report(report.event)  # a loop's last reports are readable before they are stored
+                decision = cached.engine.handle(cached.state, report.event)
+                events = self._stamp(cached, decision.events)
+                try:
+                    rows = event_rows(cached.execution_id, events)
+                except StoreError as exc:
+                    raise UnstorableReport(report, str(exc)) from exc
+                report.recorded = events[0] if events else None
+                handled.append(Handled(report, events, rows, decision.commands))
+        finally:
+            forget_reports(cached.execution_id)
         return handled
 
     async def _catch_up(self, conn: Connection, cached: CachedExecution, last_event_id: int) -> None:

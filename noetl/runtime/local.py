@@ -19,7 +19,7 @@ from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
 from noetl.ids import new_execution_id
-from noetl.results.refs import use_loader
+from noetl.results.refs import forget_reports, note_report, use_loader
 from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
 from noetl.runtime.frames import run_command
 from noetl.runtime.owner import current_owner
@@ -71,7 +71,8 @@ class _Execution:
         self.last_event_id = 0
 
     async def run(self) -> dict[str, Any]:
-        use_loader(self.services.results.read)  # templates resolve `_ref`s through it (this task and its own)
+        # templates resolve `_ref`s through it (this task and its own)
+        use_loader(self.services.results.read, self.services.results.read_items)
         await self.services.prepare()
         if self.request.resume is not None:
             decision = await self._resume(self.request.resume)
@@ -95,10 +96,15 @@ class _Execution:
                     await self._cancel("cancelled by request")
                     break
                 decision = Decision()
-                for command, outcome in batch:
-                    step = self.engine.handle(self.state, self._report_event(command, outcome))
-                    decision.events.extend(step.events)
-                    decision.commands.extend(step.commands)
+                try:
+                    for command, outcome in batch:
+                        report = self._report_event(command, outcome)
+                        note_report(report)  # a loop's last reports are readable before they are stored
+                        step = self.engine.handle(self.state, report)
+                        decision.events.extend(step.events)
+                        decision.commands.extend(step.commands)
+                finally:
+                    forget_reports(self.execution_id)
                 await self._record(decision)
                 self._dispatch(decision.commands)
         except asyncio.CancelledError:

@@ -110,7 +110,7 @@ class RemoteWorker:
 
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
-        use_loader(self.results.read)
+        use_loader(self.results.read, self.results.read_items)
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         heartbeat.add_done_callback(self._side_task_ended)
         log.info("worker %s started against %s (concurrency %d)", self.name, self.api.client.base_url,

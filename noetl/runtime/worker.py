@@ -101,7 +101,8 @@ class Worker:
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
         await self._open_store()
-        use_loader(storage_for(self.store, shared=True).read)  # templates resolve `_ref`s through it
+        results = storage_for(self.store, shared=True)
+        use_loader(results.read, results.read_items)  # templates resolve `_ref`s through it
         self._start_side_tasks()
         log.info("worker %s started (concurrency %d)", self.name, self.options.concurrency)
         try:

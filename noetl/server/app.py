@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
+from noetl.results.refs import use_loader
+from noetl.results.storage import storage_for
 from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.reaper import Reaper
 from noetl.scheduling.distributed import run_server_scheduler
@@ -52,6 +54,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             log.warning("SQL endpoint: this role cannot create the reader role; run `noetl db init` as a role "
                         "with CREATEROLE (read-only queries run as the server's role until then)")
         core = DecisionCore(store, owner=f"server-{socket.gethostname()}-{os.getpid()}")
+        result_storage = storage_for(store, shared=True)
+        use_loader(result_storage.read, result_storage.read_items)  # decisions on remote workers' reports read `_ref`s
         app.state.noetl = ServerState(config=config, store=store, core=core)
         stop = asyncio.Event()
         reaper = asyncio.create_task(Reaper(core, max_attempts=config.max_attempts)

@@ -189,3 +189,17 @@ def trigger_params(record: TriggerRecord) -> dict[str, Any]:
 def trigger_from_row(row: Sequence[Any]) -> TriggerRecord:
     name, on_path, on_status, run_path, created_at = row
     return TriggerRecord(name=name, on_path=on_path, on_status=on_status, run_path=run_path, created_at=str(created_at))
+
+
+# A loop's results by reference (noetl.results.storage reads them through the stores) -----------------
+LoopReport = tuple[int, str, Any, Any]  # (loop_index, event_type, result, error)
+NO_BOUND = 2**62  # an entry whose loop.done is being decided: every report recorded so far counts
+
+
+def latest_reports(rows: Any) -> list[LoopReport]:
+    """Rows ordered by (loop_index, event_id) to one report per index, the latest (a resumed loop's
+    kept iterations were reported by an earlier entry; a report recorded twice counts once)."""
+    latest: dict[int, LoopReport] = {}
+    for index, event_type, result, error in rows:
+        latest[int(index)] = (int(index), event_type, result, error)
+    return list(latest.values())

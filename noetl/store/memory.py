@@ -28,6 +28,7 @@ from noetl.store.base import (
     ScheduleRecord,
     TriggerRecord,
 )
+from noetl.store.common import NO_BOUND, LoopReport, latest_reports
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -398,6 +399,24 @@ class MemoryStore:
         self._check_open()
         record = self._results.get(result_id)
         return replace(record) if record else None
+
+    def read_loop_reports(self, execution_id: str, step: str, entry: int, start: int, stop: int) -> list[LoopReport]:
+        """The latest report of each iteration in [start, stop) of entry ``entry`` of loop ``step``."""
+        self._check_open()
+        execution = self._executions.get(execution_id)
+        events = [_decode_event(execution_id, e) for e in (execution.events if execution else [])
+                  if e.node_name == step]
+        enters = [e.event_id for e in events if e.event_type == "step.enter" and e.meta.get("entry") == entry]
+        ends = [e.event_id for e in events if e.event_type == "loop.done" and enters and e.event_id > enters[-1]]
+        before = ends[0] if ends else NO_BOUND
+        rows = sorted((e.meta["loop_index"], e.event_id, e.event_type, e.result, e.error) for e in events
+                      if e.event_type in ("call.done", "call.error") and isinstance(e.meta.get("loop_index"), int)
+                      and start <= e.meta["loop_index"] < stop and e.event_id < before)
+        return latest_reports((index, kind, result, error) for index, _, kind, result, error in rows)
+
+    async def get_loop_reports(self, execution_id: str, step: str, entry: int, start: int,
+                               stop: int) -> list[LoopReport]:
+        return self.read_loop_reports(execution_id, step, entry, start, stop)
 
     async def find_result(self, name: str) -> ResultRecord | None:
         self._check_open()

@@ -83,6 +83,17 @@ def test_loops_and_child_playbooks_run_on_remote_workers(remote: Cluster) -> Non
     assert _worker_names(remote, doc["execution_id"]) <= {"r1", "r2"}
 
 
+def test_a_loop_aggregate_by_reference_is_read_through_the_server(remote: Cluster) -> None:
+    results = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "results"
+    entry = remote.register((results / "loop_aggregate_failures.yaml").read_text())
+    doc = remote.wait(remote.execute(entry["path"]), timeout=120)
+    assert doc["status"] == "completed", doc
+    assert doc["result"] == {"n": 60, "errors": 3, "seventh": "ValueError: item 7 is bad", "failed": 3,
+                             "ok": [0, 1, 2]}
+    assert doc["steps"]["start"]["result"]["results"]["_ref"]["count"] == 60
+    assert _worker_names(remote, doc["execution_id"]) <= {"r1", "r2"}
+
+
 SLOW = """
 apiVersion: noetl.io/v2
 kind: Playbook

@@ -114,3 +114,33 @@ def test_workers_without_database_access_read_results_through_the_server(cluster
     # Only the result table: never a file of the server's machine.
     refused = cluster.client.get("/api/results", params={"uri": "file:///etc/passwd"})
     assert refused.status_code == 400 and "root:" not in refused.text
+
+
+def test_a_big_loop_aggregate_is_read_back_from_the_iterations_reports(cluster: Cluster) -> None:
+    entry = cluster.register((FIXTURES / "loop_aggregate.yaml").read_text())
+    execution_id = cluster.execute(entry["path"])
+    doc = cluster.wait(execution_id, timeout=300)
+    assert doc["status"] == "completed", doc["error"]
+    # The same document as on the local runtime: one item, the length, a slice, a walk over all.
+    assert doc["result"] == {"last": {"i": 1499, "sq": 1499 * 1499}, "fifth": 25, "count": 1500,
+                             "total": sum(range(1500)), "firsts": [{"i": 0, "sq": 0}, {"i": 1, "sq": 1}],
+                             "stats": {"total": 1500, "success": 1500, "failed": 0}}
+    ref = doc["steps"]["start"]["result"]["results"]["_ref"]
+    assert ref["uri"] == f"noetl://loop/{execution_id}/1/start" and ref["count"] == 1500
+    (biggest,) = cluster.sql("SELECT max(octet_length(result::text)) FROM noetl.event WHERE execution_id = %s "
+                             "AND event_type IN ('loop.done', 'step.exit')", execution_id)
+    assert biggest[0] < 400
+
+    one = cluster.client.get(f"/api/executions/{execution_id}/results/start", params={"index": 1234})
+    assert one.status_code == 200 and one.json() == {"i": 1234, "sq": 1234 * 1234}
+    assert cluster.client.get(f"/api/executions/{execution_id}/results/start",
+                              params={"index": 1500}).status_code == 400
+    whole = cluster.client.get(f"/api/executions/{execution_id}/results/start")
+    assert whole.status_code == 200
+    assert whole.json() == {"results": [{"i": i, "sq": i * i} for i in range(1500)],
+                            "stats": {"total": 1500, "success": 1500, "failed": 0}}
+    # Workers without database access read a slice through the server, never more than asked.
+    page = cluster.client.get("/api/results", params={"uri": ref["uri"], "start": 10, "stop": 13})
+    assert page.status_code == 200 and page.json() == [{"i": i, "sq": i * i} for i in (10, 11, 12)]
+    too_many = cluster.client.get("/api/results", params={"uri": ref["uri"], "start": 0, "stop": 10**6})
+    assert too_many.status_code == 400 and "at most" in too_many.json()["error"]

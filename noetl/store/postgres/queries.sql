@@ -426,3 +426,21 @@ DELETE FROM noetl.execution_trigger WHERE name = %(name)s;
 INSERT INTO noetl.execution_trigger_fire (trigger_name, source_execution_id, execution_id, created_at)
 VALUES (%(trigger)s, %(source)s, %(execution_id)s, %(created_at)s)
 ON CONFLICT (trigger_name, source_execution_id) DO NOTHING;
+
+-- name: loop_done_event
+-- Where the reports of one entry of a loop end: its loop.done (none yet while that is being decided).
+SELECT min(d.event_id) FROM noetl.event_log d
+WHERE d.execution_id = %(execution_id)s AND d.node_name = %(step)s AND d.event_type = 'loop.done'
+  AND d.event_id > (SELECT max(n.event_id) FROM noetl.event_log n
+                    WHERE n.execution_id = %(execution_id)s AND n.node_name = %(step)s
+                      AND n.event_type = 'step.enter' AND n.meta->>'entry' = %(entry)s::text);
+
+-- name: loop_reports
+-- The reports of a loop's iterations [start, stop) recorded before %(before)s (a loop's results by
+-- reference), through event_log_loop_report_idx; for an index reported twice the later one is last.
+-- jsonb compares numbers as numbers, and never fails on a value that is not one (as a cast would).
+SELECT (meta->>'loop_index')::numeric, event_type, result, error FROM noetl.event_log
+WHERE execution_id = %(execution_id)s AND node_name = %(step)s AND event_type IN ('call.done', 'call.error')
+  AND meta->'loop_index' >= to_jsonb(%(start)s::bigint) AND meta->'loop_index' < to_jsonb(%(stop)s::bigint)
+  AND event_id < %(before)s
+ORDER BY meta->'loop_index', event_id;

@@ -34,10 +34,13 @@ from noetl.store.base import (
     TriggerRecord,
 )
 from noetl.store.common import (
+    NO_BOUND,
+    LoopReport,
     catalog_id_for,
     fire_params,
     hook_from_row,
     hook_params,
+    latest_reports,
     result_from_row,
     result_params,
     schedule_params,
@@ -525,6 +528,37 @@ class PostgresStore:
                 self._sync_conn = None
                 raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
         return result_from_row(row) if row else None
+
+    def _sync_rows(self, action: str, query: str, params: dict[str, Any]) -> list[Any]:
+        """One statement on the connection of the synchronous reads (see read_result)."""
+        with self._sync_lock:
+            try:
+                if self._sync_conn is None or self._sync_conn.closed:
+                    self._sync_conn = psycopg.connect(self.url, autocommit=True,
+                                                      connect_timeout=int(self._connect_timeout))
+                return self._sync_conn.execute(self.q[query], params).fetchall()
+            except psycopg.Error as exc:
+                self._sync_conn = None
+                raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+
+    def read_loop_reports(self, execution_id: str, step: str, entry: int, start: int, stop: int) -> list[LoopReport]:
+        """The latest report of each iteration in [start, stop) of entry ``entry`` of loop ``step``
+        (synchronous, on the connection of read_result: templates read them while they render)."""
+        action = f"reading the results of loop {step!r} of execution {execution_id}"
+        key = {"execution_id": db_id(execution_id), "step": step}
+        bound = self._sync_rows(action, "loop_done_event", {**key, "entry": str(entry)})
+        before = bound[0][0] if bound and bound[0][0] is not None else NO_BOUND
+        return latest_reports(self._sync_rows(action, "loop_reports",
+                                              {**key, "start": start, "stop": stop, "before": before}))
+
+    async def get_loop_reports(self, execution_id: str, step: str, entry: int, start: int,
+                               stop: int) -> list[LoopReport]:
+        action = f"reading the results of loop {step!r} of execution {execution_id}"
+        key = {"execution_id": db_id(execution_id), "step": step}
+        bound = await self.read(action, "loop_done_event", {**key, "entry": str(entry)})
+        before = bound[0][0] if bound and bound[0][0] is not None else NO_BOUND
+        return latest_reports(await self.read(action, "loop_reports",
+                                              {**key, "start": start, "stop": stop, "before": before}))
 
     async def find_result(self, name: str) -> ResultRecord | None:
         rows = await self.read(f"reading artifact {name}", "find_result", {"name": name})

@@ -237,3 +237,20 @@ DELETE FROM execution_trigger WHERE name = :name;
 INSERT INTO execution_trigger_fire (trigger_name, source_execution_id, execution_id, created_at)
 VALUES (:trigger, :source, :execution_id, :created_at)
 ON CONFLICT (trigger_name, source_execution_id) DO NOTHING;
+
+-- name: loop_done_event
+-- Where the reports of one entry of a loop end: its loop.done (none yet while that is being decided).
+SELECT min(d.event_id) FROM event_log d
+WHERE d.execution_id = :execution_id AND d.node_name = :step AND d.event_type = 'loop.done'
+  AND d.event_id > (SELECT max(n.event_id) FROM event_log n
+                    WHERE n.execution_id = :execution_id AND n.node_name = :step AND n.event_type = 'step.enter'
+                      AND json_extract(n.meta, '$.entry') = :entry);
+
+-- name: loop_reports
+-- The reports of a loop's iterations [start, stop) recorded before :before (a loop's results by
+-- reference), through event_loop_report_idx; for an index reported twice the later one is last.
+SELECT json_extract(meta, '$.loop_index'), event_type, result, error FROM event_log
+WHERE execution_id = :execution_id AND node_name = :step AND event_type IN ('call.done', 'call.error')
+  AND json_extract(meta, '$.loop_index') >= :start AND json_extract(meta, '$.loop_index') < :stop
+  AND event_id < :before
+ORDER BY json_extract(meta, '$.loop_index'), event_id;

@@ -43,11 +43,15 @@ from noetl.store.base import (
     TriggerRecord,
 )
 from noetl.store.common import (
+    NO_BOUND,
+    LoopReport,
     catalog_id_for,
+    decode_optional,
     execution_params,
     fire_params,
     hook_from_row,
     hook_params,
+    latest_reports,
     result_from_row,
     result_params,
     schedule_params,
@@ -530,6 +534,20 @@ class SqliteStore:
         """Synchronous on purpose: templates resolve a ``_ref`` while they render (see noetl.results)."""
         rows = self._read(f"reading result {result_id}", "get_result", {"result_id": result_id})
         return result_from_row(rows[0]) if rows else None
+
+    def read_loop_reports(self, execution_id: str, step: str, entry: int, start: int, stop: int) -> list[LoopReport]:
+        """The latest report of each iteration in [start, stop) of entry ``entry`` of loop ``step``
+        (synchronous, like read_result: templates read a loop's results while they render)."""
+        action = f"reading the results of loop {step!r} of execution {execution_id}"
+        bound = self._read(action, "loop_done_event", {"execution_id": execution_id, "step": step, "entry": entry})
+        params = {"execution_id": execution_id, "step": step, "start": start, "stop": stop,
+                  "before": bound[0][0] if bound and bound[0][0] is not None else NO_BOUND}
+        rows = self._read(action, "loop_reports", params)
+        return latest_reports((i, t, decode_optional(r), decode_optional(e)) for i, t, r, e in rows)
+
+    async def get_loop_reports(self, execution_id: str, step: str, entry: int, start: int,
+                               stop: int) -> list[LoopReport]:
+        return self.read_loop_reports(execution_id, step, entry, start, stop)
 
     async def find_result(self, name: str) -> ResultRecord | None:
         rows = self._read(f"reading artifact {name}", "find_result", {"name": name})
