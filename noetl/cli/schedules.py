@@ -61,7 +61,9 @@ def add(obj: Context, path: str, cron_expr: str, timezone: str, payload: str | N
 
         loaded = await resolve_playbook(path, store)
         playbook = loaded.require()
-        target = os.path.abspath(path) if os.path.exists(path) else path
+        # A file is kept by its absolute path (the scheduler may run elsewhere); a directory named like
+        # a catalog path is the catalog path, as resolve_playbook has just taken it.
+        target = os.path.abspath(path) if os.path.isfile(path) else path
         record = checked_schedule(name=name or playbook.path, path=target, cron=cron_expr, timezone=timezone,
                                   payload=body["payload"], overlap=overlap, catchup=catchup)
         return schedule_view(await store.put_schedule(record))
@@ -169,7 +171,7 @@ def backfill(obj: Context, name: str, start: str, end: str, as_json: bool) -> No
 
     rows = run_sync(with_store(run))
     echo_rows(rows, as_json, lambda r: (str(r["scheduled_for"]), r["execution_id"] or "-", r["status"]))
-    ran = [r for r in rows if r["execution_id"]]
+    ran = [r for r in rows if r["execution_id"] or r["status"] == "not-started"]
     sys.exit(0 if all(r["status"] == "completed" for r in ran) else EXIT_FAILED)
 
 

@@ -148,3 +148,15 @@ def test_bad_declared_schedules_are_file_line_errors(noetl: Any, tmp_path: Path)
     refused = noetl("catalog", "register", str(playbook))
     assert refused.code == 2
     assert noetl("catalog", "list", "--json").json() == [] and noetl("schedule", "list", "--json").json() == []
+
+
+def test_backfill_exits_1_when_the_playbook_is_gone(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "daily.yaml"
+    playbook.write_text(PLAYBOOK)
+    assert noetl("schedule", "add", str(playbook), "--cron", "0 6 * * *").code == 0
+    playbook.unlink()
+    backfill = noetl("schedule", "backfill", "reports/daily", "--from", "2026-03-30T00:00:00Z",
+                     "--to", "2026-03-30T23:00:00Z", "--json")
+    assert backfill.code == 1, (backfill.stdout, backfill.stderr)
+    assert [r["status"] for r in backfill.json()] == ["not-started"]
+    assert "daily.yaml" in backfill.stderr
