@@ -53,7 +53,7 @@ LAYERS = [
 def instructions(argv: list[str], env: dict[str, str]) -> int:
     with tempfile.NamedTemporaryFile(prefix="callgrind-") as out:
         proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out.name}", *argv],
-                              env=env, capture_output=True, text=True, check=False)
+                              env=env, capture_output=True, text=True, check=False, cwd=env["NOETL_BENCH_CWD"])
     match = re.search(r"Collected : (\d+)", proc.stderr)
     if match is None:
         raise RuntimeError(f"callgrind gave no count: {proc.stderr[-500:]}")
@@ -62,11 +62,11 @@ def instructions(argv: list[str], env: dict[str, str]) -> int:
 
 def measure_run(run: list[str], env: dict[str, str]) -> tuple[list[float], int]:
     """Wall times of 10 runs and the instructions of one, after a first run (bytecode, cache)."""
-    subprocess.run(run, env=env, capture_output=True, check=True)
+    subprocess.run(run, env=env, capture_output=True, check=True, cwd=env["NOETL_BENCH_CWD"])
     walls = []
     for _ in range(10):
         began = time.perf_counter()
-        subprocess.run(run, env=env, capture_output=True, check=True)
+        subprocess.run(run, env=env, capture_output=True, check=True, cwd=env["NOETL_BENCH_CWD"])
         walls.append(time.perf_counter() - began)
     return walls, instructions(run, env)
 
@@ -92,7 +92,10 @@ def main() -> None:
         playbook = Path(folder) / "three.yaml"
         playbook.write_text(PLAYBOOK)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env.update(PYTHONPYCACHEPREFIX=str(Path(folder) / "pycache"), NOETL_HOME=str(Path(folder) / "home"))
+        # Every process starts in the temporary folder: with `python -m`, a NoETL tree in the working
+        # directory would come first on sys.path (before --base's PYTHONPATH).
+        env.update(PYTHONPYCACHEPREFIX=str(Path(folder) / "pycache"), NOETL_HOME=str(Path(folder) / "home"),
+                   NOETL_BENCH_CWD=folder)
         run = [python, "-m", "noetl.cli.main", "run", str(playbook)]
         walls, total = measure_run(run, env)
         first_run = instructions(run, {**env, "NOETL_HOME": str(Path(folder) / "fresh-home")})
@@ -102,7 +105,7 @@ def main() -> None:
             base = measure_run(run, base_env)
         layers = []
         for label, code in LAYERS:
-            subprocess.run([python, "-c", code], env=env, check=True)
+            subprocess.run([python, "-c", code], env=env, check=True, cwd=folder)
             layers.append((label, instructions([python, "-c", code], env)))
     lines = ["# Start-up of `noetl run`", "",
              f"Command: `python bench/startup.py` ({time.strftime('%Y-%m-%d')}); interpreter {python}, "
