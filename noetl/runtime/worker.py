@@ -92,6 +92,11 @@ class Worker:
         # Commands whose report waits for its decision: their tool is done and their slot goes to
         # whatever that decision inserts leased to us (see reserve), not to the lease loop.
         self.reporting = 0
+        # Whether the queue may hold commands for us: set by a notification, a poll timeout or a lease
+        # that filled every free slot; cleared by a lease that found fewer than it asked for. A slot
+        # freed by a finished command leases only then (most steps of a chain never pass through
+        # the queue: their decision inserts them leased to us).
+        self.queue_may_hold_work = True
         self.own_leases: set[str] = set()  # commands renewing their own lease (cursor loop frames)
         self.completed = 0
 
@@ -216,12 +221,14 @@ class Worker:
             self.wake.clear()
             free = self._free_slots()
             leased: list[LeasedCommand] = []
-            if free > 0:
+            if free > 0 and self.queue_may_hold_work:
+                self.queue_may_hold_work = False  # a notification during the lease sets it again
                 try:
                     leased = await self.queue.lease(owner=self.name, limit=free,
                                                     lease_seconds=self.options.lease_seconds, now=self.core.now())
                     failures = 0
                 except StoreError as exc:
+                    self.queue_may_hold_work = True
                     failures += 1
                     log.warning("worker %s: %s", self.name, exc)
                     await sleep_or_stop(self.stop, reconnect_delay(failures + 1))
@@ -229,9 +236,16 @@ class Worker:
             for command in leased:
                 self._start(command)
             if leased and len(leased) == free:
+                self.queue_may_hold_work = True
                 continue  # probably more waiting: lease again before sleeping
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self.wake.wait(), self.options.poll_interval)
+            except TimeoutError:
+                self.queue_may_hold_work = True  # the poll: covers a notification that was lost
+
+    def _work_queued(self) -> None:
+        self.queue_may_hold_work = True
+        self.wake.set()
 
     def _start(self, leased: LeasedCommand) -> None:
         task = asyncio.create_task(self._execute(leased))
@@ -373,9 +387,9 @@ class Worker:
             try:
                 async with conn:
                     await conn.execute(f"LISTEN {COMMANDS_CHANNEL}")
-                    self.wake.set()  # catch up with anything queued while we were not listening
+                    self._work_queued()  # catch up with anything queued while we were not listening
                     async for _ in conn.notifies():
-                        self.wake.set()
+                        self._work_queued()
             except psycopg.Error as exc:
                 log.warning("worker %s: listener lost: %s", self.name, str(exc).strip().splitlines()[0])
 

@@ -352,3 +352,45 @@ def test_a_busy_worker_keeps_its_chains_without_going_through_the_queue(url: str
     assert leased_from_queue == ["s0"]
     rows = command_rows(url)
     assert {step: row[:3] for step, row in rows.items()} == {f"s{n}": ("done", 1, "w1") for n in range(4)}
+
+
+def test_a_worker_leases_from_the_queue_only_when_work_may_be_waiting_there(url: str) -> None:
+    """A finished step frees a slot, but the steps of the worker's own chains never pass through the
+    queue: only a notification (or the poll) sends a lease statement, not every finished step."""
+    from noetl.runtime.worker import Worker, WorkerOptions
+
+    async def scenario() -> tuple[int, str]:
+        worker = Worker(url, WorkerOptions(name="w1", concurrency=2, poll_interval=30))
+        lease = worker.queue.lease
+        calls_after_first: list[int] = []
+
+        async def counting_lease(**kwargs: Any) -> list[LeasedCommand]:
+            commands = await lease(**kwargs)
+            if calls_after_first or commands:
+                calls_after_first.append(len(commands))
+            return commands
+
+        worker.queue.lease = counting_lease  # type: ignore[method-assign]
+        running = asyncio.create_task(worker.run())
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            await asyncio.sleep(0.3)
+            execution_id = await DecisionCore(store).submit(playbook_text=LONG_CHAIN)
+            for _ in range(200):
+                record = await store.get_execution(execution_id)
+                if record is not None and record.status != "running":
+                    break
+                await asyncio.sleep(0.05)
+            assert record is not None
+            return len(calls_after_first), record.status
+        finally:
+            worker.request_stop()
+            await asyncio.wait_for(running, timeout=30)
+            await store.close()
+
+    calls, status = asyncio.run(scenario())
+    assert status == "completed"
+    # The lease that found s0, and at most one more for the notification of its submission (the
+    # steps after s0 each freed a slot: 3 more leases without the distinction).
+    assert calls <= 2, calls
