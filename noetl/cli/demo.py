@@ -76,7 +76,7 @@ def _stop_on_sigterm(_signum: int, _frame: Any) -> None:
 # postgres ------------------------------------------------------------------------------------
 @click.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
-              help="Cluster directory (default: $NOETL_HOME/demo-postgres).")
+              help="Cluster directory (default: $NOETL_HOME/demo-postgres; as root /tmp/noetl-demo-postgres).")
 @click.option("--port", type=int, default=None, help="TCP port (default 54321, or the one it used before).")
 @click.option("--register", "register_", is_flag=True, help=f"Also register it as credential {CREDENTIAL_NAME!r}.")
 @click.option("--stop", is_flag=True, help="Stop the cluster instead.")

@@ -268,22 +268,19 @@ def _write_config(info: ClusterInfo) -> None:
 
 
 def default_demo_dir() -> Path:
-    """``$NOETL_HOME/demo-postgres``; as root, a /tmp directory when the server account cannot
-    reach NOETL_HOME (root's home is usually private)."""
+    """``$NOETL_HOME/demo-postgres``; as root, ``/tmp/noetl-demo-postgres``.
+
+    As root the server runs as another account, and NOETL_HOME is no place for its files: every
+    NoETL command that opens the local store makes NOETL_HOME owner-only (fileperms), after which
+    that account can no longer reach its data directory and PostgreSQL stops at its next checkpoint.
+    A cluster an older version already created under NOETL_HOME is still found there (to stop it).
+    """
     from noetl.settings import load_settings
 
     preferred = load_settings().home / "demo-postgres"
-    account = server_account()
-    if account is None or _reachable_parent(account, preferred):
+    if server_account() is None or _state_path(preferred).exists():
         return preferred
     return Path(tempfile.gettempdir()) / "noetl-demo-postgres"
-
-
-def _reachable_parent(account: pwd.struct_passwd, target: Path) -> bool:
-    existing = target
-    while not existing.exists():
-        existing = existing.parent
-    return run_as(["test", "-x", str(existing)], account, check=False).returncode == 0
 
 
 def _state_path(base: Path) -> Path:

@@ -253,3 +253,20 @@ def test_demo_postgres_starts_registers_restarts_and_stops(tmp_path: Path) -> No
         run_cli("demo", "postgres", "--dir", str(cluster_dir), "--stop", home=home)
         shutil.rmtree(cluster_dir, ignore_errors=True)
     assert "was not running" in run_cli("demo", "postgres", "--dir", str(cluster_dir), "--stop", home=home).stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user PostgreSQL runs as that user, in NOETL_HOME")
+def test_as_root_the_demo_cluster_lives_outside_noetl_home() -> None:
+    home = Path(tempfile.mkdtemp(prefix="noetl-home-"))  # in /tmp: its parents are reachable
+    try:
+        home.chmod(0o755)  # reachable by the postgres account, for now
+        code = "from noetl.demo.postgres import default_demo_dir; print(default_demo_dir())"
+        chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                env={**os.environ, "NOETL_HOME": str(home)}).stdout.strip()
+        assert chosen == str(Path(tempfile.gettempdir()) / "noetl-demo-postgres")
+        # why: the first command that opens the store makes NOETL_HOME owner-only, and a cluster
+        # inside it would lose its data directory (PostgreSQL stops at its next checkpoint)
+        assert run_cli("credential", "list", home=home).returncode == 0
+        assert home.stat().st_mode & 0o777 == 0o700
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
