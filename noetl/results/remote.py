@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from noetl.errors import NotFoundError, StoreError
+from noetl.errors import NotFoundError, StoreError, ToolError
 from noetl.results.codec import loads
 
 
@@ -44,3 +44,38 @@ class ServerResultReader:
 
     def close(self) -> None:
         self._client.close()
+
+
+class ServerResultUploader:
+    """Where a worker without database credentials stores big results: the server's result table,
+    through ``POST /api/workers/results`` (the worker's token, like its other calls; the body at most
+    the server's ``NOETL_MAX_BODY_BYTES``). The runner shapes results through it exactly as through
+    :class:`noetl.results.storage.ResultStorage`, so the report carries a reference, not the data."""
+
+    def __init__(self, client: httpx.AsyncClient, *, execution_id: str, command_id: str) -> None:
+        self._client = client
+        self._execution_id = execution_id
+        self._command_id = command_id
+
+    async def put(self, data: bytes, *, sha256: str, kind: str = "auto", execution_id: str | None = None,
+                  step: str | None = None, name: str | None = None, ttl_seconds: float | None = None,
+                  preview: str = "", now: Any = None) -> dict[str, Any]:
+        """Every kind goes to the server's table: the disk, memory or bucket of this worker is not
+        where the server and the other workers read."""
+        params: dict[str, Any] = {"execution_id": execution_id or self._execution_id,
+                                  "command_id": self._command_id, "sha256": sha256}
+        if ttl_seconds:
+            params["ttl_seconds"] = ttl_seconds
+        try:
+            response = await self._client.post("/api/workers/results", params=params, content=data,
+                                               headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise StoreError(f"storing a result of {len(data)} bytes: server unreachable ({type(exc).__name__})") \
+                from None
+        if response.status_code == 413:
+            raise ToolError(f"the result is {len(data)} bytes: larger than the server accepts (NOETL_MAX_BODY_BYTES)",
+                            kind="result_too_large")
+        if response.status_code != 200:
+            raise StoreError(f"storing a result of {len(data)} bytes: the server answered {response.status_code}")
+        ref: dict[str, Any] = response.json()
+        return ref

@@ -14,10 +14,14 @@ the API token it holds is what protects them.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from noetl.engine.events import Event
 from noetl.errors import InputError, NotFoundError
+from noetl.results.codec import head_text
+from noetl.results.refs import PREVIEW_CHARS, preview_of
+from noetl.results.storage import storage_for
 from noetl.runtime.childcalls import check_child_call, stored_ancestry
 from noetl.runtime.distributed import DecisionCore, load_status
 from noetl.runtime.wire import child_execution_id, encode_context
@@ -82,6 +86,22 @@ class WorkerGateway:
         if cached is None:
             raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
         return await cached.services.get_credential(name)
+
+    async def store_result(self, *, execution_id: str, command_id: str, data: bytes, sha256: str,
+                           ttl_seconds: float | None) -> dict[str, Any]:
+        """Store a result a remote worker's command produced (its JSON text, already redacted by the
+        worker as its events are) in the result table; returns the reference its report will carry."""
+        prefix = f"{execution_id}/"
+        if not command_id.startswith(prefix) or command_id.count("/") < 2:
+            raise InputError(f"command_id {command_id!r} is not a command of execution {execution_id}")
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise InputError("sha256 does not match the uploaded result (truncated upload?)")
+        if await self.core.store.get_execution(execution_id) is None:
+            raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
+        step = command_id[len(prefix):].split("/", 1)[0]
+        return await storage_for(self.core.store, shared=True).put(
+            data, sha256=sha256, kind="db", execution_id=execution_id, step=step, ttl_seconds=ttl_seconds,
+            preview=preview_of(head_text(data, PREVIEW_CHARS)))
 
     async def start_child(self, *, execution_id: str, command_id: str, call_index: int, path: str,
                           version: int | None, payload: dict[str, Any]) -> dict[str, Any]:

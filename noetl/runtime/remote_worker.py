@@ -32,13 +32,15 @@ from noetl.engine.events import Event
 from noetl.errors import ErrorInfo, InputError, NoetlError, NotFoundError, ToolError
 from noetl.logsetup import log_context
 from noetl.results.refs import use_loader
-from noetl.results.remote import ServerResultReader
+from noetl.results.remote import ServerResultReader, ServerResultUploader
 from noetl.runtime.frames import run_command
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
 from noetl.runtime.wire import decode_context
 from noetl.runtime.worker import WorkerOptions, reconnect_delay, sleep_or_stop
 from noetl.sandbox import require_confinement
+from noetl.secrets import PROCESS_SECRETS, Redactor
+from noetl.settings import sensitive_setting_values
 from noetl.tools.base import ToolCall
 
 log = logging.getLogger("noetl.worker")
@@ -287,6 +289,12 @@ class RemoteServices:
         self.command_id = str(item["command_id"])
         self.calls = 0
         self.secrets: set[str] = set()
+        # What a result stored by reference is redacted with before it leaves the worker, as the
+        # server redacts the reports: NoETL's own settings and every credential value fetched.
+        self.redactor = Redactor(sensitive_setting_values(), feeds=PROCESS_SECRETS)
+        # Big results go by reference through the server, so reports (and the event log) stay small.
+        self.results = ServerResultUploader(worker.api.client, execution_id=self.execution_id,
+                                            command_id=self.command_id)
 
     async def get_credential(self, name: str) -> dict[str, Any]:
         from noetl.secrets import sensitive_values
@@ -294,6 +302,7 @@ class RemoteServices:
         credential: dict[str, Any] = await self.worker.api.post(
             "/api/workers/credential", {"execution_id": self.execution_id, "name": name})
         self.secrets.update(sensitive_values(credential.get("data")))
+        self.redactor.add(sensitive_values(credential.get("data")))
         return credential
 
     async def run_child_playbook(self, *, path: str, payload: dict[str, Any], version: int | None,

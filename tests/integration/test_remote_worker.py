@@ -8,12 +8,14 @@ is not repeated when its command is.
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import test_distributed_conformance as conformance
 from test_distributed_cluster import Cluster, create_database
@@ -92,6 +94,51 @@ def test_a_loop_aggregate_by_reference_is_read_through_the_server(remote: Cluste
                              "ok": [0, 1, 2]}
     assert doc["steps"]["start"]["result"]["results"]["_ref"]["count"] == 60
     assert _worker_names(remote, doc["execution_id"]) <= {"r1", "r2"}
+
+
+def test_big_results_of_remote_workers_are_stored_by_reference_through_the_server(remote: Cluster) -> None:
+    results = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "results"
+    entry = remote.register((results / "big_results.yaml").read_text())
+    doc = remote.wait(remote.execute(entry["path"]), timeout=120)
+    assert doc["status"] == "completed", doc
+    execution_id = doc["execution_id"]
+    start = doc["steps"]["start"]["result"]
+    assert start["_ref"]["uri"].startswith("noetl://result/") and (start["count"], start["status"]) == (5000, "ok")
+    assert doc["result"] == {"picks": [1, 2400, 0, 5000], "ref": start["_ref"]["uri"]}
+    assert _worker_names(remote, execution_id) <= {"r1", "r2"}
+    # The reports carried references: the event log stays small, the data is in the result table.
+    (biggest,) = remote.sql("SELECT max(octet_length(result::text)) FROM noetl.event WHERE execution_id = %s",
+                            int(execution_id))
+    assert biggest[0] < 8 * 1024
+    (stored,) = remote.sql("SELECT count(*), min(step) FROM noetl.result WHERE execution_id = %s", execution_id)
+    assert stored == (4, "loop")
+    whole = remote.client.get(f"/api/executions/{execution_id}/results/start")
+    assert whole.status_code == 200 and whole.json()["data"]["rows"][4999]["i"] == 4999
+
+
+def test_the_result_upload_route_checks_what_it_stores(remote: Cluster) -> None:
+    execution_id = remote.execute(remote.register(SLOW)["path"])
+    data = b'{"rows": [1, 2, 3]}'
+    digest = hashlib.sha256(data).hexdigest()
+
+    def upload(body: bytes = data, **params: Any) -> httpx.Response:
+        query = {"execution_id": execution_id, "command_id": f"{execution_id}/start/1", "sha256": digest, **params}
+        return remote.client.post("/api/workers/results", params=query, content=body,
+                                  headers={"Content-Type": "application/json"})
+
+    stored = upload()
+    assert stored.status_code == 200, stored.text
+    ref = stored.json()["_ref"]
+    assert ref["uri"].startswith("noetl://result/") and ref["size"] == len(data) and ref["sha256"] == digest
+    assert remote.client.get("/api/results", params={"uri": ref["uri"]}).json() == {"rows": [1, 2, 3]}
+    assert upload(b'{"rows": [1, 2]}').status_code == 400  # not what the sha256 says
+    assert upload(command_id="1/start/1").status_code == 400  # a command of another execution
+    assert upload(execution_id="1", command_id="1/start/1").status_code == 404
+    assert upload(body=b"x" * (11 * 1024 * 1024)).status_code == 413  # NOETL_MAX_BODY_BYTES (10 MB)
+    anonymous = httpx.post(f"{remote.url}/api/workers/results", params={"execution_id": execution_id,
+                           "command_id": f"{execution_id}/start/1", "sha256": digest}, content=data)
+    assert anonymous.status_code == 401
+    remote.wait(execution_id, timeout=60)
 
 
 SLOW = """

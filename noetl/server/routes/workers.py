@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from noetl.errors import ErrorInfo, PlaybookError, ToolError
@@ -81,6 +81,18 @@ async def report(body: ReportRequest, gateway: Gateway) -> dict[str, Any]:
     recorded = await gateway.report(worker=body.worker, command_id=body.command_id, attempt=body.attempt,
                                     event=body.event, secrets=body.secrets)
     return {"status": "processed", "recorded": recorded}
+
+
+@router.post("/results", summary="Store a running command's result by reference: the body is the result's "
+             "JSON text (at most NOETL_MAX_BODY_BYTES); answers the reference its report carries")
+async def store_result(request: Request, gateway: Gateway,
+                       execution_id: Annotated[str, Query(min_length=1, max_length=40)],
+                       command_id: Annotated[str, Query(min_length=1, max_length=200)],
+                       sha256: Annotated[str, Query(pattern="^[0-9a-f]{64}$")],
+                       ttl_seconds: Annotated[float | None, Query(gt=0)] = None) -> dict[str, Any]:
+    data = await request.body()  # bounded by the request guard before it gets here
+    return await gateway.store_result(execution_id=execution_id, command_id=command_id, data=data, sha256=sha256,
+                                      ttl_seconds=ttl_seconds)
 
 
 @router.post("/credential", summary="A credential a running command needs (decrypted)")
