@@ -130,6 +130,14 @@ def _may_be_catalog_path(ref: str) -> bool:
     return "\n" not in ref and not ref.endswith((".yaml", ".yml", ".json")) and not os.path.isfile(ref)
 
 
+def _source_file(loaded: LoadedPlaybook) -> dict[str, Any]:
+    """The file a run's playbook came from, kept in its first event so that `noetl status` can point
+    an error at that file's line (a catalog entry or a text has no file: errors name its path)."""
+    import os
+
+    return {"source_file": loaded.source.file} if os.path.isfile(loaded.source.file) else {}
+
+
 async def run_async(
     ref: str,
     *,
@@ -147,7 +155,7 @@ async def run_async(
     runtime = LocalRuntime(store, listener=listener)
     request = RunRequest(playbook=playbook, playbook_text=loaded.source.text, playbook_dir=loaded.base_dir,
                          payload=payload or {}, merge=merge, strict=strict, execution_id=execution_id,
-                         meta=dict(meta or {}))
+                         meta={**_source_file(loaded), **(meta or {})})
     try:
         document = await runtime.run(request)
     finally:

@@ -50,6 +50,8 @@ class Settings:
     api_tokens: str | None = None
     api_tokens_file: str | None = None
     max_body_bytes: int = 10 * 1024 * 1024
+    # logs streamed while a call runs (SPEC section 17): bytes stored per call, the rest is counted
+    log_max_bytes: int = 1024 * 1024
     # results stored by reference (SPEC section 19)
     results_dir: Path | None = None  # `output.store.kind: disk`; default $NOETL_HOME/results
     results_s3_bucket: str | None = None  # `kind: s3`
@@ -93,6 +95,7 @@ def load_settings() -> Settings:
         api_tokens=os.environ.get("NOETL_API_TOKENS") or None,
         api_tokens_file=os.environ.get("NOETL_API_TOKENS_FILE") or None,
         max_body_bytes=_env_int("NOETL_MAX_BODY_BYTES", 10 * 1024 * 1024),
+        log_max_bytes=_env_int("NOETL_LOG_MAX_BYTES", 1024 * 1024),
         results_dir=Path(os.environ["NOETL_RESULTS_DIR"]).expanduser() if os.environ.get("NOETL_RESULTS_DIR") else None,
         results_s3_bucket=os.environ.get("NOETL_RESULTS_S3_BUCKET") or None,
         results_s3_prefix=os.environ.get("NOETL_RESULTS_S3_PREFIX") or "noetl/results",

@@ -32,19 +32,38 @@ def status(obj: Context, execution_id: str, as_json: bool, watch: bool) -> None:
     if watch:
         from noetl.cli.watching import watch_with_progress
 
-        status_doc(obj, execution_id)  # an unknown id is one clear line before anything is drawn
-        watch_with_progress(obj, execution_id)
+        started = status_doc(obj, execution_id)  # an unknown id is one clear line before anything is drawn
+        watch_with_progress(obj, execution_id, playbook_file(obj, execution_id, started))
     doc = status_doc(obj, execution_id)
     if as_json:
         click.echo(json.dumps(doc, default=str))
         return
     click.echo(f"execution {doc['execution_id']} ({doc['path']}): {doc['status']}")
+    file: str | None = None
     for name, step in doc["steps"].items():
         click.echo(f"  {name}: {step['status']}")
+        error = step.get("error") if isinstance(step.get("error"), dict) else None
+        if error and isinstance(error.get("playbook_line"), int):
+            file = file or playbook_file(obj, execution_id, doc)
+            click.echo(f"    at {file}:{error['playbook_line']}: {error.get('message') or 'failed'}")
     if doc.get("error"):
         click.echo(f"error: {doc['error']}")
     if watch and doc["status"] != "completed":
         sys.exit(EXIT_FAILED)
+
+
+def playbook_file(obj: Context, execution_id: str, doc: dict[str, Any]) -> str:
+    """What a failed step's playbook line is shown in: the file `noetl run` ran (its first event
+    says), else the playbook's path (a catalog entry, or an execution on a server)."""
+    if obj.server_url:
+        return str(doc.get("path") or "playbook")
+
+    async def load(store: Any) -> str:
+        first = await store.list_events(execution_id, limit=1)
+        source = first[0].meta.get("source_file") if first else None
+        return str(source or doc.get("path") or "playbook")
+
+    return run_sync(with_store(load))
 
 
 def status_doc(obj: Context, execution_id: str) -> dict[str, Any]:

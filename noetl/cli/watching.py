@@ -12,6 +12,7 @@ import click
 
 from noetl.cli.app import Context, cli, echo_rows, handle_errors, run_sync, with_store
 from noetl.engine.events import Event
+from noetl.engine.logs import LogLine, log_lines, merged, streamed_lines
 from noetl.errors import NotFoundError
 
 POLL_SECONDS = 0.5
@@ -22,6 +23,12 @@ class EventFeed(Protocol):
     async def after(self, event_id: int) -> list[Event]: ...
 
     async def status(self) -> str: ...
+
+
+class LogFeed(EventFeed, Protocol):
+    async def logs_after(self, log_id: int, step: str | None) -> list[LogLine]:
+        """Lines streamed while their calls ran, after ``log_id``, at most a page."""
+        ...
 
 
 class LocalFeed:
@@ -37,6 +44,10 @@ class LocalFeed:
         if record is None:
             raise NotFoundError(f"execution {self.execution_id} not found")
         return str(record.status)
+
+    async def logs_after(self, log_id: int, step: str | None) -> list[LogLine]:
+        records = await self.store.list_logs(self.execution_id, after_id=log_id, step=step, limit=PAGE)
+        return streamed_lines(records)
 
 
 class RemoteFeed:
@@ -55,6 +66,15 @@ class RemoteFeed:
 
         row = await asyncio.to_thread(get_json, self.server_url, f"/api/executions/{self.execution_id}")
         return str(row["status"])
+
+    async def logs_after(self, log_id: int, step: str | None) -> list[LogLine]:
+        from urllib.parse import urlencode
+
+        from noetl.cli.remote import get_json
+
+        query = urlencode({"after_log_id": log_id, "events": "false", **({"step": step} if step else {})})
+        rows = await asyncio.to_thread(get_json, self.server_url, f"/api/executions/{self.execution_id}/logs?{query}")
+        return [LogLine.from_dict(row) for row in rows]
 
 
 async def follow(feed: EventFeed, on_event: Callable[[Event], None], *, stop_when_done: bool = True) -> None:
@@ -86,11 +106,12 @@ def watch(obj: Context, execution_id: str, on_event: Callable[[Event], None]) ->
     run_sync(with_store(local))
 
 
-def watch_with_progress(obj: Context, execution_id: str) -> None:
-    """Follow on stderr as `noetl run` shows a run (bars on a terminal, lines otherwise)."""
-    from noetl.cli.progress import make_progress
+def watch_with_progress(obj: Context, execution_id: str, playbook_file: str | None = None) -> None:
+    """Follow on stderr as `noetl run` shows a run (bars on a terminal, lines otherwise); a failed
+    call's error is shown at ``playbook_file``'s line."""
+    from noetl.cli.progress import PlaybookSource, make_progress
 
-    progress = make_progress(True)
+    progress = make_progress(True, PlaybookSource(playbook_file, "") if playbook_file else None)
     assert progress is not None
     try:
         watch(obj, execution_id, progress)
@@ -181,38 +202,46 @@ def _table(rows: list[dict[str, Any]]) -> None:
 @click.pass_obj
 @handle_errors
 def logs(obj: Context, execution_id: str, step: str | None, follow: bool, as_json: bool) -> None:
-    """Print an execution's logs (each call's captured output), with step and loop index."""
-    from noetl.engine.logs import log_lines
+    """Print an execution's logs (what each call printed, also while it runs), with step and loop index."""
 
-    def show(event: Event) -> None:
-        for line in log_lines([event], step):
-            click.echo(json.dumps(line.to_dict()) if as_json else line.render())
+    def show(line: LogLine) -> None:
+        click.echo(json.dumps(line.to_dict()) if as_json else line.render())
 
-    if follow:
-        watch(obj, execution_id, show)
-        return
-    if obj.server_url:
+    if obj.server_url and not follow:
         from noetl.cli.remote import get_json
-        from noetl.engine.logs import LogLine
 
         query = f"?step={step}" if step else ""
         for row in get_json(obj.server_url, f"/api/executions/{execution_id}/logs{query}"):
-            line = LogLine(row["event_id"], row["created_at"], row["step"], row.get("loop_index"), row["line"])
-            click.echo(json.dumps(line.to_dict()) if as_json else line.render())
+            show(LogLine.from_dict(row))
         return
 
-    async def local(store: Any) -> None:
-        feed = LocalFeed(store, execution_id)
+    async def read(feed: LogFeed) -> None:
         await feed.status()  # not found: one clear line
-        await follow_once(feed, show)
+        await follow_logs(feed, show, step, until_done=follow)
 
-    run_sync(with_store(local))
+    if obj.server_url:
+        run_sync(read(RemoteFeed(obj.server_url, execution_id)))
+        return
+    run_sync(with_store(lambda store: read(LocalFeed(store, execution_id))))
 
 
-async def follow_once(feed: EventFeed, on_event: Callable[[Event], None]) -> None:
-    last = 0
-    while events := await feed.after(last):
-        for event in events:
-            on_event(event)
-        last = events[-1].event_id
-
+async def follow_logs(feed: LogFeed, show: Callable[[LogLine], None], step: str | None, *,
+                      until_done: bool) -> None:
+    """Print the lines events carry and the lines streamed while calls ran, merged in time order;
+    with ``until_done``, keep polling until the execution has ended."""
+    last_event = last_log = 0
+    while True:
+        events = await feed.after(last_event)
+        streamed = await feed.logs_after(last_log, step)
+        for line in merged(log_lines(events, step), streamed):
+            show(line)
+        last_event = events[-1].event_id if events else last_event
+        last_log = streamed[-1].log_id or last_log if streamed else last_log
+        if len(events) == PAGE or len(streamed) == PAGE:
+            continue
+        if not until_done:
+            return
+        if (await feed.status()) != "running":
+            until_done = False  # one more read: its last lines may have come after the ones above
+            continue
+        await asyncio.sleep(POLL_SECONDS)

@@ -8,6 +8,7 @@ inline string).
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -55,12 +56,46 @@ def file_line(source: Source, step: str, code_line: int, task: str | None = None
 
 def error_location(playbook_text: str, step: str, error: dict[str, Any], file: str = "playbook") -> str | None:
     """``file:LINE`` of a step error that names a code line, else None."""
-    code_line = error.get("line")
-    if not isinstance(code_line, int) or isinstance(code_line, bool) or code_line < 1 or not playbook_text:
-        return None
-    try:
-        source = parse_yaml(playbook_text, file)
-    except PlaybookError:
-        return None
-    line = file_line(source, step, code_line, error.get("task") if isinstance(error.get("task"), str) else None)
-    return f"{file}:{line}" if line else None
+    line = error.get("playbook_line")
+    if isinstance(line, int) and not isinstance(line, bool) and line > 0:
+        return f"{file}:{line}"  # found when the error was recorded (the runner's CodeLocator)
+    return CodeLocator(playbook_text, file).locate(step, error)
+
+
+@functools.lru_cache(maxsize=32)
+def code_locator(playbook_text: str) -> CodeLocator:
+    """One locator per playbook text: the workers of a loop whose iterations fail parse it once."""
+    return CodeLocator(playbook_text, "playbook")
+
+
+class CodeLocator:
+    """Points step errors at the playbook file's line; the text is parsed once, on the first error."""
+
+    def __init__(self, playbook_text: str, file: str) -> None:
+        self.text, self.file = playbook_text, file
+        self._source: Source | None = None
+        self._unparsable = not playbook_text
+
+    def locate(self, step: str, error: dict[str, Any]) -> str | None:
+        """``file:LINE`` of an error that names a line of the step's code, else None."""
+        line = self.line(step, error)
+        return f"{self.file}:{line}" if line else None
+
+    def line(self, step: str, error: dict[str, Any]) -> int | None:
+        """The playbook's line of an error that names a line of the step's code, else None."""
+        code_line = error.get("line")
+        if not isinstance(code_line, int) or isinstance(code_line, bool) or code_line < 1:
+            return None
+        source = self._parsed()
+        if source is None:
+            return None
+        task = error.get("task") if isinstance(error.get("task"), str) else None
+        return file_line(source, step, code_line, task)
+
+    def _parsed(self) -> Source | None:
+        if self._source is None and not self._unparsable:
+            try:
+                self._source = parse_yaml(self.text, self.file)
+            except PlaybookError:
+                self._unparsable = True
+        return self._source

@@ -151,6 +151,7 @@ def _combine(frame: int, rows: list[Any], outcomes: list[Outcome], claim: Outcom
         combined.ctx_set.update(outcome.ctx_set)
         combined.logs.extend(outcome.logs)
         combined.secrets |= outcome.secrets
+        combined.logs_streamed = combined.logs_streamed or outcome.logs_streamed
         combined.attempts = max(combined.attempts, outcome.attempts)
     return combined
 

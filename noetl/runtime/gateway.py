@@ -25,6 +25,7 @@ from noetl.results.storage import storage_for
 from noetl.runtime.childcalls import check_child_call, stored_ancestry
 from noetl.runtime.distributed import DecisionCore, load_status
 from noetl.runtime.wire import child_execution_id, encode_context
+from noetl.store.base import LogRecord
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
 
 MAX_LEASE_BATCH = 64
@@ -80,6 +81,21 @@ class WorkerGateway:
         cached.services.redactor.add(set(secrets))
         leased = LeasedCommand(command_id, report.execution_id, stored.step, attempt, stored.payload, worker)
         return await self.core.report(leased, report)
+
+    async def logs(self, lines: list[dict[str, Any]]) -> int:
+        """Store lines a remote worker's commands printed, redacted with their execution's secrets
+        (as reports are); lines of an execution this server does not know are dropped."""
+        records: list[LogRecord] = []
+        for execution_id in dict.fromkeys(line["execution_id"] for line in lines):
+            cached = await self.core.cached(execution_id)
+            if cached is None:
+                continue
+            redact = cached.services.redactor.redact_text
+            records.extend(LogRecord(execution_id, str(line["step"]), redact(str(line["line"])), line["stream"],
+                                     line.get("loop_index"), str(line["created_at"]))
+                           for line in lines if line["execution_id"] == execution_id)
+        await self.core.store.append_logs(records)
+        return len(records)
 
     async def credential(self, *, execution_id: str, name: str) -> dict[str, Any]:
         cached = await self.core.cached(execution_id)

@@ -22,6 +22,7 @@ from noetl.ids import new_execution_id
 from noetl.results.refs import forget_reports, note_report, use_loader
 from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
 from noetl.runtime.frames import run_command
+from noetl.runtime.logstream import LogBatcher, store_sink
 from noetl.runtime.owner import current_owner
 from noetl.runtime.report import crash_outcome, outcome_event
 from noetl.runtime.request import RunRequest
@@ -43,6 +44,7 @@ class LocalRuntime:
         self.listener = listener
         self.redactor = redactor
         self._cancelled: set[str] = set()
+        self.log_batcher = LogBatcher(store_sink(store), clock=clock)
 
     async def run(self, request: RunRequest) -> dict[str, Any]:
         """Run to the end; return the status document."""
@@ -61,8 +63,10 @@ class _Execution:
         self.request = request
         self.execution_id = request.execution_id or new_execution_id()
         self.services = ExecutionServices(runtime.store, request, self.execution_id, run_child=runtime.run)
+        self.services.log_batcher = runtime.log_batcher
         self.engine = Engine(request.playbook, globals_layer=self.services.globals_layer())
-        self.runner = Runner(request.playbook, playbook_dir=request.playbook_dir, services=self.services)
+        self.runner = Runner(request.playbook, playbook_dir=request.playbook_dir, services=self.services,
+                             playbook_text=request.playbook_text)
         self.state = ExecutionState()
         self.status = StatusFolder()
         # None in the queue means "cancelled from outside".

@@ -34,6 +34,7 @@ from noetl.logsetup import log_context
 from noetl.results.refs import use_loader
 from noetl.results.remote import ServerResultReader, ServerResultUploader
 from noetl.runtime.frames import run_command
+from noetl.runtime.logstream import LogBatcher
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
 from noetl.runtime.wire import decode_context
@@ -41,6 +42,7 @@ from noetl.runtime.worker import WorkerOptions, reconnect_delay, sleep_or_stop
 from noetl.sandbox import require_confinement
 from noetl.secrets import PROCESS_SECRETS, Redactor
 from noetl.settings import sensitive_setting_values
+from noetl.store.base import LogRecord
 from noetl.tools.base import ToolCall
 
 log = logging.getLogger("noetl.worker")
@@ -109,6 +111,7 @@ class RemoteWorker:
         self.waiting_on_children = 0  # commands parked on a child execution free their slot
         self.completed = 0
         self._playbooks: dict[str, Playbook] = {}
+        self.log_batcher = LogBatcher(self._send_logs)
 
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -124,6 +127,7 @@ class RemoteWorker:
             self.stop.set()
             heartbeat.cancel()
             await asyncio.gather(heartbeat, return_exceptions=True)
+            await self.log_batcher.close()
             await self.api.close()
             self.results.close()
             log.info("worker %s stopped after %d command(s)", self.name, self.completed)
@@ -186,6 +190,12 @@ class RemoteWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.options.poll_interval)
 
+    async def _send_logs(self, records: list[LogRecord]) -> None:
+        """Streamed lines go to the server, which redacts them as it redacts reports and stores them."""
+        lines = [{"execution_id": r.execution_id, "step": r.step, "loop_index": r.loop_index, "stream": r.stream,
+                  "line": r.line, "created_at": r.created_at} for r in records]
+        await self.api.post("/api/workers/logs", {"worker": self.name, "lines": lines})
+
     def _start(self, item: dict[str, Any]) -> None:
         command_id = str(item["command_id"])
         task = asyncio.create_task(self._execute(item))
@@ -206,7 +216,8 @@ class RemoteWorker:
     async def _execute_command(self, item: dict[str, Any], command: Any) -> None:
         services = RemoteServices(self, item)
         try:
-            runner = Runner(self._playbook(item["playbook"]), playbook_dir=None, services=services)
+            runner = Runner(self._playbook(item["playbook"]), playbook_dir=None, services=services,
+                            playbook_text=str(item["playbook"]))
             outcome = await run_command(runner, command)
         except Exception as exc:  # a bug in a tool fails the step, never the worker
             outcome = crash_outcome(exc)
@@ -295,6 +306,7 @@ class RemoteServices:
         # Big results go by reference through the server, so reports (and the event log) stay small.
         self.results = ServerResultUploader(worker.api.client, execution_id=self.execution_id,
                                             command_id=self.command_id)
+        self.log_batcher = worker.log_batcher
 
     async def get_credential(self, name: str) -> dict[str, Any]:
         from noetl.secrets import sensitive_values

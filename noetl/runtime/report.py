@@ -26,6 +26,8 @@ def outcome_event(command: Command, outcome: Outcome, *, worker: str, attempt: i
         meta["set"] = dict(outcome.ctx_set)
     if outcome.logs:
         meta["logs"] = outcome.logs
+    if outcome.logs_streamed:
+        meta["logs_streamed"] = True  # the store's logs hold the call's lines: readers take them there
     if outcome.tasks or outcome.result_task:
         meta["tasks"] = dict(outcome.tasks)
         if outcome.result_task:
@@ -49,7 +51,7 @@ def crash_outcome(exc: Exception) -> Outcome:
 def unstorable_outcome_event(event: Event, exc: Exception) -> Event:
     """The report that replaces one whose result or error could not be stored (not JSON, e.g. a
     NaN): the call fails with the reason, keeping the report's meta (command id, attempt, worker)."""
-    storable = ("command_id", "attempt", "duration", "worker", "loop_index", "warnings")  # plain JSON
+    storable = ("command_id", "attempt", "duration", "worker", "loop_index", "warnings", "logs_streamed")
     meta: dict[str, Any] = {key: event.meta[key] for key in storable if key in event.meta}
     return Event(event.execution_id, ev.CALL_ERROR, node_name=event.node_name, status="failed",
                  error=ErrorInfo("unstorable_result", str(exc), False).to_dict(), meta=meta)

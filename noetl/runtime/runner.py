@@ -41,6 +41,7 @@ class Outcome:
     result_task: str | None = None  # the named task whose result is the step result
     names: dict[str, Any] = field(default_factory=dict)  # bare keys of task-level `set`
     warnings: list[dict[str, Any]] = field(default_factory=list)  # undefined template names used
+    logs_streamed: bool = False  # the call's lines are in the store's logs (noetl.runtime.logstream)
 
 
 _NO_RESULT = object()
@@ -57,6 +58,7 @@ class _Pipeline:
     ctx_set: dict[str, Any] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
+    output: Any = None  # the call's CallLog, when the runtime streams logs
     attempts: int = 0
     overrides: dict[int, dict[str, Any]] = field(default_factory=dict)  # task index -> config changes (`call`)
     # A workbook entry's tasks: their own `input` are defaults that the calling step's input beats.
@@ -67,10 +69,13 @@ class _Pipeline:
 class Runner:
     """Runs commands for one playbook. ``services`` gives tools access to the runtime."""
 
-    def __init__(self, playbook: Playbook, *, playbook_dir: Path | None, services: ToolServices | None) -> None:
+    def __init__(self, playbook: Playbook, *, playbook_dir: Path | None, services: ToolServices | None,
+                 playbook_text: str = "") -> None:
         self.playbook = playbook
         self.playbook_dir = playbook_dir
         self.services = services
+        # A python error names a line of the step's code; the user edits the playbook file.
+        self.playbook_text = playbook_text
         self.workbook_kinds = workbook_kinds(playbook.workbook)
         self.outputs = {step.step: step.output for step in playbook.workflow}
 
@@ -79,14 +84,26 @@ class Runner:
         if "__input_error__" in command.args:
             return Outcome(ok=False, error=ErrorInfo("template", command.args["__input_error__"], False).to_dict())
         pipe = _Pipeline(command=command, iter_vars=dict(command.context.get("iter") or {}))
-        with tracing(command.step, strict=command.strict) as trace:
-            try:
-                ok, result, error = await self._run_tasks(pipe, command.tasks)
-            except NoetlError as exc:
-                ok, result, error = False, None, ErrorInfo.from_exception(exc).to_dict()
+        pipe.output = self._call_log(command, pipe.secrets)
+        try:
+            with tracing(command.step, strict=command.strict) as trace:
+                try:
+                    ok, result, error = await self._run_tasks(pipe, command.tasks)
+                except NoetlError as exc:
+                    ok, result, error = False, None, ErrorInfo.from_exception(exc).to_dict()
+        finally:
+            if pipe.output is not None:
+                await pipe.output.close()  # the call's lines are stored before its event
+        if error and self.playbook_text and "line" in error:
+            from noetl.dsl.codelines import code_locator
+
+            # The same on every runtime (the file's name is not): displays add the name.
+            if line := code_locator(self.playbook_text).line(command.step, error):
+                error = {**error, "playbook_line": line}
         outcome = Outcome(ok=ok, result=result, error=error, ctx_set=pipe.ctx_set, logs=pipe.logs,
                           attempts=max(pipe.attempts, 1), duration=time.perf_counter() - started,
-                          secrets=pipe.secrets, names=pipe.names, warnings=[*command.warnings, *trace.warnings])
+                          secrets=pipe.secrets, names=pipe.names, warnings=[*command.warnings, *trace.warnings],
+                          logs_streamed=pipe.output is not None and pipe.output.lines > 0)
         if ok:
             _attach_task_results(outcome, pipe)
             try:
@@ -95,6 +112,14 @@ class Runner:
                 outcome.ok, outcome.result, outcome.tasks = False, None, {}
                 outcome.error = ErrorInfo.from_exception(exc).to_dict()
         return outcome
+
+    def _call_log(self, command: Command, secrets: set[str]) -> Any:
+        """The call's streamed log, when the runtime has a log batcher (noetl.runtime.logstream)."""
+        batcher = getattr(self.services, "log_batcher", None)
+        if batcher is None:
+            return None
+        return batcher.open_call(command.execution_id, command.step, command.loop_index,
+                                 redactor=getattr(self.services, "redactor", None), secrets=secrets)
 
     async def _run_tasks(self, pipe: _Pipeline, tasks: list[dict[str, Any]]) -> tuple[bool, Any, Any]:
         names = [t.get("name") or (pipe.command.step if len(tasks) == 1 else f"task_{i}") for i, t in enumerate(tasks)]
@@ -213,7 +238,7 @@ class Runner:
         args = tool_inputs(kind, args)
         call = ToolCall(execution_id=command.execution_id, step=command.step, task=name, context=context,
                         args=args, playbook_dir=self.playbook_dir, timeout=timeout, services=self.services,
-                        logs=pipe.logs, secrets=pipe.secrets)
+                        logs=pipe.logs, secrets=pipe.secrets, output=pipe.output)
         if kind == "playbook":
             if self.services is None:
                 raise ToolError("playbook calls need a runtime", kind="config")
@@ -239,7 +264,7 @@ class Runner:
             context=context.child({"input": inner_args, **inner_args}), timeout=pipe.command.timeout,
         )
         inner = _Pipeline(command=inner_command, iter_vars=pipe.iter_vars, logs=pipe.logs, secrets=pipe.secrets,
-                          ctx_set=pipe.ctx_set, input_defaults=True)
+                          output=pipe.output, ctx_set=pipe.ctx_set, input_defaults=True)
         _check_contract(entry.name, entry.assert_, "expects", inner_args)
         ok, result, error = await self._run_tasks(inner, inner_command.tasks)
         if ok:

@@ -47,6 +47,7 @@ class ExecutionServices:
         self.redactor = self.resolver.redactor
         self.keychain: dict[str, Any] = {}
         self.secret = SecretNamespace()
+        self.log_batcher: Any = None  # the runtime's LogBatcher: calls stream their output as logs
 
     @property
     def results(self) -> ResultStorage:

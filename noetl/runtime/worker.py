@@ -37,6 +37,7 @@ from noetl.results.storage import storage_for
 from noetl.runtime.childcalls import check_child_call, stored_ancestry
 from noetl.runtime.distributed import DecisionCore, UnstorableReport, load_status
 from noetl.runtime.frames import run_command
+from noetl.runtime.logstream import LogBatcher, store_sink
 from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.request import RunRequest
@@ -80,6 +81,7 @@ class Worker:
         pool_size = self.options.pool_size or self.options.concurrency + 4
         self.store = PostgresStore(database_url, max_size=pool_size)
         self.core = DecisionCore(self.store, services_factory=self._services, owner=self.name, affinity=self)
+        self.log_batcher = LogBatcher(store_sink(self.store))
         self.queue = CommandQueue(self.store)
         self.stop = asyncio.Event()  # leasing ends (SIGTERM, or a side task died)
         self.drained = asyncio.Event()  # every in-flight command has finished and reported
@@ -117,6 +119,7 @@ class Worker:
             self.stop.set()
             self.drained.set()  # only now may heartbeats stop: every in-flight command has reported
             await self._stop_side_tasks()
+            await self.log_batcher.close()
             await self.store.close()
             log.info("worker %s stopped after %d command(s)", self.name, self.completed)
         if self.side_task_failure is not None:
@@ -274,7 +277,8 @@ class Worker:
         if found is None:
             return None
         cached, command = found
-        runner = Runner(cached.playbook, playbook_dir=None, services=cached.services)
+        runner = Runner(cached.playbook, playbook_dir=None, services=cached.services,
+                        playbook_text=cached.playbook_text)
         token = _current_command.set((leased.command_id, [0]))
         try:
             outcome = await run_command(runner, command)
@@ -402,6 +406,7 @@ class WorkerServices(ExecutionServices):
     def __init__(self, worker: Worker, request: RunRequest, execution_id: str) -> None:
         super().__init__(worker.store, request, execution_id)
         self.worker = worker
+        self.log_batcher = worker.log_batcher
 
     def keep_frame_alive(self, *, lease_seconds: float | None,
                          heartbeat_seconds: float) -> contextlib.AbstractAsyncContextManager[None]:

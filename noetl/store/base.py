@@ -68,6 +68,21 @@ class ResultRecord:
 
 
 @dataclass(slots=True)
+class LogRecord:
+    """One line of output a call printed (SPEC section 17), stored while the call still runs.
+
+    ``log_id`` is given by the store, increasing in the order lines are appended."""
+
+    execution_id: str
+    step: str
+    line: str
+    stream: str = "stdout"  # stdout | stderr
+    loop_index: int | None = None
+    created_at: str = ""
+    log_id: int = 0
+
+
+@dataclass(slots=True)
 class HookRecord:
     """A webhook of a catalog entry (see noetl.hooks): ``POST /api/hooks/{name}`` starts ``path``."""
 
@@ -271,9 +286,19 @@ class Store(Protocol):
         """The newest result stored under ``name`` (artifacts)."""
         ...
 
+    # logs streamed while calls run (SPEC section 17) ---------------------------------
+    async def append_logs(self, records: list[LogRecord]) -> None:
+        """Store lines (of any executions) in one transaction, in order; ``log_id`` is assigned."""
+        ...
+
+    async def list_logs(self, execution_id: str, *, after_id: int = 0, step: str | None = None,
+                        limit: int | None = None) -> list[LogRecord]:
+        """The execution's stored lines after ``after_id``, in the order they were appended."""
+        ...
+
     async def delete_executions(self, *, ended_before: str) -> list[str]:
         """Delete the executions that ended (any status but ``running``) before ``ended_before``
-        (ISO 8601 UTC), with their events and commands; return their ids."""
+        (ISO 8601 UTC), with their events, commands and logs; return their ids."""
         ...
 
     async def delete_results(self, *, created_before: str | None = None, expired_by: str | None = None) -> int:

@@ -24,6 +24,7 @@ from noetl.store.base import (
     ExecutionRecord,
     FireRecord,
     HookRecord,
+    LogRecord,
     ResultRecord,
     ScheduleRecord,
     TriggerRecord,
@@ -83,6 +84,8 @@ class MemoryStore:
         self._deliveries: set[tuple[str, str]] = set()
         self._triggers: dict[str, TriggerRecord] = {}
         self._trigger_fires: set[tuple[str, str]] = set()
+        self._logs: list[LogRecord] = []
+        self._last_log_id = 0
 
     async def open(self) -> None:
         self._open = True
@@ -381,7 +384,23 @@ class MemoryStore:
                and datetime.fromisoformat(stored.record.ended_at) < cutoff]
         for execution_id in ids:
             del self._executions[execution_id]
+        gone = set(ids)
+        self._logs = [log for log in self._logs if log.execution_id not in gone]
         return ids
+
+    # logs streamed while calls run -------------------------------------------------------
+    async def append_logs(self, records: list[LogRecord]) -> None:
+        self._check_open()
+        for record in records:
+            self._last_log_id += 1
+            self._logs.append(replace(record, log_id=self._last_log_id, created_at=record.created_at or self._now()))
+
+    async def list_logs(self, execution_id: str, *, after_id: int = 0, step: str | None = None,
+                        limit: int | None = None) -> list[LogRecord]:
+        self._check_open()
+        found = [replace(log) for log in self._logs if log.log_id > after_id
+                 and log.execution_id == execution_id and (step is None or log.step == step)]
+        return found if limit is None else found[:limit]
 
     # results stored by reference ---------------------------------------------------------
     async def put_result(self, record: ResultRecord) -> None:

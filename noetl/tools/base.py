@@ -30,6 +30,13 @@ class ToolServices(Protocol):
         ...
 
 
+class OutputSink(Protocol):
+    """Where a tool writes its output as it comes (``stream``: stdout or stderr); the runtime
+    stores it as the execution's logs while the call runs (noetl.runtime.logstream)."""
+
+    def write(self, stream: str, text: str) -> None: ...
+
+
 @dataclass(slots=True)
 class ToolCall:
     """Everything about one tool invocation except its config."""
@@ -44,6 +51,7 @@ class ToolCall:
     services: ToolServices | None = None
     logs: list[str] = field(default_factory=list)  # captured output (e.g. python print), stored in the event
     secrets: set[str] = field(default_factory=set)  # resolved secret values, to redact
+    output: OutputSink | None = None  # streamed logs; None outside a runtime
 
 
 ToolFunc = Callable[[dict[str, Any], ToolCall], Awaitable[Any]]

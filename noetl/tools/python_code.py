@@ -158,21 +158,33 @@ def _names_bound_in(body: list[ast.stmt]) -> set[str]:
 
 class OutputCapture(io.TextIOBase):
     """Collects what one call prints. Handed to user code as its ``print`` (and, in a worker
-    process, as ``sys.stdout``/``sys.stderr``), so concurrent calls never share a buffer."""
+    process, as ``sys.stdout``; :meth:`stderr` as ``sys.stderr``), so concurrent calls never share
+    a buffer. ``forward`` also gets every write as it happens (``stream``, text): the runtime
+    streams it as logs while the call runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, forward: Callable[[str, str], None] | None = None) -> None:
         super().__init__()
         self._parts: list[str] = []
         self._size = 0
         self._dropped = 0
+        self._forward = forward
 
     def write(self, text: str) -> int:
+        return self.write_stream("stdout", text)
+
+    def write_stream(self, stream: str, text: str) -> int:
         if self._size >= _MAX_LOG_CHARS:
             self._dropped += len(text)
         else:
             self._parts.append(text)
             self._size += len(text)
+        if self._forward is not None:
+            self._forward(stream, text)
         return len(text)
+
+    def stderr(self) -> io.TextIOBase:
+        """A file whose writes are this capture's, marked as stderr."""
+        return _StderrView(self)
 
     def print(
         self,
@@ -186,13 +198,23 @@ class OutputCapture(io.TextIOBase):
             builtins.print(*values, sep=sep, end=end, file=file, flush=flush)  # e.g. an open file
             return
         separator = " " if sep is None else sep
-        self.write(separator.join(map(str, values)) + ("\n" if end is None else end))
+        stream = "stderr" if file is not None and file is sys.stderr else "stdout"
+        self.write_stream(stream, separator.join(map(str, values)) + ("\n" if end is None else end))
 
     def lines(self) -> list[str]:
         lines = "".join(self._parts).splitlines()
         if self._dropped:
             lines.append(f"... {self._dropped} more characters of output dropped")
         return lines
+
+
+class _StderrView(io.TextIOBase):
+    def __init__(self, capture: OutputCapture) -> None:
+        super().__init__()
+        self._capture = capture
+
+    def write(self, text: str) -> int:
+        return self._capture.write_stream("stderr", text)
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -38,6 +39,7 @@ from noetl.tools.python_code import (
 )
 from noetl.tools.python_threads import _pools_lock, _waiter_pool
 
+_MAX_STREAMED_CHARS = 16 * 1024 * 1024  # output a worker sends while the code runs; the log keeps less
 _WORKER_STARTUP_SECONDS = 60.0  # a worker is a fresh interpreter; slow disks can make that take a while
 
 
@@ -49,7 +51,8 @@ async def _run_in_process(request: StepRequest, call: ToolCall) -> Any:
     pool = _process_pool()
     job = ProcessJob()
     try:
-        reply = await _waiter_pool().run(functools.partial(pool.run, request, call.timeout, job))
+        on_output = call.output.write if call.output is not None else None
+        reply = await _waiter_pool().run(functools.partial(pool.run, request, call.timeout, job, on_output))
     except asyncio.CancelledError:
         job.cancel()  # stop the code, even CPU-bound, instead of letting it run on unobserved
         raise
@@ -121,7 +124,10 @@ class CodeProcess:
         self._conn = Connection(parent_end.detach())
         self._ready = False
 
-    def run(self, request: StepRequest, timeout: float | None) -> WorkerReply:
+    def run(self, request: StepRequest, timeout: float | None,
+            on_output: Callable[[str, str], None] | None = None) -> WorkerReply:
+        """Run one request; the output the code writes meanwhile arrives as ``("output", stream,
+        text)`` messages before the reply and goes to ``on_output``."""
         self._wait_until_ready()  # so interpreter start-up never counts against the step's timeout
         try:
             self._conn.send(request)  # pickles before writing: a pickling error leaves the socket clean
@@ -129,19 +135,25 @@ class CodeProcess:
             raise _Unsendable(str(exc)) from None
         except OSError:
             raise self._death() from None
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            if not self._conn.poll(timeout):
-                self.kill()
-                raise ToolError(
-                    f"timed out after {timeout:g} s",
-                    kind="timeout",
-                    retryable=True,
-                    details={"timeout": timeout},
-                )
-            reply: WorkerReply = self._conn.recv()
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not self._conn.poll(left):
+                    self.kill()
+                    raise ToolError(
+                        f"timed out after {timeout:g} s",
+                        kind="timeout",
+                        retryable=True,
+                        details={"timeout": timeout},
+                    )
+                message = self._conn.recv()
+                if isinstance(message, WorkerReply):
+                    return message
+                if on_output is not None and isinstance(message, tuple) and len(message) == 3:
+                    on_output(message[1], message[2])
         except (EOFError, OSError):
             raise self._death() from None
-        return reply
 
     def is_alive(self) -> bool:
         return self.process.poll() is None
@@ -223,14 +235,15 @@ class ProcessPool:
         self._closed = False
         self._started = False
 
-    def run(self, request: StepRequest, timeout: float | None, job: ProcessJob) -> WorkerReply:
+    def run(self, request: StepRequest, timeout: float | None, job: ProcessJob,
+            on_output: Callable[[str, str], None] | None = None) -> WorkerReply:
         worker = self._acquire()
         reusable = False
         try:
             if not job.attach(worker):
                 reusable = True
                 raise ToolError("the step was cancelled", kind="cancelled")
-            reply = worker.run(request, timeout)
+            reply = worker.run(request, timeout, on_output)
             reusable = True
             return reply
         except _Unsendable as exc:
@@ -370,15 +383,37 @@ def serve_worker(fd: int) -> None:
             break
         if request is None:
             break
-        conn.send(_execute(request))
+        sender = _OutputSender(conn)
+        reply = _execute(request, sender)
+        with sender.lock:
+            sender.open = False  # a thread the code left running must not write into the next call
+            conn.send(reply)
     conn.close()
 
 
-def _execute(request: StepRequest) -> WorkerReply:
-    output = OutputCapture()
+class _OutputSender:
+    """Sends the code's output to the runtime as it is written (up to what the capture keeps)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.open = True
+        self.sent = 0
+
+    def __call__(self, stream: str, text: str) -> None:
+        with self.lock:
+            if not self.open or self.sent > _MAX_STREAMED_CHARS:
+                return
+            self.sent += len(text)
+            with suppress(OSError):
+                self.conn.send(("output", stream, text))
+
+
+def _execute(request: StepRequest, sender: _OutputSender | None = None) -> WorkerReply:
+    output = OutputCapture(sender)
     # One call at a time runs here, so swapping sys.stdout is safe and also captures direct writes.
     saved = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = output
+    sys.stdout, sys.stderr = output, output.stderr()
     try:
         outcome = start_step(request, output)
         value = (

@@ -28,7 +28,7 @@ _MAX_THREADS = 64  # concurrent in-thread python steps; parallel loops of sleepi
 
 
 async def _run_in_this_process(request: StepRequest, call: ToolCall, *, inline: bool) -> Any:
-    output = OutputCapture()
+    output = OutputCapture(call.output.write if call.output is not None else None)
     try:
         if inline:
             outcome = start_step(request, output)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import codecs
 import os
 import signal
 from contextlib import suppress
@@ -29,7 +30,7 @@ from typing import Any
 from noetl.dsl.render import render_value
 from noetl.dsl.shellcode import shell_text
 from noetl.errors import ToolError
-from noetl.tools.base import ToolCall
+from noetl.tools.base import OutputSink, ToolCall
 from noetl.tools.environment import tool_environment
 from noetl.tools.shellquote import render_commands
 
@@ -52,7 +53,7 @@ async def run_shell(config: dict[str, Any], call: ToolCall) -> Any:
     deadline = _deadline(_timeout(config.get("timeout"), call.timeout))
     results: list[dict[str, Any]] = []
     for index, (shown, run_argv) in enumerate(runs):
-        outcome = await _run_command(run_argv, env=env, cwd=cwd, deadline=deadline)
+        outcome = await _run_command(run_argv, env=env, cwd=cwd, deadline=deadline, output=call.output)
         results.append({"command": shown, **outcome.as_result()})
         if outcome.timed_out:
             raise _timeout_error(outcome, deadline, results)
@@ -161,14 +162,32 @@ def _deadline(seconds: float | None) -> _Deadline:
 # ---- running one command
 
 
+class _Streamed:
+    """A stream's bytes decoded into the call's streamed logs as they are read."""
+
+    def __init__(self, output: OutputSink, stream: str) -> None:
+        self.output, self.stream = output, stream
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    @classmethod
+    def of(cls, output: OutputSink | None, stream: str) -> _Streamed | None:
+        return None if output is None else cls(output, stream)
+
+    def feed(self, chunk: bytes, *, final: bool = False) -> None:
+        self.output.write(self.stream, self._decoder.decode(chunk, final=final))
+
+
 @dataclass(slots=True)
 class _Output:
     """One stream's bytes, capped; the excess is counted and dropped."""
 
+    streamed: _Streamed | None = None
     data: bytearray = field(default_factory=bytearray)
     dropped: int = 0
 
     def add(self, chunk: bytes) -> None:
+        if self.streamed is not None:
+            self.streamed.feed(chunk)
         room = _MAX_OUTPUT_BYTES - len(self.data)
         self.data.extend(chunk[:room])
         self.dropped += max(0, len(chunk) - room)
@@ -190,13 +209,13 @@ class _Outcome:
 
 
 async def _run_command(
-    argv: list[str], *, env: dict[str, str], cwd: str | None, deadline: _Deadline
+    argv: list[str], *, env: dict[str, str], cwd: str | None, deadline: _Deadline, output: OutputSink | None = None
 ) -> _Outcome:
     try:
         process = await _start(argv, env=env, cwd=cwd)
     except OSError as exc:  # args form: the program does not exist or cannot be executed
         raise ToolError(f"cannot run {argv[0]!r}: {exc.strerror or exc}", kind="shell") from None
-    stdout, stderr = _Output(), _Output()
+    stdout, stderr = _Output(_Streamed.of(output, "stdout")), _Output(_Streamed.of(output, "stderr"))
     assert process.stdout is not None and process.stderr is not None
     finished = asyncio.gather(process.wait(), _drain(process.stdout, stdout), _drain(process.stderr, stderr))
     timed_out = False
@@ -231,6 +250,8 @@ async def _start(argv: list[str], *, env: dict[str, str], cwd: str | None) -> as
 async def _drain(stream: asyncio.StreamReader, output: _Output) -> None:
     while chunk := await stream.read(_READ_CHUNK):
         output.add(chunk)
+    if output.streamed is not None:
+        output.streamed.feed(b"", final=True)
 
 
 def _kill_group(pid: int) -> None:

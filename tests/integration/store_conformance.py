@@ -21,6 +21,7 @@ from noetl.store.base import (
     ExecutionRecord,
     FireRecord,
     HookRecord,
+    LogRecord,
     ResultRecord,
     ScheduleRecord,
     Store,
@@ -519,6 +520,38 @@ class StoreConformance:
         assert await store.get_result("old") is None
         assert {r for r in rows if await store.get_result(r) is not None} == {"new", "fresh"}
         assert await store.delete_results() == 0
+
+    # logs streamed while calls run -------------------------------------------------------
+    @store_test
+    async def test_logs_are_listed_in_append_order_per_execution_and_step(self, store: Store) -> None:
+        await started(store, "e1")
+        await started(store, "e2")
+        await store.append_logs([LogRecord("e1", "a", "one", created_at=T0),
+                                 LogRecord("e2", "a", "other execution", created_at=T0),
+                                 LogRecord("e1", "b", "two", "stderr", loop_index=3, created_at=T0)])
+        await store.append_logs([LogRecord("e1", "a", "three ✓", created_at="2024-05-01T10:00:01+00:00")])
+        await store.append_logs([])
+        lines = await store.list_logs("e1")
+        assert [(r.step, r.stream, r.loop_index, r.line) for r in lines] == [
+            ("a", "stdout", None, "one"), ("b", "stderr", 3, "two"), ("a", "stdout", None, "three ✓")]
+        assert lines[0].created_at == T0 and lines[0].execution_id == "e1"
+        assert lines[0].log_id < lines[1].log_id < lines[2].log_id
+        assert [r.line for r in await store.list_logs("e1", after_id=lines[0].log_id)] == ["two", "three ✓"]
+        assert [r.line for r in await store.list_logs("e1", step="a")] == ["one", "three ✓"]
+        assert [r.line for r in await store.list_logs("e1", limit=1)] == ["one"]
+        assert await store.list_logs("missing") == []
+
+    @store_test
+    async def test_deleting_an_execution_deletes_its_logs(self, store: Store) -> None:
+        await started(store, "old")
+        await started(store, "running")
+        await store.append_events("old", step_events("a"), update={"status": "completed",
+                                                                   "ended_at": "2024-05-01T10:00:05+00:00"})
+        await store.append_logs([LogRecord("old", "a", "gone", created_at=T0),
+                                 LogRecord("running", "a", "kept", created_at=T0)])
+        assert await store.delete_executions(ended_before="2024-05-02T00:00:00+00:00") == ["old"]
+        assert await store.list_logs("old") == []
+        assert [r.line for r in await store.list_logs("running")] == ["kept"]
 
     # credentials -----------------------------------------------------------------------
     @store_test

@@ -9,9 +9,9 @@ from typing import Any
 
 from noetl.engine import events as ev
 from noetl.engine.events import Event
-from noetl.engine.logs import LogLine, log_lines
+from noetl.engine.logs import LogLine, log_lines, merged, streamed_lines
 
-__all__ = ["LogLine", "StepView", "Timeline", "log_lines", "step_views", "timeline"]
+__all__ = ["LogLine", "StepView", "Timeline", "log_lines", "merged", "step_views", "streamed_lines", "timeline"]
 
 MAX_FAILURES_SHOWN = 20
 

@@ -29,6 +29,7 @@ from noetl.server.console.source import ConsoleSource, ExecutionFilter
 STATUSES = ("running", "completed", "failed", "cancelled")
 PAGE_SIZE = 50
 MAX_PAGE_EVENTS = 2000
+MAX_PAGE_LOG_LINES = 5000  # streamed lines on an execution's page (`noetl logs` prints them all)
 POLL_SECONDS = 0.5
 
 
@@ -125,8 +126,9 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         playbook = _playbook(record.playbook)
         names = [s.step for s in playbook.workflow] if playbook else []
         steps = readmodel.step_views(events, names)
+        streamed = readmodel.streamed_lines(await store.list_logs(execution_id, limit=MAX_PAGE_LOG_LINES))
         logs: dict[str, list[readmodel.LogLine]] = {}
-        for line in readmodel.log_lines(events):
+        for line in readmodel.merged(readmodel.log_lines(events), streamed):
             logs.setdefault(line.step, []).append(line)
         doc = source.status_of(events) if not truncated else {"status": record.status, "error": record.error,
                                                                "result": record.result}
@@ -136,6 +138,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         return pages.html(
             request, "execution.html", nav="executions", record=record, doc=doc, events=events,
             events_truncated=truncated, last_event_id=events[-1].event_id if events else 0,
+            last_log_id=streamed[-1].log_id if streamed else 0,
             graph=playbook_graph(playbook) if playbook else None, steps=steps, logs=logs,
             errors_at=_error_lines(record.playbook, record.path, steps),
             failure_at=_failure_lines(record.playbook, record.path, steps), timeline=readmodel.timeline(events),
@@ -145,7 +148,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
                          and f"/api/executions/{execution_id}/{action}" for action in ("rerun", "resume")})
 
     @router.get("/console/stream/{execution_id}")
-    async def stream_execution(request: Request, execution_id: str, after: int = 0) -> Response:
+    async def stream_execution(request: Request, execution_id: str, after: int = 0, after_log: int = 0) -> Response:
         if pages.viewer(request) is None:
             return JSONResponse({"error": "log in first"}, status_code=401)
         store = config.source(request).store
@@ -153,7 +156,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         if record is None:
             return JSONResponse({"error": f"execution {execution_id} not found"}, status_code=404)
         names = [s.step for s in p.workflow] if (p := _playbook(record.playbook)) else []
-        return _sse(_execution_updates(request, pages, store, execution_id, names, after))
+        return _sse(_execution_updates(request, pages, store, execution_id, names, after, after_log))
 
     @router.get("/console/stream-list")
     async def stream_executions(request: Request, status: str = "", path: str = "", since: str = "",
@@ -373,19 +376,22 @@ def _message(event: str, data: Any) -> str:
 
 
 async def _execution_updates(request: Request, pages: _Pages, store: Any, execution_id: str, names: list[str],
-                             after: int) -> AsyncIterator[str]:
-    """Each poll's new events (as table rows), every step's status and loop progress, then ``end``."""
+                             after: int, after_log: int = 0) -> AsyncIterator[str]:
+    """Each poll's new events (as table rows), every step's status and loop progress, the lines
+    calls printed meanwhile (streamed while they run), then ``end``."""
     seen = await source.events(store, execution_id)
     rows = [e for e in seen if e.event_id > after]
+    lines = await _new_lines(store, execution_id, after_log)
     quiet = 0.0
     while not await request.is_disconnected():
         record = await store.get_execution(execution_id)
         steps = readmodel.step_views(seen, names)
-        if rows or quiet >= 15:
+        if rows or lines or quiet >= 15:
             yield _message("update", {
                 "status": record.status if record else "unknown",
                 "steps": {name: view.live() for name, view in steps.items()},
                 "rows": pages.fragment("event_rows.html", events=rows),
+                "logs": [line.to_dict() for line in lines],
                 "last_event_id": seen[-1].event_id if seen else 0})
             quiet = 0.0
         if record is None or record.status != "running":
@@ -395,6 +401,12 @@ async def _execution_updates(request: Request, pages: _Pages, store: Any, execut
         quiet += POLL_SECONDS
         rows = await source.events(store, execution_id, after_id=seen[-1].event_id if seen else 0)
         seen.extend(rows)
+        after_log = lines[-1].log_id or after_log if lines else after_log
+        lines = await _new_lines(store, execution_id, after_log)
+
+
+async def _new_lines(store: Any, execution_id: str, after_log: int) -> list[readmodel.LogLine]:
+    return readmodel.streamed_lines(await store.list_logs(execution_id, after_id=after_log, limit=MAX_PAGE_LOG_LINES))
 
 
 async def _list_updates(request: Request, pages: _Pages, src: ConsoleSource, flt: ExecutionFilter

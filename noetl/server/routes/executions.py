@@ -106,17 +106,24 @@ async def _json_array(first: list[Event], pages: AsyncGenerator[list[Event]], li
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
-@router.get("/executions/{execution_id}/logs", summary="The execution's logs: each call's captured output, in order")
+@router.get("/executions/{execution_id}/logs",
+            summary="The execution's logs: what each call printed, in order (streamed while it runs)")
 @requires("read")
 async def get_logs(execution_id: str, state: State, step: str | None = None,
-                   after_id: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
-    from noetl.engine.logs import log_lines
+                   after_id: Annotated[int, Query(ge=0, description="Only lines of events after this one.")] = 0,
+                   after_log_id: Annotated[int, Query(ge=0, description="Only streamed lines after this one.")] = 0,
+                   events: Annotated[bool, Query(description="Include the lines events carry themselves "
+                                                             "(false: only streamed lines).")] = True,
+                   ) -> list[dict[str, Any]]:
+    from noetl.engine.logs import log_lines, merged, streamed_lines
 
     await _record(state, execution_id)
-    lines: list[dict[str, Any]] = []
-    async for page in state.store.iter_events(execution_id, after_id=after_id):
-        lines.extend(line.to_dict() for line in log_lines(page, step))
-    return lines
+    carried = []
+    if events:
+        async for page in state.store.iter_events(execution_id, after_id=after_id):
+            carried.extend(log_lines(page, step))
+    stored = streamed_lines(await state.store.list_logs(execution_id, after_id=after_log_id, step=step))
+    return [line.to_dict() for line in merged(carried, stored)]
 
 
 @router.post("/executions/{execution_id}/cancel", summary="Cancel an execution and its running children")

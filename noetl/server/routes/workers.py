@@ -6,7 +6,7 @@ involves happens there, on the server's decision core.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,6 +40,20 @@ class ReportRequest(_Body):
     attempt: int = Field(ge=1)
     event: dict[str, Any]
     secrets: list[str] = Field(default_factory=list, description="Secret values the run resolved, to redact.")
+
+
+class LogLineIn(_Body):
+    execution_id: str = Field(min_length=1, max_length=40)
+    step: str = Field(max_length=1000)
+    loop_index: int | None = None
+    stream: Literal["stdout", "stderr"] = "stdout"
+    line: str
+    created_at: str = Field(min_length=1, max_length=64)
+
+
+class LogsRequest(_Body):
+    worker: str = Field(min_length=1, max_length=200)
+    lines: list[LogLineIn] = Field(max_length=10_000)
 
 
 class CredentialRequest(_Body):
@@ -93,6 +107,12 @@ async def store_result(request: Request, gateway: Gateway,
     data = await request.body()  # bounded by the request guard before it gets here
     return await gateway.store_result(execution_id=execution_id, command_id=command_id, data=data, sha256=sha256,
                                       ttl_seconds=ttl_seconds)
+
+
+@router.post("/logs", summary="Store lines that running commands printed (streamed logs)")
+async def logs(body: LogsRequest, gateway: Gateway) -> dict[str, Any]:
+    stored = await gateway.logs([line.model_dump() for line in body.lines])
+    return {"stored": stored}
 
 
 @router.post("/credential", summary="A credential a running command needs (decrypted)")

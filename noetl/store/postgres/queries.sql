@@ -334,6 +334,8 @@ WITH gone AS (
     DELETE FROM noetl.event_log WHERE execution_id IN (SELECT execution_id FROM gone)
 ), commands AS (
     DELETE FROM noetl.command WHERE execution_id IN (SELECT execution_id FROM gone)
+), logs AS (
+    DELETE FROM noetl.log WHERE execution_id IN (SELECT execution_id FROM gone)
 ), executions AS (
     DELETE FROM noetl.execution WHERE execution_id IN (SELECT execution_id FROM gone)
 )
@@ -444,3 +446,15 @@ WHERE execution_id = %(execution_id)s AND node_name = %(step)s AND event_type IN
   AND meta->'loop_index' >= to_jsonb(%(start)s::bigint) AND meta->'loop_index' < to_jsonb(%(stop)s::bigint)
   AND event_id < %(before)s
 ORDER BY meta->'loop_index', event_id;
+
+-- name: insert_log
+INSERT INTO noetl.log (execution_id, step, loop_index, stream, line, created_at)
+VALUES (%(execution_id)s, %(step)s, %(loop_index)s, %(stream)s, %(line)s, %(created_at)s::timestamptz);
+
+-- name: list_logs
+SELECT log_id, step, loop_index, stream, line, created_at
+FROM noetl.log
+WHERE execution_id = %(execution_id)s AND log_id > %(after_id)s
+  AND (%(step)s::text IS NULL OR step = %(step)s::text)
+ORDER BY log_id
+LIMIT %(limit)s;

@@ -29,6 +29,7 @@ from noetl.store.base import (
     ExecutionRecord,
     FireRecord,
     HookRecord,
+    LogRecord,
     ResultRecord,
     ScheduleRecord,
     TriggerRecord,
@@ -59,6 +60,7 @@ from noetl.store.postgres.rows import (
     event_rows,
     execution_from_row,
     execution_params,
+    iso,
     schedule_from_row,
 )
 from noetl.store.postgres.sql import migrations, queries
@@ -503,6 +505,27 @@ class PostgresStore:
             return [str(row[0]) for row in await cursor.fetchall()]
 
         return await self.write("deleting old executions", work)
+
+    # logs streamed while calls run -------------------------------------------------------
+    async def append_logs(self, records: list[LogRecord]) -> None:
+        now = self.now()
+        rows = [{"execution_id": db_id(r.execution_id), "step": r.step, "loop_index": r.loop_index,
+                 "stream": r.stream, "line": r.line, "created_at": r.created_at or now} for r in records]
+        if not rows:
+            return
+
+        async def work(conn: Connection) -> None:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(self.q["insert_log"], rows)
+
+        await self.write("storing logs", work)
+
+    async def list_logs(self, execution_id: str, *, after_id: int = 0, step: str | None = None,
+                        limit: int | None = None) -> list[LogRecord]:
+        params = {"execution_id": db_id(execution_id), "after_id": after_id, "step": step, "limit": limit}
+        rows = await self.read(f"listing logs of execution {execution_id}", "list_logs", params)
+        return [LogRecord(execution_id=execution_id, step=row[1], loop_index=row[2], stream=row[3], line=row[4],
+                          created_at=iso(row[5]) or "", log_id=row[0]) for row in rows]
 
     # results stored by reference ---------------------------------------------------------
     async def put_result(self, record: ResultRecord) -> None:

@@ -254,3 +254,17 @@ WHERE execution_id = :execution_id AND node_name = :step AND event_type IN ('cal
   AND json_extract(meta, '$.loop_index') >= :start AND json_extract(meta, '$.loop_index') < :stop
   AND event_id < :before
 ORDER BY json_extract(meta, '$.loop_index'), event_id;
+
+-- name: insert_log
+INSERT INTO log (execution_id, step, loop_index, stream, line, created_at)
+VALUES (:execution_id, :step, :loop_index, :stream, :line, :created_at);
+
+-- name: list_logs
+SELECT log_id, execution_id, step, loop_index, stream, line, created_at
+FROM log
+WHERE execution_id = :execution_id AND log_id > :after_id AND (:step IS NULL OR step = :step)
+ORDER BY log_id
+LIMIT COALESCE(:limit, -1);
+
+-- name: delete_execution_logs
+DELETE FROM log WHERE execution_id = :execution_id;

@@ -38,6 +38,7 @@ from noetl.store.base import (
     ExecutionRecord,
     FireRecord,
     HookRecord,
+    LogRecord,
     ResultRecord,
     ScheduleRecord,
     TriggerRecord,
@@ -514,10 +515,26 @@ class SqliteStore:
             ids = [row[0] for row in conn.execute(self._q["finished_before"], {"ended_before": ended_before})]
             for execution_id in ids:
                 conn.execute(self._q["delete_execution_events"], {"execution_id": execution_id})
+                conn.execute(self._q["delete_execution_logs"], {"execution_id": execution_id})
                 conn.execute(self._q["delete_execution"], {"execution_id": execution_id})
             return ids
 
         return self._write("deleting old executions", work)
+
+    # logs streamed while calls run -------------------------------------------------------
+    async def append_logs(self, records: list[LogRecord]) -> None:
+        now = self._now()
+        rows = [{"execution_id": r.execution_id, "step": r.step, "loop_index": r.loop_index, "stream": r.stream,
+                 "line": r.line, "created_at": r.created_at or now} for r in records]
+        if rows:
+            self._write("storing logs", lambda conn: conn.executemany(self._q["insert_log"], rows))
+
+    async def list_logs(self, execution_id: str, *, after_id: int = 0, step: str | None = None,
+                        limit: int | None = None) -> list[LogRecord]:
+        params = {"execution_id": execution_id, "after_id": after_id, "step": step, "limit": limit}
+        rows = self._read(f"listing logs of execution {execution_id}", "list_logs", params)
+        return [LogRecord(execution_id=row[1], step=row[2], loop_index=row[3], stream=row[4], line=row[5],
+                          created_at=row[6], log_id=row[0]) for row in rows]
 
     # results stored by reference ---------------------------------------------------------
     async def put_result(self, record: ResultRecord) -> None:

@@ -120,12 +120,14 @@ function setupExecution() {
     });
   }
   if (section.dataset.status !== "running" || !window.EventSource) return;
-  const stream = new EventSource(section.dataset.stream + "?after=" + encodeURIComponent(section.dataset.lastEvent));
+  const stream = new EventSource(section.dataset.stream + "?after=" + encodeURIComponent(section.dataset.lastEvent)
+    + "&after_log=" + encodeURIComponent(section.dataset.lastLog || "0"));
   const rows = document.querySelector("#events tbody");
   stream.addEventListener("update", (event) => {
     const data = JSON.parse(event.data);
     paintSteps(data.steps);
     if (rows && data.rows) rows.insertAdjacentHTML("beforeend", data.rows);
+    appendLogs(data.logs || []);
     const badge = document.getElementById("exec-status");
     if (badge) { badge.textContent = data.status; badge.className = "badge " + data.status; }
   });
@@ -133,6 +135,25 @@ function setupExecution() {
     stream.close();
     window.location.reload(); // the finished execution's results, logs and timeline, rendered whole
   });
+}
+
+// Lines a running step prints arrive with each update; they go under the step, as text (never HTML).
+function appendLogs(lines) {
+  for (const line of lines) {
+    let pre = document.querySelector('pre.logs[data-step-logs="' + CSS.escape(line.step) + '"]');
+    if (!pre) {
+      const step = document.getElementById("step-" + line.step);
+      if (!step) continue;
+      const title = document.createElement("h4");
+      title.textContent = "Logs";
+      pre = document.createElement("pre");
+      pre.className = "logs";
+      pre.dataset.stepLogs = line.step;
+      step.append(title, pre);
+    }
+    const where = line.loop_index === null || line.loop_index === undefined ? "" : "[" + line.loop_index + "] ";
+    pre.append(document.createTextNode(where + line.line + "\n"));
+  }
 }
 
 function setupRunForm() {
