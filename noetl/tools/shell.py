@@ -11,7 +11,8 @@ whichever is shorter).
 
 Each command runs in its own process group, so a timeout or a cancelled step kills whatever the
 command started as well, not just the shell. Output is decoded as UTF-8 (undecodable bytes
-replaced) and kept up to 8 MiB per stream.
+replaced) and kept up to 8 MiB per stream in the result; as it is read it is also streamed as the
+execution's logs (``ToolCall.output``), so a long command's lines are seen while it runs.
 """
 
 from __future__ import annotations

@@ -1,0 +1,113 @@
+"""Streamed logs (noetl.runtime.logstream) with a real in-memory store: batching, order, redaction,
+the per-call cap, and python output reaching the store while the code still runs (thread and process
+isolation) and shell output as it is read."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+from noetl.runtime.logstream import FLUSH_LINES, LogBatcher, store_sink
+from noetl.secrets import Redactor
+from noetl.store.base import LogRecord
+from noetl.store.memory import MemoryStore
+from noetl.tools.base import ToolCall
+from noetl.tools.python import run_python
+from noetl.tools.shell import run_shell
+
+
+class CountingSink:
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.batches: list[int] = []
+
+    async def __call__(self, records: list[LogRecord]) -> None:
+        self.batches.append(len(records))
+        await self.store.append_logs(records)
+
+
+def test_lines_from_another_thread_are_written_in_batches_in_order() -> None:
+    async def scenario() -> tuple[CountingSink, list[LogRecord]]:
+        sink = CountingSink()
+        await sink.store.open()
+        batcher = LogBatcher(sink, max_bytes=1_000_000)
+        log = batcher.open_call("e1", "chatty", 2, redactor=None, secrets=set())
+        writer = threading.Thread(target=lambda: [log.write("stdout", f"line {i}\n") for i in range(250)])
+        writer.start()
+        writer.join()
+        log.write("stderr", "no newline at the end")
+        await log.close()
+        await batcher.close()
+        return sink, await sink.store.list_logs("e1")
+
+    sink, stored = asyncio.run(scenario())
+    assert [r.line for r in stored] == [f"line {i}" for i in range(250)] + ["no newline at the end"]
+    assert {(r.step, r.loop_index) for r in stored} == {("chatty", 2)} and stored[-1].stream == "stderr"
+    assert sum(sink.batches) == 251 and len(sink.batches) <= 251 // FLUSH_LINES + 2  # not a write per line
+
+
+def test_lines_are_redacted_and_capped_with_a_marker() -> None:
+    async def scenario() -> list[str]:
+        store = MemoryStore()
+        await store.open()
+        batcher = LogBatcher(store_sink(store), max_bytes=50)
+        secrets: set[str] = set()
+        log = batcher.open_call("e1", "s", None, redactor=Redactor(["hunter2-secret"]), secrets=secrets)
+        secrets.add("resolved-by-the-call")  # a secret the call itself resolved, learnt before the flush
+        log.write("stdout", "pw hunter2-secret\nkey resolved-by-the-call\n")
+        log.write("stdout", "this line is past the cap\nand so is this\n")
+        await log.close()
+        return [r.line for r in await store.list_logs("e1")]
+
+    dropped = len("this line is past the cap\n") + len("and so is this\n")
+    assert asyncio.run(scenario()) == ["pw ***", "key ***", f"[truncated: {dropped} bytes dropped]"]
+
+
+def _release_after_line(code: str, config: dict[str, Any], tmp_path: Path, tool: Any = run_python) -> list[str]:
+    """Run a step that prints, then waits for a release file; return the lines stored before release."""
+    release = tmp_path / "release"
+
+    async def scenario() -> list[str]:
+        store = MemoryStore()
+        await store.open()
+        batcher = LogBatcher(store_sink(store))
+        log = batcher.open_call("e1", "slow", None, redactor=None, secrets=set())
+        call = ToolCall(execution_id="e1", step="slow", task="slow", context={}, args={"release": str(release)},
+                        output=log)
+        running = asyncio.create_task(tool({**config, "code": code} if "code" not in config else config, call))
+        seen: list[str] = []
+        for _ in range(600):  # up to 60 s on a loaded machine
+            seen = [r.line for r in await store.list_logs("e1")]
+            if seen or running.done():
+                break
+            await asyncio.sleep(0.1)
+        release.touch()
+        await running
+        await log.close()
+        assert not running.exception()
+        return seen
+
+    return asyncio.run(scenario())
+
+
+WAITING_CODE = """import os, time
+print("tick 1")
+while not os.path.exists(release):
+    time.sleep(0.02)
+result = 1"""
+
+
+def test_python_output_is_stored_while_the_code_runs_on_a_thread(tmp_path: Path) -> None:
+    assert _release_after_line(WAITING_CODE, {}, tmp_path) == ["tick 1"]
+
+
+def test_python_output_is_stored_while_the_code_runs_in_a_worker_process(tmp_path: Path) -> None:
+    assert _release_after_line(WAITING_CODE, {"isolation": "process"}, tmp_path) == ["tick 1"]
+
+
+def test_shell_output_is_stored_as_it_is_read(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    command = f"echo started; while [ ! -e {release} ]; do sleep 0.05; done"
+    assert _release_after_line("", {"command": command}, tmp_path, tool=run_shell) == ["started"]
