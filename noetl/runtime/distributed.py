@@ -304,7 +304,8 @@ class DecisionCore:
             return False
         await self._catch_up(conn, cached, locked.last_event_id)
         handled = self._handle_all(cached, [PendingReport(event, None)], reopening=True)
-        await self._record(conn, cached, handled, reopen=True)
+        await self.statements.record(conn, [self._decision_write(cached, handled, reopen=True)],
+                                     lease_now=self.clock())
         return True
 
     async def _decide(self, cached: CachedExecution, report: PendingReport) -> bool:
@@ -432,14 +433,24 @@ class DecisionCore:
 
     async def _decide_group_in_transaction(self, conn: Connection, group: list[GroupMember]) -> list[list[bool]]:
         """Lock every member's execution and reported commands, then for each member: check the
-        leases, catch up, handle its reports in order and write everything; one COMMIT for all.
-        Returns, per member and report, whether it was recorded (not: a duplicate, a lost lease, a
-        finished execution)."""
+        leases, catch up and handle its reports in order; write every member's decision in one
+        statement, and COMMIT once for all. Returns, per member and report, whether it was recorded
+        (not: a duplicate, a lost lease, a finished execution)."""
         locked = await self.statements.lock_many(
             conn, [m.cached.execution_id for m in group], [c for m in group for c in _command_ids(m.batch)])
-        return [await self._decide_member(conn, member, locked.get(member.cached.execution_id)) for member in group]
+        writes: list[DecisionWrite] = []
+        finished: list[str] = []
+        outcomes = [await self._decide_member(conn, member, locked.get(member.cached.execution_id),
+                                              writes, finished) for member in group]
+        await self.statements.record(conn, writes, lease_now=self.clock())
+        for execution_id in finished:  # after the insert: new commands of a finished execution too
+            await self.statements.cancel_open_commands(conn, execution_id)
+        return outcomes
 
-    async def _decide_member(self, conn: Connection, member: GroupMember, locked: LockedExecution | None) -> list[bool]:
+    async def _decide_member(self, conn: Connection, member: GroupMember, locked: LockedExecution | None,
+                             writes: list[DecisionWrite], finished: list[str]) -> list[bool]:
+        """Check the member's leases, catch up and handle its reports: its decision joins ``writes``,
+        and its id joins ``finished`` once the execution ended."""
         cached, batch = member.cached, member.batch
         if locked is None:
             return [False] * len(batch)
@@ -451,11 +462,11 @@ class DecisionCore:
         handled = self._handle_all(cached, valid)
         recorded = {id(h.report) for h in handled}
         if handled:
-            await self._record(conn, cached, handled, member.claim)
+            writes.append(self._decision_write(cached, handled, member.claim))
+        if cached.state.finished:
+            finished.append(cached.execution_id)
         await self.statements.finish_commands(conn, _command_ids([r for r in valid if id(r) not in recorded]),
                                               "cancelled")
-        if cached.state.finished:
-            await self.statements.cancel_open_commands(conn, cached.execution_id)
         return [id(report) in recorded for report in batch]
 
     def _handle_all(self, cached: CachedExecution, reports: list[PendingReport], *,
@@ -487,9 +498,10 @@ class DecisionCore:
                 apply(cached.state, event)
                 cached.last_event_id = event.event_id
 
-    async def _record(self, conn: Connection, cached: CachedExecution, handled: list[Handled],
-                      claim: Claim | None = None, *, reopen: bool = False) -> None:
-        """Write the decision (one statement that goes out with the COMMIT).
+    def _decision_write(self, cached: CachedExecution, handled: list[Handled], claim: Claim | None = None, *,
+                        reopen: bool = False) -> DecisionWrite:
+        """What the decision writes (DecisionStatements.record writes it, with the other decisions of
+        its transaction, in one statement that goes out with the COMMIT).
 
         The execution row is locked and the cache caught up, so the event ids are known here. With an
         ``affinity``, the new commands the worker has free slots for are inserted leased to it and
@@ -510,7 +522,7 @@ class DecisionCore:
         write.as_of = cached.last_event_id
         if claim is not None and self.affinity is not None:
             self._claim_new_commands(cached, write, claim)
-        await self.statements.record(conn, write, lease_now=self.clock())
+        return write
 
     def _claim_new_commands(self, cached: CachedExecution, write: DecisionWrite, claim: Claim) -> None:
         """Reserve the deciding worker's free slots for the first new commands (they are inserted

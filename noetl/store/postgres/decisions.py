@@ -92,6 +92,52 @@ def command_arrays(commands: list[Command], as_of: int) -> dict[str, list[str]]:
             "payloads": [command_payload(c, as_of) for c in commands]}
 
 
+# record_decisions' per-execution arrays, and the parameter of bump_params each element comes from.
+EXECUTION_ARRAYS = (("execution_ids", "execution_id"), ("counts", "count"), ("set_statuses", "set_status"),
+                    ("new_statuses", "status"), ("set_results", "set_result"), ("new_results", "result"),
+                    ("set_errors", "set_error"), ("new_errors", "error"),
+                    ("set_ended_ats", "set_ended_at"), ("new_ended_ats", "ended_at"))
+
+
+def decision_arrays(writes: list[DecisionWrite]) -> dict[str, Any]:
+    """Decisions of several executions as the column arrays of ``record_decisions``: one element per
+    execution, per event (event ids assigned here, numbered from each write's first_event_id) and
+    per new command (with its lease owner when it is inserted leased)."""
+    executions: dict[str, list[Any]] = {array: [] for array, _ in EXECUTION_ARRAYS}
+    rows: list[list[Any]] = []
+    commands: dict[str, list[Any]] = {key: [] for key in (
+        "command_ids", "command_execution_ids", "steps", "payloads", "command_created_ats", "lease_owners")}
+    done_ids: list[str] = []
+    ended_keys: list[str] = []
+    queued = False
+    lease_seconds = 0.0
+    for write in writes:
+        bump = bump_params(write.execution_id, len(write.rows), write.update)
+        number = bump["execution_id"]
+        for array, param in EXECUTION_ARRAYS:
+            executions[array].append(bump[param])
+        if bump["set_status"]:
+            ended_keys.append(write.execution_id)
+        for event_id, row in enumerate(write.rows, start=write.first_event_id):
+            row[1] = event_id
+            rows.append(row)
+        leased = write.leases.count
+        for n, command in enumerate(write.commands):
+            commands["command_ids"].append(command.command_id)
+            commands["command_execution_ids"].append(number)
+            commands["steps"].append(command.step)
+            commands["payloads"].append(command_payload(command, write.as_of))
+            commands["command_created_ats"].append(write.now)
+            commands["lease_owners"].append(write.leases.owner if n < leased else None)
+        queued = queued or len(write.commands) > leased
+        if leased:
+            lease_seconds = write.leases.seconds
+        done_ids.extend(write.done_ids)
+    return {**executions, "event_execution_ids": [row[0] for row in rows], **event_arrays(rows), **commands,
+            "done_ids": done_ids, "ended_keys": ended_keys, "notify_commands": queued,
+            "lease_seconds": lease_seconds}
+
+
 def leased_to(commands: list[Command], execution_id: str, as_of: int, owner: str) -> list[LeasedCommand]:
     """The leases ``record`` creates for the first commands when ``NewCommandLeases.count`` says so."""
     return [LeasedCommand(c.command_id, execution_id, c.step, 1, json.loads(command_payload(c, as_of)), owner)
@@ -153,17 +199,12 @@ class DecisionStatements:
         next heartbeat."""
         await conn.execute(self.q["cancel_commands"], {"execution_id": db_id(execution_id)})
 
-    async def record(self, conn: Connection, write: DecisionWrite, *, lease_now: datetime) -> None:
-        """The whole decision in one statement (``record_decision``): it goes out with the COMMIT."""
-        for event_id, row in enumerate(write.rows, start=write.first_event_id):
-            row[1] = event_id
-        await conn.execute(self.q["record_decision"], {
-            **bump_params(write.execution_id, len(write.rows), write.update), **event_arrays(write.rows),
-            **command_arrays(write.commands, write.as_of), **CHANNELS,
-            "lease_count": write.leases.count, "lease_owner": write.leases.owner,
-            "lease_seconds": write.leases.seconds, "lease_now": lease_now,
-            "now": write.now, "done_ids": write.done_ids, "execution_key": write.execution_id,
-        })
+    async def record(self, conn: Connection, writes: list[DecisionWrite], *, lease_now: datetime) -> None:
+        """Every decision of the transaction in one statement (``record_decisions``), whatever the
+        number of executions: it goes out with the COMMIT."""
+        if writes:
+            await conn.execute(self.q["record_decisions"], {**decision_arrays(writes), **CHANNELS,
+                                                            "lease_now": lease_now})
 
     async def queue(self, conn: Connection, execution_id: str, commands: list[Command], *, now: str,
                     as_of: int) -> None:

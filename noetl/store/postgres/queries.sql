@@ -130,46 +130,53 @@ WITH queued AS (
 )
 SELECT pg_notify(%(commands_channel)s, '');
 
--- name: record_decision
--- Everything a decision writes, in one statement: reserve the event ids and update the execution
--- (the row is already locked), append the events, queue the new commands, mark the reported ones
--- done, and wake workers when there is new work and waiters when the execution ended.
--- The first %(lease_count)s new commands are inserted already leased to %(lease_owner)s (attempt 1,
--- the lease expiry and heartbeat of lease_commands): the deciding worker runs them at once. Only the
--- others are queued, and only they wake workers.
+-- name: record_decisions
+-- Everything the decisions of a group transaction write, in one statement whatever the number of
+-- executions (one array per column): reserve the event ids and update each execution (the rows are
+-- already locked), append the events, queue the new commands, mark the reported ones done, and wake
+-- workers when there is new work and waiters when an execution ended.
+-- A new command with a lease owner is inserted already leased to it (attempt 1, the lease expiry and
+-- heartbeat of lease_commands): the deciding worker runs it at once. Only the others are queued, and
+-- only they wake workers (%(notify_commands)s).
 WITH bumped AS (
-    UPDATE noetl.execution SET
-        last_event_id = last_event_id + %(count)s,
-        status   = CASE WHEN %(set_status)s   THEN %(status)s::text ELSE status END,
-        result   = CASE WHEN %(set_result)s   THEN %(result)s::jsonb ELSE result END,
-        error    = CASE WHEN %(set_error)s    THEN %(error)s::text ELSE error END,
-        ended_at = CASE WHEN %(set_ended_at)s THEN %(ended_at)s::timestamptz ELSE ended_at END
-    WHERE execution_id = %(execution_id)s
+    UPDATE noetl.execution AS x SET
+        last_event_id = x.last_event_id + u.count,
+        status   = CASE WHEN u.set_status   THEN u.status ELSE x.status END,
+        result   = CASE WHEN u.set_result   THEN u.result::jsonb ELSE x.result END,
+        error    = CASE WHEN u.set_error    THEN u.error ELSE x.error END,
+        ended_at = CASE WHEN u.set_ended_at THEN u.ended_at::timestamptz ELSE x.ended_at END
+    FROM unnest(%(execution_ids)b::bigint[], %(counts)b::int[], %(set_statuses)b::bool[], %(new_statuses)b::text[],
+                %(set_results)b::bool[], %(new_results)b::text[], %(set_errors)b::bool[], %(new_errors)b::text[],
+                %(set_ended_ats)b::bool[], %(new_ended_ats)b::text[])
+         AS u(execution_id, count, set_status, status, set_result, result, set_error, error, set_ended_at, ended_at)
+    WHERE x.execution_id = u.execution_id
 ), events AS (
     INSERT INTO noetl.event_log (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
-    SELECT %(execution_id)s, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
+    SELECT e.execution_id, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
            e.meta::jsonb, e.created_at::timestamptz
-    FROM unnest(%(event_ids)b::bigint[], %(event_types)b::text[], %(node_names)b::text[], %(statuses)b::text[],
-                %(results)b::text[], %(errors)b::text[], %(metas)b::text[], %(created_ats)b::text[])
-         AS e(event_id, event_type, node_name, status, result, error, meta, created_at)
+    FROM unnest(%(event_execution_ids)b::bigint[], %(event_ids)b::bigint[], %(event_types)b::text[],
+                %(node_names)b::text[], %(statuses)b::text[], %(results)b::text[], %(errors)b::text[],
+                %(metas)b::text[], %(created_ats)b::text[])
+         AS e(execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
 ), queued AS (
     INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at,
                                attempt, lease_owner, lease_expires_at, heartbeat_at)
-    SELECT c.command_id, %(execution_id)s, c.step, c.payload::jsonb,
-           CASE WHEN c.n <= %(lease_count)s::int THEN 'leased' ELSE 'queued' END, %(now)s::timestamptz,
-           CASE WHEN c.n <= %(lease_count)s::int THEN 1 ELSE 0 END,
-           CASE WHEN c.n <= %(lease_count)s::int THEN %(lease_owner)s::text END,
-           CASE WHEN c.n <= %(lease_count)s::int
+    SELECT c.command_id, c.execution_id, c.step, c.payload::jsonb,
+           CASE WHEN c.lease_owner IS NOT NULL THEN 'leased' ELSE 'queued' END, c.created_at::timestamptz,
+           CASE WHEN c.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
+           c.lease_owner,
+           CASE WHEN c.lease_owner IS NOT NULL
                 THEN %(lease_now)s::timestamptz + make_interval(secs => %(lease_seconds)s) END,
-           CASE WHEN c.n <= %(lease_count)s::int THEN %(lease_now)s::timestamptz END
-    FROM unnest(%(command_ids)b::text[], %(steps)b::text[], %(payloads)b::text[]) WITH ORDINALITY
-         AS c(command_id, step, payload, n)
+           CASE WHEN c.lease_owner IS NOT NULL THEN %(lease_now)s::timestamptz END
+    FROM unnest(%(command_ids)b::text[], %(command_execution_ids)b::bigint[], %(steps)b::text[],
+                %(payloads)b::text[], %(command_created_ats)b::text[], %(lease_owners)b::text[])
+         AS c(command_id, execution_id, step, payload, created_at, lease_owner)
     ON CONFLICT (command_id) DO NOTHING
 ), done AS (
     UPDATE noetl.command SET status = 'done', lease_expires_at = NULL WHERE command_id = ANY(%(done_ids)b::text[])
 )
-SELECT CASE WHEN cardinality(%(command_ids)b::text[]) > %(lease_count)s::int THEN pg_notify(%(commands_channel)s, '') END,
-       CASE WHEN %(set_status)s THEN pg_notify(%(executions_channel)s, %(execution_key)s) END;
+SELECT CASE WHEN %(notify_commands)s THEN pg_notify(%(commands_channel)s, '') END,
+       (SELECT count(pg_notify(%(executions_channel)s, k)) FROM unnest(%(ended_keys)b::text[]) AS k);
 
 -- name: lease_commands
 -- SKIP LOCKED: concurrent workers each take different rows without waiting for each other.
