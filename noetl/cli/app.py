@@ -24,11 +24,27 @@ from noetl.logredact import install_log_redaction
 T = TypeVar("T")
 EXIT_FAILED = 1
 EXIT_INVALID = 2
+PORT = click.IntRange(1, 65535)  # a bad --port is a usage error, not a traceback from the socket
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def require_listenable(host: str, port: int) -> None:
+    """One line and exit 2 when ``host:port`` cannot be listened on (a port in use, an address not
+    of this machine), before a server starts: uvicorn would log a traceback-like line and exit 3."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def handle_errors(func: Callable[..., T]) -> Callable[..., T]:
@@ -120,7 +136,7 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--server-url", envvar="NOETL_SERVER_URL", default=None, help="NoETL server (distributed runtime).")
 @click.option("--host", default=None, help="Server host (with --port).")
-@click.option("--port", type=int, default=None, help="Server port; alone it means a server on localhost.")
+@click.option("--port", type=PORT, default=None, help="Server port; alone it means a server on localhost.")
 @click.version_option(package_name="noetl")
 @click.pass_context
 def cli(ctx: click.Context, server_url: str | None, host: str | None, port: int | None) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 import yaml
 
-from noetl.cli.app import cli
+from noetl.cli.app import PORT, cli
 
 CREDENTIAL_NAME = "pg_local"
 
@@ -28,7 +28,7 @@ def install(cli: click.Group) -> None:
 # services ------------------------------------------------------------------------------------
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8765, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="Port to listen on (0: any free port).")
 @click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Delay added to every answer.")
 @click.option("--jitter-ms", type=float, default=0.0, show_default=True, help="Plus a random 0..N ms.")
 @click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
@@ -77,7 +77,7 @@ def _stop_on_sigterm(_signum: int, _frame: Any) -> None:
 @click.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Cluster directory (default: $NOETL_HOME/demo-postgres; as root /tmp/noetl-demo-postgres).")
-@click.option("--port", type=int, default=None, help="TCP port (default 54321, or the one it used before).")
+@click.option("--port", type=PORT, default=None, help="TCP port (default 54321, or the one it used before).")
 @click.option("--register", "register_", is_flag=True, help=f"Also register it as credential {CREDENTIAL_NAME!r}.")
 @click.option("--stop", is_flag=True, help="Stop the cluster instead.")
 @click.pass_obj

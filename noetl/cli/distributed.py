@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from noetl.cli.app import cli, handle_errors, run_sync
+from noetl.cli.app import PORT, cli, handle_errors, require_listenable, run_sync
 from noetl.errors import InputError
 
 
@@ -54,7 +54,7 @@ def install(cli: click.Group) -> None:
     @server.command("start")
     @click.option("--host", default="127.0.0.1", show_default=True,
                   help="Address to listen on; another than loopback needs API tokens (NOETL_API_TOKEN).")
-    @click.option("--port", type=int, default=8082, show_default=True, help="TCP port to listen on.")
+    @click.option("--port", type=PORT, default=8082, show_default=True, help="TCP port to listen on.")
     @database_option
     @click.option("--log-level", default="info", show_default=True, help="Log level (debug, info, warning).")
     @log_format_option
@@ -72,6 +72,7 @@ def install(cli: click.Group) -> None:
         settings = load_settings()
         tokens = registry_from_settings(settings)
         check_bind(host, tokens)
+        require_listenable(host, port)
         config = ServerConfig(database_url=_database_url(database_url), tokens=tokens,
                               sql_api_enabled=settings.enable_sql_api, sql_api_writable=settings.sql_api_write,
                               max_attempts=settings.max_attempts, max_body_bytes=settings.max_body_bytes,

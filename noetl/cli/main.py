@@ -7,7 +7,10 @@ adding a command here costs `noetl run` nothing.
 
 from __future__ import annotations
 
-from noetl.cli.app import cli, fail
+import sys
+from typing import TYPE_CHECKING
+
+from noetl.cli.app import EXIT_FAILED, cli, fail
 from noetl.errors import PlaybookError
 
 COMMAND_MODULES = {
@@ -26,15 +29,39 @@ COMMAND_MODULES = {
     "noetl.cli.hooks": ("hook",),
     "noetl.cli.triggers": ("trigger",),
 }
+if TYPE_CHECKING:
+    import click
+
 for _module, _names in COMMAND_MODULES.items():
     cli.lazy.update(dict.fromkeys(_names, _module))  # type: ignore[attr-defined]
 
 
 def main() -> None:
+    import click
+
     try:
-        cli.main(prog_name="noetl", standalone_mode=True)
+        code = cli.main(prog_name="noetl", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `noetl`, `noetl schedule`: the help, as click shows it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:  # a bad option or argument: one line, like every other error
+        fail(usage_error_line(exc))
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:  # Ctrl-C at a prompt
+        fail("interrupted", EXIT_FAILED)
     except PlaybookError as exc:  # pragma: no cover - handled per command
         fail(str(exc))
+    sys.exit(code if isinstance(code, int) else 0)  # --help and --version return their exit code
+
+
+def usage_error_line(exc: click.UsageError) -> str:
+    """Click's message without its usage block, with the command whose --help says more."""
+    message = " ".join(exc.format_message().split())
+    if exc.ctx is None:
+        return message
+    return f"{message} (see {exc.ctx.command_path} --help)"
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 import click
 
+from noetl.cli.app import PORT
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -27,7 +29,7 @@ def server_options(func: F) -> F:
     write them: `noetl playbooks --register FILE --port 8080`."""
     func = click.option("--server-url", "_server_url", default=None, expose_value=False,
                         callback=_set_server, help="NoETL server URL.")(func)
-    func = click.option("--port", "_port", type=int, default=None, expose_value=False, callback=_set_server,
+    func = click.option("--port", "_port", type=PORT, default=None, expose_value=False, callback=_set_server,
                         help="Server port (on --host, default localhost).")(func)
     func = click.option("--host", "_host", default=None, expose_value=False, is_eager=True,
                         callback=_set_server, help="Server host (with --port).")(func)

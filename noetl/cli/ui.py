@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from noetl.cli.app import cli, handle_errors
+from noetl.cli.app import PORT, cli, handle_errors, require_listenable
 
 
 @cli.command("ui")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=int, default=8083, show_default=True, help="Port to listen on.")
+@click.option("--port", type=PORT, default=8083, show_default=True, help="Port to listen on.")
 @handle_errors
 def ui(host: str, port: int) -> None:
     """Open the web console over the local store ($NOETL_HOME)."""
@@ -23,6 +23,7 @@ def ui(host: str, port: int) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
     tokens = registry_from_settings(settings)
     check_bind(host, tokens)  # beyond this machine only with tokens, as for the server
+    require_listenable(host, port)
     app = create_local_app(settings.sqlite_path, tokens=tokens)
     click.echo(f"NoETL console on http://{host}:{port}/ (local store {settings.sqlite_path})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -233,3 +233,36 @@ def test_seed_spellings_take_the_server_port_after_the_command(noetl) -> None:  
                  ["catalog", "list", "--port", str(port)]):
         line = assert_one_line_error(noetl(*args))
         assert f":{port}" in line and "cannot reach the NoETL server" in line, (args, line)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["executions", "--limit", "0"], "'--limit': 0 is not in the range"),
+        (["run", "--bogus", "x"], "No such option '--bogus'"),
+        (["run"], "Missing argument 'REF'"),
+        (["schedule", "add", "x"], "Missing option '--cron'"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["ui", "--port", "99999"], "'--port'"),
+    ],
+)
+def test_bad_options_are_one_line_errors_naming_the_help(noetl, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
+    line = assert_one_line_error(noetl(*args))
+    assert line.startswith("error: ") and fragment in line and "--help)" in line, line
+
+
+def test_noetl_without_a_command_shows_the_help(noetl) -> None:  # type: ignore[no-untyped-def]
+    result = noetl()
+    assert result.code == 2 and "Commands:" in result.stdout + result.stderr
+    assert noetl("--help").code == 0 and noetl("--version").code == 0
+
+
+def test_ui_on_a_port_in_use_is_one_line(noetl) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = assert_one_line_error(noetl("ui", "--port", str(port)))
+    assert line == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
