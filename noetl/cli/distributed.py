@@ -158,6 +158,9 @@ def install(cli: click.Group) -> None:
         """Query the NoETL database (read-only by default), directly or through the server's SQL endpoint."""
         from noetl.settings import load_settings
 
+        if not sql.strip():
+            raise InputError("no SQL statement given (noetl query \"SELECT ...\")")
+
         url = database_url or load_settings().database_url
         if url:
             result = run_sync(_query_direct(_database_url(url), sql, schema, write))

@@ -57,3 +57,8 @@ def test_the_guides_event_columns_on_the_local_store(noetl, tmp_path: Path) -> N
     guide = noetl("query", "SELECT count(*) AS n FROM noetl.event WHERE playbook_name = 'multi_playbook_batch'",
                   "--format", "json")
     assert guide.code == 0 and guide.json()[0]["n"] > 0
+
+
+def test_an_empty_query_is_an_error(noetl) -> None:  # type: ignore[no-untyped-def]
+    result = noetl("query", "  ")
+    assert result.code == 2 and result.stderr.strip() == 'error: no SQL statement given (noetl query "SELECT ...")'
