@@ -10,7 +10,8 @@ The key is the sha256 of the text, the file name and a fingerprint of the code l
 (NoETL's version and modules, the interpreter, the directories libraries are installed in), so a
 changed text, file name, NoETL or library never finds an old entry. Entries are written whole
 (a temporary file renamed over the entry) and owner-only; the oldest are removed beyond
-``MAX_ENTRIES``. An entry that cannot be read is a miss, and deleting the directory is always safe.
+``MAX_ENTRIES``; a playbook longer than ``MAX_TEXT_CHARS`` is not cached. An entry that cannot be
+read is a miss, and deleting the directory is always safe.
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ from noetl.dsl.problems import Problem
 from noetl.fileperms import private_directory
 
 MAX_ENTRIES = 256
+# What the cache saves is the fixed cost of a short run: the imports and pydantic validators that
+# checking and validating need. Per step, rebuilding a playbook with model_construct (Python code)
+# costs nearly as much as validating it, and writing the entry costs a first run about half as much
+# again, so a long playbook (about 700 steps and more) is not kept: it would cost more than it saves.
+MAX_TEXT_CHARS = 64 * 1024
 _FORMAT = 1  # of an entry; part of the key
+
+
+def applies(text: str) -> bool:
+    return len(text) <= MAX_TEXT_CHARS
 
 
 def entry_key(text: str, file: str) -> str:

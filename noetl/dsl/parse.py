@@ -134,9 +134,10 @@ def load_playbook(ref: str, *, cache_dir: Path | None = None) -> LoadedPlaybook:
 def load_playbook_text(text: str, file: str = "<playbook>", base_dir: Path | None = None, *,
                        cache_dir: Path | None = None) -> LoadedPlaybook:
     with _collector_paused():
-        if cache_dir is None:
-            return _analyse_text(text, file, base_dir)
         from noetl.dsl import cache
+
+        if cache_dir is None or not cache.applies(text):
+            return _analyse_text(text, file, base_dir)
 
         key = cache.entry_key(text, file)
         hit = cache.lookup(cache_dir, key)

@@ -140,3 +140,9 @@ def test_every_model_field_can_be_rebuilt() -> None:
         seen.add(model)
         todo.extend(nested for _many, nested in cache._model_fields(model).values())
     assert len(seen) > 10
+
+
+def test_a_long_playbook_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cache, "MAX_TEXT_CHARS", len(TEXT) - 1)
+    assert load_playbook_text(TEXT, "a.yaml", cache_dir=tmp_path).playbook is not None
+    assert not list(tmp_path.glob("*.json"))
