@@ -157,3 +157,41 @@ def _wait_for_end(home: Path, execution_id: str, timeout: float = 30) -> dict:  
             return doc  # type: ignore[no-any-return]
         time.sleep(0.2)
     pytest.fail(f"execution {execution_id} still running after {timeout} s")
+
+
+def test_a_running_steps_lines_are_on_its_page_and_in_the_live_stream(console: str, home: Path,
+                                                                       tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    release = tmp_path / "release"
+    playbook = HERE.parent / "fixtures" / "playbooks" / "streamed_logs.yaml"
+    env = {**os.environ, "NOETL_HOME": str(home), "NOETL_SECRET_STREAM_TOKEN": "tok-console-7d2e"}
+    running = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(playbook), "--set",
+                                f"release={release}", "--json"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        page = ""
+        while time.monotonic() < deadline and "tick 1" not in page:
+            listed = noetl(home, "executions", "--status", "running", "--path", "streamed", "--json")
+            rows = json.loads(listed.stdout or "[]")
+            if rows:
+                page = httpx.get(f"{console}/executions/{rows[0]['execution_id']}").text
+            time.sleep(0.2)
+        execution_id = rows[0]["execution_id"]
+        assert 'data-step-logs="start">tick 1' in page and "tok-console-7d2e" not in page
+        seen: list[str] = []
+        with httpx.stream("GET", f"{console}/console/stream/{execution_id}", timeout=60) as answer:
+            for chunk in answer.iter_lines():
+                if chunk.startswith("data: ") and '"logs"' in chunk:
+                    seen += [line["line"] for line in json.loads(chunk[6:])["logs"]]
+                if "tick 1" in seen:
+                    break
+        assert seen[:3] == ["tick 1", "token ***", "warned"]  # a stream from the start sends every line
+    finally:
+        release.touch()
+        out, _ = running.communicate(timeout=60)
+    assert json.loads(out)["status"] == "completed"
