@@ -114,3 +114,19 @@ def test_the_list_shows_a_new_execution_without_a_reload(page: Any, console: str
                          json={"path": "console/slow", "set": {"rounds": "1", "pause": "0"}}).json()
     page.wait_for_selector(f"#executions >> text={started['execution_id']}")
     assert page.evaluate("window.__same_page") is True  # repainted by the live stream, not reloaded
+
+
+def test_lines_of_a_running_loop_appear_under_their_step_without_a_reload(page: Any, console: str,
+                                                                          shots: Path) -> None:
+    page.goto(f"{console}/catalog/entry?path=console/slow")
+    page.fill("input[name='set:rounds']", "40")
+    page.fill("input[name='set:pause']", "0.5")
+    page.click("#run-form button")
+    page.wait_for_url("**/executions/*")
+    page.wait_for_selector("pre.logs[data-step-logs=wait]:has-text('round 1')", state="attached", timeout=30_000)
+    assert page.text_content("#exec-status") == "running"  # 40 rounds of 0.5 s: still far from the end
+    page.click("#step-wait summary")
+    assert page.inner_text("pre.logs[data-step-logs=wait]").startswith("[0] round 0\n[1] round 1")
+    page.screenshot(path=str(shots / "live-logs.png"), full_page=True)
+    page.click("#cancel")
+    page.wait_for_selector("#exec-status.cancelled")
