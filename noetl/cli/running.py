@@ -136,10 +136,10 @@ def exec_(obj: Context, ref: str, runtime: str, dry_run: bool, payload: str | No
 
 
 def _wait_remote(obj: Context, execution_id: str, as_json: bool) -> None:
-    from noetl.cli.control import status_doc
+    from noetl.cli.control import playbook_file, status_doc
     from noetl.cli.watching import watch_with_progress
 
-    watch_with_progress(obj, execution_id)
+    watch_with_progress(obj, execution_id, playbook_file(obj, execution_id, status_doc(obj, execution_id)))
     doc = status_doc(obj, execution_id)
     if as_json:
         click.echo(json.dumps(doc, default=str))

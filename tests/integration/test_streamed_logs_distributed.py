@@ -92,3 +92,7 @@ def test_a_failed_python_step_names_the_playbook_line_in_status(cluster: Any) ->
     assert doc["steps"]["start"]["error"]["playbook_line"] == 12
     status = noetl(cluster, "status", execution_id)
     assert "    at demo/fail_at_line:12: step 'start' (python) failed: ValueError: total is 3" in status.stdout
+    watched = noetl(cluster, "status", execution_id, "--watch")
+    assert watched.returncode == 1 and "at demo/fail_at_line:12" in watched.stderr
+    waited = noetl(cluster, "exec", "catalog://demo/fail_at_line", "-r", "distributed", "--wait")
+    assert waited.returncode == 1 and "at demo/fail_at_line:12" in waited.stderr
