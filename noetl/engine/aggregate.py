@@ -13,6 +13,7 @@ it, so a replay folds exactly what was decided. Pure: no I/O here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,20 @@ from noetl.results.refs import loop_ref
 from noetl.results.spec import DEFAULT_INLINE_MAX_ITEMS, output_spec
 
 PREVIEW_ITEMS = 3  # the first iterations the reference's preview shows
+# A loop's results past this much JSON go by reference too, whatever their count (each result over
+# `inline_max_bytes` is a small reference already; this bounds many medium-sized ones).
+AGGREGATE_MAX_BYTES = 16 * 1024 * 1024
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact JSON (what an inline aggregate would add to its events)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
+
+
+def aggregate_max_bytes(output: Any) -> int | None:
+    """The step's ``output.aggregate_max_bytes``, or None for the default (not recorded then)."""
+    value = output.get("aggregate_max_bytes") if isinstance(output, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def inline_max_items(output: Any) -> int:

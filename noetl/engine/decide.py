@@ -15,7 +15,7 @@ from noetl.dsl.model import Arc, Playbook, Step, plain_dump
 from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine import events as ev
 from noetl.engine import frames
-from noetl.engine.aggregate import inline_max_items, looks_like_error
+from noetl.engine.aggregate import aggregate_max_bytes, inline_max_items, looks_like_error
 from noetl.engine.commands import Command
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.engine.events import Event
@@ -216,6 +216,8 @@ class Engine:
                 enter.meta["loop"] = {"total": len(items), "max_in_flight": self._max_in_flight(state, step)}
                 if len(items) > inline_max_items(step.output):
                     enter.meta["loop"]["by_ref"] = True  # the aggregate's results by reference
+                if aggregate_max_bytes(step.output) is not None:  # recorded only when set: a replay folds alike
+                    enter.meta["loop"]["aggregate_max_bytes"] = aggregate_max_bytes(step.output)
             else:
                 args = self._render_input(state, step, arc_input, local=None)
                 enter.result = {"input": args, "arc_input": arc_input}

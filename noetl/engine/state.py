@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from noetl.engine import events as ev
-from noetl.engine.aggregate import AggregateByRef, looks_like_error
+from noetl.engine.aggregate import (
+    AGGREGATE_MAX_BYTES,
+    PREVIEW_ITEMS,
+    AggregateByRef,
+    json_size,
+    looks_like_error,
+)
 from noetl.engine.cursor import CursorRun, fold_frame_report
 from noetl.engine.events import Event
 
@@ -26,9 +32,12 @@ class LoopRun:
     # The iterations this entry runs, in issue order: every index but the kept ones.
     order: Sequence[int] = range(0)
     reported: set[int] = field(default_factory=set)
-    # More iterations than the step keeps inline (step.enter says so): the results are not held here
-    # but read back from the iterations' reports; only a preview and the first failure are kept.
+    # More iterations than the step keeps inline (step.enter says so), or results past
+    # ``max_bytes`` of JSON: the results are not held here but read back from the iterations'
+    # reports; only a preview and the first failure are kept.
     by_ref: AggregateByRef | None = None
+    max_bytes: int = AGGREGATE_MAX_BYTES
+    inline_bytes: int = 0
 
     @property
     def total(self) -> int:
@@ -41,12 +50,29 @@ class LoopRun:
     def record(self, index: int, value: Any, ok: bool) -> None:
         if self.by_ref is None:
             self.results[index] = value
+            self.inline_bytes += json_size(value)
+            if self.inline_bytes > self.max_bytes:
+                self._to_reference()
         else:
             self.by_ref.record(index, value, ok)
         if ok:
             self.success += 1
         else:
             self.failed += 1
+
+    def _to_reference(self) -> None:
+        """The results seen so far outgrew ``max_bytes``: from here on they are read back by reference."""
+        by_ref = AggregateByRef()
+        for index, value in enumerate(self.results[:PREVIEW_ITEMS]):
+            if index in self.reported or index in self.kept:
+                by_ref.head[index] = value
+        first = self.first_error_index()
+        if first is not None:
+            by_ref.first_error, by_ref.first_error_index = self.results[first], first
+        self.by_ref, self.results = by_ref, []
+
+    def first_error_index(self) -> int | None:
+        return next((i for i, r in enumerate(self.results) if looks_like_error(r)), None)
 
     def aggregate(self, *, execution_id: str, step: str, entry: int) -> dict[str, Any]:
         stats = {"total": self.total, "success": self.success, "failed": self.failed}
@@ -160,7 +186,8 @@ def _step_enter(state: ExecutionState, event: Event) -> None:
         items = list(data.get("items") or [])
         by_ref = AggregateByRef() if loop.get("by_ref") else None
         run.loop = LoopRun(items=items, max_in_flight=int(loop.get("max_in_flight", 1)),
-                           results=[] if by_ref else [None] * len(items), by_ref=by_ref)
+                           results=[] if by_ref else [None] * len(items), by_ref=by_ref,
+                           max_bytes=int(loop.get("aggregate_max_bytes", AGGREGATE_MAX_BYTES)))
         _keep_resumed_iterations(state, run)
     cursor = event.meta.get("cursor")
     if cursor is not None:

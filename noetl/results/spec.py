@@ -6,6 +6,7 @@ output:
   output_select: [status, count]      # top-level fields kept inline beside the reference
   inline_max_bytes: 65536             # results above this size go by reference
   inline_max_items: 10000             # a loop of more iterations has its aggregate's results by reference
+  aggregate_max_bytes: 16777216       # ... and so has a loop whose results outgrow this much JSON
   select: {path: data.items, as: items}   # keep only a slice of the result (a list of these, too)
 ```
 """
@@ -39,6 +40,7 @@ class OutputSpec:
     inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES
     select: tuple[Slice, ...] = field(default_factory=tuple)
     inline_max_items: int = DEFAULT_INLINE_MAX_ITEMS
+    aggregate_max_bytes: int | None = None  # None: the engine's default (noetl.engine.aggregate)
 
 
 DEFAULT_OUTPUT = OutputSpec()
@@ -66,7 +68,9 @@ def output_spec(raw: Any, *, where: str = "output") -> OutputSpec:
     return OutputSpec(kind=kind, ttl_seconds=parse_duration(store.get("ttl"), f"{where}.store.ttl"), keep=tuple(keep),
                       inline_max_bytes=_size(raw.get("inline_max_bytes"), f"{where}.inline_max_bytes"),
                       select=_slices(raw.get("select"), f"{where}.select"),
-                      inline_max_items=_count(raw.get("inline_max_items"), f"{where}.inline_max_items"))
+                      inline_max_items=_count(raw.get("inline_max_items"), f"{where}.inline_max_items"),
+                      aggregate_max_bytes=None if raw.get("aggregate_max_bytes") is None
+                      else _size(raw.get("aggregate_max_bytes"), f"{where}.aggregate_max_bytes"))
 
 
 def parse_duration(value: Any, where: str) -> float | None:

@@ -106,3 +106,21 @@ def test_a_bad_inline_max_items_is_one_line_naming_the_field(noetl: Any, tmp_pat
     assert checked.code == 2, checked.stdout
     assert "bad.yaml:8" in checked.stderr and "output.inline_max_items" in checked.stderr
     assert "Traceback" not in checked.stderr
+
+
+def test_a_loop_whose_results_outgrow_aggregate_max_bytes_goes_by_reference(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "wide.yaml"
+    playbook.write_text("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: wide}\nworkflow:\n"
+                        "  - step: start\n    loop: {in: \"{{ range(40) | list }}\", iterator: i}\n"
+                        "    tool: {kind: python, input: {i: \"{{ iter.i }}\"}, code: 'result = {\"i\": i, \"pad\": \"x\" * 1000}'}\n"
+                        "    output: {aggregate_max_bytes: 10000}\n"
+                        "    next: [{step: read}]\n"
+                        "  - step: read\n    tool: {kind: python, input: {first: \"{{ start.results[0].i }}\","
+                        " last: \"{{ start.results[39].i }}\", n: \"{{ start.results | length }}\"},"
+                        " code: 'result = [first, last, n]'}\n")
+    run = noetl("run", str(playbook), "--json")
+    assert run.code == 0, run.stderr
+    doc = run.json()
+    assert doc["result"] == [0, 39, 40]
+    ref = doc["steps"]["start"]["result"]["results"]["_ref"]
+    assert ref["count"] == 40 and ref["preview"].startswith('[{"i":0,"pad":"xxx')
