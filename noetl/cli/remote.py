@@ -67,6 +67,10 @@ def submit(server_url: str | None, ref: str, payload: dict[str, Any], merge: boo
         raise InputError("-r distributed needs a server: --server-url URL, --host/--port, or NOETL_SERVER_URL")
     from noetl.api import split_catalog_ref
 
+    if not ref.startswith("catalog://") and os.path.isfile(ref):
+        # The server runs catalog entries only; a file here would otherwise be looked up as a path.
+        raise InputError(f"{ref}: the server runs catalog entries, not files: register it first "
+                         f"(noetl catalog register {ref}), then run catalog://<its metadata.path>")
     path, version = split_catalog_ref(ref)
     body: dict[str, Any] = {"path": path, "payload": payload, "merge": merge}
     if version is not None:

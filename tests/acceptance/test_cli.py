@@ -266,3 +266,10 @@ def test_ui_on_a_port_in_use_is_one_line(noetl) -> None:  # type: ignore[no-unty
         port = taken.getsockname()[1]
         line = assert_one_line_error(noetl("ui", "--port", str(port)))
     assert line == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def test_exec_of_a_file_on_the_server_says_to_register_it(noetl) -> None:  # type: ignore[no-untyped-def]
+    # said before any request: the server's address here answers nothing
+    line = assert_one_line_error(noetl("--server-url", "http://127.0.0.1:9", "exec", str(GOOD), "-r", "distributed"))
+    assert line == (f"error: {GOOD}: the server runs catalog entries, not files: register it first "
+                    f"(noetl catalog register {GOOD}), then run catalog://<its metadata.path>")
