@@ -145,3 +145,28 @@ def test_bad_cursor_loops_are_found_before_anything_runs(noetl: Any, tmp_path: P
     assert "Traceback" not in output
     run = noetl("run", path)
     assert run.code == 2 and message in run.stdout + run.stderr
+
+
+def test_a_cursor_loop_past_inline_max_items_has_its_results_by_reference(noetl: Any, tmp_path: Path,
+                                                                          pg_cluster: dict[str, Any]) -> None:
+    register_pg(noetl, tmp_path, pg_cluster)
+    table, rows = table_name(), 120
+    text = playbook(table, rows).replace("    set: {ctx.seen:", "    output: {inline_max_items: 20}\n    set: {ctx.seen:")
+    result = noetl("run", write(tmp_path, text), "--json")
+    assert result.code == 0, result.stdout + result.stderr
+    doc = result.json()
+    assert doc["status"] == "completed", doc["error"]
+    assert doc["steps"]["summary"]["result"]["rows"] == [{"done": rows, "least": 1, "most": 1, "seen": rows}]
+    aggregate = doc["steps"]["drain"]["result"]
+    assert aggregate["stats"] == {"total": rows, "success": rows, "failed": 0}
+    ref = aggregate["results"]["_ref"]
+    assert ref["uri"].endswith("/drain?frames") and ref["count"] == rows
+    # Read back across the frames, in frame order: every row's result once.
+    whole = noetl("result", doc["execution_id"], "drain")
+    assert whole.code == 0, whole.stderr
+    items = whole.json()["results"]
+    assert len(items) == rows
+    ids = sorted(row["id"] for item in items for row in item["rows"])
+    assert ids == list(range(1, rows + 1))
+    last = noetl("result", doc["execution_id"], "drain", "--index", "-1")
+    assert last.code == 0 and last.json() == items[-1]
