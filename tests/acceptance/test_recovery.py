@@ -243,3 +243,24 @@ def test_a_cancelled_execution_resumes_at_the_step_that_was_running(
     after = [e for e in events[[e["event_type"] for e in events].index("execution.resumed"):]
              if e["event_type"] == "step.enter"]
     assert [e["node_name"] for e in after] == ["wait", "end"]
+
+
+def test_a_resumed_loop_aggregate_by_reference_reads_kept_and_rerun_iterations(noetl: Any, tmp_path: Path) -> None:
+    text = FLAKY_LOOP.replace("      spec: {mode: parallel, max_in_flight: 5}\n",
+                              "      spec: {mode: parallel, max_in_flight: 5}\n    output: {inline_max_items: 5}\n")
+    text = text.replace('''input: {total: "{{ work.stats.success }}"}, code: "result = {'total': total}"''',
+                        '''input: {total: "{{ work.stats.success }}", all: "{{ work.results }}", seven: "{{ work.results[7] }}"},
+          code: "result = {'total': total, 'all': all, 'seven': seven}"''')
+    first = noetl("run", str(write(tmp_path, "flaky.yaml", text)), "--json")
+    execution_id = first.json()["execution_id"]
+    assert first.json()["status"] == "failed"
+    (tmp_path / "go").touch()
+    resumed = noetl("resume", execution_id, "--json")
+    assert resumed.code == 0, resumed.stderr
+    doc = resumed.json()
+    assert doc["status"] == "completed", doc["error"]
+    # Kept iterations are read from the first entry's reports, re-run ones from the second entry's.
+    assert doc["result"] == {"total": 20, "all": [n * 2 for n in range(20)], "seven": 14}
+    assert doc["steps"]["work"]["result"]["results"]["_ref"]["uri"].endswith("/2/work")
+    assert noetl("result", execution_id, "work", "--index", "3").json() == 6
+    assert noetl("result", execution_id, "work", "--index", "4").json() == 8
