@@ -32,6 +32,9 @@ def _reap_interval(lease_seconds: float) -> float:
     return max(0.2, min(5.0, lease_seconds / 3))
 
 
+LOG_LEVEL = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+
+
 def _logging(level: str, log_format: str = "text") -> None:
     from noetl.logsetup import configure_logging
 
@@ -56,7 +59,7 @@ def install(cli: click.Group) -> None:
                   help="Address to listen on; another than loopback needs API tokens (NOETL_API_TOKEN).")
     @click.option("--port", type=PORT, default=8082, show_default=True, help="TCP port to listen on.")
     @database_option
-    @click.option("--log-level", default="info", show_default=True, help="Log level (debug, info, warning).")
+    @click.option("--log-level", type=LOG_LEVEL, default="info", show_default=True, help="Log level.")
     @log_format_option
     @handle_errors
     def server_start(host: str, port: int, database_url: str | None, log_level: str, log_format: str) -> None:
@@ -98,7 +101,7 @@ def install(cli: click.Group) -> None:
                        "credentials, only an API token.")
     @click.option("--token", envvar="NOETL_API_TOKEN", default=None, metavar="TOKEN",
                   help="Bearer token for --server-url (default: NOETL_API_TOKEN).")
-    @click.option("--log-level", default="info", show_default=True, help="Log level (debug, info, warning).")
+    @click.option("--log-level", type=LOG_LEVEL, default="info", show_default=True, help="Log level.")
     @log_format_option
     @handle_errors
     def worker_start(concurrency: int | None, name: str, lease_seconds: float | None, poll_interval: float,

@@ -244,6 +244,8 @@ def test_seed_spellings_take_the_server_port_after_the_command(noetl) -> None:  
         (["schedule", "add", "x"], "Missing option '--cron'"),
         (["nosuch"], "No such command 'nosuch'"),
         (["ui", "--port", "99999"], "'--port'"),
+        (["worker", "start", "--log-level", "bogus"], "'--log-level': 'bogus' is not one of"),
+        (["server", "start", "--log-level", "bogus"], "'--log-level': 'bogus' is not one of"),
     ],
 )
 def test_bad_options_are_one_line_errors_naming_the_help(noetl, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
