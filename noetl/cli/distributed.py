@@ -32,6 +32,7 @@ def _reap_interval(lease_seconds: float) -> float:
     return max(0.2, min(5.0, lease_seconds / 3))
 
 
+POSITIVE_SECONDS = click.FloatRange(min=0, min_open=True)
 LOG_LEVEL = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 
 
@@ -90,10 +91,10 @@ def install(cli: click.Group) -> None:
         """Workers that lease commands (from PostgreSQL, or through a server's API) and run them."""
 
     @worker.command("start")
-    @click.option("--concurrency", type=int, default=None, help="Commands run at once (NOETL_WORKER_CONCURRENCY, 8).")
+    @click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Commands run at once (NOETL_WORKER_CONCURRENCY, 8).")
     @click.option("--name", default="", help="Worker name in leases and events (default: host-pid).")
-    @click.option("--lease-seconds", type=float, default=None, help="Lease length (NOETL_LEASE_SECONDS, 30).")
-    @click.option("--poll-interval", type=float, default=1.0, show_default=True,
+    @click.option("--lease-seconds", type=POSITIVE_SECONDS, default=None, help="Lease length (NOETL_LEASE_SECONDS, 30).")
+    @click.option("--poll-interval", type=POSITIVE_SECONDS, default=1.0, show_default=True,
                   help="Seconds between polls when no notification arrives.")
     @database_option
     @click.option("--server-url", "worker_server_url", default=None, metavar="URL",

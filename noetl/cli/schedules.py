@@ -176,7 +176,7 @@ def backfill(obj: Context, name: str, start: str, end: str, as_json: bool) -> No
 
 
 @cli.command()
-@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between ticks.")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Seconds between ticks.")
 @click.option("--once", is_flag=True, help="One tick, wait for what it started, then exit.")
 @handle_errors
 def scheduler(interval: float, once: bool) -> None:

@@ -246,6 +246,9 @@ def test_seed_spellings_take_the_server_port_after_the_command(noetl) -> None:  
         (["ui", "--port", "99999"], "'--port'"),
         (["worker", "start", "--log-level", "bogus"], "'--log-level': 'bogus' is not one of"),
         (["server", "start", "--log-level", "bogus"], "'--log-level': 'bogus' is not one of"),
+        (["worker", "start", "--concurrency", "0"], "'--concurrency': 0 is not in the range x>=1"),
+        (["worker", "start", "--poll-interval", "0"], "'--poll-interval': 0.0 is not in the range x>0"),
+        (["scheduler", "--interval", "-1"], "'--interval': -1.0 is not in the range x>0"),
     ],
 )
 def test_bad_options_are_one_line_errors_naming_the_help(noetl, args: list[str], fragment: str) -> None:  # type: ignore[no-untyped-def]
