@@ -18,6 +18,7 @@ from typing import Any
 
 from noetl.dsl.model import Playbook
 from noetl.engine import events as ev
+from noetl.engine.aggregate import PREVIEW_ITEMS
 from noetl.engine.events import Event
 
 RESUMABLE_STATUSES = ("failed", "cancelled")
@@ -30,6 +31,9 @@ class _Entry:
     arc_input: dict[str, Any]
     exit: Event | None = None
     completed_iterations: dict[int, Any] = field(default_factory=dict)
+    # A loop whose aggregate is by reference reads kept iterations back from their reports: only the
+    # ones its preview shows travel in execution.resumed (the others as null), so it stays small.
+    by_ref: bool = False
 
 
 def resume_event(execution_id: str, events: Iterable[Event], *, reason: str = "resumed") -> Event:
@@ -47,9 +51,11 @@ def resume_event(execution_id: str, events: Iterable[Event], *, reason: str = "r
         elif event.event_type == ev.STEP_ENTER:
             waiting.pop(name, None)
             entries[name] = _Entry(arc_input=dict((event.result or {}).get("arc_input") or {}),
-                                   completed_iterations=kept.pop(name, {}))
+                                   completed_iterations=kept.pop(name, {}),
+                                   by_ref=bool((event.meta.get("loop") or {}).get("by_ref")))
         elif event.event_type == ev.CALL_DONE and name in entries and event.meta.get("loop_index") is not None:
-            entries[name].completed_iterations[int(event.meta["loop_index"])] = event.result
+            entry, index = entries[name], int(event.meta["loop_index"])
+            entry.completed_iterations[index] = event.result if not entry.by_ref or index < PREVIEW_ITEMS else None
         elif event.event_type == ev.STEP_EXIT and name in entries:
             entries[name].exit = event
             for target, arc_input in event.meta.get("fire") or []:

@@ -264,3 +264,7 @@ def test_a_resumed_loop_aggregate_by_reference_reads_kept_and_rerun_iterations(n
     assert doc["steps"]["work"]["result"]["results"]["_ref"]["uri"].endswith("/2/work")
     assert noetl("result", execution_id, "work", "--index", "3").json() == 6
     assert noetl("result", execution_id, "work", "--index", "4").json() == 8
+    # execution.resumed names the kept iterations without copying their results (but the preview's).
+    (event,) = [e for e in events_of(noetl, execution_id) if e["event_type"] == "execution.resumed"]
+    kept = event["meta"]["steps"][0]["kept_iterations"]
+    assert len(kept) == 17 and kept["0"] == 0 and kept["2"] == 4 and kept["4"] is None
