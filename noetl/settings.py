@@ -1,65 +1,93 @@
-"""Every NOETL_* environment variable is read here, and only here."""
+"""Every NOETL_* environment variable is read here, and only here (docs/settings.md lists them).
+
+Each :class:`Settings` field is the variable ``NOETL_<FIELD>`` (``sandbox_roots`` is
+``NOETL_SANDBOX_ROOT``) with its type, default and description in one place: docs/settings.md is
+generated from the fields (:mod:`noetl.settings_doc`) and a test keeps the page equal to them. An
+empty value means unset. :func:`load_settings` is the one entry point: it reads the environment as
+it is when called (tests and the CLI set variables after import), and a bad value is one
+:class:`~noetl.errors.InputError` naming the variable.
+
+A plain dataclass on purpose: every `noetl run` reads the settings, and a pydantic-settings model
+costs about 130 M instructions more on that path (importing it discovers pydantic plugins and
+builds its models), a seventh of the whole run (bench/startup.py).
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        from noetl.errors import InputError
-
-        raise InputError(f"{name} must be an integer, got {raw!r}") from None
+ENV_PREFIX = "NOETL_"
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in {"1", "true", "yes", "on"}
+def _default_home() -> Path:
+    return Path.home() / ".noetl"
+
+
+def _setting(default: Any = MISSING, *, doc: str, factory: Callable[[], Any] | None = None,
+             env: str | None = None, secret: bool = False) -> Any:
+    metadata = {"doc": doc, "env": env, "secret": secret}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata, repr=not secret)
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    home: Path
-    database_url: str | None
-    server_url: str | None
-    api_token: str | None
-    secret_key: str | None
-    http_max_connections: int
-    http_max_keepalive_connections: int
-    http_keepalive_expiry_seconds: int
-    http_enable_http2: bool
-    python_pool_size: int
-    # distributed runtime (server and workers)
-    enable_sql_api: bool = False
-    sql_api_write: bool = False
-    max_attempts: int = 3
-    lease_seconds: int = 30
-    worker_concurrency: int = 8
-    # more API tokens with roles (noetl.server.tokens), and the request body limit
-    api_tokens: str | None = None
-    api_tokens_file: str | None = None
-    max_body_bytes: int = 10 * 1024 * 1024
-    # logs streamed while a call runs (SPEC section 17): bytes stored per call, the rest is counted
-    log_max_bytes: int = 1024 * 1024
-    # results stored by reference (SPEC section 19)
-    results_dir: Path | None = None  # `output.store.kind: disk`; default $NOETL_HOME/results
-    results_s3_bucket: str | None = None  # `kind: s3`
-    results_s3_prefix: str = "noetl/results"
-    results_s3_endpoint: str | None = None  # an S3-compatible server (MinIO, moto, ...)
+    """NoETL's settings, from ``NOETL_*`` environment variables (secrets stay out of the repr)."""
 
+    home: Path = _setting(factory=_default_home, doc=(
+        "Where the local runtime keeps its SQLite store (`noetl.db`), DuckDB files, results on disk "
+        "and the generated credential key."))
+    database_url: str | None = _setting(None, secret=True, doc=(
+        "PostgreSQL URL of the distributed runtime (`postgresql://user:password@host:port/db`); "
+        "when set, commands act on PostgreSQL instead of the local store. A secret."))
+    server_url: str | None = _setting(None, doc=(
+        "The NoETL server the CLI talks to (as `--server-url`; a flag on the command line wins)."))
+    api_token: str | None = _setting(None, secret=True, doc=(
+        "One admin API token: what the server accepts, and what the CLI and API workers send. A secret."))
+    secret_key: str | None = _setting(None, secret=True, doc=(
+        "Key that encrypts stored credentials: a Fernet key or a passphrase. Unset: a key generated "
+        "into `$NOETL_HOME/secret.key`. A secret."))
+    http_max_connections: int = _setting(200, doc="Connections the http tool's shared client opens at most.")
+    http_max_keepalive_connections: int = _setting(50, doc="Idle connections the http tool's client keeps.")
+    http_keepalive_expiry_seconds: int = _setting(30, doc="Seconds an idle http connection is kept.")
+    http_enable_http2: bool = _setting(True, doc="Whether the http tool offers HTTP/2.")
+    python_pool_size: int = _setting(2, doc="Worker processes that run python steps in parallel.")
+    # distributed runtime (server and workers)
+    enable_sql_api: bool = _setting(False, doc="Whether the server answers `/api/postgres/execute`.")
+    sql_api_write: bool = _setting(False, doc="Whether that SQL endpoint may run statements that change data.")
+    max_attempts: int = _setting(3, doc=(
+        "Leases a command may get before its step fails with `lease_expired` (distributed runtime)."))
+    lease_seconds: int = _setting(30, doc=(
+        "Seconds a worker's lease on a command lasts without a heartbeat (as `--lease-seconds`)."))
+    worker_concurrency: int = _setting(8, doc="Commands a worker runs at once (as `--concurrency`).")
+    # more API tokens with roles (noetl.server.tokens), and the request body limit
+    api_tokens: str | None = _setting(None, secret=True, doc=(
+        "More API tokens with roles: `token=role` pairs separated by commas (roles: read, execute, "
+        "admin). Secrets."))
+    api_tokens_file: str | None = _setting(None, doc=(
+        "A YAML or JSON file of API tokens: `{token: role}` or a list of `{token, role}`."))
+    max_body_bytes: int = _setting(10 * 1024 * 1024, doc="Largest request body the server accepts, in bytes.")
+    # logs streamed while a call runs (SPEC section 17): bytes stored per call, the rest is counted
+    log_max_bytes: int = _setting(1024 * 1024, doc=(
+        "Bytes of log lines stored per call while it runs; the lines beyond are counted, not stored."))
+    # results stored by reference (SPEC section 19)
+    results_dir: Path | None = _setting(None, doc=(
+        "Directory of results stored with `output.store.kind: disk`. Unset: `$NOETL_HOME/results`."))
+    results_s3_bucket: str | None = _setting(None, doc="Bucket of results stored with `kind: s3`.")
+    results_s3_prefix: str = _setting("noetl/results", doc="Key prefix of results stored in S3.")
+    results_s3_endpoint: str | None = _setting(None, doc=(
+        "An S3-compatible server (MinIO, ...) instead of AWS S3."))
     # directories playbook file paths may point into (noetl.sandbox); empty: not confined locally
-    sandbox_roots: tuple[Path, ...] = ()
+    sandbox_roots: tuple[Path, ...] = _setting((), env="NOETL_SANDBOX_ROOT", doc=(
+        "Directories that playbook file paths must stay inside, on every runtime. Unset: not "
+        "confined locally; the server confines to the working directory."))
 
     @property
     def sqlite_path(self) -> Path:
@@ -74,35 +102,60 @@ class Settings:
         return self.results_dir or self.home / "results"
 
 
+def variable_name(name: str) -> str:
+    """The environment variable of a Settings field."""
+    return Settings.__dataclass_fields__[name].metadata.get("env") or ENV_PREFIX + name.upper()
+
+
+def _integer(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise _bad(name, raw, "an integer") from None
+
+
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
+def _boolean(name: str, raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise _bad(name, raw, "a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def _paths(name: str, raw: str) -> tuple[Path, ...]:
+    return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
+
+
+def _bad(name: str, raw: str, wanted: str) -> Exception:
+    from noetl.errors import InputError
+
+    shown = "" if _SECRET_NAME.search(name) else f", got {raw!r}"
+    return InputError(f"{name} must be {wanted}{shown}")
+
+
+# How a value is read, by the field's annotation (a field of a new type needs a reader here).
+READERS: dict[str, Callable[[str, str], Any]] = {
+    "str": lambda name, raw: raw,
+    "str | None": lambda name, raw: raw,
+    "int": _integer,
+    "bool": _boolean,
+    "Path": lambda name, raw: Path(raw).expanduser(),
+    "Path | None": lambda name, raw: Path(raw).expanduser(),
+    "tuple[Path, ...]": _paths,
+}
+
+
 def load_settings() -> Settings:
-    home = Path(os.environ.get("NOETL_HOME") or Path.home() / ".noetl").expanduser()
-    return Settings(
-        home=home,
-        database_url=os.environ.get("NOETL_DATABASE_URL") or None,
-        server_url=os.environ.get("NOETL_SERVER_URL") or None,
-        api_token=os.environ.get("NOETL_API_TOKEN") or None,
-        secret_key=os.environ.get("NOETL_SECRET_KEY") or None,
-        http_max_connections=_env_int("NOETL_HTTP_MAX_CONNECTIONS", 200),
-        http_max_keepalive_connections=_env_int("NOETL_HTTP_MAX_KEEPALIVE_CONNECTIONS", 50),
-        http_keepalive_expiry_seconds=_env_int("NOETL_HTTP_KEEPALIVE_EXPIRY_SECONDS", 30),
-        http_enable_http2=_env_bool("NOETL_HTTP_ENABLE_HTTP2", True),
-        python_pool_size=_env_int("NOETL_PYTHON_POOL_SIZE", 2),
-        enable_sql_api=_env_bool("NOETL_ENABLE_SQL_API", False),
-        sql_api_write=_env_bool("NOETL_SQL_API_WRITE", False),
-        max_attempts=_env_int("NOETL_MAX_ATTEMPTS", 3),
-        lease_seconds=_env_int("NOETL_LEASE_SECONDS", 30),
-        worker_concurrency=_env_int("NOETL_WORKER_CONCURRENCY", 8),
-        api_tokens=os.environ.get("NOETL_API_TOKENS") or None,
-        api_tokens_file=os.environ.get("NOETL_API_TOKENS_FILE") or None,
-        max_body_bytes=_env_int("NOETL_MAX_BODY_BYTES", 10 * 1024 * 1024),
-        log_max_bytes=_env_int("NOETL_LOG_MAX_BYTES", 1024 * 1024),
-        results_dir=Path(os.environ["NOETL_RESULTS_DIR"]).expanduser() if os.environ.get("NOETL_RESULTS_DIR") else None,
-        results_s3_bucket=os.environ.get("NOETL_RESULTS_S3_BUCKET") or None,
-        results_s3_prefix=os.environ.get("NOETL_RESULTS_S3_PREFIX") or "noetl/results",
-        results_s3_endpoint=os.environ.get("NOETL_RESULTS_S3_ENDPOINT") or None,
-        sandbox_roots=tuple(Path(p).expanduser() for p in (os.environ.get("NOETL_SANDBOX_ROOT") or "").split(os.pathsep)
-                            if p.strip()),
-    )
+    """The settings as the environment says now."""
+    values: dict[str, Any] = {}
+    for setting in fields(Settings):
+        name = variable_name(setting.name)
+        raw = os.environ.get(name)
+        if raw:  # unset or empty: the default
+            values[setting.name] = READERS[str(setting.type)](name, raw)
+    return Settings(**values)
 
 
 # Variables whose values are secrets of NoETL itself (or of the database it uses), besides every

@@ -109,8 +109,24 @@ def aligned(lines: list[tuple[str, ...]]) -> list[str]:
 
 
 class Context:
+    """What the group's options say. ``server_url`` is the flag's, else ``NOETL_SERVER_URL``
+    (read only when a command asks for it, so commands that never talk to a server do not load
+    the settings)."""
+
     def __init__(self, server_url: str | None) -> None:
-        self.server_url = server_url
+        self._server_url = server_url
+
+    @property
+    def server_url(self) -> str | None:
+        if self._server_url is not None:
+            return self._server_url
+        from noetl.settings import load_settings
+
+        return load_settings().server_url
+
+    @server_url.setter
+    def server_url(self, value: str | None) -> None:
+        self._server_url = value
 
 
 class LazyGroup(click.Group):
@@ -134,7 +150,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--server-url", envvar="NOETL_SERVER_URL", default=None, help="NoETL server (distributed runtime).")
+@click.option("--server-url", default=None, help="NoETL server (distributed runtime; default: NOETL_SERVER_URL).")
 @click.option("--host", default=None, help="Server host (with --port).")
 @click.option("--port", type=PORT, default=None, help="Server port; alone it means a server on localhost.")
 @click.version_option(package_name="noetl")

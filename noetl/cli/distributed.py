@@ -100,7 +100,7 @@ def install(cli: click.Group) -> None:
     @click.option("--server-url", "worker_server_url", default=None, metavar="URL",
                   help="Work through this server's API instead of PostgreSQL: the worker needs no database "
                        "credentials, only an API token.")
-    @click.option("--token", envvar="NOETL_API_TOKEN", default=None, metavar="TOKEN",
+    @click.option("--token", default=None, metavar="TOKEN",
                   help="Bearer token for --server-url (default: NOETL_API_TOKEN).")
     @click.option("--log-level", type=LOG_LEVEL, default="info", show_default=True, help="Log level.")
     @log_format_option
@@ -127,7 +127,7 @@ def install(cli: click.Group) -> None:
                 raise InputError(f"--server-url must be an http(s) URL, got {worker_server_url!r}")
             from noetl.runtime.remote_worker import run_remote_worker
 
-            run_sync(run_remote_worker(worker_server_url, token, options))
+            run_sync(run_remote_worker(worker_server_url, token or settings.api_token, options))
             return
         run_sync(run_worker(_database_url(database_url), options))
 

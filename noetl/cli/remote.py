@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from noetl.errors import InputError, NoetlError, NotFoundError
@@ -12,7 +11,9 @@ def _client(server_url: str) -> Any:
     import httpx
 
     headers = {}
-    token = os.environ.get("NOETL_API_TOKEN")
+    from noetl.settings import load_settings
+
+    token = load_settings().api_token
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return httpx.Client(base_url=server_url.rstrip("/"), headers=headers, timeout=60)

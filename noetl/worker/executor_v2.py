@@ -14,11 +14,11 @@ needs no database credentials. The API token comes from ``token=`` or ``NOETL_AP
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from noetl.runtime.remote_worker import RemoteWorker
 from noetl.runtime.worker import WorkerOptions
+from noetl.settings import load_settings
 
 
 @dataclass(slots=True)
@@ -27,7 +27,7 @@ class WorkerExecutorV2:
 
     worker_id: str
     server_url: str
-    token: str | None = field(default_factory=lambda: os.environ.get("NOETL_API_TOKEN"))
+    token: str | None = field(default_factory=lambda: load_settings().api_token)
     concurrency: int = 8
     lease_seconds: float = 30.0
 
