@@ -96,7 +96,8 @@ HTTP_STATUS_BY_ERROR: dict[type[NoetlError], int] = {
 }
 
 
-_NAMED_KEYS = frozenset({"kind", "message", "retryable", "line"})
+_NAMED_KEYS = frozenset({"kind", "message", "retryable"})
+_LINE_KEY = "playbook_line"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +105,11 @@ class ErrorInfo:
     """One recorded error: what a ``call.error`` event, a failed step or execution, an
     ``output.error`` envelope and the API's error objects carry.
 
-    ``to_dict()`` is the shape stored in events: ``kind`` first, then ``message``, ``retryable`` and
-    ``line`` when they are set (a field left ``None`` is absent, as in the errors recorded before this
-    type existed, e.g. a cancellation has no ``retryable``), then ``details`` (a tool's extra keys:
-    ``traceback``, ``http``, ``data``, ``notes``, ``task``, ...). ``line`` is the line of the step's
-    ``code`` the error points at (the python tool); :mod:`noetl.dsl.codelines` turns it into the
-    playbook file's line.
+    ``to_dict()`` is the shape stored in events: ``kind`` first, then ``message`` and ``retryable``
+    when they are set (a field left ``None`` is absent, as in the errors recorded before this type
+    existed, e.g. a cancellation has no ``retryable``), then ``details`` (a tool's extra keys:
+    ``line`` of the step's code, ``traceback``, ``http``, ``data``, ``notes``, ...), and last
+    ``playbook_line``: ``line``, the playbook file's line the error points at, when it is known.
     """
 
     kind: str
@@ -134,7 +134,7 @@ class ErrorInfo:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ErrorInfo:
         """An error read back from an event (the inverse of :meth:`to_dict`)."""
-        line = data.get("line")
+        line = data.get(_LINE_KEY)
         has_line = isinstance(line, int) and not isinstance(line, bool)
         message, retryable = data.get("message"), data.get("retryable")
         return cls(
@@ -142,8 +142,7 @@ class ErrorInfo:
             message=None if message is None else str(message),
             retryable=None if retryable is None else bool(retryable),
             line=line if has_line else None,
-            # A line that is not a number (a tool that found no user frame records null) stays as it was.
-            details={k: v for k, v in data.items() if k not in _NAMED_KEYS or (k == "line" and not has_line)},
+            details={k: v for k, v in data.items() if k not in _NAMED_KEYS and not (k == _LINE_KEY and has_line)},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,10 +151,14 @@ class ErrorInfo:
             out["message"] = self.message
         if self.retryable is not None:
             out["retryable"] = self.retryable
-        if self.line is not None:
-            out["line"] = self.line
         out.update(self.details)
+        if self.line is not None:
+            out[_LINE_KEY] = self.line
         return out
+
+    def at_line(self, line: int) -> ErrorInfo:
+        """The same error, pointing at line ``line`` of the playbook file."""
+        return replace(self, line=line)
 
     def with_note(self, note: str) -> ErrorInfo:
         """The same error with ``note`` appended to its ``notes`` (what else went wrong while handling it)."""
@@ -163,6 +166,6 @@ class ErrorInfo:
 
     def to_exception(self, default_message: str = "failed") -> ToolError:
         """A ToolError that records as this error again (an inner pipeline's failure re-raised)."""
-        details = {"line": self.line, **self.details} if self.line is not None else dict(self.details)
+        details = {**self.details, _LINE_KEY: self.line} if self.line is not None else dict(self.details)
         return ToolError(self.message if self.message is not None else default_message, kind=self.kind,
                          retryable=bool(self.retryable), details=details)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from noetl.errors import InputError, NoetlError, NotFoundError

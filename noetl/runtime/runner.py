@@ -99,7 +99,7 @@ class Runner:
 
             # The same on every runtime (the file's name is not): displays add the name.
             if line := code_locator(self.playbook_text).line(command.step, error):
-                error = {**error, "playbook_line": line}
+                error = ErrorInfo.from_dict(error).at_line(line).to_dict()
         outcome = Outcome(ok=ok, result=result, error=error, ctx_set=pipe.ctx_set, logs=pipe.logs,
                           attempts=max(pipe.attempts, 1), duration=time.perf_counter() - started,
                           secrets=pipe.secrets, names=pipe.names, warnings=[*command.warnings, *trace.warnings],

@@ -21,23 +21,25 @@ def test_a_tool_error_keeps_its_kind_retryable_and_details_in_the_recorded_order
     assert exc.to_dict() == recorded
 
 
-def test_a_python_error_line_is_the_typed_line_and_stays_where_it_was():
+def test_a_python_error_keeps_its_code_line_and_records_the_playbook_line_last():
     exc = ToolError("ZeroDivisionError: division by zero", kind="ZeroDivisionError",
                     details={"line": 3, "traceback": "..."})
 
     info = ErrorInfo.from_exception(exc)
+    assert info.line is None  # where in the playbook file is found later, from the playbook's text
+    located = info.at_line(12)
 
-    assert info.line == 3
-    assert list(info.to_dict()) == ["kind", "message", "retryable", "line", "traceback"]
+    assert located.line == 12
+    assert list(located.to_dict()) == ["kind", "message", "retryable", "line", "traceback", "playbook_line"]
+    assert located.to_dict()["line"] == 3 and located.to_dict()["playbook_line"] == 12
+    assert ErrorInfo.from_dict(located.to_dict()) == located
 
 
-def test_a_null_line_is_recorded_as_it_was_and_is_not_a_line():
-    info = ErrorInfo.from_dict({"kind": "SystemExit", "message": "SystemExit: 1", "retryable": False,
-                                "line": None, "traceback": "t"})
+def test_a_null_line_is_recorded_as_it_was():
+    recorded = {"kind": "SystemExit", "message": "SystemExit: 1", "retryable": False, "line": None,
+                "traceback": "t"}
 
-    assert info.line is None
-    assert json.dumps(info.to_dict()) == json.dumps({"kind": "SystemExit", "message": "SystemExit: 1",
-                                                     "retryable": False, "line": None, "traceback": "t"})
+    assert json.dumps(ErrorInfo.from_dict(recorded).to_dict()) == json.dumps(recorded)
 
 
 def test_a_template_error_is_kind_template_and_not_retryable():
@@ -67,7 +69,8 @@ def test_fields_left_unset_are_absent_as_in_errors_recorded_before():
     {"kind": "timeout", "message": "timed out after 1 s", "retryable": True},
     {"kind": "lease_expired", "message": "m", "retryable": False},
     {"kind": "cancelled", "message": "cancelled by request"},
-    {"kind": "ValueError", "message": "ValueError: x", "retryable": False, "line": 2, "traceback": "t"},
+    {"kind": "ValueError", "message": "ValueError: x", "retryable": False, "line": 2, "traceback": "t",
+     "playbook_line": 14},
     {"kind": "http", "message": "m", "retryable": True, "http": {"status": 500, "headers": {}}, "data": None,
      "notes": ["routing the failure: boom"]},
 ])
@@ -86,7 +89,8 @@ def test_a_note_is_appended_without_changing_the_error_it_was_added_to():
 
 
 def test_an_error_re_raised_as_a_tool_error_records_the_same():
-    recorded = {"kind": "ValueError", "message": "ValueError: x", "retryable": True, "line": 4, "traceback": "t"}
+    recorded = {"kind": "ValueError", "message": "ValueError: x", "retryable": True, "line": 4, "traceback": "t",
+                "playbook_line": 9}
 
     exc = ErrorInfo.from_dict(recorded).to_exception()
 
