@@ -137,9 +137,9 @@ checked and validated form from the cache of validated playbooks in NOETL_HOME, 
 parses YAML nor runs the checks nor builds pydantic's validators, and it imports neither YAML,
 Jinja (without templates in the playbook), croniter, importlib.metadata (pydantic's plugin scan)
 nor OpenSSL (asyncio's ssl support waits for a TLS connection). A first run still does all of it.
-The layers are each measured in a plain interpreter; `import asyncio` there includes ssl, which the
-`noetl` command does not import (about 30 M less), so the "modules `noetl run` imports" layer is
-that much lower than it shows.
+The layers are each measured in a plain interpreter, where `import asyncio` includes ssl; the
+last import layer goes through the `noetl` command's package, which imports asyncio without ssl,
+so that layer shows about 30 M less than NoETL's modules cost (the ssl they spare is netted out).
 
 What remains is the interpreter and the libraries NoETL is built on, before a line of NoETL runs:
 the interpreter with its site packages, asyncio, and pydantic, which the playbook models (the one
