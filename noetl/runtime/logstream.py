@@ -11,7 +11,8 @@ dropped]`` line) and passes each line through the execution's redactor when it i
 
 When a call ends, its remaining lines are flushed before its event is reported, so a call's lines
 are stored before the event that says it ended; that event then carries ``meta.logs_streamed``,
-and readers take the call's lines from the store rather than from the event's own copy.
+and readers take the call's lines from the store rather than from the event's own copy. When a
+batch could not be stored, the event does not say so, and readers fall back to that copy.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class CallLog:
         self.kept_bytes = 0
         self.dropped_bytes = 0
         self.lines = 0  # lines handed to the batcher
+        self.lost = False  # a batch holding some of its lines could not be stored
         self._partial = {stream: "" for stream in STREAMS}
         self._lock = threading.Lock()
         self._closed = False
@@ -165,6 +167,8 @@ class LogBatcher:
                 await self.sink(records)
             except Exception as exc:  # losing log lines must never fail a step or the runtime
                 log.warning("%d log line(s) could not be stored: %s", len(records), exc)
+                for call, _ in rows:
+                    call.lost = True  # its event's own copy stays the one readers use
 
     async def close(self) -> None:
         """Stop the background flush and store what is still pending."""

@@ -103,7 +103,7 @@ class Runner:
         outcome = Outcome(ok=ok, result=result, error=error, ctx_set=pipe.ctx_set, logs=pipe.logs,
                           attempts=max(pipe.attempts, 1), duration=time.perf_counter() - started,
                           secrets=pipe.secrets, names=pipe.names, warnings=[*command.warnings, *trace.warnings],
-                          logs_streamed=pipe.output is not None and pipe.output.lines > 0)
+                          logs_streamed=pipe.output is not None and pipe.output.lines > 0 and not pipe.output.lost)
         if ok:
             _attach_task_results(outcome, pipe)
             try:

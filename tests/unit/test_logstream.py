@@ -111,3 +111,17 @@ def test_shell_output_is_stored_as_it_is_read(tmp_path: Path) -> None:
     release = tmp_path / "release"
     command = f"echo started; while [ ! -e {release} ]; do sleep 0.05; done"
     assert _release_after_line("", {"command": command}, tmp_path, tool=run_shell) == ["started"]
+
+
+def test_a_call_whose_lines_could_not_be_stored_says_so() -> None:
+    async def refuse(records: list[LogRecord]) -> None:
+        raise OSError("the store is away")
+
+    async def scenario() -> tuple[int, bool]:
+        batcher = LogBatcher(refuse)
+        log = batcher.open_call("e1", "s", None, redactor=None, secrets=set())
+        log.write("stdout", "kept only in the event\n")
+        await log.close()  # the step goes on: nothing raises
+        return log.lines, log.lost
+
+    assert asyncio.run(scenario()) == (1, True)
