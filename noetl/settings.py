@@ -58,7 +58,8 @@ class Settings:
     http_max_keepalive_connections: int = _setting(50, doc="Idle connections the http tool's client keeps.")
     http_keepalive_expiry_seconds: int = _setting(30, doc="Seconds an idle http connection is kept.")
     http_enable_http2: bool = _setting(True, doc="Whether the http tool offers HTTP/2.")
-    python_pool_size: int = _setting(2, doc="Worker processes that run python steps in parallel.")
+    python_pool_size: int = _setting(2, doc=(
+        "Processes kept for python steps that run isolated (`isolation: process`, or a timeout)."))
     # distributed runtime (server and workers)
     enable_sql_api: bool = _setting(False, doc="Whether the server answers `/api/postgres/execute`.")
     sql_api_write: bool = _setting(False, doc="Whether that SQL endpoint may run statements that change data.")
