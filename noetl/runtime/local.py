@@ -45,11 +45,20 @@ class LocalRuntime:
         self.redactor = redactor
         self._cancelled: set[str] = set()
         self.log_batcher = LogBatcher(store_sink(store), clock=clock)
+        self._running = 0  # executions (children included) in run(): the log batcher stops with the last
 
     async def run(self, request: RunRequest) -> dict[str, Any]:
         """Run to the end; return the status document."""
         execution = _Execution(self, request)
-        return await execution.run()
+        self._running += 1
+        try:
+            return await execution.run()
+        finally:
+            self._running -= 1
+            if not self._running:
+                # Its flush task would otherwise outlive the run: one per execution in a long-lived
+                # process (noetl ui, noetl scheduler), and a warning when the event loop closes.
+                await self.log_batcher.close()
 
     def cancel(self, execution_id: str) -> None:
         self._cancelled.add(execution_id)

@@ -125,3 +125,36 @@ def test_a_call_whose_lines_could_not_be_stored_says_so() -> None:
         return log.lines, log.lost
 
     assert asyncio.run(scenario()) == (1, True)
+
+
+def test_the_local_runtime_stops_its_flush_task_when_its_runs_end() -> None:
+    """A long-lived process (noetl ui, noetl scheduler) runs many executions: no flush task may be
+    left behind by each, and every line is stored when the run returns."""
+    from noetl.dsl.parse import load_playbook_text
+    from noetl.runtime.local import LocalRuntime
+    from noetl.runtime.request import RunRequest
+
+    text = """
+metadata: {name: printing}
+workflow:
+  - step: start
+    tool: {kind: python, code: "print('hello from the step')\\nresult = 1"}
+"""
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        store = MemoryStore()
+        await store.open()
+        runtime = LocalRuntime(store)
+        ids = []
+        for _ in range(3):
+            playbook = load_playbook_text(text).require()
+            doc = await runtime.run(RunRequest(playbook=playbook, playbook_text=text, payload={}))
+            assert doc["status"] == "completed"
+            ids.append(doc["execution_id"])
+        left = [t.get_name() for t in asyncio.all_tasks() if t.get_name() == "noetl-log-flush"]
+        lines = [r.line for execution_id in ids for r in await store.list_logs(execution_id)]
+        return left, lines
+
+    left, lines = asyncio.run(scenario())
+    assert left == []
+    assert lines == ["hello from the step"] * 3
