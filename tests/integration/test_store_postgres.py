@@ -141,7 +141,7 @@ def test_decision_statements_lock_check_leases_catch_up_and_record(fresh_databas
                                       first_event_id=2, now=now.isoformat(), commands=[command("b")], as_of=2,
                                       done_ids=[leased.command_id],
                                       leases=NewCommandLeases(count=1, owner="w1", seconds=30.0))
-                await statements.record(conn, write, lease_now=now)
+                await statements.record(conn, [write], lease_now=now)
 
             await store.write("decide", decide, pipeline=True)
             events = await store.list_events(execution_id)
