@@ -42,10 +42,10 @@ workflow:
 # Each layer is measured on its own (one interpreter each); later ones include the earlier ones.
 LAYERS = [
     ("python -c pass", "pass"),
-    ("+ asyncio (with ssl)", "import asyncio"),
-    ("+ pydantic (BaseModel)", "import asyncio; from pydantic import BaseModel"),
-    ("+ click, sqlite3", "import asyncio, click, sqlite3; from pydantic import BaseModel"),
-    ("+ the playbook models (noetl.dsl.model)", "import asyncio, click, sqlite3; import noetl.dsl.model"),
+    ("+ asyncio (as `noetl` imports it: without ssl)", "import noetl.cli, asyncio"),
+    ("+ pydantic (BaseModel)", "import noetl.cli, asyncio; from pydantic import BaseModel"),
+    ("+ click, sqlite3", "import noetl.cli, asyncio, click, sqlite3; from pydantic import BaseModel"),
+    ("+ the playbook models (noetl.dsl.model)", "import noetl.cli, asyncio, click, sqlite3; import noetl.dsl.model"),
     ("+ the modules `noetl run` imports first", "import noetl.cli.running, noetl.api, noetl.runtime.local"),
 ]
 
@@ -137,9 +137,8 @@ checked and validated form from the cache of validated playbooks in NOETL_HOME, 
 parses YAML nor runs the checks nor builds pydantic's validators, and it imports neither YAML,
 Jinja (without templates in the playbook), croniter, importlib.metadata (pydantic's plugin scan)
 nor OpenSSL (asyncio's ssl support waits for a TLS connection). A first run still does all of it.
-The layers are each measured in a plain interpreter, where `import asyncio` includes ssl; the
-last import layer goes through the `noetl` command's package, which imports asyncio without ssl,
-so that layer shows about 30 M less than NoETL's modules cost (the ssl they spare is netted out).
+Each layer is measured in an interpreter of its own, importing asyncio as the `noetl` command does
+(without ssl; `import asyncio` alone costs about 30 M more).
 
 What remains is the interpreter and the libraries NoETL is built on, before a line of NoETL runs:
 the interpreter with its site packages, asyncio, and pydantic, which the playbook models (the one
