@@ -60,7 +60,8 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
         views = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
     conn.close()
     assert applied == [(1, "init"), (2, "results"), (3, "execution_owner"), (4, "schedules"), (5, "hooks"),
-                       (6, "triggers"), (7, "seed_event_columns"), (8, "event_view"), (9, "loop_reports"), (10, "logs")]
+                       (6, "triggers"), (7, "seed_event_columns"), (8, "event_view"), (9, "loop_reports"), (10, "logs"),
+                       (11, "loop_report_index_loops_only")]
     assert {"execution", "event_log", "catalog", "credential", "result", "schema_migrations"} <= tables
     assert "event" in views
 

@@ -450,7 +450,7 @@ WHERE d.execution_id = %(execution_id)s AND d.node_name = %(step)s AND d.event_t
 -- jsonb compares numbers as numbers, and never fails on a value that is not one (as a cast would).
 SELECT (meta->>'loop_index')::numeric, event_type, result, error FROM noetl.event_log
 WHERE execution_id = %(execution_id)s AND node_name = %(step)s AND event_type IN ('call.done', 'call.error')
-  AND meta->'loop_index' >= to_jsonb(%(start)s::bigint) AND meta->'loop_index' < to_jsonb(%(stop)s::bigint)
+  AND meta ? 'loop_index' AND meta->'loop_index' >= to_jsonb(%(start)s::bigint) AND meta->'loop_index' < to_jsonb(%(stop)s::bigint)
   AND event_id < %(before)s
 ORDER BY meta->'loop_index', event_id;
 

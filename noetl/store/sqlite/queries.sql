@@ -251,7 +251,7 @@ WHERE d.execution_id = :execution_id AND d.node_name = :step AND d.event_type = 
 -- reference), through event_loop_report_idx; for an index reported twice the later one is last.
 SELECT json_extract(meta, '$.loop_index'), event_type, result, error FROM event_log
 WHERE execution_id = :execution_id AND node_name = :step AND event_type IN ('call.done', 'call.error')
-  AND json_extract(meta, '$.loop_index') >= :start AND json_extract(meta, '$.loop_index') < :stop
+  AND json_extract(meta, '$.loop_index') IS NOT NULL AND json_extract(meta, '$.loop_index') >= :start AND json_extract(meta, '$.loop_index') < :stop
   AND event_id < :before
 ORDER BY json_extract(meta, '$.loop_index'), event_id;
 
