@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_by_ref import ROOT, distributed_run, export_tree, local_run  # noqa: E402
+from results_by_ref import ROOT, distributed_run, export_tree, local_run, print_figures  # noqa: E402
 
 PLAYBOOK = """
 apiVersion: noetl.io/v2
@@ -91,12 +91,7 @@ def main() -> None:
                 rows.append(("distributed", "by reference", distributed_run(pg, text, Path(tmp) / "d-ref", None)))
     print(f"{args.items} iterations returning {{\"i\": i}}, then one step reading results[{args.items - 1}] "
           "and results | length\n")
-    print("| runtime | code | seconds | peak RSS (MB) | event table growth (MB) |")
-    print("|---|---|---|---|---|")
-    for runtime, label, figures in rows:
-        rss = figures["peak_rss_mb"]
-        rss_text = rss if not isinstance(rss, dict) else ", ".join(f"{k} {v}" for k, v in rss.items())
-        print(f"| {runtime} | {label} | {figures['seconds']} | {rss_text} | {figures['event_mb']} |")
+    print_figures(rows)
 
 
 if __name__ == "__main__":

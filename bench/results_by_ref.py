@@ -149,6 +149,16 @@ def _before_feature() -> str:
     return f"{first}~1"
 
 
+
+def print_figures(rows: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """The results table: seconds, peak RSS of each process and event table growth per run."""
+    print("| runtime | code | seconds | peak RSS (MB) | event table growth (MB) |")
+    print("|---|---|---|---|---|")
+    for runtime, label, figures in rows:
+        rss = figures["peak_rss_mb"]
+        rss_text = rss if not isinstance(rss, dict) else ", ".join(f"{k} {v}" for k, v in rss.items())
+        print(f"| {runtime} | {label} | {figures['seconds']} | {rss_text} | {figures['event_mb']} |")
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--base", default=None, help="commit to compare with (default: the commit before results "
@@ -180,12 +190,7 @@ def main() -> None:
                 rows.append(("distributed", "by reference", distributed_run(pg, by_ref, Path(tmp) / "d-ref", None)))
     print(f"{args.items} iterations x {args.rows} rows (~{args.rows * 117 / 1e6:.2f} MB of JSON each), "
           "then one step reading rows[7].k of every result\n")
-    print("| runtime | code | seconds | peak RSS (MB) | event table growth (MB) |")
-    print("|---|---|---|---|---|")
-    for runtime, label, figures in rows:
-        rss = figures["peak_rss_mb"]
-        rss_text = rss if not isinstance(rss, dict) else ", ".join(f"{k} {v}" for k, v in rss.items())
-        print(f"| {runtime} | {label} | {figures['seconds']} | {rss_text} | {figures['event_mb']} |")
+    print_figures(rows)
     print()
     for runtime in ("local", "distributed"):
         pair = [f for r, _, f in rows if r == runtime]
