@@ -7,23 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from support.waiting import until
 
 from acceptance.conftest import FIXTURES, CliResult, run_noetl
 
 STREAMED = str(FIXTURES / "streamed_logs.yaml")
 FAIL_AT_LINE = str(FIXTURES / "fail_at_line.yaml")
 TOKEN = "tok-streamed-4f1c9a"  # a secret value: never stored, in a log line either
-
-
-def _until(what: str, check, seconds: float = 60):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _running_id(home: Path) -> str | None:
@@ -42,8 +34,8 @@ def test_a_running_steps_print_output_is_in_noetl_logs_before_it_ends(noetl_home
     running = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", STREAMED, "--set",
                                 f"release={release}"], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        execution_id = _until("the execution to start", lambda: _running_id(noetl_home))
-        seen = _until("tick 1 in noetl logs", lambda: (lambda r: r if "start: tick 1" in r.stdout else None)(
+        execution_id = until("the execution to start", lambda: _running_id(noetl_home))
+        seen = until("tick 1 in noetl logs", lambda: (lambda r: r if "start: tick 1" in r.stdout else None)(
             run_noetl("logs", execution_id, home=noetl_home)))
         # The step is still waiting for the release file: nothing after `tick 1` can be there yet.
         assert run_noetl("status", execution_id, "--json", home=noetl_home).json()["status"] == "running"

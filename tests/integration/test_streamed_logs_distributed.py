@@ -8,12 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.waiting import until
 from test_distributed_cluster import clusters
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "playbooks"
@@ -38,15 +38,6 @@ def noetl(cluster: Any, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, env=env, timeout=90)
 
 
-def _until(what: str, check: Any, seconds: float = 60) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _api_lines(cluster: Any, execution_id: str) -> list[tuple[str, str, str]]:
     response = cluster.client.get(f"/api/executions/{execution_id}/logs")
     assert response.status_code == 200, response.text
@@ -60,7 +51,7 @@ def test_lines_are_seen_while_the_step_runs_and_once_after(cluster: Any, tmp_pat
     release = tmp_path / "release"
     execution_id = cluster.execute("demo/streamed_logs", {"release": str(release)})
     try:
-        seen = _until("tick 1 in noetl logs", lambda: (lambda r: r if "start: tick 1" in r.stdout else None)(
+        seen = until("tick 1 in noetl logs", lambda: (lambda r: r if "start: tick 1" in r.stdout else None)(
             noetl(cluster, "logs", execution_id)))
         assert cluster.status(execution_id)["status"] == "running"  # the step waits for the release file
         assert [line.split(" ", 2)[2] for line in seen.stdout.splitlines()] == [
