@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv || exit 1
 fi
-.venv/bin/python -m pip install --quiet -e '.[dev]' || exit 1
+.venv/bin/python -m pip install --quiet --quiet --disable-pip-version-check --no-input -e '.[dev]' || exit 1
 ./scripts/install-postgres.sh || echo "warning: PostgreSQL binaries unavailable; PostgreSQL tests will be skipped" >&2
 ./scripts/install-chromium.sh || true  # the web console's browser tests skip (and say so) without it
 
