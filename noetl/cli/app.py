@@ -90,12 +90,16 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, default=str))
 
 
-def echo_rows(rows: list[dict[str, Any]], as_json: bool, cells: Callable[[dict[str, Any]], Sequence[str]]) -> None:
+def echo_rows(rows: list[dict[str, Any]], as_json: bool, cells: Callable[[dict[str, Any]], Sequence[str]],
+              empty: str = "") -> None:
     """A listing: one JSON array with ``--json``, else one line per row of the ``cells(row)``, in
-    columns as wide as their widest cell (a name longer than usual shifts the column, not the line)."""
+    columns as wide as their widest cell (a name longer than usual shifts the column, not the line).
+    An empty listing says ``empty`` on stderr (stdout stays empty, for scripts)."""
     if as_json:
         click.echo(json.dumps(rows, default=str))
         return
+    if not rows and empty:
+        click.echo(empty, err=True)
     for line in aligned([tuple(cells(row)) for row in rows]):
         click.echo(line)
 

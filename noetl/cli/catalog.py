@@ -78,7 +78,8 @@ def install(cli: click.Group) -> None:
                          "catalog_id": e.catalog_id, "created_at": e.created_at} for e in entries]
 
             rows = run_sync(with_store(work))
-        echo_rows(rows, as_json, lambda row: (row["path"], f"v{row['version']}", row["kind"]))
+        echo_rows(rows, as_json, lambda row: (row["path"], f"v{row['version']}", row["kind"]),
+                  empty="no catalog entries")
 
     @catalog.command("get")
     @click.argument("path")
@@ -144,7 +145,7 @@ def install(cli: click.Group) -> None:
             from noetl.credentials import list_credentials
 
             rows = run_sync(with_store(list_credentials))
-        echo_rows(rows, as_json, lambda row: (row["name"], row["type"]))
+        echo_rows(rows, as_json, lambda row: (row["name"], row["type"]), empty="no credentials")
 
     @credential.command("delete")
     @click.argument("name")

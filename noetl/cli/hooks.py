@@ -82,7 +82,7 @@ def list_(obj: Context, as_json: bool) -> None:
         return [hook_view(h) for h in await store.list_hooks()]
 
     rows = on_server_or_store(obj, server=lambda url: get_json(url, "/api/hooks"), store=load)
-    echo_rows(rows, as_json, lambda r: (r["name"], r["path"], r["auth"]))
+    echo_rows(rows, as_json, lambda r: (r["name"], r["path"], r["auth"]), empty="no hooks")
 
 
 @hook.command("delete")

@@ -90,7 +90,7 @@ def list_(obj: Context, as_json: bool) -> None:
 
     rows = on_server_or_store(obj, server=on_server, store=load)
     echo_rows(rows, as_json, lambda r: (r["name"], r["cron"], r["timezone"], "enabled" if r["enabled"] else "paused",
-                                       f"next {r['next_fire'] or '-'}"))
+                                       f"next {r['next_fire'] or '-'}"), empty="no schedules")
 
 
 def _change(obj: Context, name: str, action: str) -> None:

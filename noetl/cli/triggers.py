@@ -66,7 +66,8 @@ def list_(obj: Context, as_json: bool) -> None:
         return [trigger_view(t) for t in await store.list_triggers()]
 
     rows = on_server_or_store(obj, server=lambda url: get_json(url, "/api/triggers"), store=load)
-    echo_rows(rows, as_json, lambda r: (r["name"], f"on {r['on_path']} {r['on']}", f"run {r['run']}"))
+    echo_rows(rows, as_json, lambda r: (r["name"], f"on {r['on_path']} {r['on']}", f"run {r['run']}"),
+              empty="no triggers")
 
 
 @trigger.command("delete")

@@ -278,3 +278,12 @@ def test_exec_of_a_file_on_the_server_says_to_register_it(noetl) -> None:  # typ
     line = assert_one_line_error(noetl("--server-url", "http://127.0.0.1:9", "exec", str(GOOD), "-r", "distributed"))
     assert line == (f"error: {GOOD}: the server runs catalog entries, not files: register it first "
                     f"(noetl catalog register {GOOD}), then run catalog://<its metadata.path>")
+
+
+def test_empty_listings_say_so_on_stderr_and_leave_stdout_empty(noetl) -> None:  # type: ignore[no-untyped-def]
+    for command, message in ((("hook", "list"), "no hooks"), (("trigger", "list"), "no triggers"),
+                             (("schedule", "list"), "no schedules"), (("catalog", "list"), "no catalog entries"),
+                             (("credential", "list"), "no credentials")):
+        result = noetl(*command)
+        assert (result.code, result.stdout, result.stderr.strip()) == (0, "", message), command
+        assert noetl(*command, "--json").json() == []
