@@ -148,6 +148,12 @@ class Cluster:
                                      f"worker logs: {[self.log(n) for n in self.workers]}")
             time.sleep(0.05)
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The `noetl` command against this cluster's server (no database URL: it talks to the API)."""
+        env = {**os.environ, "NOETL_HOME": str(self.home)}
+        return subprocess.run([sys.executable, "-m", "noetl.cli.main", "--server-url", self.url, *args],
+                              capture_output=True, text=True, env=env, timeout=90)
+
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url) as conn:
             return conn.execute(query, params or None).fetchall()

@@ -32,12 +32,6 @@ def cluster(request: pytest.FixtureRequest, pg_cluster: dict[str, Any], tmp_path
         yield deployment
 
 
-def noetl(cluster: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NOETL_HOME": str(cluster.home)}
-    return subprocess.run([sys.executable, "-m", "noetl.cli.main", "--server-url", cluster.url, *args],
-                          capture_output=True, text=True, env=env, timeout=90)
-
-
 def _api_lines(cluster: Any, execution_id: str) -> list[tuple[str, str, str]]:
     response = cluster.client.get(f"/api/executions/{execution_id}/logs")
     assert response.status_code == 200, response.text
@@ -52,7 +46,7 @@ def test_lines_are_seen_while_the_step_runs_and_once_after(cluster: Any, tmp_pat
     execution_id = cluster.execute("demo/streamed_logs", {"release": str(release)})
     try:
         seen = until("tick 1 in noetl logs", lambda: (lambda r: r if "start: tick 1" in r.stdout else None)(
-            noetl(cluster, "logs", execution_id)))
+            cluster.cli("logs", execution_id)))
         assert cluster.status(execution_id)["status"] == "running"  # the step waits for the release file
         assert [line.split(" ", 2)[2] for line in seen.stdout.splitlines()] == [
             "start: tick 1", "start: token ***", "start: warned"]
@@ -81,9 +75,9 @@ def test_a_failed_python_step_names_the_playbook_line_in_status(cluster: Any) ->
     execution_id = cluster.execute("demo/fail_at_line")
     doc = cluster.wait(execution_id)
     assert doc["steps"]["start"]["error"]["playbook_line"] == 12
-    status = noetl(cluster, "status", execution_id)
+    status = cluster.cli("status", execution_id)
     assert "    at demo/fail_at_line:12: step 'start' (python) failed: ValueError: total is 3" in status.stdout
-    watched = noetl(cluster, "status", execution_id, "--watch")
+    watched = cluster.cli("status", execution_id, "--watch")
     assert watched.returncode == 1 and "at demo/fail_at_line:12" in watched.stderr
-    waited = noetl(cluster, "exec", "catalog://demo/fail_at_line", "-r", "distributed", "--wait")
+    waited = cluster.cli("exec", "catalog://demo/fail_at_line", "-r", "distributed", "--wait")
     assert waited.returncode == 1 and "at demo/fail_at_line:12" in waited.stderr

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,29 +23,23 @@ def cluster(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
         yield deployment
 
 
-def noetl(cluster: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NOETL_HOME": str(cluster.home)}
-    return subprocess.run([sys.executable, "-m", "noetl.cli.main", "--server-url", cluster.url, *args],
-                          capture_output=True, text=True, env=env, timeout=90)
-
-
 @pytest.mark.slow
 def test_exec_wait_logs_and_executions_on_a_server(cluster: Any) -> None:
     cluster.register(LOOP)
-    failed = noetl(cluster, "exec", "catalog://demo/console_loop", "-r", "distributed", "--wait", "--json")
+    failed = cluster.cli("exec", "catalog://demo/console_loop", "-r", "distributed", "--wait", "--json")
     assert failed.returncode == 1, failed.stderr
     doc = json.loads(failed.stdout)
     assert doc["status"] == "failed" and f"execution {doc['execution_id']} started" in failed.stderr
     assert "4/4 (1 failed)" in failed.stderr and "divide[2]: ZeroDivisionError" in failed.stderr
-    done = noetl(cluster, "exec", "catalog://demo/console_loop", "-r", "distributed", "--wait",
+    done = cluster.cli("exec", "catalog://demo/console_loop", "-r", "distributed", "--wait",
                  "--set", "items=[5]")
     assert done.returncode == 0 and ": completed in " in done.stdout
 
-    logs = noetl(cluster, "logs", doc["execution_id"], "--step", "divide").stdout.splitlines()
+    logs = cluster.cli("logs", doc["execution_id"], "--step", "divide").stdout.splitlines()
     assert [line.split(" ", 2)[2] for line in logs][2] == "divide[2]: dividing by 0"
     api = cluster.client.get(f"/api/executions/{doc['execution_id']}/logs").json()
     assert [row["line"] for row in api] == ["dividing by 1", "dividing by 2", "dividing by 0", "dividing by 4"]
 
-    listed = json.loads(noetl(cluster, "executions", "--status", "failed", "--json").stdout)
+    listed = json.loads(cluster.cli("executions", "--status", "failed", "--json").stdout)
     assert [row["execution_id"] for row in listed] == [doc["execution_id"]]
-    assert len(json.loads(noetl(cluster, "executions", "--path", "console_loop", "--json").stdout)) == 2
+    assert len(json.loads(cluster.cli("executions", "--path", "console_loop", "--json").stdout)) == 2
