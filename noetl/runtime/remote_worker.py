@@ -37,8 +37,9 @@ from noetl.runtime.frames import run_command
 from noetl.runtime.logstream import LogBatcher
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
+from noetl.runtime.stopping import sleep_or_stop
 from noetl.runtime.wire import decode_context
-from noetl.runtime.worker import WorkerOptions, reconnect_delay, sleep_or_stop
+from noetl.runtime.worker import WorkerOptions, reconnect_delay
 from noetl.sandbox import require_confinement
 from noetl.secrets import PROCESS_SECRETS, Redactor
 from noetl.settings import sensitive_setting_values

@@ -43,6 +43,7 @@ from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcom
 from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Runner
 from noetl.runtime.services import ExecutionServices
+from noetl.runtime.stopping import sleep_or_stop, until_stopped
 from noetl.runtime.wire import child_execution_id
 from noetl.sandbox import require_confinement
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
@@ -113,7 +114,10 @@ class Worker:
         self._start_side_tasks()
         log.info("worker %s started (concurrency %d)", self.name, self.options.concurrency)
         try:
-            await self._lease_loop()
+            # Once asked to stop, a lease in progress gets a short grace: PostgreSQL may be down and
+            # the lease waiting out the pool's timeout. A lease cut short leaves its commands leased
+            # to us until the lease lapses and the reaper re-queues them.
+            await until_stopped(self._lease_loop(), self.stop)
             await self._drain()
         finally:
             self.stop.set()
@@ -172,7 +176,7 @@ class Worker:
     async def _open_store(self) -> None:
         async for _ in _backoff(self.stop):
             try:
-                await self.store.open()
+                await until_stopped(self.store.open(), self.stop)  # a stop while PostgreSQL is down
                 return
             except StoreError as exc:
                 log.warning("worker %s: %s", self.name, exc)
@@ -462,11 +466,6 @@ class WorkerServices(ExecutionServices):
                 await asyncio.sleep(backoff_delay(polls, delay=0.01, max_delay=0.5))
         finally:
             self.worker.waiting_on_children -= 1
-
-
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def _backoff(stop: asyncio.Event, *, forever: bool = False) -> AsyncIterator[int]:

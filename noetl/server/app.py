@@ -20,6 +20,7 @@ from noetl.results.refs import use_loader
 from noetl.results.storage import storage_for
 from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.reaper import Reaper
+from noetl.runtime.stopping import finish_within
 from noetl.scheduling.distributed import run_server_scheduler
 from noetl.scheduling.triggered import run_trigger_poller
 from noetl.server.auth import authorize, public_routes
@@ -59,16 +60,17 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.state.noetl = ServerState(config=config, store=store, core=core)
         stop = asyncio.Event()
         reaper = asyncio.create_task(Reaper(core, max_attempts=config.max_attempts)
-                                     .run(stop, interval=config.reap_interval))
-        scheduler = asyncio.create_task(run_server_scheduler(core, stop))
-        trigger_poller = asyncio.create_task(run_trigger_poller(core, stop))
+                                     .run(stop, interval=config.reap_interval), name="noetl-reaper")
+        scheduler = asyncio.create_task(run_server_scheduler(core, stop), name="noetl-scheduler")
+        trigger_poller = asyncio.create_task(run_trigger_poller(core, stop), name="noetl-trigger-poller")
         try:
             yield
         finally:
             stop.set()
-            await reaper
-            await scheduler
-            await trigger_poller
+            await finish_within({reaper, scheduler, trigger_poller})  # bounded even with PostgreSQL down
+            for task in (reaper, scheduler, trigger_poller):
+                if not task.cancelled() and task.exception() is not None:
+                    log.error("%s ended with %r", task.get_name(), task.exception())
             await store.close()
 
     # Swagger UI and ReDoc from the fastapi-offline package's own copies: /docs works offline.

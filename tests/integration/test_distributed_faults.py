@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support.pgcluster import _run, _server_account
-from test_distributed_cluster import Cluster, clusters
+from support.pgcluster import _run, _server_account, postgres_cluster
+from test_distributed_cluster import Cluster, clusters, create_database
 
 
 @pytest.fixture
@@ -158,3 +158,27 @@ def test_fifty_concurrent_executions_with_four_workers_run_each_iteration_once(c
     assert cluster.sql("SELECT count(*) FROM noetl.command WHERE status <> 'done'") == [(0,)]
     workers = cluster.sql("SELECT count(DISTINCT meta->>'worker') FROM noetl.event WHERE event_type = 'call.done'")
     assert workers[0][0] >= 2
+
+
+@pytest.mark.slow
+def test_server_and_worker_stop_promptly_while_postgresql_is_down(tmp_path: Path) -> None:
+    # A cluster of its own: this test stops PostgreSQL for good.
+    with postgres_cluster() as pg:
+        cluster = Cluster(create_database(pg), tmp_path / "c")
+        try:
+            cluster.start_server()
+            cluster.start_worker("w1")
+            _run([f"{pg['bindir']}/pg_ctl", "-D", f"{pg['socket_dir']}/data", "-m", "fast", "-w", "stop"],
+                 _server_account())
+            time.sleep(1)  # the server's and the worker's rounds are now waiting on the pool
+            started = time.monotonic()
+            assert cluster.server is not None
+            cluster.server.send_signal(signal.SIGTERM)
+            cluster.workers["w1"].send_signal(signal.SIGTERM)
+            cluster.server.wait(timeout=60)
+            cluster.workers.pop("w1").wait(timeout=60)
+            # Without a bound, each waited out the pool's 10 s connection timeout, twice.
+            assert time.monotonic() - started < 8, (cluster.log("server"), cluster.log("w1"))
+            cluster.server = None
+        finally:
+            cluster.close()
