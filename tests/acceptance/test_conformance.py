@@ -1,7 +1,8 @@
 """Every shared conformance case, through the `noetl` command, compared as its README says.
 
 Each case also checks that folding the stored event log from scratch (`noetl status`) gives the
-same status document as the live run printed.
+same status document as the live run printed, and that running the case again (its playbook taken
+from the cache of validated playbooks) gives the same outcome.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def test_cases_are_present() -> None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_conformance_case(case: str, noetl) -> None:  # type: ignore[no-untyped-def]
+def test_conformance_case(case: str, noetl, noetl_home: Path) -> None:  # type: ignore[no-untyped-def]
     expect = json.loads((CONFORMANCE / f"{case}.expect.json").read_text())
     result = noetl("run", str(CONFORMANCE / f"{case}.yaml"), "--json", *expect.get("args", []))
     doc = result.json()
@@ -48,6 +49,10 @@ def test_conformance_case(case: str, noetl) -> None:  # type: ignore[no-untyped-
     replayed = noetl("status", doc["execution_id"], "--json")
     assert replayed.code == 0
     assert replayed.json() == doc
+    # Run again, as users mostly do: the playbook now comes from the cache of validated playbooks.
+    assert list((noetl_home / "cache" / "playbooks").glob("*.json")), "the first run cached the playbook"
+    again = noetl("run", str(CONFORMANCE / f"{case}.yaml"), "--json", *expect.get("args", []))
+    check_outcome(again.json(), again.code, expect)
 
 
 def test_run_json_prints_exactly_one_document(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
