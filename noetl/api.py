@@ -95,7 +95,8 @@ def split_catalog_ref(ref: str) -> tuple[str, int | None]:
 async def resolve_playbook(ref: str, store: Store) -> LoadedPlaybook:
     """A file path, YAML text, or ``catalog://path[@version]``. A bare catalog path that is not
     a file (``noetl exec batch_execution/multi_playbook_batch``, as the guides write it) is looked
-    up in the catalog too. Loading goes through the cache of validated playbooks in NOETL_HOME."""
+    up in the catalog too. Loading goes through the cache of validated playbooks in NOETL_HOME (a
+    playbook found there is a plain record of the model: a run needs no pydantic)."""
     cache_dir = playbook_cache_dir()
     if ref.startswith(CATALOG_SCHEME):
         path, version = split_catalog_ref(ref)
@@ -103,14 +104,14 @@ async def resolve_playbook(ref: str, store: Store) -> LoadedPlaybook:
         if entry is None:
             at = f" version {version}" if version else ""
             raise NotFoundError(f"{ref}: no catalog entry for path {path!r}{at}")
-        return load_playbook_text(entry.content, f"catalog://{path}@{entry.version}", cache_dir=cache_dir)
+        return load_playbook_text(entry.content, f"catalog://{path}@{entry.version}", cache_dir=cache_dir, records=True)
     if _may_be_catalog_path(ref):
         entry = await store.get_catalog(ref, None)
         if entry is not None:
-            return load_playbook_text(entry.content, f"catalog://{ref}@{entry.version}", cache_dir=cache_dir)
+            return load_playbook_text(entry.content, f"catalog://{ref}@{entry.version}", cache_dir=cache_dir, records=True)
         if os.path.isdir(ref):
             raise InputError(_directory_message(ref))
-    return load_playbook(ref, cache_dir=cache_dir)
+    return load_playbook(ref, cache_dir=cache_dir, records=True)
 
 
 def playbook_cache_dir() -> Path:

@@ -1,10 +1,13 @@
 """Validated playbooks kept on disk, so that a playbook run again is not checked and validated again.
 
 An entry is what loading one text under one file name found: its problems (warnings and notes; a
-playbook with errors is never cached), the canonical document and the validated model, dumped as
-JSON and rebuilt with ``model_construct``, which neither validates nor builds pydantic validators.
-The model classes of :mod:`noetl.dsl.model` stay the one description of the DSL: the rebuild
-follows their field annotations.
+playbook with errors is never cached), the canonical document and the validated model: each model
+object's field values, extra fields and set fields, with the layout of the model classes (which
+fields hold models) derived from their annotations when the entry is written. A lookup rebuilds
+either plain records of the models (:mod:`noetl.dsl.records`: a run, which then needs neither
+pydantic nor the model classes) or the models themselves with ``model_construct``, which neither
+validates nor builds pydantic validators. The model classes of :mod:`noetl.dsl.model` stay the one
+description of the DSL.
 
 The key is the sha256 of the text, the file name and a fingerprint of the code loading depends on
 (NoETL's version and modules, the interpreter, the directories libraries are installed in), so a
@@ -26,13 +29,16 @@ import typing
 from contextlib import suppress
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
-from noetl.dsl.model import Playbook
 from noetl.dsl.problems import Problem
+from noetl.dsl.records import Record, record
 from noetl.fileperms import private_directory
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from noetl.dsl.model import Playbook
 
 MAX_ENTRIES = 256
 # What the cache saves is the fixed cost of a short run: the imports and pydantic validators that
@@ -40,7 +46,7 @@ MAX_ENTRIES = 256
 # costs nearly as much as validating it, and writing the entry costs a first run about half as much
 # again, so a long playbook (about 700 steps and more) is not kept: it would cost more than it saves.
 MAX_TEXT_CHARS = 64 * 1024
-_FORMAT = 1  # of an entry; part of the key
+_FORMAT = 2  # of an entry; part of the key
 
 
 def applies(text: str) -> bool:
@@ -55,23 +61,28 @@ def entry_key(text: str, file: str) -> str:
     return digest.hexdigest()
 
 
-def lookup(directory: Path, key: str) -> tuple[Playbook, list[Problem], dict[str, Any]] | None:
-    """The playbook, problems and canonical document of entry ``key``, or None (a miss)."""
+def lookup(directory: Path, key: str, *, records: bool = False
+           ) -> tuple[Playbook, list[Problem], dict[str, Any]] | None:
+    """The playbook, problems and canonical document of entry ``key``, or None (a miss). With
+    ``records``, the playbook is a plain record of the model (:mod:`noetl.dsl.records`), which has
+    the model's fields and behaviour and imports pydantic only for pydantic's own API."""
     try:
         entry = json.loads((directory / f"{key}.json").read_bytes())
-        playbook = construct(Playbook, entry["playbook"])
+        playbook = _rebuild(entry["layout"], entry["playbook"])
         problems = [Problem(*fields) for fields in entry["problems"]]
         canonical = entry["canonical"]
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    if not isinstance(playbook, Playbook) or not isinstance(canonical, dict):
+    if type(playbook).__name__ != "Playbook" or not isinstance(canonical, dict):
         return None
-    return playbook, problems, canonical
+    # A record stands in for the model it has every field and method of (see noetl.dsl.records).
+    return (playbook if records else playbook.as_model()), problems, canonical  # type: ignore[return-value]
 
 
 def save(directory: Path, key: str, playbook: Playbook, problems: list[Problem], canonical: dict[str, Any]) -> None:
     """Keep what loading found, unless JSON cannot carry it exactly (dates, non-string keys, ...)."""
-    entry = {"playbook": playbook.model_dump(exclude_unset=True),
+    layout: dict[str, dict[str, bool]] = {}
+    entry = {"playbook": _flatten(playbook, layout), "layout": layout,
              "problems": [[p.severity, p.where, p.message, p.code] for p in problems], "canonical": canonical}
     try:
         text = json.dumps(entry, allow_nan=False, separators=(",", ":"))
@@ -83,17 +94,28 @@ def save(directory: Path, key: str, playbook: Playbook, problems: list[Problem],
         _write(directory, key, text)
 
 
-def construct(cls: type[BaseModel], data: Any) -> BaseModel:
-    """``cls`` rebuilt from ``model_dump(exclude_unset=True)``: nested models by their annotations,
-    the set fields as they were, no validation."""
-    if not isinstance(data, dict):
-        raise TypeError(f"{cls.__name__}: expected an object, got {type(data).__name__}")
-    values = dict(data)
-    for name, (many, model) in _model_fields(cls).items():
-        value = values.get(name)
+def _flatten(model: BaseModel, layout: dict[str, dict[str, bool]]) -> list[Any]:
+    """``[class name, fields, extra fields, set fields]``, nested models likewise; ``layout`` gets,
+    for each model class met, its fields that hold models (name -> a list of them?)."""
+    name = type(model).__name__
+    nested = layout.setdefault(name, {field: many for field, (many, _cls) in _model_fields(type(model)).items()})
+    fields = {}
+    for field, value in model.__dict__.items():
+        if field in nested and value is not None:
+            value = [_flatten(v, layout) for v in value] if nested[field] else _flatten(value, layout)
+        fields[field] = value
+    return [name, fields, model.__pydantic_extra__, sorted(model.model_fields_set)]
+
+
+def _rebuild(layout: dict[str, dict[str, bool]], flat: list[Any]) -> Record:
+    name, fields, extra, fields_set = flat
+    for field, many in layout[name].items():
+        value = fields.get(field)
         if value is not None:
-            values[name] = [construct(model, v) for v in value] if many else construct(model, value)
-    return cls.model_construct(_fields_set=set(values), **values)
+            fields[field] = [_rebuild(layout, v) for v in value] if many else _rebuild(layout, value)
+    if not isinstance(fields, dict) or not (extra is None or isinstance(extra, dict)):
+        raise TypeError(f"{name}: a damaged entry")
+    return record(name, fields, extra, fields_set)
 
 
 @cache
@@ -108,6 +130,8 @@ def _model_fields(cls: type[BaseModel]) -> dict[str, tuple[bool, type[BaseModel]
 
 
 def _nested_model(annotation: Any) -> tuple[bool, type[BaseModel]] | None:
+    from pydantic import BaseModel
+
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return False, annotation
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -129,6 +153,8 @@ def _nested_model(annotation: Any) -> tuple[bool, type[BaseModel]] | None:
 
 
 def _mentions_model(annotation: Any) -> bool:
+    from pydantic import BaseModel
+
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return True
     return any(_mentions_model(arg) for arg in typing.get_args(annotation))

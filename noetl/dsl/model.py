@@ -4,8 +4,9 @@ Tool configs keep extra fields (each tool documents its own); the structural par
 
 The models build their pydantic validators and serializers on first use (``defer_build``), not at
 import: a playbook run again comes from the cache of validated playbooks (:mod:`noetl.dsl.cache`)
-through ``model_construct``, which needs neither. For the same reason a default that is a model is
-made with ``model_construct`` (a default is not validated anyway, so it is the same value).
+as plain records (:mod:`noetl.dsl.records`), which need neither; what the models do besides
+holding fields is in :mod:`noetl.dsl.behaviour`, which the records share. For the same reason a
+default that is a model is made with ``model_construct`` (a default is not validated anyway, so it is the same value).
 """
 
 from __future__ import annotations
@@ -14,26 +15,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
-def plain_dump(model: BaseModel) -> dict[str, Any]:
-    """``model.model_dump(exclude_none=True)`` of a playbook model, without building its pydantic
-    serializer (a run turns every task into a plain dict for its command): fields, then extra
-    fields, by name; a None field is left out, values inside dicts and lists are kept as they are."""
-    values = {**model.__dict__, **(model.__pydantic_extra__ or {})}
-    return {name: _plain(value) for name, value in values.items() if value is not None}
+from noetl.dsl.behaviour import PlaybookBehaviour, Shape, StepBehaviour, TaskBehaviour
+from noetl.dsl.behaviour import plain_dump as plain_dump  # (its home is noetl.dsl.behaviour)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return plain_dump(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_plain(item) for item in value)
-    return value
-
-
-class _Model(BaseModel):
+class _Model(BaseModel, Shape):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
@@ -64,7 +50,7 @@ class TaskSpec(_Model):
     timeout: float | None = None
 
 
-class Task(BaseModel):
+class Task(BaseModel, TaskBehaviour):
     """One tool invocation; tool-specific fields are kept as extra fields."""
 
     model_config = ConfigDict(extra="allow", defer_build=True)
@@ -75,11 +61,6 @@ class Task(BaseModel):
     # Evaluated after the task ran, with `output` bound (never rendered before): bare keys are names
     # for the rest of the step, `ctx.*` keys execution variables.
     set: dict[str, Any] | None = None
-
-    def config(self) -> dict[str, Any]:
-        """The tool's own fields (everything but kind/name/spec)."""
-        data = dict(self.__pydantic_extra__ or {})
-        return data
 
 
 class FrameSpec(_Model):
@@ -113,7 +94,7 @@ class LoopSpec(_Model):
         return value
 
 
-class LoopCursor(BaseModel):
+class LoopCursor(BaseModel, Shape):
     """Where a cursor loop claims its rows: a postgres connection (``auth`` or ``connection``) and
     the ``claim`` SQL; other fields go to the postgres tool as they are."""
 
@@ -148,7 +129,7 @@ class Next(_Model):
     arcs: list[Arc] = Field(default_factory=list)
 
 
-class Step(_Model):
+class Step(_Model, StepBehaviour):
     step: str
     desc: str | None = None
     input: dict[str, Any] = Field(default_factory=dict)
@@ -159,10 +140,6 @@ class Step(_Model):
     next: Next = Field(default_factory=Next.model_construct)
     spec: TaskSpec | None = None
     output: dict[str, Any] | None = None  # where results go and what stays inline (noetl.results.spec)
-
-    @property
-    def kind(self) -> str:
-        return self.tool[0].kind if len(self.tool) == 1 else ("pipeline" if self.tool else "noop")
 
 
 class WorkbookEntry(_Model):
@@ -196,7 +173,7 @@ class Executor(_Model):
     spec: ExecutorSpec = Field(default_factory=ExecutorSpec.model_construct)
 
 
-class Playbook(_Model):
+class Playbook(_Model, PlaybookBehaviour):
     apiVersion: str = "noetl.io/v2"
     kind: str = "Playbook"
     metadata: Metadata
@@ -206,20 +183,3 @@ class Playbook(_Model):
     executor: Executor = Field(default_factory=Executor.model_construct)
     workflow: list[Step] = Field(min_length=1)
     schedules: list[dict[str, Any]] = Field(default_factory=list)  # checked by dsl.schedules
-
-    @property
-    def path(self) -> str:
-        return self.metadata.path or self.metadata.name
-
-    def step_map(self) -> dict[str, Step]:
-        return {s.step: s for s in self.workflow}
-
-    @property
-    def entry_step(self) -> str:
-        if self.executor.spec.entry_step:
-            return self.executor.spec.entry_step
-        names = [s.step for s in self.workflow]
-        return "start" if "start" in names else names[0]
-
-    def workbook_entry(self, name: str) -> WorkbookEntry | None:
-        return next((w for w in self.workbook if w.name == name), None)

@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from noetl.dsl.model import Playbook
 from noetl.dsl.problems import UNDEFINED_NAME, Problem
 from noetl.dsl.source import Source, read_text
 from noetl.errors import PlaybookError
+
+if TYPE_CHECKING:
+    from noetl.dsl.model import Playbook
 
 
 @dataclass(slots=True)
@@ -63,6 +65,7 @@ def analyse(source: Source) -> LoadedPlaybook:
     from noetl.dsl.check import Checker, check_canonical
     from noetl.dsl.code_templates import python_code_warnings
     from noetl.dsl.legacy import UNSUPPORTED, normalize_playbook
+    from noetl.dsl.model import Playbook
     from noetl.dsl.names import defined_names
     from noetl.dsl.shapes import check_shapes
 
@@ -124,15 +127,16 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_playbook(ref: str, *, cache_dir: Path | None = None) -> LoadedPlaybook:
+def load_playbook(ref: str, *, cache_dir: Path | None = None, records: bool = False) -> LoadedPlaybook:
     """Load a playbook from a file path or YAML text (see :func:`noetl.dsl.source.read_text`);
-    with ``cache_dir``, through the cache of validated playbooks there."""
+    with ``cache_dir``, through the cache of validated playbooks there, and with ``records`` too, a
+    playbook found there is a plain record of the model (:mod:`noetl.dsl.records`; for a run)."""
     text, file, base_dir = read_text(ref)
-    return load_playbook_text(text, file, base_dir, cache_dir=cache_dir)
+    return load_playbook_text(text, file, base_dir, cache_dir=cache_dir, records=records)
 
 
 def load_playbook_text(text: str, file: str = "<playbook>", base_dir: Path | None = None, *,
-                       cache_dir: Path | None = None) -> LoadedPlaybook:
+                       cache_dir: Path | None = None, records: bool = False) -> LoadedPlaybook:
     with _collector_paused():
         from noetl.dsl import cache
 
@@ -140,7 +144,7 @@ def load_playbook_text(text: str, file: str = "<playbook>", base_dir: Path | Non
             return _analyse_text(text, file, base_dir)
 
         key = cache.entry_key(text, file)
-        hit = cache.lookup(cache_dir, key)
+        hit = cache.lookup(cache_dir, key, records=records)
         if hit is not None:
             playbook, problems, canonical = hit
             return LoadedPlaybook(playbook, Source.unparsed(text, file, base_dir, _parse_yaml), canonical, problems)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from noetl.dsl.model import Arc, Playbook, Step, plain_dump
+from noetl.dsl.behaviour import plain_dump
 from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine import events as ev
 from noetl.engine import frames
@@ -22,6 +22,9 @@ from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState, StepRun, apply
 from noetl.engine.step_results import StepResults, with_task_results
 from noetl.errors import ErrorInfo, NoetlError, TemplateError
+
+if TYPE_CHECKING:
+    from noetl.dsl.model import Arc, Playbook, Step
 
 
 @dataclass(slots=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from noetl.dsl.model import Step
 from noetl.engine.commands import Command
 from noetl.engine.cursor import iterations
 from noetl.engine.envelope import envelope
@@ -19,6 +18,7 @@ from noetl.engine.state import ExecutionState, StepRun
 from noetl.errors import ErrorInfo, NoetlError
 
 if TYPE_CHECKING:
+    from noetl.dsl.model import Step
     from noetl.engine.decide import Engine
 
 

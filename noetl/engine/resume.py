@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from noetl.dsl.model import Playbook
 from noetl.engine import events as ev
 from noetl.engine.aggregate import PREVIEW_ITEMS
 from noetl.engine.events import Event
+
+if TYPE_CHECKING:
+    from noetl.dsl.model import Playbook
 
 RESUMABLE_STATUSES = ("failed", "cancelled")
 

@@ -9,9 +9,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from noetl.dsl.model import Playbook
 from noetl.dsl.parse import load_playbook_text
 from noetl.engine.resume import RESUMABLE_STATUSES, reachable_from, reused_steps
 from noetl.errors import InputError, NotFoundError
@@ -19,6 +18,9 @@ from noetl.runtime.local import EventListener, LocalRuntime
 from noetl.runtime.owner import record_abandoned
 from noetl.runtime.request import RunRequest, StartOptions
 from noetl.store.base import ExecutionRecord, Store
+
+if TYPE_CHECKING:
+    from noetl.dsl.model import Playbook
 
 
 async def load_execution(store: Store, execution_id: str) -> tuple[ExecutionRecord, Playbook]:

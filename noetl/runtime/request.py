@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from noetl.dsl.model import Playbook
 from noetl.engine.events import Event
+
+if TYPE_CHECKING:
+    from noetl.dsl.model import Playbook
 
 # How deep child playbooks may nest (a parent calling a child calling a grandchild ...).
 MAX_CHILD_DEPTH = 16

@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noetl.backoff import backoff_delay
+from noetl.dsl.behaviour import plain_dump
 from noetl.dsl.kinds import TOOL_KINDS, UNRENDERED_FIELDS
-from noetl.dsl.model import Playbook, plain_dump
 from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine.commands import Command
 from noetl.engine.decide import deep_merge
@@ -23,6 +23,9 @@ from noetl.errors import ErrorInfo, NoetlError, TemplateError, ToolError
 from noetl.results.outcome import recorded_result, store_big_results, tool_inputs
 from noetl.runtime.rendering import render_off_loop
 from noetl.tools.base import ToolCall, ToolServices, get_tool
+
+if TYPE_CHECKING:
+    from noetl.dsl.model import Playbook
 
 MAX_PIPELINE_HOPS = 10_000  # jumps + retries inside one command, a guard against endless loops
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,7 @@ from pydantic import BaseModel
 from noetl.dsl import cache
 from noetl.dsl.model import Playbook, plain_dump
 from noetl.dsl.parse import load_playbook, load_playbook_text
+from noetl.dsl.records import Record
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = sorted([*ROOT.glob("examples/**/*.yaml"), *(ROOT / "tests" / "fixtures" / "playbooks").glob("*.yaml"),
@@ -146,3 +151,48 @@ def test_a_long_playbook_is_not_kept(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(cache, "MAX_TEXT_CHARS", len(TEXT) - 1)
     assert load_playbook_text(TEXT, "a.yaml", cache_dir=tmp_path).playbook is not None
     assert not list(tmp_path.glob("*.json"))
+
+
+def _record_view(value: Any) -> Any:
+    """A model or record as what a run reads of it: class name, fields, extra fields, behaviour."""
+    if isinstance(value, BaseModel | Record):
+        view = {name: _record_view(item) for name, item in value.__dict__.items()}
+        return (type(value).__name__, view, value.__pydantic_extra__)
+    if isinstance(value, list):
+        return [_record_view(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("path", [p for p in PLAYBOOKS if _valid(p)], ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_cached_playbook_for_a_run_is_a_record_of_the_validated_model(path: Path, tmp_path: Path) -> None:
+    fresh = load_playbook(str(path)).playbook
+    load_playbook(str(path), cache_dir=tmp_path, records=True)
+    hit = load_playbook(str(path), cache_dir=tmp_path, records=True).playbook
+    assert isinstance(hit, Record) and fresh is not None
+    assert _record_view(hit) == _record_view(fresh)
+    assert (hit.path, hit.entry_step, sorted(hit.step_map())) == (fresh.path, fresh.entry_step, sorted(fresh.step_map()))
+    for got, want in zip(hit.workflow, fresh.workflow, strict=True):
+        assert got.kind == want.kind
+        assert [plain_dump(t) for t in got.tool] == [plain_dump(t) for t in want.tool]
+        assert [t.config() for t in got.tool] == [t.config() for t in want.tool]
+    # pydantic's own API is the model's, and the model is the validated one
+    assert hit.model_dump() == fresh.model_dump()
+    assert hit == fresh and hit.as_model() == fresh
+    assert _fields_set(hit.as_model()) == _fields_set(fresh)
+    assert pickle.loads(pickle.dumps(hit)) == hit
+
+
+def test_a_run_of_a_cached_playbook_imports_no_pydantic(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(TEXT)
+    env = {**os.environ, "NOETL_HOME": str(tmp_path / "home")}
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: print(sorted(m for m in sys.modules if m.split('.')[0] == 'pydantic'"
+              " or m == 'noetl.dsl.model')))\n"
+              "sys.argv = ['noetl', 'run', sys.argv[1]]\n"
+              "from noetl.cli.main import main\nmain()\n")
+    for _run in ("first", "again"):
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "p.yaml")], env=env,
+                              capture_output=True, text=True, check=False, timeout=120)
+        assert done.returncode == 0, done.stderr
+    imported = done.stdout.strip().splitlines()[-1]
+    assert imported == "[]", f"a run again imported {imported}"
