@@ -9,7 +9,7 @@ with bytecode cached (PYTHONPYCACHEPREFIX) as after `pip install`, and also reco
 time of 10 runs for scale. The run is measured as a user's second run of a playbook (its checks in
 the cache of validated playbooks, NOETL_HOME kept) and as a first run (a fresh NOETL_HOME).
 ``--base DIR`` also measures the whole run of NoETL exported at DIR (``git archive``), put first on
-PYTHONPATH, in the same run of this script. Needs `valgrind` (Debian package).
+PYTHONPATH, in the same run of this script, and times the two trees in turn (20 runs each). Needs `valgrind` (Debian package).
 """
 
 from __future__ import annotations
@@ -39,15 +39,17 @@ workflow:
     next: {arcs: [{step: end}]}
   - step: end
 """
-# Each layer is measured on its own (one interpreter each); later ones include the earlier ones.
+# Each layer is measured on its own (one interpreter each); later ones include the earlier ones. A run
+# again from the cache imports neither pydantic nor the playbook models (noetl.dsl.records).
 LAYERS = [
     ("python -c pass", "pass"),
     ("+ asyncio (as `noetl` imports it: without ssl)", "import noetl.cli, asyncio"),
-    ("+ pydantic (BaseModel)", "import noetl.cli, asyncio; from pydantic import BaseModel"),
-    ("+ click, sqlite3", "import noetl.cli, asyncio, click, sqlite3; from pydantic import BaseModel"),
-    ("+ the playbook models (noetl.dsl.model)", "import noetl.cli, asyncio, click, sqlite3; import noetl.dsl.model"),
+    ("+ click, sqlite3", "import noetl.cli, asyncio, click, sqlite3"),
     ("+ the modules `noetl run` imports first", "import noetl.cli.running, noetl.api, noetl.runtime.local"),
 ]
+# Not on that path, for scale: what a first run, `noetl validate` or the server add to load a playbook.
+MODELS = ("pydantic and the playbook models (noetl.dsl.model), not imported by a run again",
+          "import noetl.cli.running, noetl.api, noetl.runtime.local, noetl.dsl.model")
 
 
 def instructions(argv: list[str], env: dict[str, str]) -> int:
@@ -71,13 +73,30 @@ def measure_run(run: list[str], env: dict[str, str]) -> tuple[list[float], int]:
     return walls, instructions(run, env)
 
 
-def base_lines(base: str | None, measured: tuple[list[float], int] | None) -> list[str]:
-    if base is None or measured is None:
+def interleaved(run: list[str], envs: list[dict[str, str]], rounds: int = 20) -> list[list[float]]:
+    """Wall times of ``run`` under each env, taken in turn (one of each per round), so that a change
+    in the machine's load falls on all of them alike."""
+    walls: list[list[float]] = [[] for _ in envs]
+    for _ in range(rounds):
+        for env, times in zip(envs, walls, strict=True):
+            began = time.perf_counter()
+            subprocess.run(run, env=env, capture_output=True, check=True, cwd=env["NOETL_BENCH_CWD"])
+            times.append(time.perf_counter() - began)
+    return walls
+
+
+def base_lines(base: str | None, measured: tuple[list[float], int] | None,
+               turns: list[list[float]] | None) -> list[str]:
+    if base is None or measured is None or turns is None:
         return []
     walls, total = measured
+    (this, then) = turns
     return [f"- the same run of the NoETL tree at {base} (on PYTHONPATH), in this run of the script: "
             f"**{total / 1e6:.0f} M** instructions; wall median {statistics.median(walls):.3f} s, "
-            f"min {min(walls):.3f} s"]
+            f"min {min(walls):.3f} s",
+            f"- interleaved, {len(this)} runs each (load average {os.getloadavg()[0]:.1f} after): this tree "
+            f"median **{statistics.median(this):.3f} s** (min {min(this):.3f} s), the tree at {base} median "
+            f"{statistics.median(then):.3f} s (min {min(then):.3f} s)"]
 
 
 def main() -> None:
@@ -99,22 +118,26 @@ def main() -> None:
         run = [python, "-m", "noetl.cli.main", "run", str(playbook)]
         walls, total = measure_run(run, env)
         first_run = instructions(run, {**env, "NOETL_HOME": str(Path(folder) / "fresh-home")})
-        base = None
+        base = turns = None
         if args.base:
             base_env = {**env, "PYTHONPATH": str(Path(args.base).resolve()), "NOETL_HOME": str(Path(folder) / "base")}
             base = measure_run(run, base_env)
+            turns = interleaved(run, [env, base_env])
         layers = []
         for label, code in LAYERS:
             subprocess.run([python, "-c", code], env=env, check=True, cwd=folder)
             layers.append((label, instructions([python, "-c", code], env)))
+        models = instructions([python, "-c", MODELS[1]], env)
+    revision = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=False).stdout.strip() or "unknown"
     lines = ["# Start-up of `noetl run`", "",
-             f"Command: `python bench/startup.py` ({time.strftime('%Y-%m-%d')}); interpreter {python}, "
+             f"Command: `python bench/startup.py{' --base ' + args.base if args.base else ''}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, at {revision}); interpreter {python}, "
              "bytecode cached; a 3-step playbook (python, noop, noop), run again on the same NOETL_HOME as a "
              "user would (each run adds an execution to its store).", "",
              f"- wall time: median {statistics.median(walls):.3f} s, min {min(walls):.3f} s of 10 runs "
              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when measured)",
              f"- instructions of the whole run: **{total / 1e6:.0f} M**; a first run of the playbook "
-             f"(fresh NOETL_HOME, so its checks are not cached yet): {first_run / 1e6:.0f} M", *base_lines(args.base, base),
+             f"(fresh NOETL_HOME, so its checks are not cached yet): {first_run / 1e6:.0f} M", *base_lines(args.base, base, turns),
              "",
              "| layer | instructions (M) | added (M) | share of the run |", "|---|---:|---:|---:|"]
     previous = 0
@@ -124,6 +147,7 @@ def main() -> None:
         previous = count
     lines.append(f"| running the playbook (store, engine, tools) | {total / 1e6:.0f} | "
                  f"{(total - previous) / 1e6:.0f} | {(total - previous) / total:.0%} |")
+    lines += ["", f"- {MODELS[0]}: {(models - layers[-1][1]) / 1e6:.0f} M more"]
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text + "\n" + READING, encoding="utf-8")
@@ -133,17 +157,14 @@ READING = """\
 ## Reading
 
 A run again of a playbook (the usual case: a playbook is written once and run many times) takes its
-checked and validated form from the cache of validated playbooks in NOETL_HOME, so it neither
-parses YAML nor runs the checks nor builds pydantic's validators, and it imports neither YAML,
-Jinja (without templates in the playbook), croniter, importlib.metadata (pydantic's plugin scan)
-nor OpenSSL (asyncio's ssl support waits for a TLS connection). A first run still does all of it.
-Each layer is measured in an interpreter of its own, importing asyncio as the `noetl` command does
-(without ssl; `import asyncio` alone costs about 30 M more).
+checked and validated form from the cache of validated playbooks in NOETL_HOME as plain records of
+the models (noetl.dsl.records), so it neither parses YAML nor runs the checks, and it imports
+neither pydantic nor the playbook model classes, YAML, Jinja (without templates in the playbook),
+croniter nor OpenSSL (asyncio's ssl support waits for a TLS connection). A first run still does all
+of it. Each layer is measured in an interpreter of its own, importing asyncio as the `noetl` command
+does (without ssl; `import asyncio` alone costs about 30 M more).
 
-What remains is the interpreter and the libraries NoETL is built on, before a line of NoETL runs:
-the interpreter with its site packages, asyncio, and pydantic, which the playbook models (the one
-description of the DSL) need even when nothing is validated; then the creation of those model
-classes (pydantic's metaclass collects fields and annotations even with `defer_build`), NoETL's own
+What remains is the interpreter with its site packages, asyncio, click and sqlite3, NoETL's own
 modules for the run (CLI, engine, runtime, SQLite store, python tool), and the run itself.
 """
 
