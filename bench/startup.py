@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -73,20 +74,31 @@ def measure_run(run: list[str], env: dict[str, str]) -> tuple[list[float], int]:
     return walls, instructions(run, env)
 
 
-def interleaved(run: list[str], envs: list[dict[str, str]], rounds: int = 20) -> list[list[float]]:
-    """Wall times of ``run`` under each env, taken in turn (one of each per round), so that a change
-    in the machine's load falls on all of them alike."""
-    walls: list[list[float]] = [[] for _ in envs]
+def interleaved(run: list[str], envs: list[dict[str, str]], rounds: int = 20) -> list[list[tuple[float, float]]]:
+    """(wall, CPU) times of ``run`` under each env, taken in turn (one of each per round), so that a
+    change in the machine's load falls on all of them alike."""
+    times: list[list[tuple[float, float]]] = [[] for _ in envs]
     for _ in range(rounds):
-        for env, times in zip(envs, walls, strict=True):
-            began = time.perf_counter()
+        for env, taken in zip(envs, times, strict=True):
+            began, used = time.perf_counter(), _children_cpu()
             subprocess.run(run, env=env, capture_output=True, check=True, cwd=env["NOETL_BENCH_CWD"])
-            times.append(time.perf_counter() - began)
-    return walls
+            taken.append((time.perf_counter() - began, _children_cpu() - used))
+    return times
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _medians(taken: list[tuple[float, float]]) -> str:
+    walls, cpus = [w for w, _ in taken], [c for _, c in taken]
+    return (f"wall median **{statistics.median(walls):.3f} s** (min {min(walls):.3f} s), "
+            f"CPU median {statistics.median(cpus):.3f} s")
 
 
 def base_lines(base: str | None, measured: tuple[list[float], int] | None,
-               turns: list[list[float]] | None) -> list[str]:
+               turns: list[list[tuple[float, float]]] | None) -> list[str]:
     if base is None or measured is None or turns is None:
         return []
     walls, total = measured
@@ -95,8 +107,7 @@ def base_lines(base: str | None, measured: tuple[list[float], int] | None,
             f"**{total / 1e6:.0f} M** instructions; wall median {statistics.median(walls):.3f} s, "
             f"min {min(walls):.3f} s",
             f"- interleaved, {len(this)} runs each (load average {os.getloadavg()[0]:.1f} after): this tree "
-            f"median **{statistics.median(this):.3f} s** (min {min(this):.3f} s), the tree at {base} median "
-            f"{statistics.median(then):.3f} s (min {min(then):.3f} s)"]
+            f"{_medians(this)}; the tree at {base} {_medians(then)}"]
 
 
 def main() -> None:
