@@ -9,7 +9,7 @@ pydantic nor the model classes) or the models themselves with ``model_construct`
 validates nor builds pydantic validators. The model classes of :mod:`noetl.dsl.model` stay the one
 description of the DSL.
 
-The key is the sha256 of the text, the file name and a fingerprint of the code loading depends on
+The key is the BLAKE2b digest (32 bytes) of the text, the file name and a fingerprint of the code loading depends on
 (NoETL's version and modules, the interpreter, the directories libraries are installed in), so a
 changed text, file name, NoETL or library never finds an old entry. Entries are written whole
 (a temporary file renamed over the entry) and owner-only; the oldest are removed beyond
@@ -19,11 +19,9 @@ read is a miss, and deleting the directory is always safe.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-import tempfile
 import types
 import typing
 from contextlib import suppress
@@ -54,7 +52,7 @@ def applies(text: str) -> bool:
 
 
 def entry_key(text: str, file: str) -> str:
-    digest = hashlib.sha256()
+    digest = _blake2b()
     for part in (_code_fingerprint(), file, text):
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
@@ -118,6 +116,14 @@ def _rebuild(layout: dict[str, dict[str, bool]], flat: list[Any]) -> Record:
     return record(name, fields, extra, fields_set)
 
 
+def _blake2b() -> Any:
+    try:  # the standard library's own BLAKE2, without importing hashlib (which loads OpenSSL: 11 M instructions)
+        from _blake2 import blake2b
+    except ImportError:  # pragma: no cover - an interpreter built without it
+        from hashlib import blake2b
+    return blake2b(digest_size=32)
+
+
 @cache
 def _model_fields(cls: type[BaseModel]) -> dict[str, tuple[bool, type[BaseModel]]]:
     """The fields of ``cls`` that hold models: name -> (a list of them?, the model class)."""
@@ -161,6 +167,8 @@ def _mentions_model(annotation: Any) -> bool:
 
 
 def _write(directory: Path, key: str, text: str) -> None:
+    import tempfile  # here: a run that finds its entry writes none
+
     private_directory(directory)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".entry-", suffix=".tmp")  # mode 0600
     try:

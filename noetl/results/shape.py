@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from noetl.results.codec import dumps, head_text
@@ -25,6 +24,8 @@ async def shape_result(result: Any, spec: OutputSpec, storage: ResultStorage | N
         return result  # not JSON: recorded as the event's usual "unstorable result" error
     if len(data) <= spec.inline_max_bytes:
         return result
+    import hashlib  # here: hashlib loads OpenSSL, and only a result that is stored needs it
+
     ref = await storage.put(data, sha256=hashlib.sha256(data).hexdigest(), kind=spec.kind,
                             execution_id=execution_id, step=step, ttl_seconds=spec.ttl_seconds,
                             preview=preview_of(head_text(data, PREVIEW_CHARS)))
