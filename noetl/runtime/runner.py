@@ -210,8 +210,9 @@ class Runner:
         context = self._task_context(pipe)
         kind = task.get("kind", "noop")
         try:
-            # `name` is the task's name in a pipeline, but names the entry of a workbook call or an artifact.
-            skip = ("kind", "spec", "set", "output") if kind in ("workbook", "artifact") \
+            # `name` is the task's name in a pipeline, but names the entry of a workbook call, an
+            # artifact, or the secret a secrets tool fetches.
+            skip = ("kind", "spec", "set", "output") if kind in ("workbook", "artifact", "secrets") \
                 else ("kind", "name", "spec", "set", "output")
             config = {k: v for k, v in task.items() if k not in skip}
             unrendered = UNRENDERED_FIELDS | (TOOL_KINDS[kind].self_rendered if kind in TOOL_KINDS else frozenset())

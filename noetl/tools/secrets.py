@@ -20,7 +20,8 @@ from noetl.tools.base import ToolCall
 
 async def run_secrets(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
     provider = str(config.get("provider") or "env").lower()
-    name = config.get("secret_name") or config.get("name") or config.get("key")
+    # `name` last: inside a pipeline it may be the task's own name rather than the secret's.
+    name = config.get("secret_name") or config.get("key") or config.get("name")
     if not name:
         raise ToolError("secrets tool needs `secret_name`", kind="config")
     options = dict(config)

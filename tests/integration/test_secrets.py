@@ -226,3 +226,18 @@ def test_keychain_errors_name_the_entry(http_server: LocalHTTPServer) -> None:
         )
     assert "keychain entry 'z'" in caught.value.message and caught.value.kind == "http"
     assert run_async(lambda: run([])) == {}
+
+
+def test_secrets_step_takes_the_secret_from_name_as_documented(monkeypatch: pytest.MonkeyPatch) -> None:
+    from noetl.api import run_playbook
+
+    monkeypatch.setenv("TESTER_TOKEN", "s3cr3t-value")
+    doc = run_playbook(
+        "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: s, path: t/s}\nworkflow:\n"
+        "  - step: start\n    tool: {kind: secrets, provider: env, name: TESTER_TOKEN}\n"
+        "    next: [{step: use}]\n"
+        "  - step: use\n    tool: {kind: python, input: {t: '{{ start.value }}'}, code: 'result = len(t)'}\n",
+        store_url="memory://",
+    )
+    assert doc["status"] == "completed", doc["error"]
+    assert doc["result"] == len("s3cr3t-value")
