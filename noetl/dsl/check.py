@@ -8,7 +8,7 @@ from noetl.dsl.check_loops import check_loop
 from noetl.dsl.check_transfer import check_transfer
 from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
 from noetl.dsl.legacy import STEP_KEYS
-from noetl.dsl.names import free_names
+from noetl.dsl.names import free_names, workload_fields
 from noetl.dsl.problems import UNDEFINED_NAME, Problem
 from noetl.dsl.render import check_template, is_template
 from noetl.dsl.schedules import SCHEDULE_KEYS, schedule_problems
@@ -115,9 +115,16 @@ class Checker:
             else:
                 self.templates.append((path, value))
 
-    def check_names(self, known: frozenset[str]) -> None:
-        """Warn about each name a template reads that nothing in the playbook defines."""
+    def check_names(self, known: frozenset[str], workload_keys: frozenset[str] | None = None) -> None:
+        """Warn about each name a template reads that nothing in the playbook defines, and (when the
+        workload is a mapping) each `workload.<key>` it does not declare."""
         for path, source in self.templates:
+            if workload_keys is not None:
+                for key in sorted(workload_fields(source) - workload_keys):
+                    self.problems.append(Problem(
+                        "warning", self.source.where(path),
+                        f"template uses workload key {key!r}, which the workload does not declare"
+                        f"{suggest(key, workload_keys)}: {source.strip()!r}", UNDEFINED_NAME))
             for name in sorted(free_names(source) - known):
                 self.problems.append(Problem(
                     "warning", self.source.where(path),

@@ -58,6 +58,29 @@ def free_names(source: str) -> frozenset[str]:
     return frozenset(meta.find_undeclared_variables(tree) & unguarded)
 
 
+@lru_cache(maxsize=4096)
+def workload_fields(source: str) -> frozenset[str]:
+    """The keys ``source`` reads as `workload.<key>` (or `workload['key']`) without a guard;
+    empty when it does not parse."""
+    try:
+        tree = ENV.parse(source)
+    except TemplateSyntaxError:
+        return frozenset()
+    guarded = _guarded(tree)
+    fields: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if not isinstance(node, nodes.Getattr | nodes.Getitem):
+            continue
+        base = node.node
+        if not (isinstance(base, nodes.Name) and base.name == "workload" and id(base) not in guarded):
+            continue
+        if isinstance(node, nodes.Getattr):
+            fields.add(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            fields.add(node.arg.value)
+    return frozenset(fields)
+
+
 def _keys(value: Any) -> Iterator[str]:
     if isinstance(value, dict):
         yield from (str(k) for k in value)

@@ -100,7 +100,8 @@ def analyse(source: Source) -> LoadedPlaybook:
     check_canonical(checker, canonical)
     for path, message in python_code_warnings(canonical, raw):
         checker.warn(path, message)
-    checker.check_names(defined_names(canonical))
+    workload = canonical.get("workload")
+    checker.check_names(defined_names(canonical), frozenset(workload) if isinstance(workload, dict) else None)
     loaded.canonical = canonical
     if not any(p.severity == "error" for p in checker.problems):
         try:

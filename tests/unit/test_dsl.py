@@ -110,3 +110,15 @@ def test_every_tool_kind_is_known_to_the_validator_the_loader_and_the_schema() -
     # The fields a kind takes come from the same table: python's `code` is unknown to noop.
     [warning] = problems(BASE.replace("kind: python", "kind: noop"), "warning")
     assert "'code'" in warning and "noop tool" in warning
+
+
+def test_validate_warns_about_a_workload_key_the_workload_does_not_declare() -> None:
+    text = (
+        "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: w, path: t/w}\nworkload: {cty: Paris}\n"
+        "workflow:\n  - step: start\n"
+        "    tool: {kind: python, input: {a: '{{ workload.city }}', b: '{{ workload.cty }}',"
+        " c: \"{{ workload.zip | default('') }}\"}, code: 'result = a'}\n"
+    )
+    warnings = problems(text, "warning")
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("pb.yaml:7:") and "workload key 'city'" in warnings[0] and "'cty'" in warnings[0]
