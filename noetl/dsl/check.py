@@ -197,6 +197,11 @@ def _check_task(checker: Checker, task: Any, path: tuple[Any, ...], workbook_nam
         checker.error(path, f"{label}: a tool must be a mapping with `kind:`")
         return
     kind = task.get("kind")
+    if kind is None:
+        keys = ", ".join(map(str, task)) or "none"
+        checker.error(path, f"{label}: a tool needs `kind:` (it has keys: {keys}); a pipeline task is "
+                            "`- name: <task>` with `kind:` beside it")
+        return
     if kind not in KNOWN_KINDS:
         checker.error(path, f"{label}: unknown tool kind {kind!r}{suggest(str(kind), KNOWN_KINDS)}")
         return

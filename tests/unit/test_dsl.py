@@ -122,3 +122,9 @@ def test_validate_warns_about_a_workload_key_the_workload_does_not_declare() -> 
     warnings = problems(text, "warning")
     assert len(warnings) == 1, warnings
     assert warnings[0].startswith("pb.yaml:7:") and "workload key 'city'" in warnings[0] and "'cty'" in warnings[0]
+
+
+def test_a_pipeline_task_without_kind_says_kind_is_missing() -> None:
+    text = BASE.replace('tool: {kind: python, code: "result = 1"}', 'tool: [{fetch: {kind: python, code: "result = 1"}}]')
+    found = problems(text)
+    assert any("a tool needs `kind:` (it has keys: fetch)" in p and p.startswith("pb.yaml:6:") for p in found), found
