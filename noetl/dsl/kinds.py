@@ -58,7 +58,8 @@ TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
     ToolKind("duckdb", "noetl.tools.duckdb:run_duckdb",
              frozenset({"database", *_SQL_FIELDS, "credentials", "credential", "params"}), required=_SQL_FIELDS),
     ToolKind("secrets", "noetl.tools.secrets:run_secrets",
-             frozenset({"provider", "secret_name", "project", "version", "region", "field"})),
+             frozenset({"provider", "secret_name", "key", "project", "version", "region", "field"}),
+             required=("secret_name", "name", "key")),
     ToolKind("artifact", "noetl.tools.artifact:run_artifact", frozenset({"action", "data", "path", "result_ref"})),
     ToolKind("transfer", "noetl.tools.transfer:run_transfer", frozenset({"source", "target", "chunk_size"})),
     # Handled by the runner / engine rather than a tool function:

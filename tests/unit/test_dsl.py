@@ -128,3 +128,11 @@ def test_a_pipeline_task_without_kind_says_kind_is_missing() -> None:
     text = BASE.replace('tool: {kind: python, code: "result = 1"}', 'tool: [{fetch: {kind: python, code: "result = 1"}}]')
     found = problems(text)
     assert any("a tool needs `kind:` (it has keys: fetch)" in p and p.startswith("pb.yaml:6:") for p in found), found
+
+
+def test_a_secrets_tool_without_a_secret_name_is_refused_by_validation() -> None:
+    missing = problems(BASE.replace('tool: {kind: python, code: "result = 1"}', "tool: {kind: secrets, provider: env}"))
+    assert any("secrets tool needs one of: secret_name, name, key" in p for p in missing), missing
+    named = problems(BASE.replace('tool: {kind: python, code: "result = 1"}',
+                                  "tool: {kind: secrets, provider: env, name: API_TOKEN}"))
+    assert not any("secrets tool needs" in p for p in named), named
