@@ -45,15 +45,23 @@ def _guarded(tree: nodes.Template) -> set[int]:
     return guarded
 
 
+def _parse_with_guards(source: str) -> tuple[nodes.Template, set[int]] | None:
+    """The template's tree and the ids of its guarded names; None when it does not parse."""
+    try:
+        tree = ENV.parse(source)
+    except TemplateSyntaxError:
+        return None
+    return tree, _guarded(tree)
+
+
 @lru_cache(maxsize=4096)
 def free_names(source: str) -> frozenset[str]:
     """The names ``source`` reads from its context without a guard (`default()`, `is defined`);
     empty when it does not parse."""
-    try:
-        tree = ENV.parse(source)
-    except TemplateSyntaxError:
+    parsed = _parse_with_guards(source)
+    if parsed is None:
         return frozenset()
-    guarded = _guarded(tree)
+    tree, guarded = parsed
     unguarded = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load" and id(n) not in guarded}
     return frozenset(meta.find_undeclared_variables(tree) & unguarded)
 
@@ -62,11 +70,10 @@ def free_names(source: str) -> frozenset[str]:
 def workload_fields(source: str) -> frozenset[str]:
     """The keys ``source`` reads as `workload.<key>` (or `workload['key']`) without a guard;
     empty when it does not parse."""
-    try:
-        tree = ENV.parse(source)
-    except TemplateSyntaxError:
+    parsed = _parse_with_guards(source)
+    if parsed is None:
         return frozenset()
-    guarded = _guarded(tree)
+    tree, guarded = parsed
     fields: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         if not isinstance(node, nodes.Getattr | nodes.Getitem):
