@@ -28,6 +28,8 @@ class ToolKind:
     extra: str | None = None
     # Fields the tool renders itself, as the runner would not (shell quotes values into commands).
     self_rendered: frozenset[str] = frozenset()
+    # `name` is the tool's own field (the entry, artifact or secret it names), not the task's name.
+    takes_name: bool = False
 
 
 # Keys every task may carry, whatever its kind.
@@ -59,13 +61,14 @@ TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
              frozenset({"database", *_SQL_FIELDS, "credentials", "credential", "params"}), required=_SQL_FIELDS),
     ToolKind("secrets", "noetl.tools.secrets:run_secrets",
              frozenset({"provider", "secret_name", "key", "project", "version", "region", "field"}),
-             required=("secret_name", "name", "key")),
-    ToolKind("artifact", "noetl.tools.artifact:run_artifact", frozenset({"action", "data", "path", "result_ref"})),
+             required=("secret_name", "name", "key"), takes_name=True),
+    ToolKind("artifact", "noetl.tools.artifact:run_artifact", frozenset({"action", "data", "path", "result_ref"}),
+             takes_name=True),
     ToolKind("transfer", "noetl.tools.transfer:run_transfer", frozenset({"source", "target", "chunk_size"})),
     # Handled by the runner / engine rather than a tool function:
     ToolKind("playbook", None, frozenset({"path", "version", "payload", "return_step", "data"}),
              required=("path",)),
-    ToolKind("workbook", None, frozenset({"data"}), required=("name",)),
+    ToolKind("workbook", None, frozenset({"data"}), required=("name",), takes_name=True),
     ToolKind("sink", None, frozenset({"tool", "table", "mode", "key", "data", "database", "create", "columns",
                                       "connection", "credentials"})),
 )}

@@ -210,12 +210,12 @@ class Runner:
         context = self._task_context(pipe)
         kind = task.get("kind", "noop")
         try:
-            # `name` is the task's name in a pipeline, but names the entry of a workbook call, an
-            # artifact, or the secret a secrets tool fetches.
-            skip = ("kind", "spec", "set", "output") if kind in ("workbook", "artifact", "secrets") \
+            # `name` is the task's name in a pipeline, unless the tool takes it (a workbook entry, ...).
+            tool_kind = TOOL_KINDS.get(kind)
+            skip = ("kind", "spec", "set", "output") if tool_kind is not None and tool_kind.takes_name \
                 else ("kind", "name", "spec", "set", "output")
             config = {k: v for k, v in task.items() if k not in skip}
-            unrendered = UNRENDERED_FIELDS | (TOOL_KINDS[kind].self_rendered if kind in TOOL_KINDS else frozenset())
+            unrendered = UNRENDERED_FIELDS | (tool_kind.self_rendered if tool_kind is not None else frozenset())
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout
             config = await render_off_loop(partial(self._render_config, pipe, config, context, unrendered),
                                            seconds=timeout)
