@@ -16,7 +16,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from noetl.dsl.behaviour import PlaybookBehaviour, Shape, StepBehaviour, TaskBehaviour
-from noetl.dsl.behaviour import plain_dump as plain_dump  # (its home is noetl.dsl.behaviour)
 
 
 class _Model(BaseModel, Shape):

@@ -13,7 +13,8 @@ import pytest
 from pydantic import BaseModel
 
 from noetl.dsl import cache
-from noetl.dsl.model import Playbook, plain_dump
+from noetl.dsl.behaviour import plain_dump
+from noetl.dsl.model import Playbook
 from noetl.dsl.parse import load_playbook, load_playbook_text
 from noetl.dsl.records import Record
 
