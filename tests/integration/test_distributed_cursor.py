@@ -223,7 +223,11 @@ def test_a_frame_whose_worker_died_is_claimed_again_only_if_the_claim_says_so(cl
                           "AND status = 'leased'", int(execution_id)):
         assert time.monotonic() < deadline, "the first frame never started"
         time.sleep(0.05)
-    time.sleep(0.5)  # the frame has claimed rows 1 and 2 and is sleeping on the first
+    # Kill the worker once the frame has claimed rows 1 and 2 (it then sleeps 2 s on the first). Waiting
+    # for the claim itself, not for a fixed time after the lease, keeps this true on a loaded machine.
+    while cluster.sql("SELECT count(*) FROM reclaim_jobs WHERE state = 'claimed'") != [(2,)]:
+        assert time.monotonic() < deadline, "the first frame never claimed its rows"
+        time.sleep(0.05)
     cluster.stop_worker("w1", signal.SIGKILL)
     cluster.start_worker("w2", concurrency=2)
     doc = cluster.wait(execution_id, timeout=90)
