@@ -33,13 +33,14 @@ async def load_execution(store: Store, execution_id: str) -> tuple[ExecutionReco
     return record, playbook
 
 
-def check_from_step(playbook: Playbook, from_step: str) -> None:
-    """``--from STEP`` must name a step that the entry step can reach."""
+def check_from_step(playbook: Playbook, from_step: str, field: str = "--from") -> None:
+    """The step a rerun starts at must be one the entry step can reach. ``field`` is how the caller
+    named it (the CLI's ``--from``, the API's ``from_step``), so the error speaks the caller's words."""
     if from_step not in playbook.step_map():
         names = ", ".join(s.step for s in playbook.workflow)
-        raise InputError(f"--from {from_step!r}: {playbook.path} has no step of that name (steps: {names})")
+        raise InputError(f"{field} {from_step!r}: {playbook.path} has no step of that name (steps: {names})")
     if from_step not in reachable_from(playbook, playbook.entry_step):
-        raise InputError(f"--from {from_step!r}: not reachable from the entry step {playbook.entry_step!r}")
+        raise InputError(f"{field} {from_step!r}: not reachable from the entry step {playbook.entry_step!r}")
 
 
 def check_resumable(record: ExecutionRecord) -> None:
@@ -49,13 +50,13 @@ def check_resumable(record: ExecutionRecord) -> None:
 
 
 async def rerun_plan(store: Store, execution_id: str, *, from_step: str | None = None,
-                     payload: dict[str, Any] | None = None) -> tuple[ExecutionRecord, dict[str, Any], StartOptions]:
+                     payload: dict[str, Any] | None = None, from_field: str = "--from") -> tuple[ExecutionRecord, dict[str, Any], StartOptions]:
     """What a rerun runs (the original's row), with which payload and how it starts; checked,
     nothing stored yet. Shared by the local runtime and the server."""
     record, playbook = await load_execution(store, execution_id)
     options = StartOptions(meta={"rerun_of": execution_id})
     if from_step is not None:
-        check_from_step(playbook, from_step)
+        check_from_step(playbook, from_step, from_field)
         options.meta["rerun_from"] = from_step
         options.reused, options.entry_input = reused_steps(await store.list_events(execution_id), from_step, playbook)
         options.entry_step = from_step

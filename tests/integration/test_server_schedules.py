@@ -69,7 +69,7 @@ def test_rerun_through_the_api(url: str) -> None:  # noqa: F811
         first = (await events_of(app, body["execution_id"]))[0]
         assert first.meta["rerun_of"] == original and first.result["n"] == 4
         bad = await client.post(f"/api/executions/{original}/rerun", json={"from_step": "nope"})
-        assert bad.status_code == 400 and "no step of that name" in bad.text
+        assert bad.status_code == 400 and "from_step 'nope'" in bad.text and "no step of that name" in bad.text
         unknown = await client.post("/api/executions/123456/rerun", json={})
         assert unknown.status_code == 404
 

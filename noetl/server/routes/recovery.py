@@ -26,7 +26,7 @@ async def rerun(execution_id: str, state: State, body: RerunRequest | None = Non
     original = parse_execution_id(execution_id, "execution_id")
     body = body or RerunRequest()
     record, payload, options = await rerun_plan(state.store, original, from_step=body.from_step,
-                                                payload=body.payload)
+                                                payload=body.payload, from_field="from_step")
     new_id = await state.core.submit(playbook_text=record.playbook, source=f"execution {original}",
                                      payload=payload, start=options)
     return {"execution_id": new_id, "status": "started", "rerun_of": original, "from_step": body.from_step}
