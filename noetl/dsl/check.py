@@ -7,7 +7,7 @@ from typing import Any
 from noetl.dsl.check_loops import check_loop
 from noetl.dsl.check_transfer import check_transfer
 from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
-from noetl.dsl.legacy import STEP_KEYS
+from noetl.dsl.legacy import STEP_KEYS, TOP_LEVEL_IDENTITY_KEYS, lifts_top_level_identity
 from noetl.dsl.names import free_names, workload_fields
 from noetl.dsl.problems import UNDEFINED_NAME, Problem
 from noetl.dsl.render import check_template, is_template
@@ -43,7 +43,8 @@ class Checker:
 
     # unknown keys (raw document) --------------------------------------------------------
     def check_keys(self, raw: dict[str, Any]) -> None:
-        self._unknown(raw, (), TOP_KEYS, "playbook")
+        identity = set(TOP_LEVEL_IDENTITY_KEYS) if lifts_top_level_identity(raw) else set()
+        self._unknown(raw, (), TOP_KEYS | identity, "playbook")
         if isinstance(raw.get("metadata"), dict):
             self._unknown(raw["metadata"], ("metadata",), METADATA_KEYS, "metadata")
         for i, step in enumerate(raw.get("workflow") or []):

@@ -28,6 +28,7 @@ def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]
     """Return the canonical raw document and the notes about older spellings found."""
     doc = copy.deepcopy(raw)
     notes: list[Note] = []
+    _lift_top_level_identity(doc, notes)
     workflow = doc.get("workflow")
     if isinstance(workflow, list):
         doc["workflow"] = [
@@ -41,6 +42,23 @@ def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]
             for i, e in enumerate(workbook)
         ]
     return doc, notes
+
+
+# v1 playbooks named themselves at the top level (`name:`, `path:`) before `metadata` existed.
+TOP_LEVEL_IDENTITY_KEYS = ("name", "path")
+
+
+def lifts_top_level_identity(raw: dict[str, Any]) -> bool:
+    """True when the document has no `metadata` and names itself with top-level `name`/`path`."""
+    return "metadata" not in raw and any(key in raw for key in TOP_LEVEL_IDENTITY_KEYS)
+
+
+def _lift_top_level_identity(doc: dict[str, Any], notes: list[Note]) -> None:
+    if not lifts_top_level_identity(doc):
+        return
+    first = next(key for key in TOP_LEVEL_IDENTITY_KEYS if key in doc)
+    doc["metadata"] = {key: doc.pop(key) for key in TOP_LEVEL_IDENTITY_KEYS if key in doc}
+    notes.append(((first,), "top-level `name:`/`path:`: newer spelling is `metadata: {name: ..., path: ...}`"))
 
 
 def _normalize_workbook_entry(entry: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:

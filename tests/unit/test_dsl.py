@@ -98,6 +98,38 @@ workflow:
     assert any(p.severity == "note" for p in loaded.problems)
 
 
+V1_TOP_LEVEL_IDENTITY = """\
+apiVersion: noetl.io/v1
+kind: Playbook
+name: hello_v1
+path: examples/hello_v1
+workflow:
+  - step: start
+    next: [{step: end}]
+  - step: end
+"""
+
+
+def test_v1_top_level_name_and_path_are_the_playbook_identity() -> None:
+    loaded = load_playbook_text(V1_TOP_LEVEL_IDENTITY, "pb.yaml")
+    playbook = loaded.require()
+    assert (playbook.metadata.name, playbook.metadata.path) == ("hello_v1", "examples/hello_v1")
+    assert problems(V1_TOP_LEVEL_IDENTITY, "warning") == []
+    assert "pb.yaml:3:1: top-level `name:`/`path:`: newer spelling is `metadata: {name: ..., path: ...}`" in \
+        problems(V1_TOP_LEVEL_IDENTITY, "note")
+
+
+def test_top_level_name_beside_metadata_is_an_unknown_key() -> None:
+    text = BASE.replace("metadata: {name: t}", "metadata: {name: t}\nname: other")
+    assert load_playbook_text(text).require().metadata.name == "t"
+    assert any("unknown key 'name' in playbook" in w for w in problems(text, "warning"))
+
+
+def test_top_level_path_without_a_name_names_the_missing_field() -> None:
+    text = V1_TOP_LEVEL_IDENTITY.replace("name: hello_v1\n", "")
+    assert problems(text) == ["pb.yaml:1:1: metadata.name: Field required"]
+
+
 def test_every_tool_kind_is_known_to_the_validator_the_loader_and_the_schema() -> None:
     from noetl.dsl.kinds import KNOWN_KINDS, TOOL_KINDS
     from noetl.dsl.schema import playbook_schema
