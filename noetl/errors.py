@@ -55,7 +55,10 @@ class ForbiddenError(NoetlError):
 
 
 class TemplateError(NoetlError):
+    """``field``, when known, is the field of the failing step the template is in (``input.x``)."""
+
     http_status = 422
+    field: str | None = None
 
 
 class StoreError(NoetlError):
@@ -120,16 +123,25 @@ class ErrorInfo:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorInfo:
-        """A ToolError keeps its kind, retryable and details; a TemplateError is kind ``template``;
+        """A ToolError keeps its kind, retryable and details; a TemplateError is kind ``template``
+        (with the ``field`` of the step it failed in, when known);
         any other NoETL error is kind ``error``; an exception NoETL did not raise on purpose (a bug in
         a tool) is named by its class: kind ``ZeroDivisionError``, message ``"ZeroDivisionError: ..."``."""
         if isinstance(exc, ToolError):
             return cls.from_dict({"kind": exc.kind, "message": exc.message, "retryable": exc.retryable,
                                   **exc.details})
+        if isinstance(exc, TemplateError):
+            return cls.template(exc)
         if isinstance(exc, NoetlError):
-            return cls("template" if isinstance(exc, TemplateError) else "error", str(exc), False)
+            return cls("error", str(exc), False)
         name = type(exc).__name__
         return cls(name, f"{name}: {exc}", False)
+
+    @classmethod
+    def template(cls, exc: NoetlError, kind: str = "template") -> ErrorInfo:
+        """A template (or a rendered value) that failed: the field of its step, when known, is kept."""
+        field_name = getattr(exc, "field", None)
+        return cls(kind, str(exc), False, details={"field": field_name} if field_name else {})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ErrorInfo:

@@ -98,6 +98,16 @@ class _Counting:
         source = self.source if event.execution_id == self.root else None
         return failure_lines(event, source)
 
+    def routing_location(self, event: Event) -> list[str]:
+        """Where a step that failed while routing (its `set`, an arc) went wrong: no call error said it."""
+        from noetl.dsl.codelines import error_location
+
+        error = event.error or {}
+        if error.get("kind") != "routing" or self.source is None or event.execution_id != self.root:
+            return []
+        at = error_location(self.source.text, event.node_name or "", error, self.source.file)
+        return [f"      at {at}"] if at else []
+
     def count(self, event: Event) -> LoopCount | None:
         counts = self.loops.get(event.node_name or "")
         if counts is None or "loop_index" not in event.meta:
@@ -138,7 +148,7 @@ class PlainProgress(_Counting):
         if kind == ev.STEP_EXIT:
             mark = "ok" if event.status == "completed" else "FAILED"
             detail = f": {(event.error or {}).get('message')}" if event.status != "completed" else ""
-            return [f"  < {step} {mark}{detail}"]
+            return [f"  < {step} {mark}{detail}", *self.routing_location(event)]
         if kind in ev.TERMINAL_EVENT_TYPES:
             return [f"execution {event.execution_id} {event.status}"]
         return []
@@ -207,7 +217,7 @@ class RichProgress(_Counting):
             self.progress.update(task, completed=total,
                                  description=f"[green]{_plain(step)}" if ok else f"[red]{_plain(step)} failed")
             if not ok:
-                self._print([f"{(event.error or {}).get('message')}"])
+                self._print([f"{(event.error or {}).get('message')}", *self.routing_location(event)])
 
     def _child(self, event: Event) -> None:
         """A child execution: one line under its parent step, advancing as its steps end."""

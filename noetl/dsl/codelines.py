@@ -1,9 +1,10 @@
-"""Where a python step's error is in the playbook file.
+"""Where a step's error is in the playbook file.
 
 A python traceback counts lines from the start of the step's ``code`` block; the user edits the
 playbook, so the line that matters is the block's line in the file: the line of the ``code:`` key,
 plus the code line (the block starts on the next line for ``code: |``, on the same line for an
-inline string).
+inline string). A template error names the ``field`` of the step it failed in (``input.x``);
+its line is that field's line (see :mod:`noetl.dsl.locate`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from typing import Any
 
 from noetl.dsl.load import PathKey, Source, parse_yaml
+from noetl.dsl.locate import position
 from noetl.errors import PlaybookError
 
 _BLOCK = re.compile(r":\s*[|>][-+0-9]*\s*(#.*)?$")
@@ -54,6 +56,17 @@ def file_line(source: Source, step: str, code_line: int, task: str | None = None
     return key_line + code_line if block else key_line + code_line - 1
 
 
+def with_playbook_line(playbook_text: str, step: str, error: dict[str, Any]) -> dict[str, Any]:
+    """``error`` with the playbook file's line it points at, when that can be found (the same on
+    every runtime; the file's name is not, so displays add it)."""
+    if not playbook_text or not ("line" in error or "field" in error) or "playbook_line" in error:
+        return error
+    from noetl.errors import ErrorInfo
+
+    line = code_locator(playbook_text).line(step, error)
+    return ErrorInfo.from_dict(error).at_line(line).to_dict() if line else error
+
+
 def error_location(playbook_text: str, step: str, error: dict[str, Any], file: str = "playbook") -> str | None:
     """``file:LINE`` of a step error that names a code line, else None."""
     line = error.get("playbook_line")
@@ -82,13 +95,19 @@ class CodeLocator:
         return f"{self.file}:{line}" if line else None
 
     def line(self, step: str, error: dict[str, Any]) -> int | None:
-        """The playbook's line of an error that names a line of the step's code, else None."""
-        code_line = error.get("line")
+        """The playbook's line of an error that names a line of the step's code or a field of the
+        step (a template error), else None."""
+        code_line, field = error.get("line"), error.get("field")
         if not isinstance(code_line, int) or isinstance(code_line, bool) or code_line < 1:
+            code_line = None
+        if code_line is None and not isinstance(field, str):
             return None
         source = self._parsed()
         if source is None:
             return None
+        if code_line is None:
+            found = position(source, step, field)
+            return found[0] if found else None
         task = error.get("task") if isinstance(error.get("task"), str) else None
         return file_line(source, step, code_line, task)
 

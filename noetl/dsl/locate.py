@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from noetl.dsl.source import PathKey, Source
+from noetl.dsl.source import PathKey, Position, Source
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
@@ -38,12 +38,22 @@ def _step_index(data: Any, step: str) -> int | None:
 
 def locate(source: Source, step: str | None, field: str | None) -> str:
     """``file:line:col`` of ``field`` of ``step``, as close as the document allows."""
+    found = position(source, step, field)
+    return source.file if found is None else f"{source.file}:{found[0]}:{found[1]}"
+
+
+def position(source: Source, step: str | None, field: str | None) -> Position | None:
+    """(line, col) of ``field`` of ``step`` (else of its closest ancestor); None without the step."""
     index = _step_index(source.data, step) if step else None
     if index is None:
-        return source.file
+        return None
     base: PathKey = ("workflow", index)
     path = _field_path(field or "")
+    positions = source.positions
     for candidate in ((*base, *path), (*base, "tool", *path)):
-        if candidate in source.positions:
-            return source.where(candidate)
-    return source.where((*base, *path))
+        if candidate in positions:
+            return positions[candidate]
+    probe = (*base, *path)
+    while probe not in positions and len(probe) > len(base):
+        probe = probe[:-1]
+    return positions.get(probe)

@@ -72,9 +72,13 @@ class RenderTrace:
     strict: bool = False
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(self, where: str, source: str, undefined: list[tuple[str, str]]) -> None:
+    def field_of(self, where: str) -> str | None:
+        """The field of this trace's step that ``where`` names (``input.x`` of ``step 'a' input.x``)."""
         prefix = f"step {self.step!r} "
-        place = where[len(prefix):] if self.step is not None and where.startswith(prefix) else where
+        return where[len(prefix):] if self.step is not None and where.startswith(prefix) else None
+
+    def record(self, where: str, source: str, undefined: list[tuple[str, str]]) -> None:
+        place = self.field_of(where) or where
         template = source.strip()
         for name, description in undefined:
             warning = {"step": self.step, "field": place, "name": name, "template": template,

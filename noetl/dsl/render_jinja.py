@@ -111,20 +111,23 @@ def render_with(render: Callable[[], Any], source: str, *, where: str) -> Any:
     the active trace (or failing in strict mode), every error one TemplateError naming ``where``.
     For callers that compile ``source`` their own way (the shell tool quotes what it pastes)."""
     trace = CURRENT_TRACE.get()
+    # The field lets the error point at the playbook's line (noetl.dsl.codelines).
+    field = trace.field_of(where) if trace is not None else None
     try:
         with active_run(strict=trace is not None and trace.strict) as run:
             result = render()
     except UndefinedError as exc:
-        raise TemplateError(f"{where}: {exc.message} in {source.strip()!r}") from None
+        raise TemplateError(f"{where}: {exc.message} in {source.strip()!r}", field=field) from None
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"{where}: template does not parse ({exc.message}): {source.strip()!r}") from None
+        raise TemplateError(f"{where}: template does not parse ({exc.message}): {source.strip()!r}",
+                            field=field) from None
     except RenderLimitError as exc:
-        raise TemplateError(f"{where}: {exc} in {_excerpt(source)!r}",
+        raise TemplateError(f"{where}: {exc} in {_excerpt(source)!r}", field=field,
                             timed_out=isinstance(exc, RenderTimeout)) from None
     except TemplateError:
         raise
     except Exception as exc:  # user expressions can raise anything (TypeError, ZeroDivisionError ...)
-        raise TemplateError(f"{where}: {type(exc).__name__}: {exc} in {_excerpt(source)!r}") from None
+        raise TemplateError(f"{where}: {type(exc).__name__}: {exc} in {_excerpt(source)!r}", field=field) from None
     if run.undefined and trace is not None:
         trace.record(where, source, run.undefined)
     return result

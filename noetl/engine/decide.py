@@ -55,8 +55,10 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 class Engine:
     """Pure decisions for one playbook. ``globals_layer`` adds runtime-provided names (keychain, secret)."""
 
-    def __init__(self, playbook: Playbook, *, globals_layer: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, playbook: Playbook, *, globals_layer: Mapping[str, Any] | None = None,
+                 playbook_text: str = "") -> None:
         self.playbook = playbook
+        self.playbook_text = playbook_text  # errors point at its lines
         self.steps = playbook.step_map()
         self.globals_layer: Mapping[str, Any] = globals_layer or {}
         self.predecessors: dict[str, set[str]] = {}
@@ -237,7 +239,8 @@ class Engine:
         if isinstance(items, dict):
             return [{"key": k, "value": v} for k, v in items.items()]
         if not isinstance(items, list | tuple):
-            raise TemplateError(f"step {step.step!r} loop.in: expected a list, got {type(items).__name__}")
+            raise TemplateError(f"step {step.step!r} loop.in: expected a list, got {type(items).__name__}",
+                                field="loop.in")
         return list(items)
 
     def _max_in_flight(self, state: ExecutionState, step: Step) -> int:
@@ -251,9 +254,10 @@ class Engine:
             width = int(value)
         except (TypeError, ValueError):
             raise TemplateError(f"step {step.step!r} loop.spec.max_in_flight: expected a positive integer, "
-                                f"got {value!r}") from None
+                                f"got {value!r}", field="loop.spec.max_in_flight") from None
         if width < 1:
-            raise TemplateError(f"step {step.step!r} loop.spec.max_in_flight: must be at least 1, got {width}")
+            raise TemplateError(f"step {step.step!r} loop.spec.max_in_flight: must be at least 1, got {width}",
+                                field="loop.spec.max_in_flight")
         return width
 
     def _result_kind(self, step: Step) -> str | None:
@@ -276,7 +280,7 @@ class Engine:
                 args = self._render_input(state, step, run.arc_input, local)
             except NoetlError as exc:
                 # Reported as this iteration's error; the decider records it when the report comes back.
-                args = {"__input_error__": str(exc)}
+                args = {"__input_error__": ErrorInfo.template(exc).to_dict()}
         local["input"] = args
         command = self._command(state, step, run, args, index, local)
         command.warnings = trace.warnings  # reported with the iteration's call event
@@ -350,11 +354,11 @@ class Engine:
                                  **self._render_set(state, step.set, local, f"step {step.step!r} set")}
         except NoetlError as exc:
             event.event_type, event.status, event.result = ev.CALL_ERROR, "failed", None
-            event.error = ErrorInfo("template", str(exc), False).to_dict()
+            event.error = self._located(step.step, ErrorInfo.template(exc).to_dict())
 
     def _report_engine_error(self, state: ExecutionState, decision: Decision, name: str,
                              exc: NoetlError, loop_index: int | None) -> None:
-        error = ErrorInfo.from_exception(exc).to_dict()
+        error = self._located(name, ErrorInfo.from_exception(exc).to_dict())
         meta: dict[str, Any] = {"loop_index": loop_index} if loop_index is not None else {}
         self._on_call_report(state, decision, Event(state.execution_id, ev.CALL_ERROR, node_name=name,
                                                      status="failed", error=error, meta=meta))
@@ -370,8 +374,7 @@ class Engine:
                                               status="completed" if ok else "failed", result=aggregate))
             result, error, event_name = aggregate, None, ev.LOOP_DONE
             if not ok:
-                error = ErrorInfo("loop", f"step {name!r}: {loop.failed} of {loop.total} iterations failed: "
-                                  f"{_first_loop_error(loop.first_error())}", False).to_dict()
+                error = _loop_error(name, loop.failed, loop.total, loop.first_error())
         else:
             ok = run.error is None
             result, error = run.result, run.error
@@ -384,7 +387,7 @@ class Engine:
                 self._route(state, step, run, exit_event, event_name, ok, result, error)
             except NoetlError as exc:
                 exit_event.status = "failed"
-                exit_event.error = _routing_error(exit_event.error, exc)
+                exit_event.error = self._located(name, _routing_error(exit_event.error, exc))
                 exit_event.meta = {"handled": False}
         if trace.warnings:
             exit_event.meta["warnings"] = trace.warnings
@@ -479,6 +482,11 @@ class Engine:
             out[path] = render_data(value, context, where=f"{where} {key}")
         return out
 
+    def _located(self, step: str, error: dict[str, Any]) -> dict[str, Any]:
+        from noetl.dsl.codelines import with_playbook_line  # parses the playbook text only for an error
+
+        return with_playbook_line(self.playbook_text, step, error)
+
     # finishing the execution -----------------------------------------------------------
     def _finish_execution(self, state: ExecutionState, decision: Decision) -> None:
         eid = state.execution_id
@@ -498,7 +506,7 @@ def _routing_error(step_error: dict[str, Any] | None, exc: NoetlError) -> dict[s
     """The step's error when routing it failed. A step that already failed keeps its own error (what
     the user must see: kind, message, line); the arc or `set` that could not evaluate becomes a note."""
     if step_error is None:
-        return ErrorInfo("routing", str(exc), False).to_dict()
+        return ErrorInfo.template(exc, kind="routing").to_dict()
     return ErrorInfo.from_dict(step_error).with_note(f"routing the failure: {exc}").to_dict()
 
 
@@ -521,8 +529,12 @@ def frames_finished(run: StepRun) -> bool:
     return run.cursor is not None and run.cursor.drained and len(run.cursor.reported) >= issued_count(run)
 
 
-def _first_loop_error(error: Any) -> str:
-    return str(error["message"]) if looks_like_error(error) else "see the step result"
+def _loop_error(step: str, failed: int, total: int, first: Any) -> dict[str, Any]:
+    """A loop step's error: how many iterations failed, and the first one's message and playbook line."""
+    message = str(first["message"]) if looks_like_error(first) else "see the step result"
+    info = ErrorInfo("loop", f"step {step!r}: {failed} of {total} iterations failed: {message}", False)
+    line = first.get("playbook_line") if isinstance(first, dict) else None
+    return (info.at_line(line) if isinstance(line, int) and not isinstance(line, bool) else info).to_dict()
 
 
 def _ctx_key(key: str) -> str | None:

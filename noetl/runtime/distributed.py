@@ -593,7 +593,7 @@ class DecisionCore:
                              parent_execution_id=parent_execution_id, execution_id=execution_id)
         services = self.services_factory(self, request, execution_id)
         await services.prepare()
-        engine = Engine(playbook, globals_layer=services.globals_layer())
+        engine = Engine(playbook, globals_layer=services.globals_layer(), playbook_text=text)
         return CachedExecution(execution_id, playbook, text, engine, services)
 
     def _remember(self, cached: CachedExecution) -> None:

@@ -73,7 +73,8 @@ class _Execution:
         self.execution_id = request.execution_id or new_execution_id()
         self.services = ExecutionServices(runtime.store, request, self.execution_id, run_child=runtime.run)
         self.services.log_batcher = runtime.log_batcher
-        self.engine = Engine(request.playbook, globals_layer=self.services.globals_layer())
+        self.engine = Engine(request.playbook, globals_layer=self.services.globals_layer(),
+                             playbook_text=request.playbook_text or "")
         self.runner = Runner(request.playbook, playbook_dir=request.playbook_dir, services=self.services,
                              playbook_text=request.playbook_text)
         self.state = ExecutionState()

@@ -85,7 +85,7 @@ class Runner:
     async def run(self, command: Command) -> Outcome:
         started = time.perf_counter()
         if "__input_error__" in command.args:
-            return Outcome(ok=False, error=ErrorInfo("template", command.args["__input_error__"], False).to_dict())
+            return Outcome(ok=False, error=self._located(command.step, _input_error(command.args["__input_error__"])))
         pipe = _Pipeline(command=command, iter_vars=dict(command.context.get("iter") or {}))
         pipe.output = self._call_log(command, pipe.secrets)
         try:
@@ -97,12 +97,8 @@ class Runner:
         finally:
             if pipe.output is not None:
                 await pipe.output.close()  # the call's lines are stored before its event
-        if error and self.playbook_text and "line" in error:
-            from noetl.dsl.codelines import code_locator
-
-            # The same on every runtime (the file's name is not): displays add the name.
-            if line := code_locator(self.playbook_text).line(command.step, error):
-                error = ErrorInfo.from_dict(error).at_line(line).to_dict()
+        if error:
+            error = self._located(command.step, error)
         outcome = Outcome(ok=ok, result=result, error=error, ctx_set=pipe.ctx_set, logs=pipe.logs,
                           attempts=max(pipe.attempts, 1), duration=time.perf_counter() - started,
                           secrets=pipe.secrets, names=pipe.names, warnings=[*command.warnings, *trace.warnings],
@@ -115,6 +111,12 @@ class Runner:
                 outcome.ok, outcome.result, outcome.tasks = False, None, {}
                 outcome.error = ErrorInfo.from_exception(exc).to_dict()
         return outcome
+
+    def _located(self, step: str, error: dict[str, Any]) -> dict[str, Any]:
+        """The error with the playbook file's line it points at (a code line or a template's field)."""
+        from noetl.dsl.codelines import with_playbook_line
+
+        return with_playbook_line(self.playbook_text, step, error)
 
     def _call_log(self, command: Command, secrets: set[str]) -> Any:
         """The call's streamed log, when the runtime has a log batcher (noetl.runtime.logstream)."""
@@ -381,3 +383,10 @@ async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
 def _with_note(error: dict[str, Any] | None, exc: NoetlError) -> dict[str, Any]:
     info = ErrorInfo.from_dict(error) if error else ErrorInfo("error", "task failed", False)
     return info.with_note(f"evaluating the task policy: {exc}").to_dict()
+
+
+def _input_error(recorded: Any) -> dict[str, Any]:
+    """The error of an iteration whose input did not render (the engine's ``__input_error__``)."""
+    if isinstance(recorded, dict):
+        return ErrorInfo.from_dict(recorded).to_dict()
+    return ErrorInfo("template", str(recorded), False).to_dict()  # a command issued before it carried a dict

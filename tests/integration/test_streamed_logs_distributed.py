@@ -81,3 +81,42 @@ def test_a_failed_python_step_names_the_playbook_line_in_status(cluster: Any) ->
     assert watched.returncode == 1 and "at demo/fail_at_line:12" in watched.stderr
     waited = cluster.cli("exec", "catalog://demo/fail_at_line", "-r", "distributed", "--wait")
     assert waited.returncode == 1 and "at demo/fail_at_line:12" in waited.stderr
+
+
+
+INPUT_FAILS = """apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: input_fails, path: demo/input_fails}
+workload:
+  items: [1, 2]
+workflow:
+  - step: start
+    input:
+      x: "{{ workload.items + 'a' }}"
+    tool: {kind: python, code: "result = x"}
+"""
+TOOL_FIELD_FAILS = """apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: tool_field_fails, path: demo/tool_field_fails}
+workflow:
+  - step: start
+    loop: {in: [1, 2], iterator: it}
+    tool:
+      kind: http
+      url: "{{ it / 0 }}"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("playbook", "line", "message"), [
+    (INPUT_FAILS, 9, "step 'start' input.x: TypeError"),  # rendered by the server's engine
+    (TOOL_FIELD_FAILS, 9, "step 'start': 2 of 2 iterations failed: step 'start' url: ZeroDivisionError"),  # a worker
+])
+def test_a_failed_template_names_the_playbook_line_in_status(cluster: Any, playbook: str, line: int,
+                                                             message: str) -> None:
+    cluster.register(playbook)
+    path = playbook.split("path: ", 1)[1].split("}", 1)[0]
+    execution_id = cluster.execute(path)
+    assert cluster.wait(execution_id)["steps"]["start"]["error"]["playbook_line"] == line
+    status = cluster.cli("status", execution_id)
+    assert f"    at {path}:{line}: {message}" in status.stdout, status.stdout
