@@ -70,7 +70,10 @@ MAX_CACHED_PLAYBOOKS = 256
 MAX_BATCH = 256
 MAX_GROUP_REPORTS = 512
 # Group transactions a process runs at once: reports arriving meanwhile wait and share the next one.
-GROUP_WRITERS = 2
+# One: while a transaction waits for its COMMIT's fsync, the reports that arrive meanwhile gather
+# into the next; a second writer would split them into two smaller transactions (more COMMITs, WAL
+# fsyncs and per-transaction Python for the same work; see bench/results/distributed.md).
+GROUP_WRITERS = 1
 
 
 @dataclass(slots=True)
