@@ -30,7 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from noetl.clock import Clock, iso, utc_now
 from noetl.dsl.model import Playbook
@@ -62,6 +62,9 @@ from noetl.store.postgres.queue import LeasedCommand
 from noetl.store.postgres.rows import event_rows, execution_params
 from noetl.store.postgres.stats import StepStats
 from noetl.store.postgres.store import Connection, PostgresStore
+
+if TYPE_CHECKING:
+    from noetl.runtime.runner import Runner
 
 MAX_CACHED_EXECUTIONS = 2000
 MAX_CACHED_PLAYBOOKS = 256
@@ -95,6 +98,9 @@ class CachedExecution:
     broken: bool = False
     # Set while a group transaction decides reports of this execution (see DecisionCore._decide).
     group_done: asyncio.Event | None = None
+    # What runs this execution's commands in a worker: built once, not per command (it holds the
+    # playbook's per-step settings and no state of a run).
+    runner: Runner | None = None
 
 
 @dataclass(slots=True, eq=False)

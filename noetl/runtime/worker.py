@@ -281,8 +281,10 @@ class Worker:
         if found is None:
             return None
         cached, command = found
-        runner = Runner(cached.playbook, playbook_dir=None, services=cached.services,
-                        playbook_text=cached.playbook_text)
+        if cached.runner is None:
+            cached.runner = Runner(cached.playbook, playbook_dir=None, services=cached.services,
+                                   playbook_text=cached.playbook_text)
+        runner = cached.runner
         token = _current_command.set((leased.command_id, [0]))
         try:
             outcome = await run_command(runner, command)
