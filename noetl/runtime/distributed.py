@@ -545,7 +545,7 @@ class DecisionCore:
         if count:
             write.leases = NewCommandLeases(count=count, owner=self.affinity.name,
                                             seconds=float(self.affinity.lease_seconds()))
-            claim.leased = leased_to(write.commands[:count], cached.execution_id, write.as_of, self.affinity.name)
+            claim.leased = leased_to(write, count, self.affinity.name)
 
     async def _queue(self, conn: Connection, execution_id: str, commands: list[Command], now: str,
                      as_of: int) -> None:

@@ -72,6 +72,14 @@ class DecisionWrite:
     as_of: int = 0
     done_ids: list[str] = field(default_factory=list)
     leases: NewCommandLeases = field(default_factory=NewCommandLeases)
+    _payloads: list[str] | None = None
+
+    def payloads(self) -> list[str]:
+        """The new commands' queue payloads (once ``as_of`` is final), encoded once: the insert and
+        the leases claimed for the deciding worker share the text."""
+        if self._payloads is None:
+            self._payloads = [command_payload(command, self.as_of) for command in self.commands]
+        return self._payloads
 
 
 def command_payload(command: Command, as_of: int) -> str:
@@ -122,11 +130,11 @@ def decision_arrays(writes: list[DecisionWrite]) -> dict[str, Any]:
             row[1] = event_id
             rows.append(row)
         leased = write.leases.count
-        for n, command in enumerate(write.commands):
+        for n, (command, payload) in enumerate(zip(write.commands, write.payloads(), strict=True)):
             commands["command_ids"].append(command.command_id)
             commands["command_execution_ids"].append(number)
             commands["steps"].append(command.step)
-            commands["payloads"].append(command_payload(command, write.as_of))
+            commands["payloads"].append(payload)
             commands["command_created_ats"].append(write.now)
             commands["lease_owners"].append(write.leases.owner if n < leased else None)
         queued = queued or len(write.commands) > leased
@@ -138,10 +146,11 @@ def decision_arrays(writes: list[DecisionWrite]) -> dict[str, Any]:
             "lease_seconds": lease_seconds}
 
 
-def leased_to(commands: list[Command], execution_id: str, as_of: int, owner: str) -> list[LeasedCommand]:
-    """The leases ``record`` creates for the first commands when ``NewCommandLeases.count`` says so."""
-    return [LeasedCommand(c.command_id, execution_id, c.step, 1, json.loads(command_payload(c, as_of)), owner)
-            for c in commands]
+def leased_to(write: DecisionWrite, count: int, owner: str) -> list[LeasedCommand]:
+    """The leases ``record`` creates for the first ``count`` new commands (``NewCommandLeases``), with
+    the payload as a lease from the queue would read it back."""
+    return [LeasedCommand(c.command_id, write.execution_id, c.step, 1, json.loads(payload), owner)
+            for c, payload in zip(write.commands[:count], write.payloads(), strict=False)]
 
 
 class DecisionStatements:
