@@ -176,19 +176,18 @@ class DecisionStatements:
     async def lock_many(self, conn: Connection, execution_ids: list[str],
                         command_ids: list[str]) -> dict[str, LockedExecution]:
         """Lock several executions (in id order), then all their reported commands (in id order), in
-        one round trip: the first statement of a group transaction. Unknown executions are absent."""
+        one statement: the first of a group transaction. Unknown executions are absent."""
         by_number = {db_id(execution_id): execution_id for execution_id in execution_ids}
-        locked = await conn.execute(self.q["lock_executions"], {"execution_ids": sorted(by_number)})
-        commands = await conn.execute(self.q["lock_commands"], {"command_ids": command_ids}) if command_ids else None
-        rows = await locked.fetchall()
-        leases = ({command_id: Lease(status, int(attempt), owner)
-                   for command_id, status, attempt, owner in await commands.fetchall()}
-                  if commands is not None else {})
-        out = {}
-        for number, status, last_event_id in rows:
-            out[by_number[int(number)]] = LockedExecution(status=str(status), last_event_id=int(last_event_id),
-                                                          leases=leases)
-        return out
+        cursor = await conn.execute(self.q["lock_group"], {"execution_ids": sorted(by_number),
+                                                           "command_ids": command_ids})
+        executions, leases = [], {}
+        for number, status, last_event_id, command_id, attempt, owner in await cursor.fetchall():
+            if command_id is None:
+                executions.append((by_number[int(number)], str(status), int(last_event_id)))
+            else:
+                leases[command_id] = Lease(status, int(attempt), owner)
+        return {execution_id: LockedExecution(status=status, last_event_id=last_event_id, leases=leases)
+                for execution_id, status, last_event_id in executions}
 
     async def events_after(self, conn: Connection, execution_id: str, after_id: int) -> list[Event]:
         """One page of the events after ``after_id``, in order (catching a cache up with the log)."""

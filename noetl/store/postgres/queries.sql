@@ -253,13 +253,25 @@ LIMIT 100;
 UPDATE noetl.command SET status = 'cancelled', lease_expires_at = NULL
 WHERE execution_id = %(execution_id)s AND status IN ('queued', 'leased');
 
--- name: lock_executions
--- A group transaction's executions, locked in id order (so two groups cannot deadlock); their
--- reported commands are locked next, with lock_commands (also in id order).
-SELECT execution_id, status, last_event_id FROM noetl.execution
-WHERE execution_id = ANY(%(execution_ids)s::bigint[])
-ORDER BY execution_id
-FOR UPDATE;
+-- name: lock_group
+-- A group transaction's executions, locked in id order (so two groups cannot deadlock), then their
+-- reported commands, also in id order, in one statement: the executions' rows come first (command_id
+-- NULL), then the commands' (execution_id NULL). The commands' scan waits for every execution lock
+-- (its filter reads the count of the locked executions), whatever order the plan would run them in.
+WITH executions AS MATERIALIZED (
+    SELECT execution_id, status, last_event_id FROM noetl.execution
+    WHERE execution_id = ANY(%(execution_ids)s::bigint[])
+    ORDER BY execution_id
+    FOR UPDATE
+), commands AS MATERIALIZED (
+    SELECT command_id, status, attempt, lease_owner FROM noetl.command
+    WHERE command_id = ANY(%(command_ids)s::text[]) AND (SELECT count(*) FROM executions) >= 0
+    ORDER BY command_id
+    FOR UPDATE
+)
+SELECT execution_id, status, last_event_id, NULL::text, NULL::int, NULL::text FROM executions
+UNION ALL
+SELECT NULL::bigint, status, NULL::bigint, command_id, attempt, lease_owner FROM commands;
 
 -- name: lock_execution
 -- Serialises decisions for one execution; what the decision needs is the status and the last event id.
