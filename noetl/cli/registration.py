@@ -73,5 +73,6 @@ def register_remote(server_url: str, item: Prepared) -> Any:
     from noetl.cli.remote import post_json
 
     if item.credentials is not None:
-        return post_json(server_url, "/api/credentials", item.credentials)
+        # Shaped like register_local's answer: the same command prints the same document on both runtimes.
+        return {"kind": "Credential", "registered": post_json(server_url, "/api/credentials", item.credentials)}
     return post_json(server_url, "/api/catalog/register", {"content": item.text})

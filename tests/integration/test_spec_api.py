@@ -416,6 +416,9 @@ def test_cli_catalog_credential_exec_status_events_cancel(cluster: Cluster, tmp_
     credential.write_text(json.dumps({**CREDENTIAL, "name": "spec_cli"}))
     made = noetl(cluster, *url, "register", "credential", "-f", str(credential))
     assert made.returncode == 0 and SECRET not in made.stdout + made.stderr, made.stderr
+    # the same document `register credential` prints on the local store
+    assert [(d["kind"], [c["name"] for c in d["registered"]]) for d in json.loads(made.stdout)] == \
+        [("Credential", ["spec_cli"])]
     assert cluster.client.get("/api/credentials/spec_cli").status_code == 200
 
     submitted = noetl(cluster, *url, "exec", "catalog://spec/cli", "-r", "distributed", "--payload", '{"name": "cli"}')
