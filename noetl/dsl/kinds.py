@@ -11,11 +11,10 @@ client library is only imported when a playbook runs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class ToolKind:
+class ToolKind(NamedTuple):
     kind: str
     # "module:function" of the implementation; None when the runner or the engine handles the kind.
     runner: str | None

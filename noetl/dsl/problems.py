@@ -3,15 +3,14 @@ so that loading a playbook from the cache does not import the checks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # The code of a warning about a template name nothing defines: a run renders it leniently (or, in
 # strict mode, fails on it when it is used), so unlike other warnings it does not stop `run --strict`.
 UNDEFINED_NAME = "undefined-name"
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(NamedTuple):
     severity: str  # error | warning | note
     where: str  # file:line:col
     message: str

@@ -14,8 +14,7 @@ output:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from noetl.errors import ToolError
 
@@ -26,19 +25,17 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-@dataclass(frozen=True, slots=True)
-class Slice:
+class Slice(NamedTuple):
     path: tuple[str, ...]
     as_: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OutputSpec:
+class OutputSpec(NamedTuple):
     kind: str = "auto"
     ttl_seconds: float | None = None
     keep: tuple[str, ...] = ()
     inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES
-    select: tuple[Slice, ...] = field(default_factory=tuple)
+    select: tuple[Slice, ...] = ()
     inline_max_items: int = DEFAULT_INLINE_MAX_ITEMS
     aggregate_max_bytes: int | None = None  # None: the engine's default (noetl.engine.aggregate)
 

@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from types import CodeType, FunctionType, TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from noetl.errors import ToolError
 from noetl.jsonconv import NotJsonable, to_jsonable
@@ -59,8 +59,7 @@ class StepRequest:
 # 1. Compiling
 
 
-@dataclass(frozen=True, slots=True)
-class _Compiled:
+class _Compiled(NamedTuple):
     code: CodeType  # the module, or (wrapped) the body function's code
     wrapped: bool  # style C: the source has a top-level `return`
     is_async: bool  # the body awaits at top level, so running it yields a coroutine

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 from noetl.store.sqlfiles import load_queries, migration_files
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
+class Migration(NamedTuple):
     version: int
     name: str
     statements: tuple[str, ...]
