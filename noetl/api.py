@@ -24,11 +24,12 @@ log = logging.getLogger("noetl.triggers")
 CATALOG_SCHEME = "catalog://"
 
 
-def parse_payload(raw: str | None) -> dict[str, Any]:
-    """``--payload``: a JSON object, or ``@file.json``."""
+def parse_payload(raw: str | None, field: str = "--payload") -> dict[str, Any]:
+    """``--payload``: a JSON object, or ``@file.json``; errors name ``field`` (the console's form
+    field is ``payload``)."""
     if not raw:
         return {}
-    where = "--payload"
+    where = field
     text = raw
     if raw.startswith("@"):
         where = raw[1:]

@@ -76,6 +76,11 @@ def test_run_form_starts_an_execution_with_set_typing(console: str, home: Path) 
     bad = httpx.post(f"{console}/console/actions/run", headers=ACTION,
                      json={"path": "console/slow", "payload": "[1]"})
     assert bad.status_code == 400 and "payload must be a JSON object" in bad.json()["error"]
+    broken = httpx.post(f"{console}/console/actions/run", headers=ACTION,
+                        json={"path": "console/slow", "payload": "[1"})
+    # the form's field, not the command line's --payload
+    assert broken.status_code == 400 and broken.json()["error"].startswith("payload: invalid JSON at line 1"), \
+        broken.text
     missing = httpx.post(f"{console}/console/actions/run", headers=ACTION, json={"path": "nope"})
     assert missing.status_code == 404
 

@@ -275,7 +275,7 @@ def _payload(body: dict[str, Any]) -> dict[str, Any]:
     sets = body.get("set") or {}
     if not isinstance(sets, dict):
         raise InputError("set: a mapping of field to value")
-    return apply_sets(parse_payload(raw), [f"{key}={value}" for key, value in sets.items()])
+    return apply_sets(parse_payload(raw, "payload"), [f"{key}={value}" for key, value in sets.items()])
 
 
 def _filter(status: str, path: str, since: str, page: int) -> tuple[ExecutionFilter, str | None]:
