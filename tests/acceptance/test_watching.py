@@ -84,26 +84,93 @@ def test_logs_in_order_with_step_and_loop_index(noetl) -> None:  # type: ignore[
     assert missing.code == 2 and "execution 42 not found" in missing.stderr
 
 
-def test_status_watch_and_logs_follow_wait_for_the_end(noetl_home: Path) -> None:
+# Each round waits for the release file: the execution stays running, however slowly the machine
+# starts the `noetl` processes that look for it, until the test has seen it running and is watching.
+GATED = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: console_gated, path: console/gated}
+workload: {rounds: 6, release: ""}
+workflow:
+  - step: start
+    next: [{step: wait}]
+  - step: wait
+    loop: {in: "{{ range(workload.rounds) | list }}", iterator: i}
+    tool:
+      kind: python
+      input: {i: "{{ iter.i }}", release: "{{ workload.release }}"}
+      code: |
+        import os, time
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not os.path.exists(release):
+            time.sleep(0.05)
+        print("round", i)
+        result = {"released": os.path.exists(release)}
+    next: [{step: end}]
+  - step: end
+"""
+
+
+GATED = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: gated_loop, path: tests/gated_loop}
+workload: {release: ""}
+workflow:
+  - step: start
+    next: [{step: wait}]
+  - step: wait
+    loop: {in: "{{ range(6) | list }}", iterator: i}
+    tool:
+      kind: python
+      input: {i: "{{ iter.i }}", release: "{{ workload.release }}"}
+      code: |
+        import os, time
+        print("round", i)
+        deadline = time.monotonic() + 60
+        while i == 5 and time.monotonic() < deadline and not os.path.exists(release):
+            time.sleep(0.02)
+        result = {"round": i}
+    next: [{step: end}]
+  - step: end
+"""
+
+
+def test_status_watch_and_logs_follow_wait_for_the_end(noetl_home: Path, tmp_path: Path) -> None:
+    # The last round waits for a release file: the execution is still running when both commands
+    # attach, whatever the machine's load (a run of fixed pauses could end before they start).
+    playbook = tmp_path / "gated.yaml"
+    playbook.write_text(GATED)
+    release = tmp_path / "release"
     env = {**os.environ, "NOETL_HOME": str(noetl_home)}
-    running = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", SLOW, "--set", "rounds=6",
-                                "--set", "pause=0.25"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    running = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(playbook), "--set",
+                                f"release={release}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         execution_id = _first_running(noetl_home)
-        watched = run_noetl("status", execution_id, "--watch", home=noetl_home)
-        assert watched.code == 0, watched.stderr
-        assert f"execution {execution_id} started" in watched.stderr and "6/6" in watched.stderr
-        assert f"execution {execution_id} (console/slow): completed" in watched.stdout
-        followed = run_noetl("logs", execution_id, "--follow", home=noetl_home)
-        assert followed.code == 0
-        assert [line.split(" ", 2)[2] for line in followed.stdout.splitlines()] == [
-            f"wait[{i}]: round {i}" for i in range(6)]
+        watch = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "status", execution_id, "--watch"],
+                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        follow = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "logs", execution_id, "--follow"],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert watch.stderr is not None and follow.stdout is not None
+        first_watched = watch.stderr.readline()  # the watch has read the execution's events
+        first_followed = follow.stdout.readline()
+        assert watch.poll() is None and follow.poll() is None  # both wait while the execution runs
+        release.touch()
+        watched_out, watched_err = watch.communicate(timeout=60)
+        followed, _ = follow.communicate(timeout=60)
     finally:
-        running.wait(timeout=30)
+        release.touch()
+        running.wait(timeout=60)
+    assert watch.returncode == 0, watched_err
+    assert f"execution {execution_id} started" in first_watched + watched_err and "6/6" in watched_err
+    assert f"execution {execution_id} (tests/gated_loop): completed" in watched_out
+    assert follow.returncode == 0
+    assert [line.split(" ", 2)[2] for line in (first_followed + followed).splitlines()] == [
+        f"wait[{i}]: round {i}" for i in range(6)]
 
 
 def _first_running(home: Path) -> str:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # each look is a `noetl` process: seconds apiece on a loaded machine
     while time.monotonic() < deadline:
         rows = run_noetl("executions", "--status", "running", "--json", home=home).json()
         if rows:
