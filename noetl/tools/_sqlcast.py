@@ -112,8 +112,10 @@ def cast_rows(rows: list[dict[str, Any]], columns: list[tuple[str, str, Cast]],
                 try:
                     value = cast(value)
                 except (ValueError, TypeError, InvalidOperation) as exc:
+                    # decimal's own message is a list of signal classes: say what it means
+                    reason = "not a number" if isinstance(exc, InvalidOperation) else exc
                     raise ToolError(f"transfer: row {index}: cannot cast {field!r} = {value!r} to the type of "
-                                    f"column {column!r}: {exc}", kind="data") from None
+                                    f"column {column!r}: {reason}", kind="data") from None
             values.append(value)
         out.append(tuple(values))
     return out

@@ -177,13 +177,15 @@ def copy_pipe(table: TargetTable, *, source_conninfo: str, target_conninfo: str,
               mapping: dict[str, str] | None, chunk_size: int) -> tuple[int, int, int]:
     """Stream ``query``'s rows into the table; returns (rows read, rows written, chunks)."""
     where = "target"
+    fields: dict[str, str] | None = None
     try:
         with psycopg.connect(target_conninfo) as target, target.transaction():
             describe, describe_params = table.describe()
             table.described(target.execute(describe, describe_params).fetchall())
             where = "source"
             with psycopg.connect(source_conninfo) as source, source.cursor() as out_cursor:
-                select = table.cast_select(mapping or _query_fields(source, query, params), query)
+                fields = mapping or _query_fields(source, query, params)
+                select = table.cast_select(fields, query)
                 for statement in table.before():
                     target.execute(statement)
                 chunks = _ChunkedCopy(target, table, chunk_size)
@@ -198,8 +200,34 @@ def copy_pipe(table: TargetTable, *, source_conninfo: str, target_conninfo: str,
                 return chunks.read, chunks.written, chunks.count
     except psycopg.Error as exc:
         if where == "source":
+            if fields is not None and _is_cast_error(exc):
+                _raise_uncastable_row(table, source_conninfo, query, params, fields, chunk_size)
             raise postgres_tool.sql_error(exc, 0, 1, query, table.redactor) from None
         raise table.error(exc) from None
+
+
+def _is_cast_error(exc: psycopg.Error) -> bool:
+    """A value the pipe's ``CAST`` refused: data exceptions (class 22) and cannot_coerce (42846)."""
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith("22") or state == "42846"
+
+
+def _raise_uncastable_row(table: TargetTable, conninfo: str, query: str, params: Any, fields: dict[str, str],
+                          chunk_size: int) -> None:
+    """Raise the ``data`` error of the first source row a column cannot take, naming the row and the
+    column as the other sources do (PostgreSQL's own message names neither). Reads the source again
+    as mappings, only after the pipe failed; returns when every row casts (then PostgreSQL's message
+    is all there is)."""
+    from psycopg.rows import dict_row
+
+    plan = table.plan(fields)
+    with psycopg.connect(conninfo) as connection, \
+            connection.cursor(name="noetl_transfer_cast_check", row_factory=dict_row) as cursor:
+        cursor.execute(sql.SQL(query), params)  # type: ignore[arg-type]  # the user's query, as the pipe ran it
+        offset = 0
+        while rows := cursor.fetchmany(chunk_size):
+            cast_rows(rows, plan, offset)  # raises the row's error, as write_chunks does
+            offset += len(rows)
 
 
 def _query_fields(connection: psycopg.Connection[Any], query: str, params: Any) -> dict[str, str]:

@@ -215,5 +215,28 @@ def test_a_failure_in_the_middle_of_a_copy_pipe_leaves_the_target_as_it_was(noet
 """)
     result = noetl("run", path, "--json")
     assert result.code == 1, result.stdout + result.stderr
-    assert "x1500" in result.json()["error"]  # the cast that failed, named by PostgreSQL
+    error = result.json()["steps"]["start"]["error"]
+    # the row and the column, as for the other sources (PostgreSQL's own message names neither)
+    assert error["kind"] == "data", error
+    assert "row 1499: cannot cast 'code' = 'x1500' to the type of column 'code'" in error["message"], error
     assert pg(f"SELECT id, code FROM {dst}") == [(0, 0)]  # the first chunk and the TRUNCATE rolled back
+
+
+def test_a_copy_pipe_value_of_the_wrong_kind_names_the_row_and_the_column(noetl: Any, tmp_path: Path,
+                                                                           pg: Any) -> None:
+    src, dst = f"kind_{uuid.uuid4().hex[:8]}", f"kind_dst_{uuid.uuid4().hex[:8]}"
+    pg(f"CREATE TABLE {src} (id int, meta jsonb)")
+    pg(f"INSERT INTO {src} VALUES (1, '3'), (2, '{{\"g\": 2}}')")
+    pg(f"CREATE TABLE {dst} (id int, total numeric)")
+    path = write(tmp_path, HEADER + f"""\
+  - step: start
+    tool:
+      kind: transfer
+      source: {{type: postgres, auth: pg_local, query: "SELECT id, meta FROM {src} ORDER BY id"}}
+      target: {{type: postgres, auth: pg_local, table: {dst}, mapping: {{id: id, total: meta}}}}
+""")
+    result = noetl("run", path, "--json")
+    assert result.code == 1, result.stdout + result.stderr
+    message = result.json()["steps"]["start"]["error"]["message"]
+    assert "row 1: cannot cast 'meta' = {'g': 2} to the type of column 'total': not a number" in message, message
+    assert pg(f"SELECT count(*) FROM {dst}") == [(0,)]
