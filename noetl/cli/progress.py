@@ -100,11 +100,11 @@ class _Counting:
 
     def routing_location(self, event: Event) -> list[str]:
         """Where a step that failed while routing (its `set`, an arc) went wrong: no call error said it."""
-        from noetl.dsl.codelines import error_location
-
         error = event.error or {}
         if error.get("kind") != "routing" or self.source is None or event.execution_id != self.root:
             return []
+        from noetl.dsl.codelines import error_location  # parses the playbook text, only for such a failure
+
         at = error_location(self.source.text, event.node_name or "", error, self.source.file)
         return [f"      at {at}"] if at else []
 
