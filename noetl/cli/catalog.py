@@ -24,10 +24,11 @@ def _playbook_files(target: str) -> list[Path]:
     return [path]
 
 
-def _register(obj: Any, target: str) -> list[dict[str, Any]]:
+def _register(obj: Any, target: str, *, credentials_only: bool = False) -> list[dict[str, Any]]:
     from noetl.cli.registration import prepare_all, register_local, register_remote
 
-    prepared = prepare_all(_playbook_files(target))  # all checked before any is stored
+    # all checked before any is stored
+    prepared = prepare_all(_playbook_files(target), credentials_only=credentials_only)
     if obj.server_url:
         return [register_remote(obj.server_url, item) for item in prepared]
 
@@ -124,11 +125,24 @@ def install(cli: click.Group) -> None:
         source = file or (target if what in ("credential", "playbook") else what)
         if not source:
             raise InputError("register needs a file: noetl register credential -f FILE, or noetl register FILE")
-        _echo(_register(obj, source))
+        _echo(_register(obj, source, credentials_only=what == "credential"))
 
     @cli.group()
     def credential() -> None:
         """Stored credentials (encrypted at rest; listed without their data)."""
+
+    @credential.command("register")
+    @click.argument("target", required=False)
+    @click.option("-f", "--file", "file", help="Credential file (YAML or JSON; one, a list, or several documents).")
+    @server_options
+    @click.pass_obj
+    @handle_errors
+    def credential_register(obj: Any, target: str | None, file: str | None) -> None:
+        """Store the credentials of FILE (the same as `noetl register credential -f FILE`)."""
+        source = file or target
+        if not source:
+            raise InputError("credential register needs a file: noetl credential register -f FILE")
+        _echo(_register(obj, source, credentials_only=True))
 
     @credential.command("list")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -36,7 +36,9 @@ def looks_like_credentials(text: str, file: str = "<file>") -> bool:
                                         or ("type" in first and "data" in first and "workflow" not in first))
 
 
-def prepare(file: Path) -> Prepared:
+def prepare(file: Path, *, credentials_only: bool = False) -> Prepared:
+    """``file`` read and checked; ``credentials_only``: the user said it is a credential file
+    (`register credential -f FILE`), so its problems are told as a credential's."""
     from noetl.credentials import load_credential_file
     from noetl.dsl.parse import load_playbook_text
 
@@ -44,13 +46,26 @@ def prepare(file: Path) -> Prepared:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{file}: cannot read: {exc}") from None
-    if looks_like_credentials(text, str(file)):
+    if credentials_only and _looks_like_playbook(text, str(file)):
+        raise InputError(f"{file}: this is a playbook, not a credential; register it with: "
+                         f"noetl catalog register {file}")
+    if credentials_only or looks_like_credentials(text, str(file)):
         return Prepared(file, text, credentials=load_credential_file(file))
     return Prepared(file, text, playbook=load_playbook_text(text, str(file), file.resolve().parent).require())
 
 
-def prepare_all(files: list[Path]) -> list[Prepared]:
-    return [prepare(file) for file in files]
+def _looks_like_playbook(text: str, file: str) -> bool:
+    from noetl.safeyaml import load_yaml_all
+
+    try:
+        first = next((doc for doc in load_yaml_all(text, file) if doc is not None), None)
+    except NoetlError:
+        return False  # not readable YAML: the credential check reports it
+    return isinstance(first, dict) and "workflow" in first
+
+
+def prepare_all(files: list[Path], *, credentials_only: bool = False) -> list[Prepared]:
+    return [prepare(file, credentials_only=credentials_only) for file in files]
 
 
 async def register_local(store: Any, item: Prepared) -> dict[str, Any]:

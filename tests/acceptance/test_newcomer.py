@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from acceptance.conftest import run_noetl
@@ -65,3 +66,30 @@ def test_a_schedule_of_a_catalog_path_named_like_a_directory_runs_the_catalog_en
                              "--to", "2026-03-30T23:00:00Z", home=tmp_path)
     assert code == 0, err
     assert out.split()[-1] == "completed"
+
+
+def test_credential_register_is_the_credential_group_s_way_to_register(tmp_path: Path) -> None:
+    # `noetl credential list|delete` are there, so `noetl credential register` is what users try
+    code, out, err = in_repo("credential", "register", "-f", "examples/credentials/pg_local.yaml", home=tmp_path)
+    assert code == 0, err
+    assert [(doc["kind"], [c["name"] for c in doc["registered"]]) for doc in json.loads(out)] == \
+        [("Credential", ["pg_local"])]
+    assert in_repo("credential", "list", home=tmp_path)[1].split() == ["pg_local", "postgres"]
+    code, _, err = in_repo("credential", "register", home=tmp_path)
+    assert (code, err.strip()) == (2, "error: credential register needs a file: noetl credential register -f FILE")
+
+
+def test_registering_a_playbook_as_a_credential_says_so_and_stores_nothing(tmp_path: Path) -> None:
+    for command in (("register", "credential", "-f"), ("credential", "register", "-f")):
+        code, _, err = in_repo(*command, "examples/hello/hello.yaml", home=tmp_path)
+        assert (code, err.strip()) == (2, "error: examples/hello/hello.yaml: this is a playbook, not a credential; "
+                                          "register it with: noetl catalog register examples/hello/hello.yaml")
+    assert in_repo("catalog", "list", home=tmp_path)[1].strip() == ""
+
+
+def test_a_credential_file_missing_its_data_is_told_as_a_credential(tmp_path: Path) -> None:
+    # not as a playbook missing its `workflow`: the user said it is a credential
+    bad = tmp_path / "cred.yaml"
+    bad.write_text("name: pg_x\ntype: postgres\n")
+    code, _, err = in_repo("register", "credential", "-f", str(bad), home=tmp_path)
+    assert (code, err.strip()) == (2, f"error: {bad}: credential 'pg_x' needs a non-empty `data` mapping")
