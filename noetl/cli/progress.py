@@ -29,7 +29,7 @@ class PlaybookSource:
     text: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
 class LoopCount:
     total: int
     started: float | None

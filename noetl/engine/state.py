@@ -18,7 +18,7 @@ from noetl.engine.cursor import CursorRun, fold_frame_report
 from noetl.engine.events import Event
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
 class LoopRun:
     """One entry of a loop step: its items and what its iterations reported (facts only: which
     iterations are out at a time is the decider's window, see ``noetl.engine.decide.issued_count``)."""
@@ -86,7 +86,7 @@ class LoopRun:
         return next((r for r in self.results if looks_like_error(r)), None)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
 class StepRun:
     name: str
     entry: int
@@ -101,7 +101,7 @@ class StepRun:
     names: dict[str, Any] = field(default_factory=dict)  # bare keys of task-level `set` (meta.names)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
 class ExecutionState:
     execution_id: str = ""
     path: str = ""

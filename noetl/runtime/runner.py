@@ -50,7 +50,7 @@ class Outcome:
 _NO_RESULT = object()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
 class _Pipeline:
     command: Command
     iter_vars: dict[str, Any]
