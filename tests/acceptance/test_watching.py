@@ -84,33 +84,6 @@ def test_logs_in_order_with_step_and_loop_index(noetl) -> None:  # type: ignore[
     assert missing.code == 2 and "execution 42 not found" in missing.stderr
 
 
-# Each round waits for the release file: the execution stays running, however slowly the machine
-# starts the `noetl` processes that look for it, until the test has seen it running and is watching.
-GATED = """
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata: {name: console_gated, path: console/gated}
-workload: {rounds: 6, release: ""}
-workflow:
-  - step: start
-    next: [{step: wait}]
-  - step: wait
-    loop: {in: "{{ range(workload.rounds) | list }}", iterator: i}
-    tool:
-      kind: python
-      input: {i: "{{ iter.i }}", release: "{{ workload.release }}"}
-      code: |
-        import os, time
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not os.path.exists(release):
-            time.sleep(0.05)
-        print("round", i)
-        result = {"released": os.path.exists(release)}
-    next: [{step: end}]
-  - step: end
-"""
-
-
 GATED = """
 apiVersion: noetl.io/v2
 kind: Playbook
@@ -147,17 +120,16 @@ def test_status_watch_and_logs_follow_wait_for_the_end(noetl_home: Path, tmp_pat
                                 f"release={release}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         execution_id = _first_running(noetl_home)
-        watch = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "status", execution_id, "--watch"],
-                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        follow = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "logs", execution_id, "--follow"],
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert watch.stderr is not None and follow.stdout is not None
-        first_watched = watch.stderr.readline()  # the watch has read the execution's events
-        first_followed = follow.stdout.readline()
-        assert watch.poll() is None and follow.poll() is None  # both wait while the execution runs
-        release.touch()
-        watched_out, watched_err = watch.communicate(timeout=60)
-        followed, _ = follow.communicate(timeout=60)
+        with _noetl_process("status", execution_id, "--watch", env=env) as watch, \
+                _noetl_process("logs", execution_id, "--follow", env=env) as follow:
+            assert watch.stdout is not None and watch.stderr is not None and follow.stdout is not None
+            first_watched = watch.stderr.readline()  # the watch has read the execution's events
+            first_followed = follow.stdout.readline()
+            assert watch.poll() is None and follow.poll() is None  # both wait while the execution runs
+            release.touch()
+            # Read on through the same buffered streams: communicate() reads the pipes themselves and
+            # would miss what readline() has already buffered.
+            watched_err, watched_out, followed = watch.stderr.read(), watch.stdout.read(), follow.stdout.read()
     finally:
         release.touch()
         running.wait(timeout=60)
@@ -167,6 +139,12 @@ def test_status_watch_and_logs_follow_wait_for_the_end(noetl_home: Path, tmp_pat
     assert follow.returncode == 0
     assert [line.split(" ", 2)[2] for line in (first_followed + followed).splitlines()] == [
         f"wait[{i}]: round {i}" for i in range(6)]
+
+
+def _noetl_process(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`noetl ARGS` with its output on pipes; leaving its ``with`` block waits for it to end."""
+    return subprocess.Popen([sys.executable, "-m", "noetl.cli.main", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def _first_running(home: Path) -> str:
