@@ -26,9 +26,18 @@ SLOW_STEP = """
 apiVersion: noetl.io/v2
 kind: Playbook
 metadata: {name: slow, path: tests/slow}
+workload: {marker: ""}
 workflow:
   - step: start
-    tool: {kind: python, code: "import time; time.sleep(2.5); result = {'slept': True}"}
+    tool:
+      kind: python
+      input: {marker: "{{ workload.marker }}"}
+      code: |
+        import time
+        with open(marker, "a") as runs:
+            runs.write("run\\n")
+        time.sleep(2.5)
+        result = {'slept': True}
     next: [{step: end}]
   - step: end
     tool: {kind: noop}
@@ -73,14 +82,17 @@ def leased_by(cluster: Cluster, worker: str) -> int:
 
 
 @pytest.mark.slow
-def test_kill_9_of_a_worker_in_the_middle_of_a_step(cluster_factory: Any) -> None:
-    cluster = cluster_factory(lease_seconds=1)
+def test_kill_9_of_a_worker_in_the_middle_of_a_step(cluster_factory: Any, tmp_path: Path) -> None:
+    # A 3 s lease, renewed every second. A loaded machine can hold a worker's heartbeat up for most of a
+    # second; a 1 s lease then lapses under a live worker, and the step runs once more than this test means.
+    cluster = cluster_factory(lease_seconds=3)
     cluster.start_server()
     cluster.register(SLOW_STEP)
     cluster.start_worker("doomed")
-    execution_id = cluster.execute("tests/slow")
-    wait_for(lambda: leased_by(cluster, "doomed") == 1, what="the step to start")
-    time.sleep(0.5)
+    marker = tmp_path / "runs.txt"
+    execution_id = cluster.execute("tests/slow", {"marker": str(marker)})
+    wait_for(marker.exists, what="the step to start")  # its code runs: 2.5 s of it are left
+    assert leased_by(cluster, "doomed") == 1
     cluster.stop_worker("doomed", signal.SIGKILL)
     cluster.start_worker("rescuer")
     doc = cluster.wait(execution_id, timeout=60)
@@ -89,6 +101,7 @@ def test_kill_9_of_a_worker_in_the_middle_of_a_step(cluster_factory: Any) -> Non
     attempt, worker = cluster.sql("SELECT meta->>'attempt', meta->>'worker' FROM noetl.event WHERE execution_id = %s"
                                   " AND event_type = 'call.done' AND node_name = 'start'", int(execution_id))[0]
     assert (attempt, worker) == ("2", "rescuer")
+    assert marker.read_text() == "run\nrun\n"  # the killed run and the rescuer's
     # The rescuer's step runs reach /metrics at its next flush (every reaper round).
     wait_for(lambda: steps_metric(cluster) == {"completed": 2.0, "failed": 0.0}, timeout=10, what="step metrics")
 
