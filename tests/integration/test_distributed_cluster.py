@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 from support.pgcluster import free_port
+from support.waiting import STARTUP_SECONDS
 
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL = ("completed", "failed", "cancelled")
@@ -64,7 +65,7 @@ class Cluster:
     def start_server(self) -> None:
         self.server = self._spawn("server", "server", "start", "--host", "127.0.0.1", "--port", str(self.port),
                                   "--log-level", "warning")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP_SECONDS
         while time.monotonic() < deadline:
             if self.server.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log('server')}")

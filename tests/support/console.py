@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from noetl.demo.postgres import free_port
+from support.waiting import STARTUP_SECONDS
 
 
 @contextmanager
@@ -44,7 +45,7 @@ def console_process(home: Path, *, token: str | None = None, tokens: str | None 
 
 
 def _wait_ready(url: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"noetl ui exited: {process.stderr.read() if process.stderr else ''}")
@@ -53,4 +54,4 @@ def _wait_ready(url: str, process: subprocess.Popen[str]) -> None:
             return
         except httpx.HTTPError:
             time.sleep(0.1)
-    raise RuntimeError("noetl ui did not start within 20 s")
+    raise RuntimeError(f"noetl ui did not start within {STARTUP_SECONDS} s")

@@ -8,6 +8,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# How long a `noetl` server (or console) process may take to answer its first request. Seconds on an
+# idle machine; a CI runner busy with the rest of the suite has been seen to need more than 30.
+STARTUP_SECONDS = 90
+
 
 def until(what: str, check: Callable[[], T], seconds: float = 60) -> T:
     """The first truthy value of ``check()``, polled every 0.1 s; AssertionError after ``seconds``."""
