@@ -19,20 +19,25 @@ TRIGGER_STATUSES = ("completed", "failed")
 Starter = Callable[[TriggerRecord, str, dict[str, Any]], Awaitable[None]]
 
 
-def checked_trigger(*, on_path: str, on: str, run: str, name: str | None = None, where: str = "") -> TriggerRecord:
-    """A trigger record whose every field is valid; ``where`` prefixes the field names in errors."""
+def checked_trigger(*, on_path: str, on: str, run: str, name: str | None = None,
+                    where: str | None = None) -> TriggerRecord:
+    """A trigger record whose every field is valid. Errors name the command line's options when
+    ``where`` is None, else the body's field names prefixed with ``where`` ("" for the API)."""
+    def field(name: str) -> str:
+        return "--" + name.replace("_", "-") if where is None else f"{where}{name}"
+
     if on not in TRIGGER_STATUSES:
-        raise InputError(f"{where or '--'}on: expected one of {', '.join(TRIGGER_STATUSES)}, got {on!r}")
+        raise InputError(f"{field('on')}: expected one of {', '.join(TRIGGER_STATUSES)}, got {on!r}")
     if not on_path or not on_path.strip():
-        raise InputError(f"{where or '--'}on-path: a trigger needs the path it watches")
+        raise InputError(f"{field('on_path')}: a trigger needs the path it watches")
     if not run or not run.strip():
-        raise InputError(f"{where or '--'}run: a trigger needs the catalog path it starts")
+        raise InputError(f"{field('run')}: a trigger needs the catalog path it starts")
     on_path, run = on_path.removeprefix("catalog://"), run.removeprefix("catalog://")
     if on_path == run:
-        raise InputError(f"{where or '--'}run: a trigger cannot start the path it watches ({run!r} would loop)")
+        raise InputError(f"{field('run')}: a trigger cannot start the path it watches ({run!r} would loop)")
     chosen = name or f"{on_path}:{on}:{run}"
     if "/" in chosen and name:
-        raise InputError(f"{where or '--'}name: a trigger name has no '/', got {name!r}")
+        raise InputError(f"{field('name')}: a trigger name has no '/', got {name!r}")
     return TriggerRecord(name=chosen.replace("/", "."), on_path=on_path, on_status=on, run_path=run)
 
 

@@ -23,18 +23,23 @@ from noetl.store.base import ScheduleRecord, Store
 
 def checked_schedule(*, name: str, path: str, cron: str, timezone: str = "UTC", payload: Any = None,
                      overlap: str = "skip", catchup: str = "latest", enabled: bool = True, source: str = "cli",
-                     where: str = "") -> ScheduleRecord:
-    """A schedule record whose every field is valid; ``where`` prefixes the field names in errors."""
+                     where: str | None = None) -> ScheduleRecord:
+    """A schedule record whose every field is valid. Errors name the command line's options when
+    ``where`` is None, else the field names prefixed with ``where`` ("" for the API's body fields,
+    ``schedules[0].`` for a playbook's)."""
+    def field(option: str, name: str) -> str:
+        return option if where is None else f"{where}{name}"
+
     if not name or not str(name).strip():
-        raise InputError(f"{where}name: a schedule needs a name")
+        raise InputError(f"{field('--name', 'name')}: a schedule needs a name")
     if payload is not None and not isinstance(payload, dict):
-        raise InputError(f"{where}payload: must be a JSON object, got {type(payload).__name__}")
-    check_zone(timezone, f"{where}timezone" if where else "--tz")
+        raise InputError(f"{field('--payload', 'payload')}: must be a JSON object, got {type(payload).__name__}")
+    check_zone(timezone, field("--tz", "timezone"))
     return ScheduleRecord(
-        name=str(name), path=str(path), cron=check_cron(cron, f"{where}cron" if where else "--cron"),
+        name=str(name), path=str(path), cron=check_cron(cron, field("--cron", "cron")),
         timezone=str(timezone), payload=dict(payload or {}),
-        overlap=check_choice(overlap, OVERLAP_POLICIES, f"{where}overlap" if where else "--overlap"),
-        catchup=check_choice(catchup, CATCHUP_POLICIES, f"{where}catchup" if where else "--catchup"),
+        overlap=check_choice(overlap, OVERLAP_POLICIES, field("--overlap", "overlap")),
+        catchup=check_choice(catchup, CATCHUP_POLICIES, field("--catchup", "catchup")),
         enabled=bool(enabled), source=source)
 
 

@@ -87,6 +87,8 @@ def test_a_trigger_fires_once_on_its_status_only(url: str) -> None:
                                                                         ("failed", "tests/on_fail")]
                 bad = await client.post("/api/triggers", json={"on_path": "tests/source", "on": "done", "run": "x"})
                 assert bad.status_code == 400
+                # the body's field, not the command line's --on
+                assert bad.json()["error"] == "on: expected one of completed, failed, got 'done'", bad.text
 
                 ok = (await client.post("/api/execute", json={"path": "tests/source"})).json()["execution_id"]
                 assert (await finished(store, ok)).status == "completed"
