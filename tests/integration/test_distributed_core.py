@@ -4,6 +4,7 @@ and batching keeps every guarantee of a single report (lease checks, duplicates,
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from typing import Any
 
@@ -14,6 +15,7 @@ from test_distributed_cluster import create_database
 from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.runtime.distributed import DecisionCore, UnstorableReport
+from noetl.store.base import ExecutionRecord
 from noetl.store.postgres import PostgresStore
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
 
@@ -27,6 +29,18 @@ workflow:
     loop: {in: "{{ range(workload.n) | list }}", iterator: i, spec: {mode: parallel, max_in_flight: 50}}
     tool: {kind: noop}
 """
+
+
+async def ended(store: PostgresStore, execution_id: str, seconds: float = 60) -> ExecutionRecord:
+    """The execution's record once it has ended: polled until a deadline (a number of polls would
+    be over sooner on a loaded machine, where each query and the worker's steps take longer)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        record = await store.get_execution(execution_id)
+        if record is not None and record.status != "running":
+            return record
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"execution {execution_id} still running after {seconds} s")
 
 
 class CountingStore(PostgresStore):
@@ -196,13 +210,9 @@ def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str) -> None
         await store.open()
         try:
             execution_id = await DecisionCore(store).submit(playbook_text=NAN)
-            for _ in range(200):
-                record = await store.get_execution(execution_id)
-                if record is not None and record.status != "running":
-                    break
-                await asyncio.sleep(0.05)
+            record = await ended(store, execution_id)
             events = await store.list_events(execution_id)
-            return record.status if record else "missing", [e.error for e in events if e.event_type == ev.CALL_ERROR]
+            return record.status, [e.error for e in events if e.event_type == ev.CALL_ERROR]
         finally:
             worker.request_stop()
             await running
@@ -335,12 +345,7 @@ def test_a_busy_worker_keeps_its_chains_without_going_through_the_queue(url: str
         try:
             await asyncio.sleep(0.3)  # the worker has opened its store and started leasing
             execution_id = await DecisionCore(store).submit(playbook_text=LONG_CHAIN)
-            for _ in range(200):
-                record = await store.get_execution(execution_id)
-                if record is not None and record.status != "running":
-                    break
-                await asyncio.sleep(0.05)
-            assert record is not None
+            record = await ended(store, execution_id)
             return leased_from_queue, record.status
         finally:
             worker.stop.set()
@@ -377,12 +382,7 @@ def test_a_worker_leases_from_the_queue_only_when_work_may_be_waiting_there(url:
         try:
             await asyncio.sleep(0.3)
             execution_id = await DecisionCore(store).submit(playbook_text=LONG_CHAIN)
-            for _ in range(200):
-                record = await store.get_execution(execution_id)
-                if record is not None and record.status != "running":
-                    break
-                await asyncio.sleep(0.05)
-            assert record is not None
+            record = await ended(store, execution_id)
             return len(calls_after_first), record.status
         finally:
             worker.request_stop()
