@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import click
 
 from noetl.cli.app import Context, cli, echo_rows, handle_errors, run_sync, with_store
-from noetl.engine.events import Event
+from noetl.engine.events import EXECUTION_STATUSES, Event
 from noetl.engine.logs import LogLine, log_lines, merged, streamed_lines
 from noetl.errors import NotFoundError
 
@@ -120,7 +120,7 @@ def watch_with_progress(obj: Context, execution_id: str, playbook_file: str | No
 
 
 @cli.command("executions")
-@click.option("--status", type=click.Choice(["running", "completed", "failed", "cancelled"]), default=None,
+@click.option("--status", type=click.Choice(EXECUTION_STATUSES), default=None,
               help="Only executions with this status.")
 @click.option("--path", default=None, help="Only executions whose playbook path contains this text.")
 @click.option("--since", default=None, help="Started since: an ISO date/time (UTC) or an age like 30m, 2h, 7d.")

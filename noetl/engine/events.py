@@ -38,6 +38,7 @@ EVENT_TYPES = (
 )
 
 TERMINAL_EVENT_TYPES = (PLAYBOOK_COMPLETED, PLAYBOOK_FAILED, EXECUTION_CANCELLED)
+EXECUTION_STATUSES = ("running", "completed", "failed", "cancelled")  # what an execution's row says
 
 
 @dataclass(slots=True)

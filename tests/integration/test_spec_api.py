@@ -336,6 +336,7 @@ def test_bad_input_is_4xx_json_never_500(cluster: Cluster) -> None:
         ("GET", "/api/executions/999/events", None, 404),
         ("GET", "/api/executions?limit=abc", None, 422),
         ("GET", "/api/executions?limit=0", None, 422),
+        ("GET", "/api/executions?status=bogus", None, 400),  # not an empty list: no execution has it
         ("GET", "/api/executions/1/events?after_id=x", None, 422),
         ("POST", "/api/credentials", {"name": "x"}, 400),
         ("POST", "/api/credentials", "nope", 422),

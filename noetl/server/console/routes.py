@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
+from noetl.engine.events import EXECUTION_STATUSES
 from noetl.errors import InputError, NoetlError, NotFoundError
 from noetl.server.console import readmodel, source
 from noetl.server.console.auth import ConsoleAuthError, RoleLookup, allows, page_role, require_action
@@ -26,7 +27,7 @@ from noetl.server.console.graph import playbook_graph
 from noetl.server.console.render import HERE, diff_lines, environment, workload_fields
 from noetl.server.console.source import ConsoleSource, ExecutionFilter
 
-STATUSES = ("running", "completed", "failed", "cancelled")
+STATUSES = EXECUTION_STATUSES
 PAGE_SIZE = 50
 MAX_PAGE_EVENTS = 2000
 MAX_PAGE_LOG_LINES = 5000  # streamed lines on an execution's page (`noetl logs` prints them all)

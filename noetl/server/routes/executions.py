@@ -50,6 +50,8 @@ async def list_executions(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> list[dict[str, Any]]:
+    if status is not None and status not in ev.EXECUTION_STATUSES:
+        raise InputError(f"status: {status!r} is not one of {', '.join(ev.EXECUTION_STATUSES)}")
     records = await state.store.list_executions(status=status, parent_execution_id=parent_execution_id,
                                                 path=path or None, started_since=since or None,
                                                 limit=limit, offset=offset)

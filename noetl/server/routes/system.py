@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 
+from noetl.engine.events import EXECUTION_STATUSES
 from noetl.errors import ForbiddenError, InputError, StoreError
 from noetl.server.auth import requires
 from noetl.server.schemas import SqlRequest
@@ -54,7 +55,6 @@ async def metrics(state: State) -> Response:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-EXECUTION_STATUSES = ("running", "completed", "failed", "cancelled")
 STEP_STATUSES = ("completed", "failed")
 
 
