@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from support.waiting import until
 
 from .conftest import CONFORMANCE, FIXTURES, run_noetl
 
@@ -137,32 +137,43 @@ def test_print_output_is_captured_in_the_event(noetl) -> None:  # type: ignore[n
 
 
 def test_cancel_a_running_execution(noetl_home: Path, tmp_path: Path) -> None:
+    # The first iteration waits for the release file, so the execution is still running when the
+    # test finds it, however long the machine takes to start `noetl run`; the test releases it only
+    # after the cancel, and the other 49 iterations (0.2 s each) would outlast the cancel's notice.
     slow = tmp_path / "slow.yaml"
+    release = tmp_path / "release"
     slow.write_text("""\
 apiVersion: noetl.io/v2
 kind: Playbook
 metadata: {name: slow}
+workload: {release: ""}
 workflow:
   - step: start
     loop: {in: "{{ range(50) | list }}", iterator: i}
-    tool: {kind: python, code: "import time\\ntime.sleep(0.2)\\nresult = 1"}
+    tool:
+      kind: python
+      input: {i: "{{ iter.i }}", release: "{{ workload.release }}"}
+      code: |
+        import os, time
+        deadline = time.monotonic() + 60
+        while i == 0 and time.monotonic() < deadline and not os.path.exists(release):
+            time.sleep(0.02)
+        time.sleep(0.2)
+        result = 1
 """)
     env = {"NOETL_HOME": str(noetl_home)}
     import os
 
-    proc = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(slow), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env})
-    execution_id = None
-    deadline = time.monotonic() + 20
-    while execution_id is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        listing = run_noetl("query", "--help", home=noetl_home)  # keeps the CLI warm; ids come from the store
-        del listing
-        execution_id = _running_execution(noetl_home)
-    assert execution_id, "the execution never started"
-    cancelled = run_noetl("cancel", execution_id, home=noetl_home)
-    assert cancelled.code == 0, cancelled.stderr
-    out, _ = proc.communicate(timeout=30)
+    proc = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(slow), "--set", f"release={release}",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **env})
+    try:
+        execution_id = until("the execution to start", lambda: _running_execution(noetl_home))
+        cancelled = run_noetl("cancel", execution_id, home=noetl_home)
+        assert cancelled.code == 0, cancelled.stderr
+    finally:
+        release.touch()
+    out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1
     doc = json.loads(out)
     assert doc["status"] == "cancelled"

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from support.waiting import until
+
 from .conftest import run_noetl
-from .test_cli import _running_execution, assert_one_line_error
+from .test_cli import assert_one_line_error
 
 CHILD = """\
 apiVersion: noetl.io/v2
@@ -121,38 +123,54 @@ workflow:
 
 
 def test_cancelling_a_parent_cancels_its_children(noetl_home: Path, tmp_path: Path) -> None:
+    # The child's first iteration waits for the release file (given only after the cancel): both
+    # executions are running when the test looks for them, however slowly `noetl run` starts.
     write(tmp_path / "slow_child.yaml", """\
 apiVersion: noetl.io/v2
 kind: Playbook
 metadata: {name: slow_child, path: lib/slow_child}
+workload: {release: RELEASE}
 workflow:
   - step: start
     loop: {in: "{{ range(100) | list }}", iterator: i}
-    tool: {kind: python, code: "import time\\ntime.sleep(0.1)\\nresult = 1"}
-""")
+    tool:
+      kind: python
+      input: {i: "{{ iter.i }}", release: "{{ workload.release }}"}
+      code: |
+        import os, time
+        deadline = time.monotonic() + 60
+        while i == 0 and time.monotonic() < deadline and not os.path.exists(release):
+            time.sleep(0.02)
+        time.sleep(0.1)
+        result = 1
+""".replace("RELEASE", str(tmp_path / "release")))
     top = write(tmp_path / "top.yaml", parent("{kind: playbook, path: slow_child.yaml}"))
     proc = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(top), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "NOETL_HOME": str(noetl_home)})
-    deadline = time.monotonic() + 20
-    child_id = None
-    while child_id is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        rows = run_noetl("query", "SELECT execution_id FROM execution WHERE parent_execution_id IS NOT NULL "
-                         "AND status = 'running'", "--format", "json", home=noetl_home)
-        child_id = str(rows.json()[0]["execution_id"]) if rows.code == 0 and rows.json() else None
-    parent_id = _running_execution(noetl_home)
-    assert child_id and parent_id
-    rows = run_noetl("query", f"SELECT execution_id FROM execution WHERE execution_id = '{child_id}' "
-                     f"AND parent_execution_id = '{parent_id}'", "--format", "json", home=noetl_home).json()
-    if not rows:  # _running_execution may have picked the child: the parent is its parent
-        parent_id = str(run_noetl("query", f"SELECT parent_execution_id FROM execution WHERE execution_id = "
-                                  f"'{child_id}'", "--format", "json", home=noetl_home).json()[0]["parent_execution_id"])
-    assert run_noetl("cancel", parent_id, home=noetl_home).code == 0
-    out, _ = proc.communicate(timeout=30)
+    try:
+        child_id, parent_id = until("the child execution to start", lambda: _running_child(noetl_home))
+        assert run_noetl("cancel", parent_id, home=noetl_home).code == 0
+    finally:
+        (tmp_path / "release").touch()
+    out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 1 and json.loads(out)["status"] == "cancelled"
     child = run_noetl("status", child_id, "--json", home=noetl_home).json()
     assert child["status"] == "cancelled"
+
+
+def _running_child(home: Path) -> tuple[str, str] | None:
+    """A running child execution and its parent, read from the local store."""
+    db = home / "noetl.db"
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT execution_id, parent_execution_id FROM execution "
+                               "WHERE parent_execution_id IS NOT NULL AND status = 'running'").fetchone()
+    except sqlite3.Error:
+        return None
+    return (str(row[0]), str(row[1])) if row else None
 
 
 LENIENT_CHILD = """\
