@@ -132,6 +132,11 @@ class Context:
     def server_url(self, value: str | None) -> None:
         self._server_url = value
 
+    @property
+    def server_from_options(self) -> bool:
+        """Whether the server was named on the command line (else it comes from NOETL_SERVER_URL)."""
+        return self._server_url is not None
+
 
 class LazyGroup(click.Group):
     """A group whose commands live in modules imported only when one of their commands is used.

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from noetl.cli.app import PORT, cli, handle_errors, require_listenable, run_sync
-from noetl.errors import InputError
+from noetl.errors import ForbiddenError, InputError
 
 
 def _database_url(url: str | None) -> str:
@@ -174,10 +174,11 @@ def install(cli: click.Group) -> None:
             try:
                 result = post_json(obj.server_url, "/api/postgres/execute", {"query": sql, "schema": schema,
                                                                               "write": write})
-            except InputError as exc:
-                raise InputError(f"{exc} (the query went to the server at {obj.server_url} because a server URL "
-                                 "is set; its SQL endpoint is off unless the server runs with "
-                                 "NOETL_ENABLE_SQL_API=true; unset NOETL_SERVER_URL to query the local store)") from None
+            except ForbiddenError as exc:  # the endpoint is off, or this token's role may not use it
+                why = ("--server-url/--host/--port was given" if obj.server_from_options
+                       else "NOETL_SERVER_URL is set")
+                raise ForbiddenError(f"{exc} (the query went to the server at {obj.server_url} because {why}; "
+                                     "without it, noetl query reads the local store)") from None
         else:
             from noetl.cli.local_query import query_local
 

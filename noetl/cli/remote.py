@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from noetl.errors import InputError, NoetlError, NotFoundError
+from noetl.errors import ForbiddenError, InputError, NoetlError, NotFoundError
 
 
 def _client(server_url: str) -> Any:
@@ -23,7 +23,9 @@ def _client(server_url: str) -> Any:
 def _check(response: Any, what: str) -> Any:
     if response.status_code == 404:
         raise NotFoundError(_detail(response) or f"{what}: not found")
-    if response.status_code in (400, 401, 403, 409, 422):
+    if response.status_code == 403:
+        raise ForbiddenError(f"{what}: {_detail(response)}")
+    if response.status_code in (400, 401, 409, 422):
         raise InputError(f"{what}: {_detail(response)}")
     if response.status_code >= 500:
         raise NoetlError(f"{what}: server error {response.status_code}: {_detail(response)}")

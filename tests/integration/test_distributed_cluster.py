@@ -198,7 +198,7 @@ workflow:
 """
 
 
-def test_health_auth_and_bad_input(cluster_factory: Any) -> None:
+def test_health_auth_and_bad_input(cluster_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = cluster_factory(env={"NOETL_API_TOKEN": "s3cret-token"})
     cluster.start_server()
     assert httpx.get(f"{cluster.url}/api/health").status_code == 401
@@ -223,6 +223,14 @@ def test_health_auth_and_bad_input(cluster_factory: Any) -> None:
                                           headers={"Content-Type": "application/json"})
         assert response.status_code == expected, (method, path, response.text)
         assert "error" in response.json()
+    # `noetl query` with a server given: why the query went there, and how to query the local store
+    monkeypatch.setenv("NOETL_API_TOKEN", "s3cret-token")  # the command's token (the server has started)
+    refused = cluster.cli("query", "select 1")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "the SQL endpoint is disabled" in refused.stderr, refused.stderr
+    assert refused.stderr.rstrip().endswith(f"(the query went to the server at {cluster.url} because "
+                                            "--server-url/--host/--port was given; without it, noetl query "
+                                            "reads the local store)"), refused.stderr
 
 
 def test_server_restart_while_executions_run(cluster_factory: Any) -> None:
