@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -12,24 +13,28 @@ from support.console import console_process
 from tests.console.conftest import HERE, noetl
 
 ACTION = {"X-NoETL-Console": "1"}
+# httpx's default 5 s is short for a page of `noetl ui` on a loaded 2-core machine.
+HTTP_SECONDS = 30
+get = functools.partial(httpx.get, timeout=HTTP_SECONDS)
+post = functools.partial(httpx.post, timeout=HTTP_SECONDS)
 
 
 def test_list_shows_executions_with_status_and_filters(console: str, runs: dict[str, str]) -> None:
-    page = httpx.get(f"{console}/").text
+    page = get(f"{console}/").text
     assert runs["loop"] in page and runs["slow"] in page
-    failed = httpx.get(f"{console}/", params={"status": "failed"}).text
+    failed = get(f"{console}/", params={"status": "failed"}).text
     assert runs["loop"] in failed and runs["slow"] not in failed
-    by_path = httpx.get(f"{console}/", params={"path": "console/slow"}).text
+    by_path = get(f"{console}/", params={"path": "console/slow"}).text
     assert runs["slow"] in by_path and runs["loop"] not in by_path
-    assert runs["loop"] not in httpx.get(f"{console}/", params={"since": "2999-01-01"}).text
-    bad = httpx.get(f"{console}/", params={"since": "yesterday-ish"}).text
+    assert runs["loop"] not in get(f"{console}/", params={"since": "2999-01-01"}).text
+    bad = get(f"{console}/", params={"since": "yesterday-ish"}).text
     assert "since &#39;yesterday-ish&#39;: expected an ISO date/time" in bad
-    jump = httpx.get(f"{console}/", params={"id": runs["loop"]}, follow_redirects=False)
+    jump = get(f"{console}/", params={"id": runs["loop"]}, follow_redirects=False)
     assert jump.status_code == 303 and jump.headers["location"] == f"/executions/{runs['loop']}"
 
 
 def test_execution_page_shows_graph_status_progress_error_line_and_logs(console: str, runs: dict[str, str]) -> None:
-    page = httpx.get(f"{console}/executions/{runs['loop']}").text
+    page = get(f"{console}/executions/{runs['loop']}").text
     assert '<g class="node completed" data-step="start"' in page
     assert '<g class="node failed" data-step="divide"' in page
     assert '<g class="node pending" data-step="end"' in page
@@ -38,15 +43,15 @@ def test_execution_page_shows_graph_status_progress_error_line_and_logs(console:
     assert "[2] ZeroDivisionError" in page and "at demo/console_loop:23" in page
     assert "[2] dividing by 0" in page
     assert 'class="timeline"' in page and "divide[3]" in page
-    assert httpx.get(f"{console}/executions/123").status_code == 404
+    assert get(f"{console}/executions/123").status_code == 404
 
 
 def test_user_data_is_escaped_and_scripts_are_locked_down(console: str, runs: dict[str, str]) -> None:
     for url in (f"{console}/", f"{console}/executions/{runs['hostile']}", f"{console}/catalog"):
-        answer = httpx.get(url)
+        answer = get(url)
         assert "<script>alert" not in answer.text and "<b>not bold</b>" not in answer.text
         assert "script-src 'self'" in answer.headers["content-security-policy"]
-    page = httpx.get(f"{console}/executions/{runs['hostile']}").text
+    page = get(f"{console}/executions/{runs['hostile']}").text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;not bold&lt;/b&gt;" in page
 
 
@@ -54,53 +59,53 @@ def test_catalog_yaml_versions_diff_and_run_form(console: str, home: Path, tmp_p
     changed = tmp_path / "loop.yaml"
     changed.write_text((HERE / "loop_failure.yaml").read_text().replace("[1, 2, 0, 4]", "[1, 2, 4]"))
     assert noetl(home, "catalog", "register", str(changed)).returncode == 0
-    listing = httpx.get(f"{console}/catalog").text
+    listing = get(f"{console}/catalog").text
     assert "demo/console_loop" in listing and "console/slow" in listing
-    entry = httpx.get(f"{console}/catalog/entry", params={"path": "demo/console_loop"}).text
+    entry = get(f"{console}/catalog/entry", params={"path": "demo/console_loop"}).text
     assert 'id="L7"' in entry and "items: [1, 2, 4]" in entry
     # --set-style defaults: the string "10" is shown quoted so that it stays a string.
     assert 'name="set:label" value="&#34;10&#34;"' in entry and 'name="set:items" value="[1, 2, 4]"' in entry
-    diff = httpx.get(f"{console}/catalog/diff", params={"path": "demo/console_loop", "a": "1", "b": "2"}).text
+    diff = get(f"{console}/catalog/diff", params={"path": "demo/console_loop", "a": "1", "b": "2"}).text
     assert '<span class="del">-  items: [1, 2, 0, 4]</span>' in diff
     assert '<span class="add">+  items: [1, 2, 4]</span>' in diff
 
 
 def test_run_form_starts_an_execution_with_set_typing(console: str, home: Path) -> None:
-    answer = httpx.post(f"{console}/console/actions/run", headers=ACTION, json={
+    answer = post(f"{console}/console/actions/run", headers=ACTION, json={
         "path": "console/slow", "version": "", "payload": '{"pause": 0}', "set": {"rounds": "2"}})
     assert answer.status_code == 200, answer.text
     execution_id = answer.json()["execution_id"]
     doc = _wait_for_end(home, execution_id)
     assert doc["status"] == "completed"
     assert len(doc["steps"]["wait"]["result"]["results"]) == 2  # "2" read as the number 2
-    bad = httpx.post(f"{console}/console/actions/run", headers=ACTION,
+    bad = post(f"{console}/console/actions/run", headers=ACTION,
                      json={"path": "console/slow", "payload": "[1]"})
     assert bad.status_code == 400 and "payload must be a JSON object" in bad.json()["error"]
-    broken = httpx.post(f"{console}/console/actions/run", headers=ACTION,
+    broken = post(f"{console}/console/actions/run", headers=ACTION,
                         json={"path": "console/slow", "payload": "[1"})
     # the form's field, not the command line's --payload
     assert broken.status_code == 400 and broken.json()["error"].startswith("payload: invalid JSON at line 1"), \
         broken.text
-    missing = httpx.post(f"{console}/console/actions/run", headers=ACTION, json={"path": "nope"})
+    missing = post(f"{console}/console/actions/run", headers=ACTION, json={"path": "nope"})
     assert missing.status_code == 404
 
 
 def test_cancel_stops_a_running_execution(console: str, home: Path) -> None:
-    started = httpx.post(f"{console}/console/actions/run", headers=ACTION, json={
+    started = post(f"{console}/console/actions/run", headers=ACTION, json={
         "path": "console/slow", "set": {"rounds": "100", "pause": "0.2"}}).json()
-    answer = httpx.post(f"{console}/console/actions/cancel/{started['execution_id']}", headers=ACTION)
+    answer = post(f"{console}/console/actions/cancel/{started['execution_id']}", headers=ACTION)
     assert answer.status_code == 200 and answer.json()["status"] == "cancelled"
     assert _wait_for_end(home, started["execution_id"])["status"] == "cancelled"
 
 
 def test_actions_need_the_console_header_and_same_origin(console: str, runs: dict[str, str]) -> None:
     url = f"{console}/console/actions/cancel/{runs['slow']}"
-    assert httpx.post(url).status_code == 403
-    assert httpx.post(url, headers={**ACTION, "Origin": "http://evil.example"}).status_code == 403
+    assert post(url).status_code == 403
+    assert post(url, headers={**ACTION, "Origin": "http://evil.example"}).status_code == 403
 
 
 def test_live_stream_of_a_finished_execution_ends(console: str, runs: dict[str, str]) -> None:
-    with httpx.stream("GET", f"{console}/console/stream/{runs['loop']}") as answer:
+    with httpx.stream("GET", f"{console}/console/stream/{runs['loop']}", timeout=HTTP_SECONDS) as answer:
         text = "".join(answer.iter_text())
     assert "event: update" in text and '"divide": {"status": "failed"' in text and "event: end" in text
 
@@ -109,19 +114,19 @@ def test_credentials_page_shows_names_and_types_never_data(console: str, home: P
     credential = tmp_path / "cred.yaml"
     credential.write_text("name: warehouse\ntype: postgres\ndata: {host: db, password: s3cr3t-value}\n")
     assert noetl(home, "register", "credential", "-f", str(credential)).returncode == 0
-    page = httpx.get(f"{console}/credentials").text
+    page = get(f"{console}/credentials").text
     assert "warehouse" in page and "postgres" in page and "s3cr3t-value" not in page
 
 
 def test_with_a_token_pages_need_login_and_actions_need_the_header(home: Path, runs: dict[str, str]) -> None:
     with console_process(home, token="tok-123") as url:
-        first = httpx.get(f"{url}/", follow_redirects=False)
+        first = get(f"{url}/", follow_redirects=False)
         assert first.status_code == 303 and first.headers["location"].startswith("/login")
-        assert runs["loop"] in httpx.get(f"{url}/", cookies={"noetl_token": "tok-123"}).text
+        assert runs["loop"] in get(f"{url}/", cookies={"noetl_token": "tok-123"}).text
         cancel = f"{url}/console/actions/cancel/{runs['slow']}"
         # The cookie alone never authorises an action (a forged cross-site request would carry it).
-        assert httpx.post(cancel, headers=ACTION, cookies={"noetl_token": "tok-123"}).status_code == 401
-        done = httpx.post(cancel, headers={**ACTION, "Authorization": "Bearer tok-123"})
+        assert post(cancel, headers=ACTION, cookies={"noetl_token": "tok-123"}).status_code == 401
+        done = post(cancel, headers={**ACTION, "Authorization": "Bearer tok-123"})
         assert done.status_code == 200 and done.json()["cancelled"] is False
 
 
@@ -129,25 +134,25 @@ def test_schedules_page_lists_the_stores_schedules(console: str, home: Path) -> 
     added = noetl(home, "schedule", "add", "console/slow", "--cron", "0 6 * * 1-5", "--tz", "Europe/Paris",
                   "--name", "<b>weekday</b>")
     assert added.returncode == 0, added.stderr
-    page = httpx.get(f"{console}/schedules").text
+    page = get(f"{console}/schedules").text
     assert "&lt;b&gt;weekday&lt;/b&gt;" in page and "0 6 * * 1-5" in page and "Europe/Paris" in page
     assert ">active<" in page
     assert noetl(home, "schedule", "pause", "<b>weekday</b>").returncode == 0
-    assert ">paused<" in httpx.get(f"{console}/schedules").text
+    assert ">paused<" in get(f"{console}/schedules").text
 
 
 def test_a_read_token_views_but_cannot_run_or_cancel(home: Path, runs: dict[str, str]) -> None:
     with console_process(home, tokens="viewer-1=read,runner-1=execute") as url:
         viewer = {"Cookie": "noetl_token=viewer-1"}
-        assert runs["loop"] in httpx.get(f"{url}/", headers=viewer).text
-        entry = httpx.get(f"{url}/catalog/entry", params={"path": "console/slow"}, headers=viewer).text
+        assert runs["loop"] in get(f"{url}/", headers=viewer).text
+        entry = get(f"{url}/catalog/entry", params={"path": "console/slow"}, headers=viewer).text
         assert 'id="run-form"' not in entry and "Your role can view but not run playbooks." in entry
-        assert 'id="cancel"' not in httpx.get(f"{url}/executions/{runs['slow']}", headers=viewer).text
+        assert 'id="cancel"' not in get(f"{url}/executions/{runs['slow']}", headers=viewer).text
         run = {"path": "console/slow", "set": {"rounds": "1", "pause": "0"}}
-        refused = httpx.post(f"{url}/console/actions/run", json=run,
+        refused = post(f"{url}/console/actions/run", json=run,
                              headers={**ACTION, "Authorization": "Bearer viewer-1"})
         assert refused.status_code == 403 and "the 'read' role cannot do this" in refused.json()["error"]
-        allowed = httpx.post(f"{url}/console/actions/run", json=run,
+        allowed = post(f"{url}/console/actions/run", json=run,
                              headers={**ACTION, "Authorization": "Bearer runner-1"})
         assert allowed.status_code == 200
 
@@ -184,7 +189,7 @@ def test_a_running_steps_lines_are_on_its_page_and_in_the_live_stream(console: s
             listed = noetl(home, "executions", "--status", "running", "--path", "streamed", "--json")
             rows = json.loads(listed.stdout or "[]")
             if rows:
-                page = httpx.get(f"{console}/executions/{rows[0]['execution_id']}").text
+                page = get(f"{console}/executions/{rows[0]['execution_id']}").text
             time.sleep(0.2)
         execution_id = rows[0]["execution_id"]
         assert 'data-step-logs="start">tick 1' in page and "tok-console-7d2e" not in page
