@@ -21,6 +21,8 @@ from noetl.tools.python_code import OutputCapture, StepRequest, _Finished, finis
 T = TypeVar("T")
 
 _MAX_THREADS = 64  # concurrent in-thread python steps; parallel loops of sleeping code need many
+# The longest a lone python step holds the event loop before its result is awaited the usual way.
+BRIEF_WAIT_SECONDS = 0.002
 
 
 # --------------------------------------------------------------------------------------------------
@@ -33,7 +35,7 @@ async def _run_in_this_process(request: StepRequest, call: ToolCall, *, inline: 
         if inline:
             outcome = start_step(request, output)
         else:
-            outcome = await _thread_pool().run(functools.partial(start_step, request, output))
+            outcome = await _thread_pool().run(functools.partial(start_step, request, output), brief_wait=True)
         if isinstance(outcome, _Finished):
             return outcome.value
         # Awaitable code runs on the caller's loop: it is asynchronous, so it shares the loop.
@@ -53,19 +55,36 @@ class DaemonThreadPool:
     def __init__(self, max_threads: int, name: str) -> None:
         self._max_threads = max_threads
         self._name = name
-        self._jobs: queue.SimpleQueue[
-            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]] | None
-        ] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)  # one token per thread waiting for work
         self._lock = threading.Lock()
         self._thread_count = 0
+        self._in_flight = 0  # jobs submitted and not yet handed back, of every caller
 
-    async def run(self, func: Callable[[], T]) -> T:
+    async def run(self, func: Callable[[], T], *, brief_wait: bool = False) -> T:
+        """``func()`` on a pool thread. ``brief_wait``: when no other job of this pool is running,
+        block the event loop for at most ``BRIEF_WAIT_SECONDS`` for the result before awaiting it.
+
+        Waking the event loop from another thread (self-pipe, selector, a loop iteration) costs
+        several times what a short step's code does; while a lone step runs (a sequential chain) the
+        loop usually has nothing else to do, so a bounded wait on a lock is the cheaper hand-off.
+        Code that runs longer falls back to the loop's future, so the loop is never held longer.
+        """
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((loop, future, func))
-        self._ensure_a_thread_is_free()
-        return await future
+        job = _Job(loop, func)
+        with self._lock:
+            alone = self._in_flight == 0
+            self._in_flight += 1
+        try:
+            self._jobs.put(job)
+            self._ensure_a_thread_is_free()
+            if brief_wait and alone and job.ready.acquire(timeout=BRIEF_WAIT_SECONDS):
+                return job.outcome()
+            future = job.hand_over()
+            return job.outcome() if future is None else await future
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def shutdown(self) -> None:
         """Ask every thread to exit once it is idle (a thread busy in user code is abandoned)."""
@@ -86,13 +105,55 @@ class DaemonThreadPool:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            loop, future, func = job
             try:
-                _settle(loop, future, func(), None)
+                job.finish(job.func(), None)
             except BaseException as exc:  # noqa: B036 - handed to the waiting coroutine
-                _settle(loop, future, None, exc)
-            del job, loop, future, func  # drop references while idle
+                job.finish(None, exc)
+            del job  # drop references while idle
             self._idle.release()
+
+
+class _Job:
+    """One callable for a pool thread and the hand-off of its result: either the caller is still
+    blocked on ``ready`` (a brief wait) or it has taken a future on its loop, never both."""
+
+    __slots__ = ("loop", "func", "ready", "_state", "_result", "_future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, func: Callable[[], Any]) -> None:
+        self.loop = loop
+        self.func = func
+        self.ready = threading.Lock()
+        self.ready.acquire()  # released by the thread when the result is in
+        self._state = threading.Lock()
+        self._result: tuple[Any, BaseException | None] | None = None
+        self._future: asyncio.Future[Any] | None = None
+
+    def finish(self, value: Any, error: BaseException | None) -> None:
+        """On the pool thread: keep the result for a waiting caller, or settle its future."""
+        with self._state:
+            self._result = (value, error)
+            future = self._future
+        if future is None:
+            self.ready.release()
+        else:
+            _settle(self.loop, future, value, error)
+        self.func = None  # type: ignore[assignment]  # the partial holds the step's data
+
+    def hand_over(self) -> asyncio.Future[Any] | None:
+        """On the caller's loop: a future the thread will settle, or None if the result is in."""
+        future = self.loop.create_future()
+        with self._state:
+            if self._result is not None:
+                return None
+            self._future = future
+        return future
+
+    def outcome(self) -> Any:
+        assert self._result is not None
+        value, error = self._result
+        if error is not None:
+            raise error if isinstance(error, Exception) else RuntimeError(repr(error))
+        return value
 
 
 def _settle(

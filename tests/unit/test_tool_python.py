@@ -308,6 +308,35 @@ def test_default_mode_runs_in_a_worker_thread() -> None:
     assert run("import threading\nresult = threading.current_thread().name").startswith("noetl-python")
 
 
+def test_a_lone_slow_step_in_a_thread_leaves_the_event_loop_free() -> None:
+    # A lone step's result is first waited for briefly on the loop's thread; slower code must
+    # still hand the loop back (timers, other tools' calls, the log batcher keep running).
+    async def ticks_during_the_step() -> tuple[Any, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            value = await run_python({"code": "import time\ntime.sleep(0.3)\nresult = 'slept'"}, make_call())
+        finally:
+            ticking.cancel()
+        return value, ticks
+
+    value, ticks = asyncio.run(ticks_during_the_step())
+    assert value == "slept"
+    assert ticks >= 10  # about 30 when the loop is free; none if the step held it
+
+
+def test_errors_of_slow_and_fast_thread_steps_reach_the_caller() -> None:
+    assert "fast" in str(failure("raise ValueError('fast')"))
+    assert "slow" in str(failure("import time\ntime.sleep(0.05)\nraise ValueError('slow')"))
+
+
 def test_process_mode_runs_in_a_worker_process_and_captures_output() -> None:
     call = make_call({"x": 2})
     code = "import os, sys\nprint('via print', x)\nsys.stdout.write('direct\\n')\nresult = os.getpid()"
