@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.waiting import until
 from test_distributed_cluster import Cluster, create_database
 
 from noetl.server.app import create_app
@@ -294,14 +295,9 @@ def test_execution_listing_row_status_and_events(cluster: Cluster) -> None:
 
 def test_cancel_cancels_the_execution_and_its_children(cluster: Cluster) -> None:
     execution_id = cluster.execute("spec/slow_parent")
-    child_id = None
-    for _ in range(200):
-        children = cluster.client.get("/api/executions", params={"parent_execution_id": execution_id}).json()
-        if children:
-            child_id = children[0]["execution_id"]
-            break
-        time.sleep(0.05)
-    assert child_id is not None
+    child_id = until("the child execution", lambda: next(
+        (c["execution_id"] for c in cluster.client.get("/api/executions",
+                                                     params={"parent_execution_id": execution_id}).json()), None))
     response = cluster.client.post(f"/api/executions/{execution_id}/cancel")
     assert response.status_code == 200, response.text
     assert response.json()["cancelled"] is True and response.json()["execution_id"] == execution_id
