@@ -20,7 +20,7 @@ import httpx
 import psycopg
 import pytest
 from support.pgcluster import free_port
-from support.waiting import STARTUP_SECONDS
+from support.waiting import STARTUP_SECONDS, until
 
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL = ("completed", "failed", "cancelled")
@@ -240,7 +240,9 @@ def test_server_restart_while_executions_run(cluster_factory: Any) -> None:
     ids = [cluster.execute("tests/hello", {"name": f"n{i}"}) for i in range(10)]
     cluster.stop_server(signal.SIGKILL)
     cluster.start_worker("w1")  # work goes on without a server: workers decide in PostgreSQL
-    time.sleep(1)
+    # Seen in PostgreSQL (a fixed pause could end before the worker has even started).
+    until("an execution completed without a server", lambda: cluster.sql(
+        "SELECT 1 FROM noetl.execution WHERE status = 'completed' LIMIT 1"), seconds=90)
     cluster.start_server()
     for i, execution_id in enumerate(ids):
         doc = cluster.wait(execution_id)
