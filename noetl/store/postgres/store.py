@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -179,15 +179,15 @@ class PostgresStore:
         """Run ``work`` in one transaction; driver errors become StoreError naming ``action``.
 
         With ``pipeline``, statements are sent without waiting for each result (psycopg pipeline mode):
-        BEGIN, the writes and COMMIT share round trips, and a fetch syncs only when it needs a result.
+        BEGIN, the writes and COMMIT share round trips, and a fetch syncs only when it needs a result
+        (see _pipelined_transaction).
         """
         try:
             async with self.connection() as conn:
                 if not pipeline:
                     async with conn.transaction():
                         return await work(conn)
-                async with conn.pipeline(), conn.transaction():
-                    return await work(conn)
+                return await _pipelined_transaction(conn, work)
         except NoetlError:
             raise
         except psycopg.Error as exc:
@@ -596,6 +596,27 @@ def _is_disconnect(exc: psycopg.OperationalError) -> bool:
     """The server went away (restart, failover) rather than refusing the statement."""
     return isinstance(exc, pg_errors.AdminShutdown | pg_errors.CannotConnectNow) or exc.sqlstate is None \
         or exc.sqlstate.startswith("08")
+
+
+async def _pipelined_transaction(conn: Connection, work: Callable[[Connection], Awaitable[T]]) -> T:
+    """BEGIN, ``work`` and COMMIT in one pipeline, rolled back on any failure.
+
+    Not psycopg's ``transaction()``: inside a pipeline it syncs right after queueing BEGIN, a round
+    trip (and an event-loop wake-up) that carries nothing. Here BEGIN goes out with the first
+    statements, and the pipeline's closing sync reports the COMMIT: an error in any statement or in
+    the COMMIT itself raises before this returns.
+    """
+    try:
+        async with conn.pipeline():
+            await conn.execute(b"BEGIN", prepare=False)
+            result = await work(conn)
+            await conn.execute(b"COMMIT", prepare=False)
+        return result
+    except BaseException:
+        if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with suppress(psycopg.Error):  # a broken connection is dropped by the pool instead
+                await conn.execute(b"ROLLBACK", prepare=False)
+        raise
 
 
 def _first_line(exc: BaseException) -> str:
