@@ -4,19 +4,26 @@ access log without query strings."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support.waiting import STARTUP_SECONDS, until
 from test_distributed_cluster import HELLO, clusters
 
 
 @pytest.fixture
 def cluster(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
     yield from clusters(pg_cluster, tmp_path)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -28,13 +35,7 @@ def test_json_logs_carry_ids_and_the_access_log_hides_query_strings(cluster: Any
     deployment = cluster()
     deployment.server = deployment._spawn("server", "server", "start", "--host", "127.0.0.1", "--port",
                                           str(deployment.port), "--log-format", "json")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{deployment.url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    until("the server to answer /health", lambda: _healthy(deployment.url), seconds=STARTUP_SECONDS)
     deployment.workers["w1"] = deployment._spawn("w1", "worker", "start", "--name", "w1", "--poll-interval", "0.2",
                                                  "--log-format", "json", "--log-level", "debug")
     deployment.register(HELLO)
