@@ -90,13 +90,15 @@ workflow:
         import time
         with open(marker, "a") as runs:
             runs.write("run\\n")
-        time.sleep(5)
+        time.sleep(8)
         result = {"slept": True}
 """
 
 
 def test_sigterm_during_a_long_step_keeps_its_lease_so_it_runs_once(cluster_factory: Any, tmp_path: Path) -> None:
-    cluster = cluster_factory(lease_seconds=1)
+    # A 3 s lease renewed every second: a 1 s one could lapse while a loaded machine stalls the
+    # heartbeat, and w2 would run the step again. The step still outlasts the lease more than twice.
+    cluster = cluster_factory(lease_seconds=3)
     cluster.start_server()
     cluster.start_worker("w1")
     cluster.register(LONG_STEP)
@@ -108,7 +110,7 @@ def test_sigterm_during_a_long_step_keeps_its_lease_so_it_runs_once(cluster_fact
         time.sleep(0.05)
     cluster.start_worker("w2")  # ready to take over any lease that lapses
     worker = cluster.workers.pop("w1")
-    worker.send_signal(signal.SIGTERM)  # w1 drains: the step has ~5 s to go, the lease is 1 s
+    worker.send_signal(signal.SIGTERM)  # w1 drains: the step has ~8 s to go, the lease is 3 s
     doc = cluster.wait(execution_id)
     assert worker.wait(timeout=30) == 0, cluster.log("w1")
     assert doc["status"] == "completed", doc["error"]
