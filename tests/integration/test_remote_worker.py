@@ -152,15 +152,17 @@ workflow:
 
 
 def test_a_killed_remote_worker_has_its_command_run_again(pg_cluster: dict[str, Any], tmp_path: Path) -> None:
-    deployment = Cluster(create_database(pg_cluster), tmp_path, lease_seconds=2)
+    # 3 s leases, renewed every second through the server: the rescuer's own lease must not lapse
+    # while a loaded machine stalls its heartbeat (the step would run a third time).
+    deployment = Cluster(create_database(pg_cluster), tmp_path, lease_seconds=3)
     try:
         deployment.start_server()
         deployment.register(SLOW)
-        deployment.start_remote_worker("doomed", concurrency=1, lease_seconds=2)
+        deployment.start_remote_worker("doomed", concurrency=1, lease_seconds=3)
         execution_id = deployment.execute("tests/remote_slow")
         _wait_for_lease(deployment, "doomed")
         deployment.stop_worker("doomed", signal.SIGKILL)
-        deployment.start_remote_worker("rescuer", concurrency=1, lease_seconds=2)
+        deployment.start_remote_worker("rescuer", concurrency=1, lease_seconds=3)
         doc = deployment.wait(execution_id, timeout=60)
         assert doc["status"] == "completed" and doc["result"] == "slept"
         reports = [e for e in deployment.client.get(f"/api/executions/{execution_id}/events").json()
