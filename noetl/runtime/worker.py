@@ -101,6 +101,10 @@ class Worker:
         # the queue: their decision inserts them leased to us).
         self.queue_may_hold_work = True
         self.own_leases: set[str] = set()  # commands renewing their own lease (cursor loop frames)
+        # Held by the worker's heartbeat from choosing its commands until their renewal is stored, and
+        # by a frame while it takes over (or hands back) its lease: a renewal already on its way to
+        # PostgreSQL must not overwrite a frame's own lease with the worker's, nor the other way round.
+        self.renewing = asyncio.Lock()
         self.completed = 0
 
     def _services(self, core: DecisionCore, request: RunRequest, execution_id: str) -> ExecutionServices:
@@ -338,15 +342,16 @@ class Worker:
         interval = max(self.options.lease_seconds / 3, 0.05)
         while not self.drained.is_set():
             await sleep_or_stop(self.drained, interval)
-            ids = [command_id for command_id in self.in_flight if command_id not in self.own_leases]
-            if not ids:
-                continue
-            try:
-                held = await self.queue.heartbeat(owner=self.name, command_ids=ids,
-                                                  lease_seconds=self.options.lease_seconds, now=self.core.now())
-            except StoreError as exc:
-                log.warning("worker %s: heartbeat: %s", self.name, exc)
-                continue
+            async with self.renewing:
+                ids = [command_id for command_id in self.in_flight if command_id not in self.own_leases]
+                if not ids:
+                    continue
+                try:
+                    held = await self.queue.heartbeat(owner=self.name, command_ids=ids,
+                                                      lease_seconds=self.options.lease_seconds, now=self.core.now())
+                except StoreError as exc:
+                    log.warning("worker %s: heartbeat: %s", self.name, exc)
+                    continue
             for command_id in ids:
                 entry = self.in_flight.get(command_id)
                 if command_id not in held and entry is not None:
@@ -364,18 +369,20 @@ class Worker:
             return
         command_id, task = current[0], asyncio.current_task()
         lease = lease_seconds or self.options.lease_seconds
-        self.own_leases.add(command_id)
-        beat = asyncio.create_task(self._renew_frame(command_id, lease, heartbeat_seconds, task))
+        async with self.renewing:
+            self.own_leases.add(command_id)
+        ended = asyncio.Event()
+        beat = asyncio.create_task(self._renew_frame(command_id, lease, heartbeat_seconds, task, ended))
         try:
             yield
         finally:
-            beat.cancel()
+            ended.set()  # the renewal under way is stored (not cut off half-sent), then the beat stops
             await asyncio.gather(beat, return_exceptions=True)
             self.own_leases.discard(command_id)
 
     async def _renew_frame(self, command_id: str, lease: float, interval: float,
-                           task: asyncio.Task[Any] | None) -> None:
-        while True:
+                           task: asyncio.Task[Any] | None, ended: asyncio.Event) -> None:
+        while not ended.is_set():
             try:
                 held = await self.queue.heartbeat(owner=self.name, command_ids=[command_id], lease_seconds=lease,
                                                   now=self.core.now())
@@ -385,7 +392,7 @@ class Worker:
                 if command_id not in held and task is not None:
                     task.cancel()
                     return
-            await asyncio.sleep(interval)
+            await sleep_or_stop(ended, interval)
 
     async def _listen(self) -> None:
         async for _ in _backoff(self.stop, forever=True):

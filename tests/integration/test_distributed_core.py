@@ -4,6 +4,7 @@ and batching keeps every guarantee of a single report (lease checks, duplicates,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from typing import Any
@@ -394,3 +395,62 @@ def test_a_worker_leases_from_the_queue_only_when_work_may_be_waiting_there(url:
     # The lease that found s0, and at most one more for the notification of its submission (the
     # steps after s0 each freed a slot: 3 more leases without the distinction).
     assert calls <= 2, calls
+
+
+def test_a_worker_heartbeat_under_way_when_a_frame_starts_leaves_the_frame_its_own_lease(url: str) -> None:
+    """The worker's heartbeat chooses its commands, then stores their renewal. A cursor frame that
+    starts in between takes its command's lease over: the frame's renewal must land after the
+    worker's, or the worker's short lease (0.3 s here) replaces the frame's (5 s) until the frame's
+    next beat, and the frame's command can be re-queued under it while it runs."""
+    from noetl.runtime.worker import Worker, WorkerOptions, _current_command
+
+    async def scenario() -> float:
+        store, _, _, leased = await start_loop(url, 1)
+        command_id = leased[0].command_id
+        worker = Worker(url, WorkerOptions(name="w1", lease_seconds=0.3, poll_interval=30))
+        await worker.store.open()
+        renew = worker.queue.heartbeat
+        worker_beat_chosen, release_worker_beat, frame_renewed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def held_up_heartbeat(**kwargs: Any) -> set[str]:
+            if kwargs["lease_seconds"] == 0.3:  # the worker's own heartbeat: held up on its way
+                worker_beat_chosen.set()
+                await release_worker_beat.wait()
+            held = await renew(**kwargs)
+            if kwargs["lease_seconds"] == 5:
+                frame_renewed.set()
+            return held
+
+        worker.queue.heartbeat = held_up_heartbeat  # type: ignore[method-assign]
+        worker.in_flight[command_id] = (leased[0], asyncio.create_task(asyncio.sleep(60)))
+        beating = asyncio.create_task(worker._heartbeat())
+        frame_ends = asyncio.Event()
+
+        async def frame() -> None:
+            _current_command.set((command_id, [0]))
+            async with worker.keep_frame_alive(lease_seconds=5, heartbeat_seconds=30):
+                await frame_ends.wait()
+
+        try:
+            await asyncio.wait_for(worker_beat_chosen.wait(), 10)
+            running = asyncio.create_task(frame())
+            with contextlib.suppress(TimeoutError):  # the frame would renew at once, were it not held back
+                await asyncio.wait_for(frame_renewed.wait(), 1)
+            release_worker_beat.set()
+            await asyncio.wait_for(frame_renewed.wait(), 10)
+            with psycopg.connect(url) as conn:
+                window = conn.execute("SELECT extract(epoch FROM lease_expires_at - heartbeat_at) FROM noetl.command "
+                                      "WHERE command_id = %s", (command_id,)).fetchone()
+            frame_ends.set()
+            await asyncio.wait_for(running, 10)
+            assert window is not None
+            return float(window[0])
+        finally:
+            worker.drained.set()
+            await asyncio.wait_for(beating, 10)
+            for _, task in worker.in_flight.values():
+                task.cancel()
+            await worker.store.close()
+            await store.close()
+
+    assert asyncio.run(scenario()) == 5.0
