@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg import conninfo
 from test_distributed_cluster import Cluster, clusters
@@ -147,11 +148,16 @@ def test_a_frame_longer_than_its_lease_is_kept_alive_by_heartbeats(cluster_facto
     execution_id = cluster.execute("tests/cursor_slow")
     seen: list[tuple[Any, ...]] = []
     deadline = time.monotonic() + 60
-    while cluster.status(execution_id)["status"] == "running" and time.monotonic() < deadline:
-        seen += cluster.sql(
-            "SELECT attempt, extract(epoch FROM lease_expires_at - heartbeat_at), heartbeat_at FROM noetl.command "
-            "WHERE execution_id = %s AND step = 'drain' AND status = 'leased'", int(execution_id))
-        time.sleep(0.1)
+    # One connection for every look: a new connection (or an API call) per look can take longer than
+    # the 0.2 s between heartbeats on a loaded machine, and the frame would be seen too rarely.
+    with psycopg.connect(cluster.database_url, autocommit=True) as conn:
+        while time.monotonic() < deadline and conn.execute(
+                "SELECT status FROM noetl.execution WHERE execution_id = %s", (int(execution_id),)).fetchone() == (
+                "running",):
+            seen += conn.execute(
+                "SELECT attempt, extract(epoch FROM lease_expires_at - heartbeat_at), heartbeat_at FROM noetl.command "
+                "WHERE execution_id = %s AND step = 'drain' AND status = 'leased'", (int(execution_id),)).fetchall()
+            time.sleep(0.05)
     doc = cluster.wait(execution_id)
     assert doc["status"] == "completed", doc["error"]
     assert doc["steps"]["drain"]["result"]["stats"] == {"total": 2, "success": 2, "failed": 0}
@@ -164,8 +170,11 @@ def test_a_frame_longer_than_its_lease_is_kept_alive_by_heartbeats(cluster_facto
     windows = [round(float(window), 3) for _, window, _ in seen]
     assert set(windows) <= {1.0, 3.0}, windows
     first, last = windows.index(1.0), len(windows) - 1 - windows[::-1].index(1.0)
-    assert set(windows[first:last + 1]) == {1.0} and last - first >= 10, windows
-    assert len({beat for _, window, beat in seen if round(float(window), 3) == 1.0}) >= 5
+    assert set(windows[first:last + 1]) == {1.0}, windows
+    beats = sorted({beat for _, window, beat in seen if round(float(window), 3) == 1.0})
+    assert len(beats) >= 5, beats
+    # Renewed for at least twice the frame's own lease (it runs for 3 s), however often it was looked at.
+    assert (beats[-1] - beats[0]).total_seconds() >= 2, beats
 
 
 RECLAIM = """
