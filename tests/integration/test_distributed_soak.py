@@ -49,7 +49,10 @@ def cluster_factory(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]
 def test_random_kill_9_of_workers_loses_and_doubles_no_iteration(cluster_factory: Any) -> None:
     seed = random.randrange(1 << 30)
     chance = random.Random(seed)
-    cluster = cluster_factory(lease_seconds=1)
+    # A 3 s lease (renewed every second) still rescues a killed worker's iterations within seconds. A
+    # 1 s lease lapses whenever a loaded machine holds a live worker's heartbeat up for 0.7 s, and an
+    # iteration that lapses three times fails although no worker running it died.
+    cluster = cluster_factory(lease_seconds=3)
     cluster.start_server()
     cluster.register(LOOPS)
     generation = 0
