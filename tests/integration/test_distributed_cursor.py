@@ -111,6 +111,7 @@ def register_work_credential(cluster: Cluster) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # past the drain's own 240 s wait, so that a slow drain fails with its worker logs
 def test_three_workers_drain_two_thousand_rows_each_once(cluster_factory: Any) -> None:
     cluster = cluster_factory()
     cluster.start_server()
