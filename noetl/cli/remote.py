@@ -23,10 +23,12 @@ def _client(server_url: str) -> Any:
 def _check(response: Any, what: str) -> Any:
     if response.status_code == 404:
         raise NotFoundError(_detail(response) or f"{what}: not found")
+    # The server's message names the field or the rule it refused, as the same command says it on
+    # the local store; the request is named only when the server said nothing.
     if response.status_code == 403:
-        raise ForbiddenError(f"{what}: {_detail(response)}")
+        raise ForbiddenError(_detail(response) or f"{what}: forbidden")
     if response.status_code in (400, 401, 409, 422):
-        raise InputError(f"{what}: {_detail(response)}")
+        raise InputError(_detail(response) or f"{what}: refused ({response.status_code})")
     if response.status_code >= 500:
         raise NoetlError(f"{what}: server error {response.status_code}: {_detail(response)}")
     return response.json()

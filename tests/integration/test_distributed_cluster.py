@@ -227,7 +227,7 @@ def test_health_auth_and_bad_input(cluster_factory: Any, monkeypatch: pytest.Mon
     monkeypatch.setenv("NOETL_API_TOKEN", "s3cret-token")  # the command's token (the server has started)
     refused = cluster.cli("query", "select 1")
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
-    assert "the SQL endpoint is disabled" in refused.stderr, refused.stderr
+    assert refused.stderr.startswith("error: the SQL endpoint is disabled;"), refused.stderr  # the server's words
     assert refused.stderr.rstrip().endswith(f"(the query went to the server at {cluster.url} because "
                                             "--server-url/--host/--port was given; without it, noetl query "
                                             "reads the local store)"), refused.stderr

@@ -427,6 +427,11 @@ def test_cli_catalog_credential_exec_status_events_cancel(cluster: Cluster, tmp_
     status = noetl(cluster, "--port", str(cluster.port), "status", execution_id, "--json")
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout) == cluster.status(execution_id)
+    # a refusal is the server's own line, as the same command prints it on the local store
+    resumed = noetl(cluster, *url, "resume", execution_id)
+    assert resumed.returncode == 2
+    assert one_line_error(resumed) == (f"error: execution {execution_id} is completed: only a failed or "
+                                       "cancelled execution can be resumed")
     events = noetl(cluster, *url, "events", execution_id, "--json")
     assert events.returncode == 0, events.stderr
     assert json.loads(events.stdout) == cluster.client.get(f"/api/executions/{execution_id}/events").json()
