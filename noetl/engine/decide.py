@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from noetl.dsl.model import Arc, Playbook, Step
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # filled in as it runs: compared by identity
 class Decision:
     events: list[Event] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)

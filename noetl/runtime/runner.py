@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 MAX_PIPELINE_HOPS = 10_000  # jumps + retries inside one command, a guard against endless loops
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # filled in as it runs: compared by identity
 class Outcome:
     ok: bool
     result: Any = None
