@@ -201,7 +201,10 @@ def copy_pipe(table: TargetTable, *, source_conninfo: str, target_conninfo: str,
     except psycopg.Error as exc:
         if where == "source":
             if fields is not None and _is_cast_error(exc):
-                _raise_uncastable_row(table, source_conninfo, query, params, fields, chunk_size)
+                # The user's query can fail by itself on a data error, and again when read back:
+                # then PostgreSQL's message (redacted, below) is the step's error.
+                with contextlib.suppress(psycopg.Error):
+                    _raise_uncastable_row(table, source_conninfo, query, params, fields, chunk_size)
             raise postgres_tool.sql_error(exc, 0, 1, query, table.redactor) from None
         raise table.error(exc) from None
 

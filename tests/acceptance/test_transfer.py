@@ -240,3 +240,25 @@ def test_a_copy_pipe_value_of_the_wrong_kind_names_the_row_and_the_column(noetl:
     message = result.json()["steps"]["start"]["error"]["message"]
     assert "row 1: cannot cast 'meta' = {'g': 2} to the type of column 'total': not a number" in message, message
     assert pg(f"SELECT count(*) FROM {dst}") == [(0,)]
+
+
+def test_a_source_query_that_fails_by_itself_reports_postgres_message(noetl: Any, tmp_path: Path,
+                                                                      pg: Any) -> None:
+    # A data error of the user's query (class 22, like a cast's) that reading the rows again repeats:
+    # the step fails with PostgreSQL's message, not with the second read's unhandled error.
+    dst = f"div_dst_{uuid.uuid4().hex[:8]}"
+    pg(f"CREATE TABLE {dst} (n int)")
+    path = write(tmp_path, HEADER + f"""\
+  - step: start
+    tool:
+      kind: transfer
+      source: {{type: postgres, auth: pg_local, query: "SELECT 10 / (g - 3) AS n FROM generate_series(1, 5) AS g"}}
+      target: {{type: postgres, auth: pg_local, table: {dst}}}
+""")
+    result = noetl("run", path, "--json")
+    assert result.code == 1, result.stdout + result.stderr
+    error = result.json()["steps"]["start"]["error"]
+    assert error["kind"] == "sql" and error["sqlstate"] == "22012", error
+    assert "division by zero" in error["message"], error
+    assert "Traceback" not in result.stdout + result.stderr
+    assert pg(f"SELECT count(*) FROM {dst}") == [(0,)]
