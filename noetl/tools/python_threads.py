@@ -152,8 +152,14 @@ class _Job:
         assert self._result is not None
         value, error = self._result
         if error is not None:
-            raise error if isinstance(error, Exception) else RuntimeError(repr(error))
+            raise _as_exception(error)
         return value
+
+
+def _as_exception(error: BaseException) -> Exception:
+    """What the caller sees of a pool thread's error: a BaseException that is not an Exception
+    (SystemExit, KeyboardInterrupt raised by a step's code) must not stop the caller's loop."""
+    return error if isinstance(error, Exception) else RuntimeError(repr(error))
 
 
 def _settle(
@@ -165,7 +171,7 @@ def _settle(
         if error is None:
             future.set_result(value)
         else:
-            future.set_exception(error if isinstance(error, Exception) else RuntimeError(repr(error)))
+            future.set_exception(_as_exception(error))
 
     with suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
         loop.call_soon_threadsafe(settle)
