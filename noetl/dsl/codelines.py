@@ -15,7 +15,7 @@ from typing import Any
 
 from noetl.dsl.load import PathKey, Source, parse_yaml
 from noetl.dsl.locate import position
-from noetl.errors import PlaybookError
+from noetl.errors import ErrorInfo, PlaybookError
 
 _BLOCK = re.compile(r":\s*[|>][-+0-9]*\s*(#.*)?$")
 
@@ -61,8 +61,6 @@ def with_playbook_line(playbook_text: str, step: str, error: dict[str, Any]) -> 
     every runtime; the file's name is not, so displays add it)."""
     if not playbook_text or not ("line" in error or "field" in error) or "playbook_line" in error:
         return error
-    from noetl.errors import ErrorInfo
-
     line = code_locator(playbook_text).line(step, error)
     return ErrorInfo.from_dict(error).at_line(line).to_dict() if line else error
 
