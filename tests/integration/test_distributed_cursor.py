@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import conninfo
+from support.waiting import STARTUP_SECONDS
 from test_distributed_cluster import Cluster, clusters
 
 DRAIN = """
@@ -226,17 +227,20 @@ workflow:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)  # up to STARTUP_SECONDS for the first frame, then the run's own 90 s
 @pytest.mark.parametrize("reclaim", [False, True], ids=["rows-stay-claimed", "claim-takes-them-back"])
 def test_a_frame_whose_worker_died_is_claimed_again_only_if_the_claim_says_so(cluster_factory: Any,
                                                                               reclaim: bool) -> None:
-    cluster = cluster_factory(lease_seconds=1)
+    # A 3 s lease: a 1 s one can lapse under the live first worker while a loaded machine holds up its
+    # heartbeat, and the frame would then run twice before the kill.
+    cluster = cluster_factory(lease_seconds=3)
     cluster.start_server()
     register_work_credential(cluster)
     condition = "OR (state = 'claimed' AND claimed_at < clock_timestamp() - interval '1 second')" if reclaim else ""
     cluster.register(RECLAIM.replace("RECLAIM", condition))
     cluster.start_worker("w1", concurrency=2)
     execution_id = cluster.execute("tests/cursor_reclaim")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + STARTUP_SECONDS  # the first worker's start-up is in it
     while not cluster.sql("SELECT 1 FROM noetl.command WHERE execution_id = %s AND step = 'drain' "
                           "AND status = 'leased'", int(execution_id)):
         assert time.monotonic() < deadline, "the first frame never started"
