@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.waiting import until
+from support.waiting import gated_loop_playbook, until
 
 from .conftest import CONFORMANCE, FIXTURES, run_noetl
 
@@ -142,25 +142,7 @@ def test_cancel_a_running_execution(noetl_home: Path, tmp_path: Path) -> None:
     # after the cancel, and the other 49 iterations (0.2 s each) would outlast the cancel's notice.
     slow = tmp_path / "slow.yaml"
     release = tmp_path / "release"
-    slow.write_text("""\
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata: {name: slow}
-workload: {release: ""}
-workflow:
-  - step: start
-    loop: {in: "{{ range(50) | list }}", iterator: i}
-    tool:
-      kind: python
-      input: {i: "{{ iter.i }}", release: "{{ workload.release }}"}
-      code: |
-        import os, time
-        deadline = time.monotonic() + 60
-        while i == 0 and time.monotonic() < deadline and not os.path.exists(release):
-            time.sleep(0.02)
-        time.sleep(0.2)
-        result = 1
-""")
+    slow.write_text(gated_loop_playbook("slow", 50, 0.2))
     env = {"NOETL_HOME": str(noetl_home)}
     import os
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.waiting import until
+from support.waiting import gated_loop_playbook, until
 
 from .conftest import run_noetl
 from .test_cli import assert_one_line_error
@@ -125,25 +125,8 @@ workflow:
 def test_cancelling_a_parent_cancels_its_children(noetl_home: Path, tmp_path: Path) -> None:
     # The child's first iteration waits for the release file (given only after the cancel): both
     # executions are running when the test looks for them, however slowly `noetl run` starts.
-    write(tmp_path / "slow_child.yaml", """\
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata: {name: slow_child, path: lib/slow_child}
-workload: {release: RELEASE}
-workflow:
-  - step: start
-    loop: {in: "{{ range(100) | list }}", iterator: i}
-    tool:
-      kind: python
-      input: {i: "{{ iter.i }}", release: "{{ workload.release }}"}
-      code: |
-        import os, time
-        deadline = time.monotonic() + 60
-        while i == 0 and time.monotonic() < deadline and not os.path.exists(release):
-            time.sleep(0.02)
-        time.sleep(0.1)
-        result = 1
-""".replace("RELEASE", str(tmp_path / "release")))
+    write(tmp_path / "slow_child.yaml", gated_loop_playbook("slow_child", 100, 0.1, path="lib/slow_child",
+                                                           release=str(tmp_path / "release")))
     top = write(tmp_path / "top.yaml", parent("{kind: playbook, path: slow_child.yaml}"))
     proc = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(top), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -21,3 +22,30 @@ def until(what: str, check: Callable[[], T], seconds: float = 60) -> T:
             return found
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def gated_loop_playbook(name: str, iterations: int, pause: float, *, path: str | None = None,
+                        release: str = "") -> str:
+    """A playbook of one loop step whose first iteration waits (up to 60 s) for the file named by
+    ``workload.release`` (``--set release=FILE``) and whose every iteration then sleeps ``pause``:
+    its execution is still running when a test looks for it, however slowly `noetl run` starts."""
+    metadata = f"{{name: {name}, path: {path}}}" if path else f"{{name: {name}}}"
+    return f"""\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {metadata}
+workload: {{release: {json.dumps(release)}}}
+workflow:
+  - step: start
+    loop: {{in: "{{{{ range({iterations}) | list }}}}", iterator: i}}
+    tool:
+      kind: python
+      input: {{i: "{{{{ iter.i }}}}", release: "{{{{ workload.release }}}}"}}
+      code: |
+        import os, time
+        deadline = time.monotonic() + 60
+        while i == 0 and time.monotonic() < deadline and not os.path.exists(release):
+            time.sleep(0.02)
+        time.sleep({pause})
+        result = 1
+"""
