@@ -102,8 +102,9 @@ class Worker:
         self.queue_may_hold_work = True
         self.own_leases: set[str] = set()  # commands renewing their own lease (cursor loop frames)
         # Held by the worker's heartbeat from choosing its commands until their renewal is stored, and
-        # by a frame while it takes over (or hands back) its lease: a renewal already on its way to
-        # PostgreSQL must not overwrite a frame's own lease with the worker's, nor the other way round.
+        # by a frame while it takes over its lease: a renewal already on its way to PostgreSQL must not
+        # overwrite a frame's own lease with the worker's. A frame hands its lease back only once its
+        # own last renewal is stored (keep_frame_alive), so that needs no lock.
         self.renewing = asyncio.Lock()
         self.completed = 0
 
