@@ -154,3 +154,31 @@ def test_decision_statements_lock_check_leases_catch_up_and_record(fresh_databas
     with psycopg.connect(fresh_database) as conn:
         rows = conn.execute("SELECT step, status, lease_owner FROM noetl.command ORDER BY step").fetchall()
     assert rows == [("a", "done", "w1"), ("b", "leased", "w1")]
+
+
+@pytest.mark.parametrize("failure", ["raises", "statement fails"])
+def test_a_pipelined_write_that_fails_stores_none_of_its_statements(fresh_database: str, failure: str) -> None:
+    """A pipelined write sends BEGIN with its first statements: a failure in the work, or in a
+    statement whose result was never fetched, rolls all of them back, and the store goes on."""
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE scratch (n int PRIMARY KEY)")
+
+    async def work(conn: Any) -> None:
+        await conn.execute("INSERT INTO scratch VALUES (1)")
+        await conn.execute("INSERT INTO scratch VALUES (2)")
+        if failure == "raises":
+            raise StoreError("decide: the work gave up")
+        await conn.execute("INSERT INTO scratch VALUES (1)")  # a duplicate key, found only at COMMIT
+
+    async def scenario() -> None:
+        async with PostgresStore(fresh_database) as store:
+            with pytest.raises(StoreError) as caught:
+                await store.write("decide", work, pipeline=True)
+            assert ("gave up" if failure == "raises" else "duplicate key") in str(caught.value)
+            for n in (3, 4):  # the pool's connections are out of the failed transaction
+                await store.write("insert", lambda conn, n=n: conn.execute("INSERT INTO scratch VALUES (%s)", (n,)),
+                                  pipeline=True)
+
+    asyncio.run(scenario())
+    with psycopg.connect(fresh_database) as conn:
+        assert conn.execute("SELECT n FROM scratch ORDER BY n").fetchall() == [(3,), (4,)]
