@@ -182,3 +182,41 @@ def test_a_pipelined_write_that_fails_stores_none_of_its_statements(fresh_databa
     asyncio.run(scenario())
     with psycopg.connect(fresh_database) as conn:
         assert conn.execute("SELECT n FROM scratch ORDER BY n").fetchall() == [(3,), (4,)]
+
+
+def test_a_group_lock_reads_each_known_execution_and_all_the_reported_commands(fresh_database: str) -> None:
+    """lock_many (one statement for a group transaction): the executions it knows, each with its
+    status and last event, and the leases of every reported command; an unknown execution is absent."""
+    from datetime import UTC, datetime
+
+    from noetl.engine.commands import Command
+    from noetl.store.postgres.decisions import DecisionStatements, Lease
+    from noetl.store.postgres.queue import CommandQueue
+
+    first, second, unknown = new_execution_id(), new_execution_id(), new_execution_id()
+    now = datetime.now(UTC)
+
+    def command(execution_id: str) -> Command:
+        return Command(command_id=f"{execution_id}:a", execution_id=execution_id, step="a",
+                       tasks=[{"kind": "noop"}], context={})
+
+    async def scenario() -> None:
+        async with PostgresStore(fresh_database) as store:
+            statements, queue = DecisionStatements(store), CommandQueue(store)
+            for execution_id in (first, second):
+                await started(store, execution_id)
+                await store.write("queue", lambda conn, e=execution_id: statements.queue(
+                    conn, e, [command(e)], now=now.isoformat(), as_of=1))
+            leased = await queue.lease(owner="w1", limit=5, lease_seconds=30, now=now)
+            ids = sorted(c.command_id for c in leased)
+            assert len(ids) == 2
+            locked = await store.write("lock", lambda conn: statements.lock_many(
+                conn, [second, unknown, first], ids), pipeline=True)
+            assert sorted(locked) == sorted([first, second])
+            for execution_id in (first, second):
+                assert (locked[execution_id].status, locked[execution_id].last_event_id) == ("running", 1)
+                assert locked[execution_id].leases == {i: Lease("leased", 1, "w1") for i in ids}
+            alone = await store.write("lock", lambda conn: statements.lock_many(conn, [first], []), pipeline=True)
+            assert list(alone) == [first] and alone[first].leases == {}
+
+    asyncio.run(scenario())
