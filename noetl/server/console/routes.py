@@ -27,7 +27,6 @@ from noetl.server.console.graph import playbook_graph
 from noetl.server.console.render import HERE, diff_lines, environment, workload_fields
 from noetl.server.console.source import ConsoleSource, ExecutionFilter
 
-STATUSES = EXECUTION_STATUSES
 PAGE_SIZE = 50
 MAX_PAGE_EVENTS = 2000
 MAX_PAGE_LOG_LINES = 5000  # streamed lines on an execution's page (`noetl logs` prints them all)
@@ -108,7 +107,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         rows, more = await source.list_executions(config.source(request).store, flt)
         query = {"status": status, "path": path, "since": since}
         return pages.html(request, "executions.html", nav="executions", rows=rows, more=more, flt=flt,
-                          since=since, problem=problem, statuses=STATUSES, filtered=bool(status or path or since),
+                          since=since, problem=problem, statuses=EXECUTION_STATUSES, filtered=bool(status or path or since),
                           prev_url=_url("/", query, page - 1), next_url=_url("/", query, page + 1),
                           live_url=_url("/console/stream-list", query, page))
 
@@ -281,8 +280,8 @@ def _payload(body: dict[str, Any]) -> dict[str, Any]:
 
 def _filter(status: str, path: str, since: str, page: int) -> tuple[ExecutionFilter, str | None]:
     problem = None
-    if status and status not in STATUSES:
-        problem, status = f"unknown status {status!r}: one of {', '.join(STATUSES)}", ""
+    if status and status not in EXECUTION_STATUSES:
+        problem, status = f"unknown status {status!r}: one of {', '.join(EXECUTION_STATUSES)}", ""
     try:
         since_time = parse_since(since) if since else None
     except InputError as exc:
