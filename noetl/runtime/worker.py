@@ -378,8 +378,10 @@ class Worker:
             yield
         finally:
             ended.set()  # the renewal under way is stored (not cut off half-sent), then the beat stops
-            await asyncio.gather(beat, return_exceptions=True)
-            self.own_leases.discard(command_id)
+            try:
+                await asyncio.gather(beat, return_exceptions=True)
+            finally:  # cancelled while waiting, the command still goes back to the worker's heartbeat
+                self.own_leases.discard(command_id)
 
     async def _renew_frame(self, command_id: str, lease: float, interval: float,
                            task: asyncio.Task[Any] | None, ended: asyncio.Event) -> None:

@@ -454,3 +454,46 @@ def test_a_worker_heartbeat_under_way_when_a_frame_starts_leaves_the_frame_its_o
             await store.close()
 
     assert asyncio.run(scenario()) == 5.0
+
+
+def test_a_frame_cancelled_while_its_last_renewal_is_stored_hands_its_lease_back(url: str) -> None:
+    """A frame that ends waits for its renewal under way; cancelled meanwhile (a stopping worker, a
+    cancelled execution), it must still give its command back to the worker's heartbeat, or a later
+    lease of the same command by this worker is never renewed."""
+    from noetl.runtime.worker import Worker, WorkerOptions, _current_command
+
+    async def scenario() -> bool:
+        store, _, _, leased = await start_loop(url, 1)
+        command_id = leased[0].command_id
+        worker = Worker(url, WorkerOptions(name="w1", lease_seconds=30, poll_interval=30))
+        await worker.store.open()
+        renew = worker.queue.heartbeat
+        frame_renewing, release_renewal, frame_ends = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def held_up_heartbeat(**kwargs: Any) -> set[str]:
+            frame_renewing.set()
+            await release_renewal.wait()
+            return await renew(**kwargs)
+
+        worker.queue.heartbeat = held_up_heartbeat  # type: ignore[method-assign]
+
+        async def frame() -> None:
+            _current_command.set((command_id, [0]))
+            async with worker.keep_frame_alive(lease_seconds=5, heartbeat_seconds=30):
+                await frame_ends.wait()
+
+        try:
+            running = asyncio.create_task(frame())
+            await asyncio.wait_for(frame_renewing.wait(), 10)
+            frame_ends.set()
+            await asyncio.sleep(0.1)  # the frame now waits for its renewal
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(running, 10)
+            return command_id in worker.own_leases
+        finally:
+            release_renewal.set()
+            await worker.store.close()
+            await store.close()
+
+    assert asyncio.run(scenario()) is False
