@@ -23,8 +23,8 @@ def checked_trigger(*, on_path: str, on: str, run: str, name: str | None = None,
                     where: str | None = None) -> TriggerRecord:
     """A trigger record whose every field is valid. Errors name the command line's options when
     ``where`` is None, else the body's field names prefixed with ``where`` ("" for the API)."""
-    def field(name: str) -> str:
-        return "--" + name.replace("_", "-") if where is None else f"{where}{name}"
+    def field(key: str) -> str:
+        return "--" + key.replace("_", "-") if where is None else f"{where}{key}"
 
     if on not in TRIGGER_STATUSES:
         raise InputError(f"{field('on')}: expected one of {', '.join(TRIGGER_STATUSES)}, got {on!r}")

@@ -27,8 +27,8 @@ def checked_schedule(*, name: str, path: str, cron: str, timezone: str = "UTC", 
     """A schedule record whose every field is valid. Errors name the command line's options when
     ``where`` is None, else the field names prefixed with ``where`` ("" for the API's body fields,
     ``schedules[0].`` for a playbook's)."""
-    def field(option: str, name: str) -> str:
-        return option if where is None else f"{where}{name}"
+    def field(option: str, key: str) -> str:
+        return option if where is None else f"{where}{key}"
 
     if not name or not str(name).strip():
         raise InputError(f"{field('--name', 'name')}: a schedule needs a name")
