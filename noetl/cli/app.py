@@ -28,7 +28,11 @@ PORT = click.IntRange(1, 65535)  # a bad --port is a usage error, not a tracebac
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> None:
-    click.echo(f"error: {message}", err=True)
+    # A message may quote a URL or connection string the user gave (a server URL with user:password);
+    # its password never reaches the terminal or a CI log.
+    from noetl.secrets import redact_connection_secrets
+
+    click.echo(f"error: {redact_connection_secrets(message)}", err=True)
     sys.exit(code)
 
 

@@ -228,6 +228,19 @@ def test_seed_spellings_take_the_server_port_after_the_command(noetl) -> None:  
         assert f":{port}" in line and "cannot reach the NoETL server" in line, (args, line)
 
 
+def test_a_password_in_the_server_url_never_reaches_an_error(noetl) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://operator:s3cret-in-url@127.0.0.1:{port}"
+    for args in (["--server-url", url, "status", "1"], ["--server-url", url, "query", "SELECT 1"]):
+        line = assert_one_line_error(noetl(*args))
+        assert "cannot reach the NoETL server" in line and f"operator:***@127.0.0.1:{port}" in line, line
+        assert "s3cret-in-url" not in line
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
