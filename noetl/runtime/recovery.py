@@ -33,7 +33,7 @@ async def load_execution(store: Store, execution_id: str) -> tuple[ExecutionReco
     return record, playbook
 
 
-def check_from_step(playbook: Playbook, from_step: str, field: str = "--from") -> None:
+def check_from_step(playbook: Playbook, from_step: str, field: str) -> None:
     """The step a rerun starts at must be one the entry step can reach. ``field`` is how the caller
     named it (the CLI's ``--from``, the API's ``from_step``), so the error speaks the caller's words."""
     if from_step not in playbook.step_map():

@@ -254,5 +254,7 @@ def preview(statement: str, limit: int = 200) -> str:
 
 
 def statement_where(index: int, count: int) -> str:
-    """Which statement of a script failed, for error messages."""
-    return f"statement {index}" if count == 1 else f"statement {index} of {count} (command_{index})"
+    """Which statement of a script failed, for error messages: nothing when the script is one
+    statement (its 0-based index would only puzzle), else ``statement 2 of 3 (command_2)``, the
+    index being the key of that statement's result."""
+    return "" if count == 1 else f" in statement {index} of {count} (command_{index})"

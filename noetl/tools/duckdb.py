@@ -368,14 +368,14 @@ def _run_statement(
 def _duckdb_error(exc: duckdb.Error, index: int, count: int, statement: str, redactor: Redactor) -> ToolError:
     message = clean_message(str(exc).strip(), redactor)
     details = {"statement_index": index, "statement": clean_message(preview(statement), redactor)}
+    where = statement_where(index, count)
     if isinstance(exc, duckdb.TransactionException):
         return ToolError(
-            f"statement {index} conflicted: {message}", kind="sql", retryable=True, details=details
+            f"write conflict{where}: {message}", kind="sql", retryable=True, details=details
         )
     if isinstance(exc, duckdb.IOException) and _USES_POSTGRES.search(statement):
-        return ToolError(f"statement {index}: {message}", kind="connection", retryable=True, details=details)
-    where = statement_where(index, count)
-    return ToolError(f"SQL error in {where}: {message}", kind="sql", details=details)
+        return ToolError(f"DuckDB I/O error{where}: {message}", kind="connection", retryable=True, details=details)
+    return ToolError(f"SQL error{where}: {message}", kind="sql", details=details)
 
 
 def execute_statements(

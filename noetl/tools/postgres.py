@@ -274,20 +274,20 @@ def sql_error(exc: psycopg.Error, index: int, count: int, statement: str, redact
         "sqlstate": state or None,
         "statement": clean_message(preview(statement), redactor),
     }
+    where = statement_where(index, count)
     if isinstance(exc, psycopg.OperationalError) and (not state or state.startswith(_CONNECTION_STATES)):
         return ToolError(
-            f"PostgreSQL connection lost in statement {index}: {message}",
+            f"PostgreSQL connection lost{where}: {message}",
             kind="connection",
             retryable=True,
             details=details,
         )
     if state == _QUERY_CANCELED:
         return ToolError(
-            f"statement {index} was cancelled: {message}", kind="timeout", retryable=True, details=details
+            f"statement cancelled{where}: {message}", kind="timeout", retryable=True, details=details
         )
-    where = statement_where(index, count)
     return ToolError(
-        f"SQL error in {where}: {message}",
+        f"SQL error{where}: {message}",
         kind="sql",
         retryable=state in _RETRYABLE_SQL_STATES,
         details=details,

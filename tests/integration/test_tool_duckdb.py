@@ -175,6 +175,12 @@ def test_sql_error_names_the_statement() -> None:
     assert error.details["statement_index"] == 1
 
 
+def test_a_lone_failing_statement_is_not_numbered() -> None:
+    error = sql_error({"database": ":memory:", "command": "SELECT * FROM missing_table"})
+    assert error.message.startswith("SQL error: ") and "missing_table" in error.message
+    assert "statement 0" not in error.message
+
+
 def test_script_file_and_missing_sql(tmp_path: Path) -> None:
     (tmp_path / "q.sql").write_text("SELECT 'from file' AS src;")
     result = run_sql(
