@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from noetl.cli.app import Context, cli, handle_errors, run_sync, with_store
+from noetl.errors import InputError
 
 
 @cli.command()
@@ -35,5 +36,10 @@ def result(obj: Context, execution_id: str, step: str, index: int | None, output
     if output is None:
         click.echo(data.decode("utf-8"))
     else:
-        output.write_bytes(data + b"\n")
+        from noetl.fileperms import write_private
+
+        try:
+            write_private(output, data + b"\n")
+        except OSError as exc:
+            raise InputError(f"--output {output}: {exc.strerror or exc}") from None
         click.echo(f"wrote {output} ({len(data)} bytes)", err=True)

@@ -47,6 +47,9 @@ def test_a_big_result_is_stored_by_reference_and_templates_read_through_it(noetl
     one = noetl("result", doc["execution_id"], "loop", "--index", "2", "--output", str(noetl_home / "it.json"))
     assert one.code == 0, one.stderr
     assert json.loads((noetl_home / "it.json").read_text())["rows"] == ["y" * 100] * 2400
+    assert (noetl_home / "it.json").stat().st_mode & 0o777 == 0o600
+    nowhere = noetl("result", doc["execution_id"], "start", "--output", str(noetl_home / "no" / "such" / "r.json"))
+    assert nowhere.code == 2 and "--output" in nowhere.stderr and "Traceback" not in nowhere.stderr
     assert noetl("result", doc["execution_id"], "loop", "--index", "3").code == 2
     missing = noetl("result", doc["execution_id"], "nope")
     assert missing.code == 2 and "no result for step 'nope'" in missing.stderr
