@@ -7,7 +7,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
 from noetl.dsl.problems import Problem
@@ -18,6 +18,9 @@ from noetl.runtime.request import RunRequest
 from noetl.safejson import check_value
 from noetl.settings import load_settings
 from noetl.store.base import Store
+
+if TYPE_CHECKING:
+    from noetl.store.records import TriggerRecord
 
 log = logging.getLogger("noetl.triggers")
 
@@ -170,7 +173,6 @@ async def run_async(
 
 async def _fire_local_triggers(store: Store, execution_id: str) -> None:
     """Completion triggers locally: the executions a finished run triggers run in this process."""
-    from noetl.store.base import TriggerRecord
     from noetl.triggers import fire_matching
 
     source = await store.get_execution(execution_id) if execution_id else None

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noetl.errors import InputError, NotFoundError
 from noetl.ids import new_execution_id
-from noetl.store.base import ExecutionRecord, Store, TriggerRecord
+from noetl.store.base import ExecutionRecord, Store
+
+if TYPE_CHECKING:
+    # Built only by checked_trigger (a command, not a run): see noetl.store.records.
+    from noetl.store.records import TriggerRecord
 
 TRIGGER_STATUSES = ("completed", "failed")
 
 # Starts ``trigger.run_path`` as ``execution_id`` with ``payload``.
-Starter = Callable[[TriggerRecord, str, dict[str, Any]], Awaitable[None]]
+Starter = Callable[["TriggerRecord", str, dict[str, Any]], Awaitable[None]]
 
 
 def checked_trigger(*, on_path: str, on: str, run: str, name: str | None = None,
@@ -38,6 +42,8 @@ def checked_trigger(*, on_path: str, on: str, run: str, name: str | None = None,
     chosen = name or f"{on_path}:{on}:{run}"
     if "/" in chosen and name:
         raise InputError(f"{field('name')}: a trigger name has no '/', got {name!r}")
+    from noetl.store.records import TriggerRecord
+
     return TriggerRecord(name=chosen.replace("/", "."), on_path=on_path, on_status=on, run_path=run)
 
 

@@ -8,9 +8,32 @@ held to the same conformance suite (``tests/integration/store_conformance.py``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from noetl.engine.events import Event
+
+if TYPE_CHECKING:
+    from noetl.store.records import (
+        CatalogEntry,
+        CredentialRecord,
+        FireRecord,
+        HookRecord,
+        ScheduleRecord,
+        TriggerRecord,
+    )
+
+# Records a run never builds live in noetl.store.records; they are exported here too, and their
+# module is imported the first time one of them is asked for (``from noetl.store.base import ...``).
+_RECORDS = frozenset({"CatalogEntry", "CredentialRecord", "FireRecord", "HookRecord", "ScheduleRecord",
+                      "TriggerRecord"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _RECORDS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from noetl.store import records
+
+    return getattr(records, name)
 
 
 @dataclass(slots=True)
@@ -29,27 +52,6 @@ class ExecutionRecord:
     ended_at: str | None = None
     # Who runs it: ``host:pid:process-start`` of a local run (see noetl.runtime.owner), else "".
     owner: str = ""
-
-
-@dataclass(slots=True)
-class CatalogEntry:
-    path: str
-    version: int
-    kind: str  # "Playbook" | "Credential" | ...
-    content: str  # YAML text as registered
-    catalog_id: str = ""
-    name: str = ""
-    created_at: str = ""
-
-
-@dataclass(slots=True)
-class CredentialRecord:
-    name: str
-    type: str
-    data: bytes  # encrypted blob; the store never sees plaintext
-    description: str = ""
-    created_at: str = ""
-    updated_at: str = ""
 
 
 @dataclass(slots=True)
@@ -80,57 +82,6 @@ class LogRecord:
     loop_index: int | None = None
     created_at: str = ""
     log_id: int = 0
-
-
-@dataclass(slots=True)
-class HookRecord:
-    """A webhook of a catalog entry (see noetl.hooks): ``POST /api/hooks/{name}`` starts ``path``."""
-
-    name: str
-    path: str  # the catalog path an accepted delivery starts
-    secret: str = ""  # HMAC-SHA256 key of the signature, sealed (noetl.hooks.seal_secret); "" = none accepted
-    token_sha256: str = ""  # SHA-256 hex of the hook's token ("" = no token accepted); the token is not kept
-    payload_template: Any = None  # rendered over {body, headers}; None: the JSON body is the payload
-    created_at: str = ""
-
-
-@dataclass(slots=True)
-class TriggerRecord:
-    """"When an execution of ``on_path`` ends ``on_status``, start ``run_path``" (see noetl.triggers)."""
-
-    name: str
-    on_path: str
-    on_status: str  # completed | failed
-    run_path: str
-    created_at: str = ""  # only executions that end after it fire the trigger
-
-
-@dataclass(slots=True)
-class ScheduleRecord:
-    """A cron schedule of a playbook (see noetl.scheduling)."""
-
-    name: str
-    path: str  # what runs: a catalog path (or a playbook file, for a laptop's `noetl scheduler`)
-    cron: str
-    timezone: str = "UTC"
-    payload: dict[str, Any] = field(default_factory=dict)
-    overlap: str = "skip"  # skip | queue | allow, while an execution of the schedule still runs
-    catchup: str = "latest"  # none | latest | all, for fire times missed while no scheduler ran
-    enabled: bool = True
-    cursor: str | None = None  # fire times up to this instant (ISO 8601 UTC) have been handled
-    source: str = "cli"  # cli | api | playbook (declared under `schedules:`)
-    created_at: str = ""
-
-
-@dataclass(slots=True)
-class FireRecord:
-    """One fire time of a schedule. (schedule, scheduled_for) is unique: a fire time runs once."""
-
-    schedule: str
-    scheduled_for: str  # ISO 8601 UTC
-    status: str  # started | skipped | queued
-    execution_id: str | None = None
-    created_at: str = ""
 
 
 class Store(Protocol):

@@ -9,18 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noetl.engine.events import Event
 from noetl.errors import InputError, StoreError
-from noetl.store.base import (
-    ExecutionRecord,
-    FireRecord,
-    HookRecord,
-    ResultRecord,
-    ScheduleRecord,
-    TriggerRecord,
-)
+from noetl.store.base import ExecutionRecord, ResultRecord
+
+if TYPE_CHECKING:
+    from noetl.store.records import FireRecord, HookRecord, ScheduleRecord, TriggerRecord
 
 # Compact JSON; NaN/Infinity are rejected because they are not JSON (PostgreSQL jsonb refuses them).
 encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
@@ -175,6 +171,8 @@ def hook_params(record: HookRecord) -> dict[str, Any]:
 
 
 def hook_from_row(row: Sequence[Any]) -> HookRecord:
+    from noetl.store.records import HookRecord
+
     name, path, secret, token_sha256, template, created_at = row
     return HookRecord(name=name, path=path, secret=secret, token_sha256=token_sha256,
                       payload_template=None if template is None else json.loads(template),
@@ -187,6 +185,8 @@ def trigger_params(record: TriggerRecord) -> dict[str, Any]:
 
 
 def trigger_from_row(row: Sequence[Any]) -> TriggerRecord:
+    from noetl.store.records import TriggerRecord
+
     name, on_path, on_status, run_path, created_at = row
     return TriggerRecord(name=name, on_path=on_path, on_status=on_status, run_path=run_path, created_at=str(created_at))
 

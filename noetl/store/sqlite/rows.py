@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noetl.engine.events import Event
 from noetl.store import common
-from noetl.store.base import CatalogEntry, ExecutionRecord, ScheduleRecord
+from noetl.store.base import ExecutionRecord
 from noetl.store.common import decode_json, decode_optional, event_row
+
+if TYPE_CHECKING:
+    from noetl.store.records import CatalogEntry, ScheduleRecord
 
 
 def event_rows(execution_id: str, events: list[Event]) -> list[list[Any]]:
@@ -65,6 +68,8 @@ def catalog_params(entry: CatalogEntry) -> dict[str, Any]:
 
 
 def schedule_from_row(row: tuple[Any, ...]) -> ScheduleRecord:
+    from noetl.store.records import ScheduleRecord  # a run builds no schedule (see that module)
+
     name, path, cron, timezone, payload, overlap, catchup, enabled, cursor, source, created_at = row
     return ScheduleRecord(name=name, path=path, cron=cron, timezone=timezone, payload=decode_json(payload),
                           overlap=overlap, catchup=catchup, enabled=bool(enabled), cursor=cursor, source=source,

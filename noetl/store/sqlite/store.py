@@ -27,22 +27,12 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from noetl.engine.events import Event
 from noetl.errors import NotFoundError, StoreError
 from noetl.fileperms import private_directory, private_file
-from noetl.store.base import (
-    CatalogEntry,
-    CredentialRecord,
-    ExecutionRecord,
-    FireRecord,
-    HookRecord,
-    LogRecord,
-    ResultRecord,
-    ScheduleRecord,
-    TriggerRecord,
-)
+from noetl.store.base import ExecutionRecord, LogRecord, ResultRecord
 from noetl.store.common import (
     NO_BOUND,
     LoopReport,
@@ -71,6 +61,17 @@ from noetl.store.sqlite.rows import (
     update_params,
 )
 from noetl.store.sqlite.sql import Migration, migrations, queries
+
+if TYPE_CHECKING:
+    # Imported by the methods that build them: a run builds none (see noetl.store.records).
+    from noetl.store.records import (
+        CatalogEntry,
+        CredentialRecord,
+        FireRecord,
+        HookRecord,
+        ScheduleRecord,
+        TriggerRecord,
+    )
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -352,6 +353,8 @@ class SqliteStore:
 
     # catalog ---------------------------------------------------------------------------
     async def register_catalog(self, *, path: str, kind: str, content: str, name: str = "") -> CatalogEntry:
+        from noetl.store.records import CatalogEntry
+
         def work(conn: sqlite3.Connection) -> CatalogEntry:
             version = conn.execute(self._q["max_catalog_version"], {"path": path}).fetchone()[0] + 1
             entry = CatalogEntry(
@@ -374,10 +377,14 @@ class SqliteStore:
         else:
             params = {"path": path, "version": version}
             rows = self._read(f"reading catalog entry {path}", "get_catalog_version", params)
+        from noetl.store.records import CatalogEntry
+
         return CatalogEntry(*rows[0]) if rows else None
 
     async def list_catalog(self, *, kind: str | None = None) -> list[CatalogEntry]:
         rows = self._read("listing the catalog", "list_catalog_latest", {"kind": kind})
+        from noetl.store.records import CatalogEntry
+
         return [CatalogEntry(*row) for row in rows]
 
     # schedules ---------------------------------------------------------------------------
@@ -423,6 +430,8 @@ class SqliteStore:
 
     async def list_fires(self, schedule: str, *, status: str | None = None, limit: int = 100) -> list[FireRecord]:
         params = {"schedule": schedule, "status": status, "limit": limit}
+        from noetl.store.records import FireRecord
+
         return [FireRecord(*row) for row in self._read(f"listing fire times of schedule {schedule}", "list_fires",
                                                         params)]
 
@@ -498,10 +507,14 @@ class SqliteStore:
 
     async def get_credential(self, name: str) -> CredentialRecord | None:
         rows = self._read(f"reading credential {name}", "get_credential", {"name": name})
+        from noetl.store.records import CredentialRecord
+
         return CredentialRecord(*rows[0]) if rows else None
 
     async def list_credentials(self) -> list[CredentialRecord]:
         rows = self._read("listing credentials", "list_credentials", ())
+        from noetl.store.records import CredentialRecord
+
         return [CredentialRecord(*row) for row in rows]
 
     async def delete_credential(self, name: str) -> bool:
