@@ -8,7 +8,6 @@ from noetl.dsl.check_loops import check_loop
 from noetl.dsl.check_transfer import check_transfer
 from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
 from noetl.dsl.legacy import STEP_KEYS, TOP_LEVEL_IDENTITY_KEYS, lifts_top_level_identity
-from noetl.dsl.names import free_names, workload_fields
 from noetl.dsl.problems import UNDEFINED_NAME, Problem
 from noetl.dsl.render import check_template, is_template
 from noetl.dsl.schedules import SCHEDULE_KEYS, schedule_problems
@@ -119,6 +118,10 @@ class Checker:
     def check_names(self, known: frozenset[str], workload_keys: frozenset[str] | None = None) -> None:
         """Warn about each name a template reads that nothing in the playbook defines, and (when the
         workload is a mapping) each `workload.<key>` it does not declare."""
+        if not self.templates:
+            return
+        from noetl.dsl.names import free_names, workload_fields  # Jinja's parser: only for templates
+
         for path, source in self.templates:
             if workload_keys is not None:
                 for key in sorted(workload_fields(source) - workload_keys):

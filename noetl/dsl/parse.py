@@ -66,7 +66,6 @@ def analyse(source: Source) -> LoadedPlaybook:
     from noetl.dsl.code_templates import python_code_warnings
     from noetl.dsl.legacy import UNSUPPORTED, normalize_playbook
     from noetl.dsl.model import Playbook
-    from noetl.dsl.names import defined_names
     from noetl.dsl.shapes import check_shapes
 
     raw = source.data
@@ -100,8 +99,11 @@ def analyse(source: Source) -> LoadedPlaybook:
     check_canonical(checker, canonical)
     for path, message in python_code_warnings(canonical, raw):
         checker.warn(path, message)
-    workload = canonical.get("workload")
-    checker.check_names(defined_names(canonical), frozenset(workload) if isinstance(workload, dict) else None)
+    if checker.templates:  # the names templates may use; a playbook without templates needs no Jinja
+        from noetl.dsl.names import defined_names
+
+        workload = canonical.get("workload")
+        checker.check_names(defined_names(canonical), frozenset(workload) if isinstance(workload, dict) else None)
     loaded.canonical = canonical
     if not any(p.severity == "error" for p in checker.problems):
         try:

@@ -18,14 +18,16 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 OVERLAP_POLICIES = ("skip", "queue", "allow")
 CATCHUP_POLICIES = ("none", "latest", "all")
 SCHEDULE_KEYS = frozenset({"name", "cron", "timezone", "tz", "payload", "overlap", "catchup", "enabled"})
 
 
 def cron_problem(expr: Any) -> str | None:
+    # Imported for a playbook that declares schedules: importing croniter runs `file` on the
+    # interpreter (platform.architecture), a process of its own on every first run.
+    from croniter import croniter
+
     text = " ".join(str(expr or "").split())
     if not text or not croniter.is_valid(text):
         return f"invalid cron expression {text!r} (five fields: minute hour day month weekday)"
