@@ -24,9 +24,12 @@ def print_warnings(loaded: Any) -> None:
 
 def print_run_warnings(loaded: Any, doc: dict[str, Any]) -> None:
     """The status document's template warnings, once each, on stderr, at the playbook's file:line."""
+    warnings = doc.get("warnings") or []
+    if not warnings:
+        return
     from noetl.dsl.locate import locate
 
-    for warning in doc.get("warnings") or []:
+    for warning in warnings:
         where = locate(loaded.source, warning.get("step"), warning.get("field"))
         step = f"step {warning['step']!r} " if warning.get("step") else ""
         click.echo(f"{where}: warning: {step}{warning.get('field')}: {warning.get('message')}", err=True)
