@@ -38,6 +38,7 @@ from noetl.runtime.logstream import LogBatcher
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
 from noetl.runtime.stopping import sleep_or_stop
+from noetl.runtime.warmup import warm_up
 from noetl.runtime.wire import decode_context
 from noetl.runtime.worker import WorkerOptions, reconnect_delay
 from noetl.sandbox import require_confinement
@@ -116,6 +117,7 @@ class RemoteWorker:
 
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
+        warm_up()  # before the first lease: see noetl/runtime/warmup.py
         use_loader(self.results.read, self.results.read_items)
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         heartbeat.add_done_callback(self._side_task_ended)

@@ -44,6 +44,7 @@ from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Runner
 from noetl.runtime.services import ExecutionServices
 from noetl.runtime.stopping import sleep_or_stop, until_stopped
+from noetl.runtime.warmup import warm_up
 from noetl.runtime.wire import child_execution_id
 from noetl.sandbox import require_confinement
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
@@ -113,6 +114,7 @@ class Worker:
 
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
+        warm_up()  # before the first lease: see noetl/runtime/warmup.py
         await self._open_store()
         results = storage_for(self.store, shared=True)
         use_loader(results.read, results.read_items)  # templates resolve `_ref`s through it
