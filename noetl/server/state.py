@@ -43,5 +43,11 @@ def server_state(request: Request) -> ServerState:
     return state
 
 
+async def _server_state_dependency(request: Request) -> ServerState:
+    """``server_state`` as a coroutine: FastAPI runs a plain function dependency on its thread pool,
+    a hand-off to a thread and back to the event loop on every request for an attribute look-up."""
+    return server_state(request)
+
+
 # The route parameter type: `state: State` injects the server state (FastAPI dependency).
-State = Annotated[ServerState, Depends(server_state)]
+State = Annotated[ServerState, Depends(_server_state_dependency)]

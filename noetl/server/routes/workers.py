@@ -70,8 +70,10 @@ class ChildRequest(_Body):
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
-def _gateway(state: State) -> WorkerGateway:
-    return WorkerGateway(state.core)  # stateless over the server's decision core: cheap per request
+async def _gateway(state: State) -> WorkerGateway:
+    # Stateless over the server's decision core: cheap per request. A coroutine, so FastAPI does not
+    # run it on its thread pool.
+    return WorkerGateway(state.core)
 
 
 Gateway = Annotated[WorkerGateway, Depends(_gateway)]
