@@ -129,8 +129,22 @@ def start(pg: dict[str, Any], workers: int, home: Path, concurrency: int = 32, c
     cluster.start_server()
     for n in range(workers):
         cluster.start_worker(f"w{n}", concurrency=concurrency)
-    time.sleep(1.0)  # let the workers connect and LISTEN
+    wait_listening(cluster, workers)
     return cluster
+
+
+def wait_listening(cluster: Cluster, workers: int, timeout: float = 120) -> None:
+    """Until every worker has connected and LISTENs (it has started: imports, warm-up, pool), so the
+    measured window holds no worker start-up. A fixed pause did not: on a loaded machine a worker
+    takes 1-3 s to start."""
+    deadline = time.monotonic() + timeout
+    query = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+             "AND query LIKE 'LISTEN %%'")
+    while cluster.sql(query)[0][0] < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{workers} workers not listening after {timeout} s")
+        time.sleep(0.02)
+    time.sleep(0.1)  # the listener's first wake-up (it leases once on connecting)
 
 
 def throughput(pg: dict[str, Any], workers: int, home: Path, executions: int = 20, items: int = 250,
