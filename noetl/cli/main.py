@@ -12,8 +12,11 @@ import gc
 import sys
 from typing import TYPE_CHECKING
 
-from noetl.cli.app import EXIT_FAILED, cli, fail
-from noetl.errors import PlaybookError
+from noetl.cli.startup import long_lived_imports
+
+with long_lived_imports():  # click and the modules every command uses (see noetl.cli.startup)
+    from noetl.cli.app import EXIT_FAILED, cli, fail
+    from noetl.errors import PlaybookError
 
 COMMAND_MODULES = {
     "noetl.cli.running": ("run", "exec"),
