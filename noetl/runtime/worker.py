@@ -54,6 +54,11 @@ from noetl.tools.base import ToolCall
 log = logging.getLogger("noetl.worker")
 
 MAX_BACKOFF = 5.0
+# Connections a worker opens before its first lease (the pool grows to its size on demand). Opening
+# a connection costs ~5 ms of CPU here and ~8 ms in PostgreSQL (fork, SCRAM authentication): paid
+# at start-up for the few every worker uses at once (the group writer, leases, heartbeats, reads),
+# not by the first commands of a burst of new executions.
+POOL_CONNECTIONS_AT_START = 4
 
 # The command a tool runs under (each command runs in its own task, so this is per command).
 _current_command: contextvars.ContextVar[tuple[str, list[int]] | None] = contextvars.ContextVar(
@@ -81,7 +86,8 @@ class Worker:
         self.name = self.options.resolved_name()
         self.database_url = database_url
         pool_size = self.options.pool_size or self.options.concurrency + 4
-        self.store = PostgresStore(database_url, max_size=pool_size)
+        self.store = PostgresStore(database_url, min_size=min(POOL_CONNECTIONS_AT_START, pool_size),
+                                   max_size=pool_size)
         self.core = DecisionCore(self.store, services_factory=self._services, owner=self.name, affinity=self)
         self.log_batcher = LogBatcher(store_sink(self.store))
         self.queue = CommandQueue(self.store)
