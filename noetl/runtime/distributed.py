@@ -231,7 +231,9 @@ class DecisionCore:
             await self.store.insert_execution(conn, params, rows)
             await self._queue(conn, execution_id, decision.commands, events[-1].created_at, len(rows))
 
-        await self.store.write(f"starting execution {execution_id}", work)
+        # One round trip: BEGIN, the inserts and COMMIT go out together.
+        await self.store.write(f"starting execution {execution_id}", work, pipeline=True,
+                               if_duplicate=f"execution {execution_id} already exists")
         cached.last_event_id = len(rows)
         if not cached.state.finished:
             self._remember(cached)

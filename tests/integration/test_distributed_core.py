@@ -45,14 +45,14 @@ async def ended(store: PostgresStore, execution_id: str, seconds: float = 60) ->
 
 
 class CountingStore(PostgresStore):
-    """Counts decision transactions (pipelined writes)."""
+    """Counts decision transactions (pipelined writes, but for the one that starts an execution)."""
 
     transactions = 0
 
-    async def write(self, action: str, work: Any, *, pipeline: bool = False) -> Any:
-        if pipeline:
+    async def write(self, action: str, work: Any, *, pipeline: bool = False, if_duplicate: str | None = None) -> Any:
+        if pipeline and not action.startswith("starting execution"):
             self.transactions += 1
-        return await super().write(action, work, pipeline=pipeline)
+        return await super().write(action, work, pipeline=pipeline, if_duplicate=if_duplicate)
 
 
 def done(leased: LeasedCommand, result: Any = None) -> Event:

@@ -175,12 +175,14 @@ class PostgresStore:
         async with pool.connection() as conn:
             yield conn
 
-    async def write(self, action: str, work: Callable[[Connection], Awaitable[T]], *, pipeline: bool = False) -> T:
+    async def write(self, action: str, work: Callable[[Connection], Awaitable[T]], *, pipeline: bool = False,
+                    if_duplicate: str | None = None) -> T:
         """Run ``work`` in one transaction; driver errors become StoreError naming ``action``.
 
         With ``pipeline``, statements are sent without waiting for each result (psycopg pipeline mode):
         BEGIN, the writes and COMMIT share round trips, and a fetch syncs only when it needs a result
-        (see _pipelined_transaction).
+        (see _pipelined_transaction). ``if_duplicate``: the error when the write breaks a unique
+        constraint (in a pipeline the violation surfaces at the sync, not where its statement was sent).
         """
         try:
             async with self.connection() as conn:
@@ -191,6 +193,8 @@ class PostgresStore:
         except NoetlError:
             raise
         except psycopg.Error as exc:
+            if if_duplicate is not None and isinstance(exc, pg_errors.UniqueViolation):
+                raise StoreError(if_duplicate) from exc
             raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
         except Exception as exc:  # pool timeout and friends
             if type(exc).__module__.startswith("psycopg_pool"):
