@@ -228,6 +228,10 @@ def export_revision(ref: str, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "noetl"], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    # Bytecode, as the working tree has it: with PYTHONDONTWRITEBYTECODE set, the processes of the
+    # export would compile every module they import from source (lazy imports inside the window too).
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(into / "noetl")], check=True,
+                   stdout=subprocess.DEVNULL)
     return into
 
 
