@@ -20,9 +20,12 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "playbooks"
 TOKEN = "tok-streamed-4f1c9a"  # a secret value: never stored, in a log line either
 
 
-@pytest.fixture(params=["database", "remote"])
-def cluster(request: pytest.FixtureRequest, pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]:
-    for make in clusters(pg_cluster, tmp_path):
+@pytest.fixture(scope="module", params=["database", "remote"])
+def cluster(request: pytest.FixtureRequest, pg_cluster: dict[str, Any],
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One deployment per kind of worker for the module: each test registers its own playbook and
+    looks only at its own executions."""
+    for make in clusters(pg_cluster, tmp_path_factory.mktemp("streamed-logs")):
         deployment = make(env={"NOETL_SECRET_STREAM_TOKEN": TOKEN})
         deployment.start_server()
         if request.param == "database":
