@@ -190,17 +190,18 @@ def test_a_frame_longer_than_its_lease_is_kept_alive_by_heartbeats(cluster_facto
 RECLAIM = """
 apiVersion: noetl.io/v2
 kind: Playbook
-metadata: {name: cursor_reclaim, path: tests/cursor_reclaim}
+metadata: {name: cursor_reclaim_VARIANT, path: tests/cursor_reclaim_VARIANT}
+workload: {release: ""}
 workflow:
   - step: start
     tool:
       kind: postgres
       auth: pg_work
       command: |
-        CREATE TABLE IF NOT EXISTS reclaim_jobs (id int PRIMARY KEY, state text NOT NULL DEFAULT 'pending',
-                                                 claimed_at timestamptz, processed int NOT NULL DEFAULT 0);
-        TRUNCATE reclaim_jobs;
-        INSERT INTO reclaim_jobs (id) VALUES (1), (2), (3), (4);
+        CREATE TABLE IF NOT EXISTS reclaim_jobs_VARIANT (id int PRIMARY KEY, state text NOT NULL DEFAULT 'pending',
+                                                         claimed_at timestamptz, processed int NOT NULL DEFAULT 0);
+        TRUNCATE reclaim_jobs_VARIANT;
+        INSERT INTO reclaim_jobs_VARIANT (id) VALUES (1), (2), (3), (4);
     next: [{step: drain}]
   - step: drain
     loop:
@@ -208,8 +209,8 @@ workflow:
         kind: postgres
         auth: pg_work
         claim: |
-          UPDATE reclaim_jobs SET state = 'claimed', claimed_at = clock_timestamp()
-          WHERE id IN (SELECT id FROM reclaim_jobs
+          UPDATE reclaim_jobs_VARIANT SET state = 'claimed', claimed_at = clock_timestamp()
+          WHERE id IN (SELECT id FROM reclaim_jobs_VARIANT
                        WHERE state = 'pending' RECLAIM
                        ORDER BY id LIMIT {{ __frame_max_rows }} FOR UPDATE SKIP LOCKED)
           RETURNING id
@@ -218,46 +219,62 @@ workflow:
     tool:
       - name: wait
         kind: python
-        code: "import time; time.sleep(2); result = 'slept'"
+        input: {release: "{{ workload.release }}"}
+        code: |
+          import os, time
+          deadline = time.monotonic() + 60
+          while not os.path.exists(release) and time.monotonic() < deadline:
+              time.sleep(0.02)
+          result = 'released'
       - name: mark
         kind: postgres
         auth: pg_work
-        command: "UPDATE reclaim_jobs SET state = 'done', processed = processed + 1 WHERE id = {{ iter.job.id }}"
+        command: "UPDATE reclaim_jobs_VARIANT SET state = 'done', processed = processed + 1 WHERE id = {{ iter.job.id }}"
 """
+RECLAIM_CONDITIONS = {
+    "stay": "",  # rows claimed by a frame whose worker died stay claimed
+    "back": "OR (state = 'claimed' AND claimed_at < clock_timestamp() - interval '1 second')",
+}
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)  # up to STARTUP_SECONDS for the first frame, then the run's own 90 s
-@pytest.mark.parametrize("reclaim", [False, True], ids=["rows-stay-claimed", "claim-takes-them-back"])
+@pytest.mark.timeout(300)  # up to STARTUP_SECONDS for the first frames, then the runs' own 90 s
 def test_a_frame_whose_worker_died_is_claimed_again_only_if_the_claim_says_so(cluster_factory: Any,
-                                                                              reclaim: bool) -> None:
+                                                                              tmp_path: Path) -> None:
+    """Two cursor loops on one deployment, one whose claim takes a dead frame's rows back and one whose
+    claim leaves them: the worker running both first frames is killed once, in the middle of both."""
     # A 3 s lease: a 1 s one can lapse under the live first worker while a loaded machine holds up its
-    # heartbeat, and the frame would then run twice before the kill.
+    # heartbeat, and a frame would then run twice before the kill.
     cluster = cluster_factory(lease_seconds=3)
     cluster.start_server()
     register_work_credential(cluster)
-    condition = "OR (state = 'claimed' AND claimed_at < clock_timestamp() - interval '1 second')" if reclaim else ""
-    cluster.register(RECLAIM.replace("RECLAIM", condition))
-    cluster.start_worker("w1", concurrency=2)
-    execution_id = cluster.execute("tests/cursor_reclaim")
+    release = tmp_path / "release"  # the rows' first step waits for it: no row is done before the kill
+    ids = {}
+    for variant, condition in RECLAIM_CONDITIONS.items():
+        cluster.register(RECLAIM.replace("VARIANT", variant).replace("RECLAIM", condition))
+    cluster.start_worker("w1", concurrency=4)
+    for variant in RECLAIM_CONDITIONS:
+        ids[variant] = cluster.execute(f"tests/cursor_reclaim_{variant}", {"release": str(release)})
     deadline = time.monotonic() + STARTUP_SECONDS  # the first worker's start-up is in it
-    while not cluster.sql("SELECT 1 FROM noetl.command WHERE execution_id = %s AND step = 'drain' "
-                          "AND status = 'leased'", int(execution_id)):
-        assert time.monotonic() < deadline, "the first frame never started"
+    while cluster.sql("SELECT count(*) FROM noetl.command WHERE step = 'drain' AND status = 'leased'") != [(2,)]:
+        assert time.monotonic() < deadline, "the first frames never started"
         time.sleep(0.05)
-    # Kill the worker once the frame has claimed rows 1 and 2 (it then sleeps 2 s on the first). Waiting
-    # for the claim itself, not for a fixed time after the lease, keeps this true on a loaded machine.
-    while cluster.sql("SELECT count(*) FROM reclaim_jobs WHERE state = 'claimed'") != [(2,)]:
-        assert time.monotonic() < deadline, "the first frame never claimed its rows"
-        time.sleep(0.05)
+    # Kill the worker once each first frame has claimed rows 1 and 2 (it then waits on the first).
+    for variant in RECLAIM_CONDITIONS:
+        while cluster.sql(f"SELECT count(*) FROM reclaim_jobs_{variant} WHERE state = 'claimed'") != [(2,)]:
+            assert time.monotonic() < deadline, f"the first frame of {variant} never claimed its rows"
+            time.sleep(0.05)
+    assert cluster.sql("SELECT count(*) FROM noetl.command WHERE step = 'drain' AND status = 'leased' "
+                       "AND lease_owner = 'w1'") == [(2,)]
     cluster.stop_worker("w1", signal.SIGKILL)
-    cluster.start_worker("w2", concurrency=2)
-    doc = cluster.wait(execution_id, timeout=90)
-    assert doc["status"] == "completed", doc["error"]
-    rows = cluster.sql("SELECT id, state, processed FROM reclaim_jobs ORDER BY id")
-    if reclaim:
-        assert rows == [(1, "done", 1), (2, "done", 1), (3, "done", 1), (4, "done", 1)]
-    else:
-        # The new run of the frame claimed again and got rows 3 and 4; 1 and 2 stay claimed.
-        assert rows == [(1, "claimed", 0), (2, "claimed", 0), (3, "done", 1), (4, "done", 1)]
-        assert doc["steps"]["drain"]["result"]["stats"] == {"total": 2, "success": 2, "failed": 0}
+    release.touch()
+    cluster.start_worker("w2", concurrency=4)
+    docs = {variant: cluster.wait(execution_id, timeout=90) for variant, execution_id in ids.items()}
+    for variant, doc in docs.items():
+        assert doc["status"] == "completed", (variant, doc["error"])
+    assert cluster.sql("SELECT id, state, processed FROM reclaim_jobs_back ORDER BY id") == [
+        (1, "done", 1), (2, "done", 1), (3, "done", 1), (4, "done", 1)]
+    # The new run of the frame claimed again and got rows 3 and 4; 1 and 2 stay claimed.
+    assert cluster.sql("SELECT id, state, processed FROM reclaim_jobs_stay ORDER BY id") == [
+        (1, "claimed", 0), (2, "claimed", 0), (3, "done", 1), (4, "done", 1)]
+    assert docs["stay"]["steps"]["drain"]["result"]["stats"] == {"total": 2, "success": 2, "failed": 0}
