@@ -21,7 +21,7 @@ from noetl.errors import StoreError
 from noetl.store.common import encode_json
 from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand
-from noetl.store.postgres.rows import bump_params, event_from_row
+from noetl.store.postgres.rows import bump_params, event_arrays, event_from_row
 from noetl.store.postgres.store import Connection, PostgresStore
 
 # The NOTIFY channels, as parameters of the statements that notify.
@@ -100,18 +100,21 @@ def command_arrays(commands: list[Command], as_of: int) -> dict[str, list[str]]:
             "payloads": [command_payload(c, as_of) for c in commands]}
 
 
-def decision_batch(writes: list[DecisionWrite]) -> dict[str, Any]:
-    """Decisions of several executions as the parameters of ``record_decisions``: one JSON document
-    (``batch``, its layout in queries.sql) holding a row per execution, per event (event ids assigned
-    here, numbered from each write's first_event_id) and per new command (with its lease owner when
-    it is inserted leased), the reported commands now done and the keys of the executions that ended.
+# record_decisions' per-execution arrays, and the parameter of bump_params each element comes from.
+EXECUTION_ARRAYS = (("execution_ids", "execution_id"), ("counts", "count"), ("set_statuses", "set_status"),
+                    ("new_statuses", "status"), ("set_results", "set_result"), ("new_results", "result"),
+                    ("set_errors", "set_error"), ("new_errors", "error"),
+                    ("set_ended_ats", "set_ended_at"), ("new_ended_ats", "ended_at"))
 
-    One text parameter instead of a column array per field: psycopg dumps ~25 arrays element by
-    element in Python, while this is one JSON encoding of the short fields per row, with the JSON the
-    events and payloads already are spliced in as it is (PostgreSQL parses the document once)."""
-    executions: list[str] = []
-    events: list[str] = []
-    commands: list[str] = []
+
+def decision_arrays(writes: list[DecisionWrite]) -> dict[str, Any]:
+    """Decisions of several executions as the column arrays of ``record_decisions``: one element per
+    execution, per event (event ids assigned here, numbered from each write's first_event_id) and
+    per new command (with its lease owner when it is inserted leased)."""
+    executions: dict[str, list[Any]] = {array: [] for array, _ in EXECUTION_ARRAYS}
+    rows: list[list[Any]] = []
+    commands: dict[str, list[Any]] = {key: [] for key in (
+        "command_ids", "command_execution_ids", "steps", "payloads", "command_created_ats", "lease_owners")}
     done_ids: list[str] = []
     ended_keys: list[str] = []
     queued = False
@@ -119,32 +122,28 @@ def decision_batch(writes: list[DecisionWrite]) -> dict[str, Any]:
     for write in writes:
         bump = bump_params(write.execution_id, len(write.rows), write.update)
         number = bump["execution_id"]
-        executions.append(_with_json(
-            [number, bump["count"], bump["set_status"], bump["status"], bump["set_result"], bump["set_error"],
-             bump["error"], bump["set_ended_at"], bump["ended_at"]], bump["result"]))
+        for array, param in EXECUTION_ARRAYS:
+            executions[array].append(bump[param])
         if bump["set_status"]:
             ended_keys.append(write.execution_id)
         for event_id, row in enumerate(write.rows, start=write.first_event_id):
             row[1] = event_id
-            _, _, event_type, node_name, status, result, error, meta, created_at = row
-            events.append(_with_json([number, event_id, event_type, node_name, status, created_at], result, error, meta))
+            rows.append(row)
         leased = write.leases.count
         for n, (command, payload) in enumerate(zip(write.commands, write.payloads(), strict=True)):
-            owner = write.leases.owner if n < leased else None
-            commands.append(_with_json([command.command_id, number, command.step, write.now, owner], payload))
+            commands["command_ids"].append(command.command_id)
+            commands["command_execution_ids"].append(number)
+            commands["steps"].append(command.step)
+            commands["payloads"].append(payload)
+            commands["command_created_ats"].append(write.now)
+            commands["lease_owners"].append(write.leases.owner if n < leased else None)
         queued = queued or len(write.commands) > leased
         if leased:
             lease_seconds = write.leases.seconds
         done_ids.extend(write.done_ids)
-    batch = (f'{{"x":[{",".join(executions)}],"e":[{",".join(events)}],"c":[{",".join(commands)}],'
-             f'"d":{encode_json(done_ids)},"k":{encode_json(ended_keys)}}}')
-    return {"batch": batch, "notify_commands": queued, "lease_seconds": lease_seconds}
-
-
-def _with_json(fields: list[Any], *encoded: str | None) -> str:
-    """A JSON array of ``fields`` followed by values that are JSON text already (None: null)."""
-    head = encode_json(fields)
-    return head[:-1] + "".join("," + ("null" if text is None else text) for text in encoded) + "]"
+    return {**executions, "event_execution_ids": [row[0] for row in rows], **event_arrays(rows), **commands,
+            "done_ids": done_ids, "ended_keys": ended_keys, "notify_commands": queued,
+            "lease_seconds": lease_seconds}
 
 
 def leased_to(write: DecisionWrite, count: int, owner: str) -> list[LeasedCommand]:
@@ -212,7 +211,7 @@ class DecisionStatements:
         """Every decision of the transaction in one statement (``record_decisions``), whatever the
         number of executions: it goes out with the COMMIT."""
         if writes:
-            await conn.execute(self.q["record_decisions"], {**decision_batch(writes), **CHANNELS,
+            await conn.execute(self.q["record_decisions"], {**decision_arrays(writes), **CHANNELS,
                                                             "lease_now": lease_now})
 
     async def queue(self, conn: Connection, execution_id: str, commands: list[Command], *, now: str,

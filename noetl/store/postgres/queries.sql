@@ -132,55 +132,51 @@ SELECT pg_notify(%(commands_channel)s, '');
 
 -- name: record_decisions
 -- Everything the decisions of a group transaction write, in one statement whatever the number of
--- executions: reserve the event ids and update each execution (the rows are already locked), append
--- the events, queue the new commands, mark the reported ones done, and wake workers when there is
--- new work and waiters when an execution ended.
+-- executions (one array per column): reserve the event ids and update each execution (the rows are
+-- already locked), append the events, queue the new commands, mark the reported ones done, and wake
+-- workers when there is new work and waiters when an execution ended.
 -- A new command with a lease owner is inserted already leased to it (attempt 1, the lease expiry and
 -- heartbeat of lease_commands): the deciding worker runs it at once. Only the others are queued, and
 -- only they wake workers (%(notify_commands)s).
--- %(batch)s is one JSON document (decisions.decision_batch), parsed once; its rows are arrays:
---   x (executions): [execution_id, event count, set_status, status, set_result, set_error, error,
---                    set_ended_at, ended_at, result]
---   e (events):     [execution_id, event_id, event_type, node_name, status, created_at, result, error, meta]
---   c (commands):   [command_id, execution_id, step, created_at, lease_owner, payload]
---   d: the reported command ids now done; k: the keys of the executions that ended.
--- A JSON null result or error is stored as NULL (NULLIF), as a None is everywhere else.
-WITH batch AS MATERIALIZED (
-    SELECT %(batch)s::jsonb AS b
-), bumped AS (
+WITH bumped AS (
     UPDATE noetl.execution AS x SET
-        last_event_id = x.last_event_id + (u.r->>1)::int,
-        status   = CASE WHEN (u.r->>2)::bool THEN u.r->>3 ELSE x.status END,
-        result   = CASE WHEN (u.r->>4)::bool THEN NULLIF(u.r->9, 'null'::jsonb) ELSE x.result END,
-        error    = CASE WHEN (u.r->>5)::bool THEN u.r->>6 ELSE x.error END,
-        ended_at = CASE WHEN (u.r->>7)::bool THEN (u.r->>8)::timestamptz ELSE x.ended_at END
-    FROM batch, jsonb_array_elements(batch.b->'x') AS u(r)
-    WHERE x.execution_id = (u.r->>0)::bigint
+        last_event_id = x.last_event_id + u.count,
+        status   = CASE WHEN u.set_status   THEN u.status ELSE x.status END,
+        result   = CASE WHEN u.set_result   THEN u.result::jsonb ELSE x.result END,
+        error    = CASE WHEN u.set_error    THEN u.error ELSE x.error END,
+        ended_at = CASE WHEN u.set_ended_at THEN u.ended_at::timestamptz ELSE x.ended_at END
+    FROM unnest(%(execution_ids)b::bigint[], %(counts)b::int[], %(set_statuses)b::bool[], %(new_statuses)b::text[],
+                %(set_results)b::bool[], %(new_results)b::text[], %(set_errors)b::bool[], %(new_errors)b::text[],
+                %(set_ended_ats)b::bool[], %(new_ended_ats)b::text[])
+         AS u(execution_id, count, set_status, status, set_result, result, set_error, error, set_ended_at, ended_at)
+    WHERE x.execution_id = u.execution_id
 ), events AS (
     INSERT INTO noetl.event_log (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
-    SELECT (e.r->>0)::bigint, (e.r->>1)::bigint, e.r->>2, e.r->>3, e.r->>4, NULLIF(e.r->6, 'null'::jsonb),
-           NULLIF(e.r->7, 'null'::jsonb), e.r->8, (e.r->>5)::timestamptz
-    FROM batch, jsonb_array_elements(batch.b->'e') AS e(r)
+    SELECT e.execution_id, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
+           e.meta::jsonb, e.created_at::timestamptz
+    FROM unnest(%(event_execution_ids)b::bigint[], %(event_ids)b::bigint[], %(event_types)b::text[],
+                %(node_names)b::text[], %(statuses)b::text[], %(results)b::text[], %(errors)b::text[],
+                %(metas)b::text[], %(created_ats)b::text[])
+         AS e(execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
 ), queued AS (
     INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at,
                                attempt, lease_owner, lease_expires_at, heartbeat_at)
-    SELECT c.command_id, c.execution_id, c.step, c.payload,
-           CASE WHEN c.lease_owner IS NOT NULL THEN 'leased' ELSE 'queued' END, c.created_at,
+    SELECT c.command_id, c.execution_id, c.step, c.payload::jsonb,
+           CASE WHEN c.lease_owner IS NOT NULL THEN 'leased' ELSE 'queued' END, c.created_at::timestamptz,
            CASE WHEN c.lease_owner IS NOT NULL THEN 1 ELSE 0 END,
            c.lease_owner,
            CASE WHEN c.lease_owner IS NOT NULL
                 THEN %(lease_now)s::timestamptz + make_interval(secs => %(lease_seconds)s) END,
            CASE WHEN c.lease_owner IS NOT NULL THEN %(lease_now)s::timestamptz END
-    FROM batch, jsonb_array_elements(batch.b->'c') AS r(r),
-         LATERAL (SELECT r->>0 AS command_id, (r->>1)::bigint AS execution_id, r->>2 AS step,
-                         (r->>3)::timestamptz AS created_at, r->>4 AS lease_owner, r->5 AS payload) AS c
+    FROM unnest(%(command_ids)b::text[], %(command_execution_ids)b::bigint[], %(steps)b::text[],
+                %(payloads)b::text[], %(command_created_ats)b::text[], %(lease_owners)b::text[])
+         AS c(command_id, execution_id, step, payload, created_at, lease_owner)
     ON CONFLICT (command_id) DO NOTHING
 ), done AS (
-    UPDATE noetl.command SET status = 'done', lease_expires_at = NULL
-    WHERE command_id = ANY(ARRAY(SELECT jsonb_array_elements_text(b->'d') FROM batch))
+    UPDATE noetl.command SET status = 'done', lease_expires_at = NULL WHERE command_id = ANY(%(done_ids)b::text[])
 )
 SELECT CASE WHEN %(notify_commands)s THEN pg_notify(%(commands_channel)s, '') END,
-       (SELECT count(pg_notify(%(executions_channel)s, k)) FROM batch, jsonb_array_elements_text(batch.b->'k') AS k);
+       (SELECT count(pg_notify(%(executions_channel)s, k)) FROM unnest(%(ended_keys)b::text[]) AS k);
 
 -- name: lease_commands
 -- SKIP LOCKED: concurrent workers each take different rows without waiting for each other.
