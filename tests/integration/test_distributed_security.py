@@ -22,6 +22,17 @@ def cluster_factory(pg_cluster: dict[str, Any], tmp_path: Path) -> Iterator[Any]
     yield from clusters(pg_cluster, tmp_path)
 
 
+@pytest.fixture(scope="module")
+def plain_cluster(pg_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """A deployment with default settings (server and one worker) shared by the module's tests that need
+    nothing else: each registers its own playbooks and looks only at its own executions."""
+    for make in clusters(pg_cluster, tmp_path_factory.mktemp("security")):
+        cluster = make()
+        cluster.start_server()
+        cluster.start_worker("w1")
+        yield cluster
+
+
 def _secrets(cluster: Cluster, pg_cluster: dict[str, Any]) -> list[str]:
     return [cluster.env["NOETL_SECRET_KEY"], API_TOKEN, pg_cluster["password"]]
 
@@ -151,17 +162,16 @@ workflow:
 """
 
 
-def test_a_call_cycle_is_refused_at_once_on_the_distributed_runtime(cluster_factory: Any) -> None:
-    cluster = cluster_factory()
-    cluster.start_server()
-    cluster.start_worker("w1")
+def test_a_call_cycle_is_refused_at_once_on_the_distributed_runtime(plain_cluster: Cluster) -> None:
+    cluster = plain_cluster
     cluster.register(_calls("cycle_a", "cycle_b"))
     cluster.register(_calls("cycle_b", "cycle_a"))
     doc = cluster.wait(cluster.execute("tests/security/cycle_a"))
     assert doc["status"] == "failed"
     assert ("playbook call cycle: tests/security/cycle_a -> tests/security/cycle_b -> tests/security/cycle_a"
             in str(doc["error"]))
-    assert cluster.sql("select count(*) from noetl.execution")[0][0] == 2  # A and B, nothing deeper
+    # A and B, nothing deeper (the deployment's other executions are other playbooks')
+    assert cluster.sql("select count(*) from noetl.execution where path like 'tests/security/cycle_%'")[0][0] == 2
 
 
 CLIMBING = """
@@ -174,21 +184,17 @@ workflow:
 """
 
 
-def test_workers_always_confine_paths_to_their_roots(cluster_factory: Any, tmp_path: Path) -> None:
-    (tmp_path / "outside.py").write_text("result = {'outside': True}\n")
-    cluster = cluster_factory()  # no NOETL_SANDBOX_ROOT: the worker's working directory is the root
-    cluster.start_server()
-    cluster.start_worker("w1")
+def test_workers_always_confine_paths_to_their_roots(plain_cluster: Cluster) -> None:
+    cluster = plain_cluster  # no NOETL_SANDBOX_ROOT: the worker's working directory (its home) is the root
+    (cluster.home.parent / "outside.py").write_text("result = {'outside': True}\n")
     cluster.register(CLIMBING)
     doc = cluster.wait(cluster.execute("tests/security/climbing"))
     assert doc["status"] == "failed"
     assert doc["steps"]["start"]["error"]["kind"] == "sandbox", doc["steps"]["start"]
 
 
-def test_a_strict_execution_is_strict_in_its_child_playbooks(cluster_factory: Any) -> None:
-    cluster = cluster_factory()
-    cluster.start_server()
-    cluster.start_worker("w1")
+def test_a_strict_execution_is_strict_in_its_child_playbooks(plain_cluster: Cluster) -> None:
+    cluster = plain_cluster
     cluster.register(_calls("strict_parent", "lenient_child"))
     cluster.register("""
 apiVersion: noetl.io/v2
