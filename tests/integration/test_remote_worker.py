@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import test_distributed_conformance as conformance
+from support.waiting import STARTUP_SECONDS, until
 from test_distributed_cluster import Cluster, create_database
 
 TOKEN = "remote-worker-token"
@@ -151,16 +151,39 @@ workflow:
 """
 
 
+ONCE_SLOW = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: remote_once_slow, path: tests/remote_once_slow}
+workload: {marker: ""}
+workflow:
+  - step: start
+    tool:
+      kind: python
+      input: {marker: "{{ workload.marker }}"}
+      code: |
+        import os, time
+        first = not os.path.exists(marker)
+        with open(marker, "a") as runs:
+            runs.write("run\\n")
+        if first:
+            time.sleep(60)  # the worker running it is killed meanwhile
+        result = 'slept'
+"""
+
+
 def test_a_killed_remote_worker_has_its_command_run_again(pg_cluster: dict[str, Any], tmp_path: Path) -> None:
     # 3 s leases, renewed every second through the server: the rescuer's own lease must not lapse
     # while a loaded machine stalls its heartbeat (the step would run a third time).
     deployment = Cluster(create_database(pg_cluster), tmp_path, lease_seconds=3)
     try:
         deployment.start_server()
-        deployment.register(SLOW)
+        deployment.register(ONCE_SLOW)
         deployment.start_remote_worker("doomed", concurrency=1, lease_seconds=3)
-        execution_id = deployment.execute("tests/remote_slow")
-        _wait_for_lease(deployment, "doomed")
+        marker = tmp_path / "runs.txt"
+        execution_id = deployment.execute("tests/remote_once_slow", {"marker": str(marker)})
+        until("the step's code to run on the doomed worker", marker.exists, seconds=STARTUP_SECONDS)
+        assert deployment.sql("SELECT 1 FROM noetl.command WHERE lease_owner = 'doomed' AND status = 'leased'")
         deployment.stop_worker("doomed", signal.SIGKILL)
         deployment.start_remote_worker("rescuer", concurrency=1, lease_seconds=3)
         doc = deployment.wait(execution_id, timeout=60)
@@ -168,32 +191,23 @@ def test_a_killed_remote_worker_has_its_command_run_again(pg_cluster: dict[str, 
         reports = [e for e in deployment.client.get(f"/api/executions/{execution_id}/events").json()
                    if e["event_type"] == "call.done"]
         assert [(e["meta"]["worker"], e["meta"]["attempt"]) for e in reports] == [("rescuer", 2)]
+        assert marker.read_text() == "run\nrun\n"  # the killed run and the rescuer's
     finally:
         deployment.close()
 
 
-def _wait_for_lease(deployment: Cluster, owner: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if deployment.sql("SELECT 1 FROM noetl.command WHERE lease_owner = %s AND status = 'leased'", owner):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{owner} never leased the command: {deployment.log(owner)}")
-
-
-def test_a_remote_worker_with_a_wrong_token_stops_with_one_line(pg_cluster: dict[str, Any], tmp_path: Path) -> None:
-    deployment = Cluster(create_database(pg_cluster), tmp_path, env={"NOETL_API_TOKEN": TOKEN})
+def test_a_remote_worker_with_a_wrong_token_stops_with_one_line(remote: Cluster) -> None:
+    right = remote.env["NOETL_API_TOKEN"]
+    remote.env["NOETL_API_TOKEN"] = "wrong-token"
     try:
-        deployment.start_server()
-        deployment.env["NOETL_API_TOKEN"] = "wrong-token"
-        deployment.start_remote_worker("intruder", concurrency=1)
-        assert deployment.workers["intruder"].wait(timeout=60) == 2
-        lines = [line for line in deployment.log("intruder").splitlines() if line.startswith("error:")]
-        assert len(lines) == 1 and "refused this worker's token (401)" in lines[0], deployment.log("intruder")
-        assert "wrong-token" not in deployment.log("intruder")
-        del deployment.workers["intruder"]
+        remote.start_remote_worker("intruder", concurrency=1)
     finally:
-        deployment.close()
+        remote.env["NOETL_API_TOKEN"] = right  # the module's other workers and calls keep the right one
+    assert remote.workers["intruder"].wait(timeout=60) == 2
+    lines = [line for line in remote.log("intruder").splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "refused this worker's token (401)" in lines[0], remote.log("intruder")
+    assert "wrong-token" not in remote.log("intruder")
+    del remote.workers["intruder"]
 
 
 SEED_WORKER = """
