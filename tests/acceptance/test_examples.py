@@ -109,11 +109,11 @@ def multi_playbook_args(keyed_services: DemoServices, tmp_path: Path) -> list[st
     return ["--set", f"base_url={keyed_services.url}/v1", "--set", f"baseFilePath={tmp_path / 'files'}"]
 
 
-def test_multi_playbook_stores_the_children_results_in_duckdb_and_postgres(
+def test_multi_playbook_stores_the_children_results_and_uses_the_secret_without_storing_it(
         home: Path, keyed_services: DemoServices, pg: psycopg.Connection[dict[str, Any]], tmp_path: Path) -> None:
-    env = {"DEMO_WEATHER_API_KEY": WEATHER_KEY}
+    keyed_services.reset_stats()
     doc = run_example(home, "multi_playbook/multi_playbook_example.yaml",
-                      *multi_playbook_args(keyed_services, tmp_path), env=env)
+                      *multi_playbook_args(keyed_services, tmp_path), env={"DEMO_WEATHER_API_KEY": WEATHER_KEY})
     execution_id = doc["execution_id"]
     summary = doc["result"]["execution_summary"]
     assert summary["secret_retrieved"] is True and summary["files_processed"] == 3
@@ -142,12 +142,7 @@ def test_multi_playbook_stores_the_children_results_in_duckdb_and_postgres(
                         [paths[0].parent.name]).fetchall()
     assert [(r["city"], float(r["temperature"])) for r in loaded] == [("London", summary["london_temperature"])]
 
-
-def test_multi_playbook_uses_the_secret_and_never_stores_it(
-        home: Path, keyed_services: DemoServices, tmp_path: Path) -> None:
-    keyed_services.reset_stats()
-    doc = run_example(home, "multi_playbook/multi_playbook_example.yaml",
-                      *multi_playbook_args(keyed_services, tmp_path), env={"DEMO_WEATHER_API_KEY": WEATHER_KEY})
+    # The weather child sent the key the secrets child retrieved, and no stored document holds it.
     forecasts = [r for r in keyed_services.requests if r["path"] == "/v1/forecast"]
     assert [(r["status"], r["headers"].get("X-API-Key")) for r in forecasts] == [(200, WEATHER_KEY)]
 
