@@ -15,6 +15,7 @@ from test_distributed_cluster import create_database
 
 from noetl.engine import events as ev
 from noetl.engine.events import Event
+from noetl.errors import StoreError
 from noetl.runtime.distributed import DecisionCore, UnstorableReport
 from noetl.store.base import ExecutionRecord
 from noetl.store.postgres import PostgresStore
@@ -497,3 +498,31 @@ def test_a_frame_cancelled_while_its_last_renewal_is_stored_hands_its_lease_back
             await store.close()
 
     assert asyncio.run(scenario()) is False
+
+
+def test_starting_an_execution_whose_id_exists_is_refused_and_changes_nothing(url: str) -> None:
+    """A re-run command submits its child under the id it derived before: the second start is
+    refused by name, and the first execution's log and commands stay as they were."""
+    def counts() -> tuple[int, int]:
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT (SELECT count(*) FROM noetl.event_log), "
+                               "(SELECT count(*) FROM noetl.command)").fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def scenario() -> tuple[str, tuple[int, int], tuple[int, int]]:
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            execution_id = await DecisionCore(store).submit(playbook_text=LOOP, payload={"n": 3})
+            before = counts()
+            with pytest.raises(StoreError) as refused:
+                await DecisionCore(store).submit(playbook_text=LOOP, payload={"n": 5}, execution_id=execution_id)
+            return str(refused.value), before, counts()
+        finally:
+            await store.close()
+
+    message, before, after = asyncio.run(scenario())
+    assert message.startswith("execution ") and message.endswith(" already exists"), message
+    assert after == before
+    assert before[1] == 3  # the first start queued its 3 iterations; the refused one queued nothing
