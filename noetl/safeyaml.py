@@ -29,8 +29,15 @@ def _at(file: str, node: yaml.Node) -> str:
     return f"{file}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
 
 
-def check_graph(root: yaml.Node, file: str, error: type[NoetlError] = InputError) -> None:
-    """Refuse a composed document that would be costly or impossible to construct."""
+def check_graph(root: yaml.Node, file: str, error: type[NoetlError] = InputError, *, aliases: bool = True) -> None:
+    """Refuse a composed document that would be costly or impossible to construct.
+
+    ``aliases=False``: the text has no ``&``, hence no anchor and no alias, so every node occurs once
+    and only depth and keys need checking (a third of the cost of a large playbook's full walk).
+    """
+    if not aliases:
+        _check_tree(root, file, error)
+        return
     seen: set[int] = set()
     on_path: set[int] = set()
     expanded = 0
@@ -64,6 +71,31 @@ def check_graph(root: yaml.Node, file: str, error: type[NoetlError] = InputError
             stack.extend((item, depth + 1, False) for item in node.value)
 
 
+def _check_tree(root: yaml.Node, file: str, error: type[NoetlError]) -> None:
+    """:func:`check_graph` for a graph without aliases: nesting depth and plain keys."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, yaml.ScalarNode):
+            continue
+        if depth > MAX_DEPTH:
+            raise error(f"{_at(file, node)}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    if not _is_merge_key(key):
+                        raise error(f"{_at(file, key)}: a mapping key must be a plain value, not a list or mapping")
+                    stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        else:
+            stack.extend((item, depth + 1) for item in node.value)
+
+
+def may_have_aliases(text: str) -> bool:
+    """False when ``text`` cannot hold a YAML anchor (so no alias either: one would be undefined)."""
+    return "&" in text
+
+
 def _is_merge_key(node: yaml.Node) -> bool:
     return node.tag == "tag:yaml.org,2002:merge"
 
@@ -76,14 +108,17 @@ def _yaml_error(exc: yaml.YAMLError, file: str, error: type[NoetlError]) -> Noet
     return error(f"{file}: invalid YAML: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
-def compose_checked(loader: Any, file: str, error: type[NoetlError] = InputError) -> yaml.Node | None:
-    """The loader's single document as a checked node graph (None for an empty document)."""
+def compose_checked(
+    loader: Any, file: str, error: type[NoetlError] = InputError, *, aliases: bool = True
+) -> yaml.Node | None:
+    """The loader's single document as a checked node graph (None for an empty document);
+    ``aliases``: see :func:`check_graph` (pass ``may_have_aliases(text)``)."""
     try:
         node: yaml.Node | None = loader.get_single_node()
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, file, error) from None
     if node is not None:
-        check_graph(node, file, error)
+        check_graph(node, file, error, aliases=aliases)
     return node
 
 
@@ -91,7 +126,7 @@ def load_yaml(text: str, file: str = "<yaml>", error: type[NoetlError] = InputEr
     """One YAML document, checked, as Python values."""
     loader = new_loader(text)
     try:
-        node = compose_checked(loader, file, error)
+        node = compose_checked(loader, file, error, aliases=may_have_aliases(text))
         return None if node is None else _construct(loader, node, file, error)
     finally:
         loader.dispose()
