@@ -193,3 +193,75 @@ def test_a_reader_process_and_a_writer_process_share_the_file(tmp_path: Path) ->
         assert len(asyncio.run(reader.list_events("exec-1"))) == 1 + 3 * 2000
     finally:
         asyncio.run(reader.close())
+
+
+
+def test_the_checkpointer_copies_the_wal_into_the_file_on_its_thread(tmp_path: Path) -> None:
+    """With the writer's automatic checkpoint off, the frames still reach the database file: the
+    checkpointer's thread copies them once enough commits were counted, while the writer goes on."""
+    import time
+
+    from noetl.store.sqlite.checkpoint import Checkpointer
+
+    path = tmp_path / "plain.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    checkpointer = Checkpointer(str(path), busy_timeout_ms=1000, every=10)
+    try:
+        writer.execute("PRAGMA journal_mode = WAL")
+        writer.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.execute("CREATE TABLE t (v TEXT)")
+        size_before = path.stat().st_size
+        for i in range(9):
+            writer.execute("INSERT INTO t VALUES (?)", (f"row {i}" * 200,))
+            checkpointer.committed(1)
+        time.sleep(0.2)
+        assert path.stat().st_size == size_before  # not yet: nine commits counted
+        writer.execute("INSERT INTO t VALUES ('last')")
+        checkpointer.committed(1)
+        deadline = time.monotonic() + 10
+        while path.stat().st_size == size_before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert path.stat().st_size > size_before
+    finally:
+        checkpointer.stop()
+        writer.close()
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 10
+
+
+def test_a_file_store_checkpoints_in_the_background_with_the_writers_own_as_backstop(tmp_path: Path) -> None:
+    from noetl.store.sqlite.checkpoint import BACKSTOP_PAGES
+
+    store = run_with_store(tmp_path / "noetl.db")
+    try:
+        assert store._connection().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
+    finally:
+        asyncio.run(store.close())
+
+
+def test_the_wal_is_checkpointed_off_the_writers_thread(tmp_path: Path) -> None:
+    """A long run's commits are copied into the database file by the background checkpointer,
+    well before the writer's own (backstop) automatic checkpoint would fire, and none is lost."""
+    import time
+
+    from noetl.store.sqlite.checkpoint import BACKSTOP_PAGES, CHECKPOINT_EVERY
+
+    path = tmp_path / "noetl.db"
+    store = run_with_store(path)
+    try:
+        asyncio.run(started(store))
+        size_before = path.stat().st_size
+        commits = CHECKPOINT_EVERY * 2
+        for i in range(commits):
+            asyncio.run(store.append_events("exec-1", [event("step.enter", f"s{i}", status="running")]))
+        assert path.with_name("noetl.db-wal").stat().st_size < BACKSTOP_PAGES * 4096  # backstop not reached
+        deadline = time.monotonic() + 10
+        while path.stat().st_size == size_before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > size_before  # frames reached the database file while the store is open
+        with sqlite3.connect(path) as reader:
+            assert reader.execute("SELECT COUNT(*) FROM event_log").fetchone()[0] == commits + 1
+    finally:
+        asyncio.run(store.close())
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("SELECT COUNT(*) FROM event_log").fetchone()[0] == commits + 1

@@ -9,6 +9,9 @@ Connection settings and why:
   written WAL frames live in the OS page cache and are recovered on the next open. Only an OS crash
   or power loss can drop the last few commits, and even then the file is never corrupted. ``FULL``
   would fsync every commit (milliseconds on most disks), far above the 0.5 ms budget of a step.
+- WAL checkpoints (copying the WAL into the file, with its fsyncs) run on a thread of their own
+  (:mod:`noetl.store.sqlite.checkpoint`), not inside the commit that fills the WAL; the writer's
+  automatic checkpoint stays as a backstop at a higher threshold.
 - ``foreign_keys=ON``: an event cannot reference an execution that does not exist.
 - ``busy_timeout``: a second process waits for the write lock instead of failing at once.
 
@@ -51,6 +54,7 @@ from noetl.store.common import (
     trigger_params,
     utc_bound,
 )
+from noetl.store.sqlite.checkpoint import BACKSTOP_PAGES, Checkpointer
 from noetl.store.sqlite.rows import (
     catalog_params,
     event_from_row,
@@ -94,6 +98,7 @@ class SqliteStore:
         self._clock = clock
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None
         # One connection may be shared by threads (e.g. a server thread and the CLI); the lock keeps
         # one transaction at a time on it. Uncontended, it costs well under a microsecond.
         self._lock = threading.Lock()
@@ -110,6 +115,9 @@ class SqliteStore:
 
     async def close(self) -> None:
         with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -133,6 +141,7 @@ class SqliteStore:
         try:
             self._configure(conn)
             self._migrate(conn)
+            self._checkpointer = self._start_checkpoints(conn, target)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot open the store {self.path}: {exc}") from exc
@@ -158,6 +167,13 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
+
+    def _start_checkpoints(self, conn: sqlite3.Connection, target: str) -> Checkpointer | None:
+        journal_mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if target == MEMORY or str(journal_mode).lower() != "wal":
+            return None
+        conn.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
+        return Checkpointer(target, busy_timeout_ms=self._busy_timeout_ms)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         # Check without the write lock first: opening an up-to-date file (the usual case, e.g.
@@ -214,6 +230,7 @@ class SqliteStore:
         conn = self._connection()
         with self._lock:
             try:
+                changes = conn.total_changes
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     result = work(conn)
@@ -224,6 +241,8 @@ class SqliteStore:
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(f"{action} failed on the store {self.path}: {exc}") from exc
+            if self._checkpointer is not None:
+                self._checkpointer.committed(conn.total_changes - changes)
             if committed is not None:
                 committed(result)
         return result
