@@ -26,7 +26,7 @@ _CREDENTIAL_ALIAS_KINDS = frozenset({"postgres", "http", "duckdb"})
 
 def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]:
     """Return the canonical raw document and the notes about older spellings found."""
-    doc = copy.deepcopy(raw)
+    doc = copy_document(raw)
     notes: list[Note] = []
     _lift_top_level_identity(doc, notes)
     workflow = doc.get("workflow")
@@ -42,6 +42,32 @@ def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]
             for i, e in enumerate(workbook)
         ]
     return doc, notes
+
+
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+
+
+def copy_document(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """``copy.deepcopy`` for a parsed document (no cycles: the YAML check refuses recursive
+    aliases), faster on its dicts, lists and plain scalars; anything else goes to deepcopy. Like
+    deepcopy it keeps shared parts (YAML aliases) shared in the copy."""
+    kind = type(value)
+    if kind in _IMMUTABLE:
+        return value
+    if memo is None:
+        memo = {}
+    found = memo.get(id(value))
+    if found is not None:
+        return found
+    copied: Any
+    if kind is dict:
+        copied = {key: item if type(item) in _IMMUTABLE else copy_document(item, memo) for key, item in value.items()}
+    elif kind is list:
+        copied = [item if type(item) in _IMMUTABLE else copy_document(item, memo) for item in value]
+    else:
+        copied = copy.deepcopy(value, memo)
+    memo[id(value)] = copied
+    return copied
 
 
 # v1 playbooks named themselves at the top level (`name:`, `path:`) before `metadata` existed.

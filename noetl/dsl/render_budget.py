@@ -7,8 +7,8 @@ has no template never imports Jinja. The sandbox in :mod:`noetl.dsl.render_env` 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 
 # Limits of one render. Generous for real templates, far below what would hurt a worker.
@@ -71,17 +71,30 @@ def active_run(*, strict: bool) -> Iterator[RenderRun]:
         CURRENT_RUN.reset(token)
 
 
-@contextmanager
-def time_limit(clock: Callable[[], float], seconds: float) -> Iterator[None]:
+class _TimeLimit:
+    # A class rather than @contextmanager: entered for every step, where a generator-based
+    # context manager costs a few microseconds more.
+    __slots__ = ("_clock", "_seconds", "_token")
+
+    def __init__(self, clock: Callable[[], float], seconds: float) -> None:
+        self._clock = clock
+        self._seconds = seconds
+        self._token: Token[tuple[Callable[[], float], float, float] | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _DEADLINE.set((self._clock, self._clock() + self._seconds, self._seconds))
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._token is not None
+        _DEADLINE.reset(self._token)
+
+
+def time_limit(clock: Callable[[], float], seconds: float) -> AbstractContextManager[None]:
     """Every render inside the block fails once ``clock()`` passes now + ``seconds``.
 
     The clock is the caller's (the pure engine has none; a runtime passes ``time.monotonic``).
     """
-    token = _DEADLINE.set((clock, clock() + seconds, seconds))
-    try:
-        yield
-    finally:
-        _DEADLINE.reset(token)
+    return _TimeLimit(clock, seconds)
 
 
 def tick() -> None:

@@ -7,8 +7,8 @@ Plain Python (no Jinja), shared by :mod:`noetl.dsl.render` and the Jinja side of
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,12 +90,24 @@ class RenderTrace:
 CURRENT_TRACE: ContextVar[RenderTrace | None] = ContextVar("noetl_render_trace", default=None)
 
 
-@contextmanager
-def tracing(step: str | None = None, *, strict: bool = False) -> Iterator[RenderTrace]:
+class _Tracing:
+    # A class rather than @contextmanager: entered several times per step, where a generator-based
+    # context manager costs a few microseconds more each time.
+    __slots__ = ("_trace", "_token")
+
+    def __init__(self, trace: RenderTrace) -> None:
+        self._trace = trace
+        self._token: Token[RenderTrace | None] | None = None
+
+    def __enter__(self) -> RenderTrace:
+        self._token = CURRENT_TRACE.set(self._trace)
+        return self._trace
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._token is not None
+        CURRENT_TRACE.reset(self._token)
+
+
+def tracing(step: str | None = None, *, strict: bool = False) -> AbstractContextManager[RenderTrace]:
     """Collect the warnings of every render inside the block; in strict mode undefined names fail."""
-    trace = RenderTrace(step=step, strict=strict)
-    token = CURRENT_TRACE.set(trace)
-    try:
-        yield trace
-    finally:
-        CURRENT_TRACE.reset(token)
+    return _Tracing(RenderTrace(step=step, strict=strict))

@@ -8,7 +8,7 @@ the returned events. Nothing here performs I/O, reads a clock or draws an id.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from noetl.dsl.behaviour import plain_dump
@@ -113,7 +113,7 @@ class Engine:
         event of the decision (what gets recorded), e.g. with the `set` it applied, or turned into a
         `call.error` when the step's `set` could not be evaluated.
         """
-        event = replace(event, meta=dict(event.meta))
+        event = event.own_copy()
         decision = Decision()
         if event.event_type == ev.EXECUTION_RESUMED:
             self._emit(state, decision, event)  # reopens the execution (see engine.resume)

@@ -29,12 +29,14 @@ def stamp(events: list[Event], now: datetime, redactor: Redactor | None) -> list
     Events of one decision get times one microsecond apart, in order, so that ordering the log by
     ``created_at`` (as users' SQL does) gives the order of ``event_id``.
     """
+    # A redactor that knows no secret yet (most executions) returns every value unchanged.
+    active = redactor if redactor is not None and bool(redactor) else None
     for offset, event in enumerate(events):
         event.created_at = iso(now + timedelta(microseconds=offset))
-        if redactor is not None:
-            event.result = redactor.redact(event.result)
-            event.error = redactor.redact(event.error)
-            event.meta = redactor.redact(event.meta)
+        if active is not None:
+            event.result = active.redact(event.result)
+            event.error = active.redact(event.error)
+            event.meta = active.redact(event.meta)
     return events
 
 

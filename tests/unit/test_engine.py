@@ -253,3 +253,17 @@ workflow:
     recorded = decision.events[0]
     assert recorded is not report and recorded.event_type == ev.CALL_ERROR
     assert recorded.error is not None and recorded.error["kind"] == "template"
+
+
+def test_an_events_own_copy_has_every_field_and_its_own_meta() -> None:
+    import dataclasses
+
+    from noetl.engine.events import Event
+
+    values = {f.name: f"value of {f.name}" for f in dataclasses.fields(Event)}
+    values["meta"] = {"attempt": 1}
+    original = Event(**values)
+    copied = original.own_copy()
+    assert copied == original
+    copied.meta["attempt"] = 2
+    assert original.meta == {"attempt": 1}
