@@ -33,7 +33,12 @@ SAFE_VARIABLES = ("PATH", "HOME", "LANG", "TZ")
 def safe_environment() -> dict[str, str]:
     """The variables every tool may see, taken from the real process environment."""
     real = _real_environ()
-    return {name: real[name] for name in SAFE_VARIABLES if name in real}
+    env: dict[str, str] = {}
+    for name in SAFE_VARIABLES:  # one lookup each: os.environ encodes and decodes on every access
+        value = real.get(name)
+        if value is not None:
+            env[name] = value
+    return env
 
 
 def tool_environment(overrides: Any, *, tool: str) -> dict[str, str]:
