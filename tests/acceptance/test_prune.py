@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ def test_prune_removes_old_executions_and_their_duckdb_files(noetl: Any, noetl_h
     running.write_bytes(b"")
     assert noetl("prune", "--older-than", "1h").json() == {"results": 0, "duckdb_files": 0, "executions": 0}
 
-    time.sleep(2.1)  # the run ended more than the 2 seconds of --older-than ago, however fast the commands ran
+    # The run ended more than the 2 seconds of --older-than ago (the commands since then count too).
+    ended = datetime.fromisoformat(run.json()["ended_at"]).timestamp()
+    time.sleep(max(0.0, ended + 2.1 - time.time()))
     old = time.time() - 3600
     os.utime(database, (old, old))
     os.utime(running, (old, old))

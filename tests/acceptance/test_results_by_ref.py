@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,8 +94,8 @@ def test_prune_removes_results_past_their_ttl_then_by_age(noetl: Any, noetl_home
     assert doc["status"] == "completed", doc["error"]
     execution_id = doc["execution_id"]
     assert noetl("result", execution_id, "start").json() == {"blob": "q" * 1000}
-    time.sleep(1.2)
-    # only the result whose ttl (1 s) has passed
+    # only the result whose ttl (1 s) has passed (stored before the run ended; the command since then counts too)
+    time.sleep(max(0.0, datetime.fromisoformat(doc["ended_at"]).timestamp() + 1.2 - time.time()))
     assert noetl("prune").json() == {"results": 1, "duckdb_files": 0, "executions": 0}
     gone = noetl("result", execution_id, "start")
     assert gone.code == 2 and "not found (pruned" in gone.stderr and "Traceback" not in gone.stderr
