@@ -11,7 +11,7 @@ import pytest
 TESTS_DIR = Path(__file__).parent
 sys.path.insert(0, str(TESTS_DIR))
 
-from support.fixtures import http_server, pg_cluster  # noqa: E402,F401
+from support.fixtures import http_server, pg_cluster, two_worker_deployment  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True, scope="session")

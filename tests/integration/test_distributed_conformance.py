@@ -8,13 +8,12 @@ must equal the API's, and every case must also give the same document as `noetl 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from acceptance.test_conformance import check_outcome
-from test_distributed_cluster import Cluster, create_database
+from test_distributed_cluster import Cluster
 
 from noetl.api import apply_sets, parse_payload, run_playbook
 from noetl.engine.events import Event
@@ -24,16 +23,9 @@ CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
 CASES = sorted(p.stem for p in CONFORMANCE.glob("*.yaml"))
 
 
-@pytest.fixture(scope="module")
-def cluster(pg_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    deployment = Cluster(create_database(pg_cluster), tmp_path_factory.mktemp("distributed"))
-    try:
-        deployment.start_server()
-        deployment.start_worker("w1", concurrency=4)
-        deployment.start_worker("w2", concurrency=4)
-        yield deployment
-    finally:
-        deployment.close()
+@pytest.fixture
+def cluster(two_worker_deployment: Cluster) -> Cluster:
+    return two_worker_deployment
 
 
 def request_of(args: list[str]) -> tuple[dict[str, Any], bool]:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from acceptance.test_conformance import check_outcome
-from test_distributed_cluster import Cluster, create_database
+from test_distributed_cluster import Cluster
 
 from noetl.demo.services import DemoServices, running_services
 from noetl.engine.events import Event
@@ -24,16 +23,9 @@ CASES = sorted(p.name.removesuffix(".expect.json") for p in PIPELINES.glob("*.ex
                if p.name.removesuffix(".expect.json") not in FILE_BOUND)
 
 
-@pytest.fixture(scope="module")
-def cluster(pg_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    deployment = Cluster(create_database(pg_cluster), tmp_path_factory.mktemp("pipelines"))
-    try:
-        deployment.start_server()
-        deployment.start_worker("w1", concurrency=4)
-        deployment.start_worker("w2", concurrency=4)
-        yield deployment
-    finally:
-        deployment.close()
+@pytest.fixture
+def cluster(two_worker_deployment: Cluster) -> Cluster:
+    return two_worker_deployment
 
 
 @pytest.fixture(scope="module")

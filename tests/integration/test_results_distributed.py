@@ -7,7 +7,6 @@ same documents, with references resolved by whichever worker renders the next te
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,9 @@ from test_distributed_cluster import Cluster, create_database
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "playbooks" / "results"
 
 
-@pytest.fixture(scope="module")
-def cluster(pg_cluster: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    deployment = Cluster(create_database(pg_cluster), tmp_path_factory.mktemp("results"))
-    try:
-        deployment.start_server()
-        deployment.start_worker("w1", concurrency=4)
-        deployment.start_worker("w2", concurrency=4)
-        yield deployment
-    finally:
-        deployment.close()
+@pytest.fixture
+def cluster(two_worker_deployment: Cluster) -> Cluster:
+    return two_worker_deployment
 
 
 def test_big_results_travel_by_reference_between_workers(cluster: Cluster) -> None:
@@ -39,7 +31,8 @@ def test_big_results_travel_by_reference_between_workers(cluster: Cluster) -> No
     assert start["_ref"]["uri"].startswith("noetl://result/")
     assert doc["result"] == {"picks": [1, 2400, 0, 5000], "ref": start["_ref"]["uri"]}
 
-    (biggest,) = cluster.sql("SELECT max(octet_length(result::text)) FROM noetl.event")
+    (biggest,) = cluster.sql("SELECT max(octet_length(result::text)) FROM noetl.event WHERE execution_id = %s",
+                             int(execution_id))
     assert biggest[0] < 8 * 1024
     (stored,) = cluster.sql("SELECT count(*) FROM noetl.result WHERE execution_id = %s", execution_id)
     assert stored[0] == 4
