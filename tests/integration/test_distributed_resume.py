@@ -5,9 +5,8 @@ again, and the log still folds to the status document."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from test_distributed_cluster import Cluster, create_database
+from test_distributed_cluster import Cluster
 
 from noetl.engine.events import Event
 from noetl.engine.status import status_document
@@ -40,36 +39,31 @@ def _iterations_run(cluster: Cluster, execution_id: str) -> list[int]:
                   if e["event_type"] in ("call.done", "call.error") and e["node_name"] == "start")
 
 
-def test_resume_reruns_exactly_the_failed_iterations_on_the_workers(pg_cluster: dict[str, Any],
+def test_resume_reruns_exactly_the_failed_iterations_on_the_workers(two_worker_deployment: Cluster,
                                                                     tmp_path: Path) -> None:
-    cluster = Cluster(create_database(pg_cluster), tmp_path)
+    cluster = two_worker_deployment  # its own playbook and execution on the session's deployment
     marker = tmp_path / "ready"
-    try:
-        cluster.start_server()
-        cluster.start_worker("w1", concurrency=4)
-        cluster.register(FLAKY_LOOP)
-        execution_id = cluster.execute("tests/flaky_loop", {"marker": str(marker)})
-        failed = cluster.wait(execution_id)
-        assert failed["status"] == "failed"
-        assert failed["steps"]["start"]["result"]["stats"] == {"total": 20, "success": 17, "failed": 3}
-        assert _iterations_run(cluster, execution_id) == list(range(20))
+    cluster.register(FLAKY_LOOP)
+    execution_id = cluster.execute("tests/flaky_loop", {"marker": str(marker)})
+    failed = cluster.wait(execution_id)
+    assert failed["status"] == "failed"
+    assert failed["steps"]["start"]["result"]["stats"] == {"total": 20, "success": 17, "failed": 3}
+    assert _iterations_run(cluster, execution_id) == list(range(20))
 
-        marker.write_text("ok")
-        answer = cluster.client.post(f"/api/executions/{execution_id}/resume")
-        assert answer.status_code == 200, answer.text
-        assert answer.json() == {"execution_id": execution_id, "status": "running", "resumed": True}
-        doc = cluster.wait(execution_id)
-        assert doc["status"] == "completed", doc
-        assert doc["result"] == sum(n * 10 for n in range(20))
-        runs = _iterations_run(cluster, execution_id)
-        assert sorted(set(runs)) == list(range(20)) and [n for n in set(runs) if runs.count(n) == 2] == [3, 7, 11]
+    marker.write_text("ok")
+    answer = cluster.client.post(f"/api/executions/{execution_id}/resume")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"execution_id": execution_id, "status": "running", "resumed": True}
+    doc = cluster.wait(execution_id)
+    assert doc["status"] == "completed", doc
+    assert doc["result"] == sum(n * 10 for n in range(20))
+    runs = _iterations_run(cluster, execution_id)
+    assert sorted(set(runs)) == list(range(20)) and [n for n in set(runs) if runs.count(n) == 2] == [3, 7, 11]
 
-        events = cluster.client.get(f"/api/executions/{execution_id}/events").json()
-        assert "execution.resumed" in [e["event_type"] for e in events]
-        assert status_document([Event.from_dict(e) for e in events]) == doc
+    events = cluster.client.get(f"/api/executions/{execution_id}/events").json()
+    assert "execution.resumed" in [e["event_type"] for e in events]
+    assert status_document([Event.from_dict(e) for e in events]) == doc
 
-        again = cluster.client.post(f"/api/executions/{execution_id}/resume")
-        assert again.status_code == 400 and "completed" in again.json()["error"]
-        assert cluster.client.post("/api/executions/123456789/resume").status_code == 404
-    finally:
-        cluster.close()
+    again = cluster.client.post(f"/api/executions/{execution_id}/resume")
+    assert again.status_code == 400 and "completed" in again.json()["error"]
+    assert cluster.client.post("/api/executions/123456789/resume").status_code == 404
