@@ -131,8 +131,7 @@ def watch_with_progress(obj: Context, execution_id: str, playbook_file: str | No
 def executions(obj: Context, status: str | None, path: str | None, since: str | None, limit: int,
                as_json: bool) -> None:
     """List executions, newest first (the local store, or the server with --server-url)."""
-    from noetl.server.console.routes import parse_since
-    from noetl.server.console.source import ExecutionFilter
+    from noetl.server.console.source import ExecutionFilter, parse_since  # not the routes: no FastAPI here
 
     flt = ExecutionFilter(status, path, parse_since(since) if since else None, limit)
     rows = _remote_executions(obj.server_url, flt) if obj.server_url else _local_executions(flt)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -25,7 +23,7 @@ from noetl.server.console import readmodel, source
 from noetl.server.console.auth import ConsoleAuthError, RoleLookup, allows, page_role, require_action
 from noetl.server.console.graph import playbook_graph
 from noetl.server.console.render import HERE, diff_lines, environment, workload_fields
-from noetl.server.console.source import ConsoleSource, ExecutionFilter
+from noetl.server.console.source import ConsoleSource, ExecutionFilter, parse_since
 
 PAGE_SIZE = 50
 MAX_PAGE_EVENTS = 2000
@@ -288,27 +286,6 @@ def _filter(status: str, path: str, since: str, page: int) -> tuple[ExecutionFil
         problem, since_time = str(exc), None
     page = max(0, page)
     return ExecutionFilter(status or None, path or None, since_time, PAGE_SIZE, page * PAGE_SIZE), problem
-
-
-_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``2h``/``30m``/``7d`` ago, or an ISO date or time (UTC when no zone is given)."""
-    text = text.strip()
-    now = now or datetime.now(UTC)
-    if match := _RELATIVE.match(text):
-        moment = now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-    else:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise InputError(f"since {text!r}: expected an ISO date/time (2026-01-31T08:00) or an age "
-                             f"like 30m, 2h, 7d") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone().replace(tzinfo=None)
 
 
 def _int(value: str, name: str) -> int | None:

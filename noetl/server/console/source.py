@@ -7,8 +7,9 @@ catalog, credentials) so the pages are one code path for ``noetl server start`` 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from noetl.engine.events import Event
@@ -28,6 +29,27 @@ class ExecutionFilter:
     @property
     def since_iso(self) -> str | None:
         return self.since.astimezone(UTC).isoformat() if self.since else None
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``2h``/``30m``/``7d`` ago, or an ISO date or time (UTC when no zone is given)."""
+    text = text.strip()
+    now = now or datetime.now(UTC)
+    if match := _RELATIVE.match(text):
+        moment = now - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    else:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise InputError(f"since {text!r}: expected an ISO date/time (2026-01-31T08:00) or an age "
+                             f"like 30m, 2h, 7d") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone().replace(tzinfo=None)
 
 
 class ConsoleSource(Protocol):
