@@ -19,7 +19,19 @@ if TYPE_CHECKING:
     from noetl.store.records import FireRecord, HookRecord, ScheduleRecord, TriggerRecord
 
 # Compact JSON; NaN/Infinity are rejected because they are not JSON (PostgreSQL jsonb refuses them).
-encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+
+
+def encode_json(value: Any) -> str:
+    """``_ENCODER.encode(value)``, calling the C encoder directly: ``JSONEncoder.encode`` and
+    ``iterencode`` add two Python calls to each of the several encodes of every event."""
+    if _c_make_encoder is None:  # pragma: no cover - an interpreter without the _json accelerator
+        return _ENCODER.encode(value)
+    # A new encoder per call, as iterencode builds one: its circular-reference markers are per call.
+    encode = _c_make_encoder({}, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",",
+                             False, False, False)
+    return "".join(encode(value, 0))
 decode_json = json.loads
 
 UPDATABLE_EXECUTION_FIELDS = ("status", "result", "error", "ended_at")
