@@ -56,7 +56,9 @@ class DaemonThreadPool:
         self._max_threads = max_threads
         self._name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)  # one token per thread waiting for work
+        # Threads done with their last job and waiting for work (a count under ``_lock``: a
+        # threading.Semaphore is Python code around a Condition, on both threads of every hand-off).
+        self._idle = 0
         self._lock = threading.Lock()
         self._thread_count = 0
         self._in_flight = 0  # jobs submitted and not yet handed back, of every caller
@@ -75,9 +77,11 @@ class DaemonThreadPool:
         with self._lock:
             alone = self._in_flight == 0
             self._in_flight += 1
+            new_thread = self._claim_a_thread()
         try:
             self._jobs.put(job)
-            self._ensure_a_thread_is_free()
+            if new_thread:
+                threading.Thread(target=self._work, name=f"{self._name}-{new_thread}", daemon=True).start()
             if brief_wait and alone and job.ready.acquire(timeout=BRIEF_WAIT_SECONDS):
                 return job.outcome()
             future = job.hand_over()
@@ -89,19 +93,20 @@ class DaemonThreadPool:
     def shutdown(self) -> None:
         """Ask every thread to exit once it is idle (a thread busy in user code is abandoned)."""
         with self._lock:
-            count, self._thread_count = self._thread_count, 0
+            count, self._thread_count, self._idle = self._thread_count, 0, 0
         for _ in range(count):
             self._jobs.put(None)
 
-    def _ensure_a_thread_is_free(self) -> None:
-        if self._idle.acquire(blocking=False):
-            return
-        with self._lock:
-            if self._thread_count >= self._max_threads:
-                return  # the job waits in the queue for the next free thread
-            self._thread_count += 1
-            number = self._thread_count
-        threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
+    def _claim_a_thread(self) -> int:
+        """Under ``_lock``: take an idle thread for the next job (0), or the number of a new thread
+        to start; 0 too when the pool is full and the job waits in the queue for the next free one."""
+        if self._idle:
+            self._idle -= 1
+            return 0
+        if self._thread_count >= self._max_threads:
+            return 0
+        self._thread_count += 1
+        return self._thread_count
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
@@ -110,7 +115,8 @@ class DaemonThreadPool:
             except BaseException as exc:  # noqa: B036 - handed to the waiting coroutine
                 job.finish(None, exc)
             del job  # drop references while idle
-            self._idle.release()
+            with self._lock:
+                self._idle += 1
 
 
 class _Job:
