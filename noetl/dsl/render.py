@@ -48,10 +48,22 @@ def render_data(value: Any, context: Mapping[str, Any], *, where: str = "templat
     if isinstance(value, str):
         return render_value(value, context, where=where)
     if isinstance(value, dict):
-        return {k: render_data(v, context, where=f"{where}.{k}") for k, v in value.items()}
+        # A leaf that is not a template is kept as is, without the call and its `where` text.
+        return {k: v if _plain_leaf(v) else render_data(v, context, where=f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list):
-        return [render_data(v, context, where=f"{where}[{i}]") for i, v in enumerate(value)]
+        return [v if _plain_leaf(v) else render_data(v, context, where=f"{where}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _plain_leaf(value: Any) -> bool:
+    """A value ``render_data`` returns unchanged: a scalar, or a string without template markers."""
+    kind = type(value)
+    if kind is str:
+        return "{{" not in value and "{%" not in value
+    return kind in _SCALARS
 
 
 _FALSE_STRINGS = frozenset({"", "false", "0", "no", "none", "null"})
