@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,7 @@ class Outcome:
 
 
 _NO_RESULT = object()
+_NO_ENVELOPE: dict[str, Any] = {}  # read by no one: the task has no `set` and no policy (``spec``)
 
 
 @dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
@@ -145,7 +146,8 @@ class Runner:
             pipe.attempts += 1
             ok, result, error = await self._run_task(pipe, _with_overrides(task, pipe.overrides.get(index)),
                                                      names[index])
-            envelope = self._envelope(ok, result, error, task)
+            # Only a task's `set` and its policy see the envelope: a task with neither builds none.
+            envelope = self._envelope(ok, result, error, task) if task.get("set") or task.get("spec") else _NO_ENVELOPE
             if ok and task.get("set"):
                 self._apply_task_set(pipe, task["set"], envelope, names[index])
             try:
@@ -212,12 +214,8 @@ class Runner:
         context = self._task_context(pipe)
         kind = task.get("kind", "noop")
         try:
-            # `name` is the task's name in a pipeline, unless the tool takes it (a workbook entry, ...).
-            tool_kind = TOOL_KINDS.get(kind)
-            skip = ("kind", "spec", "set", "output") if tool_kind is not None and tool_kind.takes_name \
-                else ("kind", "name", "spec", "set", "output")
+            skip, unrendered = _config_fields(kind)
             config = {k: v for k, v in task.items() if k not in skip}
-            unrendered = UNRENDERED_FIELDS | (tool_kind.self_rendered if tool_kind is not None else frozenset())
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout
             config = await render_off_loop(partial(self._render_config, pipe, config, context, unrendered),
                                            seconds=timeout)
@@ -341,6 +339,17 @@ class Runner:
                 pipe.ctx_set[key.split(".", 1)[1]] = rendered
             else:
                 pipe.names[key] = rendered
+
+
+@lru_cache(maxsize=64)  # kinds a playbook names; bounded, a server sees arbitrary ones
+def _config_fields(kind: str) -> tuple[frozenset[str], frozenset[str]]:
+    """For a tool kind: the task keys that are not its configuration, and the configuration fields
+    left unrendered. `name` is the task's name in a pipeline, unless the tool takes it (a workbook
+    entry, ...)."""
+    tool_kind = TOOL_KINDS.get(kind)
+    takes_name = tool_kind is not None and tool_kind.takes_name
+    skip = frozenset(("kind", "spec", "set", "output") if takes_name else ("kind", "name", "spec", "set", "output"))
+    return skip, UNRENDERED_FIELDS | (tool_kind.self_rendered if tool_kind is not None else frozenset())
 
 
 def _check_contract(name: str, contract: dict[str, Any] | None, part: str, value: Any) -> None:
