@@ -16,7 +16,7 @@ async def shape_result(result: Any, spec: OutputSpec, storage: ResultStorage | N
     with the ``output_select`` fields inline beside it. Secrets are redacted before anything is
     stored, exactly as they are in events."""
     result = apply_select(result, spec.select)
-    if storage is None or is_ref(result):
+    if storage is None or _surely_inline(result, spec.inline_max_bytes) or is_ref(result):
         return result
     try:
         data = dumps(redactor.redact(result) if redactor is not None else result)
@@ -34,3 +34,19 @@ async def shape_result(result: Any, spec: OutputSpec, storage: ResultStorage | N
             if name in result and name not in ref:
                 ref[name] = result[name]
     return ref
+
+
+_SMALL_SCALAR_BYTES = 24  # the longest JSON of a bool, null, float or 64-bit integer ("-1.2345678901234567e-308")
+_INT64 = 1 << 63
+
+
+def _surely_inline(result: Any, limit: int) -> bool:
+    """A result whose JSON cannot exceed ``limit`` bytes, known without encoding it (most steps
+    return a scalar or a short text). Redaction never lengthens a text: a secret has at least
+    as many characters as the mask that replaces it."""
+    kind = type(result)
+    if kind is str:
+        return 6 * len(result) + 2 <= limit  # each character at most six bytes (a \uXXXX escape)
+    if kind is int:
+        return -_INT64 <= result < _INT64 and limit >= _SMALL_SCALAR_BYTES
+    return (kind is bool or kind is float or result is None) and limit >= _SMALL_SCALAR_BYTES
