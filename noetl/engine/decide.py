@@ -63,6 +63,7 @@ class Engine:
         self.globals_layer: Mapping[str, Any] = globals_layer or {}
         self.predecessors: dict[str, set[str]] = {}
         self._task_cache: dict[str, list[dict[str, Any]]] = {}
+        self._routes_render: dict[str, bool] = {}  # step -> whether routing it renders anything
         self.workbook_kinds = workbook_kinds(playbook.workbook)
         for step in playbook.workflow:
             for arc in step.next.arcs:
@@ -265,6 +266,8 @@ class Engine:
 
     def _render_input(self, state: ExecutionState, step: Step, arc_input: dict[str, Any],
                       local: Mapping[str, Any] | None) -> dict[str, Any]:
+        if not step.input:
+            return dict(arc_input)  # nothing to render: no names to build for it
         rendered = render_data(step.input, self.context(state, local), where=f"step {step.step!r} input")
         return {**rendered, **arc_input}
 
@@ -409,6 +412,11 @@ class Engine:
 
     def _route(self, state: ExecutionState, step: Step, run: StepRun, exit_event: Event, event_name: str,
                ok: bool, result: Any, error: dict[str, Any] | None) -> None:
+        if not self._routing_renders(step):
+            fired = self._select_arcs(state, step, None, ok, {})
+            exit_event.meta = {"set": {}, "fire": [[arc.step, {}] for arc in fired if arc.step],
+                               "handled": ok or bool(fired)}
+            return
         output = envelope(ok, result, error, kind=None if run.loop else self._result_kind(step))
         local = {
             **run.names,  # bare keys of task-level `set`
@@ -430,9 +438,20 @@ class Engine:
                 fire.append([arc.step, arc_input])
         exit_event.meta = {"set": set_updates, "fire": fire, "handled": ok or bool(fired)}
 
-    def _select_arcs(self, state: ExecutionState, step: Step, local: dict[str, Any], ok: bool,
+    def _routing_renders(self, step: Step) -> bool:
+        """Whether finishing ``step`` renders anything (a `set`, an arc's condition, `set` or
+        `input`); a step that does not is routed without building the names templates would see."""
+        renders = self._routes_render.get(step.step)
+        if renders is None:
+            renders = bool(step.set) or any(isinstance(arc.when, str) or arc.set or arc.input
+                                            for arc in step.next.arcs)
+            self._routes_render[step.step] = renders
+        return renders
+
+    def _select_arcs(self, state: ExecutionState, step: Step, local: dict[str, Any] | None, ok: bool,
                      pending_set: dict[str, Any]) -> list[Arc]:
-        context = self._routing_context(state, local, pending_set)
+        """``local`` None: no arc has a condition to render (:meth:`_routing_renders`)."""
+        context = self._routing_context(state, local, pending_set) if local is not None else None
         exclusive = step.next.spec.mode == "exclusive"
         primary = [a for a in step.next.arcs if not a.fallback]
         fired = self._matching(step, primary, context, ok, exclusive)
@@ -441,7 +460,7 @@ class Engine:
             fired = self._matching(step, fallbacks, context, ok, exclusive=False)
         return fired
 
-    def _matching(self, step: Step, arcs: list[Arc], context: RenderContext, ok: bool,
+    def _matching(self, step: Step, arcs: list[Arc], context: RenderContext | None, ok: bool,
                   exclusive: bool) -> list[Arc]:
         fired: list[Arc] = []
         group: int | None = None
@@ -453,8 +472,13 @@ class Engine:
                 break
             if not ok and arc.when is None:
                 continue  # after a failure only explicit conditions are considered
-            target = arc.step or "(set only)"
-            if evaluate_when(arc.when, context, where=f"step {step.step!r} arc to {target!r} when"):
+            if arc.when is None or isinstance(arc.when, bool):
+                matched = arc.when is not False
+            else:
+                assert context is not None  # a condition to render: the caller built the names
+                target = arc.step or "(set only)"
+                matched = evaluate_when(arc.when, context, where=f"step {step.step!r} arc to {target!r} when")
+            if matched:
                 fired.append(arc)
                 group = arc.group
         return fired
