@@ -131,11 +131,14 @@ class LogBatcher:
 
     def open_call(self, execution_id: str, step: str, loop_index: int | None, *, redactor: Any,
                   secrets: set[str]) -> CallLog:
-        """A call's log; called on the event loop that will flush it."""
-        from noetl.secrets import Redactor
-
+        """A call's log; called on the event loop that will flush it. ``redactor``: the execution's,
+        used even while it knows no secret yet (it may learn one before the call's lines are flushed)."""
         self._start()
-        return CallLog(self, execution_id, step, loop_index, redactor=redactor or Redactor(), secrets=secrets,
+        if redactor is None:
+            from noetl.secrets import Redactor
+
+            redactor = Redactor()
+        return CallLog(self, execution_id, step, loop_index, redactor=redactor, secrets=secrets,
                        max_bytes=self.max_bytes)
 
     def add(self, rows: list[tuple[CallLog, LogRecord]]) -> None:
