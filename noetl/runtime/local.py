@@ -228,7 +228,8 @@ class _Execution:
                 self.runtime.listener(event)
 
     def _report_event(self, command: Command, outcome: Outcome) -> Event:
-        self.services.redactor.add(outcome.secrets)
+        if outcome.secrets:
+            self.services.redactor.add(outcome.secrets)
         return outcome_event(command, outcome, worker="local")
 
     # commands --------------------------------------------------------------------------
