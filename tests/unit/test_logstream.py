@@ -65,6 +65,21 @@ def test_lines_are_redacted_and_capped_with_a_marker() -> None:
     assert asyncio.run(scenario()) == ["pw ***", "key ***", f"[truncated: {dropped} bytes dropped]"]
 
 
+def test_a_secret_the_execution_learns_after_the_call_opened_is_masked() -> None:
+    async def scenario() -> list[str]:
+        store = MemoryStore()
+        await store.open()
+        batcher = LogBatcher(store_sink(store), max_bytes=1_000_000)
+        execution_redactor = Redactor()  # knows no secret yet when the call's log opens
+        log = batcher.open_call("e1", "s", None, redactor=execution_redactor, secrets=set())
+        execution_redactor.add("learnt-by-another-step")  # e.g. a parallel iteration resolved it
+        log.write("stdout", "token learnt-by-another-step\n")
+        await log.close()
+        return [r.line for r in await store.list_logs("e1")]
+
+    assert asyncio.run(scenario()) == ["token ***"]
+
+
 def _release_after_line(code: str, config: dict[str, Any], tmp_path: Path, tool: Any = run_python) -> list[str]:
     """Run a step that prints, then waits for a release file; return the lines stored before release."""
     release = tmp_path / "release"

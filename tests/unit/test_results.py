@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -82,3 +83,36 @@ def test_materialize_replaces_references_and_leaves_the_rest_alone() -> None:
     plain = {"a": [1, {"b": 2}]}
     assert materialize(plain) is plain
     assert materialize({"x": [_ref()], "y": 1}) == {"x": [BLOBS["noetl://result/1"]], "y": 1}
+
+
+class _Storage:
+    """Records what shaping stores; every stored result gets a reference."""
+
+    def __init__(self) -> None:
+        self.stored: list[bytes] = []
+
+    async def put(self, data: bytes, **_: Any) -> dict[str, Any]:
+        self.stored.append(data)
+        return make_ref(uri=f"noetl://result/{len(self.stored)}", size=len(data), sha256="0" * 64, preview="")
+
+
+@pytest.mark.parametrize(("result", "limit", "by_ref"), [
+    ("a text of thirty characters...", 10, True),  # short, but over a small inline_max_bytes
+    (12345, 2, True),
+    (1.5, 2, True),
+    (True, 3, True),
+    ("é" * 3, 8, False),  # JSON of 8 bytes: inline
+    (7, 65536, False),
+    (2**200, 30, True),  # an integer beyond 64 bits is measured: 61 digits
+    (None, 65536, False),
+])
+def test_small_results_are_inline_only_within_inline_max_bytes(result: Any, limit: int, by_ref: bool) -> None:
+    import asyncio
+
+    from noetl.results.shape import shape_result
+
+    storage = _Storage()
+    spec = output_spec({"inline_max_bytes": limit})
+    shaped = asyncio.run(shape_result(result, spec, storage, execution_id="e1", step="s"))  # type: ignore[arg-type]
+    assert is_ref(shaped) is by_ref
+    assert storage.stored == ([json.dumps(result, ensure_ascii=False).encode()] if by_ref else [])
