@@ -22,8 +22,10 @@ INLINE_SECONDS = 0.05  # longest a render may hold the event loop
 DEFAULT_SECONDS = 30.0  # time limit of a render when its task has no `spec.timeout`
 
 
-async def render_off_loop(render: Callable[[], T], *, seconds: float | None = None) -> T:
-    """``render()`` with a time limit of ``seconds`` (the task's timeout), never blocking the loop long."""
+def render_inline(render: Callable[[], T], *, seconds: float | None = None) -> T | None:
+    """``render()`` when it finishes within the inline limit (nearly every render), else None: the
+    caller then awaits :func:`render_on_thread`. For a render that never returns None (a task's
+    configuration); a plain call, where a coroutine per step would cost more than most renders."""
     limit = float(seconds) if seconds else DEFAULT_SECONDS
     try:
         with time_limit(time.monotonic, min(INLINE_SECONDS, limit)):
@@ -31,6 +33,12 @@ async def render_off_loop(render: Callable[[], T], *, seconds: float | None = No
     except TemplateError as exc:
         if not getattr(exc, "timed_out", False) or limit <= INLINE_SECONDS:
             raise
+    return None
+
+
+async def render_on_thread(render: Callable[[], T], *, seconds: float | None = None) -> T:
+    """``render()`` again on a thread, under the whole time limit (one that took too long inline)."""
+    limit = float(seconds) if seconds else DEFAULT_SECONDS
 
     def bounded() -> T:
         with time_limit(time.monotonic, limit):

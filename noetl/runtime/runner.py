@@ -21,7 +21,7 @@ from noetl.engine.decide import deep_merge
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.errors import ErrorInfo, NoetlError, TemplateError, ToolError
 from noetl.results.outcome import recorded_result, store_big_results, tool_inputs
-from noetl.runtime.rendering import render_off_loop
+from noetl.runtime.rendering import render_inline, render_on_thread
 from noetl.tools.base import ToolCall, ToolServices, get_tool
 
 if TYPE_CHECKING:
@@ -217,8 +217,9 @@ class Runner:
             skip, unrendered = _config_fields(kind)
             config = {k: v for k, v in task.items() if k not in skip}
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout
-            config = await render_off_loop(partial(self._render_config, pipe, config, context, unrendered),
-                                           seconds=timeout)
+            render = partial(self._render_config, pipe, config, context, unrendered)
+            rendered = render_inline(render, seconds=timeout)
+            config = rendered if rendered is not None else await render_on_thread(render, seconds=timeout)
             config = tool_inputs(kind, config)
             result = await self._dispatch(pipe, kind, config, name, context, timeout)
             return True, result, None
@@ -255,7 +256,9 @@ class Runner:
             data = tool_inputs(kind, config.pop("data", pipe.prev))
             return await _with_timeout(write_sink(config, data, call), timeout)
         tool = get_tool(kind)
-        return await _with_timeout(tool(config, call), timeout if kind != "python" else None)
+        if not timeout or kind == "python":  # python enforces its own timeout (in a worker process)
+            return await tool(config, call)
+        return await _with_timeout(tool(config, call), timeout)
 
     async def _run_workbook(self, pipe: _Pipeline, config: dict[str, Any], name: str, context: RenderContext) -> Any:
         entry = self.playbook.workbook_entry(str(config.get("name")))
