@@ -189,10 +189,14 @@ class Engine:
         arc_input = state.waiting.get(name) or {}
         entry = state.entries.get(name, 0) + 1
         enter = Event(state.execution_id, ev.STEP_ENTER, node_name=name, status="running", meta={"entry": entry})
-        with tracing(name, strict=self.strict(state)) as trace:
-            failure = self._render_entry(state, step, enter, arc_input)
-        if trace.warnings:
-            enter.meta["warnings"] = trace.warnings
+        if step.loop is None and not step.input:  # nothing to render: no trace to collect
+            failure = None
+            enter.result = {"input": dict(arc_input), "arc_input": arc_input}
+        else:
+            with tracing(name, strict=self.strict(state)) as trace:
+                failure = self._render_entry(state, step, enter, arc_input)
+            if trace.warnings:
+                enter.meta["warnings"] = trace.warnings
         if failure is not None:
             enter.result = {"input": {}, "arc_input": arc_input}
             self._emit(state, decision, enter)
@@ -385,6 +389,10 @@ class Engine:
         exit_event = Event(state.execution_id, ev.STEP_EXIT, node_name=name,
                            status="completed" if ok else "failed", result=result if ok or loop else None,
                            error=None if ok else self._step_error(step, error))
+        if not self._routing_renders(step):  # nothing to render: no trace to collect, nothing can fail
+            self._route(state, step, run, exit_event, event_name, ok, result, error)
+            self._emit(state, decision, exit_event)
+            return
         with tracing(name, strict=self.strict(state)) as trace:
             try:
                 self._route(state, step, run, exit_event, event_name, ok, result, error)
