@@ -23,6 +23,9 @@ class Redactor(Protocol):
     def redact(self, value: Any) -> Any: ...
 
 
+_MICROSECONDS = tuple(timedelta(microseconds=offset) for offset in range(16))  # a decision's usual events
+
+
 def stamp(events: list[Event], now: datetime, redactor: Redactor | None) -> list[Event]:
     """Give a decision's events their time and redact them (in place; returns ``events``).
 
@@ -32,7 +35,8 @@ def stamp(events: list[Event], now: datetime, redactor: Redactor | None) -> list
     # A redactor that knows no secret yet (most executions) returns every value unchanged.
     active = redactor if redactor is not None and bool(redactor) else None
     for offset, event in enumerate(events):
-        event.created_at = iso(now + timedelta(microseconds=offset))
+        event.created_at = iso(now + _MICROSECONDS[offset] if offset < len(_MICROSECONDS)
+                               else now + timedelta(microseconds=offset))
         if active is not None:
             event.result = active.redact(event.result)
             event.error = active.redact(event.error)
