@@ -629,9 +629,10 @@ class DecisionCore:
         return self.clock()
 
 
-# The events the status document is folded from (StatusFolder ignores the others): a loop's call
-# reports need not be read to answer a status request. The distributed conformance tests check the
-# result against the fold of the whole log.
+# The events the status document is folded from (StatusFolder ignores the others, except for the
+# template warnings any event may carry, which are read too): a loop's call reports need not be read
+# to answer a status request. The distributed conformance tests check the result against the fold of
+# the whole log.
 STATUS_EVENT_TYPES = (ev.PLAYBOOK_INITIALIZED, ev.STEP_ENTER, ev.STEP_EXIT, ev.PLAYBOOK_COMPLETED,
                       ev.PLAYBOOK_FAILED, ev.EXECUTION_CANCELLED, ev.EXECUTION_RESUMED, ev.STEP_REUSED)
 
@@ -639,7 +640,7 @@ STATUS_EVENT_TYPES = (ev.PLAYBOOK_INITIALIZED, ev.STEP_ENTER, ev.STEP_EXIT, ev.P
 async def load_status(store: PostgresStore, execution_id: str) -> dict[str, Any]:
     """The execution's status document (SPEC section 10), read a page at a time."""
     folder = StatusFolder()
-    async for events in store.iter_events(execution_id, types=STATUS_EVENT_TYPES):
+    async for events in store.iter_events(execution_id, types=STATUS_EVENT_TYPES, or_warned=True):
         for event in events:
             folder.apply(event)
     return folder.doc

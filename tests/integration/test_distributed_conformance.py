@@ -69,3 +69,37 @@ def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
     """The document without what differs between two runs (ids, times)."""
     skip = {"execution_id", "started_at", "ended_at", "duration_seconds"}
     return {k: v for k, v in doc.items() if k not in skip}
+
+
+UNDEFINED_IN_TOOLS = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: undefined_in_tools, path: tests/undefined_in_tools}
+workload: {items: [1, 2]}
+workflow:
+  - step: start
+    tool: {kind: noop, result: {a: "{{ in_tool_config }}"}}
+    next: [{step: looped}]
+  - step: looped
+    loop: {in: "{{ items }}", iterator: n}
+    tool: {kind: noop, result: {b: "{{ in_loop_tool }}"}}
+    next: [{step: piped}]
+  - step: piped
+    tool:
+      - name: first
+        kind: noop
+        result: {c: "{{ in_pipeline_task }}"}
+"""
+
+
+def test_template_warnings_of_tool_configs_reach_the_status_document(cluster: Cluster) -> None:
+    """Undefined names in a tool's config are rendered by the worker, and reported with its call;
+    the status document lists them as `noetl run` does (SPEC section 3)."""
+    entry = cluster.register(UNDEFINED_IN_TOOLS)
+    doc = cluster.wait(cluster.execute(entry["path"]))
+    assert doc["status"] == "completed", doc
+    named = " ".join(warning["message"] for warning in doc["warnings"])
+    for name in ("in_tool_config", "in_loop_tool", "in_pipeline_task"):
+        assert name in named, doc["warnings"]
+    local = run_playbook(UNDEFINED_IN_TOOLS, store_url="memory://")
+    assert doc["warnings"] == local["warnings"]

@@ -70,6 +70,16 @@ WHERE execution_id = %(execution_id)s AND event_id > %(after_id)s AND event_type
 ORDER BY event_id
 LIMIT %(limit)s;
 
+-- name: list_events_of_types_or_warned
+-- As list_events_of_types, plus any event that carries template warnings (a call's warnings come
+-- from the worker's rendering of its tool config and belong in the status document).
+SELECT event_type, node_name, status, result, error, meta, event_id, created_at
+FROM noetl.event_log
+WHERE execution_id = %(execution_id)s AND event_id > %(after_id)s
+  AND (event_type = ANY(%(types)b::text[]) OR meta ? 'warnings')
+ORDER BY event_id
+LIMIT %(limit)s;
+
 -- name: max_catalog_version
 SELECT COALESCE(MAX(version), 0) FROM noetl.catalog WHERE path = %(path)s;
 

@@ -317,10 +317,11 @@ class PostgresStore:
         rows = await self.read(f"listing events of execution {execution_id}", "list_events", params)
         return [event_from_row(execution_id, row) for row in rows]
 
-    async def iter_events(self, execution_id: str, *, after_id: int = 0,
-                          types: tuple[str, ...] | None = None) -> AsyncGenerator[list[Event]]:
-        """The events after ``after_id`` (only of ``types`` when given), ``event_page`` at a time: a long
-        log (a 100,000-item loop) is never all in memory at once."""
+    async def iter_events(self, execution_id: str, *, after_id: int = 0, types: tuple[str, ...] | None = None,
+                          or_warned: bool = False) -> AsyncGenerator[list[Event]]:
+        """The events after ``after_id`` (only of ``types`` when given, and with ``or_warned`` any
+        other event that carries template warnings), ``event_page`` at a time: a long log (a
+        100,000-item loop) is never all in memory at once."""
         page = self.event_page
         while True:
             if types is None:
@@ -328,7 +329,8 @@ class PostgresStore:
             else:
                 params = {"execution_id": db_id(execution_id), "after_id": after_id, "limit": page,
                           "types": list(types)}
-                rows = await self.read(f"listing events of execution {execution_id}", "list_events_of_types", params)
+                query = "list_events_of_types_or_warned" if or_warned else "list_events_of_types"
+                rows = await self.read(f"listing events of execution {execution_id}", query, params)
                 events = [event_from_row(execution_id, row) for row in rows]
             if events:
                 yield events
