@@ -18,6 +18,8 @@ from noetl.results.spec import output_spec
 
 TOP_KEYS = {"apiVersion", "kind", "metadata", "workload", "keychain", "workbook", "executor", "workflow",
             "description", "spec", "schedules"}
+WORKBOOK_ENTRY_KEYS = {"name", "tool", "assert", "desc", "description", "input", "with", "data", "args", "save",
+                       "sink"}
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
 
 __all__ = ["UNDEFINED_NAME", "Checker", "Problem", "check_canonical", "suggest"]
@@ -50,6 +52,9 @@ class Checker:
             if isinstance(step, dict):
                 self._check_step_keys(step, ("workflow", i))
         for i, entry in enumerate(raw.get("workbook") or []):
+            if isinstance(entry, dict) and isinstance(entry.get("tool"), dict | list):
+                # (an entry in the older flat form carries its tool's fields beside `type:`)
+                self._unknown(entry, ("workbook", i), WORKBOOK_ENTRY_KEYS, f"workbook entry {entry.get('name')!r}")
             if isinstance(entry, dict) and isinstance(entry.get("tool"), dict):
                 self._check_tool_keys(entry["tool"], ("workbook", i, "tool"))
 

@@ -96,6 +96,10 @@ def _normalize_workbook_entry(entry: dict[str, Any], path: tuple[Any, ...], note
     kind = body.pop("type", None)
     if isinstance(tool, dict | list):
         tasks, _ = _as_task_list(tool, path, notes)
+        if entry_input := _step_input(entry, path, notes):
+            # `input` beside the tool: defaults of each task's own input (which the caller's beat)
+            tasks = [{**t, "input": {**entry_input, **(t.get("input") or {})}} if isinstance(t, dict) else t
+                     for t in tasks]
     elif (kind := tool if isinstance(tool, str) else kind) is not None:
         notes.append((path, "`tool: <kind>` / `type:` with fields on the entry: newer spelling is `tool: {kind: ..., ...}`"))
         tasks, _ = _as_task_list({"kind": kind, **body}, path, notes)

@@ -193,3 +193,33 @@ def test_legacy_auth_forms_migrate_to_auth_name(noetl, tmp_path: Path) -> None: 
     notes = noetl("validate", str(path))
     assert notes.code == 0
     assert "newer spelling is `auth: <credential name>`" in notes.stderr + notes.stdout
+
+
+WORKBOOK_ENTRY_INPUT = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: workbook_entry_input}
+workbook:
+  - name: calc
+    input: {x: 1, y: 2}
+    tool: {kind: python, code: "result = {'x': x, 'y': y}"}
+workflow:
+  - step: start
+    tool: {kind: workbook, name: calc, input: {y: 10}}
+"""
+
+
+def test_workbook_entry_input_beside_its_tool_are_defaults(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An entry's own `input` written beside its `tool` are defaults the calling step's input beats
+    key by key (SPEC section 2), as when written inside the tool."""
+    doc = noetl("run", str(_write(tmp_path, "entry_input.yaml", WORKBOOK_ENTRY_INPUT)), "--json").json()
+    assert doc["status"] == "completed", doc["error"]
+    assert doc["result"] == {"x": 1, "y": 10}
+
+
+def test_unknown_keys_of_a_workbook_entry_warn(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = _write(tmp_path, "entry_typo.yaml", WORKBOOK_ENTRY_INPUT.replace("    input: {x: 1, y: 2}", "    inputs: {x: 1}"))
+    result = noetl("validate", str(path))
+    assert result.code == 0
+    assert "entry_typo.yaml:6:5: warning: unknown key 'inputs' in workbook entry 'calc' (did you mean 'input'?)" \
+        in result.stdout + result.stderr
