@@ -189,6 +189,8 @@ class Engine:
         arc_input = state.waiting.get(name) or {}
         entry = state.entries.get(name, 0) + 1
         enter = Event(state.execution_id, ev.STEP_ENTER, node_name=name, status="running", meta={"entry": entry})
+        if step.input and name in state.scheduled_by:  # recorded for `result` in its input (iterations too)
+            enter.meta["scheduled_by"] = state.scheduled_by[name]
         if step.loop is None and not step.input:  # nothing to render: no trace to collect
             failure = None
             enter.result = {"input": dict(arc_input), "arc_input": arc_input}
@@ -229,7 +231,8 @@ class Engine:
                 if aggregate_max_bytes(step.output) is not None:  # recorded only when set: a replay folds alike
                     enter.meta["loop"]["aggregate_max_bytes"] = aggregate_max_bytes(step.output)
             else:
-                args = self._render_input(state, step, arc_input, local=None)
+                local = self._scheduler_result(state, enter.meta.get("scheduled_by"))
+                args = self._render_input(state, step, arc_input, local=local)
                 enter.result = {"input": args, "arc_input": arc_input}
         except NoetlError as exc:
             return exc
@@ -268,6 +271,13 @@ class Engine:
     def _result_kind(self, step: Step) -> str | None:
         return result_kind(self._tasks(step), self.workbook_kinds)
 
+    def _scheduler_result(self, state: ExecutionState, scheduler: str | None) -> dict[str, Any] | None:
+        """`result` in a step's input: the result of the step whose arc scheduled it, unless a step or
+        a workload key is itself named `result` (SPEC section 3)."""
+        if scheduler is None or scheduler not in state.results or "result" in self.steps or "result" in state.workload:
+            return None
+        return {"result": state.results[scheduler]}
+
     def _render_input(self, state: ExecutionState, step: Step, arc_input: dict[str, Any],
                       local: Mapping[str, Any] | None) -> dict[str, Any]:
         if not step.input:
@@ -282,6 +292,8 @@ class Engine:
             return frames.frame_command(self, state, step, run, index)
         assert run.loop is not None and step.loop is not None
         local = self._iteration_local(step, run, index)
+        if step.input and "result" not in local and (scheduler := self._scheduler_result(state, run.scheduled_by)):
+            local.update(scheduler)
         with tracing(name, strict=self.strict(state)) as trace:
             try:
                 args = self._render_input(state, step, run.arc_input, local)

@@ -99,6 +99,7 @@ class StepRun:
     done: bool = False  # the tool (or every iteration) has reported
     tasks: dict[str, Any] = field(default_factory=dict)  # a pipeline's named task results (meta.tasks)
     names: dict[str, Any] = field(default_factory=dict)  # bare keys of task-level `set` (meta.names)
+    scheduled_by: str | None = None  # the step whose arc scheduled this one: `result` in its input
 
 
 @dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
@@ -115,6 +116,7 @@ class ExecutionState:
     completed_steps: list[str] = field(default_factory=list)
     running: dict[str, StepRun] = field(default_factory=dict)
     waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> arc input
+    scheduled_by: dict[str, str] = field(default_factory=dict)  # waiting target -> the step whose arc fired it
     entries: dict[str, int] = field(default_factory=dict)
     last_completed: str | None = None
     failed: bool = False
@@ -178,9 +180,11 @@ def _step_enter(state: ExecutionState, event: Event) -> None:
     name = event.node_name or ""
     data = event.result or {}
     state.waiting.pop(name, None)
+    state.scheduled_by.pop(name, None)
     entry = int(event.meta.get("entry", state.entries.get(name, 0) + 1))
     state.entries[name] = entry
-    run = StepRun(name=name, entry=entry, input=data.get("input") or {}, arc_input=data.get("arc_input") or {})
+    run = StepRun(name=name, entry=entry, input=data.get("input") or {}, arc_input=data.get("arc_input") or {},
+                  scheduled_by=event.meta.get("scheduled_by"))
     loop = event.meta.get("loop")
     if loop is not None:
         items = list(data.get("items") or [])
@@ -269,6 +273,7 @@ def _step_exit(state: ExecutionState, event: Event) -> None:
     for target, arc_input in event.meta.get("fire") or []:
         if target not in state.waiting:
             state.waiting[target] = arc_input or {}
+            state.scheduled_by[target] = name
 
 
 def _execution_end(state: ExecutionState, event: Event) -> None:
@@ -291,6 +296,7 @@ def _cancelled(state: ExecutionState, event: Event) -> None:
     state.error = (event.error or {}).get("message") or "cancelled"
     state.running.clear()
     state.waiting.clear()
+    state.scheduled_by.clear()
 
 
 def _resumed(state: ExecutionState, event: Event) -> None:

@@ -223,3 +223,43 @@ def test_unknown_keys_of_a_workbook_entry_warn(noetl, tmp_path: Path) -> None:  
     assert result.code == 0
     assert "entry_typo.yaml:6:5: warning: unknown key 'inputs' in workbook entry 'calc' (did you mean 'input'?)" \
         in result.stdout + result.stderr
+
+
+RESULT_IN_INPUT = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: result_in_input}
+workflow:
+  - step: start
+    tool: {kind: noop, result: {d: 1}}
+    next: [{step: single}]
+  - step: single
+    input: {prev: "{{ result.d }}"}
+    tool: {kind: python, code: "result = {'prev': prev, 'items': [prev, prev + 1]}"}
+    next:
+      arcs:
+        - step: looped
+          when: "{{ result.prev == 1 }}"
+  - step: looped
+    loop: {in: [10, 20], iterator: n}
+    input: {n: "{{ n }}", items: "{{ result.items }}"}
+    tool: {kind: python, code: "result = n + sum(items)"}
+"""
+
+
+def test_result_in_a_step_input_is_the_result_of_the_step_that_scheduled_it(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SPEC section 3: inside a step's `input`, `result` is the result of the step whose arc
+    scheduled it (in every iteration of a loop step too)."""
+    doc = noetl("run", str(_write(tmp_path, "result_in_input.yaml", RESULT_IN_INPUT)), "--json").json()
+    assert doc["status"] == "completed", doc["error"]
+    assert doc["warnings"] == []
+    assert doc["steps"]["single"]["result"] == {"prev": 1, "items": [1, 2]}
+    assert doc["steps"]["looped"]["result"]["results"] == [13, 23]
+
+
+def test_a_step_named_result_keeps_its_name_in_inputs(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    text = RESULT_IN_INPUT.replace("workflow:\n", "executor: {spec: {entry_step: result}}\nworkflow:\n"
+                                   "  - step: result\n    tool: {kind: noop, result: {d: 5}}\n"
+                                   "    next: [{step: start}]\n")
+    doc = noetl("run", str(_write(tmp_path, "named_result.yaml", text)), "--json").json()
+    assert doc["steps"]["single"]["result"] == {"prev": 5, "items": [5, 6]}

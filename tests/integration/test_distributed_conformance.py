@@ -103,3 +103,14 @@ def test_template_warnings_of_tool_configs_reach_the_status_document(cluster: Cl
         assert name in named, doc["warnings"]
     local = run_playbook(UNDEFINED_IN_TOOLS, store_url="memory://")
     assert doc["warnings"] == local["warnings"]
+
+
+def test_result_in_a_step_input_on_the_distributed_runtime(cluster: Cluster) -> None:
+    """`result` in a step's input is the result of the step whose arc scheduled it (SPEC section 3)."""
+    from acceptance.test_spec_local import RESULT_IN_INPUT
+
+    text = RESULT_IN_INPUT.replace("name: result_in_input}", "name: result_in_input, path: tests/result_in_input}")
+    doc = cluster.wait(cluster.execute(cluster.register(text)["path"]))
+    assert doc["status"] == "completed", doc["error"]
+    assert doc["steps"]["single"]["result"] == {"prev": 1, "items": [1, 2]}
+    assert doc["steps"]["looped"]["result"]["results"] == [13, 23]
