@@ -40,6 +40,7 @@ from noetl.server.routes import (
     workers,
 )
 from noetl.server.state import ServerConfig, ServerState
+from noetl.server.warmup import warm_up_routes
 from noetl.store.postgres import PostgresStore
 from noetl.store.postgres.sqlreader import try_ensure_reader
 
@@ -58,6 +59,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         result_storage = storage_for(store, shared=True)
         use_loader(result_storage.read, result_storage.read_items)  # decisions on remote workers' reports read `_ref`s
         app.state.noetl = ServerState(config=config, store=store, core=core)
+        await warm_up_routes(app.router)  # before the first client: FastAPI builds route state on first use
         stop = asyncio.Event()
         reaper = asyncio.create_task(Reaper(core, max_attempts=config.max_attempts)
                                      .run(stop, interval=config.reap_interval), name="noetl-reaper")
