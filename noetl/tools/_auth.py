@@ -16,14 +16,15 @@ from noetl.tools.base import ToolCall
 _REFERENCE_KEYS = ("credential", "key", "credential_name", "ref")
 
 
-async def fetch_credential(name: str, call: ToolCall) -> dict[str, Any]:
-    """A stored credential through the runtime's services, its secret fields marked for redaction."""
+async def fetch_credential(name: str, call: ToolCall, field: str = "auth") -> dict[str, Any]:
+    """A stored credential through the runtime's services, its secret fields marked for redaction.
+    ``field``: the tool field that names it, so an unknown name points at the playbook's line."""
     if call.services is None:
         raise ToolError(f"credential {name!r} cannot be looked up here (no credential store)", kind="config")
     try:
         credential = await call.services.get_credential(name)
     except NotFoundError as exc:
-        raise ToolError(str(exc), kind="credential") from exc
+        raise ToolError(str(exc), kind="credential", details={"field": field}) from exc
     except StoreError as exc:
         raise ToolError(f"credential {name!r}: {exc}", kind="credential", retryable=True) from exc
     remember_secrets(call, sensitive_values(credential.get("data") or {}))

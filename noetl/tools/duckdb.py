@@ -258,7 +258,7 @@ async def resolve_attachments(config: dict[str, Any], call: ToolCall) -> list[tu
         name = _reference_name(reference)
         if not name:
             raise ToolError(f"duckdb tool: credentials.{alias} must name a credential", kind="config")
-        attachments[_alias(str(alias))] = _postgres_conninfo(await fetch_credential(name, call))
+        attachments[_alias(str(alias))] = _postgres_conninfo(await fetch_credential(name, call, f"credentials.{alias}"))
     return list(attachments.items())
 
 

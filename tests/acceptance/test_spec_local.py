@@ -263,3 +263,21 @@ def test_a_step_named_result_keeps_its_name_in_inputs(noetl, tmp_path: Path) -> 
                                    "    next: [{step: start}]\n")
     doc = noetl("run", str(_write(tmp_path, "named_result.yaml", text)), "--json").json()
     assert doc["steps"]["single"]["result"] == {"prev": 5, "items": [5, 6]}
+
+
+def test_a_credential_that_does_not_exist_is_named_with_its_field_and_line(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SPEC section 14: a credential that does not exist is a one-line error naming the field and line."""
+    path = _write(tmp_path, "no_credential.yaml", """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: no_credential}
+workflow:
+  - step: start
+    tool: {kind: postgres, auth: no_such_credential, command: "select 1"}
+""")
+    result = noetl("run", str(path), "--json")
+    assert result.code == 1
+    error = result.json()["steps"]["start"]["error"]
+    assert error["kind"] == "credential" and error["field"] == "auth" and error["playbook_line"] == 6
+    assert "'no_such_credential' not found" in error["message"]
+    assert f"at {path}:6" in result.stderr or "no_credential.yaml:6" in result.stderr
