@@ -21,6 +21,7 @@ STEP_KEYS = frozenset(
      "output"}
 )
 TOOL_KINDS_AS_TYPE = LEGACY_TYPE_NAMES
+ROUTER_KIND = "router"  # older playbooks' name for a routing-only step (`tool: router`)
 _CREDENTIAL_ALIAS_KINDS = frozenset({"postgres", "http", "duckdb"})
 
 
@@ -158,6 +159,10 @@ def _step_tool(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -
         return task
     kind = tool if isinstance(tool, str) else step.get("type")
     if kind is None:
+        return None
+    if kind == ROUTER_KIND:
+        notes.append(((*path, "type" if "type" in step else "tool"),
+                      "`router`: a routing-only step; newer spelling is no tool (or `tool: {kind: noop}`)"))
         return None
     notes.append(((*path, "type" if "type" in step else "tool"),
                   "tool fields on the step: newer spelling is `tool: {kind: ..., <fields>}`"))
