@@ -2,7 +2,9 @@
 
 One coroutine owns the execution: it appends each decision's events in one store transaction, then
 starts the commands as asyncio tasks; finished commands come back through a queue and become
-``call.done`` / ``call.error`` events for the engine.
+``call.done`` / ``call.error`` events for the engine. A decision's only command, while no other
+runs (each step of a chain), is awaited by that coroutine itself instead: no task, no queue and no
+event-loop iteration between the step's decisions.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ from noetl.store.base import ExecutionRecord, Store
 EventListener = Callable[[Event], None]
 MAX_BATCH = 256  # outcomes folded into one store transaction
 CANCEL_POLL_SECONDS = 0.25  # how often a run looks for a cancel recorded by another process
+# A chain of commands awaited directly may never suspend (a python step's brief wait): at least
+# this often, the execution lets the event loop run its other tasks (cancel watcher, log flush, a UI).
+YIELD_SECONDS = 0.005
 
 
 class LocalRuntime:
@@ -83,6 +88,11 @@ class _Execution:
         self.outcomes: asyncio.Queue[tuple[Command, Outcome] | None] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_event_id = 0
+        # The task awaiting a command directly (None otherwise), and whether a cancel arrived: the
+        # cancel watcher then interrupts that await as it would cancel a command's task.
+        self._direct: asyncio.Task[Any] | None = None
+        self._interrupted = False
+        self._yielded_at = 0.0
 
     async def run(self) -> dict[str, Any]:
         # templates resolve `_ref`s through it (this task and its own)
@@ -98,11 +108,11 @@ class _Execution:
                                          entry_input=request.entry_input, reused=request.reused,
                                          strict=request.strict)
             await self._record_start(decision.events)
-        self._dispatch(decision.commands)
+        lone = self._dispatch(decision.commands)
         watcher = asyncio.create_task(self._watch_for_cancel())
         try:
             while not self.state.finished:
-                batch = await self._next_batch()
+                batch = await self._run_directly(lone) if lone is not None else await self._next_batch()
                 if batch is None:
                     await self._adopt_external_cancel()
                     break
@@ -120,7 +130,7 @@ class _Execution:
                 finally:
                     forget_reports(self.execution_id)
                 await self._record(decision)
-                self._dispatch(decision.commands)
+                lone = self._dispatch(decision.commands)
         except asyncio.CancelledError:
             await asyncio.shield(self._cancel("cancelled"))
             raise
@@ -143,16 +153,46 @@ class _Execution:
             batch.append(item)
         return batch
 
+    async def _run_directly(self, command: Command) -> list[tuple[Command, Outcome]] | None:
+        """The lone command's outcome, awaited here; None when a cancel interrupted it."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._yielded_at > YIELD_SECONDS:
+            await asyncio.sleep(0)
+            self._yielded_at = loop.time()
+        if self._interrupted:
+            return await self._next_batch()
+        self._direct = asyncio.current_task()
+        try:
+            outcome = await self._outcome(command)
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise
+        finally:
+            self._direct = None
+        if self._interrupted:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                current.uncancel()  # the cancel was the watcher's, handled here
+            return await self._next_batch()  # None: the watcher's
+        return [(command, outcome)]
+
     async def _watch_for_cancel(self) -> None:
         while True:
             await asyncio.sleep(CANCEL_POLL_SECONDS)
             if self.execution_id in self.runtime._cancelled:
-                self.outcomes.put_nowait(None)
+                self._interrupt()
                 return
             record = await self.runtime.store.get_execution(self.execution_id)
             if record is not None and record.status == "cancelled":
-                self.outcomes.put_nowait(None)
+                self._interrupt()
                 return
+
+    def _interrupt(self) -> None:
+        """Wake the execution for a cancel: through the queue, and out of a command it awaits."""
+        self._interrupted = True
+        self.outcomes.put_nowait(None)
+        if self._direct is not None:
+            self._direct.cancel()
 
     async def _adopt_external_cancel(self) -> None:
         """Fold the cancel another process recorded (or record one asked for in this process)."""
@@ -233,20 +273,27 @@ class _Execution:
         return outcome_event(command, outcome, worker="local")
 
     # commands --------------------------------------------------------------------------
-    def _dispatch(self, commands: list[Command]) -> None:
+    def _dispatch(self, commands: list[Command]) -> Command | None:
+        """Start the commands as tasks; a lone command while none runs is returned instead, for the
+        execution to await itself (nothing else could be decided before its outcome)."""
+        if len(commands) == 1 and not self.tasks and self.outcomes.empty():
+            return commands[0]
         for command in commands:
             task = asyncio.create_task(self._execute(command))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+        return None
 
     async def _execute(self, command: Command) -> None:
+        self.outcomes.put_nowait((command, await self._outcome(command)))
+
+    async def _outcome(self, command: Command) -> Outcome:
         try:
-            outcome = await run_command(self.runner, command)
+            return await run_command(self.runner, command)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            outcome = crash_outcome(exc)
-        self.outcomes.put_nowait((command, outcome))
+            return crash_outcome(exc)
 
     async def _cancel(self, reason: str) -> None:
         if self.state.finished:
