@@ -112,7 +112,7 @@ class CodeLocator:
     def _parsed(self) -> Source | None:
         if self._source is None and not self._unparsable:
             try:
-                self._source = parse_yaml(self.text, self.file)
+                self._source = parse_yaml(self.text, self.file, located=True)
             except PlaybookError:
                 self._unparsable = True
         return self._source

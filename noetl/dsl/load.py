@@ -25,23 +25,36 @@ def _scalar(node: yaml.Node, loader: Any, plain_str: bool) -> Any:
     return loader.construct_object(node, deep=True)
 
 
-def _construct(
-    node: yaml.Node, path: PathKey, positions: dict[PathKey, Position], loader: Any, plain_str: bool
-) -> Any:
+def _key(node: yaml.Node, loader: Any, plain_str: bool) -> Any:
+    key = _scalar(node, loader, plain_str)
+    if isinstance(key, bool | int | float) or key is None:
+        key = str(key).lower() if isinstance(key, bool) else key
+    return key
+
+
+def _construct(node: yaml.Node, loader: Any, plain_str: bool) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        return {_key(key_node, loader, plain_str): _construct(value_node, loader, plain_str)
+                for key_node, value_node in node.value}
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, loader, plain_str) for item in node.value]
+    return _scalar(node, loader, plain_str)
+
+
+def _locate(node: yaml.Node, path: PathKey, positions: dict[PathKey, Position], loader: Any, plain_str: bool) -> None:
+    """The position of ``node`` and everything under it, keyed by path (keys as :func:`_construct`
+    makes them)."""
     positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
         loader.flatten_mapping(node)
         for key_node, value_node in node.value:
-            key = _scalar(key_node, loader, plain_str)
-            if isinstance(key, bool | int | float) or key is None:
-                key = str(key).lower() if isinstance(key, bool) else key
-            result[key] = _construct(value_node, (*path, key), positions, loader, plain_str)
-            positions[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-        return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, (*path, i), positions, loader, plain_str) for i, item in enumerate(node.value)]
-    return _scalar(node, loader, plain_str)
+            key_path = (*path, _key(key_node, loader, plain_str))
+            _locate(value_node, key_path, positions, loader, plain_str)
+            positions[key_path] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _locate(item, (*path, i), positions, loader, plain_str)
 
 
 def _str_is_plain(loader: Any) -> bool:
@@ -49,8 +62,11 @@ def _str_is_plain(loader: Any) -> bool:
     return loader.yaml_constructors.get(_STR_TAG) is yaml.constructor.SafeConstructor.construct_yaml_str
 
 
-def parse_yaml(text: str, file: str = "<playbook>") -> Source:
+def parse_yaml(text: str, file: str = "<playbook>", *, located: bool = False) -> Source:
     """Parse one YAML document; a syntax error becomes a one-line PlaybookError at file:line:col.
+
+    The positions of its values are found when first read (parsing the text again: only a
+    warning or an error needs them), or at once with ``located``.
 
     The node graph is checked before construction (bounded aliases and depth, no recursive
     aliases, plain keys: :mod:`noetl.safeyaml`). A JSON document YAML cannot read (libyaml refuses
@@ -59,8 +75,11 @@ def parse_yaml(text: str, file: str = "<playbook>") -> Source:
     loader = new_loader(text)
     try:
         node = compose_checked(loader, file, PlaybookError, aliases=may_have_aliases(text))
+        plain_str = _str_is_plain(loader)
+        data = _construct(node, loader, plain_str) if node is not None else None
         positions: dict[PathKey, Position] = {}
-        data = _construct(node, (), positions, loader, _str_is_plain(loader)) if node is not None else None
+        if located and node is not None:
+            _locate(node, (), positions, loader, plain_str)
     except PlaybookError:
         if text.lstrip().startswith(("{", "[")):
             return Source(data=_json_document(text, file), file=file, text=text)
@@ -69,7 +88,13 @@ def parse_yaml(text: str, file: str = "<playbook>") -> Source:
         raise PlaybookError(f"{file}: invalid YAML: {str(exc).splitlines()[0]}") from None
     finally:
         loader.dispose()
-    return Source(data=data, file=file, positions=positions, text=text)
+    if located:
+        return Source(data=data, file=file, positions=positions, text=text)
+    return Source.located_later(data, file, text, _positions)
+
+
+def _positions(text: str, file: str) -> dict[PathKey, Position]:
+    return parse_yaml(text, file, located=True).positions
 
 
 def _json_document(text: str, file: str) -> Any:

@@ -18,11 +18,12 @@ class Source:
     """A parsed YAML document plus the position of each node, keyed by its path.
 
     A source made by :meth:`unparsed` (a playbook loaded from the cache of validated playbooks)
-    parses its text with ``parse`` only when its data or positions are read: a run needs them only
-    to point a warning or an error at a line of the file.
+    parses its text with ``parse`` only when its data or positions are read, and one made by
+    :meth:`located_later` finds its positions with ``locate`` only when they are read: a run needs
+    them only to point a warning or an error at a line of the file.
     """
 
-    __slots__ = ("_data", "_parse_text", "_positions", "base_dir", "file", "text")
+    __slots__ = ("_data", "_locate", "_parse_text", "_positions", "base_dir", "file", "text")
 
     def __init__(self, data: Any, file: str, positions: dict[PathKey, Position] | None = None, text: str = "",
                  base_dir: Path | None = None) -> None:
@@ -32,12 +33,21 @@ class Source:
         self.text = text
         self.base_dir = base_dir
         self._parse_text: Callable[[str, str], Source] | None = None
+        self._locate: Callable[[str, str], dict[PathKey, Position]] | None = None
 
     @classmethod
     def unparsed(cls, text: str, file: str, base_dir: Path | None, parse: Callable[[str, str], Source]) -> Source:
         source = cls(_UNPARSED, file, text=text, base_dir=base_dir)
         source._positions = _UNPARSED
         source._parse_text = parse
+        return source
+
+    @classmethod
+    def located_later(cls, data: Any, file: str, text: str,
+                      locate: Callable[[str, str], dict[PathKey, Position]]) -> Source:
+        source = cls(data, file, text=text)
+        source._positions = _UNPARSED
+        source._locate = locate
         return source
 
     @property
@@ -49,7 +59,10 @@ class Source:
     @property
     def positions(self) -> dict[PathKey, Position]:
         if self._positions is _UNPARSED:
-            self._parse()
+            if self._locate is not None:
+                self._positions = self._locate(self.text, self.file)
+            else:
+                self._parse()
         positions: dict[PathKey, Position] = self._positions
         return positions
 
