@@ -10,7 +10,7 @@ import copy
 from typing import Any
 
 from noetl.dsl.kinds import LEGACY_TYPE_NAMES
-from noetl.dsl.legacy_case import _attach_case_policy, _case_arcs
+from noetl.dsl.legacy_case import _attach_case_policy, _case_arcs, case_sink
 from noetl.dsl.legacy_common import UNSUPPORTED as UNSUPPORTED  # re-exported: parse.py reads it from here
 from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
 
@@ -290,10 +290,13 @@ def _attach_retry(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple
 
 def _attach_sink(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
     block = step.get("save") or step.get("sink")
+    key = "save" if "save" in step else "sink"
+    if block is None and (block := case_sink(step)) is not None:
+        key = "case"
     if not isinstance(block, dict) or not tasks:
         return tasks
-    key = "save" if "save" in step else "sink"
-    notes.append(((*path, key), f"`{key}:` block: newer spelling is a `sink` task after the tool"))
+    notes.append(((*path, key), f"`{'sink' if key == 'case' else key}:` "
+                  f"{'in a case rule' if key == 'case' else 'block'}: newer spelling is a `sink` task after the tool"))
     sink = dict(block)
     sink["tool"] = sink.pop("storage", sink.get("tool", "postgres"))
     if isinstance(sink["tool"], dict):

@@ -8,13 +8,16 @@ collect/call/result/retry/fail) become policy rules of the step's tasks.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from noetl.dsl.legacy_common import UNSUPPORTED, Note, _strip_braces, _target, retry_rule
+from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
 
 CASE_EVENTS = ("call.done", "call.error", "loop.done")
 PIPELINE_ACTIONS = frozenset({"collect", "call", "result", "retry", "fail"})
+RULE_ACTIONS = PIPELINE_ACTIONS | {"next", "set", "sink"}
 CASE_RERUN_LIMIT = 100  # same-step re-runs (`call`) allowed within one step entry
+_STEP_EXIT_TEST = re.compile(r"""event\.name\s*==\s*(['"])step\.exit\1""")
 
 
 def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
@@ -22,18 +25,11 @@ def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dic
     for index, rule in enumerate(rules if isinstance(rules, list) else []):
         if not isinstance(rule, dict):
             continue
-        then = rule.get("then") or {}
-        if isinstance(then, list):  # `then: [{step: x}]`
-            then = {"next": then}
+        then = _then(rule)
         when = rule.get("when")
-        if "sink" in then:
-            notes.append(((*path, index, "then", "sink"), f"{UNSUPPORTED} a `sink` inside a case rule is "
-                          "ignored; put a `sink:` block on the step, or a sink task after the tool"))
         if _is_pipeline_rule(rule):
             continue  # runs inside the step's pipeline (see _attach_case_policy)
-        if "step.exit" in str(when):
-            notes.append(((*path, index), f"{UNSUPPORTED} case-era rules on step.exit are evaluated with "
-                          "the step's routing (event.name is call.done, call.error or loop.done there)"))
+        when = _on_step_exit(when)
         rule_set = _case_set(then.get("set"))
         targets = then.get("next")
         target_arcs = [a for a in (_target(t) for t in _as_list(targets)) if a] if targets else []
@@ -47,14 +43,39 @@ def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dic
             arcs.append(arc)
     return arcs
 
+def _on_step_exit(when: Any) -> Any:
+    """A routing rule's test of `event.name == 'step.exit'` holds when the step has ended successfully:
+    arcs are evaluated as the step ends, with `event.name` the event that ended it (call.done,
+    loop.done), and a failed step is not routed by such a rule (its failure is not masked)."""
+    if not isinstance(when, str) or "step.exit" not in when:
+        return when
+    return _STEP_EXIT_TEST.sub("(output.status == 'ok')", when)
+
+
 def _case_rules(step: dict[str, Any]) -> list[dict[str, Any]]:
     rules = step.get("case")
     return [r for r in rules if isinstance(r, dict)] if isinstance(rules, list) else []
 
 
 def _then(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule's actions: `then: {next, set, ...}`, a list of targets (`then: [{step: x}]`), or a
+    list of actions (`then: [{sink: ...}, {next: [...]}]`)."""
     then = rule.get("then") or {}
-    return {"next": then} if isinstance(then, list) else then
+    if not isinstance(then, list):
+        return then if isinstance(then, dict) else {}
+    if then and all(isinstance(item, dict) and "step" not in item and set(item) & RULE_ACTIONS for item in then):
+        merged: dict[str, Any] = {}
+        for item in then:
+            merged.update(item)
+        return merged
+    return {"next": then}
+
+
+def case_sink(step: dict[str, Any]) -> Any:
+    """The `sink` of the step's first case rule that has one: it writes the step's result after each
+    successful call, as a `sink:` block on the step does (the rule's own condition, typically
+    `event.name == 'step.exit' and response is defined`, says just that)."""
+    return next((_then(rule)["sink"] for rule in _case_rules(step) if isinstance(_then(rule).get("sink"), dict)), None)
 
 
 def _is_enter_rule(rule: dict[str, Any]) -> bool:
@@ -139,7 +160,10 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _case_set(value: Any) -> dict[str, Any]:
-    """`set: {ctx: {a: 1}}` and `set: {a: 1}` both write ctx variables."""
+    """`set: {ctx: {a: 1}}`, `set: {a: 1}` and `set: [{name: a, value: 1}]` all write ctx variables."""
+    if isinstance(value, list):
+        return {f"ctx.{item['name']}": item.get("value") for item in value
+                if isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"]}
     if not isinstance(value, dict):
         return {}
     out: dict[str, Any] = {}
