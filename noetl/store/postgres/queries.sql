@@ -190,21 +190,36 @@ SELECT CASE WHEN %(notify_commands)s THEN pg_notify(%(commands_channel)s, '') EN
 
 -- name: lease_commands
 -- SKIP LOCKED: concurrent workers each take different rows without waiting for each other.
--- The inner SELECT walks command_queued_idx (a partial index of queued rows) in queue order; the
--- outer UPDATE finds the rows by primary key (= ANY of an array, never a join the planner could turn
--- into a scan of the whole table).
+-- A worker first takes queued commands of executions no other worker holds a lease of (`preferred`;
+-- command_leased_idx finds the few leased rows), then, if that is fewer than it asked for, any
+-- others (`rest`), each in queue order (command_queued_idx, a partial index of queued rows). Two
+-- workers that lease commands of one execution both decide its reports: their transactions wait for
+-- each other's lock and COMMIT, and each reads the other's events to catch up. `rest` skips the
+-- rows `preferred` locked (SKIP LOCKED does not skip a transaction's own locks) and reads nothing
+-- once `preferred` has them all (LIMIT 0). The rows are found by primary key (= ANY of an array,
+-- never a join the planner could turn into a scan of the whole table).
+WITH preferred AS (
+    SELECT command_id
+    FROM noetl.command
+    WHERE status = 'queued'
+      AND execution_id NOT IN (SELECT execution_id FROM noetl.command
+                               WHERE status = 'leased' AND lease_owner <> %(owner)s)
+    ORDER BY queue_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), rest AS (
+    SELECT command_id
+    FROM noetl.command
+    WHERE status = 'queued' AND command_id <> ALL(ARRAY(SELECT command_id FROM preferred))
+    ORDER BY queue_id
+    LIMIT %(limit)s - (SELECT count(*) FROM preferred)
+    FOR UPDATE SKIP LOCKED
+)
 UPDATE noetl.command
 SET status = 'leased', attempt = attempt + 1, lease_owner = %(owner)s,
     lease_expires_at = %(now)s::timestamptz + make_interval(secs => %(lease_seconds)s),
     heartbeat_at = %(now)s::timestamptz
-WHERE command_id = ANY(ARRAY(
-    SELECT command_id
-    FROM noetl.command
-    WHERE status = 'queued'
-    ORDER BY queue_id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-))
+WHERE command_id = ANY(ARRAY(SELECT command_id FROM preferred UNION ALL SELECT command_id FROM rest))
 RETURNING command_id, execution_id, step, attempt, payload;
 
 -- name: get_command
