@@ -278,8 +278,7 @@ class DecisionCore:
         cached = await self.cached(leased.execution_id)
         if cached is None:
             return None
-        if cached.last_event_id < int(leased.payload.get("as_of") or 1 << 62):
-            await self.refresh(cached)
+        await self.refresh(cached, int(leased.payload.get("as_of") or 1 << 62))
         if cached.state.finished:
             return None
         return cached, command_from_lease(leased, cached)
@@ -590,9 +589,15 @@ class DecisionCore:
         if not loading.cancelled():
             loading.exception()  # retrieved here too, in case every caller was cancelled meanwhile
 
-    async def refresh(self, cached: CachedExecution) -> None:
-        """Catch the cached state up with the log (outside any decision), e.g. before running a command."""
+    async def refresh(self, cached: CachedExecution, as_of: int) -> None:
+        """Catch the cached state up with the log up to event ``as_of`` at least (outside any
+        decision), e.g. before running a command. The commands of a new execution are leased
+        together, and each waits here for the lock: the first reads the log, the others need not."""
+        if cached.last_event_id >= as_of:
+            return
         async with cached.lock:
+            if cached.last_event_id >= as_of:
+                return
             async for events in self.store.iter_events(cached.execution_id, after_id=cached.last_event_id):
                 for event in events:
                     apply(cached.state, event)
