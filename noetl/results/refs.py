@@ -258,23 +258,35 @@ def plain(value: Any) -> Any:
     return value.ref if isinstance(value, LazyItems) else value
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _materialized_items(value: dict[str, Any]) -> dict[str, Any]:
+    changed: dict[str, Any] | None = None
+    for key, item in value.items():
+        if type(item) in _SCALARS:
+            continue
+        new = materialize(item)
+        if new is not item:
+            changed = changed if changed is not None else dict(value)
+            changed[key] = new
+    return value if changed is None else changed
+
+
 def materialize(value: Any) -> Any:
     """``value`` with every reference inside replaced by the full result (for a tool's inputs: a
     tool needs the data itself). Parts without references are returned as they are, not copied."""
-    if is_ref(value):
+    kind = type(value)
+    if kind in _SCALARS:  # most leaves: no reference can hide in them
+        return value
+    if kind is dict and REF_KEY in value and is_ref(value):
         return load(value[REF_KEY]["uri"], fresh=True)  # a tool may change its inputs
+    if isinstance(value, dict):
+        return _materialized_items(value)
     if isinstance(value, LazyResult):
         return load(value._ref[REF_KEY]["uri"], fresh=True)
     if isinstance(value, LazyItems):
         return load(value.uri, fresh=True)
-    if isinstance(value, dict):
-        changed: dict[str, Any] | None = None
-        for key, item in value.items():
-            new = materialize(item)
-            if new is not item:
-                changed = changed if changed is not None else dict(value)
-                changed[key] = new
-        return value if changed is None else changed
     if isinstance(value, list):
         items = [materialize(item) for item in value]
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items
