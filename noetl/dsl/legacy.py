@@ -7,6 +7,7 @@ YAML data. Each rewrite leaves a note ("a newer spelling exists") that `noetl va
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from noetl.dsl.kinds import LEGACY_TYPE_NAMES
@@ -214,8 +215,21 @@ def _as_task_list(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> tuple[
     if tool is None:
         return [], False
     if isinstance(tool, list):
-        return [_normalize_tool(t, (*path, "tool", i), notes) for i, t in enumerate(tool)], True
+        return [_normalize_tool(_named_task(t, (*path, "tool", i), notes), (*path, "tool", i), notes)
+                for i, t in enumerate(tool)], True
     return [_normalize_tool(tool, (*path, "tool"), notes)], False
+
+
+def _named_task(task: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
+    """`- fetch: {kind: http, ...}`, a pipeline task named by its one key, is `- name: fetch` with
+    `kind:` beside it."""
+    if not isinstance(task, dict) or len(task) != 1 or "kind" in task or "type" in task:
+        return task
+    ((name, body),) = task.items()
+    if not isinstance(body, dict) or not ("kind" in body or "type" in body):
+        return task
+    notes.append((path, f"task `{name}:` holding its tool: newer spelling is `- name: {name}` with `kind:` beside it"))
+    return {"name": name, **body}
 
 
 def _normalize_tool(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
@@ -267,10 +281,40 @@ def _normalize_tool_spec(spec: dict[str, Any]) -> dict[str, Any]:
     for rule in policy["rules"]:
         if isinstance(rule, dict) and "else" in rule and "when" not in rule:
             body = rule["else"] or {}
-            rules.append({"then": body.get("then", body) if isinstance(body, dict) else {}})
-        else:
-            rules.append(rule)
+            rule = {"then": body.get("then", body) if isinstance(body, dict) else {}}
+        rules.append(_outcome_as_output(rule))
     return {**spec, "policy": {**policy, "rules": rules}}
+
+
+_OUTCOME_RESULT = re.compile(r"\boutcome\.result\b")
+_OUTCOME = re.compile(r"\boutcome\b")
+
+
+def _outcome_as_output(rule: Any) -> Any:
+    """A policy rule in an older spelling: `outcome` (`outcome.result` its data) for the task's
+    envelope `output`, and `set_iter:` / `set_ctx:` for `set: {iter.*}` / `set: {ctx.*}`."""
+    if not isinstance(rule, dict):
+        return rule
+    out = dict(rule)
+    if isinstance(out.get("when"), str):
+        out["when"] = _output_spelling(out["when"])
+    then = out.get("then")
+    if isinstance(then, dict):
+        then = dict(then)
+        merged = dict(then.get("set") or {}) if isinstance(then.get("set"), dict) else {}
+        for key, scope in (("set_iter", "iter"), ("set_ctx", "ctx")):
+            if isinstance(then.get(key), dict):
+                merged.update({f"{scope}.{name}": value for name, value in then.pop(key).items()})
+        if merged:
+            then["set"] = {k: _output_spelling(v) if isinstance(v, str) else v for k, v in merged.items()}
+        out["then"] = then
+    return out
+
+
+def _output_spelling(template: str) -> str:
+    if "outcome" not in template:
+        return template
+    return _OUTCOME.sub("output", _OUTCOME_RESULT.sub("output.data", template))
 
 
 def _attach_retry(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:

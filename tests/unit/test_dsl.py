@@ -157,9 +157,16 @@ def test_validate_warns_about_a_workload_key_the_workload_does_not_declare() -> 
 
 
 def test_a_pipeline_task_without_kind_says_kind_is_missing() -> None:
-    text = BASE.replace('tool: {kind: python, code: "result = 1"}', 'tool: [{fetch: {kind: python, code: "result = 1"}}]')
+    text = BASE.replace('tool: {kind: python, code: "result = 1"}', 'tool: [{fetch: {code: "result = 1"}}]')
     found = problems(text)
     assert any("a tool needs `kind:` (it has keys: fetch)" in p and p.startswith("pb.yaml:6:") for p in found), found
+
+
+def test_a_pipeline_task_named_by_its_one_key_is_a_named_task() -> None:
+    """Real NoETL playbooks write `- fetch: {kind: ...}` for `- name: fetch` with `kind:` beside it."""
+    text = BASE.replace('tool: {kind: python, code: "result = 1"}', 'tool: [{fetch: {kind: python, code: "result = 1"}}]')
+    assert problems(text, "error") == []
+    assert load_playbook_text(text).require().workflow[0].tool[0].name == "fetch"
 
 
 def test_a_secrets_tool_without_a_secret_name_is_refused_by_validation() -> None:
