@@ -43,13 +43,15 @@ def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dic
             arcs.append(arc)
     return arcs
 
-def _on_step_exit(when: Any) -> Any:
+def _on_step_exit(when: Any, test: str = "(output.status == 'ok')") -> Any:
     """A routing rule's test of `event.name == 'step.exit'` holds when the step has ended successfully:
     arcs are evaluated as the step ends, with `event.name` the event that ended it (call.done,
-    loop.done), and a failed step is not routed by such a rule (its failure is not masked)."""
+    loop.done), and a failed step is not routed by such a rule (its failure is not masked). In a
+    rule that acts inside the step's run (retry, collect, ...) it holds once the call has ended
+    (``test`` true: such rules see call.done or call.error)."""
     if not isinstance(when, str) or "step.exit" not in when:
         return when
-    return _STEP_EXIT_TEST.sub("(output.status == 'ok')", when)
+    return _STEP_EXIT_TEST.sub(test, when)
 
 
 def _case_rules(step: dict[str, Any]) -> list[dict[str, Any]]:
@@ -107,7 +109,7 @@ def _attach_case_policy(step: dict[str, Any], tasks: list[dict[str, Any]], path:
         if _is_enter_rule(rule):
             enter_sets.update(_case_set(then.get("set")))
             continue
-        policy_rules.append({"when": rule.get("when"), "then": _case_action(then, main["name"])})
+        policy_rules.append({"when": _on_step_exit(rule.get("when"), "true"), "then": _case_action(then, main["name"])})
     spec = dict(main.get("spec") or {})
     policy = dict(spec.get("policy") or {})
     policy["rules"] = [*policy_rules, *(policy.get("rules") or []),

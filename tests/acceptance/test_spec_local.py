@@ -281,3 +281,22 @@ workflow:
     assert error["kind"] == "credential" and error["field"] == "auth" and error["playbook_line"] == 6
     assert "'no_such_credential' not found" in error["message"]
     assert f"at {path}:6" in result.stderr or "no_credential.yaml:6" in result.stderr
+
+
+CASE_RETRY_ON_STEP_EXIT = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: case_retry_on_step_exit}
+workflow:
+  - step: start
+    tool: {kind: python, code: "raise RuntimeError('always')"}
+    case:
+      - when: "{{ event.name == 'step.exit' and error is defined }}"
+        then:
+          retry: {max_attempts: 3, initial_delay: 0.01}
+"""
+
+
+def test_case_retry_rule_on_step_exit_retries_the_call(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A case-era rule that acts inside the step (retry) on step.exit holds once the call has ended."""
+    assert _attempts(noetl, _write(tmp_path, "case_retry.yaml", CASE_RETRY_ON_STEP_EXIT)) == 3
