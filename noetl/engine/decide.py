@@ -453,7 +453,8 @@ class Engine:
                 set_updates.update(self._render_set(state, arc.set, local, f"step {step.step!r} arc set",
                                                     pending=set_updates))
             if arc.step:
-                arc_input = render_data(arc.input, self.context(state, local),
+                # The target's input is rendered as it is scheduled: after the step's and the arc's `set`.
+                arc_input = render_data(arc.input, self._routing_context(state, local, set_updates),
                                         where=f"step {step.step!r} arc to {arc.step!r}") if arc.input else {}
                 fire.append([arc.step, arc_input])
         exit_event.meta = {"set": set_updates, "fire": fire, "handled": ok or bool(fired)}
