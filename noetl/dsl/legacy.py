@@ -19,7 +19,7 @@ from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
 STEP_KEYS = frozenset(
     {"step", "desc", "description", "input", "with", "data", "args", "loop", "tool", "set", "next",
      "case", "vars", "retry", "save", "sink", "type", "call", "spec", "pipeline", "when", "then", "else",
-     "output"}
+     "output", "set_ctx"}
 )
 TOOL_KINDS_AS_TYPE = LEGACY_TYPE_NAMES
 ROUTER_KIND = "router"  # older playbooks' name for a routing-only step (`tool: router`)
@@ -358,10 +358,11 @@ def _attach_sink(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[
 
 def _step_set(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
     out = dict(step.get("set") or {}) if isinstance(step.get("set"), dict) else {}
-    vars_block = step.get("vars")
-    if isinstance(vars_block, dict):
-        notes.append(((*path, "vars"), "`vars:` is an older spelling of `set: {ctx.<name>: ...}`"))
-        out.update({f"ctx.{k}": v for k, v in vars_block.items()})
+    for key in ("vars", "set_ctx"):
+        block = step.get(key)
+        if isinstance(block, dict):
+            notes.append(((*path, key), f"`{key}:` is an older spelling of `set: {{ctx.<name>: ...}}`"))
+            out.update({f"ctx.{k}": v for k, v in block.items()})
     return out
 
 
@@ -371,13 +372,13 @@ def _normalize_next(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     canonical = isinstance(raw, dict) and ("arcs" in raw or "spec" in raw)
     if canonical and not case:
         assert isinstance(raw, dict)
-        return {"spec": raw.get("spec") or {}, "arcs": list(raw.get("arcs") or [])}
+        return {"spec": raw.get("spec") or {}, "arcs": [_arc_input_aliases(a) for a in raw.get("arcs") or []]}
     if isinstance(raw, dict) and not canonical:
         raw = [raw]
     plain = _legacy_next_arcs(raw, (*path, "next"), notes) if raw is not None else []
     if canonical:
         assert isinstance(raw, dict)
-        plain = list(raw.get("arcs") or [])
+        plain = [_arc_input_aliases(a) for a in raw.get("arcs") or []]
     if not case:
         return {"spec": {"mode": "inclusive"}, "arcs": plain}
     notes.append(((*path, "case"), "`case:` rules: newer spelling is `next.arcs` with `when` and `set`"))
@@ -385,6 +386,19 @@ def _normalize_next(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     for arc in plain:
         arcs.append({**arc, "fallback": True})
     return {"spec": {"mode": "exclusive"}, "arcs": arcs}
+
+
+def _arc_input_aliases(arc: Any) -> Any:
+    """`args:` / `with:` / `data:` on a canonical arc are its `input` (the target's inputs)."""
+    if not isinstance(arc, dict) or not any(isinstance(arc.get(k), dict) for k in ("with", "args", "data")):
+        return arc
+    out = {k: v for k, v in arc.items() if k not in ("with", "args", "data")}
+    merged: dict[str, Any] = {}
+    for key in ("with", "data", "args"):
+        if isinstance(arc.get(key), dict):
+            merged.update(arc[key])
+    out["input"] = {**merged, **(arc.get("input") or {})}
+    return out
 
 
 def _legacy_next_arcs(raw: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:

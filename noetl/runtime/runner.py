@@ -82,6 +82,9 @@ class Runner:
         self.playbook_text = playbook_text
         self.workbook_kinds = workbook_kinds(playbook.workbook)
         self.outputs = {step.step: step.output for step in playbook.workflow}
+        # `{{ args.x }}` in a tool's config: the older spelling of the step's input, unless a step or a
+        # workload key is itself named `args`.
+        self.args_alias = "args" not in self.outputs and "args" not in (playbook.workload or {})
 
     async def run(self, command: Command) -> Outcome:
         started = time.perf_counter()
@@ -287,6 +290,8 @@ class Runner:
         local: dict[str, Any] = {**pipe.names, **pipe.results}
         local["_prev"] = pipe.prev
         local["iter"] = pipe.iter_vars  # always defined, so `iter.x | default(...)` works outside loops
+        if self.args_alias:
+            local["args"] = pipe.command.args
         if pipe.ctx_set:
             ctx = dict(pipe.command.context.get("ctx") or {})
             ctx.update(pipe.ctx_set)
