@@ -18,6 +18,11 @@ from noetl.results.spec import output_spec
 
 TOP_KEYS = {"apiVersion", "kind", "metadata", "workload", "keychain", "workbook", "executor", "workflow",
             "description", "spec", "schedules"}
+NEXT_KEYS = {"spec", "arcs"}
+NEXT_SPEC_KEYS = {"mode"}
+ARC_KEYS = {"step", "when", "set", "input", "args", "with", "data", "group", "fallback", "desc", "description"}
+LOOP_KEYS = {"in", "iterator", "spec", "mode", "collection", "element", "concurrency", "max_in_flight", "cursor"}
+LOOP_SPEC_KEYS = {"mode", "max_in_flight", "concurrency", "frame"}
 WORKBOOK_ENTRY_KEYS = {"name", "tool", "assert", "desc", "description", "input", "with", "data", "args", "save",
                        "sink"}
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
@@ -81,6 +86,7 @@ class Checker:
     def _check_step_keys(self, step: dict[str, Any], path: tuple[Any, ...]) -> None:
         if "type" not in step and not isinstance(step.get("tool"), str):
             self._unknown(step, path, STEP_KEYS | {"name"}, f"step {step.get('step')!r}")
+        self._check_routing_and_loop_keys(step, path)
         self._check_output(step, path)
         tool = step.get("tool")
         tasks = tool if isinstance(tool, list) else [tool] if isinstance(tool, dict) else []
@@ -88,6 +94,25 @@ class Checker:
             if isinstance(task, dict):
                 self._check_tool_keys(task, (*path, "tool", j) if isinstance(tool, list) else (*path, "tool"))
                 self._check_output(task, (*path, "tool", j) if isinstance(tool, list) else (*path, "tool"))
+
+    def _check_routing_and_loop_keys(self, step: dict[str, Any], path: tuple[Any, ...]) -> None:
+        """A misspelt key of `next`, an arc or a loop would be dropped without a word (an arc's
+        `wen:` makes it fire unconditionally)."""
+        label = f"step {step.get('step')!r}"
+        nxt = step.get("next")
+        if isinstance(nxt, dict) and ("arcs" in nxt or "spec" in nxt):
+            self._unknown(nxt, (*path, "next"), NEXT_KEYS, f"{label} next")
+            if isinstance(nxt.get("spec"), dict):
+                self._unknown(nxt["spec"], (*path, "next", "spec"), NEXT_SPEC_KEYS, f"{label} next.spec")
+            arcs = nxt.get("arcs")
+            for j, arc in enumerate(arcs if isinstance(arcs, list) else []):
+                if isinstance(arc, dict):
+                    self._unknown(arc, (*path, "next", "arcs", j), ARC_KEYS, f"{label} arc")
+        loop = step.get("loop")
+        if isinstance(loop, dict):
+            self._unknown(loop, (*path, "loop"), LOOP_KEYS, f"{label} loop")
+            if isinstance(loop.get("spec"), dict):
+                self._unknown(loop["spec"], (*path, "loop", "spec"), LOOP_SPEC_KEYS, f"{label} loop.spec")
 
     def _check_output(self, entry: dict[str, Any], path: tuple[Any, ...]) -> None:
         """`output:` (results by reference) is checked before anything runs."""

@@ -175,3 +175,20 @@ def test_a_secrets_tool_without_a_secret_name_is_refused_by_validation() -> None
     named = problems(BASE.replace('tool: {kind: python, code: "result = 1"}',
                                   "tool: {kind: secrets, provider: env, name: API_TOKEN}"))
     assert not any("secrets tool needs" in p for p in named), named
+
+
+def test_unknown_keys_of_next_arcs_and_loops_warn_with_a_suggestion() -> None:
+    """SPEC section 14: a misspelt key is a warning with a did-you-mean, wherever it is (an arc's
+    `wen:` would otherwise make the arc fire unconditionally)."""
+    text = (
+        "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: w}\nworkflow:\n  - step: start\n"
+        "    tool: {kind: noop}\n    next:\n      spek: {mode: inclusive}\n      arcs:\n"
+        "        - step: b\n          wen: '{{ false }}'\n"
+        "  - step: b\n    loop: {in: [1], iteratr: x, spec: {mode: parallel, max_inflight: 2}}\n    tool: {kind: noop}\n"
+    )
+    warnings = problems(text, "warning")
+    expected = [("pb.yaml:8:7:", "'spek'", "'spec'"), ("pb.yaml:11:11:", "'wen'", "'when'"),
+                ("pb.yaml:13:", "'iteratr'", "'iterator'"), ("pb.yaml:13:", "'max_inflight'", "'max_in_flight'")]
+    for where, key, suggestion in expected:
+        assert any(w.startswith(where) and f"unknown key {key}" in w and suggestion in w for w in warnings), \
+            (key, warnings)
