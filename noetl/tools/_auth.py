@@ -46,6 +46,9 @@ async def resolve_auth(auth: Any, call: ToolCall) -> dict[str, Any] | None:
         return await fetch_credential(auth.strip(), call)
     if not isinstance(auth, dict):
         raise ToolError("`auth` must be a credential name or a mapping", kind="config")
+    if len(auth) == 1 and isinstance(alias := next(iter(auth.values())), dict) and any(
+            isinstance(alias.get(key), str) for key in _REFERENCE_KEYS):
+        auth = alias  # v1 `auth: {pg: {type: postgres, key: pg_local}}`: one alias naming a credential
     for key in _REFERENCE_KEYS:
         reference = auth.get(key)
         if isinstance(reference, str) and reference:

@@ -214,6 +214,15 @@ def test_api_key_in_header_or_query(http_server: LocalHTTPServer) -> None:
     assert http_server.requests[-1]["query"] == {"api_key": "key-9f8e7d6c"}
 
 
+def test_v1_auth_alias_mapping_names_the_credential(http_server: LocalHTTPServer) -> None:
+    """v1 playbooks write `auth: {alias: {type, key}}`: one alias naming a stored credential."""
+    result, _ = call_http(
+        {"url": f"{http_server.url}/basic", "auth": {"api": {"type": "basic", "key": "api_basic"}}},
+        with_credentials=True,
+    )
+    assert result["data"]["authenticated"] is True and result["data"]["user"] == "alice"
+
+
 def test_wrong_or_missing_auth(http_server: LocalHTTPServer) -> None:
     assert http_error({"url": f"{http_server.url}/bearer"}).details["http"]["status"] == 401
     unknown = http_error({"url": f"{http_server.url}/bearer", "auth": "nope"}, with_credentials=True)
