@@ -72,6 +72,11 @@ def test_rerun_through_the_api(url: str) -> None:  # noqa: F811
         assert first.meta["rerun_of"] == original and first.result["n"] == 4
         bad = await client.post(f"/api/executions/{original}/rerun", json={"from_step": "nope"})
         assert bad.status_code == 400 and "from_step 'nope'" in bad.text and "no step of that name" in bad.text
+        # `from`, as the CLI's --from and the backfill body spell it, is the same field.
+        bad_from = await client.post(f"/api/executions/{original}/rerun", json={"from": "nope"})
+        assert bad_from.status_code == 400 and "no step of that name" in bad_from.text
+        misspelt = await client.post(f"/api/executions/{original}/rerun", json={"from_stp": "start"})
+        assert misspelt.status_code == 422 and "from_stp" in misspelt.text
         unknown = await client.post("/api/executions/123456/rerun", json={})
         assert unknown.status_code == 404
 

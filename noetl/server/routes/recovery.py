@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from noetl.ids import parse_execution_id
 from noetl.runtime.recovery import rerun_plan
@@ -16,7 +16,11 @@ router = APIRouter(tags=["executions"])
 
 
 class RerunRequest(BaseModel):
-    from_step: str | None = None
+    # A misspelt field is refused: ignored, it would start a full rerun instead of the one asked for.
+    model_config = ConfigDict(extra="forbid")
+
+    # `from` too, as `noetl rerun --from` and the schedule backfill body spell it.
+    from_step: str | None = Field(default=None, validation_alias=AliasChoices("from_step", "from"))
     payload: dict[str, Any] | None = None
 
 
