@@ -176,16 +176,21 @@ def chain_throughput(pg: dict[str, Any], workers: int, home: Path, executions: i
     try:
         path = cluster.register(mixed_chain(steps, ["noop", "python"], path="bench/chain_mixed"))["path"]
         pids = [p.pid for p in cluster.workers.values()]
-        worker_cpu, pg_cpu = sum(map(cpu_seconds, pids)), postgres_cpu(pg)
+        assert cluster.server is not None
+        server = cluster.server.pid
+        worker_cpu, pg_cpu, server_cpu = sum(map(cpu_seconds, pids)), postgres_cpu(pg), cpu_seconds(server)
         began = time.time()
         for _ in range(executions):
             cluster.execute(path)
+        submitted = time.time() - began  # the run's share spent submitting, one execution after another
         elapsed = wait_all(cluster) - began
         worker_cpu, pg_cpu = sum(map(cpu_seconds, pids)) - worker_cpu, postgres_cpu(pg) - pg_cpu
+        server_cpu = cpu_seconds(server) - server_cpu
         done = cluster.sql("SELECT count(*) FROM noetl.event WHERE event_type = 'call.done'")[0][0]
         assert done == executions * steps, (done, executions * steps)
         return {"workers": workers, "calls": done, "seconds": round(elapsed, 2), "per_second": round(done / elapsed),
-                "worker_cpu_ms": round(worker_cpu * 1000 / done, 3), "postgres_cpu_ms": round(pg_cpu * 1000 / done, 3)}
+                "worker_cpu_ms": round(worker_cpu * 1000 / done, 3), "postgres_cpu_ms": round(pg_cpu * 1000 / done, 3),
+                "submit_seconds": round(submitted, 2), "server_cpu_ms": round(server_cpu * 1000 / done, 3)}
     finally:
         cluster.close()
 
