@@ -67,7 +67,7 @@ TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
     # Handled by the runner / engine rather than a tool function:
     ToolKind("playbook", None, frozenset({"path", "version", "payload", "return_step", "data"}),
              required=("path",)),
-    ToolKind("workbook", None, frozenset({"data"}), required=("name",), takes_name=True),
+    ToolKind("workbook", None, frozenset({"data", "task"}), required=("name",), takes_name=True),  # task: alias of name
     ToolKind("sink", None, frozenset({"tool", "table", "mode", "key", "data", "database", "create", "columns",
                                       "connection", "credentials"})),
 )}

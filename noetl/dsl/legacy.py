@@ -242,6 +242,8 @@ def _normalize_tool(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
         out["kind"] = out.pop("type")
     if out.get("kind") == "playbooks":
         out["kind"] = "playbook"
+    if out.get("kind") == "workbook" and "name" not in out and isinstance(out.get("task"), str):
+        out["name"] = out.pop("task")  # `task:` names the workbook entry in some real playbooks
     for key in ("with", "args") + (("data",) if out.get("kind") not in ("http",) else ()):
         if isinstance(out.get(key), dict):
             value = out.pop(key)
