@@ -220,3 +220,42 @@ def test_a_group_lock_reads_each_known_execution_and_all_the_reported_commands(f
             assert list(alone) == [first] and alone[first].leases == {}
 
     asyncio.run(scenario())
+
+
+def test_a_worker_leases_executions_no_other_worker_holds_before_sharing_one(fresh_database: str) -> None:
+    """Two workers leasing from one queue each take executions of their own first (two workers on
+    one execution would each decide its reports and wait for each other's transactions), and only
+    then share one, in queue order: a single large loop still runs on both."""
+    from datetime import UTC, datetime
+
+    from noetl.engine.commands import Command
+    from noetl.store.postgres.decisions import DecisionStatements
+    from noetl.store.postgres.queue import CommandQueue
+
+    first, second = new_execution_id(), new_execution_id()
+    now = datetime.now(UTC)
+
+    def commands(execution_id: str) -> list[Command]:
+        return [Command(command_id=f"{execution_id}:{n}", execution_id=execution_id, step=f"s{n}",
+                        tasks=[{"kind": "noop"}], context={}) for n in range(4)]
+
+    async def scenario() -> None:
+        async with PostgresStore(fresh_database) as store:
+            statements, queue = DecisionStatements(store), CommandQueue(store)
+            for execution_id in (first, second):  # queue order: first's four, then second's four
+                await started(store, execution_id)
+                await store.write("queue", lambda conn, e=execution_id: statements.queue(
+                    conn, e, commands(e), now=now.isoformat(), as_of=1))
+
+            async def lease(owner: str, limit: int) -> set[str]:
+                leased = await queue.lease(owner=owner, limit=limit, lease_seconds=30, now=now)
+                return {c.command_id for c in leased}
+
+            assert await lease("w1", 2) == {f"{first}:0", f"{first}:1"}
+            assert await lease("w2", 2) == {f"{second}:0", f"{second}:1"}  # not first's, held by w1
+            assert await lease("w1", 1) == {f"{first}:2"}
+            # Once nothing else is queued, w2 shares first's too.
+            assert await lease("w2", 4) == {f"{second}:2", f"{second}:3", f"{first}:3"}
+            assert await lease("w1", 4) == set()
+
+    asyncio.run(scenario())
