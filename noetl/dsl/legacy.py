@@ -288,8 +288,9 @@ def _normalize_tool_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "policy": {**policy, "rules": rules}}
 
 
-_OUTCOME_RESULT = re.compile(r"\boutcome\.result\b")
-_OUTCOME = re.compile(r"\boutcome\b")
+# `outcome` as a name of its own: not a field (`output.data.outcome`, `ctx.outcome`) nor a quoted string.
+_OUTCOME_RESULT = re.compile(r"(?<![\w.'\"])outcome\.result\b")
+_OUTCOME = re.compile(r"(?<![\w.'\"])outcome\b(?!['\"])")
 
 
 def _outcome_as_output(rule: Any) -> Any:

@@ -192,3 +192,15 @@ def test_unknown_keys_of_next_arcs_and_loops_warn_with_a_suggestion() -> None:
     for where, key, suggestion in expected:
         assert any(w.startswith(where) and f"unknown key {key}" in w and suggestion in w for w in warnings), \
             (key, warnings)
+
+
+def test_a_policy_rule_reading_a_field_named_outcome_keeps_it() -> None:
+    """`outcome` is the older spelling of the task's `output` only as a name of its own: a field of
+    the tool's data, a ctx or iter variable, or a string that says outcome is left as written."""
+    rule = ('spec: {policy: {rules: [{when: "{{ output.data.outcome == \'outcome\' }}", '
+            'then: {do: continue, set: {ctx.outcome: "{{ iter.outcome }}"}}}]}}')
+    text = BASE.replace('tool: {kind: python, code: "result = 1"}',
+                        'tool: {kind: python, code: "result = 1", ' + rule + '}')
+    (loaded,) = load_playbook_text(text).require().workflow[0].tool[0].spec.policy.rules  # type: ignore[union-attr]
+    assert loaded.when == "{{ output.data.outcome == 'outcome' }}"
+    assert loaded.then.set == {"ctx.outcome": "{{ iter.outcome }}"}
