@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
+from noetl.dsl.legacy_common import UNSUPPORTED, Note, _strip_braces, _target, retry_rule
 
 CASE_EVENTS = ("call.done", "call.error", "loop.done")
 PIPELINE_ACTIONS = frozenset({"collect", "call", "result", "retry", "fail"})
@@ -27,6 +27,9 @@ def _case_arcs(rules: Any, path: tuple[Any, ...], notes: list[Note]) -> list[dic
             continue
         then = _then(rule)
         when = rule.get("when")
+        if "sink" in then and not _holds_after_success(when):
+            notes.append(((*path, index, "then", "sink"), f"{UNSUPPORTED} a `sink` in a case rule that does "
+                          "not test step.exit or call.done is ignored (a sink task runs after a successful call)"))
         if _is_pipeline_rule(rule):
             continue  # runs inside the step's pipeline (see _attach_case_policy)
         when = _on_step_exit(when)
@@ -77,7 +80,16 @@ def case_sink(step: dict[str, Any]) -> Any:
     """The `sink` of the step's first case rule that has one: it writes the step's result after each
     successful call, as a `sink:` block on the step does (the rule's own condition, typically
     `event.name == 'step.exit' and response is defined`, says just that)."""
-    return next((_then(rule)["sink"] for rule in _case_rules(step) if isinstance(_then(rule).get("sink"), dict)), None)
+    return next((_then(rule)["sink"] for rule in _case_rules(step)
+                 if isinstance(_then(rule).get("sink"), dict) and _holds_after_success(rule.get("when"))), None)
+
+
+def _holds_after_success(when: Any) -> bool:
+    """Whether a rule may hold once a call has succeeded, where a sink task after the tool runs (a
+    rule on call.error only would otherwise write after every successful call)."""
+    if when is None or when is True:
+        return True
+    return isinstance(when, str) and ("step.exit" in when or "call.done" in when) and "call.error" not in when
 
 
 def _is_enter_rule(rule: dict[str, Any]) -> bool:

@@ -204,3 +204,14 @@ def test_a_policy_rule_reading_a_field_named_outcome_keeps_it() -> None:
     (loaded,) = load_playbook_text(text).require().workflow[0].tool[0].spec.policy.rules  # type: ignore[union-attr]
     assert loaded.when == "{{ output.data.outcome == 'outcome' }}"
     assert loaded.then.set == {"ctx.outcome": "{{ iter.outcome }}"}
+
+
+def test_a_case_rule_sink_on_a_failed_call_is_not_run_after_a_successful_one() -> None:
+    """A case rule's sink becomes a sink task after the tool, which runs when the call succeeded:
+    only a rule that holds then may give it; another rule's sink is refused with a warning."""
+    case = ('case: [{when: "{{ event.name == \'call.error\' }}", '
+            'then: {sink: {tool: {kind: duckdb}, table: errors}}}]')
+    text = BASE.replace('next: {arcs: [{step: end}]}', case + "\n    next: [{step: end}]")
+    assert [t.kind for t in load_playbook_text(text).require().workflow[0].tool] == ["python"]
+    warned = problems(text, "warning")
+    assert any(p.startswith("pb.yaml:7:") and "sink" in p for p in warned), warned
