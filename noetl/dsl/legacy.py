@@ -395,6 +395,8 @@ def _arc_input_aliases(arc: Any) -> Any:
     """`args:` / `with:` / `data:` on a canonical arc are its `input` (the target's inputs)."""
     if not isinstance(arc, dict) or not any(isinstance(arc.get(k), dict) for k in ("with", "args", "data")):
         return arc
+    if not isinstance(arc.get("input") or {}, dict):
+        return arc  # left for validation to refuse at the arc's line
     out = {k: v for k, v in arc.items() if k not in ("with", "args", "data")}
     merged: dict[str, Any] = {}
     for key in ("with", "data", "args"):

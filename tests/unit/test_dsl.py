@@ -215,3 +215,9 @@ def test_a_case_rule_sink_on_a_failed_call_is_not_run_after_a_successful_one() -
     assert [t.kind for t in load_playbook_text(text).require().workflow[0].tool] == ["python"]
     warned = problems(text, "warning")
     assert any(p.startswith("pb.yaml:7:") and "sink" in p for p in warned), warned
+
+
+def test_an_arc_input_that_is_not_a_mapping_beside_with_names_the_arc() -> None:
+    text = BASE.replace("next: {arcs: [{step: end}]}", 'next: {arcs: [{step: end, with: {a: 1}, input: "oops"}]}')
+    found = problems(text)
+    assert found and all(p.startswith("pb.yaml:7:") and "input" in p for p in found), found
