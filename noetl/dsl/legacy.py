@@ -100,7 +100,8 @@ def _normalize_workbook_entry(entry: dict[str, Any], path: tuple[Any, ...], note
         tasks, _ = _as_task_list(tool, path, notes)
         if entry_input := _step_input(entry, path, notes):
             # `input` beside the tool: defaults of each task's own input (which the caller's beat)
-            tasks = [{**t, "input": {**entry_input, **(t.get("input") or {})}} if isinstance(t, dict) else t
+            tasks = [{**t, "input": {**entry_input, **(t.get("input") or {})}}
+                     if isinstance(t, dict) and isinstance(t.get("input") or {}, dict) else t  # else refused at its line
                      for t in tasks]
     elif (kind := tool if isinstance(tool, str) else kind) is not None:
         notes.append((path, "`tool: <kind>` / `type:` with fields on the entry: newer spelling is `tool: {kind: ..., ...}`"))

@@ -221,3 +221,13 @@ def test_an_arc_input_that_is_not_a_mapping_beside_with_names_the_arc() -> None:
     text = BASE.replace("next: {arcs: [{step: end}]}", 'next: {arcs: [{step: end, with: {a: 1}, input: "oops"}]}')
     found = problems(text)
     assert found and all(p.startswith("pb.yaml:7:") and "input" in p for p in found), found
+
+
+def test_a_workbook_task_input_that_is_not_a_mapping_is_judged_as_without_entry_input() -> None:
+    """The entry's `input` defaults merge into a task's mapping only; another value is left as it
+    is (it was a TypeError reported at 1:1 as an unreadable structure)."""
+    entry = '    tool: {kind: python, code: "result = 1", input: "oops"}\nworkflow:'
+    alone = BASE.replace("workflow:", "workbook:\n  - name: w\n" + entry)
+    with_defaults = BASE.replace("workflow:", "workbook:\n  - name: w\n    input: {a: 1}\n" + entry)
+    assert [p.split(": ", 1)[1] for p in problems(with_defaults)] == [p.split(": ", 1)[1] for p in problems(alone)]
+    assert not any("cannot read" in p for p in problems(with_defaults))
