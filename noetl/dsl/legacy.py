@@ -310,15 +310,21 @@ def _outcome_as_output(rule: Any) -> Any:
             if isinstance(then.get(key), dict):
                 merged.update({f"{scope}.{name}": value for name, value in then.pop(key).items()})
         if merged:
-            then["set"] = {k: _output_spelling(v) if isinstance(v, str) else v for k, v in merged.items()}
-        out["then"] = then
+            then["set"] = merged
+        # every template of the actions (`do` and a jump's `to` are names, not templates)
+        out["then"] = {k: v if k in ("do", "to") else _output_spelling(v) for k, v in then.items()}
     return out
 
 
-def _output_spelling(template: str) -> str:
-    if "outcome" not in template:
-        return template
-    return _OUTCOME.sub("output", _OUTCOME_RESULT.sub("output.data", template))
+def _output_spelling(value: Any) -> Any:
+    """``value`` with `outcome` spelt `output` in each of its strings (nested mappings and lists too)."""
+    if isinstance(value, dict):
+        return {k: _output_spelling(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_output_spelling(v) for v in value]
+    if not isinstance(value, str) or "outcome" not in value:
+        return value
+    return _OUTCOME.sub("output", _OUTCOME_RESULT.sub("output.data", value))
 
 
 def _attach_retry(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:

@@ -231,3 +231,18 @@ def test_a_workbook_task_input_that_is_not_a_mapping_is_judged_as_without_entry_
     with_defaults = BASE.replace("workflow:", "workbook:\n  - name: w\n    input: {a: 1}\n" + entry)
     assert [p.split(": ", 1)[1] for p in problems(with_defaults)] == [p.split(": ", 1)[1] for p in problems(alone)]
     assert not any("cannot read" in p for p in problems(with_defaults))
+
+
+def test_a_policy_rule_reads_outcome_in_every_template_of_its_actions() -> None:
+    """`outcome` (the older spelling of `output`) is the task's envelope in each template of a rule:
+    a nested set value, the pipeline's result, a re-run's changed config; a jump's target is a step name."""
+    rule = ('spec: {policy: {rules: [{when: "{{ outcome.status == \'ok\' }}", then: {do: jump, to: outcome, '
+            'set_ctx: {page: {next: "{{ outcome.result.next }}"}}, result: "{{ outcome.result.items }}", '
+            'call: {params: {page: "{{ outcome.result.next }}"}}}}]}}')
+    text = BASE.replace('tool: {kind: python, code: "result = 1"}',
+                        'tool: {kind: python, code: "result = 1", ' + rule + '}') + "  - step: outcome\n"
+    (loaded,) = load_playbook_text(text).require().workflow[0].tool[0].spec.policy.rules  # type: ignore[union-attr]
+    assert loaded.then.set == {"ctx.page": {"next": "{{ output.data.next }}"}}
+    assert loaded.then.result == "{{ output.data.items }}"
+    assert loaded.then.call == {"params": {"page": "{{ output.data.next }}"}}
+    assert loaded.then.to == "outcome"
