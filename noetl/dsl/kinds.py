@@ -77,4 +77,5 @@ KNOWN_KINDS = frozenset(TOOL_KINDS)
 # Older playbooks name a tool with `type:` on the step; these names are read that way (`playbooks`,
 # `iterator` and `router` (a routing-only step) are legacy spellings normalised elsewhere, `snowflake`
 # is recognised so that it gets a clear "unknown tool kind" error rather than being taken for a step field).
-LEGACY_TYPE_NAMES = KNOWN_KINDS - {"sink"} | {"playbooks", "iterator", "router", "snowflake"}
+ROUTER_KIND = "router"  # older playbooks' name for a routing-only step (`tool: router`)
+LEGACY_TYPE_NAMES = KNOWN_KINDS - {"sink"} | {"playbooks", "iterator", ROUTER_KIND, "snowflake"}

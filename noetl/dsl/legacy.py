@@ -10,7 +10,7 @@ import copy
 import re
 from typing import Any
 
-from noetl.dsl.kinds import LEGACY_TYPE_NAMES
+from noetl.dsl.kinds import LEGACY_TYPE_NAMES, ROUTER_KIND
 from noetl.dsl.legacy_case import _attach_case_policy, _case_arcs, case_sink
 from noetl.dsl.legacy_common import UNSUPPORTED as UNSUPPORTED  # re-exported: parse.py reads it from here
 from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
@@ -22,7 +22,6 @@ STEP_KEYS = frozenset(
      "output", "set_ctx"}
 )
 TOOL_KINDS_AS_TYPE = LEGACY_TYPE_NAMES
-ROUTER_KIND = "router"  # older playbooks' name for a routing-only step (`tool: router`)
 _CREDENTIAL_ALIAS_KINDS = frozenset({"postgres", "http", "duckdb"})
 
 
