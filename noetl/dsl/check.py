@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from noetl.dsl.check_loops import check_loop
 from noetl.dsl.check_transfer import check_transfer
 from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
 from noetl.dsl.legacy import STEP_KEYS, TOP_LEVEL_IDENTITY_KEYS, lifts_top_level_identity
+from noetl.dsl.model import Arc, Loop, LoopSpec, Next, NextSpec
 from noetl.dsl.problems import UNDEFINED_NAME, Problem
 from noetl.dsl.render import check_template, is_template
 from noetl.dsl.schedules import SCHEDULE_KEYS, schedule_problems
@@ -18,11 +21,18 @@ from noetl.results.spec import output_spec
 
 TOP_KEYS = {"apiVersion", "kind", "metadata", "workload", "keychain", "workbook", "executor", "workflow",
             "description", "spec", "schedules"}
-NEXT_KEYS = {"spec", "arcs"}
-NEXT_SPEC_KEYS = {"mode"}
-ARC_KEYS = {"step", "when", "set", "input", "args", "with", "data", "group", "fallback", "desc", "description"}
-LOOP_KEYS = {"in", "iterator", "spec", "mode", "collection", "element", "concurrency", "max_in_flight", "cursor"}
-LOOP_SPEC_KEYS = {"mode", "max_in_flight", "concurrency", "frame"}
+
+
+def _model_keys(model: type[BaseModel], *older_spellings: str) -> frozenset[str]:
+    """The keys a playbook may write for `model`: its fields (by alias), plus spellings of older forms."""
+    return frozenset(info.alias or name for name, info in model.model_fields.items()) | set(older_spellings)
+
+
+NEXT_KEYS = _model_keys(Next)
+NEXT_SPEC_KEYS = _model_keys(NextSpec)
+ARC_KEYS = _model_keys(Arc, "args", "with", "data", "desc", "description")
+LOOP_KEYS = _model_keys(Loop, "mode", "collection", "element", "concurrency", "max_in_flight")
+LOOP_SPEC_KEYS = _model_keys(LoopSpec, "concurrency")
 WORKBOOK_ENTRY_KEYS = {"name", "tool", "assert", "desc", "description", "input", "with", "data", "args", "save",
                        "sink"}
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
