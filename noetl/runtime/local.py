@@ -92,6 +92,7 @@ class _Execution:
         # cancel watcher then interrupts that await as it would cancel a command's task.
         self._direct: asyncio.Task[Any] | None = None
         self._interrupted = False
+        self._direct_cancelled = False  # the watcher cancelled that await (and only it may take that back)
         self._yielded_at = 0.0
 
     async def run(self) -> dict[str, Any]:
@@ -171,8 +172,11 @@ class _Execution:
             self._direct = None
         if self._interrupted:
             current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                current.uncancel()  # the cancel was the watcher's, handled here
+            if self._direct_cancelled and current is not None:
+                self._direct_cancelled = False
+                current.uncancel()  # the watcher's cancel, handled here
+                if current.cancelling():
+                    raise asyncio.CancelledError  # a cancel of the run itself came too: it stops the run
             return await self._next_batch()  # None: the watcher's
         return [(command, outcome)]
 
@@ -193,6 +197,7 @@ class _Execution:
         self.outcomes.put_nowait(None)
         if self._direct is not None:
             self._direct.cancel()
+            self._direct_cancelled = True
 
     async def _adopt_external_cancel(self) -> None:
         """Fold the cancel another process recorded (or record one asked for in this process)."""
