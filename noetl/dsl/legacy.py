@@ -33,8 +33,9 @@ def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]
     workflow = doc.get("workflow")
     if isinstance(workflow, list):
         doc["workflow"] = [
-            _normalize_step(step, ("workflow", i), notes) if isinstance(step, dict) else step
+            out
             for i, step in enumerate(workflow)
+            for out in (_normalize_step_with_save(step, ("workflow", i), notes) if isinstance(step, dict) else [step])
         ]
     workbook = doc.get("workbook")
     if isinstance(workbook, list):
@@ -111,6 +112,53 @@ def _normalize_workbook_entry(entry: dict[str, Any], path: tuple[Any, ...], note
     return out
 
 
+def _normalize_step_with_save(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
+    """A v1 iterator step's own `save:` writes the loop's aggregated result once, after the loop:
+    it becomes a step of its own that the iterator step goes on to (the iterator's `next` moves
+    there), with the loop's result as `result`, `results`, `count`, `data` and `this.result`."""
+    if not (_is_iterator(step) and isinstance(step.get("save") or step.get("sink"), dict)) or "case" in step:
+        return [_normalize_step(step, path, notes)]
+    loop_step = {k: v for k, v in step.items() if k not in ("save", "sink", "next")}
+    save_name = f"{step.get('step')}_save"
+    loop_step["next"] = [{"step": save_name}]
+    loop_result = "{{ " + str(step.get("step")) + " }}"
+    names = _result_names("output.data.results", result="output.data", results="output.data.results",
+                          count="output.data.results | length")
+    bind = _keeping_result({"kind": "noop", "name": "loop_result", "result": loop_result, "set": names})
+    save_step: dict[str, Any] = {"step": save_name, "tool": [bind], "next": step.get("next"),
+                                 **{k: step[k] for k in ("save", "sink") if k in step}}
+    return [_normalize_step(loop_step, path, notes), _normalize_step(save_step, path, notes)]
+
+
+def _is_iterator(step: dict[str, Any]) -> bool:
+    tool = step.get("tool")
+    return step.get("type") == "iterator" or tool == "iterator" or isinstance(tool, dict) and (
+        tool.get("kind") == "iterator" or tool.get("type") == "iterator")
+
+
+# The step result stays the task's own, not the sink's written-rows count after it (a v1 `save:`
+# does not change what the step returned).
+_KEEP_RESULT_RULE: dict[str, Any] = {"when": "{{ output.status != 'error' }}",
+                                     "then": {"do": "continue", "result": "{{ output.data }}"}}
+
+
+def _keeping_result(task: dict[str, Any]) -> dict[str, Any]:
+    spec = dict(task.get("spec") or {}) if isinstance(task.get("spec") or {}, dict) else {}
+    policy = dict(spec.get("policy") or {}) if isinstance(spec.get("policy") or {}, dict) else {}
+    rules: list[Any] = policy["rules"] if isinstance(policy.get("rules"), list) else []
+    return {**task, "spec": {**spec, "policy": {**policy, "rules": [*rules, _KEEP_RESULT_RULE]}}}
+
+
+def _result_names(value: str, **more: str) -> dict[str, Any]:
+    """Task-level `set` that gives a v1 `save:` the names it reads: `data`, `this.data` and
+    `this.result` (the expression `value`), `result` (`value` unless given) and any name in `more`."""
+    names = {"result": value, **more}
+    out: dict[str, Any] = {k: "{{ " + e + " }}" for k, e in names.items()}
+    out["data"] = "{{ " + value + " }}"
+    out["this"] = {"data": out["data"], "result": out["data"]}
+    return out
+
+
 def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
     out: dict[str, Any] = {"step": step.get("step")}
     for key in ("desc", "spec", "pipeline", "output"):
@@ -121,14 +169,16 @@ def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     out["input"] = _step_input(step, path, notes)
     tool = _step_tool(step, path, notes)
     loop = step.get("loop")
+    sink_holder = step
     if isinstance(tool, dict) and tool.get("kind") == "iterator":
         loop, tool = _iterator_to_loop(tool, path, notes)
+        tool, sink_holder = _task_save(tool, step)
     if loop is not None:
         out["loop"] = _normalize_loop(loop, path, notes)
     tasks, pipeline = _as_task_list(tool, path, notes)
     tasks = _attach_retry(step, tasks, path, notes)
     tasks = _attach_case_policy(step, tasks, path, notes)
-    tasks = _attach_sink(step, tasks, path, notes)
+    tasks = _attach_sink(sink_holder, tasks, path, notes)
     out["tool"] = tasks
     out["pipeline"] = pipeline or len(tasks) > 1
     out["set"] = _step_set(step, path, notes)
@@ -188,6 +238,19 @@ def _iterator_to_loop(tool: dict[str, Any], path: tuple[Any, ...], notes: list[N
     if isinstance(task, dict) and "kind" not in task and "type" in task:
         task = {**{k: v for k, v in task.items() if k != "type"}, "kind": task["type"]}
     return loop, task
+
+
+def _task_save(task: Any, step: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The `save:` of an iterator's task runs after the task in every iteration, with the task's
+    result as `result`, `data` and `this.data` (as in v1): the task and the step its sink hangs on."""
+    key = next((k for k in ("save", "sink") if isinstance(task, dict) and isinstance(task.get(k), dict)), None)
+    if key is None or step.get("save") or step.get("sink"):
+        return task, step
+    assert isinstance(task, dict)
+    own_set: dict[str, Any] = task["set"] if isinstance(task.get("set"), dict) else {}
+    bound = _keeping_result({**{k: v for k, v in task.items() if k != key},
+                             "set": {**_result_names("output.data"), **own_set}})
+    return bound, {**step, key: task[key]}
 
 
 def _normalize_loop(loop: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:

@@ -246,3 +246,38 @@ def test_a_policy_rule_reads_outcome_in_every_template_of_its_actions() -> None:
     assert loaded.then.result == "{{ output.data.items }}"
     assert loaded.then.call == {"params": {"page": "{{ output.data.next }}"}}
     assert loaded.then.to == "outcome"
+
+
+V1_ITERATOR_WITH_SAVES = """\
+apiVersion: noetl.io/v1
+kind: Playbook
+name: t
+workflow:
+  - step: each
+    type: iterator
+    collection: [1, 2]
+    element: n
+    task:
+      type: python
+      with: {n: "{{ n }}"}
+      code: "result = n"
+      save: {storage: duckdb, table: per_item, data: {n: "{{ n }}", value: "{{ result }}"}}
+    save: {storage: duckdb, table: totals, data: {count: "{{ count }}"}}
+    next: [end]
+  - step: end
+"""
+
+
+def test_a_v1_iterator_task_save_runs_per_iteration_and_the_step_save_once_after_the_loop() -> None:
+    """The task's `save:` is a sink after the task in the loop's pipeline; the step's own `save:`
+    is a step of its own that the loop goes on to, and which goes on where the loop went."""
+    playbook = load_playbook_text(V1_ITERATOR_WITH_SAVES, "pb.yaml").playbook
+    assert playbook is not None
+    steps = {s.step: s for s in playbook.workflow}
+    assert [s.step for s in playbook.workflow] == ["each", "each_save", "end"]
+    loop_tasks = [(t.kind, getattr(t, "table", None) or t.model_extra.get("table")) for t in steps["each"].tool]
+    assert loop_tasks == [("python", None), ("sink", "per_item")]
+    assert [a.step for a in steps["each"].next.arcs] == ["each_save"]
+    assert [t.kind for t in steps["each_save"].tool][-1] == "sink"
+    assert steps["each_save"].loop is None
+    assert [a.step for a in steps["each_save"].next.arcs] == ["end"]
