@@ -32,10 +32,12 @@ def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]
     _lift_top_level_identity(doc, notes)
     workflow = doc.get("workflow")
     if isinstance(workflow, list):
+        taken = {step.get("step") for step in workflow if isinstance(step, dict)}
         doc["workflow"] = [
             out
             for i, step in enumerate(workflow)
-            for out in (_normalize_step_with_save(step, ("workflow", i), notes) if isinstance(step, dict) else [step])
+            for out in (_normalize_step_with_save(step, ("workflow", i), notes, taken)
+                        if isinstance(step, dict) else [step])
         ]
     workbook = doc.get("workbook")
     if isinstance(workbook, list):
@@ -112,15 +114,20 @@ def _normalize_workbook_entry(entry: dict[str, Any], path: tuple[Any, ...], note
     return out
 
 
-def _normalize_step_with_save(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
+def _normalize_step_with_save(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note],
+                              taken: set[Any]) -> list[dict[str, Any]]:
     """A v1 iterator step's own `save:` writes the loop's aggregated result once, after the loop:
     it becomes a step of its own that the iterator step goes on to (the iterator's `next` moves
-    there), with the loop's result as `result`, `results`, `count`, `data` and `this.result`."""
+    there), with the loop's result as `result`, `results`, `count`, `data` and `this.result`.
+    `taken` holds the playbook's step names; the new step's name is added to it."""
     if not (_is_iterator(step) and isinstance(step.get("save") or step.get("sink"), dict)) or "case" in step:
         return [_normalize_step(step, path, notes)]
     loop_step = {k: v for k, v in step.items() if k not in ("save", "sink", "next")}
     save_name = f"{step.get('step')}_save"
-    loop_step["next"] = [{"step": save_name}]
+    while save_name in taken:
+        save_name += "_"
+    taken.add(save_name)
+    loop_step["next"] = {"arcs": [{"step": save_name}]}
     loop_result = "{{ " + str(step.get("step")) + " }}"
     names = _result_names("output.data.results", result="output.data", results="output.data.results",
                           count="output.data.results | length")
@@ -169,16 +176,18 @@ def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     out["input"] = _step_input(step, path, notes)
     tool = _step_tool(step, path, notes)
     loop = step.get("loop")
-    sink_holder = step
+    sink_holder, sink_path = step, path
     if isinstance(tool, dict) and tool.get("kind") == "iterator":
         loop, tool = _iterator_to_loop(tool, path, notes)
         tool, sink_holder = _task_save(tool, step)
+        if sink_holder is not step:
+            sink_path = (*path, "task")
     if loop is not None:
         out["loop"] = _normalize_loop(loop, path, notes)
     tasks, pipeline = _as_task_list(tool, path, notes)
     tasks = _attach_retry(step, tasks, path, notes)
     tasks = _attach_case_policy(step, tasks, path, notes)
-    tasks = _attach_sink(sink_holder, tasks, path, notes)
+    tasks = _attach_sink(sink_holder, tasks, sink_path, notes)
     out["tool"] = tasks
     out["pipeline"] = pipeline or len(tasks) > 1
     out["set"] = _step_set(step, path, notes)
