@@ -75,6 +75,8 @@ def test_rerun_through_the_api(url: str) -> None:  # noqa: F811
         # `from`, as the CLI's --from and the backfill body spell it, is the same field.
         bad_from = await client.post(f"/api/executions/{original}/rerun", json={"from": "nope"})
         assert bad_from.status_code == 400 and "no step of that name" in bad_from.text
+        both = await client.post(f"/api/executions/{original}/rerun", json={"from": "start", "from_step": "nope"})
+        assert both.status_code == 422 and "not both" in both.text
         misspelt = await client.post(f"/api/executions/{original}/rerun", json={"from_stp": "start"})
         assert misspelt.status_code == 422 and "from_stp" in misspelt.text
         unknown = await client.post("/api/executions/123456/rerun", json={})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from noetl.ids import parse_execution_id
 from noetl.runtime.recovery import rerun_plan
@@ -22,6 +22,14 @@ class RerunRequest(BaseModel):
     # `from` too, as `noetl rerun --from` and the schedule backfill body spell it.
     from_step: str | None = Field(default=None, validation_alias=AliasChoices("from_step", "from"))
     payload: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling_of_from(cls, body: Any) -> Any:
+        # Both given, one would be dropped silently: the rerun could start where the client did not ask.
+        if isinstance(body, dict) and "from" in body and "from_step" in body:
+            raise ValueError("give the step to rerun from as from or as from_step, not both")
+        return body
 
 
 @router.post("/executions/{execution_id}/rerun", summary="Start a new execution of the same playbook version")
