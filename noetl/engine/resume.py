@@ -42,6 +42,7 @@ def resume_event(execution_id: str, events: Iterable[Event], *, reason: str = "r
     """The ``execution.resumed`` event that continues the execution whose log is ``events``."""
     entries: dict[str, _Entry] = {}
     waiting: dict[str, dict[str, Any]] = {}
+    scheduled_by: dict[str, str] = {}  # step -> the step whose arc scheduled it: `result` in its input
     kept: dict[str, dict[int, Any]] = {}  # iterations an earlier resume kept, until the step is entered
     for event in events:
         name = event.node_name or ""
@@ -52,6 +53,8 @@ def resume_event(execution_id: str, events: Iterable[Event], *, reason: str = "r
                     for item in event.meta.get("steps") or []}
         elif event.event_type == ev.STEP_ENTER:
             waiting.pop(name, None)
+            if event.meta.get("scheduled_by"):
+                scheduled_by[name] = str(event.meta["scheduled_by"])
             entries[name] = _Entry(arc_input=dict((event.result or {}).get("arc_input") or {}),
                                    completed_iterations=kept.pop(name, {}),
                                    by_ref=bool((event.meta.get("loop") or {}).get("by_ref")))
@@ -61,14 +64,18 @@ def resume_event(execution_id: str, events: Iterable[Event], *, reason: str = "r
         elif event.event_type == ev.STEP_EXIT and name in entries:
             entries[name].exit = event
             for target, arc_input in event.meta.get("fire") or []:
-                waiting.setdefault(target, arc_input or {})
+                if target not in waiting:
+                    waiting[target] = arc_input or {}
+                    scheduled_by[target] = name
     steps = [
         {"step": name, "arc_input": entry.arc_input,
          "kept_iterations": {str(i): r for i, r in sorted(entry.completed_iterations.items())}}
         for name, entry in entries.items() if not _ended_well(entry.exit)
     ]
     return Event(execution_id, ev.EXECUTION_RESUMED, status="running",
-                 meta={"reason": reason, "steps": steps, "waiting": waiting})
+                 meta={"reason": reason, "steps": steps, "waiting": waiting,
+                       "scheduled_by": {name: scheduled_by[name] for name in
+                                        [*(item["step"] for item in steps), *waiting] if name in scheduled_by}})
 
 
 def _ended_well(exit_event: Event | None) -> bool:

@@ -313,6 +313,8 @@ def _resumed(state: ExecutionState, event: Event) -> None:
             state.resumed_iterations[name] = {int(index): value for index, value in kept.items()}
     for name, arc_input in (event.meta.get("waiting") or {}).items():
         state.waiting.setdefault(name, dict(arc_input or {}))
+    for name, scheduler in (event.meta.get("scheduled_by") or {}).items():
+        state.scheduled_by.setdefault(name, str(scheduler))
 
 
 def _reused(state: ExecutionState, event: Event) -> None:

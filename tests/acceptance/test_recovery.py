@@ -268,3 +268,34 @@ def test_a_resumed_loop_aggregate_by_reference_reads_kept_and_rerun_iterations(n
     (event,) = [e for e in events_of(noetl, execution_id) if e["event_type"] == "execution.resumed"]
     kept = event["meta"]["steps"][0]["kept_iterations"]
     assert len(kept) == 17 and kept["0"] == 0 and kept["2"] == 4 and kept["4"] is None
+
+
+RESULT_IN_INPUT = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: result_in_input}
+workload: {marker: MARKER}
+workflow:
+  - step: start
+    tool: {kind: python, code: "result = {'v': 5}"}
+    next: [{step: work}]
+  - step: work
+    input: {v: "{{ result.v }}", marker: "{{ workload.marker }}"}
+    tool:
+      kind: python
+      code: |
+        import os
+        if not os.path.exists(marker):
+            raise RuntimeError("not yet")
+        result = {'v': v}
+"""
+
+
+def test_a_resumed_step_reads_result_of_the_step_that_scheduled_it(noetl: Any, tmp_path: Path) -> None:
+    playbook = write(tmp_path, "result_in_input.yaml", RESULT_IN_INPUT)
+    failed = noetl("run", str(playbook), "--json")
+    assert failed.json()["status"] == "failed"
+    (tmp_path / "go").touch()
+    resumed = noetl("resume", failed.json()["execution_id"], "--json").json()
+    assert resumed["status"] == "completed"
+    assert resumed["steps"]["work"]["result"] == {"v": 5}
