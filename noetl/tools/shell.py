@@ -39,6 +39,9 @@ _SHELL = "/bin/sh"
 _MAX_OUTPUT_BYTES = 8 * 1024 * 1024
 _READ_CHUNK = 64 * 1024
 _DRAIN_AFTER_KILL_SECONDS = 5.0  # a killed group closes its pipes at once; do not wait forever
+# After the shell exits, what it wrote is read at once; a background process still holding its output
+# would keep the step (and `noetl run`) waiting for it, so it is stopped with the step's group.
+_PIPES_AFTER_EXIT_SECONDS = 1.0
 
 
 async def run_shell(config: dict[str, Any], call: ToolCall) -> Any:
@@ -213,20 +216,24 @@ async def _run_command(
     argv: list[str], *, env: dict[str, str], cwd: str | None, deadline: _Deadline, output: OutputSink | None = None
 ) -> _Outcome:
     try:
-        process = await _start(argv, env=env, cwd=cwd)
+        process, exited = await _start(argv, env=env, cwd=cwd)
     except OSError as exc:  # args form: the program does not exist or cannot be executed
         raise ToolError(f"cannot run {argv[0]!r}: {exc.strerror or exc}", kind="shell") from None
     stdout, stderr = _Output(_Streamed.of(output, "stdout")), _Output(_Streamed.of(output, "stderr"))
     assert process.stdout is not None and process.stderr is not None
-    finished = asyncio.gather(process.wait(), _drain(process.stdout, stdout), _drain(process.stderr, stderr))
+    readers = asyncio.gather(_drain(process.stdout, stdout), _drain(process.stderr, stderr))
+    finished = asyncio.gather(process.wait(), readers)
     timed_out = False
     try:
         # asyncio.wait (not wait_for) leaves the readers running, so output read so far is kept.
-        done, _ = await asyncio.wait({finished}, timeout=deadline.remaining())
-        if done:
-            finished.result()  # surfaces a failure to read the pipes
-        else:
+        done, _ = await asyncio.wait({exited}, timeout=deadline.remaining())
+        if not done:
             timed_out = True
+            _kill_group(process.pid)
+            await _settle_after_kill(finished)
+        elif (await asyncio.wait({readers}, timeout=_PIPES_AFTER_EXIT_SECONDS))[0]:
+            await finished  # the process is reaped; surfaces a failure to read the pipes
+        else:  # the shell is gone but what it left in the background holds its output open
             _kill_group(process.pid)
             await _settle_after_kill(finished)
     except BaseException:  # cancelled: stop the commands too, then let the cancellation through
@@ -236,8 +243,26 @@ async def _run_command(
     return _Outcome(process.returncode, stdout.text(), stderr.text(), timed_out)
 
 
-async def _start(argv: list[str], *, env: dict[str, str], cwd: str | None) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+class _ExitAware(asyncio.subprocess.SubprocessStreamProtocol):
+    """Tells when the process itself exits (on Python 3.11 ``Process.wait()`` also waits until
+    every process holding its pipes has closed them)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _start(
+    argv: list[str], *, env: dict[str, str], cwd: str | None
+) -> tuple[asyncio.subprocess.Process, asyncio.Future[None]]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitAware(loop),
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
@@ -246,6 +271,7 @@ async def _start(argv: list[str], *, env: dict[str, str], cwd: str | None) -> as
         cwd=cwd,
         start_new_session=True,  # its own process group, so everything it starts can be killed
     )
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
 
 
 async def _drain(stream: asyncio.StreamReader, output: _Output) -> None:

@@ -94,3 +94,17 @@ def test_a_failed_python_step_names_the_playbook_file_line(noetl) -> None:  # ty
     assert doc["steps"]["start"]["error"]["playbook_line"] == 12
     watched = noetl("status", execution_id, "--watch")
     assert watched.code == 1 and f"at {FAIL_AT_LINE}:12" in watched.stderr
+
+
+def test_noetl_run_ends_when_a_shell_step_leaves_a_background_process(noetl_home: Path, tmp_path: Path) -> None:
+    playbook = tmp_path / "background.yaml"
+    playbook.write_text("""apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: background, path: demo/background}
+workflow:
+  - step: start
+    tool: {kind: shell, command: "sleep 300 & echo started"}
+""")
+    result = run_noetl("run", str(playbook), "--json", home=noetl_home)  # bounded: a hang fails the test
+    assert result.code == 0, result.stderr
+    assert result.json()["steps"]["start"]["status"] == "completed"

@@ -104,6 +104,15 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert not _process_alive(background_pid)
 
 
+def test_a_command_ends_when_its_shell_exits_though_a_background_process_holds_its_output(tmp_path: Path) -> None:
+    pid_file = tmp_path / "background.pid"
+    # The step's own time limit only bounds the test: the step must end long before it.
+    result = run({"command": f"sleep 300 & echo $! > {pid_file}; echo started", "timeout": 60})
+    assert result["returncode"] == 0
+    assert result["stdout"] == "started\n"
+    assert not _process_alive(int(pid_file.read_text()))  # what the step left running does not outlive it
+
+
 def test_step_timeout_applies_when_the_config_has_none() -> None:
     started = time.monotonic()
     assert failure({"command": "sleep 30"}, make_call(timeout=0.3)).kind == "timeout"
