@@ -27,6 +27,7 @@ from noetl.engine.frames import iteration_local
 from noetl.errors import ErrorInfo, NoetlError
 from noetl.runtime.runner import Outcome, Runner
 from noetl.tools.base import ToolCall, get_tool
+from noetl.waiting import within
 
 
 async def run_command(runner: Runner, command: Command) -> Outcome:
@@ -115,7 +116,7 @@ class _Frame:
         try:
             if left <= 0:
                 raise TimeoutError
-            return await asyncio.wait_for(self._iteration(index, item, count), left)
+            return await within(self._iteration(index, item, count), left)
         except TimeoutError:
             return Outcome(ok=False, error=ErrorInfo(
                 "timeout", f"frame {self.index}: iteration {index} did not finish within frame.max_seconds "

@@ -26,6 +26,7 @@ from typing import Any
 
 from noetl.clock import Clock, utc_now
 from noetl.store.base import LogRecord
+from noetl.waiting import cancel_and_wait, event_set_within
 
 log = logging.getLogger("noetl.logs")
 
@@ -177,9 +178,7 @@ class LogBatcher:
         """Stop the background flush and store what is still pending."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         if self._write_lock is not None:
             await self.flush()
 
@@ -211,8 +210,7 @@ class LogBatcher:
         assert self._wake is not None and self._full is not None
         while True:
             await self._wake.wait()
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), FLUSH_SECONDS)
+            await event_set_within(self._full, FLUSH_SECONDS)
             await self.flush()
 
 

@@ -19,6 +19,7 @@ from noetl.errors import ErrorInfo, StoreError
 from noetl.results.storage import storage_for
 from noetl.runtime.distributed import DecisionCore
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
+from noetl.waiting import event_set_within
 
 log = logging.getLogger("noetl.reaper")
 # How often a reaper also deletes results whose `output.store.ttl` has passed (one indexed DELETE).
@@ -77,7 +78,6 @@ class Reaper:
                 await self._sweep_expired_results()
             except StoreError as exc:
                 log.warning("reaper: %s", exc)  # PostgreSQL restarting: try again next round
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            await event_set_within(stop, interval)
         with contextlib.suppress(StoreError):
             await self.core.stats.flush(self.core.store, self.core.now())  # what the last round missed

@@ -46,6 +46,7 @@ from noetl.secrets import PROCESS_SECRETS, Redactor
 from noetl.settings import sensitive_setting_values
 from noetl.store.base import LogRecord
 from noetl.tools.base import ToolCall
+from noetl.waiting import event_set_within
 
 log = logging.getLogger("noetl.worker")
 
@@ -190,8 +191,7 @@ class RemoteWorker:
                 self._start(item)
             if leased and len(leased) == free:
                 continue  # probably more waiting: lease again before sleeping
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.options.poll_interval)
+            await event_set_within(self.wake, self.options.poll_interval)
 
     async def _send_logs(self, records: list[LogRecord]) -> None:
         """Streamed lines go to the server, which redacts them as it redacts reports and stores them."""

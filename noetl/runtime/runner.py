@@ -23,6 +23,7 @@ from noetl.errors import ErrorInfo, NoetlError, TemplateError, ToolError
 from noetl.results.outcome import recorded_result, store_big_results, tool_inputs
 from noetl.runtime.rendering import render_inline, render_on_thread
 from noetl.tools.base import ToolCall, ToolServices, get_tool
+from noetl.waiting import within
 
 if TYPE_CHECKING:
     from noetl.dsl.model import Playbook
@@ -392,7 +393,7 @@ async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
     if not timeout:
         return await awaitable
     try:
-        return await asyncio.wait_for(awaitable, timeout)
+        return await within(awaitable, timeout)
     except TimeoutError:
         raise ToolError(f"timed out after {timeout:g} s", kind="timeout", retryable=True) from None
 

@@ -9,9 +9,10 @@ schedules and triggers are idempotent per slot).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Collection, Coroutine
 from typing import Any
+
+from noetl.waiting import event_set_within
 
 # How long background tasks get to end their round once asked to stop. Against a live database a
 # round takes milliseconds; against one that is down it would wait out the pool's timeout.
@@ -19,8 +20,7 @@ STOP_GRACE_SECONDS = 2.0
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    await event_set_within(stop, seconds)
 
 
 async def finish_within(tasks: Collection[asyncio.Task[object]], seconds: float = STOP_GRACE_SECONDS) -> None:

@@ -50,6 +50,7 @@ from noetl.sandbox import require_confinement
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
 from noetl.store.postgres.store import PostgresStore
 from noetl.tools.base import ToolCall
+from noetl.waiting import event_set_within
 
 log = logging.getLogger("noetl.worker")
 
@@ -258,9 +259,7 @@ class Worker:
             if leased and len(leased) == free:
                 self.queue_may_hold_work = True
                 continue  # probably more waiting: lease again before sleeping
-            try:
-                await asyncio.wait_for(self.wake.wait(), self.options.poll_interval)
-            except TimeoutError:
+            if not await event_set_within(self.wake, self.options.poll_interval):
                 self.queue_may_hold_work = True  # the poll: covers a notification that was lost
 
     def _work_queued(self) -> None:

@@ -4,7 +4,6 @@ execution of the schedule's catalog path (latest version) to the decision core."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from noetl.clock import Clock, utc_now
@@ -13,6 +12,7 @@ from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.request import StartOptions
 from noetl.scheduling.scheduler import Scheduler
 from noetl.store.base import ScheduleRecord
+from noetl.waiting import event_set_within
 
 log = logging.getLogger("noetl.scheduler")
 
@@ -42,5 +42,4 @@ async def run_server_scheduler(core: DecisionCore, stop: asyncio.Event, *, inter
                 await scheduler.tick(clock())
         except NoetlError as exc:  # a bad schedule or a lost database must not stop the server
             log.error("scheduler tick failed: %s", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await event_set_within(stop, interval)

@@ -7,7 +7,6 @@ pairs only spares repeated claims and forgets pairs once they fall behind the lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.request import StartOptions
 from noetl.store.base import ExecutionRecord, TriggerRecord
 from noetl.store.common import utc_bound
+from noetl.waiting import event_set_within
 
 log = logging.getLogger("noetl.triggers")
 # A server that starts fires for executions that finished up to this long before (while no server ran).
@@ -96,5 +96,4 @@ async def run_trigger_poller(core: DecisionCore, stop: asyncio.Event, *, interva
             await tick(core, seen)
         except NoetlError as exc:  # a lost database must not stop the server
             log.error("trigger tick failed: %s", exc)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await event_set_within(stop, interval)

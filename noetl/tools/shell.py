@@ -34,6 +34,7 @@ from noetl.errors import ToolError
 from noetl.tools.base import OutputSink, ToolCall
 from noetl.tools.environment import tool_environment
 from noetl.tools.shellquote import render_commands
+from noetl.waiting import within
 
 _SHELL = "/bin/sh"
 _MAX_OUTPUT_BYTES = 8 * 1024 * 1024
@@ -290,7 +291,7 @@ async def _settle_after_kill(finished: asyncio.Future[Any]) -> None:
     # The process is reaped (no zombie) and its pipes read to the end; a daemonised grandchild that
     # left the group could hold a pipe open, hence the bound.
     with suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.shield(finished), _DRAIN_AFTER_KILL_SECONDS)
+        await within(asyncio.shield(finished), _DRAIN_AFTER_KILL_SECONDS)
     if not finished.done():
         finished.cancel()
 

@@ -173,3 +173,49 @@ workflow:
     left, lines = asyncio.run(scenario())
     assert left == []
     assert lines == ["hello from the step"] * 3
+
+
+def test_close_returns_when_a_full_batch_wakes_the_flush_task_as_it_is_cancelled() -> None:
+    """The process of `noetl run` hung after a chatty step: the flush task's wait for a full batch
+    woke in the same loop iteration as close() cancelled it, and the cancel was lost."""
+    stored: list[str] = []
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        await store.open()
+        batcher = LogBatcher(store_sink(store), max_bytes=1_000_000)
+        log = batcher.open_call("e1", "chatty", None, redactor=None, secrets=set())
+        log.write("stdout", "first\n")  # wakes the flush task, which then waits for a full batch
+        for _ in range(3):
+            await asyncio.sleep(0)
+        log.write("stdout", "".join(f"line {i}\n" for i in range(FLUSH_LINES)))  # the batch is full
+        await batcher.close()
+        stored.extend(r.line for r in await store.list_logs("e1"))
+
+    # On a thread of its own: should close() hang, the test fails instead of hanging too.
+    runner = threading.Thread(target=asyncio.run, args=(scenario(),), daemon=True)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive(), "LogBatcher.close() did not return"
+    assert stored == ["first"] + [f"line {i}" for i in range(FLUSH_LINES)]
+
+
+def test_close_cancelled_from_outside_is_cancelled() -> None:
+    """A caller that gives up on close() (a timeout, a cancelled run) is not kept waiting."""
+
+    async def scenario() -> bool:
+        store = MemoryStore()
+        await store.open()
+        batcher = LogBatcher(store_sink(store), max_bytes=1_000_000)
+        log = batcher.open_call("e1", "s", None, redactor=None, secrets=set())
+        log.write("stdout", "a line\n")
+        closing = asyncio.create_task(batcher.close())
+        await asyncio.sleep(0)
+        closing.cancel()
+        try:
+            await closing
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(scenario())

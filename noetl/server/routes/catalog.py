@@ -16,6 +16,7 @@ from noetl.server.auth import requires
 from noetl.server.schemas import CatalogListRequest, RegisterRequest, ResourceRequest, SeedRegisterRequest
 from noetl.server.state import ServerState, State
 from noetl.store.base import CatalogEntry
+from noetl.waiting import within
 
 router = APIRouter(tags=["catalog"])
 
@@ -25,7 +26,7 @@ VALIDATE_SECONDS = 10.0  # validation of one playbook; templates are only parsed
 async def validate_off_loop(text: str) -> LoadedPlaybook:
     """Validate on a thread, so a huge playbook never stalls the requests the server is serving."""
     try:
-        return await asyncio.wait_for(asyncio.to_thread(load_playbook_text, text, "content"), VALIDATE_SECONDS)
+        return await within(asyncio.to_thread(load_playbook_text, text, "content"), VALIDATE_SECONDS)
     except TimeoutError:
         raise InputError(f"content: validating the playbook took longer than {VALIDATE_SECONDS:g} s") from None
 
