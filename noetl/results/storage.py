@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import ParseResult, unquote, urlparse
 
 from noetl.clock import utc_now
 from noetl.errors import InputError, NotFoundError, StoreError
@@ -169,13 +169,31 @@ class ResultStorage:
         parsed = urlparse(uri)
         if parsed.scheme == "file":
             try:
-                return Path(unquote(parsed.path)).read_bytes()
+                return self._result_file(uri, parsed.path).read_bytes()
             except FileNotFoundError:
                 raise NotFoundError(f"result {uri} not found (pruned?)") from None
         if parsed.scheme == "s3":
-            body = self._s3().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]
+            body = self._s3().get_object(Bucket=parsed.netloc, Key=self._result_key(uri, parsed))["Body"]
             return bytes(body.read())
         raise InputError(f"unknown result reference {uri!r}")
+
+    # A reference is data that a payload, an event or a playbook can carry, naming any file or
+    # object: only what this storage writes (its directory, its bucket and prefix) is a result.
+    def _result_file(self, uri: str, path: str) -> Path:
+        root = self.settings.result_dir.resolve()
+        target = Path(unquote(path)).resolve()
+        if not target.is_relative_to(root):
+            raise InputError(f"result {uri} is outside the results directory ({root})")
+        return target
+
+    def _result_key(self, uri: str, parsed: ParseResult) -> str:
+        key = parsed.path.lstrip("/")
+        prefix = self.settings.results_s3_prefix.strip("/")
+        within = key.startswith(f"{prefix}/") if prefix else True
+        if parsed.netloc != self.settings.results_s3_bucket or not within or ".." in key.split("/"):
+            raise InputError(f"result {uri} is outside the results bucket "
+                             f"(s3://{self.settings.results_s3_bucket}/{prefix})")
+        return key
 
     def _cached(self, uri: str) -> Any:
         with self._lock:

@@ -192,3 +192,37 @@ def test_ctrl_c_during_run_json_prints_the_cancelled_document(noetl_home, tmp_pa
     assert doc["steps"]["start"]["status"] == "cancelled"
     stored = run_noetl("status", doc["execution_id"], "--json", home=noetl_home).json()
     assert stored["status"] == "cancelled" and stored["steps"]["start"]["status"] == "cancelled"
+
+
+FOREIGN_REFERENCES = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: foreign_references}
+workload:
+  planted: {_ref: {uri: "FILE_URI", size: 30, sha256: "0"}}
+workflow:
+  - step: start
+    next: [{step: by_artifact}, {step: by_template}]
+  - step: by_artifact
+    tool: {kind: artifact, action: get, input: {result_ref: "FILE_URI"}}
+  - step: by_template
+    tool: {kind: python, input: {v: "{{ workload.planted.password }}"}, code: "result = {'got': v}"}
+"""
+
+
+def test_a_result_reference_outside_the_results_directory_is_never_read(noetl, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A reference is data: a payload (or a playbook) may carry one naming any file of the host.
+    # Only files of NoETL's own results directory are results.
+    private = tmp_path / "private.json"
+    private.write_text('{"password": "file-content-never-read"}')
+    playbook = tmp_path / "foreign_references.yaml"
+    playbook.write_text(FOREIGN_REFERENCES.replace("FILE_URI", private.as_uri()))
+    result = noetl("run", str(playbook), "--json")
+    assert result.code == 1, result.stderr
+    steps = result.json()["steps"]
+    for name in ("by_artifact", "by_template"):
+        assert steps[name]["status"] == "failed", steps[name]
+        assert "outside the results directory" in steps[name]["error"]["message"], steps[name]["error"]
+    assert "Traceback" not in result.stderr
+    events = noetl("events", result.json()["execution_id"], "--json")
+    assert_nothing_contains(["file-content-never-read"], result.stdout, result.stderr, events.stdout)

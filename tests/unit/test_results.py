@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import pytest
 
 from noetl.dsl.render import RenderContext, render_value
-from noetl.errors import ToolError
+from noetl.errors import InputError, ToolError
 from noetl.results import refs
 from noetl.results.refs import is_ref, make_ref, materialize, use_loader
 from noetl.results.spec import DEFAULT_INLINE_MAX_BYTES, apply_select, output_spec
+from noetl.results.storage import ResultStorage
+from noetl.settings import Settings
+from noetl.store.memory import MemoryStore
 
 BLOBS: dict[str, Any] = {"noetl://result/1": {"count": 2, "data": {"rows": [{"id": "a"}, {"id": "b"}]}}}
 LOADS: list[str] = []
@@ -116,3 +120,23 @@ def test_small_results_are_inline_only_within_inline_max_bytes(result: Any, limi
     shaped = asyncio.run(shape_result(result, spec, storage, execution_id="e1", step="s"))  # type: ignore[arg-type]
     assert is_ref(shaped) is by_ref
     assert storage.stored == ([json.dumps(result, ensure_ascii=False).encode()] if by_ref else [])
+
+
+class _RecordingS3:
+    def __init__(self) -> None:
+        self.keys: list[tuple[str, str]] = []
+
+    def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803 (boto3's spelling)
+        self.keys.append((Bucket, Key))
+        return {"Body": io.BytesIO(b'{"ok": true}')}
+
+
+@pytest.mark.parametrize("uri", ["s3://elsewhere/noetl/results/e/r.json", "s3://results/other/r.json",
+                                 "s3://results/noetl/results/../../other/r.json"])
+def test_an_s3_reference_outside_the_results_bucket_and_prefix_is_never_fetched(uri: str) -> None:
+    storage = ResultStorage(MemoryStore(), settings=Settings(results_s3_bucket="results"))
+    storage._s3_client = client = _RecordingS3()
+    with pytest.raises(InputError, match="outside the results bucket"):
+        storage.read(uri)
+    assert client.keys == []
+    assert storage.read("s3://results/noetl/results/e/r.json") == {"ok": True}
