@@ -43,7 +43,15 @@ async def step_result_chunks(store: Store, execution_id: str, step: str, *,
     objects); a loop's results by reference are written a page at a time; with ``index`` only that
     iteration's result is read."""
     result = await _located(store, execution_id, step, index=index)
+    if loop_results_ref(result) is None and is_ref(result):
+        # Read before the first chunk too: a pruned result, or a reference naming what is not a
+        # result, is an error answer, not a stream broken after its headers.
+        return _once(await storage_for(store).fetch_bytes(result[REF_KEY]["uri"]))
     return _chunks(store, result)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def _chunks(store: Store, result: Any) -> AsyncIterator[bytes]:
@@ -54,8 +62,6 @@ async def _chunks(store: Store, result: Any) -> AsyncIterator[bytes]:
         async for chunk in loop_json(store, loop_uri):
             yield chunk
         yield (b"," + rest[1:]) if rest != b"{}" else b"}"
-    elif is_ref(result):
-        yield await storage_for(store).fetch_bytes(result[REF_KEY]["uri"])
     else:
         yield dumps(result)
 

@@ -137,3 +137,37 @@ def test_a_big_loop_aggregate_is_read_back_from_the_iterations_reports(cluster: 
     assert page.status_code == 200 and page.json() == [{"i": i, "sq": i * i} for i in (10, 11, 12)]
     too_many = cluster.client.get("/api/results", params={"uri": ref["uri"], "start": 0, "stop": 10**6})
     assert too_many.status_code == 400 and "at most" in too_many.json()["error"]
+
+
+FORGED_REFERENCES = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: forged_references, path: attacks/forged_references}
+workload: {planted: null, uri: null}
+workflow:
+  - step: start
+    next: [{step: by_template}, {step: forged}]
+  - step: by_template
+    tool: {kind: python, input: {v: "{{ workload.planted.password }}"}, code: "result = {'got': v}"}
+  - step: forged
+    tool: {kind: python, input: {uri: "{{ workload.uri }}"}, code: "result = {'_ref': {'uri': uri, 'size': 1, 'sha256': '0'}}"}
+"""
+
+
+def test_a_reference_naming_a_file_of_the_host_is_never_read(cluster: Cluster, tmp_path: Path) -> None:
+    # An execute token chooses the payload; a playbook chooses its steps' results: neither may make
+    # a worker or the server read one of its own files as a result.
+    private = tmp_path / "private.json"
+    private.write_text('{"password": "file-content-never-read"}')
+    entry = cluster.register(FORGED_REFERENCES)
+    planted = {"_ref": {"uri": private.as_uri(), "size": 30, "sha256": "0"}}
+    execution_id = cluster.execute(entry["path"], {"planted": planted, "uri": private.as_uri()})
+    doc = cluster.wait(execution_id)
+    assert doc["steps"]["by_template"]["status"] == "failed"
+    assert "outside the results directory" in doc["steps"]["by_template"]["error"]["message"]
+    answer = cluster.client.get(f"/api/executions/{execution_id}/results/forged")
+    assert answer.status_code == 400, answer.text
+    assert "outside the results directory" in answer.json()["detail"]
+    events = cluster.client.get(f"/api/executions/{execution_id}/events")
+    for text in (answer.text, events.text, str(doc)):
+        assert "file-content-never-read" not in text
