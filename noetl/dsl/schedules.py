@@ -15,6 +15,7 @@ The checks here are the same ones `noetl schedule add` applies (noetl.scheduling
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,11 +27,17 @@ SCHEDULE_KEYS = frozenset({"name", "cron", "timezone", "tz", "payload", "overlap
 def cron_problem(expr: Any) -> str | None:
     # Imported for a playbook that declares schedules: importing croniter runs `file` on the
     # interpreter (platform.architecture), a process of its own on every first run.
-    from croniter import croniter
+    from croniter import CroniterBadDateError, croniter
 
     text = " ".join(str(expr or "").split())
-    if not text or not croniter.is_valid(text):
+    # croniter also reads a sixth field, as seconds: a schedule starting an execution every second.
+    five_fields = text.startswith("@") or len(text.split()) == 5
+    if not text or not five_fields or not croniter.is_valid(text):
         return f"invalid cron expression {text!r} (five fields: minute hour day month weekday)"
+    try:
+        croniter(text, datetime.now(UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        return f"cron expression {text!r} never fires (a date that does not exist?)"
     return None
 
 

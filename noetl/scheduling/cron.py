@@ -11,19 +11,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
-from noetl.dsl.schedules import CATCHUP_POLICIES, OVERLAP_POLICIES  # noqa: F401 - one list of policies
+from noetl.dsl.schedules import CATCHUP_POLICIES, OVERLAP_POLICIES, cron_problem  # noqa: F401 - one list of policies
 from noetl.errors import InputError
 
 MAX_FIRES_PER_WALK = 10_000  # a backfill or a long outage is walked in bounded steps
 
 
 def check_cron(expr: str, where: str = "--cron") -> str:
-    expr = " ".join(str(expr).split())
-    if not expr or not croniter.is_valid(expr):
-        raise InputError(f"{where}: invalid cron expression {expr!r} (five fields: minute hour day month weekday)")
-    return expr
+    problem = cron_problem(expr)
+    if problem:
+        raise InputError(f"{where}: {problem}")
+    return " ".join(str(expr).split())
 
 
 def check_zone(name: str, where: str = "--tz") -> ZoneInfo:
@@ -45,7 +45,10 @@ def fire_times(expr: str, zone: str, *, after: datetime, until: datetime,
     walker = croniter(expr, after.astimezone(ZoneInfo(zone)))
     found: list[datetime] = []
     while len(found) < limit:
-        moment = walker.get_next(datetime).astimezone(UTC)
+        try:
+            moment = walker.get_next(datetime).astimezone(UTC)
+        except CroniterBadDateError:  # stored before expressions that never fire were refused
+            break
         if moment > until:
             break
         if moment > after and (not found or moment > found[-1]):

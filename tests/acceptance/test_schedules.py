@@ -160,3 +160,18 @@ def test_backfill_exits_1_when_the_playbook_is_gone(noetl: Any, tmp_path: Path) 
     assert backfill.code == 1, (backfill.stdout, backfill.stderr)
     assert [r["status"] for r in backfill.json()] == ["not-started"]
     assert "daily.yaml" in backfill.stderr
+
+
+def test_a_cron_firing_every_second_or_never_is_refused(noetl: Any, tmp_path: Path) -> None:
+    # A sixth field would be seconds: a schedule starting an execution every second, forever. A
+    # date that never comes (30 February) has no next fire time to show or to wait for.
+    playbook = tmp_path / "daily.yaml"
+    playbook.write_text(PLAYBOOK)
+    for cron, why in (("* * * * * *", "invalid cron expression '* * * * * *' (five fields"),
+                      ("0 0 30 2 *", "cron expression '0 0 30 2 *' never fires")):
+        result = noetl("schedule", "add", str(playbook), "--cron", cron)
+        assert result.code == 2, result.stderr
+        assert result.stderr.startswith(f"error: --cron: {why}") and result.stderr.count("\n") == 1, result.stderr
+    listed = noetl("schedule", "list", "--json")
+    assert listed.code == 0 and listed.json() == []
+    assert noetl("schedule", "add", str(playbook), "--cron", "@hourly").code == 0
