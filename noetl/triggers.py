@@ -5,6 +5,7 @@ servers never fire it twice."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from noetl.store.records import TriggerRecord
 
 TRIGGER_STATUSES = ("completed", "failed")
+MAX_TRIGGER_CHAIN = 16  # executions started by triggers one after another, as deep as playbook calls nest
+log = logging.getLogger("noetl.triggers")
 
 # Starts ``trigger.run_path`` as ``execution_id`` with ``payload``.
 Starter = Callable[["TriggerRecord", str, dict[str, Any]], Awaitable[None]]
@@ -70,12 +73,33 @@ def matches(trigger: TriggerRecord, source: ExecutionRecord) -> bool:
 
 
 async def fire(store: Store, trigger: TriggerRecord, source: ExecutionRecord, start: Starter) -> str | None:
-    """Start the trigger's execution for ``source`` unless it fired for it before; its id or None."""
+    """Start the trigger's execution for ``source`` unless it fired for it before, or it would
+    close a cycle of triggers (A starts B, B starts A: executions without end); its id or None."""
+    chain = await _trigger_chain(store, source)
+    if trigger.run_path in chain or len(chain) >= MAX_TRIGGER_CHAIN:
+        log.warning("trigger %s not fired for execution %s: trigger cycle: %s", trigger.name,
+                    source.execution_id, " -> ".join([*reversed(chain), trigger.run_path]))
+        return None
     execution_id = new_execution_id()
     if not await store.claim_trigger_fire(trigger.name, source.execution_id, execution_id):
         return None
     await start(trigger, execution_id, trigger_payload(source))
     return execution_id
+
+
+async def _trigger_chain(store: Store, source: ExecutionRecord) -> list[str]:
+    """The paths of ``source`` and of the executions whose triggers started it, newest first (a
+    fired execution's payload names its source: see :func:`trigger_payload`)."""
+    chain, current = [source.path], source
+    while len(chain) < MAX_TRIGGER_CHAIN:
+        origin = current.payload.get("trigger") if isinstance(current.payload, dict) else None
+        origin_id = origin.get("execution_id") if isinstance(origin, dict) else None
+        found = await store.get_execution(str(origin_id)) if str(origin_id).isdigit() else None
+        if found is None:
+            break
+        chain.append(found.path)
+        current = found
+    return chain
 
 
 async def fire_matching(store: Store, source: ExecutionRecord, start: Starter) -> list[str]:

@@ -75,3 +75,18 @@ def test_bad_triggers_are_one_line_errors(noetl: Any, tmp_path: Path) -> None:
         assert len(result.stderr.strip().splitlines()) == 1 and named in result.stderr, result.stderr
     assert noetl("trigger", "delete", "nope").code == 2
     assert noetl("trigger", "list", "--json").json() == []
+
+
+def test_triggers_that_start_each_other_stop_at_the_cycle(noetl: Any, tmp_path: Path) -> None:
+    # ping completes -> pong, pong completes -> ping: without a bound, executions without end.
+    for name in ("ping", "pong"):
+        (tmp_path / f"{name}.yaml").write_text(TARGET.replace("NAME", name))
+        assert noetl("catalog", "register", str(tmp_path / f"{name}.yaml")).code == 0
+    for on_path, run in (("jobs/ping", "jobs/pong"), ("jobs/pong", "jobs/ping")):
+        assert noetl("trigger", "add", "--on-path", on_path, "--on", "completed", "--run", run).code == 0
+    result = noetl("run", "jobs/ping", "--json")
+    assert result.code == 0, result.stderr
+    assert [e["status"] for e in runs(noetl, "jobs/ping")] == ["completed"]
+    assert [e["status"] for e in runs(noetl, "jobs/pong")] == ["completed"]
+    assert "Traceback" not in result.stderr and "RecursionError" not in result.stderr
+    assert "trigger cycle: jobs/ping -> jobs/pong -> jobs/ping" in result.stderr, result.stderr

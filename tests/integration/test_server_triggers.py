@@ -169,3 +169,32 @@ def test_a_burst_of_finished_executions_fires_for_every_one_once(url: str) -> No
             assert seen.handled == {}
 
     asyncio.run(main())
+
+
+def test_triggers_that_start_each_other_stop_at_the_cycle(url: str) -> None:
+    # tests/ping completes -> tests/pong, tests/pong completes -> tests/ping: executions without end.
+    async def main() -> None:
+        app = create_app(ServerConfig(database_url=url, reap_interval=0.05))
+        worker = Worker(url, WorkerOptions(name="w1", concurrency=2, poll_interval=0.05))
+        running = asyncio.ensure_future(worker.run())
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://noetl.test") as client, \
+                PostgresStore(url) as store:
+            try:
+                for name in ("ping", "pong"):
+                    content = TARGET.replace("NAME", name)
+                    assert (await client.post("/api/catalog/register", json={"content": content})).status_code == 200
+                for on_path, run in (("tests/ping", "tests/pong"), ("tests/pong", "tests/ping")):
+                    added = await client.post("/api/triggers", json={"on_path": on_path, "on": "completed", "run": run})
+                    assert added.status_code == 200, added.text
+                first = (await client.post("/api/execute", json={"path": "tests/ping"})).json()["execution_id"]
+                [pong] = await wait_for_runs(store, "tests/pong", 1)
+                assert (await finished(store, pong.execution_id)).status == "completed"
+                await asyncio.sleep(2.5)  # more poller ticks: the cycle is not closed
+                assert [r.execution_id for r in await runs_of(store, "tests/ping")] == [first]
+                assert len(await runs_of(store, "tests/pong")) == 1
+            finally:
+                worker.request_stop()
+                await running
+
+    asyncio.run(main())
