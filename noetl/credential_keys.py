@@ -28,9 +28,8 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from noetl.errors import StoreError
 from noetl.fileperms import private_directory
-from noetl.settings import load_settings
+from noetl.settings import CREDENTIAL_KEY_FILE, load_settings
 
-KEY_FILE_NAME = "secret.key"
 _SCRYPT_PREFIX = b"noetl-scrypt:"
 _SALT_BYTES = 16
 # scrypt cost: 16 MiB and roughly 60 ms on an idle core per derivation, once per salt and process (cached).
@@ -50,7 +49,7 @@ class Decrypted:
 
 
 def key_file_path(home: Path | None = None) -> Path:
-    return (home or load_settings().home) / KEY_FILE_NAME
+    return (home or load_settings().home) / CREDENTIAL_KEY_FILE
 
 
 def encrypt(data: Mapping[str, Any]) -> bytes:

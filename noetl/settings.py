@@ -181,7 +181,23 @@ def sensitive_setting_values() -> list[str]:
             continue
         values.append(value)
         values.extend(_embedded_secrets(name, value))
+    values.extend(_generated_key())
     return values
+
+
+# Where the credentials' key is generated when NOETL_SECRET_KEY is unset (noetl.credential_keys).
+CREDENTIAL_KEY_FILE = "secret.key"
+
+
+def _generated_key() -> list[str]:
+    """The generated credential key: NOETL_SECRET_KEY's stand-in, as secret, and readable by any
+    code that reads the user's files."""
+    home = os.environ.get("NOETL_HOME")
+    try:
+        key = ((Path(home).expanduser() if home else _default_home()) / CREDENTIAL_KEY_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return []  # not generated (yet), or not readable by this process: nothing to redact
+    return [key] if key else []
 
 
 def _tokens_in_file(path: str) -> list[str]:

@@ -226,3 +226,29 @@ def test_a_result_reference_outside_the_results_directory_is_never_read(noetl, t
     assert "Traceback" not in result.stderr
     events = noetl("events", result.json()["execution_id"], "--json")
     assert_nothing_contains(["file-content-never-read"], result.stdout, result.stderr, events.stdout)
+
+
+READS_THE_KEY_FILE = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: reads_the_key_file}
+workflow:
+  - step: start
+    tool: {kind: python, input: {path: "KEY_FILE"}, code: "result = {'key': open(path).read().strip()}"}
+"""
+
+
+def test_the_generated_credential_key_is_redacted_like_noetl_secret_key(noetl, noetl_home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Without NOETL_SECRET_KEY the credentials' key is generated into $NOETL_HOME/secret.key: the
+    # same secret, which code that can read the user's files may echo back.
+    credential = tmp_path / "db.yaml"
+    credential.write_text("name: db\ntype: postgres\ndata: {password: pw}\n")
+    assert noetl("register", "credential", "-f", str(credential)).code == 0
+    key = (noetl_home / "secret.key").read_text().strip()
+    playbook = tmp_path / "reads_the_key_file.yaml"
+    playbook.write_text(READS_THE_KEY_FILE.replace("KEY_FILE", str(noetl_home / "secret.key")))
+    result = noetl("run", str(playbook), "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["steps"]["start"]["result"] == {"key": "***"}
+    events = noetl("events", result.json()["execution_id"], "--json")
+    assert_nothing_contains([key], result.stdout, result.stderr, events.stdout)
