@@ -18,17 +18,30 @@ from __future__ import annotations
 import io
 import re
 import tokenize
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-_TEMPLATE = re.compile(r"\{\{(.*?)\}\}", re.S)
 _DOTTED_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _STRING_PREFIX = re.compile(r"^([A-Za-z]*)('''|\"\"\"|'|\")", re.S)
 
 
+def _templates(text: str) -> Iterator[tuple[int, int, str]]:
+    """(start, end, inner text) of each ``{{ ... }}`` in ``text``, the non-greedy matches a regex finds,
+    but in linear time: that regex looks for a closing ``}}`` from every ``{{``, so code full of
+    unclosed ``{{`` cost time quadratic in its size (minutes for a few hundred KB)."""
+    position = 0
+    while (start := text.find("{{", position)) >= 0:
+        close = text.find("}}", start + 2)
+        if close < 0:
+            return  # no later `{{` is closed either
+        yield start, close + 2, text[start + 2:close]
+        position = close + 2
+
+
 def template_expressions(code: str) -> list[str]:
     """The expressions of the ``{{ ... }}`` in ``code``, in order (stripped)."""
-    return [match.group(1).strip() for match in _TEMPLATE.finditer(code)]
+    return [inner.strip() for _, _, inner in _templates(code)]
 
 
 def root_name(expression: str) -> str | None:
@@ -90,11 +103,15 @@ def unrender_code(code: str, existing_input: dict[str, Any],
 
 
 def _replace_bare(text: str, bindings: _Bindings) -> str:
-    def replace(match: re.Match[str]) -> str:
-        expression = match.group(1).strip()
-        return bindings.name_for(expression) if bindings.rewrites(expression) else match.group(0)
-
-    return _TEMPLATE.sub(replace, text)
+    parts: list[str] = []
+    position = 0
+    for start, end, inner in _templates(text):
+        expression = inner.strip()
+        parts.append(text[position:start])
+        parts.append(bindings.name_for(expression) if bindings.rewrites(expression) else text[start:end])
+        position = end
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 def _replace_in_string(literal: str, bindings: _Bindings) -> str | None:
@@ -107,13 +124,13 @@ def _replace_in_string(literal: str, bindings: _Bindings) -> str | None:
     body = literal[len(prefix) + len(quote):len(literal) - len(quote)]
     pieces: list[str] = []
     position = 0
-    for match in _TEMPLATE.finditer(body):
-        if not bindings.rewrites(match.group(1).strip()):
+    for start, end, inner in _templates(body):
+        if not bindings.rewrites(inner.strip()):
             continue  # stays inside the literal piece around it
-        if match.start() > position:
-            pieces.append(f"{prefix}{quote}{body[position:match.start()]}{quote}")
-        pieces.append(f"str({bindings.name_for(match.group(1).strip())})")
-        position = match.end()
+        if start > position:
+            pieces.append(f"{prefix}{quote}{body[position:start]}{quote}")
+        pieces.append(f"str({bindings.name_for(inner.strip())})")
+        position = end
     if position < len(body):
         pieces.append(f"{prefix}{quote}{body[position:]}{quote}")
     return pieces[0] if len(pieces) == 1 else "(" + " + ".join(pieces) + ")"

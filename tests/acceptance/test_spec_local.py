@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 from .conftest import FIXTURES
 
 STATUS_KEYS = {"execution_id", "path", "status", "completed", "failed", "current_step", "completed_steps", "steps",
@@ -300,3 +302,17 @@ workflow:
 def test_case_retry_rule_on_step_exit_retries_the_call(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A case-era rule that acts inside the step (retry) on step.exit holds once the call has ended."""
     assert _attempts(noetl, _write(tmp_path, "case_retry.yaml", CASE_RETRY_ON_STEP_EXIT)) == 3
+
+
+def test_python_code_full_of_unclosed_template_openers_validates_at_once(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # The check for `{{ name }}` left in python code once looked for a closing `}}` from every `{{`:
+    # 400 KB of `{{` (well inside the 10 MB playbook limit) kept the CPU busy for longer than this
+    # test's timeout, at validation, registration and run start alike.
+    code = "x = {{ workload.n }}\n# " + "{{" * 200_000
+    playbook = tmp_path / "openers.yaml"
+    playbook.write_text(yaml.safe_dump({
+        "apiVersion": "noetl.io/v2", "kind": "Playbook", "metadata": {"name": "openers"},
+        "workload": {"n": 1}, "workflow": [{"step": "start", "tool": {"kind": "python", "code": code}}]}))
+    result = noetl("validate", str(playbook))
+    assert result.code == 0, result.stderr
+    assert "{{ workload.n }}" in result.stderr + result.stdout
