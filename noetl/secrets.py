@@ -150,7 +150,10 @@ class Redactor:
 PROCESS_SECRETS = Redactor()
 
 _CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"([a-z][a-z0-9+.\-]*://[^:/@\s]*:)([^@\s]+)(@)", re.IGNORECASE)
+# A scheme starts where a word starts, and each part is bounded: tried from every letter of a long
+# word, with unbounded parts, the search cost time quadratic in the line (log lines are any text).
+_URL_USERINFO = re.compile(r"(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]{0,31}://[^:/@\s]{0,256}:)([^@\s]{1,256})(@)",
+                           re.IGNORECASE)
 
 
 def redact_connection_secrets(text: str) -> str:

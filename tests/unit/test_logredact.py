@@ -55,3 +55,25 @@ def test_tokens_of_the_token_file_are_secret_settings(monkeypatch: pytest.Monkey
     mapping.write_text("token-from-a-mapping: read\n")
     monkeypatch.setenv("NOETL_API_TOKENS_FILE", str(mapping))
     assert "token-from-a-mapping" in sensitive_setting_values()
+
+
+@pytest.mark.timeout(60)
+def test_a_long_line_without_spaces_is_redacted_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blanking `scheme://user:password@` tried a scheme from every letter of a word: a request path
+    # or an error message of 100 KB of letters cost minutes of CPU in the log record factory.
+    install_log_redaction()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("uvicorn.access")
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "propagate", False)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("GET /%s %s", "a" * 100_000, "a://u:x" * 20_000 + " postgresql://u:hunter22@db/x")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous_level)
+    text = stream.getvalue()
+    assert "u:***@db" in text and "hunter22" not in text
+    assert "a" * 100_000 in text
