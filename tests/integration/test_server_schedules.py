@@ -108,3 +108,16 @@ def test_schedules_declared_in_a_registered_playbook(url: str) -> None:  # noqa:
         assert bad.status_code in (400, 422) and "invalid cron expression" in bad.text
 
     served(url, scenario)
+
+
+def test_a_fire_listing_limit_out_of_range_is_a_422(url: str) -> None:  # noqa: F811
+    async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
+        added = await client.post("/api/schedules", json={"path": "tests/api_loop", "cron": "0 6 * * *"})
+        assert added.status_code == 200, added.text
+        for limit in ("-1", "0", "9" * 30):
+            answer = await client.get("/api/schedules/tests/api_loop/fires", params={"limit": limit})
+            assert answer.status_code == 422, (limit, answer.status_code, answer.text)
+            assert "limit" in answer.text
+        assert (await client.get("/api/schedules/tests/api_loop/fires", params={"limit": 5})).json() == []
+
+    served(url, scenario)

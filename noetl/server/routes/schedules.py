@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from noetl.scheduling import service
@@ -53,7 +53,7 @@ async def add_schedule(body: ScheduleRequest, state: State) -> dict[str, Any]:
 
 @router.get("/schedules/{name:path}/fires", summary="A schedule's fire times, latest first")
 @requires("read")
-async def list_fires(name: str, state: State, limit: int = 100) -> list[dict[str, Any]]:
+async def list_fires(name: str, state: State, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[dict[str, Any]]:
     await service.require_schedule(state.store, name)
     return [{"scheduled_for": f.scheduled_for, "status": f.status, "execution_id": f.execution_id}
             for f in await state.store.list_fires(name, limit=limit)]
