@@ -142,9 +142,11 @@ def executions(obj: Context, status: str | None, path: str | None, since: str | 
 
 
 def _local_executions(flt: Any) -> list[dict[str, Any]]:
+    from noetl.runtime.owner import record_abandoned
     from noetl.server.console.source import list_executions
 
     async def load(store: Any) -> list[dict[str, Any]]:
+        await record_abandoned(store)  # a run whose process died is listed failed, as `status` shows it
         records, _ = await list_executions(store, flt)
         return [_row(r.execution_id, r.path, r.status, r.started_at, r.ended_at, r.parent_execution_id)
                 for r in records]

@@ -183,6 +183,24 @@ def test_kill_9_of_noetl_run_is_recorded_as_abandoned_and_resume_continues_it(
     assert calls_by_segment(events_of(noetl, execution_id), "start") == [1, 0]
 
 
+def test_noetl_executions_lists_a_killed_run_as_failed_as_status_shows_it(
+        noetl: Any, noetl_home: Path, tmp_path: Path) -> None:
+    # An operator lists executions first: a run whose process died must not stay "running" there
+    # while `noetl status` of the same id says failed (abandoned).
+    playbook = write(tmp_path, "chain.yaml", WAITING_CHAIN)
+    proc = start_run(playbook, noetl_home)
+    wait_for(tmp_path / "started", proc)
+    execution_id = _running_ids(noetl)[0]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    listed = noetl("executions", "--json")
+    assert listed.code == 0, listed.stderr
+    assert [(r["execution_id"], r["status"]) for r in listed.json()] == [(execution_id, "failed")]
+    assert noetl("executions", "--status", "running", "--json").json() == []
+    assert noetl("status", execution_id, "--json").json()["status"] == "failed"
+
+
 def _running_ids(noetl: Any) -> list[str]:
     result: CliResult = noetl("query", "SELECT execution_id FROM execution WHERE status = 'running'",
                               "--format", "json")
