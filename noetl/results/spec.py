@@ -70,16 +70,24 @@ def output_spec(raw: Any, *, where: str = "output") -> OutputSpec:
                       else _size(raw.get("aggregate_max_bytes"), f"{where}.aggregate_max_bytes"))
 
 
+MAX_DURATION_SECONDS = 100 * 365 * 86_400
+
+
 def parse_duration(value: Any, where: str) -> float | None:
     """Seconds from a number or a duration text (``30m``, ``12h``, ``7d``, ``2w``); None stays None."""
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    match = _DURATION.match(str(value))
-    if not match or float(match.group(1)) <= 0:
-        raise ToolError(f"{where}: expected seconds or a duration such as 30m, 12h, 7d; got {value!r}", kind="config")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match or float(match.group(1)) <= 0:
+            raise ToolError(f"{where}: expected seconds or a duration such as 30m, 12h, 7d; got {value!r}",
+                            kind="config")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_DURATION_SECONDS:  # an expiry date must exist: datetime stops at the year 9999
+        raise ToolError(f"{where}: at most 100 years ({MAX_DURATION_SECONDS:,} s), got {value!r}", kind="config")
+    return seconds
 
 
 def _size(value: Any, where: str) -> int:

@@ -316,3 +316,18 @@ def test_python_code_full_of_unclosed_template_openers_validates_at_once(noetl, 
     result = noetl("validate", str(playbook))
     assert result.code == 0, result.stderr
     assert "{{ workload.n }}" in result.stderr + result.stdout
+
+
+def test_a_result_ttl_beyond_any_date_is_a_validation_error(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # 999999999999 days cannot be added to a date: the step ran, then failed storing its result.
+    marker = tmp_path / "ran"
+    for ttl in ("999999999999d", 10**20):
+        playbook = tmp_path / "forever.yaml"
+        playbook.write_text(yaml.safe_dump({
+            "apiVersion": "noetl.io/v2", "kind": "Playbook", "metadata": {"name": "forever"},
+            "workflow": [{"step": "start", "output": {"store": {"kind": "disk", "ttl": ttl}},
+                          "tool": {"kind": "python", "code": f"open({str(marker)!r}, 'w').close()\nresult = {{}}"}}]}))
+        result = noetl("run", str(playbook))
+        assert result.code == 2, result.stderr
+        assert "output.store.ttl" in result.stderr and "at most" in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and not marker.exists()

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from noetl.errors import ErrorInfo, PlaybookError, ToolError
+from noetl.results.spec import MAX_DURATION_SECONDS
 from noetl.runtime.gateway import WorkerGateway
 from noetl.server.state import State
 
@@ -105,7 +106,7 @@ async def store_result(request: Request, gateway: Gateway,
                        execution_id: Annotated[str, Query(min_length=1, max_length=40)],
                        command_id: Annotated[str, Query(min_length=1, max_length=200)],
                        sha256: Annotated[str, Query(pattern="^[0-9a-f]{64}$")],
-                       ttl_seconds: Annotated[float | None, Query(gt=0)] = None) -> dict[str, Any]:
+                       ttl_seconds: Annotated[float | None, Query(gt=0, le=MAX_DURATION_SECONDS)] = None) -> dict[str, Any]:
     data = await request.body()  # bounded by the request guard before it gets here
     return await gateway.store_result(execution_id=execution_id, command_id=command_id, data=data, sha256=sha256,
                                       ttl_seconds=ttl_seconds)
