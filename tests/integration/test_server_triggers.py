@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -76,54 +78,61 @@ async def wait_for_runs(store: PostgresStore, path: str, n: int) -> list[Executi
     raise AssertionError(f"fewer than {n} run(s) of {path} after {WAIT_SECONDS} s: {await runs_of(store, path)}")
 
 
+@asynccontextmanager
+async def deployment(url: str) -> AsyncIterator[tuple[httpx.AsyncClient, PostgresStore]]:
+    """The server app in-process, one worker, and a store to look at what they did."""
+    app = create_app(ServerConfig(database_url=url, reap_interval=0.05))
+    worker = Worker(url, WorkerOptions(name="w1", concurrency=2, poll_interval=0.05))
+    running = asyncio.ensure_future(worker.run())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://noetl.test") as client, \
+            PostgresStore(url) as store:
+        try:
+            yield client, store
+        finally:
+            worker.request_stop()
+            await running
+
+
 def test_a_trigger_fires_once_on_its_status_only(url: str) -> None:
     async def main() -> None:
-        app = create_app(ServerConfig(database_url=url, reap_interval=0.05))
-        worker = Worker(url, WorkerOptions(name="w1", concurrency=2, poll_interval=0.05))
-        running = asyncio.ensure_future(worker.run())
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://noetl.test") as client, \
-                PostgresStore(url) as store:
-            try:
-                for content in (SOURCE, TARGET.replace("NAME", "on_ok"), TARGET.replace("NAME", "on_fail")):
-                    assert (await client.post("/api/catalog/register", json={"content": content})).status_code == 200
-                for on, run in (("completed", "tests/on_ok"), ("failed", "tests/on_fail")):
-                    added = await client.post("/api/triggers", json={"on_path": "tests/source", "on": on, "run": run})
-                    assert added.status_code == 200, added.text
-                listed = (await client.get("/api/triggers")).json()
-                assert sorted((t["on"], t["run"]) for t in listed) == [("completed", "tests/on_ok"),
-                                                                        ("failed", "tests/on_fail")]
-                bad = await client.post("/api/triggers", json={"on_path": "tests/source", "on": "done", "run": "x"})
-                assert bad.status_code == 400
-                # the body's field, not the command line's --on
-                assert bad.json()["error"] == "on: expected one of completed, failed, got 'done'", bad.text
+        async with deployment(url) as (client, store):
+            for content in (SOURCE, TARGET.replace("NAME", "on_ok"), TARGET.replace("NAME", "on_fail")):
+                assert (await client.post("/api/catalog/register", json={"content": content})).status_code == 200
+            for on, run in (("completed", "tests/on_ok"), ("failed", "tests/on_fail")):
+                added = await client.post("/api/triggers", json={"on_path": "tests/source", "on": on, "run": run})
+                assert added.status_code == 200, added.text
+            listed = (await client.get("/api/triggers")).json()
+            assert sorted((t["on"], t["run"]) for t in listed) == [("completed", "tests/on_ok"),
+                                                                    ("failed", "tests/on_fail")]
+            bad = await client.post("/api/triggers", json={"on_path": "tests/source", "on": "done", "run": "x"})
+            assert bad.status_code == 400
+            # the body's field, not the command line's --on
+            assert bad.json()["error"] == "on: expected one of completed, failed, got 'done'", bad.text
 
-                ok = (await client.post("/api/execute", json={"path": "tests/source"})).json()["execution_id"]
-                assert (await finished(store, ok)).status == "completed"
-                [fired] = await wait_for_runs(store, "tests/on_ok", 1)
-                assert fired.payload["trigger"]["execution_id"] == ok
-                assert (fired.payload["trigger"]["path"], fired.payload["trigger"]["status"]) == (
-                    "tests/source", "completed")
-                await asyncio.sleep(2.5)  # more poller ticks: still one fire, and no fire on failure
-                assert len(await runs_of(store, "tests/on_ok")) == 1
-                assert await runs_of(store, "tests/on_fail") == []
+            ok = (await client.post("/api/execute", json={"path": "tests/source"})).json()["execution_id"]
+            assert (await finished(store, ok)).status == "completed"
+            [fired] = await wait_for_runs(store, "tests/on_ok", 1)
+            assert fired.payload["trigger"]["execution_id"] == ok
+            assert (fired.payload["trigger"]["path"], fired.payload["trigger"]["status"]) == (
+                "tests/source", "completed")
+            await asyncio.sleep(2.5)  # more poller ticks: still one fire, and no fire on failure
+            assert len(await runs_of(store, "tests/on_ok")) == 1
+            assert await runs_of(store, "tests/on_fail") == []
 
-                failed = (await client.post("/api/execute", json={"path": "tests/source",
-                                                                  "payload": {"fail": True}})).json()["execution_id"]
-                assert (await finished(store, failed)).status == "failed"
-                [on_fail] = await wait_for_runs(store, "tests/on_fail", 1)
-                assert on_fail.payload["trigger"]["execution_id"] == failed
-                assert on_fail.payload["trigger"]["status"] == "failed"
-                await asyncio.sleep(2.5)
-                assert len(await runs_of(store, "tests/on_ok")) == 1
-                assert len(await runs_of(store, "tests/on_fail")) == 1
+            failed = (await client.post("/api/execute", json={"path": "tests/source",
+                                                              "payload": {"fail": True}})).json()["execution_id"]
+            assert (await finished(store, failed)).status == "failed"
+            [on_fail] = await wait_for_runs(store, "tests/on_fail", 1)
+            assert on_fail.payload["trigger"]["execution_id"] == failed
+            assert on_fail.payload["trigger"]["status"] == "failed"
+            await asyncio.sleep(2.5)
+            assert len(await runs_of(store, "tests/on_ok")) == 1
+            assert len(await runs_of(store, "tests/on_fail")) == 1
 
-                deleted = await client.delete(f"/api/triggers/{listed[0]['name']}")
-                assert deleted.status_code == 200
-                assert (await client.delete(f"/api/triggers/{listed[0]['name']}")).status_code == 404
-            finally:
-                worker.request_stop()
-                await running
+            deleted = await client.delete(f"/api/triggers/{listed[0]['name']}")
+            assert deleted.status_code == 200
+            assert (await client.delete(f"/api/triggers/{listed[0]['name']}")).status_code == 404
 
     asyncio.run(main())
 
@@ -174,27 +183,18 @@ def test_a_burst_of_finished_executions_fires_for_every_one_once(url: str) -> No
 def test_triggers_that_start_each_other_stop_at_the_cycle(url: str) -> None:
     # tests/ping completes -> tests/pong, tests/pong completes -> tests/ping: executions without end.
     async def main() -> None:
-        app = create_app(ServerConfig(database_url=url, reap_interval=0.05))
-        worker = Worker(url, WorkerOptions(name="w1", concurrency=2, poll_interval=0.05))
-        running = asyncio.ensure_future(worker.run())
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://noetl.test") as client, \
-                PostgresStore(url) as store:
-            try:
-                for name in ("ping", "pong"):
-                    content = TARGET.replace("NAME", name)
-                    assert (await client.post("/api/catalog/register", json={"content": content})).status_code == 200
-                for on_path, run in (("tests/ping", "tests/pong"), ("tests/pong", "tests/ping")):
-                    added = await client.post("/api/triggers", json={"on_path": on_path, "on": "completed", "run": run})
-                    assert added.status_code == 200, added.text
-                first = (await client.post("/api/execute", json={"path": "tests/ping"})).json()["execution_id"]
-                [pong] = await wait_for_runs(store, "tests/pong", 1)
-                assert (await finished(store, pong.execution_id)).status == "completed"
-                await asyncio.sleep(2.5)  # more poller ticks: the cycle is not closed
-                assert [r.execution_id for r in await runs_of(store, "tests/ping")] == [first]
-                assert len(await runs_of(store, "tests/pong")) == 1
-            finally:
-                worker.request_stop()
-                await running
+        async with deployment(url) as (client, store):
+            for name in ("ping", "pong"):
+                content = TARGET.replace("NAME", name)
+                assert (await client.post("/api/catalog/register", json={"content": content})).status_code == 200
+            for on_path, run in (("tests/ping", "tests/pong"), ("tests/pong", "tests/ping")):
+                added = await client.post("/api/triggers", json={"on_path": on_path, "on": "completed", "run": run})
+                assert added.status_code == 200, added.text
+            first = (await client.post("/api/execute", json={"path": "tests/ping"})).json()["execution_id"]
+            [pong] = await wait_for_runs(store, "tests/pong", 1)
+            assert (await finished(store, pong.execution_id)).status == "completed"
+            await asyncio.sleep(2.5)  # more poller ticks: the cycle is not closed
+            assert [r.execution_id for r in await runs_of(store, "tests/ping")] == [first]
+            assert len(await runs_of(store, "tests/pong")) == 1
 
     asyncio.run(main())
