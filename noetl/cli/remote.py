@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from noetl.errors import ForbiddenError, InputError, NoetlError, NotFoundError
@@ -58,6 +59,25 @@ def _request(server_url: str, method: str, path: str, body: Any = None) -> Any:
 
 def get_json(server_url: str, path: str) -> Any:
     return _request(server_url, "GET", path)
+
+
+def stream_bytes(server_url: str, path: str, write: Callable[[bytes], Any]) -> int:
+    """GET ``path`` and hand its body to ``write`` a chunk at a time, never holding it whole (a
+    step's result can be hundreds of MB); return its size. A refusal raises as `get_json` does."""
+    import httpx
+
+    size = 0
+    try:
+        with _client(server_url) as client, client.stream("GET", path) as response:
+            if response.status_code != 200:
+                response.read()
+                _check(response, f"GET {path}")
+            for chunk in response.iter_bytes():
+                write(chunk)
+                size += len(chunk)
+    except httpx.HTTPError as exc:
+        raise NoetlError(f"cannot reach the NoETL server at {server_url}: {exc}") from None
+    return size
 
 
 def post_json(server_url: str, path: str, body: Any) -> Any:

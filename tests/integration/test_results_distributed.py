@@ -90,6 +90,31 @@ def test_noetl_result_against_the_server(cluster: Cluster, tmp_path: Path) -> No
     assert missing.code == 2 and "no result for step 'nope'" in missing.stderr
 
 
+def test_noetl_result_through_the_server_writes_the_servers_bytes(cluster: Cluster, tmp_path: Path) -> None:
+    # A result of any size: the command hands the server's JSON on as it arrives, to stdout or to
+    # --output, and a refused request leaves --output untouched.
+    import httpx
+    from acceptance.conftest import run_noetl
+
+    entry = cluster.register((FIXTURES / "pipeline_big.yaml").read_text())
+    doc = cluster.wait(cluster.execute(entry["path"]))
+    assert doc["status"] == "completed", doc["error"]
+    served = httpx.get(f"{cluster.url}/api/executions/{doc['execution_id']}/results/start").content
+    printed = run_noetl("--server-url", cluster.url, "result", doc["execution_id"], "start", home=tmp_path)
+    assert printed.code == 0 and printed.stdout.encode() == served + b"\n", printed.stderr
+    target = tmp_path / "start.json"
+    written = run_noetl("--server-url", cluster.url, "result", doc["execution_id"], "start", "-o", str(target),
+                        home=tmp_path)
+    assert written.code == 0 and target.read_bytes() == served + b"\n", written.stderr
+    assert written.stderr.strip() == f"wrote {target} ({len(served)} bytes)"
+    kept = tmp_path / "kept.json"
+    kept.write_text("mine")
+    missing = run_noetl("--server-url", cluster.url, "result", doc["execution_id"], "nope", "-o", str(kept),
+                        home=tmp_path)
+    assert missing.code == 2 and "no result for step 'nope'" in missing.stderr
+    assert kept.read_text() == "mine"
+
+
 def test_workers_without_database_access_read_results_through_the_server(cluster: Cluster) -> None:
     from noetl.errors import NotFoundError
     from noetl.results.remote import ServerResultReader
