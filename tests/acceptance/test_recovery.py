@@ -187,10 +187,7 @@ def test_noetl_executions_lists_a_killed_run_as_failed_as_status_shows_it(
         noetl: Any, noetl_home: Path, tmp_path: Path) -> None:
     # An operator lists executions first: a run whose process died must not stay "running" there
     # while `noetl status` of the same id says failed (abandoned).
-    playbook = write(tmp_path, "chain.yaml", WAITING_CHAIN)
-    proc = start_run(playbook, noetl_home)
-    wait_for(tmp_path / "started", proc)
-    execution_id = _running_ids(noetl)[0]
+    proc, execution_id = _start_waiting_chain(noetl, noetl_home, tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
 
@@ -199,6 +196,13 @@ def test_noetl_executions_lists_a_killed_run_as_failed_as_status_shows_it(
     assert [(r["execution_id"], r["status"]) for r in listed.json()] == [(execution_id, "failed")]
     assert noetl("executions", "--status", "running", "--json").json() == []
     assert noetl("status", execution_id, "--json").json()["status"] == "failed"
+
+
+def _start_waiting_chain(noetl: Any, noetl_home: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    """`noetl run` of WAITING_CHAIN, once its waiting step has started: the process and the id."""
+    proc = start_run(write(tmp_path, "chain.yaml", WAITING_CHAIN), noetl_home)
+    wait_for(tmp_path / "started", proc)
+    return proc, _running_ids(noetl)[0]
 
 
 def _running_ids(noetl: Any) -> list[str]:
@@ -245,10 +249,7 @@ def test_rerun_from_a_missing_or_unreachable_step_is_refused(noetl: Any, tmp_pat
 
 def test_a_cancelled_execution_resumes_at_the_step_that_was_running(
         noetl: Any, noetl_home: Path, tmp_path: Path) -> None:
-    playbook = write(tmp_path, "chain.yaml", WAITING_CHAIN)
-    proc = start_run(playbook, noetl_home)
-    wait_for(tmp_path / "started", proc)
-    execution_id = _running_ids(noetl)[0]
+    proc, execution_id = _start_waiting_chain(noetl, noetl_home, tmp_path)
     assert noetl("cancel", execution_id).code == 0
     assert proc.wait(timeout=30) == 1
     assert noetl("status", execution_id, "--json").json()["status"] == "cancelled"
