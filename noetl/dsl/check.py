@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from noetl.dsl.check_loops import check_loop
 from noetl.dsl.check_transfer import check_transfer
-from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, TOOL_KINDS
+from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, ROUTER_KIND, TOOL_KINDS
 from noetl.dsl.legacy import STEP_KEYS, TOP_LEVEL_IDENTITY_KEYS, lifts_top_level_identity
 from noetl.dsl.model import Arc, Loop, LoopSpec, Next, NextSpec
 from noetl.dsl.problems import UNDEFINED_NAME, Problem
@@ -35,9 +35,27 @@ LOOP_KEYS = _model_keys(Loop, "mode", "collection", "element", "concurrency", "m
 LOOP_SPEC_KEYS = _model_keys(LoopSpec, "concurrency")
 WORKBOOK_ENTRY_KEYS = {"name", "tool", "assert", "desc", "description", "input", "with", "data", "args", "save",
                        "sink"}
+# A v1 `type: iterator` step's own fields (section 15).
+ITERATOR_KEYS = frozenset({"collection", "in", "element", "iterator", "mode", "concurrency", "task", "tool"})
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
 
 __all__ = ["UNDEFINED_NAME", "Checker", "Problem", "check_canonical", "suggest"]
+
+
+def _step_keys(step: dict[str, Any]) -> frozenset[str] | None:
+    """The keys a step may carry. A step naming its tool with `type:` (or `tool: <kind>`) carries
+    that tool's fields beside its own; a `router` step carries none. None: the tool's kind is not
+    one whose fields are known (an unknown kind is its own error)."""
+    own = STEP_KEYS | {"name"}
+    kind = step.get("tool") if isinstance(step.get("tool"), str) else step.get("type")
+    if kind is None or kind == ROUTER_KIND:
+        return own
+    kind = {"playbooks": "playbook"}.get(kind, kind)
+    if kind == "iterator":
+        return own | ITERATOR_KEYS
+    if kind not in TOOL_KINDS:
+        return None
+    return own | COMMON_TOOL_KEYS | TOOL_KINDS[kind].fields | ({"name"} if TOOL_KINDS[kind].takes_name else set())
 
 
 class Checker:
@@ -94,8 +112,9 @@ class Checker:
                                "and `then:`/`else:`; use `{when, then: [...]}` or `{step, when}`")
 
     def _check_step_keys(self, step: dict[str, Any], path: tuple[Any, ...]) -> None:
-        if "type" not in step and not isinstance(step.get("tool"), str):
-            self._unknown(step, path, STEP_KEYS | {"name"}, f"step {step.get('step')!r}")
+        known = _step_keys(step)
+        if known is not None:
+            self._unknown(step, path, known, f"step {step.get('step')!r}")
         self._check_routing_and_loop_keys(step, path)
         self._check_output(step, path)
         tool = step.get("tool")

@@ -316,6 +316,7 @@ def _normalize_tool(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
         out["kind"] = "playbook"
     if out.get("kind") == "workbook" and "name" not in out and isinstance(out.get("task"), str):
         out["name"] = out.pop("task")  # `task:` names the workbook entry in some real playbooks
+        notes.append(((*path, "task"), "workbook `task:`: newer spelling is `name:` (the workbook entry's name)"))
     for key in ("with", "args") + (("data",) if out.get("kind") not in ("http",) else ()):
         if isinstance(out.get(key), dict):
             value = out.pop(key)

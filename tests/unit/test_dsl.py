@@ -281,3 +281,45 @@ def test_a_v1_iterator_task_save_runs_per_iteration_and_the_step_save_once_after
     assert [t.kind for t in steps["each_save"].tool][-1] == "sink"
     assert steps["each_save"].loop is None
     assert [a.step for a in steps["each_save"].next.arcs] == ["end"]
+
+
+STEP_WITH_TYPE = """\
+apiVersion: noetl.io/v1
+kind: Playbook
+metadata: {name: typed}
+workflow:
+  - step: start
+    type: router
+    colour: blue
+    next: [{step: work}]
+  - step: work
+    type: python
+    code: "result = 1"
+    libs: {}
+    mystery: 3
+    next: [{step: fetch}]
+  - step: fetch
+    type: secrets
+    provider: env
+    secret_name: HOME
+    project_id: p
+"""
+
+
+def test_unknown_keys_on_a_step_naming_its_tool_with_type_are_warnings() -> None:
+    """SPEC section 14: a key neither the step nor its `type:` tool knows is a warning (an error with
+    --strict), not dropped without a word; the tool's own fields beside `type:` are not."""
+    warnings = problems(STEP_WITH_TYPE, "warning")
+    assert warnings == ["pb.yaml:7:5: unknown key 'colour' in step 'start'",
+                        "pb.yaml:13:5: unknown key 'mystery' in step 'work'"]
+    assert load_playbook_text(STEP_WITH_TYPE).playbook is not None
+    with pytest.raises(PlaybookError, match="colour"):
+        load_playbook_text(STEP_WITH_TYPE).require(strict=True)
+
+
+def test_a_workbook_task_alias_notes_the_newer_spelling() -> None:
+    text = BASE.replace('tool: {kind: python, code: "result = 1"}', "tool: {kind: workbook, task: compute}") + (
+        "workbook:\n  - name: compute\n    tool: {kind: python, code: 'result = 2'}\n")
+    assert "pb.yaml:6:28: workbook `task:`: newer spelling is `name:` (the workbook entry's name)" in \
+        problems(text, "note")
+    assert load_playbook_text(text).require().workflow[0].tool[0].name == "compute"
