@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from noetl.dsl.aliases import alias_applies
 from noetl.dsl.behaviour import plain_dump
 from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
 from noetl.engine import events as ev
@@ -274,7 +275,7 @@ class Engine:
     def _scheduler_result(self, state: ExecutionState, scheduler: str | None) -> dict[str, Any] | None:
         """`result` in a step's input: the result of the step whose arc scheduled it, unless a step or
         a workload key is itself named `result` (SPEC section 3)."""
-        if scheduler is None or scheduler not in state.results or "result" in self.steps or "result" in state.workload:
+        if scheduler is None or scheduler not in state.results or not alias_applies("result", self.steps, state.workload):
             return None
         return {"result": state.results[scheduler]}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from noetl.backoff import backoff_delay
+from noetl.dsl.aliases import alias_applies
 from noetl.dsl.behaviour import plain_dump
 from noetl.dsl.kinds import TOOL_KINDS, UNRENDERED_FIELDS
 from noetl.dsl.render import RenderContext, evaluate_when, render_data, tracing
@@ -83,9 +84,6 @@ class Runner:
         self.playbook_text = playbook_text
         self.workbook_kinds = workbook_kinds(playbook.workbook)
         self.outputs = {step.step: step.output for step in playbook.workflow}
-        # `{{ args.x }}` in a tool's config: the older spelling of the step's input, unless a step or a
-        # workload key is itself named `args`.
-        self.args_alias = "args" not in self.outputs and "args" not in (playbook.workload or {})
 
     async def run(self, command: Command) -> Outcome:
         started = time.perf_counter()
@@ -291,8 +289,8 @@ class Runner:
         local: dict[str, Any] = {**pipe.names, **pipe.results}
         local["_prev"] = pipe.prev
         local["iter"] = pipe.iter_vars  # always defined, so `iter.x | default(...)` works outside loops
-        if self.args_alias:
-            local["args"] = pipe.command.args
+        if alias_applies("args", self.outputs, pipe.command.context.get("workload")):
+            local["args"] = pipe.command.args  # `{{ args.x }}`: the older spelling of the step's input
         if pipe.ctx_set:
             ctx = dict(pipe.command.context.get("ctx") or {})
             ctx.update(pipe.ctx_set)

@@ -1,0 +1,54 @@
+"""Real playbooks' habits, each run on both runtimes: locally through `noetl run` as a user types
+it, and on the distributed runtime (server, 2 workers, PostgreSQL) through the REST API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from acceptance.conftest import run_noetl
+from test_distributed_cluster import Cluster
+
+from noetl.api import apply_sets
+
+
+@pytest.fixture
+def cluster(two_worker_deployment: Cluster) -> Cluster:
+    return two_worker_deployment
+
+
+def run_both(cluster: Cluster, tmp_path: Path, text: str, *sets: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The status documents of `noetl run FILE --set ...` and of the same run on the server."""
+    path = tmp_path / "playbook.yaml"
+    path.write_text(text)
+    args = [arg for item in sets for arg in ("--set", item)]
+    local = run_noetl("run", str(path), "--json", *args, home=tmp_path / "home").json()
+    distributed = cluster.wait(cluster.execute(cluster.register(text)["path"], apply_sets({}, list(sets))))
+    return local, distributed
+
+
+OWN_NAMES = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: own_names, path: tests/compat/own_names}
+workflow:
+  - step: start
+    tool: {kind: noop, result: {n: 1}}
+    next: [{step: use}]
+  - step: use
+    input: {seen: "{{ result }}"}
+    tool: {kind: noop, result: {seen: "{{ input.seen }}", args: "{{ args }}"}}
+"""
+
+
+def test_result_and_args_are_noetl_names_unless_the_runs_workload_has_them(cluster: Cluster, tmp_path: Path) -> None:
+    """SPEC section 3: `result` in a step's input is the scheduling step's result and `args` in a
+    tool's config the step's input, unless a key of the run's workload (payload included: `--set`)
+    is named so; then the name is that key, on both runtimes alike."""
+    for doc in run_both(cluster, tmp_path, OWN_NAMES):
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["steps"]["use"]["result"] == {"seen": {"n": 1}, "args": {"seen": {"n": 1}}}
+    for doc in run_both(cluster, tmp_path, OWN_NAMES, "result=5", "args=7"):
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["steps"]["use"]["result"] == {"seen": 5, "args": 7}
