@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
 import click
 
@@ -68,8 +69,6 @@ class RemoteFeed:
         return str(row["status"])
 
     async def logs_after(self, log_id: int, step: str | None) -> list[LogLine]:
-        from urllib.parse import urlencode
-
         from noetl.cli.remote import get_json
 
         query = urlencode({"after_log_id": log_id, "events": "false", **({"step": step} if step else {})})
@@ -211,7 +210,7 @@ def logs(obj: Context, execution_id: str, step: str | None, follow: bool, as_jso
     if obj.server_url and not follow:
         from noetl.cli.remote import get_json
 
-        query = f"?step={step}" if step else ""
+        query = "?" + urlencode({"step": step}) if step else ""
         for row in get_json(obj.server_url, f"/api/executions/{execution_id}/logs{query}"):
             show(LogLine.from_dict(row))
         return
@@ -223,7 +222,15 @@ def logs(obj: Context, execution_id: str, step: str | None, follow: bool, as_jso
     if obj.server_url:
         run_sync(read(RemoteFeed(obj.server_url, execution_id)))
         return
-    run_sync(with_store(lambda store: read(LocalFeed(store, execution_id))))
+
+    async def local(store: Any) -> None:
+        if step is not None:
+            from noetl.runtime.execution_steps import check_execution_step
+
+            await check_execution_step(store, execution_id, step, "--step")
+        await read(LocalFeed(store, execution_id))
+
+    run_sync(with_store(local))
 
 
 async def follow_logs(feed: LogFeed, show: Callable[[LogLine], None], step: str | None, *,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from noetl.dsl.parse import load_playbook_text
 from noetl.engine.resume import RESUMABLE_STATUSES, reachable_from, reused_steps
-from noetl.errors import InputError, NotFoundError
+from noetl.errors import InputError
+from noetl.runtime.execution_steps import load_execution, unknown_step
 from noetl.runtime.local import EventListener, LocalRuntime
 from noetl.runtime.owner import record_abandoned
 from noetl.runtime.request import RunRequest, StartOptions
@@ -23,22 +24,12 @@ if TYPE_CHECKING:
     from noetl.dsl.model import Playbook
 
 
-async def load_execution(store: Store, execution_id: str) -> tuple[ExecutionRecord, Playbook]:
-    record = await store.get_execution(execution_id)
-    if record is None:
-        raise NotFoundError(f"execution {execution_id} not found")
-    if not record.playbook:
-        raise InputError(f"execution {execution_id} has no stored playbook text to run again")
-    playbook = load_playbook_text(record.playbook, f"execution {execution_id}").require()
-    return record, playbook
-
-
 def check_from_step(playbook: Playbook, from_step: str, field: str) -> None:
     """The step a rerun starts at must be one the entry step can reach. ``field`` is how the caller
     named it (the CLI's ``--from``, the API's ``from_step``), so the error speaks the caller's words."""
-    if from_step not in playbook.step_map():
-        names = ", ".join(s.step for s in playbook.workflow)
-        raise InputError(f"{field} {from_step!r}: {playbook.path} has no step of that name (steps: {names})")
+    problem = unknown_step(playbook, from_step, field)
+    if problem:
+        raise InputError(problem)
     if from_step not in reachable_from(playbook, playbook.entry_step):
         raise InputError(f"{field} {from_step!r}: not reachable from the entry step {playbook.entry_step!r}")
 

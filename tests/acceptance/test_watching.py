@@ -80,6 +80,11 @@ def test_logs_in_order_with_step_and_loop_index(noetl) -> None:  # type: ignore[
     rows = [json.loads(line) for line in noetl("logs", execution_id, "--step", "divide", "--json").stdout.splitlines()]
     assert [(r["step"], r["loop_index"], r["line"]) for r in rows][2] == ("divide", 2, "dividing by 0")
     assert noetl("logs", execution_id, "--step", "start").stdout == ""
+    for follow in ((), ("--follow",)):  # a typo is an error, not an empty answer
+        typo = noetl("logs", execution_id, "--step", "divid", *follow)
+        assert (typo.code, typo.stdout) == (2, ""), typo.stderr
+        assert typo.stderr == "error: --step 'divid': demo/console_loop has no step of that name " \
+                              "(steps: start, divide, end)\n"
     missing = noetl("logs", "42")
     assert missing.code == 2 and "execution 42 not found" in missing.stderr
 

@@ -37,6 +37,11 @@ def test_exec_wait_logs_and_executions_on_a_server(cluster: Any) -> None:
 
     logs = cluster.cli("logs", doc["execution_id"], "--step", "divide").stdout.splitlines()
     assert [line.split(" ", 2)[2] for line in logs][2] == "divide[2]: dividing by 0"
+    for follow in ((), ("--follow",)):
+        typo = cluster.cli("logs", doc["execution_id"], "--step", "divid", *follow)
+        assert typo.returncode == 2 and typo.stdout == "", typo.stderr
+        assert typo.stderr.startswith("error: step 'divid': demo/console_loop has no step of that name"), typo.stderr
+    assert cluster.client.get(f"/api/executions/{doc['execution_id']}/logs?step=divid").status_code == 404
     api = cluster.client.get(f"/api/executions/{doc['execution_id']}/logs").json()
     assert [row["line"] for row in api] == ["dividing by 1", "dividing by 2", "dividing by 0", "dividing by 4"]
 

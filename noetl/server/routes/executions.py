@@ -118,8 +118,11 @@ async def get_logs(execution_id: str, state: State, step: str | None = None,
                                                              "(false: only streamed lines).")] = True,
                    ) -> list[dict[str, Any]]:
     from noetl.engine.logs import log_lines, merged, streamed_lines
+    from noetl.runtime.execution_steps import check_execution_step
 
     await _record(state, execution_id)
+    if step is not None:
+        await check_execution_step(state.store, execution_id, step, "step")
     carried = []
     if events:
         async for page in state.store.iter_events(execution_id, after_id=after_id):
