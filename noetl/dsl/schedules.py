@@ -24,21 +24,42 @@ CATCHUP_POLICIES = ("none", "latest", "all")
 SCHEDULE_KEYS = frozenset({"name", "cron", "timezone", "tz", "payload", "overlap", "catchup", "enabled"})
 
 
+# The five fields of a cron expression, each with the values it takes.
+CRON_FIELDS = (("minute", "0-59"), ("hour", "0-23"), ("day of month", "1-31"), ("month", "1-12 or jan-dec"),
+               ("weekday", "0-7 or sun-sat"))
+CRON_FORM = "five fields: minute hour day-of-month month weekday"
+
+
 def cron_problem(expr: Any) -> str | None:
     # Imported for a playbook that declares schedules: importing croniter runs `file` on the
     # interpreter (platform.architecture), a process of its own on every first run.
     from croniter import CroniterBadDateError, croniter
 
     text = " ".join(str(expr or "").split())
+    fields = text.split()
     # croniter also reads a sixth field, as seconds: a schedule starting an execution every second.
-    five_fields = text.startswith("@") or len(text.split()) == 5
-    if not text or not five_fields or not croniter.is_valid(text):
-        return f"invalid cron expression {text!r} (five fields: minute hour day month weekday)"
+    if not text or (not text.startswith("@") and len(fields) != 5):
+        return f"invalid cron expression {text!r}: {len(fields)} fields, not five ({CRON_FORM})"
+    if not croniter.is_valid(text):
+        return f"invalid cron expression {text!r}: {_bad_cron_field(fields)}"
     try:
         croniter(text, datetime.now(UTC)).get_next(datetime)
     except CroniterBadDateError:
         return f"cron expression {text!r} never fires (a date that does not exist?)"
     return None
+
+
+def _bad_cron_field(fields: list[str]) -> str:
+    """Which field croniter refuses: each is tried alone, the others `*`."""
+    from croniter import croniter
+
+    if len(fields) == 5:
+        for position, (name, values) in enumerate(CRON_FIELDS):
+            alone = ["*"] * 5
+            alone[position] = fields[position]
+            if not croniter.is_valid(" ".join(alone)):
+                return f"the {name} field {fields[position]!r} is not valid ({values}, a list a,b, a range a-b or a step */n)"
+    return f"not a cron expression ({CRON_FORM}, or @hourly, @daily, @weekly, @monthly, @yearly)"
 
 
 def zone_problem(name: Any) -> str | None:

@@ -61,8 +61,12 @@ def test_bad_schedules_are_one_line_errors_and_store_nothing(noetl: Any, tmp_pat
     playbook = tmp_path / "daily.yaml"
     playbook.write_text(PLAYBOOK)
     cases = {
-        ("--cron", "61 * * * *"): "error: --cron: invalid cron expression '61 * * * *' (five fields: minute hour "
-                                  "day month weekday)",
+        ("--cron", "61 * * * *"): "error: --cron: invalid cron expression '61 * * * *': the minute field '61' "
+                                  "is not valid (0-59, a list a,b, a range a-b or a step */n)",
+        ("--cron", "0 6 * 13 *"): "error: --cron: invalid cron expression '0 6 * 13 *': the month field '13' "
+                                  "is not valid (1-12 or jan-dec, a list a,b, a range a-b or a step */n)",
+        ("--cron", "0 6 * *"): "error: --cron: invalid cron expression '0 6 * *': 4 fields, not five (five "
+                               "fields: minute hour day-of-month month weekday)",
         ("--cron", "0 6 * * *", "--tz", "Mars/Olympus"): "error: --tz: unknown time zone 'Mars/Olympus' (an IANA "
                                                          "name such as Europe/Berlin or UTC)",
         ("--cron", "0 6 * * *", "--overlap", "never"): "error: --overlap: 'never' is not one of skip, queue, allow",
@@ -140,8 +144,8 @@ def test_bad_declared_schedules_are_file_line_errors(noetl: Any, tmp_path: Path)
     result = noetl("validate", str(playbook))
     assert result.code == 2
     lines = (result.stdout + result.stderr).splitlines()
-    assert f"{playbook}:6:5: error: schedule cron: invalid cron expression '61 2 * * *' (five fields: minute " \
-           "hour day month weekday)" in lines
+    assert f"{playbook}:6:5: error: schedule cron: invalid cron expression '61 2 * * *': the minute field " \
+           "'61' is not valid (0-59, a list a,b, a range a-b or a step */n)" in lines
     assert f"{playbook}:7:5: error: schedule timezone: unknown time zone 'Mars/Base' (an IANA name such as " \
            "Europe/Berlin or UTC)" in lines
     assert f"{playbook}:8:5: warning: unknown key 'overlp' in schedule (did you mean 'overlap'?)" in lines
@@ -167,7 +171,7 @@ def test_a_cron_firing_every_second_or_never_is_refused(noetl: Any, tmp_path: Pa
     # date that never comes (30 February) has no next fire time to show or to wait for.
     playbook = tmp_path / "daily.yaml"
     playbook.write_text(PLAYBOOK)
-    for cron, why in (("* * * * * *", "invalid cron expression '* * * * * *' (five fields"),
+    for cron, why in (("* * * * * *", "invalid cron expression '* * * * * *': 6 fields, not five"),
                       ("0 0 30 2 *", "cron expression '0 0 30 2 *' never fires")):
         result = noetl("schedule", "add", str(playbook), "--cron", cron)
         assert result.code == 2, result.stderr
