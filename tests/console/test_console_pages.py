@@ -205,3 +205,41 @@ def test_a_running_steps_lines_are_on_its_page_and_in_the_live_stream(console: s
         release.touch()
         out, _ = running.communicate(timeout=60)
     assert json.loads(out)["status"] == "completed"
+
+
+def test_a_run_whose_process_was_killed_is_shown_failed_abandoned(console: str, home: Path) -> None:
+    # `noetl status` and `noetl executions` record such a run as failed (abandoned); the console
+    # over the same store shows it so too, without any CLI command having looked at it first.
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NOETL_HOME": str(home)}
+    running = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(HERE / "slow_loop.yaml"),
+                                "--set", "rounds=1000", "--set", "pause=0.2"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        rows: list[dict[str, str]] = []
+        while not rows:
+            assert time.monotonic() < deadline and running.poll() is None, "the run did not start"
+            listed = noetl(home, "executions", "--status", "running", "--path", "console/slow", "--json")
+            rows = json.loads(listed.stdout or "[]")
+            time.sleep(0.1)
+        execution_id = rows[0]["execution_id"]
+        assert 'data-status="running"' in get(f"{console}/executions/{execution_id}").text
+    finally:
+        os.kill(running.pid, signal.SIGKILL)
+        running.wait()
+
+    deadline = time.monotonic() + 30  # the console looks at the owning processes every few seconds
+    while execution_id in get(f"{console}/?status=running").text:
+        assert time.monotonic() < deadline, "the killed run is still listed as running"
+        time.sleep(0.2)
+    page = get(f"{console}/executions/{execution_id}").text
+    assert 'data-status="failed"' in page and "abandoned: the process that ran it" in page
+    with httpx.stream("GET", f"{console}/console/stream/{execution_id}", timeout=HTTP_SECONDS) as answer:
+        text = "".join(answer.iter_text())
+    assert 'event: end\ndata: {"status": "failed"}' in text

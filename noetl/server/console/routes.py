@@ -102,6 +102,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         if id.strip():
             return RedirectResponse(f"/executions/{id.strip()}", status_code=303)
         flt, problem = _filter(status, path, since, page)
+        await config.source(request).settle()
         rows, more = await source.list_executions(config.source(request).store, flt)
         query = {"status": status, "path": path, "since": since}
         return pages.html(request, "executions.html", nav="executions", rows=rows, more=more, flt=flt,
@@ -114,6 +115,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         if (redirect := guard(request)) is not None:
             return redirect
         store = config.source(request).store
+        await config.source(request).settle()
         try:
             record = await source.execution_or_404(store, execution_id)
         except NotFoundError as exc:
@@ -149,12 +151,12 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
     async def stream_execution(request: Request, execution_id: str, after: int = 0, after_log: int = 0) -> Response:
         if pages.viewer(request) is None:
             return JSONResponse({"error": "log in first"}, status_code=401)
-        store = config.source(request).store
-        record = await store.get_execution(execution_id)
+        src = config.source(request)
+        record = await src.store.get_execution(execution_id)
         if record is None:
             return JSONResponse({"error": f"execution {execution_id} not found"}, status_code=404)
         names = [s.step for s in p.workflow] if (p := _playbook(record.playbook)) else []
-        return _sse(_execution_updates(request, pages, store, execution_id, names, after, after_log))
+        return _sse(_execution_updates(request, pages, src, execution_id, names, after, after_log))
 
     @router.get("/console/stream-list")
     async def stream_executions(request: Request, status: str = "", path: str = "", since: str = "",
@@ -352,15 +354,17 @@ def _message(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def _execution_updates(request: Request, pages: _Pages, store: Any, execution_id: str, names: list[str],
-                             after: int, after_log: int = 0) -> AsyncIterator[str]:
+async def _execution_updates(request: Request, pages: _Pages, src: ConsoleSource, execution_id: str,
+                             names: list[str], after: int, after_log: int = 0) -> AsyncIterator[str]:
     """Each poll's new events (as table rows), every step's status and loop progress, the lines
     calls printed meanwhile (streamed while they run), then ``end``."""
+    store = src.store
     seen = await source.events(store, execution_id)
     rows = [e for e in seen if e.event_id > after]
     lines = await _new_lines(store, execution_id, after_log)
     quiet = 0.0
     while not await request.is_disconnected():
+        await src.settle()
         record = await store.get_execution(execution_id)
         steps = readmodel.step_views(seen, names)
         if rows or lines or quiet >= 15:
@@ -391,6 +395,7 @@ async def _list_updates(request: Request, pages: _Pages, src: ConsoleSource, flt
     """The listing's rows again whenever an execution on the page starts, changes status or ends."""
     last: Any = None
     while not await request.is_disconnected():
+        await src.settle()
         rows, _ = await source.list_executions(src.store, flt)
         signature = [(r.execution_id, r.status) for r in rows]
         if signature != last:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -62,6 +63,11 @@ class ConsoleSource(Protocol):
 
     async def cancel(self, execution_id: str) -> dict[str, Any]: ...
 
+    async def settle(self) -> None:
+        """Record what the store cannot know by itself before a page reads it (a local execution
+        whose process died is failed, as ``noetl status`` and ``noetl executions`` show it)."""
+        ...
+
 
 async def list_executions(store: Store, flt: ExecutionFilter) -> tuple[list[ExecutionRecord], bool]:
     """One page of executions (newest first) and whether there is a next page."""
@@ -109,6 +115,9 @@ async def credentials(store: Store) -> list[CredentialRecord]:
     return await store.list_credentials()
 
 
+SETTLE_SECONDS = 2.0  # how soon the console shows a killed local run as failed (abandoned)
+
+
 @dataclass
 class ServerSource:
     """The distributed runtime: executions are submitted to the decision core and run on workers."""
@@ -129,6 +138,9 @@ class ServerSource:
         result: dict[str, Any] = await self.state.core.cancel(execution_id)
         return result
 
+    async def settle(self) -> None:
+        return None  # the server's own sweeps record lost workers and leases
+
 
 @dataclass
 class LocalSource:
@@ -136,6 +148,7 @@ class LocalSource:
 
     store: Store
     running: set[asyncio.Task[Any]] = field(default_factory=set)
+    settled_at: float = -SETTLE_SECONDS
 
     async def start(self, entry: CatalogEntry, payload: dict[str, Any]) -> str:
         from noetl.dsl.parse import load_playbook_text
@@ -158,6 +171,15 @@ class LocalSource:
         from noetl.runtime.cancel import cancel_local
 
         return await cancel_local(self.store, execution_id)
+
+    async def settle(self) -> None:
+        # Every page and every live poll asks; the processes are looked at once per interval.
+        from noetl.runtime.owner import record_abandoned
+
+        now = time.monotonic()
+        if now - self.settled_at >= SETTLE_SECONDS:
+            self.settled_at = now
+            await record_abandoned(self.store)
 
     async def close(self) -> None:
         for task in list(self.running):
