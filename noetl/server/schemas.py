@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic_core import PydanticCustomError
+
+from noetl.dsl.suggest import suggest
 
 
 class _Body(BaseModel):
@@ -31,7 +34,12 @@ class ResourceRequest(_Body):
     version: int | str | None = None
 
 
-class ExecuteRequest(_Body):
+class ExecuteRequest(BaseModel):
+    """Unknown fields are refused (422 naming the field): a misspelt `payload` or `merge` would
+    otherwise start a run with the playbook's defaults, which nobody asked for."""
+
+    model_config = ConfigDict(extra="forbid")  # what the OpenAPI schema says; the check below words it
+
     path: str | None = None
     catalog_id: str | None = None
     version: int | str | None = None
@@ -39,6 +47,19 @@ class ExecuteRequest(_Body):
     merge: bool = False
     parent_execution_id: str | int | None = None
     strict: bool = Field(default=False, description="Undefined template names are errors, not warnings.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = frozenset(cls.model_fields)
+            for key in data:
+                if key not in known:
+                    raise PydanticCustomError(
+                        "unknown_field", "unknown field {field}{hint}; the fields are: {fields}",
+                        {"field": repr(str(key)[:100]), "hint": suggest(str(key), known),
+                         "fields": ", ".join(cls.model_fields)})
+        return data
 
 
 class SqlRequest(_Body):

@@ -52,3 +52,17 @@ def test_result_and_args_are_noetl_names_unless_the_runs_workload_has_them(clust
     for doc in run_both(cluster, tmp_path, OWN_NAMES, "result=5", "args=7"):
         assert doc["status"] == "completed", doc["error"]
         assert doc["steps"]["use"]["result"] == {"seen": 5, "args": 7}
+
+
+def test_an_execute_request_with_an_unknown_field_is_refused_naming_it(cluster: Cluster) -> None:
+    """A misspelt field (`payloads`) would start a run with the playbook's defaults: 422 naming the
+    field with a did-you-mean, on every spelling of the route, and nothing is started."""
+    path = cluster.register(OWN_NAMES)["path"]
+    before = len(cluster.client.get("/api/executions", params={"path": path, "limit": 10_000}).json())
+    for route in ("/api/execute", "/api/run/playbook", "/api/v2/execute"):
+        response = cluster.client.post(route, json={"path": path, "payloads": {"result": 5}})
+        assert response.status_code == 422, response.text
+        message = response.json()["error"]
+        assert "unknown field 'payloads' (did you mean 'payload'?)" in message and "\n" not in message, message
+    assert len(cluster.client.get("/api/executions", params={"path": path, "limit": 10_000}).json()) == before
+    assert cluster.client.post("/api/execute", json={"path": path, "payload": {}, "merge": False}).status_code == 200
