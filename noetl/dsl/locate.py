@@ -42,13 +42,52 @@ def locate(source: Source, step: str | None, field: str | None) -> str:
     return source.file if found is None else f"{source.file}:{found[0]}:{found[1]}"
 
 
+_ARC_FIELD = re.compile(r"arc to (['\"])(.*)\1( when)?$")
+
+
+def _arc_path(step: Any, field: str) -> PathKey | None:
+    """Where an arc's `when` (or the arc itself) is written, for a field ``arc to 'x' when``, in
+    whichever spelling the step routes: `next.arcs`, a v1 `next:` list (`{step, when}` or `{when,
+    then, else}`) or case-era `case:` rules."""
+    match = _ARC_FIELD.match(field)
+    if match is None or not isinstance(step, dict):
+        return None
+    target, key = match.group(2), ("when",) if match.group(3) else ()
+    nxt = step.get("next")
+    arcs = nxt.get("arcs") if isinstance(nxt, dict) else None
+    for j, arc in enumerate(arcs if isinstance(arcs, list) else []):
+        if isinstance(arc, dict) and arc.get("step") == target:
+            return ("next", "arcs", j, *key)
+    for holder in ("next", "case"):
+        entries = step.get(holder)
+        for j, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict) and target in _targets(entry):
+                return (holder, j, *key) if "when" in entry or not key else (holder, j)
+    return None
+
+
+def _targets(entry: dict[str, Any]) -> set[str]:
+    """The step names a v1 `next` entry or a case rule routes to."""
+    found = {entry["step"]} if isinstance(entry.get("step"), str) else set()
+    for branch in ("then", "else"):
+        value = entry.get(branch)
+        if isinstance(value, dict):
+            value = value.get("next")
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                found.add(item)
+            elif isinstance(item, dict):
+                found |= _targets({"step": item.get("step"), "then": item.get("next")})
+    return found
+
+
 def position(source: Source, step: str | None, field: str | None) -> Position | None:
     """(line, col) of ``field`` of ``step`` (else of its closest ancestor); None without the step."""
     index = _step_index(source.data, step) if step else None
     if index is None:
         return None
     base: PathKey = ("workflow", index)
-    path = _field_path(field or "")
+    path = _arc_path(source.data["workflow"][index], field or "") or _field_path(field or "")
     positions = source.positions
     for candidate in ((*base, *path), (*base, "tool", *path)):
         if candidate in positions:

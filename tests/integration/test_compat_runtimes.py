@@ -66,3 +66,28 @@ def test_an_execute_request_with_an_unknown_field_is_refused_naming_it(cluster: 
         assert "unknown field 'payloads' (did you mean 'payload'?)" in message and "\n" not in message, message
     assert len(cluster.client.get("/api/executions", params={"path": path, "limit": 10_000}).json()) == before
     assert cluster.client.post("/api/execute", json={"path": path, "payload": {}, "merge": False}).status_code == 200
+
+
+ARC_WHEN_SPELLINGS = {
+    "canonical": ("next:\n      arcs:\n        - step: end\n          when: \"{{ start.n + 1 > 2 }}\"\n", 10),
+    "v1 step and when": ("next:\n      - step: end\n        when: \"{{ result.n + 1 > 2 }}\"\n", 9),
+    "v1 when then": ("next:\n      - when: \"{{ result.n + 1 > 2 }}\"\n        then: [{step: end}]\n", 8),
+    "case era": ("case:\n      - when: \"{{ event.name == 'call.done' and result.n + 1 > 2 }}\"\n"
+                 "        then:\n          next: [{step: end}]\n", 8),
+}
+
+
+@pytest.mark.parametrize("spelling", list(ARC_WHEN_SPELLINGS))
+def test_an_arc_when_that_fails_points_at_its_when_line(cluster: Cluster, tmp_path: Path, spelling: str) -> None:
+    """A `when` that fails to render (a type error) fails the run naming the step and arc, and the
+    error's `playbook_line` is the `when:` line, in every spelling of routing, on both runtimes."""
+    routing, line = ARC_WHEN_SPELLINGS[spelling]
+    text = ("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: arc_when, path: tests/compat/arc_when}\n"
+            "workflow:\n  - step: start\n    tool: {kind: noop, result: {n: abc}}\n    " + routing +
+            "  - step: end\n")
+    assert text.splitlines()[line - 1].lstrip(" -").startswith("when:"), text
+    for doc in run_both(cluster, tmp_path, text):
+        assert doc["status"] == "failed", doc
+        error = doc["steps"]["start"]["error"]
+        assert error["message"].startswith("step 'start' arc to 'end' when: TypeError"), error
+        assert error["playbook_line"] == line, (spelling, error)
