@@ -262,7 +262,7 @@ async def _start(
     argv: list[str], *, env: dict[str, str], cwd: str | None
 ) -> tuple[asyncio.subprocess.Process, asyncio.Future[None]]:
     loop = asyncio.get_running_loop()
-    transport, protocol = await loop.subprocess_exec(
+    starting = asyncio.ensure_future(loop.subprocess_exec(
         lambda: _ExitAware(loop),
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
@@ -271,8 +271,25 @@ async def _start(
         env=env,
         cwd=cwd,
         start_new_session=True,  # its own process group, so everything it starts can be killed
-    )
+    ))
+    try:
+        transport, protocol = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # Cancelled while the command starts (a Ctrl-C right then). Unshielded, asyncio would kill
+        # the shell alone and wait until what the shell started closed its pipes: `noetl run` of
+        # `...; sleep 30` ended 30 s after the Ctrl-C. The start completes; its group is killed.
+        await _stop_when_started(starting, loop)
+        raise
     return asyncio.subprocess.Process(transport, protocol, loop), protocol.exited
+
+
+async def _stop_when_started(starting: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        transport, protocol = await within(asyncio.shield(starting), _DRAIN_AFTER_KILL_SECONDS)
+    except BaseException:  # it did not start, or not in time: nothing to stop (the first cancel goes on)
+        return
+    _kill_group(transport.get_pid())
+    await _settle_after_kill(asyncio.ensure_future(asyncio.subprocess.Process(transport, protocol, loop).wait()))
 
 
 async def _drain(stream: asyncio.StreamReader, output: _Output) -> None:

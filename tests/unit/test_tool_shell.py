@@ -134,6 +134,37 @@ def test_cancelling_the_step_kills_the_command(tmp_path: Path) -> None:
     assert not _process_alive(int(pid_file.read_text()))
 
 
+def test_a_cancel_while_the_command_starts_kills_what_the_command_started(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Ctrl-C can land after the shell was forked but before asyncio has handed the process back
+    # (a loaded machine runs the shell before the loop gets round to it). The step must still
+    # end at once, killing what the shell started, not wait for it (`noetl run` of `...; sleep 30`
+    # ended 30 s after the Ctrl-C). Without the fix this test waits out the 120 s test timeout.
+    from asyncio.unix_events import _UnixSubprocessTransport  # type: ignore[attr-defined]
+
+    pid_file = tmp_path / "background.pid"
+    step: list[asyncio.Task[Any]] = []
+    fork = _UnixSubprocessTransport._start
+
+    def fork_then_stall(self: Any, *args: Any, **kwargs: Any) -> None:
+        fork(self, *args, **kwargs)
+        step[0].cancel()  # the Ctrl-C, while the loop stands still right after the fork
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline, "the shell did not start"
+            time.sleep(0.01)
+
+    monkeypatch.setattr(_UnixSubprocessTransport, "_start", fork_then_stall)
+
+    async def cancelled_at_start() -> None:
+        step.append(asyncio.current_task())  # type: ignore[arg-type]
+        with pytest.raises(asyncio.CancelledError):
+            await run_shell({"command": f"sleep 600 & echo $! > {pid_file}; wait"}, make_call())
+
+    asyncio.run(cancelled_at_start())
+    assert not _process_alive(int(pid_file.read_text()))
+
+
 def _process_alive(pid: int) -> bool:
     # The killed process may be a zombie of an unrelated parent for an instant; give it a moment (on a
     # loaded machine the kernel may need more than a second or two to let it exit).
