@@ -120,21 +120,47 @@ def _normalize_step_with_save(step: dict[str, Any], path: tuple[Any, ...], notes
     it becomes a step of its own that the iterator step goes on to (the iterator's `next` moves
     there), with the loop's result as `result`, `results`, `count`, `data` and `this.result`.
     `taken` holds the playbook's step names; the new step's name is added to it."""
-    if not (_is_iterator(step) and isinstance(step.get("save") or step.get("sink"), dict)) or "case" in step:
+    if not (_is_iterator(step) and isinstance(step.get("save") or step.get("sink"), dict)):
         return [_normalize_step(step, path, notes)]
-    loop_step = {k: v for k, v in step.items() if k not in ("save", "sink", "next")}
     save_name = f"{step.get('step')}_save"
     while save_name in taken:
         save_name += "_"
     taken.add(save_name)
-    loop_step["next"] = {"arcs": [{"step": save_name}]}
     loop_result = "{{ " + str(step.get("step")) + " }}"
     names = _result_names("output.data.results", result="output.data", results="output.data.results",
                           count="output.data.results | length")
     bind = _keeping_result({"kind": "noop", "name": "loop_result", "result": loop_result, "set": names})
     save_step: dict[str, Any] = {"step": save_name, "tool": [bind], "next": step.get("next"),
                                  **{k: step[k] for k in ("save", "sink") if k in step}}
+    if "case" in step:
+        # The case rules route the loop step as it ends (on loop.done), through the save step.
+        loop_out = _normalize_step({k: v for k, v in step.items() if k not in ("save", "sink")}, path, notes)
+        loop_out["next"], save_step["next"] = _routed_through(loop_out["next"], save_name, path[-1])
+        return [loop_out, _normalize_step(save_step, path, notes)]
+    loop_step = {k: v for k, v in step.items() if k not in ("save", "sink", "next")}
+    loop_step["next"] = {"arcs": [{"step": save_name}]}
     return [_normalize_step(loop_step, path, notes), _normalize_step(save_step, path, notes)]
+
+
+def _routed_through(routing: dict[str, Any], save_name: str, index: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A case-era iterator step's routing, split around its save step: the loop step's arcs keep
+    their conditions, `set`s and order, and each goes to the save step marking which of them fired
+    (`ctx.noetl_routes.w<index>.a<j>`); the save step then goes where the fired arcs pointed, with
+    their inputs, and clears the marks (so a later entry of the loop routes afresh)."""
+    marks = f"ctx.noetl_routes.w{index}"
+    loop_arcs: list[dict[str, Any]] = []
+    save_arcs: list[dict[str, Any]] = []
+    for j, arc in enumerate(routing.get("arcs") or []):
+        if not isinstance(arc, dict) or not arc.get("step"):
+            loop_arcs.append(arc)  # an arc that only sets variables
+            continue
+        mark = f"{marks}.a{j}"
+        loop_arcs.append({**{k: v for k, v in arc.items() if k != "input"}, "step": save_name,
+                          "set": {**(arc.get("set") or {}), mark: True}})
+        save_arcs.append({"step": arc["step"], "when": "{{ " + mark + " | default(false) }}",
+                          **({"input": arc["input"]} if arc.get("input") else {})})
+    save_arcs.append({"set": {marks: {}}})
+    return {**routing, "arcs": loop_arcs}, {"spec": {"mode": "inclusive"}, "arcs": save_arcs}
 
 
 def _is_iterator(step: dict[str, Any]) -> bool:

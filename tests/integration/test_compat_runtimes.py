@@ -91,3 +91,56 @@ def test_an_arc_when_that_fails_points_at_its_when_line(cluster: Cluster, tmp_pa
         error = doc["steps"]["start"]["error"]
         assert error["message"].startswith("step 'start' arc to 'end' when: TypeError"), error
         assert error["playbook_line"] == line, (spelling, error)
+
+
+ITERATOR_SAVE_WITH_CASE = """\
+apiVersion: noetl.io/v1
+kind: Playbook
+metadata: {name: iterator_case_save, path: tests/compat/iterator_case_save}
+workload: {cities: [a, b, c]}
+workflow:
+  - step: start
+    next: [{step: each}]
+  - step: each
+    type: iterator
+    collection: "{{ workload.cities }}"
+    element: city
+    task:
+      type: python
+      input: {city: "{{ city }}"}
+      code: "result = {'name': city}"
+    save:
+      storage: duckdb
+      table: saved
+      create: true
+      mode: insert
+      data: {n: "{{ count }}"}
+    case:
+      - when: "{{ event.name == 'call.done' }}"
+        then:
+          next: [{step: never}]
+      - when: "{{ event.name == 'loop.done' and result.results | length == 3 }}"
+        then:
+          set: {ctx: {routed: yes}}
+          next: [{step: report, with: {total: "{{ count }}"}}, {step: also}]
+  - step: never
+  - step: report
+    input: {total: 0}
+    tool: {kind: duckdb, query: "SELECT n FROM saved"}  # the execution's own database file
+  - step: also
+    tool: {kind: noop, result: {routed: "{{ ctx.routed }}"}}
+"""
+
+
+def test_an_iterator_steps_save_runs_once_after_the_loop_when_case_rules_route_it(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """SPEC section 5 (arcs of a loop step are evaluated once, on loop.done) and 15 (`save:`): a v1
+    iterator step's own `save:` writes the loop's result once, after the loop, with or without
+    case rules; the rules then route as written: a rule on call.done never fires, the rule on
+    loop.done fires both its targets (after the save, with its `set` and `with`)."""
+    for doc in run_both(cluster, tmp_path, ITERATOR_SAVE_WITH_CASE):
+        assert doc["status"] == "completed", doc["error"]
+        assert "never" not in doc["completed_steps"] and doc["warnings"] == [], doc["warnings"]
+        assert doc["steps"]["report"]["result"]["rows"] == [{"n": 3}], doc["steps"]["report"]
+        assert doc["steps"]["also"]["result"] == {"routed": True}
+        assert [s for s in doc["completed_steps"] if s.startswith("each")] == ["each", "each_save"]
