@@ -272,21 +272,27 @@ class Worker:
         task.add_done_callback(lambda _: self._finished(leased.command_id))
 
     def _finished(self, command_id: str) -> None:
-        self.in_flight.pop(command_id, None)
-        self.completed += 1
-        self.wake.set()
+        """A command's slot is free: called as its task ends (before the loop runs anything else, so
+        the decision of a successor that runs at once finds the slot free) and again by the task's
+        done callback (for a task cancelled before it started)."""
+        if self.in_flight.pop(command_id, None) is not None:
+            self.completed += 1
+            self.wake.set()
 
     # running one command ----------------------------------------------------------------
     async def _execute(self, leased: LeasedCommand) -> None:
-        with log_context(execution_id=leased.execution_id, step=leased.step, command_id=leased.command_id):
-            try:
-                event = await self._run(leased)
-            except StoreError as exc:
-                log.warning("worker %s: command %s not started: %s", self.name, leased.command_id, exc)
-                return  # its lease expires and the reaper re-queues it
-            if event is not None:
-                log.debug("worker %s: %s %s", self.name, event.event_type, event.status)
-                await self._report(leased, event)
+        try:
+            with log_context(execution_id=leased.execution_id, step=leased.step, command_id=leased.command_id):
+                try:
+                    event = await self._run(leased)
+                except StoreError as exc:
+                    log.warning("worker %s: command %s not started: %s", self.name, leased.command_id, exc)
+                    return  # its lease expires and the reaper re-queues it
+                if event is not None:
+                    log.debug("worker %s: %s %s", self.name, event.event_type, event.status)
+                    await self._report(leased, event)
+        finally:
+            self._finished(leased.command_id)
 
     async def _run(self, leased: LeasedCommand) -> Event | None:
         found = await self.core.leased_command(leased)

@@ -189,6 +189,22 @@ class DecisionStatements:
         return {execution_id: LockedExecution(status=status, last_event_id=last_event_id, leases=leases)
                 for execution_id, status, last_event_id in executions}
 
+    async def lock_many_as_expected(self, conn: Connection, last_event_ids: dict[str, int],
+                                    reported: list[LeasedCommand]) -> dict[str, LockedExecution]:
+        """Lock as lock_many does, without reading the rows: the caller decides meanwhile, and BEGIN,
+        the locks, its writes and COMMIT share one round trip. Each execution is assumed running at
+        the given last event, and each reported command still leased by its reporter in the same
+        attempt; the statement checks that, and when it does not hold the transaction fails with
+        StaleWrite at its COMMIT, having written nothing. Returns what was assumed."""
+        numbers = sorted((db_id(execution_id), last) for execution_id, last in last_event_ids.items())
+        await conn.execute(self.q["lock_group_as_expected"], {
+            "execution_ids": [number for number, _ in numbers], "last_event_ids": [last for _, last in numbers],
+            "command_ids": [c.command_id for c in reported], "attempts": [c.attempt for c in reported],
+            "owners": [c.lease_owner for c in reported]})
+        leases = {c.command_id: Lease("leased", c.attempt, c.lease_owner) for c in reported}
+        return {execution_id: LockedExecution(status="running", last_event_id=last, leases=leases)
+                for execution_id, last in last_event_ids.items()}
+
     async def events_after(self, conn: Connection, execution_id: str, after_id: int) -> list[Event]:
         """One page of the events after ``after_id``, in order (catching a cache up with the log)."""
         cursor = await conn.execute(self.q["list_events"], {

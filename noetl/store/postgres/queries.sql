@@ -298,6 +298,33 @@ SELECT execution_id, status, last_event_id, NULL::text, NULL::int, NULL::text FR
 UNION ALL
 SELECT NULL::bigint, status, NULL::bigint, command_id, attempt, lease_owner FROM commands;
 
+-- name: lock_group_as_expected
+-- lock_group for a group decided before its rows are read, so that BEGIN, this statement, the
+-- decisions' writes and COMMIT share one round trip: the same locks in the same order, then
+-- noetl.expect fails the transaction (SQLSTATE NT001) unless every execution is running at the last
+-- event the decision assumed and every reported command is still leased by its reporter in the same
+-- attempt (the checks a decision otherwise makes on lock_group's rows).
+WITH executions AS MATERIALIZED (
+    SELECT execution_id, status, last_event_id FROM noetl.execution
+    WHERE execution_id = ANY(%(execution_ids)s::bigint[])
+    ORDER BY execution_id
+    FOR UPDATE
+), commands AS MATERIALIZED (
+    SELECT command_id, status, attempt, lease_owner FROM noetl.command
+    WHERE command_id = ANY(%(command_ids)s::text[]) AND (SELECT count(*) FROM executions) >= 0
+    ORDER BY command_id
+    FOR UPDATE
+)
+SELECT noetl.expect(
+    (SELECT count(*) FROM executions AS x
+     JOIN unnest(%(execution_ids)s::bigint[], %(last_event_ids)s::bigint[]) AS u(execution_id, last_event_id)
+       ON x.execution_id = u.execution_id AND x.last_event_id = u.last_event_id
+     WHERE x.status = 'running') = cardinality(%(execution_ids)s::bigint[])
+    AND (SELECT count(*) FROM commands AS c
+         JOIN unnest(%(command_ids)s::text[], %(attempts)s::int[], %(owners)s::text[]) AS u(command_id, attempt, owner)
+           ON c.command_id = u.command_id AND c.attempt = u.attempt AND c.lease_owner = u.owner
+         WHERE c.status = 'leased') = cardinality(%(command_ids)s::text[]));
+
 -- name: lock_execution
 -- Serialises decisions for one execution; what the decision needs is the status and the last event id.
 SELECT status, last_event_id FROM noetl.execution WHERE execution_id = %(execution_id)s FOR UPDATE;
