@@ -46,6 +46,20 @@ def test_execution_page_shows_graph_status_progress_error_line_and_logs(console:
     assert get(f"{console}/executions/123").status_code == 404
 
 
+def test_a_loop_with_more_events_than_the_page_lists_shows_its_whole_run(console: str, home: Path) -> None:
+    # The event table stops at 2,000 rows; the graph, progress and timeline still show every event
+    # (they showed the loop running at 1994/2500 and its next step pending, on a completed run).
+    from tests.console.conftest import run_json
+
+    execution_id = run_json(home, "slow_loop.yaml", "--set", "rounds=2500", "--set", "pause=0")["execution_id"]
+    page = get(f"{console}/executions/{execution_id}").text
+    assert '<g class="node completed" data-step="wait"' in page and "2500/2500" in page
+    assert '<g class="node completed" data-step="end"' in page
+    assert page.count('<tr class="ev-') == 2000
+    assert f"Only the first 2000 events are shown; all of them: <code>noetl events {execution_id} --json" in page
+    assert "[2499] round 2499" in page  # the lines its last iterations printed
+
+
 def test_user_data_is_escaped_and_scripts_are_locked_down(console: str, runs: dict[str, str]) -> None:
     for url in (f"{console}/", f"{console}/executions/{runs['hostile']}", f"{console}/catalog"):
         answer = get(url)

@@ -11,7 +11,8 @@ from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.engine.logs import LogLine, log_lines, merged, streamed_lines
 
-__all__ = ["LogLine", "StepView", "Timeline", "log_lines", "merged", "step_views", "streamed_lines", "timeline"]
+__all__ = ["LogLine", "StepFold", "StepView", "Timeline", "TimelineFold", "log_lines", "merged", "step_views",
+           "streamed_lines", "timeline"]
 
 MAX_FAILURES_SHOWN = 20
 
@@ -59,17 +60,29 @@ class Timeline:
     span: float = 0.0
 
 
+class StepFold:
+    """Each step's view, folded from the events a page at a time: a 10,000-iteration loop's log is
+    never all in memory, and a live page adds only what is new."""
+
+    def __init__(self, step_names: list[str]) -> None:
+        self.views = {name: StepView(name) for name in step_names}
+
+    def add(self, events: list[Event]) -> None:
+        views = self.views
+        for event in events:
+            name = event.node_name
+            if event.event_type in ev.TERMINAL_EVENT_TYPES:
+                _stop_running(views, event)
+            if not name:
+                continue
+            view = views.setdefault(name, StepView(name))
+            _apply(view, event)
+
+
 def step_views(events: list[Event], step_names: list[str]) -> dict[str, StepView]:
-    views = {name: StepView(name) for name in step_names}
-    for event in events:
-        name = event.node_name
-        if event.event_type in ev.TERMINAL_EVENT_TYPES:
-            _stop_running(views, event)
-        if not name:
-            continue
-        view = views.setdefault(name, StepView(name))
-        _apply(view, event)
-    return views
+    fold = StepFold(step_names)
+    fold.add(events)
+    return fold.views
 
 
 def _stop_running(views: dict[str, StepView], event: Event) -> None:
@@ -103,38 +116,55 @@ def _apply(view: StepView, event: Event) -> None:
         view.ended_at = event.created_at
 
 
-def timeline(events: list[Event], max_call_bars: int = 200) -> Timeline:
+class TimelineFold:
     """Bars for steps and their calls (the first ``max_call_bars`` calls: a 10,000-iteration loop
-    stays one bar per step beyond that)."""
-    origin = _seconds(events[0].created_at) if events else None
-    if origin is None:
-        return Timeline()
-    out = Timeline()
-    open_steps: dict[str, float] = {}
-    end = origin
-    calls = 0
-    for event in events:
-        at = _seconds(event.created_at)
-        if at is None:
-            continue
-        end = max(end, at)
+    stays one bar per step beyond that), folded from the events a page at a time."""
+
+    def __init__(self, max_call_bars: int = 200) -> None:
+        self.max_call_bars = max_call_bars
+        self.origin: float | None = None
+        self.end = 0.0
+        self.calls = 0
+        self.open_steps: dict[str, float] = {}
+        self.bars: list[Bar] = []
+
+    def add(self, events: list[Event]) -> None:
+        for event in events:
+            at = _seconds(event.created_at)
+            if at is None:
+                continue
+            if self.origin is None:
+                self.origin = self.end = at
+            self.end = max(self.end, at)
+            self._bar(event, at - self.origin)
+
+    def _bar(self, event: Event, at: float) -> None:
         name = event.node_name or ""
         if event.event_type == ev.STEP_ENTER:
-            open_steps[name] = at - origin
-        elif event.event_type == ev.STEP_EXIT and name in open_steps:
-            out.bars.append(Bar(name, open_steps.pop(name), at - origin, event.status or "completed"))
-        elif event.event_type in (ev.CALL_DONE, ev.CALL_ERROR) and calls < max_call_bars:
-            calls += 1
+            self.open_steps[name] = at
+        elif event.event_type == ev.STEP_EXIT and name in self.open_steps:
+            self.bars.append(Bar(name, self.open_steps.pop(name), at, event.status or "completed"))
+        elif event.event_type in (ev.CALL_DONE, ev.CALL_ERROR) and self.calls < self.max_call_bars:
+            self.calls += 1
             duration = float(event.meta.get("duration") or 0.0)
             index = event.meta.get("loop_index")
             label = f"{name}[{index}]" if index is not None else f"{name} call"
-            out.bars.append(Bar(label, max(0.0, at - origin - duration), at - origin,
-                                "completed" if event.event_type == ev.CALL_DONE else "failed", call=True))
-    for name, start in open_steps.items():
-        out.bars.append(Bar(name, start, end - origin, "running"))
-    out.bars.sort(key=lambda bar: (bar.start, bar.call))
-    out.span = max(end - origin, 0.001)
-    return out
+            self.bars.append(Bar(label, max(0.0, at - duration), at,
+                                 "completed" if event.event_type == ev.CALL_DONE else "failed", call=True))
+
+    def timeline(self) -> Timeline:
+        if self.origin is None:
+            return Timeline()
+        span = self.end - self.origin
+        bars = [*self.bars, *(Bar(name, start, span, "running") for name, start in self.open_steps.items())]
+        bars.sort(key=lambda bar: (bar.start, bar.call))
+        return Timeline(bars, max(span, 0.001))
+
+
+def timeline(events: list[Event], max_call_bars: int = 200) -> Timeline:
+    fold = TimelineFold(max_call_bars)
+    fold.add(events)
+    return fold.timeline()
 
 
 def _seconds(value: str) -> float | None:

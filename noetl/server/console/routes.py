@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -120,15 +120,13 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
             record = await source.execution_or_404(store, execution_id)
         except NotFoundError as exc:
             return pages.html(request, "error.html", 404, title="Not found", message=str(exc))
-        events = await source.events(store, execution_id, limit=MAX_PAGE_EVENTS + 1)
-        truncated = len(events) > MAX_PAGE_EVENTS
-        events = events[:MAX_PAGE_EVENTS]
         playbook = _playbook(record.playbook)
         names = [s.step for s in playbook.workflow] if playbook else []
-        steps = readmodel.step_views(events, names)
+        folded = await _fold_log(store, execution_id, names)
+        events, truncated, steps = folded.events, folded.truncated, folded.steps.views
         streamed = readmodel.streamed_lines(await store.list_logs(execution_id, limit=MAX_PAGE_LOG_LINES))
         logs: dict[str, list[readmodel.LogLine]] = {}
-        for line in readmodel.merged(readmodel.log_lines(events), streamed):
+        for line in readmodel.merged(folded.carried_lines, streamed):
             logs.setdefault(line.step, []).append(line)
         doc = source.status_of(events) if not truncated else {"status": record.status, "error": record.error,
                                                                "result": record.result}
@@ -137,11 +135,11 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         can_execute = allows(pages.viewer(request), "execute")
         return pages.html(
             request, "execution.html", nav="executions", record=record, doc=doc, events=events,
-            events_truncated=truncated, last_event_id=events[-1].event_id if events else 0,
+            events_truncated=truncated, last_event_id=folded.last_event_id, max_event_rows=MAX_PAGE_EVENTS,
             last_log_id=streamed[-1].log_id if streamed else 0,
             graph=playbook_graph(playbook) if playbook else None, steps=steps, logs=logs,
             errors_at=_error_lines(record.playbook, record.path, steps),
-            failure_at=_failure_lines(record.playbook, record.path, steps), timeline=readmodel.timeline(events),
+            failure_at=_failure_lines(record.playbook, record.path, steps), timeline=folded.timeline.timeline(),
             children=children, can_execute=can_execute,
             catalog_link=await _catalog_link(store, record.path),
             action_urls={action: pages.api_route(f"/api/executions/{{execution_id}}/{action}")
@@ -359,31 +357,63 @@ async def _execution_updates(request: Request, pages: _Pages, src: ConsoleSource
     """Each poll's new events (as table rows), every step's status and loop progress, the lines
     calls printed meanwhile (streamed while they run), then ``end``."""
     store = src.store
-    seen = await source.events(store, execution_id)
-    rows = [e for e in seen if e.event_id > after]
+    steps = readmodel.StepFold(names)
+    rows: list[Any] = []  # the events after ``after``, as table rows (at most a page's worth)
+    last = 0
+    async for page in source.event_pages(store, execution_id):
+        steps.add(page)
+        rows.extend(e for e in page[:MAX_PAGE_EVENTS - len(rows)] if e.event_id > after)
+        last = page[-1].event_id
     lines = await _new_lines(store, execution_id, after_log)
     quiet = 0.0
     while not await request.is_disconnected():
         await src.settle()
         record = await store.get_execution(execution_id)
-        steps = readmodel.step_views(seen, names)
         if rows or lines or quiet >= 15:
             yield _message("update", {
                 "status": record.status if record else "unknown",
-                "steps": {name: view.live() for name, view in steps.items()},
+                "steps": {name: view.live() for name, view in steps.views.items()},
                 "rows": pages.fragment("event_rows.html", events=rows),
                 "logs": [line.to_dict() for line in lines],
-                "last_event_id": seen[-1].event_id if seen else 0})
+                "last_event_id": last})
             quiet = 0.0
         if record is None or record.status != "running":
             yield _message("end", {"status": record.status if record else "unknown"})
             return
         await asyncio.sleep(POLL_SECONDS)
         quiet += POLL_SECONDS
-        rows = await source.events(store, execution_id, after_id=seen[-1].event_id if seen else 0)
-        seen.extend(rows)
+        rows = await source.events(store, execution_id, after_id=last, limit=source.EVENT_PAGE)
+        steps.add(rows)
+        last = rows[-1].event_id if rows else last
         after_log = lines[-1].log_id or after_log if lines else after_log
         lines = await _new_lines(store, execution_id, after_log)
+
+
+@dataclass(slots=True)
+class _FoldedLog:
+    """An execution's whole event log folded a page at a time, for its page: step views and the
+    timeline from every event, the event table and the lines events carry bounded."""
+
+    steps: readmodel.StepFold
+    timeline: readmodel.TimelineFold
+    events: list[Any] = field(default_factory=list)  # the first MAX_PAGE_EVENTS, for the table
+    truncated: bool = False
+    carried_lines: list[readmodel.LogLine] = field(default_factory=list)
+    last_event_id: int = 0
+
+
+async def _fold_log(store: Any, execution_id: str, names: list[str]) -> _FoldedLog:
+    folded = _FoldedLog(readmodel.StepFold(names), readmodel.TimelineFold())
+    async for page in source.event_pages(store, execution_id):
+        folded.steps.add(page)
+        folded.timeline.add(page)
+        room = MAX_PAGE_EVENTS - len(folded.events)
+        folded.events.extend(page[:room])
+        folded.truncated = folded.truncated or len(page) > room
+        if len(folded.carried_lines) < MAX_PAGE_LOG_LINES:
+            folded.carried_lines.extend(readmodel.log_lines(page)[:MAX_PAGE_LOG_LINES - len(folded.carried_lines)])
+        folded.last_event_id = page[-1].event_id
+    return folded
 
 
 async def _new_lines(store: Any, execution_id: str, after_log: int) -> list[readmodel.LogLine]:

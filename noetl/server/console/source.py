@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -85,6 +86,20 @@ async def execution_or_404(store: Store, execution_id: str) -> ExecutionRecord:
 
 async def events(store: Store, execution_id: str, after_id: int = 0, limit: int | None = None) -> list[Event]:
     return await store.list_events(execution_id, after_id=after_id, limit=limit)
+
+
+EVENT_PAGE = 2000  # events read per query when a page folds a whole log
+
+
+async def event_pages(store: Store, execution_id: str, after_id: int = 0) -> AsyncIterator[list[Event]]:
+    """The events after ``after_id``, a page at a time (a 10,000-item loop's log is never all in memory)."""
+    while True:
+        page = await store.list_events(execution_id, after_id=after_id, limit=EVENT_PAGE)
+        if page:
+            yield page
+        if len(page) < EVENT_PAGE:
+            return
+        after_id = page[-1].event_id
 
 
 def status_of(event_log: list[Event]) -> dict[str, Any]:

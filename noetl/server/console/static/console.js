@@ -123,10 +123,14 @@ function setupExecution() {
   const stream = new EventSource(section.dataset.stream + "?after=" + encodeURIComponent(section.dataset.lastEvent)
     + "&after_log=" + encodeURIComponent(section.dataset.lastLog || "0"));
   const rows = document.querySelector("#events tbody");
+  const maxRows = Number(document.getElementById("events")?.dataset.maxRows || "2000");
   stream.addEventListener("update", (event) => {
     const data = JSON.parse(event.data);
     paintSteps(data.steps);
-    if (rows && data.rows) rows.insertAdjacentHTML("beforeend", data.rows);
+    if (rows && data.rows && rows.children.length < maxRows) {
+      rows.insertAdjacentHTML("beforeend", data.rows);
+      while (rows.children.length > maxRows) rows.lastElementChild.remove(); // as the page: the first rows only
+    }
     appendLogs(data.logs || []);
     const badge = document.getElementById("exec-status");
     if (badge) { badge.textContent = data.status; badge.className = "badge " + data.status; }
