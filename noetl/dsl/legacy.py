@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from noetl.dsl.kinds import LEGACY_TYPE_NAMES, ROUTER_KIND
-from noetl.dsl.legacy_case import _attach_case_policy, _case_arcs, case_sink
+from noetl.dsl.legacy_case import _attach_case_policy, _case_arcs, _is_pipeline_rule, case_sink
 from noetl.dsl.legacy_common import UNSUPPORTED as UNSUPPORTED  # re-exported: parse.py reads it from here
 from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
 
@@ -474,7 +474,37 @@ def _step_set(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) ->
     return out
 
 
+# A condition that holds only on one iteration's call: never while a loop step is routed.
+_PER_CALL_TEST = re.compile(r"""event\.name\s*==\s*(['"])(call\.done|call\.error)\1""")
+_OTHER_EVENTS = re.compile(r"\bor\b|loop\.done|step\.exit|\bnot\b")
+
+
+def _note_per_call_routing(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> None:
+    """A loop step is routed once, as its loop ends (SPEC section 5): a routing condition that asks
+    for one iteration's `call.done`/`call.error` never holds then, and the arc it guards never fires."""
+    if step.get("loop") is None and not _is_iterator(step):
+        return
+    nxt = step.get("next")
+    arcs = nxt.get("arcs") if isinstance(nxt, dict) else None
+    guarded = [((*path, "next", "arcs", j, "when"), arc.get("when")) for j, arc in
+               enumerate(arcs if isinstance(arcs, list) else []) if isinstance(arc, dict) and arc.get("step")]
+    rules = step.get("case")
+    guarded += [((*path, "case", j, "when"), rule.get("when")) for j, rule in
+                enumerate(rules if isinstance(rules, list) else [])
+                if isinstance(rule, dict) and not _is_pipeline_rule(rule)]
+    for where, when in guarded:
+        if not isinstance(when, str):
+            continue
+        test = _PER_CALL_TEST.search(when)
+        if test is not None and not _OTHER_EVENTS.search(when):
+            notes.append((where, f"{UNSUPPORTED} step {step.get('step')!r}: this condition asks for "
+                                 f"{test.group(2)}, but a loop step is "
+                                 "routed once, when its loop is done (`event.name == 'loop.done'`): it never "
+                                 "holds; act on each element with a task policy, or route on loop.done"))
+
+
 def _normalize_next(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
+    _note_per_call_routing(step, path, notes)
     raw = step.get("next")
     case = step.get("case")
     canonical = isinstance(raw, dict) and ("arcs" in raw or "spec" in raw)

@@ -323,3 +323,20 @@ def test_a_workbook_task_alias_notes_the_newer_spelling() -> None:
     assert "pb.yaml:6:28: workbook `task:`: newer spelling is `name:` (the workbook entry's name)" in \
         problems(text, "note")
     assert load_playbook_text(text).require().workflow[0].tool[0].name == "compute"
+
+
+def test_a_loop_steps_routing_on_one_iterations_call_is_a_warning() -> None:
+    """SPEC section 5: a loop step is routed once, on loop.done; an arc or case rule that asks for
+    `event.name == 'call.done'` never fires there, so validation says so at its `when:` line."""
+    text = ("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: w}\nworkflow:\n  - step: start\n"
+            "    loop: {in: [1, 2], iterator: n}\n    tool: {kind: noop}\n    next:\n      arcs:\n"
+            "        - step: b\n          when: \"{{ event.name == 'call.done' }}\"\n"
+            "        - step: b\n          when: \"{{ event.name == 'call.done' or event.name == 'loop.done' }}\"\n"
+            "  - step: b\n    loop: {in: [1], iterator: x}\n    tool: {kind: noop}\n    case:\n"
+            "      - when: \"{{ event.name == 'call.error' and error.kind == 'x' }}\"\n"
+            "        then: {next: [{step: c}]}\n"
+            "      - when: \"{{ event.name == 'call.done' }}\"\n        then: {retry: {max_attempts: 2}}\n"
+            "  - step: c\n")
+    warnings = problems(text, "warning")
+    assert [w.split(": this condition")[0] for w in warnings] == ["pb.yaml:11:11: step 'start'", "pb.yaml:18:9: step 'b'"]
+    assert "asks for call.error, but a loop step is routed once" in warnings[1]
