@@ -155,6 +155,23 @@ def test_schedules_page_lists_the_stores_schedules(console: str, home: Path) -> 
     assert ">paused<" in get(f"{console}/schedules").text
 
 
+def test_schedules_page_shows_next_fire_times_triggers_and_webhooks_never_their_secrets(
+        console: str, home: Path) -> None:
+    assert noetl(home, "schedule", "add", "console/slow", "--cron", "30 4 * * *", "--name", "nightly").returncode == 0
+    assert noetl(home, "trigger", "add", "--on-path", "demo/console_loop", "--on", "failed", "--run",
+                 "console/slow", "--name", "<i>on-fail<i>").returncode == 0
+    assert noetl(home, "hook", "add", "deploy", "--path", "console/slow", "--secret", "hook-secret-91f3").returncode == 0
+    page = get(f"{console}/schedules").text
+    row = page[page.index("<td>nightly</td>"):].split("</tr>")[0]
+    assert " 04:30:00</td>" in row  # the next fire time, UTC
+    triggers = page[page.index('id="triggers"'):].split("</table>")[0]
+    assert "&lt;i&gt;on-fail&lt;i&gt;" in triggers and "demo/console_loop" in triggers and ">failed<" in triggers
+    hooks = page[page.index('id="hooks"'):].split("</table>")[0]
+    assert "POST /api/hooks/deploy" in hooks and "signed (HMAC-SHA256)" in hooks
+    assert "hook-secret-91f3" not in page
+    assert noetl(home, "trigger", "delete", "<i>on-fail<i>").returncode == 0  # the other tests' runs start nothing
+
+
 def test_a_read_token_views_but_cannot_run_or_cancel(home: Path, runs: dict[str, str]) -> None:
     with console_process(home, tokens="viewer-1=read,runner-1=execute") as url:
         viewer = {"Cookie": "noetl_token=viewer-1"}

@@ -210,10 +210,14 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
     async def schedules(request: Request) -> Response:
         if (redirect := guard(request)) is not None:
             return redirect
+        from noetl.scheduling.service import next_fire
+
         store = config.source(request).store
         schedules = await store.list_schedules()
         fires = {s.name: await store.list_fires(s.name, limit=5) for s in schedules}
-        return pages.html(request, "schedules.html", nav="schedules", schedules=schedules, fires=fires)
+        next_fires = {s.name: next_fire(s) if s.enabled else None for s in schedules}
+        return pages.html(request, "schedules.html", nav="schedules", schedules=schedules, fires=fires,
+                          next_fires=next_fires, triggers=await store.list_triggers(), hooks=await store.list_hooks())
 
     @router.post("/console/actions/run")
     async def run(request: Request) -> Response:
