@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from noetl.errors import NoetlError
+from noetl.errors import InputError, NoetlError
 from noetl.ids import new_execution_id
-from noetl.scheduling.cron import fire_times, parse_instant, utc_text
+from noetl.scheduling.cron import MAX_FIRES_PER_WALK, fire_times, parse_instant, utc_text
 from noetl.store.base import FireRecord, ScheduleRecord, Store
 
 # Starts the execution of one fire time under the given id; returns once the execution is recorded
@@ -120,5 +120,12 @@ class Scheduler:
 
     async def backfill(self, schedule: ScheduleRecord, start: datetime, end: datetime) -> list[Fired]:
         """Run every fire time in ``[start, end]`` that has not run yet (overlap does not apply)."""
-        moments = fire_times(schedule.cron, schedule.timezone, after=start - timedelta(microseconds=1), until=end)
+        moments = fire_times(schedule.cron, schedule.timezone, after=start - timedelta(microseconds=1), until=end,
+                             limit=MAX_FIRES_PER_WALK + 1)
+        if len(moments) > MAX_FIRES_PER_WALK:
+            # Refused whole rather than cut short: the first 10,000 of a year of minutes would run
+            # and the command would report success.
+            raise InputError(f"the range {utc_text(start)} .. {utc_text(end)} holds more than "
+                             f"{MAX_FIRES_PER_WALK:,} fire times of schedule {schedule.name!r} ({schedule.cron}): "
+                             f"backfill at most {MAX_FIRES_PER_WALK:,} at a time")
         return [await self.run_fire(schedule, utc_text(moment)) for moment in moments]

@@ -166,6 +166,20 @@ def test_backfill_exits_1_when_the_playbook_is_gone(noetl: Any, tmp_path: Path) 
     assert "daily.yaml" in backfill.stderr
 
 
+def test_a_backfill_of_more_fire_times_than_one_walk_is_refused_whole(noetl: Any, tmp_path: Path) -> None:
+    # Eleven months of a per-minute schedule: cut at 10,000 fire times, the rest would be silently
+    # left out of a backfill that reports success.
+    playbook = tmp_path / "daily.yaml"
+    playbook.write_text(PLAYBOOK)
+    assert noetl("schedule", "add", str(playbook), "--cron", "* * * * *", "--name", "minutely").code == 0
+    refused = noetl("schedule", "backfill", "minutely", "--from", "2026-01-01T00:00:00Z", "--to", "2026-12-01T00:00:00Z")
+    assert refused.code == 2
+    assert refused.stderr == ("error: the range 2026-01-01T00:00:00+00:00 .. 2026-12-01T00:00:00+00:00 holds more "
+                              "than 10,000 fire times of schedule 'minutely' (* * * * *): backfill at most 10,000 "
+                              "at a time\n")
+    assert noetl("executions", "--json").json() == []
+
+
 def test_a_cron_firing_every_second_or_never_is_refused(noetl: Any, tmp_path: Path) -> None:
     # A sixth field would be seconds: a schedule starting an execution every second, forever. A
     # date that never comes (30 February) has no next fire time to show or to wait for.
