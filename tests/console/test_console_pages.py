@@ -274,3 +274,28 @@ def test_a_run_whose_process_was_killed_is_shown_failed_abandoned(console: str, 
     with httpx.stream("GET", f"{console}/console/stream/{execution_id}", timeout=HTTP_SECONDS) as answer:
         text = "".join(answer.iter_text())
     assert 'event: end\ndata: {"status": "failed"}' in text
+
+
+def test_rerun_and_resume_from_the_local_console(console: str, home: Path, runs: dict[str, str]) -> None:
+    import json
+
+    page = get(f"{console}/executions/{runs['loop']}").text
+    assert f'<button id="rerun" data-url="/console/actions/rerun/{runs["loop"]}" >' in page
+    rerun = post(f"{console}/console/actions/rerun/{runs['loop']}", headers=ACTION)
+    assert rerun.status_code == 200, rerun.text
+    again = rerun.json()["execution_id"]
+    assert again != runs["loop"] and rerun.json()["rerun_of"] == runs["loop"]
+    assert _wait_for_end(home, again)["status"] == "failed"  # the same playbook text and payload: 10 / 0 again
+    first = json.loads(noetl(home, "events", again, "--json").stdout)[0]
+    assert first["meta"]["rerun_of"] == runs["loop"]
+
+    resumed = post(f"{console}/console/actions/resume/{again}", headers=ACTION)
+    assert resumed.status_code == 200 and resumed.json()["execution_id"] == again, resumed.text
+    assert _wait_for_end(home, again)["status"] == "failed"
+    types = [e["event_type"] for e in json.loads(noetl(home, "events", again, "--json").stdout)]
+    assert "execution.resumed" in types
+
+    refused = post(f"{console}/console/actions/resume/{runs['slow']}", headers=ACTION)
+    assert refused.status_code == 400
+    assert refused.json()["error"].endswith("only a failed, cancelled or abandoned execution can be resumed")
+    assert post(f"{console}/console/actions/resume/{again}").status_code == 403  # not from another page

@@ -142,8 +142,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
             failure_at=_failure_lines(record.playbook, record.path, steps), timeline=folded.timeline.timeline(),
             children=children, can_execute=can_execute,
             catalog_link=await _catalog_link(store, record.path),
-            action_urls={action: pages.api_route(f"/api/executions/{{execution_id}}/{action}")
-                         and f"/api/executions/{execution_id}/{action}" for action in ("rerun", "resume")})
+            action_urls={action: _recovery_url(pages, config, action, execution_id) for action in ("rerun", "resume")})
 
     @router.get("/console/stream/{execution_id}")
     async def stream_execution(request: Request, execution_id: str, after: int = 0, after_log: int = 0) -> Response:
@@ -242,7 +241,32 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
 
         return await _answer(act)
 
+    if not config.server:
+        @router.post("/console/actions/{action}/{execution_id}")
+        async def recover(request: Request, action: str, execution_id: str) -> Response:
+            """`noetl ui`: rerun and resume run in this process (the server has them in its API)."""
+            async def act() -> dict[str, Any]:
+                require_action(request, config.roles(request), "execute")
+                src = config.source(request)
+                await source.execution_or_404(src.store, execution_id)
+                run = {"rerun": getattr(src, "rerun", None), "resume": getattr(src, "resume", None)}.get(action)
+                if run is None:
+                    raise NotFoundError(f"no console action {action!r}")
+                result: dict[str, Any] = await run(execution_id)
+                return result
+
+            return await _answer(act)
+
     return router
+
+
+def _recovery_url(pages: _Pages, config: ConsoleConfig, action: str, execution_id: str) -> str | None:
+    """Where the page's Rerun / Resume button posts: the server's API, or on `noetl ui` the console."""
+    if not config.server:
+        return f"/console/actions/{action}/{execution_id}"
+    if pages.api_route(f"/api/executions/{{execution_id}}/{action}"):
+        return f"/api/executions/{execution_id}/{action}"
+    return None
 
 
 async def _answer(act: Callable[[], Any]) -> Response:

@@ -168,19 +168,39 @@ class LocalSource:
     async def start(self, entry: CatalogEntry, payload: dict[str, Any]) -> str:
         from noetl.dsl.parse import load_playbook_text
         from noetl.ids import new_execution_id
-        from noetl.runtime.local import LocalRuntime
         from noetl.runtime.request import RunRequest
 
         loaded = load_playbook_text(entry.content, f"catalog://{entry.path}@{entry.version}")
         playbook = loaded.require()
-        execution_id = new_execution_id()
         request = RunRequest(playbook=playbook, playbook_text=entry.content, payload=payload,
-                             execution_id=execution_id)
+                             execution_id=new_execution_id())
+        return await self._run(request)
+
+    async def rerun(self, execution_id: str) -> dict[str, Any]:
+        """A new execution of the same playbook text and payload, run in this process (`noetl rerun`)."""
+        from noetl.ids import new_execution_id
+        from noetl.runtime.recovery import rerun_request
+
+        request = await rerun_request(self.store, execution_id)
+        request.execution_id = new_execution_id()
+        return {"execution_id": await self._run(request), "status": "started", "rerun_of": execution_id}
+
+    async def resume(self, execution_id: str) -> dict[str, Any]:
+        """Continue a failed, cancelled or abandoned execution in place, in this process (`noetl resume`)."""
+        from noetl.runtime.recovery import resume_request
+
+        return {"execution_id": await self._run(await resume_request(self.store, execution_id), resumed=True),
+                "status": "resumed"}
+
+    async def _run(self, request: Any, *, resumed: bool = False) -> str:
+        from noetl.runtime.local import LocalRuntime
+
+        assert request.execution_id is not None
         task = asyncio.create_task(LocalRuntime(self.store).run(request))
         self.running.add(task)
         task.add_done_callback(self.running.discard)
-        await _until_recorded(self.store, execution_id, task)
-        return execution_id
+        await _until_recorded(self.store, request.execution_id, task, running=resumed)
+        return str(request.execution_id)
 
     async def cancel(self, execution_id: str) -> dict[str, Any]:
         from noetl.runtime.cancel import cancel_local
@@ -202,10 +222,12 @@ class LocalSource:
         await asyncio.gather(*self.running, return_exceptions=True)
 
 
-async def _until_recorded(store: Store, execution_id: str, task: asyncio.Task[Any]) -> None:
-    """Answer once the execution row exists, so the page the browser opens next has something to show."""
+async def _until_recorded(store: Store, execution_id: str, task: asyncio.Task[Any], *, running: bool = False) -> None:
+    """Answer once the execution row exists (with ``running``: once it runs again, for a resumed
+    one), so the page the browser opens next has something to show."""
     for _ in range(200):
-        if await store.get_execution(execution_id) is not None:
+        record = await store.get_execution(execution_id)
+        if record is not None and (not running or record.status == "running"):
             return
         if task.done():
             exc = task.exception()
