@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.console.conftest import HERE, noetl
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -130,3 +132,64 @@ def test_lines_of_a_running_loop_appear_under_their_step_without_a_reload(page: 
     page.screenshot(path=str(shots / "live-logs.png"), full_page=True)
     page.click("#cancel")
     page.wait_for_selector("#exec-status.cancelled")
+
+
+def test_rerun_from_the_page_opens_the_new_execution(page: Any, console: str, runs: dict[str, str]) -> None:
+    page.goto(f"{console}/executions/{runs['loop']}")
+    page.click("#rerun")
+    page.wait_for_url(lambda url: "/executions/" in url and runs["loop"] not in url)
+    page.wait_for_selector("#exec-status.failed")  # the same payload: the same division by zero
+    assert page.get_attribute("g.node[data-step=divide]", "class") == "node failed"
+    page.click("#resume")  # continues it in place: the page reloads with the resumed run's events
+    page.wait_for_selector("#events >> text=execution.resumed", timeout=30_000)
+    page.wait_for_selector("#exec-status.failed")
+    assert page.dialogs == []
+
+
+def test_status_filter_and_diff_between_catalog_versions(page: Any, console: str, runs: dict[str, str],
+                                                         home: Path, tmp_path: Path) -> None:
+    page.goto(f"{console}/")
+    page.select_option("select[name=status]", "failed")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/?status=failed*")
+    listed = page.inner_text("#executions")
+    assert runs["loop"] in listed and runs["slow"] not in listed and runs["hostile"] not in listed
+
+    text = (HERE / "loop_failure.yaml").read_text().replace("demo/console_loop", "console/versions")
+    for number, items in enumerate(("[1, 2, 0, 4]", "[1, 2, 3]"), start=1):
+        (tmp_path / f"v{number}.yaml").write_text(text.replace("[1, 2, 0, 4]", items))
+        assert noetl(home, "catalog", "register", str(tmp_path / f"v{number}.yaml")).returncode == 0
+    page.goto(f"{console}/catalog/entry?path=console/versions")
+    page.click("text=Diff")
+    page.wait_for_url("**/catalog/diff*")
+    diff = page.inner_text("main")
+    assert "-  items: [1, 2, 0, 4]" in diff and "+  items: [1, 2, 3]" in diff
+
+
+def test_a_killed_run_turns_failed_on_its_open_page(page: Any, console: str, home: Path, tmp_path: Path) -> None:
+    # The page of a running execution follows it live; when the process running it is killed
+    # (no end is ever recorded) the page shows it failed as abandoned, as `noetl status` does.
+    import signal
+    import subprocess
+    import sys
+
+    playbook = tmp_path / "killed.yaml"  # a path of its own: the list shows only this run
+    playbook.write_text((HERE / "slow_loop.yaml").read_text().replace("console/slow", "console/killed"))
+    env = {**os.environ, "NOETL_HOME": str(home)}
+    running = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(playbook),
+                                "--set", "rounds=1000", "--set", "pause=0.2"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page.goto(f"{console}/?status=running&path=console/killed")
+        link = page.wait_for_selector("#executions td:first-child a", timeout=30_000)
+        execution_id = link.inner_text()
+        link.click()
+        page.wait_for_selector("g.node.running[data-step=wait]")
+        page.wait_for_selector("pre.logs[data-step-logs=wait]:has-text('round 1')", state="attached")
+    finally:
+        os.kill(running.pid, signal.SIGKILL)
+        running.wait()
+    page.wait_for_selector("#exec-status.failed", timeout=30_000)
+    assert "abandoned: the process that ran it" in page.inner_text("#exec-error")
+    assert page.get_attribute("g.node[data-step=wait]", "class") == "node cancelled"
+    assert execution_id in page.url
