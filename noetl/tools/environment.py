@@ -22,7 +22,6 @@ import contextvars
 import os
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
 from typing import Any
 
 from noetl.errors import ToolError
@@ -41,9 +40,10 @@ def safe_environment() -> dict[str, str]:
     return env
 
 
-def tool_environment(overrides: Any, *, tool: str) -> dict[str, str]:
-    """The safe list with the step's ``env:`` applied (a ``null`` value removes a variable)."""
-    env = safe_environment()
+def tool_environment(overrides: Any, *, tool: str, safe: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The safe list (``safe``, as :func:`safe_environment` read it earlier, or read now) with the
+    step's ``env:`` applied (a ``null`` value removes a variable)."""
+    env = dict(safe) if safe is not None else safe_environment()
     if overrides is None:
         return env
     if not isinstance(overrides, Mapping):
@@ -119,12 +119,21 @@ def _install_view() -> None:
             os.environ = _ScopedEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003 - a view, not a reset
 
 
-@contextmanager
-def user_environment(env: Mapping[str, str] | None) -> Iterator[None]:
-    """While the block runs (in this thread or task), ``os.environ`` is ``env`` (the safe list by default)."""
-    _install_view()
-    token = _scope.set(dict(env) if env is not None else safe_environment())
-    try:
-        yield
-    finally:
-        _scope.reset(token)
+class user_environment:  # noqa: N801 - used as a function: `with user_environment(env):`
+    """While the block runs (in this thread or task), ``os.environ`` is ``env`` (the safe list by default).
+
+    A class rather than a ``@contextmanager`` generator: it runs around every python step's code,
+    and a generator-based context manager costs several times as much to enter and leave.
+    """
+
+    __slots__ = ("_env", "_token")
+
+    def __init__(self, env: Mapping[str, str] | None) -> None:
+        self._env = env
+
+    def __enter__(self) -> None:
+        _install_view()
+        self._token = _scope.set(dict(self._env) if self._env is not None else safe_environment())
+
+    def __exit__(self, *exc_info: object) -> None:
+        _scope.reset(self._token)

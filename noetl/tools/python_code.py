@@ -40,6 +40,8 @@ _BODY_NAME = "__noetl_step_body__"
 _MAX_LOG_CHARS = 1_000_000  # captured output kept per call; the rest is dropped with a marker
 _MAIN_EXTRAS = ("input_data", "execution_id", "context")  # globals main() may also ask for
 _MISSING = object()
+# Results that cannot be awaitable, checked by type before inspect.isawaitable's ABC check.
+_NEVER_AWAITABLE = frozenset({type(None), bool, int, float, str, dict, list})
 
 
 @dataclass(slots=True)
@@ -155,14 +157,19 @@ def _names_bound_in(body: list[ast.stmt]) -> set[str]:
 # 2. Running (shared by every isolation mode, including the worker processes)
 
 
-class OutputCapture(io.TextIOBase):
-    """Collects what one call prints. Handed to user code as its ``print`` (and, in a worker
-    process, as ``sys.stdout``; :meth:`stderr` as ``sys.stderr``), so concurrent calls never share
-    a buffer. ``forward`` also gets every write as it happens (``stream``, text): the runtime
-    streams it as logs while the call runs."""
+class OutputCapture:
+    """Collects what one call prints. Its :meth:`print` is the user code's ``print`` (so concurrent
+    calls never share a buffer); in a worker process :meth:`stdout` and :meth:`stderr` are also
+    ``sys.stdout`` and ``sys.stderr``. ``forward`` also gets every write as it happens (``stream``,
+    text): the runtime streams it as logs while the call runs.
+
+    A plain object, not a file: a thread-mode call only needs ``print``, and creating an
+    ``io.TextIOBase`` costs several times as much; the file views are made where a file is needed.
+    """
+
+    __slots__ = ("_parts", "_size", "_dropped", "_forward")
 
     def __init__(self, forward: Callable[[str, str], None] | None = None) -> None:
-        super().__init__()
         self._parts: list[str] = []
         self._size = 0
         self._dropped = 0
@@ -181,9 +188,13 @@ class OutputCapture(io.TextIOBase):
             self._forward(stream, text)
         return len(text)
 
+    def stdout(self) -> io.TextIOBase:
+        """A file whose writes are this capture's (as stdout)."""
+        return _StreamView(self, "stdout")
+
     def stderr(self) -> io.TextIOBase:
         """A file whose writes are this capture's, marked as stderr."""
-        return _StderrView(self)
+        return _StreamView(self, "stderr")
 
     def print(
         self,
@@ -201,19 +212,22 @@ class OutputCapture(io.TextIOBase):
         self.write_stream(stream, separator.join(map(str, values)) + ("\n" if end is None else end))
 
     def lines(self) -> list[str]:
+        if not self._parts and not self._dropped:
+            return []
         lines = "".join(self._parts).splitlines()
         if self._dropped:
             lines.append(f"... {self._dropped} more characters of output dropped")
         return lines
 
 
-class _StderrView(io.TextIOBase):
-    def __init__(self, capture: OutputCapture) -> None:
+class _StreamView(io.TextIOBase):
+    def __init__(self, capture: OutputCapture, stream: str) -> None:
         super().__init__()
         self._capture = capture
+        self._stream = stream
 
     def write(self, text: str) -> int:
-        return self._capture.write_stream("stderr", text)
+        return self._capture.write_stream(self._stream, text)
 
 
 @dataclass(slots=True)
@@ -241,7 +255,7 @@ def start_step(request: StepRequest, output: OutputCapture) -> _Finished | Await
         raise
     except BaseException as exc:  # noqa: B036 - SystemExit and KeyboardInterrupt fail the step too
         raise _user_error(exc, request) from None
-    if inspect.isawaitable(outcome):
+    if type(outcome) not in _NEVER_AWAITABLE and inspect.isawaitable(outcome):
         return outcome
     return _Finished(_jsonable_result(outcome))
 

@@ -413,7 +413,7 @@ def _execute(request: StepRequest, sender: _OutputSender | None = None) -> Worke
     output = OutputCapture(sender)
     # One call at a time runs here, so swapping sys.stdout is safe and also captures direct writes.
     saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = output, output.stderr()
+    sys.stdout, sys.stderr = output.stdout(), output.stderr()
     try:
         outcome = start_step(request, output)
         value = (
