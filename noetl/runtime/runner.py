@@ -24,6 +24,7 @@ from noetl.errors import ErrorInfo, NoetlError, TemplateError, ToolError
 from noetl.results.outcome import recorded_result, store_big_results, tool_inputs
 from noetl.runtime.rendering import render_inline, render_on_thread
 from noetl.tools.base import ToolCall, ToolServices, get_tool
+from noetl.tools.environment import safe_environment
 from noetl.waiting import within
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ class Runner:
         self.playbook_text = playbook_text
         self.workbook_kinds = workbook_kinds(playbook.workbook)
         self.outputs = {step.step: step.output for step in playbook.workflow}
+        # What every tool may see of this process's environment, read once: reading os.environ
+        # encodes and decodes each variable, a cost every python and shell step paid.
+        self.environment = safe_environment()
 
     async def run(self, command: Command) -> Outcome:
         started = time.perf_counter()
@@ -245,7 +249,7 @@ class Runner:
         args = tool_inputs(kind, args)
         call = ToolCall(execution_id=command.execution_id, step=command.step, task=name, context=context,
                         args=args, playbook_dir=self.playbook_dir, timeout=timeout, services=self.services,
-                        logs=pipe.logs, secrets=pipe.secrets, output=pipe.output)
+                        logs=pipe.logs, secrets=pipe.secrets, output=pipe.output, environment=self.environment)
         if kind == "playbook":
             if self.services is None:
                 raise ToolError("playbook calls need a runtime", kind="config")

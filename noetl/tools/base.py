@@ -52,6 +52,9 @@ class ToolCall:
     logs: list[str] = field(default_factory=list)  # captured output (e.g. python print), stored in the event
     secrets: set[str] = field(default_factory=set)  # resolved secret values, to redact
     output: OutputSink | None = None  # streamed logs; None outside a runtime
+    # The safe variables of the process environment (noetl.tools.environment), read once by the
+    # runner rather than at every call; None: read them at the call.
+    environment: Mapping[str, str] | None = None
 
 
 ToolFunc = Callable[[dict[str, Any], ToolCall], Awaitable[Any]]

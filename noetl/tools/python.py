@@ -41,7 +41,7 @@ async def run_python(config: dict[str, Any], call: ToolCall) -> Any:
         args=dict(call.args),
         execution_id=call.execution_id,
         libs=_libs(config),
-        env=tool_environment(config.get("env"), tool="python"),
+        env=tool_environment(config.get("env"), tool="python", safe=call.environment),
     )
     isolation = _isolation(config, call)
     if isolation == "process":

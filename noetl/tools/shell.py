@@ -53,7 +53,7 @@ async def run_shell(config: dict[str, Any], call: ToolCall) -> Any:
         runs: list[tuple[Any, list[str]]] = [(script, [_SHELL, "-c", script]) for script in scripts]
     else:
         runs = [(argv, argv)]
-    env = tool_environment(config.get("env"), tool="shell")
+    env = tool_environment(config.get("env"), tool="shell", safe=call.environment)
     cwd = _working_directory(config.get("cwd"))
     deadline = _deadline(_timeout(config.get("timeout"), call.timeout))
     results: list[dict[str, Any]] = []
