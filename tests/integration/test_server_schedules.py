@@ -51,6 +51,10 @@ def test_schedules_through_the_api(url: str) -> None:  # noqa: F811
         again = await client.post("/api/schedules/tests/api_loop/backfill",
                                   json={"from": "2026-06-01T00:00:00Z", "to": "2026-06-02T23:00:00Z"})
         assert [r["execution_id"] for r in again.json()] == [None, None]  # each fire time runs once
+        # A daily schedule over 30 years is more than one backfill walks: refused whole, nothing run.
+        too_long = await client.post("/api/schedules/tests/api_loop/backfill",
+                                     json={"from": "1990-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"})
+        assert too_long.status_code == 400 and "holds more than 10,000 fire times" in too_long.json()["error"]
         fires = (await client.get("/api/schedules/tests/api_loop/fires")).json()
         assert [f["execution_id"] for f in fires] == [rows[1]["execution_id"], rows[0]["execution_id"]]
 
