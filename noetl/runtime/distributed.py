@@ -460,9 +460,12 @@ class DecisionCore:
     def _may_assume(self, group: list[GroupMember]) -> bool:
         """Whether the group may be decided before its lock's rows are read: every member's cache was
         current at its last decision here, no other process is known to decide it, and every report
-        is a leased command's (a cancellation comes from another process, likely behind its log)."""
-        return all(member.cached.current and member.cached.execution_id not in self._contended
-                   and all(report.leased is not None for report in member.batch) for member in group)
+        is a leased command's, each command reported once (a cancellation comes from another
+        process, likely behind its log; a duplicate report is told apart by the lock's rows)."""
+        reported = [report.leased.command_id for member in group for report in member.batch
+                    if report.leased is not None]
+        return len(set(reported)) == sum(len(member.batch) for member in group) and all(
+            member.cached.current and member.cached.execution_id not in self._contended for member in group)
 
     def _group_member_done(self, member: GroupMember, outcomes: list[bool]) -> None:
         if member.claim.leased and self.affinity is not None:

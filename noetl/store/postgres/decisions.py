@@ -195,12 +195,16 @@ class DecisionStatements:
         the locks, its writes and COMMIT share one round trip. Each execution is assumed running at
         the given last event, and each reported command still leased by its reporter in the same
         attempt; the statement checks that, and when it does not hold the transaction fails with
-        StaleWrite at its COMMIT, having written nothing. Returns what was assumed."""
+        StaleWrite at its COMMIT, having written nothing. Each command is reported once (the caller
+        reads the lock first otherwise). Returns what was assumed."""
         numbers = sorted((db_id(execution_id), last) for execution_id, last in last_event_ids.items())
+        commands = sorted(reported, key=lambda c: c.command_id)
+        if len({c.command_id for c in commands}) < len(commands):
+            raise ValueError("lock_many_as_expected: a command is reported twice")
         await conn.execute(self.q["lock_group_as_expected"], {
             "execution_ids": [number for number, _ in numbers], "last_event_ids": [last for _, last in numbers],
-            "command_ids": [c.command_id for c in reported], "attempts": [c.attempt for c in reported],
-            "owners": [c.lease_owner for c in reported]})
+            "command_ids": [c.command_id for c in commands], "attempts": [c.attempt for c in commands],
+            "owners": [c.lease_owner for c in commands]})
         leases = {c.command_id: Lease("leased", c.attempt, c.lease_owner) for c in reported}
         return {execution_id: LockedExecution(status="running", last_event_id=last, leases=leases)
                 for execution_id, last in last_event_ids.items()}

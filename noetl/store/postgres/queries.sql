@@ -303,7 +303,8 @@ SELECT NULL::bigint, status, NULL::bigint, command_id, attempt, lease_owner FROM
 -- decisions' writes and COMMIT share one round trip: the same locks in the same order, then
 -- noetl.expect fails the transaction (SQLSTATE NT001) unless every execution is running at the last
 -- event the decision assumed and every reported command is still leased by its reporter in the same
--- attempt (the checks a decision otherwise makes on lock_group's rows).
+-- attempt (the checks a decision otherwise makes on lock_group's rows). Both lists come sorted by
+-- id, the command ids distinct.
 WITH executions AS MATERIALIZED (
     SELECT execution_id, status, last_event_id FROM noetl.execution
     WHERE execution_id = ANY(%(execution_ids)s::bigint[])
@@ -315,15 +316,15 @@ WITH executions AS MATERIALIZED (
     ORDER BY command_id
     FOR UPDATE
 )
+-- Arrays in id order compared whole (cheaper than joining the expected values): a missing row, a
+-- status, an event id or a lease that differs makes them unequal.
 SELECT noetl.expect(
-    (SELECT count(*) FROM executions AS x
-     JOIN unnest(%(execution_ids)s::bigint[], %(last_event_ids)s::bigint[]) AS u(execution_id, last_event_id)
-       ON x.execution_id = u.execution_id AND x.last_event_id = u.last_event_id
-     WHERE x.status = 'running') = cardinality(%(execution_ids)s::bigint[])
-    AND (SELECT count(*) FROM commands AS c
-         JOIN unnest(%(command_ids)s::text[], %(attempts)s::int[], %(owners)s::text[]) AS u(command_id, attempt, owner)
-           ON c.command_id = u.command_id AND c.attempt = u.attempt AND c.lease_owner = u.owner
-         WHERE c.status = 'leased') = cardinality(%(command_ids)s::text[]));
+    (SELECT coalesce(array_agg(last_event_id ORDER BY execution_id), '{}') FROM executions
+     WHERE status = 'running') = %(last_event_ids)s::bigint[]
+    AND (SELECT coalesce(array_agg(attempt ORDER BY command_id), '{}') FROM commands
+         WHERE status = 'leased') = %(attempts)s::int[]
+    AND (SELECT coalesce(array_agg(lease_owner ORDER BY command_id), '{}') FROM commands
+         WHERE status = 'leased') = %(owners)s::text[]);
 
 -- name: lock_execution
 -- Serialises decisions for one execution; what the decision needs is the status and the last event id.
