@@ -58,6 +58,9 @@ def test_a_loop_with_more_events_than_the_page_lists_shows_its_whole_run(console
     assert page.count('<tr class="ev-') == 2000
     assert f"Only the first 2000 events are shown; all of them: <code>noetl events {execution_id} --json" in page
     assert "[2499] round 2499" in page  # the lines its last iterations printed
+    # 2,500 results are more than the page shows of a result: it says where the whole one is.
+    assert f'<p class="muted whole-result">The whole result: <code>noetl result {execution_id} wait</code>' in page
+    assert f"noetl result {execution_id} start" not in page  # a small result is shown whole
 
 
 def test_user_data_is_escaped_and_scripts_are_locked_down(console: str, runs: dict[str, str]) -> None:

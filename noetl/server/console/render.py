@@ -21,8 +21,8 @@ MAX_SHOWN_CHARS = 20_000
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=False, lstrip_blocks=False)
-    env.filters.update(json_block=json_block, when=when, duration=duration, seconds=seconds,
-                       meta_summary=meta_summary, scalar=scalar)
+    env.filters.update(json_block=json_block, shown_in_part=shown_in_part, when=when, duration=duration,
+                       seconds=seconds, meta_summary=meta_summary, scalar=scalar)
     return env
 
 
@@ -40,6 +40,13 @@ def json_block(value: Any) -> Markup:
     if lines <= 12 and not note:
         return body
     return Markup('<details class="json"><summary>{} lines</summary>{}</details>').format(lines, body)
+
+
+def shown_in_part(value: Any) -> bool:
+    """The page shows only part of a result: stored by reference (a preview) or cut by json_block."""
+    if isinstance(value, dict) and isinstance(value.get("_ref"), dict):
+        return True
+    return len(json.dumps(value, default=str, ensure_ascii=False)) > MAX_SHOWN_CHARS
 
 
 def when(value: Any) -> str:
