@@ -42,20 +42,31 @@ METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotation
 __all__ = ["UNDEFINED_NAME", "Checker", "Problem", "check_canonical", "suggest"]
 
 
-def _step_keys(step: dict[str, Any]) -> frozenset[str] | None:
-    """The keys a step may carry. A step naming its tool with `type:` (or `tool: <kind>`) carries
-    that tool's fields beside its own; a `router` step carries none. None: the tool's kind is not
-    one whose fields are known (an unknown kind is its own error)."""
-    own = STEP_KEYS | {"name"}
-    kind = step.get("tool") if isinstance(step.get("tool"), str) else step.get("type")
-    if kind is None or kind == ROUTER_KIND:
-        return own
-    kind = {"playbooks": "playbook"}.get(kind, kind)
+def _tool_fields(kind: Any) -> frozenset[str] | None:
+    """The keys a task of ``kind`` may carry (NoETL's common task keys and the tool's own fields);
+    None for a kind whose fields are not known (an unknown kind is its own error)."""
+    kind = {"playbooks": "playbook"}.get(kind, kind) if isinstance(kind, str) else kind
     if kind == "iterator":
-        return own | ITERATOR_KEYS
+        return ITERATOR_KEYS
     if kind not in TOOL_KINDS:
         return None
-    return own | COMMON_TOOL_KEYS | TOOL_KINDS[kind].fields | ({"name"} if TOOL_KINDS[kind].takes_name else set())
+    return COMMON_TOOL_KEYS | TOOL_KINDS[kind].fields
+
+
+def _flat_kind(entry: dict[str, Any]) -> Any:
+    """The tool kind an older flat step or workbook entry names (`type: <kind>` or `tool: <kind>`)."""
+    return entry.get("tool") if isinstance(entry.get("tool"), str) else entry.get("type")
+
+
+def _step_keys(step: dict[str, Any]) -> frozenset[str] | None:
+    """The keys a step may carry. A step naming its tool with `type:` (or `tool: <kind>`) carries
+    that tool's fields beside its own; a `router` step carries none."""
+    own = STEP_KEYS | {"name"}
+    kind = _flat_kind(step)
+    if kind is None or kind == ROUTER_KIND:
+        return own
+    fields = _tool_fields(kind)
+    return None if fields is None else own | fields
 
 
 class Checker:
@@ -85,9 +96,13 @@ class Checker:
             if isinstance(step, dict):
                 self._check_step_keys(step, ("workflow", i))
         for i, entry in enumerate(raw.get("workbook") or []):
-            if isinstance(entry, dict) and isinstance(entry.get("tool"), dict | list):
-                # (an entry in the older flat form carries its tool's fields beside `type:`)
-                self._unknown(entry, ("workbook", i), WORKBOOK_ENTRY_KEYS, f"workbook entry {entry.get('name')!r}")
+            if not isinstance(entry, dict):
+                continue
+            # An entry in the older flat form carries its tool's fields beside `type:` / `tool: <kind>`.
+            flat = None if isinstance(entry.get("tool"), dict | list) else _tool_fields(_flat_kind(entry))
+            if flat is not None or isinstance(entry.get("tool"), dict | list):
+                self._unknown(entry, ("workbook", i), WORKBOOK_ENTRY_KEYS | (flat or frozenset()),
+                              f"workbook entry {entry.get('name')!r}")
             if isinstance(entry, dict) and isinstance(entry.get("tool"), dict):
                 self._check_tool_keys(entry["tool"], ("workbook", i, "tool"))
 
@@ -115,6 +130,9 @@ class Checker:
         known = _step_keys(step)
         if known is not None:
             self._unknown(step, path, known, f"step {step.get('step')!r}")
+        call = step.get("call")
+        if isinstance(call, dict) and (fields := _tool_fields(call.get("type", call.get("kind", "playbook")))):
+            self._unknown(call, (*path, "call"), fields, f"step {step.get('step')!r} call")
         self._check_routing_and_loop_keys(step, path)
         self._check_output(step, path)
         tool = step.get("tool")

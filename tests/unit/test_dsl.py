@@ -340,3 +340,14 @@ def test_a_loop_steps_routing_on_one_iterations_call_is_a_warning() -> None:
     warnings = problems(text, "warning")
     assert [w.split(": this condition")[0] for w in warnings] == ["pb.yaml:11:11: step 'start'", "pb.yaml:18:9: step 'b'"]
     assert "asks for call.error, but a loop step is routed once" in warnings[1]
+
+
+def test_unknown_keys_in_a_call_and_a_flat_workbook_entry_are_warnings() -> None:
+    text = ("apiVersion: noetl.io/v1\nkind: Playbook\nmetadata: {name: c}\nworkbook:\n  - name: wb\n"
+            "    type: python\n    code: 'result = 1'\n    colr: red\nworkflow:\n  - step: start\n"
+            "    call: {type: workbook, name: wb, wiht: {a: 1}}\n    next: [{step: two}]\n"
+            "  - step: two\n    call: {type: playbooks, path: x/y, with: {}, retrun_step: z}\n")
+    assert problems(text, "warning") == [
+        "pb.yaml:11:38: unknown key 'wiht' in step 'start' call (did you mean 'with'?)",
+        "pb.yaml:14:50: unknown key 'retrun_step' in step 'two' call (did you mean 'return_step'?)",
+        "pb.yaml:8:5: unknown key 'colr' in workbook entry 'wb'"]
