@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.acceptance.conftest import CliResult
+from .conftest import CliResult
 
 FLAKY_LOOP = """
 apiVersion: noetl.io/v2

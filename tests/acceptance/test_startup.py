@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.acceptance.conftest import run_noetl
+from .conftest import run_noetl
 
 WARNED = """\
 apiVersion: noetl.io/v2
