@@ -43,7 +43,7 @@ from noetl.dsl.model import Playbook
 from noetl.dsl.parse import load_playbook_text
 from noetl.engine import events as ev
 from noetl.engine.commands import Command
-from noetl.engine.decide import Engine
+from noetl.engine.decide import Engine, merge_payload
 from noetl.engine.events import Event
 from noetl.engine.resume import RESUMABLE_STATUSES, resume_event
 from noetl.engine.state import ExecutionState, apply
@@ -107,10 +107,33 @@ class CachedExecution:
     # What runs this execution's commands in a worker: built once, not per command (it holds the
     # playbook's per-step settings and no state of a run).
     runner: Runner | None = None
+
     # Set when this process's last decision of the execution found no events of others to catch up
     # with: its next decision assumes its lock will find the log as this cache has it, and decides
     # before the lock's rows come back (see DecisionCore._may_assume).
     current: bool = False
+
+    def fold(self, event: Event) -> None:
+        """Apply one event read from the log.
+
+        The log holds `playbook.initialized`'s workload redacted: a workload value that contains a
+        keychain or secret value reads `***` there, and state rebuilt from it would run the
+        playbook with that. The state keeps the workload the execution was started with instead:
+        the playbook's own merged with the execution row's payload, as `Engine.start` merged them
+        (checked against the stored copy, which must be its redaction)."""
+        apply(self.state, event)
+        self.last_event_id = event.event_id
+        if event.event_type == ev.PLAYBOOK_INITIALIZED and self.services.redactor:
+            self.state.workload = started_workload(self.playbook, self.services, event.result) or self.state.workload
+
+
+def started_workload(playbook: Playbook, services: ExecutionServices, stored: Any) -> dict[str, Any] | None:
+    """The workload an execution started with, whose redaction is ``stored`` (None if none is)."""
+    for merge in (False, True):
+        workload = merge_payload(playbook.workload, services.request.payload, merge=merge)
+        if services.redactor.redact(workload) == stored:
+            return workload
+    return None
 
 
 @dataclass(slots=True, eq=False)
@@ -557,8 +580,7 @@ class DecisionCore:
         """Fold the events other processes appended since this cache last saw the execution."""
         while cached.last_event_id < last_event_id:  # a page at a time: bounded memory on a long log
             for event in await self.statements.events_after(conn, cached.execution_id, cached.last_event_id):
-                apply(cached.state, event)
-                cached.last_event_id = event.event_id
+                cached.fold(event)
 
     def _decision_write(self, cached: CachedExecution, handled: list[Handled], claim: Claim | None = None, *,
                         reopen: bool = False) -> DecisionWrite:
@@ -652,8 +674,7 @@ class DecisionCore:
                 return
             async for events in self.store.iter_events(cached.execution_id, after_id=cached.last_event_id):
                 for event in events:
-                    apply(cached.state, event)
-                cached.last_event_id = events[-1].event_id
+                    cached.fold(event)
 
     async def _new_cached(self, execution_id: str, playbook: Playbook, text: str, payload: dict[str, Any],
                           parent_execution_id: str | None) -> CachedExecution:

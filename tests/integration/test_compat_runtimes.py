@@ -144,3 +144,31 @@ def test_an_iterator_steps_save_runs_once_after_the_loop_when_case_rules_route_i
         assert doc["steps"]["report"]["result"]["rows"] == [{"n": 3}], doc["steps"]["report"]
         assert doc["steps"]["also"]["result"] == {"routed": True}
         assert [s for s in doc["completed_steps"] if s.startswith("each")] == ["each", "each_save"]
+
+
+WORKLOAD_WITH_A_KEYCHAIN_VALUE = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: keychain_in_workload, path: tests/compat/keychain_in_workload}
+workload: {api: "http://db-host-7f3a:8080/v1"}
+keychain:
+  - {name: db, kind: static, data: {host: db-host-7f3a}}
+workflow:
+  - step: start
+    tool: {kind: python, input: {api: "{{ api }}"}, code: "result = {'api_intact': api == 'http://db-host-7f3a:8080/v1'}"}
+    next: [{step: again}]
+  - step: again
+    tool: {kind: python, input: {api: "{{ workload.api }}"}, code: "result = {'api_intact': api == 'http://db-host-7f3a:8080/v1'}"}
+"""
+
+
+def test_a_workload_value_holding_a_keychain_value_reaches_every_step_intact(cluster: Cluster, tmp_path: Path) -> None:
+    """A keychain value is redacted in the stored log (SPEC section 8), also inside a workload string;
+    the distributed runtime, which rebuilds an execution's state from that log, still runs every
+    step with the workload as given, as `noetl run` does."""
+    for doc in run_both(cluster, tmp_path, WORKLOAD_WITH_A_KEYCHAIN_VALUE):
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["steps"]["start"]["result"] == doc["steps"]["again"]["result"] == {"api_intact": True}, doc
+        events = cluster.client.get(f"/api/executions/{doc['execution_id']}/events")
+        if events.status_code == 200:  # the distributed run's log
+            assert "db-host-7f3a" not in events.text and "http://***:8080/v1" in events.text
