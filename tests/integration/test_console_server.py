@@ -68,6 +68,8 @@ def test_console_on_the_server_runs_shows_and_cancels(url: str) -> None:
         # No worker runs here: the first step waits; the graph shows the fan-in step and the loop.
         assert re.search(r'<g class="node (running|pending)" data-step="start"', page)
         assert "noop · fan-in" in page and "noop · loop" in page
+        for action in ("rerun", "resume"):  # the page's buttons post to the server's API
+            assert f'<button id="{action}" data-url="/api/executions/{execution_id}/{action}" >' in page
         payload = (await client.get(f"/api/executions/{execution_id}", headers=AUTH)).json()["payload"]
         assert payload == {"n": 4}
         assert (await client.post(f"/console/actions/cancel/{execution_id}",

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.routing import Route
+from starlette.routing import Match
 
 from noetl.engine.events import EXECUTION_STATUSES
 from noetl.errors import InputError, NoetlError, NotFoundError
@@ -63,12 +63,13 @@ class _Pages:
     def viewer(self, request: Request) -> str | None:
         return page_role(request, self.config.roles(request))
 
-    def api_route(self, path: str, method: str = "POST") -> str | None:
-        """``path`` when this app serves it (rerun and resume exist only where the API has them)."""
-        for route in self.app.routes:
-            if isinstance(route, Route) and route.path == path and method in (route.methods or ()):
-                return path
-        return None
+    def serves(self, path: str, method: str = "POST") -> bool:
+        """Whether this app answers ``method path`` (rerun and resume exist only where the API has
+        them). Asked of the app's router, as a request would be: included routers are not flattened
+        into ``app.routes``, so comparing route paths there missed them (the server's console
+        showed Rerun and Resume as not available)."""
+        scope = {"type": "http", "path": path, "method": method, "root_path": ""}
+        return any(route.matches(scope)[0] == Match.FULL for route in self.app.router.routes)
 
 
 # No inline script or style runs, and nothing loads from elsewhere: escaped user data that slipped
@@ -264,9 +265,8 @@ def _recovery_url(pages: _Pages, config: ConsoleConfig, action: str, execution_i
     """Where the page's Rerun / Resume button posts: the server's API, or on `noetl ui` the console."""
     if not config.server:
         return f"/console/actions/{action}/{execution_id}"
-    if pages.api_route(f"/api/executions/{{execution_id}}/{action}"):
-        return f"/api/executions/{execution_id}/{action}"
-    return None
+    url = f"/api/executions/{execution_id}/{action}"
+    return url if pages.serves(url) else None
 
 
 async def _answer(act: Callable[[], Any]) -> Response:
