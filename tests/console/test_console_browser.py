@@ -193,3 +193,25 @@ def test_a_killed_run_turns_failed_on_its_open_page(page: Any, console: str, hom
     assert "abandoned: the process that ran it" in page.inner_text("#exec-error")
     assert page.get_attribute("g.node[data-step=wait]", "class") == "node cancelled"
     assert execution_id in page.url
+
+
+def test_a_hostile_step_name_is_text_in_the_graph_steps_and_live_updates(page: Any, console: str,
+                                                                         home: Path) -> None:
+    # The step's name is in the SVG graph, element ids, CSS selectors of the page's script and the
+    # live stream's JSON: everywhere it stays text, and the page still follows the run live.
+    name = "<img src=x onerror=alert(7)>"
+    assert noetl(home, "catalog", "register", str(HERE / "hostile_step.yaml")).returncode == 0
+    page.goto(f"{console}/catalog/entry?path=console/hostile_step")
+    page.click("#run-form button")
+    page.wait_for_url("**/executions/*")
+    node = page.locator("g.node").filter(has_text="<img src=x")
+    page.wait_for_function("() => [...document.querySelectorAll('g.node')].some("
+                           "n => n.dataset.step.startsWith('<img') && n.classList.contains('running'))")
+    page.wait_for_selector("#exec-status.failed", timeout=30_000)
+    assert node.get_attribute("class") == "node failed" and node.get_attribute("data-step") == name
+    assert node.locator(".progress").text_content() == "3/3 (1 failed)"
+    step = page.locator("details.step.failed")
+    assert name in step.locator("summary").first.inner_text()
+    assert "<i>not italic</i> 0" in step.locator("pre.logs").inner_text()
+    assert page.locator("main img").count() == 0 and page.locator("main i").count() == 0
+    assert page.dialogs == []
