@@ -10,7 +10,7 @@ measures:
 - throughput: trivial (noop) tool calls per second end to end, from submission to the last
   execution's completion, for each worker count (20 executions x 250-item parallel loops), the
   median of ``--repeat`` runs, with the CPU time each call cost in the workers and in PostgreSQL;
-  with ``--compare-with REF`` the same runs, interleaved, on the code of git revision REF (servers and
+  with ``--compare-with REF`` the same runs, interleaved (which goes first alternates), on the code of git revision REF (servers and
   workers started from an export of it), so a noisy machine affects both alike;
 - chain throughput: workflow steps per second end to end for ``--chains`` concurrent executions, each
   a sequential chain of ``--chain-steps`` steps alternating ``noop`` and a trivial ``python`` step
@@ -199,23 +199,27 @@ def throughput_runs(pg: dict[str, Any], counts: list[int], repeat: int, home: Pa
                     loops: bool = True, chains: tuple[int, int] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every worker count ``repeat`` times; with ``before`` (a source tree) each loop run is paired
     with one on that code, so both see the same machine load; ``chains`` (executions, steps): a chain
-    run after each loop run, so loop items and chain steps are measured under the same load."""
+    run after each loop run, so loop items and chain steps are measured under the same load. The
+    order within a pair alternates (before first in even repetitions, after first in odd ones), so
+    that what the machine still does for the runs before (PostgreSQL's work on their databases, a
+    worker exiting) does not always fall on the same side."""
     runs: dict[str, list[dict[str, Any]]] = {"after": [], "before": [], "chains": [], "chains_before": []}
     for workers in counts:
         for n in range(repeat):
-            if loops and before is not None:
-                runs["before"].append(throughput(pg, workers, home / f"b{workers}-{n}", code=before))
-                print("before", runs["before"][-1], flush=True)
+            sides: list[tuple[str, Path | None]] = [("before", before), ("after", None)] if before is not None \
+                else [("after", None)]
+            if n % 2:
+                sides.reverse()
             if loops:
-                runs["after"].append(throughput(pg, workers, home / f"t{workers}-{n}"))
-                print("after", runs["after"][-1], flush=True)
-            if chains is not None and before is not None:
-                runs["chains_before"].append(chain_throughput(pg, workers, home / f"cb{workers}-{n}", *chains,
-                                                              code=before))
-                print("chains before", runs["chains_before"][-1], flush=True)
+                for side, code in sides:
+                    runs[side].append(throughput(pg, workers, home / f"{side[0]}{workers}-{n}", code=code))
+                    print(side, runs[side][-1], flush=True)
             if chains is not None:
-                runs["chains"].append(chain_throughput(pg, workers, home / f"c{workers}-{n}", *chains))
-                print("chains", runs["chains"][-1], flush=True)
+                for side, code in sides:
+                    key = "chains" if side == "after" else "chains_before"
+                    runs[key].append(chain_throughput(pg, workers, home / f"c{side[0]}{workers}-{n}", *chains,
+                                                      code=code))
+                    print("chains" if side == "after" else "chains before", runs[key][-1], flush=True)
     return runs
 
 
