@@ -214,4 +214,6 @@ def test_a_hostile_step_name_is_text_in_the_graph_steps_and_live_updates(page: A
     assert name in step.locator("summary").first.inner_text()
     assert "<i>not italic</i> 0" in step.locator("pre.logs").inner_text()
     assert page.locator("main img").count() == 0 and page.locator("main i").count() == 0
+    # A long name is shortened in the timeline's labels, keeping each call's loop index.
+    assert "<img src=x onerro…[1]" in page.text_content("svg.timeline")
     assert page.dialogs == []
