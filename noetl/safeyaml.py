@@ -98,23 +98,28 @@ def check_graph(root: yaml.Node, file: str, error: type[NoetlError] = InputError
 
 
 def _check_tree(root: yaml.Node, file: str, error: type[NoetlError]) -> None:
-    """:func:`check_graph` for a graph without aliases: nesting depth and plain keys."""
+    """:func:`check_graph` for a graph without aliases: nesting depth and plain keys.
+
+    Only collections go on the stack: a scalar has nothing to check (most nodes of a playbook).
+    """
+    scalar = yaml.ScalarNode
+    if isinstance(root, scalar):
+        return
     stack: list[tuple[yaml.Node, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, yaml.ScalarNode):
-            continue
         if depth > MAX_DEPTH:
             raise error(f"{_at(file, node)}: nested more than {MAX_DEPTH} levels deep")
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                if not isinstance(key, yaml.ScalarNode):
+                if not isinstance(key, scalar):
                     if not _is_merge_key(key):
                         raise error(f"{_at(file, key)}: a mapping key must be a plain value, not a list or mapping")
                     stack.append((key, depth + 1))
-                stack.append((value, depth + 1))
+                if not isinstance(value, scalar):
+                    stack.append((value, depth + 1))
         else:
-            stack.extend((item, depth + 1) for item in node.value)
+            stack.extend((item, depth + 1) for item in node.value if not isinstance(item, scalar))
 
 
 def may_have_aliases(text: str) -> bool:
