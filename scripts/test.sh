@@ -13,7 +13,15 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check noetl tests || exit 1
 mypy noetl || exit 1
-python -m pytest -q "$@"
+# Two test processes by default (NOETL_TEST_PROCESSES=0 runs in this one): most of the suite's time
+# is waiting on real servers, workers and subprocesses, so two processes finish sooner even on 2 cores.
+# --dist loadfile keeps a module's tests (and its module-scoped deployment) in one process.
+processes="${NOETL_TEST_PROCESSES:-2}"
+if [ "$processes" = "0" ]; then
+  python -m pytest -q "$@"
+else
+  python -m pytest -q -n "$processes" --dist loadfile "$@"
+fi
 status=$?
 if [ "$status" -eq 5 ]; then
   echo "error: pytest collected no tests" >&2

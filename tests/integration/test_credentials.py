@@ -114,7 +114,8 @@ def test_the_same_key_file_is_reused_across_processes(_home: Path) -> None:
     assert (_home / "secret.key").read_bytes() == first_key
 
 
-@pytest.mark.parametrize("secret_key", [Fernet.generate_key().decode(), "any passphrase will do"])
+@pytest.mark.parametrize("secret_key", [Fernet.generate_key().decode(), "any passphrase will do"],
+                         ids=["fernet-key", "passphrase"])  # stable ids: test runners compare collections
 def test_noetl_secret_key_is_used_and_a_different_key_cannot_decrypt(
     monkeypatch: pytest.MonkeyPatch, _home: Path, secret_key: str
 ) -> None:
