@@ -159,6 +159,9 @@ class DecisionStatements:
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
         self.q = store.q
+        # Both group lock statements take the same locks in the same order (group_locks).
+        self.lock_group = f"{self.q['group_locks']}\n{self.q['lock_group']}"
+        self.lock_group_as_expected = f"{self.q['group_locks']}\n{self.q['lock_group_as_expected']}"
 
     async def lock(self, conn: Connection, execution_id: str, command_ids: list[str]) -> LockedExecution | None:
         """Lock the execution row, then the reported commands (one round trip in pipeline mode)."""
@@ -178,7 +181,7 @@ class DecisionStatements:
         """Lock several executions (in id order), then all their reported commands (in id order), in
         one statement: the first of a group transaction. Unknown executions are absent."""
         by_number = {db_id(execution_id): execution_id for execution_id in execution_ids}
-        cursor = await conn.execute(self.q["lock_group"], {"execution_ids": sorted(by_number),
+        cursor = await conn.execute(self.lock_group, {"execution_ids": sorted(by_number),
                                                            "command_ids": command_ids})
         executions, leases = [], {}
         for number, status, last_event_id, command_id, attempt, owner in await cursor.fetchall():
@@ -201,7 +204,7 @@ class DecisionStatements:
         commands = sorted(reported, key=lambda c: c.command_id)
         if len({c.command_id for c in commands}) < len(commands):
             raise ValueError("lock_many_as_expected: a command is reported twice")
-        await conn.execute(self.q["lock_group_as_expected"], {
+        await conn.execute(self.lock_group_as_expected, {
             "execution_ids": [number for number, _ in numbers], "last_event_ids": [last for _, last in numbers],
             "command_ids": [c.command_id for c in commands], "attempts": [c.attempt for c in commands],
             "owners": [c.lease_owner for c in commands]})

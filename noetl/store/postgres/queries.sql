@@ -278,11 +278,11 @@ LIMIT 100;
 UPDATE noetl.command SET status = 'cancelled', lease_expires_at = NULL
 WHERE execution_id = %(execution_id)s AND status IN ('queued', 'leased');
 
--- name: lock_group
--- A group transaction's executions, locked in id order (so two groups cannot deadlock), then their
--- reported commands, also in id order, in one statement: the executions' rows come first (command_id
--- NULL), then the commands' (execution_id NULL). The commands' scan waits for every execution lock
--- (its filter reads the count of the locked executions), whatever order the plan would run them in.
+-- name: group_locks
+-- The first part of lock_group and lock_group_as_expected (DecisionStatements joins them): a group
+-- transaction's executions, locked in id order (so two groups cannot deadlock), then their reported
+-- commands, also in id order. The commands' scan waits for every execution lock (its filter reads
+-- the count of the locked executions), whatever order the plan would run them in.
 WITH executions AS MATERIALIZED (
     SELECT execution_id, status, last_event_id FROM noetl.execution
     WHERE execution_id = ANY(%(execution_ids)s::bigint[])
@@ -294,30 +294,22 @@ WITH executions AS MATERIALIZED (
     ORDER BY command_id
     FOR UPDATE
 )
+
+-- name: lock_group
+-- After group_locks, in one statement: the executions' rows come first (command_id NULL), then the
+-- commands' (execution_id NULL).
 SELECT execution_id, status, last_event_id, NULL::text, NULL::int, NULL::text FROM executions
 UNION ALL
 SELECT NULL::bigint, status, NULL::bigint, command_id, attempt, lease_owner FROM commands;
 
 -- name: lock_group_as_expected
--- lock_group for a group decided before its rows are read, so that BEGIN, this statement, the
--- decisions' writes and COMMIT share one round trip: the same locks in the same order, then
--- noetl.expect fails the transaction (SQLSTATE NT001) unless every execution is running at the last
--- event the decision assumed and every reported command is still leased by its reporter in the same
--- attempt (the checks a decision otherwise makes on lock_group's rows). Both lists come sorted by
--- id, the command ids distinct.
-WITH executions AS MATERIALIZED (
-    SELECT execution_id, status, last_event_id FROM noetl.execution
-    WHERE execution_id = ANY(%(execution_ids)s::bigint[])
-    ORDER BY execution_id
-    FOR UPDATE
-), commands AS MATERIALIZED (
-    SELECT command_id, status, attempt, lease_owner FROM noetl.command
-    WHERE command_id = ANY(%(command_ids)s::text[]) AND (SELECT count(*) FROM executions) >= 0
-    ORDER BY command_id
-    FOR UPDATE
-)
--- Arrays in id order compared whole (cheaper than joining the expected values): a missing row, a
--- status, an event id or a lease that differs makes them unequal.
+-- After group_locks, for a group decided before its rows are read, so that BEGIN, this statement,
+-- the decisions' writes and COMMIT share one round trip: noetl.expect fails the transaction
+-- (SQLSTATE NT001) unless every execution is running at the last event the decision assumed and
+-- every reported command is still leased by its reporter in the same attempt (the checks a decision
+-- otherwise makes on lock_group's rows). Both lists come sorted by id, the command ids distinct,
+-- and they are compared whole (cheaper than joining the expected values): a missing row, a status,
+-- an event id or a lease that differs makes them unequal.
 SELECT noetl.expect(
     (SELECT coalesce(array_agg(last_event_id ORDER BY execution_id), '{}') FROM executions
      WHERE status = 'running') = %(last_event_ids)s::bigint[]
