@@ -10,12 +10,6 @@ Every decision runs in the PostgreSQL transaction that records the event that tr
 4. ``engine.handle``; append the resulting events, queue the new commands, mark the command done;
 5. commit (with a NOTIFY so idle workers wake up at once).
 
-When this process's cache of an execution was current at its last decision, steps 1-3 are assumed
-rather than read: the decision is made at once and the lock statement itself checks the assumption
-(status, last event, leases), failing the transaction before anything is written when it does not
-hold; the reports are then decided again from the log. BEGIN, the locks, the writes and COMMIT then
-share one round trip instead of two.
-
 A worker deciding (``affinity``) inserts as many of the new commands as it has free slots already
 leased to itself (attempt 1, the usual lease expiry) and starts them once the decision committed,
 with the state it just folded: a chain's next step needs no NOTIFY, no lease and no catch-up read.
@@ -67,7 +61,7 @@ from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.queue import LeasedCommand
 from noetl.store.postgres.rows import event_rows, execution_params
 from noetl.store.postgres.stats import StepStats
-from noetl.store.postgres.store import Connection, PostgresStore, StaleWrite
+from noetl.store.postgres.store import Connection, PostgresStore
 
 if TYPE_CHECKING:
     from noetl.runtime.runner import Runner
@@ -108,10 +102,6 @@ class CachedExecution:
     # playbook's per-step settings and no state of a run).
     runner: Runner | None = None
 
-    # Set when this process's last decision of the execution found no events of others to catch up
-    # with: its next decision assumes its lock will find the log as this cache has it, and decides
-    # before the lock's rows come back (see DecisionCore._may_assume).
-    current: bool = False
 
     def fold(self, event: Event) -> None:
         """Apply one event read from the log.
@@ -232,9 +222,6 @@ class DecisionCore:
         self._writers = asyncio.Semaphore(GROUP_WRITERS)
         self._loading: dict[str, asyncio.Future[CachedExecution | None]] = {}
         self._playbooks: OrderedDict[str, Playbook] = OrderedDict()
-        # Executions another process decides too (a loop shared by two workers, a cancellation):
-        # their decisions read the lock's rows first, rather than assume and be rolled back.
-        self._contended: OrderedDict[str, None] = OrderedDict()
 
     # submitting ------------------------------------------------------------------------
     async def submit(self, *, playbook_text: str, source: str = "<api>", payload: dict[str, Any] | None = None,
@@ -408,8 +395,6 @@ class DecisionCore:
             outcomes = await self.store.write(
                 f"recording {reports} report(s) for {len(group)} execution(s)",
                 partial(self._decide_group_in_transaction, group=group), pipeline=True)
-        except StaleWrite:
-            self._group_stale(group)
         except BaseException as exc:
             self._group_failed(group, exc)
             if not isinstance(exc, Exception):
@@ -462,34 +447,6 @@ class DecisionCore:
         if isinstance(exc, UnstorableReport):
             exc.report.outcome = exc  # only its reporter fails; the others are decided again
 
-    def _group_stale(self, group: list[GroupMember]) -> None:
-        """A group decided on assumptions that did not hold wrote nothing: each member's state holds
-        its uncommitted decisions, so its reports go round again on a fresh entry (their reporters
-        reload it), and its next decisions read the lock's rows before deciding."""
-        for member in group:
-            if member.claim.leased and self.affinity is not None:
-                self.affinity.unreserve(len(member.claim.leased))
-                member.claim.leased = []
-            member.cached.broken = True
-            self._forget(member.cached.execution_id)
-            self._contend(member.cached.execution_id)
-
-    def _contend(self, execution_id: str) -> None:
-        self._contended[execution_id] = None
-        self._contended.move_to_end(execution_id)
-        while len(self._contended) > MAX_CACHED_EXECUTIONS:
-            self._contended.popitem(last=False)
-
-    def _may_assume(self, group: list[GroupMember]) -> bool:
-        """Whether the group may be decided before its lock's rows are read: every member's cache was
-        current at its last decision here, no other process is known to decide it, and every report
-        is a leased command's, each command reported once (a cancellation comes from another
-        process, likely behind its log; a duplicate report is told apart by the lock's rows)."""
-        reported = [report.leased.command_id for member in group for report in member.batch
-                    if report.leased is not None]
-        return len(set(reported)) == sum(len(member.batch) for member in group) and all(
-            member.cached.current and member.cached.execution_id not in self._contended for member in group)
-
     def _group_member_done(self, member: GroupMember, outcomes: list[bool]) -> None:
         if member.claim.leased and self.affinity is not None:
             self.affinity.start_leased(member.claim.leased)
@@ -512,13 +469,8 @@ class DecisionCore:
         leases, catch up and handle its reports in order; write every member's decision in one
         statement, and COMMIT once for all. Returns, per member and report, whether it was recorded
         (not: a duplicate, a lost lease, a finished execution)."""
-        if self._may_assume(group):  # one round trip: BEGIN, locks, writes and COMMIT go out together
-            locked = await self.statements.lock_many_as_expected(
-                conn, {m.cached.execution_id: m.cached.last_event_id for m in group},
-                [r.leased for m in group for r in m.batch if r.leased is not None])
-        else:
-            locked = await self.statements.lock_many(
-                conn, [m.cached.execution_id for m in group], [c for m in group for c in _command_ids(m.batch)])
+        locked = await self.statements.lock_many(
+            conn, [m.cached.execution_id for m in group], [c for m in group for c in _command_ids(m.batch)])
         writes: list[DecisionWrite] = []
         finished: list[str] = []
         outcomes = [await self._decide_member(conn, member, locked.get(member.cached.execution_id),
@@ -539,10 +491,6 @@ class DecisionCore:
         if locked.status != "running":
             await self.statements.finish_commands(conn, _command_ids(valid), "cancelled")
             return [False] * len(batch)
-        behind = locked.last_event_id - cached.last_event_id
-        if behind and cached.last_event_id:  # another process decided it since this one last did
-            self._contend(cached.execution_id)
-        cached.current = not behind
         await self._catch_up(conn, cached, locked.last_event_id)
         handled = self._handle_all(cached, valid)
         recorded = {id(h.report) for h in handled}

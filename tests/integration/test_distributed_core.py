@@ -20,7 +20,6 @@ from noetl.runtime.distributed import DecisionCore, UnstorableReport
 from noetl.store.base import ExecutionRecord
 from noetl.store.postgres import PostgresStore
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
-from noetl.store.postgres.store import StaleWrite
 
 LOOP = """
 apiVersion: noetl.io/v2
@@ -527,64 +526,3 @@ def test_starting_an_execution_whose_id_exists_is_refused_and_changes_nothing(ur
     assert message.startswith("execution ") and message.endswith(" already exists"), message
     assert after == before
     assert before[1] == 3  # the first start queued its 3 iterations; the refused one queued nothing
-
-
-class StaleCountingStore(PostgresStore):
-    """Counts the decision transactions rolled back because what they assumed no longer held."""
-
-    stale = 0
-
-    async def write(self, action: str, work: Any, *, pipeline: bool = False, if_duplicate: str | None = None) -> Any:
-        try:
-            return await super().write(action, work, pipeline=pipeline, if_duplicate=if_duplicate)
-        except StaleWrite:
-            self.stale += 1
-            raise
-
-
-@pytest.mark.parametrize("meanwhile", ["another-process-decided", "the-lease-was-given-to-another-worker"])
-def test_a_decision_made_before_its_lock_is_read_is_made_again_when_the_rows_changed(url: str, meanwhile: str) -> None:
-    """A process whose last decision of an execution found nothing to catch up with decides the next
-    report before reading what its lock found (one round trip). When another process has decided
-    the execution meanwhile, or the reported command's lease went to another worker, that attempt
-    writes nothing and the report is decided again from the log: recorded once, or ignored when
-    the lease was lost, and the log stays whole."""
-
-    async def scenario() -> tuple[list[bool], int, str, str]:
-        store, submitter, execution_id, leased = await start_loop(url, 4)
-        mine, theirs = StaleCountingStore(url), PostgresStore(url)
-        await mine.open()
-        await theirs.open()
-        try:
-            me, other = DecisionCore(mine), DecisionCore(theirs)
-            outcomes = [await me.report(leased[0], done(leased[0])), await me.report(leased[1], done(leased[1]))]
-            last = leased[3]
-            if meanwhile == "another-process-decided":
-                outcomes.append(await other.report(leased[2], done(leased[2])))
-            else:
-                with psycopg.connect(url, autocommit=True) as conn:  # as the reaper does after an expiry
-                    conn.execute("UPDATE noetl.command SET status = 'queued', lease_owner = NULL, "
-                                 "lease_expires_at = NULL WHERE command_id = %s", (last.command_id,))
-                again = await CommandQueue(theirs).lease(owner="w2", limit=1, lease_seconds=30, now=other.now())
-                assert [c.command_id for c in again] == [last.command_id]
-                outcomes.append(await other.report(leased[2], done(leased[2])))
-                outcomes.append(await other.report(again[0], done(again[0])))
-            outcomes.append(await me.report(last, done(last)))
-            record = await ended(store, execution_id)
-            return outcomes, mine.stale, record.status, execution_id
-        finally:
-            for opened in (store, mine, theirs):
-                await opened.close()
-
-    outcomes, stale, status, execution_id = asyncio.run(scenario())
-    if meanwhile == "another-process-decided":
-        assert outcomes == [True, True, True, True]
-    else:
-        assert outcomes == [True, True, True, True, False]  # w1 lost the lease: w2's report counts
-    assert stale == 1
-    assert status == "completed"
-    assert call_reports(url, execution_id) == dict.fromkeys(range(4), 1)
-    with psycopg.connect(url) as conn:
-        ids = [row[0] for row in conn.execute("SELECT event_id FROM noetl.event_log WHERE execution_id = %s "
-                                              "ORDER BY event_id", (int(execution_id),)).fetchall()]
-    assert ids == list(range(1, len(ids) + 1))

@@ -81,7 +81,7 @@ def test_migrations_are_idempotent_and_concurrent_opens_are_safe(fresh_database:
                 await store.close()
 
     applied = asyncio.run(scenario())
-    assert sorted(applied, key=len) == [[], [], [], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]]
+    assert sorted(applied, key=len) == [[], [], [], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
     with psycopg.connect(fresh_database) as conn:
         tables = {row[0] for row in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'noetl'")}

@@ -159,9 +159,6 @@ class DecisionStatements:
     def __init__(self, store: PostgresStore) -> None:
         self.store = store
         self.q = store.q
-        # Both group lock statements take the same locks in the same order (group_locks).
-        self.lock_group = f"{self.q['group_locks']}\n{self.q['lock_group']}"
-        self.lock_group_as_expected = f"{self.q['group_locks']}\n{self.q['lock_group_as_expected']}"
 
     async def lock(self, conn: Connection, execution_id: str, command_ids: list[str]) -> LockedExecution | None:
         """Lock the execution row, then the reported commands (one round trip in pipeline mode)."""
@@ -181,7 +178,7 @@ class DecisionStatements:
         """Lock several executions (in id order), then all their reported commands (in id order), in
         one statement: the first of a group transaction. Unknown executions are absent."""
         by_number = {db_id(execution_id): execution_id for execution_id in execution_ids}
-        cursor = await conn.execute(self.lock_group, {"execution_ids": sorted(by_number),
+        cursor = await conn.execute(self.q["lock_group"], {"execution_ids": sorted(by_number),
                                                            "command_ids": command_ids})
         executions, leases = [], {}
         for number, status, last_event_id, command_id, attempt, owner in await cursor.fetchall():
@@ -191,26 +188,6 @@ class DecisionStatements:
                 leases[command_id] = Lease(status, int(attempt), owner)
         return {execution_id: LockedExecution(status=status, last_event_id=last_event_id, leases=leases)
                 for execution_id, status, last_event_id in executions}
-
-    async def lock_many_as_expected(self, conn: Connection, last_event_ids: dict[str, int],
-                                    reported: list[LeasedCommand]) -> dict[str, LockedExecution]:
-        """Lock as lock_many does, without reading the rows: the caller decides meanwhile, and BEGIN,
-        the locks, its writes and COMMIT share one round trip. Each execution is assumed running at
-        the given last event, and each reported command still leased by its reporter in the same
-        attempt; the statement checks that, and when it does not hold the transaction fails with
-        StaleWrite at its COMMIT, having written nothing. Each command is reported once (the caller
-        reads the lock first otherwise). Returns what was assumed."""
-        numbers = sorted((db_id(execution_id), last) for execution_id, last in last_event_ids.items())
-        commands = sorted(reported, key=lambda c: c.command_id)
-        if len({c.command_id for c in commands}) < len(commands):
-            raise ValueError("lock_many_as_expected: a command is reported twice")
-        await conn.execute(self.lock_group_as_expected, {
-            "execution_ids": [number for number, _ in numbers], "last_event_ids": [last for _, last in numbers],
-            "command_ids": [c.command_id for c in commands], "attempts": [c.attempt for c in commands],
-            "owners": [c.lease_owner for c in commands]})
-        leases = {c.command_id: Lease("leased", c.attempt, c.lease_owner) for c in reported}
-        return {execution_id: LockedExecution(status="running", last_event_id=last, leases=leases)
-                for execution_id, last in last_event_ids.items()}
 
     async def events_after(self, conn: Connection, execution_id: str, after_id: int) -> list[Event]:
         """One page of the events after ``after_id``, in order (catching a cache up with the log)."""

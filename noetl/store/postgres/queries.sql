@@ -278,11 +278,11 @@ LIMIT 100;
 UPDATE noetl.command SET status = 'cancelled', lease_expires_at = NULL
 WHERE execution_id = %(execution_id)s AND status IN ('queued', 'leased');
 
--- name: group_locks
--- The first part of lock_group and lock_group_as_expected (DecisionStatements joins them): a group
--- transaction's executions, locked in id order (so two groups cannot deadlock), then their reported
--- commands, also in id order. The commands' scan waits for every execution lock (its filter reads
--- the count of the locked executions), whatever order the plan would run them in.
+-- name: lock_group
+-- A group transaction's executions, locked in id order (so two groups cannot deadlock), then their
+-- reported commands, also in id order, in one statement: the executions' rows come first (command_id
+-- NULL), then the commands' (execution_id NULL). The commands' scan waits for every execution lock
+-- (its filter reads the count of the locked executions), whatever order the plan would run them in.
 WITH executions AS MATERIALIZED (
     SELECT execution_id, status, last_event_id FROM noetl.execution
     WHERE execution_id = ANY(%(execution_ids)s::bigint[])
@@ -294,29 +294,9 @@ WITH executions AS MATERIALIZED (
     ORDER BY command_id
     FOR UPDATE
 )
-
--- name: lock_group
--- After group_locks, in one statement: the executions' rows come first (command_id NULL), then the
--- commands' (execution_id NULL).
 SELECT execution_id, status, last_event_id, NULL::text, NULL::int, NULL::text FROM executions
 UNION ALL
 SELECT NULL::bigint, status, NULL::bigint, command_id, attempt, lease_owner FROM commands;
-
--- name: lock_group_as_expected
--- After group_locks, for a group decided before its rows are read, so that BEGIN, this statement,
--- the decisions' writes and COMMIT share one round trip: noetl.expect fails the transaction
--- (SQLSTATE NT001) unless every execution is running at the last event the decision assumed and
--- every reported command is still leased by its reporter in the same attempt (the checks a decision
--- otherwise makes on lock_group's rows). Both lists come sorted by id, the command ids distinct,
--- and they are compared whole (cheaper than joining the expected values): a missing row, a status,
--- an event id or a lease that differs makes them unequal.
-SELECT noetl.expect(
-    (SELECT coalesce(array_agg(last_event_id ORDER BY execution_id), '{}') FROM executions
-     WHERE status = 'running') = %(last_event_ids)s::bigint[]
-    AND (SELECT coalesce(array_agg(attempt ORDER BY command_id), '{}') FROM commands
-         WHERE status = 'leased') = %(attempts)s::int[]
-    AND (SELECT coalesce(array_agg(lease_owner ORDER BY command_id), '{}') FROM commands
-         WHERE status = 'leased') = %(owners)s::text[]);
 
 -- name: lock_execution
 -- Serialises decisions for one execution; what the decision needs is the status and the last event id.

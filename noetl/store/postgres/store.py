@@ -73,15 +73,6 @@ MIGRATION_LOCK_KEY = 0x6E6F65746C  # "noetl": one migration run at a time across
 EVENT_PAGE = 2000  # events read per query when folding a whole log
 
 
-# SQLSTATE of noetl.expect (migration 13): a transaction found its rows other than it assumed.
-STALE_SQLSTATE = "NT001"
-
-
-class StaleWrite(StoreError):
-    """A transaction that assumed what its locked rows hold, before reading them, found them changed
-    by another process: it was rolled back and wrote nothing."""
-
-
 # The advisory lock key of the one active scheduler (any constant unique to NoETL in the database).
 SCHEDULER_LOCK_KEY = 0x4E4F45544C53  # "NOETLS"
 
@@ -204,8 +195,6 @@ class PostgresStore:
         except psycopg.Error as exc:
             if if_duplicate is not None and isinstance(exc, pg_errors.UniqueViolation):
                 raise StoreError(if_duplicate) from exc
-            if exc.sqlstate == STALE_SQLSTATE:
-                raise StaleWrite(f"{action}: {_first_line(exc)}") from exc
             raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
         except Exception as exc:  # pool timeout and friends
             if type(exc).__module__.startswith("psycopg_pool"):
