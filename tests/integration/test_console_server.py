@@ -75,7 +75,7 @@ def test_console_on_the_server_runs_shows_and_cancels(url: str) -> None:
         assert (await client.post(f"/console/actions/cancel/{execution_id}",
                                   headers={**cookie, "X-NoETL-Console": "1"})).status_code == 401
         cancelled = await client.post(f"/console/actions/cancel/{execution_id}", headers=ACTION)
-        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
 
     served(url, scenario)
 
