@@ -34,6 +34,7 @@ _SCRYPT_PREFIX = b"noetl-scrypt:"
 _SALT_BYTES = 16
 # scrypt cost: 16 MiB and roughly 60 ms on an idle core per derivation, once per salt and process (cached).
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+_PROCESS_SALT = os.urandom(_SALT_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +53,16 @@ def key_file_path(home: Path | None = None) -> Path:
     return (home or load_settings().home) / CREDENTIAL_KEY_FILE
 
 
-def encrypt(data: Mapping[str, Any]) -> bytes:
+def encrypt(data: Mapping[str, Any], *, process_salt: bool = False) -> bytes:
+    """``data`` encrypted with the credential key. ``process_salt``: a passphrase is stretched with
+    this process's one salt instead of a new one (for values sealed often, such as step results
+    that hold a secret: a new scrypt derivation costs ~60 ms)."""
     plaintext = json.dumps(dict(data), separators=(",", ":")).encode("utf-8")
     source = _key_source()
     if source.fernet is not None:
         return source.fernet.encrypt(plaintext)
     assert source.passphrase is not None
-    salt = os.urandom(_SALT_BYTES)
+    salt = _PROCESS_SALT if process_salt else os.urandom(_SALT_BYTES)
     token = _scrypt_fernet(source.passphrase, salt).encrypt(plaintext)
     return _SCRYPT_PREFIX + base64.urlsafe_b64encode(salt) + b":" + token
 

@@ -47,6 +47,7 @@ from noetl.ids import new_execution_id
 from noetl.results.refs import forget_reports, note_report
 from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
 from noetl.runtime.request import RunRequest, StartOptions
+from noetl.runtime.sealing import unsealed
 from noetl.runtime.services import ExecutionServices
 from noetl.store.base import ExecutionRecord
 from noetl.store.postgres.decisions import (
@@ -111,7 +112,7 @@ class CachedExecution:
         playbook with that. The state keeps the workload the execution was started with instead:
         the playbook's own merged with the execution row's payload, as `Engine.start` merged them
         (checked against the stored copy, which must be its redaction)."""
-        apply(self.state, event)
+        apply(self.state, unsealed(event))
         self.last_event_id = event.event_id
         if event.event_type == ev.PLAYBOOK_INITIALIZED and self.services.redactor:
             self.state.workload = started_workload(self.playbook, self.services, event.result) or self.state.workload

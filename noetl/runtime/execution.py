@@ -17,6 +17,7 @@ from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState
 from noetl.errors import ErrorInfo
+from noetl.runtime.sealing import seal_result
 
 
 class Redactor(Protocol):
@@ -38,7 +39,10 @@ def stamp(events: list[Event], now: datetime, redactor: Redactor | None) -> list
         event.created_at = iso(now + _MICROSECONDS[offset] if offset < len(_MICROSECONDS)
                                else now + timedelta(microseconds=offset))
         if active is not None:
-            event.result = active.redact(event.result)
+            redacted = active.redact(event.result)
+            if redacted != event.result:
+                seal_result(event, event.result)
+            event.result = redacted
             event.error = active.redact(event.error)
             event.meta = active.redact(event.meta)
     return events

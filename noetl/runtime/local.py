@@ -29,6 +29,7 @@ from noetl.runtime.owner import current_owner
 from noetl.runtime.report import crash_outcome, outcome_event
 from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Outcome, Runner
+from noetl.runtime.sealing import unsealed
 from noetl.store.base import ExecutionRecord, Store
 
 EventListener = Callable[[Event], None]
@@ -233,7 +234,7 @@ class _Execution:
         from noetl.errors import InputError
 
         for event in log:
-            apply(self.state, event)
+            apply(self.state, unsealed(event))
         self._publish_replayed(log)
         decision = self.engine.handle(self.state, resume_event(self.execution_id, log))
         events = self._stamp(decision.events)

@@ -318,3 +318,42 @@ def test_a_resumed_step_reads_result_of_the_step_that_scheduled_it(noetl: Any, t
     resumed = noetl("resume", failed.json()["execution_id"], "--json").json()
     assert resumed["status"] == "completed"
     assert resumed["steps"]["work"]["result"] == {"v": 5}
+
+
+SECRET_THEN_FLAKY = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: secret_then_flaky}
+workflow:
+  - step: start
+    tool: {kind: secrets, provider: env, name: RECOVERY_TEST_TOKEN}
+    next: [{step: use}]
+  - step: use
+    tool:
+      kind: python
+      input: {token: "{{ start.value }}", marker: MARKER, out: STARTED}
+      code: |
+        import os
+        if not os.path.exists(marker):
+            raise RuntimeError("not yet")
+        with open(out, "w") as handle:
+            handle.write(token)
+        result = {"length": len(token)}
+"""
+
+
+def test_a_resumed_step_reads_a_secret_an_earlier_step_returned(noetl: Any, tmp_path: Path) -> None:
+    """The log holds the secret step's result as `***`; the resumed run still hands the next step
+    the secret itself, and nothing stored shows it."""
+    token = "s3cr3t-token-for-resume-0123456789"
+    env = {"RECOVERY_TEST_TOKEN": token}
+    playbook = write(tmp_path, "secret_then_flaky.yaml", SECRET_THEN_FLAKY)
+    failed = noetl("run", str(playbook), "--json", env=env)
+    assert failed.json()["status"] == "failed", failed.stdout
+    (tmp_path / "go").touch()
+    resumed = noetl("resume", failed.json()["execution_id"], "--json", env=env)
+    assert resumed.json()["status"] == "completed", resumed.stdout
+    assert (tmp_path / "started").read_text() == token
+    assert resumed.json()["steps"]["use"]["result"] == {"length": len(token)}
+    events = noetl("events", failed.json()["execution_id"], "--json")
+    assert token not in events.stdout + resumed.stdout and "***" in events.stdout

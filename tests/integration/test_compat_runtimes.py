@@ -172,3 +172,33 @@ def test_a_workload_value_holding_a_keychain_value_reaches_every_step_intact(clu
         events = cluster.client.get(f"/api/executions/{doc['execution_id']}/events")
         if events.status_code == 200:  # the distributed run's log
             assert "db-host-7f3a" not in events.text and "http://***:8080/v1" in events.text
+
+
+A_SECRET_RESULT_READ_BY_A_PARALLEL_LOOP = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: secret_result_in_loop, path: tests/compat/secret_result_in_loop}
+keychain:
+  - {name: api, kind: static, data: {token: tok-7f3a-sealed-0123456789}}
+workflow:
+  - step: start
+    tool: {kind: python, input: {token: "{{ keychain.api.token }}"}, code: "result = {'token': token}"}
+    next: [{step: each}]
+  - step: each
+    loop: {in: "{{ range(16) | list }}", iterator: n, spec: {mode: parallel, max_in_flight: 16}}
+    tool:
+      kind: python
+      input: {token: "{{ start.token }}"}
+      code: "result = token == 'tok-7f3a-sealed-0123456789'"
+"""
+
+
+def test_a_secret_a_step_returned_reaches_every_loop_iteration_on_any_worker(cluster: Cluster, tmp_path: Path) -> None:
+    """The log holds the secret-bearing result as `***`; a worker that rebuilds the execution from
+    it (the other worker of a parallel loop) still hands each iteration the secret itself."""
+    for doc in run_both(cluster, tmp_path, A_SECRET_RESULT_READ_BY_A_PARALLEL_LOOP):
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["steps"]["each"]["result"]["results"] == [True] * 16, doc["steps"]["each"]
+        events = cluster.client.get(f"/api/executions/{doc['execution_id']}/events")
+        if events.status_code == 200:  # the distributed run's log
+            assert "tok-7f3a-sealed" not in events.text and "***" in events.text

@@ -13,6 +13,8 @@ import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from noetl.runtime.sealing import SEALED_RESULT
+
 HERE = Path(__file__).parent
 # Results larger than this are cut on the page (the API still serves them whole).
 MAX_SHOWN_CHARS = 20_000
@@ -78,8 +80,12 @@ def duration(record: Any) -> str:
         return ""
 
 
+# A sealed result is ciphertext, of no use to a reader.
+_NOT_SUMMARISED = frozenset({"logs", "set", "loop_index", SEALED_RESULT})
+
+
 def meta_summary(meta: dict[str, Any]) -> str:
-    shown = {k: v for k, v in (meta or {}).items() if k not in ("logs", "set", "loop_index")}
+    shown = {k: v for k, v in (meta or {}).items() if k not in _NOT_SUMMARISED}
     text = ", ".join(f"{k}={v}" for k, v in shown.items())
     return text if len(text) <= 160 else text[:159] + "…"
 

@@ -1,0 +1,50 @@
+"""Step results that hold a secret, kept for the runs that rebuild an execution from its log.
+
+The log stores every event redacted: a result that holds a secret value (a `secrets` step's
+`value`, an http response that echoes a token) reads ``***`` there. A process that rebuilds the
+execution from the log — another worker of the distributed runtime, `noetl resume` — would run the
+next steps with ``***``. So an event whose result redaction changed also carries the result as it
+was, encrypted with the credential key (``meta.sealed_result``: the same key and cipher as stored
+credentials), and state rebuilt from the log reads that copy. Where it cannot be decrypted (a
+process with another key) the redacted result is what the step gets, as before.
+
+The ciphertext is the only form in which such a result is stored; events, status documents and the
+API show the redacted one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from noetl.engine.events import Event
+
+SEALED_RESULT = "sealed_result"
+
+log = logging.getLogger(__name__)
+
+
+def seal_result(event: Event, original: Any) -> None:
+    """Attach ``original`` (the result before redaction) to ``event``, encrypted."""
+    from noetl.credential_keys import encrypt
+
+    event.meta = {**event.meta, SEALED_RESULT: encrypt({"result": original}, process_salt=True).decode("ascii")}
+
+
+def unsealed(event: Event) -> Event:
+    """``event`` as its step produced it: with the result before redaction where the log has it."""
+    sealed = event.meta.get(SEALED_RESULT) if event.meta else None
+    if not isinstance(sealed, str):
+        return event
+    from noetl.credential_keys import decrypt
+    from noetl.errors import StoreError
+
+    try:
+        result = decrypt(sealed.encode("ascii"), f"result of {event.node_name}").data.get("result")
+    except (StoreError, UnicodeEncodeError, ValueError):
+        log.warning("execution %s: the result of %s holds a secret sealed with another key; "
+                    "the steps after it read it redacted", event.execution_id, event.node_name)
+        return event
+    copy = event.own_copy()
+    copy.result = result
+    return copy

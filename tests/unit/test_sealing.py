@@ -1,0 +1,53 @@
+"""Secret-bearing step results: the log's redacted copy plus the result sealed with the credential key."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from noetl.credentials import forget_cached_keys
+from noetl.engine.events import Event
+from noetl.runtime.execution import stamp
+from noetl.runtime.sealing import SEALED_RESULT, unsealed
+from noetl.secrets import Redactor
+
+SECRET = "tok-unit-sealed-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keys():  # type: ignore[no-untyped-def]
+    forget_cached_keys()
+    yield
+    forget_cached_keys()
+
+
+def _stamped() -> Event:
+    event = Event("1", "call.done", "start", "done", result={"token": SECRET, "n": 1})
+    return stamp([event], datetime(2026, 1, 1), Redactor([SECRET]))[0]
+
+
+@pytest.mark.parametrize("key", ["a passphrase shared by server and workers",
+                                 "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eHF1dXg="], ids=["passphrase", "fernet-key"])
+def test_the_log_copy_is_redacted_and_a_rebuild_reads_the_result(monkeypatch: pytest.MonkeyPatch, key: str) -> None:
+    monkeypatch.setenv("NOETL_SECRET_KEY", key)
+    event = _stamped()
+    assert event.result == {"token": "***", "n": 1}
+    assert SECRET not in repr(event.to_dict())
+    assert unsealed(event).result == {"token": SECRET, "n": 1}
+    assert event.result == {"token": "***", "n": 1}  # the stored event is left as it is
+
+
+def test_a_result_without_a_secret_is_not_sealed() -> None:
+    event = Event("1", "call.done", "start", "done", result={"n": 1})
+    stamp([event], datetime(2026, 1, 1), Redactor([SECRET]))
+    assert SEALED_RESULT not in event.meta and unsealed(event) is event
+
+
+def test_another_key_reads_the_redacted_result(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("NOETL_SECRET_KEY", "the first key")
+    event = _stamped()
+    monkeypatch.setenv("NOETL_SECRET_KEY", "another key")
+    forget_cached_keys()
+    assert unsealed(event).result == {"token": "***", "n": 1}
+    assert "sealed with another key" in caplog.text and SECRET not in caplog.text
