@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.console.conftest import HERE, noetl
+from .conftest import HERE, noetl
 
 pytestmark = pytest.mark.browser
 

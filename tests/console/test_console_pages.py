@@ -10,7 +10,7 @@ import httpx
 import pytest
 from support.console import console_process
 
-from tests.console.conftest import HERE, noetl
+from .conftest import HERE, noetl
 
 ACTION = {"X-NoETL-Console": "1"}
 # httpx's default 5 s is short for a page of `noetl ui` on a loaded 2-core machine.
