@@ -10,7 +10,7 @@ import httpx
 import pytest
 from support.console import console_process
 
-from .conftest import HERE, noetl
+from .conftest import HERE, noetl, run_json
 
 ACTION = {"X-NoETL-Console": "1"}
 # httpx's default 5 s is short for a page of `noetl ui` on a loaded 2-core machine.
@@ -49,8 +49,6 @@ def test_execution_page_shows_graph_status_progress_error_line_and_logs(console:
 def test_a_loop_with_more_events_than_the_page_lists_shows_its_whole_run(console: str, home: Path) -> None:
     # The event table stops at 2,000 rows; the graph, progress and timeline still show every event
     # (they showed the loop running at 1994/2500 and its next step pending, on a completed run).
-    from tests.console.conftest import run_json
-
     execution_id = run_json(home, "slow_loop.yaml", "--set", "rounds=2500", "--set", "pause=0")["execution_id"]
     page = get(f"{console}/executions/{execution_id}").text
     assert '<g class="node completed" data-step="wait"' in page and "2500/2500" in page
