@@ -228,13 +228,15 @@ class DecisionCore:
     async def submit(self, *, playbook_text: str, source: str = "<api>", payload: dict[str, Any] | None = None,
                      merge: bool = False, parent_execution_id: str | None = None,
                      execution_id: str | None = None, start: StartOptions | None = None,
-                     strict: bool = False) -> str:
+                     strict: bool = False, secrets: frozenset[str] = frozenset()) -> str:
         """Start an execution: its first events and commands are committed together. ``start``
         carries a schedule's fire time or a rerun's origin and reused steps (Engine.start);
-        ``strict`` makes undefined template names errors."""
+        ``strict`` makes undefined template names errors; ``secrets``: a child's, its parent's
+        secret values (RunRequest.secrets)."""
         playbook = self.parse(playbook_text, source)
         execution_id = execution_id or new_execution_id()
-        cached = await self._new_cached(execution_id, playbook, playbook_text, payload or {}, parent_execution_id)
+        cached = await self._new_cached(execution_id, playbook, playbook_text, payload or {}, parent_execution_id,
+                                        secrets)
         options = start or StartOptions()
         decision = cached.engine.start(cached.state, execution_id=execution_id, payload=payload, merge=merge,
                                        parent_execution_id=parent_execution_id, meta=options.meta,
@@ -626,9 +628,12 @@ class DecisionCore:
                     cached.fold(event)
 
     async def _new_cached(self, execution_id: str, playbook: Playbook, text: str, payload: dict[str, Any],
-                          parent_execution_id: str | None) -> CachedExecution:
+                          parent_execution_id: str | None, secrets: frozenset[str] = frozenset()) -> CachedExecution:
+        parent = self._executions.get(parent_execution_id) if parent_execution_id else None
+        if parent is not None:  # a child rebuilt here: what its parent knows is secret stays so
+            secrets = secrets | parent.services.redactor.secrets
         request = RunRequest(playbook=playbook, playbook_text=text, payload=payload,
-                             parent_execution_id=parent_execution_id, execution_id=execution_id)
+                             parent_execution_id=parent_execution_id, execution_id=execution_id, secrets=secrets)
         services = self.services_factory(self, request, execution_id)
         await services.prepare()
         engine = Engine(playbook, globals_layer=services.globals_layer(), playbook_text=text)

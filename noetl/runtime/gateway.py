@@ -134,7 +134,7 @@ class WorkerGateway:
         if await self.core.store.get_execution(child_id) is None:
             await self.core.submit(playbook_text=text, source=f"catalog://{child.path}", payload=dict(payload),
                                    parent_execution_id=execution_id, execution_id=child_id,
-                                   strict=cached.state.strict)
+                                   strict=cached.state.strict, secrets=cached.services.redactor.secrets)
         return {"execution_id": child_id, "path": child.path,
                 "steps": sorted(child.step_map())}
 

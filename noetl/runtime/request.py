@@ -32,6 +32,9 @@ class RunRequest:
     entry_input: dict[str, Any] = field(default_factory=dict)  # ... with the arc input it had
     reused: list[Event] = field(default_factory=list)  # step.reused events of a rerun from a step
     resume: list[Event] | None = None  # the log of the execution to continue in place (noetl resume)
+    # A child's: the secret values its parent knows, redacted in the child's log too (a parent's
+    # keychain or secret value passed in the payload would otherwise be stored in plain text there).
+    secrets: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)

@@ -45,6 +45,7 @@ class ExecutionServices:
         self.execution_id = execution_id
         self.resolver = SecretResolver(self.get_credential)
         self.redactor = self.resolver.redactor
+        self.redactor.add(*request.secrets)
         self.keychain: dict[str, Any] = {}
         self.secret = SecretNamespace()
         self.log_batcher: Any = None  # the runtime's LogBatcher: calls stream their output as logs
@@ -93,7 +94,7 @@ class ExecutionServices:
             raise ToolError(f"return_step {return_step!r} is not a step of {child.path!r}", kind="config")
         request = RunRequest(playbook=child, playbook_text=text, playbook_dir=base_dir, payload=dict(payload or {}),
                              parent_execution_id=self.execution_id, depth=self.request.depth + 1,
-                             chain=ancestry, strict=self.request.strict)
+                             chain=ancestry, strict=self.request.strict, secrets=self.redactor.secrets)
         if self._run_child is None:
             raise ToolError("this runtime cannot run child playbooks here", kind="config")
         doc = await self._run_child(request)

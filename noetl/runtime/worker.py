@@ -461,7 +461,8 @@ class WorkerServices(ExecutionServices):
             with contextlib.suppress(StoreError):  # a concurrent re-run may have submitted it first
                 await self.worker.core.submit(playbook_text=text, source=f"catalog://{child.path}",
                                               payload=dict(payload or {}), parent_execution_id=self.execution_id,
-                                              execution_id=child_id, strict=parent is not None and parent.state.strict)
+                                              execution_id=child_id, strict=parent is not None and parent.state.strict,
+                                              secrets=self.redactor.secrets)
         doc = await self._wait_for(child_id)
         if doc["status"] != "completed":
             raise ToolError(f"child playbook {child.path!r} (execution {child_id}) {doc['status']}: "

@@ -202,3 +202,46 @@ def test_a_secret_a_step_returned_reaches_every_loop_iteration_on_any_worker(clu
         events = cluster.client.get(f"/api/executions/{doc['execution_id']}/events")
         if events.status_code == 200:  # the distributed run's log
             assert "tok-7f3a-sealed" not in events.text and "***" in events.text
+
+
+PASSES_A_KEYCHAIN_VALUE = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: passes_a_secret, path: tests/compat/passes_a_secret}
+keychain:
+  - {name: db, kind: static, data: {password: pw-child-4c1e9b77}}
+workflow:
+  - step: start
+    tool: {kind: playbook, path: tests/compat/secret_child, payload: {pw: "{{ keychain.db.password }}"}}
+"""
+
+SECRET_CHILD = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: secret_child, path: tests/compat/secret_child}
+workload: {pw: none}
+workflow:
+  - step: start
+    tool: {kind: python, input: {pw: "{{ workload.pw }}"}, code: "result = {'pw_intact': pw == 'pw-child-4c1e9b77'}"}
+"""
+
+
+def test_a_secret_a_parent_passes_to_a_child_playbook_is_redacted_in_the_childs_log(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """SPEC section 8: secrets never reach events. A keychain value passed in a child playbook's
+    payload is the parent's secret in the child's log too (its playbook.initialized workload held
+    it in plain text on both runtimes); the child still runs with the value itself."""
+    (tmp_path / "secret_child.yaml").write_text(SECRET_CHILD)
+    cluster.register(SECRET_CHILD)
+    local, distributed = run_both(cluster, tmp_path, PASSES_A_KEYCHAIN_VALUE)
+    for doc in (local, distributed):
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["result"] == {"pw_intact": True}, doc
+    home = tmp_path / "home"
+    children = run_noetl("executions", "--json", home=home).json()
+    child_id = next(e["execution_id"] for e in children if e["path"] == "tests/compat/secret_child")
+    local_events = run_noetl("events", child_id, "--json", home=home)
+    child = cluster.client.get("/api/executions", params={"parent_execution_id": distributed["execution_id"]}).json()
+    distributed_events = cluster.client.get(f"/api/executions/{child[0]['execution_id']}/events")
+    for events in (local_events.stdout, distributed_events.text):
+        assert "playbook.initialized" in events and "pw-child-4c1e9b77" not in events, events
