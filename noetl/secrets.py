@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
+from noetl.dsl.kinds import KEYCHAIN_KINDS
 from noetl.errors import InputError, NotFoundError, ToolError
 from noetl.jsonconv import parse_json_text
 from noetl.settings import sensitive_setting_values
@@ -429,7 +430,7 @@ async def _resolve_keychain_entry(
         return dict(value) if isinstance(value, Mapping) else {"value": value}
     if kind == "oauth2":
         return await _oauth2_client_credentials(entry, resolver, services)
-    raise InputError(f"unknown keychain kind {kind!r} (credential, bearer, static, secret_manager, oauth2)")
+    raise InputError(f"unknown keychain kind {kind!r} ({', '.join(KEYCHAIN_KINDS)})")
 
 
 async def _credential_fields(

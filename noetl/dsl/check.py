@@ -8,7 +8,15 @@ from pydantic import BaseModel
 
 from noetl.dsl.check_loops import check_loop
 from noetl.dsl.check_transfer import check_transfer
-from noetl.dsl.kinds import CODE_FIELDS, COMMON_TOOL_KEYS, KNOWN_KINDS, ROUTER_KIND, TOOL_KINDS
+from noetl.dsl.kinds import (
+    CODE_FIELDS,
+    COMMON_TOOL_KEYS,
+    KEYCHAIN_KIND_ALIASES,
+    KEYCHAIN_KINDS,
+    KNOWN_KINDS,
+    ROUTER_KIND,
+    TOOL_KINDS,
+)
 from noetl.dsl.legacy import STEP_KEYS, TOP_LEVEL_IDENTITY_KEYS, lifts_top_level_identity
 from noetl.dsl.model import Arc, Loop, LoopSpec, Next, NextSpec
 from noetl.dsl.problems import UNDEFINED_NAME, Problem
@@ -236,11 +244,28 @@ def check_canonical(checker: Checker, doc: dict[str, Any]) -> None:
         for task in entry.get("tool") or [] if isinstance(entry, dict) else []:
             _check_task(checker, task, ("workbook", i, "tool"), workbook_names, f"workbook entry {entry.get('name')!r}")
     _check_schedules(checker, doc.get("schedules"))
+    _check_keychain(checker, doc.get("keychain"))
     spec = ((doc.get("executor") or {}).get("spec") or {}) if isinstance(doc.get("executor"), dict) else {}
     for key in ("entry_step", "final_step"):
         target = spec.get(key)
         if target and target not in names:
             checker.error(("executor", "spec", key), f"{key} {target!r} is not a step{suggest(target, set(names))}")
+
+
+def _check_keychain(checker: Checker, entries: Any) -> None:
+    """What would fail the execution at its start: an entry without a name, a kind NoETL lacks."""
+    for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        if not isinstance(entry, dict):
+            continue
+        if not entry.get("name"):
+            checker.error(("keychain", i), "every keychain entry needs a `name`")
+        key = "kind" if entry.get("kind") else "type"
+        kind = entry.get(key)
+        if not kind or is_template(kind):
+            continue
+        if str(kind).lower() not in {*KEYCHAIN_KINDS, *KEYCHAIN_KIND_ALIASES}:
+            hint = suggest(str(kind), set(KEYCHAIN_KINDS)) or f" ({', '.join(KEYCHAIN_KINDS)})"
+            checker.error(("keychain", i, key), f"keychain entry {entry.get('name')!r}: unknown keychain kind {kind!r}{hint}")
 
 
 def _check_schedules(checker: Checker, schedules: Any) -> None:

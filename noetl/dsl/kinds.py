@@ -80,3 +80,8 @@ KNOWN_KINDS = frozenset(TOOL_KINDS)
 # is recognised so that it gets a clear "unknown tool kind" error rather than being taken for a step field).
 ROUTER_KIND = "router"  # older playbooks' name for a routing-only step (`tool: router`)
 LEGACY_TYPE_NAMES = KNOWN_KINDS - {"sink"} | {"playbooks", "iterator", ROUTER_KIND, "snowflake"}
+
+# The kinds of a `keychain:` entry (noetl/secrets.py resolves them; `secret` is an older name of
+# `secret_manager`). An entry without `kind` (or `type`) is `static`.
+KEYCHAIN_KINDS = ("credential", "bearer", "static", "secret_manager", "oauth2")
+KEYCHAIN_KIND_ALIASES = frozenset({"secret"})

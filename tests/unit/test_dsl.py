@@ -351,3 +351,27 @@ def test_unknown_keys_in_a_call_and_a_flat_workbook_entry_are_warnings() -> None
         "pb.yaml:11:38: unknown key 'wiht' in step 'start' call (did you mean 'with'?)",
         "pb.yaml:14:50: unknown key 'retrun_step' in step 'two' call (did you mean 'return_step'?)",
         "pb.yaml:8:5: unknown key 'colr' in workbook entry 'wb'"]
+
+
+KEYCHAIN = BASE.replace("workflow:\n", "keychain:\n  - name: api\n    kind: bearer\n    token: t\nworkflow:\n", 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("kind: bearer", "kind: barer"),
+         "pb.yaml:6:5: keychain entry 'api': unknown keychain kind 'barer' (did you mean 'bearer'?)"),
+        (("kind: bearer", "kind: vault"),
+         "pb.yaml:6:5: keychain entry 'api': unknown keychain kind 'vault' "
+         "(credential, bearer, static, secret_manager, oauth2)"),
+        (("  - name: api\n    kind", "  - kind"), "pb.yaml:5:5: every keychain entry needs a `name`"),
+    ],
+)
+def test_keychain_entries_that_would_fail_the_run_are_validation_errors(change: tuple[str, str], expected: str) -> None:
+    assert problems(KEYCHAIN) == []
+    assert expected in problems(KEYCHAIN.replace(*change))
+
+
+def test_keychain_kinds_written_as_templates_or_older_names_are_left_to_the_run() -> None:
+    assert problems(KEYCHAIN.replace("kind: bearer", "kind: \"{{ workload.kind }}\"")) == []
+    assert problems(KEYCHAIN.replace("kind: bearer", "type: secret")) == []
