@@ -65,3 +65,20 @@ def final_update(state: ExecutionState, redactor: Redactor | None, ended_at: str
 def cancel_event(execution_id: str, reason: str = "cancelled by request", *, created_at: str = "") -> Event:
     return Event(execution_id, ev.EXECUTION_CANCELLED, status="cancelled",
                  error=ErrorInfo("cancelled", reason).to_dict(), created_at=created_at)
+
+
+def payload_as_logged(payload: Any, logged_workload: Any) -> Any:
+    """``payload`` redacted as the execution's log redacted it, for showing the execution row.
+
+    The row keeps the payload as given (a rerun starts with it); the log's ``playbook.initialized``
+    holds the workload it was merged into, redacted by the execution's redactor, which knows the
+    secrets (a parent's keychain value passed to a child) that no reader of the row does. Every
+    payload leaf is at the same place in that workload (merge_payload, shallow or deep, lets the
+    payload win), so each string leaf is shown as the log stored it."""
+    if isinstance(payload, str):
+        return logged_workload if isinstance(logged_workload, str) else payload
+    if isinstance(payload, dict) and isinstance(logged_workload, dict):
+        return {key: payload_as_logged(value, logged_workload.get(key)) for key, value in payload.items()}
+    if isinstance(payload, list) and isinstance(logged_workload, list) and len(payload) == len(logged_workload):
+        return [payload_as_logged(item, logged) for item, logged in zip(payload, logged_workload, strict=True)]
+    return payload

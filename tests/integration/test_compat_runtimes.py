@@ -245,3 +245,15 @@ def test_a_secret_a_parent_passes_to_a_child_playbook_is_redacted_in_the_childs_
     distributed_events = cluster.client.get(f"/api/executions/{child[0]['execution_id']}/events")
     for events in (local_events.stdout, distributed_events.text):
         assert "playbook.initialized" in events and "pw-child-4c1e9b77" not in events, events
+
+
+def test_the_api_shows_a_childs_payload_redacted_as_its_log(cluster: Cluster) -> None:
+    """GET /api/executions/{id} shows the execution row's payload: a parent's keychain value passed
+    to a child reads `***` there as in the child's log (the row keeps the value, for a rerun)."""
+    cluster.register(SECRET_CHILD)
+    parent = cluster.wait(cluster.execute(cluster.register(PASSES_A_KEYCHAIN_VALUE)["path"], {"note": "plain"}))
+    assert parent["result"] == {"pw_intact": True}, parent
+    assert cluster.client.get(f"/api/executions/{parent['execution_id']}").json()["payload"] == {"note": "plain"}
+    child = cluster.client.get("/api/executions", params={"parent_execution_id": parent["execution_id"]}).json()
+    shown = cluster.client.get(f"/api/executions/{child[0]['execution_id']}")
+    assert shown.status_code == 200 and shown.json()["payload"] == {"pw": "***"}, shown.text

@@ -14,6 +14,7 @@ from noetl.engine.events import Event
 from noetl.errors import ErrorInfo, InputError, NotFoundError
 from noetl.ids import parse_execution_id
 from noetl.runtime.distributed import UnstorableReport, load_status
+from noetl.runtime.execution import payload_as_logged
 from noetl.server.auth import requires
 from noetl.server.routes.catalog import find_entry
 from noetl.server.schemas import ExecuteRequest, ExternalEvent
@@ -63,7 +64,10 @@ async def list_executions(
 async def get_execution(execution_id: str, state: State) -> dict[str, Any]:
     record = await _record(state, execution_id)
     doc = await load_status(state.store, execution_id)
-    return {**summary(record), **doc, "payload": record.payload}
+    first = await state.store.list_events(execution_id, limit=1)
+    payload = payload_as_logged(record.payload, first[0].result) \
+        if first and first[0].event_type == ev.PLAYBOOK_INITIALIZED else record.payload
+    return {**summary(record), **doc, "payload": payload}
 
 
 @router.get("/executions/{execution_id}/status", summary="The status document")
