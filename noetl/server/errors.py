@@ -47,5 +47,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _problem(err: Any) -> str:
+    if err.get("type") == "json_invalid":  # FastAPI's loc is ("body", <character offset>), its msg "JSON decode error"
+        offset = next((part for part in err.get("loc", ()) if isinstance(part, int)), None)
+        at = f" at character {offset}" if offset is not None else ""
+        return f"body: invalid JSON{at}: {(err.get('ctx') or {}).get('error', 'not JSON')}"
     where = ".".join(str(part) for part in err.get("loc", ()) if part != "body") or "body"
     return f"{where}: {err.get('msg', 'invalid')}"

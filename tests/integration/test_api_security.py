@@ -127,6 +127,17 @@ def test_json_that_cannot_be_stored_is_a_400_and_changes_nothing(url: str, body:
     served(url, scenario)
 
 
+def test_a_body_that_is_not_json_is_a_422_that_says_where(url: str) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        headers = {**auth("tok-exec"), "Content-Type": "application/json"}
+        response = await client.post("/api/execute", content=b'{"path": "tests/sec",\n "payload": }', headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == "body: invalid JSON at character 34: Expecting value"
+        assert (await client.get("/api/executions", headers=auth("tok-read"))).json() == []
+
+    served(url, scenario)
+
+
 def test_hostile_yaml_in_bodies_is_a_one_line_4xx(url: str) -> None:
     laughs = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 10))
     bomb = PLAYBOOK + "workload:\n  l0: &l0 lol\n" + "".join("  " + line for line in laughs.splitlines(True))
