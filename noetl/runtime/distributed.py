@@ -235,9 +235,9 @@ class DecisionCore:
         secret values (RunRequest.secrets)."""
         playbook = self.parse(playbook_text, source)
         execution_id = execution_id or new_execution_id()
-        cached = await self._new_cached(execution_id, playbook, playbook_text, payload or {}, parent_execution_id,
-                                        secrets)
         options = start or StartOptions()
+        cached = await self._new_cached(execution_id, playbook, playbook_text, payload or {}, parent_execution_id,
+                                        secrets | options.secrets)
         decision = cached.engine.start(cached.state, execution_id=execution_id, payload=payload, merge=merge,
                                        parent_execution_id=parent_execution_id, meta=options.meta,
                                        entry_step=options.entry_step, entry_input=options.entry_input,

@@ -18,6 +18,7 @@ from noetl.runtime.execution_steps import load_execution, unknown_step
 from noetl.runtime.local import EventListener, LocalRuntime
 from noetl.runtime.owner import record_abandoned
 from noetl.runtime.request import RunRequest, StartOptions
+from noetl.runtime.sealing import unsealed_log
 from noetl.store.base import ExecutionRecord, Store
 
 if TYPE_CHECKING:
@@ -48,8 +49,11 @@ async def rerun_plan(store: Store, execution_id: str, *, from_step: str | None =
     options = StartOptions(meta={"rerun_of": execution_id})
     if from_step is not None:
         check_from_step(playbook, from_step, from_field)
+    # The whole log to reuse steps from; otherwise its playbook.initialized, whose workload holds the payload.
+    log, options.secrets = unsealed_log(await store.list_events(execution_id, limit=None if from_step else 1))
+    if from_step is not None:
         options.meta["rerun_from"] = from_step
-        options.reused, options.entry_input = reused_steps(await store.list_events(execution_id), from_step, playbook)
+        options.reused, options.entry_input = reused_steps(log, from_step, playbook)
         options.entry_step = from_step
     return record, {**record.payload, **(payload or {})}, options
 
@@ -59,7 +63,8 @@ async def rerun_request(store: Store, execution_id: str, *, from_step: str | Non
     record, merged, options = await rerun_plan(store, execution_id, from_step=from_step, payload=payload)
     return RunRequest(playbook=load_playbook_text(record.playbook, f"execution {execution_id}").require(),
                       playbook_text=record.playbook, payload=merged, meta=options.meta,
-                      entry_step=options.entry_step, entry_input=options.entry_input, reused=options.reused)
+                      entry_step=options.entry_step, entry_input=options.entry_input, reused=options.reused,
+                      secrets=options.secrets)
 
 
 async def resume_request(store: Store, execution_id: str) -> RunRequest:

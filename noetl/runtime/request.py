@@ -32,8 +32,8 @@ class RunRequest:
     entry_input: dict[str, Any] = field(default_factory=dict)  # ... with the arc input it had
     reused: list[Event] = field(default_factory=list)  # step.reused events of a rerun from a step
     resume: list[Event] | None = None  # the log of the execution to continue in place (noetl resume)
-    # A child's: the secret values its parent knows, redacted in the child's log too (a parent's
-    # keychain or secret value passed in the payload would otherwise be stored in plain text there).
+    # Values this execution's log redacts besides its own secrets: a child's, those its parent knows
+    # (a parent's keychain value passed in the payload); a rerun's, those its original's log redacted.
     secrets: frozenset[str] = frozenset()
 
 
@@ -45,3 +45,4 @@ class StartOptions:
     entry_step: str | None = None
     entry_input: dict[str, Any] = field(default_factory=dict)
     reused: list[Event] = field(default_factory=list)
+    secrets: frozenset[str] = frozenset()  # a rerun's: the values its original's log redacted

@@ -48,3 +48,32 @@ def unsealed(event: Event) -> Event:
     copy = event.own_copy()
     copy.result = result
     return copy
+
+
+def unsealed_log(events: list[Event]) -> tuple[list[Event], frozenset[str]]:
+    """``events`` as their steps produced them, and the values their redaction hid.
+
+    A rerun reuses the original's results and payload: it gets the results themselves, and its
+    redactor learns the hidden values, so its own log stores them redacted as the original's did
+    (a reused `secrets` step does not run again to tell it)."""
+    opened = [unsealed(event) for event in events]
+    hidden: set[str] = set()
+    for original, stored in zip(opened, events, strict=True):
+        if original is not stored:
+            hidden.update(hidden_values(original.result, stored.result))
+    return opened, frozenset(hidden)
+
+
+def hidden_values(original: Any, redacted: Any) -> list[str]:
+    """The string leaves of ``original`` that its redaction ``redacted`` changed; where the two
+    differ in shape (a redacted key), every string leaf of that part."""
+    from noetl.secrets import secret_strings
+
+    if isinstance(original, str):
+        return [original] if original != redacted else []
+    if isinstance(original, dict) and isinstance(redacted, dict):
+        return [text for key, value in original.items()
+                for text in (hidden_values(value, redacted[key]) if key in redacted else secret_strings(value))]
+    if isinstance(original, list) and isinstance(redacted, list) and len(original) == len(redacted):
+        return [text for item, done in zip(original, redacted, strict=True) for text in hidden_values(item, done)]
+    return [] if original == redacted else list(secret_strings(original))

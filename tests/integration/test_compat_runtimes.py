@@ -257,3 +257,35 @@ def test_the_api_shows_a_childs_payload_redacted_as_its_log(cluster: Cluster) ->
     child = cluster.client.get("/api/executions", params={"parent_execution_id": parent["execution_id"]}).json()
     shown = cluster.client.get(f"/api/executions/{child[0]['execution_id']}")
     assert shown.status_code == 200 and shown.json()["payload"] == {"pw": "***"}, shown.text
+
+
+RETURNS_A_KEYCHAIN_VALUE = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: returns_a_secret, path: tests/compat/returns_a_secret}
+keychain:
+  - {name: db, kind: static, data: {token: tok-rerun-77aa11bb}}
+workflow:
+  - step: start
+    tool: {kind: python, input: {t: "{{ keychain.db.token }}"}, code: "result = {'t': t}"}
+    next: [{step: use}]
+  - step: use
+    tool: {kind: python, input: {t: "{{ start.t }}"}, code: "result = {'intact': t == 'tok-rerun-77aa11bb'}"}
+"""
+
+
+def test_a_rerun_from_a_step_reuses_a_secret_result_as_the_step_returned_it(cluster: Cluster, tmp_path: Path) -> None:
+    """A rerun from `use` reuses `start`'s result: `use` gets the token itself (it got `***`, the
+    log's redacted copy, on both runtimes), and the rerun's log stores it redacted as the original's."""
+    local, distributed = run_both(cluster, tmp_path, RETURNS_A_KEYCHAIN_VALUE)
+    home = tmp_path / "home"
+    rerun = run_noetl("rerun", local["execution_id"], "--from", "use", "--json", home=home).json()
+    local_events = run_noetl("events", rerun["execution_id"], "--json", home=home).stdout
+    started = cluster.client.post(f"/api/executions/{distributed['execution_id']}/rerun", json={"from_step": "use"})
+    assert started.status_code == 200, started.text
+    rerun_distributed = cluster.wait(started.json()["execution_id"])
+    distributed_events = cluster.client.get(f"/api/executions/{rerun_distributed['execution_id']}/events").text
+    for doc, events in ((rerun, local_events), (rerun_distributed, distributed_events)):
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["steps"]["use"]["result"] == {"intact": True}, doc
+        assert "step.reused" in events and "tok-rerun-77aa11bb" not in events, events

@@ -9,7 +9,7 @@ import pytest
 from noetl.credentials import forget_cached_keys
 from noetl.engine.events import Event
 from noetl.runtime.execution import stamp
-from noetl.runtime.sealing import SEALED_RESULT, unsealed
+from noetl.runtime.sealing import SEALED_RESULT, hidden_values, unsealed, unsealed_log
 from noetl.secrets import Redactor
 
 SECRET = "tok-unit-sealed-0123456789"
@@ -51,3 +51,19 @@ def test_another_key_reads_the_redacted_result(monkeypatch: pytest.MonkeyPatch, 
     forget_cached_keys()
     assert unsealed(event).result == {"token": "***", "n": 1}
     assert "sealed with another key" in caplog.text and SECRET not in caplog.text
+
+
+def test_a_rerun_reads_the_log_unsealed_and_learns_what_its_redaction_hid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reused step does not run again to tell the rerun's redactor its secret: the log does."""
+    monkeypatch.setenv("NOETL_SECRET_KEY", "a passphrase shared by server and workers")
+    plain = Event("1", "step.exit", "plain", "completed", result={"n": 1})
+    opened, hidden = unsealed_log([_stamped(), plain])
+    assert opened[0].result == {"token": SECRET, "n": 1} and opened[1] is plain
+    assert hidden == {SECRET}
+    assert Redactor(hidden).redact(opened[0].result) == {"token": "***", "n": 1}
+
+
+def test_hidden_values_are_the_changed_leaves_or_the_whole_part_whose_shape_changed() -> None:
+    assert hidden_values({"url": f"http://{SECRET}/x", "same": "a", "list": ["b", SECRET]},
+                         {"url": "http://***/x", "same": "a", "list": ["b", "***"]}) == [f"http://{SECRET}/x", SECRET]
+    assert hidden_values({SECRET: {"inner": "value-1"}}, {"***": {"inner": "value-1"}}) == ["value-1"]
