@@ -224,4 +224,10 @@ def _message(step: Any, expressions: list[str]) -> str:
     name = first.replace(".", "_") if _DOTTED_NAME.match(first) else "value"
     return (f"step {step!r}: python code is never rendered, so {{{{ {first} }}}} stays as written; pass the value "
             f"through `input: {{{name}: \"{{{{ {first} }}}}\"}}` and use `{name}` in the code "
-            "(`noetl migrate` rewrites it so)")
+            f"({_also(expressions)}`noetl migrate` rewrites it so)")
+
+
+def _also(expressions: list[str]) -> str:
+    """The code's other templates of context names, each once, so that one warning names them all."""
+    others = list(dict.fromkeys(e for e in expressions[1:] if e != expressions[0]))
+    return f"likewise {', '.join('{{ ' + e + ' }}' for e in others)}; " if others else ""

@@ -49,3 +49,14 @@ def test_only_context_names_are_warned_about() -> None:
     warnings = python_code_warnings(doc)
     assert [path for path, _ in warnings] == [("workflow", 0, "tool", "code")]
     assert "{{ temp }}" in warnings[0][1] and "other" not in warnings[0][1]
+
+
+def test_one_warning_names_every_context_name_the_code_templates() -> None:
+    doc = {"workload": {"temp": 1, "who": "Ada"}, "workflow": [
+        {"step": "start", "tool": [{"kind": "python",
+                                    "code": "t = {{ temp }}\nm = 'Hello {{ who }}'\nu = {{ temp }} + 1\nx = '{{ other }}'"}]},
+    ]}
+    [(_, message)] = python_code_warnings(doc)
+    assert "so {{ temp }} stays as written" in message
+    assert "(likewise {{ who }}; `noetl migrate` rewrites it so)" in message
+    assert "other" not in message
