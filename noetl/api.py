@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from noetl.dsl.parse import LoadedPlaybook, load_playbook, load_playbook_text
 from noetl.dsl.problems import Problem
-from noetl.errors import InputError, NoetlError, NotFoundError
+from noetl.errors import InputError, NoetlError, NotFoundError, PlaybookError
 from noetl.limits import MAX_DEPTH
 from noetl.runtime.local import EventListener, LocalRuntime
 from noetl.runtime.request import RunRequest
@@ -115,6 +115,9 @@ async def resolve_playbook(ref: str, store: Store) -> LoadedPlaybook:
             return load_playbook_text(entry.content, f"catalog://{ref}@{entry.version}", cache_dir=cache_dir, records=True)
         if os.path.isdir(ref):
             raise InputError(_directory_message(ref))
+        if not os.path.lexists(ref):  # it was looked for as both: say so, not only "file not found"
+            raise PlaybookError(f"{ref}: file not found, and no catalog entry has that path"
+                                f" (register it with `noetl catalog register FILE`)")
     return load_playbook(ref, cache_dir=cache_dir, records=True)
 
 
@@ -229,8 +232,6 @@ def run_coroutine_blocking(coro: Any) -> Any:
 
 def validate_playbook(playbook: str) -> list[Problem]:
     """Every problem in ``playbook`` (errors, warnings, notes); an unreadable file is one error."""
-    from noetl.errors import PlaybookError
-
     try:
         return load_playbook(playbook).problems
     except PlaybookError as exc:

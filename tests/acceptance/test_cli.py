@@ -211,7 +211,11 @@ def test_a_bare_catalog_path_runs_the_registered_playbook(noetl, tmp_path: Path)
         result = noetl(command, "guides/params", "--json", "--set", "n=7")
         assert result.code == 0, result.stderr
         assert result.json()["result"]["n"] == 7
-    assert "file not found" in assert_one_line_error(noetl("exec", "guides/not_registered"))
+    for command in ("exec", "run"):
+        missing = noetl(command, "guides/not_registered")
+        assert missing.code == 2
+        assert "guides/not_registered: file not found, and no catalog entry has that path" \
+            in assert_one_line_error(missing)
 
 
 def test_seed_spellings_take_the_server_port_after_the_command(noetl) -> None:  # type: ignore[no-untyped-def]
