@@ -112,7 +112,7 @@ class CachedExecution:
         playbook with that. The state keeps the workload the execution was started with instead:
         the playbook's own merged with the execution row's payload, as `Engine.start` merged them
         (checked against the stored copy, which must be its redaction)."""
-        apply(self.state, unsealed(event))
+        apply(self.state, unsealed(event, self.services.redactor))
         self.last_event_id = event.event_id
         if event.event_type == ev.PLAYBOOK_INITIALIZED and self.services.redactor:
             self.state.workload = started_workload(self.playbook, self.services, event.result) or self.state.workload

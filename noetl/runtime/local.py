@@ -234,7 +234,7 @@ class _Execution:
         from noetl.errors import InputError
 
         for event in log:
-            apply(self.state, unsealed(event))
+            apply(self.state, unsealed(event, self.services.redactor))
         self._publish_replayed(log)
         decision = self.engine.handle(self.state, resume_event(self.execution_id, log))
         events = self._stamp(decision.events)

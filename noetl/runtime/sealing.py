@@ -15,9 +15,12 @@ API show the redacted one.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noetl.engine.events import Event
+
+if TYPE_CHECKING:
+    from noetl.secrets import Redactor
 
 SEALED_RESULT = "sealed_result"
 
@@ -31,8 +34,12 @@ def seal_result(event: Event, original: Any) -> None:
     event.meta = {**event.meta, SEALED_RESULT: encrypt({"result": original}, process_salt=True).decode("ascii")}
 
 
-def unsealed(event: Event) -> Event:
-    """``event`` as its step produced it: with the result before redaction where the log has it."""
+def unsealed(event: Event, learner: Redactor | None = None) -> Event:
+    """``event`` as its step produced it: with the result before redaction where the log has it.
+
+    ``learner``, the redactor of the process that reads it on, learns the values the log hid: the
+    step that found the secret (a `secrets` step) does not run again here to tell it, and a later
+    step's result that holds the secret would be stored in plain text."""
     sealed = event.meta.get(SEALED_RESULT) if event.meta else None
     if not isinstance(sealed, str):
         return event
@@ -47,6 +54,8 @@ def unsealed(event: Event) -> Event:
         return event
     copy = event.own_copy()
     copy.result = result
+    if learner is not None:
+        learner.add(*hidden_values(result, event.result))
     return copy
 
 
@@ -56,12 +65,10 @@ def unsealed_log(events: list[Event]) -> tuple[list[Event], frozenset[str]]:
     A rerun reuses the original's results and payload: it gets the results themselves, and its
     redactor learns the hidden values, so its own log stores them redacted as the original's did
     (a reused `secrets` step does not run again to tell it)."""
-    opened = [unsealed(event) for event in events]
-    hidden: set[str] = set()
-    for original, stored in zip(opened, events, strict=True):
-        if original is not stored:
-            hidden.update(hidden_values(original.result, stored.result))
-    return opened, frozenset(hidden)
+    from noetl.secrets import Redactor
+
+    learner = Redactor()
+    return [unsealed(event, learner) for event in events], learner.secrets
 
 
 def hidden_values(original: Any, redacted: Any) -> list[str]:

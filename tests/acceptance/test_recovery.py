@@ -357,3 +357,20 @@ def test_a_resumed_step_reads_a_secret_an_earlier_step_returned(noetl: Any, tmp_
     assert resumed.json()["steps"]["use"]["result"] == {"length": len(token)}
     events = noetl("events", failed.json()["execution_id"], "--json")
     assert token not in events.stdout + resumed.stdout and "***" in events.stdout
+
+
+def test_a_resumed_step_that_returns_an_earlier_steps_secret_stores_it_redacted(noetl: Any, tmp_path: Path) -> None:
+    """The secrets step does not run again on resume, so the resumed run learns its value from the
+    log: the step that echoes it is stored as `***`, not in plain text."""
+    token = "s3cr3t-token-echoed-on-resume-0123"
+    env = {"RECOVERY_TEST_TOKEN": token}
+    playbook = write(tmp_path, "secret_then_echo.yaml",
+                     SECRET_THEN_FLAKY.replace('result = {"length": len(token)}', 'result = {"echo": token}'))
+    failed = noetl("run", str(playbook), "--json", env=env)
+    assert failed.json()["status"] == "failed", failed.stdout
+    (tmp_path / "go").touch()
+    resumed = noetl("resume", failed.json()["execution_id"], "--json", env=env)
+    assert resumed.json()["steps"]["use"]["result"] == {"echo": "***"}, resumed.stdout
+    assert (tmp_path / "started").read_text() == token
+    events = noetl("events", failed.json()["execution_id"], "--json")
+    assert token not in events.stdout + resumed.stdout
