@@ -289,3 +289,33 @@ def test_a_rerun_from_a_step_reuses_a_secret_result_as_the_step_returned_it(clus
         assert doc["status"] == "completed", doc["error"]
         assert doc["steps"]["use"]["result"] == {"intact": True}, doc
         assert "step.reused" in events and "tok-rerun-77aa11bb" not in events, events
+
+
+ECHOES_A_SECRET_IN_A_LOOP = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: echoes_a_secret, path: tests/compat/echoes_a_secret}
+workflow:
+  - step: start
+    tool: {kind: secrets, provider: credential, name: compat_echo_token, field: token}
+    next: [{step: each}]
+  - step: each
+    loop: {in: "{{ range(12) | list }}", iterator: n, mode: parallel}
+    tool: {kind: python, input: {t: "{{ start.value }}"}, code: "result = {'echo': t}"}
+"""
+
+
+def test_a_secret_one_worker_found_is_redacted_in_what_every_worker_stores(cluster: Cluster) -> None:
+    """The secrets step runs on one worker; the loop's iterations run on both and return the value.
+    A worker that learned the step's result from the log (its sealed copy) learns the secret too, so
+    no iteration's result is stored in plain text."""
+    token = "tok-echo-5e6f7a8b9c0d"
+    stored = cluster.client.post("/api/credentials", json={"name": "compat_echo_token", "type": "generic",
+                                                           "data": {"token": token}})
+    assert stored.status_code in (200, 201), stored.text
+    doc = cluster.wait(cluster.execute(cluster.register(ECHOES_A_SECRET_IN_A_LOOP)["path"]))
+    assert doc["status"] == "completed", doc["error"]
+    events = cluster.client.get(f"/api/executions/{doc['execution_id']}/events")
+    assert events.status_code == 200 and token not in events.text, events.text
+    calls = [e for e in events.json() if e["event_type"] == "call.done" and e["node_name"] == "each"]
+    assert [e["result"] for e in calls] == [{"echo": "***"}] * 12, calls
