@@ -72,15 +72,34 @@ def unsealed_log(events: list[Event]) -> tuple[list[Event], frozenset[str]]:
 
 
 def hidden_values(original: Any, redacted: Any) -> list[str]:
-    """The string leaves of ``original`` that its redaction ``redacted`` changed; where the two
+    """The secret values inside ``original`` that its redaction ``redacted`` replaced; where the two
     differ in shape (a redacted key), every string leaf of that part."""
     from noetl.secrets import secret_strings
 
     if isinstance(original, str):
-        return [original] if original != redacted else []
+        return [] if original == redacted else _replaced(original, redacted)
     if isinstance(original, dict) and isinstance(redacted, dict):
         return [text for key, value in original.items()
                 for text in (hidden_values(value, redacted[key]) if key in redacted else secret_strings(value))]
     if isinstance(original, list) and isinstance(redacted, list) and len(original) == len(redacted):
         return [text for item, done in zip(original, redacted, strict=True) for text in hidden_values(item, done)]
     return [] if original == redacted else list(secret_strings(original))
+
+
+def _replaced(original: str, redacted: Any) -> list[str]:
+    """What ``***`` stands for in ``redacted``, the redaction of ``original`` ("http://***:8080/v1"
+    of "http://db-host:8080/v1": "db-host"), so that a redactor learns the secret rather than the
+    whole text around it; the whole of ``original`` where that cannot be told for sure."""
+    from noetl.secrets import REDACTED, Redactor
+
+    parts = redacted.split(REDACTED) if isinstance(redacted, str) else []
+    if len(parts) < 2 or not original.startswith(parts[0]) or not original.endswith(parts[-1]):
+        return [original]
+    found, position = [], len(parts[0])
+    for index, part in enumerate(parts[1:], start=1):
+        end = len(original) - len(part) if index == len(parts) - 1 else original.find(part, position + 1)
+        if end <= position or not part and index < len(parts) - 1:
+            return [original]
+        found.append(original[position:end])
+        position = end + len(part)
+    return found if Redactor(found).redact(original) == redacted else [original]

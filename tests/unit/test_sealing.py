@@ -65,5 +65,18 @@ def test_a_rerun_reads_the_log_unsealed_and_learns_what_its_redaction_hid(monkey
 
 def test_hidden_values_are_the_changed_leaves_or_the_whole_part_whose_shape_changed() -> None:
     assert hidden_values({"url": f"http://{SECRET}/x", "same": "a", "list": ["b", SECRET]},
-                         {"url": "http://***/x", "same": "a", "list": ["b", "***"]}) == [f"http://{SECRET}/x", SECRET]
+                         {"url": "http://***/x", "same": "a", "list": ["b", "***"]}) == [SECRET, SECRET]
     assert hidden_values({SECRET: {"inner": "value-1"}}, {"***": {"inner": "value-1"}}) == ["value-1"]
+
+
+@pytest.mark.parametrize(("original", "redacted", "hidden"), [
+    ("http://db-host-7f3a:8080/v1", "http://***:8080/v1", ["db-host-7f3a"]),
+    ("a tok-1234 b tok-1234", "a *** b ***", ["tok-1234", "tok-1234"]),
+    ("p:pw12pw34:q", "p:******:q", ["p:pw12pw34:q"]),  # two secrets side by side: which is which is unknown
+    ("ab-cd", "ab***", ["ab-cd"]),  # "-cd" is too short for a redactor to learn: the whole text
+], ids=["inside", "twice", "adjacent", "short"])
+def test_the_hidden_value_is_what_the_stars_stand_for_or_the_whole_text(original: str, redacted: str,
+                                                                       hidden: list[str]) -> None:
+    """A rebuilding process learns the secret itself, so it redacts as the process that found it did."""
+    assert hidden_values(original, redacted) == hidden
+    assert Redactor(hidden).redact(original) == (redacted if hidden != [original] else "***")
