@@ -39,7 +39,7 @@ def parse_payload(raw: str | None, field: str = "--payload") -> dict[str, Any]:
         try:
             text = Path(raw[1:]).read_text(encoding="utf-8")
         except OSError as exc:
-            raise InputError(f"--payload {raw}: cannot read file: {exc.strerror or exc}") from None
+            raise InputError(f"{field}: cannot read file {raw[1:]}: {exc.strerror or exc}") from None
     try:
         value = json.loads(text, parse_constant=_not_a_number)
     except json.JSONDecodeError as exc:

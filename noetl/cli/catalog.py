@@ -219,7 +219,8 @@ def _install_seed_aliases(cli: click.Group) -> None:
     @handle_errors
     def execute_playbook(obj: Any, path: str, input_file: str | None, payload: str | None, as_json: bool) -> None:
         """Run the catalog playbook PATH (on the server when one is given, else locally)."""
-        _execute(obj, path, f"@{input_file}" if input_file else payload, None, as_json)
+        _execute(obj, path, f"@{input_file}" if input_file else payload, None, as_json,
+                 field="--input" if input_file else "--payload")
 
     @execute.command("status")
     @click.argument("execution_id")
@@ -234,10 +235,11 @@ def _install_seed_aliases(cli: click.Group) -> None:
 
 
 
-def _execute(obj: Any, path: str, payload: str | None, version: int | None, as_json: bool) -> None:
+def _execute(obj: Any, path: str, payload: str | None, version: int | None, as_json: bool,
+             field: str = "--payload") -> None:
     from noetl.api import parse_payload
 
-    data = parse_payload(payload)
+    data = parse_payload(payload, field)
     if obj.server_url:
         from noetl.cli.remote import submit
 

@@ -33,6 +33,13 @@ def test_a_catalog_path_wins_over_a_directory_of_the_same_name(tmp_path: Path) -
     assert code == 0 and "completed" in out and "\"size\": \"few\"" in out  # one person: few
 
 
+def test_an_unreadable_input_file_is_named_by_the_option_the_user_gave(tmp_path: Path) -> None:
+    missing = tmp_path / "none.json"
+    code, _, err = in_repo("execute", "playbook", "examples/hello/hello.yaml", "--input", str(missing), home=tmp_path)
+    assert code == 2
+    assert err.strip() == f"error: --input: cannot read file {missing}: No such file or directory"
+
+
 def test_catalog_list_credential_lists_credentials(tmp_path: Path) -> None:
     assert in_repo("register", "credential", "-f", "examples/credentials/pg_local.yaml", home=tmp_path)[0] == 0
     code, out, _ = in_repo("catalog", "list", "Credential", home=tmp_path)
