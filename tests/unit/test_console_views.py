@@ -69,3 +69,14 @@ def test_run_form_fields_read_back_as_the_workload() -> None:
     fields = workload_fields(workload)
     assert [f["key"] for f in fields] == ["count", "label", "flag", "name", "db.port", "tags"]
     assert apply_sets({}, [f"{f['key']}={f['value']}" for f in fields]) == workload
+
+
+def test_a_result_the_page_cuts_says_where_the_whole_result_is() -> None:
+    """3,000 numbers fit in 20,000 characters of compact JSON but not indented, as the page shows
+    them: the page cut the result and did not say where the whole of it is."""
+    from noetl.server.console.render import json_block, shown_in_part
+
+    numbers = list(range(3000))
+    assert "more characters not shown" in json_block(numbers)
+    assert shown_in_part(numbers)
+    assert not shown_in_part(list(range(10))) and "not shown" not in json_block(list(range(10)))

@@ -28,9 +28,14 @@ def environment() -> Environment:
     return env
 
 
+def _shown_json(value: Any) -> str:
+    """The JSON text a page shows of ``value`` before it is cut at MAX_SHOWN_CHARS."""
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
 def json_block(value: Any) -> Markup:
     """Pretty JSON in a collapsible block; long values are cut with a note saying how much."""
-    text = json.dumps(value, indent=2, default=str, ensure_ascii=False)
+    text = _shown_json(value)
     note = ""
     if len(text) > MAX_SHOWN_CHARS:
         note = f"… {len(text) - MAX_SHOWN_CHARS:,} more characters not shown"
@@ -48,7 +53,7 @@ def shown_in_part(value: Any) -> bool:
     """The page shows only part of a result: stored by reference (a preview) or cut by json_block."""
     if isinstance(value, dict) and isinstance(value.get("_ref"), dict):
         return True
-    return len(json.dumps(value, default=str, ensure_ascii=False)) > MAX_SHOWN_CHARS
+    return len(_shown_json(value)) > MAX_SHOWN_CHARS  # as json_block measures it, indented
 
 
 def when(value: Any) -> str:
