@@ -103,7 +103,6 @@ class CachedExecution:
     # playbook's per-step settings and no state of a run).
     runner: Runner | None = None
 
-
     def fold(self, event: Event) -> None:
         """Apply one event read from the log.
 
