@@ -65,7 +65,8 @@ class RemoteFeed:
     async def status(self) -> str:
         from noetl.cli.remote import get_json
 
-        row = await asyncio.to_thread(get_json, self.server_url, f"/api/executions/{self.execution_id}")
+        # The light route: the execution's own (GET /api/executions/{id}) folds its whole log each time.
+        row = await asyncio.to_thread(get_json, self.server_url, f"/api/executions/{self.execution_id}/state")
         return str(row["status"])
 
     async def logs_after(self, log_id: int, step: str | None) -> list[LogLine]:

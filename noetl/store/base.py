@@ -54,6 +54,15 @@ class ExecutionRecord:
     owner: str = ""
 
 
+@dataclass(slots=True, frozen=True)
+class ExecutionState:
+    """What a watcher polls for: the row's status and the id of its last event."""
+
+    status: str
+    last_event_id: int
+    ended_at: str | None = None
+
+
 @dataclass(slots=True)
 class ResultRecord:
     """A result kept outside the event log (events hold a ``_ref`` to it), or a named artifact."""

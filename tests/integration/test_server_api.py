@@ -163,6 +163,34 @@ def test_events_listing_in_pages_with_after_id_and_limit(url: str) -> None:
     served(url, scenario)
 
 
+def test_execution_state_is_its_status_and_last_event_id_for_watchers(url: str) -> None:
+    async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
+        execution_id = await start(client, 2)
+
+        async def state() -> dict[str, Any]:
+            response = await client.get(f"/api/executions/{execution_id}/state")
+            assert response.status_code == 200, response.text
+            return dict(response.json())
+
+        async def last_event_id() -> int:
+            events = (await client.get(f"/api/executions/{execution_id}/events")).json()
+            return int(events[-1]["event_id"])
+
+        running = await state()
+        assert running == {"execution_id": execution_id, "status": "running",
+                           "last_event_id": await last_event_id(), "ended_at": None}
+        for command in await lease(url, 2):
+            assert (await client.post("/api/events", json=call_done(execution_id, command))).json()["accepted"]
+        ended = await state()
+        doc = (await client.get(f"/api/executions/{execution_id}")).json()
+        assert ended == {"execution_id": execution_id, "status": "completed", "last_event_id": await last_event_id(),
+                         "ended_at": doc["ended_at"]} and doc["ended_at"]
+        missing = await client.get("/api/executions/424242/state")
+        assert missing.status_code == 404 and "424242" in missing.json()["error"]
+
+    served(url, scenario)
+
+
 def test_posted_events_are_checked_against_the_command_they_report(url: str) -> None:
     async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
         execution_id = await start(client, 2)

@@ -77,6 +77,17 @@ async def get_status(execution_id: str, state: State) -> dict[str, Any]:
     return await load_status(state.store, execution_id)
 
 
+@router.get("/executions/{execution_id}/state",
+            summary="Its status and last event id only: cheap to poll while waiting for an execution to end")
+@requires("read")
+async def get_state(execution_id: str, state: State) -> dict[str, Any]:
+    found = await state.store.get_execution_state(execution_id)
+    if found is None:
+        raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
+    return {"execution_id": execution_id, "status": found.status, "last_event_id": found.last_event_id,
+            "ended_at": found.ended_at}
+
+
 @router.get("/executions/{execution_id}/events", summary="The execution's events in order")
 @requires("read")
 async def get_events(execution_id: str, state: State, after_id: Annotated[int, Query(ge=0)] = 0,

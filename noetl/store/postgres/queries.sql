@@ -33,6 +33,10 @@ SELECT COALESCE(execution_key, execution_id::text), path, status,
 FROM noetl.execution
 WHERE execution_id = %(execution_id)s;
 
+-- name: get_execution_state
+-- What a watcher polls for (every half second): not the playbook, payload or result of get_execution.
+SELECT status, last_event_id, ended_at FROM noetl.execution WHERE execution_id = %(execution_id)s;
+
 -- name: list_executions
 SELECT COALESCE(execution_key, execution_id::text), path, status,
        COALESCE(parent_key, parent_execution_id::text), playbook, payload, result, error, started_at, ended_at, owner

@@ -7,7 +7,7 @@ from typing import Any
 
 from noetl.engine.events import Event
 from noetl.store import common
-from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ScheduleRecord
+from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ExecutionState, ScheduleRecord
 from noetl.store.common import event_row
 from noetl.store.postgres.ids import db_id, db_key, optional_db_id
 
@@ -67,6 +67,11 @@ def execution_from_row(row: tuple[Any, ...]) -> ExecutionRecord:
         playbook=playbook, payload=payload, result=result, error=error,
         started_at=iso(started_at) or "", ended_at=iso(ended_at), owner=owner,
     )
+
+
+def execution_state_from_row(row: tuple[Any, ...]) -> ExecutionState:
+    status, last_event_id, ended_at = row
+    return ExecutionState(str(status), int(last_event_id), iso(ended_at))
 
 
 def catalog_from_row(row: tuple[Any, ...]) -> CatalogEntry:

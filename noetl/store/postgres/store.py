@@ -27,6 +27,7 @@ from noetl.store.base import (
     CatalogEntry,
     CredentialRecord,
     ExecutionRecord,
+    ExecutionState,
     FireRecord,
     HookRecord,
     LogRecord,
@@ -60,6 +61,7 @@ from noetl.store.postgres.rows import (
     event_rows,
     execution_from_row,
     execution_params,
+    execution_state_from_row,
     iso,
     schedule_from_row,
 )
@@ -342,6 +344,13 @@ class PostgresStore:
         rows = await self.read(f"reading execution {execution_id}", "get_execution",
                                {"execution_id": db_id(execution_id)})
         return execution_from_row(rows[0]) if rows else None
+
+    async def get_execution_state(self, execution_id: str) -> ExecutionState | None:
+        """The row's status and last event id, without the playbook, payload and result: what a
+        watcher polls for."""
+        rows = await self.read(f"reading the state of execution {execution_id}", "get_execution_state",
+                               {"execution_id": db_id(execution_id)})
+        return execution_state_from_row(rows[0]) if rows else None
 
     async def list_executions(
         self, *, status: str | None = None, parent_execution_id: str | None = None, path: str | None = None,
