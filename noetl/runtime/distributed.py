@@ -32,6 +32,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from noetl.backoff import backoff_delay
 from noetl.clock import Clock, iso, utc_now
 from noetl.dsl.model import Playbook
 from noetl.dsl.parse import load_playbook_text
@@ -62,7 +63,7 @@ from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.queue import LeasedCommand
 from noetl.store.postgres.rows import event_rows, execution_params
 from noetl.store.postgres.stats import StepStats
-from noetl.store.postgres.store import Connection, PostgresStore
+from noetl.store.postgres.store import Connection, PostgresStore, is_transient
 
 if TYPE_CHECKING:
     from noetl.runtime.runner import Runner
@@ -78,6 +79,8 @@ MAX_GROUP_REPORTS = 512
 # into the next; a second writer would split them into two smaller transactions (more COMMITs, WAL
 # fsyncs and per-transaction Python for the same work; see bench/results/distributed.md).
 GROUP_WRITERS = 1
+# Tries of a cancel that meets transient store failures (backing off 0.1, 0.2, 0.4, 0.8 s between them).
+CANCEL_ATTEMPTS = 5
 
 
 @dataclass(slots=True)
@@ -284,17 +287,29 @@ class DecisionCore:
         return await self._decide(cached, PendingReport(event, leased))
 
     async def cancel(self, execution_id: str, reason: str = "cancelled by request") -> dict[str, Any]:
-        cached = await self.cached(execution_id)
-        if cached is None:
-            raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
-        event = cancel_event(execution_id, reason)
-        cancelled = await self._decide(cached, PendingReport(event, None))
+        """Record the cancellation (and cancel running children). A transient store failure (a
+        deadlock, a lost connection, a pool busy for longer than its timeout) is tried again, up to
+        CANCEL_ATTEMPTS times: an operator's cancel is not refused because the database was busy."""
+        for attempt in range(1, CANCEL_ATTEMPTS + 1):
+            try:
+                cancelled = await self._record_cancel(execution_id, reason)
+                break
+            except StoreError as exc:
+                if attempt == CANCEL_ATTEMPTS or not is_transient(exc):
+                    raise
+                await asyncio.sleep(backoff_delay(attempt, delay=0.1, max_delay=2.0))
         if cancelled:
             for child in await self.store.list_executions(parent_execution_id=execution_id, status="running"):
                 await self.cancel(child.execution_id, f"parent {execution_id} cancelled")
         record = await self.store.get_execution(execution_id)
         return {"execution_id": execution_id, "status": record.status if record else "unknown",
                 "cancelled": cancelled}
+
+    async def _record_cancel(self, execution_id: str, reason: str) -> bool:
+        cached = await self.cached(execution_id)
+        if cached is None:
+            raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
+        return await self._decide(cached, PendingReport(cancel_event(execution_id, reason), None))
 
     async def leased_command(self, leased: LeasedCommand) -> tuple[CachedExecution, Command] | None:
         """The command a worker leased, with the execution's cache caught up to the decision that

@@ -257,9 +257,15 @@ UPDATE noetl.command SET status = %(status)s, lease_expires_at = NULL WHERE comm
 
 -- name: release_command
 -- A worker shutting down hands back work it has not started; the attempt does not count.
+-- Locked in command_id order, as heartbeats and cancels lock them.
 UPDATE noetl.command
 SET status = 'queued', attempt = attempt - 1, lease_owner = NULL, lease_expires_at = NULL
-WHERE command_id = ANY(%(command_ids)s) AND status = 'leased' AND lease_owner = %(owner)s;
+WHERE command_id = ANY(ARRAY(
+    SELECT command_id FROM noetl.command
+    WHERE command_id = ANY(%(command_ids)s) AND status = 'leased' AND lease_owner = %(owner)s
+    ORDER BY command_id
+    FOR UPDATE
+));
 
 -- name: requeue_expired
 -- Leases that ran out (the worker died or hung) go back to the queue while attempts remain.
@@ -279,8 +285,16 @@ WHERE status = 'leased' AND lease_expires_at < %(now)s::timestamptz AND attempt 
 LIMIT 100;
 
 -- name: cancel_commands
+-- Rows are locked in command_id order, as heartbeats lock them: in scan order, a cancel holding one
+-- command while waiting for another that a heartbeat holds (and the heartbeat waiting for the first)
+-- deadlocked, and PostgreSQL aborted one of them (a 503 for the cancel).
 UPDATE noetl.command SET status = 'cancelled', lease_expires_at = NULL
-WHERE execution_id = %(execution_id)s AND status IN ('queued', 'leased');
+WHERE command_id = ANY(ARRAY(
+    SELECT command_id FROM noetl.command
+    WHERE execution_id = %(execution_id)s AND status IN ('queued', 'leased')
+    ORDER BY command_id
+    FOR UPDATE
+));
 
 -- name: lock_group
 -- A group transaction's executions, locked in id order (so two groups cannot deadlock), then their

@@ -607,6 +607,12 @@ class PostgresStore:
         return await self.read_write("deleting results", "delete_results", params)
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A store failure that the same write may not meet again: a deadlock or serialization failure,
+    a lost connection, no free connection in the pool's time (all psycopg OperationalErrors)."""
+    return isinstance(exc, StoreError) and isinstance(exc.__cause__, psycopg.OperationalError)
+
+
 def _is_disconnect(exc: psycopg.OperationalError) -> bool:
     """The server went away (restart, failover) rather than refusing the statement."""
     return isinstance(exc, pg_errors.AdminShutdown | pg_errors.CannotConnectNow) or exc.sqlstate is None \

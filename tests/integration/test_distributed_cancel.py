@@ -1,0 +1,101 @@
+"""A cancel on the server is recorded even while workers hold locks on the execution's commands:
+the cancel's transaction locks them in the order heartbeats do, so the two wait for each other
+instead of deadlocking (PostgreSQL would abort one of them: a 503 for the cancel, or a lost lease
+renewal for the worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from test_distributed_cluster import create_database
+
+from noetl.runtime.distributed import DecisionCore
+from noetl.store.postgres import PostgresStore
+from noetl.store.postgres.queue import CommandQueue
+
+LOOP = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: loop, path: tests/cancel_loop}
+workflow:
+  - step: start
+    loop: {in: "{{ range(3) | list }}", iterator: i, spec: {mode: parallel}}
+    tool: {kind: noop}
+"""
+LOCK_COMMAND = "SELECT 1 FROM noetl.command WHERE command_id = %s FOR UPDATE"
+
+
+@pytest.fixture
+def url(pg_cluster: dict[str, Any]) -> str:
+    return create_database(pg_cluster)
+
+
+async def waiting_on_a_lock(url: str, seconds: float = 60) -> int:
+    """The backend of this database that waits for a row lock (the cancel's transaction), once it does."""
+    deadline = time.monotonic() + seconds
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            cursor = await conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                        "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+            row = await cursor.fetchone()
+            if row:
+                return int(row[0])
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"no transaction waited for a lock within {seconds} s")
+
+
+async def statuses(url: str, command_ids: list[str]) -> set[str]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute("SELECT status FROM noetl.command WHERE command_id = ANY(%s)", [command_ids])
+        return {row[0] for row in await cursor.fetchall()}
+
+
+def test_cancel_while_a_worker_renews_its_leases_in_order_is_recorded(url: str) -> None:
+    async def main() -> None:
+        async with PostgresStore(url) as store:
+            core = DecisionCore(store)
+            execution_id = await core.submit(playbook_text=LOOP)
+            leased = await CommandQueue(store).lease(owner="w1", limit=3, lease_seconds=30, now=core.now())
+            first, *others = sorted(c.command_id for c in leased)
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                # The first command's row is rewritten after the others (a lease renewed, given back and
+                # taken again): a scan of the execution's commands meets it last.
+                await conn.execute("UPDATE noetl.command SET status = 'queued' WHERE command_id = %s", [first])
+                await conn.execute("UPDATE noetl.command SET status = 'leased' WHERE command_id = %s", [first])
+                async with conn.transaction():  # a heartbeat: the worker's rows, locked in command id order
+                    await conn.execute(LOCK_COMMAND, [first])
+                    cancel = asyncio.ensure_future(core.cancel(execution_id))
+                    await waiting_on_a_lock(url)
+                    for command_id in others:  # the cancel must not hold these while it waits for the first
+                        await conn.execute("SET LOCAL lock_timeout = '20s'")
+                        await conn.execute(LOCK_COMMAND, [command_id])
+            answer = await cancel
+            assert answer == {"execution_id": execution_id, "status": "cancelled", "cancelled": True}
+            assert await statuses(url, [first, *others]) == {"cancelled"}
+
+    asyncio.run(main())
+
+
+def test_cancel_whose_connection_is_lost_is_tried_again_and_recorded(url: str) -> None:
+    async def main() -> None:
+        async with PostgresStore(url) as store:
+            core = DecisionCore(store)
+            execution_id = await core.submit(playbook_text=LOOP)
+            leased = await CommandQueue(store).lease(owner="w1", limit=3, lease_seconds=30, now=core.now())
+            command_ids = [c.command_id for c in leased]
+            # A heartbeat holds the commands while the cancel comes.
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn, conn.transaction():
+                await conn.execute("SELECT 1 FROM noetl.command WHERE command_id = ANY(%s) FOR UPDATE", [command_ids])
+                cancel = asyncio.ensure_future(core.cancel(execution_id))
+                await conn.execute("SELECT pg_terminate_backend(%s)", [await waiting_on_a_lock(url)])
+            answer = await cancel
+            assert answer == {"execution_id": execution_id, "status": "cancelled", "cancelled": True}
+            assert await statuses(url, command_ids) == {"cancelled"}
+            events = [e.event_type for e in await store.list_events(execution_id)]
+            assert events.count("execution.cancelled") == 1, events
+
+    asyncio.run(main())
