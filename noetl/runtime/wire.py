@@ -7,16 +7,24 @@ from collections.abc import Mapping
 from typing import Any
 
 from noetl.dsl.render import RenderContext
+from noetl.engine.step_results import StepResults
 from noetl.runtime.services import SecretNamespace
 
 # How a `secret` namespace travels inside an encoded render context (see encode_context).
 _SECRETS_MARK = "__noetl_secret_namespace__"
+# How the step results layer travels with a pipeline's task results (`{{ step.<task> }}`), which
+# its items alone do not carry.
+_STEP_RESULTS_MARK = "__noetl_step_results__"
 
 
 def encode_context(context: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The layers of a render context as JSON-ready dicts (first match wins, as in RenderContext)."""
     layers = []
     for layer in context.layers if isinstance(context, RenderContext) else (context,):
+        if isinstance(layer, StepResults):
+            layers.append({_STEP_RESULTS_MARK: {"results": dict(layer.results),
+                                                "task_results": dict(layer.task_results)}})
+            continue
         encoded: dict[str, Any] = {}
         for key, value in layer.items():
             if isinstance(value, SecretNamespace):
@@ -29,8 +37,12 @@ def encode_context(context: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def decode_context(layers: list[dict[str, Any]]) -> RenderContext:
-    decoded = []
+    decoded: list[Mapping[str, Any]] = []
     for layer in layers:
+        if _STEP_RESULTS_MARK in layer:
+            marked = layer[_STEP_RESULTS_MARK]
+            decoded.append(StepResults(marked.get("results") or {}, marked.get("task_results") or {}))
+            continue
         out = dict(layer)
         for key, value in layer.items():
             if isinstance(value, dict) and _SECRETS_MARK in value:
