@@ -31,3 +31,6 @@ class Command:
     cursor: dict[str, Any] | None = None
     strict: bool = False  # undefined template names are errors
     warnings: list[dict[str, Any]] = field(default_factory=list)  # from rendering its input, reported with it
+    # Set by a runtime that queues the command redacted: ``local``, ``args`` and ``arc_input`` as
+    # rendered, encrypted (noetl.runtime.sealing.seal_commands).
+    sealed: str | None = None

@@ -38,7 +38,7 @@ from noetl.dsl.model import Playbook
 from noetl.dsl.parse import load_playbook_text
 from noetl.engine import events as ev
 from noetl.engine.commands import Command
-from noetl.engine.decide import Engine, merge_payload
+from noetl.engine.decide import Engine
 from noetl.engine.events import Event
 from noetl.engine.resume import RESUMABLE_STATUSES, resume_event
 from noetl.engine.state import ExecutionState, apply
@@ -46,9 +46,17 @@ from noetl.engine.status import StatusFolder
 from noetl.errors import InputError, NotFoundError, StoreError
 from noetl.ids import new_execution_id
 from noetl.results.refs import forget_reports, note_report
-from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
+from noetl.runtime.execution import (
+    cancel_event,
+    execution_result,
+    final_update,
+    payload_was_redacted,
+    stamp,
+    started_payload,
+    stored_payload,
+)
 from noetl.runtime.request import RunRequest, StartOptions
-from noetl.runtime.sealing import unsealed
+from noetl.runtime.sealing import seal_commands, unsealed, unsealed_payload
 from noetl.runtime.services import ExecutionServices
 from noetl.store.base import ExecutionRecord
 from noetl.store.postgres.decisions import (
@@ -107,26 +115,10 @@ class CachedExecution:
     runner: Runner | None = None
 
     def fold(self, event: Event) -> None:
-        """Apply one event read from the log.
-
-        The log holds `playbook.initialized`'s workload redacted: a workload value that contains a
-        keychain or secret value reads `***` there, and state rebuilt from it would run the
-        playbook with that. The state keeps the workload the execution was started with instead:
-        the playbook's own merged with the execution row's payload, as `Engine.start` merged them
-        (checked against the stored copy, which must be its redaction)."""
+        """Apply one event read from the log, as its step produced it: the log holds a result (or
+        `playbook.initialized`'s workload) that contains a secret redacted, and sealed beside it."""
         apply(self.state, unsealed(event, self.services.redactor))
         self.last_event_id = event.event_id
-        if event.event_type == ev.PLAYBOOK_INITIALIZED and self.services.redactor:
-            self.state.workload = started_workload(self.playbook, self.services, event.result) or self.state.workload
-
-
-def started_workload(playbook: Playbook, services: ExecutionServices, stored: Any) -> dict[str, Any] | None:
-    """The workload an execution started with, whose redaction is ``stored`` (None if none is)."""
-    for merge in (False, True):
-        workload = merge_payload(playbook.workload, services.request.payload, merge=merge)
-        if services.redactor.redact(workload) == stored:
-            return workload
-    return None
 
 
 @dataclass(slots=True, eq=False)
@@ -194,7 +186,7 @@ class UnstorableReport(StoreError):
 
 
 def command_from_lease(leased: LeasedCommand, cached: CachedExecution) -> Command:
-    payload = leased.payload
+    payload = unsealed_payload(leased.payload)
     local = payload.get("local") or {}
     return Command(
         command_id=leased.command_id, execution_id=leased.execution_id, step=leased.step,
@@ -245,9 +237,11 @@ class DecisionCore:
                                        entry_step=options.entry_step, entry_input=options.entry_input,
                                        reused=options.reused, strict=strict)
         events = self._stamp(cached, decision.events)
+        seal_commands(decision.commands, cached.services.redactor)
         record = ExecutionRecord(
             execution_id=execution_id, path=playbook.path, status="running",
-            parent_execution_id=parent_execution_id, playbook=playbook_text, payload=payload or {},
+            parent_execution_id=parent_execution_id, playbook=playbook_text,
+            payload=stored_payload(payload or {}, cached.services.redactor),
             started_at=events[0].created_at,
         )
         if cached.state.finished:
@@ -531,6 +525,7 @@ class DecisionCore:
                 note_report(report.event)  # a loop's last reports are readable before they are stored
                 decision = cached.engine.handle(cached.state, report.event)
                 events = self._stamp(cached, decision.events)
+                seal_commands(decision.commands, cached.services.redactor)
                 try:
                     rows = event_rows(cached.execution_id, events)
                 except StoreError as exc:
@@ -617,10 +612,18 @@ class DecisionCore:
         if record is None:
             return None
         playbook = self.parse(record.playbook, f"execution {execution_id}")
-        cached = await self._new_cached(execution_id, playbook, record.playbook, record.payload,
-                                        record.parent_execution_id)
+        payload = await self._started_payload(record)
+        cached = await self._new_cached(execution_id, playbook, record.playbook, payload, record.parent_execution_id)
         self._remember(cached)
         return cached
+
+    async def _started_payload(self, record: ExecutionRecord) -> dict[str, Any]:
+        """The payload the execution started with (its row stores it redacted; the log's first event
+        has it sealed). The log is read only when the row's copy was redacted."""
+        if not payload_was_redacted(record.payload):
+            return record.payload
+        first = await self.store.list_events(record.execution_id, limit=1)
+        return started_payload(record.payload, first[0] if first else None)
 
     def _loaded(self, execution_id: str, loading: asyncio.Future[CachedExecution | None]) -> None:
         if self._loading.get(execution_id) is loading:

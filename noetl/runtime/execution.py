@@ -17,7 +17,7 @@ from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState
 from noetl.errors import ErrorInfo
-from noetl.runtime.sealing import seal_result
+from noetl.runtime.sealing import seal_result, unsealed
 
 
 class Redactor(Protocol):
@@ -67,18 +67,44 @@ def cancel_event(execution_id: str, reason: str = "cancelled by request", *, cre
                  error=ErrorInfo("cancelled", reason).to_dict(), created_at=created_at)
 
 
-def payload_as_logged(payload: Any, logged_workload: Any) -> Any:
-    """``payload`` redacted as the execution's log redacted it, for showing the execution row.
+def stored_payload(payload: dict[str, Any], redactor: Redactor | None) -> dict[str, Any]:
+    """The payload as the execution row stores it: redacted, as the log is. A child's payload often
+    holds its parent's keychain values, and the row is what `noetl query` reads. The payload as
+    given is in the log's ``playbook.initialized``, sealed with its workload (runtime/sealing.py):
+    :func:`started_payload` reads it back."""
+    if redactor is None or not bool(redactor):
+        return payload
+    redacted = redactor.redact(payload)
+    return redacted if isinstance(redacted, dict) else payload
 
-    The row keeps the payload as given (a rerun starts with it); the log's ``playbook.initialized``
-    holds the workload it was merged into, redacted by the execution's redactor, which knows the
-    secrets (a parent's keychain value passed to a child) that no reader of the row does. Every
-    payload leaf is at the same place in that workload (merge_payload, shallow or deep, lets the
-    payload win), so each string leaf is shown as the log stored it."""
+
+def started_payload(stored: dict[str, Any], initialized: Event | None) -> dict[str, Any]:
+    """The payload an execution started with, from its row's redacted copy and the log's first event
+    (``playbook.initialized``, unsealed when it can be: else the row's copy is what there is)."""
+    if initialized is None or initialized.event_type != ev.PLAYBOOK_INITIALIZED or not payload_was_redacted(stored):
+        return stored
+    workload = unsealed(initialized).result
+    return payload_from_workload(stored, workload) if isinstance(workload, dict) else stored
+
+
+def payload_was_redacted(payload: Any) -> bool:
+    from noetl.secrets import REDACTED, secret_strings
+
+    return any(REDACTED in text for text in secret_strings(payload))
+
+
+def payload_from_workload(payload: Any, workload: Any) -> Any:
+    """``payload`` with each string leaf read from ``workload``, the workload it was merged into.
+
+    Every payload leaf is at the same place in that workload (merge_payload, shallow or deep, lets the
+    payload win). With the workload the log stored (redacted by the execution's redactor, which knows
+    the secrets, such as a parent's keychain value passed to a child, that no reader of the row
+    does) this is the payload as the log redacted it; with the workload unsealed, the payload as
+    given."""
     if isinstance(payload, str):
-        return logged_workload if isinstance(logged_workload, str) else payload
-    if isinstance(payload, dict) and isinstance(logged_workload, dict):
-        return {key: payload_as_logged(value, logged_workload.get(key)) for key, value in payload.items()}
-    if isinstance(payload, list) and isinstance(logged_workload, list) and len(payload) == len(logged_workload):
-        return [payload_as_logged(item, logged) for item, logged in zip(payload, logged_workload, strict=True)]
+        return workload if isinstance(workload, str) else payload
+    if isinstance(payload, dict) and isinstance(workload, dict):
+        return {key: payload_from_workload(value, workload.get(key)) for key, value in payload.items()}
+    if isinstance(payload, list) and isinstance(workload, list) and len(payload) == len(workload):
+        return [payload_from_workload(item, logged) for item, logged in zip(payload, workload, strict=True)]
     return payload

@@ -24,6 +24,7 @@ from noetl.results.refs import PREVIEW_CHARS, preview_of
 from noetl.results.storage import storage_for
 from noetl.runtime.childcalls import check_child_call, stored_ancestry
 from noetl.runtime.distributed import DecisionCore, load_status
+from noetl.runtime.sealing import unsealed_payload
 from noetl.runtime.wire import child_execution_id, encode_context
 from noetl.store.base import LogRecord
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand
@@ -56,9 +57,10 @@ class WorkerGateway:
             return None
         cached, command = found
         return {"command_id": leased.command_id, "execution_id": leased.execution_id, "step": leased.step,
-                "attempt": leased.attempt, "payload": leased.payload, "playbook": cached.playbook_text,
+                "attempt": leased.attempt, "payload": unsealed_payload(leased.payload), "playbook": cached.playbook_text,
                 "context": encode_context(command.context),
-                "parent_execution_id": cached.services.request.parent_execution_id}
+                "parent_execution_id": cached.services.request.parent_execution_id,
+                "secrets": shippable_secrets(cached.services.redactor.secrets)}
 
     async def heartbeat(self, *, worker: str, command_ids: list[str], lease_seconds: float) -> list[str]:
         held = await self.queue.heartbeat(owner=worker, command_ids=command_ids, lease_seconds=lease_seconds,
@@ -120,8 +122,10 @@ class WorkerGateway:
             preview=preview_of(head_text(data, PREVIEW_CHARS)))
 
     async def start_child(self, *, execution_id: str, command_id: str, call_index: int, path: str,
-                          version: int | None, payload: dict[str, Any]) -> dict[str, Any]:
-        """Start (once) the child playbook a remote worker's command calls; returns its id and path."""
+                          version: int | None, payload: dict[str, Any], secrets: list[str]) -> dict[str, Any]:
+        """Start (once) the child playbook a remote worker's command calls; returns its id and path.
+        ``secrets``: the values the worker resolved for the command so far, which this server learns
+        only with the command's report; the child's log redacts them from its first event."""
         cached = await self.core.cached(execution_id)
         if cached is None:
             raise NotFoundError(f"execution {execution_id} not found", execution_id=execution_id)
@@ -134,9 +138,21 @@ class WorkerGateway:
         if await self.core.store.get_execution(child_id) is None:
             await self.core.submit(playbook_text=text, source=f"catalog://{child.path}", payload=dict(payload),
                                    parent_execution_id=execution_id, execution_id=child_id,
-                                   strict=cached.state.strict, secrets=cached.services.redactor.secrets)
+                                   strict=cached.state.strict,
+                                   secrets=cached.services.redactor.secrets | frozenset(secrets))
         return {"execution_id": child_id, "path": child.path,
                 "steps": sorted(child.step_map())}
 
     async def status(self, execution_id: str) -> dict[str, Any]:
         return await load_status(self.core.store, execution_id)
+
+
+def shippable_secrets(known: frozenset[str]) -> list[str]:
+    """What a remote worker redacts in the results it stores by reference: the values its execution's
+    log redacts (the command's context holds them anyway: keychain, `secret.NAME`, results that
+    were sealed), except this server's own settings (its database password, key and tokens), which
+    a worker without database credentials must never learn."""
+    from noetl.secrets import Redactor
+    from noetl.settings import sensitive_setting_values
+
+    return sorted(known - Redactor(sensitive_setting_values()).secrets)

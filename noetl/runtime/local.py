@@ -22,7 +22,7 @@ from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
 from noetl.ids import new_execution_id
 from noetl.results.refs import forget_reports, note_report, use_loader
-from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp
+from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp, stored_payload
 from noetl.runtime.frames import run_command
 from noetl.runtime.logstream import LogBatcher, store_sink
 from noetl.runtime.owner import current_owner
@@ -219,7 +219,8 @@ class _Execution:
         record = ExecutionRecord(
             execution_id=self.execution_id, path=self.request.playbook.path, status="running",
             parent_execution_id=self.request.parent_execution_id, playbook=self.request.playbook_text,
-            payload=self.request.payload, started_at=events[0].created_at, owner=current_owner(),
+            payload=stored_payload(self.request.payload, self.runtime.redactor or self.services.redactor),
+            started_at=events[0].created_at, owner=current_owner(),
         )
         end = self._end_update(events)  # an execution can end in its first decision (a bad input)
         if end is not None:

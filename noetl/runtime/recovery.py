@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from noetl.dsl.parse import load_playbook_text
 from noetl.engine.resume import RESUMABLE_STATUSES, reachable_from, reused_steps
 from noetl.errors import InputError
+from noetl.runtime.execution import started_payload
 from noetl.runtime.execution_steps import load_execution, unknown_step
 from noetl.runtime.local import EventListener, LocalRuntime
 from noetl.runtime.owner import record_abandoned
@@ -55,7 +56,7 @@ async def rerun_plan(store: Store, execution_id: str, *, from_step: str | None =
         options.meta["rerun_from"] = from_step
         options.reused, options.entry_input = reused_steps(log, from_step, playbook)
         options.entry_step = from_step
-    return record, {**record.payload, **(payload or {})}, options
+    return record, {**started_payload(record.payload, log[0] if log else None), **(payload or {})}, options
 
 
 async def rerun_request(store: Store, execution_id: str, *, from_step: str | None = None,
@@ -71,9 +72,10 @@ async def resume_request(store: Store, execution_id: str) -> RunRequest:
     await record_abandoned(store)
     record, playbook = await load_execution(store, execution_id)
     check_resumable(record)
-    return RunRequest(playbook=playbook, playbook_text=record.playbook, payload=record.payload,
-                      parent_execution_id=record.parent_execution_id, execution_id=execution_id,
-                      resume=await store.list_events(execution_id))
+    log = await store.list_events(execution_id)
+    return RunRequest(playbook=playbook, playbook_text=record.playbook,
+                      payload=started_payload(record.payload, log[0] if log else None),
+                      parent_execution_id=record.parent_execution_id, execution_id=execution_id, resume=log)
 
 
 async def run_request(store: Store, request: RunRequest, listener: EventListener | None = None) -> dict[str, Any]:

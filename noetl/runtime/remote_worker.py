@@ -304,8 +304,10 @@ class RemoteServices:
         self.calls = 0
         self.secrets: set[str] = set()
         # What a result stored by reference is redacted with before it leaves the worker, as the
-        # server redacts the reports: NoETL's own settings and every credential value fetched.
+        # server redacts the reports: NoETL's own settings, the execution's secrets and every
+        # credential value fetched.
         self.redactor = Redactor(sensitive_setting_values(), feeds=PROCESS_SECRETS)
+        self.redactor.add(*(item.get("secrets") or []))  # the execution's, as the server knows them
         # Big results go by reference through the server, so reports (and the event log) stay small.
         self.results = ServerResultUploader(worker.api.client, execution_id=self.execution_id,
                                             command_id=self.command_id)
@@ -327,7 +329,8 @@ class RemoteServices:
         self.calls += 1
         started = await self.worker.api.post("/api/workers/child", {
             "execution_id": self.execution_id, "command_id": self.command_id, "call_index": self.calls,
-            "path": path, "version": version, "payload": dict(payload or {})})
+            "path": path, "version": version, "payload": dict(payload or {}),
+            "secrets": sorted(call.secrets | self.secrets)})  # what the report will tell the server
         if started.get("error"):
             raise ErrorInfo.from_dict({**started["error"], "kind": started["error"].get("kind") or "playbook"}).to_exception()
         child_id = str(started["execution_id"])

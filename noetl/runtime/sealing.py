@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from noetl.engine.events import Event
 
 if TYPE_CHECKING:
+    from noetl.engine.commands import Command
     from noetl.secrets import Redactor
 
 SEALED_RESULT = "sealed_result"
@@ -57,6 +58,45 @@ def unsealed(event: Event, learner: Redactor | None = None) -> Event:
     if learner is not None:
         learner.add(*hidden_values(result, event.result))
     return copy
+
+
+# The fields of a queued command that hold rendered values (a loop item, a step's input, an arc's).
+_COMMAND_FIELDS = ("local", "args", "arc_input")
+
+
+def seal_commands(commands: list[Command], redactor: Redactor) -> None:
+    """Queue commands whose rendered fields hold a secret redacted, with those fields sealed (the
+    queue table is as readable as the log: `noetl query`); :func:`unsealed_payload` reads them back."""
+    if not redactor:
+        return
+    from noetl.credential_keys import encrypt
+
+    for command in commands:
+        fields = {name: getattr(command, name) for name in _COMMAND_FIELDS}
+        redacted = redactor.redact(fields)
+        if redacted != fields:
+            command.sealed = encrypt(fields, process_salt=True).decode("ascii")
+            for name in _COMMAND_FIELDS:
+                setattr(command, name, redacted[name])
+
+
+def unsealed_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """A queued command's payload with its sealed fields as rendered (the payload itself where
+    nothing is sealed, or where this process's key cannot open it: it then runs redacted)."""
+    sealed = payload.get("sealed")
+    if not isinstance(sealed, str):
+        return payload
+    from noetl.credential_keys import decrypt
+    from noetl.errors import StoreError
+
+    try:
+        fields = decrypt(sealed.encode("ascii"), "a queued command").data
+    except (StoreError, UnicodeEncodeError, ValueError):
+        log.warning("a queued command's input holds a secret sealed with another key; it runs with it redacted")
+        return payload
+    opened = {key: value for key, value in payload.items() if key != "sealed"}
+    opened.update({name: fields.get(name) or {} for name in _COMMAND_FIELDS})
+    return opened
 
 
 def unsealed_log(events: list[Event]) -> tuple[list[Event], frozenset[str]]:

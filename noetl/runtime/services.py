@@ -94,7 +94,7 @@ class ExecutionServices:
             raise ToolError(f"return_step {return_step!r} is not a step of {child.path!r}", kind="config")
         request = RunRequest(playbook=child, playbook_text=text, playbook_dir=base_dir, payload=dict(payload or {}),
                              parent_execution_id=self.execution_id, depth=self.request.depth + 1,
-                             chain=ancestry, strict=self.request.strict, secrets=self.redactor.secrets)
+                             chain=ancestry, strict=self.request.strict, secrets=child_secrets(self.redactor, call))
         if self._run_child is None:
             raise ToolError("this runtime cannot run child playbooks here", kind="config")
         doc = await self._run_child(request)
@@ -164,6 +164,13 @@ class SecretNamespace(Mapping[str, Any]):
 
     def __contains__(self, name: object) -> bool:
         return name in self.resolved or name in self.missing
+
+
+def child_secrets(redactor: Any, call: ToolCall) -> frozenset[str]:
+    """What a child playbook's log must redact: what its parent knows is secret, and the values the
+    calling command resolved so far (a `secrets` task or a credential earlier in its pipeline),
+    which its parent's redactor learns only with the command's report."""
+    return frozenset(redactor.secrets) | frozenset(call.secrets)
 
 
 def _beside(base: Path | None, path: str) -> list[Path]:

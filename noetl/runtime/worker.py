@@ -42,7 +42,7 @@ from noetl.runtime.reaper import Reaper
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.request import RunRequest
 from noetl.runtime.runner import Runner
-from noetl.runtime.services import ExecutionServices
+from noetl.runtime.services import ExecutionServices, child_secrets
 from noetl.runtime.stopping import sleep_or_stop, until_stopped
 from noetl.runtime.warmup import warm_up
 from noetl.runtime.wire import child_execution_id
@@ -462,7 +462,7 @@ class WorkerServices(ExecutionServices):
                 await self.worker.core.submit(playbook_text=text, source=f"catalog://{child.path}",
                                               payload=dict(payload or {}), parent_execution_id=self.execution_id,
                                               execution_id=child_id, strict=parent is not None and parent.state.strict,
-                                              secrets=self.redactor.secrets)
+                                              secrets=child_secrets(self.redactor, call))
         doc = await self._wait_for(child_id)
         if doc["status"] != "completed":
             raise ToolError(f"child playbook {child.path!r} (execution {child_id}) {doc['status']}: "

@@ -57,9 +57,10 @@ class Cluster:
                                    headers=_auth(self.env.get("NOETL_API_TOKEN")))
 
     # processes -------------------------------------------------------------------------
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with (self.logs / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the fd
-            return subprocess.Popen([sys.executable, "-m", "noetl.cli.main", *args], env=self.env, stdout=log,
+            return subprocess.Popen([sys.executable, "-m", "noetl.cli.main", *args], env={**self.env, **(env or {})},
+                                    stdout=log,
                                     stderr=subprocess.STDOUT, cwd=str(self.home))
 
     def start_server(self) -> None:
@@ -83,14 +84,17 @@ class Cluster:
             self.server.wait(timeout=30)
             self.server = None
 
-    def start_worker(self, name: str, *, concurrency: int = 8) -> None:
+    def start_worker(self, name: str, *, concurrency: int = 8, env: dict[str, str] | None = None) -> None:
+        """A database worker; ``env`` adds to the deployment's environment for this worker only."""
         self.workers[name] = self._spawn(name, "worker", "start", "--name", name, "--concurrency", str(concurrency),
-                                         "--poll-interval", "0.5", "--log-level", "warning")
+                                         "--poll-interval", "0.5", "--log-level", "warning", env=env)
 
-    def start_remote_worker(self, name: str, *, concurrency: int = 8, lease_seconds: float | None = None) -> None:
+    def start_remote_worker(self, name: str, *, concurrency: int = 8, lease_seconds: float | None = None,
+                            env: dict[str, str] | None = None) -> None:
         """A worker that works through the server's API: its environment holds no database URL and no
-        secret key, only the API token (when the deployment has one)."""
-        env = {k: v for k, v in self.env.items() if k not in ("NOETL_DATABASE_URL", "NOETL_SECRET_KEY")}
+        secret key, only the API token (when the deployment has one) and ``env``."""
+        env = {**{k: v for k, v in self.env.items() if k not in ("NOETL_DATABASE_URL", "NOETL_SECRET_KEY")},
+               **(env or {})}
         args = ["worker", "start", "--server-url", self.url, "--name", name, "--concurrency", str(concurrency),
                 "--poll-interval", "0.2", "--log-level", "warning"]
         if lease_seconds is not None:

@@ -14,7 +14,7 @@ from noetl.engine.events import Event
 from noetl.errors import ErrorInfo, InputError, NotFoundError
 from noetl.ids import parse_execution_id
 from noetl.runtime.distributed import UnstorableReport, load_status
-from noetl.runtime.execution import payload_as_logged
+from noetl.runtime.execution import payload_from_workload
 from noetl.server.auth import requires
 from noetl.server.routes.catalog import find_entry
 from noetl.server.schemas import ExecuteRequest, ExternalEvent
@@ -65,7 +65,7 @@ async def get_execution(execution_id: str, state: State) -> dict[str, Any]:
     record = await _record(state, execution_id)
     doc = await load_status(state.store, execution_id)
     first = await state.store.list_events(execution_id, limit=1)
-    payload = payload_as_logged(record.payload, first[0].result) \
+    payload = payload_from_workload(record.payload, first[0].result) \
         if first and first[0].event_type == ev.PLAYBOOK_INITIALIZED else record.payload
     return {**summary(record), **doc, "payload": payload}
 

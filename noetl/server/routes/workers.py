@@ -69,6 +69,8 @@ class ChildRequest(_Body):
     path: str = Field(min_length=1, max_length=1000)
     version: int | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list,
+                               description="Secret values the calling command resolved, for the child to redact.")
 
 
 async def _gateway(state: State) -> WorkerGateway:
@@ -128,7 +130,7 @@ async def child(body: ChildRequest, gateway: Gateway) -> dict[str, Any]:
     try:
         return await gateway.start_child(execution_id=body.execution_id, command_id=body.command_id,
                                          call_index=body.call_index, path=body.path, version=body.version,
-                                         payload=body.payload)
+                                         payload=body.payload, secrets=body.secrets)
     except ToolError as exc:
         return {"error": ErrorInfo(exc.kind, str(exc)).to_dict()}
     except PlaybookError as exc:

@@ -91,6 +91,7 @@ def command_payload(command: Command, as_of: int) -> str:
         "loop_index": command.loop_index, "entry": command.entry, "timeout": command.timeout, "as_of": as_of,
         **({"cursor": command.cursor} if command.cursor is not None else {}),
         **({"strict": True} if command.strict else {}), **({"warnings": command.warnings} if command.warnings else {}),
+        **({"sealed": command.sealed} if command.sealed else {}),
     })
 
 

@@ -1,0 +1,190 @@
+"""A secret stored nowhere: run a playbook that takes two secret values everywhere a playbook can
+(tests/fixtures/security/leak_parent.yaml) and grep every column of every table of the store, every
+file NoETL wrote and every process's log for them, on the local runtime (SQLite) and on a server with
+a worker that works through its API (PostgreSQL). The steps must still get the values themselves:
+the playbook's `verify` step returns their digests, which the test compares."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from support.httpserver import LocalHTTPServer
+from support.security import FIXTURES
+from test_distributed_cluster import REPO, Cluster, create_database
+
+# Long and random, so that a hit can be nothing but a leak; one the runtime resolves where the
+# execution starts (keychain, `secret.NAME`), one that only the worker running the steps can resolve.
+CANARY = "canary-" + secrets.token_hex(12)
+WORKER_CANARY = "worker-canary-" + secrets.token_hex(12)
+SECRETS = [CANARY, WORKER_CANARY]
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+EXPECTED_DIGESTS = {
+    "task_token": _digest(WORKER_CANARY), "first_child_digest": _digest(WORKER_CANARY),
+    "first_child_nested_digest": _digest(WORKER_CANARY), "token": _digest(CANARY), "loop_item": _digest(CANARY),
+    "arc_input": _digest(CANARY), "child_digest": _digest(CANARY), "echoed_header": _digest(CANARY),
+    "big_result": _digest(CANARY), "shell": _digest(CANARY),
+}
+
+
+def sqlite_leaks(path: Path, values: list[str]) -> list[str]:
+    """``table.column`` of every SQLite column (any type) that holds one of ``values``."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    found = []
+    try:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            for column in [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]:
+                for value in values:
+                    hits = conn.execute(f'SELECT count(*) FROM "{table}" '
+                                        f'WHERE instr(CAST("{column}" AS BLOB), CAST(? AS BLOB)) > 0', (value,))
+                    if hits.fetchone()[0]:
+                        found.append(f"{table}.{column}")
+    finally:
+        conn.close()
+    return found
+
+
+def postgres_leaks(database_url: str, values: list[str]) -> list[str]:
+    """``schema.table.column`` of every column of every table (NoETL's and any other) holding one of ``values``."""
+    found = []
+    with psycopg.connect(database_url) as conn:
+        columns = conn.execute(
+            "SELECT c.table_schema, c.table_name, c.column_name, c.data_type FROM information_schema.columns c "
+            "JOIN information_schema.tables t USING (table_schema, table_name) "
+            "WHERE t.table_type = 'BASE TABLE' AND c.table_schema NOT IN ('pg_catalog', 'information_schema')"
+        ).fetchall()
+        assert any(table == "execution" for _, table, _, _ in columns), "no NoETL table seen"
+        for schema, table, column, data_type in columns:
+            where = (sql.SQL("position(convert_to(%s, 'UTF8') in {}) > 0") if data_type == "bytea"
+                     else sql.SQL("strpos({}::text, %s) > 0")).format(sql.Identifier(column))
+            query = sql.SQL("SELECT count(*) FROM {}.{} WHERE ").format(
+                sql.Identifier(schema), sql.Identifier(table)) + where
+            for value in values:
+                row = conn.execute(query, (value,)).fetchone()
+                if row and row[0]:
+                    found.append(f"{schema}.{table}.{column}")
+    return found
+
+
+def file_leaks(root: Path, values: list[str]) -> list[str]:
+    """Files under ``root`` (the store's file, results on disk, logs) that hold one of ``values``."""
+    encoded = [value.encode() for value in values]
+    return [str(path.relative_to(root)) for path in sorted(root.rglob("*"))
+            if path.is_file() and any(value in path.read_bytes() for value in encoded)]
+
+
+def assert_the_steps_got_the_secrets(doc: dict[str, Any]) -> None:
+    assert doc["status"] == "failed", json.dumps(doc)[:3000]
+    assert doc["steps"]["verify"]["result"]["digests"] == EXPECTED_DIGESTS
+    assert doc["steps"]["verify"]["result"]["token"] == "***"
+    assert "the partner refused token ***" in json.dumps(doc["error"])
+
+
+def test_no_secret_is_stored_by_the_local_runtime(tmp_path: Path, http_server: LocalHTTPServer) -> None:
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    shutil.copy(FIXTURES / "leak_parent.yaml", work / "parent.yaml")
+    shutil.copy(FIXTURES / "leak_child.yaml", work / "child.yaml")  # found beside its parent
+    env = {**os.environ, "NOETL_HOME": str(home), "LEAK_CANARY": CANARY, "LEAK_WORKER_CANARY": WORKER_CANARY,
+           "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-m", "noetl.cli.main", "run", str(work / "parent.yaml"), "--json",
+                          "--payload", json.dumps({"api": http_server.url})],
+                         capture_output=True, text=True, env=env, cwd=str(work), timeout=120)
+    assert run.returncode == 1, run.stderr
+    parent = json.loads(run.stdout)
+    assert_the_steps_got_the_secrets(parent)
+    # A rerun of a child starts with the payload it was given, which its row stores redacted.
+    children = [e["execution_id"] for e in json.loads(_noetl(env, "executions", "--json").stdout)
+                if e.get("parent_execution_id") == parent["execution_id"]]
+    reruns = [json.loads(_noetl(env, "rerun", child, "--json").stdout) for child in children]
+    assert sorted(doc["result"]["digest"] for doc in reruns) == sorted(map(_digest, SECRETS))
+    leaks = sqlite_leaks(home / "noetl.db", SECRETS)
+    assert not leaks, leaks
+    leaked_files = file_leaks(home, SECRETS)
+    assert not leaked_files, leaked_files
+    assert not any(value in run.stdout + run.stderr for value in SECRETS)
+
+
+def _noetl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "noetl.cli.main", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture(params=["database worker", "worker through the API"])
+def deployment(request: pytest.FixtureRequest, pg_cluster: dict[str, Any],
+               tmp_path: Path) -> Iterator[Cluster]:
+    """A server and one worker; only the worker can resolve WORKER_CANARY."""
+    cluster = Cluster(create_database(pg_cluster), tmp_path / "deployment",
+                      env={"NOETL_API_TOKEN": "leak-test-token", "LEAK_CANARY": CANARY})
+    try:
+        cluster.start_server()
+        if request.param == "database worker":
+            cluster.start_worker("w1", concurrency=4, env={"LEAK_WORKER_CANARY": WORKER_CANARY})
+        else:
+            cluster.start_remote_worker("r1", concurrency=4, env={"LEAK_WORKER_CANARY": WORKER_CANARY})
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_no_secret_is_stored_by_the_distributed_runtime(deployment: Cluster, http_server: LocalHTTPServer) -> None:
+    cluster = deployment
+    cluster.register((FIXTURES / "leak_child.yaml").read_text())
+    cluster.register((FIXTURES / "leak_parent.yaml").read_text())
+    execution_id = cluster.execute("tests/leak/parent", {"api": http_server.url})
+    doc = cluster.wait(execution_id, timeout=120)
+    assert_the_steps_got_the_secrets(doc)
+    children = cluster.client.get("/api/executions", params={"parent_execution_id": execution_id}).json()
+    listed = json.dumps(children) + json.dumps(cluster.client.get(f"/api/executions/{execution_id}").json())
+    # A rerun of a child starts with the payload it was given, which its row stores redacted.
+    reruns = [cluster.wait(cluster.client.post(f"/api/executions/{child['execution_id']}/rerun", json={})
+                           .json()["execution_id"]) for child in children]
+    assert sorted(doc["result"]["digest"] for doc in reruns) == sorted(map(_digest, SECRETS)), reruns
+    leaks = postgres_leaks(cluster.database_url, SECRETS)
+    assert not leaks, leaks
+    assert not any(value in listed for value in SECRETS)
+    leaked_files = file_leaks(cluster.home, SECRETS)  # results on disk, the server's and worker's logs
+    assert not leaked_files, leaked_files
+
+
+def test_a_worker_through_the_api_learns_the_executions_secrets_but_not_the_servers(
+        pg_cluster: dict[str, Any], tmp_path: Path) -> None:
+    """A leased command carries the values its execution's log redacts, so that the worker redacts the
+    results it stores by reference with them; never the server's own database password, key or
+    tokens (such a worker holds no database credentials)."""
+    token = "server-token-" + secrets.token_hex(8)
+    cluster = Cluster(create_database(pg_cluster), tmp_path / "deployment",
+                      env={"NOETL_API_TOKEN": token, "LEAK_CANARY": CANARY})
+    try:
+        cluster.start_server()
+        cluster.register((FIXTURES / "leak_parent.yaml").read_text())
+        cluster.execute("tests/leak/parent", {"api": "http://127.0.0.1:1"})
+        # The first command is queued with the execution, and no worker runs here to take it.
+        leased = cluster.client.post("/api/workers/lease", json={"worker": "probe", "limit": 1}).json()["commands"]
+        assert len(leased) == 1, leased
+        shipped = leased[0]["secrets"]
+        assert CANARY in shipped
+        own = (token, cluster.env["NOETL_SECRET_KEY"], pg_cluster["password"])  # alone or in the database URL
+        assert not [value for value in shipped if any(setting in value for setting in own)], shipped
+    finally:
+        cluster.close()
