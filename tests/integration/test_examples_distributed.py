@@ -26,11 +26,8 @@ def examples_db(pg_cluster: dict[str, Any]) -> dict[str, Any]:
     with psycopg.connect(host=pg_cluster["socket_dir"], port=pg_cluster["port"], user=pg_cluster["superuser"],
                          dbname="postgres", autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}" OWNER "{pg_cluster["user"]}"')
-    data = {key: pg_cluster[key] for key in ("port", "user", "password")}
-    # Every field of a keychain credential is a secret, redacted wherever it appears in the event
-    # log, and the distributed runtime rebuilds an execution's state from that log: with the
-    # database at the stand-in services' own 127.0.0.1, their URLs would come back as http://***:port.
-    return {**data, "host": "localhost", "database": name}
+    data = {key: pg_cluster[key] for key in ("host", "port", "user", "password")}
+    return {**data, "database": name}
 
 
 @pytest.fixture(scope="module")
