@@ -8,7 +8,7 @@ timeouts, isolation and measured costs) is ``docs/python-tool.md``. The tool is 
 2. :mod:`noetl.tools.python_code`: compiling the source and running it, shared by every
    isolation mode (result choice, ``main()`` binding, errors that point at the user's line);
 3. :mod:`noetl.tools.python_threads`: a daemon worker thread by default, or the event loop itself
-   with ``isolation: inline``;
+   with ``isolation: inline`` and for code that can only run briefly (:mod:`noetl.tools.python_brief`);
 4. :mod:`noetl.tools.python_processes`: a pool of pre-started worker processes with
    ``isolation: process`` or whenever the call has a timeout (only a process can be stopped while
    it runs CPU-bound code).
@@ -28,6 +28,7 @@ from noetl.errors import ToolError
 from noetl.tools._script import load_script
 from noetl.tools.base import ToolCall
 from noetl.tools.environment import tool_environment
+from noetl.tools.python_brief import runs_briefly
 from noetl.tools.python_code import StepRequest
 from noetl.tools.python_threads import _detach_thread_pools, _pools_lock, _run_in_this_process
 
@@ -52,7 +53,14 @@ async def run_python(config: dict[str, Any], call: ToolCall) -> Any:
 
         return await _run_in_process(request, call)
     request.context = dict(call.context) if "context" in request.source else None
-    return await _run_in_this_process(request, call, inline=isolation == "inline")
+    return await _run_in_this_process(request, call, inline=isolation == "inline" or _brief(request, isolation))
+
+
+def _brief(request: StepRequest, isolation: str) -> bool:
+    """A thread-mode step whose code can only run briefly runs on the event loop: the hand-off to a
+    thread would cost more than the code (see noetl.tools.python_brief). Not with ``libs``: a first
+    import runs the module's own code."""
+    return isolation == "thread" and not request.libs and runs_briefly(request.source, request.args)
 
 
 # --------------------------------------------------------------------------------------------------

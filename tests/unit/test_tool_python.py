@@ -19,6 +19,7 @@ from noetl.errors import ToolError
 from noetl.jsonconv import NotJsonable, to_jsonable
 from noetl.tools.base import ToolCall
 from noetl.tools.python import run_python, shutdown_python_pool
+from noetl.tools.python_brief import runs_briefly
 
 
 def make_call(args: dict[str, Any] | None = None, **fields: Any) -> ToolCall:
@@ -330,6 +331,67 @@ def test_a_lone_slow_step_in_a_thread_leaves_the_event_loop_free() -> None:
     value, ticks = asyncio.run(ticks_during_the_step())
     assert value == "slept"
     assert ticks >= 10  # about 30 when the loop is free; none if the step held it
+
+
+# Spins until the caller sets flag["stop"]; gives up after seconds of spinning if nobody can.
+SPIN_UNTIL_STOPPED = """
+n = 0
+while not flag["stop"] and n < 50_000_000:
+    n += 1
+result = "stopped" if flag["stop"] else "gave up"
+"""
+
+
+def test_default_mode_code_that_loops_leaves_the_event_loop_free() -> None:
+    # Only code that cannot loop runs on the event loop: a loop keeps its thread, so the loop's
+    # timers (and a cancellation) still run while it spins.
+    flag = {"stop": False}
+
+    async def spin_until_the_loop_ticks() -> Any:
+        step = asyncio.create_task(
+            run_python({"code": SPIN_UNTIL_STOPPED}, make_call({"flag": flag}))
+        )
+        ticks, deadline = 0, time.monotonic() + 30
+        while ticks < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            ticks += 1
+        flag["stop"] = True
+        return await step, ticks
+
+    assert asyncio.run(spin_until_the_loop_ticks()) == ("stopped", 3)
+
+
+def test_brief_default_mode_code_keeps_inputs_output_and_errors() -> None:
+    call = make_call({"a": 2, "b": 3})
+    assert run("print('sum', a + b)\nresult = {'sum': a + b, 'n': len([a, b])}", call=call) == {"sum": 5, "n": 2}
+    assert call.logs == ["sum 5"]
+    error = failure("x = 1\nresult = x / 0")
+    assert error.kind == "ZeroDivisionError" and "division by zero" in str(error)
+    assert failure("result = len(3)", {"len": 7}).kind == "TypeError"  # an input named like a built-in wins
+
+
+@pytest.mark.parametrize(
+    ("code", "brief"),
+    [
+        ("result = 1", True),
+        ("x = a * 2\nif x > 3:\n    result = {'big': x}\nelse:\n    result = f'{x:>4}'", True),
+        ("print(len(items), sorted(items)[0])\nreturn items[1:]", True),
+        ("while True:\n    pass", False),
+        ("result = [i for i in items]", False),
+        ("import time\nresult = 1", False),
+        ("result = items.copy()", False),
+        ("result = items.count", False),
+        ("result = context['workload']", False),
+        ("def f():\n    return 1\nresult = f()", False),
+        ("f = lambda: 1\nresult = 2", False),
+        ("len = max\nresult = len(items)", False),
+        ("result = open('/etc/passwd')", False),
+        ("result = (", False),
+    ],
+)
+def test_only_code_that_cannot_loop_wait_or_run_other_code_is_brief(code: str, brief: bool) -> None:
+    assert runs_briefly(code, ["items"]) is brief
+    assert not runs_briefly("result = len(items)", ["items", "len"])
 
 
 def test_errors_of_slow_and_fast_thread_steps_reach_the_caller() -> None:
