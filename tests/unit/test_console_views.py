@@ -80,3 +80,17 @@ def test_a_result_the_page_cuts_says_where_the_whole_result_is() -> None:
     assert "more characters not shown" in json_block(numbers)
     assert shown_in_part(numbers)
     assert not shown_in_part(list(range(10))) and "not shown" not in json_block(list(range(10)))
+
+
+def test_a_long_result_is_encoded_only_as_far_as_the_page_shows_it() -> None:
+    """A 10,000-iteration loop's results were encoded whole (twice) for a page that shows 20,000
+    characters of them: the value past the cut is never reached."""
+    from noetl.server.console.render import json_block, shown_in_part
+
+    class Unreachable:
+        def __str__(self) -> str:
+            raise AssertionError("encoded past what the page shows")
+
+    results = [{"i": i, "text": "x" * 20} for i in range(10_000)] + [Unreachable()]
+    assert "more characters not shown" in json_block(results)
+    assert shown_in_part(results)
