@@ -11,7 +11,7 @@ from noetl.errors import InputError, NotFoundError
 from noetl.results.codec import dumps
 from noetl.results.loops import fetch_item
 from noetl.results.refs import REF_KEY, is_loop_ref, is_ref
-from noetl.results.storage import loop_json, storage_for
+from noetl.results.storage import loop_json, prefetched, storage_for
 from noetl.store.base import Store
 
 PAGE = 1000
@@ -39,19 +39,15 @@ async def step_result_chunks(store: Store, execution_id: str, step: str, *,
                              index: int | None = None) -> AsyncIterator[bytes]:
     """:func:`step_result` as JSON text, in chunks: found (or refused) before the first chunk, so a
     missing step is an error, not a broken stream. A result stored by reference is passed on as
-    stored, never decoded (it costs its size in memory once, not the several times of its Python
-    objects); a loop's results by reference are written a page at a time; with ``index`` only that
-    iteration's result is read."""
+    stored, never decoded (from PostgreSQL a slice at a time, never whole in memory); a loop's
+    results by reference are written a page at a time; with ``index`` only that iteration's result
+    is read."""
     result = await _located(store, execution_id, step, index=index)
     if loop_results_ref(result) is None and is_ref(result):
         # Read before the first chunk too: a pruned result, or a reference naming what is not a
         # result, is an error answer, not a stream broken after its headers.
-        return _once(await storage_for(store).fetch_bytes(result[REF_KEY]["uri"]))
+        return await prefetched(storage_for(store).stream_bytes(result[REF_KEY]["uri"]))
     return _chunks(store, result)
-
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
 
 
 async def _chunks(store: Store, result: Any) -> AsyncIterator[bytes]:

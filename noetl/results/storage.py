@@ -141,6 +141,17 @@ class ResultStorage:
             return self._remember(uri, record.data)
         return self._remember(uri, await asyncio.to_thread(self._read_bytes, uri))
 
+    async def stream_bytes(self, uri: str) -> AsyncIterator[bytes]:
+        """The result's JSON text as stored, in slices where the store can read it so (PostgreSQL's
+        result table); a missing result is found before the first slice is yielded, so a caller
+        can answer with an error rather than a broken stream (see :func:`prefetched`)."""
+        slices = getattr(self.store, "iter_result_bytes", None)
+        if slices is not None and uri.startswith(DB_PREFIX):
+            async for chunk in slices(uri[len(DB_PREFIX):]):
+                yield chunk
+            return
+        yield await self.fetch_bytes(uri)
+
     async def fetch_bytes(self, uri: str) -> bytes:
         """The result's JSON text as stored (for writing it out without decoding it)."""
         if uri.startswith(LOOP_PREFIX):
@@ -275,3 +286,17 @@ def storage_for(store: Store, *, shared: bool = False) -> ResultStorage:
         while len(_storages) > 16:
             _storages.pop(next(iter(_storages)))
     return storage
+
+
+async def prefetched(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` with its first chunk already read: an error reading it (a missing result) is
+    raised here, before a response has started, instead of breaking a stream after its headers."""
+    first = await anext(chunks, None)
+
+    async def replay() -> AsyncIterator[bytes]:
+        if first is not None:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return replay()

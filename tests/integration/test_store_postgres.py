@@ -259,3 +259,26 @@ def test_a_worker_leases_executions_no_other_worker_holds_before_sharing_one(fre
             assert await lease("w1", 4) == set()
 
     asyncio.run(scenario())
+
+
+def test_a_stored_result_is_read_back_a_slice_at_a_time(fresh_database: str) -> None:
+    import hashlib
+
+    from noetl.errors import NotFoundError
+    from noetl.results.storage import prefetched, storage_for
+    from noetl.store.base import ResultRecord
+
+    data = b"[" + b",".join(b'{"k":%d}' % i for i in range(50_000)) + b"]"
+
+    async def scenario() -> None:
+        async with PostgresStore(fresh_database) as store:
+            await store.put_result(ResultRecord("r1", data, hashlib.sha256(data).hexdigest(), len(data)))
+            slices = [chunk async for chunk in store.iter_result_bytes("r1", slice_bytes=100_000)]
+            assert b"".join(slices) == data and len(slices) == -(-len(data) // 100_000)
+            assert [len(s) for s in slices[:-1]] == [100_000] * (len(slices) - 1)
+            streamed = await prefetched(storage_for(store).stream_bytes("noetl://result/r1"))
+            assert b"".join([chunk async for chunk in streamed]) == data
+            with pytest.raises(NotFoundError, match="noetl://result/gone"):  # before any byte is sent
+                await prefetched(storage_for(store).stream_bytes("noetl://result/gone"))
+
+    asyncio.run(scenario())

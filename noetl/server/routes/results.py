@@ -11,7 +11,7 @@ from noetl.errors import InputError
 from noetl.results.codec import dumps
 from noetl.results.read import step_result_chunks
 from noetl.results.refs import LOOP_PREFIX
-from noetl.results.storage import DB_PREFIX, loop_json, storage_for
+from noetl.results.storage import DB_PREFIX, loop_json, prefetched, storage_for
 from noetl.server.auth import requires
 from noetl.server.state import State
 
@@ -47,4 +47,4 @@ async def get_result_by_uri(uri: str, state: State, start: int | None = None, st
                         media_type="application/json")
     if not uri.startswith(DB_PREFIX):
         raise InputError(f"only {DB_PREFIX}... results can be read through the server, not {uri.split(':', 1)[0]}:")
-    return Response(content=await storage.fetch_bytes(uri), media_type="application/json")
+    return StreamingResponse(await prefetched(storage.stream_bytes(uri)), media_type="application/json")

@@ -373,6 +373,10 @@ SELECT result_id, data, sha256, size, execution_id, step, name, created_at, expi
 FROM noetl.result
 WHERE result_id = %(result_id)s;
 
+-- name: get_result_slice
+-- Part of a result's bytes (from 1): a large result is sent a slice at a time, never whole in memory.
+SELECT substring(data FROM %(start)s FOR %(length)s), size FROM noetl.result WHERE result_id = %(result_id)s;
+
 -- name: find_result
 SELECT result_id, data, sha256, size, execution_id, step, name, created_at, expires_at
 FROM noetl.result
