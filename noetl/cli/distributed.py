@@ -72,6 +72,9 @@ def install(cli: click.Group) -> None:
         from noetl.server.state import ServerConfig
         from noetl.server.tokens import check_bind, registry_from_settings
         from noetl.settings import load_settings
+        from noetl.tools.environment import protect_process_environment
+
+        protect_process_environment()  # its settings: out of reach of the tools of workers on this host
 
         settings = load_settings()
         tokens = registry_from_settings(settings)
@@ -111,7 +114,9 @@ def install(cli: click.Group) -> None:
         """Run a worker until SIGTERM (finishes or hands back in-flight work)."""
         from noetl.runtime.worker import WorkerOptions, run_worker
         from noetl.settings import load_settings
+        from noetl.tools.environment import protect_process_environment
 
+        protect_process_environment()  # its settings: out of reach of the tools it runs
         settings = load_settings()
         options = WorkerOptions(name=name, concurrency=concurrency or settings.worker_concurrency,
                                 lease_seconds=lease_seconds or settings.lease_seconds, poll_interval=poll_interval,

@@ -11,6 +11,11 @@ secrets too. A tool never inherits that environment:
   Worker processes of the python tool (``isolation: process``) are started with the safe list only,
   so even subprocesses started by user code find nothing.
 
+Nor can a tool read it where the kernel shows it: any process of the same user may read
+``/proc/<pid>/environ`` of another, so a shell step's ``cat /proc/$PPID/environ`` or a python
+step's ``open(f"/proc/{os.getppid()}/environ")`` read NoETL's whole environment (the operator's
+secrets too) until :func:`protect_process_environment` made the process non-dumpable.
+
 Whatever still slips through (a subprocess started from thread-mode code inherits the process's
 real environment) is caught by the redactor, which knows the values of NoETL's sensitive settings
 (:func:`noetl.settings.sensitive_setting_values`).
@@ -19,7 +24,9 @@ real environment) is caught by the redactor, which knows the values of NoETL's s
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
@@ -27,6 +34,30 @@ from typing import Any
 from noetl.errors import ToolError
 
 SAFE_VARIABLES = ("PATH", "HOME", "LANG", "TZ")
+_PR_SET_DUMPABLE = 4  # linux/prctl.h
+_protected = False
+
+log = logging.getLogger(__name__)
+
+
+def protect_process_environment() -> None:
+    """Make this process's ``/proc/<pid>/environ`` (and ``mem``, and ptrace) out of reach of the
+    processes of the same user, the tools it starts among them: ``PR_SET_DUMPABLE`` 0, as ssh-agent
+    does. The process still reads its own; its children are dumpable again once they exec. Linux
+    only; once per process: where a process is about to start one for a tool (ctypes costs ~10 ms
+    to import, which a run of python steps alone need not pay), and at a server's or worker's start,
+    so that no tool on the same host reads them."""
+    global _protected
+    if _protected or not sys.platform.startswith("linux"):
+        return
+    _protected = True
+    import ctypes
+
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    except (OSError, AttributeError) as exc:
+        log.warning("cannot hide this process's environment from the tools it runs (prctl: %s)", exc)
 
 
 def safe_environment() -> dict[str, str]:
@@ -41,8 +72,10 @@ def safe_environment() -> dict[str, str]:
 
 
 def tool_environment(overrides: Any, *, tool: str, safe: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The safe list (``safe``, as :func:`safe_environment` read it earlier, or read now) with the
-    step's ``env:`` applied (a ``null`` value removes a variable)."""
+    """The environment of a process a tool starts: the safe list (``safe``, as
+    :func:`safe_environment` read it earlier, or read now) with the step's ``env:`` applied (a
+    ``null`` value removes a variable). The process will not read this one's in /proc either."""
+    protect_process_environment()
     env = dict(safe) if safe is not None else safe_environment()
     if overrides is None:
         return env

@@ -28,7 +28,7 @@ from typing import Any
 from noetl.errors import ToolError
 from noetl.settings import load_settings
 from noetl.tools.base import ToolCall
-from noetl.tools.environment import safe_environment
+from noetl.tools.environment import protect_process_environment, safe_environment
 from noetl.tools.python_code import (
     OutputCapture,
     StepRequest,
@@ -108,6 +108,7 @@ class CodeProcess:
 
     def __init__(self) -> None:
         parent_end, child_end = socket.socketpair()
+        protect_process_environment()  # user code in the child cannot read this process's in /proc
         try:
             self.process = subprocess.Popen(
                 _worker_command(child_end.fileno()),

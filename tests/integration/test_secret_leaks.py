@@ -188,3 +188,52 @@ def test_a_worker_through_the_api_learns_the_executions_secrets_but_not_the_serv
         assert not [value for value in shipped if any(setting in value for setting in own)], shipped
     finally:
         cluster.close()
+
+
+PROC_ENVIRON = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: proc_environ, path: tests/leak/proc_environ}
+workflow:
+  - step: start
+    tool:
+      kind: shell
+      command: "cat /proc/$PPID/environ | tr '\\\\0' '\\\\n' | grep OPERATOR_ | rev"
+    next: [{step: python}]
+  - step: python
+    tool:
+      kind: python
+      isolation: process
+      code: |
+        import os
+        seen, errors = [], []
+        pid = os.getppid()
+        while pid > 1:  # every ancestor: the runtime and whatever started it
+            try:
+                seen += [line[::-1] for line in open(f"/proc/{pid}/environ", "rb").read().decode().split("\\0")
+                         if line.startswith("OPERATOR_")]
+            except OSError as exc:
+                errors.append(exc.strerror)
+            pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        result = {"seen": seen, "errors": errors}
+"""
+
+
+def test_tools_cannot_read_the_runtimes_environment_in_proc(tmp_path: Path) -> None:
+    """Any process of the same user may read /proc/<pid>/environ of another: a shell step's
+    `cat /proc/$PPID/environ` read NoETL's whole environment, the operator's secrets with it (which
+    no redactor knows), and so did python code in a process of its own."""
+    secret = "operator-" + secrets.token_hex(8)
+    (tmp_path / "proc.yaml").write_text(PROC_ENVIRON)
+    command = [sys.executable, "-m", "noetl.cli.main", "run", str(tmp_path / "proc.yaml"), "--json"]
+    if os.geteuid() == 0:  # root reads any process's /proc: run as the root user without its capabilities
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop the capabilities")
+        command = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", *command]
+    env = {**os.environ, "NOETL_HOME": str(tmp_path / "home"), "OPERATOR_CLOUD_KEY": secret, "PYTHONPATH": str(REPO)}
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    steps = json.loads(run.stdout)["steps"]
+    assert "Permission denied" in steps["start"]["result"]["stderr"]
+    assert steps["start"]["result"]["stdout"] == ""
+    assert steps["python"]["result"]["seen"] == [] and "Permission denied" in steps["python"]["result"]["errors"]
