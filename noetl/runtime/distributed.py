@@ -247,16 +247,10 @@ class DecisionCore:
         if cached.state.finished:
             record.status, record.result, record.error = cached.state.status, execution_result(cached.state), cached.state.error
             record.ended_at = events[-1].created_at
-        params, rows = execution_params(record), event_rows(execution_id, events)
-
-        async def work(conn: Connection) -> None:
-            await self.store.insert_execution(conn, params, rows)
-            await self._queue(conn, execution_id, decision.commands, events[-1].created_at, len(rows))
-
-        # One round trip: BEGIN, the inserts and COMMIT go out together.
-        await self.store.write(f"starting execution {execution_id}", work, pipeline=True,
-                               if_duplicate=f"execution {execution_id} already exists")
-        cached.last_event_id = len(rows)
+        # One statement: the row, the first events and commands share one round trip and one COMMIT.
+        await self.statements.start(execution_id, execution_params(record), event_rows(execution_id, events),
+                                    decision.commands, now=events[-1].created_at)
+        cached.last_event_id = len(events)
         if not cached.state.finished:
             self._remember(cached)
         return execution_id
@@ -581,10 +575,6 @@ class DecisionCore:
             write.leases = NewCommandLeases(count=count, owner=self.affinity.name,
                                             seconds=float(self.affinity.lease_seconds()))
             claim.leased = leased_to(write, count, self.affinity.name)
-
-    async def _queue(self, conn: Connection, execution_id: str, commands: list[Command], now: str,
-                     as_of: int) -> None:
-        await self.statements.queue(conn, execution_id, commands, now=now, as_of=as_of)
 
     def _stamp(self, cached: CachedExecution, events: list[Event]) -> list[Event]:
         return stamp(events, self.clock(), cached.services.redactor)

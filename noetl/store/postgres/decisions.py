@@ -220,3 +220,10 @@ class DecisionStatements:
         if commands:
             await conn.execute(self.q["queue_commands"], {
                 "execution_id": db_id(execution_id), "now": now, **command_arrays(commands, as_of), **CHANNELS})
+
+    async def start(self, execution_id: str, params: dict[str, Any], rows: list[list[Any]],
+                    commands: list[Command], *, now: str) -> None:
+        """A new execution's row (``params``), its first events (encoded ``rows``) and its first
+        commands, as of its last event, in one statement on its own connection (one COMMIT)."""
+        await self.store.start_execution(execution_id, params, rows, {
+            "now": now, **command_arrays(commands, len(rows)), **CHANNELS})

@@ -2,12 +2,30 @@
 -- Each block starts with "-- name: <query_name>"; parameters use psycopg's %(name)s style.
 -- JSON values arrive as compact JSON text and are cast to jsonb here.
 
--- name: insert_execution
-INSERT INTO noetl.execution (execution_id, execution_key, path, status, parent_execution_id, parent_key,
-                             playbook, payload, result, error, started_at, ended_at, last_event_id, owner)
-VALUES (%(execution_id)s, %(execution_key)s, %(path)s, %(status)s, %(parent_execution_id)s, %(parent_key)s,
-        %(playbook)s, %(payload)s::jsonb, %(result)s::jsonb, %(error)s, %(started_at)s::timestamptz,
-        %(ended_at)s::timestamptz, %(last_event_id)s, %(owner)s);
+-- name: start_execution
+-- A new execution in one statement, run on its own (autocommit: one round trip, one COMMIT): the
+-- row, its first events and its first commands, and a NOTIFY at commit when it queued any. A
+-- duplicate execution id breaks the primary key, and nothing is written.
+WITH execution AS (
+    INSERT INTO noetl.execution (execution_id, execution_key, path, status, parent_execution_id, parent_key,
+                                 playbook, payload, result, error, started_at, ended_at, last_event_id, owner)
+    VALUES (%(execution_id)s, %(execution_key)s, %(path)s, %(status)s, %(parent_execution_id)s, %(parent_key)s,
+            %(playbook)s, %(payload)s::jsonb, %(result)s::jsonb, %(error)s, %(started_at)s::timestamptz,
+            %(ended_at)s::timestamptz, %(last_event_id)s, %(owner)s)
+), events AS (
+    INSERT INTO noetl.event_log (execution_id, event_id, event_type, node_name, status, result, error, meta, created_at)
+    SELECT %(execution_id)s, e.event_id, e.event_type, e.node_name, e.status, e.result::jsonb, e.error::jsonb,
+           e.meta::jsonb, e.created_at::timestamptz
+    FROM unnest(%(event_ids)b::bigint[], %(event_types)b::text[], %(node_names)b::text[], %(statuses)b::text[],
+                %(results)b::text[], %(errors)b::text[], %(metas)b::text[], %(created_ats)b::text[])
+         AS e(event_id, event_type, node_name, status, result, error, meta, created_at)
+), queued AS (
+    INSERT INTO noetl.command (command_id, execution_id, step, payload, status, created_at)
+    SELECT c.command_id, %(execution_id)s, c.step, c.payload::jsonb, 'queued', %(now)s::timestamptz
+    FROM unnest(%(command_ids)b::text[], %(steps)b::text[], %(payloads)b::text[]) AS c(command_id, step, payload)
+    ON CONFLICT (command_id) DO NOTHING
+)
+SELECT CASE WHEN cardinality(%(command_ids)b::text[]) > 0 THEN pg_notify(%(commands_channel)s, '') END;
 
 -- name: bump_execution
 -- Locks the row, reserves event ids and applies the optional field updates in one statement.

@@ -12,8 +12,8 @@ caller (worker loop, API request) decides whether to retry.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -189,22 +189,12 @@ class PostgresStore:
         (see _pipelined_transaction). ``if_duplicate``: the error when the write breaks a unique
         constraint (in a pipeline the violation surfaces at the sync, not where its statement was sent).
         """
-        try:
+        with _store_errors(action, if_duplicate):
             async with self.connection() as conn:
                 if not pipeline:
                     async with conn.transaction():
                         return await work(conn)
                 return await _pipelined_transaction(conn, work)
-        except NoetlError:
-            raise
-        except psycopg.Error as exc:
-            if if_duplicate is not None and isinstance(exc, pg_errors.UniqueViolation):
-                raise StoreError(if_duplicate) from exc
-            raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
-        except Exception as exc:  # pool timeout and friends
-            if type(exc).__module__.startswith("psycopg_pool"):
-                raise StoreError(f"{action} failed: {exc}") from exc
-            raise
 
     async def read(self, action: str, query: str, params: Any, *, binary: bool = False) -> list[Any]:
         """One statement in autocommit mode (``binary``: results in binary format). Retried once on a
@@ -243,24 +233,21 @@ class PostgresStore:
     async def create_execution(self, record: ExecutionRecord, events: list[Event]) -> list[Event]:
         if not record.started_at:
             record.started_at = self.now()
-        params = execution_params(record)
-        rows = event_rows(record.execution_id, events)
-
-        async def work(conn: Connection) -> None:
-            await self.insert_execution(conn, params, rows)
-
-        await self.write(f"creating execution {record.execution_id}", work)
+        await self.start_execution(record.execution_id, execution_params(record),
+                                   event_rows(record.execution_id, events))
         return stamp(events, record.execution_id, 0)
 
-    async def insert_execution(self, conn: Connection, params: dict[str, Any], rows: list[list[Any]]) -> None:
-        """Insert the row and its first events inside the caller's transaction."""
+    async def start_execution(self, execution_id: str, params: dict[str, Any], rows: list[list[Any]],
+                              commands: dict[str, Any] | None = None) -> None:
+        """A new execution's row, first events and first commands (``commands``: their column arrays,
+        creation time and NOTIFY channel; none by default) in one statement on its own: one round trip
+        and one COMMIT. A duplicate execution id is refused as ``execution X already exists``."""
         for offset, row in enumerate(rows, start=1):
             row[1] = offset
-        try:
-            await conn.execute(self.q["insert_execution"], {**params, "last_event_id": len(rows)})
-        except pg_errors.UniqueViolation as exc:
-            raise StoreError(f"execution {params['execution_key'] or params['execution_id']} already exists") from exc
-        await self.insert_events(conn, params["execution_id"], rows)
+        with _store_errors(f"starting execution {execution_id}", f"execution {execution_id} already exists"):
+            async with self.connection() as conn:
+                await conn.execute(self.q["start_execution"], {
+                    **params, "last_event_id": len(rows), **event_arrays(rows), **(commands or _NO_COMMANDS)})
 
     async def insert_events(self, conn: Connection, number: int, rows: list[list[Any]]) -> None:
         """Insert encoded event rows (ids filled in) of the execution ``number`` in one statement."""
@@ -637,6 +624,28 @@ def _is_disconnect(exc: psycopg.OperationalError) -> bool:
     """The server went away (restart, failover) rather than refusing the statement."""
     return isinstance(exc, pg_errors.AdminShutdown | pg_errors.CannotConnectNow) or exc.sqlstate is None \
         or exc.sqlstate.startswith("08")
+
+
+# start_execution's command parameters when it queues nothing (nothing is notified either).
+_NO_COMMANDS: dict[str, Any] = {"now": None, "command_ids": [], "steps": [], "payloads": [], "commands_channel": ""}
+
+
+@contextmanager
+def _store_errors(action: str, if_duplicate: str | None = None) -> Iterator[None]:
+    """Driver errors as StoreError naming ``action``; ``if_duplicate``: the error when a write breaks
+    a unique constraint."""
+    try:
+        yield
+    except NoetlError:
+        raise
+    except psycopg.Error as exc:
+        if if_duplicate is not None and isinstance(exc, pg_errors.UniqueViolation):
+            raise StoreError(if_duplicate) from exc
+        raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+    except Exception as exc:  # pool timeout and friends
+        if type(exc).__module__.startswith("psycopg_pool"):
+            raise StoreError(f"{action} failed: {exc}") from exc
+        raise
 
 
 async def _pipelined_transaction(conn: Connection, work: Callable[[Connection], Awaitable[T]]) -> T:
