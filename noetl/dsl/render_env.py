@@ -349,6 +349,21 @@ def _indent_check(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> None
     _too_long(len(text) + (text.count("\n") + 1) * max(pad, 0), "the indented string")
 
 
+def _batch_check(value: Any, linecount: Any, fill_with: Any = None) -> None:
+    if fill_with is not None:  # the last batch is padded up to `linecount` items
+        _too_many(int(linecount), "a padded batch")
+
+
+def _slice_check(value: Any, slices: Any, fill_with: Any = None) -> None:
+    _too_many(int(slices), "slices")  # a list each, even past the items
+
+
+def _too_many(count: int, what: str) -> None:
+    """A filter that makes ``count`` items whatever its input's size: bounded as a range is."""
+    if count > MAX_RANGE:
+        raise RenderLimitError(f"{what} of {count:,} items (limit {MAX_RANGE:,})")
+
+
 def _format_check(value: Any, *args: Any, **kwargs: Any) -> None:
     check_printf_format(str(value))
 
@@ -441,7 +456,8 @@ def make_environment() -> NoetlEnvironment:
         tojson=_tojson, fromjson=_fromjson, b64encode=_b64encode, b64decode=_b64decode,
         center=_bounded_filter("center", _center_check), indent=_bounded_filter("indent", _indent_check),
         format=_bounded_filter("format", _format_check), replace=_bounded_filter("replace", _replace_check),
-        join=_bounded_join,
+        join=_bounded_join, batch=_bounded_filter("batch", _batch_check),
+        slice=_bounded_filter("slice", _slice_check),
         unquoted=unquoted,  # shell code, not a value to quote (noetl.dsl.shellcode)
     )
     env.globals.pop("lipsum", None)  # generates text of any size; no playbook needs placeholder prose

@@ -30,6 +30,8 @@ BOMBS = [
     ("{% set s = 'x' * 9000000 %}{{ s ~ s ~ s }}", "long"),
     ("{% set s = 'x' * 9000000 %}{{ [s, s] | join }}", "long"),
     ("{{ ('x' * 9000000).replace('x', 'yy') }}", "long"),
+    ("{{ [1, 2] | batch(999999999, 0) | list }}", "padded batch"),
+    ("{{ [1] | slice(999999999) | list }}", "slices"),
 ]
 
 
@@ -61,6 +63,8 @@ def test_ordinary_arithmetic_and_strings_still_work() -> None:
     assert render_value("{{ range(3) | reverse | list }}", CTX) == [2, 1, 0]
     assert render_value("{{ ['a', 'b'] | join('-') }}", CTX) == "a-b"
     assert render_value("{{ 'a' ~ n }}", CTX) == "a3"
+    assert render_value("{{ [1, 2, 3] | batch(2, 0) | list }}", CTX) == [[1, 2], [3, 0]]
+    assert render_value("{{ [1, 2, 3] | slice(2) | list }}", CTX) == [[1, 2], [3]]
 
 
 @pytest.mark.timeout(20)
