@@ -14,3 +14,7 @@ MAX_DEPTH = 100
 MAX_ALIAS_NODES = 10_000
 # Request bodies of the REST API (NOETL_MAX_BODY_BYTES overrides it).
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+# An answer of the SQL endpoint or `noetl query` (either store): its rows, its JSON, its time.
+MAX_QUERY_ROWS = 10_000
+MAX_QUERY_BYTES = 16 * 1024 * 1024
+QUERY_TIMEOUT_SECONDS = 30

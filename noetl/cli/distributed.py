@@ -213,6 +213,12 @@ async def _query_direct(url: str, sql: str, schema: str | None, write: bool) -> 
 
 def _print_result(result: dict[str, Any], fmt: str) -> None:
     columns, rows = result.get("columns") or [], result.get("rows") or []
+    if result.get("truncated"):
+        from noetl.limits import MAX_QUERY_BYTES, MAX_QUERY_ROWS
+
+        click.echo(f"note: only the first {len(rows):,} row(s) of the answer are shown (an answer stops at "
+                   f"{MAX_QUERY_ROWS:,} rows or {MAX_QUERY_BYTES // 2**20} MiB); narrow the query (WHERE, LIMIT) "
+                   "to see the rest", err=True)
     if fmt == "json":
         click.echo(json.dumps([dict(zip(columns, row, strict=False)) for row in rows], default=str))
         return

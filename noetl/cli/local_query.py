@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from noetl.errors import InputError, NotFoundError
+from noetl.limits import MAX_QUERY_ROWS, QUERY_TIMEOUT_SECONDS
 
 JSON_COLUMNS = frozenset({"result", "error", "meta", "payload", "data"})
 
@@ -39,7 +42,15 @@ def _read_only(action: int, arg1: str | None, arg2: str | None, _db: str | None,
     return sqlite3.SQLITE_DENY
 
 
-def query_local(db_path: Path, sql: str, *, write: bool = False) -> dict[str, Any]:
+def _deadline_handler(seconds: float) -> Callable[[], int]:
+    """A progress handler that interrupts the statement once it has run ``seconds`` (a recursive CTE
+    that never ends would otherwise hold the process past Ctrl-C: SQLite does not look at signals)."""
+    deadline = time.monotonic() + seconds
+    return lambda: int(time.monotonic() > deadline)
+
+
+def query_local(db_path: Path, sql: str, *, write: bool = False,
+                timeout_seconds: float = QUERY_TIMEOUT_SECONDS) -> dict[str, Any]:
     if not db_path.exists():
         raise NotFoundError(f"no local store at {db_path} (run a playbook first, or set NOETL_DATABASE_URL)")
     uri = f"file:{db_path}" + ("" if write else "?mode=ro")
@@ -48,21 +59,26 @@ def query_local(db_path: Path, sql: str, *, write: bool = False) -> dict[str, An
         conn.execute("ATTACH DATABASE ? AS noetl", (uri,))
         if not write:
             conn.set_authorizer(_read_only)
+        conn.set_progress_handler(_deadline_handler(timeout_seconds), 10_000)
         cursor = conn.execute(sql)
         columns = [d[0] for d in cursor.description or []]
-        rows = [[_decode(c, v) for c, v in zip(columns, row, strict=True)] for row in cursor.fetchall()]
+        fetched = cursor.fetchmany(MAX_QUERY_ROWS + 1)  # the same bound as PostgreSQL's answer (rows)
+        rows = [[_decode(c, v) for c, v in zip(columns, row, strict=True)] for row in fetched[:MAX_QUERY_ROWS]]
         if write:
             conn.commit()
     except sqlite3.DatabaseError as exc:
         message = str(exc)
         if not write and ("authoriz" in message or "readonly" in message or "read-only" in message):
             raise InputError(READ_ONLY_HINT) from None
+        if "interrupted" in message:
+            raise InputError(f"query stopped after {timeout_seconds:g} s (the limit of a statement)") from None
         raise InputError(f"query failed: {message}") from None
     except sqlite3.Error as exc:
         raise InputError(f"query failed: {exc}") from None
     finally:
         conn.close()
-    return {"columns": columns, "rows": rows, "rowcount": len(rows)}
+    answer = {"columns": columns, "rows": rows, "rowcount": len(rows)}
+    return {**answer, "truncated": True} if len(fetched) > MAX_QUERY_ROWS else answer
 
 
 def _decode(column: str, value: Any) -> Any:

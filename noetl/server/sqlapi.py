@@ -11,6 +11,10 @@ Why each rule (SPEC section 20):
   ``LISTEN`` die with it instead of haunting the server's pool.
 - **The reader role** (:mod:`noetl.store.postgres.sqlreader`): the server's own queries run as the
   role that owns NoETL's tables (often a superuser); the endpoint's never do.
+- **A bounded answer.** Rows are streamed from PostgreSQL (libpq would otherwise hold the whole
+  result in memory before the first row is seen) and the answer stops at ``MAX_QUERY_ROWS`` rows or
+  ``MAX_QUERY_BYTES`` of JSON, with ``truncated: true``: ``SELECT generate_series(1, 1e9)`` is a
+  statement of a few seconds that would have taken the server's memory.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import psycopg
 from psycopg import sql
 
 from noetl.errors import ForbiddenError, InputError, StoreError
+from noetl.limits import MAX_QUERY_BYTES, MAX_QUERY_ROWS, QUERY_TIMEOUT_SECONDS
 from noetl.tools._sql import split_sql_statements
 
 READING_STATEMENTS = ("select", "with", "values", "table", "show", "explain")
-STATEMENT_TIMEOUT_MS = 30_000
+STATEMENT_TIMEOUT_MS = QUERY_TIMEOUT_SECONDS * 1000
 
 
 class SqlRefused(ForbiddenError):
@@ -68,12 +73,7 @@ async def run_statement(conninfo: str, query: str, params: Any = None, *, schema
             await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
             if schema:
                 await conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
-            cursor = await conn.execute(statement.encode("utf-8"), params or None)
-            if cursor.description is None:
-                return {"columns": [], "rows": [], "rowcount": cursor.rowcount}
-            columns = [column.name for column in cursor.description]
-            rows = [list(row) for row in await cursor.fetchall()]
-            return {"columns": columns, "rows": _jsonable(rows), "rowcount": len(rows)}
+            return await _bounded_rows(conn.cursor(), statement, params, complete=write)
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         raise SqlRefused(f"read-only: {_first_line(exc)}") from None
     except psycopg.errors.InsufficientPrivilege as exc:
@@ -84,6 +84,30 @@ async def run_statement(conninfo: str, query: str, params: Any = None, *, schema
         raise InputError(f"SQL error: {_first_line(exc)}") from None
     finally:
         await conn.close()
+
+
+async def _bounded_rows(cursor: psycopg.AsyncCursor[Any], statement: str, params: Any, *,
+                        complete: bool) -> dict[str, Any]:
+    """The statement's answer, at most MAX_QUERY_ROWS rows and MAX_QUERY_BYTES of JSON (``truncated``).
+    A reading statement stops there; a writing one (``complete``) runs to its end, its further rows
+    dropped, so that what it changes is committed whole."""
+    rows: list[Any] = []
+    size, truncated = 0, False
+    async for row in cursor.stream(statement.encode("utf-8"), params or None):
+        if truncated:
+            continue
+        encoded = json.dumps(list(row), default=_default)
+        size += len(encoded)
+        if len(rows) >= MAX_QUERY_ROWS or size > MAX_QUERY_BYTES:
+            truncated = True
+            if not complete:
+                break  # psycopg cancels the rest of the statement
+            continue
+        rows.append(json.loads(encoded))
+    if cursor.description is None:
+        return {"columns": [], "rows": [], "rowcount": cursor.rowcount}
+    answer = {"columns": [column.name for column in cursor.description], "rows": rows, "rowcount": len(rows)}
+    return {**answer, "truncated": True} if truncated else answer
 
 
 async def reader_conninfo(store: Any, database_url: str) -> str:
@@ -104,10 +128,6 @@ async def reader_conninfo(store: Any, database_url: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _jsonable(rows: list[list[Any]]) -> list[list[Any]]:
-    return json.loads(json.dumps(rows, default=_default))  # type: ignore[no-any-return]
 
 
 def _default(value: Any) -> Any:

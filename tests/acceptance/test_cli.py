@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from support.waiting import gated_loop_playbook, until
 
+from noetl.errors import InputError
+
 from .conftest import CONFORMANCE, FIXTURES, run_noetl
 
 GOOD = CONFORMANCE / "default_arc.yaml"
@@ -200,6 +202,24 @@ def test_query_the_local_store_as_the_guides_do(noetl) -> None:  # type: ignore[
     assert quoted.json() == [{"status": "completed"}]
     assert "read-only" in assert_one_line_error(noetl("query", "DELETE FROM event"))
     assert noetl("status", doc["execution_id"], "--json").json() == doc  # nothing was changed
+
+
+ENDLESS = "WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r) SELECT x FROM r"
+
+
+def test_a_local_query_is_bounded_in_rows_and_time(noetl, noetl_home: Path) -> None:  # type: ignore[no-untyped-def]
+    """A recursive CTE that never ends held `noetl query` for ever (SQLite does not look at Ctrl-C)
+    and one that makes rows filled its memory."""
+    from noetl.cli.local_query import query_local
+    from noetl.limits import MAX_QUERY_ROWS
+
+    noetl("run", str(GOOD), "--json")
+    many = noetl("query", ENDLESS, "--format", "json")
+    assert many.code == 0 and len(many.json()) == MAX_QUERY_ROWS
+    assert "only the first 10,000 row(s)" in many.stderr
+    with pytest.raises(InputError, match=r"^query stopped after 1 s \(the limit of a statement\)$"):
+        query_local(noetl_home / "noetl.db", ENDLESS.replace("SELECT x FROM r", "SELECT count(*) FROM r"),
+                    timeout_seconds=1)
 
 
 def test_a_bare_catalog_path_runs_the_registered_playbook(noetl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from test_distributed_cluster import create_database
 
+from noetl.limits import MAX_QUERY_BYTES, MAX_QUERY_ROWS
 from noetl.server.app import create_app
 from noetl.server.state import ServerConfig
 from noetl.store.postgres.sqlreader import ensure_reader, reader_role_name
@@ -119,6 +120,21 @@ def test_connection_string_and_write_follow_the_same_rules(pg_cluster: dict[str,
         assert write.status_code == 403 and "NOETL_SQL_API_WRITE" in write.json()["error"]
         missing = await client.post(SQL, json={"query": "SELECT 1", "credential": "nope"})
         assert missing.status_code == 404
+
+    served(pg_cluster, url, scenario)
+
+
+def test_an_answer_is_bounded_and_says_it_was_cut(pg_cluster: dict[str, Any], url: str) -> None:
+    """`SELECT generate_series(1, 1e9)` took the server's memory: the whole result was fetched
+    before the first row was answered."""
+    async def scenario(client: httpx.AsyncClient) -> None:
+        many = (await client.post(SQL, json={"query": "SELECT generate_series(1, 1000000000) AS n"})).json()
+        assert many["truncated"] is True and many["rowcount"] == MAX_QUERY_ROWS == len(many["rows"])
+        assert many["rows"][:2] == [[1], [2]]
+        wide = (await client.post(SQL, json={"query": "SELECT repeat('x', 1000000) FROM generate_series(1, 100)"})).json()
+        assert wide["truncated"] is True and 0 < len(wide["rows"]) * 1_000_000 <= MAX_QUERY_BYTES
+        whole = (await client.post(SQL, json={"query": "SELECT generate_series(1, 3) AS n"})).json()
+        assert whole == {"columns": ["n"], "rows": [[1], [2], [3]], "rowcount": 3}
 
     served(pg_cluster, url, scenario)
 
