@@ -171,17 +171,71 @@ def sensitive_setting_values() -> list[str]:
     Covers ``NOETL_SECRET_KEY``, ``NOETL_API_TOKEN(S)``, ``NOETL_DATABASE_URL`` (the URL and the
     password inside it) and any other ``NOETL_*`` whose name mentions a key, token, secret or
     password; a token list contributes each token.
+
+    Every execution's redactor starts from them (a server builds one per submission), so they are
+    read again only when the environment or one of the files they come from has changed.
     """
+    global _sensitive_memo
+    environ = _real_environ()
+    data = getattr(environ, "_data", None)  # os._Environ's own dict: a snapshot costs no decoding
+    snapshot = tuple(data.items()) if isinstance(data, dict) else None
+    memo = _sensitive_memo
+    if snapshot is not None and memo is not None and memo[0] == snapshot and memo[2] == _stamps(memo[1]):
+        return list(memo[3])
+    files = _sensitive_files(environ)
+    stamps = _stamps(files)  # before reading: a file changed meanwhile is read again next time
+    values = _read_sensitive_values(environ, files)
+    if snapshot is not None:
+        _sensitive_memo = (snapshot, files, stamps, tuple(values))
+    return values
+
+
+# (environment snapshot, files read, their stamps, values) of the last sensitive_setting_values().
+_sensitive_memo: tuple[tuple[Any, ...], list[Path], list[tuple[int, int, int] | None], tuple[str, ...]] | None = None
+
+
+def _real_environ() -> Any:
+    """``os.environ`` itself, also while a python step's scoped view of it is installed
+    (noetl.tools.environment keeps the real mapping as ``real``): NoETL's secrets are its own."""
+    return getattr(os.environ, "real", os.environ)
+
+
+def _is_secret_variable(name: str, value: str) -> bool:
+    return bool(value) and (name in _SECRET_VARIABLES or (name.startswith("NOETL_") and bool(_SECRET_NAME.search(name))))
+
+
+def _sensitive_files(environ: Any) -> list[Path]:
+    """The files secret values are read from: the generated credential key, then token files."""
+    home = environ.get("NOETL_HOME")
+    files = [(Path(home).expanduser() if home else _default_home()) / CREDENTIAL_KEY_FILE]
+    files += [Path(value).expanduser() for name, value in environ.items()
+              if name.endswith("_FILE") and _is_secret_variable(name, value)]
+    return files
+
+
+def _stamps(files: list[Path]) -> list[tuple[int, int, int] | None]:
+    stamps: list[tuple[int, int, int] | None] = []
+    for path in files:
+        try:
+            status = path.stat()
+        except OSError:
+            stamps.append(None)
+        else:
+            stamps.append((status.st_ino, status.st_size, status.st_mtime_ns))
+    return stamps
+
+
+def _read_sensitive_values(environ: Any, files: list[Path]) -> list[str]:
     values: list[str] = []
-    for name, value in os.environ.items():
-        if not value or not (name in _SECRET_VARIABLES or (name.startswith("NOETL_") and _SECRET_NAME.search(name))):
+    for name, value in environ.items():
+        if not _is_secret_variable(name, value):
             continue
         if name.endswith("_FILE"):
             values.extend(_tokens_in_file(value))  # NOETL_API_TOKENS_FILE: the tokens, not the path
             continue
         values.append(value)
         values.extend(_embedded_secrets(name, value))
-    values.extend(_generated_key())
+    values.extend(_generated_key(files[0]))
     return values
 
 
@@ -189,12 +243,11 @@ def sensitive_setting_values() -> list[str]:
 CREDENTIAL_KEY_FILE = "secret.key"
 
 
-def _generated_key() -> list[str]:
+def _generated_key(path: Path) -> list[str]:
     """The generated credential key: NOETL_SECRET_KEY's stand-in, as secret, and readable by any
     code that reads the user's files."""
-    home = os.environ.get("NOETL_HOME")
     try:
-        key = ((Path(home).expanduser() if home else _default_home()) / CREDENTIAL_KEY_FILE).read_text(encoding="utf-8").strip()
+        key = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return []  # not generated (yet), or not readable by this process: nothing to redact
     return [key] if key else []

@@ -57,6 +57,27 @@ def test_tokens_of_the_token_file_are_secret_settings(monkeypatch: pytest.Monkey
     assert "token-from-a-mapping" in sensitive_setting_values()
 
 
+def test_secret_settings_follow_their_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The values are remembered between calls (every execution's redactor starts from them): a
+    # token file rewritten, a credential key generated or removed after a first call still count.
+    from noetl.settings import sensitive_setting_values
+
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("first-token-value: read\n")
+    monkeypatch.setenv("NOETL_HOME", str(tmp_path))
+    monkeypatch.setenv("NOETL_API_TOKENS_FILE", str(tokens))
+    assert "first-token-value" in sensitive_setting_values()
+    tokens.write_text("second-token-value-longer: read\n")
+    (tmp_path / "secret.key").write_text("generated-key-value\n")
+    values = sensitive_setting_values()
+    assert "second-token-value-longer" in values and "first-token-value" not in values
+    assert "generated-key-value" in values
+    (tmp_path / "secret.key").unlink()
+    assert "generated-key-value" not in sensitive_setting_values()
+    monkeypatch.setenv("NOETL_EXTRA_PASSWORD", "password-set-later")
+    assert "password-set-later" in sensitive_setting_values()
+
+
 @pytest.mark.timeout(60)
 def test_a_long_line_without_spaces_is_redacted_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # Blanking `scheme://user:password@` tried a scheme from every letter of a word: a request path
