@@ -73,6 +73,11 @@ ESCAPES = [
     ("SELECT set_config('role', 'noetl_test', false)", 403),
     ("SET search_path TO nowhere", 403),
     ("LISTEN noetl_anything", 403),
+    ("SELECT * FROM noetl.catalog FOR UPDATE", 403),
+    ("EXPLAIN ANALYZE DELETE FROM noetl.catalog", 403),
+    ("SELECT lo_import('/etc/hostname')", 403),
+    ("CREATE EXTENSION dblink", 403),
+    ("SET ROLE noetl_test", 403),
 ]
 
 
