@@ -250,7 +250,8 @@ def test_a_secret_a_parent_passes_to_a_child_playbook_is_redacted_in_the_childs_
 
 def test_the_api_shows_a_childs_payload_redacted_as_its_log(cluster: Cluster) -> None:
     """GET /api/executions/{id} shows the execution row's payload: a parent's keychain value passed
-    to a child reads `***` there as in the child's log (the row keeps the value, for a rerun)."""
+    to a child reads `***` there as in the child's log (the row stores it redacted too; a rerun reads the
+    value sealed in the log)."""
     cluster.register(SECRET_CHILD)
     parent = cluster.wait(cluster.execute(cluster.register(PASSES_A_KEYCHAIN_VALUE)["path"], {"note": "plain"}))
     assert parent["result"] == {"pw_intact": True}, parent
