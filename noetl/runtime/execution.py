@@ -17,7 +17,7 @@ from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState
 from noetl.errors import ErrorInfo
-from noetl.runtime.sealing import seal_result, unsealed
+from noetl.runtime.sealing import SEALED_RESULT, seal, unsealed
 
 
 class Redactor(Protocol):
@@ -39,12 +39,13 @@ def stamp(events: list[Event], now: datetime, redactor: Redactor | None) -> list
         event.created_at = iso(now + _MICROSECONDS[offset] if offset < len(_MICROSECONDS)
                                else now + timedelta(microseconds=offset))
         if active is not None:
-            redacted = active.redact(event.result)
-            if redacted != event.result:
-                seal_result(event, event.result)
-            event.result = redacted
+            result, meta = active.redact(event.result), active.redact(event.meta)
+            sealed = seal(event.result if result != event.result else None,
+                          event.meta if meta != event.meta else None)
+            event.result, event.meta = result, meta
+            if sealed is not None:
+                event.meta = {**meta, SEALED_RESULT: sealed}
             event.error = active.redact(event.error)
-            event.meta = active.redact(event.meta)
     return events
 
 

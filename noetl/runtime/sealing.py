@@ -3,8 +3,9 @@
 The log stores every event redacted: a result that holds a secret value (a `secrets` step's
 `value`, an http response that echoes a token) reads ``***`` there. A process that rebuilds the
 execution from the log — another worker of the distributed runtime, `noetl resume` — would run the
-next steps with ``***``. So an event whose result redaction changed also carries the result as it
-was, encrypted with the credential key (``meta.sealed_result``: the same key and cipher as stored
+next steps with ``***``. So an event whose result (or meta: what a step set in ``ctx``, a
+pipeline's task results) redaction changed also carries them as they were, encrypted with the
+credential key (``meta.sealed_result``: the same key and cipher as stored
 credentials), and state rebuilt from the log reads that copy. Where it cannot be decrypted (a
 process with another key) the redacted result is what the step gets, as before.
 
@@ -28,11 +29,16 @@ SEALED_RESULT = "sealed_result"
 log = logging.getLogger(__name__)
 
 
-def seal_result(event: Event, original: Any) -> None:
-    """Attach ``original`` (the result before redaction) to ``event``, encrypted."""
+def seal(result: Any, meta: dict[str, Any] | None) -> str | None:
+    """The ciphertext of an event's ``result`` and ``meta`` before redaction (each given only when
+    redaction changed it; None when neither did). Meta holds what a step set (``ctx``, task
+    results, pipeline names), which state rebuilt from the log needs as much as the result."""
+    if result is None and meta is None:
+        return None
     from noetl.credential_keys import encrypt
 
-    event.meta = {**event.meta, SEALED_RESULT: encrypt({"result": original}, process_salt=True).decode("ascii")}
+    sealed = {"result": result, **({"meta": meta} if meta is not None else {})}
+    return encrypt(sealed, process_salt=True).decode("ascii")
 
 
 def unsealed(event: Event, learner: Redactor | None = None) -> Event:
@@ -48,15 +54,18 @@ def unsealed(event: Event, learner: Redactor | None = None) -> Event:
     from noetl.errors import StoreError
 
     try:
-        result = decrypt(sealed.encode("ascii"), f"result of {event.node_name}").data.get("result")
+        opened = decrypt(sealed.encode("ascii"), f"result of {event.node_name}").data
     except (StoreError, UnicodeEncodeError, ValueError):
         log.warning("execution %s: the result of %s holds a secret sealed with another key; "
                     "the steps after it read it redacted", event.execution_id, event.node_name)
         return event
     copy = event.own_copy()
-    copy.result = result
+    if opened.get("result") is not None or "meta" not in opened:
+        copy.result = opened.get("result")
+    if isinstance(opened.get("meta"), dict):
+        copy.meta = {**opened["meta"], SEALED_RESULT: sealed}
     if learner is not None:
-        learner.add(*hidden_values(result, event.result))
+        learner.add(*hidden_values(copy.result, event.result), *hidden_values(copy.meta, event.meta))
     return copy
 
 

@@ -23,6 +23,7 @@ import pytest
 from psycopg import sql
 from support.httpserver import LocalHTTPServer
 from support.security import FIXTURES
+from support.waiting import until
 from test_distributed_cluster import REPO, Cluster, create_database
 
 # Long and random, so that a hit can be nothing but a leak; one the runtime resolves where the
@@ -95,7 +96,7 @@ def assert_the_steps_got_the_secrets(doc: dict[str, Any]) -> None:
     assert doc["status"] == "failed", json.dumps(doc)[:3000]
     assert doc["steps"]["verify"]["result"]["digests"] == EXPECTED_DIGESTS
     assert doc["steps"]["verify"]["result"]["token"] == "***"
-    assert "the partner refused token ***" in json.dumps(doc["error"])
+    assert f"the partner refused token *** ({_digest(CANARY)}, {_digest(WORKER_CANARY)})" in json.dumps(doc["error"])
 
 
 def test_no_secret_is_stored_by_the_local_runtime(tmp_path: Path, http_server: LocalHTTPServer) -> None:
@@ -116,6 +117,10 @@ def test_no_secret_is_stored_by_the_local_runtime(tmp_path: Path, http_server: L
                 if e.get("parent_execution_id") == parent["execution_id"]]
     reruns = [json.loads(_noetl(env, "rerun", child, "--json").stdout) for child in children]
     assert sorted(doc["result"]["digest"] for doc in reruns) == sorted(map(_digest, SECRETS))
+    # Resumed, the failed step runs again on state rebuilt from the log (ctx, task results).
+    resumed = subprocess.run([sys.executable, "-m", "noetl.cli.main", "resume", parent["execution_id"], "--json"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert_the_steps_got_the_secrets(json.loads(resumed.stdout))
     leaks = sqlite_leaks(home / "noetl.db", SECRETS)
     assert not leaks, leaks
     leaked_files = file_leaks(home, SECRETS)
@@ -160,6 +165,13 @@ def test_no_secret_is_stored_by_the_distributed_runtime(deployment: Cluster, htt
     reruns = [cluster.wait(cluster.client.post(f"/api/executions/{child['execution_id']}/rerun", json={})
                            .json()["execution_id"]) for child in children]
     assert sorted(doc["result"]["digest"] for doc in reruns) == sorted(map(_digest, SECRETS)), reruns
+    # Resumed, the failed step runs again on state rebuilt from the log (ctx, task results).
+    resumed = cluster.client.post(f"/api/executions/{execution_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    until("the resumed execution to fail again", lambda: cluster.sql(
+        "SELECT event_type FROM noetl.event WHERE execution_id = %s ORDER BY event_id DESC LIMIT 1",
+        int(execution_id)) == [("playbook.failed",)] and cluster.status(execution_id)["status"] == "failed")
+    assert_the_steps_got_the_secrets(cluster.status(execution_id))
     leaks = postgres_leaks(cluster.database_url, SECRETS)
     assert not leaks, leaks
     assert not any(value in listed for value in SECRETS)
