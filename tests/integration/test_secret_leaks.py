@@ -106,32 +106,32 @@ def test_no_secret_is_stored_by_the_local_runtime(tmp_path: Path, http_server: L
     shutil.copy(FIXTURES / "leak_child.yaml", work / "child.yaml")  # found beside its parent
     env = {**os.environ, "NOETL_HOME": str(home), "LEAK_CANARY": CANARY, "LEAK_WORKER_CANARY": WORKER_CANARY,
            "PYTHONPATH": str(REPO)}
-    run = subprocess.run([sys.executable, "-m", "noetl.cli.main", "run", str(work / "parent.yaml"), "--json",
-                          "--payload", json.dumps({"api": http_server.url})],
-                         capture_output=True, text=True, env=env, cwd=str(work), timeout=120)
-    assert run.returncode == 1, run.stderr
+    outputs: list[str] = []
+    run = _noetl(env, outputs, "run", str(work / "parent.yaml"), "--json", "--payload",
+                 json.dumps({"api": http_server.url}), code=1)
     parent = json.loads(run.stdout)
     assert_the_steps_got_the_secrets(parent)
     # A rerun of a child starts with the payload it was given, which its row stores redacted.
-    children = [e["execution_id"] for e in json.loads(_noetl(env, "executions", "--json").stdout)
+    children = [e["execution_id"] for e in json.loads(_noetl(env, outputs, "executions", "--json").stdout)
                 if e.get("parent_execution_id") == parent["execution_id"]]
-    reruns = [json.loads(_noetl(env, "rerun", child, "--json").stdout) for child in children]
+    reruns = [json.loads(_noetl(env, outputs, "rerun", child, "--json").stdout) for child in children]
     assert sorted(doc["result"]["digest"] for doc in reruns) == sorted(map(_digest, SECRETS))
     # Resumed, the failed step runs again on state rebuilt from the log (ctx, task results).
-    resumed = subprocess.run([sys.executable, "-m", "noetl.cli.main", "resume", parent["execution_id"], "--json"],
-                             capture_output=True, text=True, env=env, timeout=120)
+    resumed = _noetl(env, outputs, "resume", parent["execution_id"], "--json", code=1)
     assert_the_steps_got_the_secrets(json.loads(resumed.stdout))
     leaks = sqlite_leaks(home / "noetl.db", SECRETS)
     assert not leaks, leaks
     leaked_files = file_leaks(home, SECRETS)
     assert not leaked_files, leaked_files
-    assert not any(value in run.stdout + run.stderr for value in SECRETS)
+    assert not any(value in output for output in outputs for value in SECRETS)
 
 
-def _noetl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def _noetl(env: dict[str, str], outputs: list[str], *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """`noetl ARGS` in the playbooks' directory; what it printed joins ``outputs``."""
     done = subprocess.run([sys.executable, "-m", "noetl.cli.main", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
+                          cwd=Path(env["NOETL_HOME"]).parent / "work", timeout=120)
+    assert done.returncode == code, done.stderr
+    outputs += [done.stdout, done.stderr]
     return done
 
 
