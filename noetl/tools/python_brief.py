@@ -2,9 +2,9 @@
 
 Part of the ``python`` tool (entry point: :mod:`noetl.tools.python`). A thread-mode step runs on a
 worker thread so that code which loops, sleeps or waits never holds the event loop, and a run
-whose code never ends can still be cancelled. Handing a step to a thread and its result back costs
-about 0.1 ms of CPU (two thread wake-ups and the GIL passed back and forth), more than code such as
-``result = a + b`` takes.
+whose code never ends can still be cancelled. Handing a step to a thread and its result back
+(two thread wake-ups and the GIL passed back and forth) costs 10-25 us more per call than running
+it on the loop, more than code such as ``result = a + b`` takes (docs/python-tool.md).
 
 Code built only of assignments, ``if``, expressions on names and literals, and calls of a few
 built-in functions by name (``len``, ``str``, ``print``, ...) cannot loop, sleep, wait or run
