@@ -54,13 +54,18 @@ async def statuses(url: str, command_ids: list[str]) -> set[str]:
         return {row[0] for row in await cursor.fetchall()}
 
 
+async def leased_loop(store: PostgresStore) -> tuple[DecisionCore, str, list[str]]:
+    """A started LOOP whose 3 commands a worker holds: the core, the execution and the command ids (sorted)."""
+    core = DecisionCore(store)
+    execution_id = await core.submit(playbook_text=LOOP)
+    leased = await CommandQueue(store).lease(owner="w1", limit=3, lease_seconds=30, now=core.now())
+    return core, execution_id, sorted(c.command_id for c in leased)
+
+
 def test_cancel_while_a_worker_renews_its_leases_in_order_is_recorded(url: str) -> None:
     async def main() -> None:
         async with PostgresStore(url) as store:
-            core = DecisionCore(store)
-            execution_id = await core.submit(playbook_text=LOOP)
-            leased = await CommandQueue(store).lease(owner="w1", limit=3, lease_seconds=30, now=core.now())
-            first, *others = sorted(c.command_id for c in leased)
+            core, execution_id, (first, *others) = await leased_loop(store)
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 # The first command's row is rewritten after the others (a lease renewed, given back and
                 # taken again): a scan of the execution's commands meets it last.
@@ -83,10 +88,7 @@ def test_cancel_while_a_worker_renews_its_leases_in_order_is_recorded(url: str) 
 def test_cancel_whose_connection_is_lost_is_tried_again_and_recorded(url: str) -> None:
     async def main() -> None:
         async with PostgresStore(url) as store:
-            core = DecisionCore(store)
-            execution_id = await core.submit(playbook_text=LOOP)
-            leased = await CommandQueue(store).lease(owner="w1", limit=3, lease_seconds=30, now=core.now())
-            command_ids = [c.command_id for c in leased]
+            core, execution_id, command_ids = await leased_loop(store)
             # A heartbeat holds the commands while the cancel comes.
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn, conn.transaction():
                 await conn.execute("SELECT 1 FROM noetl.command WHERE command_id = ANY(%s) FOR UPDATE", [command_ids])
