@@ -9,7 +9,6 @@ must share the same ``NOETL_SECRET_KEY`` or key file.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -71,10 +70,6 @@ def parse_credential_document(doc: Any, *, source: str = "credential") -> dict[s
     }
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
-
-
 def _summary(record: CredentialRecord) -> dict[str, Any]:
     return {
         "name": record.name,
@@ -86,20 +81,14 @@ def _summary(record: CredentialRecord) -> dict[str, Any]:
 
 
 async def register_credential(store: Store, doc: Any) -> dict[str, Any]:
-    """Encrypt and store (or replace) a credential; returns its summary (no data)."""
+    """Encrypt and store (or replace) a credential; returns its summary (no data) as stored: the
+    store stamps created_at and updated_at (a time taken here differed from what a listing shows)."""
     credential = parse_credential_document(doc)
-    existing = await store.get_credential(credential["name"])
-    now = _now()
-    record = CredentialRecord(
-        name=credential["name"],
-        type=credential["type"],
-        data=encrypt(credential["data"]),
-        description=credential["description"],
-        created_at=existing.created_at if existing and existing.created_at else now,
-        updated_at=now,
-    )
+    record = CredentialRecord(name=credential["name"], type=credential["type"], data=encrypt(credential["data"]),
+                              description=credential["description"])
     await store.put_credential(record)
-    return _summary(record)
+    stored = await store.get_credential(record.name)
+    return _summary(stored or record)
 
 
 def load_credential_file(path: str | Path) -> list[dict[str, Any]]:

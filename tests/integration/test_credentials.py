@@ -281,3 +281,22 @@ def test_credentials_of_the_unsalted_kdf_are_read_and_migrated(monkeypatch: pyte
     credential, stored = with_memory_store(main)
     assert credential["data"] == PG_DOC["data"]
     assert stored.startswith(b"noetl-scrypt:")  # stored again with the salted key
+
+
+def test_registering_answers_the_times_the_store_keeps(tmp_path: Path) -> None:
+    """The answer of `noetl register credential` (and of POST /api/credentials) carried a time taken
+    before the store stamped its own: the listing showed another created_at."""
+
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "noetl.db")
+        await store.open()
+        try:
+            first = await credentials.register_credential(store, PG_DOC)
+            assert await credentials.list_credentials(store) == [first]
+            again = await credentials.register_credential(store, {**PG_DOC, "description": "moved"})
+            assert await credentials.list_credentials(store) == [again]
+            assert again["created_at"] == first["created_at"] and again["description"] == "moved"
+        finally:
+            await store.close()
+
+    asyncio.run(main())
