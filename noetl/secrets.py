@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import threading
@@ -75,6 +76,13 @@ def sensitive_values(data: Any) -> list[str]:
     return found
 
 
+@functools.lru_cache(maxsize=1024)
+def _percent_encoded(text: str) -> str:
+    """``text`` as it appears inside a URL. Remembered: every execution's redactor starts from the
+    same settings' values (PROCESS_SECRETS holds them for the life of the process anyway)."""
+    return quote(text, safe="")
+
+
 class Redactor:
     """Replaces known secret values with ``***`` wherever they occur inside strings.
 
@@ -98,7 +106,7 @@ class Redactor:
                     continue
                 found.add(text)
                 # A password inside a connection URL appears percent-encoded.
-                found.add(quote(text, safe=""))
+                found.add(_percent_encoded(text))
         with self._lock:
             new = found - self._secrets
             if new:
