@@ -208,7 +208,7 @@ class Engine:
         self._emit(state, decision, enter)
         run = state.running[name]
         if run.loop is None and run.cursor is None:
-            local = {"input": run.input}
+            local = {**run.arc_input, "input": run.input}
             decision.commands.append(self._command(state, step, run, run.input, None, local))
         elif run.loop is not None and run.loop.finished:  # empty, or every iteration kept by a resume
             self._finish_step(state, decision, step, run)
@@ -224,7 +224,7 @@ class Engine:
                 enter.meta["cursor"] = {"max_in_flight": self._max_in_flight(state, step),
                                         "inline_max_items": inline_max_items(step.output)}
             elif step.loop is not None:
-                items = self._loop_items(state, step)
+                items = self._loop_items(state, step, arc_input)
                 enter.result = {"input": {}, "arc_input": arc_input, "items": items}
                 enter.meta["loop"] = {"total": len(items), "max_in_flight": self._max_in_flight(state, step)}
                 if len(items) > inline_max_items(step.output):
@@ -239,10 +239,10 @@ class Engine:
             return exc
         return None
 
-    def _loop_items(self, state: ExecutionState, step: Step) -> list[Any]:
+    def _loop_items(self, state: ExecutionState, step: Step, arc_input: dict[str, Any]) -> list[Any]:
         assert step.loop is not None
         raw = step.loop.in_
-        items = render_data(raw, self.context(state), where=f"step {step.step!r} loop.in")
+        items = render_data(raw, self.context(state, arc_input), where=f"step {step.step!r} loop.in")
         if items is None:
             return []
         if isinstance(items, dict):
@@ -283,7 +283,9 @@ class Engine:
                       local: Mapping[str, Any] | None) -> dict[str, Any]:
         if not step.input:
             return dict(arc_input)  # nothing to render: no names to build for it
-        rendered = render_data(step.input, self.context(state, local), where=f"step {step.step!r} input")
+        # The names an arc's `with` passed are in scope, as `{{ data_from_a }}` (the v1 habit, seed 000).
+        scope = {**arc_input, **local} if local else arc_input
+        rendered = render_data(step.input, self.context(state, scope), where=f"step {step.step!r} input")
         return {**rendered, **arc_input}
 
     def _iteration_command(self, state: ExecutionState, name: str, index: int) -> Command:
@@ -292,7 +294,7 @@ class Engine:
         if run.cursor is not None:
             return frames.frame_command(self, state, step, run, index)
         assert run.loop is not None and step.loop is not None
-        local = self._iteration_local(step, run, index)
+        local = {**run.arc_input, **self._iteration_local(step, run, index)}
         if step.input and "result" not in local and (scheduler := self._scheduler_result(state, run.scheduled_by)):
             local.update(scheduler)
         with tracing(name, strict=self.strict(state)) as trace:
@@ -440,6 +442,7 @@ class Engine:
             return
         output = envelope(ok, result, error, kind=None if run.loop else self._result_kind(step))
         local = {
+            **run.arc_input,  # names the arc that scheduled the step passed
             **run.names,  # bare keys of task-level `set`
             step.step: with_task_results(result, run.tasks), "output": output, "error": error or {}, "result": result, "response": result,
             "input": run.input, "event": {"name": event_name, "step": step.step, "payload": result},

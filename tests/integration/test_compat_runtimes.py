@@ -321,3 +321,72 @@ def test_a_secret_one_worker_found_is_redacted_in_what_every_worker_stores(clust
     assert events.status_code == 200 and token not in events.text, events.text
     calls = [e for e in events.json() if e["event_type"] == "call.done" and e["node_name"] == "each"]
     assert [e["result"] for e in calls] == [{"echo": "***"}] * 12, calls
+
+
+ARC_WITH_NAMES = """\
+apiVersion: noetl.io/v1
+kind: Playbook
+metadata: {name: arc_with_names, path: tests/compat/arc_with_names}
+workload: {some_value: 7}
+workbook:
+  - name: aggregation_task
+    type: python
+    code: |
+      def main(result_1, extra):
+          return {"result_1": result_1, "extra": extra}
+workflow:
+  - step: start
+    type: python
+    code: |
+      def main():
+          return {"cities": ["Paris", "Oslo"]}
+    next:
+      - step: label
+        with:
+          found: "{{ start.cities }}"
+          tag: run-1
+  - step: label
+    tool: {kind: noop, result: {tag: "{{ tag }}", count: "{{ found | length }}"}}
+    next:
+      - step: per_city
+        with:
+          places: "{{ found }}"
+  - step: per_city
+    type: iterator
+    collection: "{{ places }}"
+    element: city
+    task:
+      type: python
+      with: {city: "{{ city }}", first: "{{ places[0] }}"}
+      code: |
+        def main(city, first):
+            return city + "/" + first
+    next:
+      - step: aggregate
+        with:
+          r1: "{{ per_city.results }}"
+  - step: aggregate
+    call:
+      type: workbook
+      name: aggregation_task
+      with:
+        result_1: "{{ r1 }}"
+        extra: "{{ workload.some_value }}"
+"""
+
+
+def test_names_an_arcs_with_passes_are_in_scope_in_the_target_step(cluster: Cluster, tmp_path: Path) -> None:
+    """Seed 000's data passing: `next: [{step: b, with: {data_from_a: ...}}]` and, in b,
+    `with: {input_data: "{{ data_from_a }}"}`. The arc's names are in scope in the target's input,
+    its tool fields and its loop collection: they rendered undefined (null, with a warning, and an
+    error under --strict), so the data never reached the step."""
+    for doc in run_both(cluster, tmp_path, ARC_WITH_NAMES):
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["warnings"] == []
+        assert doc["steps"]["label"]["result"] == {"tag": "run-1", "count": 2}
+        assert doc["steps"]["per_city"]["result"]["results"] == ["Paris/Paris", "Oslo/Paris"]
+        assert doc["result"] == {"result_1": ["Paris/Paris", "Oslo/Paris"], "extra": 7}
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(ARC_WITH_NAMES)
+    assert run_noetl("run", str(strict), "--strict", "--json", home=tmp_path / "home").json()["status"] == "completed"
+
