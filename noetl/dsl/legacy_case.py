@@ -96,6 +96,13 @@ def _is_enter_rule(rule: dict[str, Any]) -> bool:
     return "step.enter" in str(rule.get("when"))
 
 
+def _routes_after_collecting(rule: dict[str, Any]) -> bool:
+    """A routing rule that also collects or sets the step's result (`collect`, `result` beside
+    `next`): those act inside the step's run, as in a rule without `next`, and its arc routes after."""
+    then = _then(rule)
+    return bool(then.get("next")) and not _is_enter_rule(rule) and bool({"collect", "result"} & set(then))
+
+
 def _is_pipeline_rule(rule: dict[str, Any]) -> bool:
     """Rules handled inside the step's run: on step.enter, or with collect/call/result/retry/fail."""
     then = _then(rule)
@@ -109,7 +116,7 @@ def _attach_case_policy(step: dict[str, Any], tasks: list[dict[str, Any]], path:
     `step.enter` rules run first, as a routing-only task; call.done/call.error rules become the main
     task's policy rules, in order, so the first matching rule still wins.
     """
-    rules = [r for r in _case_rules(step) if _is_pipeline_rule(r)]
+    rules = [r for r in _case_rules(step) if _is_pipeline_rule(r) or _routes_after_collecting(r)]
     if not rules or not tasks:
         return tasks
     enter_sets: dict[str, Any] = {}
@@ -121,6 +128,8 @@ def _attach_case_policy(step: dict[str, Any], tasks: list[dict[str, Any]], path:
         if _is_enter_rule(rule):
             enter_sets.update(_case_set(then.get("set")))
             continue
+        if _routes_after_collecting(rule):  # its `next` (and `set`) are the rule's arc: _case_arcs
+            then = {key: then[key] for key in ("collect", "result") if key in then}
         policy_rules.append({"when": _on_step_exit(rule.get("when"), "true"), "then": _case_action(then, main["name"])})
     spec = dict(main.get("spec") or {})
     policy = dict(spec.get("policy") or {})

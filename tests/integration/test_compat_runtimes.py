@@ -390,3 +390,41 @@ def test_names_an_arcs_with_passes_are_in_scope_in_the_target_step(cluster: Clus
     strict.write_text(ARC_WITH_NAMES)
     assert run_noetl("run", str(strict), "--strict", "--json", home=tmp_path / "home").json()["status"] == "completed"
 
+
+CASE_COLLECT_THEN_NEXT = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: case_collect_then_next, path: tests/compat/case_collect_then_next}
+workload: {api: "http://127.0.0.1:0"}
+workflow:
+  - step: start
+    tool: {kind: http, url: "{{ workload.api }}/paginated", params: {page: 1, pages: 3}}
+    case:
+      - when: "{{ event.name == 'call.done' and response.data.hasMore }}"
+        then:
+          collect: {from: response.data.items, into: all_items, mode: extend}
+          call: {params: {page: "{{ (response.data.page | int) + 1 }}", pages: 3}}
+      - when: "{{ event.name == 'call.done' }}"
+        then:
+          collect: {from: response.data.items, into: all_items, mode: extend}
+          result: {from: all_items}
+          set: {ctx: {routed: yes}}
+          next: [{step: count}]
+    next: [{step: never}]
+  - step: never
+    tool: {kind: noop}
+  - step: count
+    tool: {kind: python, input: {items: "{{ start }}", routed: "{{ ctx.routed }}"},
+           code: "result = {'ids': [i['id'] for i in items], 'routed': routed}"}
+"""
+
+
+def test_a_case_rule_that_collects_sets_the_result_and_routes_does_all_three(
+        cluster: Cluster, tmp_path: Path, http_server: Any) -> None:
+    """The last page's rule of a paginating step often collects, sets the step's result and names
+    the next step in one `then`: the rule's `next` used to drop its `collect` and `result`, so the
+    next step got the last page's raw response instead of every item."""
+    for doc in run_both(cluster, tmp_path, CASE_COLLECT_THEN_NEXT, f"api={http_server.url}"):
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["completed_steps"] == ["start", "count"]
+        assert doc["steps"]["count"]["result"] == {"ids": [1, 2, 3, 4, 5, 6], "routed": True}
