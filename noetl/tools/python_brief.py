@@ -8,17 +8,19 @@ it on the loop, more than code such as ``result = a + b`` takes (docs/python-too
 
 Code built only of assignments, ``if``, expressions on names and literals, and calls of a few
 built-in functions by name (``len``, ``str``, ``print``, ...) cannot loop, sleep, wait or run
-code of its own: every operation it performs is one C operation that holds the GIL, which would
-block the event loop just the same from a worker thread. Such code runs on the event loop, as
-``isolation: inline`` does, with the same result, output, errors and environment; anything else
-(a loop, a comprehension, an import, ``def``, ``lambda``, an attribute, a method call, ``await``,
-``context``) keeps its thread.
+code of its own: every operation it performs is one C operation, bounded by the size of its
+operands, that holds the GIL and would block the event loop just the same from a worker thread.
+Such code runs on the event loop, as ``isolation: inline`` does, with the same result, output,
+errors and environment; anything else (a loop, a comprehension, an import, ``def``, ``lambda``, an
+attribute, a method call, ``await``, ``context``, another built-in, ``**``) keeps its thread.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import functools
+import re
 from collections.abc import Collection
 
 # Built-ins whose work on plain data is one bounded C operation that calls no user code.
@@ -34,6 +36,14 @@ _BRIEF_NODES = (
 )  # fmt: skip
 # `context` may hold results stored by reference, which are read from the store when indexed.
 _THREAD_NAMES = frozenset({"context"})
+# Any other built-in is anybody's code once passed along (`sorted(codes, key=exec)`).
+_OTHER_BUILTINS = frozenset(dir(builtins)) - _BRIEF_CALLS
+# Operators whose work is bounded by the size of their operands. `**` and `<<` take time and memory
+# exponential in a small operand's value (`10**10**8` took 20 s), `%` formats to any width a
+# string asks for (`'%*d' % (n, 0)`), `*` repeats a sequence as often as a number says: on the
+# event loop, lines of them would hold it for all their sum, where a thread lets it run between them.
+_BOUNDED_OPERATORS = (ast.Add, ast.Sub, ast.Div, ast.FloorDiv, ast.BitAnd, ast.BitOr, ast.BitXor, ast.RShift)
+_SMALL = 1000  # a factor, a `round` precision or a format width that brief code may name
 
 
 def runs_briefly(source: str, names_given: Collection[str]) -> bool:
@@ -56,10 +66,10 @@ def _brief_calls(source: str) -> frozenset[str] | None:
     calls: set[str] = set()
     assigned: set[str] = set()
     for node in ast.walk(tree):
-        if not isinstance(node, _BRIEF_NODES):
+        if not isinstance(node, _BRIEF_NODES) or not _bounded(node):
             return None
         if isinstance(node, ast.Name):
-            if node.id in _THREAD_NAMES:
+            if node.id in _THREAD_NAMES or node.id in _OTHER_BUILTINS or node.id.startswith("__"):
                 return None
             if isinstance(node.ctx, ast.Store):
                 assigned.add(node.id)
@@ -68,3 +78,43 @@ def _brief_calls(source: str) -> frozenset[str] | None:
                 return None
             calls.add(node.func.id)
     return None if calls & assigned else frozenset(calls)
+
+
+def _bounded(node: ast.AST) -> bool:
+    """False for an operation whose cost a small value can make as large as it likes."""
+    if isinstance(node, ast.BinOp):
+        return _bounded_operation(node.op, node.left, node.right)
+    if isinstance(node, ast.AugAssign):
+        return _bounded_operation(node.op, node.target, node.value)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return _bounded_call(node.func.id, node)
+    if isinstance(node, ast.FormattedValue) and node.format_spec is not None:
+        return _small_format(node.format_spec)
+    return True
+
+
+def _bounded_operation(operator: ast.operator, left: ast.AST, right: ast.AST) -> bool:
+    if isinstance(operator, ast.Mult):  # `price * 2`, not `text * count`
+        return _small_number(left) or _small_number(right)
+    return isinstance(operator, _BOUNDED_OPERATORS)
+
+
+def _bounded_call(name: str, call: ast.Call) -> bool:
+    """`round(x, -10**8)` computes 10**10**8; `sum(lists, [])` copies its start once per item."""
+    if name not in ("round", "sum"):
+        return True
+    extra = call.args[1:] + [keyword.value for keyword in call.keywords]
+    return all(_small_number(argument) for argument in extra)
+
+
+def _small_number(node: ast.AST) -> bool:
+    value = node.value if isinstance(node, ast.Constant) else None
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= _SMALL
+
+
+def _small_format(spec: ast.expr) -> bool:
+    """A constant format spec whose widths and precisions are small (`f'{x:>4}'`, `f'{x:.2f}'`)."""
+    if not isinstance(spec, ast.JoinedStr) or not all(isinstance(part, ast.Constant) for part in spec.values):
+        return False
+    text = "".join(str(part.value) for part in spec.values if isinstance(part, ast.Constant))
+    return all(int(digits) <= _SMALL for digits in re.findall(r"\d+", text))

@@ -361,6 +361,23 @@ def test_default_mode_code_that_loops_leaves_the_event_loop_free() -> None:
     assert asyncio.run(spin_until_the_loop_ticks()) == ("stopped", 3)
 
 
+def test_code_passing_a_builtin_that_runs_code_keeps_its_thread() -> None:
+    # `sorted(..., key=exec)` calls no built-in outside the brief list by name, yet runs a loop.
+    flag = {"stop": False}
+
+    async def spin_until_the_loop_ticks() -> Any:
+        call = make_call({"flag": flag, "spin": SPIN_UNTIL_STOPPED})
+        step = asyncio.create_task(run_python({"code": "sorted([spin], key=exec)"}, call))
+        ticks, deadline = 0, time.monotonic() + 30
+        while ticks < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            ticks += 1
+        flag["stop"] = True
+        return await step, ticks
+
+    assert asyncio.run(spin_until_the_loop_ticks()) == ("stopped", 3)
+
+
 def test_brief_default_mode_code_keeps_inputs_output_and_errors() -> None:
     call = make_call({"a": 2, "b": 3})
     assert run("print('sum', a + b)\nresult = {'sum': a + b, 'n': len([a, b])}", call=call) == {"sum": 5, "n": 2}
@@ -387,6 +404,22 @@ def test_brief_default_mode_code_keeps_inputs_output_and_errors() -> None:
         ("len = max\nresult = len(items)", False),
         ("result = open('/etc/passwd')", False),
         ("result = (", False),
+        ("result = sorted(items, key=exec)", False),
+        ("result = max(items, key=__import__)", False),
+        ("result = __builtins__", False),
+        ("result = 10**10**8", False),
+        ("result = 1 << items", False),
+        ("result = 'x' * items", False),
+        ("result = items * 10_000_000_000", False),
+        ("x = 'x'\nx *= items", False),
+        ("result = '%*d' % (items, 0)", False),
+        ("result = f'{0:>{items}}'", False),
+        ("result = f'{0:>1000000000}'", False),
+        ("result = round(12345, -10**8)", False),
+        ("result = round(12345, items)", False),
+        ("result = sum(items, [])", False),
+        ("result = {'half': round(items / 2, 2), 'twice': items * 2, 'total': sum(items, 0)}", True),
+        ("result = f'{items:.2f} {items!r:>10}'", True),
     ],
 )
 def test_only_code_that_cannot_loop_wait_or_run_other_code_is_brief(code: str, brief: bool) -> None:
