@@ -13,18 +13,13 @@ from noetl.results.storage import ResultStorage
 async def shape_result(result: Any, spec: OutputSpec, storage: ResultStorage | None, *, execution_id: str,
                        step: str, redactor: Any = None) -> Any:
     """Apply ``select``; a result over ``inline_max_bytes`` is stored and replaced by its reference,
-    with the ``output_select`` fields inline beside it. A result that holds a secret the redactor
-    knows stays inline, whatever its size."""
+    with the ``output_select`` fields inline beside it. Secrets are redacted before anything is
+    stored, exactly as they are in events."""
     result = apply_select(result, spec.select)
     if storage is None or _surely_inline(result, spec.inline_max_bytes) or is_ref(result):
         return result
-    redacted = redactor.redact(result) if redactor is not None else result
-    if redacted is not result and redacted != result:
-        # A result that holds a secret stays in its event, which keeps it sealed for the later steps
-        # (runtime/sealing.py); stored here it could only be stored redacted, and read back so.
-        return result
     try:
-        data = dumps(redacted)
+        data = dumps(redactor.redact(result) if redactor is not None else result)
     except (TypeError, ValueError):
         return result  # not JSON: recorded as the event's usual "unstorable result" error
     if len(data) <= spec.inline_max_bytes:
