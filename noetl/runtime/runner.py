@@ -219,6 +219,9 @@ class Runner:
     async def _run_task(self, pipe: _Pipeline, task: dict[str, Any], name: str) -> tuple[bool, Any, Any]:
         context = self._task_context(pipe)
         kind = task.get("kind", "noop")
+        if kind == "sink" and "result" not in pipe.names and "result" not in pipe.results \
+                and alias_applies("result", self.outputs, pipe.command.context.get("workload")):
+            context = context.child({"result": pipe.prev})  # a v1 `save:` reads the step's result so
         try:
             skip, unrendered = _config_fields(kind)
             config = {k: v for k, v in task.items() if k not in skip}

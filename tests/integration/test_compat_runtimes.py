@@ -428,3 +428,36 @@ def test_a_case_rule_that_collects_sets_the_result_and_routes_does_all_three(
         assert doc["status"] == "completed", doc["error"]
         assert doc["completed_steps"] == ["start", "count"]
         assert doc["steps"]["count"]["result"] == {"ids": [1, 2, 3, 4, 5, 6], "routed": True}
+
+
+V1_SAVE_READS_RESULT = """\
+apiVersion: noetl.io/v1
+kind: Playbook
+metadata: {name: v1_save_reads_result, path: tests/compat/v1_save_reads_result}
+workflow:
+  - step: start
+    type: python
+    code: |
+      def main():
+          return {"ids": [1, 2, 3]}
+    save:
+      storage: duckdb
+      table: saved
+      mode: insert
+      create: true
+      data: {ids: "{{ result.ids | tojson }}", n: "{{ result.ids | length }}"}
+    next: [{step: check}]
+  - step: check
+    type: duckdb
+    command: "SELECT ids, n FROM saved"
+"""
+
+
+def test_a_v1_step_save_reads_the_steps_result_as_result(cluster: Cluster, tmp_path: Path) -> None:
+    """`save: {data: {ids: "{{ result.ids }}"}}` on a plain v1 step: `result` is the step's tool
+    result, as on an iterator's save (it rendered undefined); the step's result is the sink's."""
+    for doc in run_both(cluster, tmp_path, V1_SAVE_READS_RESULT):
+        assert doc["status"] == "completed", doc["error"]
+        assert doc["warnings"] == []
+        assert doc["steps"]["start"]["result"]["rows_written"] == 1
+        assert doc["result"]["rows"] == [{"ids": "[1, 2, 3]", "n": 3}]
