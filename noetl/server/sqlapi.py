@@ -20,9 +20,11 @@ Why each rule (SPEC section 20):
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import psycopg
+from psycopg import conninfo as pg_conninfo
 from psycopg import sql
 
 from noetl.errors import ForbiddenError, InputError, StoreError
@@ -108,6 +110,40 @@ async def _bounded_rows(cursor: psycopg.AsyncCursor[Any], statement: str, params
         return {"columns": [], "rows": [], "rowcount": cursor.rowcount}
     answer = {"columns": [column.name for column in cursor.description], "rows": rows, "rowcount": len(rows)}
     return {**answer, "truncated": True} if truncated else answer
+
+
+# What a caller's connection string may say: where to connect, as whom, and how the session behaves.
+# Not files on the server's host (passfile, service, sslkey ...): those are the server's own secrets.
+_CALLER_FIELDS = frozenset({"host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "options",
+                            "application_name", "connect_timeout", "target_session_attrs"})
+_CREDENTIAL_FILES = frozenset({"sslrootcert", "sslcert", "sslkey"})  # a registered credential names its own
+_NO_FILE = os.path.join(os.devnull, "none")  # libpq skips a client certificate it cannot find
+# libpq 16 and later: no Kerberos/SSPI login with the server's tickets either.
+_NO_SERVER_TICKETS = {"require_auth": "!gss,!sspi"} if psycopg.pq.version() >= 160000 else {}
+
+
+def caller_conninfo(conninfo: str, *, where: str = "connection_string", credential: bool = False) -> str:
+    """``conninfo`` (a request's ``connection_string``, or a registered ``credential``'s) made to log in
+    with what it says alone. libpq would otherwise fill in what it leaves out from the server's own
+    host: PGPASSWORD, PGUSER and ~/.pgpass, the client certificate in ~/.postgresql, and over a unix
+    socket the server's OS account (peer authentication): the database's owner, often a superuser."""
+    try:
+        fields = pg_conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError as exc:
+        raise InputError(f"{where}: {_first_line(exc)}") from None
+    refused = set(fields) - _CALLER_FIELDS - (_CREDENTIAL_FILES if credential else set())
+    if refused:
+        raise InputError(f"{where}: {', '.join(sorted(refused))} not accepted by the SQL endpoint "
+                         "(it names the server's own files)")
+    hosts = str(fields.get("hostaddr") or fields.get("host") or "")
+    if not hosts or any(not host or host.startswith(("/", "@")) for host in hosts.split(",")):
+        raise InputError(f"{where}: a TCP host is required (over a unix socket the database "
+                         "would see the server's own OS account)")
+    if not fields.get("user"):
+        raise InputError(f"{where}: a user is required (else the server's own would be used)")
+    files = {name: fields.get(name) or _NO_FILE for name in ("sslcert", "sslkey")}
+    return pg_conninfo.make_conninfo("", **{**fields, "password": fields.get("password") or "", "passfile": _NO_FILE,
+                                        **files, **_NO_SERVER_TICKETS})
 
 
 async def reader_conninfo(store: Any, database_url: str) -> str:

@@ -129,6 +129,47 @@ def test_connection_string_and_write_follow_the_same_rules(pg_cluster: dict[str,
     served(pg_cluster, url, scenario)
 
 
+def test_a_connection_string_logs_in_with_what_it_says_not_with_the_servers_credentials(
+        pg_cluster: dict[str, Any], url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What libpq takes from the server's own host when a connection string leaves it out.
+    monkeypatch.setenv("PGPASSWORD", pg_cluster["password"])
+    monkeypatch.setenv("PGUSER", pg_cluster["superuser"])
+    dbname = url.rsplit("/", 1)[1]
+    tcp = f"postgresql://{pg_cluster['user']}@127.0.0.1:{pg_cluster['port']}/{dbname}"
+    refused = [
+        f"postgresql://127.0.0.1:{pg_cluster['port']}/{dbname}",  # no user: PGUSER
+        f"postgresql:///{dbname}?host={pg_cluster['socket_dir']}&port={pg_cluster['port']}"
+        f"&user={pg_cluster['superuser']}",  # a unix socket: the server's OS account
+        f"{tcp}?passfile=/etc/hostname",
+        f"{tcp}?sslkey=/etc/hostname",
+        f"{tcp}?service=noetl",
+        "postgresql://%zz",
+    ]
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        without_password = await client.post(SQL, json={"query": "SELECT current_user", "connection_string": tcp})
+        assert without_password.status_code in (400, 503), without_password.text  # not the server's PGPASSWORD
+        assert "no password supplied" in without_password.json()["error"]
+        for connection_string in refused:
+            response = await client.post(SQL, json={"query": "SELECT current_user",
+                                                    "connection_string": connection_string})
+            assert response.status_code == 400, (connection_string, response.text)
+            assert "\n" not in response.json()["error"]
+        with_password = tcp.replace("@", f":{pg_cluster['password']}@")
+        ok = await client.post(SQL, json={"query": "SELECT current_user", "connection_string": with_password})
+        assert ok.status_code == 200 and ok.json()["rows"] == [[pg_cluster["user"]]], ok.text
+        fields = {"host": "127.0.0.1", "port": pg_cluster["port"], "user": pg_cluster["user"], "database": dbname}
+        for name, data in (("pg_nopass", fields), ("pg_own", {**fields, "password": pg_cluster["password"]})):
+            stored = await client.post("/api/credentials", json={"name": name, "type": "postgres", "data": data})
+            assert stored.status_code == 200, stored.text
+        nopass = await client.post(SQL, json={"query": "SELECT current_user", "credential": "pg_nopass"})
+        assert "no password supplied" in nopass.json()["error"], nopass.text
+        own = await client.post(SQL, json={"query": "SELECT current_user", "credential": "pg_own"})
+        assert own.status_code == 200 and own.json()["rows"] == [[pg_cluster["user"]]], own.text
+
+    served(pg_cluster, url, scenario)
+
+
 def test_an_answer_is_bounded_and_says_it_was_cut(pg_cluster: dict[str, Any], url: str) -> None:
     """`SELECT generate_series(1, 1e9)` took the server's memory: the whole result was fetched
     before the first row was answered."""

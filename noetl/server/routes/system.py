@@ -11,7 +11,7 @@ from noetl.engine.events import EXECUTION_STATUSES
 from noetl.errors import ForbiddenError, InputError, StoreError
 from noetl.server.auth import requires
 from noetl.server.schemas import SqlRequest
-from noetl.server.sqlapi import reader_conninfo, run_statement
+from noetl.server.sqlapi import caller_conninfo, reader_conninfo, run_statement
 from noetl.server.state import ServerState, State
 from noetl.store.postgres.queue import CommandQueue
 from noetl.store.postgres.stats import StepTotals, read_step_stats
@@ -129,13 +129,13 @@ async def _other_database(state: ServerState, body: SqlRequest) -> str:
     if body.connection_string:
         if not body.connection_string.startswith(("postgresql://", "postgres://")):
             raise InputError("connection_string: a postgresql:// URL is required")
-        return body.connection_string
+        return caller_conninfo(body.connection_string)
     from noetl.credentials import get_credential
     from noetl.errors import ToolError
     from noetl.tools.postgres import conninfo_from_fields
 
     credential = await get_credential(state.store, str(body.credential))
     try:
-        return conninfo_from_fields(dict(credential["data"]))
+        return caller_conninfo(conninfo_from_fields(dict(credential["data"])), where=f"credential {body.credential!r}", credential=True)
     except ToolError as exc:
         raise InputError(f"credential {body.credential!r}: {exc}") from None
