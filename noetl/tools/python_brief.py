@@ -50,34 +50,42 @@ def runs_briefly(source: str, names_given: Collection[str]) -> bool:
     """True when ``source`` can only run briefly, so running it on the event loop loses nothing.
 
     ``names_given``: the names the step binds before its code runs (inputs, ``libs`` aliases): one
-    that shadows a built-in the code calls makes that call anybody's code.
+    that shadows a built-in the code calls makes that call anybody's code; another built-in's name
+    the code reads (``id``, ``type``) is brief only as such an input, plain data.
     """
-    calls = _brief_calls(source)
-    return calls is not None and not any(name in calls for name in names_given)
+    names = _brief_names(source)
+    if names is None:
+        return False
+    calls, other_builtins = names
+    return not any(name in calls for name in names_given) and all(name in names_given for name in other_builtins)
 
 
 @functools.lru_cache(maxsize=256)
-def _brief_calls(source: str) -> frozenset[str] | None:
-    """The built-ins ``source`` calls when it is brief code (see the module's docstring), else None."""
+def _brief_names(source: str) -> tuple[frozenset[str], frozenset[str]] | None:
+    """When ``source`` is brief code (see the module's docstring): the built-ins it calls, and the
+    names of other built-ins it reads (brief only where an input of that name hides them); else None."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return None  # the thread path reports it, pointing at the user's line
     calls: set[str] = set()
+    others: set[str] = set()
     assigned: set[str] = set()
     for node in ast.walk(tree):
         if not isinstance(node, _BRIEF_NODES) or not _bounded(node):
             return None
         if isinstance(node, ast.Name):
-            if node.id in _THREAD_NAMES or node.id in _OTHER_BUILTINS or node.id.startswith("__"):
+            if node.id in _THREAD_NAMES or node.id.startswith("__"):
                 return None
+            if node.id in _OTHER_BUILTINS:
+                others.add(node.id)
             if isinstance(node.ctx, ast.Store):
                 assigned.add(node.id)
         elif isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.func.id not in _BRIEF_CALLS:
                 return None
             calls.add(node.func.id)
-    return None if calls & assigned else frozenset(calls)
+    return None if calls & assigned else (frozenset(calls), frozenset(others))
 
 
 def _bounded(node: ast.AST) -> bool:

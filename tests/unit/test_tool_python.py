@@ -425,6 +425,8 @@ def test_brief_default_mode_code_keeps_inputs_output_and_errors() -> None:
 def test_only_code_that_cannot_loop_wait_or_run_other_code_is_brief(code: str, brief: bool) -> None:
     assert runs_briefly(code, ["items"]) is brief
     assert not runs_briefly("result = len(items)", ["items", "len"])
+    assert runs_briefly("result = {'id': id, 'type': type}", ["id", "type"])  # inputs, plain data
+    assert not runs_briefly("result = sorted(items, key=exec)\nexec = 1", ["items"])
 
 
 def test_errors_of_slow_and_fast_thread_steps_reach_the_caller() -> None:
