@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from noetl.errors import InputError, NotFoundError
 from noetl.limits import MAX_QUERY_ROWS, QUERY_TIMEOUT_SECONDS
@@ -53,7 +54,9 @@ def query_local(db_path: Path, sql: str, *, write: bool = False,
                 timeout_seconds: float = QUERY_TIMEOUT_SECONDS) -> dict[str, Any]:
     if not db_path.exists():
         raise NotFoundError(f"no local store at {db_path} (run a playbook first, or set NOETL_DATABASE_URL)")
-    uri = f"file:{db_path}" + ("" if write else "?mode=ro")
+    # Quoted: in a URI a `#` or `?` in the path ends it (`~/a#b/noetl.db` opened, and created, `~/a`
+    # read-write) and `%41` is `A`.
+    uri = f"file:{quote(str(db_path.absolute()))}" + ("" if write else "?mode=ro")
     conn = sqlite3.connect(uri, uri=True)
     try:
         conn.execute("ATTACH DATABASE ? AS noetl", (uri,))
