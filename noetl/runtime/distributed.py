@@ -286,10 +286,12 @@ class DecisionCore:
                 if attempt == CANCEL_ATTEMPTS or not is_transient(exc):
                     raise
                 await asyncio.sleep(backoff_delay(attempt, delay=0.1, max_delay=2.0))
-        if cancelled:
+        record = await self.store.get_execution(execution_id)
+        # Also when this call recorded nothing: a try after a lost COMMIT that went through, or a
+        # cancel whose children were not all reached, finds the execution cancelled already.
+        if cancelled or (record is not None and record.status == "cancelled"):
             for child in await self.store.list_executions(parent_execution_id=execution_id, status="running"):
                 await self.cancel(child.execution_id, f"parent {execution_id} cancelled")
-        record = await self.store.get_execution(execution_id)
         return {"execution_id": execution_id, "status": record.status if record else "unknown",
                 "cancelled": cancelled}
 

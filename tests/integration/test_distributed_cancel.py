@@ -101,3 +101,20 @@ def test_cancel_whose_connection_is_lost_is_tried_again_and_recorded(url: str) -
             assert events.count("execution.cancelled") == 1, events
 
     asyncio.run(main())
+
+
+def test_a_cancel_tried_again_after_its_commit_still_cancels_the_children(url: str) -> None:
+    # A connection lost as the cancel's COMMIT went through: the next try finds the execution
+    # already cancelled (nothing to record) and must still cancel its running children.
+    async def main() -> None:
+        async with PostgresStore(url) as store:
+            core = DecisionCore(store)
+            parent = await core.submit(playbook_text=LOOP)
+            child = await core.submit(playbook_text=LOOP, parent_execution_id=parent)
+            assert await core._record_cancel(parent, "cancelled by request")  # the first try's commit
+            answer = await core.cancel(parent)  # the try after it
+            assert answer["status"] == "cancelled"
+            record = await store.get_execution(child)
+            assert record is not None and record.status == "cancelled"
+
+    asyncio.run(main())
