@@ -374,6 +374,9 @@ def _detach_process_pool() -> ProcessPool | None:
 def serve_worker(fd: int) -> None:
     """Entry point of a worker process (see :class:`CodeProcess`): run requests until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the runtime's to handle
+    # Dumpable again since its exec: the inputs and secrets of every step it runs would be readable
+    # in /proc/<pid>/mem by the code of the other worker processes and shell steps of the same user.
+    protect_process_environment()
     _exit_when_parent_exits()
     conn = Connection(fd)
     conn.send("ready")

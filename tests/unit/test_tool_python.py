@@ -6,6 +6,7 @@ import asyncio
 import base64
 import datetime as dt
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -428,6 +429,15 @@ def test_process_mode_runs_in_a_worker_process_and_captures_output() -> None:
 def test_process_pool_reuses_its_workers() -> None:
     pids = {run("import os\nresult = os.getpid()", isolation="process") for _ in range(6)}
     assert len(pids) <= 2  # the default pool size
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_DUMPABLE is Linux's")
+def test_a_worker_process_is_out_of_reach_of_the_other_tools_processes() -> None:
+    # Dumpable, its /proc/<pid>/mem (the inputs and secrets of every step it ran) was readable by
+    # the code of every other worker process and shell step of the same user.
+    code = "import ctypes\nresult = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)"  # PR_GET_DUMPABLE
+    assert run(code, isolation="process") == 0
+    assert run("result = 'still works'", isolation="process") == "still works"
 
 
 def test_process_mode_reports_user_errors_with_lines() -> None:
