@@ -60,14 +60,17 @@ def check_reading(statement: str) -> None:
 
 
 async def run_statement(conninfo: str, query: str, params: Any = None, *, schema: str | None = None,
-                        write: bool = False) -> dict[str, Any]:
-    """Run one statement on its own connection and close it."""
+                        write: bool = False, callers: bool = False) -> dict[str, Any]:
+    """Run one statement on its own connection and close it. ``callers``: ``conninfo`` is the
+    caller's (a connection string, a credential), so a login it cannot make is the caller's error (400)."""
     statement = single_statement(query)
     if not write:
         check_reading(statement)
     try:
         conn = await psycopg.AsyncConnection.connect(conninfo, connect_timeout=10)
     except psycopg.Error as exc:
+        if callers:
+            raise InputError(f"cannot connect to that database: {_first_line(exc)}") from None
         raise StoreError(f"cannot connect for the SQL query: {_first_line(exc)}") from None
     try:
         await conn.set_read_only(not write)

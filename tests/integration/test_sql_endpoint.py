@@ -148,7 +148,7 @@ def test_a_connection_string_logs_in_with_what_it_says_not_with_the_servers_cred
 
     async def scenario(client: httpx.AsyncClient) -> None:
         without_password = await client.post(SQL, json={"query": "SELECT current_user", "connection_string": tcp})
-        assert without_password.status_code in (400, 503), without_password.text  # not the server's PGPASSWORD
+        assert without_password.status_code == 400, without_password.text  # not the server's PGPASSWORD
         assert "no password supplied" in without_password.json()["error"]
         for connection_string in refused:
             response = await client.post(SQL, json={"query": "SELECT current_user",
@@ -163,7 +163,9 @@ def test_a_connection_string_logs_in_with_what_it_says_not_with_the_servers_cred
             stored = await client.post("/api/credentials", json={"name": name, "type": "postgres", "data": data})
             assert stored.status_code == 200, stored.text
         nopass = await client.post(SQL, json={"query": "SELECT current_user", "credential": "pg_nopass"})
-        assert "no password supplied" in nopass.json()["error"], nopass.text
+        assert nopass.status_code == 400 and "no password supplied" in nopass.json()["error"], nopass.text
+        wrong = await client.post(SQL, json={"query": "SELECT 1", "connection_string": tcp.replace("@", ":wrong@")})
+        assert wrong.status_code == 400 and "password authentication failed" in wrong.json()["error"], wrong.text
         own = await client.post(SQL, json={"query": "SELECT current_user", "credential": "pg_own"})
         assert own.status_code == 200 and own.json()["rows"] == [[pg_cluster["user"]]], own.text
 

@@ -116,7 +116,7 @@ async def postgres_execute(body: SqlRequest, state: State) -> dict[str, Any]:
         raise ForbiddenError("writes through the SQL endpoint need NOETL_SQL_API_WRITE=true on the server")
     if body.connection_string or body.credential:
         conninfo = await _other_database(state, body)
-        return await run_statement(conninfo, query, body.params, schema=body.schema_)
+        return await run_statement(conninfo, query, body.params, schema=body.schema_, callers=True)
     if body.write:
         return await run_statement(state.config.database_url, query, body.params, schema=body.schema_, write=True)
     conninfo = await reader_conninfo(state.store, state.config.database_url)
