@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from noetl.errors import InputError, NotFoundError
-from noetl.limits import MAX_QUERY_ROWS, QUERY_TIMEOUT_SECONDS
+from noetl.limits import MAX_QUERY_BYTES, MAX_QUERY_ROWS, QUERY_TIMEOUT_SECONDS
 
 JSON_COLUMNS = frozenset({"result", "error", "meta", "payload", "data"})
 
@@ -65,8 +65,7 @@ def query_local(db_path: Path, sql: str, *, write: bool = False,
         conn.set_progress_handler(_deadline_handler(timeout_seconds), 10_000)
         cursor = conn.execute(sql)
         columns = [d[0] for d in cursor.description or []]
-        fetched = cursor.fetchmany(MAX_QUERY_ROWS + 1)  # the same bound as PostgreSQL's answer (rows)
-        rows = [[_decode(c, v) for c, v in zip(columns, row, strict=True)] for row in fetched[:MAX_QUERY_ROWS]]
+        rows, truncated = _bounded_rows(cursor, columns)
         if write:
             conn.commit()
     except sqlite3.DatabaseError as exc:
@@ -81,7 +80,21 @@ def query_local(db_path: Path, sql: str, *, write: bool = False,
     finally:
         conn.close()
     answer = {"columns": columns, "rows": rows, "rowcount": len(rows)}
-    return {**answer, "truncated": True} if len(fetched) > MAX_QUERY_ROWS else answer
+    return {**answer, "truncated": True} if truncated else answer
+
+
+def _bounded_rows(cursor: sqlite3.Cursor, columns: list[str]) -> tuple[list[list[Any]], bool]:
+    """The answer's rows and whether it was cut: the bounds of PostgreSQL's answer, MAX_QUERY_ROWS
+    rows and MAX_QUERY_BYTES of JSON (`SELECT printf('%.*c', 1000000, 'x') FROM big` is gigabytes)."""
+    rows: list[list[Any]] = []
+    size = 0
+    for row in cursor:
+        decoded = [_decode(c, v) for c, v in zip(columns, row, strict=True)]
+        size += len(json.dumps(decoded, default=str))
+        if len(rows) >= MAX_QUERY_ROWS or size > MAX_QUERY_BYTES:
+            return rows, True
+        rows.append(decoded)
+    return rows, False
 
 
 def _decode(column: str, value: Any) -> Any:
