@@ -10,46 +10,46 @@ from noetl.dsl.render import RenderContext
 from noetl.engine.step_results import StepResults
 from noetl.runtime.services import SecretNamespace
 
-# How a `secret` namespace travels inside an encoded render context (see encode_context).
-_SECRETS_MARK = "__noetl_secret_namespace__"
-# How the step results layer travels with a pipeline's task results (`{{ step.<task> }}`), which
-# its items alone do not carry.
-_STEP_RESULTS_MARK = "__noetl_step_results__"
+# Every encoded layer says what it is, beside the layer's own names rather than among them, so no
+# name a playbook uses (a workload or ctx key) can be taken for one of NoETL's markers:
+#   {"steps": {"results": ..., "task_results": ...}}    the step results layer (`{{ step.<task> }}`)
+#   {"values": {...}, "secret_namespaces": {key: {...}}} any other layer; `secret` namespaces apart
+_STEPS = "steps"
+_VALUES = "values"
+_SECRET_NAMESPACES = "secret_namespaces"
 
 
 def encode_context(context: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The layers of a render context as JSON-ready dicts (first match wins, as in RenderContext)."""
-    layers = []
+    layers: list[dict[str, Any]] = []
     for layer in context.layers if isinstance(context, RenderContext) else (context,):
         if isinstance(layer, StepResults):
-            layers.append({_STEP_RESULTS_MARK: {"results": dict(layer.results),
-                                                "task_results": dict(layer.task_results)}})
+            layers.append({_STEPS: {"results": dict(layer.results), "task_results": dict(layer.task_results)}})
             continue
-        encoded: dict[str, Any] = {}
+        values: dict[str, Any] = {}
+        namespaces: dict[str, Any] = {}
         for key, value in layer.items():
             if isinstance(value, SecretNamespace):
-                value = {_SECRETS_MARK: {"resolved": dict(value.resolved), "missing": dict(value.missing)}}
-            elif isinstance(value, Mapping) and not isinstance(value, dict):
-                value = dict(value)
-            encoded[key] = value
-        layers.append(encoded)
+                namespaces[key] = {"resolved": dict(value.resolved), "missing": dict(value.missing)}
+            else:
+                values[key] = dict(value) if isinstance(value, Mapping) and not isinstance(value, dict) else value
+        layers.append({_VALUES: values, _SECRET_NAMESPACES: namespaces})
     return layers
 
 
 def decode_context(layers: list[dict[str, Any]]) -> RenderContext:
     decoded: list[Mapping[str, Any]] = []
     for layer in layers:
-        if _STEP_RESULTS_MARK in layer:
-            marked = layer[_STEP_RESULTS_MARK]
-            decoded.append(StepResults(marked.get("results") or {}, marked.get("task_results") or {}))
+        if _STEPS in layer:
+            steps = layer[_STEPS]
+            decoded.append(StepResults(steps.get("results") or {}, steps.get("task_results") or {}))
             continue
-        out = dict(layer)
-        for key, value in layer.items():
-            if isinstance(value, dict) and _SECRETS_MARK in value:
-                namespace = SecretNamespace()
-                namespace.resolved.update(value[_SECRETS_MARK].get("resolved") or {})
-                namespace.missing.update(value[_SECRETS_MARK].get("missing") or {})
-                out[key] = namespace
+        out = dict(layer.get(_VALUES) or {})
+        for key, marked in (layer.get(_SECRET_NAMESPACES) or {}).items():
+            namespace = SecretNamespace()
+            namespace.resolved.update(marked.get("resolved") or {})
+            namespace.missing.update(marked.get("missing") or {})
+            out[key] = namespace
         decoded.append(out)
     return RenderContext(*decoded)
 
