@@ -51,12 +51,34 @@ def single_statement(query: str) -> str:
 
 
 def check_reading(statement: str) -> None:
-    words = statement.lstrip("( \t\r\n").split(None, 1)
+    words = _without_leading_comments(statement).lstrip("( \t\r\n").split(None, 1)
     first = words[0].lower() if words else ""
     if first not in READING_STATEMENTS:
         raise SqlRefused(f"read-only: {first.upper() or 'this'} statements are not allowed "
                          f"(only {', '.join(w.upper() for w in READING_STATEMENTS)}); to change data use "
                          "`noetl query --write` (a server also needs NOETL_SQL_API_WRITE=true)")
+
+
+def _without_leading_comments(statement: str) -> str:
+    """The statement from its first word on: ``-- ...`` lines and ``/* ... */`` blocks before it are
+    skipped as PostgreSQL skips them (block comments nest there, so they are counted here too)."""
+    text = statement.lstrip()
+    while text.startswith(("--", "/*")):
+        if text.startswith("--"):
+            text = text.partition("\n")[2].lstrip()
+            continue
+        depth, at = 0, 0
+        while at < len(text):
+            if text.startswith("/*", at):
+                depth, at = depth + 1, at + 2
+            elif text.startswith("*/", at):
+                depth, at = depth - 1, at + 2
+                if depth == 0:
+                    break
+            else:
+                at += 1
+        text = text[at:].lstrip() if depth == 0 else ""
+    return text
 
 
 async def run_statement(conninfo: str, query: str, params: Any = None, *, schema: str | None = None,

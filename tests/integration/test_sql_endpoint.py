@@ -78,6 +78,7 @@ ESCAPES = [
     ("SELECT lo_import('/etc/hostname')", 403),
     ("CREATE EXTENSION dblink", 403),
     ("SET ROLE noetl_test", 403),
+    ("/* /* nested */ SELECT */ DELETE FROM noetl.catalog", 403),
 ]
 
 
@@ -93,6 +94,8 @@ def test_escapes_from_the_read_only_rules_are_refused(pg_cluster: dict[str, Any]
         rows = await client.post(SQL, json={"query": "SELECT path FROM noetl.catalog WHERE path = %s",
                                               "params": ["tests/sql"]})
         assert rows.json()["rows"] == [["tests/sql"]]
+        commented = await client.post(SQL, json={"query": "-- the catalog\n/* one path */ SELECT path FROM noetl.catalog"})
+        assert commented.json()["rows"] == [["tests/sql"]], commented.text
 
     served(pg_cluster, url, scenario)
 
