@@ -141,6 +141,21 @@ class Redactor:
             return value
         return self._redact(value)
 
+    def finds_secret(self, value: Any) -> bool:
+        """Whether :meth:`redact` would change ``value``, found without building the copy."""
+        pattern = self._compiled()
+        return pattern is not None and self._finds(pattern, value)
+
+    def _finds(self, pattern: re.Pattern[str], value: Any) -> bool:
+        if isinstance(value, str):
+            return pattern.search(value) is not None
+        if isinstance(value, dict):
+            return any((isinstance(k, str) and pattern.search(k) is not None) or self._finds(pattern, v)
+                       for k, v in value.items())
+        if isinstance(value, list | tuple):
+            return any(self._finds(pattern, item) for item in value)
+        return False
+
     def _redact(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.redact_text(value)

@@ -23,6 +23,8 @@ from noetl.runtime.sealing import SEALED_RESULT, seal, unsealed
 class Redactor(Protocol):
     def redact(self, value: Any) -> Any: ...
 
+    def finds_secret(self, value: Any) -> bool: ...
+
 
 _MICROSECONDS = tuple(timedelta(microseconds=offset) for offset in range(16))  # a decision's usual events
 
@@ -39,14 +41,21 @@ def stamp(events: list[Event], now: datetime, redactor: Redactor | None) -> list
         event.created_at = iso(now + _MICROSECONDS[offset] if offset < len(_MICROSECONDS)
                                else now + timedelta(microseconds=offset))
         if active is not None:
-            result, meta = active.redact(event.result), active.redact(event.meta)
-            sealed = seal(event.result if result != event.result else None,
-                          event.meta if meta != event.meta else None)
-            event.result, event.meta = result, meta
-            if sealed is not None:
-                event.meta = {**meta, SEALED_RESULT: sealed}
-            event.error = active.redact(event.error)
+            _redact_event(event, active)
     return events
+
+
+def _redact_event(event: Event, redactor: Redactor) -> None:
+    """Redact ``event`` in place, sealing what its redaction hides. Most events hold no secret: a
+    search finds that without building a redacted copy of the result to compare."""
+    result = redactor.redact(event.result) if redactor.finds_secret(event.result) else event.result
+    meta = redactor.redact(event.meta) if redactor.finds_secret(event.meta) else event.meta
+    sealed = seal(event.result if result is not event.result else None, event.meta if meta is not event.meta else None)
+    event.result, event.meta = result, meta
+    if sealed is not None:
+        event.meta = {**meta, SEALED_RESULT: sealed}
+    if redactor.finds_secret(event.error):
+        event.error = redactor.redact(event.error)
 
 
 def execution_result(state: ExecutionState) -> Any:

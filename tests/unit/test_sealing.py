@@ -80,3 +80,14 @@ def test_the_hidden_value_is_what_the_stars_stand_for_or_the_whole_text(original
     """A rebuilding process learns the secret itself, so it redacts as the process that found it did."""
     assert hidden_values(original, redacted) == hidden
     assert Redactor(hidden).redact(original) == (redacted if hidden != [original] else "***")
+
+
+@pytest.mark.parametrize("value", [
+    "a plain line", "the token is hunter2-secret-value", {"k": "v"}, {"hunter2-secret-value": 1},
+    {"nested": [{"deep": ("x", "postgresql://u:hunter2-secret-value@h/db")}]}, [1, 2.5, None, True],
+    {"n": 12345678901234567890}, None, 42,
+])
+def test_finds_secret_says_whether_redact_would_change_the_value(value: object) -> None:
+    """stamp and seal_commands skip the redacted copy when finds_secret says there is nothing to hide."""
+    redactor = Redactor(["hunter2-secret-value"])
+    assert redactor.finds_secret(value) == (redactor.redact(value) != value)
