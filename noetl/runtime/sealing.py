@@ -84,11 +84,10 @@ def seal_commands(commands: list[Command], redactor: Redactor) -> None:
         fields = {name: getattr(command, name) for name in _COMMAND_FIELDS}
         if not redactor.finds_secret(fields):  # most commands: a search is cheaper than a copy
             continue
-        redacted = redactor.redact(fields)
-        if redacted != fields:
-            command.sealed = encrypt(fields, process_salt=True).decode("ascii")
-            for name in _COMMAND_FIELDS:
-                setattr(command, name, redacted[name])
+        redacted = redactor.redact(fields)  # differs: finds_secret says what redact would change
+        command.sealed = encrypt(fields, process_salt=True).decode("ascii")
+        for name in _COMMAND_FIELDS:
+            setattr(command, name, redacted[name])
 
 
 def unsealed_payload(payload: dict[str, Any]) -> dict[str, Any]:
