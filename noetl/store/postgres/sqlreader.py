@@ -1,4 +1,4 @@
-"""The SQL endpoint's own PostgreSQL role: LOGIN, SELECT on NoETL's tables only.
+"""The SQL endpoint's own PostgreSQL role: LOGIN, SELECT on NoETL's tables and the ``public`` schema's only.
 
 ``noetl db init`` (and a server with the SQL endpoint enabled, at start) creates it once per
 database, with a random password kept in ``noetl.sql_reader``, a table only NoETL's own role can
@@ -65,6 +65,7 @@ async def ensure_reader(conn: psycopg.AsyncConnection) -> Reader:
         # Tables NoETL's role creates later (new migrations) are readable too.
         await conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA noetl GRANT SELECT ON TABLES TO {}")
                            .format(owner_role, ident))
+        await _grant_user_tables(conn, ident, owner_role)
         for table in _HIDDEN_TABLES:
             await conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(sql.Identifier("noetl", table), ident))
         # Owned by the schema's owner (NoETL's role) even when a superuser ran the set-up.
@@ -72,6 +73,18 @@ async def ensure_reader(conn: psycopg.AsyncConnection) -> Reader:
         await conn.execute("INSERT INTO noetl.sql_reader (role, password) VALUES (%s, %s) "
                            "ON CONFLICT (role) DO UPDATE SET password = EXCLUDED.password", (role, password))
     return Reader(role, password)
+
+
+async def _grant_user_tables(conn: psycopg.AsyncConnection, reader: sql.Identifier, owner_role: sql.Composable) -> None:
+    """The tables playbooks write in the database's ``public`` schema are readable too, so the
+    guides' checks (``noetl query "SELECT ... FROM public.traveler_batch_results" --schema public``)
+    run as printed; new ones are readable when NoETL's role creates them."""
+    if not await (await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")).fetchone():
+        return
+    await conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(reader))
+    await conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(reader))
+    await conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}")
+                       .format(owner_role, reader))
 
 
 async def find_reader(conn: psycopg.AsyncConnection) -> Reader | None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql as pg_sql
 from psycopg_pool import AsyncConnectionPool
 
 from noetl.engine.events import Event
@@ -150,6 +151,7 @@ class PostgresStore:
 
         async def work(conn: Connection) -> list[int]:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            await _act_as_database_owner(conn)
             await conn.execute("CREATE SCHEMA IF NOT EXISTS noetl")
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS noetl.schema_migrations ("
@@ -612,6 +614,22 @@ class PostgresStore:
     async def delete_results(self, *, created_before: str | None = None, expired_by: str | None = None) -> int:
         params = {"created_before": created_before, "expired_by": expired_by}
         return await self.read_write("deleting results", "delete_results", params)
+
+
+async def _act_as_database_owner(conn: Connection) -> None:
+    """Create NoETL's schema and tables as their owner (the owner of the `noetl` schema, or of the
+    database before there is one) when another role that may act as it (a superuser, or a member
+    of the owner role) runs the migrations: `noetl db init` run once
+    as `postgres` to create the SQL endpoint's reader role must not leave NoETL's tables to
+    `postgres`, where the server's own role (usually the owner) could not use them."""
+    cursor = await conn.execute(
+        "SELECT owner FROM (SELECT COALESCE((SELECT nspowner FROM pg_namespace WHERE nspname = 'noetl'),"
+        " (SELECT datdba FROM pg_database WHERE datname = current_database())) AS owner_id) AS o,"
+        " LATERAL (SELECT pg_get_userbyid(o.owner_id) AS owner) AS n"
+        " WHERE owner <> current_user AND pg_has_role(current_user, o.owner_id, 'MEMBER')")
+    row = await cursor.fetchone()
+    if row is not None:
+        await conn.execute(pg_sql.SQL("SET LOCAL ROLE {}").format(pg_sql.Identifier(row[0])))
 
 
 def is_transient(exc: BaseException) -> bool:
