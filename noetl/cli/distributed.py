@@ -86,6 +86,9 @@ def install(cli: click.Group) -> None:
                               reap_interval=_reap_interval(settings.lease_seconds))
         _logging(log_level, log_format)
         require_confinement()  # the server resolves child playbook files for remote workers
+        # A database it cannot reach or migrate is one line and exit code here, before uvicorn would
+        # report the same failure of the app's start-up as a traceback.
+        run_sync(_migrate_or_fail(config.database_url))
         # log_config=None: uvicorn's loggers go through the handler configured above (format, redaction).
         uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, log_config=None)
 
@@ -203,6 +206,14 @@ async def _migrate(url: str) -> tuple[list[int], str | None]:
         return applied, reader.role if reader else None
     finally:
         await store.close()
+
+
+async def _migrate_or_fail(url: str) -> None:
+    from noetl.store.postgres import PostgresStore
+
+    store = PostgresStore(url, min_size=1, max_size=1)
+    await store.open()
+    await store.close()
 
 
 async def _query_direct(url: str, sql: str, schema: str | None, write: bool) -> dict[str, Any]:

@@ -6,14 +6,16 @@ endpoint on and its reader role made by `noetl db init` run as a superuser."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
-from test_distributed_cluster import Cluster, create_database
+from test_distributed_cluster import Cluster, create_database, free_port
 
 from noetl.demo.services import ServiceSettings, running_services
 
@@ -128,3 +130,16 @@ def test_guide_003_validation_queries_run_as_printed(cluster: Cluster) -> None:
                        execution_id) == [(200,)]
     owners = cluster.sql("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'noetl'")
     assert owners == [(urlsplit(cluster.database_url).username,)]
+
+
+def test_server_that_cannot_migrate_says_why_in_one_line(pg_cluster: dict[str, Any], tmp_path: Path) -> None:
+    url = create_database(pg_cluster)
+    with psycopg.connect(superuser_url(pg_cluster, url), autocommit=True) as admin:
+        admin.execute("CREATE SCHEMA noetl")  # someone else's schema: the server's role may not create tables in it
+    env = {**os.environ, "NOETL_DATABASE_URL": url, "NOETL_HOME": str(tmp_path)}
+    started = subprocess.run([sys.executable, "-m", "noetl.cli.main", "server", "start", "--port", str(free_port())],
+                             capture_output=True, text=True, timeout=120, env=env)
+    assert started.returncode == 1
+    assert "Traceback" not in started.stderr
+    assert started.stderr.strip().splitlines()[-1] == (
+        "error: migrating the database failed: permission denied for schema noetl")
