@@ -14,10 +14,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from psycopg import sql
@@ -100,6 +102,16 @@ def assert_the_steps_got_the_secrets(doc: dict[str, Any]) -> None:
     assert f"the partner refused token *** ({_digest(CANARY)}, {_digest(WORKER_CANARY)})" in json.dumps(doc["error"])
 
 
+# What a trigger, a webhook delivery and a schedule start: it returns the payload it was given.
+LEAK_AFTER = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: leak_after, path: tests/leak/after}
+workflow:
+  - step: start
+    tool: {kind: python, input: {given: "{{ workload }}"}, code: "result = {'given': given}"}
+"""
+
 def test_no_secret_is_stored_by_the_local_runtime(tmp_path: Path, http_server: LocalHTTPServer) -> None:
     home, work = tmp_path / "home", tmp_path / "work"
     work.mkdir()
@@ -108,13 +120,18 @@ def test_no_secret_is_stored_by_the_local_runtime(tmp_path: Path, http_server: L
     env = {**os.environ, "NOETL_HOME": str(home), "LEAK_CANARY": CANARY, "LEAK_WORKER_CANARY": WORKER_CANARY,
            "PYTHONPATH": str(REPO)}
     outputs: list[str] = []
+    (work / "after.yaml").write_text(LEAK_AFTER)
+    _noetl(env, outputs, "catalog", "register", str(work / "after.yaml"))
+    _noetl(env, outputs, "trigger", "add", "--on-path", "tests/leak/parent", "--on", "failed",
+           "--run", "tests/leak/after")
     run = _noetl(env, outputs, "run", str(work / "parent.yaml"), "--json", "--payload",
                  json.dumps({"api": http_server.url}), code=1)
     parent = json.loads(run.stdout)
     assert_the_steps_got_the_secrets(parent)
+    executions = json.loads(_noetl(env, outputs, "executions", "--json").stdout)
+    assert [e["status"] for e in executions if e["path"] == "tests/leak/after"] == ["completed"], executions
     # A rerun of a child starts with the payload it was given, which its row stores redacted.
-    children = [e["execution_id"] for e in json.loads(_noetl(env, outputs, "executions", "--json").stdout)
-                if e.get("parent_execution_id") == parent["execution_id"]]
+    children = [e["execution_id"] for e in executions if e.get("parent_execution_id") == parent["execution_id"]]
     reruns = [json.loads(_noetl(env, outputs, "rerun", child, "--json").stdout) for child in children]
     assert sorted(doc["result"]["digest"] for doc in reruns) == sorted(map(_digest, SECRETS))
     # Resumed, the failed step runs again on state rebuilt from the log (ctx, task results).
@@ -153,13 +170,69 @@ def deployment(request: pytest.FixtureRequest, pg_cluster: dict[str, Any],
         cluster.close()
 
 
+HOOK_SECRET = "hook-secret-" + secrets.token_hex(12)
+HOOK_TOKEN = "hook-token-" + secrets.token_hex(12)
+
+
+def _add_trigger_hooks_and_schedule(cluster: Cluster) -> None:
+    """A trigger on the leaking playbook's failure, a signed and a token webhook, and a schedule,
+    each starting LEAK_AFTER: their rows, the payloads they start with and the console's pages of
+    them are grepped with everything else (the hooks' own secret and token as well)."""
+    cluster.register(LEAK_AFTER)
+    calls = [("/api/triggers", {"on_path": "tests/leak/parent", "on": "failed", "run": "tests/leak/after"}),
+             ("/api/hooks", {"name": "signed", "path": "tests/leak/after", "secret": HOOK_SECRET}),
+             ("/api/hooks", {"name": "tokened", "path": "tests/leak/after", "token": HOOK_TOKEN}),
+             ("/api/schedules", {"name": "yearly", "path": "tests/leak/after", "cron": "0 0 1 1 *",
+                                 "payload": {"note": "scheduled"}})]
+    for route, body in calls:
+        response = cluster.client.post(route, json=body)
+        assert response.status_code == 200, response.text
+
+
+def _deliver_to_the_hooks(cluster: Cluster) -> list[str]:
+    """One signed delivery and one with the hook's token, and a backfilled fire of the schedule."""
+    from noetl.hooks import signature
+
+    body, stamp = json.dumps({"note": "delivered"}).encode(), str(int(time.time()))
+    signed = cluster.client.post("/api/hooks/signed", content=body, headers={
+        "X-NoETL-Timestamp": stamp, "X-NoETL-Delivery": "delivery-1",
+        "X-NoETL-Signature": signature(HOOK_SECRET, stamp, body)})
+    tokened = cluster.client.post("/api/hooks/tokened", content=body, headers={"X-NoETL-Token": HOOK_TOKEN})
+    fired = cluster.client.post("/api/schedules/yearly/backfill",
+                                json={"from": "2025-12-31T00:00:00Z", "to": "2026-01-02T00:00:00Z"})
+    for response in (signed, tokened, fired):
+        assert response.status_code == 200, response.text
+    return [signed.json()["execution_id"], tokened.json()["execution_id"], fired.json()[0]["execution_id"]]
+
+
+def _console_pages(cluster: Cluster, execution_ids: list[str]) -> str:
+    """The text of the console's pages: the lists and the page of every execution named."""
+    cookies = {"noetl_token": cluster.env["NOETL_API_TOKEN"]}
+    texts = []
+    for page in ["/", "/catalog", "/schedules", "/credentials", *(f"/executions/{i}" for i in execution_ids)]:
+        response = httpx.get(cluster.url + page, cookies=cookies, timeout=30)
+        assert response.status_code == 200, (page, response.text[:500])
+        texts.append(response.text)
+    return "\n".join(texts)
+
+
 def test_no_secret_is_stored_by_the_distributed_runtime(deployment: Cluster, http_server: LocalHTTPServer) -> None:
     cluster = deployment
     cluster.register((FIXTURES / "leak_child.yaml").read_text())
     cluster.register((FIXTURES / "leak_parent.yaml").read_text())
+    _add_trigger_hooks_and_schedule(cluster)
     execution_id = cluster.execute("tests/leak/parent", {"api": http_server.url})
     doc = cluster.wait(execution_id, timeout=120)
     assert_the_steps_got_the_secrets(doc)
+    started = _deliver_to_the_hooks(cluster)
+    fired = until("the trigger to start its execution", lambda: cluster.sql(
+        "SELECT execution_id FROM noetl.execution WHERE path = 'tests/leak/after' AND payload::text LIKE %s",
+        f"%{execution_id}%"))
+    started.append(str(fired[0][0]))
+    after = [cluster.wait(started_id) for started_id in started]
+    assert [run["status"] for run in after] == ["completed"] * 4, after
+    assert [run["result"]["given"].get("note") for run in after[:3]] == ["delivered", "delivered", "scheduled"]
+    assert after[3]["result"]["given"]["trigger"]["execution_id"] == execution_id
     children = cluster.client.get("/api/executions", params={"parent_execution_id": execution_id}).json()
     listed = json.dumps(children) + json.dumps(cluster.client.get(f"/api/executions/{execution_id}").json())
     # A rerun of a child starts with the payload it was given, which its row stores redacted.
@@ -173,10 +246,13 @@ def test_no_secret_is_stored_by_the_distributed_runtime(deployment: Cluster, htt
         "SELECT event_type FROM noetl.event WHERE execution_id = %s ORDER BY event_id DESC LIMIT 1",
         int(execution_id)) == [("playbook.failed",)] and cluster.status(execution_id)["status"] == "failed")
     assert_the_steps_got_the_secrets(cluster.status(execution_id))
-    leaks = postgres_leaks(cluster.database_url, SECRETS)
+    everything = [*SECRETS, HOOK_SECRET, HOOK_TOKEN]
+    leaks = postgres_leaks(cluster.database_url, everything)
     assert not leaks, leaks
-    assert not any(value in listed for value in SECRETS)
-    leaked_files = file_leaks(cluster.home, SECRETS)  # results on disk, the server's and worker's logs
+    children_ids = [child["execution_id"] for child in children]
+    listed += _console_pages(cluster, [execution_id, *children_ids, *started])
+    assert not any(value in listed for value in everything)
+    leaked_files = file_leaks(cluster.home, everything)  # results on disk, the server's and worker's logs
     assert not leaked_files, leaked_files
 
 
