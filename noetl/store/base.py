@@ -131,6 +131,11 @@ class Store(Protocol):
 
     async def get_execution(self, execution_id: str) -> ExecutionRecord | None: ...
 
+    async def get_execution_state(self, execution_id: str) -> ExecutionState | None:
+        """Its status, last event id and end: what a watcher or a live console page polls for,
+        without reading the playbook, payload and result."""
+        ...
+
     async def list_executions(
         self, *, status: str | None = None, parent_execution_id: str | None = None, path: str | None = None,
         started_since: str | None = None, ended_since: str | None = None, limit: int = 100, offset: int = 0,

@@ -22,6 +22,7 @@ from noetl.store.base import (
     CatalogEntry,
     CredentialRecord,
     ExecutionRecord,
+    ExecutionState,
     FireRecord,
     HookRecord,
     LogRecord,
@@ -172,6 +173,14 @@ class MemoryStore:
         self._check_open()
         execution = self._executions.get(execution_id)
         return execution.decoded() if execution else None
+
+    async def get_execution_state(self, execution_id: str) -> ExecutionState | None:
+        self._check_open()
+        execution = self._executions.get(execution_id)
+        if execution is None:
+            return None
+        record = execution.record
+        return ExecutionState(record.status, len(execution.events), record.ended_at)
 
     async def list_executions(
         self, *, status: str | None = None, parent_execution_id: str | None = None, path: str | None = None,

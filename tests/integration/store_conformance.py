@@ -19,6 +19,7 @@ from noetl.errors import NotFoundError, StoreError
 from noetl.store.base import (
     CredentialRecord,
     ExecutionRecord,
+    ExecutionState,
     FireRecord,
     HookRecord,
     LogRecord,
@@ -259,6 +260,18 @@ class StoreConformance:
     @store_test
     async def test_get_unknown_execution_is_none(self, store: Store) -> None:
         assert await store.get_execution("nope") is None
+
+    @store_test
+    async def test_execution_state_follows_status_and_last_event(self, store: Store) -> None:
+        """What a watcher and a live console page poll: the status, last event id and end."""
+        await started(store)
+        assert await store.get_execution_state("exec-1") == ExecutionState("running", 1, None)
+        await store.append_events("exec-1", step_events("a"))
+        ended = "2024-05-01T10:00:05+00:00"
+        await store.append_events("exec-1", [event("playbook.completed")],
+                                  update={"status": "completed", "ended_at": ended})
+        assert await store.get_execution_state("exec-1") == ExecutionState("completed", 5, ended)
+        assert await store.get_execution_state("nope") is None
 
     @store_test
     async def test_list_executions_filters_and_orders_newest_first(self, store: Store) -> None:

@@ -396,23 +396,30 @@ async def _execution_updates(request: Request, pages: _Pages, src: ConsoleSource
     quiet = 0.0
     while not await request.is_disconnected():
         await src.settle()
-        record = await store.get_execution(execution_id)
+        # The light state (status, last event id), not the row with its playbook and result: this
+        # runs every POLL_SECONDS for each open page, and events are read only when there are new
+        # ones. Read before the events, a terminal status comes with every event before it.
+        state = await store.get_execution_state(execution_id)
+        if state is not None and state.last_event_id > last:
+            fresh = await source.events(store, execution_id, after_id=last, limit=source.EVENT_PAGE)
+            steps.add(fresh)
+            rows.extend(fresh[:max(MAX_PAGE_EVENTS - len(rows), 0)])
+            last = fresh[-1].event_id if fresh else last
+        status = state.status if state else "unknown"
         if rows or lines or quiet >= 15:
             yield _message("update", {
-                "status": record.status if record else "unknown",
+                "status": status,
                 "steps": {name: view.live() for name, view in steps.views.items()},
                 "rows": pages.fragment("event_rows.html", events=rows),
                 "logs": [line.to_dict() for line in lines],
                 "last_event_id": last})
             quiet = 0.0
-        if record is None or record.status != "running":
-            yield _message("end", {"status": record.status if record else "unknown"})
+        if state is None or (status != "running" and state.last_event_id <= last):
+            yield _message("end", {"status": status})
             return
         await asyncio.sleep(POLL_SECONDS)
         quiet += POLL_SECONDS
-        rows = await source.events(store, execution_id, after_id=last, limit=source.EVENT_PAGE)
-        steps.add(rows)
-        last = rows[-1].event_id if rows else last
+        rows = []
         after_log = lines[-1].log_id or after_log if lines else after_log
         lines = await _new_lines(store, execution_id, after_log)
 

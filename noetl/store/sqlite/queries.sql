@@ -23,6 +23,14 @@ SELECT execution_id, path, status, parent_execution_id, playbook, payload, resul
 FROM execution
 WHERE execution_id = :execution_id;
 
+-- name: get_execution_state
+-- What a watcher or a live console page polls for: not the playbook, payload or result.
+SELECT status,
+       COALESCE((SELECT MAX(event_id) FROM event_log WHERE event_log.execution_id = execution.execution_id), 0),
+       ended_at
+FROM execution
+WHERE execution_id = :execution_id;
+
 -- name: list_executions
 SELECT execution_id, path, status, parent_execution_id, playbook, payload, result, error,
        started_at, ended_at, owner

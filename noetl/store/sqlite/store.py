@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from noetl.engine.events import Event
 from noetl.errors import NotFoundError, StoreError
 from noetl.fileperms import private_directory, private_file
-from noetl.store.base import ExecutionRecord, LogRecord, ResultRecord
+from noetl.store.base import ExecutionRecord, ExecutionState, LogRecord, ResultRecord
 from noetl.store.common import (
     NO_BOUND,
     LoopReport,
@@ -359,6 +359,14 @@ class SqliteStore:
             f"reading execution {execution_id}", "get_execution", {"execution_id": execution_id}
         )
         return execution_from_row(rows[0]) if rows else None
+
+    async def get_execution_state(self, execution_id: str) -> ExecutionState | None:
+        rows = self._read(f"reading the state of execution {execution_id}", "get_execution_state",
+                          {"execution_id": execution_id})
+        if not rows:
+            return None
+        status, last_event_id, ended_at = rows[0]
+        return ExecutionState(str(status), int(last_event_id), ended_at)
 
     async def list_executions(
         self, *, status: str | None = None, parent_execution_id: str | None = None, path: str | None = None,
