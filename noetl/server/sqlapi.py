@@ -105,6 +105,9 @@ async def run_statement(conninfo: str, query: str, params: Any = None, *, schema
         raise SqlRefused(f"read-only: {_first_line(exc)}") from None
     except psycopg.errors.InsufficientPrivilege as exc:
         raise SqlRefused(f"not allowed: {_first_line(exc)}") from None
+    except psycopg.errors.QueryCanceled:  # the statement's own cost, not a failing store: retrying will not help
+        raise InputError(f"the statement was stopped after {STATEMENT_TIMEOUT_MS / 1000:g} s, the SQL endpoint's "
+                         "limit; narrow it (WHERE, LIMIT)") from None
     except (psycopg.errors.OperationalError, psycopg.errors.InterfaceError) as exc:
         raise StoreError(f"running SQL failed: {_first_line(exc)}") from None
     except psycopg.Error as exc:

@@ -190,6 +190,21 @@ def test_an_answer_is_bounded_and_says_it_was_cut(pg_cluster: dict[str, Any], ur
     served(pg_cluster, url, scenario)
 
 
+def test_a_statement_past_the_time_limit_is_the_callers_error_not_a_503(
+        pg_cluster: dict[str, Any], url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 503 tells a client to retry the same endless statement; it is a 400 naming the limit."""
+    monkeypatch.setattr("noetl.server.sqlapi.STATEMENT_TIMEOUT_MS", 300)
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        endless = await client.post(SQL, json={"query": "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 "
+                                                        "FROM r) SELECT count(*) FROM r"})
+        assert endless.status_code == 400, endless.text
+        assert "stopped after 0.3 s" in endless.text and "canceling" not in endless.text
+        assert (await client.post(SQL, json={"query": "SELECT 1 AS one"})).json()["rows"] == [[1]]
+
+    served(pg_cluster, url, scenario)
+
+
 def test_without_a_reader_role_an_unprivileged_server_role_reads_only(pg_cluster: dict[str, Any], url: str) -> None:
     async def scenario(client: httpx.AsyncClient) -> None:
         who = await client.post(SQL, json={"query": "SELECT current_user"})
