@@ -29,6 +29,8 @@ def superuser_url(pg: dict[str, Any], url: str) -> str:
 @pytest.fixture
 def cluster(pg_cluster: dict[str, Any], tmp_path: Path) -> Any:
     url = create_database(pg_cluster)
+    with psycopg.connect(superuser_url(pg_cluster, url), autocommit=True) as admin:  # another application's table
+        admin.execute("CREATE TABLE public.other_app_users (login TEXT, password_hash TEXT)")
     # As the docs say: `noetl db init` once as a role that may create roles (here the cluster's
     # superuser); NoETL's tables still belong to the database's owner, the server's role.
     init = subprocess.run([sys.executable, "-m", "noetl.cli.main", "db", "init", "--database-url",
@@ -121,6 +123,10 @@ def test_guide_003_validation_queries_run_as_printed(cluster: Cluster) -> None:
    LIMIT 40;""", "noetl", "table")
     assert tail.returncode == 0, tail.stderr
     assert "step.exit" in tail.stdout
+
+    # Another role's table in public stays out of reach of the endpoint.
+    other = guide_query(cluster, "SELECT * FROM public.other_app_users", "public", "json")
+    assert other.returncode != 0 and "permission denied" in other.stderr
 
     # Reading the user's tables does not make them writable through the endpoint.
     refused = guide_query(cluster, f"DELETE FROM public.traveler_batch_results WHERE execution_id = '{execution_id}'",

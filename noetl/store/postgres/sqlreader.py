@@ -76,13 +76,19 @@ async def ensure_reader(conn: psycopg.AsyncConnection) -> Reader:
 
 
 async def _grant_user_tables(conn: psycopg.AsyncConnection, reader: sql.Identifier, owner_role: sql.Composable) -> None:
-    """The tables playbooks write in the database's ``public`` schema are readable too, so the
-    guides' checks (``noetl query "SELECT ... FROM public.traveler_batch_results" --schema public``)
-    run as printed; new ones are readable when NoETL's role creates them."""
+    """The tables NoETL's role owns in the database's ``public`` schema (those its playbooks write)
+    are readable too, so the guides' checks (``noetl query "SELECT ... FROM
+    public.traveler_batch_results" --schema public``) run as printed; new ones are readable when
+    NoETL's role creates them."""
     if not await (await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'public'")).fetchone():
         return
     await conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(reader))
-    await conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(reader))
+    # Only NoETL's role's own tables: in a database shared with other applications, theirs stay theirs.
+    cursor = await conn.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm') AND c.relowner ="
+                                " (SELECT nspowner FROM pg_namespace WHERE nspname = 'noetl')")
+    for (table,) in await cursor.fetchall():
+        await conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier("public", table), reader))
     await conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public GRANT SELECT ON TABLES TO {}")
                        .format(owner_role, reader))
 
