@@ -37,7 +37,7 @@ def decode_content(content: str) -> str:
     if text and "\n" not in text and ":" not in text:
         try:
             return base64.b64decode(text, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (binascii.Error, ValueError):  # ValueError: non-ASCII text, which is not base64 either
             pass
     return content
 
