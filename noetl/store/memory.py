@@ -180,7 +180,8 @@ class MemoryStore:
         if execution is None:
             return None
         record = execution.record
-        return ExecutionState(record.status, len(execution.events), record.ended_at)
+        last_id = execution.events[-1].event_id if execution.events else 0
+        return ExecutionState(record.status, last_id, record.ended_at)
 
     async def list_executions(
         self, *, status: str | None = None, parent_execution_id: str | None = None, path: str | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -37,7 +36,7 @@ def decode_content(content: str) -> str:
     if text and "\n" not in text and ":" not in text:
         try:
             return base64.b64decode(text, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):  # ValueError: non-ASCII text, which is not base64 either
+        except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
             pass
     return content
 

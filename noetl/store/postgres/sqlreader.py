@@ -1,4 +1,4 @@
-"""The SQL endpoint's own PostgreSQL role: LOGIN, SELECT on NoETL's tables and the ``public`` schema's only.
+"""The SQL endpoint's own PostgreSQL role: LOGIN, SELECT on NoETL's tables (and its role's in ``public``) only.
 
 ``noetl db init`` (and a server with the SQL endpoint enabled, at start) creates it once per
 database, with a random password kept in ``noetl.sql_reader``, a table only NoETL's own role can

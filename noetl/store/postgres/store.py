@@ -151,7 +151,7 @@ class PostgresStore:
 
         async def work(conn: Connection) -> list[int]:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
-            await _act_as_database_owner(conn)
+            await _act_as_noetl_owner(conn)
             await conn.execute("CREATE SCHEMA IF NOT EXISTS noetl")
             await conn.execute(
                 "CREATE TABLE IF NOT EXISTS noetl.schema_migrations ("
@@ -616,12 +616,11 @@ class PostgresStore:
         return await self.read_write("deleting results", "delete_results", params)
 
 
-async def _act_as_database_owner(conn: Connection) -> None:
-    """Create NoETL's schema and tables as their owner (the owner of the `noetl` schema, or of the
-    database before there is one) when another role that may act as it (a superuser, or a member
-    of the owner role) runs the migrations: `noetl db init` run once
-    as `postgres` to create the SQL endpoint's reader role must not leave NoETL's tables to
-    `postgres`, where the server's own role (usually the owner) could not use them."""
+async def _act_as_noetl_owner(conn: Connection) -> None:
+    """Migrate as the owner of the `noetl` schema (of the database, before there is one) when the
+    role running the migrations is another that may act as it (a superuser, a member of the owner's
+    role): `noetl db init` run once as `postgres` to create the SQL endpoint's reader role must not
+    leave NoETL's tables to `postgres`, where the server's own role could not use them."""
     cursor = await conn.execute(
         "SELECT owner FROM (SELECT COALESCE((SELECT nspowner FROM pg_namespace WHERE nspname = 'noetl'),"
         " (SELECT datdba FROM pg_database WHERE datname = current_database())) AS owner_id) AS o,"
