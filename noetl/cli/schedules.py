@@ -175,6 +175,34 @@ def backfill(obj: Context, name: str, start: str, end: str, as_json: bool) -> No
     sys.exit(0 if all(r["status"] == "completed" for r in ran) else EXIT_FAILED)
 
 
+@schedule.command()
+@click.argument("name")
+@click.pass_obj
+@handle_errors
+def trigger(obj: Context, name: str) -> None:
+    """Run NAME's playbook now, paused or not (on the local store: wait for it, exit like `noetl run`)."""
+    if obj.server_url:  # the server starts the execution on its workers and answers at once
+        from noetl.cli.remote import post_json
+
+        print_json(post_json(obj.server_url, f"/api/schedules/{name}/trigger", {}))
+        return
+
+    async def run(store: Any) -> dict[str, Any]:
+        from noetl.clock import utc_now
+        from noetl.scheduling.local import LocalStarter
+        from noetl.scheduling.scheduler import Scheduler
+        from noetl.scheduling.service import fired_view, require_schedule
+
+        starter = LocalStarter(store)
+        fired = await Scheduler(store, starter).run_now(await require_schedule(store, name), utc_now())
+        await starter.wait()
+        return {**fired_view(fired), "status": starter.documents.get(fired.execution_id or "", {}).get("status", "not-started")}
+
+    row = run_sync(with_store(run))
+    print_json(row)
+    sys.exit(0 if row["status"] == "completed" else EXIT_FAILED)
+
+
 @cli.command()
 @click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True, help="Seconds between ticks.")
 @click.option("--once", is_flag=True, help="One tick, wait for what it started, then exit.")

@@ -56,9 +56,10 @@ def fire_times(expr: str, zone: str, *, after: datetime, until: datetime,
     return found
 
 
-def utc_text(moment: datetime) -> str:
-    """The one text form of an instant in the schedule tables (they compare it as text)."""
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
+def utc_text(moment: datetime, timespec: str = "seconds") -> str:
+    """The one text form of an instant in the schedule tables (they compare it as text: a "run now"
+    instant with microseconds, ``...:01.5+00:00``, sorts after the whole second ``...:01+00:00``)."""
+    return moment.astimezone(UTC).isoformat(timespec=timespec)
 
 
 def parse_instant(text: str, where: str = "time") -> datetime:

@@ -10,7 +10,7 @@ from noetl.clock import Clock, utc_now
 from noetl.errors import NoetlError, NotFoundError
 from noetl.runtime.distributed import DecisionCore
 from noetl.runtime.request import StartOptions
-from noetl.scheduling.scheduler import Scheduler
+from noetl.scheduling.scheduler import Scheduler, fire_meta
 from noetl.store.base import ScheduleRecord
 from noetl.waiting import event_set_within
 
@@ -21,14 +21,15 @@ class DistributedStarter:
     def __init__(self, core: DecisionCore) -> None:
         self.core = core
 
-    async def __call__(self, schedule: ScheduleRecord, scheduled_for: str, execution_id: str) -> None:
+    async def __call__(self, schedule: ScheduleRecord, scheduled_for: str, execution_id: str, *,
+                       manual: bool = False) -> None:
         path = schedule.path.removeprefix("catalog://")
         entry = await self.core.store.get_catalog(path)
         if entry is None:
             raise NotFoundError(f"schedule {schedule.name!r}: no catalog entry for path {path!r}")
         await self.core.submit(playbook_text=entry.content, source=f"catalog://{entry.path}@{entry.version}",
                                payload=dict(schedule.payload), execution_id=execution_id,
-                               start=StartOptions(meta={"schedule": schedule.name, "scheduled_for": scheduled_for}))
+                               start=StartOptions(meta=fire_meta(schedule, scheduled_for, manual)))
 
 
 async def run_server_scheduler(core: DecisionCore, stop: asyncio.Event, *, interval: float = 1.0,

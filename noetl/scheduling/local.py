@@ -24,15 +24,17 @@ class LocalStarter:
         self.tasks: set[asyncio.Task[dict[str, Any]]] = set()
         self.documents: dict[str, dict[str, Any]] = {}
 
-    async def __call__(self, schedule: ScheduleRecord, scheduled_for: str, execution_id: str) -> None:
+    async def __call__(self, schedule: ScheduleRecord, scheduled_for: str, execution_id: str, *,
+                       manual: bool = False) -> None:
         from noetl.api import resolve_playbook
         from noetl.runtime.local import LocalRuntime
         from noetl.runtime.request import RunRequest
+        from noetl.scheduling.scheduler import fire_meta
 
         loaded = await resolve_playbook(schedule.path, self.store)
         request = RunRequest(playbook=loaded.require(), playbook_text=loaded.source.text, playbook_dir=loaded.base_dir,
                              payload=dict(schedule.payload), execution_id=execution_id,
-                             meta={"schedule": schedule.name, "scheduled_for": scheduled_for})
+                             meta=fire_meta(schedule, scheduled_for, manual))
         recorded = asyncio.Event()
 
         def listener(event: Event) -> None:

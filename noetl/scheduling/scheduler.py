@@ -18,18 +18,28 @@ right times.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from noetl.errors import InputError, NoetlError
 from noetl.ids import new_execution_id
 from noetl.scheduling.cron import MAX_FIRES_PER_WALK, fire_times, parse_instant, utc_text
 from noetl.store.base import FireRecord, ScheduleRecord, Store
 
-# Starts the execution of one fire time under the given id; returns once the execution is recorded
-# (so the next tick sees it running), not when it ends.
-Starter = Callable[[ScheduleRecord, str, str], Awaitable[None]]
+
+class Starter(Protocol):
+    async def __call__(self, schedule: ScheduleRecord, scheduled_for: str, execution_id: str, *,
+                       manual: bool = False) -> None:
+        """Start the execution of one fire time under the given id (``manual``: a "run now");
+        return once the execution is recorded (so the next tick sees it running), not when it ends."""
+
+
+def fire_meta(schedule: ScheduleRecord, scheduled_for: str, manual: bool) -> dict[str, object]:
+    """What a scheduled execution records on its first event."""
+    meta: dict[str, object] = {"schedule": schedule.name, "scheduled_for": scheduled_for}
+    return {**meta, "manual": True} if manual else meta
+
 DEFAULT_GRACE = timedelta(seconds=60)
 log = logging.getLogger("noetl.scheduler")
 TERMINAL = ("completed", "failed", "cancelled")
@@ -94,6 +104,18 @@ class Scheduler:
         except NoetlError as exc:  # e.g. the playbook left the catalog: the other schedules go on
             log.error("schedule %s: the execution of %s did not start: %s", schedule.name, when, exc)
             return Fired(schedule.name, when, "not-started")
+        return Fired(schedule.name, when, "started", execution_id)
+
+    async def run_now(self, schedule: ScheduleRecord, now: datetime) -> Fired:
+        """Start an execution of the schedule at once ("run now"), paused or not, whatever its
+        overlap policy says (the operator asked for it). Its fire record is the instant of the
+        request, to the microsecond, so it never takes a cron fire time's place; it is recorded
+        after the execution started, so a playbook that cannot start (gone from the catalog) is an
+        error for the caller and leaves no record."""
+        when = utc_text(now, timespec="microseconds")
+        execution_id = new_execution_id()
+        await self.start(schedule, when, execution_id, manual=True)
+        await self.store.claim_fire(FireRecord(schedule.name, when, "started", execution_id))
         return Fired(schedule.name, when, "started", execution_id)
 
     async def _busy(self, schedule: ScheduleRecord) -> bool:

@@ -18,6 +18,7 @@ from noetl.scheduling.cron import (
     parse_instant,
     utc_text,
 )
+from noetl.scheduling.scheduler import Fired
 from noetl.store.base import ScheduleRecord, Store
 
 
@@ -55,6 +56,12 @@ def next_fire(schedule: ScheduleRecord, now: datetime | None = None) -> str | No
 def schedule_view(schedule: ScheduleRecord, now: datetime | None = None) -> dict[str, Any]:
     """A schedule as the CLI (--json) and the API show it."""
     return {**asdict(schedule), "next_fire": next_fire(schedule, now) if schedule.enabled else None}
+
+
+def fired_view(fired: Fired) -> dict[str, Any]:
+    """A "run now" as the CLI and the API answer it."""
+    return {"schedule": fired.schedule, "scheduled_for": fired.scheduled_for, "execution_id": fired.execution_id,
+            "status": fired.status}
 
 
 async def require_schedule(store: Store, name: str) -> ScheduleRecord:

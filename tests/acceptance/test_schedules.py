@@ -193,3 +193,28 @@ def test_a_cron_firing_every_second_or_never_is_refused(noetl: Any, tmp_path: Pa
     listed = noetl("schedule", "list", "--json")
     assert listed.code == 0 and listed.json() == []
     assert noetl("schedule", "add", str(playbook), "--cron", "@hourly").code == 0
+
+
+def test_schedule_trigger_runs_the_playbook_now_even_when_paused(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "daily.yaml"
+    playbook.write_text(PLAYBOOK)
+    assert noetl("catalog", "register", str(playbook)).code == 0
+    assert noetl("schedule", "add", "reports/daily", "--cron", "0 6 * * *", "--payload", '{"region": "us"}').code == 0
+    assert noetl("schedule", "pause", "reports/daily").code == 0
+
+    ran = noetl("schedule", "trigger", "reports/daily")
+    assert ran.code == 0, ran.stderr
+    row = ran.json()
+    assert (row["schedule"], row["status"]) == ("reports/daily", "completed")
+    assert noetl("status", row["execution_id"], "--json").json()["result"] == {"region": "us"}
+    first = noetl("events", row["execution_id"], "--json").json()[0]
+    assert first["meta"]["schedule"] == "reports/daily" and first["meta"]["manual"] is True
+    assert first["meta"]["scheduled_for"] == row["scheduled_for"]
+    # A second "run now" is another execution; the schedule stays paused and its cursor untouched.
+    again = noetl("schedule", "trigger", "reports/daily").json()
+    assert again["execution_id"] != row["execution_id"]
+    view = noetl("schedule", "list", "--json").json()[0]
+    assert view["enabled"] is False and view["cursor"] is None
+
+    missing = noetl("schedule", "trigger", "nope")
+    assert missing.code == 2 and missing.stderr.strip() == "error: schedule 'nope' not found"

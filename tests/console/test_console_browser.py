@@ -217,3 +217,20 @@ def test_a_hostile_step_name_is_text_in_the_graph_steps_and_live_updates(page: A
     # A long name is shortened in the timeline's labels, keeping each call's loop index.
     assert "<img src=x onerro…[1]" in page.text_content("svg.timeline")
     assert page.dialogs == []
+
+
+def test_run_now_on_the_schedules_page_opens_the_new_execution(page: Any, console: str, home: Path) -> None:
+    added = noetl(home, "schedule", "add", "console/slow", "--cron", "0 3 1 1 *", "--name", "yearly",
+                  "--payload", '{"rounds": 2, "pause": 0}')
+    assert added.returncode == 0, added.stderr
+    assert noetl(home, "schedule", "pause", "yearly").returncode == 0  # run now does not wait for the schedule
+    page.goto(f"{console}/schedules")
+    page.locator("#schedules tr", has_text="yearly").locator("button.run-now").click()
+    page.wait_for_url("**/executions/*")
+    page.wait_for_selector("#exec-status.completed", timeout=30_000)
+    assert page.text_content("g.node[data-step=wait] .progress") == "2/2"
+    execution_id = page.url.rsplit("/", 1)[1]
+    page.goto(f"{console}/schedules")
+    row = page.locator("#schedules tr", has_text="yearly")
+    assert execution_id in row.inner_text() and "paused" in row.inner_text()
+    assert noetl(home, "schedule", "delete", "yearly").returncode == 0

@@ -300,3 +300,10 @@ def test_rerun_and_resume_from_the_local_console(console: str, home: Path, runs:
     assert refused.status_code == 400
     assert refused.json()["error"].endswith("only a failed, cancelled or abandoned execution can be resumed")
     assert post(f"{console}/console/actions/resume/{again}").status_code == 403  # not from another page
+
+
+def test_run_now_of_an_unknown_schedule_is_a_404_and_needs_the_console_header(console: str) -> None:
+    missing = post(f"{console}/console/actions/trigger-schedule", headers=ACTION, json={"name": "no-such"})
+    assert missing.status_code == 404 and missing.json() == {"error": "schedule 'no-such' not found"}
+    assert post(f"{console}/console/actions/trigger-schedule", headers=ACTION, json={}).status_code == 400
+    assert post(f"{console}/console/actions/trigger-schedule", json={"name": "no-such"}).status_code in (401, 403)

@@ -173,6 +173,23 @@ def test_overlap_policies_while_the_previous_execution_runs(tmp_path: Path, over
     assert [(f.scheduled_for, f.status) for f in fired] == expected
 
 
+def test_a_run_now_still_running_makes_a_skip_schedules_fire_time_pass(tmp_path: Path) -> None:
+    async def scenario(store: Store, tmp: Path) -> list[Fired]:
+        schedule = await add(store, tmp, cron="* * * * *", overlap="skip", created="2026-05-01T09:59:30+00:00",
+                             text=WAITING)
+        starter = LocalStarter(store)
+        scheduler = Scheduler(store, starter)
+        fired = [await scheduler.run_now(schedule, at("2026-05-01T09:59:45.250000"))]
+        fired += await scheduler.tick(at("2026-05-01T10:00:01"))  # the run-now execution still waits
+        (tmp / "go").touch()
+        await starter.wait()
+        return fired
+
+    fired = with_sqlite(tmp_path, scenario)
+    assert [(f.scheduled_for, f.status) for f in fired] == [
+        ("2026-05-01T09:59:45.250000+00:00", "started"), (T0, "skipped")]
+
+
 async def running_ends(store: Store, fired: list[Fired]) -> None:
     for fire in fired:
         while fire.execution_id:

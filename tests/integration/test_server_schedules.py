@@ -58,6 +58,21 @@ def test_schedules_through_the_api(url: str) -> None:  # noqa: F811
         fires = (await client.get("/api/schedules/tests/api_loop/fires")).json()
         assert [f["execution_id"] for f in fires] == [rows[1]["execution_id"], rows[0]["execution_id"]]
 
+        # "Run now": one execution at once, even while paused, listed first among the fire times.
+        await client.post("/api/schedules/tests/api_loop/pause")
+        now = await client.post("/api/schedules/tests/api_loop/trigger")
+        assert now.status_code == 200, now.text
+        ran = now.json()
+        assert (ran["schedule"], ran["status"]) == ("tests/api_loop", "started")
+        first = (await events_of(app, ran["execution_id"]))[0]
+        assert first.meta["manual"] is True and first.meta["scheduled_for"] == ran["scheduled_for"]
+        assert first.result["n"] == 2
+        fires = (await client.get("/api/schedules/tests/api_loop/fires")).json()
+        assert fires[0]["execution_id"] == ran["execution_id"]
+        assert (await client.get("/api/schedules/tests/api_loop")).json()["enabled"] is False
+        gone = await client.post("/api/schedules/nope/trigger")
+        assert gone.status_code == 404 and gone.json()["error"] == "schedule 'nope' not found"
+
         assert (await client.delete("/api/schedules/tests/api_loop")).json()["deleted"] is True
         assert (await client.get("/api/schedules/tests/api_loop")).status_code == 404
         assert (await client.post("/api/schedules/nope/pause")).status_code == 404

@@ -217,7 +217,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         fires = {s.name: await store.list_fires(s.name, limit=5) for s in schedules}
         next_fires = {s.name: next_fire(s) if s.enabled else None for s in schedules}
         return pages.html(request, "schedules.html", nav="schedules", schedules=schedules, fires=fires,
-                          next_fires=next_fires, triggers=await store.list_triggers(), hooks=await store.list_hooks())
+                          next_fires=next_fires, can_execute=allows(pages.viewer(request), "execute"), triggers=await store.list_triggers(), hooks=await store.list_hooks())
 
     @router.post("/console/actions/run")
     async def run(request: Request) -> Response:
@@ -228,6 +228,19 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
             entry = await source.catalog_entry(src.store, str(body.get("path") or ""),
                                                _int(str(body.get("version") or ""), "version"))
             execution_id = await src.start(entry, _payload(body))
+            return {"execution_id": execution_id, "url": f"/executions/{execution_id}"}
+
+        return await _answer(act)
+
+    @router.post("/console/actions/trigger-schedule")
+    async def trigger_schedule(request: Request) -> Response:
+        """A schedule's "Run now" (`noetl schedule trigger`), on the server's workers or in `noetl ui`."""
+        async def act() -> dict[str, Any]:
+            require_action(request, config.roles(request), "execute")
+            name = (await _json_body(request)).get("name")
+            if not isinstance(name, str) or not name:
+                raise InputError("name: the schedule's name")
+            execution_id = await config.source(request).trigger_schedule(name)
             return {"execution_id": execution_id, "url": f"/executions/{execution_id}"}
 
         return await _answer(act)

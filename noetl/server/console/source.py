@@ -64,6 +64,10 @@ class ConsoleSource(Protocol):
 
     async def cancel(self, execution_id: str) -> dict[str, Any]: ...
 
+    async def trigger_schedule(self, name: str) -> str:
+        """Start an execution of schedule ``name`` now ("run now"); return its id."""
+        ...
+
     async def settle(self) -> None:
         """Record what the store cannot know by itself before a page reads it (a local execution
         whose process died is failed, as ``noetl status`` and ``noetl executions`` show it)."""
@@ -153,6 +157,11 @@ class ServerSource:
         result: dict[str, Any] = await self.state.core.cancel(execution_id)
         return result
 
+    async def trigger_schedule(self, name: str) -> str:
+        from noetl.scheduling.distributed import DistributedStarter
+
+        return await _run_now(self.store, DistributedStarter(self.state.core), name)
+
     async def settle(self) -> None:
         return None  # the server's own sweeps record lost workers and leases
 
@@ -164,6 +173,7 @@ class LocalSource:
     store: Store
     running: set[asyncio.Task[Any]] = field(default_factory=set)
     settled_at: float = -SETTLE_SECONDS
+    scheduled: Any = None  # the LocalStarter of "run now" executions, made on first use
 
     async def start(self, entry: CatalogEntry, payload: dict[str, Any]) -> str:
         from noetl.dsl.parse import load_playbook_text
@@ -202,6 +212,13 @@ class LocalSource:
         await _until_recorded(self.store, request.execution_id, task, running=resumed)
         return str(request.execution_id)
 
+    async def trigger_schedule(self, name: str) -> str:
+        from noetl.scheduling.local import LocalStarter
+
+        if self.scheduled is None:
+            self.scheduled = LocalStarter(self.store)
+        return await _run_now(self.store, self.scheduled, name)
+
     async def cancel(self, execution_id: str) -> dict[str, Any]:
         from noetl.runtime.cancel import cancel_local
 
@@ -217,9 +234,19 @@ class LocalSource:
             await record_abandoned(self.store)
 
     async def close(self) -> None:
-        for task in list(self.running):
+        tasks = [*self.running, *(self.scheduled.tasks if self.scheduled else ())]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.running, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _run_now(store: Store, starter: Any, name: str) -> str:
+    from noetl.clock import utc_now
+    from noetl.scheduling.scheduler import Scheduler
+    from noetl.scheduling.service import require_schedule
+
+    fired = await Scheduler(store, starter).run_now(await require_schedule(store, name), utc_now())
+    return str(fired.execution_id)
 
 
 async def _until_recorded(store: Store, execution_id: str, task: asyncio.Task[Any], *, running: bool = False) -> None:

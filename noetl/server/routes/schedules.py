@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from noetl.clock import utc_now
 from noetl.scheduling import service
 from noetl.scheduling.distributed import DistributedStarter
 from noetl.scheduling.scheduler import Scheduler
@@ -78,6 +79,14 @@ async def backfill(name: str, body: BackfillRequest, state: State) -> list[dict[
     first, last = service.backfill_range(body.from_, body.to)
     fired = await Scheduler(state.store, DistributedStarter(state.core)).backfill(schedule, first, last)
     return [{"scheduled_for": f.scheduled_for, "execution_id": f.execution_id, "status": f.status} for f in fired]
+
+
+@router.post("/schedules/{name:path}/trigger", summary="Run a schedule's playbook now (paused or not)")
+@requires("execute")
+async def trigger(name: str, state: State) -> dict[str, Any]:
+    schedule = await service.require_schedule(state.store, name)
+    fired = await Scheduler(state.store, DistributedStarter(state.core)).run_now(schedule, utc_now())
+    return service.fired_view(fired)
 
 
 @router.get("/schedules/{name:path}", summary="One schedule")

@@ -179,9 +179,20 @@ function setupRunForm() {
   });
 }
 
+// A schedule's "Run now": one execution at once, paused or not; its page opens.
+function setupRunNow() {
+  document.querySelectorAll("button.run-now").forEach((button) => button.addEventListener("click", async () => {
+    button.disabled = true;
+    const answer = await post("/console/actions/trigger-schedule", { name: button.dataset.schedule });
+    if (answer.status >= 400) { flash(errorText(answer.data, answer.status), true); button.disabled = false; return; }
+    window.location.assign(answer.data.url);
+  }));
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setupLogin();
   setupList();
   setupExecution();
   setupRunForm();
+  setupRunNow();
 });
