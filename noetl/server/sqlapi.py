@@ -14,7 +14,10 @@ Why each rule (SPEC section 20):
 - **A bounded answer.** Rows are streamed from PostgreSQL (libpq would otherwise hold the whole
   result in memory before the first row is seen) and the answer stops at ``MAX_QUERY_ROWS`` rows or
   ``MAX_QUERY_BYTES`` of JSON, with ``truncated: true``: ``SELECT generate_series(1, 1e9)`` is a
-  statement of a few seconds that would have taken the server's memory.
+  statement of a few seconds that would have taken the server's memory. A row is received whole
+  (libpq has no partial rows), so a reading query's rows are measured in PostgreSQL first
+  (:func:`measured`): a row whose text exceeds ``MAX_QUERY_BYTES`` would not fit the answer
+  anyway, and arrives as NULLs that end it, never as the 500 MB of ``SELECT repeat('x', 5e8)``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from noetl.limits import MAX_QUERY_BYTES, MAX_QUERY_ROWS, QUERY_TIMEOUT_SECONDS
 from noetl.tools._sql import split_sql_statements
 
 READING_STATEMENTS = ("select", "with", "values", "table", "show", "explain")
+MEASURED_STATEMENTS = ("select", "with", "values", "table")  # those PostgreSQL takes as a subquery
 STATEMENT_TIMEOUT_MS = QUERY_TIMEOUT_SECONDS * 1000
 
 
@@ -42,7 +46,7 @@ class SqlRefused(ForbiddenError):
 
 
 def single_statement(query: str) -> str:
-    statements = split_sql_statements(query)
+    statements = split_sql_statements(query.lstrip(_BYTE_ORDER_MARK))
     if not statements:
         raise InputError("query: an SQL statement is required")
     if len(statements) > 1:
@@ -51,12 +55,25 @@ def single_statement(query: str) -> str:
 
 
 def check_reading(statement: str) -> None:
-    words = _without_leading_comments(statement).lstrip("( \t\r\n").split(None, 1)
-    first = words[0].lower() if words else ""
+    first = first_word(statement)
     if first not in READING_STATEMENTS:
-        raise SqlRefused(f"read-only: {first.upper() or 'this'} statements are not allowed "
+        raise SqlRefused(f"read-only: {visible(first.upper()) or 'this'} statements are not allowed "
                          f"(only {', '.join(w.upper() for w in READING_STATEMENTS)}); to change data use "
                          "`noetl query --write` (a server also needs NOETL_SQL_API_WRITE=true)")
+
+
+def first_word(statement: str) -> str:
+    words = _without_leading_comments(statement).lstrip("( \t\r\n").split(None, 1)
+    return words[0].lower() if words else ""
+
+
+_BYTE_ORDER_MARK = "\ufeff"  # what an editor writes at the start of a file; no part of the statement
+
+
+def visible(text: str) -> str:
+    """``text`` with each character that does not show (U+200B, a control character) named instead:
+    an error that echoes it would read as if the statement had said nothing odd."""
+    return "".join(char if char.isprintable() else f"<U+{ord(char):04X}>" for char in text)
 
 
 def _without_leading_comments(statement: str) -> str:
@@ -100,6 +117,8 @@ async def run_statement(conninfo: str, query: str, params: Any = None, *, schema
             await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
             if schema:
                 await conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
+            if not write and first_word(statement) in MEASURED_STATEMENTS:
+                return await _measured_rows(conn, statement, params)
             return await _bounded_rows(conn.cursor(), statement, params, complete=write)
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         raise SqlRefused(f"read-only: {_first_line(exc)}") from None
@@ -116,16 +135,53 @@ async def run_statement(conninfo: str, query: str, params: Any = None, *, schema
         await conn.close()
 
 
+async def _measured_rows(conn: psycopg.AsyncConnection[Any], statement: str, params: Any) -> dict[str, Any]:
+    """A reading statement's bounded answer, each row measured in PostgreSQL before it is sent. A
+    statement PostgreSQL does not take as a subquery (a data-modifying ``WITH``) runs as written,
+    for its own error: the read-only transaction refuses what it would write."""
+    probe = conn.cursor()
+    try:
+        async with conn.transaction():  # a savepoint: a probe that fails leaves the transaction usable
+            await probe.execute(f"SELECT * FROM (\n{statement}\n) AS q LIMIT 0".encode(), params or None)
+    except (psycopg.errors.QueryCanceled, psycopg.errors.OperationalError, psycopg.errors.InterfaceError):
+        raise
+    except psycopg.Error:
+        return await _bounded_rows(conn.cursor(), statement, params, complete=False)
+    names = [column.name for column in probe.description or ()]
+    if not names:
+        return await _bounded_rows(conn.cursor(), statement, params, complete=False)
+    answer = await _bounded_rows(conn.cursor(), measured(statement, len(names)), params, complete=False,
+                                 measured=True)
+    return {**answer, "columns": names}
+
+
+def measured(statement: str, columns: int) -> str:
+    """``statement`` (of ``columns`` columns) with each row's text measured in PostgreSQL: a row over
+    ``MAX_QUERY_BYTES`` is sent as NULLs with its last column, ``over``, true. Columns are renamed
+    by position (a statement may name two alike); ``OFFSET 0`` keeps each value computed once."""
+    names = [f"c{index}" for index in range(columns)]
+    size = " + ".join(f"coalesce(octet_length(q.{name}::text), 0)::bigint" for name in names)
+    values = ", ".join(f"CASE WHEN NOT over THEN {name} END" for name in names)
+    return (f"SELECT {values}, over FROM (SELECT q.*, ({size}) > {MAX_QUERY_BYTES} AS over "
+            f"FROM (\n{statement}\n) AS q({', '.join(names)}) OFFSET 0) AS measured")
+
+
 async def _bounded_rows(cursor: psycopg.AsyncCursor[Any], statement: str, params: Any, *,
-                        complete: bool) -> dict[str, Any]:
+                        complete: bool, measured: bool = False) -> dict[str, Any]:
     """The statement's answer, at most MAX_QUERY_ROWS rows and MAX_QUERY_BYTES of JSON (``truncated``).
     A reading statement stops there; a writing one (``complete``) runs to its end, its further rows
-    dropped, so that what it changes is committed whole."""
+    dropped, so that what it changes is committed whole. ``measured``: the statement is one of
+    :func:`measured`, whose last column says a row was too big to send."""
     rows: list[Any] = []
     size, truncated = 0, False
     async for row in cursor.stream(statement.encode("utf-8"), params or None):
         if truncated:
             continue
+        if measured:
+            if row[-1]:
+                truncated = True
+                break
+            row = row[:-1]
         encoded = json.dumps(list(row), default=_default)
         size += len(encoded)
         if len(rows) >= MAX_QUERY_ROWS or size > MAX_QUERY_BYTES:

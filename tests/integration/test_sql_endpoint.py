@@ -5,6 +5,7 @@ catalog and the server's pool are intact afterwards."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -213,3 +214,57 @@ def test_without_a_reader_role_an_unprivileged_server_role_reads_only(pg_cluster
             assert (await client.post(SQL, json={"query": query})).status_code in (400, 403), query
 
     served(pg_cluster, url, scenario, reader=False)
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_one_huge_row_never_reaches_the_servers_memory(pg_cluster: dict[str, Any], url: str) -> None:
+    """`SELECT repeat('x', 500000000)` was received whole (libpq holds a row whole, then Python
+    copied it twice more) before the 16 MiB bound cut the answer: PostgreSQL now measures each row
+    and sends none that would not fit, so the server's memory grows by far less than the row."""
+    async def scenario(client: httpx.AsyncClient) -> None:
+        before, peak, done = _resident_bytes(), [0], asyncio.Event()
+
+        async def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _resident_bytes())
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            huge, health = await asyncio.gather(  # other requests are answered meanwhile
+                client.post(SQL, json={"query": "SELECT 1 AS n, repeat('x', 500000000) AS big"}),
+                client.get("/api/health"))
+        finally:
+            done.set()
+            await watcher
+        assert huge.status_code == 200, huge.text[:300]
+        assert huge.json() == {"columns": ["n", "big"], "rows": [], "rowcount": 0, "truncated": True}
+        assert health.status_code == 200
+        assert peak[0] - before < 100 * 1024 * 1024, f"grew by {(peak[0] - before) >> 20} MiB"
+        # Rows that fit come before the one that does not, with their types and names as before.
+        mixed = (await client.post(SQL, json={"query": "SELECT n, CASE WHEN n = 3 THEN repeat('x', 20000000) "
+                                                       "ELSE 'small' END AS t, n = 1 AS first FROM "
+                                                       "generate_series(1, 5) AS n"})).json()
+        assert mixed == {"columns": ["n", "t", "first"], "rows": [[1, "small", True], [2, "small", False]],
+                         "rowcount": 2, "truncated": True}
+        same = (await client.post(SQL, json={"query": "SELECT 1 AS a, 2 AS a -- the last line is a comment"})).json()
+        assert same == {"columns": ["a", "a"], "rows": [[1, 2]], "rowcount": 1}
+
+    served(pg_cluster, url, scenario)
+
+
+def test_a_byte_order_mark_before_the_statement_is_not_part_of_it(pg_cluster: dict[str, Any], url: str) -> None:
+    """A file saved with a BOM starts with an invisible U+FEFF: the statement runs, and an error
+    never echoes an invisible character."""
+    async def scenario(client: httpx.AsyncClient) -> None:
+        bom = await client.post(SQL, json={"query": "\ufeffSELECT 1 AS one"})
+        assert bom.status_code == 200 and bom.json()["rows"] == [[1]], bom.text
+        hidden = await client.post(SQL, json={"query": "\u200bDELETE FROM noetl.catalog"})
+        assert hidden.status_code == 403 and "\u200b" not in hidden.json()["error"], hidden.text
+        assert "U+200B" in hidden.json()["error"], hidden.text
+
+    served(pg_cluster, url, scenario)
