@@ -14,7 +14,7 @@ from noetl.dsl.kinds import (
     KEYCHAIN_KIND_ALIASES,
     KEYCHAIN_KINDS,
     KNOWN_KINDS,
-    ROUTER_KIND,
+    ROUTING_KINDS,
     TOOL_KINDS,
 )
 from noetl.dsl.legacy import STEP_KEYS, TOP_LEVEL_IDENTITY_KEYS, lifts_top_level_identity
@@ -68,10 +68,10 @@ def _flat_kind(entry: dict[str, Any]) -> Any:
 
 def _step_keys(step: dict[str, Any]) -> frozenset[str] | None:
     """The keys a step may carry. A step naming its tool with `type:` (or `tool: <kind>`) carries
-    that tool's fields beside its own; a `router` step carries none."""
+    that tool's fields beside its own; a `router` (or `start`/`end`) step carries none."""
     own = STEP_KEYS | {"name"}
     kind = _flat_kind(step)
-    if kind is None or kind == ROUTER_KIND:
+    if kind is None or kind in ROUTING_KINDS:
         return own
     fields = _tool_fields(kind)
     return None if fields is None else own | fields

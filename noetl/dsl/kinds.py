@@ -79,7 +79,12 @@ KNOWN_KINDS = frozenset(TOOL_KINDS)
 # `iterator` and `router` (a routing-only step) are legacy spellings normalised elsewhere, `snowflake`
 # is recognised so that it gets a clear "unknown tool kind" error rather than being taken for a step field).
 ROUTER_KIND = "router"  # older playbooks' name for a routing-only step (`tool: router`)
-LEGACY_TYPE_NAMES = KNOWN_KINDS - {"sink"} | {"playbooks", "iterator", ROUTER_KIND, "snowflake"}
+# Every name older playbooks give a routing-only step: `type: start` / `type: end` mark the ends
+# of a v1 workflow and call no tool either.
+ROUTING_KINDS = frozenset({ROUTER_KIND, "start", "end"})
+LEGACY_TYPE_NAMES = KNOWN_KINDS - {"sink"} | {"playbooks", "iterator", "snowflake"} | ROUTING_KINDS
+# A v1 `save:` whose storage is the event log writes nowhere else: its data is recorded as a result.
+EVENT_LOG_STORAGE = frozenset({"event_log", "event"})
 
 # The kinds of a `keychain:` entry (noetl/secrets.py resolves them; `secret` is an older name of
 # `secret_manager`). An entry without `kind` (or `type`) is `static`.

@@ -10,7 +10,7 @@ import copy
 import re
 from typing import Any
 
-from noetl.dsl.kinds import LEGACY_TYPE_NAMES, ROUTER_KIND
+from noetl.dsl.kinds import EVENT_LOG_STORAGE, LEGACY_TYPE_NAMES, ROUTING_KINDS
 from noetl.dsl.legacy_case import _attach_case_policy, _case_arcs, _is_pipeline_rule, case_sink
 from noetl.dsl.legacy_common import UNSUPPORTED as UNSUPPORTED  # re-exported: parse.py reads it from here
 from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
@@ -246,9 +246,9 @@ def _step_tool(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -
     kind = tool if isinstance(tool, str) else step.get("type")
     if kind is None:
         return None
-    if kind == ROUTER_KIND:
+    if kind in ROUTING_KINDS:
         notes.append(((*path, "type" if "type" in step else "tool"),
-                      "`router`: a routing-only step; newer spelling is no tool (or `tool: {kind: noop}`)"))
+                      f"`{kind}`: a routing-only step; newer spelling is no tool (or `tool: {{kind: noop}}`)"))
         return None
     notes.append(((*path, "type" if "type" in step else "tool"),
                   "tool fields on the step: newer spelling is `tool: {kind: ..., <fields>}`"))
@@ -270,8 +270,11 @@ def _iterator_to_loop(tool: dict[str, Any], path: tuple[Any, ...], notes: list[N
     if tool.get("concurrency"):
         loop["spec"]["max_in_flight"] = tool["concurrency"]
     task = tool.get("task") or tool.get("tool") or {"kind": "noop"}
-    if isinstance(task, dict) and "kind" not in task and "type" in task:
-        task = {**{k: v for k, v in task.items() if k != "type"}, "kind": task["type"]}
+    if isinstance(task, dict) and "kind" not in task:
+        # `task: {type: http, ...}`, or `task: {tool: http, ...}` as the v1 step itself spells it
+        spelling = "type" if "type" in task else "tool" if isinstance(task.get("tool"), str) else None
+        if spelling is not None:
+            task = {**{k: v for k, v in task.items() if k != spelling}, "kind": task[spelling]}
     return loop, task
 
 
@@ -445,6 +448,9 @@ def _attach_sink(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[
     key = "save" if "save" in step else "sink"
     if block is None and (block := case_sink(step)) is not None:
         key = "case"
+    if isinstance(block, dict) and _saves_to_event_log(block):
+        notes.append(((*path, key), "`save:` to the event log: newer spelling is a `noop` task giving the data as its result"))
+        return _event_log_save(block, tasks)
     if not isinstance(block, dict) or not tasks:
         return tasks
     notes.append(((*path, key), f"`{'sink' if key == 'case' else key}:` "
@@ -462,6 +468,29 @@ def _attach_sink(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[
     main = dict(tasks[0])
     main.setdefault("name", step.get("step"))
     return [main, *tasks[1:], sink]
+
+
+def _saves_to_event_log(block: dict[str, Any]) -> bool:
+    storage = block.get("storage", block.get("tool", block.get("type")))
+    if isinstance(storage, dict):
+        storage = storage.get("kind", storage.get("type"))
+    return storage in EVENT_LOG_STORAGE
+
+
+def _event_log_save(block: dict[str, Any], tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`save: {type: event_log, args: {...}}` records its rendered data in the event log, as the
+    result of a `save` task: the step's own result on a step without a tool, else kept beside the
+    tool's (`{{ step.results.save }}`), which stays the step's result."""
+    data = block.get("args", block.get("data", {}))
+    record = {"kind": "noop", "name": "save", "result": data}
+    if not tasks:
+        return [record]
+    *head, last = tasks
+    own_set: dict[str, Any] = last["set"] if isinstance(last.get("set"), dict) else {}
+    # The data reads the step's result as `result` (and `data`, `this.data`), as a v1 save does.
+    bound = _keeping_result({**last, "name": last.get("name") or "main",
+                             "set": {**_result_names("output.data"), **own_set}})
+    return [*head, bound, record]
 
 
 def _step_set(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:

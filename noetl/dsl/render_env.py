@@ -387,6 +387,9 @@ def _replace_check(value: Any, old: Any, new: Any, count: int | None = None) -> 
 
 
 # The environment ----------------------------------------------------------------------------------
+_ENVELOPE_ALIASES = frozenset({"data", "result"})
+
+
 class NoetlEnvironment(ImmutableSandboxedEnvironment):
     """Sandboxed, bounded, lenient. Mappings resolve keys before attributes."""
 
@@ -402,13 +405,16 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
             value = obj.get(attribute, missing)
             if value is not missing:
                 return lazy_items(value)  # a loop's results by reference, for `| length` and `for`
-            if attribute == "data":
-                # v1 habit: ``{{ step.data.field }}`` on a result without a ``data`` key.
+            if attribute in _ENVELOPE_ALIASES:
+                # v1 habits: ``{{ step.data.field }}`` / ``{{ step.result.field }}`` on a result
+                # without such a key read the result itself.
                 return obj
             if attribute in _MAPPING_METHODS:
                 # A missing key named like a dict method (`iter.items`) is undefined, so `default()`
                 # and `is defined` behave; calling it (`d.items()`) still calls the method.
                 return _MethodOrUndefined(super().getattr(obj, attribute), obj=obj, name=attribute)
+        elif attribute in _ENVELOPE_ALIASES and isinstance(obj, list):
+            return lazy_items(obj)  # ``{{ step.result | length }}`` on a step whose result is a list
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
