@@ -18,6 +18,7 @@ Why each rule (SPEC section 20):
   (libpq has no partial rows), so a reading query's rows are measured in PostgreSQL first
   (:func:`measured`): a row whose text exceeds ``MAX_QUERY_BYTES`` would not fit the answer
   anyway, and arrives as NULLs that end it, never as the 500 MB of ``SELECT repeat('x', 5e8)``.
+  An EXPLAIN's lines are measured in PostgreSQL as well (:func:`_measured_plan`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ async def run_statement(conninfo: str, query: str, params: Any = None, *, schema
                 await conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(sql.Identifier(schema)))
             if not write and first_word(statement) in MEASURED_STATEMENTS:
                 return await _measured_rows(conn, statement, params)
+            if not write and first_word(statement) == "explain":
+                return await _measured_plan(conn, statement, params)
             return await _bounded_rows(conn.cursor(), statement, params, complete=write)
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         raise SqlRefused(f"read-only: {_first_line(exc)}") from None
@@ -164,6 +167,40 @@ def measured(statement: str, columns: int) -> str:
     values = ", ".join(f"CASE WHEN NOT over THEN {name} END" for name in names)
     return (f"SELECT {values}, over FROM (SELECT q.*, ({size}) > {MAX_QUERY_BYTES} AS over "
             f"FROM (\n{statement}\n) AS q({', '.join(names)}) OFFSET 0) AS measured")
+
+
+# The plan's lines gathered in PostgreSQL up to the bounds, and handed over as one value. Fixed text:
+# the statement comes in through a setting, never into the block's source.
+_MEASURED_PLAN = f"""DO $measure$
+DECLARE
+  line record; piece json; plan json[] := '{{}}'; size bigint := 0; names json; cut boolean := false;
+BEGIN
+  FOR line IN EXECUTE current_setting('noetl.sql_statement') LOOP
+    piece := to_json(line);
+    names := coalesce(names, (SELECT json_agg(name) FROM json_object_keys(piece) AS name));
+    size := size + octet_length(piece::text);
+    IF size > {MAX_QUERY_BYTES} OR cardinality(plan) >= {MAX_QUERY_ROWS} THEN cut := true; EXIT; END IF;
+    plan := plan || piece;
+  END LOOP;
+  PERFORM set_config('noetl.sql_answer',
+                     json_build_object('columns', names, 'rows', array_to_json(plan), 'truncated', cut)::text, true);
+END
+$measure$"""
+
+
+async def _measured_plan(conn: psycopg.AsyncConnection[Any], statement: str, params: Any) -> dict[str, Any]:
+    """An EXPLAIN's answer, measured in PostgreSQL. EXPLAIN is no subquery, and its lines are not
+    bounded by the statement's size: the planner folds ``repeat('x', 300000000)`` into a constant
+    that the plan prints, a 300 MB line the server would receive whole. A PL/pgSQL block runs it
+    (as the same role, in the same read-only transaction) and keeps the lines that fit."""
+    text = psycopg.AsyncClientCursor(conn).mogrify(statement, params) if params else statement
+    await conn.execute("SELECT set_config('noetl.sql_statement', %s, true)", (text,))
+    await conn.execute(_MEASURED_PLAN)
+    cursor = await conn.execute("SELECT current_setting('noetl.sql_answer')")
+    measured = json.loads(str((await cursor.fetchone() or ["{}"])[0]))
+    rows = [list(line.values()) for line in measured["rows"]]
+    answer = {"columns": measured["columns"] or [], "rows": rows, "rowcount": len(rows)}
+    return {**answer, "truncated": True} if measured["truncated"] else answer
 
 
 async def _bounded_rows(cursor: psycopg.AsyncCursor[Any], statement: str, params: Any, *,

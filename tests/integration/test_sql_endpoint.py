@@ -268,3 +268,43 @@ def test_a_byte_order_mark_before_the_statement_is_not_part_of_it(pg_cluster: di
         assert "U+200B" in hidden.json()["error"], hidden.text
 
     served(pg_cluster, url, scenario)
+
+
+def test_a_plan_that_folds_a_huge_constant_never_reaches_the_servers_memory(
+        pg_cluster: dict[str, Any], url: str) -> None:
+    """PostgreSQL folds `repeat('x', 300000000)` into a constant while planning, and EXPLAIN prints
+    it: a 60-byte statement made a 300 MB line that the server received whole (and copied), 1.5 GB
+    at its peak. The plan is measured in PostgreSQL now, as a reading statement's rows are."""
+    async def scenario(client: httpx.AsyncClient) -> None:
+        before, peak, done = _resident_bytes(), [0], asyncio.Event()
+
+        async def watch() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], _resident_bytes())
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            huge = await client.post(SQL, json={"query": "EXPLAIN VERBOSE SELECT repeat('x', 300000000) AS big"})
+        finally:
+            done.set()
+            await watcher
+        assert huge.status_code == 200, huge.text[:300]
+        assert huge.json()["truncated"] is True, huge.text[:300]
+        assert sum(len(line[0]) for line in huge.json()["rows"]) <= MAX_QUERY_BYTES
+        assert peak[0] - before < 100 * 1024 * 1024, f"grew by {(peak[0] - before) >> 20} MiB"
+        # A plan that fits is answered as before: its lines, its format's values, its parameters.
+        text = (await client.post(SQL, json={"query": "EXPLAIN SELECT %s::int AS n", "params": [7]})).json()
+        assert text["columns"] == ["QUERY PLAN"] and text["rows"][0][0].startswith("Result"), text
+        assert "truncated" not in text
+        plan = (await client.post(SQL, json={"query": "EXPLAIN (FORMAT JSON) SELECT 1"})).json()
+        assert plan["rows"][0][0][0]["Plan"]["Node Type"] == "Result", plan
+        analyzed = (await client.post(SQL, json={"query": "EXPLAIN ANALYZE SELECT 1"})).json()
+        assert any(line[0].startswith("Execution Time") for line in analyzed["rows"]), analyzed
+        refused = await client.post(SQL, json={"query": "EXPLAIN ANALYZE DELETE FROM noetl.catalog"})
+        assert refused.status_code == 403 and "\n" not in refused.json()["error"], refused.text
+        wrong = await client.post(SQL, json={"query": "EXPLAIN SELECT nope FROM nowhere"})
+        assert wrong.status_code == 400, wrong.text
+        assert wrong.json()["error"] == 'SQL error: relation "nowhere" does not exist', wrong.text
+
+    served(pg_cluster, url, scenario)
