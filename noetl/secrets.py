@@ -146,6 +146,14 @@ class Redactor:
         pattern = self._compiled()
         return pattern is not None and self._finds(pattern, value)
 
+    def found_in(self, value: Any) -> set[str]:
+        """The secret values that occur in ``value``'s strings, keys included (what :meth:`redact`
+        would replace)."""
+        pattern = self._compiled()
+        if pattern is None:
+            return set()
+        return {match.group(0) for text in _texts(value) for match in pattern.finditer(text)}
+
     def _finds(self, pattern: re.Pattern[str], value: Any) -> bool:
         if isinstance(value, str):
             return pattern.search(value) is not None
@@ -168,6 +176,20 @@ class Redactor:
         if isinstance(value, tuple):
             return tuple(self._redact(item) for item in value)
         return value
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string of ``value``, keys and values, at any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                yield key
+            yield from _texts(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item)
 
 
 # Every secret value any execution of this process has met, for log records (noetl.logredact).

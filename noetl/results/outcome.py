@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from noetl.results.refs import materialize
+from noetl.results.refs import REF_KEY, is_ref, materialize
+from noetl.results.sealed import sealed_part
 from noetl.results.shape import shape_result
 from noetl.results.spec import output_spec
 
@@ -20,8 +21,12 @@ async def recorded_result(services: Any, result: Any, output: Any, *, execution_
     redactor = getattr(services, "redactor", None)
     if redactor is not None and secrets:
         redactor.add(secrets)
-    return await shape_result(result, spec, getattr(services, "results", None), execution_id=execution_id,
-                              step=step, redactor=redactor)
+    recorded = await shape_result(result, spec, getattr(services, "results", None), execution_id=execution_id,
+                                  step=step, redactor=redactor)
+    sealed = sealed_part(recorded.get(REF_KEY)) if is_ref(recorded) else None
+    if sealed is not None:
+        secrets.add(sealed["key"])  # the process that records the report redacts it too (a server)
+    return recorded
 
 
 async def store_big_results(services: Any, outcome: Any, output: Any, command: Any) -> None:

@@ -142,6 +142,24 @@ def load(uri: str, *, fresh: bool = False) -> Any:
     return loader(uri, fresh)
 
 
+def load_result(inner: Mapping[str, Any], *, fresh: bool = False) -> Any:
+    """The full result a reference's ``_ref`` stands for: the result as its step returned it where
+    the reference opens its sealed copy (results/sealed.py), else the stored, redacted one."""
+    from noetl.errors import NoetlError
+    from noetl.results.sealed import opened, sealed_part
+
+    sealed = sealed_part(inner)
+    if sealed is not None:
+        try:
+            return opened(sealed, load(sealed["uri"]), fresh=fresh)
+        except (ValueError, NoetlError) as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("result %s: its sealed copy is unreadable (%s); it is read "
+                                                "redacted", inner["uri"], exc)
+    return load(inner["uri"], fresh=fresh)
+
+
 class LazyResult(Mapping[str, Any]):
     """A reference seen from a template: inline fields (and ``_ref``) answer at once, any other key
     loads the full result on first access (and keeps it for the life of this object: one render)."""
@@ -154,7 +172,7 @@ class LazyResult(Mapping[str, Any]):
 
     def full(self) -> Any:
         if self._full is None:
-            self._full = load(self._ref[REF_KEY]["uri"])
+            self._full = load_result(self._ref[REF_KEY])
         return self._full
 
     def __getitem__(self, key: str) -> Any:
@@ -280,11 +298,11 @@ def materialize(value: Any) -> Any:
     if kind in _SCALARS:  # most leaves: no reference can hide in them
         return value
     if kind is dict and REF_KEY in value and is_ref(value):
-        return load(value[REF_KEY]["uri"], fresh=True)  # a tool may change its inputs
+        return load_result(value[REF_KEY], fresh=True)  # a tool may change its inputs
     if isinstance(value, dict):
         return _materialized_items(value)
     if isinstance(value, LazyResult):
-        return load(value._ref[REF_KEY]["uri"], fresh=True)
+        return load_result(value._ref[REF_KEY], fresh=True)
     if isinstance(value, LazyItems):
         return load(value.uri, fresh=True)
     if isinstance(value, list):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from noetl.results.codec import dumps, head_text
-from noetl.results.refs import PREVIEW_CHARS, is_ref, preview_of
+from noetl.results.refs import PREVIEW_CHARS, REF_KEY, is_ref, preview_of
+from noetl.results.sealed import SEALED_KEY, sealed_blob
 from noetl.results.spec import OutputSpec, apply_select
 from noetl.results.storage import ResultStorage
 
@@ -14,26 +15,42 @@ async def shape_result(result: Any, spec: OutputSpec, storage: ResultStorage | N
                        step: str, redactor: Any = None) -> Any:
     """Apply ``select``; a result over ``inline_max_bytes`` is stored and replaced by its reference,
     with the ``output_select`` fields inline beside it. Secrets are redacted before anything is
-    stored, exactly as they are in events."""
+    stored, exactly as they are in events; a result that holds one is also stored sealed
+    (results/sealed.py), so that later steps read it as it was returned."""
     result = apply_select(result, spec.select)
     if storage is None or _surely_inline(result, spec.inline_max_bytes) or is_ref(result):
         return result
+    secret = redactor is not None and redactor.finds_secret(result)
     try:
-        data = dumps(redactor.redact(result) if redactor is not None else result)
+        data = dumps(redactor.redact(result) if secret else result)
     except (TypeError, ValueError):
         return result  # not JSON: recorded as the event's usual "unstorable result" error
     if len(data) <= spec.inline_max_bytes:
         return result
-    import hashlib  # here: hashlib loads OpenSSL, and only a result that is stored needs it
-
-    ref = await storage.put(data, sha256=hashlib.sha256(data).hexdigest(), kind=spec.kind,
-                            execution_id=execution_id, step=step, ttl_seconds=spec.ttl_seconds,
-                            preview=preview_of(head_text(data, PREVIEW_CHARS)))
+    where = {"kind": spec.kind, "execution_id": execution_id, "step": step, "ttl_seconds": spec.ttl_seconds}
+    ref = await _put(storage, data, preview=preview_of(head_text(data, PREVIEW_CHARS)), **where)
+    if secret:
+        ref[REF_KEY][SEALED_KEY] = await _sealed_copy(storage, result, redactor, where)
     if isinstance(result, dict):
         for name in spec.keep:
             if name in result and name not in ref:
                 ref[name] = result[name]
     return ref
+
+
+async def _put(storage: ResultStorage, data: bytes, **where: Any) -> dict[str, Any]:
+    import hashlib  # here: hashlib loads OpenSSL, and only a result that is stored needs it
+
+    return await storage.put(data, sha256=hashlib.sha256(data).hexdigest(), **where)
+
+
+async def _sealed_copy(storage: ResultStorage, result: Any, redactor: Any, where: dict[str, Any]) -> dict[str, Any]:
+    """Store ``result`` (which holds a secret) sealed beside its redacted copy; the reference's
+    ``sealed`` part, whose key the redactor learns, so that it is stored only sealed itself."""
+    blob, key = sealed_blob(result)
+    stored = await _put(storage, blob, preview="", **where)
+    redactor.add(key)
+    return {"uri": stored[REF_KEY]["uri"], "key": key, "secrets": sorted(redactor.found_in(result))}
 
 
 _SMALL_SCALAR_BYTES = 24  # the longest JSON of a bool, null, float or 64-bit integer ("-1.2345678901234567e-308")
