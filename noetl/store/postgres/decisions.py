@@ -19,6 +19,7 @@ from noetl.engine.commands import Command
 from noetl.engine.events import Event
 from noetl.errors import StoreError
 from noetl.store.common import encode_json
+from noetl.store.postgres.arrays import BigintArray, BoolArray, IntArray, TextArray
 from noetl.store.postgres.ids import db_id
 from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand
 from noetl.store.postgres.rows import bump_params, event_arrays, event_from_row
@@ -106,6 +107,16 @@ EXECUTION_ARRAYS = (("execution_ids", "execution_id"), ("counts", "count"), ("se
                     ("new_statuses", "status"), ("set_results", "set_result"), ("new_results", "result"),
                     ("set_errors", "set_error"), ("new_errors", "error"),
                     ("set_ended_ats", "set_ended_at"), ("new_ended_ats", "ended_at"))
+# Each array's element type, as record_decisions casts it (arrays.py: dumped without inspection; an
+# array not listed goes as a plain list, whose elements psycopg inspects).
+ARRAY_TYPES: dict[str, type[list[Any]]] = {
+    "execution_ids": BigintArray, "counts": IntArray, "event_execution_ids": BigintArray, "event_ids": BigintArray,
+    "command_execution_ids": BigintArray,
+    **dict.fromkeys(("set_statuses", "set_results", "set_errors", "set_ended_ats"), BoolArray),
+    **dict.fromkeys(("new_statuses", "new_results", "new_errors", "new_ended_ats", "event_types", "node_names",
+                     "statuses", "results", "errors", "metas", "created_ats", "command_ids", "steps", "payloads",
+                     "command_created_ats", "lease_owners", "done_ids", "ended_keys"), TextArray),
+}
 
 
 def decision_arrays(writes: list[DecisionWrite]) -> dict[str, Any]:
@@ -142,9 +153,10 @@ def decision_arrays(writes: list[DecisionWrite]) -> dict[str, Any]:
         if leased:
             lease_seconds = write.leases.seconds
         done_ids.extend(write.done_ids)
-    return {**executions, "event_execution_ids": [row[0] for row in rows], **event_arrays(rows), **commands,
-            "done_ids": done_ids, "ended_keys": ended_keys, "notify_commands": queued,
-            "lease_seconds": lease_seconds}
+    arrays = {**executions, "event_execution_ids": [row[0] for row in rows], **event_arrays(rows), **commands,
+              "done_ids": done_ids, "ended_keys": ended_keys}
+    return {**{key: ARRAY_TYPES.get(key, list)(values) for key, values in arrays.items()},
+            "notify_commands": queued, "lease_seconds": lease_seconds}
 
 
 def leased_to(write: DecisionWrite, count: int, owner: str) -> list[LeasedCommand]:
@@ -179,8 +191,8 @@ class DecisionStatements:
         """Lock several executions (in id order), then all their reported commands (in id order), in
         one statement: the first of a group transaction. Unknown executions are absent."""
         by_number = {db_id(execution_id): execution_id for execution_id in execution_ids}
-        cursor = await conn.execute(self.q["lock_group"], {"execution_ids": sorted(by_number),
-                                                           "command_ids": command_ids})
+        cursor = await conn.execute(self.q["lock_group"], {"execution_ids": BigintArray(sorted(by_number)),
+                                                           "command_ids": TextArray(command_ids)})
         executions, leases = [], {}
         for number, status, last_event_id, command_id, attempt, owner in await cursor.fetchall():
             if command_id is None:
