@@ -89,6 +89,7 @@ class _Execution:
         self.outcomes: asyncio.Queue[tuple[Command, Outcome] | None] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_event_id = 0
+        self._foreign_after: int | None = None  # the last event id before one another process appended
         # The task awaiting a command directly (None otherwise), and whether a cancel arrived: the
         # cancel watcher then interrupts that await as it would cancel a command's task.
         self._direct: asyncio.Task[Any] | None = None
@@ -202,7 +203,9 @@ class _Execution:
 
     async def _adopt_external_cancel(self) -> None:
         """Fold the cancel another process recorded (or record one asked for in this process)."""
-        events = await self.runtime.store.list_events(self.execution_id, after_id=self.last_event_id)
+        # Decisions stored after the cancel and before the watcher saw it are numbered after it.
+        after = self.last_event_id if self._foreign_after is None else self._foreign_after
+        events = await self.runtime.store.list_events(self.execution_id, after_id=after)
         cancels = [e for e in events if e.event_type == ev.EXECUTION_CANCELLED]
         if not cancels:
             await self._cancel("cancelled by request")
@@ -269,6 +272,8 @@ class _Execution:
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
+            if self._foreign_after is None and event.event_id != self.last_event_id + 1:
+                self._foreign_after = self.last_event_id  # another process appended (a cancel)
             self.last_event_id = max(self.last_event_id, event.event_id)
             self.status.apply(event)
             if self.runtime.listener is not None:
