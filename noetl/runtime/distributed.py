@@ -41,7 +41,7 @@ from noetl.engine.commands import Command
 from noetl.engine.decide import Engine
 from noetl.engine.events import Event
 from noetl.engine.resume import RESUMABLE_STATUSES, resume_event
-from noetl.engine.state import ExecutionState, apply
+from noetl.engine.state import ExecutionState, LoopRun, apply
 from noetl.engine.status import StatusFolder
 from noetl.errors import InputError, NotFoundError, StoreError
 from noetl.ids import new_execution_id
@@ -68,7 +68,7 @@ from noetl.store.postgres.decisions import (
     leased_to,
 )
 from noetl.store.postgres.ids import db_id
-from noetl.store.postgres.queue import LeasedCommand
+from noetl.store.postgres.queue import LeasedCommand, lease_ids
 from noetl.store.postgres.rows import event_rows, execution_params
 from noetl.store.postgres.stats import StepStats
 from noetl.store.postgres.store import Connection, PostgresStore, is_transient
@@ -311,6 +311,8 @@ class DecisionCore:
         await self.refresh(cached, int(leased.payload.get("as_of") or 1 << 62))
         if cached.state.finished:
             return None
+        if leased.row_id is not None and _member_reported(cached.state, leased):
+            return None  # a batch row run again: this member's report is in the log already
         return cached, command_from_lease(leased, cached)
 
     async def resume(self, execution_id: str) -> dict[str, Any]:
@@ -499,14 +501,17 @@ class DecisionCore:
             await self.statements.finish_commands(conn, _command_ids(valid), "cancelled")
             return [False] * len(batch)
         await self._catch_up(conn, cached, locked.last_event_id)
+        valid = [report for report in valid if not _reported_before(cached.state, report)]
         handled = self._handle_all(cached, valid)
         recorded = {id(h.report) for h in handled}
         if handled:
             writes.append(self._decision_write(cached, handled, member.claim))
         if cached.state.finished:
             finished.append(cached.execution_id)
-        await self.statements.finish_commands(conn, _command_ids([r for r in valid if id(r) not in recorded]),
-                                              "cancelled")
+        # Not recorded as the execution ended meanwhile: the command is cancelled (a batch row's too,
+        # by cancel_open_commands, once the transaction's inserts are in).
+        await self.statements.finish_commands(
+            conn, _command_ids([r for r in valid if id(r) not in recorded and not _in_batch(r)]), "cancelled")
         return [id(report) in recorded for report in batch]
 
     def _handle_all(self, cached: CachedExecution, reports: list[PendingReport], *,
@@ -557,7 +562,7 @@ class DecisionCore:
             execution_id=cached.execution_id, rows=[row for h in handled for row in h.rows],
             first_event_id=cached.last_event_id + 1, now=now, update=update,
             commands=[command for h in handled for command in h.commands],
-            done_ids=_command_ids([h.report for h in handled]))
+            done_ids=_done_rows(state, [h.report for h in handled]))
         cached.last_event_id += len(write.rows)
         write.as_of = cached.last_event_id
         if claim is not None and self.affinity is not None:
@@ -576,7 +581,7 @@ class DecisionCore:
         if count:
             write.leases = NewCommandLeases(count=count, owner=self.affinity.name,
                                             seconds=float(self.affinity.lease_seconds()))
-            claim.leased = leased_to(write, count, self.affinity.name)
+            claim.leased = leased_to(write, self.affinity.name)
 
     def _stamp(self, cached: CachedExecution, events: list[Event]) -> list[Event]:
         return stamp(events, self.clock(), cached.services.redactor)
@@ -688,7 +693,50 @@ async def load_status(store: PostgresStore, execution_id: str) -> dict[str, Any]
 
 
 def _command_ids(reports: list[PendingReport]) -> list[str]:
-    return [r.leased.command_id for r in reports if r.leased is not None]
+    """The queue rows the reports hold leases of (a batch row once)."""
+    return lease_ids([r.leased for r in reports if r.leased is not None])
+
+
+def _in_batch(report: PendingReport) -> bool:
+    return report.leased is not None and report.leased.row_id is not None
+
+
+def _reported_before(state: ExecutionState, report: PendingReport) -> bool:
+    """A batch member whose iteration the log already holds a report of: its row is still leased
+    (other members run), so the lease check cannot tell a duplicate (a report retried after a lost
+    COMMIT, or a member run again after a crash) from a first report."""
+    return report.leased is not None and report.leased.row_id is not None and _member_reported(state, report.leased)
+
+
+def _member_reported(state: ExecutionState, leased: LeasedCommand) -> bool:
+    loop = _open_loop(state, leased)
+    index = leased.payload.get("loop_index")
+    return loop is None or index in loop.reported or index in loop.kept
+
+
+def _open_loop(state: ExecutionState, leased: LeasedCommand) -> LoopRun | None:
+    """The loop entry a batch member belongs to, while it runs (None once it ended)."""
+    run = state.running.get(leased.step)
+    if run is None or run.done or run.loop is None or run.entry != int(leased.payload.get("entry") or 1):
+        return None
+    return run.loop
+
+
+def _done_rows(state: ExecutionState, reports: list[PendingReport]) -> list[str]:
+    """The queue rows the decision marks done: each reported command's, and a batch row once every
+    member has reported (or its loop entry ended). A row left leased meanwhile is renewed by its
+    worker; after a crash it runs again, and only its unreported members run."""
+    done = []
+    for report in reports:
+        leased = report.leased
+        if leased is None:
+            continue
+        if leased.row_id is not None:
+            loop = _open_loop(state, leased)
+            if loop is not None and not all(i in loop.reported or i in loop.kept for i in leased.row_members):
+                continue
+        done.append(leased.lease_id)
+    return list(dict.fromkeys(done))
 
 
 def _valid_reports(batch: list[PendingReport], leases: dict[str, Lease]) -> list[PendingReport]:
@@ -698,7 +746,7 @@ def _valid_reports(batch: list[PendingReport], leases: dict[str, Lease]) -> list
     for report in batch:
         if report.leased is not None:
             command_id = report.leased.command_id
-            lease = leases.get(command_id)
+            lease = leases.get(report.leased.lease_id)
             if command_id in seen or lease is None or not lease.held_by(report.leased):
                 continue
             seen.add(command_id)

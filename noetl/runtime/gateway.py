@@ -27,7 +27,7 @@ from noetl.runtime.distributed import DecisionCore, load_status
 from noetl.runtime.sealing import unsealed_payload
 from noetl.runtime.wire import child_execution_id, encode_context
 from noetl.store.base import LogRecord
-from noetl.store.postgres.queue import CommandQueue, LeasedCommand
+from noetl.store.postgres.queue import CommandQueue, LeasedCommand, batch_members
 
 MAX_LEASE_BATCH = 64
 
@@ -57,6 +57,7 @@ class WorkerGateway:
             return None
         cached, command = found
         return {"command_id": leased.command_id, "execution_id": leased.execution_id, "step": leased.step,
+                **({"lease_id": leased.row_id} if leased.row_id else {}),
                 "attempt": leased.attempt, "payload": unsealed_payload(leased.payload), "playbook": cached.playbook_text,
                 "context": encode_context(command.context),
                 "parent_execution_id": cached.services.request.parent_execution_id,
@@ -68,20 +69,23 @@ class WorkerGateway:
         return sorted(held)
 
     async def report(self, *, worker: str, command_id: str, attempt: int, event: dict[str, Any],
-                     secrets: list[str]) -> bool:
-        """Record a command's outcome; False when it was ignored (duplicate, or the lease was lost)."""
+                     secrets: list[str], lease_id: str | None = None) -> bool:
+        """Record a command's outcome; False when it was ignored (duplicate, or the lease was lost).
+        ``lease_id``: the batch row a member of one was leased with."""
         try:
             report = Event.from_dict(event)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed report event: {exc}") from None
-        stored = await self.queue.get_for(report.execution_id, command_id)
-        if stored is None:
+        stored = await self.queue.get_for(report.execution_id, lease_id or command_id)
+        member = next((m for m in batch_members(stored) if m.command_id == command_id), None) if stored else None
+        if member is None:
             return False
         cached = await self.core.cached(report.execution_id)
         if cached is None:
             return False
         cached.services.redactor.add(set(secrets))
-        leased = LeasedCommand(command_id, report.execution_id, stored.step, attempt, stored.payload, worker)
+        leased = LeasedCommand(command_id, report.execution_id, member.step, attempt, member.payload, worker,
+                               member.row_id, member.row_members)
         return await self.core.report(leased, report)
 
     async def logs(self, lines: list[dict[str, Any]]) -> int:

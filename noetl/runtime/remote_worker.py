@@ -16,6 +16,7 @@ leasing and keeps heartbeating until the commands it runs are reported (or ``gra
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -111,6 +112,9 @@ class RemoteWorker:
         self.stop = asyncio.Event()
         self.wake = asyncio.Event()
         self.in_flight: dict[str, asyncio.Task[None]] = {}
+        self.lease_of: dict[str, str] = {}  # a batch member's command id: the row it holds the lease of
+        # Members of a batch row beyond the free slots (a row is leased whole): started as slots free up.
+        self.backlog: collections.deque[dict[str, Any]] = collections.deque()
         self.waiting_on_children = 0  # commands parked on a child execution free their slot
         self.completed = 0
         self._playbooks: dict[str, Playbook] = {}
@@ -166,7 +170,7 @@ class RemoteWorker:
 
     # leasing ---------------------------------------------------------------------------
     def _free_slots(self) -> int:
-        return self.options.concurrency - (len(self.in_flight) - self.waiting_on_children)
+        return self.options.concurrency - (len(self.in_flight) - self.waiting_on_children) - len(self.backlog)
 
     async def _lease_loop(self) -> None:
         failures = 0
@@ -187,9 +191,10 @@ class RemoteWorker:
                     log.warning("worker %s: lease: %s", self.name, exc)
                     await sleep_or_stop(self.stop, reconnect_delay(failures))
                     continue
-            for item in leased:
+            for item in leased[:max(free, 0)]:
                 self._start(item)
-            if leased and len(leased) == free:
+            self.backlog.extend(leased[max(free, 0):])
+            if leased and len(leased) >= free:
                 continue  # probably more waiting: lease again before sleeping
             await event_set_within(self.wake, self.options.poll_interval)
 
@@ -203,10 +208,15 @@ class RemoteWorker:
         command_id = str(item["command_id"])
         task = asyncio.create_task(self._execute(item))
         self.in_flight[command_id] = task
+        if item.get("lease_id"):
+            self.lease_of[command_id] = _lease_id(item)
         task.add_done_callback(lambda _: self._finished(command_id))
 
     def _finished(self, command_id: str) -> None:
         self.in_flight.pop(command_id, None)
+        self.lease_of.pop(command_id, None)
+        if self.backlog and not self.stop.is_set() and self._free_slots() + len(self.backlog) > 0:
+            self._start(self.backlog.popleft())
         self.completed += 1
         self.wake.set()
 
@@ -254,7 +264,8 @@ class RemoteWorker:
         failures = 0
         while True:  # not tied to `stop`: a draining worker still reports what it finished
             body = {"worker": self.name, "command_id": item["command_id"], "attempt": item["attempt"],
-                    "event": event.to_dict(), "secrets": secrets}
+                    "event": event.to_dict(), "secrets": secrets,
+                    **({"lease_id": item["lease_id"]} if item.get("lease_id") else {})}
             try:
                 await self.api.post("/api/workers/report", body)
                 return
@@ -278,7 +289,9 @@ class RemoteWorker:
         interval = max(self.options.lease_seconds / 3, 0.05)
         while not (self.stop.is_set() and not self.in_flight):
             await asyncio.sleep(interval)
-            ids = list(self.in_flight)
+            # A member of a batch row holds the row's lease (`lease_id`): one renewal for all of them.
+            leases = {command_id: self.lease_of.get(command_id, command_id) for command_id in self.in_flight}
+            ids = list(dict.fromkeys([*leases.values(), *map(_lease_id, self.backlog)]))
             if not ids:
                 continue
             try:
@@ -288,10 +301,16 @@ class RemoteWorker:
                 log.warning("worker %s: heartbeat: %s", self.name, exc)
                 continue
             held = set(answer.get("held") or [])
-            for command_id in ids:
+            self.backlog = collections.deque(item for item in self.backlog if _lease_id(item) in held)
+            for command_id, lease_id in leases.items():
                 task = self.in_flight.get(command_id)
-                if command_id not in held and task is not None:
+                if lease_id not in held and task is not None:
                     task.cancel()  # cancelled execution or lease taken over: stop the work
+
+
+def _lease_id(item: dict[str, Any]) -> str:
+    """The queue row a shipped command holds the lease of (a batch row's, for a member of one)."""
+    return str(item.get("lease_id") or item["command_id"])
 
 
 class RemoteServices:

@@ -14,6 +14,7 @@ cancel the rest and hand their commands back to the queue.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import functools
@@ -47,7 +48,7 @@ from noetl.runtime.stopping import sleep_or_stop, until_stopped
 from noetl.runtime.warmup import warm_up
 from noetl.runtime.wire import child_execution_id
 from noetl.sandbox import require_confinement
-from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand
+from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand, lease_ids
 from noetl.store.postgres.store import PostgresStore
 from noetl.tools.base import ToolCall
 from noetl.waiting import event_set_within
@@ -98,6 +99,9 @@ class Worker:
         self.side_tasks: dict[str, asyncio.Task[None]] = {}
         self.side_task_failure: WorkerError | None = None
         self.in_flight: dict[str, tuple[LeasedCommand, asyncio.Task[None]]] = {}
+        # Members of batch rows leased from the queue beyond the free slots (a row comes whole): they
+        # start as slots free up, their leases renewed meanwhile.
+        self.backlog: collections.deque[LeasedCommand] = collections.deque()
         self.waiting_on_children = 0  # commands parked on a child execution free their slot
         self.reserved = 0  # slots held for commands a decision in progress inserts leased to us
         # Commands whose report waits for its decision: their tool is done and their slot goes to
@@ -203,13 +207,16 @@ class Worker:
         for _, task in leftovers:
             task.cancel()
         await asyncio.gather(*(task for _, task in leftovers), return_exceptions=True)
-        if leftovers:
+        unstarted = [*(c for c, _ in leftovers), *self.backlog]
+        self.backlog.clear()
+        if unstarted:  # a batch row goes back whole: only its unreported members run again
             with contextlib.suppress(StoreError):
-                await self.queue.release(owner=self.name, command_ids=[c.command_id for c, _ in leftovers])
+                await self.queue.release(owner=self.name, command_ids=lease_ids(unstarted))
 
     # leasing ---------------------------------------------------------------------------
     def _free_slots(self) -> int:
-        return self.options.concurrency - (len(self.in_flight) - self.waiting_on_children) - self.reserved
+        return (self.options.concurrency - (len(self.in_flight) - self.waiting_on_children) - self.reserved
+                - len(self.backlog))
 
     # the decision core's affinity: commands of our own decisions, leased to us as they are inserted
     def lease_seconds(self) -> float:
@@ -254,9 +261,10 @@ class Worker:
                     log.warning("worker %s: %s", self.name, exc)
                     await sleep_or_stop(self.stop, reconnect_delay(failures + 1))
                     continue
-            for command in leased:
+            for command in leased[:max(free, 0)]:
                 self._start(command)
-            if leased and len(leased) == free:
+            self.backlog.extend(leased[max(free, 0):])
+            if leased and len(leased) >= free:
                 self.queue_may_hold_work = True
                 continue  # probably more waiting: lease again before sleeping
             if not await event_set_within(self.wake, self.options.poll_interval):
@@ -277,6 +285,8 @@ class Worker:
         done callback (for a task cancelled before it started)."""
         if self.in_flight.pop(command_id, None) is not None:
             self.completed += 1
+            if self.backlog and not self.stop.is_set() and self._free_slots() + len(self.backlog) > 0:
+                self._start(self.backlog.popleft())
             self.wake.set()
 
     # running one command ----------------------------------------------------------------
@@ -357,7 +367,8 @@ class Worker:
         while not self.drained.is_set():
             await sleep_or_stop(self.drained, interval)
             async with self.renewing:
-                ids = [command_id for command_id in self.in_flight if command_id not in self.own_leases]
+                ids = lease_ids([leased for command_id, (leased, _) in self.in_flight.items()
+                                 if command_id not in self.own_leases] + list(self.backlog))
                 if not ids:
                     continue
                 try:
@@ -366,10 +377,12 @@ class Worker:
                 except StoreError as exc:
                     log.warning("worker %s: heartbeat: %s", self.name, exc)
                     continue
-            for command_id in ids:
-                entry = self.in_flight.get(command_id)
-                if command_id not in held and entry is not None:
-                    entry[1].cancel()  # cancelled execution or lease taken over: stop the work
+            lost = set(ids) - held
+            if lost:  # cancelled execution or lease taken over: stop the work (every member of a row)
+                for leased, task in list(self.in_flight.values()):
+                    if leased.lease_id in lost:
+                        task.cancel()
+                self.backlog = collections.deque(c for c in self.backlog if c.lease_id not in lost)
 
     @contextlib.asynccontextmanager
     async def keep_frame_alive(self, *, lease_seconds: float | None,

@@ -38,6 +38,8 @@ class HeartbeatRequest(_Body):
 class ReportRequest(_Body):
     worker: str = Field(min_length=1, max_length=200)
     command_id: str = Field(min_length=1, max_length=200)
+    lease_id: str | None = Field(default=None, min_length=1, max_length=200,
+                                 description="The batch row the command is a member of (the lease's item).")
     attempt: int = Field(ge=1)
     event: dict[str, Any]
     secrets: list[str] = Field(default_factory=list, description="Secret values the run resolved, to redact.")
@@ -98,7 +100,7 @@ async def heartbeat(body: HeartbeatRequest, gateway: Gateway) -> dict[str, Any]:
 @router.post("/report", summary="Record a command's outcome and decide what follows")
 async def report(body: ReportRequest, gateway: Gateway) -> dict[str, Any]:
     recorded = await gateway.report(worker=body.worker, command_id=body.command_id, attempt=body.attempt,
-                                    event=body.event, secrets=body.secrets)
+                                    event=body.event, secrets=body.secrets, lease_id=body.lease_id)
     return {"status": "processed", "recorded": recorded}
 
 

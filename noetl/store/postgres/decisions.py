@@ -21,12 +21,21 @@ from noetl.errors import StoreError
 from noetl.store.common import encode_json
 from noetl.store.postgres.arrays import BigintArray, BoolArray, IntArray, TextArray
 from noetl.store.postgres.ids import db_id
-from noetl.store.postgres.queue import COMMANDS_CHANNEL, EXECUTIONS_CHANNEL, LeasedCommand
+from noetl.store.postgres.queue import (
+    COMMANDS_CHANNEL,
+    EXECUTIONS_CHANNEL,
+    MEMBERS,
+    LeasedCommand,
+    batch_members,
+)
 from noetl.store.postgres.rows import bump_params, event_arrays, event_from_row
 from noetl.store.postgres.store import Connection, PostgresStore
 
 # The NOTIFY channels, as parameters of the statements that notify.
 CHANNELS = {"commands_channel": COMMANDS_CHANNEL, "executions_channel": EXECUTIONS_CHANNEL}
+# Loop iterations one batch row holds at most (see command_rows): a row is leased, heartbeated and
+# marked done once for all of them, and runs on one worker.
+MAX_BATCH_MEMBERS = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +61,8 @@ class LockedExecution:
 
 @dataclass(slots=True)
 class NewCommandLeases:
-    """How many of a decision's new commands are inserted already leased to the deciding worker."""
+    """How many of a decision's new commands are inserted already leased to the deciding worker
+    (the first ``count``; iterations of one loop among them share batch rows, see command_rows)."""
 
     count: int = 0
     owner: str | None = None
@@ -73,27 +83,106 @@ class DecisionWrite:
     as_of: int = 0
     done_ids: list[str] = field(default_factory=list)
     leases: NewCommandLeases = field(default_factory=NewCommandLeases)
-    _payloads: list[str] | None = None
+    _rows: list[CommandRow] | None = None
 
-    def payloads(self) -> list[str]:
-        """The new commands' queue payloads (once ``as_of`` is final), encoded once: the insert and
-        the leases claimed for the deciding worker share the text."""
-        if self._payloads is None:
-            self._payloads = [command_payload(command, self.as_of) for command in self.commands]
-        return self._payloads
+    def command_rows(self) -> list[CommandRow]:
+        """The new commands' queue rows (once ``as_of`` and ``leases`` are final), built once: the
+        insert and the leases claimed for the deciding worker share them."""
+        if self._rows is None:
+            self._rows = command_rows(self.commands, self.as_of, self.leases.count)
+        return self._rows
+
+
+@dataclass(slots=True)
+class CommandRow:
+    """One row of the command queue: a command, or a batch of loop iterations (``members``)."""
+
+    command_id: str
+    step: str
+    payload: dict[str, Any]
+    text: str  # the payload encoded
+    leased: bool  # inserted leased to the deciding worker
+    size: int = 1
+
+
+def command_rows(commands: list[Command], as_of: int, leased: int) -> list[CommandRow]:
+    """Queue rows for ``commands``, the first ``leased`` of them inserted leased to the deciding worker.
+
+    Among those, consecutive iterations of one loop entry share a batch row of up to
+    MAX_BATCH_MEMBERS (the engine issues a loop's window as consecutive commands): the worker that
+    runs them holds one lease, renews one row and marks one row done for all of them. Queued
+    commands stay one row each, for whichever worker (or API worker, or external runner) leases them.
+    """
+    rows: list[CommandRow] = []
+    batch: list[Command] = []
+
+    def flush() -> None:
+        if len(batch) == 1:
+            rows.append(single_row(batch[0], as_of, leased=True))
+        elif batch:
+            rows.append(batch_row(batch, as_of))
+        batch.clear()
+
+    for command in commands[:leased]:
+        if batch and (len(batch) == MAX_BATCH_MEMBERS or not same_batch(batch[0], command)):
+            flush()
+        if batchable(command):
+            batch.append(command)
+        else:
+            flush()
+            rows.append(single_row(command, as_of, leased=True))
+    flush()
+    rows.extend(single_row(command, as_of, leased=False) for command in commands[leased:])
+    return rows
+
+
+def batchable(command: Command) -> bool:
+    return command.loop_index is not None and command.cursor is None
+
+
+def same_batch(first: Command, command: Command) -> bool:
+    """Whether ``command`` runs like ``first`` (same loop entry and task settings)."""
+    return (command.step == first.step and command.entry == first.entry and command.timeout == first.timeout
+            and command.strict == first.strict and command.tasks == first.tasks
+            and command.warnings == first.warnings)
+
+
+def single_row(command: Command, as_of: int, *, leased: bool) -> CommandRow:
+    payload = payload_fields(command, as_of)
+    return CommandRow(command.command_id, command.step, payload, encode_json(payload), leased)
+
+
+def batch_row(commands: list[Command], as_of: int) -> CommandRow:
+    """Iterations of one loop entry in one row: what they share once, and each one's own fields."""
+    first = commands[0]
+    shared = {key: value for key, value in payload_fields(first, as_of).items() if key in BATCH_SHARED}
+    members = [{"command_id": c.command_id, "loop_index": c.loop_index, "args": c.args,
+                "arc_input": c.arc_input, "local": c.local, **({"sealed": c.sealed} if c.sealed else {})}
+               for c in commands]
+    payload = {**shared, MEMBERS: members}
+    return CommandRow(f"{first.command_id}+{len(commands)}", first.step, payload, encode_json(payload), True,
+                      len(commands))
+
+
+# The payload fields every member of a batch row shares (same_batch).
+BATCH_SHARED = frozenset({"tasks", "entry", "timeout", "as_of", "strict", "warnings"})
 
 
 def command_payload(command: Command, as_of: int) -> str:
+    return encode_json(payload_fields(command, as_of))
+
+
+def payload_fields(command: Command, as_of: int) -> dict[str, Any]:
     """The queue row keeps the command's fields; the render context is rebuilt by the worker from the
     state folded up to event ``as_of`` (the decision's last event), so a worker whose cache is already
     that far skips reading the log."""
-    return encode_json({
+    return {
         "tasks": command.tasks, "args": command.args, "arc_input": command.arc_input, "local": command.local,
         "loop_index": command.loop_index, "entry": command.entry, "timeout": command.timeout, "as_of": as_of,
         **({"cursor": command.cursor} if command.cursor is not None else {}),
         **({"strict": True} if command.strict else {}), **({"warnings": command.warnings} if command.warnings else {}),
         **({"sealed": command.sealed} if command.sealed else {}),
-    })
+    }
 
 
 def command_arrays(commands: list[Command], as_of: int) -> dict[str, list[str]]:
@@ -122,7 +211,7 @@ ARRAY_TYPES: dict[str, type[list[Any]]] = {
 def decision_arrays(writes: list[DecisionWrite]) -> dict[str, Any]:
     """Decisions of several executions as the column arrays of ``record_decisions``: one element per
     execution, per event (event ids assigned here, numbered from each write's first_event_id) and
-    per new command (with its lease owner when it is inserted leased)."""
+    per new queue row (with its lease owner when it is inserted leased; see command_rows)."""
     executions: dict[str, list[Any]] = {array: [] for array, _ in EXECUTION_ARRAYS}
     rows: list[list[Any]] = []
     commands: dict[str, list[Any]] = {key: [] for key in (
@@ -142,13 +231,13 @@ def decision_arrays(writes: list[DecisionWrite]) -> dict[str, Any]:
             row[1] = event_id
             rows.append(row)
         leased = write.leases.count
-        for n, (command, payload) in enumerate(zip(write.commands, write.payloads(), strict=True)):
-            commands["command_ids"].append(command.command_id)
+        for queued_row in write.command_rows():
+            commands["command_ids"].append(queued_row.command_id)
             commands["command_execution_ids"].append(number)
-            commands["steps"].append(command.step)
-            commands["payloads"].append(payload)
+            commands["steps"].append(queued_row.step)
+            commands["payloads"].append(queued_row.text)
             commands["command_created_ats"].append(write.now)
-            commands["lease_owners"].append(write.leases.owner if n < leased else None)
+            commands["lease_owners"].append(write.leases.owner if queued_row.leased else None)
         queued = queued or len(write.commands) > leased
         if leased:
             lease_seconds = write.leases.seconds
@@ -159,11 +248,12 @@ def decision_arrays(writes: list[DecisionWrite]) -> dict[str, Any]:
             "notify_commands": queued, "lease_seconds": lease_seconds}
 
 
-def leased_to(write: DecisionWrite, count: int, owner: str) -> list[LeasedCommand]:
-    """The leases ``record`` creates for the first ``count`` new commands (``NewCommandLeases``), with
-    the payload as a lease from the queue would read it back."""
-    return [LeasedCommand(c.command_id, write.execution_id, c.step, 1, json.loads(payload), owner)
-            for c, payload in zip(write.commands[:count], write.payloads(), strict=False)]
+def leased_to(write: DecisionWrite, owner: str) -> list[LeasedCommand]:
+    """The commands ``record`` inserts leased to ``owner`` (``NewCommandLeases``), each member of a
+    batch row on its own, with the payload as a lease from the queue would read it back."""
+    return [member for row in write.command_rows() if row.leased
+            for member in batch_members(LeasedCommand(row.command_id, write.execution_id, row.step, 1,
+                                                      json.loads(row.text), owner))]
 
 
 class DecisionStatements:

@@ -20,12 +20,43 @@ EXECUTIONS_CHANNEL = "noetl_executions"  # payload: the id of an execution that 
 
 @dataclass(slots=True)
 class LeasedCommand:
+    """A command a worker holds. A member of a batch row (several loop iterations in one row, see
+    ``batch_members``) has its own ``command_id`` and payload, and the row's lease: ``row_id`` is the
+    row leased, heartbeated and marked done, ``row_members`` the loop indices of every member."""
+
     command_id: str
     execution_id: str
     step: str
     attempt: int
     payload: dict[str, Any]
     lease_owner: str = ""
+    row_id: str | None = None
+    row_members: tuple[int, ...] = ()
+
+    @property
+    def lease_id(self) -> str:
+        """The queue row holding this command's lease."""
+        return self.row_id or self.command_id
+
+
+# A batch row's payload: the fields its iterations share, and `members` (each iteration's own).
+MEMBERS = "members"
+
+
+def batch_members(row: LeasedCommand) -> list[LeasedCommand]:
+    """The commands a leased row holds: itself, or each iteration of a batch row with the row's lease."""
+    members = row.payload.get(MEMBERS)
+    if members is None:
+        return [row]
+    shared = {key: value for key, value in row.payload.items() if key != MEMBERS}
+    indices = tuple(int(member["loop_index"]) for member in members)
+    return [LeasedCommand(member["command_id"], row.execution_id, row.step, row.attempt, {**shared, **member},
+                          row.lease_owner, row.command_id, indices) for member in members]
+
+
+def lease_ids(commands: list[LeasedCommand]) -> list[str]:
+    """The queue rows of ``commands``, each once, in order."""
+    return list(dict.fromkeys(command.lease_id for command in commands))
 
 
 class CommandQueue:
@@ -35,8 +66,8 @@ class CommandQueue:
     async def lease(self, *, owner: str, limit: int, lease_seconds: float, now: datetime) -> list[LeasedCommand]:
         params = {"owner": owner, "limit": limit, "lease_seconds": lease_seconds, "now": now}
         rows = await self.store.read("leasing commands", "lease_commands", params)
-        return [LeasedCommand(command_id, str(execution_id), step, attempt, payload, owner)
-                for command_id, execution_id, step, attempt, payload in rows]
+        return [member for command_id, execution_id, step, attempt, payload in rows
+                for member in batch_members(LeasedCommand(command_id, str(execution_id), step, attempt, payload, owner))]
 
     async def get(self, command_id: str) -> LeasedCommand | None:
         """A command as stored (``lease_owner`` empty unless leased), or None."""
@@ -79,10 +110,13 @@ class CommandQueue:
         return [row[0] for row in rows]
 
     async def exhausted(self, *, max_attempts: int, now: datetime) -> list[LeasedCommand]:
+        """Commands whose last lease lapsed with no attempt left (every member of a batch row: the
+        decision ignores those already reported)."""
         rows = await self.store.read("reading exhausted commands", "exhausted_commands",
                                      {"max_attempts": max_attempts, "now": now})
-        return [LeasedCommand(command_id, str(execution_id), step, attempt, payload, owner or "")
-                for command_id, execution_id, step, attempt, owner, payload in rows]
+        return [member for command_id, execution_id, step, attempt, owner, payload in rows
+                for member in batch_members(LeasedCommand(command_id, str(execution_id), step, attempt, payload,
+                                                          owner or ""))]
 
     async def wake_workers(self) -> None:
         await self.store.read("waking workers", "notify_commands", {"commands_channel": COMMANDS_CHANNEL})
