@@ -157,8 +157,8 @@ def execution_payload(hook: HookRecord, delivery: Delivery) -> dict[str, Any]:
 
 
 def _visible_headers(headers: dict[str, str]) -> dict[str, str]:
-    # The template sees the request's headers except its credentials.
-    hidden = {SIGNATURE_HEADER, TOKEN_HEADER, "authorization", "cookie"}
+    # The template sees the request's headers except its credentials: the hook's own and HTTP's.
+    hidden = {SIGNATURE_HEADER, TOKEN_HEADER, "authorization", "proxy-authorization", "cookie"}
     return {key: value for key, value in headers.items() if key not in hidden}
 
 

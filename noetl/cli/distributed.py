@@ -69,6 +69,7 @@ def install(cli: click.Group) -> None:
 
         from noetl.sandbox import require_confinement
         from noetl.server.app import create_app
+        from noetl.server.slowclients import protocol_with_deadline
         from noetl.server.state import ServerConfig
         from noetl.server.tokens import check_bind, registry_from_settings
         from noetl.settings import load_settings
@@ -83,14 +84,16 @@ def install(cli: click.Group) -> None:
         config = ServerConfig(database_url=_database_url(database_url), tokens=tokens,
                               sql_api_enabled=settings.enable_sql_api, sql_api_writable=settings.sql_api_write,
                               max_attempts=settings.max_attempts, max_body_bytes=settings.max_body_bytes,
-                              reap_interval=_reap_interval(settings.lease_seconds))
+                              reap_interval=_reap_interval(settings.lease_seconds),
+                              request_timeout_seconds=settings.request_timeout_seconds)
         _logging(log_level, log_format)
         require_confinement()  # the server resolves child playbook files for remote workers
         # A database it cannot reach or migrate is one line and exit code here, before uvicorn would
         # report the same failure of the app's start-up as a traceback.
         run_sync(_migrate_or_fail(config.database_url))
         # log_config=None: uvicorn's loggers go through the handler configured above (format, redaction).
-        uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, log_config=None)
+        uvicorn.run(create_app(config), host=host, port=port, log_level=log_level, log_config=None,
+                    http=protocol_with_deadline(settings.request_timeout_seconds))
 
     @cli.group()
     def worker() -> None:

@@ -16,6 +16,7 @@ def ui(host: str, port: int) -> None:
     import uvicorn
 
     from noetl.server.console.local import create_local_app
+    from noetl.server.slowclients import protocol_with_deadline
     from noetl.server.tokens import check_bind, registry_from_settings
     from noetl.settings import load_settings
 
@@ -26,4 +27,5 @@ def ui(host: str, port: int) -> None:
     require_listenable(host, port)
     app = create_local_app(settings.sqlite_path, tokens=tokens)
     click.echo(f"NoETL console on http://{host}:{port}/ (local store {settings.sqlite_path})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning",
+                http=protocol_with_deadline(settings.request_timeout_seconds))

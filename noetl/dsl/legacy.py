@@ -19,7 +19,7 @@ from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
 STEP_KEYS = frozenset(
     {"step", "desc", "description", "input", "with", "data", "args", "loop", "tool", "set", "next",
      "case", "vars", "retry", "save", "sink", "type", "call", "spec", "pipeline", "when", "then", "else",
-     "output", "set_ctx"}
+     "output", "set_ctx", "return"}
 )
 TOOL_KINDS_AS_TYPE = LEGACY_TYPE_NAMES
 _CREDENTIAL_ALIAS_KINDS = frozenset({"postgres", "http", "duckdb"})
@@ -32,6 +32,7 @@ def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]
     _lift_top_level_identity(doc, notes)
     workflow = doc.get("workflow")
     if isinstance(workflow, list):
+        workflow = _returns_as_results(workflow, notes)
         taken = {step.get("step") for step in workflow if isinstance(step, dict)}
         doc["workflow"] = [
             out
@@ -46,6 +47,37 @@ def normalize_playbook(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Note]]
             for i, e in enumerate(workbook)
         ]
     return doc, notes
+
+
+def _returns_as_results(workflow: list[Any], notes: list[Note]) -> list[Any]:
+    """`return: X` on a v1 step without a tool (often the `end` step) makes X the step's result,
+    so the playbook returns it: X names a step, or a workbook entry (the result of the last step
+    that runs it), or is a template."""
+    steps = [s for s in workflow if isinstance(s, dict)]
+    names = {s.get("step") for s in steps}
+    ran_entry = {_workbook_entry_of(s): s.get("step") for s in steps if _workbook_entry_of(s)}
+    out: list[Any] = []
+    for i, step in enumerate(workflow):
+        value = step.get("return") if isinstance(step, dict) else None
+        if value is None or (step.get("tool") not in (None, *ROUTING_KINDS)) or (
+                step.get("type") not in (None, *ROUTING_KINDS)):
+            out.append(step)
+            continue
+        if isinstance(value, str) and "{{" not in value and "{%" not in value:
+            target = value if value in names else ran_entry.get(value, value)
+            value = "{{ " + str(target) + " }}"
+        notes.append((("workflow", i, "return"), "`return:` on a step: newer spelling is the playbook's "
+                      "`executor.spec.final_step` (or a `noop` tool whose `result` is the value)"))
+        rest = {k: v for k, v in step.items() if k not in ("return", "tool", "type")}
+        out.append({**rest, "tool": {"kind": "noop", "result": value}})
+    return out
+
+
+def _workbook_entry_of(step: dict[str, Any]) -> Any:
+    """The workbook entry a v1 `type: workbook` step (or `tool: workbook`) runs, if it is one."""
+    if "workbook" not in (step.get("type"), step.get("tool")):
+        return None
+    return step.get("name") or step.get("task")
 
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None)})
@@ -574,14 +606,31 @@ def _legacy_next_arcs(raw: Any, path: tuple[Any, ...], notes: list[Note]) -> lis
     items = raw if isinstance(raw, list) else [raw]
     arcs: list[dict[str, Any]] = []
     notes.append((path, "list-style `next:`: newer spelling is `next: {spec, arcs}`"))
+    conditions: list[Any] = []  # of the items before, for an `- else:` item of its own
     for item in items:
         if isinstance(item, dict) and ("then" in item or "else" in item) and "step" not in item:
+            if "when" not in item and "else" in item:
+                # `- when: c1 ... - else: [...]` (an item of its own): fires when no item before matched
+                item = {"when": _none_of(conditions), "then": item["else"],
+                        **({"data": item["data"]} if "data" in item else {})}
+            elif "when" in item:
+                conditions.append(item["when"])
             arcs.extend(_when_then_else(item))
             continue
+        if isinstance(item, dict) and "when" in item:
+            conditions.append(item["when"])
         arc = _target(item)
         if arc is not None:
             arcs.append(arc)
     return arcs
+
+
+def _none_of(conditions: list[Any]) -> Any:
+    """A condition true when none of ``conditions`` is (YAML booleans or templates)."""
+    if any(c is True for c in conditions):
+        return False
+    parts = [_strip_braces(c) for c in conditions if c is not False]
+    return True if not parts else "{{ not (" + " or ".join(f"({p})" for p in parts) + ") }}"
 
 
 def _when_then_else(item: dict[str, Any]) -> list[dict[str, Any]]:

@@ -388,6 +388,12 @@ def _replace_check(value: Any, old: Any, new: Any, count: int | None = None) -> 
 
 # The environment ----------------------------------------------------------------------------------
 _ENVELOPE_ALIASES = frozenset({"data", "result"})
+_LOOP_RESULT_KEYS = frozenset({"results", "stats"})
+
+
+def _is_loop_result(value: Mapping[str, Any]) -> bool:
+    """A loop step's aggregate ``{results, stats}`` (section 5 of the spec)."""
+    return len(value) == 2 and all(key in value for key in _LOOP_RESULT_KEYS)
 
 
 class NoetlEnvironment(ImmutableSandboxedEnvironment):
@@ -407,8 +413,8 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
                 return lazy_items(value)  # a loop's results by reference, for `| length` and `for`
             if attribute in _ENVELOPE_ALIASES:
                 # v1 habits: ``{{ step.data.field }}`` / ``{{ step.result.field }}`` on a result
-                # without such a key read the result itself.
-                return obj
+                # without such a key read the result itself; a loop's result is its list.
+                return lazy_items(obj["results"]) if attribute == "result" and _is_loop_result(obj) else obj
             if attribute in _MAPPING_METHODS:
                 # A missing key named like a dict method (`iter.items`) is undefined, so `default()`
                 # and `is defined` behave; calling it (`d.items()`) still calls the method.

@@ -22,6 +22,7 @@ from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
 from noetl.ids import new_execution_id
 from noetl.results.refs import forget_reports, note_report, use_loader
+from noetl.runtime.effect_free import effect_free
 from noetl.runtime.execution import cancel_event, execution_result, final_update, stamp, stored_payload
 from noetl.runtime.frames import run_command
 from noetl.runtime.logstream import LogBatcher, store_sink
@@ -38,6 +39,11 @@ CANCEL_POLL_SECONDS = 0.25  # how often a run looks for a cancel recorded by ano
 # A chain of commands awaited directly may never suspend (a python step's brief wait): at least
 # this often, the execution lets the event loop run its other tasks (cancel watcher, log flush, a UI).
 YIELD_SECONDS = 0.005
+# Decisions about steps without side effects (noetl.runtime.effect_free) are held and stored with the
+# next one that must be stored, at most this many and this long: a crash loses at most that much work,
+# and `noetl status` from another process sees the run move on at least this often.
+HOLD_DECISIONS = 64
+HOLD_SECONDS = 0.05
 
 
 class LocalRuntime:
@@ -89,12 +95,16 @@ class _Execution:
         self.outcomes: asyncio.Queue[tuple[Command, Outcome] | None] = asyncio.Queue()
         self.tasks: set[asyncio.Task[None]] = set()
         self.last_event_id = 0
+        self._foreign_after: int | None = None  # the last event id before one another process appended
         # The task awaiting a command directly (None otherwise), and whether a cancel arrived: the
         # cancel watcher then interrupts that await as it would cancel a command's task.
         self._direct: asyncio.Task[Any] | None = None
         self._interrupted = False
         self._direct_cancelled = False  # the watcher cancelled that await (and only it may take that back)
         self._yielded_at = 0.0
+        self._held: list[Event] = []  # stamped events of decisions not stored yet (HOLD_DECISIONS)
+        self._held_decisions = 0
+        self._held_since = 0.0
 
     async def run(self) -> dict[str, Any]:
         # templates resolve `_ref`s through it (this task and its own)
@@ -131,7 +141,7 @@ class _Execution:
                         decision.commands.extend(step.commands)
                 finally:
                     forget_reports(self.execution_id)
-                await self._record(decision)
+                await self._record(decision, hold=self._may_hold(batch, decision))
                 lone = self._dispatch(decision.commands)
         except asyncio.CancelledError:
             await asyncio.shield(self._cancel("cancelled"))
@@ -139,7 +149,16 @@ class _Execution:
         finally:
             watcher.cancel()
             await self._stop_tasks()
+        await self._store_held()  # nothing is held once the run ended, but a break may leave some
         return self.status.doc
+
+    def _may_hold(self, batch: list[tuple[Command, Outcome]], decision: Decision) -> bool:
+        """Whether ``decision`` may wait to be stored with a later one: it reports only on commands
+        without side effects and issues only such commands, so a crash before it is stored loses
+        nothing that running them again would not give back. Every other tool runs only after all
+        that came before it is stored."""
+        return (bool(decision.commands) and all(effect_free(command) for command, _ in batch)
+                and all(effect_free(command) for command in decision.commands))
 
     async def _next_batch(self) -> list[tuple[Command, Outcome]] | None:
         """Every outcome that is ready (at least one): their events are stored in one transaction."""
@@ -202,7 +221,10 @@ class _Execution:
 
     async def _adopt_external_cancel(self) -> None:
         """Fold the cancel another process recorded (or record one asked for in this process)."""
-        events = await self.runtime.store.list_events(self.execution_id, after_id=self.last_event_id)
+        await self._store_held()
+        # Decisions stored after the cancel and before the watcher saw it are numbered after it.
+        after = self.last_event_id if self._foreign_after is None else self._foreign_after
+        events = await self.runtime.store.list_events(self.execution_id, after_id=after)
         cancels = [e for e in events if e.event_type == ev.EXECUTION_CANCELLED]
         if not cancels:
             await self._cancel("cancelled by request")
@@ -256,19 +278,44 @@ class _Execution:
     def _end_update(self, events: list[Event]) -> dict[str, Any] | None:
         return final_update(self.state, self.runtime.redactor or self.services.redactor, events[-1].created_at)
 
-    async def _record(self, decision: Decision) -> None:
+    async def _record(self, decision: Decision, *, hold: bool = False) -> None:
+        """Store the decision's events (with any held before it) in one transaction; or, with
+        ``hold``, keep them for the next one while the group is small and young (HOLD_DECISIONS)."""
         if not decision.events:
+            await self._store_held()
             return
         events = self._stamp(decision.events)
         update = self._end_update(events)
+        if hold and update is None and self._hold(events):
+            return
+        if self._held:
+            events = [*self._held, *events]
+            self._held, self._held_decisions = [], 0
         stored = await self.runtime.store.append_events(self.execution_id, events, update=update)
         self._publish(stored)
+
+    def _hold(self, events: list[Event]) -> bool:
+        now = asyncio.get_running_loop().time()
+        if not self._held:
+            self._held_since = now
+        elif self._held_decisions >= HOLD_DECISIONS or now - self._held_since > HOLD_SECONDS:
+            return False
+        self._held.extend(events)
+        self._held_decisions += 1
+        return True
+
+    async def _store_held(self) -> None:
+        if self._held:
+            events, self._held, self._held_decisions = self._held, [], 0
+            self._publish(await self.runtime.store.append_events(self.execution_id, events))
 
     def status_result(self) -> Any:
         return execution_result(self.state)
 
     def _publish(self, events: list[Event]) -> None:
         for event in events:
+            if self._foreign_after is None and event.event_id != self.last_event_id + 1:
+                self._foreign_after = self.last_event_id  # another process appended (a cancel)
             self.last_event_id = max(self.last_event_id, event.event_id)
             self.status.apply(event)
             if self.runtime.listener is not None:

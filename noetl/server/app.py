@@ -81,6 +81,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.noetl_tokens = config.tokens
     api_modules = (system, catalog, executions, hooks, recovery, results, schedules, triggers, workers)
     app.add_middleware(RequestGuard, tokens=config.tokens, max_body_bytes=config.max_body_bytes,
+                       body_seconds=config.request_timeout_seconds,
                        public=public_routes("/api", [module.router for module in api_modules]))
     install_error_handlers(app)
     app.include_router(system.public)

@@ -20,17 +20,19 @@ from noetl.safejson import InvalidJson, loads_strict
 from noetl.server.auth import PUBLIC, PublicRoute, bearer_token, role_needed
 from noetl.server.errors import error_body
 from noetl.server.tokens import TokenRegistry
+from noetl.waiting import within
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 class RequestGuard:
     def __init__(self, app: ASGIApp, *, tokens: TokenRegistry, max_body_bytes: int,
-                 public: list[PublicRoute] | None = None) -> None:
+                 public: list[PublicRoute] | None = None, body_seconds: float = 10.0) -> None:
         self.app = app
         self.public = public or []
         self.tokens = tokens
         self.max_body_bytes = max_body_bytes
+        self.body_seconds = body_seconds  # between two parts of a body: a client that stalls holds a task
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/api"):
@@ -55,7 +57,12 @@ class RequestGuard:
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             await _answer(send, 413, f"request body larger than {self.max_body_bytes} bytes (NOETL_MAX_BODY_BYTES)")
             return
-        body = await self._read_body(receive)
+        try:
+            body = await self._read_body(receive)
+        except TimeoutError:
+            await _answer(send, 408, f"request body not received: nothing came for {self.body_seconds:g} s "
+                                     "(NOETL_REQUEST_TIMEOUT_SECONDS)", extra_headers=[(b"connection", b"close")])
+            return
         if body is None:
             await _answer(send, 413, f"request body larger than {self.max_body_bytes} bytes (NOETL_MAX_BODY_BYTES)")
             return
@@ -85,7 +92,7 @@ class RequestGuard:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            message = await within(receive(), self.body_seconds)
             if message["type"] == "http.disconnect":
                 break
             chunk = message.get("body", b"")
@@ -131,7 +138,7 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _answer(send: Send, status: int, message: str, extra_headers: list[tuple[bytes, bytes]] | None = None
                   ) -> None:
-    kind = {401: "AuthError", 413: "TooLarge"}.get(status, "InputError")
+    kind = {401: "AuthError", 408: "Timeout", 413: "TooLarge"}.get(status, "InputError")
     body = json.dumps(error_body(message, kind), ensure_ascii=True).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                *(extra_headers or [])]

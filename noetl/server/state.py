@@ -25,6 +25,7 @@ class ServerConfig:
     # Tokens and roles; ``api_token`` alone is one admin token (merged in at construction).
     tokens: TokenRegistry = field(default_factory=TokenRegistry)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    request_timeout_seconds: float = 10.0  # a request's head, and each part of its body (slow clients)
 
     def __post_init__(self) -> None:
         if self.api_token and self.tokens.role_of(self.api_token) is None:

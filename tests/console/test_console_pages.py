@@ -307,3 +307,16 @@ def test_run_now_of_an_unknown_schedule_is_a_404_and_needs_the_console_header(co
     assert missing.status_code == 404 and missing.json() == {"error": "schedule 'no-such' not found"}
     assert post(f"{console}/console/actions/trigger-schedule", headers=ACTION, json={}).status_code == 400
     assert post(f"{console}/console/actions/trigger-schedule", json={"name": "no-such"}).status_code in (401, 403)
+
+
+def test_login_sends_the_browser_back_only_to_a_page_of_this_console(console: str) -> None:
+    """`/login?next=//evil.example` sent the browser, token just typed, to another site after the
+    login (a path that starts with `//`, or `/\\` or `/<tab>/`, which browsers read so, names a host)."""
+    def next_of(target: str) -> str:
+        page = get(f"{console}/login", params={"next": target}).text
+        return page.split('data-next="', 1)[1].split('"', 1)[0]
+
+    assert next_of("/executions/123?tab=logs") == "/executions/123?tab=logs"
+    for foreign in ("//evil.example/login", "/\\evil.example", "/\t/evil.example", "/\n/evil.example",
+                    "https://evil.example/", "evil.example"):
+        assert next_of(foreign) == "/", foreign

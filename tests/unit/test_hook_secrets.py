@@ -46,3 +46,15 @@ def test_a_secret_sealed_with_another_key_is_a_clear_store_error(monkeypatch: py
     forget_cached_keys()
     with pytest.raises(StoreError, match="hook 'gh': its secret was stored with a different key"):
         hooks.authenticate(record, delivery("s3cret-value"), datetime.now(UTC))
+
+
+def test_a_payload_template_sees_no_credential_header_of_the_delivery() -> None:
+    """`headers` in a payload template is every header but the delivery's credentials: those of
+    the hook (signature, token) and HTTP's own (Authorization, Proxy-Authorization, Cookie)."""
+    record = hooks.checked_hook(name="gh", path="ops/deploy", token="hook-token-1",
+                                payload_template={"seen": "{{ headers }}"})
+    credentials = {"authorization": "Bearer hook-token-1", hooks.TOKEN_HEADER: "hook-token-1",
+                   hooks.SIGNATURE_HEADER: "sha256=00", "cookie": "session=c00kie",
+                   "proxy-authorization": "Basic cHJveHk6c2VjcmV0"}
+    payload = hooks.execution_payload(record, hooks.Delivery(b"{}", {**credentials, "user-agent": "sender/1"}))
+    assert payload == {"seen": {"user-agent": "sender/1"}}

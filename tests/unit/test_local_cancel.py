@@ -4,6 +4,7 @@ cancel lands in the same moment, while the run awaits its one command itself."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,3 +50,48 @@ def test_a_cancel_of_the_run_arriving_with_the_executions_cancel_stops_the_run(
             await asyncio.wait_for(task, 5)
 
     asyncio.run(scenario())
+
+
+ENDLESS = """
+metadata: {name: endless}
+workflow:
+  - step: ping
+    tool: {kind: python, code: "result = 1"}
+    next: [{step: pong}]
+  - step: pong
+    tool: {kind: noop}
+    next: [{step: ping}]
+"""
+
+
+def test_a_cancel_from_another_process_is_recorded_once_while_the_run_stores_decisions(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Until the run's watcher sees the cancel (0.25 s), the run goes on storing decisions after it.
+    from noetl.api import open_store, run_async
+    from noetl.engine.status import status_document
+    from noetl.runtime.cancel import cancel_local
+    from noetl.waiting import within
+
+    monkeypatch.setenv("NOETL_HOME", str(tmp_path))
+
+    async def scenario() -> tuple[dict[str, Any], list[Any]]:
+        ours, theirs = await open_store(), await open_store()  # `noetl cancel` opens its own
+        try:
+            execution_id = new_execution_id()
+            run = asyncio.create_task(run_async(ENDLESS, store=ours, execution_id=execution_id))
+            for _ in range(3000):  # until some steps are stored, 30 s at most
+                await asyncio.sleep(0.01)
+                if len(await theirs.list_events(execution_id)) > 20:
+                    break
+            await cancel_local(theirs, execution_id)
+            doc = await within(run, 30)
+            return doc, await theirs.list_events(execution_id)
+        finally:
+            await ours.close()
+            await theirs.close()
+
+    doc, events = asyncio.run(scenario())
+    assert doc["status"] == "cancelled"
+    assert [e.event_type for e in events].count("execution.cancelled") == 1
+    assert [e.event_id for e in events] == list(range(1, len(events) + 1))
+    assert status_document(events)["status"] == "cancelled"

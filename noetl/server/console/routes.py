@@ -93,7 +93,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
 
     @router.get("/login")
     async def login(request: Request, next: str = "/") -> Response:
-        return pages.html(request, "login.html", next=next if next.startswith("/") else "/")
+        return pages.html(request, "login.html", next=_page_of_this_console(next))
 
     @router.get("/")
     async def executions(request: Request, status: str = "", path: str = "", since: str = "", id: str = "",
@@ -382,6 +382,15 @@ def _failure_lines(playbook_text: str, file: str, steps: dict[str, readmodel.Ste
             if where := error_location(playbook_text, name, error, file):
                 out[f"{name}/{index}"] = where
     return out
+
+
+def _page_of_this_console(target: str) -> str:
+    """``target`` when it is a path of this console, else ``/``. To a browser ``//host/...`` is
+    another site, and so are ``/\\host`` and a path with a tab or newline after its first ``/``
+    (browsers drop those): the login page would send the token just typed there."""
+    if not target.startswith("/") or target.startswith("//") or any(c == "\\" or c < " " for c in target):
+        return "/"
+    return target
 
 
 def _sse(updates: AsyncIterator[str]) -> StreamingResponse:
