@@ -19,7 +19,7 @@ from noetl.dsl.code_templates import context_names
 from noetl.dsl.render_env import ENV
 
 # Functions templates can call besides the context names (Jinja's and NoETL's own).
-TEMPLATE_FUNCTIONS = frozenset({"now_utc", "range", "dict", "cycler", "joiner", "namespace"})
+TEMPLATE_FUNCTIONS = frozenset({"now_utc", "now", "range", "dict", "cycler", "joiner", "namespace"})
 # Names only some render contexts have: the claim query of a cursor loop.
 CURSOR_NAMES = frozenset({"__frame_max_rows"})
 

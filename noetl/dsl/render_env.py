@@ -476,6 +476,7 @@ def make_environment() -> NoetlEnvironment:
     env.globals.update(
         range=_BoundedRange,
         now_utc=_now_utc,  # the only clock templates see; the engine never renders it itself
+        now=_now_utc,  # its name in older playbooks (`completed_at: "{{ now() }}"`)
     )
     return env
 

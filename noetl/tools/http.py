@@ -1,7 +1,7 @@
 """``http``: call an HTTP API.
 
 Config: ``method`` (GET), ``url`` (alias ``endpoint``), ``headers``, ``params``, ``json`` /
-``body`` / ``data``, ``auth`` (credential), ``timeout`` (seconds, default 30), ``verify_ssl``
+``body`` / ``data`` / v1 ``payload``, ``auth`` (credential), ``timeout`` (seconds, default 30), ``verify_ssl``
 (default true), ``follow_redirects`` (default true).
 
 Result: ``{status_code, headers, url, elapsed, data}`` with ``data`` parsed from JSON when the
@@ -27,7 +27,7 @@ import httpx
 
 from noetl.errors import ToolError
 from noetl.settings import load_settings
-from noetl.tools._auth import resolve_auth
+from noetl.tools._auth import resolve_auths
 from noetl.tools.base import ToolCall
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -167,10 +167,13 @@ def _param_text(value: Any) -> Any:
     return str(value)
 
 
-def _body_kwargs(config: dict[str, Any], method: str, params: dict[str, Any]) -> dict[str, Any]:
-    """httpx keyword arguments for the body: ``json`` > ``body`` > ``data``."""
+def _body_kwargs(config: dict[str, Any], method: str, params: dict[str, Any],
+                 headers: httpx.Headers) -> dict[str, Any]:
+    """httpx keyword arguments for the body: ``json`` > ``body`` > ``data`` > ``payload``."""
     if config.get("json") is not None:
         return {"json": config["json"]}
+    if config.get("payload") is not None and all(config.get(k) is None for k in ("body", "data")):
+        return _payload_kwargs(config["payload"], method, params, headers)
     body = config.get("body")
     if body is not None:
         if isinstance(body, dict | list):
@@ -219,7 +222,7 @@ def _apply_credential(
             raise ToolError(f"credential {name!r} of type api_key has no `api_key`", kind="config")
         _apply_api_key(str(api_key or data.get("value")), data, headers, params)
         return None
-    if cred_type == "headers" and data.get("headers"):
+    if cred_type in ("headers", "header") and data.get("headers"):
         return None
     raise ToolError(
         f"credential {name!r} of type {cred_type!r} cannot authenticate an HTTP request "
@@ -322,6 +325,20 @@ def _result(response: httpx.Response, method: str) -> dict[str, Any]:
     }
 
 
+def _payload_kwargs(payload: Any, method: str, params: dict[str, Any], headers: httpx.Headers) -> dict[str, Any]:
+    """v1 ``payload:``: the body, JSON unless the request says it sends a form (as NoETL's v1 http
+    tool sent it); on a method without a body, query arguments, as a v1 ``data:`` there."""
+    if method in _BODYLESS_METHODS:
+        if isinstance(payload, dict):
+            params.update({k: v for k, v in _string_map(payload, "payload").items() if k not in params})
+        return {}
+    if isinstance(payload, dict) and "x-www-form-urlencoded" in headers.get("content-type", "").lower():
+        return {"data": _string_map(payload, "payload")}
+    if isinstance(payload, dict | list):
+        return {"json": payload}
+    return {"content": payload if isinstance(payload, bytes) else str(payload).encode("utf-8")}
+
+
 # --------------------------------------------------------------------------------------------
 # The tool
 # --------------------------------------------------------------------------------------------
@@ -334,11 +351,10 @@ async def run_http(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
         raise ToolError("http tool needs a `url`", kind="config")
     headers = httpx.Headers(_string_map(config.get("headers"), "headers"))
     params: dict[str, Any] = _string_map(config.get("params"), "params")
-    body = _body_kwargs(config, method, params)
+    body = _body_kwargs(config, method, params, headers)
     auth = None
-    credential = await resolve_auth(config.get("auth"), call)
-    if credential is not None:
-        auth = _apply_credential(credential, headers, params)
+    for credential in await resolve_auths(config.get("auth"), call):
+        auth = _apply_credential(credential, headers, params) or auth
     client = get_http_client(
         verify_ssl=_as_bool(config.get("verify_ssl"), True),
         follow_redirects=_as_bool(config.get("follow_redirects"), True),

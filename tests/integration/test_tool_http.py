@@ -223,6 +223,23 @@ def test_v1_auth_alias_mapping_names_the_credential(http_server: LocalHTTPServer
     assert result["data"]["authenticated"] is True and result["data"]["user"] == "alice"
 
 
+def test_unified_auth_env_and_aliases_with_placement(http_server: LocalHTTPServer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unified-auth playbooks read a token from the environment (`env: VAR`, found as
+    `{{ secret.VAR }}` is), and give a referenced api key its header beside the reference."""
+    monkeypatch.setenv("API_BEARER_TOKEN", "tok-a1b2c3d4e5f6")
+    result, call = call_http({"url": f"{http_server.url}/bearer", "auth": {"type": "bearer", "env": "API_BEARER_TOKEN"}})
+    assert result["data"]["authenticated"] is True
+    assert "tok-a1b2c3d4e5f6" in call.secrets
+    both, _ = call_http({"url": f"{http_server.url}/echo", "auth": {
+        "key": {"type": "api_key", "key": "api_key_header", "header": "X-Service-Key"},
+        "id": {"type": "header", "name": "X-Pipeline-ID", "value": "run-1"}}}, with_credentials=True)
+    assert both["data"]["headers"]["x-service-key"] == "key-9f8e7d6c"
+    assert both["data"]["headers"]["x-pipeline-id"] == "run-1"
+    missing = http_error({"url": f"{http_server.url}/bearer", "auth": {"type": "bearer", "env": "NO_SUCH_TOKEN_VAR"}})
+    assert missing.kind == "credential" and "NO_SUCH_TOKEN_VAR" in missing.message
+
+
 def test_wrong_or_missing_auth(http_server: LocalHTTPServer) -> None:
     assert http_error({"url": f"{http_server.url}/bearer"}).details["http"]["status"] == 401
     unknown = http_error({"url": f"{http_server.url}/bearer", "auth": "nope"}, with_credentials=True)
