@@ -40,5 +40,6 @@ def _task_effect_free(task: dict[str, Any], command: Command) -> bool:
     if not isinstance(code, str):
         return False
     own_input = task.get("input") or {}
-    names = {*command.args, *command.arc_input, *(own_input if isinstance(own_input, dict) else ())}
-    return runs_briefly(code, names)
+    if not command.args and not command.arc_input and not own_input:
+        return runs_briefly(code, ())
+    return runs_briefly(code, {*command.args, *command.arc_input, *(own_input if isinstance(own_input, dict) else ())})

@@ -105,6 +105,7 @@ class _Execution:
         self._held: list[Event] = []  # stamped events of decisions not stored yet (HOLD_DECISIONS)
         self._held_decisions = 0
         self._held_since = 0.0
+        self._effect_free_ids: set[str] = set()  # issued commands without side effects, not reported yet
 
     async def run(self) -> dict[str, Any]:
         # templates resolve `_ref`s through it (this task and its own)
@@ -120,6 +121,7 @@ class _Execution:
                                          entry_input=request.entry_input, reused=request.reused,
                                          strict=request.strict)
             await self._record_start(decision.events)
+        self._issue(decision.commands)
         lone = self._dispatch(decision.commands)
         watcher = asyncio.create_task(self._watch_for_cancel())
         try:
@@ -157,8 +159,22 @@ class _Execution:
         without side effects and issues only such commands, so a crash before it is stored loses
         nothing that running them again would not give back. Every other tool runs only after all
         that came before it is stored."""
-        return (bool(decision.commands) and all(effect_free(command) for command, _ in batch)
-                and all(effect_free(command) for command in decision.commands))
+        reported_free = True
+        for command, _ in batch:
+            if command.command_id not in self._effect_free_ids:
+                reported_free = False
+            self._effect_free_ids.discard(command.command_id)
+        return self._issue(decision.commands) and reported_free and bool(decision.commands)
+
+    def _issue(self, commands: list[Command]) -> bool:
+        """Note which of ``commands`` have no side effects (each is judged once); True if none has."""
+        free = True
+        for command in commands:
+            if effect_free(command):
+                self._effect_free_ids.add(command.command_id)
+            else:
+                free = False
+        return free
 
     async def _next_batch(self) -> list[tuple[Command, Outcome]] | None:
         """Every outcome that is ready (at least one): their events are stored in one transaction."""

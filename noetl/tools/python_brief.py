@@ -57,7 +57,7 @@ def runs_briefly(source: str, names_given: Collection[str]) -> bool:
     if names is None:
         return False
     calls, other_builtins = names
-    return not any(name in calls for name in names_given) and all(name in names_given for name in other_builtins)
+    return calls.isdisjoint(names_given) and other_builtins.issubset(names_given)
 
 
 @functools.lru_cache(maxsize=256)
