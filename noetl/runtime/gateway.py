@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from noetl.engine import events as ev
 from noetl.engine.events import Event
 from noetl.errors import InputError, NotFoundError
 from noetl.results.codec import head_text
@@ -30,6 +31,21 @@ from noetl.store.base import LogRecord
 from noetl.store.postgres.queue import CommandQueue, LeasedCommand, batch_members
 
 MAX_LEASE_BATCH = 64
+
+
+def check_call_report(report: Event, command_id: str, step: str, loop_index: Any) -> None:
+    """A report on a command is that call's outcome, filed under the command's step and iteration:
+    the engine takes the step and the loop index from the event, so a report naming another
+    iteration would count that one twice and leave its own never done (the loop running for ever),
+    and another event type (``execution.cancelled``) is no call's outcome."""
+    if report.event_type not in (ev.CALL_DONE, ev.CALL_ERROR):
+        raise InputError(f"report event_type {report.event_type!r}: a command's report is "
+                         f"{ev.CALL_DONE} or {ev.CALL_ERROR}")
+    if report.node_name != step:
+        raise InputError(f"report node_name {report.node_name!r}: command {command_id} runs step {step!r}")
+    if isinstance(loop_index, int) and report.meta.get("loop_index") != loop_index:
+        raise InputError(f"report meta.loop_index {report.meta.get('loop_index')!r}: command {command_id} "
+                         f"runs iteration {loop_index}")
 
 
 class WorkerGateway:
@@ -80,6 +96,7 @@ class WorkerGateway:
         member = next((m for m in batch_members(stored) if m.command_id == command_id), None) if stored else None
         if member is None:
             return False
+        check_call_report(report, command_id, member.step, member.payload.get("loop_index"))
         cached = await self.core.cached(report.execution_id)
         if cached is None:
             return False

@@ -241,6 +241,43 @@ def test_posted_events_are_checked_against_the_command_they_report(url: str) -> 
     served(url, scenario)
 
 
+def test_worker_reports_are_checked_against_the_command_they_report(url: str) -> None:
+    """A worker's report (POST /api/workers/report) files a call's outcome under the command's own
+    step and iteration: another event type was a 500 (or, `execution.cancelled`, ended the
+    execution), and a report naming another iteration counted that one twice and left the loop
+    running for ever."""
+    async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
+        execution_id = await start(client, 2)
+        leased = await client.post("/api/workers/lease", json={"worker": "api-worker", "limit": 2})
+        first, second = sorted(leased.json()["commands"], key=lambda c: c["payload"]["loop_index"])
+
+        async def report(command: dict[str, Any], **event: Any) -> httpx.Response:
+            body = {"execution_id": execution_id, "event_type": "call.done", "node_name": command["step"],
+                    "status": "completed", "result": 1,
+                    "meta": {"command_id": command["command_id"], "loop_index": command["payload"]["loop_index"]},
+                    **event}
+            return await client.post("/api/workers/report", json={
+                "worker": "api-worker", "command_id": command["command_id"], "attempt": command["attempt"],
+                "event": body})
+
+        for wrong in ({"event_type": "execution.cancelled"}, {"event_type": "workflow.completed"},
+                      {"event_type": "x.y"}, {"node_name": "elsewhere"},
+                      {"meta": {"command_id": second["command_id"], "loop_index": 0}}):
+            command = second if "meta" in wrong else first
+            response = await report(command, **wrong)
+            assert response.status_code == 400, (wrong, response.text)
+            assert "\n" not in response.json()["error"]
+        status = (await client.get(f"/api/executions/{execution_id}/status")).json()
+        assert status["status"] == "running", status
+        assert (await report(first)).json()["recorded"] is True
+        assert (await report(second)).json()["recorded"] is True
+        status = (await client.get(f"/api/executions/{execution_id}/status")).json()
+        assert status["status"] == "completed", status
+        assert status["steps"]["start"]["result"]["stats"] == {"total": 2, "success": 2, "failed": 0}
+
+    served(url, scenario)
+
+
 def test_workflow_start_event_starts_an_execution_once(url: str) -> None:
     async def scenario(client: httpx.AsyncClient, app: FastAPI) -> None:
         body = {"execution_id": "2002", "name": "workflow.start", "path": "tests/api_loop", "payload": {"n": 1}}
