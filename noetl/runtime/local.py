@@ -10,6 +10,7 @@ event-loop iteration between the step's decisions.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -192,10 +193,10 @@ class _Execution:
 
     async def _run_directly(self, command: Command) -> list[tuple[Command, Outcome]] | None:
         """The lone command's outcome, awaited here; None when a cancel interrupted it."""
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._yielded_at > YIELD_SECONDS:
+        # time.monotonic, not the loop's clock: asyncio.get_running_loop() makes a getpid system call
+        if time.monotonic() - self._yielded_at > YIELD_SECONDS:
             await asyncio.sleep(0)
-            self._yielded_at = loop.time()
+            self._yielded_at = time.monotonic()
         if self._interrupted:
             return await self._next_batch()
         self._direct = asyncio.current_task()
@@ -311,7 +312,7 @@ class _Execution:
         self._publish(stored)
 
     def _hold(self, events: list[Event]) -> bool:
-        now = asyncio.get_running_loop().time()
+        now = time.monotonic()
         if not self._held:
             self._held_since = now
         elif self._held_decisions >= HOLD_DECISIONS or now - self._held_since > HOLD_SECONDS:
