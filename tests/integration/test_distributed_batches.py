@@ -24,7 +24,7 @@ from noetl.store.postgres.queue import CommandQueue, LeasedCommand
 
 # `start` is reported by the test; its decision issues the six iterations of `fan` at once, inserted
 # leased to the deciding worker (FakeAffinity) as one batch row.
-FAN = """
+FAN_WITH = """
 apiVersion: noetl.io/v2
 kind: Playbook
 metadata: {name: fan, path: tests/batch_fan}
@@ -34,8 +34,9 @@ workflow:
     next: [{step: fan}]
   - step: fan
     loop: {in: "{{ range(6) | list }}", iterator: i, spec: {mode: parallel, max_in_flight: 10}}
-    tool: {kind: noop}
+    tool: TOOL
 """
+FAN = FAN_WITH.replace("TOOL", "{kind: noop}")
 
 
 @pytest.fixture
@@ -179,17 +180,8 @@ def test_cancelling_mid_batch_ends_the_row_and_ignores_its_later_reports(url: st
     assert [row[1] for row in fan_rows(url)] == ["cancelled"]
 
 
-RETRIED = """
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata: {name: fan_retry, path: tests/batch_fan_retry}
-workflow:
-  - step: start
-    tool: {kind: noop}
-    next: [{step: fan}]
-  - step: fan
-    loop: {in: "{{ range(6) | list }}", iterator: i, spec: {mode: parallel, max_in_flight: 10}}
-    tool:
+# Iteration 2 fails each of its three tries; the others succeed at once.
+RETRIED = FAN_WITH.replace("TOOL", """
       kind: python
       input: {i: "{{ iter.i }}"}
       code: |
@@ -200,8 +192,7 @@ workflow:
         policy:
           rules:
             - when: "{{ output.status == 'error' }}"
-              then: {do: retry, attempts: 3, backoff: fixed, delay: 0.01}
-"""
+              then: {do: retry, attempts: 3, backoff: fixed, delay: 0.01}""")
 
 
 def test_a_worker_retries_one_member_and_the_others_of_its_row_are_unaffected(url: str) -> None:
