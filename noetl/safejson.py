@@ -41,6 +41,59 @@ def loads_strict(text: str | bytes, where: str = "body") -> Any:
 
 def check_value(value: Any, where: str = "value") -> None:
     """Refuse NaN/Infinity, NUL characters, lone surrogates and nesting deeper than MAX_DEPTH."""
+    if not _surely_valid(value):
+        _check_naming_the_place(value, where)
+
+
+_PLAIN = frozenset({int, bool, type(None)})  # values that are always storable JSON
+_INFINITIES = (float("inf"), float("-inf"))
+
+
+def _surely_valid(value: Any) -> bool:
+    """Whether ``value`` holds nothing :func:`check_value` refuses, found without building the path
+    of every value (a body of a million numbers took seconds of the server's event loop); False
+    also for what only the slow walk can judge (subclasses), which then finds the place."""
+    stack: list[tuple[Any, int]] = [([value], -1)]  # the value as the only item of a list above it
+    while stack:
+        item, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            return False
+        if type(item) is dict:
+            if not all(type(key) is str and _storable_text(key) for key in item):
+                return False
+            children = item.values()
+        else:
+            children = item
+        for child in children:
+            child_kind = type(child)
+            if child_kind in _PLAIN:
+                continue
+            if child_kind is str:
+                if not _storable_text(child):
+                    return False
+            elif child_kind is float:
+                if child != child or child in _INFINITIES:
+                    return False
+            elif child_kind is dict or child_kind is list:
+                stack.append((child, depth + 1))
+            else:
+                return False
+    return True
+
+
+def _storable_text(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_naming_the_place(value: Any, where: str) -> None:
     stack: list[tuple[Any, str, int]] = [(value, "$", 0)]
     while stack:
         item, path, depth = stack.pop()

@@ -83,6 +83,9 @@ def _percent_encoded(text: str) -> str:
     return quote(text, safe="")
 
 
+_NO_TEXT = frozenset({int, float, bool, type(None)})  # values without a string inside
+
+
 class Redactor:
     """Replaces known secret values with ``***`` wherever they occur inside strings.
 
@@ -160,8 +163,8 @@ class Redactor:
         if isinstance(value, dict):
             return any((isinstance(k, str) and pattern.search(k) is not None) or self._finds(pattern, v)
                        for k, v in value.items())
-        if isinstance(value, list | tuple):
-            return any(self._finds(pattern, item) for item in value)
+        if isinstance(value, list | tuple):  # numbers skipped here: a list of a million took seconds
+            return any(self._finds(pattern, item) for item in value if type(item) not in _NO_TEXT)
         return False
 
     def _redact(self, value: Any) -> Any:
@@ -172,7 +175,7 @@ class Redactor:
                 (self.redact_text(k) if isinstance(k, str) else k): self._redact(v) for k, v in value.items()
             }
         if isinstance(value, list):
-            return [self._redact(item) for item in value]
+            return [item if type(item) in _NO_TEXT else self._redact(item) for item in value]
         if isinstance(value, tuple):
             return tuple(self._redact(item) for item in value)
         return value

@@ -305,6 +305,20 @@ workflow:
                 errors.append(exc.strerror)
             pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
         result = {"seen": seen, "errors": errors}
+    next: [{step: files}]
+  - step: files
+    tool:
+      kind: shell
+      command: 'for fd in /proc/$$/fd/*; do readlink "$fd" || true; done'
+    next: [{step: python_files}]
+  - step: python_files
+    tool:
+      kind: python
+      isolation: process
+      code: |
+        import os
+        result = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                  if os.path.exists(f"/proc/self/fd/{fd}")]
 """
 
 
@@ -326,3 +340,10 @@ def test_tools_cannot_read_the_runtimes_environment_in_proc(tmp_path: Path) -> N
     assert "Permission denied" in steps["start"]["result"]["stderr"]
     assert steps["start"]["result"]["stdout"] == ""
     assert steps["python"]["result"]["seen"] == [] and "Permission denied" in steps["python"]["result"]["errors"]
+    # Nor through the files NoETL holds open: a tool inherits none of them (the store, its
+    # connections); a process of the python pool holds only its own channel to the runtime.
+    shell_files = steps["files"]["result"]["stdout"].split()
+    assert not [name for name in shell_files if "socket:" in name or str(tmp_path) in name], shell_files
+    python_files = steps["python_files"]["result"]
+    assert not [name for name in python_files if str(tmp_path) in name], python_files
+    assert len([name for name in python_files if name.startswith("socket:")]) <= 1, python_files
