@@ -6,8 +6,10 @@ not run again and its unfinished ones are, and after the last attempt only the u
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,7 +26,7 @@ from noetl.store.postgres.queue import CommandQueue, LeasedCommand
 
 # `start` is reported by the test; its decision issues the six iterations of `fan` at once, inserted
 # leased to the deciding worker (FakeAffinity) as one batch row.
-FAN = """
+FAN_WITH = """
 apiVersion: noetl.io/v2
 kind: Playbook
 metadata: {name: fan, path: tests/batch_fan}
@@ -34,8 +36,9 @@ workflow:
     next: [{step: fan}]
   - step: fan
     loop: {in: "{{ range(6) | list }}", iterator: i, spec: {mode: parallel, max_in_flight: 10}}
-    tool: {kind: noop}
+    tool: TOOL
 """
+FAN = FAN_WITH.replace("TOOL", "{kind: noop}")
 
 
 @pytest.fixture
@@ -179,17 +182,8 @@ def test_cancelling_mid_batch_ends_the_row_and_ignores_its_later_reports(url: st
     assert [row[1] for row in fan_rows(url)] == ["cancelled"]
 
 
-RETRIED = """
-apiVersion: noetl.io/v2
-kind: Playbook
-metadata: {name: fan_retry, path: tests/batch_fan_retry}
-workflow:
-  - step: start
-    tool: {kind: noop}
-    next: [{step: fan}]
-  - step: fan
-    loop: {in: "{{ range(6) | list }}", iterator: i, spec: {mode: parallel, max_in_flight: 10}}
-    tool:
+# Iteration 2 fails each of its three tries; the others succeed at once.
+RETRIED = FAN_WITH.replace("TOOL", """
       kind: python
       input: {i: "{{ iter.i }}"}
       code: |
@@ -200,8 +194,7 @@ workflow:
         policy:
           rules:
             - when: "{{ output.status == 'error' }}"
-              then: {do: retry, attempts: 3, backoff: fixed, delay: 0.01}
-"""
+              then: {do: retry, attempts: 3, backoff: fixed, delay: 0.01}""")
 
 
 def test_a_worker_retries_one_member_and_the_others_of_its_row_are_unaffected(url: str) -> None:
@@ -267,3 +260,57 @@ def test_an_api_worker_gets_a_requeued_batch_rows_unreported_members_with_its_le
     assert len({item["lease_id"] for item in shipped}) == 1 and held == [shipped[0]["lease_id"]]
     assert outcomes == [True] * 5 and status == "completed"
     assert reports(url, execution_id) == Counter({(ev.CALL_DONE, i): 1 for i in range(6)})
+
+
+# Each run of an iteration leaves a line in `<marker>.<i>`; an odd iteration's first run waits to be
+# killed, its second (the rescuer's) ends at once.
+KILLED = FAN_WITH.replace("TOOL", """
+      kind: python
+      input: {i: "{{ iter.i }}", marker: "{{ workload.marker }}"}
+      code: |
+        import os, time
+        path = f"{marker}.{i}"
+        first = not os.path.exists(path)
+        with open(path, "a") as runs:
+            runs.write("run\\n")
+        if first and i % 2:
+            time.sleep(60)
+        result = i""").replace("metadata: {name: fan, path: tests/batch_fan}",
+                              "metadata: {name: fan_killed, path: tests/batch_fan_killed}\nworkload: {marker: ''}")
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_worker_mid_batch_reruns_only_its_unfinished_members(pg_cluster: dict[str, Any],
+                                                                         tmp_path: Path) -> None:
+    from test_distributed_cluster import clusters
+    from test_distributed_faults import wait_for
+
+    factory = clusters(pg_cluster, tmp_path)
+    make = next(factory)
+    try:
+        cluster = make(lease_seconds=3)  # renewed every second (a 1 s lease lapses under a loaded worker)
+        cluster.start_server()
+        cluster.register(KILLED)
+        cluster.start_worker("doomed", concurrency=8)
+        marker = tmp_path / "runs"
+        execution_id = cluster.execute("tests/batch_fan_killed", {"marker": str(marker)})
+        wait_for(lambda: sum(reports(cluster.database_url, execution_id).values()) == 3
+                 and all((tmp_path / f"runs.{i}").exists() for i in (1, 3, 5)), what="the even iterations")
+        cluster.stop_worker("doomed", signal.SIGKILL)
+        cluster.start_worker("rescuer", concurrency=8)
+        doc = cluster.wait(execution_id, timeout=90)
+        workers = dict(cluster.sql("SELECT (meta->>'loop_index')::int, meta->>'worker' FROM noetl.event "
+                                   "WHERE execution_id = %s AND event_type = 'call.done' AND node_name = 'fan'",
+                                   int(execution_id)))
+        rows = cluster.sql("SELECT status, attempt, lease_owner, jsonb_array_length(payload->'members') "
+                           "FROM noetl.command WHERE step = 'fan'")
+        counts = reports(cluster.database_url, execution_id)
+    finally:
+        next(factory, None)
+    assert doc["status"] == "completed", doc
+    assert doc["steps"]["fan"]["result"]["results"] == list(range(6))
+    assert counts == Counter({(ev.CALL_DONE, i): 1 for i in range(6)})
+    assert rows == [("done", 2, "rescuer", 6)]  # one row, leased again once
+    assert workers == {i: "doomed" if i % 2 == 0 else "rescuer" for i in range(6)}
+    runs = {i: (tmp_path / f"runs.{i}").read_text().count("run") for i in range(6)}
+    assert runs == {i: 1 if i % 2 == 0 else 2 for i in range(6)}  # finished members were not run again
