@@ -314,3 +314,24 @@ def test_kill_9_of_a_worker_mid_batch_reruns_only_its_unfinished_members(pg_clus
     assert workers == {i: "doomed" if i % 2 == 0 else "rescuer" for i in range(6)}
     runs = {i: (tmp_path / f"runs.{i}").read_text().count("run") for i in range(6)}
     assert runs == {i: 1 if i % 2 == 0 else 2 for i in range(6)}  # finished members were not run again
+
+
+def test_an_external_report_naming_a_batch_row_is_refused_and_changes_nothing(url: str) -> None:
+    """POST /api/events reports one command; a batch row is several iterations (a report naming it
+    would mark every member done), so it is a 400 naming the row, and its members still report."""
+    import httpx
+    from test_server_api import served
+
+    async def scenario(client: httpx.AsyncClient, app: Any) -> None:
+        async with PostgresStore(url) as store:
+            core, execution_id, members = await batch_of_six(store)
+            row = members[0]
+            response = await client.post("/api/events", json={
+                "execution_id": execution_id, "event_type": "call.done", "node_name": "fan", "result": 7,
+                "meta": {"command_id": row.lease_id, "attempt": 1, "worker": "w1"}})
+            assert response.status_code == 400, response.text
+            assert row.lease_id in response.json()["error"] and "several loop iterations" in response.json()["error"]
+            assert reports(url, execution_id) == Counter()
+            assert await asyncio.gather(*(core.report(m, done(m)) for m in members)) == [True] * 6
+
+    served(url, scenario)

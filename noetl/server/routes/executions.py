@@ -20,7 +20,7 @@ from noetl.server.routes.catalog import find_entry
 from noetl.server.schemas import ExecuteRequest, ExternalEvent
 from noetl.server.state import ServerState, State
 from noetl.store.base import ExecutionRecord
-from noetl.store.postgres.queue import CommandQueue, LeasedCommand
+from noetl.store.postgres.queue import MEMBERS, CommandQueue, LeasedCommand
 
 router = APIRouter(tags=["executions"])
 
@@ -216,6 +216,9 @@ async def _external_report(state: ServerState, execution_id: str, event_type: st
     command = await CommandQueue(state.store).get_for(execution_id, command_id)
     if command is None:
         raise NotFoundError(f"execution {execution_id} has no command {command_id!r}")
+    if MEMBERS in command.payload:  # a worker's batch row, re-queued after a crash
+        raise InputError(f"command {command_id} holds several loop iterations of step {command.step!r}: "
+                         "NoETL's workers run it (docs/architecture.md, batch rows)")
     if body.node_name is not None and body.node_name != command.step:
         raise InputError(f"node_name {body.node_name!r}: command {command_id} runs step {command.step!r}")
     loop_index = command.payload.get("loop_index")
