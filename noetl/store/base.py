@@ -119,6 +119,14 @@ class Store(Protocol):
         self, execution_id: str, *, after_id: int = 0, limit: int | None = None
     ) -> list[Event]: ...
 
+    async def list_event_heads(
+        self, execution_id: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        """As ``list_events``, but a loop call's event (``call.done``/``call.error`` with
+        ``meta.loop_index``) comes without its result and with only the meta a fold of the whole log
+        needs (``noetl.store.common.event_head``): what the console's page of a 10,000-item loop reads."""
+        ...
+
     async def transition_execution(
         self, execution_id: str, events: list[Event], *, from_statuses: tuple[str, ...],
         update: dict[str, Any], owner: str | None = None, expect_owner: str | None = None,

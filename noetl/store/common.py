@@ -215,3 +215,19 @@ def latest_reports(rows: Any) -> list[LoopReport]:
     for index, event_type, result, error in rows:
         latest[int(index)] = (int(index), event_type, result, error)
     return list(latest.values())
+
+
+# What a loop call's head keeps of its meta: progress (loop_index), the timeline (duration) and the
+# lines the event carries itself (logs, unless they were streamed).
+HEAD_META = ("loop_index", "duration", "logs_streamed", "logs")
+
+
+def event_head(event: Event) -> Event:
+    """The event as ``Store.list_event_heads`` gives it (the one definition the stores follow)."""
+    if event.event_type not in ("call.done", "call.error") or "loop_index" not in event.meta:
+        return event
+    meta = {key: event.meta[key] for key in HEAD_META if key in event.meta}
+    if meta.get("logs_streamed"):
+        meta.pop("logs", None)
+    return Event(event.execution_id, event.event_type, event.node_name, event.status, None, event.error, meta,
+                 event.event_id, event.created_at)

@@ -234,3 +234,15 @@ def test_run_now_on_the_schedules_page_opens_the_new_execution(page: Any, consol
     row = page.locator("#schedules tr", has_text="yearly")
     assert execution_id in row.inner_text() and "paused" in row.inner_text()
     assert noetl(home, "schedule", "delete", "yearly").returncode == 0
+
+
+def test_the_event_table_of_a_long_run_pages_with_show_the_next(page: Any, console: str, home: Path) -> None:
+    started = noetl(home, "run", str(HERE / "slow_loop.yaml"), "--set", "rounds=300", "--set", "pause=0", "--json")
+    execution_id = __import__("json").loads(started.stdout)["execution_id"]
+    page.goto(f"{console}/executions/{execution_id}")
+    assert page.locator("#events tbody tr").count() == 200
+    page.click("#events-more")
+    page.wait_for_selector("#events-truncated", state="detached")  # 300 calls and their steps: all shown
+    ids = [int(i) for i in page.eval_on_selector_all("#events tbody tr", "rows => rows.map(r => r.dataset.id)")]
+    assert ids == list(range(1, len(ids) + 1)) and len(ids) > 300
+    assert page.text_content("g.node[data-step=wait] .progress") == "300/300"

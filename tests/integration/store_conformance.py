@@ -274,6 +274,30 @@ class StoreConformance:
         assert await store.get_execution_state("nope") is None
 
     @store_test
+    async def test_event_heads_leave_out_what_a_loop_calls_fold_does_not_read(self, store: Store) -> None:
+        """The console folds a 10,000-item loop's log from heads: a loop call without its result and
+        with only loop_index, duration and the lines it carries (unless streamed)."""
+        await started(store)
+        loop_calls = [
+            event(CALL_DONE, "a", status="completed", result={"rows": [1, 2]},
+                  meta={"loop_index": 0, "duration": 0.25, "command_id": "c1", "logs": ["hi"], "attempt": 1}),
+            event("call.error", "a", status="failed", result={"x": 1}, error={"kind": "python", "message": "boom"},
+                  meta={"loop_index": 1, "duration": 0.5, "logs_streamed": True, "logs": ["streamed"]}),
+            event(CALL_DONE, "b", status="completed", result={"single": True}, meta={"duration": 0.75, "attempt": 1}),
+        ]
+        await store.append_events("exec-1", loop_calls)
+        heads = await store.list_event_heads("exec-1")
+        whole = await store.list_events("exec-1")
+        assert [h.event_id for h in heads] == [e.event_id for e in whole]
+        assert heads[0] == whole[0]  # not a loop call: the whole event
+        done, failed, single = heads[1:]
+        assert (done.result, done.meta) == (None, {"loop_index": 0, "duration": 0.25, "logs": ["hi"]})
+        assert (failed.result, failed.meta) == (None, {"loop_index": 1, "duration": 0.5, "logs_streamed": True})
+        assert failed.error == {"kind": "python", "message": "boom"} and failed.status == "failed"
+        assert single == whole[3]
+        assert [h.event_id for h in await store.list_event_heads("exec-1", after_id=1, limit=2)] == [2, 3]
+
+    @store_test
     async def test_list_executions_filters_and_orders_newest_first(self, store: Store) -> None:
         await started(store, "parent", started_at="2024-05-01T10:00:00+00:00")
         await started(store, "child-1", parent_execution_id="parent", started_at="2024-05-01T10:00:01+00:00")

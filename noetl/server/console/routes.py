@@ -26,7 +26,10 @@ from noetl.server.console.render import HERE, diff_lines, environment, workload_
 from noetl.server.console.source import ConsoleSource, ExecutionFilter, parse_since
 
 PAGE_SIZE = 50
-MAX_PAGE_EVENTS = 2000
+# Event rows on an execution's page, and per "Show the next" click: 2,000 rows made a 10,000-item
+# loop's page half a megabyte of table that Chromium took over a second to lay out.
+EVENT_ROWS = 200
+MAX_STREAM_ROWS = 2000  # event rows one live update carries at most
 MAX_PAGE_LOG_LINES = 5000  # streamed lines on an execution's page (`noetl logs` prints them all)
 POLL_SECONDS = 0.5
 
@@ -136,7 +139,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         can_execute = allows(pages.viewer(request), "execute")
         return pages.html(
             request, "execution.html", nav="executions", record=record, doc=doc, events=events,
-            events_truncated=truncated, last_event_id=folded.last_event_id, max_event_rows=MAX_PAGE_EVENTS,
+            events_truncated=truncated, last_event_id=folded.last_event_id, event_rows=EVENT_ROWS,
             last_log_id=streamed[-1].log_id if streamed else 0,
             graph=playbook_graph(playbook) if playbook else None, steps=steps, logs=logs,
             errors_at=_error_lines(record.playbook, record.path, steps),
@@ -155,6 +158,19 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
             return JSONResponse({"error": f"execution {execution_id} not found"}, status_code=404)
         names = [s.step for s in p.workflow] if (p := _playbook(record.playbook)) else []
         return _sse(_execution_updates(request, pages, src, execution_id, names, after, after_log))
+
+    @router.get("/console/events/{execution_id}")
+    async def more_events(request: Request, execution_id: str, after: int = 0) -> Response:
+        """The next rows of an execution's event table ("Show the next ... events")."""
+        if pages.viewer(request) is None:
+            return JSONResponse({"error": "log in first"}, status_code=401)
+        store = config.source(request).store
+        if await store.get_execution_state(execution_id) is None:
+            return JSONResponse({"error": f"execution {execution_id} not found"}, status_code=404)
+        found = await source.events(store, execution_id, after_id=max(after, 0), limit=EVENT_ROWS + 1)
+        rows = found[:EVENT_ROWS]
+        return JSONResponse({"rows": pages.fragment("event_rows.html", events=rows),
+                             "last_event_id": rows[-1].event_id if rows else after, "more": len(found) > EVENT_ROWS})
 
     @router.get("/console/stream-list")
     async def stream_executions(request: Request, status: str = "", path: str = "", since: str = "",
@@ -408,12 +424,12 @@ async def _execution_updates(request: Request, pages: _Pages, src: ConsoleSource
     calls printed meanwhile (streamed while they run), then ``end``."""
     store = src.store
     steps = readmodel.StepFold(names)
-    rows: list[Any] = []  # the events after ``after``, as table rows (at most a page's worth)
     last = 0
-    async for page in source.event_pages(store, execution_id):
+    async for page in source.head_pages(store, execution_id):
         steps.add(page)
-        rows.extend(e for e in page[:MAX_PAGE_EVENTS - len(rows)] if e.event_id > after)
         last = page[-1].event_id
+    # The events after ``after``, as table rows (whole events: the table shows their meta).
+    rows: list[Any] = await source.events(store, execution_id, after_id=after, limit=MAX_STREAM_ROWS) if last > after else []
     lines = await _new_lines(store, execution_id, after_log)
     quiet = 0.0
     while not await request.is_disconnected():
@@ -425,7 +441,7 @@ async def _execution_updates(request: Request, pages: _Pages, src: ConsoleSource
         if state is not None and state.last_event_id > last:
             fresh = await source.events(store, execution_id, after_id=last, limit=source.EVENT_PAGE)
             steps.add(fresh)
-            rows.extend(fresh[:max(MAX_PAGE_EVENTS - len(rows), 0)])
+            rows.extend(fresh[:max(MAX_STREAM_ROWS - len(rows), 0)])
             last = fresh[-1].event_id if fresh else last
         status = state.status if state else "unknown"
         if rows or lines or quiet >= 15:
@@ -453,7 +469,7 @@ class _FoldedLog:
 
     steps: readmodel.StepFold
     timeline: readmodel.TimelineFold
-    events: list[Any] = field(default_factory=list)  # the first MAX_PAGE_EVENTS, for the table
+    events: list[Any] = field(default_factory=list)  # the first EVENT_ROWS, whole, for the table
     truncated: bool = False
     carried_lines: list[readmodel.LogLine] = field(default_factory=list)
     last_event_id: int = 0
@@ -461,12 +477,11 @@ class _FoldedLog:
 
 async def _fold_log(store: Any, execution_id: str, names: list[str]) -> _FoldedLog:
     folded = _FoldedLog(readmodel.StepFold(names), readmodel.TimelineFold())
-    async for page in source.event_pages(store, execution_id):
+    first = await source.events(store, execution_id, limit=EVENT_ROWS + 1)  # the table's rows, whole
+    folded.events, folded.truncated = first[:EVENT_ROWS], len(first) > EVENT_ROWS
+    async for page in source.head_pages(store, execution_id):
         folded.steps.add(page)
         folded.timeline.add(page)
-        room = MAX_PAGE_EVENTS - len(folded.events)
-        folded.events.extend(page[:room])
-        folded.truncated = folded.truncated or len(page) > room
         if len(folded.carried_lines) < MAX_PAGE_LOG_LINES:
             folded.carried_lines.extend(readmodel.log_lines(page)[:MAX_PAGE_LOG_LINES - len(folded.carried_lines)])
         folded.last_event_id = page[-1].event_id

@@ -95,10 +95,12 @@ async def events(store: Store, execution_id: str, after_id: int = 0, limit: int 
 EVENT_PAGE = 2000  # events read per query when a page folds a whole log
 
 
-async def event_pages(store: Store, execution_id: str, after_id: int = 0) -> AsyncIterator[list[Event]]:
-    """The events after ``after_id``, a page at a time (a 10,000-item loop's log is never all in memory)."""
+async def head_pages(store: Store, execution_id: str, after_id: int = 0) -> AsyncIterator[list[Event]]:
+    """The heads of the events after ``after_id`` (``Store.list_event_heads``: what the page's fold
+    reads, without a loop call's result), a page at a time: a 10,000-item loop's log is never all in
+    memory, and on PostgreSQL its calls are not decoded from JSON."""
     while True:
-        page = await store.list_events(execution_id, after_id=after_id, limit=EVENT_PAGE)
+        page = await store.list_event_heads(execution_id, after_id=after_id, limit=EVENT_PAGE)
         if page:
             yield page
         if len(page) < EVENT_PAGE:

@@ -84,6 +84,21 @@ WHERE execution_id = %(execution_id)s AND event_id > %(after_id)s
 ORDER BY event_id
 LIMIT %(limit)s;
 
+-- name: list_event_heads
+-- As list_events, a loop call without its result and with its meta as four columns (read without
+-- decoding JSON: noetl.store.common.event_head says what they are).
+SELECT event_type, node_name, status,
+       CASE WHEN loop_call THEN NULL ELSE result END, error,
+       CASE WHEN loop_call THEN NULL ELSE meta END, event_id, created_at, loop_call,
+       (meta->>'loop_index')::bigint, (meta->>'duration')::float8, (meta->>'logs_streamed')::boolean,
+       CASE WHEN loop_call AND NOT COALESCE((meta->>'logs_streamed')::boolean, false) THEN meta->'logs' END
+FROM (SELECT *, event_type IN ('call.done', 'call.error') AND meta ? 'loop_index' AS loop_call
+      FROM noetl.event_log
+      WHERE execution_id = %(execution_id)s AND event_id > %(after_id)s
+      ORDER BY event_id
+      LIMIT %(limit)s) AS page
+ORDER BY event_id;
+
 -- name: list_events_of_types
 -- Only some kinds of events (the status document needs a handful of a loop's 100,000 events).
 SELECT event_type, node_name, status, result, error, meta, event_id, created_at

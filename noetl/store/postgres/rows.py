@@ -42,6 +42,16 @@ def event_from_row(execution_id: str, row: tuple[Any, ...]) -> Event:
     return Event(execution_id, event_type, node_name, status, result, error, meta, event_id, iso(created_at) or "")
 
 
+def event_head_from_row(execution_id: str, row: tuple[Any, ...]) -> Event:
+    """A ``list_event_heads`` row: a loop call's meta from its columns, as ``common.event_head`` keeps it."""
+    event = event_from_row(execution_id, row[:8])
+    loop_call, loop_index, duration, streamed, logs = row[8:]
+    if loop_call:
+        given = {"loop_index": loop_index, "duration": duration, "logs_streamed": streamed, "logs": logs}
+        event.meta = {key: value for key, value in given.items() if value is not None}
+    return event
+
+
 def execution_params(record: ExecutionRecord) -> dict[str, Any]:
     """The shared columns, with the ids as BIGINT (and their text where it is not that number)."""
     params = common.execution_params(record)

@@ -59,6 +59,7 @@ from noetl.store.postgres.rows import (
     credential_from_row,
     event_arrays,
     event_from_row,
+    event_head_from_row,
     event_rows,
     execution_from_row,
     execution_params,
@@ -311,6 +312,13 @@ class PostgresStore:
         params = {"execution_id": db_id(execution_id), "after_id": after_id, "limit": limit}
         rows = await self.read(f"listing events of execution {execution_id}", "list_events", params)
         return [event_from_row(execution_id, row) for row in rows]
+
+    async def list_event_heads(
+        self, execution_id: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        params = {"execution_id": db_id(execution_id), "after_id": after_id, "limit": limit}
+        rows = await self.read(f"listing events of execution {execution_id}", "list_event_heads", params)
+        return [event_head_from_row(execution_id, row) for row in rows]
 
     async def iter_events(self, execution_id: str, *, after_id: int = 0, types: tuple[str, ...] | None = None,
                           or_warned: bool = False) -> AsyncGenerator[list[Event]]:

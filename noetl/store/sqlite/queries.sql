@@ -55,6 +55,24 @@ INSERT INTO event_log (execution_id, event_id, event_type, node_name, status, re
                    created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?);
 
+-- name: list_event_heads
+-- As list_events, a loop call without its result and with its meta as four columns (not decoded
+-- from JSON in Python: noetl.store.common.event_head says what they are).
+SELECT execution_id, event_type, node_name, status,
+       CASE WHEN loop_call THEN NULL ELSE result END, error,
+       CASE WHEN loop_call THEN NULL ELSE meta END, event_id, created_at, loop_call,
+       json_extract(meta, '$.loop_index'), json_extract(meta, '$.duration'),
+       json_extract(meta, '$.logs_streamed'),
+       CASE WHEN loop_call AND NOT COALESCE(json_extract(meta, '$.logs_streamed'), 0)
+            THEN json_extract(meta, '$.logs') END
+FROM (SELECT *, event_type IN ('call.done', 'call.error') AND json_type(meta, '$.loop_index') IS NOT NULL
+                AS loop_call
+      FROM event_log
+      WHERE execution_id = :execution_id AND event_id > :after_id
+      ORDER BY event_id
+      LIMIT COALESCE(:limit, -1))
+ORDER BY event_id;
+
 -- name: list_events
 -- LIMIT -1 means "no limit" in SQLite.
 SELECT execution_id, event_type, node_name, status, result, error, meta, event_id, created_at

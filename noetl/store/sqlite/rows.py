@@ -32,6 +32,19 @@ def event_from_row(row: tuple[Any, ...]) -> Event:
     )  # fmt: skip
 
 
+def event_head_from_row(row: tuple[Any, ...]) -> Event:
+    """A ``list_event_heads`` row: a loop call's meta from its columns, as ``common.event_head`` keeps it."""
+    loop_call, loop_index, duration, streamed, logs = row[9:]
+    if not loop_call:
+        return event_from_row(row[:9])
+    execution_id, event_type, node_name, status, _, error, _, event_id, created_at = row[:9]
+    given = {"loop_index": loop_index, "duration": duration,
+             "logs_streamed": None if streamed is None else bool(streamed), "logs": decode_optional(logs)}
+    meta = {key: value for key, value in given.items() if value is not None}
+    return Event(execution_id, event_type, node_name, status, None, decode_optional(error), meta, event_id,
+                 created_at)
+
+
 def update_params(execution_id: str, update: dict[str, Any]) -> dict[str, Any]:
     """SQLite keys executions by their text id."""
     return {"execution_id": execution_id, **common.update_params(execution_id, update)}

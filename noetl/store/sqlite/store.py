@@ -58,6 +58,7 @@ from noetl.store.sqlite.checkpoint import BACKSTOP_PAGES, Checkpointer
 from noetl.store.sqlite.rows import (
     catalog_params,
     event_from_row,
+    event_head_from_row,
     event_rows,
     execution_from_row,
     number_rows,
@@ -324,6 +325,13 @@ class SqliteStore:
         params = {"execution_id": execution_id, "after_id": after_id, "limit": limit}
         rows = self._read(f"listing events of execution {execution_id}", "list_events", params)
         return [event_from_row(row) for row in rows]
+
+    async def list_event_heads(
+        self, execution_id: str, *, after_id: int = 0, limit: int | None = None
+    ) -> list[Event]:
+        params = {"execution_id": execution_id, "after_id": after_id, "limit": limit}
+        rows = self._read(f"listing events of execution {execution_id}", "list_event_heads", params)
+        return [event_head_from_row(row) for row in rows]
 
     async def transition_execution(
         self, execution_id: str, events: list[Event], *, from_statuses: tuple[str, ...],

@@ -94,9 +94,64 @@ function paintSteps(steps) {
   }
 }
 
+// Rows of the event table, each once: a live update and a "Show the next" page may both carry one.
+function appendRows(body, html) {
+  const shown = Number(body.lastElementChild?.dataset.id || "0");
+  const incoming = document.createElement("tbody");
+  incoming.innerHTML = html;
+  for (const row of Array.from(incoming.children)) {
+    if (Number(row.dataset.id) > shown) body.appendChild(row);
+  }
+}
+
+// The event table pages: the first rows come with the page, each click on "Show the next" brings
+// as many more (a 10,000-item loop's page stays small), and a live page stops adding rows at that
+// size and offers the button instead.
+function setupMoreEvents() {
+  const more = document.getElementById("events-more");
+  if (more) more.addEventListener("click", () => nextEvents(more));
+}
+
+async function nextEvents(more) {
+  const table = document.getElementById("events");
+  more.disabled = true;
+  const headers = {};
+  const t = token();
+  if (t) headers.Authorization = "Bearer " + t;
+  const answer = await fetch(table.dataset.more + "?after=" + encodeURIComponent(more.dataset.after),
+    { headers, credentials: "same-origin" });
+  const data = await answer.json().catch(() => ({}));
+  if (!answer.ok) { flash(errorText(data, answer.status), true); more.disabled = false; return; }
+  appendRows(table.tBodies[0], data.rows);
+  more.dataset.after = String(data.last_event_id);
+  if (data.more) more.disabled = false;
+  else document.getElementById("events-truncated").remove();
+}
+
+function liveRows(body, html) {
+  const table = document.getElementById("events");
+  if (document.getElementById("events-more")) return; // the button brings them, in order
+  const limit = Number(table.dataset.rows || "200");
+  if (body.children.length >= limit) {
+    const note = document.createElement("p");
+    note.id = "events-truncated";
+    note.className = "muted";
+    const more = document.createElement("button");
+    more.id = "events-more";
+    more.textContent = "Show the next events";
+    more.dataset.after = body.lastElementChild?.dataset.id || "0";
+    more.addEventListener("click", () => nextEvents(more));
+    note.appendChild(more);
+    table.after(note);
+    return;
+  }
+  appendRows(body, html);
+}
+
 function setupExecution() {
   const section = document.getElementById("execution");
   if (!section) return;
+  setupMoreEvents();
   const cancel = document.getElementById("cancel");
   if (cancel) {
     cancel.addEventListener("click", async () => {
@@ -123,14 +178,10 @@ function setupExecution() {
   const stream = new EventSource(section.dataset.stream + "?after=" + encodeURIComponent(section.dataset.lastEvent)
     + "&after_log=" + encodeURIComponent(section.dataset.lastLog || "0"));
   const rows = document.querySelector("#events tbody");
-  const maxRows = Number(document.getElementById("events")?.dataset.maxRows || "2000");
   stream.addEventListener("update", (event) => {
     const data = JSON.parse(event.data);
     paintSteps(data.steps);
-    if (rows && data.rows && rows.children.length < maxRows) {
-      rows.insertAdjacentHTML("beforeend", data.rows);
-      while (rows.children.length > maxRows) rows.lastElementChild.remove(); // as the page: the first rows only
-    }
+    if (rows && data.rows) liveRows(rows, data.rows);
     appendLogs(data.logs || []);
     const badge = document.getElementById("exec-status");
     if (badge) { badge.textContent = data.status; badge.className = "badge " + data.status; }
