@@ -89,12 +89,21 @@ def _bounded_rows(cursor: sqlite3.Cursor, columns: list[str]) -> tuple[list[list
     rows: list[list[Any]] = []
     size = 0
     for row in cursor:
+        if _surely_too_long(row):
+            return rows, True
         decoded = [_decode(c, v) for c, v in zip(columns, row, strict=True)]
         size += len(json.dumps(decoded, default=str))
         if len(rows) >= MAX_QUERY_ROWS or size > MAX_QUERY_BYTES:
             return rows, True
         rows.append(decoded)
     return rows, False
+
+
+def _surely_too_long(row: tuple[Any, ...]) -> bool:
+    """Whether the row's strings and blobs alone are longer than the answer may be: its JSON is at
+    least as long, and building it for a blob of 500 MB (its text form is four times that) took
+    minutes and gigabytes."""
+    return sum(len(value) for value in row if isinstance(value, str | bytes)) > MAX_QUERY_BYTES
 
 
 def _decode(column: str, value: Any) -> Any:
