@@ -196,7 +196,9 @@ def trigger(obj: Context, name: str) -> None:
         starter = LocalStarter(store)
         fired = await Scheduler(store, starter).run_now(await require_schedule(store, name), utc_now())
         await starter.wait()
-        return {**fired_view(fired), "status": starter.documents.get(fired.execution_id or "", {}).get("status", "not-started")}
+        document = starter.documents.get(fired.execution_id or "", {})
+        row = {**fired_view(fired), "status": document.get("status", "not-started")}
+        return {**row, "error": document["error"]} if document.get("error") else row
 
     row = run_sync(with_store(run))
     print_json(row)

@@ -218,3 +218,10 @@ def test_schedule_trigger_runs_the_playbook_now_even_when_paused(noetl: Any, tmp
 
     missing = noetl("schedule", "trigger", "nope")
     assert missing.code == 2 and missing.stderr.strip() == "error: schedule 'nope' not found"
+
+    failing = tmp_path / "failing.yaml"
+    failing.write_text(PLAYBOOK.replace("reports/daily", "reports/failing").replace("result = {", "result = 1 / 0; x = {"))
+    assert noetl("schedule", "add", str(failing), "--cron", "0 6 * * *").code == 0
+    failed = noetl("schedule", "trigger", "reports/failing")
+    assert failed.code == 1 and failed.json()["status"] == "failed"
+    assert "ZeroDivisionError" in failed.json()["error"]

@@ -633,3 +633,22 @@ def test_sql_endpoint_when_enabled_is_read_only_and_rejects_bad_sql(cluster: Clu
 
     asyncio.run(main())
     assert cluster.sql("SELECT count(*) FROM noetl.catalog")[0][0] > 0
+
+
+def test_cli_schedule_add_trigger_list_and_delete_against_the_server(cluster: Cluster) -> None:
+    url = ["--server-url", cluster.url]
+    added = noetl(cluster, *url, "schedule", "add", "spec/hello", "--cron", "0 6 * * *", "--tz", "Asia/Tokyo",
+                  "--name", "spec-hello", "--payload", '{"name": "scheduled"}')
+    assert added.returncode == 0, added.stderr
+    assert noetl(cluster, *url, "schedule", "pause", "spec-hello").returncode == 0
+    triggered = noetl(cluster, *url, "schedule", "trigger", "spec-hello")
+    assert triggered.returncode == 0, triggered.stderr
+    row = json.loads(triggered.stdout)
+    assert (row["schedule"], row["status"]) == ("spec-hello", "started")
+    assert cluster.wait(row["execution_id"])["status"] == "completed"
+    listed = json.loads(noetl(cluster, *url, "schedule", "list", "--json").stdout)
+    mine = next(s for s in listed if s["name"] == "spec-hello")
+    assert (mine["enabled"], mine["next_fire"], mine["timezone"]) == (False, None, "Asia/Tokyo")
+    missing = noetl(cluster, *url, "schedule", "trigger", "no-such")
+    assert missing.returncode == 2 and one_line_error(missing) == "error: schedule 'no-such' not found"
+    assert noetl(cluster, *url, "schedule", "delete", "spec-hello").returncode == 0
