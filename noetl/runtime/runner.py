@@ -225,6 +225,8 @@ class Runner:
         try:
             skip, unrendered = _config_fields(kind)
             config = {k: v for k, v in task.items() if k not in skip}
+            if pipe.input_defaults and isinstance(config.get("input"), dict):
+                config["input"] = _defaults_not_given(config["input"], pipe.command)
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout
             render = partial(self._render_config, pipe, config, context, unrendered)
             rendered = render_inline(render, seconds=timeout)
@@ -364,6 +366,13 @@ def _config_fields(kind: str) -> tuple[frozenset[str], frozenset[str]]:
     takes_name = tool_kind is not None and tool_kind.takes_name
     skip = frozenset(("kind", "spec", "set", "output") if takes_name else ("kind", "name", "spec", "set", "output"))
     return skip, UNRENDERED_FIELDS | (tool_kind.self_rendered if tool_kind is not None else frozenset())
+
+
+def _defaults_not_given(defaults: dict[str, Any], command: Command) -> dict[str, Any]:
+    """A workbook entry's input defaults the caller does not give: only those are rendered, so a
+    default that reads a name the caller's run lacks (`forecast: "{{ get_forecast }}"`) neither
+    warns nor, in strict mode, fails once the calling step passes `forecast` itself."""
+    return {k: v for k, v in defaults.items() if k not in command.args and k not in command.arc_input}
 
 
 def _check_contract(name: str, contract: dict[str, Any] | None, part: str, value: Any) -> None:
