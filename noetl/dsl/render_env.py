@@ -414,7 +414,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
             if attribute in _ENVELOPE_ALIASES:
                 # v1 habits: ``{{ step.data.field }}`` / ``{{ step.result.field }}`` on a result
                 # without such a key read the result itself; a loop's result is its list.
-                return lazy_items(obj["results"]) if attribute == "result" and _is_loop_result(obj) else obj
+                return lazy_items(obj["results"]) if _is_loop_result(obj) else obj
             if attribute in _MAPPING_METHODS:
                 # A missing key named like a dict method (`iter.items`) is undefined, so `default()`
                 # and `is defined` behave; calling it (`d.items()`) still calls the method.
