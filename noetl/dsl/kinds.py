@@ -51,7 +51,7 @@ TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
              required=("cmds", "command", "command_b64", "args"), self_rendered=frozenset({"command", "cmds"})),
     ToolKind("http", "noetl.tools.http:run_http",
              frozenset({"method", "url", "endpoint", "headers", "params", "json", "body", "data", "verify_ssl",
-                        "follow_redirects", "payload", "credential"}),
+                        "follow_redirects", "payload", "credential", "timeout_seconds"}),
              required=("url", "endpoint"), closer="noetl.tools.http:close_http_clients"),
     ToolKind("postgres", "noetl.tools.postgres:run_postgres",
              frozenset({"connection", *_SQL_FIELDS, "params", "credentials", "credential", "database"}),

@@ -1,8 +1,8 @@
 """``http``: call an HTTP API.
 
 Config: ``method`` (GET), ``url`` (alias ``endpoint``), ``headers``, ``params``, ``json`` /
-``body`` / ``data`` / v1 ``payload``, ``auth`` (credential), ``timeout`` (seconds, default 30), ``verify_ssl``
-(default true), ``follow_redirects`` (default true).
+``body`` / ``data`` / v1 ``payload``, ``auth`` (credential), ``timeout`` (alias ``timeout_seconds``;
+seconds, default 30), ``verify_ssl`` (default true), ``follow_redirects`` (default true).
 
 Result: ``{status_code, headers, url, elapsed, data}`` with ``data`` parsed from JSON when the
 response says it is JSON, else the text. A non-2xx status raises a ToolError carrying ``http.status``
@@ -359,7 +359,8 @@ async def run_http(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
         verify_ssl=_as_bool(config.get("verify_ssl"), True),
         follow_redirects=_as_bool(config.get("follow_redirects"), True),
     )
-    timeout = _timeout_seconds(config.get("timeout"))
+    # `timeout_seconds`: the spelling of newer NoETL playbooks
+    timeout = _timeout_seconds(config["timeout"] if config.get("timeout") is not None else config.get("timeout_seconds"))
     try:
         response = await client.request(
             method,

@@ -174,6 +174,8 @@ def test_slow_response_past_timeout_is_retryable_timeout(http_server: LocalHTTPS
     assert error.kind == "timeout"
     assert error.retryable is True
     assert error.details["http"] == {"status": None, "headers": {}}
+    # `timeout_seconds`, as newer NoETL playbooks spell it, is the same limit
+    assert http_error({"url": f"{http_server.url}/slow?seconds=1.5", "timeout_seconds": 0.3}).kind == "timeout"
 
 
 def test_missing_url_and_unsupported_scheme_are_config_errors() -> None:
