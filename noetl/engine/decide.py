@@ -433,6 +433,12 @@ class Engine:
         error.setdefault("tool", step.kind)
         return error
 
+    @staticmethod
+    def _routed_event(name: str, step: Step, result: Any, error: dict[str, Any] | None) -> dict[str, Any]:
+        """`event` while routing: a call.error carries the error as its payload (a failed loop's
+        loop.done still carries the aggregate)."""
+        return {"name": name, "step": step.step, "payload": result if result is not None else error}
+
     def _route(self, state: ExecutionState, step: Step, run: StepRun, exit_event: Event, event_name: str,
                ok: bool, result: Any, error: dict[str, Any] | None) -> None:
         if not self._routing_renders(step):
@@ -445,7 +451,7 @@ class Engine:
             **run.arc_input,  # names the arc that scheduled the step passed
             **run.names,  # bare keys of task-level `set`
             step.step: with_task_results(result, run.tasks), "output": output, "error": error or {}, "result": result, "response": result,
-            "input": run.input, "event": {"name": event_name, "step": step.step, "payload": result},
+            "input": run.input, "event": self._routed_event(event_name, step, result, error),
         }
         set_updates: dict[str, Any] = {}
         if ok and step.set and run.loop is None and run.cursor is None:
