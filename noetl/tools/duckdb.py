@@ -7,7 +7,9 @@ tables), ``command`` / ``query`` / ``sql`` / ``command_b64`` / ``script``, ``par
 
 PostgreSQL can be attached from credentials: ``auth: pg_local`` (attached under the credential's
 name, or ``alias``) and/or ``credentials: {alias: {key: credential_name}}`` run
-``ATTACH '<conninfo>' AS alias (TYPE postgres)`` before the SQL. The postgres extension is loaded
+``ATTACH '<conninfo>' AS alias (TYPE postgres)`` before the SQL. The unified-auth mapping
+``auth: {alias: {type: postgres, key: name[, secret_name: s]}}`` attaches each alias, or with
+``secret_name`` creates that DuckDB secret for the SQL's own ``ATTACH '' AS x (TYPE postgres, SECRET s)``. The postgres extension is loaded
 without network access when a matching ``duckdb-extension-postgres`` package is installed (see
 docs/tools.md, "DuckDB extensions offline").
 
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from psycopg import conninfo as pg_conninfo
 
 from noetl.errors import ToolError
 from noetl.jsonconv import parse_json_text
@@ -244,10 +247,47 @@ def _postgres_conninfo(credential: dict[str, Any]) -> str:
     return conninfo_from_fields(dict(credential.get("data") or {}))
 
 
-async def resolve_attachments(config: dict[str, Any], call: ToolCall) -> list[tuple[str, str]]:
-    """``[(alias, conninfo)]`` from ``auth`` and ``credentials``."""
+def _unified_aliases(auth: Any) -> dict[str, dict[str, Any]] | None:
+    """The unified-auth mapping of aliases (``{pg_db: {type: postgres, key: pg_local, secret_name:
+    pg_main}}``, several aliases or one with a ``secret_name``), or None for any other spelling of
+    ``auth`` (one alias alone names the credential, attached under its own name as before)."""
+    if not isinstance(auth, dict) or not auth or any(key in auth for key in ("type", "credential", "key")):
+        return None
+    if not all(isinstance(spec, dict) and spec.get("type") for spec in auth.values()):
+        return None
+    if len(auth) == 1 and not next(iter(auth.values())).get("secret_name"):
+        return None
+    return {str(alias): spec for alias, spec in auth.items()}
+
+
+async def _unified_attachments(aliases: dict[str, dict[str, Any]], call: ToolCall,
+                               attachments: dict[str, str], secrets: dict[str, str]) -> None:
+    """Each alias's PostgreSQL credential: a DuckDB secret named ``secret_name`` when the alias
+    gives one (the SQL attaches it: ``ATTACH '' AS pg_db (TYPE postgres, SECRET pg_main)``), else
+    attached under the alias."""
+    for alias, spec in aliases.items():
+        if str(spec.get("type")).lower() not in ("postgres", "postgresql", "pg"):
+            raise ToolError(f"duckdb tool: auth.{alias} has type {spec.get('type')!r}; "
+                            "only postgres credentials can be attached", kind="config", details={"field": "auth"})
+        credential = await resolve_auth({k: v for k, v in spec.items() if k != "secret_name"}, call)
+        if credential is None:
+            raise ToolError(f"duckdb tool: auth.{alias} names no credential", kind="config", details={"field": "auth"})
+        conninfo = _postgres_conninfo(credential)
+        if spec.get("secret_name"):
+            secrets[_alias(str(spec["secret_name"]))] = conninfo
+        else:
+            attachments[_alias(alias)] = conninfo
+
+
+async def resolve_attachments(config: dict[str, Any], call: ToolCall) -> tuple[list[tuple[str, str]],
+                                                                              list[tuple[str, str]]]:
+    """``([(alias, conninfo)], [(secret name, conninfo)])`` from ``auth`` and ``credentials``."""
     attachments: dict[str, str] = {}
-    credential = await resolve_auth(config.get("auth"), call)
+    secrets: dict[str, str] = {}
+    aliases = _unified_aliases(config.get("auth"))
+    credential = None if aliases else await resolve_auth(config.get("auth"), call)
+    if aliases:
+        await _unified_attachments(aliases, call, attachments, secrets)
     if credential is not None:
         alias = config.get("alias") or config.get("db_alias") or credential.get("name") or "pg"
         attachments[_alias(str(alias))] = _postgres_conninfo(credential)
@@ -259,7 +299,23 @@ async def resolve_attachments(config: dict[str, Any], call: ToolCall) -> list[tu
         if not name:
             raise ToolError(f"duckdb tool: credentials.{alias} must name a credential", kind="config")
         attachments[_alias(str(alias))] = _postgres_conninfo(await fetch_credential(name, call, f"credentials.{alias}"))
-    return list(attachments.items())
+    return list(attachments.items()), list(secrets.items())
+
+
+# DuckDB's postgres secret parameters for libpq's keywords.
+_SECRET_PARAMETERS = {"host": "HOST", "port": "PORT", "dbname": "DATABASE", "user": "USER", "password": "PASSWORD"}
+
+
+def _create_secret(connection: duckdb.DuckDBPyConnection, name: str, conninfo: str, redactor: Redactor) -> None:
+    ensure_postgres_extension(connection)
+    fields = pg_conninfo.conninfo_to_dict(conninfo)
+    parameters = ", ".join(f"{_SECRET_PARAMETERS[k]} '{str(v).replace(chr(39), chr(39) * 2)}'"
+                           for k, v in fields.items() if k in _SECRET_PARAMETERS and v is not None)
+    try:
+        connection.execute(f'CREATE OR REPLACE TEMPORARY SECRET "{name}" (TYPE postgres, {parameters})')
+    except duckdb.Error as exc:
+        raise ToolError(f"cannot create the DuckDB secret {name!r}: {clean_message(str(exc), redactor)}",
+                        kind="config") from None
 
 
 def _attach(connection: duckdb.DuckDBPyConnection, alias: str, conninfo: str, redactor: Redactor) -> None:
@@ -403,13 +459,16 @@ def execute_statements(
 
 def _run(
     database: str,
-    attachments: list[tuple[str, str]],
+    attachments: tuple[list[tuple[str, str]], list[tuple[str, str]]],
     statements: list[str],
     params: dict[str, Any] | list[Any] | None,
     redactor: Redactor,
 ) -> list[dict[str, Any]]:
+    attach, secrets = attachments
     with open_database(database) as connection:
-        for alias, conninfo in attachments:
+        for name, conninfo in secrets:
+            _create_secret(connection, name, conninfo, redactor)
+        for alias, conninfo in attach:
             _attach(connection, alias, conninfo, redactor)
         return execute_statements(connection, statements, params, redactor)
 

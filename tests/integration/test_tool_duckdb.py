@@ -263,6 +263,27 @@ def test_attach_postgres_from_credentials_reads_and_writes(pg_cluster: dict[str,
 
 
 @needs_postgres_extension
+def test_unified_auth_aliases_attach_or_create_the_secret_the_sql_attaches(pg_cluster: dict[str, Any]) -> None:
+    """Unified-auth playbooks map aliases to credentials: an alias with `secret_name` becomes that
+    DuckDB secret for the SQL's own ATTACH, the others are attached under their alias."""
+    result = run_with_pg(pg_cluster, {
+        "database": ":memory:",
+        "auth": {"pg_db": {"type": "postgres", "key": "pg_local", "secret_name": "pg_main"},
+                 "other": {"type": "postgres", "key": "pg_local"}},
+        "command": """
+            ATTACH '' AS pg_db (TYPE postgres, SECRET pg_main);
+            SELECT (SELECT count(*) FROM pg_db.information_schema.tables WHERE table_name = 'pg_class')
+                 + (SELECT count(*) FROM other.information_schema.tables WHERE table_name = 'pg_class') AS n;
+        """,
+    })
+    assert result["rows"] == [{"n": 2}]
+    with pytest.raises(ToolError) as caught:
+        run_with_pg(pg_cluster, {"database": ":memory:", "command": "SELECT 1", "auth": {
+            "pg_db": {"type": "postgres", "key": "pg_local"}, "gcs": {"type": "hmac", "key": "gcs_hmac"}}})
+    assert caught.value.kind == "config" and "auth.gcs" in caught.value.message
+
+
+@needs_postgres_extension
 def test_attach_failure_is_a_connection_error_without_the_password(pg_cluster: dict[str, Any]) -> None:
     with pytest.raises(ToolError) as caught:
         run_with_pg(pg_cluster, {"database": ":memory:", "auth": "pg_bad", "command": "SELECT 1"})
