@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 from common import loadavg
-from distributed import export_revision  # bench/distributed.py (also sets sys.path)
+from distributed import export_revision, start  # bench/distributed.py (also sets sys.path)
 
 from noetl.demo.postgres import free_port
 
@@ -79,18 +79,13 @@ def ui(home: Path, code: Path | None) -> tuple[subprocess.Popen[bytes], str]:
 
 
 def on_server(items: int, sides: list[tuple[str, Path | None]], repeat: int, browser: object) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
     from support.pgcluster import postgres_cluster
-    from test_distributed_cluster import REPO, Cluster, create_database
+    from test_distributed_cluster import REPO
 
     with postgres_cluster(durable=True) as pg, tempfile.TemporaryDirectory(prefix="noetl-bench-") as home:
-        cluster = Cluster(create_database(pg), Path(home))
+        cluster = start(pg, 2, Path(home), concurrency=8)
         try:
-            cluster.start_server()
-            for name in ("w1", "w2"):
-                cluster.start_worker(name, concurrency=8)
-            path = cluster.register(PLAYBOOK.format(items=items))["path"]
-            execution_id = cluster.execute(path)
+            execution_id = cluster.execute(cluster.register(PLAYBOOK.format(items=items))["path"])
             assert cluster.wait(execution_id, timeout=1800)["status"] == "completed"
             events = len(cluster.client.get(f"/api/executions/{execution_id}/events").json())
             print(f"server and 2 workers on PostgreSQL: {events:,} events\n")
