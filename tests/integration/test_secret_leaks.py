@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -216,7 +217,23 @@ def _console_pages(cluster: Cluster, execution_ids: list[str]) -> str:
     return "\n".join(texts)
 
 
-def test_no_secret_is_stored_by_the_distributed_runtime(deployment: Cluster, http_server: LocalHTTPServer) -> None:
+def sealed_result_keys(database_url: str, secret_key: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys of big results sealed beside their redacted copy (``_ref.sealed.key``), read from
+    the only place they are stored: the events' own sealed copies, opened with the credential key."""
+    from noetl.credential_keys import decrypt, forget_cached_keys
+
+    monkeypatch.setenv("NOETL_SECRET_KEY", secret_key)
+    forget_cached_keys()
+    with psycopg.connect(database_url) as conn:
+        sealed = [row[0] for row in conn.execute(
+            "SELECT meta->>'sealed_result' FROM noetl.event WHERE meta ? 'sealed_result'")]
+    opened = json.dumps([decrypt(blob.encode(), "test").data for blob in sealed])
+    forget_cached_keys()
+    return sorted(set(re.findall(r'"sealed": \{"uri": "[^"]+", "key": "([A-Za-z0-9_=-]{44})"', opened)))
+
+
+def test_no_secret_is_stored_by_the_distributed_runtime(deployment: Cluster, http_server: LocalHTTPServer,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     cluster = deployment
     cluster.register((FIXTURES / "leak_child.yaml").read_text())
     cluster.register((FIXTURES / "leak_parent.yaml").read_text())
@@ -246,7 +263,10 @@ def test_no_secret_is_stored_by_the_distributed_runtime(deployment: Cluster, htt
         "SELECT event_type FROM noetl.event WHERE execution_id = %s ORDER BY event_id DESC LIMIT 1",
         int(execution_id)) == [("playbook.failed",)] and cluster.status(execution_id)["status"] == "failed")
     assert_the_steps_got_the_secrets(cluster.status(execution_id))
-    everything = [*SECRETS, HOOK_SECRET, HOOK_TOKEN]
+    # The big result's key opens its sealed copy: stored only inside the events' sealed copies.
+    result_keys = sealed_result_keys(cluster.database_url, cluster.env["NOETL_SECRET_KEY"], monkeypatch)
+    assert result_keys, "no big result sealed"
+    everything = [*SECRETS, HOOK_SECRET, HOOK_TOKEN, *result_keys]
     leaks = postgres_leaks(cluster.database_url, everything)
     assert not leaks, leaks
     children_ids = [child["execution_id"] for child in children]
