@@ -77,7 +77,8 @@ class Settings:
     max_body_bytes: int = _setting(10 * 1024 * 1024, doc="Largest request body the server accepts, in bytes.")
     request_timeout_seconds: int = _setting(10, doc=(
         "Seconds a client of the server or `noetl ui` has to send a request's line and headers "
-        "(the connection is closed), and to send each next part of its body (408)."))
+        "(the connection is closed); a client of the server's API has as long for each next part "
+        "of its body (408)."))
     # logs streamed while a call runs (SPEC section 17): bytes stored per call, the rest is counted
     log_max_bytes: int = _setting(1024 * 1024, doc=(
         "Bytes of log lines stored per call while it runs; the lines beyond are counted, not stored."))
