@@ -333,3 +333,16 @@ def test_login_sends_the_browser_back_only_to_a_page_of_this_console(console: st
     for foreign in ("//evil.example/login", "/\\evil.example", "/\t/evil.example", "/\n/evil.example",
                     "https://evil.example/", "evil.example"):
         assert next_of(foreign) == "/", foreign
+
+
+def test_numbers_past_64_bits_in_a_pages_query_are_no_500(console: str, runs: dict[str, str]) -> None:
+    """A page number, an event id or a version past SQLite's 64-bit integers was a 500
+    (`?page=99999999999999999999999`); each is as far beyond every row as it says."""
+    far = "99999999999999999999999"
+    listing = get(f"{console}/", params={"page": far})
+    assert listing.status_code == 200 and runs["loop"] not in listing.text
+    more = get(f"{console}/console/events/{runs['loop']}", params={"after": far})
+    assert more.status_code == 200 and more.json()["rows"] == "", more.text
+    for page, params in (("/catalog/entry", {"path": "demo/console_loop", "version": far}),
+                         ("/catalog/diff", {"path": "demo/console_loop", "a": far, "b": "1"})):
+        assert get(f"{console}{page}", params=params).status_code == 404, page

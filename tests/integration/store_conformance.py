@@ -274,6 +274,19 @@ class StoreConformance:
         assert await store.get_execution_state("nope") is None
 
     @store_test
+    async def test_a_number_past_64_bits_reads_as_far_beyond_every_row(self, store: Store) -> None:
+        """`?after=99999999999999999999999` on a console page was a 500 on SQLite (its integers are
+        64-bit): no event, log line or catalog version is that far, as on the other stores."""
+        await started(store)
+        await store.register_catalog(path="p", kind="Playbook", content="x")
+        far = 10**23
+        assert await store.list_events("exec-1", after_id=far) == []
+        assert await store.list_event_heads("exec-1", after_id=far) == []
+        assert await store.list_logs("exec-1", after_id=far) == []
+        assert await store.get_catalog("p", far) is None
+        assert len(await store.list_events("exec-1", after_id=-far)) == 1
+
+    @store_test
     async def test_event_heads_leave_out_what_a_loop_calls_fold_does_not_read(self, store: Store) -> None:
         """The console folds a 10,000-item loop's log from heads: a loop call without its result and
         with only loop_index, duration and the lines it carries (unless streamed)."""

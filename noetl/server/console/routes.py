@@ -26,6 +26,9 @@ from noetl.server.console.render import HERE, diff_lines, environment, workload_
 from noetl.server.console.source import ConsoleSource, ExecutionFilter, parse_since
 
 PAGE_SIZE = 50
+# The last page of the list: an offset of a million executions, the API's bound (a page of
+# 99999999999999999999999 was PostgreSQL's "bigint out of range", a 503).
+MAX_PAGE = 1_000_000 // PAGE_SIZE
 # Event rows on an execution's page, and per "Show the next" click: 2,000 rows made a 10,000-item
 # loop's page half a megabyte of table that Chromium took over a second to lay out.
 EVENT_ROWS = 200
@@ -341,7 +344,7 @@ def _filter(status: str, path: str, since: str, page: int) -> tuple[ExecutionFil
         since_time = parse_since(since) if since else None
     except InputError as exc:
         problem, since_time = str(exc), None
-    page = max(0, page)
+    page = min(max(0, page), MAX_PAGE)
     return ExecutionFilter(status or None, path or None, since_time, PAGE_SIZE, page * PAGE_SIZE), problem
 
 

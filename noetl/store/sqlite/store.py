@@ -252,7 +252,10 @@ class SqliteStore:
         conn = self._connection()
         with self._lock:
             try:
-                return conn.execute(self._q[query], params).fetchall()
+                try:
+                    return conn.execute(self._q[query], params).fetchall()
+                except OverflowError:  # a number past SQLite's 64 bits (`?after=99999999999999999999999`)
+                    return conn.execute(self._q[query], _within_64_bits(params)).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"{action} failed on the store {self.path}: {exc}") from exc
 
@@ -623,3 +626,18 @@ class SqliteStore:
         return self._write("deleting results",
                            lambda conn: conn.execute(self._q["delete_results"], params).rowcount)
 
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _within_64_bits(params: Sequence[Any] | dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
+    """``params`` with each integer past 64 bits at the nearest 64-bit one: no id, version or
+    offset of a row is that far, so a read finds the same rows (none after it, none equal to it)."""
+    def clamp(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return min(max(value, _INT64[0]), _INT64[1])
+        return value
+
+    if isinstance(params, dict):
+        return {key: clamp(value) for key, value in params.items()}
+    return [clamp(value) for value in params]
