@@ -36,9 +36,12 @@ def test_a_typed_array_reads_back_equal_element_by_element(conn: Any, values: li
     assert [v for _, v in rows] == list(values)
 
 
-def test_an_integer_out_of_range_is_refused_before_anything_is_sent(conn: Any) -> None:
+@pytest.mark.parametrize("values", [IntArray([2**31]), BigintArray([2**63]), IntArray(["1"]), TextArray(["a", 1])],
+                         ids=["int-range", "bigint-range", "int-of-text", "text-of-int"])
+def test_an_element_of_the_wrong_type_or_range_is_refused_before_anything_is_sent(conn: Any,
+                                                                                  values: list[Any]) -> None:
     with pytest.raises(psycopg.DataError):
-        conn.execute("SELECT %b::int[]", [IntArray([2**31])])
+        conn.execute("SELECT %b", [values])
 
 
 def test_a_nul_character_in_text_is_refused_by_postgresql(conn: Any) -> None:

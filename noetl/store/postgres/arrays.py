@@ -75,7 +75,10 @@ class TextArrayDumper(_ArrayDumper):
                 parts.append(_NULL)
                 has_null = True
             else:
-                data = item.encode(encoding)  # PostgreSQL refuses a NUL in text, as with any str
+                try:
+                    data = item.encode(encoding)  # PostgreSQL refuses a NUL in text, as with any str
+                except AttributeError:
+                    raise psycopg.DataError(f"text[] element: expected str, got {type(item).__name__}") from None
                 parts.append(pack(len(data)))
                 parts.append(data)
         parts[0] = _header(self._element_oid, len(obj), has_null)
