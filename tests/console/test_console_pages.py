@@ -346,3 +346,11 @@ def test_numbers_past_64_bits_in_a_pages_query_are_no_500(console: str, runs: di
     for page, params in (("/catalog/entry", {"path": "demo/console_loop", "version": far}),
                          ("/catalog/diff", {"path": "demo/console_loop", "a": far, "b": "1"})):
         assert get(f"{console}{page}", params=params).status_code == 404, page
+
+
+def test_a_malformed_catalog_version_is_a_400_page_and_an_unknown_one_a_404(console: str, runs: dict[str, str]) -> None:
+    bad = get(f"{console}/catalog/entry", params={"path": "console/slow", "version": "abc"})
+    assert bad.status_code == 400 and "version must be a version number, got &#39;abc&#39;" in bad.text
+    assert get(f"{console}/catalog/entry", params={"path": "console/slow", "version": "999"}).status_code == 404
+    diff = get(f"{console}/catalog/diff", params={"path": "console/slow", "a": "1", "b": "x"})
+    assert diff.status_code == 400

@@ -70,6 +70,13 @@ def test_schedules_through_the_api(url: str) -> None:  # noqa: F811
         fires = (await client.get("/api/schedules/tests/api_loop/fires")).json()
         assert fires[0]["execution_id"] == ran["execution_id"]
         assert (await client.get("/api/schedules/tests/api_loop")).json()["enabled"] is False
+        # The console's Run now button on the server: the same, on the workers.
+        button = await client.post("/console/actions/trigger-schedule", json={"name": "tests/api_loop"},
+                                   headers={"X-NoETL-Console": "1"})
+        assert button.status_code == 200, button.text
+        assert (await events_of(app, button.json()["execution_id"]))[0].meta["manual"] is True
+        page = (await client.get("/schedules")).text
+        assert 'class="run-now" data-schedule="tests/api_loop"' in page and button.json()["execution_id"] in page
         gone = await client.post("/api/schedules/nope/trigger")
         assert gone.status_code == 404 and gone.json()["error"] == "schedule 'nope' not found"
 

@@ -63,6 +63,14 @@ class _Pages:
         body = self.env.get_template(template).render(**base, **context)
         return HTMLResponse(body, status_code=status_code, headers=_SECURITY_HEADERS)
 
+    def error(self, request: Request, exc: NoetlError) -> HTMLResponse:
+        """A page's answer to a bad address: 404 for what does not exist, 400 for a malformed value."""
+        from noetl.server.errors import status_for
+
+        status = status_for(exc)
+        return self.html(request, "error.html", status, title="Not found" if status == 404 else "Bad request",
+                         message=str(exc).splitlines()[0])
+
     def fragment(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(base="", **context)
 
@@ -199,7 +207,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
             entry = await source.catalog_entry(store, path, _int(version, "version"))
             versions = await source.catalog_versions(store, path)
         except NoetlError as exc:
-            return pages.html(request, "error.html", 404, title="Not found", message=str(exc))
+            return pages.error(request, exc)
         playbook = _playbook(entry.content) if entry.kind == "Playbook" else None
         fields = workload_fields(playbook.workload) if playbook else []
         return pages.html(request, "entry.html", nav="catalog", entry=entry, versions=versions, fields=fields,
@@ -214,7 +222,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
             old = await source.catalog_entry(store, path, _int(a, "a"))
             new = await source.catalog_entry(store, path, _int(b, "b"))
         except NoetlError as exc:
-            return pages.html(request, "error.html", 404, title="Not found", message=str(exc))
+            return pages.error(request, exc)
         lines = diff_lines(old.content, new.content, f"{path}@{old.version}", f"{path}@{new.version}")
         return pages.html(request, "diff.html", nav="catalog", path=path, a=old.version, b=new.version, lines=lines)
 
