@@ -246,3 +246,22 @@ def test_the_event_table_of_a_long_run_pages_with_show_the_next(page: Any, conso
     ids = [int(i) for i in page.eval_on_selector_all("#events tbody tr", "rows => rows.map(r => r.dataset.id)")]
     assert ids == list(range(1, len(ids) + 1)) and len(ids) > 300
     assert page.text_content("g.node[data-step=wait] .progress") == "300/300"
+
+
+def test_a_live_page_stops_adding_event_rows_at_a_page_and_offers_the_next(page: Any, console: str) -> None:
+    page.goto(f"{console}/catalog/entry?path=console/slow")
+    page.fill("input[name='set:rounds']", "2000")
+    page.fill("input[name='set:pause']", "0.01")
+    page.click("#run-form button")
+    page.wait_for_url("**/executions/*")
+    page.evaluate("window.__same_page = true")
+    page.wait_for_selector("#events-more", timeout=60_000)
+    assert page.evaluate("window.__same_page") is True  # offered by the live page, not a reload
+    shown = page.locator("#events tbody tr").count()
+    assert 200 <= shown < 2000
+    page.click("#events-more")
+    page.wait_for_function(f"() => document.querySelectorAll('#events tbody tr').length > {shown}")
+    ids = [int(i) for i in page.eval_on_selector_all("#events tbody tr", "rows => rows.map(r => r.dataset.id)")]
+    assert ids == list(range(1, len(ids) + 1))
+    page.click("#cancel")
+    page.wait_for_selector("#exec-status.cancelled", timeout=30_000)
