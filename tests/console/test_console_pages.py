@@ -354,3 +354,15 @@ def test_a_malformed_catalog_version_is_a_400_page_and_an_unknown_one_a_404(cons
     assert get(f"{console}/catalog/entry", params={"path": "console/slow", "version": "999"}).status_code == 404
     diff = get(f"{console}/catalog/diff", params={"path": "console/slow", "a": "1", "b": "x"})
     assert diff.status_code == 400
+
+
+def test_a_catalog_entry_lists_every_version_latest_first(console: str, home: Path, tmp_path: Path) -> None:
+    text = (HERE / "loop_failure.yaml").read_text().replace("demo/console_loop", "console/three_versions")
+    for number in range(3):
+        (tmp_path / f"v{number}.yaml").write_text(text + f"# version {number + 1}\n")
+        assert noetl(home, "catalog", "register", str(tmp_path / f"v{number}.yaml")).returncode == 0
+    page = get(f"{console}/catalog/entry", params={"path": "console/three_versions", "version": "2"}).text
+    links = [f'version={n}"' for n in (3, 2, 1)]
+    assert all(link in page for link in links) and page.index(links[0]) < page.index(links[1]) < page.index(links[2])
+    assert 'version=2" class="on">2</a>' in page and "# version 2" in page
+    assert '<option selected>1</option>' in page and '<option selected>2</option>' in page  # diff 1 with 2

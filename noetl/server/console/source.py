@@ -112,16 +112,14 @@ def status_of(event_log: list[Event]) -> dict[str, Any]:
     return status_document(event_log)
 
 
-async def catalog_versions(store: Store, path: str) -> list[CatalogEntry]:
+async def catalog_versions(store: Store, path: str) -> list[int]:
+    """The version numbers of ``path``, latest first. Versions count up from 1 without gaps (the
+    store's contract) and are never deleted, so the latest one says them all: the page read every
+    version's text (300 versions of a 60 KB playbook: 300 queries and 18 MB) to show numbers."""
     latest = await store.get_catalog(path)
     if latest is None:
         raise NotFoundError(f"no catalog entry for path {path!r}")
-    versions = [latest]
-    for number in range(latest.version - 1, 0, -1):
-        entry = await store.get_catalog(path, number)
-        if entry is not None:
-            versions.append(entry)
-    return versions
+    return list(range(latest.version, 0, -1))
 
 
 async def catalog_entry(store: Store, path: str, version: int | None) -> CatalogEntry:
