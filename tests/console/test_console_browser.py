@@ -52,6 +52,15 @@ def shots(tmp_path: Path) -> Path:
     return folder
 
 
+def start_slow_loop(page: Any, console: str, *, rounds: int, pause: float) -> None:
+    """Start console/slow from its run form and land on the new execution's page."""
+    page.goto(f"{console}/catalog/entry?path=console/slow")
+    page.fill("input[name='set:rounds']", str(rounds))
+    page.fill("input[name='set:pause']", str(pause))
+    page.click("#run-form button")
+    page.wait_for_url("**/executions/*")
+
+
 def test_a_failed_loop_iteration_in_the_graph_with_its_error_and_logs(page: Any, console: str,
                                                                       runs: dict[str, str], shots: Path) -> None:
     page.goto(f"{console}/")
@@ -84,11 +93,7 @@ def test_start_a_run_from_the_form_and_watch_it_finish(page: Any, console: str, 
 
 
 def test_cancel_a_running_execution(page: Any, console: str, shots: Path) -> None:
-    page.goto(f"{console}/catalog/entry?path=console/slow")
-    page.fill("input[name='set:rounds']", "200")
-    page.fill("input[name='set:pause']", "0.2")
-    page.click("#run-form button")
-    page.wait_for_url("**/executions/*")
+    start_slow_loop(page, console, rounds=200, pause=0.2)
     page.wait_for_selector("g.node.running[data-step=wait]")
     page.click("#cancel")
     page.wait_for_selector("#exec-status.cancelled")
@@ -120,11 +125,7 @@ def test_the_list_shows_a_new_execution_without_a_reload(page: Any, console: str
 
 def test_lines_of_a_running_loop_appear_under_their_step_without_a_reload(page: Any, console: str,
                                                                           shots: Path) -> None:
-    page.goto(f"{console}/catalog/entry?path=console/slow")
-    page.fill("input[name='set:rounds']", "40")
-    page.fill("input[name='set:pause']", "0.5")
-    page.click("#run-form button")
-    page.wait_for_url("**/executions/*")
+    start_slow_loop(page, console, rounds=40, pause=0.5)
     page.wait_for_selector("pre.logs[data-step-logs=wait]:has-text('round 1')", state="attached", timeout=30_000)
     assert page.text_content("#exec-status") == "running"  # 40 rounds of 0.5 s: still far from the end
     page.click("#step-wait summary")
@@ -249,11 +250,7 @@ def test_the_event_table_of_a_long_run_pages_with_show_the_next(page: Any, conso
 
 
 def test_a_live_page_stops_adding_event_rows_at_a_page_and_offers_the_next(page: Any, console: str) -> None:
-    page.goto(f"{console}/catalog/entry?path=console/slow")
-    page.fill("input[name='set:rounds']", "2000")
-    page.fill("input[name='set:pause']", "0.01")
-    page.click("#run-form button")
-    page.wait_for_url("**/executions/*")
+    start_slow_loop(page, console, rounds=2000, pause=0.01)
     page.evaluate("window.__same_page = true")
     page.wait_for_selector("#events-more", timeout=60_000)
     assert page.evaluate("window.__same_page") is True  # offered by the live page, not a reload
