@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match
 
@@ -22,6 +22,7 @@ from noetl.errors import InputError, NoetlError, NotFoundError
 from noetl.server.console import readmodel, source
 from noetl.server.console.auth import ConsoleAuthError, RoleLookup, allows, page_role, require_action
 from noetl.server.console.graph import playbook_graph
+from noetl.server.console.live import LiveStreams
 from noetl.server.console.render import HERE, diff_lines, environment, workload_fields
 from noetl.server.console.source import ConsoleSource, ExecutionFilter, parse_since
 
@@ -55,6 +56,7 @@ class _Pages:
         self.app = app
         self.config = config
         self.env = environment()
+        self.live = LiveStreams()
 
     def html(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         role = page_role(request, self.config.roles(request))
@@ -168,7 +170,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         if record is None:
             return JSONResponse({"error": f"execution {execution_id} not found"}, status_code=404)
         names = [s.step for s in p.workflow] if (p := _playbook(record.playbook)) else []
-        return _sse(_execution_updates(request, pages, src, execution_id, names, after, after_log))
+        return pages.live.response(_execution_updates(request, pages, src, execution_id, names, after, after_log))
 
     @router.get("/console/events/{execution_id}")
     async def more_events(request: Request, execution_id: str, after: int = 0) -> Response:
@@ -189,7 +191,7 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
         if pages.viewer(request) is None:
             return JSONResponse({"error": "log in first"}, status_code=401)
         flt, _ = _filter(status, path, since, page)
-        return _sse(_list_updates(request, pages, config.source(request), flt))
+        return pages.live.response(_list_updates(request, pages, config.source(request), flt))
 
     @router.get("/catalog")
     async def catalog(request: Request) -> Response:
@@ -418,11 +420,6 @@ def _page_of_this_console(target: str) -> str:
     if not target.startswith("/") or target.startswith("//") or any(c == "\\" or c < " " for c in target):
         return "/"
     return target
-
-
-def _sse(updates: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(updates, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _message(event: str, data: Any) -> str:
