@@ -40,7 +40,7 @@ CODE_FIELDS = frozenset({"code", "code_b64"})
 # Not rendered before a task runs: `spec` holds policies and `set` values evaluated after the task.
 UNRENDERED_FIELDS = CODE_FIELDS | {"spec", "kind", "name", "set"}
 
-_SQL_FIELDS = ("command", "query", "sql", "command_b64", "script")
+_SQL_FIELDS = ("command", "query", "sql", "command_b64", "script", "commands")  # commands: v1's name
 
 TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
     ToolKind("noop", "noetl.tools.noop:run_noop", frozenset({"result", "data"})),

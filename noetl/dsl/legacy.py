@@ -386,6 +386,10 @@ def _normalize_tool(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
         out["input"] = {**out.pop("payload"), **(out.get("input") or {})}
     if isinstance(out.get("spec"), dict):
         out["spec"] = _normalize_tool_spec(out["spec"])
+    if out.get("kind") in ("postgres", "duckdb") and "commands" in out and "command" not in out:
+        commands = out.pop("commands")  # v1's name of the SQL: a text, or a list of statements
+        out["command"] = ";\n".join(str(c).rstrip().rstrip(";") for c in commands) if isinstance(commands, list) else commands
+        notes.append(((*path, "commands"), "`commands:`: newer spelling is `command:`"))
     if out.get("kind") in _CREDENTIAL_ALIAS_KINDS and isinstance(out.get("credential"), str) and "auth" not in out:
         out["auth"] = out.pop("credential")  # `credential:` is the alias of `auth:` (a credential name)
     auth = out.get("auth")

@@ -7,9 +7,11 @@ tables), ``command`` / ``query`` / ``sql`` / ``command_b64`` / ``script``, ``par
 
 PostgreSQL can be attached from credentials: ``auth: pg_local`` (attached under the credential's
 name, or ``alias``) and/or ``credentials: {alias: {key: credential_name}}`` run
-``ATTACH '<conninfo>' AS alias (TYPE postgres)`` before the SQL. The unified-auth mapping
-``auth: {alias: {type: postgres, key: name[, secret_name: s]}}`` attaches each alias, or with
-``secret_name`` creates that DuckDB secret for the SQL's own ``ATTACH '' AS x (TYPE postgres, SECRET s)``. The postgres extension is loaded
+``ATTACH '<conninfo>' AS alias (TYPE postgres)`` before the SQL, and the unified-auth mapping
+``auth: {alias: {type: postgres, key: name[, secret_name: s]}, ...}`` attaches each alias too.
+Each alias is also a DuckDB secret (named ``secret_name``, default the alias), so v1 SQL that
+attaches it itself (``ATTACH '' AS alias (TYPE postgres, SECRET alias)``) works; NoETL then leaves
+that alias to the SQL. The postgres extension is loaded
 without network access when a matching ``duckdb-extension-postgres`` package is installed (see
 docs/tools.md, "DuckDB extensions offline").
 
@@ -262,9 +264,9 @@ def _unified_aliases(auth: Any) -> dict[str, dict[str, Any]] | None:
 
 async def _unified_attachments(aliases: dict[str, dict[str, Any]], call: ToolCall,
                                attachments: dict[str, str], secrets: dict[str, str]) -> None:
-    """Each alias's PostgreSQL credential: a DuckDB secret named ``secret_name`` when the alias
-    gives one (the SQL attaches it: ``ATTACH '' AS pg_db (TYPE postgres, SECRET pg_main)``), else
-    attached under the alias."""
+    """Each alias's PostgreSQL credential, attached under the alias and a DuckDB secret named
+    ``secret_name`` (default: the alias) for the SQL's own ``ATTACH '' AS pg_db (TYPE postgres,
+    SECRET pg_main)``."""
     for alias, spec in aliases.items():
         if str(spec.get("type")).lower() not in ("postgres", "postgresql", "pg"):
             raise ToolError(f"duckdb tool: auth.{alias} has type {spec.get('type')!r}; "
@@ -273,10 +275,8 @@ async def _unified_attachments(aliases: dict[str, dict[str, Any]], call: ToolCal
         if credential is None:
             raise ToolError(f"duckdb tool: auth.{alias} names no credential", kind="config", details={"field": "auth"})
         conninfo = _postgres_conninfo(credential)
-        if spec.get("secret_name"):
-            secrets[_alias(str(spec["secret_name"]))] = conninfo
-        else:
-            attachments[_alias(alias)] = conninfo
+        secrets[_alias(str(spec.get("secret_name") or alias))] = conninfo
+        attachments[_alias(alias)] = conninfo
 
 
 async def resolve_attachments(config: dict[str, Any], call: ToolCall) -> tuple[list[tuple[str, str]],
@@ -298,8 +298,18 @@ async def resolve_attachments(config: dict[str, Any], call: ToolCall) -> tuple[l
         name = _reference_name(reference)
         if not name:
             raise ToolError(f"duckdb tool: credentials.{alias} must name a credential", kind="config")
-        attachments[_alias(str(alias))] = _postgres_conninfo(await fetch_credential(name, call, f"credentials.{alias}"))
+        conninfo = _postgres_conninfo(await fetch_credential(name, call, f"credentials.{alias}"))
+        attachments[_alias(str(alias))] = secrets[_alias(str(alias))] = conninfo  # the v1 plugin's secret per alias
     return list(attachments.items()), list(secrets.items())
+
+
+def attached_by_sql(statements: list[str]) -> set[str]:
+    """The aliases the SQL attaches itself (``ATTACH '' AS pg_db (TYPE postgres, SECRET pg_db)``):
+    NoETL does not attach those too (DuckDB refuses a second database of one name)."""
+    return {match.group(1) for statement in statements for match in _ATTACH_AS.finditer(statement)}
+
+
+_ATTACH_AS = re.compile(r"\bATTACH\s+(?:DATABASE\s+)?(?:IF\s+NOT\s+EXISTS\s+)?'[^']*'\s+AS\s+\"?(\w+)\"?", re.I)
 
 
 # DuckDB's postgres secret parameters for libpq's keywords.
@@ -475,7 +485,9 @@ def _run(
 
 async def run_duckdb(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
     statements, params = await load_statements(config, call, "duckdb")
-    attachments = await resolve_attachments(config, call)
+    attach, secrets = await resolve_attachments(config, call)
+    own = attached_by_sql(statements)
+    attachments = ([(alias, conninfo) for alias, conninfo in attach if alias not in own], secrets)
     database = resolve_database(config, call)
     redactor = Redactor(call.secrets)
     results = await asyncio.to_thread(_run, database, attachments, statements, params, redactor)

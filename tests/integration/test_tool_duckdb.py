@@ -284,6 +284,22 @@ def test_unified_auth_aliases_attach_or_create_the_secret_the_sql_attaches(pg_cl
 
 
 @needs_postgres_extension
+def test_a_credentials_alias_is_also_a_secret_for_the_sqls_own_attach(pg_cluster: dict[str, Any]) -> None:
+    """v1 DuckDB SQL attaches its aliases itself with the secret of the same name
+    (`ATTACH '' AS pg_db (TYPE postgres, SECRET pg_db)`); NoETL leaves that alias to it."""
+    result = run_with_pg(pg_cluster, {
+        "database": ":memory:",
+        "credentials": {"pg_db": {"key": "pg_local"}},
+        "command": """
+            INSTALL postgres; LOAD postgres;
+            ATTACH '' AS pg_db (TYPE postgres, SECRET pg_db);
+            SELECT count(*) AS n FROM pg_db.information_schema.tables WHERE table_name = 'pg_class';
+        """,
+    })
+    assert result["rows"] == [{"n": 1}]
+
+
+@needs_postgres_extension
 def test_attach_failure_is_a_connection_error_without_the_password(pg_cluster: dict[str, Any]) -> None:
     with pytest.raises(ToolError) as caught:
         run_with_pg(pg_cluster, {"database": ":memory:", "auth": "pg_bad", "command": "SELECT 1"})
