@@ -295,7 +295,7 @@ class Runner:
         return envelope(ok, result, error, kind=result_kind([task], self.workbook_kinds))
 
     def _task_context(self, pipe: _Pipeline) -> RenderContext:
-        local: dict[str, Any] = {**pipe.names, **pipe.results}
+        local: dict[str, Any] = {**_inputs_by_name(pipe.command), **pipe.names, **pipe.results}
         local["_prev"] = pipe.prev
         local["iter"] = pipe.iter_vars  # always defined, so `iter.x | default(...)` works outside loops
         if alias_applies("args", self.outputs, pipe.command.context.get("workload")):
@@ -366,6 +366,14 @@ def _config_fields(kind: str) -> tuple[frozenset[str], frozenset[str]]:
     takes_name = tool_kind is not None and tool_kind.takes_name
     skip = frozenset(("kind", "spec", "set", "output") if takes_name else ("kind", "name", "spec", "set", "output"))
     return skip, UNRENDERED_FIELDS | (tool_kind.self_rendered if tool_kind is not None else frozenset())
+
+
+def _inputs_by_name(command: Command) -> dict[str, Any]:
+    """The step's inputs that no other name of the render context holds, by their bare names: v1
+    SQL and http configs read their step's `with:` so (`VALUES ({{ alert_count }})`), as python
+    code reads its inputs; a workload key, step or variable of the same name keeps its meaning."""
+    given = {**command.args, **command.arc_input}
+    return {k: v for k, v in given.items() if k not in command.context}
 
 
 def _defaults_not_given(defaults: dict[str, Any], command: Command) -> dict[str, Any]:
