@@ -45,7 +45,9 @@ class Prefect:
 
     def __init__(self, folder: str, log_level: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(PREFECT_HOME=folder, PREFECT_LOGGING_LEVEL=log_level, PREFECT_SERVER_ANALYTICS_ENABLED="false")
+        env.update(PREFECT_HOME=folder, PREFECT_LOGGING_LEVEL=log_level, PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                   # its default 20 s is too short for its temporary server to start on a busy machine
+                   PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180")
         self.log = open(os.path.join(folder, "stderr.log"), "w+")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen([str(PYTHON), str(BENCH / "prefect_flows.py")], env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
