@@ -77,6 +77,31 @@ def test_each_role_reaches_its_routes_and_no_further(url: str) -> None:
     served(url, scenario)
 
 
+def test_schedules_are_managed_by_admin_and_run_now_by_execute(url: str) -> None:
+    """SPEC section 20: schedules belong to `admin`; "run now" only starts an execution, as `execute` may."""
+    async def scenario(client: httpx.AsyncClient) -> None:
+        schedule = {"path": "tests/sec", "cron": "0 3 * * *", "name": "nightly"}
+        refused = await client.post("/api/schedules", json=schedule, headers=auth("tok-exec"))
+        assert refused.status_code == 403 and "needs 'admin'" in refused.json()["error"]
+        assert (await client.post("/api/schedules", json=schedule, headers=auth("tok-admin"))).status_code == 200
+        for action in ("pause", "resume"):
+            response = await client.post(f"/api/schedules/nightly/{action}", headers=auth("tok-exec"))
+            assert response.status_code == 403, (action, response.text)
+        backfill = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}
+        assert (await client.post("/api/schedules/nightly/backfill", json=backfill,
+                                  headers=auth("tok-exec"))).status_code == 403
+        assert (await client.delete("/api/schedules/nightly", headers=auth("tok-exec"))).status_code == 403
+        listed = await client.get("/api/schedules", headers=auth("tok-read"))
+        assert [s["name"] for s in listed.json()] == ["nightly"]
+        assert (await client.post("/api/schedules/nightly/trigger", headers=auth("tok-read"))).status_code == 403
+        triggered = await client.post("/api/schedules/nightly/trigger", headers=auth("tok-exec"))
+        assert triggered.status_code == 200 and triggered.json()["status"] == "started", triggered.text
+        assert (await client.post("/api/schedules/nightly/pause", headers=auth("tok-admin"))).status_code == 200
+        assert (await client.delete("/api/schedules/nightly", headers=auth("tok-admin"))).status_code == 200
+
+    served(url, scenario)
+
+
 def test_anonymous_requests_are_refused_before_the_body_is_read(url: str) -> None:
     async def scenario(client: httpx.AsyncClient) -> None:
         for body in (b"{not json", b"x" * 50_000):

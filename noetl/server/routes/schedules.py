@@ -43,7 +43,7 @@ async def list_schedules(state: State) -> list[dict[str, Any]]:
 
 
 @router.post("/schedules", summary="Create or replace a schedule of a catalog playbook")
-@requires("execute")
+@requires("admin")
 async def add_schedule(body: ScheduleRequest, state: State) -> dict[str, Any]:
     entry = await find_entry(state, path=body.path, catalog_id=None, version=None)
     record = service.checked_schedule(name=body.name or entry.path, path=entry.path, cron=body.cron,
@@ -61,19 +61,19 @@ async def list_fires(name: str, state: State, limit: Annotated[int, Query(ge=1, 
 
 
 @router.post("/schedules/{name:path}/pause", summary="Pause a schedule")
-@requires("execute")
+@requires("admin")
 async def pause(name: str, state: State) -> dict[str, Any]:
     return service.schedule_view(await service.set_enabled(state.store, name, False))
 
 
 @router.post("/schedules/{name:path}/resume", summary="Resume a paused schedule")
-@requires("execute")
+@requires("admin")
 async def resume(name: str, state: State) -> dict[str, Any]:
     return service.schedule_view(await service.set_enabled(state.store, name, True))
 
 
 @router.post("/schedules/{name:path}/backfill", summary="Start every fire time of a range that has not run")
-@requires("execute")
+@requires("admin")
 async def backfill(name: str, body: BackfillRequest, state: State) -> list[dict[str, Any]]:
     schedule = await service.require_schedule(state.store, name)
     first, last = service.backfill_range(body.from_, body.to)
@@ -96,7 +96,7 @@ async def get_schedule(name: str, state: State) -> dict[str, Any]:
 
 
 @router.delete("/schedules/{name:path}", summary="Delete a schedule and its fire records")
-@requires("execute")
+@requires("admin")
 async def delete_schedule(name: str, state: State) -> dict[str, Any]:
     await service.delete(state.store, name)
     return {"name": name, "deleted": True}
