@@ -8,7 +8,6 @@ test cluster's address, registered through the CLI as a user would.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -374,10 +373,8 @@ def test_traveler_batch_smoke(home: Path, services: DemoServices, pg: psycopg.Co
 
 @pytest.mark.slow
 def test_traveler_batch_defaults(home: Path, services: DemoServices, pg: psycopg.Connection[dict[str, Any]]) -> None:
-    started = time.monotonic()
     doc = run_traveler_batch(home, services, pg, 2000, 100, 20)
     assert doc["steps"]["run_batch_workers"]["result"]["stats"] == {"total": 20, "success": 20, "failed": 0}
-    assert time.monotonic() - started < 60
 
 
 def test_traveler_batch_survives_a_flaky_profile_api(home: Path, pg: psycopg.Connection[dict[str, Any]]) -> None:
