@@ -91,6 +91,16 @@ GROUP_WRITERS = 1
 CANCEL_ATTEMPTS = 5
 
 
+@dataclass(frozen=True, slots=True)
+class FirstWrite:
+    """What a new execution's first statement stores: its row, first events and first commands."""
+
+    execution: dict[str, Any]
+    events: list[list[Any]]
+    commands: list[Command]
+    now: str
+
+
 @dataclass(slots=True)
 class CachedExecution:
     """One execution as this process last saw it: its engine and the state folded so far."""
@@ -232,6 +242,23 @@ class DecisionCore:
         options = start or StartOptions()
         cached = await self._new_cached(execution_id, playbook, playbook_text, payload or {}, parent_execution_id,
                                         secrets | options.secrets)
+        # The first decision, its redaction and encoding cost CPU in proportion to the payload (a
+        # million-item list is about a second): in a thread, the server's event loop keeps answering
+        # other clients meanwhile.
+        first = await asyncio.to_thread(
+            self._first_write, cached, payload=payload, merge=merge, parent_execution_id=parent_execution_id,
+            options=options, strict=strict)
+        # One statement: the row, the first events and commands share one round trip and one COMMIT.
+        await self.statements.start(execution_id, first.execution, first.events, first.commands, now=first.now)
+        cached.last_event_id = len(first.events)
+        if not cached.state.finished:
+            self._remember(cached)
+        return execution_id
+
+    def _first_write(self, cached: CachedExecution, *, payload: dict[str, Any] | None, merge: bool,
+                     parent_execution_id: str | None, options: StartOptions, strict: bool) -> FirstWrite:
+        """A new execution's first decision, stamped, redacted and encoded as rows (no I/O)."""
+        execution_id, playbook = cached.execution_id, cached.playbook
         decision = cached.engine.start(cached.state, execution_id=execution_id, payload=payload, merge=merge,
                                        parent_execution_id=parent_execution_id, meta=options.meta,
                                        entry_step=options.entry_step, entry_input=options.entry_input,
@@ -240,20 +267,15 @@ class DecisionCore:
         seal_commands(decision.commands, cached.services.redactor)
         record = ExecutionRecord(
             execution_id=execution_id, path=playbook.path, status="running",
-            parent_execution_id=parent_execution_id, playbook=playbook_text,
+            parent_execution_id=parent_execution_id, playbook=cached.playbook_text,
             payload=stored_payload(payload or {}, cached.services.redactor),
             started_at=events[0].created_at,
         )
         if cached.state.finished:
             record.status, record.result, record.error = cached.state.status, execution_result(cached.state), cached.state.error
             record.ended_at = events[-1].created_at
-        # One statement: the row, the first events and commands share one round trip and one COMMIT.
-        await self.statements.start(execution_id, execution_params(record), event_rows(execution_id, events),
-                                    decision.commands, now=events[-1].created_at)
-        cached.last_event_id = len(events)
-        if not cached.state.finished:
-            self._remember(cached)
-        return execution_id
+        return FirstWrite(execution_params(record), event_rows(execution_id, events), decision.commands,
+                          events[-1].created_at)
 
     def parse(self, playbook_text: str, source: str = "<api>") -> Playbook:
         """Parse and check a playbook once per distinct text (executions of one playbook share it)."""

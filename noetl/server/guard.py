@@ -9,6 +9,7 @@ as 500s or 503s.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import unquote_to_bytes
 
@@ -23,6 +24,9 @@ from noetl.server.tokens import TokenRegistry
 from noetl.waiting import within
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Bodies above this are checked in a thread: the check costs about 0.1 s per million values, time
+# the event loop would otherwise take from every other client.
+_CHECK_IN_THREAD_BYTES = 64 * 1024
 
 
 class RequestGuard:
@@ -68,7 +72,7 @@ class RequestGuard:
             return
         if body.strip() and _is_json(headers.get("content-type")):
             try:
-                loads_strict(body, "body")
+                await _check_strict(body)
             except InvalidJson:
                 pass  # not JSON at all: FastAPI answers 422 with its own details
             except InputError as exc:
@@ -103,6 +107,13 @@ class RequestGuard:
             if not message.get("more_body", False):
                 break
         return b"".join(chunks)
+
+
+async def _check_strict(body: bytes) -> None:
+    if len(body) > _CHECK_IN_THREAD_BYTES:
+        await asyncio.to_thread(loads_strict, body, "body")
+    else:
+        loads_strict(body, "body")
 
 
 def _url_is_storable(scope: Scope) -> bool:
