@@ -282,3 +282,54 @@ def test_a_stored_result_is_read_back_a_slice_at_a_time(fresh_database: str) -> 
                 await prefetched(storage_for(store).stream_bytes("noetl://result/gone"))
 
     asyncio.run(scenario())
+
+
+_READ_ONE_RESULT = """
+import asyncio, json, sys
+from noetl.store.postgres import PostgresStore
+
+def memory_kb(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+
+async def read(url, how):
+    async with PostgresStore(url) as store:
+        before = memory_kb("VmRSS")
+        if how == "read_result":
+            record = store.read_result("big")
+        elif how == "get_result":
+            record = await store.get_result("big")
+        else:
+            record = await store.find_result("big-artifact")
+        grown = memory_kb("VmHWM") - before
+        print(json.dumps({"size": len(record.data), "grown_kb": grown}))
+
+asyncio.run(read(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["read_result", "get_result", "find_result"])
+def test_reading_a_big_result_holds_it_three_times_not_six(fresh_database: str, how: str) -> None:
+    # Whole-result reads (templates, artifacts) used to fetch the bytea as hex text: a 40 MB
+    # result took 234 MB of the worker's memory to read (the hex buffer, its text, the bytes).
+    import hashlib
+    import json
+    import subprocess
+    import sys
+
+    from noetl.store.base import ResultRecord
+
+    data = b"x" * 40_000_000
+
+    async def store_it() -> None:
+        async with PostgresStore(fresh_database) as store:
+            await store.put_result(ResultRecord("big", data, hashlib.sha256(data).hexdigest(), len(data),
+                                                name="big-artifact"))
+
+    asyncio.run(store_it())
+    reader = subprocess.run([sys.executable, "-c", _READ_ONE_RESULT, fresh_database, how], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert reader.returncode == 0, reader.stderr
+    measured = json.loads(reader.stdout)
+    assert measured["size"] == len(data)
+    assert measured["grown_kb"] * 1024 < 4 * len(data), measured  # 6x before, 3x now

@@ -550,7 +550,7 @@ class PostgresStore:
         await self.read_write(f"storing result {record.result_id}", "insert_result", result_params(record))
 
     async def get_result(self, result_id: str) -> ResultRecord | None:
-        rows = await self.read(f"reading result {result_id}", "get_result", {"result_id": result_id})
+        rows = await self.read(f"reading result {result_id}", "get_result", {"result_id": result_id}, binary=True)
         return result_from_row(rows[0]) if rows else None
 
     async def iter_result_bytes(self, result_id: str, *, slice_bytes: int = RESULT_SLICE_BYTES
@@ -578,7 +578,7 @@ class PostgresStore:
                 if self._sync_conn is None or self._sync_conn.closed:
                     self._sync_conn = psycopg.connect(self.url, autocommit=True,
                                                       connect_timeout=int(self._connect_timeout))
-                row = self._sync_conn.execute(self.q["get_result"], {"result_id": result_id}).fetchone()
+                row = self._sync_conn.execute(self.q["get_result"], {"result_id": result_id}, binary=True).fetchone()
             except psycopg.Error as exc:
                 self._sync_conn = None
                 raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
@@ -616,7 +616,7 @@ class PostgresStore:
                                               {**key, "start": start, "stop": stop, "before": before}))
 
     async def find_result(self, name: str) -> ResultRecord | None:
-        rows = await self.read(f"reading artifact {name}", "find_result", {"name": name})
+        rows = await self.read(f"reading artifact {name}", "find_result", {"name": name}, binary=True)
         return result_from_row(rows[0]) if rows else None
 
     async def delete_results(self, *, created_before: str | None = None, expired_by: str | None = None) -> int:
