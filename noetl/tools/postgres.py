@@ -246,6 +246,9 @@ async def pooled_connection(conninfo: str, redactor: Redactor) -> AsyncIterator[
 # --------------------------------------------------------------------------------------------
 
 
+_FETCH_BATCH_ROWS = 10_000
+
+
 def _uses_placeholders(statement: str) -> bool:
     return bool(_PLACEHOLDER.search(statement))
 
@@ -261,7 +264,10 @@ async def _run_statement(
         if cursor.description is None:
             return statement_result([], [], max(cursor.rowcount, 0))
         columns = [column.name for column in cursor.description]
-        rows = rows_to_dicts(columns, await cursor.fetchall())
+        rows: list[dict[str, Any]] = []
+        # In batches: a million rows never exist as the driver's tuples and as dicts at once.
+        while batch := await cursor.fetchmany(_FETCH_BATCH_ROWS):
+            rows.extend(rows_to_dicts(columns, batch))
         return statement_result(columns, rows, len(rows))
 
 
