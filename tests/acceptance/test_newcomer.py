@@ -100,3 +100,15 @@ def test_a_credential_file_missing_its_data_is_told_as_a_credential(tmp_path: Pa
     bad.write_text("name: pg_x\ntype: postgres\n")
     code, _, err = in_repo("register", "credential", "-f", str(bad), home=tmp_path)
     assert (code, err.strip()) == (2, f"error: {bad}: credential 'pg_x' needs a non-empty `data` mapping")
+
+
+def test_db_init_on_a_database_that_refuses_says_why_in_one_line(tmp_path: Path) -> None:
+    """The connection pool retried for its whole timeout, printed a warning per attempt and ended
+    with 'pool initialization incomplete after 10.0 sec': the reason was only in the warnings."""
+    code, out, err = in_repo("db", "init", "--database-url", "postgresql://noetl:hunter2@127.0.0.1:1/noetl",
+                             home=tmp_path)
+    assert code == 1
+    assert out == ""
+    assert err.splitlines() == [
+        'error: cannot connect to PostgreSQL at postgresql://noetl:***@127.0.0.1:1/noetl: '
+        'connection to server at "127.0.0.1", port 1 failed: Connection refused']

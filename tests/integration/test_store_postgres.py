@@ -97,6 +97,7 @@ def test_unreachable_database_is_a_store_error_without_the_password(pg_cluster: 
     with pytest.raises(StoreError) as caught:
         asyncio.run(scenario())
     assert "hunter2secret" not in str(caught.value)
+    assert str(caught.value).endswith('port 1 failed: Connection refused')
 
 
 def test_decision_statements_lock_check_leases_catch_up_and_record(fresh_database: str) -> None:

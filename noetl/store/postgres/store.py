@@ -111,6 +111,7 @@ class PostgresStore:
     async def open(self) -> None:
         if self._pool is not None:
             return
+        await self._probe_connection()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self.url, min_size=self._min_size, max_size=self._max_size, open=False,
             kwargs={"autocommit": True}, timeout=self._connect_timeout, name="noetl",
@@ -127,6 +128,18 @@ class PostgresStore:
             except BaseException:
                 await self.close()
                 raise
+
+    async def _probe_connection(self) -> None:
+        """One connection before the pool's: a database that refuses it (down, wrong password, no
+        such database) is one line with PostgreSQL's reason, at once. The pool would retry for the
+        whole connect timeout, log a warning per attempt and then say only that it timed out."""
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                self.url, connect_timeout=max(1, round(self._connect_timeout)))
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: "
+                             f"{_connection_failure(exc)}") from exc
+        await probe.close()
 
     async def close(self) -> None:
         with self._sync_lock:
@@ -692,6 +705,13 @@ async def _pipelined_transaction(conn: Connection, work: Callable[[Connection], 
             with suppress(psycopg.Error):  # a broken connection is dropped by the pool instead
                 await conn.execute(b"ROLLBACK", prepare=False)
         raise
+
+
+def _connection_failure(exc: psycopg.Error) -> str:
+    """libpq's reason for a refused connection, in one line: 'connection to server at "h", port 1
+    failed: Connection refused' (its 'Is the server running ...?' hint dropped)."""
+    text = _first_line(exc)
+    return text.removeprefix("connection failed: ")
 
 
 def _first_line(exc: BaseException) -> str:
