@@ -22,7 +22,7 @@ import string
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from jinja2 import ChainableUndefined, Undefined, UndefinedError
+from jinja2 import ChainableUndefined, Undefined, UndefinedError, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.filters import FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -283,7 +283,8 @@ class _BoundedRange:
 
 
 class _BoundedCodeGenerator(CodeGenerator):
-    """``a ~ b`` joins through the environment, so its length is checked like ``+``."""
+    """``a ~ b`` joins through the environment, so its length is checked like ``+``; ``name.result``
+    (an attribute of a name itself) goes through ``getattr_of_name``, the v1 habit's one place."""
 
     def visit_Concat(self, node: Any, frame: Frame) -> None:
         self.write("environment.bounded_concat((")
@@ -291,6 +292,14 @@ class _BoundedCodeGenerator(CodeGenerator):
             self.visit(arg, frame)
             self.write(", ")
         self.write("))")
+
+    def visit_Getattr(self, node: Any, frame: Frame) -> None:
+        if node.attr != RESULT_ALIAS or not isinstance(node.node, nodes.Name):
+            super().visit_Getattr(node, frame)
+            return
+        self.write("environment.getattr_of_name(")
+        self.visit(node.node, frame)
+        self.write(f", {node.attr!r})")
 
 
 # Filters ------------------------------------------------------------------------------------------
@@ -387,13 +396,25 @@ def _replace_check(value: Any, old: Any, new: Any, count: int | None = None) -> 
 
 
 # The environment ----------------------------------------------------------------------------------
-_ENVELOPE_ALIASES = frozenset({"data", "result"})
+# v1 habits: ``{{ step.data.field }}`` on a result without a ``data`` key reads the result itself
+# (the spec's rule, at any depth), and so does ``{{ step.result.field }}``, but only on a name
+# itself (a step's result): deeper down a missing ``result`` key is undefined, as any key is
+# (``rpc.data.result is defined`` on a JSON-RPC error reply).
+DATA_ALIAS, RESULT_ALIAS = "data", "result"
 _LOOP_RESULT_KEYS = frozenset({"results", "stats"})
 
 
 def _is_loop_result(value: Mapping[str, Any]) -> bool:
     """A loop step's aggregate ``{results, stats}`` (section 5 of the spec)."""
     return len(value) == 2 and all(key in value for key in _LOOP_RESULT_KEYS)
+
+
+def _aliased(value: Any) -> Any:
+    """What a v1 alias reads: the value itself; a loop's result is its list (``{{ step.result |
+    length }}`` on a step whose result is a list, or a loop's)."""
+    if isinstance(value, Mapping):
+        return lazy_items(value["results"]) if _is_loop_result(value) else value
+    return lazy_items(value)
 
 
 class NoetlEnvironment(ImmutableSandboxedEnvironment):
@@ -411,17 +432,23 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
             value = obj.get(attribute, missing)
             if value is not missing:
                 return lazy_items(value)  # a loop's results by reference, for `| length` and `for`
-            if attribute in _ENVELOPE_ALIASES:
-                # v1 habits: ``{{ step.data.field }}`` / ``{{ step.result.field }}`` on a result
-                # without such a key read the result itself; a loop's result is its list.
-                return lazy_items(obj["results"]) if _is_loop_result(obj) else obj
+            if attribute == DATA_ALIAS:
+                return _aliased(obj)
             if attribute in _MAPPING_METHODS:
                 # A missing key named like a dict method (`iter.items`) is undefined, so `default()`
                 # and `is defined` behave; calling it (`d.items()`) still calls the method.
                 return _MethodOrUndefined(super().getattr(obj, attribute), obj=obj, name=attribute)
-        elif attribute in _ENVELOPE_ALIASES and isinstance(obj, list):
-            return lazy_items(obj)  # ``{{ step.result | length }}`` on a step whose result is a list
+        elif attribute == DATA_ALIAS and isinstance(obj, list):
+            return lazy_items(obj)
         return super().getattr(obj, attribute)
+
+    def getattr_of_name(self, obj: Any, attribute: str) -> Any:
+        """``name.result``: the v1 habit on a name's own value (see RESULT_ALIAS)."""
+        found = lazy(obj)
+        if isinstance(found, Mapping) and attribute not in found or isinstance(found, list):
+            tick()
+            return _aliased(found)
+        return self.getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         tick()

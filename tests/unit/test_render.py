@@ -102,6 +102,22 @@ def test_v1_data_habit_resolves_through_missing_data_key() -> None:
     assert render_value("{{ step.data.field }}", RenderContext({"step": {"field": 7}})) == 7
 
 
+def test_v1_result_habit_is_a_names_own_result_not_a_key_deeper_down() -> None:
+    """`{{ greet.result.data }}` (v1) reads step greet's result itself; a `result` key missing
+    deeper down (a JSON-RPC error reply: `rpc.data.result`) stays undefined, as in any template:
+    it read the whole reply, so `is defined` took the error for a result."""
+    reply = {"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "Method not found"}}
+    ctx = RenderContext({"greet": {"data": {"message": "hi"}}, "rpc": {"status_code": 200, "data": reply},
+                         "listing": [10, 20], "squares": {"results": [1, 4], "stats": {"total": 2}}})
+    assert render_value("{{ greet.result.data.message }}", ctx) == "hi"
+    assert render_value("{{ listing.result | length }}", ctx) == 2
+    assert render_value("{{ squares.result }}", ctx) == [1, 4]
+    assert render_value("{{ rpc.data.result is defined }}", ctx) is False
+    assert render_value("{{ rpc.data.result | default('none') }}", ctx) == "none"
+    assert render_value("{{ rpc.data.error.code }}", ctx) == -32601
+    assert render_value("{{ rpc.data.data.error.code }}", ctx) == -32601  # `.data` as the spec says
+
+
 def test_missing_key_named_like_a_dict_method_is_undefined_but_still_callable() -> None:
     ctx = RenderContext({"iter": {}, "d": {"a": 1}})
     assert render_value("{{ iter.items | default([]) }}", ctx) == []
