@@ -126,7 +126,9 @@ class Worker:
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
         warm_up()  # before the first lease: see noetl/runtime/warmup.py
-        await self._open_store()
+        if not await self._open_store():
+            log.info("worker %s stopped before PostgreSQL answered", self.name)
+            return
         results = storage_for(self.store, shared=True)
         use_loader(results.read, results.read_items)  # templates resolve `_ref`s through it
         self._start_side_tasks()
@@ -191,13 +193,24 @@ class Worker:
         self.stop.set()
         self.wake.set()
 
-    async def _open_store(self) -> None:
+    async def _open_store(self) -> bool:
+        """Whether the store opened: False when the worker was asked to stop while PostgreSQL was
+        still unreachable (it then never started)."""
+        opened = False
+
+        async def open_store() -> None:
+            nonlocal opened
+            await self.store.open()
+            opened = True
+
         async for _ in _backoff(self.stop):
             try:
-                await until_stopped(self.store.open(), self.stop)  # a stop while PostgreSQL is down
-                return
+                await until_stopped(open_store(), self.stop)  # a stop while PostgreSQL is down
             except StoreError as exc:
                 log.warning("worker %s: %s", self.name, exc)
+            if opened or self.stop.is_set():
+                break
+        return opened
 
     async def _drain(self) -> None:
         tasks = [task for _, task in self.in_flight.values()]

@@ -112,3 +112,32 @@ def test_db_init_on_a_database_that_refuses_says_why_in_one_line(tmp_path: Path)
     assert err.splitlines() == [
         'error: cannot connect to PostgreSQL at postgresql://noetl:***@127.0.0.1:1/noetl: '
         'connection to server at "127.0.0.1", port 1 failed: Connection refused']
+
+
+def test_a_worker_stopped_before_postgresql_answers_never_says_it_started(tmp_path: Path) -> None:
+    """It logged 'worker w started (concurrency 8)' as SIGTERM came, then its listener's failure."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log_file = tmp_path / "worker.log"
+    env = {**os.environ, "NOETL_HOME": str(tmp_path / "home"),
+           "NOETL_DATABASE_URL": "postgresql://noetl:hunter2@127.0.0.1:1/noetl"}
+    with log_file.open("w") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "worker", "start", "--name", "w"],
+                                  stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while "cannot connect to PostgreSQL" not in log_file.read_text():
+            assert worker.poll() is None and time.monotonic() < deadline, log_file.read_text()
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        worker.kill()
+    lines = log_file.read_text().splitlines()
+    assert not [line for line in lines if " started" in line or "listener" in line], lines
+    assert lines[-1].endswith("worker w stopped before PostgreSQL answered")
+    assert "hunter2" not in log_file.read_text()
