@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, overload
 from urllib.parse import quote, unquote
 
@@ -26,6 +27,8 @@ _loader: contextvars.ContextVar[Loader | None] = contextvars.ContextVar("noetl_r
 _items_loader: contextvars.ContextVar[ItemsLoader | None] = contextvars.ContextVar("noetl_items_loader", default=None)
 _fallback: list[Loader] = []
 _items_fallback: list[ItemsLoader] = []
+# Results decoded while one task's configuration renders, by reference uri (see results_held).
+_held: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("noetl_results_held", default=None)
 
 
 def is_ref(value: Any) -> bool:
@@ -142,9 +145,35 @@ def load(uri: str, *, fresh: bool = False) -> Any:
     return loader(uri, fresh)
 
 
+@contextmanager
+def results_held() -> Iterator[None]:
+    """Within the block, each result a template reads by reference is decoded once: every field of a
+    task's configuration (and the render again on a thread after the inline one timed out) reads the
+    same copy, which goes when the block ends. Without it, each ``{{ big.data.rows[0] }}`` decoded the
+    whole result again (a result too big for the storage's cache: three fields, three decodes)."""
+    if _held.get() is not None:
+        yield
+        return
+    token = _held.set({})
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
 def load_result(inner: Mapping[str, Any], *, fresh: bool = False) -> Any:
     """The full result a reference's ``_ref`` stands for: the result as its step returned it where
     the reference opens its sealed copy (results/sealed.py), else the stored, redacted one."""
+    held = None if fresh else _held.get()
+    if held is None:
+        return _load_result(inner, fresh=fresh)
+    uri = str(inner["uri"])
+    if uri not in held:
+        held[uri] = _load_result(inner)
+    return held[uri]
+
+
+def _load_result(inner: Mapping[str, Any], *, fresh: bool = False) -> Any:
     from noetl.errors import NoetlError
     from noetl.results.sealed import opened, sealed_part
 

@@ -22,6 +22,7 @@ from noetl.engine.decide import deep_merge
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.errors import ErrorInfo, NoetlError, TemplateError, ToolError
 from noetl.results.outcome import recorded_result, store_big_results, tool_inputs
+from noetl.results.refs import results_held
 from noetl.runtime.rendering import render_inline, render_on_thread
 from noetl.tools.base import ToolCall, ToolServices, get_tool
 from noetl.tools.environment import safe_environment
@@ -229,8 +230,9 @@ class Runner:
                 config["input"] = _defaults_not_given(config["input"], pipe.command)
             timeout = ((task.get("spec") or {}).get("timeout")) or pipe.command.timeout
             render = partial(self._render_config, pipe, config, context, unrendered)
-            rendered = render_inline(render, seconds=timeout)
-            config = rendered if rendered is not None else await render_on_thread(render, seconds=timeout)
+            with results_held():  # fields reading one big result decode it once, not once each
+                rendered = render_inline(render, seconds=timeout)
+                config = rendered if rendered is not None else await render_on_thread(render, seconds=timeout)
             config = tool_inputs(kind, config)
             result = await self._dispatch(pipe, kind, config, name, context, timeout)
             return True, result, None

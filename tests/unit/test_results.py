@@ -11,7 +11,7 @@ import pytest
 from noetl.dsl.render import RenderContext, render_value
 from noetl.errors import InputError, ToolError
 from noetl.results import refs
-from noetl.results.refs import is_ref, make_ref, materialize, use_loader
+from noetl.results.refs import is_ref, make_ref, materialize, results_held, use_loader
 from noetl.results.spec import DEFAULT_INLINE_MAX_BYTES, apply_select, output_spec
 from noetl.results.storage import ResultStorage
 from noetl.settings import Settings
@@ -81,6 +81,48 @@ def test_templates_read_inline_fields_without_loading_and_the_rest_through_the_r
     assert render_value("{{ big['data']['rows'][0]['id'] }}", context) == "a"
     assert LOADS == ["noetl://result/1"] * 3
     assert is_ref(render_value("{{ big }}", context))  # a whole reference passes on as the reference
+
+
+def test_one_task_configuration_decodes_each_result_it_reads_once() -> None:
+    # The fields of one task's configuration render one by one: held, a big result (too big for the
+    # storage's cache) is decoded once for all of them instead of once per field.
+    from noetl.dsl.render import render_data
+
+    config = {"a": "{{ big.data.rows[0].id }}", "b": "{{ big.data.rows[1].id }}", "n": "{{ big.count }}"}
+    LOADS.clear()
+    with results_held():
+        assert render_data(config, RenderContext({"big": _ref(count=2)})) == {"a": "a", "b": "b", "n": 2}
+        assert render_value("{{ big.data.rows | length }}", RenderContext({"big": _ref()})) == 2
+    assert LOADS == ["noetl://result/1"]
+    render_data(config, RenderContext({"big": _ref(count=2)}))  # outside: nothing kept
+    assert LOADS == ["noetl://result/1"] * 3
+
+
+def test_a_step_whose_inputs_read_one_big_result_three_times_decodes_it_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from noetl.api import run_playbook
+
+    reads: list[str] = []
+    real_read = ResultStorage.read
+
+    def counted(self: ResultStorage, uri: str, fresh: bool = False) -> Any:
+        reads.append(uri)
+        return real_read(self, uri, fresh)
+
+    monkeypatch.setattr(ResultStorage, "read", counted)
+    doc = run_playbook(
+        "apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: r, path: t/r}\nworkflow:\n"
+        "  - step: start\n    tool: {kind: python, code: \"result = {'rows': [{'i': i, 'pad': 'x' * 20} for i in range(100000)]}\"}\n"
+        "    next: [{step: pick}]\n"
+        "  - step: pick\n    tool:\n      kind: python\n"
+        "      input: {a: '{{ start.rows[0].i }}', b: '{{ start.rows[1].i }}', c: '{{ start.rows[99999].i }}'}\n"
+        "      code: 'result = [a, b, c]'\n",
+        store_url="memory://",
+    )
+    assert doc["status"] == "completed", doc["error"]
+    assert doc["result"] == [0, 1, 99999]
+    assert doc["steps"]["start"]["result"]["_ref"]["size"] > 8 * 1024 * 1024 // 4  # past the storage's cache
+    assert len(reads) == 1, reads
 
 
 def test_materialize_replaces_references_and_leaves_the_rest_alone() -> None:
