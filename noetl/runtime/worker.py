@@ -48,7 +48,13 @@ from noetl.runtime.stopping import sleep_or_stop, until_stopped
 from noetl.runtime.warmup import warm_up
 from noetl.runtime.wire import child_execution_id
 from noetl.sandbox import require_confinement
-from noetl.store.postgres.queue import COMMANDS_CHANNEL, CommandQueue, LeasedCommand, lease_ids
+from noetl.store.postgres.queue import (
+    COMMANDS_CHANNEL,
+    EXECUTIONS_CHANNEL,
+    CommandQueue,
+    LeasedCommand,
+    lease_ids,
+)
 from noetl.store.postgres.store import PostgresStore
 from noetl.tools.base import ToolCall
 from noetl.waiting import event_set_within
@@ -96,6 +102,9 @@ class Worker:
         self.stop = asyncio.Event()  # leasing ends (SIGTERM, or a side task died)
         self.drained = asyncio.Event()  # every in-flight command has finished and reported
         self.wake = asyncio.Event()
+        # An execution this worker runs commands of has ended (a cancel, a failure elsewhere): renew
+        # the leases at once, so the work whose lease is gone stops now, not at the next heartbeat.
+        self.beat_now = asyncio.Event()
         self.side_tasks: dict[str, asyncio.Task[None]] = {}
         self.side_task_failure: WorkerError | None = None
         self.in_flight: dict[str, tuple[LeasedCommand, asyncio.Task[None]]] = {}
@@ -142,6 +151,7 @@ class Worker:
         finally:
             self.stop.set()
             self.drained.set()  # only now may heartbeats stop: every in-flight command has reported
+            self.beat_now.set()
             await self._stop_side_tasks()
             await self.log_batcher.close()
             await self.store.close()
@@ -283,6 +293,11 @@ class Worker:
             if not await event_set_within(self.wake, self.options.poll_interval):
                 self.queue_may_hold_work = True  # the poll: covers a notification that was lost
 
+    def _execution_ended(self, execution_id: str) -> None:
+        running = [leased for leased, _ in self.in_flight.values()] + list(self.backlog)
+        if any(str(leased.execution_id) == execution_id for leased in running):
+            self.beat_now.set()
+
     def _work_queued(self) -> None:
         self.queue_may_hold_work = True
         self.wake.set()
@@ -378,7 +393,10 @@ class Worker:
         """
         interval = max(self.options.lease_seconds / 3, 0.05)
         while not self.drained.is_set():
-            await sleep_or_stop(self.drained, interval)
+            await sleep_or_stop(self.beat_now, interval)
+            self.beat_now.clear()
+            if self.drained.is_set():
+                break
             async with self.renewing:
                 ids = lease_ids([leased for command_id, (leased, _) in self.in_flight.items()
                                  if command_id not in self.own_leases] + list(self.backlog))
@@ -446,9 +464,13 @@ class Worker:
             try:
                 async with conn:
                     await conn.execute(f"LISTEN {COMMANDS_CHANNEL}")
+                    await conn.execute(f"LISTEN {EXECUTIONS_CHANNEL}")
                     self._work_queued()  # catch up with anything queued while we were not listening
-                    async for _ in conn.notifies():
-                        self._work_queued()
+                    async for notice in conn.notifies():
+                        if notice.channel == EXECUTIONS_CHANNEL:
+                            self._execution_ended(notice.payload)
+                        else:
+                            self._work_queued()
             except psycopg.Error as exc:
                 log.warning("worker %s: listener lost: %s", self.name, str(exc).strip().splitlines()[0])
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from test_distributed_cluster import create_database
+from support.waiting import until
+from test_distributed_cluster import cluster_factory, create_database  # noqa: F401 (a fixture)
 
 from noetl.runtime.distributed import DecisionCore
 from noetl.store.postgres import PostgresStore
@@ -118,3 +120,61 @@ def test_a_cancel_tried_again_after_its_commit_still_cancels_the_children(url: s
             assert record is not None and record.status == "cancelled"
 
     asyncio.run(main())
+
+
+SLEEPING_LOOP = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: sleepers, path: tests/cancel_sleepers}
+workflow:
+  - step: start
+    loop: {in: "{{ range(4) | list }}", iterator: n, spec: {mode: parallel, max_in_flight: 2}}
+    tool:
+      kind: python
+      isolation: process
+      input: {n: "{{ iter.n }}", marker: "{{ workload.marker }}"}
+      code: |
+        import os, time
+        open(marker + str(n), "w").write(str(os.getpid()))
+        time.sleep(120)
+        open(marker + str(n) + ".done", "w").write("late")
+        result = n
+    next: [{step: after}]
+  - step: after
+    tool: {kind: noop}
+"""
+
+
+def _running(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def test_noetl_cancel_stops_the_running_iterations_without_waiting_for_a_heartbeat(
+        cluster_factory: Any, tmp_path: Path) -> None:  # noqa: F811
+    # A 300 s lease renews every 100 s: the workers used to go on running a cancelled execution's
+    # iterations until that renewal found their leases gone. They hear of the cancel at once now
+    # (the ended execution's notification) and renew then.
+    cluster = cluster_factory(lease_seconds=300)
+    cluster.start_server()
+    cluster.start_worker("w1", concurrency=4)
+    cluster.start_worker("w2", concurrency=4)
+    cluster.register(SLEEPING_LOOP)
+    marker = str(tmp_path / "m_")
+    execution_id = cluster.execute("tests/cancel_sleepers", {"marker": marker})
+    started = [tmp_path / "m_0", tmp_path / "m_1"]
+    until("two iterations running", lambda: all(path.exists() and path.read_text() for path in started))
+    pids = [int(path.read_text()) for path in started]
+
+    cancelled = cluster.cli("cancel", execution_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cluster.wait(execution_id)["status"] == "cancelled"
+    until("the iterations' processes stopped", lambda: not any(_running(pid) for pid in pids))  # before: 100 s
+    doc = cluster.status(execution_id)
+    assert doc["status"] == "cancelled" and "after" not in doc["steps"]
+    assert sorted(path.name for path in tmp_path.glob("m_*")) == ["m_0", "m_1"]  # nothing else ran
