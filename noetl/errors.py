@@ -65,6 +65,11 @@ class StoreError(NoetlError):
     http_status = 503
 
 
+class ConnectionRefused(StoreError):
+    """PostgreSQL answered and refused the connection for a reason that waiting does not change
+    (a wrong password, no such role or database, no pg_hba.conf entry)."""
+
+
 class WorkerError(NoetlError):
     """A worker stopped because one of its own side tasks (heartbeat, listener, reaper) died."""
 

@@ -60,7 +60,7 @@ def handle_errors(func: Callable[..., T]) -> Callable[..., T]:
             return func(*args, **kwargs)
         except NoetlError as exc:
             fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                  EXIT_FAILED if type(exc).__name__ in ("StoreError", "WorkerError") else EXIT_INVALID)
+                  EXIT_FAILED if type(exc).__name__ in ("StoreError", "ConnectionRefused", "WorkerError") else EXIT_INVALID)
         except KeyboardInterrupt:
             fail("interrupted", EXIT_FAILED)
         raise AssertionError("unreachable")

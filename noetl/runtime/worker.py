@@ -30,7 +30,7 @@ import psycopg
 
 from noetl.backoff import backoff_delay
 from noetl.engine.events import Event
-from noetl.errors import NoetlError, StoreError, ToolError, WorkerError
+from noetl.errors import ConnectionRefused, NoetlError, StoreError, ToolError, WorkerError
 from noetl.logredact import install_log_redaction
 from noetl.logsetup import log_context
 from noetl.results.refs import use_loader
@@ -216,6 +216,8 @@ class Worker:
         async for _ in _backoff(self.stop):
             try:
                 await until_stopped(open_store(), self.stop)  # a stop while PostgreSQL is down
+            except ConnectionRefused:
+                raise  # a wrong password or database: retrying would only repeat it
             except StoreError as exc:
                 log.warning("worker %s: %s", self.name, exc)
             if opened or self.stop.is_set():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from acceptance.conftest import run_noetl
 
@@ -141,3 +142,22 @@ def test_a_worker_stopped_before_postgresql_answers_never_says_it_started(tmp_pa
     assert not [line for line in lines if " started" in line or "listener" in line], lines
     assert lines[-1].endswith("worker w stopped before PostgreSQL answered")
     assert "hunter2" not in log_file.read_text()
+
+
+def test_a_worker_refused_by_postgresql_for_good_stops_with_one_line(
+        tmp_path: Path, pg_cluster: dict[str, Any]) -> None:
+    """A wrong password is answered the same way however long the worker waits: it retried for
+    ever, one warning per attempt. Unreachable PostgreSQL is still waited for (the test above)."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"postgresql://{pg_cluster['user']}:not-the-password@{pg_cluster['host']}:{pg_cluster['port']}/" \
+          f"{pg_cluster['database']}"
+    env = {**os.environ, "NOETL_HOME": str(tmp_path / "home"), "NOETL_DATABASE_URL": url}
+    done = subprocess.run([sys.executable, "-m", "noetl.cli.main", "worker", "start", "--name", "w"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "password authentication failed" in errors[0], done.stderr
+    assert "Traceback" not in done.stderr and "not-the-password" not in done.stderr + done.stdout

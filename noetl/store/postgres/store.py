@@ -23,7 +23,7 @@ from psycopg import sql as pg_sql
 from psycopg_pool import AsyncConnectionPool
 
 from noetl.engine.events import Event
-from noetl.errors import NoetlError, NotFoundError, StoreError
+from noetl.errors import ConnectionRefused, NoetlError, NotFoundError, StoreError
 from noetl.store.base import (
     CatalogEntry,
     CredentialRecord,
@@ -137,7 +137,8 @@ class PostgresStore:
             probe = await psycopg.AsyncConnection.connect(
                 self.url, connect_timeout=max(1, round(self._connect_timeout)))
         except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(self.url)}: "
+            error_type = ConnectionRefused if refuses_for_good(exc) else StoreError
+            raise error_type(f"cannot connect to PostgreSQL at {redact_url(self.url)}: "
                              f"{_connection_failure(exc)}") from exc
         await probe.close()
 
@@ -705,6 +706,19 @@ async def _pipelined_transaction(conn: Connection, work: Callable[[Connection], 
             with suppress(psycopg.Error):  # a broken connection is dropped by the pool instead
                 await conn.execute(b"ROLLBACK", prepare=False)
         raise
+
+
+# FATAL answers that do pass: the server is starting, stopping, recovering or full.
+_PASSING_REFUSALS = ("starting up", "shutting down", "in recovery", "too many", "connection slots")
+
+
+def refuses_for_good(exc: psycopg.Error) -> bool:
+    """Whether a failed connection is refused for good: libpq reports the server's answer as
+    ``FATAL: ...`` (no SQLSTATE reaches psycopg here) or a missing password as ``fe_sendauth``."""
+    text = str(exc)
+    if "fe_sendauth" in text:
+        return True
+    return "FATAL:" in text and not any(reason in text for reason in _PASSING_REFUSALS)
 
 
 def _connection_failure(exc: psycopg.Error) -> str:
