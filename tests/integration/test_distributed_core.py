@@ -202,8 +202,24 @@ workflow:
 """
 
 
-def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str) -> None:
+# jsonb holds no NUL: the report failed at every retry, the lease lapsed and the step ran again,
+# three times, to end as lease_expired.
+NUL_OUTPUT = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: nul, path: tests/nul}
+workflow:
+  - step: start
+    tool: {kind: shell, command: "echo ran >> RAN_FILE; printf 'a\\\\0b'"}
+"""
+
+
+@pytest.mark.parametrize("case", ["nan", "nul"])
+def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str, case: str, tmp_path: Any) -> None:
     from noetl.runtime.worker import Worker, WorkerOptions
+
+    ran = tmp_path / "ran"
+    playbook = NAN if case == "nan" else NUL_OUTPUT.replace("RAN_FILE", str(ran))
 
     async def scenario() -> tuple[str, Any]:
         worker = Worker(url, WorkerOptions(name="w1", concurrency=2, poll_interval=0.05))
@@ -211,7 +227,7 @@ def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str) -> None
         store = PostgresStore(url)
         await store.open()
         try:
-            execution_id = await DecisionCore(store).submit(playbook_text=NAN)
+            execution_id = await DecisionCore(store).submit(playbook_text=playbook)
             record = await ended(store, execution_id)
             events = await store.list_events(execution_id)
             return record.status, [e.error for e in events if e.event_type == ev.CALL_ERROR]
@@ -222,7 +238,12 @@ def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str) -> None
 
     status, errors = asyncio.run(scenario())
     assert status == "failed"
-    assert len(errors) == 1 and errors[0]["kind"] == "unstorable_result" and "JSON" in errors[0]["message"]
+    assert len(errors) == 1 and errors[0]["kind"] == "unstorable_result"
+    if case == "nan":
+        assert "JSON" in errors[0]["message"]
+    else:
+        assert "$.stdout: NUL characters (\\u0000) cannot be stored in PostgreSQL" in errors[0]["message"]
+        assert ran.read_text() == "ran\n"  # once
 
 
 CHAIN = """

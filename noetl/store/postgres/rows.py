@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from noetl.engine.events import Event
+from noetl.errors import InputError, StoreError
+from noetl.safejson import check_value
 from noetl.store import common
 from noetl.store.base import CatalogEntry, CredentialRecord, ExecutionRecord, ExecutionState, ScheduleRecord
 from noetl.store.common import event_row
@@ -24,9 +26,24 @@ def event_rows(execution_id: str, events: list[Event]) -> list[list[Any]]:
     rows = []
     for event in events:
         row = event_row(execution_id, event)  # validates and JSON-encodes
+        if any("\\u0000" in text for text in row[5:8] if text is not None):
+            _refuse_nul(execution_id, event)
         row[0] = number
         rows.append(row)
     return rows
+
+
+def _refuse_nul(execution_id: str, event: Event) -> None:
+    """jsonb holds no NUL character: the insert would fail, and a worker would retry its report
+    until the lease lapsed and the step ran again (a shell step printing one ran three times). Raised
+    before the transaction, as for a NaN, the report's step fails with the place named. The text
+    ``\\u0000`` (a backslash in a string) also encodes to that, so the values are looked at."""
+    where = f"event {event.event_type}" + (f" of step {event.node_name}" if event.node_name else "")
+    for name, value in (("result", event.result), ("error", event.error), ("meta", event.meta)):
+        try:
+            check_value(value, f"{where} of execution {execution_id}: its {name}")
+        except InputError as exc:
+            raise StoreError(f"{exc} in PostgreSQL") from None
 
 
 def event_arrays(rows: list[list[Any]]) -> dict[str, list[Any]]:
