@@ -12,6 +12,18 @@ import click
 from noetl.cli.app import EXIT_FAILED, Context, cli, handle_errors, print_json, run_sync, with_store
 from noetl.runtime.request import RunRequest
 
+_WAIT_HELP = "With a server: wait for the end and exit like `run` (locally it always waits)."
+
+
+def _answer(obj: Context, answer: Any, as_json: bool, wait: bool) -> None:
+    """The server's answer; with ``wait``, the execution followed to its end instead."""
+    if not wait:
+        print_json(answer)
+        return
+    from noetl.cli.running import wait_remote
+
+    wait_remote(obj, str(answer["execution_id"]), as_json)
+
 
 def _run_and_report(prepare: Callable[[Any], Awaitable[RunRequest]], as_json: bool) -> None:
     from noetl.cli.progress import make_progress
@@ -41,10 +53,11 @@ def _run_and_report(prepare: Callable[[Any], Awaitable[RunRequest]], as_json: bo
 @click.option("--payload", help="JSON object, or @file.json, over the original payload.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set one payload value (YAML scalar).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON status document.")
+@click.option("--wait", is_flag=True, help=_WAIT_HELP)
 @click.pass_obj
 @handle_errors
 def rerun(obj: Context, execution_id: str, from_step: str | None, payload: str | None, sets: tuple[str, ...],
-          as_json: bool) -> None:
+          as_json: bool, wait: bool) -> None:
     """Start a new execution of the same playbook version and payload."""
     from noetl.cli.running import payload_from_options
 
@@ -53,7 +66,7 @@ def rerun(obj: Context, execution_id: str, from_step: str | None, payload: str |
         from noetl.cli.remote import post_json
 
         body = {"from_step": from_step, "payload": overrides}
-        print_json(post_json(obj.server_url, f"/api/executions/{execution_id}/rerun", body))
+        _answer(obj, post_json(obj.server_url, f"/api/executions/{execution_id}/rerun", body), as_json, wait)
         return
     from noetl.runtime.recovery import rerun_request
 
@@ -64,14 +77,15 @@ def rerun(obj: Context, execution_id: str, from_step: str | None, payload: str |
 @cli.command()
 @click.argument("execution_id")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON status document.")
+@click.option("--wait", is_flag=True, help=_WAIT_HELP)
 @click.pass_obj
 @handle_errors
-def resume(obj: Context, execution_id: str, as_json: bool) -> None:
+def resume(obj: Context, execution_id: str, as_json: bool, wait: bool) -> None:
     """Continue a failed, cancelled or abandoned execution in place."""
     if obj.server_url:
         from noetl.cli.remote import post_json
 
-        print_json(post_json(obj.server_url, f"/api/executions/{execution_id}/resume", {}))
+        _answer(obj, post_json(obj.server_url, f"/api/executions/{execution_id}/resume", {}), as_json, wait)
         return
     from noetl.runtime.recovery import resume_request
 

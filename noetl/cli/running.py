@@ -134,11 +134,12 @@ def exec_(obj: Context, ref: str, runtime: str, dry_run: bool, payload: str | No
         if not wait:
             print_json(started)
             return
-        _wait_remote(obj, str(started["execution_id"]), as_json)
+        wait_remote(obj, str(started["execution_id"]), as_json)
     run_local(ref, data, merge, as_json)
 
 
-def _wait_remote(obj: Context, execution_id: str, as_json: bool) -> None:
+def wait_remote(obj: Context, execution_id: str, as_json: bool) -> None:
+    """Follow an execution on the server to its end; exit like `run` (0 completed, 1 otherwise)."""
     from noetl.cli.control import playbook_file, status_doc
     from noetl.cli.watching import watch_with_progress
 

@@ -67,3 +67,27 @@ def test_resume_reruns_exactly_the_failed_iterations_on_the_workers(two_worker_d
     again = cluster.client.post(f"/api/executions/{execution_id}/resume")
     assert again.status_code == 400 and "completed" in again.json()["error"]
     assert cluster.client.post("/api/executions/123456789/resume").status_code == 404
+
+
+def test_resume_and_rerun_wait_on_a_server_and_exit_like_run(two_worker_deployment: Cluster, tmp_path: Path) -> None:
+    # Locally both always wait; against a server they answered at once with exit 0 whatever the end.
+    import json
+
+    cluster = two_worker_deployment
+    marker = tmp_path / "ready"
+    cluster.register(FLAKY_LOOP)
+    execution_id = cluster.execute("tests/flaky_loop", {"marker": str(marker)})
+    assert cluster.wait(execution_id)["status"] == "failed"
+
+    still_failing = cluster.cli("resume", execution_id, "--wait")
+    assert still_failing.returncode == 1, still_failing.stderr
+    assert still_failing.stdout.startswith(f"execution {execution_id}: failed")
+
+    marker.write_text("ok")
+    rerun = cluster.cli("rerun", execution_id, "--wait", "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    doc = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert doc["status"] == "completed" and doc["execution_id"] != execution_id
+    assert doc["result"] == sum(n * 10 for n in range(20))
+    resumed = cluster.cli("resume", execution_id, "--wait")
+    assert resumed.returncode == 0 and resumed.stdout.startswith(f"execution {execution_id}: completed")
