@@ -41,9 +41,12 @@ def _chmod(path: Path, mode: int) -> None:
             os.chmod(path, mode)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``, a new file being owner-only (a step's result is as private as the
-    store it comes from); an existing file is overwritten and keeps its mode, which its owner chose."""
+def write_private(path: Path, data: bytes, *more: bytes) -> None:
+    """Write ``data`` (then each of ``more``, not joined to it first: a result can be big) to
+    ``path``, a new file being owner-only (a step's result is as private as the store it comes from);
+    an existing file is overwritten and keeps its mode, which its owner chose."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     with os.fdopen(descriptor, "wb") as file:
         file.write(data)
+        for part in more:
+            file.write(part)

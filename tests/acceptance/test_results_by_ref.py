@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from acceptance.conftest import FIXTURES
 
 RESULTS = FIXTURES / "results"
@@ -129,3 +131,50 @@ workflow:
     stored = [p.read_text() for p in (noetl_home / "results").glob("*/*.json")]
     assert stored and all(secret not in text for text in stored)
     assert secret not in run.stdout + whole.stdout
+
+
+_PEAK_OF_NOETL = """
+import atexit, sys
+from noetl.cli.main import main
+
+def peak() -> None:
+    kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    sys.stderr.write(f"peak_kb={kb}\\n")
+
+atexit.register(peak)
+sys.argv = ["noetl", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_noetl_result_prints_a_big_result_without_copies_of_it(noetl: Any, noetl_home: Path, tmp_path: Path) -> None:
+    # Printing decoded the stored bytes to text for click to encode again: a 52 MB result took 227 MB.
+    import os
+    import subprocess
+    import sys
+
+    playbook = tmp_path / "big.yaml"
+    playbook.write_text("apiVersion: noetl.io/v2\nkind: Playbook\nmetadata: {name: big, path: t/big}\nworkflow:\n"
+                        "  - step: start\n    tool: {kind: python, code: \"result = {'rows': ['x' * 1000] * 40000}\"}\n"
+                        "    next: [{step: small}]\n"
+                        "  - step: small\n    tool: {kind: python, code: 'result = 1'}\n")
+    ran = noetl("run", str(playbook), "--json", timeout=120)
+    assert ran.code == 0, ran.stderr
+    execution_id = json.loads(ran.stdout)["execution_id"]
+
+    def printed(step: str) -> tuple[int, bytes]:
+        out = tmp_path / f"{step}.out"
+        with out.open("wb") as sink:
+            proc = subprocess.run([sys.executable, "-c", _PEAK_OF_NOETL, "result", execution_id, step], stdout=sink,
+                                  stderr=subprocess.PIPE, env={**os.environ, "NOETL_HOME": str(noetl_home)},
+                                  timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stderr.decode().rsplit("peak_kb=", 1)[1]), out.read_bytes()
+
+    small_kb, small = printed("small")
+    big_kb, big = printed("start")
+    assert small == b"1\n"
+    size = len(big) - 1
+    assert size > 40_000_000 and json.loads(big)["rows"][39999] == "x" * 1000
+    assert (big_kb - small_kb) * 1024 < 3 * size, (big_kb, small_kb, size)  # 4.4x before, 2x now
