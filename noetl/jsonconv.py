@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
@@ -32,7 +33,7 @@ class NotJsonable(TypeError):
 
     def __init__(self, value: Any) -> None:
         super().__init__()
-        self.type_name = type(value).__name__
+        self.type_name = repr(value) if isinstance(value, float) else type(value).__name__
         self._segments: list[str] = []
 
     @property
@@ -53,8 +54,10 @@ _SCALARS = (str, int, float, bool, type(None))
 
 def to_jsonable(value: Any) -> Any:
     """Return ``value`` as nested dicts, lists, str, int, float, bool and None."""
-    # The common case (a scalar) does no more than one isinstance check.
+    # The common case (a scalar) does no more than one isinstance check (and a float two more).
     if isinstance(value, _SCALARS):
+        if type(value) is float and not math.isfinite(value):
+            raise NotJsonable(value)  # NaN and Infinity are not JSON: no store would keep them
         return value
     if isinstance(value, Mapping):
         return _convert_mapping(value)

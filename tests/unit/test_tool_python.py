@@ -280,6 +280,15 @@ def test_unserialisable_result_is_a_result_error() -> None:
     assert "$.rows[1]" in error.message
 
 
+@pytest.mark.parametrize("value", ["float('nan')", "float('inf')", "-float('inf')"])
+def test_a_result_holding_nan_or_infinity_is_a_result_error(value: str) -> None:
+    """No store keeps them: on the local store the run stopped with a store error and left the
+    execution running, on PostgreSQL the step failed only when its report was stored."""
+    error = failure(f"result = {{'stats': {{'mean': {value}}}}}")
+    assert error.kind == "result"
+    assert "at $.stats.mean" in error.message
+
+
 def test_to_jsonable_directly() -> None:
     value = {
         "d": Decimal("1.10"),
