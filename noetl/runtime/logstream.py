@@ -165,7 +165,9 @@ class LogBatcher:
                 return
             records = []
             for call, record in rows:
-                record.line = call.redact(record.line)
+                # A NUL (binary output) shows as U+FFFD: PostgreSQL's text refuses it, and the whole
+                # batch, other calls' lines with it, was dropped.
+                record.line = call.redact(record.line).replace("\x00", "\ufffd")
                 records.append(record)
             try:
                 await self.sink(records)

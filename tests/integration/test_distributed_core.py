@@ -210,7 +210,7 @@ kind: Playbook
 metadata: {name: nul, path: tests/nul}
 workflow:
   - step: start
-    tool: {kind: shell, command: "echo ran >> RAN_FILE; printf 'a\\\\0b'"}
+    tool: {kind: shell, command: "echo ran >> RAN_FILE; printf 'a\\\\0b\\\\nnext\\\\n'"}
 """
 
 
@@ -219,6 +219,7 @@ def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str, case: s
     from noetl.runtime.worker import Worker, WorkerOptions
 
     ran = tmp_path / "ran"
+    logs: list[str] = []
     playbook = NAN if case == "nan" else NUL_OUTPUT.replace("RAN_FILE", str(ran))
 
     async def scenario() -> tuple[str, Any]:
@@ -230,6 +231,7 @@ def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str, case: s
             execution_id = await DecisionCore(store).submit(playbook_text=playbook)
             record = await ended(store, execution_id)
             events = await store.list_events(execution_id)
+            logs.extend(log.line for log in await store.list_logs(execution_id))
             return record.status, [e.error for e in events if e.event_type == ev.CALL_ERROR]
         finally:
             worker.request_stop()
@@ -245,6 +247,7 @@ def test_a_worker_fails_the_step_whose_result_cannot_be_stored(url: str, case: s
         assert errors[0]["kind"] == "unstorable_result"
         assert "$.stdout: NUL characters (\\u0000) cannot be stored in PostgreSQL" in errors[0]["message"]
         assert ran.read_text() == "ran\n"  # once
+        assert logs == ["a\ufffdb", "next"]  # the lines kept, the NUL shown as U+FFFD
 
 
 CHAIN = """
