@@ -114,8 +114,10 @@ class Worker:
         self.waiting_on_children = 0  # commands parked on a child execution free their slot
         self.reserved = 0  # slots held for commands a decision in progress inserts leased to us
         # Commands whose report waits for its decision: their tool is done and their slot goes to
-        # whatever that decision inserts leased to us (see reserve), not to the lease loop.
-        self.reporting = 0
+        # whatever that decision inserts leased to us (see reserve), not to the lease loop. A
+        # heartbeat never cancels one: its decision may carry other executions' reports too (group
+        # commit), and the report of a command whose lease is gone is ignored anyway.
+        self.reporting: set[str] = set()
         # Whether the queue may hold commands for us: set by a notification, a poll timeout or a lease
         # that filled every free slot; cleared by a lease that found fewer than it asked for. A slot
         # freed by a finished command leases only then (most steps of a chain never pass through
@@ -255,7 +257,7 @@ class Worker:
         commit, a reporter and its successor are both in flight."""
         if self.stop.is_set():
             return 0
-        count = max(0, min(wanted, self._free_slots() + self.reporting))
+        count = max(0, min(wanted, self._free_slots() + len(self.reporting)))
         self.reserved += count
         return count
 
@@ -361,11 +363,11 @@ class Worker:
         Retrying is safe: a report that did commit before the connection broke is recognised as a
         duplicate (the command is no longer leased) and ignored.
         """
-        self.reporting += 1
+        self.reporting.add(leased.command_id)
         try:
             await self._report_until_decided(leased, event)
         finally:
-            self.reporting -= 1
+            self.reporting.discard(leased.command_id)
 
     async def _report_until_decided(self, leased: LeasedCommand, event: Event) -> None:
         loop = asyncio.get_running_loop()
@@ -413,7 +415,7 @@ class Worker:
             lost = set(ids) - held
             if lost:  # cancelled execution or lease taken over: stop the work (every member of a row)
                 for leased, task in list(self.in_flight.values()):
-                    if leased.lease_id in lost:
+                    if leased.lease_id in lost and leased.command_id not in self.reporting:
                         task.cancel()
                 self.backlog = collections.deque(c for c in self.backlog if c.lease_id not in lost)
 

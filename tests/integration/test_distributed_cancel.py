@@ -178,3 +178,45 @@ def test_noetl_cancel_stops_the_running_iterations_without_waiting_for_a_heartbe
     doc = cluster.status(execution_id)
     assert doc["status"] == "cancelled" and "after" not in doc["steps"]
     assert sorted(path.name for path in tmp_path.glob("m_*")) == ["m_0", "m_1"]  # nothing else ran
+
+
+CHAIN = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: chain, path: tests/cancel_chain}
+workload: {steps: 8}
+workflow:
+  - step: start
+    tool: {kind: noop}
+    next: [{step: hop}]
+  - step: hop
+    tool: {kind: python, input: {n: "{{ ctx.n | default(0) }}"}, code: "result = n + 1"}
+    set: {ctx.n: "{{ output.data }}"}
+    next:
+      arcs:
+        - step: hop
+          when: "{{ ctx.n < workload.steps }}"
+        - step: end
+          when: "{{ ctx.n >= workload.steps }}"
+  - step: end
+    tool: {kind: noop}
+"""
+
+
+def test_executions_that_end_do_not_stop_the_steps_of_others_decided_with_them(
+        cluster_factory: Any) -> None:  # noqa: F811
+    """An execution's end wakes the workers' heartbeat (so a cancel stops its work at once); the
+    heartbeat then found the ended execution's last command gone and cancelled its task, which was
+    still deciding, in one transaction, other executions' reports: those waited for their leases to
+    lapse and ran again (2,000 chain steps took 34 s instead of 1 s)."""
+    cluster = cluster_factory(lease_seconds=3)
+    cluster.start_server()
+    cluster.register(CHAIN)
+    for name in ("w1", "w2"):
+        cluster.start_worker(name, concurrency=8)
+    ids = [cluster.execute("tests/cancel_chain") for _ in range(20)]
+    for execution_id in ids:
+        assert cluster.wait(execution_id, timeout=180)["status"] == "completed"
+    rerun = cluster.sql("SELECT count(*) FROM noetl.event WHERE event_type = 'call.done' "
+                        "AND (meta->>'attempt')::int > 1")
+    assert rerun[0][0] == 0, "steps ran again after a lease lapsed"
