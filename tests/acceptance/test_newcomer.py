@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from acceptance.conftest import run_noetl
 
 REPO = Path(__file__).parent.parent.parent
@@ -161,3 +163,47 @@ def test_a_worker_refused_by_postgresql_for_good_stops_with_one_line(
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "password authentication failed" in errors[0], done.stderr
     assert "Traceback" not in done.stderr and "not-the-password" not in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+def test_a_worker_waits_for_a_standby_to_be_promoted(tmp_path: Path) -> None:
+    """A standby answers 'FATAL: the database system is not accepting connections' until it is
+    promoted (a failover): the worker took that for a refusal for good and exited 1."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from support.pgcluster import _run, _server_account, postgres_cluster
+
+    with postgres_cluster() as pg:
+        env = {**os.environ, "NOETL_HOME": str(tmp_path / "home"), "NOETL_DATABASE_URL": pg["url"]}
+        assert run_noetl("db", "init", env=env).code == 0
+        data, account = Path(pg["base"]) / "data", _server_account()
+        pg_ctl = [f"{pg['bindir']}/pg_ctl", "-D", str(data), "-w", "-t", "60"]
+        _run([*pg_ctl, "-m", "fast", "stop"], account)
+        with (data / "postgresql.conf").open("a") as conf:
+            conf.write("\nhot_standby = off\n")
+        (data / "standby.signal").touch()
+        if account is not None:
+            os.chown(data / "standby.signal", account.pw_uid, account.pw_gid)
+        _run([*pg_ctl, "-l", f"{pg['base']}/server.log", "start"], account)
+        log_file = tmp_path / "worker.log"
+        with log_file.open("w") as log:
+            worker = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "worker", "start", "--name", "w"],
+                                      stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while "not accepting connections" not in log_file.read_text():
+                assert worker.poll() is None and time.monotonic() < deadline, log_file.read_text()
+                time.sleep(0.05)
+            _run([*pg_ctl, "promote"], account)
+            while "worker w started" not in log_file.read_text():
+                assert worker.poll() is None and time.monotonic() < deadline, log_file.read_text()
+                time.sleep(0.05)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=60) == 0, log_file.read_text()
+        finally:
+            worker.kill()
+    assert "error:" not in log_file.read_text()

@@ -708,8 +708,11 @@ async def _pipelined_transaction(conn: Connection, work: Callable[[Connection], 
         raise
 
 
-# FATAL answers that do pass: the server is starting, stopping, recovering or full.
-_PASSING_REFUSALS = ("starting up", "shutting down", "in recovery", "too many", "connection slots")
+# FATAL answers that do pass: the server is starting, stopping, recovering or full, or is a standby
+# not (yet) accepting connections (it does once it is consistent or promoted: a failover), or ended
+# the connection as it shut down.
+_PASSING_REFUSALS = ("starting up", "shutting down", "in recovery", "too many", "connection slots",
+                     "not yet accepting connections", "not accepting connections", "administrator command")
 
 
 def refuses_for_good(exc: psycopg.Error) -> bool:
