@@ -155,9 +155,11 @@ class Runner:
                                                      names[index])
             # Only a task's `set` and its policy see the envelope: a task with neither builds none.
             envelope = self._envelope(ok, result, error, task) if task.get("set") or task.get("spec") else _NO_ENVELOPE
-            if ok and task.get("set"):
-                self._apply_task_set(pipe, task["set"], envelope, names[index])
             try:
+                # The task's own `set` sees every run's envelope, a failed one too (output.status ==
+                # 'error'), before its policy rules, so a rule that continues can use what it wrote.
+                if task.get("set"):
+                    self._apply_task_set(pipe, task["set"], envelope, names[index])
                 action = self._policy_action(pipe, task, envelope, names[index])
             except TemplateError as exc:
                 if ok:
@@ -345,9 +347,9 @@ class Runner:
                 pipe.ctx_set[key.split(".", 1)[1] if key.startswith(("ctx.", "vars.")) else key] = rendered
 
     def _apply_task_set(self, pipe: _Pipeline, updates: dict[str, Any], envelope: dict[str, Any], name: str) -> None:
-        """A task's own `set`, after it succeeded: `ctx.*`/`vars.*` keys write execution variables,
-        `iter.*` the pipeline's iteration variables, bare keys names for the rest of the step. Each
-        value sees the ones set before it."""
+        """A task's own `set`, after each run of the task, a failed one too: `ctx.*`/`vars.*` keys
+        write execution variables, `iter.*` the pipeline's iteration variables, bare keys names for
+        the rest of the step. Each value sees the ones set before it."""
         for key, value in updates.items():
             context = self._policy_context(pipe, envelope)
             rendered = render_data(value, context, where=f"step {pipe.command.step!r} task {name!r} set.{key}")
@@ -424,7 +426,7 @@ async def _with_timeout(awaitable: Any, timeout: float | None) -> Any:
 
 def _with_note(error: dict[str, Any] | None, exc: NoetlError) -> dict[str, Any]:
     info = ErrorInfo.from_dict(error) if error else ErrorInfo("error", "task failed", False)
-    return info.with_note(f"evaluating the task policy: {exc}").to_dict()
+    return info.with_note(f"after the task failed: {exc}").to_dict()
 
 
 def _input_error(recorded: Any) -> dict[str, Any]:
