@@ -43,7 +43,7 @@ from noetl.dsl.render_budget import (
     time_limit,
 )
 from noetl.dsl.shellcode import unquoted
-from noetl.results.refs import LazyItems, lazy, lazy_items
+from noetl.results.refs import LazyItems, lazy, lazy_items, without_sealing
 
 # The budget of one render lives in noetl.dsl.render_budget (no Jinja there: a run that renders no
 # template never imports Jinja); these names are part of this module's interface too.
@@ -321,7 +321,7 @@ def _json_default(value: Any) -> Any:
         value.use()
         return None
     if isinstance(value, LazyItems):
-        return list(value)  # `tojson` of a loop's results by reference writes them all out
+        return without_sealing(list(value))  # `tojson` of a loop's results by reference writes them all out
     return str(value)
 
 
@@ -329,7 +329,26 @@ def _tojson(value: Any, indent: int | None = None) -> str:
     if isinstance(value, LenientUndefined):
         value.use()
         return "null"
-    return json.dumps(value, indent=indent, default=_json_default)
+    text = json.dumps(value, indent=indent, default=_json_default)
+    if '"sealed"' in text:  # perhaps a reference's sealed part (its key): written without it
+        text = json.dumps(without_sealing(value), indent=indent, default=_json_default)
+    return text
+
+
+def _shown(value: Any) -> Any:
+    """What a template writes into a text for ``value`` (Jinja's ``finalize``; then ``str``): a
+    container or a reference as its text without any reference's sealed part."""
+    return value if type(value) is str else without_sealing(value)
+
+
+def _string(value: Any) -> str:
+    return str(_shown(value))
+
+
+def _pprint(value: Any) -> str:
+    from pprint import pformat
+
+    return pformat(_shown(value))
 
 
 def _bounded_filter(name: str, check: Callable[..., None]) -> Callable[..., Any]:
@@ -380,6 +399,7 @@ def _format_check(value: Any, *args: Any, **kwargs: Any) -> None:
 def _bounded_join(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> str:
     items = value if isinstance(value, str) else list(value)  # once: `value` may be a generator
     if attribute is None and not isinstance(items, str):
+        items = [_shown(item) for item in items]
         _too_long(sum(len(str(i)) for i in items) + len(str(d)) * max(len(items) - 1, 0), "the joined string")
     return str(FILTERS["join"](eval_ctx, items, d, attribute))
 
@@ -462,6 +482,8 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         tick()
         _BINOP_CHECKS[operator](left, right)
+        if operator == "%":  # `"%s" % value` writes the value as a text
+            right = _shown(right)
         return super().call_binop(context, operator, left, right)
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
@@ -478,7 +500,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
 
     def bounded_concat(self, parts: tuple[Any, ...]) -> str:
         tick()
-        texts = [str(part) for part in parts]
+        texts = [part if type(part) is str else str(_shown(part)) for part in parts]
         _too_long(sum(len(t) for t in texts), "the joined string")
         return "".join(texts)
 
@@ -490,7 +512,7 @@ def _now_utc() -> str:
 
 
 def make_environment() -> NoetlEnvironment:
-    env = NoetlEnvironment(undefined=LenientUndefined, autoescape=False, keep_trailing_newline=True)
+    env = NoetlEnvironment(undefined=LenientUndefined, autoescape=False, keep_trailing_newline=True, finalize=_shown)
     env.filters.update(
         tojson=_tojson, fromjson=_fromjson, b64encode=_b64encode, b64decode=_b64decode,
         center=_bounded_filter("center", _center_check), indent=_bounded_filter("indent", _indent_check),
@@ -498,6 +520,7 @@ def make_environment() -> NoetlEnvironment:
         join=_bounded_join, batch=_bounded_filter("batch", _batch_check),
         slice=_bounded_filter("slice", _slice_check),
         unquoted=unquoted,  # shell code, not a value to quote (noetl.dsl.shellcode)
+        string=_string, pprint=_pprint,  # texts of a value: without a reference's sealed part
     )
     env.globals.pop("lipsum", None)  # generates text of any size; no playbook needs placeholder prose
     env.globals.update(

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from noetl.results.refs import REF_KEY, is_ref, materialize
-from noetl.results.sealed import sealed_part
+from noetl.results.refs import REF_KEY, is_ref, materialize, sealed_part
 from noetl.results.shape import shape_result
 from noetl.results.spec import output_spec
 

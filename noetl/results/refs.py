@@ -15,6 +15,9 @@ from typing import Any, overload
 from urllib.parse import quote, unquote
 
 REF_KEY = "_ref"
+# A reference's sealed part (results/sealed.py): the key that opens the result as returned, and the
+# secret values in it. The runtime reads it; templates never show it (:func:`without_sealing`).
+SEALED_KEY = "sealed"
 PREVIEW_CHARS = 200
 # A loop's aggregate by reference: its `results` resolve from the iterations' own recorded reports.
 LOOP_PREFIX = "noetl://loop/"
@@ -175,7 +178,7 @@ def load_result(inner: Mapping[str, Any], *, fresh: bool = False) -> Any:
 
 def _load_result(inner: Mapping[str, Any], *, fresh: bool = False) -> Any:
     from noetl.errors import NoetlError
-    from noetl.results.sealed import opened, sealed_part
+    from noetl.results.sealed import opened
 
     sealed = sealed_part(inner)
     if sealed is not None:
@@ -206,7 +209,7 @@ class LazyResult(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         if key in self._ref:
-            return self._ref[key]
+            return without_sealing(self._ref[key])  # `{{ step._ref }}`: the reference, not its key
         full = self.full()
         if isinstance(full, Mapping):
             return full[key]
@@ -231,6 +234,11 @@ class LazyResult(Mapping[str, Any]):
     def __len__(self) -> int:
         full = self.full()
         return len(full) if isinstance(full, Mapping) else 0
+
+    def __repr__(self) -> str:
+        return json.dumps(without_sealing(self._ref), separators=(",", ":"), default=str)
+
+    __str__ = __repr__
 
 
 class LazyItems(Sequence[Any]):
@@ -308,6 +316,48 @@ def plain(value: Any) -> Any:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+def sealed_part(inner: Any) -> dict[str, Any] | None:
+    """The ``sealed`` part of a reference's ``_ref`` that can open (its key not redacted)."""
+    sealed = inner.get(SEALED_KEY) if isinstance(inner, dict) else None
+    if not isinstance(sealed, dict) or not isinstance(sealed.get("uri"), str):
+        return None
+    key = sealed.get("key")
+    return sealed if isinstance(key, str) and len(key) == 44 else None
+
+
+def _is_sealing(value: dict[str, Any]) -> bool:
+    """A reference's ``_ref`` that carries its sealed part."""
+    return SEALED_KEY in value and isinstance(value.get("uri"), str) and isinstance(value[SEALED_KEY], dict)
+
+
+def without_sealing(value: Any) -> Any:
+    """``value`` as a template shows it: every reference inside without its sealed part (the key of
+    a big result that holds a secret, and the secret values in it), which the runtime needs to read
+    the result and nothing else may see: ``{{ step._ref }}``, ``{{ step | tojson }}``, ``{{ ctx }}``
+    in a text. Parts without one are returned as they are, not copied."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if isinstance(value, LazyResult):
+        return without_sealing(value._ref)
+    if isinstance(value, dict):
+        if _is_sealing(value):
+            return {key: item for key, item in value.items() if key != SEALED_KEY}
+        changed: dict[str, Any] | None = None
+        for key, item in value.items():
+            if type(item) in _SCALARS:
+                continue
+            new = without_sealing(item)
+            if new is not item:
+                changed = changed if changed is not None else dict(value)
+                changed[key] = new
+        return value if changed is None else changed
+    if isinstance(value, list | tuple):
+        items = [without_sealing(item) for item in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else type(value)(items)
+    return value
+
+
 def _materialized_items(value: dict[str, Any]) -> dict[str, Any]:
     changed: dict[str, Any] | None = None
     for key, item in value.items():
@@ -329,12 +379,14 @@ def materialize(value: Any) -> Any:
     if kind is dict and REF_KEY in value and is_ref(value):
         return load_result(value[REF_KEY], fresh=True)  # a tool may change its inputs
     if isinstance(value, dict):
+        if SEALED_KEY in value and _is_sealing(value):  # a `_ref` on its own (`{{ step | dictsort }}`)
+            return without_sealing(value)
         return _materialized_items(value)
     if isinstance(value, LazyResult):
         return load_result(value._ref[REF_KEY], fresh=True)
     if isinstance(value, LazyItems):
         return load(value.uri, fresh=True)
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         items = [materialize(item) for item in value]
-        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else type(value)(items)
     return value

@@ -26,7 +26,8 @@ from typing import Any
 
 from noetl.results.codec import dumps, loads
 
-SEALED_KEY = "sealed"
+_BLOB_FIELD = "sealed"  # the stored blob: {"sealed": <Fernet token>}
+
 _OPENED_KEPT = 4  # opened results kept for repeated reads (a loop's iterations reading one result)
 _OPENED_KEPT_CHARS = 2 * 1024 * 1024  # ... when their ciphertext is at most this long
 
@@ -40,16 +41,7 @@ def sealed_blob(result: Any) -> tuple[bytes, str]:
 
     key = Fernet.generate_key()
     token = Fernet(key).encrypt(dumps(result))
-    return dumps({SEALED_KEY: token.decode("ascii")}), key.decode("ascii")
-
-
-def sealed_part(inner: Any) -> dict[str, Any] | None:
-    """The ``sealed`` part of a reference's ``_ref`` that can open (its key not redacted)."""
-    sealed = inner.get(SEALED_KEY) if isinstance(inner, dict) else None
-    if not isinstance(sealed, dict) or not isinstance(sealed.get("uri"), str):
-        return None
-    key = sealed.get("key")
-    return sealed if isinstance(key, str) and len(key) == 44 else None
+    return dumps({_BLOB_FIELD: token.decode("ascii")}), key.decode("ascii")
 
 
 def opened(sealed: dict[str, Any], stored: Any, *, fresh: bool = False) -> Any:
@@ -63,7 +55,7 @@ def opened(sealed: dict[str, Any], stored: Any, *, fresh: bool = False) -> Any:
             if cache_key in _opened:
                 _opened.move_to_end(cache_key)
                 return _opened[cache_key]
-    token = stored.get(SEALED_KEY) if isinstance(stored, dict) else None
+    token = stored.get(_BLOB_FIELD) if isinstance(stored, dict) else None
     if not isinstance(token, str):
         raise ValueError(f"{sealed['uri']} holds no sealed result")
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from noetl.results.codec import dumps, head_text
-from noetl.results.refs import PREVIEW_CHARS, REF_KEY, is_ref, preview_of
-from noetl.results.sealed import SEALED_KEY, sealed_blob
+from noetl.results.refs import PREVIEW_CHARS, REF_KEY, SEALED_KEY, is_ref, preview_of
+from noetl.results.sealed import sealed_blob
 from noetl.results.spec import OutputSpec, apply_select
 from noetl.results.storage import ResultStorage
 

@@ -70,7 +70,7 @@ class _Handler(KeepAliveHandler):
         parts = urlsplit(self.path)
         query = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(parts.query).items()}
         body = self._read_body()
-        self.server.owner.record(self.command, parts.path, query, dict(self.headers.items()))
+        self.server.owner.record(self.command, parts.path, query, dict(self.headers.items()), body)
         route = parts.path.strip("/").split("/")
         handler = getattr(self, f"route_{route[0] or 'root'}", None)
         if handler is None:
@@ -222,9 +222,9 @@ class LocalHTTPServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def record(self, method: str, path: str, query: dict[str, Any], headers: dict[str, str]) -> None:
+    def record(self, method: str, path: str, query: dict[str, Any], headers: dict[str, str], body: bytes = b"") -> None:
         with self._lock:
-            self.requests.append({"method": method, "path": path, "query": query, "headers": headers})
+            self.requests.append({"method": method, "path": path, "query": query, "headers": headers, "body": body})
 
     def count(self, key: str) -> int:
         with self._lock:
