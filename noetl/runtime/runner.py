@@ -155,11 +155,18 @@ class Runner:
                                                      names[index])
             # Only a task's `set` and its policy see the envelope: a task with neither builds none.
             envelope = self._envelope(ok, result, error, task) if task.get("set") or task.get("spec") else _NO_ENVELOPE
-            try:
-                # The task's own `set` sees every run's envelope, a failed one too (output.status ==
-                # 'error'), before its policy rules, so a rule that continues can use what it wrote.
-                if task.get("set"):
+            # The task's own `set` sees every run's envelope, a failed one too (output.status ==
+            # 'error'), before its policy rules, so a rule that continues can use what it wrote.
+            if task.get("set"):
+                try:
                     self._apply_task_set(pipe, task["set"], envelope, names[index])
+                except TemplateError as exc:
+                    if ok:
+                        raise
+                    # A set written for the successful run (output.data.rows[0]) still leaves the
+                    # policy its say (a retry); the task's own error stays what is seen.
+                    error = _with_note(error, exc)
+            try:
                 action = self._policy_action(pipe, task, envelope, names[index])
             except TemplateError as exc:
                 if ok:
