@@ -44,7 +44,8 @@ LOOP_SPEC_KEYS = _model_keys(LoopSpec, "concurrency")
 WORKBOOK_ENTRY_KEYS = {"name", "tool", "assert", "desc", "description", "input", "with", "data", "args", "save",
                        "sink"}
 # A v1 `type: iterator` step's own fields (section 15).
-ITERATOR_KEYS = frozenset({"collection", "in", "element", "iterator", "mode", "concurrency", "task", "tool"})
+ITERATOR_KEYS = frozenset({"collection", "in", "element", "iterator", "mode", "concurrency", "task", "tool",
+                           "where", "order_by", "limit"})
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
 
 __all__ = ["UNDEFINED_NAME", "Checker", "Problem", "check_canonical", "suggest"]

@@ -108,6 +108,22 @@ class Loop(_Model):
     cursor: LoopCursor | None = None
     iterator: str = "item"
     spec: LoopSpec = Field(default_factory=LoopSpec.model_construct)
+    # v1 iterator controls, applied to the rendered collection in this order (docs/dsl.md#loops)
+    where: str | bool | None = None
+    order_by: str | None = None
+    limit: int | str | None = None
+
+    @field_validator("limit")
+    @classmethod
+    def _count_or_template(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and "{{" not in value:
+            try:
+                value = int(value.strip())
+            except ValueError:
+                raise ValueError("limit must be a whole number or a template") from None
+        if isinstance(value, int) and value < 0:
+            raise ValueError("limit must be at least 0")
+        return value
 
 
 class Arc(_Model):

@@ -20,6 +20,7 @@ from noetl.engine.aggregate import aggregate_max_bytes, inline_max_items, looks_
 from noetl.engine.commands import Command
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.engine.events import Event
+from noetl.engine.loop_items import select_items
 from noetl.engine.state import ExecutionState, StepRun, apply
 from noetl.engine.step_results import StepResults, with_task_results
 from noetl.errors import ErrorInfo, NoetlError, TemplateError
@@ -241,16 +242,16 @@ class Engine:
 
     def _loop_items(self, state: ExecutionState, step: Step, arc_input: dict[str, Any]) -> list[Any]:
         assert step.loop is not None
-        raw = step.loop.in_
-        items = render_data(raw, self.context(state, arc_input), where=f"step {step.step!r} loop.in")
+        context = self.context(state, arc_input)
+        items = render_data(step.loop.in_, context, where=f"step {step.step!r} loop.in")
         if items is None:
             return []
         if isinstance(items, dict):
-            return [{"key": k, "value": v} for k, v in items.items()]
+            items = [{"key": k, "value": v} for k, v in items.items()]
         if not isinstance(items, list | tuple):
             raise TemplateError(f"step {step.step!r} loop.in: expected a list, got {type(items).__name__}",
                                 field="loop.in")
-        return list(items)
+        return select_items(list(items), step.loop, context, step.step)
 
     def _max_in_flight(self, state: ExecutionState, step: Step) -> int:
         """How many iterations run at once; a templated `max_in_flight` is rendered as the loop starts."""

@@ -267,3 +267,45 @@ def test_an_events_own_copy_has_every_field_and_its_own_meta() -> None:
     assert copied == original
     copied.meta["attempt"] = 2
     assert original.meta == {"attempt": 1}
+
+
+LOOP_CONTROLS = """
+metadata: {name: controls}
+workload: {rows: [{n: 3, k: b}, {n: 1, k: null}, {n: 5, k: a}, {n: 2, k: c}]}
+workflow:
+  - step: start
+    loop: {in: "{{ workload.rows }}", iterator: row, where: WHERE, order_by: ORDER, limit: LIMIT}
+    tool: {kind: noop}
+"""
+
+
+def _loop_elements(where: str = "null", order: str = "null", limit: str = "null") -> list[Any]:
+    text = LOOP_CONTROLS.replace("WHERE", where).replace("ORDER", order).replace("LIMIT", limit)
+    state, log, issued = drive(text, lambda c: (True, None))
+    assert state.status == "completed", state.error
+    return [c.context["row"]["n"] for c in issued]
+
+
+@pytest.mark.parametrize(("where", "order", "limit", "elements"), [
+    ("null", "null", "null", [3, 1, 5, 2]),
+    ('"{{ row.n > 1 }}"', "null", "null", [3, 5, 2]),
+    ('"{{ iter.row.n > 1 }}"', '"{{ row.n }}"', "null", [2, 3, 5]),
+    ("null", '"{{ row.k }}"', "null", [5, 3, 2, 1]),  # a null key sorts last, the rest stay stable
+    ("null", '"{{ -row.n }}"', "2", [5, 3]),
+    ("null", "null", "0", []),
+])
+def test_loop_where_order_by_and_limit_choose_the_elements(where: str, order: str, limit: str,
+                                                          elements: list[int]) -> None:
+    assert _loop_elements(where, order, limit) == elements
+
+
+def test_loop_order_by_keys_that_cannot_be_compared_fail_the_step_naming_the_field() -> None:
+    text = LOOP_CONTROLS.replace("WHERE", "null").replace("ORDER", '"{{ row.k or row.n }}"').replace("LIMIT", "null")
+    state, _, _ = drive(text, lambda c: (True, None))
+    assert state.status == "failed"
+    assert "loop.order_by: the keys cannot be ordered (int and str)" in str(state.error)
+
+
+def test_a_negative_literal_loop_limit_is_invalid() -> None:
+    text = LOOP_CONTROLS.replace("WHERE", "null").replace("ORDER", "null").replace("LIMIT", "-1")
+    assert "limit must be at least 0" in str(load_playbook_text(text).problems)
