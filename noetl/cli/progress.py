@@ -36,13 +36,25 @@ class LoopCount:
     done: int = 0
     failed: int = 0
     printed_failures: int = 0
+    kept: int = 0  # iterations a resume kept: counted as done, not in the rate
+
+    @classmethod
+    def entered(cls, event: Event) -> LoopCount | None:
+        """The count a loop step's ``step.enter`` starts (None for a step that is not a loop)."""
+        loop = event.meta.get("loop") or {}
+        total, kept = loop.get("total"), loop.get("kept")
+        if total is None:
+            return None
+        kept = kept if isinstance(kept, int) else 0
+        return cls(total, _timestamp(event), done=kept, kept=kept)
 
     def summary(self, now: float | None) -> str:
         finished = self.done + self.failed
         text = f"{finished}/{self.total}" + (f" ({self.failed} failed)" if self.failed else "")
-        if self.started is None or now is None or finished == 0 or now <= self.started:
+        ran = finished - self.kept
+        if self.started is None or now is None or ran <= 0 or now <= self.started:
             return text
-        rate = finished / (now - self.started)
+        rate = ran / (now - self.started)
         remaining = (self.total - finished) / rate if rate else 0.0
         eta = f", eta {_seconds(remaining)}" if finished < self.total else ""
         return f"{text} {rate:.1f}/s{eta}"
@@ -138,10 +150,11 @@ class PlainProgress(_Counting):
         if kind == ev.PLAYBOOK_INITIALIZED:
             return [f"execution {event.execution_id} started ({event.meta.get('path')})"]
         if kind == ev.STEP_ENTER:
-            total = (event.meta.get("loop") or {}).get("total")
-            if total is not None:
-                self.loops[step or ""] = LoopCount(total, _timestamp(event))
-                return [f"  > {step} (loop of {total})"]
+            counts = LoopCount.entered(event)
+            if counts is not None:
+                self.loops[step or ""] = counts
+                kept = f", {counts.kept} kept" if counts.kept else ""
+                return [f"  > {step} (loop of {counts.total}{kept})"]
             return [f"  > {step}"]
         if kind in (ev.CALL_DONE, ev.CALL_ERROR):
             return self._loop_lines(event) + self.failure_detail(event)
@@ -199,11 +212,11 @@ class RichProgress(_Counting):
             self.console.print(f"execution {event.execution_id} started ({event.meta.get('path')})",
                                markup=False, highlight=False)
         elif kind == ev.STEP_ENTER:
-            total = (event.meta.get("loop") or {}).get("total")
-            if total is not None:
-                self.loops[step] = LoopCount(total, _timestamp(event))
-            self.bars[step] = self.progress.add_task(f"[cyan]{_plain(step)}", total=total if total is not None else 1,
-                                                     counts="")
+            counts = LoopCount.entered(event)
+            if counts is not None:
+                self.loops[step] = counts
+            self.bars[step] = self.progress.add_task(f"[cyan]{_plain(step)}", total=counts.total if counts else 1,
+                                                     completed=counts.kept if counts else 0, counts="")
         elif kind in (ev.CALL_DONE, ev.CALL_ERROR):
             counts = self.count(event)
             if counts is not None and step in self.bars:

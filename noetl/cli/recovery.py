@@ -25,6 +25,16 @@ def _answer(obj: Context, answer: Any, as_json: bool, wait: bool) -> None:
     wait_remote(obj, str(answer["execution_id"]), as_json)
 
 
+def _source(request: RunRequest) -> Any:
+    """Where a failed call's error is pointed at: the file the original `noetl run` ran (its first
+    event says), else the playbook's path, as `noetl status` names it."""
+    from noetl.cli.progress import PlaybookSource
+
+    first = request.resume[0] if request.resume else None
+    file = (first.meta.get("source_file") if first else None) or request.playbook.metadata.path or "playbook"
+    return PlaybookSource(str(file), request.playbook_text)
+
+
 def _run_and_report(prepare: Callable[[Any], Awaitable[RunRequest]], as_json: bool) -> None:
     from noetl.cli.progress import make_progress
     from noetl.cli.running import print_summary
@@ -32,7 +42,7 @@ def _run_and_report(prepare: Callable[[Any], Awaitable[RunRequest]], as_json: bo
 
     async def main(store: Any) -> dict[str, Any]:
         request = await prepare(store)
-        progress = make_progress(True)
+        progress = make_progress(True, _source(request))
         try:
             return await run_request(store, request, listener=progress)
         finally:

@@ -228,6 +228,9 @@ class Engine:
                 items = self._loop_items(state, step, arc_input)
                 enter.result = {"input": {}, "arc_input": arc_input, "items": items}
                 enter.meta["loop"] = {"total": len(items), "max_in_flight": self._max_in_flight(state, step)}
+                kept = sum(1 for index in state.resumed_iterations.get(step.step, {}) if 0 <= index < len(items))
+                if kept:  # a resumed loop: what displays count as done before any call reports
+                    enter.meta["loop"]["kept"] = kept
                 if len(items) > inline_max_items(step.output):
                     enter.meta["loop"]["by_ref"] = True  # the aggregate's results by reference
                 if aggregate_max_bytes(step.output) is not None:  # recorded only when set: a replay folds alike

@@ -121,6 +121,10 @@ def test_a_second_resume_keeps_what_the_first_resume_completed(noetl: Any, tmp_p
     execution_id = noetl("run", str(playbook), "--json").json()["execution_id"]
     again = noetl("resume", execution_id, "--json")
     assert again.code == 1 and again.json()["status"] == "failed"
+    # The progress counts the iterations the resume kept, and points errors at the file's line.
+    assert "> work (loop of 20, 17 kept)" in again.stderr
+    assert "work: 20/20 (3 failed)" in again.stderr and "work: 3/20" not in again.stderr
+    assert f"work[3]: RuntimeError: item 3 failed\n      at {playbook}:20" in again.stderr
     (tmp_path / "go").touch()
     assert noetl("resume", execution_id, "--json").json()["status"] == "completed"
     assert calls_by_segment(events_of(noetl, execution_id), "work") == [20, 3, 3]

@@ -308,6 +308,9 @@ def test_rerun_and_resume_from_the_local_console(console: str, home: Path, runs:
     assert _wait_for_end(home, again)["status"] == "failed"
     types = [e["event_type"] for e in json.loads(noetl(home, "events", again, "--json").stdout)]
     assert "execution.resumed" in types
+    # The resumed loop's progress counts the iterations the resume kept, not only the one it ran again.
+    page = get(f"{console}/executions/{again}").text
+    assert "4/4 (1 failed)" in page and "3 done, 1 failed of 4" in page
 
     refused = post(f"{console}/console/actions/resume/{runs['slow']}", headers=ACTION)
     assert refused.status_code == 400

@@ -96,9 +96,12 @@ def _apply(view: StepView, event: Event) -> None:
     kind = event.event_type
     if kind == ev.STEP_ENTER:
         view.status, view.entries, view.started_at, view.ended_at = "running", view.entries + 1, event.created_at, None
-        view.error, view.result, view.done, view.failed, view.failures = None, None, 0, 0, []
+        loop = event.meta.get("loop") or {}
+        kept = loop.get("kept")  # iterations a resume kept from the step's previous run
+        view.error, view.result, view.failed, view.failures = None, None, 0, []
+        view.done = kept if isinstance(kept, int) else 0
         view.input = (event.result or {}).get("input") if isinstance(event.result, dict) else None
-        total = (event.meta.get("loop") or {}).get("total")
+        total = loop.get("total")
         view.total = total if isinstance(total, int) else None
     elif kind in (ev.CALL_DONE, ev.CALL_ERROR) and event.meta.get("loop_index") is not None:
         if kind == ev.CALL_DONE:
