@@ -34,6 +34,13 @@ def test_list_shows_executions_with_status_and_filters(console: str, runs: dict[
     assert jump.status_code == 303 and jump.headers["location"] == f"/executions/{runs['loop']}"
 
 
+def test_a_list_page_that_is_not_a_number_is_the_first_page_with_a_line(console: str, runs: dict[str, str]) -> None:
+    answer = get(f"{console}/", params={"page": "abc"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
+    assert "page &#39;abc&#39; is not a number: showing the first page" in answer.text
+    assert runs["loop"] in answer.text
+
+
 def test_execution_page_shows_graph_status_progress_error_line_and_logs(console: str, runs: dict[str, str]) -> None:
     page = get(f"{console}/executions/{runs['loop']}").text
     assert '<g class="node completed" data-step="start"' in page

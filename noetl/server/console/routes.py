@@ -113,19 +113,21 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
 
     @router.get("/")
     async def executions(request: Request, status: str = "", path: str = "", since: str = "", id: str = "",
-                         page: int = 0) -> Response:
+                         page: str = "") -> Response:
         if (redirect := guard(request)) is not None:
             return redirect
         if id.strip():
             return RedirectResponse(f"/executions/{id.strip()}", status_code=303)
-        flt, problem = _filter(status, path, since, page)
+        number, page_problem = _page_number(page)
+        flt, problem = _filter(status, path, since, number)
+        problem = problem or page_problem
         await config.source(request).settle()
         rows, more = await source.list_executions(config.source(request).store, flt)
         query = {"status": status, "path": path, "since": since}
         return pages.html(request, "executions.html", nav="executions", rows=rows, more=more, flt=flt,
                           since=since, problem=problem, statuses=EXECUTION_STATUSES, filtered=bool(status or path or since),
-                          prev_url=_url("/", query, page - 1), next_url=_url("/", query, page + 1),
-                          live_url=_url("/console/stream-list", query, page))
+                          prev_url=_url("/", query, number - 1), next_url=_url("/", query, number + 1),
+                          live_url=_url("/console/stream-list", query, number))
 
     @router.get("/executions/{execution_id}")
     async def execution(request: Request, execution_id: str) -> Response:
@@ -356,6 +358,18 @@ def _filter(status: str, path: str, since: str, page: int) -> tuple[ExecutionFil
         problem, since_time = str(exc), None
     page = min(max(0, page), MAX_PAGE)
     return ExecutionFilter(status or None, path or None, since_time, PAGE_SIZE, page * PAGE_SIZE), problem
+
+
+def _page_number(value: str) -> tuple[int, str | None]:
+    """The list's page from its address; a page that is not a number shows the first page, saying so
+    (a hand-edited address gets the page with a line, not the API's JSON error)."""
+    text = value.strip()
+    if not text:
+        return 0, None
+    try:
+        return int(text), None
+    except ValueError:
+        return 0, f"page {value!r} is not a number: showing the first page"
 
 
 def _int(value: str, name: str) -> int | None:
