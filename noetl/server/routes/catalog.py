@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from noetl.dsl.parse import LoadedPlaybook, load_playbook_text
 from noetl.errors import InputError, NotFoundError
 from noetl.safeyaml import load_yaml
 from noetl.server.auth import requires
 from noetl.server.schemas import CatalogListRequest, RegisterRequest, ResourceRequest, SeedRegisterRequest
 from noetl.server.state import ServerState, State
+from noetl.server.validating import validate_off_loop
 from noetl.store.base import CatalogEntry
-from noetl.waiting import within
 
 router = APIRouter(tags=["catalog"])
-
-VALIDATE_SECONDS = 10.0  # validation of one playbook; templates are only parsed, never evaluated
-
-
-async def validate_off_loop(text: str) -> LoadedPlaybook:
-    """Validate on a thread, so a huge playbook never stalls the requests the server is serving."""
-    try:
-        return await within(asyncio.to_thread(load_playbook_text, text, "content"), VALIDATE_SECONDS)
-    except TimeoutError:
-        raise InputError(f"content: validating the playbook took longer than {VALIDATE_SECONDS:g} s") from None
-
 
 def decode_content(content: str) -> str:
     """Plain YAML, or YAML sent base64-encoded (what the seeds' clients send)."""
