@@ -13,7 +13,7 @@ from typing import Any
 from noetl.dsl.kinds import EVENT_LOG_STORAGE, LEGACY_TYPE_NAMES, ROUTING_KINDS
 from noetl.dsl.legacy_case import _attach_case_policy, _case_arcs, _is_pipeline_rule, case_sink
 from noetl.dsl.legacy_common import UNSUPPORTED as UNSUPPORTED  # re-exported: parse.py reads it from here
-from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rule
+from noetl.dsl.legacy_common import Note, _strip_braces, _target, retry_rules
 
 # Keys that belong to the step itself; any other key on a step with `type:` is a tool field.
 STEP_KEYS = frozenset(
@@ -467,14 +467,15 @@ def _output_spelling(value: Any) -> Any:
 
 def _attach_retry(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
     retry = step.get("retry")
-    if not isinstance(retry, dict) or not tasks:
+    if not isinstance(retry, dict | list) or not tasks:
         return tasks
     notes.append(((*path, "retry"), "step `retry:`: newer spelling is a retry rule in `tool.spec.policy`"))
-    rule = retry_rule(retry)
     first = dict(tasks[0])
+    # a single unnamed task runs under the step's name: a next call jumps back to it so
+    task = first.get("name") or (step.get("step") if len(tasks) == 1 else "task_0")
     spec = dict(first.get("spec") or {})
     policy = dict(spec.get("policy") or {})
-    policy["rules"] = [rule, *(policy.get("rules") or [])]
+    policy["rules"] = [*retry_rules(retry, str(task)), *(policy.get("rules") or [])]
     spec["policy"] = policy
     first["spec"] = spec
     return [first, *tasks[1:]]

@@ -11,7 +11,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from noetl.dsl.legacy_common import UNSUPPORTED, Note, _strip_braces, _target, retry_rule
+from noetl.dsl.legacy_common import (
+    UNSUPPORTED,
+    Note,
+    _ctx_ref,
+    _target,
+    collect_template,
+    recall_fields,
+    retry_rule,
+)
 
 CASE_EVENTS = ("call.done", "call.error", "loop.done")
 PIPELINE_ACTIONS = frozenset({"collect", "call", "result", "retry", "fail"})
@@ -150,32 +158,23 @@ def _case_action(then: dict[str, Any], task_name: str) -> dict[str, Any]:
     action: dict[str, Any] = {"do": "continue", "set": _case_set(then.get("set"))}
     collect = then.get("collect")
     if isinstance(collect, dict) and collect.get("into"):
-        action["set"][f"ctx.{collect['into']}"] = _collect_template(collect)
+        action["set"][f"ctx.{collect['into']}"] = collect_template(collect)
     if isinstance(then.get("result"), dict) and then["result"].get("from"):
         action["result"] = "{{ " + _ctx_ref(str(then["result"]["from"])) + " }}"
     if isinstance(then.get("call"), dict):
         action.update({"do": "jump", "to": task_name, "call": then["call"], "attempts": CASE_RERUN_LIMIT})
+    elif isinstance(then.get("retry"), dict) and recall_fields(then["retry"]):
+        # `retry: {params: {page: ...}}` on call.done re-runs the call with those request fields
+        # changed, as `call:` does (pagination); `max_attempts` bounds the re-runs
+        retry = then["retry"]
+        action.update({"do": "jump", "to": task_name, "call": recall_fields(retry),
+                       "attempts": int(retry.get("max_attempts", CASE_RERUN_LIMIT))})
     elif isinstance(then.get("retry"), dict):
         rule = retry_rule(then["retry"])
         action.update({k: v for k, v in rule["then"].items() if k != "set"})
     elif "fail" in then and then["fail"] not in (False, None):
         action["do"] = "fail"
     return action
-
-
-def _ctx_ref(name: str) -> str:
-    return name if name.startswith(("ctx.", "vars.")) else f"ctx.{name}"
-
-
-def _collect_template(collect: dict[str, Any]) -> str:
-    source = _strip_braces(collect.get("from", "response"))
-    into = _ctx_ref(str(collect["into"]))
-    mode = collect.get("mode", "extend")
-    if mode == "replace":
-        return "{{ " + source + " }}"
-    current = f"({into} | default([]))"
-    addition = f"({source})" if mode == "extend" else f"[{source}]"
-    return "{{ " + current + " + " + addition + " }}"
 
 
 def _as_list(value: Any) -> list[Any]:

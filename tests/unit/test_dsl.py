@@ -375,3 +375,18 @@ def test_keychain_entries_that_would_fail_the_run_are_validation_errors(change: 
 def test_keychain_kinds_written_as_templates_or_older_names_are_left_to_the_run() -> None:
     assert problems(KEYCHAIN.replace("kind: bearer", "kind: \"{{ workload.kind }}\"")) == []
     assert problems(KEYCHAIN.replace("kind: bearer", "type: secret")) == []
+
+
+def test_a_simple_retry_block_retries_only_when_its_when_holds() -> None:
+    text = """
+apiVersion: noetl.io/v1
+metadata: {name: simple_retry}
+workflow:
+  - step: start
+    type: python
+    code: "raise ValueError('x')"
+    retry: {when: "{{ error.kind == 'rate_limit' }}", max_attempts: 3}
+"""
+    rule = load_playbook_text(text).require().step_map()["start"].tool[0].spec.policy.rules[0]  # type: ignore[union-attr]
+    assert rule.when == "{{ output.status == 'error' and (error.kind == 'rate_limit') }}"
+    assert rule.then.do == "retry" and rule.then.attempts == 3
