@@ -25,7 +25,7 @@ from urllib.parse import quote
 from noetl.dsl.kinds import KEYCHAIN_KINDS
 from noetl.errors import InputError, NotFoundError, ToolError
 from noetl.jsonconv import parse_json_text
-from noetl.settings import sensitive_setting_values
+from noetl.settings import is_own_variable, sensitive_setting_values
 
 REDACTED = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would blank out ordinary words and numbers
@@ -221,10 +221,12 @@ def redact_connection_secrets(text: str) -> str:
 
 
 def env_candidates(name: str) -> list[str]:
-    """Environment variable names tried for a secret, in order."""
+    """Environment variable names tried for a secret, in order; never one of NoETL's own settings
+    (``{{ secret.NOETL_DATABASE_URL }}``, or ``{{ secret.KEY }}`` as NOETL_SECRET_KEY, would hand the
+    database or the credentials' key to anyone who may run a playbook)."""
     sanitized = re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
     candidates = [name, sanitized, f"NOETL_SECRET_{sanitized}"]
-    return list(dict.fromkeys(candidates))
+    return [candidate for candidate in dict.fromkeys(candidates) if not is_own_variable(candidate)]
 
 
 def resolve_env_secret(name: str) -> str | None:

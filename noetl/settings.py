@@ -14,6 +14,7 @@ builds its models), a seventh of the whole run (bench/startup.py).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -167,6 +168,19 @@ def load_settings() -> Settings:
 # NOETL_* whose name says it is one.
 _SECRET_VARIABLES = ("DATABASE_URL", "PGPASSWORD")
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|DATABASE_URL|DSN", re.IGNORECASE)
+
+
+def is_own_variable(name: str) -> bool:
+    """Whether the environment variable ``name`` is NoETL's own: one of its settings (the database
+    URL, the credentials' key, the API tokens, ...) or the database's password. No playbook reads one
+    as a secret (noetl.secrets.env_candidates)."""
+    upper = name.upper()
+    return upper in _SECRET_VARIABLES or upper in _setting_variables()
+
+
+@functools.cache
+def _setting_variables() -> frozenset[str]:
+    return frozenset(variable_name(setting.name) for setting in fields(Settings))
 
 
 def sensitive_setting_values() -> list[str]:

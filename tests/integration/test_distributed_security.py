@@ -209,3 +209,29 @@ workflow:
     strict = cluster.wait(cluster.execute("tests/security/strict_parent", strict=True))
     assert strict["status"] == "failed"
     assert "'not_defined_anywhere' is undefined" in str(strict["error"])
+
+
+SETTINGS_AS_SECRETS = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: settings_as_secrets, path: tests/security/settings_as_secrets_NAME}
+workflow:
+  - step: start
+    tool:
+      kind: shell
+      command: 'printf %s "$X" > OUT'
+      env: {X: "{{ secret.NAME }}"}
+"""
+
+
+@pytest.mark.parametrize("name", ["NOETL_DATABASE_URL", "KEY", "key", "NOETL_SECRET_KEY"])
+def test_a_playbook_cannot_read_noetl_s_own_settings_as_secrets(plain_cluster: Cluster, name: str,
+                                                                 tmp_path: Path) -> None:
+    """`{{ secret.NAME }}` reads the environment (NAME, then NOETL_SECRET_NAME): it gave anyone who
+    may run a playbook the worker's database URL and, as secret.KEY, the key of every credential."""
+    cluster, out = plain_cluster, tmp_path / "out"
+    cluster.register(SETTINGS_AS_SECRETS.replace("NAME", name).replace("OUT", str(out)))
+    doc = cluster.wait(cluster.execute(f"tests/security/settings_as_secrets_{name}"))
+    assert doc["status"] == "failed", out.read_text() if out.exists() else doc
+    assert f"secret {name!r} not found" in str(doc["error"])
+    assert not out.exists()

@@ -58,6 +58,28 @@ def test_env_provider_tries_name_then_upper_then_noetl_secret_prefix(monkeypatch
     assert {"exact-1111", "upper-2222", "prefixed-3333"} <= recorded
 
 
+def test_env_provider_never_reads_noetl_s_own_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`{{ secret.KEY }}` read NOETL_SECRET_KEY (the credentials' key), `{{ secret.NOETL_DATABASE_URL }}`
+    the runtime's database: what a playbook's author must never get."""
+    monkeypatch.setenv("NOETL_SECRET_KEY", "the-credential-key")
+    monkeypatch.setenv("NOETL_DATABASE_URL", "postgresql://noetl:db-pass@db/noetl")
+    monkeypatch.setenv("PGPASSWORD", "db-pass")
+    monkeypatch.setenv("NOETL_SECRET_EXPORT_TOKEN", "given-to-playbooks")
+
+    async def refused(name: str) -> str:
+        resolver = SecretResolver()
+        with pytest.raises(NotFoundError) as caught:
+            await resolver.resolve("env", name)
+        with pytest.raises(NotFoundError):
+            await resolver.lookup(name)
+        return str(caught.value)
+
+    for name in ("KEY", "key", "NOETL_SECRET_KEY", "NOETL_DATABASE_URL", "noetl_database_url", "PGPASSWORD"):
+        message = run_async(lambda name=name: refused(name))  # type: ignore[misc]
+        assert "the-credential-key" not in message and "db-pass" not in message
+    assert run_async(lambda: SecretResolver().lookup("export_token")) == "given-to-playbooks"
+
+
 def test_missing_env_secret_names_what_was_tried() -> None:
     async def main() -> None:
         await SecretResolver().resolve("env", "nowhere_to_be_found")
