@@ -406,7 +406,7 @@ class SecretResolver:
 # --------------------------------------------------------------------------------------------
 
 
-def _keychain_entries(entries: Any) -> list[dict[str, Any]]:
+def keychain_entries(entries: Any) -> list[dict[str, Any]]:
     """Accept a list of ``{name, kind, ...}`` or a mapping ``{name: {kind, ...}}``."""
     if not entries:
         return []
@@ -436,7 +436,7 @@ async def resolve_keychain(
     recorded in ``resolver`` so it is redacted from then on.
     """
     resolved: dict[str, dict[str, Any]] = {}
-    for entry in _keychain_entries(entries):
+    for entry in keychain_entries(entries):
         name = entry.get("name")
         if not name:
             raise InputError("every keychain entry needs a `name`")
@@ -472,8 +472,11 @@ async def _resolve_keychain_entry(
         resolver.record(fields)
         return fields
     if kind in ("secret_manager", "secret"):
-        secret_name = entry.get("secret_name") or entry.get("secret") or entry.get("path") or entry.get("ref")
         provider = str(entry.get("provider") or "env")
+        if isinstance(entry.get("map"), Mapping):  # {field: secret name or path}, one secret each
+            return {str(field): await resolver.resolve(provider, str(path), field=None, options=entry)
+                    for field, path in entry["map"].items()}
+        secret_name = entry.get("secret_name") or entry.get("secret") or entry.get("path") or entry.get("ref")
         value = await resolver.resolve(
             provider, str(secret_name or ""), field=entry.get("field"), options=entry
         )
@@ -509,13 +512,17 @@ async def _oauth2_client_credentials(
     if _credential_name(entry):
         settings.update(await _credential_fields(entry, resolver, services))
     settings.update({k: v for k, v in entry.items() if v is not None})
-    token_url = settings.get("token_url") or settings.get("token_uri")
-    client_id = settings.get("client_id")
-    client_secret = settings.get("client_secret")
+    # NoETL's own spelling: the token request as written (endpoint, method, headers, data form)
+    written = dict(settings["data"]) if isinstance(settings.get("data"), Mapping) else {}
+    token_url = settings.get("token_url") or settings.get("token_uri") or settings.get("endpoint") or settings.get("url")
+    client_id = settings.get("client_id") or written.get("client_id")
+    client_secret = settings.get("client_secret") or written.get("client_secret")
     if not (token_url and client_id and client_secret):
-        raise InputError("an oauth2 entry needs `token_url`, `client_id` and `client_secret`")
+        raise InputError("an oauth2 entry needs `token_url` (or `endpoint`), `client_id` and `client_secret` "
+                         "(beside them or in `data`)")
     resolver.record(client_secret)
     form: dict[str, str] = {"grant_type": "client_credentials"}
+    form.update({str(k): str(v) for k, v in written.items() if v is not None})
     for key in ("scope", "audience", "resource"):
         if settings.get(key):
             value = settings[key]
@@ -527,7 +534,10 @@ async def _oauth2_client_credentials(
         form.update({"client_id": str(client_id), "client_secret": str(client_secret)})
     try:
         async with httpx.AsyncClient(timeout=float(settings.get("timeout") or 30)) as client:
-            response = await client.post(str(token_url), data=form, auth=auth or httpx.USE_CLIENT_DEFAULT)
+            headers = {str(k): str(v) for k, v in (settings.get("headers") or {}).items()} \
+                if isinstance(settings.get("headers"), Mapping) else None
+            response = await client.request(str(settings.get("method") or "POST").upper(), str(token_url),
+                                            data=form, headers=headers, auth=auth or httpx.USE_CLIENT_DEFAULT)
     except httpx.HTTPError as exc:
         raise ToolError(
             f"oauth2 token request to {token_url} failed: {exc}", kind="http_connect", retryable=True

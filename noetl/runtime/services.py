@@ -68,12 +68,15 @@ class ExecutionServices:
             except NotFoundError as exc:
                 self.secret.missing[name] = str(exc)  # an error only if a template really uses it
         if playbook.keychain:
-            from noetl.secrets import resolve_keychain
+            from noetl.secrets import keychain_entries, resolve_keychain
 
-            context = RenderContext({"workload": {**playbook.workload, **self.request.payload}, "secret": self.secret},
-                                    {**playbook.workload, **self.request.payload})
-            entries = render_data(playbook.keychain, context, where="keychain")
-            self.keychain.update(await resolve_keychain(entries, self.resolver, self))
+            workload = {**playbook.workload, **self.request.payload}
+            context = RenderContext({"workload": workload, "secret": self.secret, "keychain": self.keychain}, workload)
+            # One entry at a time, in order: an entry's fields may read the entries before it
+            # (an oauth2 entry's client_id: "{{ keychain.api_credentials.client_id }}").
+            for index, entry in enumerate(keychain_entries(playbook.keychain)):
+                rendered = render_data(entry, context, where=f"keychain[{index}]")
+                self.keychain.update(await resolve_keychain([rendered], self.resolver, self))
 
     async def get_credential(self, name: str) -> dict[str, Any]:
         from noetl.credentials import get_credential

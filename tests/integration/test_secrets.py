@@ -263,3 +263,18 @@ def test_secrets_step_takes_the_secret_from_name_as_documented(monkeypatch: pyte
     )
     assert doc["status"] == "completed", doc["error"]
     assert doc["result"] == len("s3cr3t-value")
+
+
+def test_a_secret_manager_entry_with_a_map_resolves_one_secret_per_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMADEUS_KEY", "key-4242")
+    monkeypatch.setenv("AMADEUS_SECRET", "secret-9191")
+    entries = [{"name": "amadeus", "kind": "secret_manager", "provider": "env", "scope": "catalog",
+                "map": {"client_id": "AMADEUS_KEY", "client_secret": "AMADEUS_SECRET"}}]
+
+    async def main() -> Any:
+        resolver = SecretResolver()
+        return await resolve_keychain(entries, resolver), resolver
+
+    keychain, resolver = run_async(main)
+    assert keychain == {"amadeus": {"client_id": "key-4242", "client_secret": "secret-9191"}}
+    assert resolver.redactor.redact("key-4242 secret-9191") == "*** ***"
