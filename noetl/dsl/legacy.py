@@ -130,6 +130,12 @@ def _normalize_workbook_entry(entry: dict[str, Any], path: tuple[Any, ...], note
     body = {k: v for k, v in entry.items() if k not in ("name", "assert", "desc", "description", "save", "sink")}
     tool = body.pop("tool", None)
     kind = body.pop("type", None)
+    if isinstance(tool, dict) and isinstance(tool.get("assert"), dict) and "assert" not in entry:
+        # `assert: {expects, returns}` inside the entry's tool (NoETL's own composition fixtures)
+        # is the entry's contract
+        out["assert"], tool = tool["assert"], {k: v for k, v in tool.items() if k != "assert"}
+        notes.append(((*path, "tool", "assert"), "`assert:` inside a workbook entry's tool: newer spelling is "
+                      "`assert:` beside the entry's `tool`"))
     if isinstance(tool, dict | list):
         tasks, _ = _as_task_list(tool, path, notes)
         if entry_input := _step_input(entry, path, notes):
