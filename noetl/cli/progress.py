@@ -29,8 +29,10 @@ class PlaybookSource:
     text: str
 
 
-@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # state that changes as it runs: compared and shown by identity
 class LoopCount:
+    """A loop step's iterations as the progress lines count them."""
+
     total: int
     started: float | None
     done: int = 0

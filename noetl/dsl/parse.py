@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)
 class LoadedPlaybook:
+    """A playbook's text with what parsing and checking made of it: the model, or the problems found."""
+
     playbook: Playbook | None
     source: Source
     canonical: dict[str, Any] = field(default_factory=dict)

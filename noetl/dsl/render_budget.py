@@ -28,7 +28,7 @@ class RenderTimeout(RenderLimitError):
     """A render went past the deadline its caller gave it (:func:`time_limit`)."""
 
 
-@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # state that changes as it runs: compared and shown by identity
 class RenderRun:
     """The bookkeeping of one render: operations left, the deadline, the undefined names it used."""
 

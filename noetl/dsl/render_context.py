@@ -60,7 +60,7 @@ class RenderContext(Mapping[str, Any]):
 
 
 # Warnings and strict mode ----------------------------------------------------------------------
-@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # state that changes as it runs: compared and shown by identity
 class RenderTrace:
     """What the renders of one unit of work (a step's input, a command, a step's routing) noticed.
 

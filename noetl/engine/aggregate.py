@@ -50,7 +50,7 @@ def looks_like_error(value: Any) -> bool:
     return isinstance(value, dict) and "message" in value and "kind" in value
 
 
-@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # state that changes as it runs: compared and shown by identity
 class AggregateByRef:
     """What the fold keeps of a loop whose results are read back by reference."""
 

@@ -21,7 +21,7 @@ from noetl.engine.aggregate import AggregateByRef, looks_like_error
 from noetl.engine.events import Event
 
 
-@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # state that changes as it runs: compared and shown by identity
 class CursorRun:
     """The state of one entry of a cursor loop step."""
 

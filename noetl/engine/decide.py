@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from noetl.dsl.model import Arc, Playbook, Step
 
 
-@dataclass(slots=True, eq=False)  # filled in as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # filled in as it runs: compared and shown by identity
 class Decision:
+    """What the engine decided on one event: the events to record and the commands to run."""
+
     events: list[Event] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
 

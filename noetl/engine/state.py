@@ -18,7 +18,7 @@ from noetl.engine.cursor import CursorRun, fold_frame_report
 from noetl.engine.events import Event
 
 
-@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # state that changes as it runs: compared and shown by identity
 class LoopRun:
     """One entry of a loop step: its items and what its iterations reported (facts only: which
     iterations are out at a time is the decider's window, see ``noetl.engine.decide.issued_count``)."""
@@ -86,8 +86,10 @@ class LoopRun:
         return next((r for r in self.results if looks_like_error(r)), None)
 
 
-@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # state that changes as it runs: compared and shown by identity
 class StepRun:
+    """One entered step of an execution: its input, its loop or cursor, and what it reported."""
+
     name: str
     entry: int
     input: dict[str, Any]
@@ -102,8 +104,10 @@ class StepRun:
     scheduled_by: str | None = None  # the step whose arc scheduled this one: `result` in its input
 
 
-@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # state that changes as it runs: compared and shown by identity
 class ExecutionState:
+    """What the engine knows of one execution, folded from its events (``noetl.engine.state.fold``)."""
+
     execution_id: str = ""
     path: str = ""
     parent_execution_id: str | None = None

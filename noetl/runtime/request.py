@@ -17,6 +17,8 @@ MAX_CHILD_DEPTH = 16
 
 @dataclass(slots=True)
 class RunRequest:
+    """What to run and how: the playbook, its payload, and where the execution stands among its parents."""
+
     playbook: Playbook
     playbook_text: str = ""
     playbook_dir: Path | None = None

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 MAX_PIPELINE_HOPS = 10_000  # jumps + retries inside one command, a guard against endless loops
 
 
-@dataclass(slots=True, eq=False)  # filled in as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # filled in as it runs: compared and shown by identity
 class Outcome:
+    """What one command's run produced: the step's result or error, its logs and context changes."""
+
     ok: bool
     result: Any = None
     error: dict[str, Any] | None = None
@@ -55,8 +57,10 @@ _NO_RESULT = object()
 _NO_ENVELOPE: dict[str, Any] = {}  # read by no one: the task has no `set` and no policy (``spec``)
 
 
-@dataclass(slots=True, eq=False)  # state that changes as it runs: compared by identity
+@dataclass(slots=True, eq=False, repr=False)  # state that changes as it runs: compared and shown by identity
 class _Pipeline:
+    """The tasks of one command as they run one after another: their results so far and what they set."""
+
     command: Command
     iter_vars: dict[str, Any]
     results: dict[str, Any] = field(default_factory=dict)

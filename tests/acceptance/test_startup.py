@@ -87,7 +87,8 @@ def test_a_second_run_of_a_changed_playbook_sees_the_change(tmp_path: Path) -> N
     assert broken.code == 2 and "nowhere" in broken.stderr
 
 
-HEAVY = ("fastapi", "uvicorn", "psycopg", "httpx", "duckdb", "yaml", "jinja2", "importlib.metadata", "_ssl")
+HEAVY = ("fastapi", "uvicorn", "psycopg", "httpx", "duckdb", "yaml", "jinja2", "importlib.metadata", "ssl", "_ssl",
+         "pydantic", "noetl.dsl.model", "croniter", "noetl.server")
 
 
 def test_running_a_python_and_noop_playbook_imports_no_heavy_module(tmp_path: Path) -> None:
