@@ -70,6 +70,18 @@ class ConnectionRefused(StoreError):
     (a wrong password, no such role or database, no pg_hba.conf entry)."""
 
 
+class ExecutionEnded(NoetlError):
+    """Events for an execution that has already ended (completed, failed or cancelled, perhaps by
+    another process): the store records nothing after an execution's end (``status`` is the end)."""
+
+    http_status = 409
+
+    def __init__(self, execution_id: str, status: str) -> None:
+        super().__init__(f"execution {execution_id} has ended ({status}): nothing is recorded after its end",
+                         execution_id=execution_id, status=status)
+        self.execution_id, self.status = execution_id, status
+
+
 class WorkerError(NoetlError):
     """A worker stopped because one of its own side tasks (heartbeat, listener, reaper) died."""
 

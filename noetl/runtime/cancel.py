@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from noetl.clock import iso, utc_now
-from noetl.errors import NotFoundError
+from noetl.errors import ExecutionEnded, NotFoundError
 from noetl.runtime.execution import cancel_event
 from noetl.store.base import Store
 
@@ -22,7 +22,11 @@ async def cancel_local(store: Store, execution_id: str, reason: str = "cancelled
         return {"execution_id": execution_id, "status": record.status, "cancelled": False}
     now = iso(utc_now())
     event = cancel_event(execution_id, reason, created_at=now)
-    await store.append_events(execution_id, [event], update={"status": "cancelled", "error": reason, "ended_at": now})
+    try:
+        await store.append_events(execution_id, [event],
+                                  update={"status": "cancelled", "error": reason, "ended_at": now})
+    except ExecutionEnded as ended:  # it ended since it was read: the cancel came too late
+        return {"execution_id": execution_id, "status": ended.status, "cancelled": False}
     children = await store.list_executions(parent_execution_id=execution_id, status="running")
     for child in children:
         await cancel_local(store, child.execution_id, f"parent {execution_id} cancelled")

@@ -21,6 +21,7 @@ from noetl.engine.decide import Decision, Engine
 from noetl.engine.events import Event
 from noetl.engine.state import ExecutionState, apply
 from noetl.engine.status import StatusFolder
+from noetl.errors import ExecutionEnded
 from noetl.ids import new_execution_id
 from noetl.results.refs import forget_reports, note_report, use_loader
 from noetl.runtime.effect_free import effect_free
@@ -102,6 +103,7 @@ class _Execution:
         self._direct: asyncio.Task[Any] | None = None
         self._interrupted = False
         self._direct_cancelled = False  # the watcher cancelled that await (and only it may take that back)
+        self._ended_elsewhere = False  # the store refused a decision: the execution had ended (a cancel)
         self._yielded_at = 0.0
         self._held: list[Event] = []  # stamped events of decisions not stored yet (HOLD_DECISIONS)
         self._held_decisions = 0
@@ -145,7 +147,8 @@ class _Execution:
                 finally:
                     forget_reports(self.execution_id)
                 await self._record(decision, hold=self._may_hold(batch, decision))
-                lone = self._dispatch(decision.commands)
+                # Refused by the store: the execution ended elsewhere (a cancel); start nothing more.
+                lone = None if self._ended_elsewhere else self._dispatch(decision.commands)
         except asyncio.CancelledError:
             await asyncio.shield(self._cancel("cancelled"))
             raise
@@ -308,8 +311,7 @@ class _Execution:
         if self._held:
             events = [*self._held, *events]
             self._held, self._held_decisions = [], 0
-        stored = await self.runtime.store.append_events(self.execution_id, events, update=update)
-        self._publish(stored)
+        self._publish(await self._append(events, update))
 
     def _hold(self, events: list[Event]) -> bool:
         now = time.monotonic()
@@ -324,7 +326,19 @@ class _Execution:
     async def _store_held(self) -> None:
         if self._held:
             events, self._held, self._held_decisions = self._held, [], 0
-            self._publish(await self.runtime.store.append_events(self.execution_id, events))
+            self._publish(await self._append(events))
+
+    async def _append(self, events: list[Event], update: dict[str, Any] | None = None) -> list[Event]:
+        """Store ``events``; none when the execution ended elsewhere (another process cancelled it
+        since this one last looked): the store refuses them, and the execution then takes that
+        end as its own, so that what it reports is what a replay of the log gives."""
+        try:
+            return await self.runtime.store.append_events(self.execution_id, events, update=update)
+        except ExecutionEnded:
+            self._ended_elsewhere = True
+            if not self._interrupted:
+                self._interrupt()
+            return []
 
     def status_result(self) -> Any:
         return execution_result(self.state)

@@ -111,7 +111,11 @@ class Store(Protocol):
         """Append events in one transaction, assigning ``event_id`` (monotonic per execution).
 
         ``update`` optionally changes execution-row fields (status, result, error, ended_at) in the
-        same transaction. Events must already carry ``created_at``.
+        same transaction. Events must already carry ``created_at``. Events for an execution that has
+        ended (completed, failed, cancelled) are refused with ``ExecutionEnded``, checked in the same
+        transaction: nothing is recorded after ``execution.cancelled`` (another process's cancel), so
+        a replay of the log ends where the execution did. ``transition_execution`` (resume) is the
+        one way to record more.
         """
         ...
 

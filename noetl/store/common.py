@@ -205,6 +205,8 @@ def trigger_from_row(row: Sequence[Any]) -> TriggerRecord:
 
 # A loop's results by reference (noetl.results.storage reads them through the stores) -----------------
 LoopReport = tuple[int, str, Any, Any]  # (loop_index, event_type, result, error)
+# An execution in one of these has ended: the local stores record no event for it after that.
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 NO_BOUND = 2**62  # an entry whose loop.done is being decided: every report recorded so far counts
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from noetl.engine.events import Event
-from noetl.errors import NotFoundError, StoreError
+from noetl.errors import ExecutionEnded, NotFoundError, StoreError
 from noetl.store.base import (
     CatalogEntry,
     CredentialRecord,
@@ -30,7 +30,7 @@ from noetl.store.base import (
     ScheduleRecord,
     TriggerRecord,
 )
-from noetl.store.common import NO_BOUND, LoopReport, event_head, latest_reports
+from noetl.store.common import NO_BOUND, TERMINAL_STATUSES, LoopReport, event_head, latest_reports
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -129,6 +129,13 @@ class MemoryStore:
     ) -> list[Event]:
         self._check_open()
         execution = self._executions.get(execution_id)
+        if execution is not None and execution.record.status in TERMINAL_STATUSES:
+            status = execution.record.status
+            raise ExecutionEnded(execution_id, status)
+        return self._append(execution_id, events, update)
+
+    def _append(self, execution_id: str, events: list[Event], update: dict[str, Any] | None) -> list[Event]:
+        execution = self._executions.get(execution_id)
         if execution is None:
             raise NotFoundError(f"unknown execution {execution_id}", execution_id=execution_id)
         last_id = execution.events[-1].event_id if execution.events else 0
@@ -157,7 +164,7 @@ class MemoryStore:
         record = execution.record
         if record.status not in from_statuses or (expect_owner is not None and record.owner != expect_owner):
             return None
-        stamped = await self.append_events(execution_id, events, update=update)
+        stamped = self._append(execution_id, events, update)
         if owner is not None:
             record.owner = owner
         return stamped

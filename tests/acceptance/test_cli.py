@@ -168,6 +168,45 @@ def test_cancel_a_running_execution(noetl_home: Path, tmp_path: Path) -> None:
     assert len(done) < 50
 
 
+def _chain_playbook(steps: int, pause: float) -> str:
+    lines = ["apiVersion: noetl.io/v2", "kind: Playbook", "metadata: {name: chain}", "workflow:"]
+    for n in range(steps):
+        lines.append(f"  - step: s{n}")
+        lines.append(f'    tool: {{kind: python, code: "import time; time.sleep({pause}); result = {n}"}}')
+        if n + 1 < steps:
+            lines.append(f"    next: {{arcs: [{{step: s{n + 1}}}]}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_nothing_is_recorded_after_a_cancel_from_another_process(noetl_home: Path, tmp_path: Path) -> None:
+    """SPEC section 10: replaying the log gives the live document. The run stores a decision every
+    few milliseconds and looks for a cancel only every quarter second, so decisions come after the
+    other process's `execution.cancelled`; the store refuses them, and the run ends as cancelled
+    with exactly the steps its log shows."""
+    import os
+
+    chain = tmp_path / "chain.yaml"
+    chain.write_text(_chain_playbook(1000, 0.01))  # 10 s of steps: the cancel comes long before the end
+    proc = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "run", str(chain), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NOETL_HOME": str(noetl_home)})
+    try:
+        execution_id = until("the execution to start", lambda: _running_execution(noetl_home))
+        cancelled = run_noetl("cancel", execution_id, home=noetl_home)
+    finally:
+        out, err = proc.communicate(timeout=60)
+    assert cancelled.code == 0, cancelled.stderr
+    assert proc.returncode == 1, err
+    live = json.loads(out)
+    assert live["status"] == "cancelled"
+    events = run_noetl("events", execution_id, "--json", home=noetl_home).json()
+    types = [e["event_type"] for e in events]
+    assert types.count("execution.cancelled") == 1 and types[-1] == "execution.cancelled", types[-6:]
+    replayed = run_noetl("status", execution_id, "--json", home=noetl_home).json()
+    assert replayed == live
+    assert len(live["completed_steps"]) < 1000
+
+
 def _running_execution(home: Path) -> str | None:
     import sqlite3
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from noetl.engine.events import CALL_DONE, PLAYBOOK_INITIALIZED, STEP_ENTER, STEP_EXIT, Event
-from noetl.errors import NotFoundError, StoreError
+from noetl.errors import ExecutionEnded, NotFoundError, StoreError
 from noetl.store.base import (
     CredentialRecord,
     ExecutionRecord,
@@ -674,8 +674,35 @@ class StoreConformance:
         assert await reopened.get_catalog("examples/hello") == entry
         credential = await reopened.get_credential("pg")
         assert credential is not None and credential.data == b"\x01\x02"
-        appended = await reopened.append_events("exec-1", [event(STEP_ENTER, "b")])
+        with pytest.raises(ExecutionEnded):  # completed: nothing more is recorded (SPEC section 10)
+            await reopened.append_events("exec-1", [event(STEP_ENTER, "b")])
+        await started(reopened, "exec-2")
+        await reopened.append_events("exec-2", step_events("a"))
+        await reopened.close()
+        again = await self.open_store()
+        appended = await again.append_events("exec-2", [event(STEP_ENTER, "b")])
         assert appended[0].event_id == 5
+
+    @store_test
+    async def test_nothing_is_recorded_after_an_execution_ended(self, store: Store) -> None:
+        """Another process's cancel ends the execution: the events its own process decides after
+        that are refused in their transaction, so the log ends with the cancel, as it ended."""
+        await started(store)
+        await store.append_events("exec-1", [event("execution.cancelled", status="cancelled")],
+                                  update={"status": "cancelled", "error": "cancelled by request"})
+        with pytest.raises(ExecutionEnded) as refused:
+            await store.append_events("exec-1", step_events("late"), update={"status": "completed"})
+        assert (refused.value.execution_id, refused.value.status, refused.value.http_status) == (
+            "exec-1", "cancelled", 409)
+        assert summary(await store.list_events("exec-1"))[-1] == (2, "execution.cancelled", None)
+        record = await store.get_execution("exec-1")
+        assert record is not None and (record.status, record.error) == ("cancelled", "cancelled by request")
+        resumed = await store.transition_execution("exec-1", [event("execution.resumed")],
+                                                   from_statuses=("cancelled",), update={"status": "running"})
+        assert resumed is not None and resumed[0].event_id == 3  # a resume is the one way on
+        assert (await store.append_events("exec-1", step_events("b")))[0].event_id == 4
+        with pytest.raises(NotFoundError):
+            await store.append_events("nope", step_events("a"))
 
     @store_test
     async def test_two_stores_on_one_database_see_each_others_writes(self, store: Store) -> None:

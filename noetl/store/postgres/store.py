@@ -23,7 +23,7 @@ from psycopg import sql as pg_sql
 from psycopg_pool import AsyncConnectionPool
 
 from noetl.engine.events import Event
-from noetl.errors import ConnectionRefused, NoetlError, NotFoundError, StoreError
+from noetl.errors import ConnectionRefused, ExecutionEnded, NoetlError, NotFoundError, StoreError
 from noetl.store.base import (
     CatalogEntry,
     CredentialRecord,
@@ -38,6 +38,7 @@ from noetl.store.base import (
 )
 from noetl.store.common import (
     NO_BOUND,
+    TERMINAL_STATUSES,
     LoopReport,
     catalog_id_for,
     fire_params,
@@ -278,6 +279,12 @@ class PostgresStore:
         params = bump_params(execution_id, len(rows), update)
 
         async def work(conn: Connection) -> int:
+            cursor = await conn.execute(self.q["lock_execution_state"], {"execution_id": db_id(execution_id)})
+            found = await cursor.fetchone()
+            if found is None:
+                raise NotFoundError(f"unknown execution {execution_id}", execution_id=execution_id)
+            if found[0] in TERMINAL_STATUSES:  # ended (cancelled by another process): record nothing after
+                raise ExecutionEnded(execution_id, str(found[0]))
             return await self.append_in_transaction(conn, execution_id, rows, params)
 
         last_id = await self.write(f"appending events to execution {execution_id}", work)

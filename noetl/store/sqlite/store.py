@@ -33,11 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from noetl.engine.events import Event
-from noetl.errors import NotFoundError, StoreError
+from noetl.errors import ExecutionEnded, NotFoundError, StoreError
 from noetl.fileperms import private_directory, private_file
 from noetl.store.base import ExecutionRecord, ExecutionState, LogRecord, ResultRecord
 from noetl.store.common import (
     NO_BOUND,
+    TERMINAL_STATUSES,
     LoopReport,
     catalog_id_for,
     decode_optional,
@@ -81,7 +82,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 MEMORY = ":memory:"
 
 
@@ -272,7 +272,8 @@ class SqliteStore:
             conn.executemany(self._q["insert_event"], rows)
 
         def committed(_: None) -> None:
-            self._last_event_id[record.execution_id] = len(rows)
+            if record.status not in TERMINAL_STATUSES:
+                self._last_event_id[record.execution_id] = len(rows)
 
         self._write(f"creating execution {record.execution_id}", work, committed)
         return stamp(events, record.execution_id, 0)
@@ -284,17 +285,11 @@ class SqliteStore:
         update_row = update_params(execution_id, update) if update else None
 
         def work(conn: sqlite3.Connection) -> int:
-            last_id = self._last_id_in_transaction(conn, execution_id)
+            last_id = self._last_id_while_running(conn, execution_id)
             number_rows(rows, last_id)
-            try:
-                conn.executemany(self._q["insert_event"], rows)
-            except sqlite3.IntegrityError:
-                self._raise_if_unknown_execution(conn, execution_id)
-                raise
+            conn.executemany(self._q["insert_event"], rows)
             if update_row is not None:
-                updated = conn.execute(self._q["update_execution"], update_row).rowcount
-                if updated == 0:
-                    self._raise_if_unknown_execution(conn, execution_id)
+                conn.execute(self._q["update_execution"], update_row)
             return last_id
 
         def committed(last_id: int) -> None:
@@ -306,21 +301,26 @@ class SqliteStore:
         last_id = self._write(f"appending events to execution {execution_id}", work, committed)
         return stamp(events, execution_id, last_id)
 
-    def _last_id_in_transaction(self, conn: sqlite3.Connection, execution_id: str) -> int:
+    def _last_id_while_running(self, conn: sqlite3.Connection, execution_id: str) -> int:
+        """The execution's last event_id, read in the append's own transaction; ExecutionEnded if
+        it has ended (another process may have cancelled it): nothing is recorded after the end,
+        so a replay of the log ends where the execution did (SPEC section 10)."""
         data_version = conn.execute("PRAGMA data_version").fetchone()[0]
         if data_version != self._seen_data_version:
-            # Another connection committed since we last looked: our counters may be behind.
+            # Another connection committed since we last looked: our counters, and the knowledge
+            # that their executions are still running, may be behind.
             self._last_event_id.clear()
             self._seen_data_version = data_version
-        last_id = self._last_event_id.get(execution_id)
-        if last_id is None:
-            last_id = conn.execute(self._q["max_event_id"], (execution_id,)).fetchone()[0]
-        return int(last_id)
-
-    def _raise_if_unknown_execution(self, conn: sqlite3.Connection, execution_id: str) -> None:
-        found = conn.execute(self._q["get_execution"], {"execution_id": execution_id}).fetchone()
+        last_id = self._last_event_id.get(execution_id)  # only running executions have a counter
+        if last_id is not None:
+            return last_id
+        found = conn.execute(self._q["get_execution_state"], {"execution_id": execution_id}).fetchone()
         if found is None:
             raise NotFoundError(f"unknown execution {execution_id}", execution_id=execution_id)
+        status, last_id = str(found[0]), int(found[1])
+        if status in TERMINAL_STATUSES:
+            raise ExecutionEnded(execution_id, status)
+        return last_id
 
     async def list_events(
         self, execution_id: str, *, after_id: int = 0, limit: int | None = None
