@@ -27,9 +27,16 @@ PREVIEW_ITEMS = 3  # the first iterations the reference's preview shows
 AGGREGATE_MAX_BYTES = 16 * 1024 * 1024
 
 
+# One encoder for every size: json.dumps with options builds a new one per call, which cost more than
+# encoding a loop iteration's usual result (measured once per iteration, in every folding process).
+_SIZE_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def json_size(value: Any) -> int:
     """Bytes of ``value`` as compact JSON (what an inline aggregate would add to its events)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8"))
+    if value is None:
+        return 4  # null: most loop iterations' result
+    return len(_SIZE_ENCODER.encode(value).encode("utf-8"))
 
 
 def aggregate_max_bytes(output: Any) -> int | None:
