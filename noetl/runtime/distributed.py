@@ -181,9 +181,16 @@ class Affinity(Protocol):
 
 @dataclass(slots=True)
 class Claim:
-    """The commands a decision transaction inserted leased to the deciding worker."""
+    """The commands a decision transaction inserts leased to the deciding worker: the first ``count``
+    of ``write``'s new commands. Their lease payloads are built (an encode and decode of each row) only
+    once the transaction committed, by :meth:`leased`: not while the execution's row lock is held,
+    which bounds how fast the decisions of one execution (a loop's reports) follow one another."""
 
-    leased: list[LeasedCommand] = field(default_factory=list)
+    count: int = 0
+    write: DecisionWrite | None = None
+
+    def leased(self, owner: str) -> list[LeasedCommand]:
+        return leased_to(self.write, owner) if self.count and self.write is not None else []
 
 
 class UnstorableReport(StoreError):
@@ -466,8 +473,8 @@ class DecisionCore:
 
     def _group_failed(self, group: list[GroupMember], exc: BaseException) -> None:
         for member in group:
-            if member.claim.leased and self.affinity is not None:
-                self.affinity.unreserve(len(member.claim.leased))
+            if member.claim.count and self.affinity is not None:
+                self.affinity.unreserve(member.claim.count)
             member.cached.broken = True
             self._forget(member.cached.execution_id)
             if isinstance(exc, UnstorableReport):
@@ -479,8 +486,8 @@ class DecisionCore:
             exc.report.outcome = exc  # only its reporter fails; the others are decided again
 
     def _group_member_done(self, member: GroupMember, outcomes: list[bool]) -> None:
-        if member.claim.leased and self.affinity is not None:
-            self.affinity.start_leased(member.claim.leased)
+        if member.claim.count and self.affinity is not None:
+            self.affinity.start_leased(member.claim.leased(self.affinity.name))
         for report, outcome in zip(member.batch, outcomes, strict=True):
             report.outcome = outcome
             if outcome and report.leased is not None:
@@ -595,15 +602,15 @@ class DecisionCore:
         """Reserve the deciding worker's free slots for the first new commands (they are inserted
         leased to it), or none once the execution finished."""
         assert self.affinity is not None
-        if claim.leased:  # a previous try of this transaction reserved slots: start afresh
-            self.affinity.unreserve(len(claim.leased))
-            claim.leased = []
+        if claim.count:  # a previous try of this transaction reserved slots: start afresh
+            self.affinity.unreserve(claim.count)
+            claim.count, claim.write = 0, None
         wanted = len(write.commands) if not cached.state.finished else 0
         count = self.affinity.reserve(wanted) if wanted else 0
         if count:
             write.leases = NewCommandLeases(count=count, owner=self.affinity.name,
                                             seconds=float(self.affinity.lease_seconds()))
-            claim.leased = leased_to(write, self.affinity.name)
+            claim.count, claim.write = count, write
 
     def _stamp(self, cached: CachedExecution, events: list[Event]) -> list[Event]:
         return stamp(events, self.clock(), cached.services.redactor)
