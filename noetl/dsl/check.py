@@ -39,7 +39,7 @@ def _model_keys(model: type[BaseModel], *older_spellings: str) -> frozenset[str]
 NEXT_KEYS = _model_keys(Next)
 NEXT_SPEC_KEYS = _model_keys(NextSpec)
 ARC_KEYS = _model_keys(Arc, "args", "with", "data", "desc", "description")
-LOOP_KEYS = _model_keys(Loop, "mode", "collection", "element", "concurrency", "max_in_flight")
+LOOP_KEYS = _model_keys(Loop, "mode", "collection", "element", "concurrency", "max_in_flight", "pagination")
 LOOP_SPEC_KEYS = _model_keys(LoopSpec, "concurrency")
 WORKBOOK_ENTRY_KEYS = {"name", "tool", "assert", "desc", "description", "input", "with", "data", "args", "save",
                        "sink"}

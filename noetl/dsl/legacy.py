@@ -240,6 +240,9 @@ def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     out["input"] = _step_input(step, path, notes)
     tool = _step_tool(step, path, notes)
     loop = step.get("loop")
+    if isinstance(loop, dict) and isinstance(loop.get("pagination"), dict):
+        step = _pagination_as_retry(step, loop, path, notes)
+        loop = {k: v for k, v in loop.items() if k != "pagination"} or None
     sink_holder, sink_path = step, path
     if isinstance(tool, dict) and tool.get("kind") == "iterator":
         loop, tool = _iterator_to_loop(tool, path, notes)
@@ -257,6 +260,25 @@ def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     out["set"] = _step_set(step, path, notes)
     out["next"] = _normalize_next(step, path, notes)
     return out
+
+
+def _pagination_as_retry(step: dict[str, Any], loop: dict[str, Any], path: tuple[Any, ...],
+                         notes: list[Note]) -> dict[str, Any]:
+    """`loop: {pagination: {continue_while, next_page, merge_strategy, merge_path, max_iterations,
+    retry}}` (an older spelling of the retry-era pagination): the same as `retry:` with an error
+    rule and a success rule (``noetl.dsl.legacy_common.retry_rules``)."""
+    notes.append(((*path, "loop", "pagination"), "`loop.pagination`: newer spelling is a `jump` task policy "
+                  "(or, older, `retry: [{when, then: {next_call, collect}}]`)"))
+    pagination = loop["pagination"]
+    entries: list[dict[str, Any]] = []
+    if isinstance(pagination.get("retry"), dict):
+        entries.append({"when": pagination["retry"].get("when"), "then": pagination["retry"]})
+    entries.append({"when": pagination.get("continue_while"), "then": {
+        "max_attempts": pagination.get("max_iterations", 100),
+        "next_call": pagination.get("next_page") or {},
+        "collect": {"strategy": pagination.get("merge_strategy", "append"), "path": pagination.get("merge_path")},
+    }})
+    return {**step, "retry": entries}
 
 
 def _step_input(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
