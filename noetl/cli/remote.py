@@ -9,6 +9,15 @@ from typing import Any
 from noetl.errors import ForbiddenError, InputError, NoetlError, NotFoundError
 
 
+class ServerUnreachable(NoetlError):
+    """No answer from the server (refused, reset, timed out) or a gateway's 502/503/504: what a
+    server restart looks like to a client, which a watcher waits out."""
+
+
+# What a load balancer (or the server, while its database restarts) answers for a server away.
+_AWAY_STATUSES = (502, 503, 504)
+
+
 def _client(server_url: str) -> Any:
     import httpx
 
@@ -30,6 +39,8 @@ def _check(response: Any, what: str) -> Any:
         raise ForbiddenError(_detail(response) or f"{what}: forbidden")
     if response.status_code in (400, 401, 409, 422):
         raise InputError(_detail(response) or f"{what}: refused ({response.status_code})")
+    if response.status_code in _AWAY_STATUSES:
+        raise ServerUnreachable(f"{what}: server error {response.status_code}: {_detail(response)}")
     if response.status_code >= 500:
         raise NoetlError(f"{what}: server error {response.status_code}: {_detail(response)}")
     return response.json()
@@ -53,7 +64,7 @@ def _request(server_url: str, method: str, path: str, body: Any = None) -> Any:
         with _client(server_url) as client:
             response = client.request(method, path, json=body)
     except httpx.HTTPError as exc:
-        raise NoetlError(f"cannot reach the NoETL server at {server_url}: {exc}") from None
+        raise ServerUnreachable(f"cannot reach the NoETL server at {server_url}: {exc}") from None
     return _check(response, f"{method} {path}")
 
 
@@ -76,7 +87,7 @@ def stream_bytes(server_url: str, path: str, write: Callable[[bytes], Any]) -> i
                 write(chunk)
                 size += len(chunk)
     except httpx.HTTPError as exc:
-        raise NoetlError(f"cannot reach the NoETL server at {server_url}: {exc}") from None
+        raise ServerUnreachable(f"cannot reach the NoETL server at {server_url}: {exc}") from None
     return size
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -18,6 +19,7 @@ from noetl.errors import NotFoundError
 
 POLL_SECONDS = 0.5
 PAGE = 500
+RECONNECT_SECONDS = 60.0  # how long a watcher waits for a server that went away (a restart)
 
 
 class EventFeed(Protocol):
@@ -52,28 +54,50 @@ class LocalFeed:
 
 
 class RemoteFeed:
-    def __init__(self, server_url: str, execution_id: str) -> None:
+    """An execution on a server. A server that goes away while it is followed (a restart, a rolling
+    upgrade: the workers go on meanwhile) is waited for, up to ``reconnect_seconds`` in all, with
+    one line when it goes and one when it is back; the watcher then goes on where it was."""
+
+    def __init__(self, server_url: str, execution_id: str, reconnect_seconds: float = RECONNECT_SECONDS) -> None:
         self.server_url, self.execution_id = server_url, execution_id
+        self.reconnect_seconds = reconnect_seconds
+        self.lost_since: float | None = None
+
+    async def _get(self, path: str) -> Any:
+        from noetl.backoff import backoff_delay
+        from noetl.cli.remote import ServerUnreachable, get_json
+
+        attempt = 0
+        while True:
+            try:
+                answer = await asyncio.to_thread(get_json, self.server_url, path)
+            except ServerUnreachable as exc:
+                now = time.monotonic()
+                if self.lost_since is None:
+                    self.lost_since = now
+                    click.echo(f"warning: {exc}; trying again for {self.reconnect_seconds:g} s", err=True)
+                if now - self.lost_since >= self.reconnect_seconds:
+                    raise
+                attempt += 1
+                await asyncio.sleep(backoff_delay(attempt, delay=0.25, max_delay=2.0))
+                continue
+            if self.lost_since is not None:
+                self.lost_since = None
+                click.echo(f"reconnected to the NoETL server at {self.server_url}", err=True)
+            return answer
 
     async def after(self, event_id: int) -> list[Event]:
-        from noetl.cli.remote import get_json
-
-        rows = await asyncio.to_thread(get_json, self.server_url,
-                                       f"/api/executions/{self.execution_id}/events?after_id={event_id}&limit={PAGE}")
+        rows = await self._get(f"/api/executions/{self.execution_id}/events?after_id={event_id}&limit={PAGE}")
         return [Event.from_dict(row) for row in rows]
 
     async def status(self) -> str:
-        from noetl.cli.remote import get_json
-
         # The light route: the execution's own (GET /api/executions/{id}) folds its whole log each time.
-        row = await asyncio.to_thread(get_json, self.server_url, f"/api/executions/{self.execution_id}/state")
+        row = await self._get(f"/api/executions/{self.execution_id}/state")
         return str(row["status"])
 
     async def logs_after(self, log_id: int, step: str | None) -> list[LogLine]:
-        from noetl.cli.remote import get_json
-
         query = urlencode({"after_log_id": log_id, "events": "false", **({"step": step} if step else {})})
-        rows = await asyncio.to_thread(get_json, self.server_url, f"/api/executions/{self.execution_id}/logs?{query}")
+        rows = await self._get(f"/api/executions/{self.execution_id}/logs?{query}")
         return [LogLine.from_dict(row) for row in rows]
 
 

@@ -78,6 +78,10 @@ async def _located(store: Store, execution_id: str, step: str, *, index: int | N
         if event.node_name == step:
             found, result = True, event.result
     if not found:
+        from noetl.runtime.execution_steps import check_execution_step
+
+        # A step the playbook does not have: say so, with the steps it has.
+        await check_execution_step(store, execution_id, step, f"execution {execution_id} has no result for step")
         raise NotFoundError(f"execution {execution_id} has no result for step {step!r} (not run, or still running)",
                             execution_id=execution_id)
     if index is None:

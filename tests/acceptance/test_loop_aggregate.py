@@ -48,6 +48,9 @@ def test_a_big_loop_aggregate_is_a_reference_that_templates_read_lazily(noetl: A
     assert noetl("result", doc["execution_id"], "start", "--index", "-1").json() == {"i": 1499, "sq": 1499 * 1499}
     out_of_range = noetl("result", doc["execution_id"], "start", "--index", "1500")
     assert out_of_range.code == 2 and "has 1500 results: index 1500 is out of range" in out_of_range.stderr
+    misspelt = noetl("result", doc["execution_id"], "strat")
+    assert misspelt.code == 2 and "has no result for step 'strat': tests/results/loop_aggregate has no step" in misspelt.stderr
+    assert "(steps: start, " in misspelt.stderr
     whole = noetl("result", doc["execution_id"], "start", "--output", str(noetl_home / "all.json"))
     assert whole.code == 0, whole.stderr
     written = json.loads((noetl_home / "all.json").read_text())

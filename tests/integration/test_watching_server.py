@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.waiting import until
 from test_distributed_cluster import clusters
 
 LOOP = (Path(__file__).parent.parent / "console" / "loop_failure.yaml").read_text()
@@ -48,3 +52,53 @@ def test_exec_wait_logs_and_executions_on_a_server(cluster: Any) -> None:
     listed = json.loads(cluster.cli("executions", "--status", "failed", "--json").stdout)
     assert [row["execution_id"] for row in listed] == [doc["execution_id"]]
     assert len(json.loads(cluster.cli("executions", "--path", "console_loop", "--json").stdout)) == 2
+
+
+WAITING = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: waits, path: tests/waits}
+workload: {marker: MARKER}
+workflow:
+  - step: start
+    tool:
+      kind: python
+      input: {marker: "{{ workload.marker }}"}
+      code: |
+        import os, time
+        print("waiting")
+        while not os.path.exists(marker):
+            time.sleep(0.05)
+        result = {"waited": True}
+"""
+
+
+@pytest.mark.slow
+def test_watchers_wait_out_a_server_restart(cluster: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "go"
+    cluster.register(WAITING.replace("MARKER", str(marker)))
+    execution_id = cluster.execute("tests/waits")
+    env = {**os.environ, "NOETL_HOME": str(cluster.home)}
+    watchers, outputs = [], []
+    for name, args in (("status", ("status", execution_id, "--watch")), ("logs", ("logs", execution_id, "--follow"))):
+        out, err = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            watchers.append(subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "--server-url", cluster.url,
+                                              *args], stdout=stdout, stderr=stderr, env=env))
+        outputs.append((out, err))
+    (status_out, status_err), (logs_out, logs_err) = outputs
+    # Both follow the running execution (an unknown id or a server away at the start is an error at once).
+    until("both watchers to follow the execution",
+          lambda: "started (tests/waits)" in status_err.read_text() and "waiting" in logs_out.read_text())
+    cluster.stop_server()
+    cluster.start_server()  # the same port: what a restart or a rolling upgrade looks like to a client
+    marker.touch()
+    for watcher in watchers:
+        watcher.wait(timeout=90)
+    assert watchers[0].returncode == 0, status_err.read_text()
+    assert "reconnected to the NoETL server" in status_err.read_text()
+    assert f"execution {execution_id} completed" in status_err.read_text()
+    assert f"execution {execution_id} (tests/waits): completed" in status_out.read_text()
+    assert watchers[1].returncode == 0, logs_err.read_text()
+    assert "reconnected to the NoETL server" in logs_err.read_text()
+    assert logs_out.read_text().rstrip().endswith("start: waiting")
