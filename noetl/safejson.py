@@ -24,7 +24,34 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+_MISSING = object()
+# A run of 19 digits: a number orjson might read as a float (an integer beyond 64 bits), or digits
+# in a string. Found by mapping every digit to "d" and searching, 20x faster than a regex.
+_DIGITS_AS_D = bytes(ord("d") if 48 <= byte <= 57 else ord(" ") for byte in range(256))
+_LONG_RUN = b"d" * 19
+
+
+def _parsed_fast(text: str | bytes) -> Any:
+    """``text`` read by orjson, where that gives what ``json`` gives: about 3x faster, and the parse
+    holds the interpreter (a server's event loop too, even from a thread) for all its length."""
+    if len(text) < 64 * 1024:
+        return _MISSING  # the difference is not worth a search
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _LONG_RUN in data.translate(_DIGITS_AS_D):
+        return _MISSING  # orjson reads integers beyond 64 bits as floats
+    import orjson
+
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _MISSING  # json's own reading gives the error, as it always did
+
+
 def loads_strict(text: str | bytes, where: str = "body") -> Any:
+    value = _parsed_fast(text)
+    if value is not _MISSING:
+        check_value(value, where)
+        return value
     try:
         value = json.loads(text, parse_constant=_no_constant)
     except RecursionError:

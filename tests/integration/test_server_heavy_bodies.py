@@ -97,3 +97,37 @@ def test_a_big_playbook_is_validated_in_a_process_without_the_servers_environmen
             continue
         names = {entry.split(b"=", 1)[0].decode() for entry in environ if entry}
         assert names <= {"PATH", "HOME", "LANG", "TZ"}, names
+
+
+def test_a_big_body_is_parsed_once_and_never_on_the_event_loop(
+        pg_cluster: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """FastAPI parsed every JSON body again on the event loop, after the guard had checked it (a
+    parse holds the interpreter: no other client is answered meanwhile); the routes read the body
+    the guard parsed. Figures: bench/results/big_payload.md."""
+    import json
+    import threading
+
+    from test_hostile_input_properties import LiveApp
+
+    live = LiveApp(create_database(pg_cluster))
+    on_the_loop: list[int] = []
+    real_loads = json.loads
+
+    def loads(text: Any, *args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is live.thread and len(text) > 64 * 1024:
+            on_the_loop.append(len(text))
+        return real_loads(text, *args, **kwargs)
+
+    try:
+        registered = live.post("/api/catalog/register", json={"content": _playbook(2, "tests/heavy_payload")})
+        assert registered.status_code == 200, registered.text
+        monkeypatch.setattr(json, "loads", loads)
+        items = list(range(200_000))
+        started = live.post("/api/execute", json={"path": "tests/heavy_payload", "payload": {"items": items}})
+        assert started.status_code == 200, started.text
+        execution = live.get(f"/api/executions/{started.json()['execution_id']}")
+        assert execution.status_code == 200, execution.text
+        assert on_the_loop == [], on_the_loop
+    finally:
+        monkeypatch.undo()
+        live.close()

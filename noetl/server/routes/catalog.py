@@ -10,12 +10,13 @@ from fastapi import APIRouter, Body
 from noetl.errors import InputError, NotFoundError
 from noetl.safeyaml import load_yaml
 from noetl.server.auth import requires
+from noetl.server.guard import ParsedBodyRoute
 from noetl.server.schemas import CatalogListRequest, RegisterRequest, ResourceRequest, SeedRegisterRequest
 from noetl.server.state import ServerState, State
 from noetl.server.validating import validate_off_loop
 from noetl.store.base import CatalogEntry
 
-router = APIRouter(tags=["catalog"])
+router = APIRouter(tags=["catalog"], route_class=ParsedBodyRoute)
 
 def decode_content(content: str) -> str:
     """Plain YAML, or YAML sent base64-encoded (what the seeds' clients send)."""

@@ -16,13 +16,14 @@ from noetl.ids import parse_execution_id
 from noetl.runtime.distributed import UnstorableReport, load_status
 from noetl.runtime.execution import payload_from_workload
 from noetl.server.auth import requires
+from noetl.server.guard import ParsedBodyRoute
 from noetl.server.routes.catalog import find_entry
 from noetl.server.schemas import ExecuteRequest, ExternalEvent
 from noetl.server.state import ServerState, State
 from noetl.store.base import ExecutionRecord
 from noetl.store.postgres.queue import MEMBERS, CommandQueue, LeasedCommand
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], route_class=ParsedBodyRoute)
 
 
 @router.post("/execute", summary="Start an execution of a catalog playbook")

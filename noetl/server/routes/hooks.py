@@ -12,10 +12,11 @@ from noetl import hooks
 from noetl.clock import utc_now
 from noetl.runtime.request import StartOptions
 from noetl.server.auth import PUBLIC, requires
+from noetl.server.guard import ParsedBodyRoute
 from noetl.server.routes.catalog import find_entry
 from noetl.server.state import State
 
-router = APIRouter(tags=["hooks"])
+router = APIRouter(tags=["hooks"], route_class=ParsedBodyRoute)
 
 
 class HookRequest(BaseModel):

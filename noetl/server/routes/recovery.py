@@ -10,9 +10,10 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 from noetl.ids import parse_execution_id
 from noetl.runtime.recovery import rerun_plan
 from noetl.server.auth import requires
+from noetl.server.guard import ParsedBodyRoute
 from noetl.server.state import State
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], route_class=ParsedBodyRoute)
 
 
 class RerunRequest(BaseModel):

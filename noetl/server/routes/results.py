@@ -13,9 +13,10 @@ from noetl.results.read import step_result_chunks
 from noetl.results.refs import LOOP_PREFIX
 from noetl.results.storage import DB_PREFIX, loop_json, prefetched, storage_for
 from noetl.server.auth import requires
+from noetl.server.guard import ParsedBodyRoute
 from noetl.server.state import State
 
-router = APIRouter(tags=["executions"])
+router = APIRouter(tags=["executions"], route_class=ParsedBodyRoute)
 MAX_SLICE = 10_000  # items of a loop's results one request may ask for
 
 

@@ -12,10 +12,11 @@ from noetl.scheduling import service
 from noetl.scheduling.distributed import DistributedStarter
 from noetl.scheduling.scheduler import Scheduler
 from noetl.server.auth import requires
+from noetl.server.guard import ParsedBodyRoute
 from noetl.server.routes.catalog import find_entry
 from noetl.server.state import State
 
-router = APIRouter(tags=["schedules"])
+router = APIRouter(tags=["schedules"], route_class=ParsedBodyRoute)
 
 
 class ScheduleRequest(BaseModel):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Response
 from noetl.engine.events import EXECUTION_STATUSES
 from noetl.errors import ForbiddenError, InputError, StoreError
 from noetl.server.auth import requires
+from noetl.server.guard import ParsedBodyRoute
 from noetl.server.schemas import SqlRequest
 from noetl.server.sqlapi import caller_conninfo, reader_conninfo, run_statement
 from noetl.server.state import ServerState, State
@@ -17,7 +18,7 @@ from noetl.store.postgres.queue import CommandQueue
 from noetl.store.postgres.stats import StepTotals, read_step_stats
 
 public = APIRouter(tags=["system"])
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=ParsedBodyRoute)
 
 
 @public.get("/health", summary="Liveness and database status")

@@ -10,10 +10,11 @@ from pydantic import BaseModel
 
 from noetl import triggers
 from noetl.server.auth import requires
+from noetl.server.guard import ParsedBodyRoute
 from noetl.server.routes.catalog import find_entry
 from noetl.server.state import State
 
-router = APIRouter(tags=["triggers"])
+router = APIRouter(tags=["triggers"], route_class=ParsedBodyRoute)
 
 
 class TriggerRequest(BaseModel):

@@ -14,9 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from noetl.errors import ErrorInfo, PlaybookError, ToolError
 from noetl.results.spec import MAX_DURATION_SECONDS
 from noetl.runtime.gateway import WorkerGateway
+from noetl.server.guard import ParsedBodyRoute
 from noetl.server.state import State
 
-router = APIRouter(prefix="/workers", tags=["workers"])
+router = APIRouter(prefix="/workers", tags=["workers"], route_class=ParsedBodyRoute)
 
 
 class _Body(BaseModel):
