@@ -288,6 +288,14 @@ def status_error_kind(status: int) -> str:
     return "client_error"  # any other 4xx, and a 3xx that was not followed
 
 
+def _without_passwords(message: str) -> str:
+    """An error message naming a URL, with the password of ``scheme://user:password@host`` blanked:
+    a URL is often built from a workload or a payload, where nothing marks the password secret."""
+    from noetl.secrets import redact_connection_secrets
+
+    return redact_connection_secrets(message)
+
+
 # No response at all: the envelope's `http` still says so, so `output.http.status` evaluates.
 def _no_response() -> dict[str, Any]:
     return {"http": {"status": None, "headers": {}}}
@@ -299,7 +307,7 @@ def _raise_for_status(response: httpx.Response, method: str) -> None:
         return
     body = _error_body(response)
     raise ToolError(
-        f"HTTP {status} from {method} {response.request.url}",
+        _without_passwords(f"HTTP {status} from {method} {response.request.url}"),
         kind=status_error_kind(status),
         retryable=status == 429 or status >= 500,
         details={"http": {"status": status, "headers": dict(response.headers)}, "data": body},
@@ -311,7 +319,7 @@ def _result(response: httpx.Response, method: str) -> dict[str, Any]:
         data = _response_data(response)
     except ValueError as exc:
         raise ToolError(
-            f"invalid JSON in the response from {method} {response.request.url}: {exc}",
+            _without_passwords(f"invalid JSON in the response from {method} {response.request.url}: {exc}"),
             kind="http_decode",
             details={"http": {"status": response.status_code, "headers": dict(response.headers)},
                      "data": _truncated(response.text)},
@@ -373,16 +381,16 @@ async def run_http(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
         )
     except httpx.TimeoutException as exc:
         raise ToolError(
-            f"{method} {url} timed out after {timeout:g}s ({type(exc).__name__})",
+            _without_passwords(f"{method} {url} timed out after {timeout:g}s ({type(exc).__name__})"),
             kind="timeout",
             retryable=True,
             details=_no_response(),
         ) from exc
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise ToolError(f"invalid URL for {method} {url}: {exc}", kind="config") from exc
+        raise ToolError(_without_passwords(f"invalid URL for {method} {url}: {exc}"), kind="config") from exc
     except httpx.TransportError as exc:
         raise ToolError(
-            f"cannot reach {method} {url}: {str(exc) or type(exc).__name__}",
+            _without_passwords(f"cannot reach {method} {url}: {str(exc) or type(exc).__name__}"),
             kind="connection",
             retryable=True,
             details=_no_response(),

@@ -169,6 +169,16 @@ def test_connection_refused_is_retryable_connection_error() -> None:
     assert error.details["http"] == {"status": None, "headers": {}}
 
 
+def test_a_password_in_the_url_never_reaches_an_error_message(http_server: LocalHTTPServer) -> None:
+    """A URL built from a workload or a payload (``https://user:password@host``): nothing marks its
+    password secret, and the message names the URL (an execution's error, events, logs)."""
+    closed = http_error({"url": f"http://alice:url-password-7@127.0.0.1:{free_port()}/x"})
+    assert closed.kind == "connection" and "http://alice:***@127.0.0.1" in str(closed), closed
+    status = http_error({"url": http_server.url.replace("http://", "http://alice:url-password-7@") + "/status/404"})
+    assert status.kind == "not_found" and "url-password-7" not in str(status), status
+    assert "url-password-7" not in str(http_error({"url": "http://alice:url-password-7@[::1"}))
+
+
 def test_slow_response_past_timeout_is_retryable_timeout(http_server: LocalHTTPServer) -> None:
     error = http_error({"url": f"{http_server.url}/slow?seconds=1.5", "timeout": 0.3})
     assert error.kind == "timeout"
