@@ -262,3 +262,25 @@ def test_a_live_page_stops_adding_event_rows_at_a_page_and_offers_the_next(page:
     assert ids == list(range(1, len(ids) + 1))
     page.click("#cancel")
     page.wait_for_selector("#exec-status.cancelled", timeout=30_000)
+
+
+def test_log_out_from_any_page_forgets_the_token_and_a_refused_token_is_said_so(
+        page: Any, home: Path, runs: dict[str, str]) -> None:
+    from support.console import console_process
+
+    with console_process(home, tokens="viewer-token-1=read") as console:
+        page.goto(f"{console}/")
+        page.wait_for_url("**/login?next=/")
+        page.fill("input[name=token]", "mistyped-token")
+        page.click("#login button")
+        page.wait_for_selector("text=This server did not accept that token")
+        assert "/login" in page.url
+        page.fill("input[name=token]", "viewer-token-1")
+        page.click("#login button")
+        page.wait_for_selector(f"#executions >> text={runs['loop']}")
+        page.goto(f"{console}/executions/{runs['loop']}")
+        page.click("text=log out")  # from an execution's page, not the login page
+        page.wait_for_url("**/login")
+        assert "did not accept" not in page.inner_text("main")  # logged out, not refused
+        page.goto(f"{console}/")
+        page.wait_for_url("**/login?next=/")  # the token is gone: the list asks for it again

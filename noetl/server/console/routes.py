@@ -20,7 +20,7 @@ from starlette.routing import Match
 from noetl.engine.events import EXECUTION_STATUSES
 from noetl.errors import InputError, NoetlError, NotFoundError
 from noetl.server.console import readmodel, source
-from noetl.server.console.auth import ConsoleAuthError, RoleLookup, allows, page_role, require_action
+from noetl.server.console.auth import COOKIE, ConsoleAuthError, RoleLookup, allows, page_role, require_action
 from noetl.server.console.graph import playbook_graph
 from noetl.server.console.live import LiveStreams
 from noetl.server.console.render import HERE, diff_lines, environment, workload_fields
@@ -109,7 +109,10 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
 
     @router.get("/login")
     async def login(request: Request, next: str = "/") -> Response:
-        return pages.html(request, "login.html", next=_page_of_this_console(next))
+        # A token this browser holds that the server does not accept (mistyped, or revoked): say so,
+        # rather than show the same empty form again.
+        refused = COOKIE in request.cookies and pages.viewer(request) is None
+        return pages.html(request, "login.html", next=_page_of_this_console(next), refused=refused)
 
     @router.get("/")
     async def executions(request: Request, status: str = "", path: str = "", since: str = "", id: str = "",

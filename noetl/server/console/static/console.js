@@ -37,6 +37,11 @@ function errorText(data, status) {
 }
 
 function setupLogin() {
+  // The *log out* link is on every page, not only on the login page: it forgets the token here.
+  document.querySelectorAll("[data-action=logout]").forEach((link) => link.addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    document.cookie = TOKEN_KEY + "=; path=/; max-age=0; SameSite=Strict";
+  }));
   const form = document.getElementById("login");
   if (!form) return;
   form.addEventListener("submit", (event) => {
@@ -46,10 +51,6 @@ function setupLogin() {
     document.cookie = TOKEN_KEY + "=" + encodeURIComponent(value) + "; path=/; SameSite=Strict";
     window.location.assign(form.dataset.next || "/");
   });
-  document.querySelectorAll("[data-action=logout]").forEach((link) => link.addEventListener("click", () => {
-    sessionStorage.removeItem(TOKEN_KEY);
-    document.cookie = TOKEN_KEY + "=; path=/; max-age=0; SameSite=Strict";
-  }));
 }
 
 function setupList() {
