@@ -20,12 +20,23 @@ _SUCCESS_ERROR: dict[str, Any] = {"retryable": False}
 
 def envelope(ok: bool, result: Any, error: Mapping[str, Any] | None, *, kind: str | None = None) -> dict[str, Any]:
     """The envelope of one finished call; ``kind`` is the tool kind that produced it."""
+    http = _http_part(ok, result, error, kind)
     return {
         "status": "ok" if ok else "error",
-        "data": result,  # on an http error the body is `error.data`
+        "data": result if ok else _answered(http, error),
         "error": dict(_SUCCESS_ERROR) if ok else dict(error or ErrorInfo("error", retryable=False).to_dict()),
-        "http": _http_part(ok, result, error, kind),
+        "http": http,
     }
+
+
+def _answered(http: Mapping[str, Any], error: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """On an http error with an answer (a non-2xx status), `data` is the answer as a success's is
+    shaped, `{status_code, headers, data}` (the body also stays `error.data`): NoETL playbooks
+    retry on `output.data.status_code in [429, 503]`. Without an answer (timeout, connection) and
+    for other tools it is null."""
+    if http.get("status") is None:
+        return None
+    return {"status_code": http["status"], "headers": http.get("headers") or {}, "data": (error or {}).get("data")}
 
 
 def _http_part(ok: bool, result: Any, error: Mapping[str, Any] | None, kind: str | None) -> dict[str, Any]:
