@@ -39,7 +39,7 @@ workflow:
     tool:
       kind: python
       input: {token: "{{ start.value }}", n: "{{ iter.n }}"}
-      output: {inline_max_bytes: 0}
+      output: {inline_max_bytes: 0, inline_max_items: INLINE_ITEMS}
       code: "result = {'token': token, 'n': n}"
     next: {arcs: [{step: tell, when: "{{ event.name == 'loop.done' }}"}]}
   - step: tell
@@ -59,6 +59,8 @@ workflow:
         loop_json: "{{ many | tojson }}"
         loop_text: "{{ many.results | join(',') }}"
         pairs: "{{ big | dictsort }}"
+        loop_all: "{{ many.results }}"
+        loop_whole: "{{ many }}"
     next: [{step: returned}]
   - step: returned
     tool:
@@ -85,16 +87,21 @@ def _assert_nothing_sealed_went_out(doc: dict[str, Any], server: LocalHTTPServer
     assert sorted(sent["ref"]) == PUBLIC_FIELDS and sorted(sent["ref_item"]) == PUBLIC_FIELDS, sent
     assert json.loads(sent["whole_json"])["_ref"]["uri"] == sent["ref"]["uri"]
     assert '"sealed"' not in body and "'sealed'" not in body, body
-    assert TOKEN not in body
+    # A tool given a whole value gets the results themselves, the secret in them as returned.
+    assert sent.pop("loop_all") == [{"token": TOKEN, "n": 1}, {"token": TOKEN, "n": 2}]
+    assert sent.pop("loop_whole")["results"] == [{"token": TOKEN, "n": 1}, {"token": TOKEN, "n": 2}]
+    assert TOKEN not in json.dumps(sent)
 
 
+@pytest.mark.parametrize("inline_items", [10, 1], ids=["loop inline", "loop by reference"])
 def test_templates_never_show_a_references_sealed_part_locally(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_server: LocalHTTPServer) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http_server: LocalHTTPServer, inline_items: int) -> None:
     from noetl.api import run_playbook
 
     monkeypatch.setenv("NOETL_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("VIEW_CANARY", TOKEN)
-    doc = run_playbook(PLAYBOOK, {"api": http_server.url}, store_url=f"sqlite:///{tmp_path / 'noetl.db'}")
+    doc = run_playbook(PLAYBOOK.replace("INLINE_ITEMS", str(inline_items)), {"api": http_server.url},
+                       store_url=f"sqlite:///{tmp_path / 'noetl.db'}")
     _assert_nothing_sealed_went_out(doc, http_server)
 
 
@@ -104,7 +111,7 @@ def test_templates_never_show_a_references_sealed_part_on_a_worker(
     try:
         cluster.start_server()
         cluster.start_worker("w1", concurrency=2, env={"VIEW_CANARY": TOKEN})
-        cluster.register(PLAYBOOK)
+        cluster.register(PLAYBOOK.replace("INLINE_ITEMS", "1"))
         doc = cluster.wait(cluster.execute("tests/sealed_views", {"api": http_server.url}), timeout=120)
         _assert_nothing_sealed_went_out(doc, http_server)
     finally:
