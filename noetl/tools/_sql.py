@@ -164,6 +164,32 @@ class _Splitter:
         self.atomic_depth = 0
 
 
+def uses_numbered_parameters(sql: str) -> bool:
+    """Whether a statement has PostgreSQL's own ``$1``, ``$2`` placeholders outside strings,
+    comments and dollar-quoted bodies (a function body's ``$1`` is the function's argument)."""
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if sql.startswith("--", i):
+            i = _skip_line_comment(sql, i)
+        elif sql.startswith("/*", i):
+            i = _skip_block_comment(sql, i)
+        elif ch in "'\"":
+            i = _skip_quoted(sql, i, ch, backslash_escapes=False)
+        elif ch == "$":
+            tag = _dollar_tag_at(sql, i)
+            if tag is not None:
+                close = sql.find(tag, i + len(tag))
+                i = n if close < 0 else close + len(tag)
+                continue
+            if i + 1 < n and sql[i + 1].isdigit() and (i == 0 or not _is_ident_char(sql[i - 1])):
+                return True
+            i += 1
+        else:
+            i += 1
+    return False
+
+
 def split_sql_statements(sql: str) -> list[str]:
     """Split a script on the semicolons that end statements; comment-only pieces are dropped."""
     return _Splitter(sql).split()

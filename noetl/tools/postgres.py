@@ -36,6 +36,7 @@ from noetl.tools._sql import (
     preview,
     statement_result,
     statement_where,
+    uses_numbered_parameters,
 )
 from noetl.tools._sqlconv import rows_to_dicts
 from noetl.tools.base import ToolCall
@@ -256,10 +257,13 @@ def _uses_placeholders(statement: str) -> bool:
 async def _run_statement(
     connection: psycopg.AsyncConnection[Any], statement: str, params: dict[str, Any] | list[Any] | None
 ) -> dict[str, Any]:
-    async with connection.cursor() as cursor:
-        # Without placeholders the statement goes as is, so a literal % needs no escaping.
+    # `$1, $2` with a `params` list (NoETL playbooks bind base64 JSON so) go to PostgreSQL as its
+    # own numbered parameters; `%s` / `%(name)s` are psycopg's. Without placeholders the statement
+    # goes as is, so a literal % needs no escaping.
+    numbered = isinstance(params, list) and not _uses_placeholders(statement) and uses_numbered_parameters(statement)
+    async with (psycopg.AsyncRawCursor(connection) if numbered else connection.cursor()) as cursor:
         await cursor.execute(
-            statement, params if params is not None and _uses_placeholders(statement) else None
+            statement, params if params is not None and (numbered or _uses_placeholders(statement)) else None
         )
         if cursor.description is None:
             return statement_result([], [], max(cursor.rowcount, 0))

@@ -175,3 +175,32 @@ workflow:
     events = noetl("events", doc["execution_id"], "--json")
     for text in (result.stdout, result.stderr, row.stdout, events.stdout):
         assert SECRET not in text
+
+
+BASE64_JSON_PARAMETER = """\
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: reservation_hold}
+workload:
+  request: {unit_id: 7, guests: 2, note: "O'Hara"}
+workflow:
+  - step: start
+    tool:
+      kind: postgres
+      auth: pg_local
+      params:
+        - "{{ request | tojson | b64encode }}"
+      command: |
+        WITH p AS MATERIALIZED (SELECT convert_from(decode($1::text,'base64'),'UTF8')::jsonb AS j)
+        SELECT (j->>'unit_id')::bigint AS unit_id, (j->>'guests')::integer AS guests, j->>'note' AS note FROM p;
+"""
+
+
+def test_caller_data_bound_as_one_base64_json_parameter(noetl, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                        pg_cluster: dict[str, Any]) -> None:
+    # As NoETL's own reservation playbooks bind it: $1 with `params: ["{{ request | tojson | b64encode }}"]`
+    register_pg(noetl, tmp_path, pg_cluster)
+    result = noetl("run", write(tmp_path, BASE64_JSON_PARAMETER), "--json")
+    doc = result.json()
+    assert result.code == 0, doc["error"]
+    assert doc["steps"]["start"]["result"]["rows"] == [{"unit_id": 7, "guests": 2, "note": "O'Hara"}]

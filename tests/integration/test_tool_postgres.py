@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -299,3 +300,17 @@ def test_concurrent_calls_share_the_pool(pg_cluster: dict[str, Any]) -> None:
 
     results = run_async(main)
     assert sorted(r["rows"][0]["i"] for r in results) == list(range(30))
+
+
+def test_numbered_placeholders_with_a_params_list_are_postgres_own_parameters(pg_cluster: dict[str, Any]) -> None:
+    # NoETL playbooks bind caller data as one base64 JSON parameter: $1 with `params: [...]`.
+    payload = base64.b64encode(json.dumps({"guests": 2, "note": "it's $1"}).encode()).decode()
+    sql = ("SELECT (j->>'guests')::int + $2::int AS guests, j->>'note' AS note, '$1' AS literal "
+           "FROM (SELECT convert_from(decode($1::text,'base64'),'UTF8')::jsonb AS j) p")
+    result, _ = run_sql(pg_cluster, {"command": sql, "params": [payload, 1]})
+    assert result["rows"] == [{"guests": 3, "note": "it's $1", "literal": "$1"}]
+    # a function body's $1 is its argument, not a parameter of the statement that creates it
+    body = ("CREATE OR REPLACE FUNCTION pg_temp.twice(int) RETURNS int LANGUAGE sql AS $$ SELECT $1 * 2 $$; "
+            "SELECT pg_temp.twice($1::int) AS n")
+    created, _ = run_sql(pg_cluster, {"command": body, "params": [21]})
+    assert created["rows"] == [{"n": 42}]
