@@ -79,6 +79,11 @@ def test_a_loop_with_more_events_than_the_page_lists_shows_its_whole_run(console
     # 2,500 results are more than the page shows of a result: it says where the whole one is.
     assert f'<p class="muted whole-result">The whole result: <code>noetl result {execution_id} wait</code>' in page
     assert f"noetl result {execution_id} start" not in page  # a small result is shown whole
+    whole = get(f"{console}/executions/{execution_id}/results/wait")
+    assert whole.status_code == 200 and whole.headers["content-type"] == "application/json"
+    assert len(whole.json()["results"]) == 2500 and whole.json()["stats"]["total"] == 2500
+    missing = get(f"{console}/executions/{execution_id}/results/nope")
+    assert missing.status_code == 404 and "has no step of that name" in missing.text
 
 
 def test_user_data_is_escaped_and_scripts_are_locked_down(console: str, runs: dict[str, str]) -> None:

@@ -70,6 +70,10 @@ def test_console_on_the_server_runs_shows_and_cancels(url: str) -> None:
         # No worker runs here: the first step waits; the graph shows the fan-in step and the loop.
         assert re.search(r'<g class="node (running|pending)" data-step="start"', page)
         assert "noop · fan-in" in page and "noop · loop" in page
+        # A step's whole result (the page's "as JSON" link) is read with the page's cookie.
+        assert (await client.get(f"/executions/{execution_id}/results/a")).status_code == 303
+        pending = await client.get(f"/executions/{execution_id}/results/a", headers=cookie)
+        assert pending.status_code == 404 and "has no result for step &#39;a&#39;" in pending.text
         for action in ("rerun", "resume"):  # the page's buttons post to the server's API
             assert f'<button id="{action}" data-url="/api/executions/{execution_id}/{action}" >' in page
         payload = (await client.get(f"/api/executions/{execution_id}", headers=AUTH)).json()["payload"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match
 
@@ -131,6 +131,20 @@ def _router(app: FastAPI, config: ConsoleConfig) -> APIRouter:
                           since=since, problem=problem, statuses=EXECUTION_STATUSES, filtered=bool(status or path or since),
                           prev_url=_url("/", query, number - 1), next_url=_url("/", query, number + 1),
                           live_url=_url("/console/stream-list", query, number))
+
+    @router.get("/executions/{execution_id}/results/{step}")
+    async def step_result(request: Request, execution_id: str, step: str) -> Response:
+        """A step's whole result as JSON, for the page's *as JSON* link: the browser sends the
+        console's cookie, which the API does not take, and `noetl ui` has no API."""
+        if (redirect := guard(request)) is not None:
+            return redirect
+        from noetl.results.read import step_result_chunks
+
+        try:
+            chunks = await step_result_chunks(config.source(request).store, execution_id, step)
+        except NoetlError as exc:
+            return pages.error(request, exc)
+        return StreamingResponse(chunks, media_type="application/json", headers={"X-Content-Type-Options": "nosniff"})
 
     @router.get("/executions/{execution_id}")
     async def execution(request: Request, execution_id: str) -> Response:
