@@ -131,3 +131,15 @@ def test_a_big_body_is_parsed_once_and_never_on_the_event_loop(
     finally:
         monkeypatch.undo()
         live.close()
+
+
+def test_a_credential_sent_as_yaml_is_bounded_in_size(server: Cluster) -> None:
+    """A credential's YAML text was composed on the event loop, whatever its size (10 MB: most of a
+    minute in which no other client was answered)."""
+    small = "name: heavy_cred\ntype: bearer\ndata: {token: tok-123}\n"
+    stored = server.client.post("/api/credentials", json=small)
+    assert stored.status_code == 200 and stored.json()["name"] == "heavy_cred", stored.text
+    huge = small + "description: |\n" + "  padding line\n" * 80_000
+    refused = server.client.post("/api/credentials", json=huge, timeout=120)
+    assert refused.status_code == 400, refused.text
+    assert f"the YAML text has {len(huge):,} characters; a credential's may have 1,048,576 at most" in refused.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Annotated, Any
 
@@ -114,10 +115,22 @@ async def credential_put(body: Annotated[Any, Body()], state: State) -> Any:
     from noetl.credentials import register_credential
 
     if isinstance(body, str):
-        body = load_yaml(body, "credential")
+        body = await _credential_yaml(body)
     documents = body if isinstance(body, list) else [body]
     summaries = [await register_credential(state.store, document) for document in documents]
     return summaries if isinstance(body, list) else summaries[0]
+
+
+MAX_CREDENTIAL_YAML_CHARS = 1024 * 1024  # a credential is a few lines; YAML composes at seconds per MB
+
+
+async def _credential_yaml(text: str) -> Any:
+    """A credential sent as YAML text, read on a thread: composing it held the event loop (a 10 MB
+    text, most of a minute), and its size is bounded, since a thread cannot be stopped."""
+    if len(text) > MAX_CREDENTIAL_YAML_CHARS:
+        raise InputError(f"credential: the YAML text has {len(text):,} characters; a credential's may have "
+                         f"{MAX_CREDENTIAL_YAML_CHARS:,} at most")
+    return await asyncio.to_thread(load_yaml, text, "credential")
 
 
 @router.get("/credentials", summary="Credentials without their data")
