@@ -24,6 +24,25 @@ def in_repo(*args: str, home: Path) -> tuple[int, str, str]:
     return proc.returncode, proc.stdout, proc.stderr
 
 
+def start_worker(env: dict[str, str], log_file: Path) -> Any:
+    """`noetl worker start --name w`, its output in ``log_file``."""
+    import subprocess
+    import sys
+
+    with log_file.open("w") as log:
+        return subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "worker", "start", "--name", "w"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def wait_for_line(worker: Any, log_file: Path, text: str, deadline: float) -> None:
+    """Until the worker's output holds ``text``; it must not exit meanwhile."""
+    import time
+
+    while text not in log_file.read_text():
+        assert worker.poll() is None and time.monotonic() < deadline, log_file.read_text()
+        time.sleep(0.05)
+
+
 def test_a_catalog_path_wins_over_a_directory_of_the_same_name(tmp_path: Path) -> None:
     payload = tmp_path / "p.json"
     payload.write_text('{"people": ["Ann"]}')
@@ -121,21 +140,14 @@ def test_a_worker_stopped_before_postgresql_answers_never_says_it_started(tmp_pa
     """It logged 'worker w started (concurrency 8)' as SIGTERM came, then its listener's failure."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     log_file = tmp_path / "worker.log"
     env = {**os.environ, "NOETL_HOME": str(tmp_path / "home"),
            "NOETL_DATABASE_URL": "postgresql://noetl:hunter2@127.0.0.1:1/noetl"}
-    with log_file.open("w") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "worker", "start", "--name", "w"],
-                                  stdout=log, stderr=subprocess.STDOUT, env=env)
+    worker = start_worker(env, log_file)
     try:
-        deadline = time.monotonic() + 60
-        while "cannot connect to PostgreSQL" not in log_file.read_text():
-            assert worker.poll() is None and time.monotonic() < deadline, log_file.read_text()
-            time.sleep(0.05)
+        wait_for_line(worker, log_file, "cannot connect to PostgreSQL", time.monotonic() + 60)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
     finally:
@@ -171,8 +183,6 @@ def test_a_worker_waits_for_a_standby_to_be_promoted(tmp_path: Path) -> None:
     promoted (a failover): the worker took that for a refusal for good and exited 1."""
     import os
     import signal
-    import subprocess
-    import sys
     import time
 
     from support.pgcluster import _run, _server_account, postgres_cluster
@@ -190,18 +200,12 @@ def test_a_worker_waits_for_a_standby_to_be_promoted(tmp_path: Path) -> None:
             os.chown(data / "standby.signal", account.pw_uid, account.pw_gid)
         _run([*pg_ctl, "-l", f"{pg['base']}/server.log", "start"], account)
         log_file = tmp_path / "worker.log"
-        with log_file.open("w") as log:
-            worker = subprocess.Popen([sys.executable, "-m", "noetl.cli.main", "worker", "start", "--name", "w"],
-                                      stdout=log, stderr=subprocess.STDOUT, env=env)
+        worker = start_worker(env, log_file)
         try:
             deadline = time.monotonic() + 60
-            while "not accepting connections" not in log_file.read_text():
-                assert worker.poll() is None and time.monotonic() < deadline, log_file.read_text()
-                time.sleep(0.05)
+            wait_for_line(worker, log_file, "not accepting connections", deadline)
             _run([*pg_ctl, "promote"], account)
-            while "worker w started" not in log_file.read_text():
-                assert worker.poll() is None and time.monotonic() < deadline, log_file.read_text()
-                time.sleep(0.05)
+            wait_for_line(worker, log_file, "worker w started", deadline)
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(timeout=60) == 0, log_file.read_text()
         finally:
