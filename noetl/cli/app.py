@@ -161,6 +161,27 @@ class LazyGroup(click.Group):
             importlib.import_module(self.lazy[cmd_name])
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            hint = _command_hint(name, self.list_commands(ctx), top=ctx.parent is None)
+            raise click.UsageError(f"No such command {name!r}.{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+# Commands of other tools that `noetl` spells otherwise (at the top level only).
+_OTHER_SPELLINGS = {"watch": "noetl status ID --watch, or noetl logs ID --follow",
+                    "ps": "noetl executions --status running", "list": "noetl executions"}
+
+
+def _command_hint(name: str, commands: list[str], *, top: bool) -> str:
+    if top and name in _OTHER_SPELLINGS:
+        return f" Did you mean: {_OTHER_SPELLINGS[name]}?"
+    import difflib
+
+    close = difflib.get_close_matches(name, commands, n=2)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--server-url", default=None, help="NoETL server (distributed runtime; default: NOETL_SERVER_URL).")
