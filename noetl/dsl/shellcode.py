@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from noetl.results.refs import without_sealing
+
 
 class ShellCode(str):
     """A rendered value marked ``| unquoted``: pasted into a shell command as written."""
@@ -24,8 +26,8 @@ def shell_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, Mapping | list):
-        return json.dumps(value, default=str)
+    if isinstance(value, Mapping | list):  # a reference without its sealed part, as every text shows it
+        return json.dumps(without_sealing(value), default=str)
     return str(value)
 
 

@@ -61,6 +61,9 @@ workflow:
         pairs: "{{ big | dictsort }}"
         loop_all: "{{ many.results }}"
         loop_whole: "{{ many }}"
+    next: [{step: shell_view}]
+  - step: shell_view
+    tool: {kind: shell, command: "echo {{ big }} {{ ctx }} {{ big._ref }} {{ many }} {{ big | unquoted }}"}
     next: [{step: returned}]
   - step: returned
     tool:
@@ -79,6 +82,8 @@ def _assert_nothing_sealed_went_out(doc: dict[str, Any], server: LocalHTTPServer
     import hashlib
 
     assert doc["status"] == "completed", json.dumps(doc.get("error"))
+    shell = doc["steps"]["shell_view"]["result"]["stdout"]
+    assert '"uri"' in shell and '"sealed"' not in shell, shell
     returned = doc["steps"]["returned"]["result"]
     assert returned["ref_fields"] == PUBLIC_FIELDS and returned["loop_ref_fields"] == PUBLIC_FIELDS, returned
     assert returned["digest"] == hashlib.sha256(TOKEN.encode()).hexdigest()  # later steps read it as returned
