@@ -207,7 +207,9 @@ class Runner:
                 index = self._jump(pipe, action, names, attempts_of, envelope)
                 continue
             if not ok and do == "continue" and index == len(tasks) - 1:
-                return False, None, error
+                # Past the last task's error the pipeline ends as NoETL's task sequences always
+                # did: successfully, with the last successful task's result (null if none).
+                return True, self._final(pipe, pipe.prev), None
             index += 1
         return True, self._final(pipe, result), None
 
