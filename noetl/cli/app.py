@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
+from noetl.cli.startup import long_lived_imports
 from noetl.errors import NoetlError
 from noetl.logredact import install_log_redaction
 
@@ -158,7 +159,8 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in self.lazy:
-            importlib.import_module(self.lazy[cmd_name])
+            with long_lived_imports():
+                importlib.import_module(self.lazy[cmd_name])
         return super().get_command(ctx, cmd_name)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from noetl.cli.app import EXIT_FAILED, Context, cli, handle_errors, print_json, run_sync, with_store
+from noetl.cli.startup import long_lived_imports
 
 
 def payload_from_options(payload: str | None, sets: tuple[str, ...]) -> dict[str, Any]:
@@ -36,9 +37,10 @@ def print_run_warnings(loaded: Any, doc: dict[str, Any]) -> None:
 
 
 def run_local(ref: str, payload: dict[str, Any], merge: bool, as_json: bool, strict: bool = False) -> None:
-    from noetl.api import resolve_playbook, run_async
-    from noetl.cli.progress import PlaybookSource, make_progress
-    from noetl.cli.rootdoc import RootStatus
+    with long_lived_imports():  # the runtime's modules live as long as the process
+        from noetl.api import resolve_playbook, run_async
+        from noetl.cli.progress import PlaybookSource, make_progress
+        from noetl.cli.rootdoc import RootStatus
 
     root = RootStatus()
     playbooks: list[Any] = []  # the loaded playbook, for the file:line of the run's warnings
