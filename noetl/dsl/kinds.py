@@ -66,7 +66,8 @@ TOOL_KINDS: dict[str, ToolKind] = {k.kind: k for k in (
              takes_name=True),
     ToolKind("transfer", "noetl.tools.transfer:run_transfer", frozenset({"source", "target", "chunk_size"})),
     # Handled by the runner / engine rather than a tool function:
-    ToolKind("playbook", None, frozenset({"path", "version", "payload", "return_step", "data"}),
+    ToolKind("playbook", None, frozenset({"path", "version", "payload", "return_step", "data", "result_step",
+                                          "return_result"}),
              required=("path",)),
     ToolKind("workbook", None, frozenset({"data", "task"}), required=("name",), takes_name=True),  # task: alias of name
     ToolKind("sink", None, frozenset({"tool", "table", "mode", "key", "data", "database", "create", "columns",

@@ -413,6 +413,13 @@ def _normalize_tool(tool: Any, path: tuple[Any, ...], notes: list[Note]) -> Any:
             out["input"] = {**value, **(out.get("input") or {})}
     if out.get("kind") == "playbook" and isinstance(out.get("payload"), dict):
         out["input"] = {**out.pop("payload"), **(out.get("input") or {})}
+    if out.get("kind") == "playbook" and "result_step" in out and "return_step" not in out:
+        # newer NoETL playbooks' name of return_step; `return_result: true` (wait for the child's
+        # result, not an async-start reply) is what a playbook step always does
+        out["return_step"] = out.pop("result_step")
+        notes.append(((*path, "result_step"), "`result_step:`: another spelling of `return_step:`"))
+    if out.get("kind") == "playbook" and out.get("return_result") in (True, "true"):
+        out.pop("return_result")
     if isinstance(out.get("spec"), dict):
         out["spec"] = _normalize_tool_spec(out["spec"])
     if out.get("kind") in ("postgres", "duckdb") and "commands" in out and "command" not in out:
