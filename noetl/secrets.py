@@ -18,7 +18,8 @@ import functools
 import os
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any
 from urllib.parse import quote
 
@@ -192,6 +193,17 @@ class Redactor:
                             return True
                     elif type(item) not in _NO_TEXT:
                         pending.append(item)
+            elif _lazy_list(value) and self._finds_in_chunks(pattern, value):
+                return True
+        return False
+
+    def _finds_in_chunks(self, pattern: re.Pattern[str], items: Sequence[Any]) -> bool:
+        """A sequence that stands for a long list (rows kept as JSON): searched a chunk of decoded
+        items at a time, so they never exist all at once."""
+        iterator = iter(items)
+        while chunk := list(islice(iterator, _CHUNK_ITEMS)):
+            if self._finds(pattern, chunk):
+                return True
         return False
 
     def _redact(self, value: Any) -> Any:
@@ -205,7 +217,17 @@ class Redactor:
             return [item if type(item) in _NO_TEXT else self._redact(item) for item in value]
         if isinstance(value, tuple):
             return tuple(self._redact(item) for item in value)
+        if _lazy_list(value):
+            return [self._redact(item) for item in value]
         return value
+
+
+_CHUNK_ITEMS = 10_000
+
+
+def _lazy_list(value: Any) -> bool:
+    """A sequence that is not a list but stands for one (a big result's rows kept as JSON)."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray | memoryview)
 
 
 def _texts(value: Any) -> Iterator[str]:
@@ -217,7 +239,7 @@ def _texts(value: Any) -> Iterator[str]:
             if isinstance(key, str):
                 yield key
             yield from _texts(item)
-    elif isinstance(value, list | tuple):
+    elif isinstance(value, list | tuple) or _lazy_list(value):
         for item in value:
             yield from _texts(item)
 

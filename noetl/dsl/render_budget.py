@@ -97,6 +97,33 @@ def time_limit(clock: Callable[[], float], seconds: float) -> AbstractContextMan
     return _TimeLimit(clock, seconds)
 
 
+# Inside an inline render (on an event loop, noetl/runtime/rendering.py), reading more than this
+# much of a stored result stops the render, which then runs again on a thread: decoding 50 MB
+# takes the best part of a second, and the loop's heartbeats and other commands would wait.
+INLINE_LOAD_BYTES = 1 << 20
+_INLINE: ContextVar[bool] = ContextVar("noetl_render_inline", default=False)
+
+
+class NeedsThread(RenderTimeout):
+    """A render on the event loop is about to read a big stored result: render it on a thread."""
+
+
+@contextmanager
+def inline_loads() -> Iterator[None]:
+    """Within the block, :func:`may_load` refuses big reads (see INLINE_LOAD_BYTES)."""
+    token = _INLINE.set(True)
+    try:
+        yield
+    finally:
+        _INLINE.reset(token)
+
+
+def may_load(size: int) -> None:
+    """Called before a render decodes ``size`` bytes of a stored result."""
+    if size > INLINE_LOAD_BYTES and _INLINE.get():
+        raise NeedsThread(f"template reads {size:,} bytes of a stored result: rendered on a thread")
+
+
 def tick() -> None:
     """Charge one operation to the render in progress, if any."""
     run = CURRENT_RUN.get()

@@ -43,7 +43,8 @@ from noetl.dsl.render_budget import (
     time_limit,
 )
 from noetl.dsl.shellcode import unquoted
-from noetl.results.refs import LazyItems, lazy, lazy_items, without_sealing
+from noetl.results.partial import PARTS, LazyList
+from noetl.results.refs import LazyItems, LazyResult, lazy, lazy_items, without_sealing
 
 # The budget of one render lives in noetl.dsl.render_budget (no Jinja there: a run that renders no
 # template never imports Jinja); these names are part of this module's interface too.
@@ -322,6 +323,8 @@ def _json_default(value: Any) -> Any:
         return None
     if isinstance(value, LazyItems):
         return without_sealing(list(value))  # `tojson` of a loop's results by reference writes them all out
+    if isinstance(value, PARTS):
+        return without_sealing(value.value())  # a part of a stored result, decoded
     return str(value)
 
 
@@ -349,6 +352,15 @@ def _pprint(value: Any) -> str:
     from pprint import pformat
 
     return pformat(_shown(value))
+
+
+def _length(value: Any) -> int:
+    """``| length`` (and ``| count``): a result stored by reference counts as the result, not as its
+    reference (a list's length from its layout, without reading the list)."""
+    found = lazy(value)
+    if isinstance(found, LazyResult):
+        found = found.listed()
+    return len(found)
 
 
 def _bounded_filter(name: str, check: Callable[..., None]) -> Callable[..., Any]:
@@ -432,6 +444,8 @@ def _is_loop_result(value: Mapping[str, Any]) -> bool:
 def _aliased(value: Any) -> Any:
     """What a v1 alias reads: the value itself; a loop's result is its list (``{{ step.result |
     length }}`` on a step whose result is a list, or a loop's)."""
+    if isinstance(value, LazyResult):
+        return value.listed()  # a list stored by reference is read as the list
     if isinstance(value, Mapping):
         return lazy_items(value["results"]) if _is_loop_result(value) else value
     return lazy_items(value)
@@ -458,7 +472,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
                 # A missing key named like a dict method (`iter.items`) is undefined, so `default()`
                 # and `is defined` behave; calling it (`d.items()`) still calls the method.
                 return _MethodOrUndefined(super().getattr(obj, attribute), obj=obj, name=attribute)
-        elif attribute == DATA_ALIAS and isinstance(obj, list):
+        elif attribute == DATA_ALIAS and isinstance(obj, list | LazyList):
             return lazy_items(obj)
         return super().getattr(obj, attribute)
 
@@ -477,6 +491,8 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
             value = obj.get(argument, missing)
             if value is not missing:
                 return lazy_items(value)
+        elif isinstance(obj, LazyResult):
+            obj = obj.listed()  # `big[0]` on a list stored by reference
         return lazy_items(super().getitem(obj, argument))
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
@@ -521,6 +537,7 @@ def make_environment() -> NoetlEnvironment:
         slice=_bounded_filter("slice", _slice_check),
         unquoted=unquoted,  # shell code, not a value to quote (noetl.dsl.shellcode)
         string=_string, pprint=_pprint,  # texts of a value: without a reference's sealed part
+        length=_length, count=_length,
     )
     env.globals.pop("lipsum", None)  # generates text of any size; no playbook needs placeholder prose
     env.globals.update(

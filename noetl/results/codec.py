@@ -11,6 +11,8 @@ from noetl.store.common import encode_json
 
 try:
     import orjson
+
+    from noetl.results.encoded import json_fragment
 except ImportError:  # pragma: no cover - an environment installed before the dependency was added
     orjson = None  # type: ignore[assignment]
 
@@ -19,14 +21,14 @@ def dumps(value: Any) -> bytes:
     """Compact JSON as UTF-8 bytes (the same text the store writes for events)."""
     if orjson is not None:
         try:
-            return orjson.dumps(value)
+            return orjson.dumps(value, default=json_fragment)
         except TypeError:
             pass
     return encode_json(value).encode("utf-8")
 
 
-def loads(data: bytes) -> Any:
-    return orjson.loads(data) if orjson is not None else json.loads(data)
+def loads(data: bytes | memoryview) -> Any:
+    return orjson.loads(data) if orjson is not None else json.loads(bytes(data))
 
 
 def head_text(data: bytes, chars: int) -> str:

@@ -3,8 +3,10 @@ tool the full data behind any reference in its inputs."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from noetl.dsl.render_budget import NeedsThread, inline_loads
 from noetl.results.refs import REF_KEY, is_ref, materialize, sealed_part
 from noetl.results.shape import shape_result
 from noetl.results.spec import output_spec
@@ -41,3 +43,13 @@ async def store_big_results(services: Any, outcome: Any, output: Any, command: A
 def tool_inputs(kind: str, value: Any) -> Any:
     """A tool's config or inputs with references replaced by the results they stand for."""
     return value if kind in REF_AWARE_KINDS else materialize(value)
+
+
+async def tool_inputs_off_loop(kind: str, value: Any) -> Any:
+    """:func:`tool_inputs` from the event loop: where a big result has to be decoded, that happens
+    on a thread, so the loop's heartbeats and other commands go on meanwhile."""
+    try:
+        with inline_loads():
+            return tool_inputs(kind, value)
+    except NeedsThread:
+        return await asyncio.to_thread(tool_inputs, kind, value)

@@ -14,10 +14,14 @@ from contextlib import contextmanager
 from typing import Any, overload
 from urllib.parse import quote, unquote
 
+from noetl.dsl.render_budget import may_load
+from noetl.results import layout, partial
+
 REF_KEY = "_ref"
 # A reference's sealed part (results/sealed.py): the key that opens the result as returned, and the
 # secret values in it. The runtime reads it; templates never show it (:func:`without_sealing`).
 SEALED_KEY = "sealed"
+LAYOUT_KEY = "layout"  # in ``_ref``: the uri of the result's layout (results/layout.py), when it has one
 PREVIEW_CHARS = 200
 # A loop's aggregate by reference: its `results` resolve from the iterations' own recorded reports.
 LOOP_PREFIX = "noetl://loop/"
@@ -25,13 +29,16 @@ PAGE_ITEMS = 500  # iterations read at once when a template walks a loop's resul
 
 Loader = Callable[[str, bool], Any]  # (uri, fresh) -> the decoded result; fresh: a copy no one else holds
 ItemsLoader = Callable[[str, int, int], list[Any]]  # (uri, start, stop) -> those items of a loop's results
+BytesLoader = Callable[[str, int, int], bytes]  # (uri, start, end) -> those bytes of a stored result
 
 _loader: contextvars.ContextVar[Loader | None] = contextvars.ContextVar("noetl_result_loader", default=None)
 _items_loader: contextvars.ContextVar[ItemsLoader | None] = contextvars.ContextVar("noetl_items_loader", default=None)
 _fallback: list[Loader] = []
 _items_fallback: list[ItemsLoader] = []
+_bytes_loader: contextvars.ContextVar[BytesLoader | None] = contextvars.ContextVar("noetl_bytes_loader", default=None)
+_bytes_fallback: list[BytesLoader] = []
 # Results decoded while one task's configuration renders, by reference uri (see results_held).
-_held: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("noetl_results_held", default=None)
+_held: contextvars.ContextVar[dict[Any, Any] | None] = contextvars.ContextVar("noetl_results_held", default=None)
 
 
 def is_ref(value: Any) -> bool:
@@ -112,18 +119,35 @@ def is_loop_ref(value: Any) -> bool:
     return is_ref(value) and str(value[REF_KEY]["uri"]).startswith(LOOP_PREFIX)
 
 
-def use_loader(loader: Loader, items: ItemsLoader | None = None) -> contextvars.Token[Loader | None]:
+def use_loader(loader: Loader, items: ItemsLoader | None = None,
+               pieces: BytesLoader | None = None) -> contextvars.Token[Loader | None]:
     """Install the loader references resolve through (and ``items``, which reads a slice of a loop's
-    results), for this task and the tasks it starts."""
-    if loader not in _fallback:
-        _fallback.append(loader)
-        del _fallback[:-4]  # the newest few: processes have one or two stores
+    results, and ``pieces``, which reads a byte range of a stored result), for this task and the
+    tasks it starts."""
+    _remember(_fallback, loader)
     if items is not None:
-        if items not in _items_fallback:
-            _items_fallback.append(items)
-            del _items_fallback[:-4]
+        _remember(_items_fallback, items)
         _items_loader.set(items)
+    if pieces is not None:
+        _remember(_bytes_fallback, pieces)
+        _bytes_loader.set(pieces)
     return _loader.set(loader)
+
+
+def _remember(fallback: list[Any], loader: Any) -> None:
+    if loader not in fallback:
+        fallback.append(loader)
+        del fallback[:-4]  # the newest few: processes have one or two stores
+
+
+def load_bytes(uri: str, start: int, end: int) -> bytes:
+    """Bytes [start, end) of the stored result at ``uri`` (a piece its layout names)."""
+    loader = _bytes_loader.get() or (_bytes_fallback[-1] if _bytes_fallback else None)
+    if loader is None:
+        from noetl.errors import StoreError
+
+        raise StoreError(f"result {uri} cannot be read here: no result storage is open")
+    return loader(uri, start, end)
 
 
 def current_loader() -> Loader | None:
@@ -180,6 +204,12 @@ def _load_result(inner: Mapping[str, Any], *, fresh: bool = False) -> Any:
     from noetl.errors import NoetlError
     from noetl.results.sealed import opened
 
+    may_load(int(inner.get("size") or 0))
+    if isinstance(inner.get(LAYOUT_KEY), str):
+        node = layout_root(inner[LAYOUT_KEY])
+        if node is not None:  # decoded a piece at a time: a thread doing it lets other threads run
+            return partial.Pieces(str(inner["uri"]), lambda low, high: load_bytes(str(inner["uri"]), low, high),
+                                  lambda _span, compute: compute()).whole(node)
     sealed = sealed_part(inner)
     if sealed is not None:
         try:
@@ -194,7 +224,8 @@ def _load_result(inner: Mapping[str, Any], *, fresh: bool = False) -> Any:
 
 class LazyResult(Mapping[str, Any]):
     """A reference seen from a template: inline fields (and ``_ref``) answer at once, any other key
-    loads the full result on first access (and keeps it for the life of this object: one render)."""
+    loads the full result on first access (and keeps it for the life of this object: one render).
+    A reference with a layout (results/layout.py) loads only the part a key names instead."""
 
     __slots__ = ("_full", "_ref")
 
@@ -207,9 +238,37 @@ class LazyResult(Mapping[str, Any]):
             self._full = load_result(self._ref[REF_KEY])
         return self._full
 
+    def _root(self) -> Any:
+        """The root node of the result's layout, or None (no layout, or loaded whole already)."""
+        uri = self._ref[REF_KEY].get(LAYOUT_KEY)
+        if self._full is not None or not isinstance(uri, str):
+            return None
+        return layout_root(uri)
+
+    def _pieces(self) -> partial.Pieces:
+        uri = str(self._ref[REF_KEY]["uri"])
+        return partial.Pieces(uri, lambda low, high: load_bytes(uri, low, high),
+                              lambda span, compute: _held_piece((uri, *span), compute))
+
+    def listed(self) -> Any:
+        """The result as a list when it is one (a lazy one where its layout allows), else this mapping:
+        what ``{{ big.data }}``, ``{{ big.data[0] }}`` and ``{{ big.data | length }}`` read."""
+        if not str(self._ref[REF_KEY].get("preview", "")).startswith("["):
+            return self
+        node = self._root()
+        if node is not None and layout.is_list_node(node):
+            return partial.view(node, self._pieces())
+        full = self.full()
+        return full if isinstance(full, list) else self
+
     def __getitem__(self, key: str) -> Any:
         if key in self._ref:
             return without_sealing(self._ref[key])  # `{{ step._ref }}`: the reference, not its key
+        node = self._root()
+        if node is not None:
+            if layout.is_mapping_node(node):
+                return partial.view(node["k"][key], self._pieces())
+            raise KeyError(key)  # a list: no keys
         full = self.full()
         if isinstance(full, Mapping):
             return full[key]
@@ -224,21 +283,54 @@ class LazyResult(Mapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         if key in self._ref:
             return True
+        keys = self._keys()
+        return key in keys if keys is not None else False
+
+    def _keys(self) -> Any:
+        node = self._root()
+        if node is not None:
+            return node["k"] if layout.is_mapping_node(node) else None
         full = self.full()
-        return isinstance(full, Mapping) and key in full
+        return full if isinstance(full, Mapping) else None
 
     def __iter__(self) -> Iterator[str]:
-        full = self.full()
-        return iter(full) if isinstance(full, Mapping) else iter(())
+        keys = self._keys()
+        return iter(keys) if keys is not None else iter(())
 
     def __len__(self) -> int:
-        full = self.full()
-        return len(full) if isinstance(full, Mapping) else 0
+        keys = self._keys()
+        return len(keys) if keys is not None else 0
 
     def __repr__(self) -> str:
         return json.dumps(without_sealing(self._ref), separators=(",", ":"), default=str)
 
     __str__ = __repr__
+
+
+_layouts: dict[str, Any] = {}  # layout uri -> its root node (a layout never changes: its uri is new)
+_LAYOUTS_KEPT = 64
+
+
+def layout_root(uri: str) -> Any:
+    """The root node of the layout stored at ``uri``, kept for repeated reads (a remote worker would
+    ask the server for it at each look into the result)."""
+    root = _layouts.get(uri)
+    if root is None:
+        root = load(uri).get("root")
+        _layouts[uri] = root
+        while len(_layouts) > _LAYOUTS_KEPT:
+            _layouts.pop(next(iter(_layouts)))
+    return root
+
+
+def _held_piece(key: tuple[str, int, int], compute: Callable[[], Any]) -> Any:
+    """A decoded piece of a result, kept like a whole result while a task renders (results_held)."""
+    held = _held.get()
+    if held is None:
+        return compute()
+    if key not in held:
+        held[key] = compute()  # type: ignore[index]
+    return held[key]  # type: ignore[index]
 
 
 class LazyItems(Sequence[Any]):
@@ -310,7 +402,9 @@ def lazy_items(value: Any) -> Any:
 def plain(value: Any) -> Any:
     """What a rendered value records: :class:`LazyItems` become their reference again (small, JSON),
     which a tool receives as the full list (:func:`materialize`)."""
-    return value.ref if isinstance(value, LazyItems) else value
+    if isinstance(value, LazyItems):
+        return value.ref
+    return partial.plain_part(value)
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -386,6 +480,8 @@ def materialize(value: Any) -> Any:
         return load_result(value._ref[REF_KEY], fresh=True)
     if isinstance(value, LazyItems):
         return load(value.uri, fresh=True)
+    if isinstance(value, partial.PARTS):
+        return value.value()
     if isinstance(value, list | tuple):
         items = [materialize(item) for item in value]
         return value if all(a is b for a, b in zip(items, value, strict=True)) else type(value)(items)

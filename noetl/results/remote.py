@@ -1,6 +1,7 @@
 """Reading results stored by reference through the server, for workers without database access
 (``noetl worker start --server-url URL``): ``GET /api/results?uri=`` returns the stored JSON (with
-``start`` and ``stop``, that slice of a loop's results by reference)."""
+``start`` and ``stop``, that slice of a loop's results by reference; with ``offset`` and ``length``,
+those bytes of a stored result)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,14 @@ class ServerResultReader:
         items: list[Any] = self._get(uri, {"uri": uri, "start": start, "stop": stop})
         return items
 
+    def read_piece(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of a stored result: only those travel."""
+        return self._fetch(uri, {"uri": uri, "offset": start, "length": max(end - start, 0)})
+
     def _get(self, uri: str, params: dict[str, Any]) -> Any:
+        return loads(self._fetch(uri, params))
+
+    def _fetch(self, uri: str, params: dict[str, Any]) -> bytes:
         try:
             with self._lock:
                 response = self._client.get("/api/results", params=params)
@@ -40,7 +48,7 @@ class ServerResultReader:
             raise NotFoundError(f"result {uri} not found (pruned?)")
         if response.status_code != 200:
             raise StoreError(f"result {uri}: the server answered {response.status_code}")
-        return loads(response.content)
+        return response.content
 
     def close(self) -> None:
         self._client.close()

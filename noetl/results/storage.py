@@ -56,26 +56,35 @@ class ResultStorage:
         self._s3_client: Any = None
 
     # writing ---------------------------------------------------------------------------
-    async def put(self, data: bytes, *, sha256: str, kind: str = "auto", execution_id: str | None = None,
+    async def put(self, data: bytes | list[bytes], *, sha256: str, kind: str = "auto", execution_id: str | None = None,
                   step: str | None = None, name: str | None = None, ttl_seconds: float | None = None,
                   preview: str = "", now: datetime | None = None) -> dict[str, Any]:
-        """Store ``data`` (the result's JSON text) and return its reference ``{_ref: {...}}``."""
+        """Store ``data`` (the result's JSON text, or pieces of it to join) and return its reference
+        ``{_ref: {...}}``. Pieces go into SQLite's result table one at a time, never joined."""
         now = now or utc_now()
         result_id = uuid.uuid4().hex
         expires = now + timedelta(seconds=ttl_seconds) if ttl_seconds else None
+        size = len(data) if isinstance(data, bytes) else sum(len(part) for part in data)
+        record = ResultRecord(result_id=result_id, data=b"", sha256=sha256, size=size, execution_id=execution_id,
+                              step=step, name=name, created_at=now.isoformat(),
+                              expires_at=expires.isoformat() if expires else None)
+        in_parts = getattr(self.store, "put_result_parts", None)
+        if in_parts is not None and not isinstance(data, bytes) and kind not in ("memory", "disk", "s3"):
+            await in_parts(record, data)
+            return make_ref(uri=DB_PREFIX + result_id, size=size, sha256=sha256, preview=preview)
+        whole = data if isinstance(data, bytes) else b"".join(data)
         if kind == "memory" and not self.shared and name is None:
             uri = MEMORY_PREFIX + result_id
-            self._memory[result_id] = data
+            self._memory[result_id] = whole
         elif kind == "disk":
-            uri = await asyncio.to_thread(self._write_file, data, execution_id, result_id, expires)
+            uri = await asyncio.to_thread(self._write_file, whole, execution_id, result_id, expires)
         elif kind == "s3":
-            uri = await asyncio.to_thread(self._write_s3, data, execution_id, result_id)
+            uri = await asyncio.to_thread(self._write_s3, whole, execution_id, result_id)
         else:
             uri = DB_PREFIX + result_id
-            await self.store.put_result(ResultRecord(
-                result_id=result_id, data=data, sha256=sha256, size=len(data), execution_id=execution_id,
-                step=step, name=name, created_at=now.isoformat(), expires_at=expires.isoformat() if expires else None))
-        return make_ref(uri=uri, size=len(data), sha256=sha256, preview=preview)
+            record.data = whole
+            await self.store.put_result(record)
+        return make_ref(uri=uri, size=size, sha256=sha256, preview=preview)
 
     def _write_file(self, data: bytes, execution_id: str | None, result_id: str, expires: datetime | None) -> str:
         folder = self.settings.result_dir / (execution_id or "artifacts")
@@ -120,6 +129,32 @@ class ResultStorage:
         if cached is not None:
             return cached
         return self._remember(uri, self._read_bytes(uri))
+
+    def read_piece(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the result at ``uri``, read without the rest (synchronous, like
+        :meth:`read`): the pieces a result's layout names (results/layout.py)."""
+        length = max(end - start, 0)
+        if uri.startswith(DB_PREFIX):
+            reader = getattr(self.store, "read_result_slice", None)
+            if reader is None:
+                return self._read_bytes(uri)[start:end]
+            data = reader(uri[len(DB_PREFIX):], start, length)
+            if data is None:
+                raise NotFoundError(f"result {uri} not found (pruned, or stored by another NoETL)")
+            return bytes(data)
+        parsed = urlparse(uri)
+        if parsed.scheme == "file":
+            try:
+                with self._result_file(uri, parsed.path).open("rb") as handle:
+                    handle.seek(start)
+                    return handle.read(length)
+            except FileNotFoundError:
+                raise NotFoundError(f"result {uri} not found (pruned?)") from None
+        if parsed.scheme == "s3" and length:
+            body = self._s3().get_object(Bucket=parsed.netloc, Key=self._result_key(uri, parsed),
+                                         Range=f"bytes={start}-{end - 1}")["Body"]
+            return bytes(body.read())
+        return self._read_bytes(uri)[start:end]  # memory: already in this process
 
     def read_items(self, uri: str, start: int, stop: int) -> list[Any]:
         """Items [start, stop) of a loop's results by reference (synchronous, like :meth:`read`)."""

@@ -112,7 +112,8 @@ class _Execution:
 
     async def run(self) -> dict[str, Any]:
         # templates resolve `_ref`s through it (this task and its own)
-        use_loader(self.services.results.read, self.services.results.read_items)
+        use_loader(self.services.results.read, self.services.results.read_items,
+                   self.services.results.read_piece)
         await self.services.prepare()
         if self.request.resume is not None:
             decision = await self._resume(self.request.resume)

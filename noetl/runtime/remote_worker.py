@@ -123,7 +123,7 @@ class RemoteWorker:
     # lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
         warm_up()  # before the first lease: see noetl/runtime/warmup.py
-        use_loader(self.results.read, self.results.read_items)
+        use_loader(self.results.read, self.results.read_items, self.results.read_piece)
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         heartbeat.add_done_callback(self._side_task_ended)
         log.info("worker %s started against %s (concurrency %d)", self.name, self.api.client.base_url,

@@ -2,7 +2,8 @@
 
 A render is pure CPU work. Nearly all take microseconds, so they run inline under a short time
 limit; one that needs longer is rendered again on a thread, under the task's own time limit, while
-the event loop keeps serving heartbeats, leases and other commands. Every render is bounded by the
+the event loop keeps serving heartbeats, leases and other commands. A render that would read a big
+stored result (over ``INLINE_LOAD_BYTES``) stops before reading it and goes to the thread too. Every render is bounded by the
 sandbox too (see noetl/dsl/render_env.py), so even the thread ends on its own.
 """
 
@@ -13,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from noetl.dsl.render_budget import time_limit
+from noetl.dsl.render_budget import inline_loads, time_limit
 from noetl.errors import TemplateError
 
 T = TypeVar("T")
@@ -28,7 +29,7 @@ def render_inline(render: Callable[[], T], *, seconds: float | None = None) -> T
     configuration); a plain call, where a coroutine per step would cost more than most renders."""
     limit = float(seconds) if seconds else DEFAULT_SECONDS
     try:
-        with time_limit(time.monotonic, min(INLINE_SECONDS, limit)):
+        with time_limit(time.monotonic, min(INLINE_SECONDS, limit)), inline_loads():
             return render()
     except TemplateError as exc:
         if not getattr(exc, "timed_out", False) or limit <= INLINE_SECONDS:

@@ -21,7 +21,7 @@ from noetl.engine.commands import Command
 from noetl.engine.decide import deep_merge
 from noetl.engine.envelope import envelope, result_kind, workbook_kinds
 from noetl.errors import ErrorInfo, NoetlError, TemplateError, ToolError
-from noetl.results.outcome import recorded_result, store_big_results, tool_inputs
+from noetl.results.outcome import recorded_result, store_big_results, tool_inputs_off_loop
 from noetl.results.refs import results_held
 from noetl.runtime.rendering import render_inline, render_on_thread
 from noetl.tools.base import ToolCall, ToolServices, get_tool
@@ -248,7 +248,7 @@ class Runner:
             with results_held():  # fields reading one big result decode it once, not once each
                 rendered = render_inline(render, seconds=timeout)
                 config = rendered if rendered is not None else await render_on_thread(render, seconds=timeout)
-            config = tool_inputs(kind, config)
+            config = await tool_inputs_off_loop(kind, config)
             result = await self._dispatch(pipe, kind, config, name, context, timeout)
             return True, result, None
         except NoetlError as exc:
@@ -268,7 +268,7 @@ class Runner:
         own_input = config.pop("input", None) or {}
         args = ({**own_input, **command.args, **command.arc_input} if pipe.input_defaults
                 else {**command.args, **own_input, **command.arc_input})
-        args = tool_inputs(kind, args)
+        args = await tool_inputs_off_loop(kind, args)
         call = ToolCall(execution_id=command.execution_id, step=command.step, task=name, context=context,
                         args=args, playbook_dir=self.playbook_dir, timeout=timeout, services=self.services,
                         logs=pipe.logs, secrets=pipe.secrets, output=pipe.output, environment=self.environment)
@@ -281,7 +281,7 @@ class Runner:
         if kind == "sink":
             from noetl.tools.sink import write_sink
 
-            data = tool_inputs(kind, config.pop("data", pipe.prev))
+            data = await tool_inputs_off_loop(kind, config.pop("data", pipe.prev))
             return await _with_timeout(write_sink(config, data, call), timeout)
         tool = get_tool(kind)
         if not timeout or kind == "python":  # python enforces its own timeout (in a worker process)

@@ -141,7 +141,7 @@ class Worker:
             log.info("worker %s stopped before PostgreSQL answered", self.name)
             return
         results = storage_for(self.store, shared=True)
-        use_loader(results.read, results.read_items)  # templates resolve `_ref`s through it
+        use_loader(results.read, results.read_items, results.read_piece)  # templates resolve `_ref`s through it
         self._start_side_tasks()
         log.info("worker %s started (concurrency %d)", self.name, self.options.concurrency)
         try:

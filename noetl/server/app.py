@@ -57,7 +57,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                         "with CREATEROLE (read-only queries run as the server's role until then)")
         core = DecisionCore(store, owner=f"server-{socket.gethostname()}-{os.getpid()}")
         result_storage = storage_for(store, shared=True)
-        use_loader(result_storage.read, result_storage.read_items)  # decisions on remote workers' reports read `_ref`s
+        use_loader(result_storage.read, result_storage.read_items, result_storage.read_piece)  # decisions on remote workers' reports read `_ref`s
         app.state.noetl = ServerState(config=config, store=store, core=core)
         await warm_up_routes(app.router)  # before the first client: FastAPI builds route state on first use
         stop = asyncio.Event()

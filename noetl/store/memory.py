@@ -442,6 +442,12 @@ class MemoryStore:
         record = self._results.get(result_id)
         return replace(record) if record else None
 
+    def read_result_slice(self, result_id: str, start: int, length: int) -> bytes | None:
+        """Bytes [start, start + length) of a stored result; None when missing."""
+        self._check_open()
+        record = self._results.get(result_id)
+        return bytes(record.data[start:start + max(length, 0)]) if record else None
+
     def read_loop_reports(self, execution_id: str, step: str, entry: int, start: int, stop: int) -> list[LoopReport]:
         """The latest report of each iteration in [start, stop) of entry ``entry`` of loop ``step``."""
         self._check_open()

@@ -28,6 +28,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from noetl.errors import ToolError
+from noetl.results.encoded import EncodedList
 from noetl.secrets import Redactor, redact_connection_secrets
 from noetl.tools._auth import remember_secrets, resolve_auth
 from noetl.tools._sql import (
@@ -248,6 +249,7 @@ async def pooled_connection(conninfo: str, redactor: Redactor) -> AsyncIterator[
 
 
 _FETCH_BATCH_ROWS = 10_000
+SPOOL_ROWS = 20_000  # rows of one statement kept as dicts; more are kept as their JSON
 
 
 def _uses_placeholders(statement: str) -> bool:
@@ -268,11 +270,31 @@ async def _run_statement(
         if cursor.description is None:
             return statement_result([], [], max(cursor.rowcount, 0))
         columns = [column.name for column in cursor.description]
-        rows: list[dict[str, Any]] = []
-        # In batches: a million rows never exist as the driver's tuples and as dicts at once.
+        rows: list[dict[str, Any]] | EncodedList = []
+        spool = True
+        # In batches: a million rows never exist as the driver's tuples and as dicts at once; past
+        # SPOOL_ROWS each batch is kept as its JSON only, which is what the stored result holds.
         while batch := await cursor.fetchmany(_FETCH_BATCH_ROWS):
-            rows.extend(rows_to_dicts(columns, batch))
-        return statement_result(columns, rows, len(rows))
+            rows, spool = _kept(rows, rows_to_dicts(columns, batch), spool)
+        return statement_result(columns, rows, len(rows))  # type: ignore[arg-type]
+
+
+def _kept(rows: list[dict[str, Any]] | EncodedList, batch: list[dict[str, Any]],
+          spool: bool) -> tuple[list[dict[str, Any]] | EncodedList, bool]:
+    """``rows`` with ``batch`` added: as dicts up to SPOOL_ROWS, then as JSON (results/encoded.py),
+    and whether to go on keeping JSON."""
+    if isinstance(rows, list) and (not spool or len(rows) + len(batch) <= SPOOL_ROWS):
+        rows.extend(batch)
+        return rows, spool
+    try:
+        if isinstance(rows, list):
+            spooled = EncodedList()
+            spooled.extend_encoded(rows)
+            rows = spooled
+        rows.extend_encoded(batch)
+        return rows, True
+    except TypeError:  # a value orjson cannot write (an integer past 64 bits): plain dicts after all
+        return (rows.value() if isinstance(rows, EncodedList) else rows) + batch, False
 
 
 def sql_error(exc: psycopg.Error, index: int, count: int, statement: str, redactor: Redactor) -> ToolError:

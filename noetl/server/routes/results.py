@@ -18,6 +18,7 @@ from noetl.server.state import State
 
 router = APIRouter(tags=["executions"], route_class=ParsedBodyRoute)
 MAX_SLICE = 10_000  # items of a loop's results one request may ask for
+MAX_PIECE = 64 * 1024 * 1024  # bytes of a stored result one request may ask for
 
 
 @router.get("/executions/{execution_id}/results/{step}",
@@ -31,10 +32,11 @@ async def get_step_result(execution_id: str, step: str, state: State, index: int
 
 
 @router.get("/results", summary="A result stored by reference in the result table, by its uri "
-            "(`noetl://result/...`), or a loop's results by reference (`noetl://loop/...`, with "
-            "`start` and `stop` for a slice), for workers without database access")
+            "(`noetl://result/...`; with `offset` and `length` only those bytes), or a loop's results by "
+            "reference (`noetl://loop/...`, with `start` and `stop` for a slice), for workers without database access")
 @requires("read")
-async def get_result_by_uri(uri: str, state: State, start: int | None = None, stop: int | None = None) -> Response:
+async def get_result_by_uri(uri: str, state: State, start: int | None = None, stop: int | None = None,
+                            offset: int | None = None, length: int | None = None) -> Response:
     # Only the result table and loops: a `file://` uri names a file on whichever machine stored it,
     # and the server must never read its own files for a caller.
     storage = storage_for(state.store)
@@ -48,4 +50,10 @@ async def get_result_by_uri(uri: str, state: State, start: int | None = None, st
                         media_type="application/json")
     if not uri.startswith(DB_PREFIX):
         raise InputError(f"only {DB_PREFIX}... results can be read through the server, not {uri.split(':', 1)[0]}:")
+    if offset is not None or length is not None:  # a piece its layout names (results/layout.py)
+        low, size = offset or 0, length if length is not None else MAX_PIECE
+        if low < 0 or not 0 <= size <= MAX_PIECE:
+            raise InputError(f"offset/length: at most {MAX_PIECE} bytes with 0 <= offset")
+        return Response(content=await asyncio.to_thread(storage.read_piece, uri, low, low + size),
+                        media_type="application/octet-stream")
     return StreamingResponse(await prefetched(storage.stream_bytes(uri)), media_type="application/json")

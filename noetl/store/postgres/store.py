@@ -605,14 +605,21 @@ class PostgresStore:
                 raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
         return result_from_row(row) if row else None
 
-    def _sync_rows(self, action: str, query: str, params: dict[str, Any]) -> list[Any]:
+    def read_result_slice(self, result_id: str, start: int, length: int) -> bytes | None:
+        """Bytes [start, start + length) of a stored result (from 0), synchronous like read_result;
+        None when missing. Only that slice travels (binary format)."""
+        params = {"result_id": result_id, "start": start + 1, "length": max(length, 0)}
+        rows = self._sync_rows(f"reading result {result_id}", "get_result_slice", params, binary=True)
+        return bytes(rows[0][0] or b"") if rows else None
+
+    def _sync_rows(self, action: str, query: str, params: dict[str, Any], *, binary: bool = False) -> list[Any]:
         """One statement on the connection of the synchronous reads (see read_result)."""
         with self._sync_lock:
             try:
                 if self._sync_conn is None or self._sync_conn.closed:
                     self._sync_conn = psycopg.connect(self.url, autocommit=True,
                                                       connect_timeout=int(self._connect_timeout))
-                return self._sync_conn.execute(self.q[query], params).fetchall()
+                return self._sync_conn.execute(self.q[query], params, binary=binary).fetchall()
             except psycopg.Error as exc:
                 self._sync_conn = None
                 raise StoreError(f"{action} failed: {_first_line(exc)}") from exc

@@ -149,6 +149,12 @@ INSERT INTO result (result_id, execution_id, step, name, size, sha256, data, cre
 VALUES (:result_id, :execution_id, :step, :name, :size, :sha256, :data, :created_at, :expires_at)
 ON CONFLICT (result_id) DO NOTHING;
 
+-- name: insert_result_space
+-- A result written in pieces afterwards (incremental blob I/O): its bytes are never joined first.
+INSERT INTO result (result_id, execution_id, step, name, size, sha256, data, created_at, expires_at)
+VALUES (:result_id, :execution_id, :step, :name, :size, :sha256, zeroblob(:size), :created_at, :expires_at)
+ON CONFLICT (result_id) DO NOTHING;
+
 -- name: get_result
 SELECT result_id, data, sha256, size, execution_id, step, name, created_at, expires_at
 FROM result

@@ -28,6 +28,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -595,6 +596,23 @@ class SqliteStore:
         self._write(f"storing result {record.result_id}",
                     lambda conn: conn.execute(self._q["insert_result"], params))
 
+    async def put_result_parts(self, record: ResultRecord, parts: Sequence[bytes]) -> None:
+        """:meth:`put_result` of a result given in pieces (``record.data`` unused): written into its
+        row a piece at a time, so its bytes never exist joined in memory, nor copied by SQLite."""
+        if not record.created_at:
+            record.created_at = self._now()
+        params = {**result_params(replace(record, data=b"")), "size": sum(len(part) for part in parts)}
+
+        def work(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(self._q["insert_result_space"], params)
+            if cursor.rowcount != 1 or cursor.lastrowid is None:
+                return  # a re-delivered command: the first copy wins
+            with conn.blobopen("result", "data", cursor.lastrowid) as blob:
+                for part in parts:
+                    blob.write(part)
+
+        self._write(f"storing result {record.result_id}", work)
+
     async def get_result(self, result_id: str) -> ResultRecord | None:
         return self.read_result(result_id)
 
@@ -602,6 +620,21 @@ class SqliteStore:
         """Synchronous on purpose: templates resolve a ``_ref`` while they render (see noetl.results)."""
         rows = self._read(f"reading result {result_id}", "get_result", {"result_id": result_id})
         return result_from_row(rows[0]) if rows else None
+
+    def read_result_slice(self, result_id: str, start: int, length: int) -> bytes | None:
+        """Bytes [start, start + length) of a stored result (from 0), read from its pages alone (an
+        incremental blob read: a piece of a 100 MB result never loads the rest); None when missing."""
+        conn = self._connection()
+        with self._lock:
+            try:
+                row = conn.execute("SELECT rowid FROM result WHERE result_id = ?", (result_id,)).fetchone()
+                if row is None:
+                    return None
+                with conn.blobopen("result", "data", row[0], readonly=True) as blob:
+                    blob.seek(min(start, len(blob)))
+                    return blob.read(max(length, 0))
+            except sqlite3.Error as exc:
+                raise StoreError(f"reading result {result_id} failed on the store {self.path}: {exc}") from exc
 
     def read_loop_reports(self, execution_id: str, step: str, entry: int, start: int, stop: int) -> list[LoopReport]:
         """The latest report of each iteration in [start, stop) of entry ``entry`` of loop ``step``
