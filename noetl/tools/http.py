@@ -288,6 +288,29 @@ def status_error_kind(status: int) -> str:
     return "client_error"  # any other 4xx, and a 3xx that was not followed
 
 
+# Request headers whose values authenticate the caller, whatever the playbook built them from.
+_CREDENTIAL_HEADERS = ("authorization", "proxy-authorization", "cookie")
+
+
+def _remember_what_authenticates(call: ToolCall, url: str, headers: httpx.Headers) -> None:
+    """The call's secrets learn what authenticates this request even when it came from a workload
+    or a payload (``headers: {Authorization: "Bearer {{ workload.token }}"}``, a URL's password), so
+    that a server echoing it back (an error page quoting the Authorization header) and the result's
+    ``url`` read ``***``."""
+    from noetl.tools._auth import remember_secrets
+
+    for name in _CREDENTIAL_HEADERS:
+        for value in headers.get_list(name):
+            scheme, _, token = value.partition(" ")
+            remember_secrets(call, [token if token and scheme.isalpha() else value])
+    try:
+        password = httpx.URL(url).password
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return
+    if password:
+        remember_secrets(call, [password])
+
+
 def _without_passwords(message: str) -> str:
     """An error message naming a URL, with the password of ``scheme://user:password@host`` blanked:
     a URL is often built from a workload or a payload, where nothing marks the password secret."""
@@ -363,6 +386,7 @@ async def run_http(config: dict[str, Any], call: ToolCall) -> dict[str, Any]:
     auth = None
     for credential in await resolve_auths(config.get("auth"), call):
         auth = _apply_credential(credential, headers, params) or auth
+    _remember_what_authenticates(call, url, headers)
     client = get_http_client(
         verify_ssl=_as_bool(config.get("verify_ssl"), True),
         follow_redirects=_as_bool(config.get("follow_redirects"), True),

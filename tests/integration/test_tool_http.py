@@ -179,6 +179,30 @@ def test_a_password_in_the_url_never_reaches_an_error_message(http_server: Local
     assert "url-password-7" not in str(http_error({"url": "http://alice:url-password-7@[::1"}))
 
 
+def test_what_authenticates_a_request_is_a_secret_of_the_call_whatever_it_came_from(
+        http_server: LocalHTTPServer, tmp_path: Path) -> None:
+    """A token from a workload in the Authorization header, a cookie, a URL's password: a server
+    that echoes them back (an error page quoting the request) put them in the stored result."""
+    url = http_server.url.replace("http://", "http://alice:url-password-8@")
+    _, call = call_http({"url": f"{url}/echo", "headers": {"Authorization": "Bearer workload-token-5",
+                                                            "Cookie": "session=cookie-value-6"}})
+    assert {"workload-token-5", "session=cookie-value-6", "url-password-8"} <= call.secrets
+    from noetl.api import run_playbook
+
+    playbook = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: echo_auth, path: tests/echo_auth}
+workflow:
+  - step: start
+    tool: {kind: http, url: "{{ workload.api }}/echo", headers: {Authorization: "Bearer {{ workload.token }}"}}
+"""
+    doc = run_playbook(playbook, {"api": http_server.url, "token": "workload-token-5"},
+                       store_url=f"sqlite:///{tmp_path / 'noetl.db'}")
+    assert doc["status"] == "completed", doc["error"]
+    assert doc["steps"]["start"]["result"]["data"]["headers"]["authorization"] == "Bearer ***"
+
+
 def test_slow_response_past_timeout_is_retryable_timeout(http_server: LocalHTTPServer) -> None:
     error = http_error({"url": f"{http_server.url}/slow?seconds=1.5", "timeout": 0.3})
     assert error.kind == "timeout"
