@@ -316,7 +316,7 @@ class Engine:
 
     @staticmethod
     def _iteration_local(step: Step, run: StepRun, index: int) -> dict[str, Any]:
-        """The loop names of one iteration: `iter.<iterator>`, `<iterator>`, `iter._index`, `loop.*`."""
+        """The loop names of one iteration: `iter.<iterator>`, `<iterator>`, `iter._index`, `loop.*`, `_loop.*`."""
         assert run.loop is not None and step.loop is not None
         item = run.loop.items[index]
         iterator = step.loop.iterator
@@ -326,6 +326,8 @@ class Engine:
             iterator: item,
             "loop": {"index": index + 1, "index0": index, "first": index == 0, "last": index == total - 1,
                      "length": total},
+            # v1 iterators' names: `_loop.index` counts from 0, `_loop.count` is the number of elements
+            "_loop": {"index": index, "current_index": index, "count": total, "size": total},
         }
 
     def _command(self, state: ExecutionState, step: Step, run: StepRun, args: dict[str, Any],
