@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 from results_by_ref import export_tree, peak_rss_mb  # noqa: E402
+from results_by_ref import local_run as run_child  # noqa: E402
 
 PG_PLAYBOOK = """
 apiVersion: noetl.io/v2
@@ -96,20 +97,6 @@ def local_child(text: str) -> None:
     print(json.dumps(figures))
 
 
-def local_run(text: str, code: Path | None) -> dict[str, Any]:
-    env = {**os.environ}
-    if code is not None:
-        env["PYTHONPATH"] = str(code)
-    with tempfile.TemporaryDirectory(prefix="noetl-bench-") as home:
-        env["NOETL_HOME"] = home
-        out = subprocess.run([sys.executable, __file__, "--child-local"], input=text, capture_output=True,
-                             text=True, env=env, check=False, timeout=1800)
-    if out.returncode != 0:
-        raise SystemExit(f"local run failed:\n{out.stderr[-3000:]}")
-    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return figures
-
-
 # distributed -------------------------------------------------------------------------------
 def distributed_run(pg: dict[str, Any], text: str, home: Path, code: Path | None) -> dict[str, Any]:
     from test_distributed_cluster import Cluster, create_database
@@ -169,7 +156,7 @@ def main() -> None:
                 continue
             for label, code in codes:
                 if not args.skip_local:
-                    rows.append((name, "local", label, local_run(text, code)))
+                    rows.append((name, "local", label, run_child(text, code, script=__file__)))
                     print(f"# {rows[-1]}", file=sys.stderr, flush=True)
                 rows.append((name, "distributed", label,
                              distributed_run(pg, text, Path(tmp) / f"d-{name}-{len(rows)}", code)))

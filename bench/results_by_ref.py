@@ -93,13 +93,14 @@ def local_child(text: str) -> None:
                       "result_mb": round(blobs[1] / 1e6, 1)}))
 
 
-def local_run(text: str, code: Path | None) -> dict[str, Any]:
+def local_run(text: str, code: Path | None, script: str = __file__) -> dict[str, Any]:
+    """The figures ``script --child-local`` prints for ``text``, run on ``code`` (default: this tree)."""
     env = {**os.environ}
     if code is not None:
         env["PYTHONPATH"] = str(code)
     with tempfile.TemporaryDirectory(prefix="noetl-bench-") as home:
         env["NOETL_HOME"] = home
-        out = subprocess.run([sys.executable, __file__, "--child-local"], input=text, capture_output=True,
+        out = subprocess.run([sys.executable, script, "--child-local"], input=text, capture_output=True,
                              text=True, env=env, check=False, timeout=1800)
     if out.returncode != 0:
         raise SystemExit(f"local run failed:\n{out.stderr[-3000:]}")

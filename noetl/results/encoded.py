@@ -70,11 +70,7 @@ class EncodedList(Sequence[Any]):
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(self._count))]
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"list indices must be integers or slices, not {type(index).__name__}")
-        at = index + self._count if index < 0 else index
-        if not 0 <= at < self._count:
-            raise IndexError("list index out of range")
+        at = item_at(index, self._count)
         number = position(self._firsts, at)
         return self._slice(number)[at - self._firsts[number]]
 
@@ -96,6 +92,17 @@ class EncodedList(Sequence[Any]):
         return repr(self.value())
 
     __str__ = __repr__
+
+
+def item_at(index: Any, size: int) -> int:
+    """``index`` (negative from the end) as a position in a list of ``size`` items, as a list
+    checks it: TypeError for a non-integer, IndexError out of range."""
+    if isinstance(index, bool) or not isinstance(index, int):
+        raise TypeError(f"list indices must be integers or slices, not {type(index).__name__}")
+    at = index + size if index < 0 else index
+    if not 0 <= at < size:
+        raise IndexError("list index out of range")
+    return at
 
 
 def position(firsts: list[int], index: int) -> int:

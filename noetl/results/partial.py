@@ -14,7 +14,7 @@ from typing import Any, overload
 
 from noetl.dsl.render_budget import may_load
 from noetl.results import layout
-from noetl.results.encoded import EncodedList
+from noetl.results.encoded import EncodedList, item_at
 from noetl.results.layout import Node
 
 BytesReader = Callable[[int, int], bytes]
@@ -113,12 +113,7 @@ class LazyList(LazyPart, Sequence[Any]):
             if step != 1 or start >= stop:
                 return [self[i] for i in range(start, stop, step)]
             return self._range(start, stop)
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"list indices must be integers or slices, not {type(index).__name__}")
-        size = len(self)
-        position = index + size if index < 0 else index
-        if not 0 <= position < size:
-            raise IndexError("list index out of range")
+        position = item_at(index, len(self))
         number = layout.slice_of(self._node, position)
         return self._pieces.slice_items(self._node, number)[position - self._node["c"][number][0]]
 
