@@ -46,6 +46,14 @@ class LocalFeed:
         record = await self.store.get_execution(self.execution_id)
         if record is None:
             raise NotFoundError(f"execution {self.execution_id} not found")
+        if record.status == "running" and record.owner:
+            from noetl.runtime.owner import owner_is_dead, record_abandoned
+
+            if owner_is_dead(record.owner):
+                # Its `noetl run` died (kill -9): record it as `noetl status` would, and the watch
+                # ends with the events that says so, instead of waiting for an end that never comes.
+                await record_abandoned(self.store)
+                return await self.status()
         return str(record.status)
 
     async def logs_after(self, log_id: int, step: str | None) -> list[LogLine]:

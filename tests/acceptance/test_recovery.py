@@ -202,6 +202,23 @@ def test_noetl_executions_lists_a_killed_run_as_failed_as_status_shows_it(
     assert noetl("status", execution_id, "--json").json()["status"] == "failed"
 
 
+def test_watchers_of_a_run_whose_process_dies_end_with_it(noetl: Any, noetl_home: Path, tmp_path: Path) -> None:
+    # `status --watch` and `logs --follow` waited forever for the end of a run killed with -9.
+    proc, execution_id = _start_waiting_chain(noetl, noetl_home, tmp_path)
+    env = {**os.environ, "NOETL_HOME": str(noetl_home)}
+    watchers = [subprocess.Popen([sys.executable, "-m", "noetl.cli.main", *args], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env)
+                for args in (("logs", execution_id, "--follow"), ("status", execution_id, "--watch"))]
+    first_line = watchers[1].stderr.readline()  # type: ignore[union-attr]
+    assert first_line.startswith(f"execution {execution_id} started"), first_line  # it follows the run
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    (_, logs_err), (status_out, status_err) = (watcher.communicate(timeout=60) for watcher in watchers)
+    assert watchers[1].returncode == 1, status_err
+    assert f"execution {execution_id} failed" in status_err and "error: abandoned: the process" in status_out
+    assert watchers[0].returncode == 0, logs_err
+
+
 def _start_waiting_chain(noetl: Any, noetl_home: Path, tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
     """`noetl run` of WAITING_CHAIN, once its waiting step has started: the process and the id."""
     proc = start_run(write(tmp_path, "chain.yaml", WAITING_CHAIN), noetl_home)
