@@ -243,7 +243,8 @@ class _Execution:
     async def _adopt_external_cancel(self) -> None:
         """Fold the cancel another process recorded (or record one asked for in this process)."""
         await self._store_held()
-        # Decisions stored after the cancel and before the watcher saw it are numbered after it.
+        # The cancel is numbered after this run's last stored event: the store refuses any decision
+        # after it (ExecutionEnded); `_foreign_after` marks where another process's events began.
         after = self.last_event_id if self._foreign_after is None else self._foreign_after
         events = await self.runtime.store.list_events(self.execution_id, after_id=after)
         cancels = [e for e in events if e.event_type == ev.EXECUTION_CANCELLED]
