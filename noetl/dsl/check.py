@@ -45,7 +45,7 @@ WORKBOOK_ENTRY_KEYS = {"name", "tool", "assert", "desc", "description", "input",
                        "sink"}
 # A v1 `type: iterator` step's own fields (section 15).
 ITERATOR_KEYS = frozenset({"collection", "in", "element", "iterator", "mode", "concurrency", "task", "tool",
-                           "where", "order_by", "limit"})
+                           "where", "order_by", "limit", "chunk"})
 METADATA_KEYS = {"name", "path", "description", "version", "labels", "annotations", "tags", "owner"}
 
 __all__ = ["UNDEFINED_NAME", "Checker", "Problem", "check_canonical", "suggest"]

@@ -329,7 +329,7 @@ def _iterator_to_loop(tool: dict[str, Any], path: tuple[Any, ...], notes: list[N
     }
     if tool.get("concurrency"):
         loop["spec"]["max_in_flight"] = tool["concurrency"]
-    loop.update({key: tool[key] for key in ("where", "order_by", "limit") if tool.get(key) is not None})
+    loop.update({key: tool[key] for key in ("where", "order_by", "limit", "chunk") if tool.get(key) is not None})
     task = tool.get("task") or tool.get("tool") or {"kind": "noop"}
     if isinstance(task, dict) and "kind" not in task:
         # `task: {type: http, ...}`, or `task: {tool: http, ...}` as the v1 step itself spells it

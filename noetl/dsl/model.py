@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from noetl.dsl.behaviour import PlaybookBehaviour, Shape, StepBehaviour, TaskBehaviour
 
@@ -112,17 +112,18 @@ class Loop(_Model):
     where: str | bool | None = None
     order_by: str | None = None
     limit: int | str | None = None
+    chunk: int | str | None = None  # the chosen elements in lists of this size, one per iteration
 
-    @field_validator("limit")
+    @field_validator("limit", "chunk")
     @classmethod
-    def _count_or_template(cls, value: int | str | None) -> int | str | None:
+    def _count_or_template(cls, value: int | str | None, info: ValidationInfo) -> int | str | None:
         if isinstance(value, str) and "{{" not in value:
             try:
                 value = int(value.strip())
             except ValueError:
-                raise ValueError("limit must be a whole number or a template") from None
+                raise ValueError(f"{info.field_name} must be a whole number or a template") from None
         if isinstance(value, int) and value < 0:
-            raise ValueError("limit must be at least 0")
+            raise ValueError(f"{info.field_name} must be at least 0")
         return value
 
 

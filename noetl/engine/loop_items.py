@@ -1,5 +1,5 @@
-"""A loop's `where`, `order_by` and `limit` (the v1 iterator's controls): which elements of the
-rendered collection run, in which order. Applied once as the loop starts; the chosen elements are
+"""A loop's `where`, `order_by`, `limit` and `chunk` (the v1 iterator's controls): which elements
+of the rendered collection run, in which order, one by one or in lists of `chunk`. Applied once as the loop starts; the chosen elements are
 what the step's `step.enter` event records, so a replay never evaluates them again."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 def select_items(items: list[Any], loop: Loop, context: RenderContext, step: str) -> list[Any]:
     """``where`` keeps the elements it is true for, ``order_by`` sorts them by its value (stable;
     elements whose key is null go last), ``limit`` keeps the first N. Each template sees the element
-    by the loop's iterator name and as ``iter.<name>``."""
-    if loop.where is None and loop.order_by is None and loop.limit is None:
+    by the loop's iterator name and as ``iter.<name>``. ``chunk: N`` then groups them into lists of
+    N, each list one iteration."""
+    if loop.where is None and loop.order_by is None and loop.limit is None and loop.chunk is None:
         return items
 
     def element_context(item: Any) -> RenderContext:
@@ -30,7 +31,10 @@ def select_items(items: list[Any], loop: Loop, context: RenderContext, step: str
     if loop.order_by is not None:
         items = _sorted(items, loop.order_by, element_context, step)
     if loop.limit is not None:
-        items = items[:_limit(loop.limit, context, step)]
+        items = items[:_count(loop.limit, context, step, "limit")]
+    if loop.chunk is not None:
+        size = _count(loop.chunk, context, step, "chunk") or 1
+        items = [items[start:start + size] for start in range(0, len(items), size)]
     return items
 
 
@@ -54,13 +58,13 @@ def _comparable(keys: list[Any]) -> bool:
     return True
 
 
-def _limit(limit: int | str, context: RenderContext, step: str) -> int:
-    value = render_data(limit, context, where=f"step {step!r} loop.limit") if isinstance(limit, str) else limit
+def _count(value: int | str, context: RenderContext, step: str, field: str) -> int:
+    rendered = render_data(value, context, where=f"step {step!r} loop.{field}") if isinstance(value, str) else value
     try:
-        count = int(value)
+        count = int(rendered)
     except (TypeError, ValueError):
-        raise TemplateError(f"step {step!r} loop.limit: expected a whole number, got {value!r}",
-                            field="loop.limit") from None
+        raise TemplateError(f"step {step!r} loop.{field}: expected a whole number, got {rendered!r}",
+                            field=f"loop.{field}") from None
     if count < 0:
-        raise TemplateError(f"step {step!r} loop.limit: must be at least 0, got {count}", field="loop.limit")
+        raise TemplateError(f"step {step!r} loop.{field}: must be at least 0, got {count}", field=f"loop.{field}")
     return count

@@ -309,3 +309,11 @@ def test_loop_order_by_keys_that_cannot_be_compared_fail_the_step_naming_the_fie
 def test_a_negative_literal_loop_limit_is_invalid() -> None:
     text = LOOP_CONTROLS.replace("WHERE", "null").replace("ORDER", "null").replace("LIMIT", "-1")
     assert "limit must be at least 0" in str(load_playbook_text(text).problems)
+
+
+def test_loop_chunk_groups_the_chosen_elements_into_lists() -> None:
+    text = LOOP_CONTROLS.replace("WHERE", "null").replace("ORDER", '"{{ row.n }}"').replace("LIMIT", "null")
+    text = text.replace("limit: null}", "limit: null, chunk: 3}")
+    state, _, issued = drive(text, lambda c: (True, None))
+    assert state.status == "completed"
+    assert [[r["n"] for r in c.context["row"]] for c in issued] == [[1, 2, 3], [5]]
