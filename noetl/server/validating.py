@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import socket
 import subprocess
-import sys
 import threading
 from contextlib import suppress
 from multiprocessing.connection import Connection
@@ -66,22 +64,9 @@ class _Validator:
     """One validator process and the socket to it."""
 
     def __init__(self) -> None:
-        from noetl.tools.environment import protect_process_environment, safe_environment
+        from noetl.tools.environment import start_python_child
 
-        parent_end, child_end = socket.socketpair()
-        protect_process_environment()  # as `noetl server start` does: no other process reads ours
-        try:
-            bootstrap = (f"import sys; sys.path[:] = {sys.path!r}; "
-                         f"from {__name__} import serve_validator; serve_validator({child_end.fileno()})")
-            self.process = subprocess.Popen([sys.executable, "-c", bootstrap], pass_fds=(child_end.fileno(),),
-                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            env=safe_environment())
-        except BaseException:
-            parent_end.close()
-            raise
-        finally:
-            child_end.close()
-        self._conn = Connection(parent_end.detach())
+        self.process, self._conn = start_python_child(__name__, "serve_validator")
         self._ready = False
 
     def validate(self, text: str, file: str) -> Outcome | None:

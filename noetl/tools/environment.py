@@ -26,9 +26,12 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
+from multiprocessing.connection import Connection
 from typing import Any
 
 from noetl.errors import ToolError
@@ -58,6 +61,28 @@ def protect_process_environment() -> None:
             raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
     except (OSError, AttributeError) as exc:
         log.warning("cannot hide this process's environment from the tools it runs (prctl: %s)", exc)
+
+
+def start_python_child(module: str, function: str) -> tuple[subprocess.Popen[bytes], Connection]:
+    """A fresh interpreter running ``module.function(fd)``, and the channel to it (``fd`` is the
+    child's end): started with the safe environment only (never this process's settings, even for
+    the subprocesses of user code it runs), no open file of this process but that channel, stdin and
+    stdout on /dev/null (fd-level writes never reach this process's stdout), and this process's own
+    environment hidden from it. This process's ``sys.path`` makes the child import the very same
+    noetl package (a source checkout or an installed one), whatever the working directory."""
+    parent_end, child_end = socket.socketpair()
+    protect_process_environment()
+    fd = child_end.fileno()
+    bootstrap = f"import sys; sys.path[:] = {sys.path!r}; from {module} import {function}; {function}({fd})"
+    try:
+        process = subprocess.Popen([sys.executable, "-c", bootstrap], pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, env=safe_environment())
+    except BaseException:
+        parent_end.close()
+        raise
+    finally:
+        child_end.close()
+    return process, Connection(parent_end.detach())
 
 
 def safe_environment() -> dict[str, str]:

@@ -14,7 +14,6 @@ import functools
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from typing import Any
 from noetl.errors import ToolError
 from noetl.settings import load_settings
 from noetl.tools.base import ToolCall
-from noetl.tools.environment import protect_process_environment, safe_environment
+from noetl.tools.environment import protect_process_environment, start_python_child
 from noetl.tools.python_code import (
     OutputCapture,
     StepRequest,
@@ -107,22 +106,8 @@ class CodeProcess:
     """
 
     def __init__(self) -> None:
-        parent_end, child_end = socket.socketpair()
-        protect_process_environment()  # user code in the child cannot read this process's in /proc
-        try:
-            self.process = subprocess.Popen(
-                _worker_command(child_end.fileno()),
-                pass_fds=(child_end.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,  # fd-level writes by user code never reach the runtime's stdout
-                env=safe_environment(),  # never the runtime's settings, even for subprocesses of user code
-            )
-        except BaseException:
-            parent_end.close()
-            raise
-        finally:
-            child_end.close()
-        self._conn = Connection(parent_end.detach())
+        # user code in the child cannot read this process's environment in /proc, nor its settings
+        self.process, self._conn = start_python_child(__name__, "serve_worker")
         self._ready = False
 
     def run(self, request: StepRequest, timeout: float | None,
@@ -202,15 +187,6 @@ class CodeProcess:
         return ToolError(
             f"the python worker process running the step {how}", kind="crash", details={"exitcode": code}
         )
-
-
-def _worker_command(fd: int) -> list[str]:
-    # The parent's sys.path makes the child import the very same noetl package (a source checkout
-    # or an installed one), whatever the working directory.
-    bootstrap = (
-        f"import sys; sys.path[:] = {sys.path!r}; from {__name__} import serve_worker; serve_worker({fd})"
-    )
-    return [sys.executable, "-c", bootstrap]
 
 
 def _signal_name(number: int) -> str:
