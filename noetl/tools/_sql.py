@@ -95,6 +95,7 @@ class _Splitter:
         self.has_code = False  # anything but whitespace and comments since ``start``
         self.words: list[str] = []  # leading and latest keywords of the current statement
         self.atomic_depth = 0
+        self.numbered_parameters = False  # a `$1` outside strings, comments and bodies was seen
 
     def split(self) -> list[str]:
         sql = self.sql
@@ -127,6 +128,8 @@ class _Splitter:
         if ch == "$":
             tag = _dollar_tag_at(sql, i)
             if tag is None:
+                if i + 1 < len(sql) and sql[i + 1].isdigit() and (i == 0 or not _is_ident_char(sql[i - 1])):
+                    self.numbered_parameters = True
                 return i + 1
             close = sql.find(tag, i + len(tag))
             return len(sql) if close < 0 else close + len(tag)
@@ -167,27 +170,9 @@ class _Splitter:
 def uses_numbered_parameters(sql: str) -> bool:
     """Whether a statement has PostgreSQL's own ``$1``, ``$2`` placeholders outside strings,
     comments and dollar-quoted bodies (a function body's ``$1`` is the function's argument)."""
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if sql.startswith("--", i):
-            i = _skip_line_comment(sql, i)
-        elif sql.startswith("/*", i):
-            i = _skip_block_comment(sql, i)
-        elif ch in "'\"":
-            i = _skip_quoted(sql, i, ch, backslash_escapes=False)
-        elif ch == "$":
-            tag = _dollar_tag_at(sql, i)
-            if tag is not None:
-                close = sql.find(tag, i + len(tag))
-                i = n if close < 0 else close + len(tag)
-                continue
-            if i + 1 < n and sql[i + 1].isdigit() and (i == 0 or not _is_ident_char(sql[i - 1])):
-                return True
-            i += 1
-        else:
-            i += 1
-    return False
+    splitter = _Splitter(sql)
+    splitter.split()
+    return splitter.numbered_parameters
 
 
 def split_sql_statements(sql: str) -> list[str]:
