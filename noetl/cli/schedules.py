@@ -154,7 +154,8 @@ def backfill(obj: Context, name: str, start: str, end: str, as_json: bool) -> No
     if obj.server_url:  # the server starts the executions on its workers and answers at once
         from noetl.cli.remote import post_json
 
-        print_json(post_json(obj.server_url, f"/api/schedules/{name}/backfill", {"from": start, "to": end}))
+        answer = post_json(obj.server_url, f"/api/schedules/{name}/backfill", {"from": start, "to": end})
+        echo_rows(answer, as_json, _backfill_row)  # the same rows as on the local store, status `started`
         return
 
     async def run(store: Any) -> list[dict[str, Any]]:
@@ -170,9 +171,13 @@ def backfill(obj: Context, name: str, start: str, end: str, as_json: bool) -> No
                  "status": starter.documents.get(f.execution_id or "", {}).get("status", f.status)} for f in fired]
 
     rows = run_sync(with_store(run))
-    echo_rows(rows, as_json, lambda r: (str(r["scheduled_for"]), r["execution_id"] or "-", r["status"]))
+    echo_rows(rows, as_json, _backfill_row)
     ran = [r for r in rows if r["execution_id"] or r["status"] == "not-started"]
     sys.exit(0 if all(r["status"] == "completed" for r in ran) else EXIT_FAILED)
+
+
+def _backfill_row(row: dict[str, Any]) -> tuple[str, str, str]:
+    return str(row["scheduled_for"]), str(row["execution_id"] or "-"), str(row["status"])
 
 
 @schedule.command()

@@ -102,3 +102,17 @@ def test_watchers_wait_out_a_server_restart(cluster: Any, tmp_path: Path) -> Non
     assert watchers[1].returncode == 0, logs_err.read_text()
     assert "reconnected to the NoETL server" in logs_err.read_text()
     assert logs_out.read_text().rstrip().endswith("start: waiting")
+
+
+@pytest.mark.slow
+def test_backfill_against_a_server_prints_the_rows_as_locally(cluster: Any) -> None:
+    cluster.register(LOOP)
+    assert cluster.cli("schedule", "add", "demo/console_loop", "--cron", "0 * * * *", "--name", "h").returncode == 0
+    window = ("--from", "2026-03-30T00:00:00Z", "--to", "2026-03-30T01:00:00Z")
+    table = cluster.cli("schedule", "backfill", "h", *window)
+    assert table.returncode == 0, table.stderr
+    rows = [line.split() for line in table.stdout.splitlines()]
+    assert [(row[0], row[2]) for row in rows] == [("2026-03-30T00:00:00+00:00", "started"),
+                                                  ("2026-03-30T01:00:00+00:00", "started")]
+    again = cluster.cli("schedule", "backfill", "h", *window, "--json")
+    assert [row["status"] for row in json.loads(again.stdout)] == ["claimed-before", "claimed-before"]
