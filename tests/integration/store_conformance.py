@@ -547,6 +547,19 @@ class StoreConformance:
         assert await store.get_result("missing") is None
 
     @store_test
+    async def test_a_results_bytes_are_read_in_part_and_past_its_end_read_nothing(self, store: Store) -> None:
+        """GET /api/results?offset= reads through this: an offset past 32 bits was PostgreSQL's
+        'function substring(bytea, bigint, ...) does not exist', a 503 inviting the caller to retry."""
+        data = b'{"rows":[1,2,3]}'
+        await store.put_result(ResultRecord(result_id="r1", data=data, sha256="s", size=len(data), created_at=T0))
+        read = store.read_result_slice  # type: ignore[attr-defined]
+        assert await asyncio.to_thread(read, "r1", 2, 5) == data[2:7]
+        for start, length in ((len(data), 10), (3_000_000_000, 1), (10**23, 1), (0, 10**23)):
+            expected = data[start:start + length]
+            assert await asyncio.to_thread(read, "r1", start, length) == expected, (start, length)
+        assert await asyncio.to_thread(read, "missing", 3_000_000_000, 1) is None
+
+    @store_test
     async def test_find_result_returns_the_newest_under_a_name(self, store: Store) -> None:
         for result_id, created in (("a", "2024-05-01T10:00:00+00:00"), ("b", "2024-05-01T11:00:00+00:00"),
                                    ("c", "2024-05-01T09:00:00+00:00")):

@@ -79,6 +79,7 @@ EVENT_PAGE = 2000  # events read per query when folding a whole log
 # Bytes of a stored result read per query when it is sent on (each slice of a compressed value
 # decompresses it from its start: fewer, larger slices cost less in all).
 RESULT_SLICE_BYTES = 4 * 1024 * 1024
+_INT4_MAX = 2**31 - 1  # what an integer parameter of a PostgreSQL function takes
 
 
 # The advisory lock key of the one active scheduler (any constant unique to NoETL in the database).
@@ -608,7 +609,9 @@ class PostgresStore:
     def read_result_slice(self, result_id: str, start: int, length: int) -> bytes | None:
         """Bytes [start, start + length) of a stored result (from 0), synchronous like read_result;
         None when missing. Only that slice travels (binary format)."""
-        params = {"result_id": result_id, "start": start + 1, "length": max(length, 0)}
+        # substring takes 32-bit integers, and a bytea holds at most 1 GB: a start or length past
+        # that reads up to the end, as a slice does (an offset of 3e9 was 'function does not exist').
+        params = {"result_id": result_id, "start": min(start + 1, _INT4_MAX), "length": min(max(length, 0), _INT4_MAX)}
         rows = self._sync_rows(f"reading result {result_id}", "get_result_slice", params, binary=True)
         return bytes(rows[0][0] or b"") if rows else None
 

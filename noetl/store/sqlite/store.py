@@ -631,8 +631,9 @@ class SqliteStore:
                 if row is None:
                     return None
                 with conn.blobopen("result", "data", row[0], readonly=True) as blob:
-                    blob.seek(min(start, len(blob)))
-                    return blob.read(max(length, 0))
+                    start = min(start, len(blob))  # past the end reads nothing, as a slice does
+                    blob.seek(start)
+                    return blob.read(min(max(length, 0), len(blob) - start))
             except sqlite3.Error as exc:
                 raise StoreError(f"reading result {result_id} failed on the store {self.path}: {exc}") from exc
 
