@@ -44,7 +44,7 @@ from noetl.dsl.render_budget import (
 )
 from noetl.dsl.shellcode import unquoted
 from noetl.results.partial import PARTS, LazyList
-from noetl.results.refs import LazyItems, LazyResult, lazy, lazy_items, without_sealing
+from noetl.results.refs import SEALED_KEY, LazyItems, LazyResult, lazy, lazy_items, without_sealing
 
 # The budget of one render lives in noetl.dsl.render_budget (no Jinja there: a run that renders no
 # template never imports Jinja); these names are part of this module's interface too.
@@ -462,6 +462,8 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         tick()
         obj = lazy(obj)  # a result stored by reference loads when a template looks inside it
+        if attribute == SEALED_KEY:  # a reference's sealed part is the runtime's, never a template's
+            obj = without_sealing(obj)
         if isinstance(obj, Mapping):
             value = obj.get(attribute, missing)
             if value is not missing:
@@ -486,7 +488,7 @@ class NoetlEnvironment(ImmutableSandboxedEnvironment):
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         tick()
-        obj = lazy(obj)
+        obj = lazy(obj) if argument != SEALED_KEY else without_sealing(lazy(obj))
         if isinstance(obj, Mapping) and isinstance(argument, str):
             value = obj.get(argument, missing)
             if value is not missing:

@@ -59,6 +59,7 @@ workflow:
         loop_json: "{{ many | tojson }}"
         loop_text: "{{ many.results | join(',') }}"
         pairs: "{{ big | dictsort }}"
+        dug_out: "{{ (big | dictsort)[0][1].sealed }} {{ (big | dictsort)[0][1]['sealed'] }}"
         loop_all: "{{ many.results }}"
         loop_whole: "{{ many }}"
     next: [{step: shell_view}]
