@@ -276,6 +276,9 @@ async def _run_statement(
         # SPOOL_ROWS each batch is kept as its JSON only, which is what the stored result holds.
         while batch := await cursor.fetchmany(_FETCH_BATCH_ROWS):
             rows, spool = _kept(rows, rows_to_dicts(columns, batch), spool)
+            # The rows are in the driver's memory already: fetchmany never waits, so without this a
+            # million rows held the event loop (heartbeats, other commands) for seconds.
+            await asyncio.sleep(0)
         return statement_result(columns, rows, len(rows))  # type: ignore[arg-type]
 
 

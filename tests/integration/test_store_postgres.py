@@ -285,6 +285,32 @@ def test_a_stored_result_is_read_back_a_slice_at_a_time(fresh_database: str) -> 
     asyncio.run(scenario())
 
 
+def test_a_result_stored_in_pieces_reads_back_whole_and_in_part(fresh_database: str) -> None:
+    from noetl.results.storage import storage_for
+
+    parts = [b'{"rows":[', b",".join(b'{"k":%d}' % i for i in range(20_000)), b"]}"]
+    data = b"".join(parts)
+
+    async def scenario() -> None:
+        async with PostgresStore(fresh_database) as store:
+            ref = await storage_for(store).put(parts, sha256="0" * 64, execution_id="1", step="s")
+            uri = ref["_ref"]["uri"]
+            assert ref["_ref"]["size"] == len(data)
+            result_id = uri.rsplit("/", 1)[1]
+            record = await store.get_result(result_id)
+            assert record is not None and (record.data, record.size) == (data, len(data))
+            assert store.read_result_slice(result_id, 9, 15) == b'{"k":0},{"k":1}' == data[9:24]
+            # A re-delivered command stores the same id again: the first copy stays, nothing fails.
+            await store.put_result_parts(record, [b"other"])
+            again = await store.get_result(result_id)
+            assert again is not None and again.data == data
+            # The upload table is per connection and emptied at commit: a second result is its own.
+            second = await storage_for(store).put([b"[1,", b"2]"], sha256="0" * 64)
+            assert storage_for(store)._read_bytes(second["_ref"]["uri"]) == b"[1,2]"
+
+    asyncio.run(scenario())
+
+
 _READ_ONE_RESULT = """
 import asyncio, json, sys
 from noetl.store.postgres import PostgresStore

@@ -401,6 +401,20 @@ VALUES (%(result_id)s, %(execution_id)s, %(step)s, %(name)s, %(size)s, %(sha256)
         %(created_at)s::timestamptz, %(expires_at)s::timestamptz)
 ON CONFLICT (result_id) DO NOTHING;
 
+-- name: create_result_upload
+-- A result sent in pieces (COPY into this table, then insert_result_upload): never whole in memory.
+CREATE TEMPORARY TABLE IF NOT EXISTS noetl_result_upload (data BYTEA NOT NULL) ON COMMIT DELETE ROWS;
+
+-- name: copy_result_upload
+COPY noetl_result_upload (data) FROM STDIN (FORMAT BINARY);
+
+-- name: insert_result_upload
+INSERT INTO noetl.result (result_id, execution_id, step, name, size, sha256, data, created_at, expires_at)
+SELECT %(result_id)s, %(execution_id)s, %(step)s, %(name)s, %(size)s, %(sha256)s, data,
+       %(created_at)s::timestamptz, %(expires_at)s::timestamptz
+FROM noetl_result_upload
+ON CONFLICT (result_id) DO NOTHING;
+
 -- name: get_result
 SELECT result_id, data, sha256, size, execution_id, step, name, created_at, expires_at
 FROM noetl.result

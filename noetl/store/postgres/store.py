@@ -11,9 +11,11 @@ caller (worker loop, API request) decides whether to retry.
 
 from __future__ import annotations
 
+import struct
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -80,6 +82,7 @@ EVENT_PAGE = 2000  # events read per query when folding a whole log
 # decompresses it from its start: fewer, larger slices cost less in all).
 RESULT_SLICE_BYTES = 4 * 1024 * 1024
 _INT4_MAX = 2**31 - 1  # what an integer parameter of a PostgreSQL function takes
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)  # COPY BINARY: signature, flags, extension
 
 
 # The advisory lock key of the one active scheduler (any constant unique to NoETL in the database).
@@ -570,6 +573,27 @@ class PostgresStore:
         if not record.created_at:
             record.created_at = self.now()
         await self.read_write(f"storing result {record.result_id}", "insert_result", result_params(record))
+
+    async def put_result_parts(self, record: ResultRecord, parts: Sequence[bytes]) -> None:
+        """:meth:`put_result` of a result given in pieces (``record.data`` unused), sent a piece at a
+        time (COPY in binary format into a temporary table, then one INSERT from it): a 200 MB result
+        is never joined, nor copied whole into the driver's send buffer."""
+        if not record.created_at:
+            record.created_at = self.now()
+        params = {**result_params(replace(record, data=b"")), "size": sum(len(part) for part in parts)}
+        params.pop("data")
+
+        async def work(conn: Connection) -> None:
+            await conn.execute(self.q["create_result_upload"])
+            async with conn.cursor().copy(self.q["copy_result_upload"]) as copy:
+                # PGCOPY header, one tuple of one field (its length, then its bytes), the trailer.
+                await copy.write(_COPY_HEADER + struct.pack("!hi", 1, params["size"]))
+                for part in parts:
+                    await copy.write(part)
+                await copy.write(struct.pack("!h", -1))
+            await conn.execute(self.q["insert_result_upload"], params)
+
+        await self.write(f"storing result {record.result_id}", work)
 
     async def get_result(self, result_id: str) -> ResultRecord | None:
         rows = await self.read(f"reading result {result_id}", "get_result", {"result_id": result_id}, binary=True)
