@@ -316,12 +316,15 @@ class Engine:
 
     @staticmethod
     def _iteration_local(step: Step, run: StepRun, index: int) -> dict[str, Any]:
-        """The loop names of one iteration: `iter.<iterator>`, `<iterator>`, `iter._index`, `loop.*`, `_loop.*`."""
+        """The loop names of one iteration: `iter.<iterator>`, `<iterator>`, `iter._index`, `loop.*`, `_loop.*`,
+        `<step>.result_index`."""
         assert run.loop is not None and step.loop is not None
         item = run.loop.items[index]
         iterator = step.loop.iterator
         total = run.loop.total
         return {
+            # v1 iterators bound `<step>.result_index` (from 0) in their task, e.g. a save's row key
+            step.step: {"result_index": index},
             "iter": {iterator: item, "_index": index, "index": index},
             iterator: item,
             "loop": {"index": index + 1, "index0": index, "first": index == 0, "last": index == total - 1,
