@@ -166,17 +166,27 @@ async def _pg_create(
 _COPY_AS_IS = frozenset({str, int, float, bool, type(None)})
 
 
+_NOT_JSON = object()
+
+
+def _json_text(value: Any) -> Any:
+    """The value a string of JSON text stands for (a `{{ x | tojson }}` bound for a JSON column
+    is stored as the structure, not as a string holding it), else _NOT_JSON."""
+    if not isinstance(value, str):
+        return _NOT_JSON
+    try:
+        return json.loads(value)
+    except ValueError:
+        return _NOT_JSON
+
+
 def _pg_value(value: Any, category: str) -> Any:
     """A Python value the way the target column wants it (COPY needs dicts wrapped as JSON)."""
     if value is None:
         return None
     if category == "json":
-        if isinstance(value, str):
-            try:
-                json.loads(value)
-                return value  # already JSON text
-            except ValueError:
-                pass
+        if _json_text(value) is not _NOT_JSON:
+            return value  # already JSON text
         return Jsonb(sql_value_to_json(value))
     if isinstance(value, dict) or (isinstance(value, list) and category != "A"):
         return json.dumps(sql_value_to_json(value))
@@ -310,6 +320,11 @@ def _duck_create(
     connection.execute(f"CREATE TABLE IF NOT EXISTS {quoted} ({', '.join(definitions)})")
 
 
+def _with_json_text_parsed(row: dict[str, Any], json_columns: list[str]) -> dict[str, Any]:
+    parsed = {c: _json_text(row.get(c)) for c in json_columns}
+    return {**row, **{c: v for c, v in parsed.items() if v is not _NOT_JSON}}
+
+
 def _write_ndjson(rows: list[dict[str, Any]], columns: list[str]) -> Path:
     directory = load_settings().data_dir / "duckdb" / "tmp"
     directory.mkdir(parents=True, exist_ok=True)
@@ -339,6 +354,9 @@ def _duck_write(
         if types is None:
             raise _no_table(table)
         _check_columns(table, columns, types)
+        json_columns = [c for c in columns if types[c] == "JSON"]
+        if json_columns:
+            rows = [_with_json_text_parsed(row, json_columns) for row in rows]
         file = _write_ndjson(rows, columns)
         try:
             column_list = ", ".join(map(duckdb_tool.quote_identifier, columns))

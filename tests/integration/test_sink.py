@@ -246,6 +246,28 @@ def test_duckdb_insert_upsert_and_create(tmp_path: Path) -> None:
     ]
 
 
+def test_duckdb_json_text_for_a_json_column_is_stored_as_the_structure(tmp_path: Path) -> None:
+    # A v1 save binds `results_json: '{{ results | tojson }}'`: PostgreSQL's jsonb reads that text as
+    # the array; DuckDB's JSON column must too (it held a string of the JSON). Text that is not JSON
+    # stays a string.
+    results = duck(
+        [
+            ("sql", {"command": "CREATE TABLE agg (id TEXT PRIMARY KEY, doc JSON, label TEXT)"}, None),
+            ("sink", {"table": "agg", "mode": "upsert", "key": "id"},
+             [{"id": "a", "doc": '[{"value": 1}, {"value": 2}]', "label": '{"x": 1}'},
+              {"id": "b", "doc": "plain words", "label": "null"},
+              {"id": "c", "doc": "null", "label": None}]),
+            ("sql", {"command": "SELECT id, json_type(doc) AS type, doc, label FROM agg ORDER BY id"}, None),
+        ],
+        str(tmp_path / "json.duckdb"),
+    )
+    assert results[2]["rows"] == [
+        {"id": "a", "type": "ARRAY", "doc": [{"value": 1}, {"value": 2}], "label": '{"x": 1}'},
+        {"id": "b", "type": "VARCHAR", "doc": "plain words", "label": "null"},
+        {"id": "c", "type": None, "doc": None, "label": None},  # not the string "null"
+    ]
+
+
 def test_duckdb_missing_table_and_100k_rows(tmp_path: Path) -> None:
     database = str(tmp_path / "big.duckdb")
     with pytest.raises(ToolError) as caught:
