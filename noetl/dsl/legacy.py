@@ -536,11 +536,38 @@ def _attach_sink(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[
     for alias in ("args", "data"):
         if alias in sink and "data" not in sink or alias == "args" and alias in sink:
             sink["data"] = sink.pop(alias)
+    if _is_sql_statement_sink(sink):
+        return _sql_statement_sink(sink, tasks)
     sink["kind"] = "sink"
     sink.setdefault("name", "sink")
     main = dict(tasks[0])
     main.setdefault("name", step.get("step"))
     return [main, *tasks[1:], sink]
+
+
+_SQL_SINK_TOOLS = ("postgres", "duckdb")
+_SQL_SINK_FIELDS = ("statement", "command", "query", "sql", "commands")
+
+
+def _is_sql_statement_sink(sink: dict[str, Any]) -> bool:
+    """A sink that is a SQL tool with its own statement (`sink: {tool: {kind: postgres, statement:
+    INSERT ...}}`) and no `table`: the statement does the writing."""
+    return sink.get("tool") in _SQL_SINK_TOOLS and "table" not in sink and any(k in sink for k in _SQL_SINK_FIELDS)
+
+
+def _sql_statement_sink(sink: dict[str, Any], tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The statement runs as a SQL task after the tool, reading the step's result as `result` (and
+    `data`, `this.data`), as a v1 save does; the step's result stays the tool's."""
+    statement = {k: v for k, v in sink.items() if k not in ("tool", "statement", "data")}
+    statement["kind"] = sink["tool"]
+    if "statement" in sink and not any(k in sink for k in _SQL_SINK_FIELDS[1:]):
+        statement["command"] = sink["statement"]
+    statement.setdefault("name", "sink")
+    *head, last = tasks
+    own_set: dict[str, Any] = last["set"] if isinstance(last.get("set"), dict) else {}
+    bound = _keeping_result({**last, "name": last.get("name") or "main",
+                             "set": {**_result_names("output.data"), **own_set}})
+    return [*head, bound, statement]
 
 
 def _saves_to_event_log(block: dict[str, Any]) -> bool:
