@@ -230,7 +230,23 @@ def _result_names(value: str, **more: str) -> dict[str, Any]:
     return out
 
 
+def _save_step_as_save_block(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
+    """A v1 `type: save` step (`data:` and, optionally, `storage`, `table`, `auth`, `mode`, `key`)
+    is a step without a tool whose `save:` block writes its data: to the event log by default (the
+    step's result is the data), else as a sink after a `noop` giving the data as the result."""
+    notes.append(((*path, "type"), "`type: save` step: newer spelling is a `noop` task (or a `sink` task)"))
+    data = step.get("data", step.get("with", step.get("args", {})))
+    block = {k: v for k, v in step.items() if k not in STEP_KEYS}
+    block = {**block, "storage": block.get("storage", "event_log"), "data": data}
+    rest = {k: v for k, v in step.items() if k in STEP_KEYS and k not in ("type", "data", "with", "args")}
+    if _saves_to_event_log(block):
+        return {**rest, "save": block}
+    return {**rest, "tool": {"kind": "noop", "result": data}, "save": block}
+
+
 def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
+    if step.get("type") == "save" and "tool" not in step and "save" not in step:
+        step = _save_step_as_save_block(step, path, notes)
     out: dict[str, Any] = {"step": step.get("step")}
     for key in ("desc", "spec", "pipeline", "output"):
         if key in step:
@@ -563,11 +579,7 @@ def _sql_statement_sink(sink: dict[str, Any], tasks: list[dict[str, Any]]) -> li
     if "statement" in sink and not any(k in sink for k in _SQL_SINK_FIELDS[1:]):
         statement["command"] = sink["statement"]
     statement.setdefault("name", "sink")
-    *head, last = tasks
-    own_set: dict[str, Any] = last["set"] if isinstance(last.get("set"), dict) else {}
-    bound = _keeping_result({**last, "name": last.get("name") or "main",
-                             "set": {**_result_names("output.data"), **own_set}})
-    return [*head, bound, statement]
+    return _then_writing(tasks, statement)
 
 
 def _saves_to_event_log(block: dict[str, Any]) -> bool:
@@ -585,12 +597,17 @@ def _event_log_save(block: dict[str, Any], tasks: list[dict[str, Any]]) -> list[
     record = {"kind": "noop", "name": "save", "result": data}
     if not tasks:
         return [record]
+    return _then_writing(tasks, record)
+
+
+def _then_writing(tasks: list[dict[str, Any]], writer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tasks, then `writer`, which reads the step's result as `result` (and `data`,
+    `this.data`), as a v1 save does; the step's result stays the last task's."""
     *head, last = tasks
     own_set: dict[str, Any] = last["set"] if isinstance(last.get("set"), dict) else {}
-    # The data reads the step's result as `result` (and `data`, `this.data`), as a v1 save does.
     bound = _keeping_result({**last, "name": last.get("name") or "main",
                              "set": {**_result_names("output.data"), **own_set}})
-    return [*head, bound, record]
+    return [*head, bound, writer]
 
 
 def _step_set(step: dict[str, Any], path: tuple[Any, ...], notes: list[Note]) -> dict[str, Any]:
