@@ -49,6 +49,9 @@ def test_execution_page_shows_graph_status_progress_error_line_and_logs(console:
     assert "4/4 (1 failed)" in page and "3 done, 1 failed of 4" in page
     # The failed iteration, its error at the playbook's own line (code line 2 is file line 23), its output.
     assert "[2] ZeroDivisionError" in page and "at demo/console_loop:23" in page
+    # Its kind is the label, said once, as the CLI says it (the message starts with it too).
+    assert "[2] ZeroDivisionError</b>: division by zero" in page
+    assert "ZeroDivisionError: ZeroDivisionError" not in page.replace("</b>", "")
     assert "[2] dividing by 0" in page
     assert 'class="timeline"' in page and "divide[3]" in page
     assert get(f"{console}/executions/123").status_code == 404

@@ -24,7 +24,8 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=False, lstrip_blocks=False)
     env.filters.update(json_block=json_block, shown_in_part=shown_in_part, when=when, duration=duration,
-                       seconds=seconds, meta_summary=meta_summary, scalar=scalar)
+                       seconds=seconds, meta_summary=meta_summary, scalar=scalar,
+                       without_kind=without_kind)
     return env
 
 
@@ -55,6 +56,14 @@ def json_block(value: Any) -> Markup:
     if lines <= 12 and not cut:
         return body
     return Markup('<details class="json"><summary>{} lines</summary>{}</details>').format(lines, body)
+
+
+def without_kind(message: Any, kind: Any) -> str:
+    """An error's message without its kind in front: the page prints the kind as its label, and a
+    python error's message already starts with it ('ValueError: bad item 2')."""
+    text = "" if message is None else str(message)
+    prefix = f"{kind}: " if kind else ""
+    return text[len(prefix):] if prefix and text.startswith(prefix) else text
 
 
 def shown_in_part(value: Any) -> bool:
