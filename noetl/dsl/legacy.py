@@ -516,8 +516,18 @@ def _output_spelling(value: Any) -> Any:
     return _OUTCOME.sub("output", _OUTCOME_RESULT.sub("output.data", value))
 
 
+def _retry_shorthand(retry: Any) -> Any:
+    """NoETL's short retry forms: `retry: true` is the block with its defaults, `retry: 5` the
+    block with `max_attempts: 5`; `retry: false` (or 0) retries nothing."""
+    if retry is True or retry == "true":
+        return {}
+    if isinstance(retry, int) and not isinstance(retry, bool):
+        return {"max_attempts": retry} if retry > 0 else None
+    return retry
+
+
 def _attach_retry(step: dict[str, Any], tasks: list[dict[str, Any]], path: tuple[Any, ...], notes: list[Note]) -> list[dict[str, Any]]:
-    retry = step.get("retry")
+    retry = _retry_shorthand(step.get("retry"))
     if not isinstance(retry, dict | list) or not tasks:
         return tasks
     notes.append(((*path, "retry"), "step `retry:`: newer spelling is a retry rule in `tool.spec.policy`"))
