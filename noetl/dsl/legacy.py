@@ -256,6 +256,7 @@ def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     out["input"] = _step_input(step, path, notes)
     tool = _step_tool(step, path, notes)
     loop = step.get("loop")
+    wrote_retry = "retry" in step  # loop.pagination becomes a retry: its own note says so
     if isinstance(loop, dict) and isinstance(loop.get("pagination"), dict):
         step = _pagination_as_retry(step, loop, path, notes)
         loop = {k: v for k, v in loop.items() if k != "pagination"} or None
@@ -268,7 +269,7 @@ def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     if loop is not None:
         out["loop"] = _normalize_loop(loop, path, notes)
     tasks, pipeline = _as_task_list(tool, path, notes)
-    tasks = _attach_retry(step, tasks, path, notes)
+    tasks = _attach_retry(step, tasks, path, notes if wrote_retry else [])
     tasks = _attach_case_policy(step, tasks, path, notes)
     tasks = _attach_sink(sink_holder, tasks, sink_path, notes)
     out["tool"] = tasks

@@ -71,6 +71,25 @@ def test_entry_step_defaults() -> None:
     assert load_playbook_text(BASE).require().entry_step == "start"
 
 
+def test_loop_pagination_notes_only_the_key_the_playbook_wrote() -> None:
+    text = """
+apiVersion: noetl.io/v2
+kind: Playbook
+metadata: {name: pages}
+workflow:
+  - step: start
+    tool: {kind: http, url: "http://127.0.0.1:9/items", params: {page: 1}}
+    loop:
+      pagination:
+        continue_while: "{{ response.data.hasMore }}"
+        next_page: {params: {page: "{{ response.data.page + 1 }}"}}
+        merge_path: data.items
+"""
+    messages = [p.message for p in load_playbook_text(text).problems if p.severity == "note"]
+    assert any("`loop.pagination`: newer spelling" in m for m in messages)
+    assert not any("step `retry:`" in m for m in messages), messages
+
+
 def test_legacy_forms_normalise_with_notes() -> None:
     text = """
 apiVersion: noetl.io/v1
