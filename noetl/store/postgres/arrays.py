@@ -49,13 +49,17 @@ def _header(element_oid: int, length: int, has_null: bool) -> bytes:
 
 
 class _ArrayDumper(Dumper):
+    """A dumper is made for every statement that passes its type: what it needs is found once, per class."""
+
     format = Format.BINARY
     element = ""  # the element type's name
+    oid = 0  # the array type's oid (set per class from ``element``)
+    _element_oid = 0
 
-    def __init__(self, cls: type, context: Any = None) -> None:
-        super().__init__(cls, context)
-        self.oid = pg_types[self.element].array_oid
-        self._element_oid = pg_types[self.element].oid
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.element:
+            cls.oid, cls._element_oid = pg_types[cls.element].array_oid, pg_types[cls.element].oid
 
 
 class TextArrayDumper(_ArrayDumper):
@@ -88,16 +92,19 @@ class TextArrayDumper(_ArrayDumper):
 class _FixedArrayDumper(_ArrayDumper):
     code = ""  # the element's struct code
     size = 0
+    _element = struct.Struct("!i")  # an element with its length (set per class from ``code``)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._element = struct.Struct("!i" + cls.code)
 
     def dump(self, obj: list[Any]) -> bytes:
-        count = len(obj)
-        size = self.size
-        values = [value for item in obj for value in (size, item)]
+        pack, size = self._element.pack, self.size
         try:
-            data = struct.pack("!" + ("i" + self.code) * count, *values)
+            data = b"".join([pack(size, item) for item in obj])
         except struct.error as exc:  # out of the type's range, or not a number: as psycopg's own dumpers
             raise psycopg.DataError(f"{self.element}[] element: {exc}") from None
-        return _header(self._element_oid, count, False) + data
+        return _header(self._element_oid, len(obj), False) + data
 
 
 class BigintArrayDumper(_FixedArrayDumper):
@@ -109,7 +116,18 @@ class IntArrayDumper(_FixedArrayDumper):
 
 
 class BoolArrayDumper(_FixedArrayDumper):
+    """Each of a decision's bool arrays (one flag per execution): two encodings to pick from."""
+
     element, code, size = "bool", "?", 1
+    _ELEMENTS = {False: b"\x00\x00\x00\x01\x00", True: b"\x00\x00\x00\x01\x01"}
+
+    def dump(self, obj: list[Any]) -> bytes:
+        elements = self._ELEMENTS
+        try:
+            data = b"".join([elements[item] for item in obj])
+        except (KeyError, TypeError):  # only bools (and 0/1, which equal them) are bools
+            raise psycopg.DataError(f"bool[] element: expected bool, got {obj!r:.60}") from None
+        return _header(self._element_oid, len(obj), False) + data
 
 
 # Registered once for every connection of the process (these types are NoETL's own).
