@@ -160,7 +160,7 @@ def _string_spans(code: str) -> list[tuple[int, int, bool]] | None:
 # --------------------------------------------------------------------------------------------------
 # Validation: which templates in python code name something the render context has
 
-BUILTIN_NAMES = frozenset({"workload", "ctx", "vars", "execution_id", "job", "iter", "loop", "_loop", "input", "secret",
+BUILTIN_NAMES = frozenset({"workload", "ctx", "vars", "execution_id", "job", "iter", "loop", "_loop", "loop_index", "input", "secret",
                            "keychain", "output", "outcome", "result", "event", "error", "response", "_prev", "args"})
 
 

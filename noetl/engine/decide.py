@@ -317,7 +317,7 @@ class Engine:
     @staticmethod
     def _iteration_local(step: Step, run: StepRun, index: int) -> dict[str, Any]:
         """The loop names of one iteration: `iter.<iterator>`, `<iterator>`, `iter._index`, `loop.*`, `_loop.*`,
-        `<step>.result_index`."""
+        `<step>.result_index`, `loop_index`."""
         assert run.loop is not None and step.loop is not None
         item = run.loop.items[index]
         iterator = step.loop.iterator
@@ -331,6 +331,7 @@ class Engine:
                      "length": total},
             # v1 iterators' names: `_loop.index` counts from 0, `_loop.count` is the number of elements
             "_loop": {"index": index, "current_index": index, "count": total, "size": total},
+            "loop_index": index,  # NoETL's loop playbooks read the bare name (from 0)
         }
 
     def _command(self, state: ExecutionState, step: Step, run: StepRun, args: dict[str, Any],
