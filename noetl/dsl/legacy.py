@@ -260,16 +260,20 @@ def _normalize_step(step: dict[str, Any], path: tuple[Any, ...], notes: list[Not
     if isinstance(loop, dict) and isinstance(loop.get("pagination"), dict):
         step = _pagination_as_retry(step, loop, path, notes)
         loop = {k: v for k, v in loop.items() if k != "pagination"} or None
-    sink_holder, sink_path = step, path
+    sink_holder, sink_path, retry_holder = step, path, step
     if isinstance(tool, dict) and tool.get("kind") == "iterator":
         loop, tool = _iterator_to_loop(tool, path, notes)
         tool, sink_holder = _task_save(tool, step)
         if sink_holder is not step:
             sink_path = (*path, "task")
+        if isinstance(tool, dict) and "retry" in tool and "retry" not in step:
+            # an iterator task's own `retry:` retries each iteration's call, as a step's does
+            retry_holder = {"step": step.get("step"), "retry": tool["retry"]}
+            tool = {k: v for k, v in tool.items() if k != "retry"}
     if loop is not None:
         out["loop"] = _normalize_loop(loop, path, notes)
     tasks, pipeline = _as_task_list(tool, path, notes)
-    tasks = _attach_retry(step, tasks, path, notes if wrote_retry else [])
+    tasks = _attach_retry(retry_holder, tasks, path, notes if wrote_retry or retry_holder is not step else [])
     tasks = _attach_case_policy(step, tasks, path, notes)
     tasks = _attach_sink(sink_holder, tasks, sink_path, notes)
     out["tool"] = tasks
