@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from noetl.engine.events import Event
 from noetl.errors import ConnectionRefused, ExecutionEnded, NoetlError, NotFoundError, StoreError
+from noetl.secrets import redact_connection_secrets
 from noetl.store.base import (
     CatalogEntry,
     CredentialRecord,
@@ -778,10 +779,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    """The URL without its password (``user:password@``, or libpq's ``?password=``), for messages and
+    logs; a URL without one is shown as written."""
+    return redact_connection_secrets(url)
