@@ -55,7 +55,32 @@ def _check_step(report: _Reports, path: Path, step: dict[str, Any]) -> None:
         _check_timeout(report, (*path, "spec"), name, step["spec"])
     retry = step.get("retry")
     if isinstance(retry, dict):
-        _check_count(report, (*path, "retry", "attempts"), name, "retry.attempts", retry.get("attempts"))
+        _check_retry(report, (*path, "retry"), name, retry)
+
+
+# A step's `retry:` block is read when the playbook is loaded (it becomes a policy rule), so its
+# numbers are numbers or number strings; a template there is never rendered.
+_RETRY_COUNTS = ("attempts", "max_attempts")
+_RETRY_SECONDS = ("delay", "initial_delay", "backoff_multiplier", "max_delay")
+
+
+def _check_retry(report: _Reports, path: Path, name: Any, retry: dict[str, Any]) -> None:
+    for key in _RETRY_COUNTS:
+        value = retry.get(key)
+        if isinstance(value, str) and not value.strip().isdigit():
+            report.error((*path, key), f"step {name!r}: `retry.{key}` must be a whole number, got {value!r}")
+        else:
+            _check_count(report, (*path, key), name, f"retry.{key}", value)
+    for key in _RETRY_SECONDS:
+        value = retry.get(key)
+        if value is None:
+            continue
+        try:
+            valid = not isinstance(value, bool | list | dict) and float(value) >= 0
+        except (TypeError, ValueError):
+            valid = False
+        if not valid:
+            report.error((*path, key), f"step {name!r}: `retry.{key}` must be a number from 0, got {value!r}")
 
 
 def _check_tool_field(report: _Reports, path: Path, holder: dict[str, Any]) -> None:

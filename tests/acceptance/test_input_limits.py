@@ -100,7 +100,12 @@ def test_alias_bomb_in_a_credential_file_is_refused(tmp_path: Path) -> None:
     ("tool: {kind: noop, spec: {timeout: -1}}", "`spec.timeout` must be a positive number"),
     ("tool: {kind: python, code: 'x = 1'}\n    retry: {attempts: -2}", "`retry.attempts` must be a whole number"),
     ("tool: {kind: noop, spec: {policy: {rules: [{then: {do: retry, attempts: -1}}]}}}", "`then.attempts`"),
-], ids=["tool", "next", "arcs", "set", "input", "timeout", "retry", "policy"])
+    # A v1 retry block is read at load: a word or a template there named its field nowhere (1:1,
+    # "cannot read this playbook's structure (ValueError: invalid literal for int() ...)").
+    ("tool: {kind: noop}\n    retry: {max_attempts: many}", "`retry.max_attempts` must be a whole number, got 'many'"),
+    ("tool: {kind: noop}\n    retry: {max_attempts: '{{ workload.n }}'}", "`retry.max_attempts` must be a whole number"),
+    ("tool: {kind: noop}\n    retry: {max_attempts: 2, initial_delay: soon}", "`retry.initial_delay` must be a number"),
+], ids=["tool", "next", "arcs", "set", "input", "timeout", "retry", "policy", "max_attempts", "template", "delay"])
 def test_values_of_the_wrong_type_are_validation_errors(noetl, tmp_path: Path, step: str, says: str) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "typed.yaml"
     path.write_text(HEAD + f"workflow:\n  - step: start\n    {step}\n")

@@ -35,6 +35,8 @@ def test_valid_playbook_has_no_errors_or_warnings() -> None:
         (("  - step: end\n", "  - step: start\n"), "pb.yaml:8:5: duplicate step name 'start' (first at workflow[0])"),
         (('code: "result = 1"', 'code: "x", input: {a: "{{ a. }}"}'), "pb.yaml:6:45: template does not parse: expected name or number"),
         (('code: "result = 1"', "input: {}"), "pb.yaml:6:5: step 'start': python tool needs one of: code, code_b64, script"),
+        (('    next:', '    retry: {max_attempts: many}\n    next:'),
+         "pb.yaml:7:13: step 'start': `retry.max_attempts` must be a whole number, got 'many'"),
     ],
 )
 def test_errors_name_the_place(change: tuple[str, str], expected: str) -> None:
