@@ -247,7 +247,9 @@ def _texts(value: Any) -> Iterator[str]:
 # Every secret value any execution of this process has met, for log records (noetl.logredact).
 PROCESS_SECRETS = Redactor()
 
-_CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# A value already blanked (``***`` before a space, ``&``, ``: `` or the end) is left as it is: blanking a line
+# twice (an error message, then the log line that carries it) would eat the ``:`` after the URL.
+_CONNINFO_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\*\*\*(?=[\s&]|:\s|$)|\S+)", re.IGNORECASE)
 # A scheme starts where a word starts, and each part is bounded: tried from every letter of a long
 # word, with unbounded parts, the search cost time quadratic in the line (log lines are any text).
 _URL_USERINFO = re.compile(r"(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]{0,31}://[^:/@\s]{0,256}:)([^@\s]{1,256})(@)",
