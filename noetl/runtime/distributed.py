@@ -23,7 +23,6 @@ the execution's entry and the next decision rebuilds it from the event log.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import socket
 from collections import OrderedDict
@@ -35,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from noetl.backoff import backoff_delay
 from noetl.clock import Clock, iso, utc_now
 from noetl.dsl.model import Playbook
-from noetl.dsl.parse import load_playbook_text
 from noetl.engine import events as ev
 from noetl.engine.commands import Command
 from noetl.engine.decide import Engine
@@ -55,6 +53,7 @@ from noetl.runtime.execution import (
     started_payload,
     stored_payload,
 )
+from noetl.runtime.playbooks import ParsedPlaybooks
 from noetl.runtime.request import RunRequest, StartOptions
 from noetl.runtime.sealing import seal_commands, unsealed, unsealed_payload
 from noetl.runtime.services import ExecutionServices
@@ -77,7 +76,6 @@ if TYPE_CHECKING:
     from noetl.runtime.runner import Runner
 
 MAX_CACHED_EXECUTIONS = 2000
-MAX_CACHED_PLAYBOOKS = 256
 # Reports of one execution decided in one transaction at most, and reports of all the executions
 # of one group transaction (bound the transaction's size and lock time).
 MAX_BATCH = 256
@@ -233,7 +231,7 @@ class DecisionCore:
         self._ready: dict[str, CachedExecution] = {}
         self._writers = asyncio.Semaphore(GROUP_WRITERS)
         self._loading: dict[str, asyncio.Future[CachedExecution | None]] = {}
-        self._playbooks: OrderedDict[str, Playbook] = OrderedDict()
+        self._playbooks = ParsedPlaybooks()
 
     # submitting ------------------------------------------------------------------------
     async def submit(self, *, playbook_text: str, source: str = "<api>", payload: dict[str, Any] | None = None,
@@ -244,7 +242,7 @@ class DecisionCore:
         carries a schedule's fire time or a rerun's origin and reused steps (Engine.start);
         ``strict`` makes undefined template names errors; ``secrets``: a child's, its parent's
         secret values (RunRequest.secrets)."""
-        playbook = self.parse(playbook_text, source)
+        playbook = await self._playbooks.parsed(playbook_text, source)
         execution_id = execution_id or new_execution_id()
         options = start or StartOptions()
         cached = await self._new_cached(execution_id, playbook, playbook_text, payload or {}, parent_execution_id,
@@ -283,17 +281,6 @@ class DecisionCore:
             record.ended_at = events[-1].created_at
         return FirstWrite(execution_params(record), event_rows(execution_id, events), decision.commands,
                           events[-1].created_at)
-
-    def parse(self, playbook_text: str, source: str = "<api>") -> Playbook:
-        """Parse and check a playbook once per distinct text (executions of one playbook share it)."""
-        key = hashlib.sha256(playbook_text.encode("utf-8")).hexdigest()
-        playbook = self._playbooks.get(key)
-        if playbook is None:
-            playbook = load_playbook_text(playbook_text, source).require()
-            self._playbooks[key] = playbook
-            if len(self._playbooks) > MAX_CACHED_PLAYBOOKS:
-                self._playbooks.popitem(last=False)
-        return playbook
 
     # reports ---------------------------------------------------------------------------
     async def report(self, leased: LeasedCommand, event: Event) -> bool:
@@ -637,7 +624,7 @@ class DecisionCore:
         record = await self.store.get_execution(execution_id)
         if record is None:
             return None
-        playbook = self.parse(record.playbook, f"execution {execution_id}")
+        playbook = await self._playbooks.parsed(record.playbook, f"execution {execution_id}")
         payload = await self._started_payload(record)
         cached = await self._new_cached(execution_id, playbook, record.playbook, payload, record.parent_execution_id)
         self._remember(cached)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import logging
 import signal
 from typing import Any
@@ -26,8 +25,6 @@ from typing import Any
 import httpx
 
 from noetl.backoff import backoff_delay
-from noetl.dsl.model import Playbook
-from noetl.dsl.parse import load_playbook_text
 from noetl.engine.commands import Command
 from noetl.engine.events import Event
 from noetl.errors import ErrorInfo, InputError, NoetlError, NotFoundError, ToolError
@@ -36,6 +33,7 @@ from noetl.results.refs import use_loader
 from noetl.results.remote import ServerResultReader, ServerResultUploader
 from noetl.runtime.frames import run_command
 from noetl.runtime.logstream import LogBatcher
+from noetl.runtime.playbooks import ParsedPlaybooks
 from noetl.runtime.report import crash_outcome, outcome_event, unstorable_outcome_event
 from noetl.runtime.runner import Runner
 from noetl.runtime.stopping import sleep_or_stop
@@ -117,7 +115,7 @@ class RemoteWorker:
         self.backlog: collections.deque[dict[str, Any]] = collections.deque()
         self.waiting_on_children = 0  # commands parked on a child execution free their slot
         self.completed = 0
-        self._playbooks: dict[str, Playbook] = {}
+        self._playbooks = ParsedPlaybooks()
         self.log_batcher = LogBatcher(self._send_logs)
 
     # lifecycle -------------------------------------------------------------------------
@@ -229,20 +227,13 @@ class RemoteWorker:
     async def _execute_command(self, item: dict[str, Any], command: Any) -> None:
         services = RemoteServices(self, item)
         try:
-            runner = Runner(self._playbook(item["playbook"]), playbook_dir=None, services=services,
+            runner = Runner(await self._playbooks.parsed(item["playbook"], "<server>"), playbook_dir=None, services=services,
                             playbook_text=str(item["playbook"]))
             outcome = await run_command(runner, command)
         except Exception as exc:  # a bug in a tool fails the step, never the worker
             outcome = crash_outcome(exc)
         event = outcome_event(command, outcome, worker=self.name, attempt=int(item["attempt"]))
         await self._report(item, event, sorted(outcome.secrets | services.secrets))
-
-    def _playbook(self, text: str) -> Playbook:
-        key = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        playbook = self._playbooks.get(key)
-        if playbook is None:
-            playbook = self._playbooks[key] = load_playbook_text(text, "<server>").require()
-        return playbook
 
     @staticmethod
     def _command(item: dict[str, Any]) -> Command:
