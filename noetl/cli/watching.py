@@ -165,7 +165,7 @@ def executions(obj: Context, status: str | None, path: str | None, since: str | 
     """List executions, newest first (the local store, or the server with --server-url)."""
     from noetl.server.console.source import ExecutionFilter, parse_since  # not the routes: no FastAPI here
 
-    flt = ExecutionFilter(status, path, parse_since(since) if since else None, limit)
+    flt = ExecutionFilter(status, path, parse_since(since, field="--since") if since else None, limit)
     rows = _remote_executions(obj.server_url, flt) if obj.server_url else _local_executions(flt)
     if as_json:
         echo_rows(rows, True, str)

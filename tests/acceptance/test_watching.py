@@ -69,7 +69,7 @@ def test_executions_listing_filters_and_json(noetl) -> None:  # type: ignore[no-
     assert noetl("executions", "--since", "2999-01-01", "--json").json() == []
     assert len(noetl("executions", "--since", "1h", "--limit", "1", "--json").json()) == 1
     bad = noetl("executions", "--since", "soon")
-    assert bad.code == 2 and bad.stderr.startswith("error: since 'soon'")
+    assert bad.code == 2 and bad.stderr.startswith("error: --since 'soon'")
 
 
 def test_logs_in_order_with_step_and_loop_index(noetl) -> None:  # type: ignore[no-untyped-def]

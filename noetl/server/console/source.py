@@ -37,8 +37,10 @@ _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``2h``/``30m``/``7d`` ago, or an ISO date or time (UTC when no zone is given)."""
+def parse_since(text: str, now: datetime | None = None, field: str = "since") -> datetime:
+    """``2h``/``30m``/``7d`` ago, or an ISO date or time (UTC when no zone is given).
+
+    ``field`` names the input in the error: the query parameter, or the CLI's ``--since``."""
     text = text.strip()
     now = now or datetime.now(UTC)
     if match := _RELATIVE.match(text):
@@ -47,7 +49,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise InputError(f"since {text!r}: expected an ISO date/time (2026-01-31T08:00) or an age "
+            raise InputError(f"{field} {text!r}: expected an ISO date/time (2026-01-31T08:00) or an age "
                              f"like 30m, 2h, 7d") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
