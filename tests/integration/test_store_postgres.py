@@ -311,6 +311,24 @@ def test_a_result_stored_in_pieces_reads_back_whole_and_in_part(fresh_database: 
     asyncio.run(scenario())
 
 
+def test_a_template_read_survives_its_connection_being_cut(fresh_database: str) -> None:
+    # Templates read results on a connection of their own; a PostgreSQL restart or
+    # pg_terminate_backend used to fail the next read (and the arc or step that made it).
+    from noetl.store.base import ResultRecord
+
+    async def scenario() -> None:
+        async with PostgresStore(fresh_database) as store:
+            await store.put_result(ResultRecord("r1", b"[1]", "0" * 64, 3))
+            assert store.read_result_slice("r1", 0, 3) == b"[1]"
+            with psycopg.connect(fresh_database, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            record = store.read_result("r1")
+            assert record is not None and record.data == b"[1]"
+
+    asyncio.run(scenario())
+
+
 _READ_ONE_RESULT = """
 import asyncio, json, sys
 from noetl.store.postgres import PostgresStore

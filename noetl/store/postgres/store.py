@@ -619,17 +619,8 @@ class PostgresStore:
     def read_result(self, result_id: str) -> ResultRecord | None:
         """Synchronous, on its own connection: templates resolve a ``_ref`` while they render, inside
         the event loop, where the async pool cannot be awaited. One short indexed read per reference."""
-        action = f"reading result {result_id}"
-        with self._sync_lock:
-            try:
-                if self._sync_conn is None or self._sync_conn.closed:
-                    self._sync_conn = psycopg.connect(self.url, autocommit=True,
-                                                      connect_timeout=int(self._connect_timeout))
-                row = self._sync_conn.execute(self.q["get_result"], {"result_id": result_id}, binary=True).fetchone()
-            except psycopg.Error as exc:
-                self._sync_conn = None
-                raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
-        return result_from_row(row) if row else None
+        rows = self._sync_rows(f"reading result {result_id}", "get_result", {"result_id": result_id}, binary=True)
+        return result_from_row(rows[0]) if rows else None
 
     def read_result_slice(self, result_id: str, start: int, length: int) -> bytes | None:
         """Bytes [start, start + length) of a stored result (from 0), synchronous like read_result;
@@ -643,14 +634,20 @@ class PostgresStore:
     def _sync_rows(self, action: str, query: str, params: dict[str, Any], *, binary: bool = False) -> list[Any]:
         """One statement on the connection of the synchronous reads (see read_result)."""
         with self._sync_lock:
-            try:
-                if self._sync_conn is None or self._sync_conn.closed:
-                    self._sync_conn = psycopg.connect(self.url, autocommit=True,
-                                                      connect_timeout=int(self._connect_timeout))
-                return self._sync_conn.execute(self.q[query], params, binary=binary).fetchall()
-            except psycopg.Error as exc:
-                self._sync_conn = None
-                raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+            for attempt in (1, 2):
+                try:
+                    if self._sync_conn is None or self._sync_conn.closed:
+                        self._sync_conn = psycopg.connect(self.url, autocommit=True,
+                                                          connect_timeout=int(self._connect_timeout))
+                    return self._sync_conn.execute(self.q[query], params, binary=binary).fetchall()
+                except psycopg.Error as exc:
+                    self._sync_conn = None
+                    # Once more on a fresh connection when this one was cut (a PostgreSQL restart,
+                    # pg_terminate_backend): the async reads do the same.
+                    if attempt == 1 and isinstance(exc, psycopg.OperationalError) and _is_disconnect(exc):
+                        continue
+                    raise StoreError(f"{action} failed: {_first_line(exc)}") from exc
+        raise AssertionError("unreachable")
 
     def read_loop_reports(self, execution_id: str, step: str, entry: int, start: int, stop: int) -> list[LoopReport]:
         """The latest report of each iteration in [start, stop) of entry ``entry`` of loop ``step``
