@@ -53,9 +53,26 @@ def _check_step(report: _Reports, path: Path, step: dict[str, Any]) -> None:
         report.error((*path, "loop"), f"step {name!r}: `loop` must be a mapping {{in, iterator, spec}}")
     if isinstance(step.get("spec"), dict):
         _check_timeout(report, (*path, "spec"), name, step["spec"])
-    retry = step.get("retry")
-    if isinstance(retry, dict):
-        _check_retry(report, (*path, "retry"), name, retry)
+    _check_retry_forms(report, (*path, "retry"), name, step.get("retry"))
+
+
+def _check_retry_forms(report: _Reports, path: Path, name: Any, retry: Any) -> None:
+    """Every block of a step's `retry:` in each of its spellings (one block, `{on_error,
+    on_success}`, a list of `{when, then}`; noetl.dsl.legacy_common.retry_rules reads them)."""
+    if isinstance(retry, str) and retry.strip().lower() not in ("true", "false"):
+        report.error(path, f"step {name!r}: `retry` must be a mapping, a list, true/false or a whole number, "
+                           f"got {retry!r}")
+    elif isinstance(retry, list):
+        for index, entry in enumerate(retry):
+            then = entry.get("then") if isinstance(entry, dict) else None
+            if isinstance(then, dict):
+                _check_retry(report, (*path, index, "then"), name, then)
+    elif isinstance(retry, dict) and {"on_error", "on_success"} & set(retry):
+        for side in ("on_error", "on_success"):
+            if isinstance(retry.get(side), dict):
+                _check_retry(report, (*path, side), name, retry[side])
+    elif isinstance(retry, dict):
+        _check_retry(report, path, name, retry)
 
 
 # A step's `retry:` block is read when the playbook is loaded (it becomes a policy rule), so its
