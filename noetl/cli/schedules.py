@@ -38,10 +38,11 @@ def schedule() -> None:
 @click.option("--catchup", default="latest", show_default=True,
               help="none | latest | all, for fire times missed while no scheduler ran.")
 @click.option("--name", help="Schedule name (default: the playbook's catalog path).")
+@click.option("--json", "as_json", is_flag=True, help="Print the schedule as JSON.")
 @click.pass_obj
 @handle_errors
 def add(obj: Context, path: str, cron_expr: str, timezone: str, payload: str | None, overlap: str, catchup: str,
-        name: str | None) -> None:
+        name: str | None, as_json: bool) -> None:
     """Run PATH (catalog path or playbook file) on a cron schedule."""
     from noetl.api import parse_payload
 
@@ -68,7 +69,7 @@ def add(obj: Context, path: str, cron_expr: str, timezone: str, payload: str | N
                                   payload=body["payload"], overlap=overlap, catchup=catchup)
         return schedule_view(await store.put_schedule(record))
 
-    print_json(on_server_or_store(obj, server=on_server, store=store_it))
+    _echo_schedule(on_server_or_store(obj, server=on_server, store=store_it), as_json)
 
 
 @schedule.command("list")
@@ -89,11 +90,25 @@ def list_(obj: Context, as_json: bool) -> None:
         return [schedule_view(s) for s in await store.list_schedules()]
 
     rows = on_server_or_store(obj, server=on_server, store=load)
-    echo_rows(rows, as_json, lambda r: (r["name"], r["cron"], r["timezone"], "enabled" if r["enabled"] else "paused",
-                                       f"next {r['next_fire'] or '-'}"), empty="no schedules")
+    echo_rows(rows, as_json, _schedule_cells, empty="no schedules")
 
 
-def _change(obj: Context, name: str, action: str) -> None:
+def _schedule_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    return (row["name"], row["cron"], row["timezone"], "enabled" if row["enabled"] else "paused",
+            f"next {row['next_fire'] or '-'}")
+
+
+def _echo_schedule(view: dict[str, Any], as_json: bool) -> None:
+    """One schedule after a change: its JSON with ``--json``, else its line of `schedule list`."""
+    if as_json:
+        print_json(view)
+    elif view.get("deleted"):
+        click.echo(f"deleted schedule {view['name']}")
+    else:
+        click.echo("  ".join(_schedule_cells(view)))
+
+
+def _change(obj: Context, name: str, action: str, as_json: bool) -> None:
     def on_server(server_url: str) -> dict[str, Any]:
         from noetl.cli.remote import delete_json, post_json
 
@@ -109,34 +124,37 @@ def _change(obj: Context, name: str, action: str) -> None:
             return {"name": name, "deleted": True}
         return service.schedule_view(await service.set_enabled(store, name, action == "resume"))
 
-    print_json(on_server_or_store(obj, server=on_server, store=change))
+    _echo_schedule(on_server_or_store(obj, server=on_server, store=change), as_json)
 
 
 @schedule.command()
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @click.pass_obj
 @handle_errors
-def pause(obj: Context, name: str) -> None:
+def pause(obj: Context, name: str, as_json: bool) -> None:
     """Stop starting executions of a schedule (its fire times pass unrun)."""
-    _change(obj, name, "pause")
+    _change(obj, name, "pause", as_json)
 
 
 @schedule.command("resume")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @click.pass_obj
 @handle_errors
-def resume_(obj: Context, name: str) -> None:
+def resume_(obj: Context, name: str, as_json: bool) -> None:
     """Start a paused schedule again."""
-    _change(obj, name, "resume")
+    _change(obj, name, "resume", as_json)
 
 
 @schedule.command("delete")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @click.pass_obj
 @handle_errors
-def delete_(obj: Context, name: str) -> None:
+def delete_(obj: Context, name: str, as_json: bool) -> None:
     """Delete a schedule and its fire records."""
-    _change(obj, name, "delete")
+    _change(obj, name, "delete", as_json)
 
 
 @schedule.command()
@@ -182,14 +200,15 @@ def _backfill_row(row: dict[str, Any]) -> tuple[str, str, str]:
 
 @schedule.command()
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the run as JSON.")
 @click.pass_obj
 @handle_errors
-def trigger(obj: Context, name: str) -> None:
+def trigger(obj: Context, name: str, as_json: bool) -> None:
     """Run NAME's playbook now, paused or not (on the local store: wait for it, exit like `noetl run`)."""
     if obj.server_url:  # the server starts the execution on its workers and answers at once
         from noetl.cli.remote import post_json
 
-        print_json(post_json(obj.server_url, f"/api/schedules/{name}/trigger", {}))
+        _echo_run(post_json(obj.server_url, f"/api/schedules/{name}/trigger", {}), as_json)
         return
 
     async def run(store: Any) -> dict[str, Any]:
@@ -206,8 +225,18 @@ def trigger(obj: Context, name: str) -> None:
         return {**row, "error": document["error"]} if document.get("error") else row
 
     row = run_sync(with_store(run))
-    print_json(row)
+    _echo_run(row, as_json)
     sys.exit(0 if row["status"] == "completed" else EXIT_FAILED)
+
+
+def _echo_run(row: dict[str, Any], as_json: bool) -> None:
+    """A "run now": its JSON with ``--json``, else one line (and the error of a failed run on stderr)."""
+    if as_json:
+        print_json(row)
+        return
+    click.echo(f"execution {row['execution_id'] or '-'} {row['status']} (schedule {row['schedule']})")
+    if row.get("error"):
+        click.echo(f"error: {row['error']}", err=True)
 
 
 @cli.command()

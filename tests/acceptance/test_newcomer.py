@@ -88,7 +88,7 @@ def test_catalog_list_is_a_table_aligned_in_columns(tmp_path: Path) -> None:
 def test_a_schedule_of_a_catalog_path_named_like_a_directory_runs_the_catalog_entry(tmp_path: Path) -> None:
     # from the repository root, examples/hello is both a directory and the catalog path of hello.yaml
     assert in_repo("catalog", "register", "examples/hello/hello.yaml", home=tmp_path)[0] == 0
-    code, out, err = in_repo("schedule", "add", "examples/hello", "--cron", "0 6 * * *", home=tmp_path)
+    code, out, err = in_repo("schedule", "add", "examples/hello", "--cron", "0 6 * * *", "--json", home=tmp_path)
     assert code == 0, err
     assert '"path": "examples/hello"' in out
     code, out, err = in_repo("schedule", "backfill", "examples/hello", "--from", "2026-03-30T00:00:00Z",

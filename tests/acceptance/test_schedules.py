@@ -21,7 +21,7 @@ def test_schedule_add_list_pause_resume_backfill_delete(noetl: Any, tmp_path: Pa
     playbook.write_text(PLAYBOOK)
     assert noetl("catalog", "register", str(playbook)).code == 0
     added = noetl("schedule", "add", "reports/daily", "--cron", "0 6 * * 1-5", "--tz", "Europe/Berlin",
-                  "--payload", '{"region": "us"}', "--overlap", "queue", "--catchup", "all")
+                  "--payload", '{"region": "us"}', "--overlap", "queue", "--catchup", "all", "--json")
     assert added.code == 0, added.stderr
     view = added.json()
     assert (view["name"], view["cron"], view["timezone"], view["overlap"], view["catchup"], view["enabled"]) == (
@@ -31,9 +31,9 @@ def test_schedule_add_list_pause_resume_backfill_delete(noetl: Any, tmp_path: Pa
     assert [s["name"] for s in listed] == ["reports/daily"]
     assert "reports/daily" in noetl("schedule", "list").stdout
 
-    paused = noetl("schedule", "pause", "reports/daily")
+    paused = noetl("schedule", "pause", "reports/daily", "--json")
     assert paused.code == 0 and paused.json()["enabled"] is False and paused.json()["next_fire"] is None
-    assert noetl("schedule", "resume", "reports/daily").json()["enabled"] is True
+    assert noetl("schedule", "resume", "reports/daily", "--json").json()["enabled"] is True
 
     # Mon 30 Mar .. Wed 1 Apr 2026 at 06:00 Berlin (CEST, UTC+2): three fire times.
     backfill = noetl("schedule", "backfill", "reports/daily", "--from", "2026-03-30T00:00:00Z",
@@ -53,7 +53,7 @@ def test_schedule_add_list_pause_resume_backfill_delete(noetl: Any, tmp_path: Pa
                   "--to", "2026-04-01T23:00:00Z", "--json").json()
     assert [r["execution_id"] for r in again] == [None, None, None]
 
-    assert noetl("schedule", "delete", "reports/daily").json() == {"name": "reports/daily", "deleted": True}
+    assert noetl("schedule", "delete", "reports/daily", "--json").json() == {"name": "reports/daily", "deleted": True}
     assert noetl("schedule", "list", "--json").json() == []
 
 
@@ -202,7 +202,7 @@ def test_schedule_trigger_runs_the_playbook_now_even_when_paused(noetl: Any, tmp
     assert noetl("schedule", "add", "reports/daily", "--cron", "0 6 * * *", "--payload", '{"region": "us"}').code == 0
     assert noetl("schedule", "pause", "reports/daily").code == 0
 
-    ran = noetl("schedule", "trigger", "reports/daily")
+    ran = noetl("schedule", "trigger", "reports/daily", "--json")
     assert ran.code == 0, ran.stderr
     row = ran.json()
     assert (row["schedule"], row["status"]) == ("reports/daily", "completed")
@@ -211,7 +211,7 @@ def test_schedule_trigger_runs_the_playbook_now_even_when_paused(noetl: Any, tmp
     assert first["meta"]["schedule"] == "reports/daily" and first["meta"]["manual"] is True
     assert first["meta"]["scheduled_for"] == row["scheduled_for"]
     # A second "run now" is another execution; the schedule stays paused and its cursor untouched.
-    again = noetl("schedule", "trigger", "reports/daily").json()
+    again = noetl("schedule", "trigger", "reports/daily", "--json").json()
     assert again["execution_id"] != row["execution_id"]
     view = noetl("schedule", "list", "--json").json()[0]
     assert view["enabled"] is False and view["cursor"] is None
@@ -222,6 +222,28 @@ def test_schedule_trigger_runs_the_playbook_now_even_when_paused(noetl: Any, tmp
     failing = tmp_path / "failing.yaml"
     failing.write_text(PLAYBOOK.replace("reports/daily", "reports/failing").replace("result = {", "result = 1 / 0; x = {"))
     assert noetl("schedule", "add", str(failing), "--cron", "0 6 * * *").code == 0
-    failed = noetl("schedule", "trigger", "reports/failing")
+    failed = noetl("schedule", "trigger", "reports/failing", "--json")
     assert failed.code == 1 and failed.json()["status"] == "failed"
     assert "ZeroDivisionError" in failed.json()["error"]
+
+
+def test_schedule_commands_print_a_line_by_default_and_json_with_the_flag(noetl: Any, tmp_path: Path) -> None:
+    playbook = tmp_path / "daily.yaml"
+    playbook.write_text(PLAYBOOK)
+    added = noetl("schedule", "add", str(playbook), "--cron", "0 6 * * *", "--tz", "Europe/Berlin")
+    assert added.code == 0, added.stderr
+    assert added.stdout.split()[:4] == ["reports/daily", "0", "6", "*"]  # the line `schedule list` shows
+    assert "Europe/Berlin" in added.stdout and "enabled" in added.stdout and "{" not in added.stdout
+    paused = noetl("schedule", "pause", "reports/daily").stdout
+    assert paused.splitlines() == [noetl("schedule", "list").stdout.strip()] and "paused  next -" in paused
+    assert "enabled" in noetl("schedule", "resume", "reports/daily").stdout
+    ran = noetl("schedule", "trigger", "reports/daily")
+    assert ran.code == 0 and ran.stdout.startswith("execution ")
+    assert ran.stdout.strip().endswith("completed (schedule reports/daily)")
+    assert noetl("schedule", "delete", "reports/daily").stdout.strip() == "deleted schedule reports/daily"
+    failing = tmp_path / "failing.yaml"
+    failing.write_text(PLAYBOOK.replace("reports/daily", "reports/failing").replace("result = {", "result = 1 / 0; x = {"))
+    assert noetl("schedule", "add", str(failing), "--cron", "0 6 * * *").code == 0
+    failed = noetl("schedule", "trigger", "reports/failing")
+    assert failed.code == 1 and failed.stdout.strip().endswith("failed (schedule reports/failing)")
+    assert failed.stderr.startswith("error: ") and "ZeroDivisionError" in failed.stderr

@@ -640,8 +640,10 @@ def test_cli_schedule_add_trigger_list_and_delete_against_the_server(cluster: Cl
     added = noetl(cluster, *url, "schedule", "add", "spec/hello", "--cron", "0 6 * * *", "--tz", "Asia/Tokyo",
                   "--name", "spec-hello", "--payload", '{"name": "scheduled"}')
     assert added.returncode == 0, added.stderr
-    assert noetl(cluster, *url, "schedule", "pause", "spec-hello").returncode == 0
-    triggered = noetl(cluster, *url, "schedule", "trigger", "spec-hello")
+    assert added.stdout.split()[0] == "spec-hello" and "Asia/Tokyo  enabled" in added.stdout  # a line, not JSON
+    paused = noetl(cluster, *url, "schedule", "pause", "spec-hello")
+    assert paused.returncode == 0 and paused.stdout.strip().endswith("paused  next -")
+    triggered = noetl(cluster, *url, "schedule", "trigger", "spec-hello", "--json")
     assert triggered.returncode == 0, triggered.stderr
     row = json.loads(triggered.stdout)
     assert (row["schedule"], row["status"]) == ("spec-hello", "started")
