@@ -109,6 +109,18 @@ def echo_rows(rows: list[dict[str, Any]], as_json: bool, cells: Callable[[dict[s
         click.echo(line)
 
 
+def echo_changed(view: dict[str, Any], as_json: bool, cells: Callable[[dict[str, Any]], Sequence[str]],
+                 noun: str) -> None:
+    """The answer of an add or a delete: its JSON with ``--json``, else the thing's line of its
+    listing (``cells``), or ``deleted NOUN NAME``."""
+    if as_json:
+        print_json(view)
+    elif view.get("deleted"):
+        click.echo(f"deleted {noun} {view['name']}")
+    else:
+        click.echo("  ".join(cells(view)))
+
+
 def aligned(lines: list[tuple[str, ...]]) -> list[str]:
     """``lines`` of cells as text columns two spaces apart; the last cell is not padded."""
     widths = [max((len(cells[i]) for cells in lines if len(cells) > i), default=0)

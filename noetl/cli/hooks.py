@@ -11,10 +11,10 @@ import click
 from noetl.cli.app import (
     Context,
     cli,
+    echo_changed,
     echo_rows,
     handle_errors,
     on_server_or_store,
-    print_json,
     run_sync,
     with_store,
 )
@@ -43,10 +43,11 @@ def _template(text: str | None) -> Any:
 @click.option("--token", help="Deliveries carry this token (Authorization: Bearer or X-NoETL-Token).")
 @click.option("--payload-template", "payload_template",
               help="JSON (or @file.json) rendered over {body, headers} into the payload (default: the body).")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @click.pass_obj
 @handle_errors
 def add(obj: Context, name: str, path: str, secret: str | None, token: str | None,
-        payload_template: str | None) -> None:
+        payload_template: str | None, as_json: bool) -> None:
     """Create or replace the webhook NAME of the catalog entry --path."""
     from noetl.hooks import checked_hook, hook_view
 
@@ -56,7 +57,7 @@ def add(obj: Context, name: str, path: str, secret: str | None, token: str | Non
         from noetl.cli.remote import post_json
 
         body = {"name": name, "path": path, "secret": secret, "token": token, "payload_template": template}
-        print_json(post_json(obj.server_url, "/api/hooks", body))
+        echo_changed(post_json(obj.server_url, "/api/hooks", body), as_json, _hook_cells, "hook")
         return
 
     async def store_it(store: Any) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def add(obj: Context, name: str, path: str, secret: str | None, token: str | Non
             raise NotFoundError(f"--path: no catalog entry {record.path!r} (register it first)")
         return hook_view(await store.put_hook(record))
 
-    print_json(run_sync(with_store(store_it)))
+    echo_changed(run_sync(with_store(store_it)), as_json, _hook_cells, "hook")
 
 
 @hook.command("list")
@@ -82,14 +83,15 @@ def list_(obj: Context, as_json: bool) -> None:
         return [hook_view(h) for h in await store.list_hooks()]
 
     rows = on_server_or_store(obj, server=lambda url: get_json(url, "/api/hooks"), store=load)
-    echo_rows(rows, as_json, lambda r: (r["name"], r["path"], r["auth"]), empty="no hooks")
+    echo_rows(rows, as_json, _hook_cells, empty="no hooks")
 
 
 @hook.command("delete")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @click.pass_obj
 @handle_errors
-def delete_(obj: Context, name: str) -> None:
+def delete_(obj: Context, name: str, as_json: bool) -> None:
     """Delete a webhook and its delivery records."""
     from noetl.cli.remote import delete_json
     from noetl.hooks import require_hook
@@ -99,4 +101,9 @@ def delete_(obj: Context, name: str) -> None:
         await store.delete_hook(name)
         return {"name": name, "deleted": True}
 
-    print_json(on_server_or_store(obj, server=lambda url: delete_json(url, f"/api/hooks/{name}"), store=delete))
+    answer = on_server_or_store(obj, server=lambda url: delete_json(url, f"/api/hooks/{name}"), store=delete)
+    echo_changed(answer, as_json, _hook_cells, "hook")
+
+
+def _hook_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    return (row["name"], row["path"], row["auth"])

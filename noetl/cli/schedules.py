@@ -14,6 +14,7 @@ from noetl.cli.app import (
     EXIT_FAILED,
     Context,
     cli,
+    echo_changed,
     echo_rows,
     handle_errors,
     on_server_or_store,
@@ -99,13 +100,7 @@ def _schedule_cells(row: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _echo_schedule(view: dict[str, Any], as_json: bool) -> None:
-    """One schedule after a change: its JSON with ``--json``, else its line of `schedule list`."""
-    if as_json:
-        print_json(view)
-    elif view.get("deleted"):
-        click.echo(f"deleted schedule {view['name']}")
-    else:
-        click.echo("  ".join(_schedule_cells(view)))
+    echo_changed(view, as_json, _schedule_cells, "schedule")
 
 
 def _change(obj: Context, name: str, action: str, as_json: bool) -> None:

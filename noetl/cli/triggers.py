@@ -9,10 +9,10 @@ import click
 from noetl.cli.app import (
     Context,
     cli,
+    echo_changed,
     echo_rows,
     handle_errors,
     on_server_or_store,
-    print_json,
     run_sync,
     with_store,
 )
@@ -28,9 +28,10 @@ def trigger() -> None:
 @click.option("--on", "on", required=True, help="completed | failed: the ending that fires the trigger.")
 @click.option("--run", "run", required=True, help="Catalog path of the playbook to start.")
 @click.option("--name", help="Trigger name (default: ON_PATH:ON:RUN).")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @click.pass_obj
 @handle_errors
-def add(obj: Context, on_path: str, on: str, run: str, name: str | None) -> None:
+def add(obj: Context, on_path: str, on: str, run: str, name: str | None, as_json: bool) -> None:
     """Start --run when an execution of --on-path ends --on; its payload is
     {trigger: {execution_id, path, status, result}}."""
     from noetl.triggers import checked_trigger, trigger_view
@@ -39,8 +40,8 @@ def add(obj: Context, on_path: str, on: str, run: str, name: str | None) -> None
     if obj.server_url:
         from noetl.cli.remote import post_json
 
-        print_json(post_json(obj.server_url, "/api/triggers", {"on_path": on_path, "on": on, "run": run,
-                                                               "name": name}))
+        body = {"on_path": on_path, "on": on, "run": run, "name": name}
+        echo_changed(post_json(obj.server_url, "/api/triggers", body), as_json, _trigger_cells, "trigger")
         return
 
     async def store_it(store: Any) -> dict[str, Any]:
@@ -50,7 +51,7 @@ def add(obj: Context, on_path: str, on: str, run: str, name: str | None) -> None
             raise NotFoundError(f"--run: no catalog entry {record.run_path!r} (register it first)")
         return trigger_view(await store.put_trigger(record))
 
-    print_json(run_sync(with_store(store_it)))
+    echo_changed(run_sync(with_store(store_it)), as_json, _trigger_cells, "trigger")
 
 
 @trigger.command("list")
@@ -66,15 +67,15 @@ def list_(obj: Context, as_json: bool) -> None:
         return [trigger_view(t) for t in await store.list_triggers()]
 
     rows = on_server_or_store(obj, server=lambda url: get_json(url, "/api/triggers"), store=load)
-    echo_rows(rows, as_json, lambda r: (r["name"], f"on {r['on_path']} {r['on']}", f"run {r['run']}"),
-              empty="no triggers")
+    echo_rows(rows, as_json, _trigger_cells, empty="no triggers")
 
 
 @trigger.command("delete")
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
 @click.pass_obj
 @handle_errors
-def delete_(obj: Context, name: str) -> None:
+def delete_(obj: Context, name: str, as_json: bool) -> None:
     """Delete a completion trigger."""
     from noetl.cli.remote import delete_json
     from noetl.triggers import delete as delete_trigger
@@ -83,4 +84,9 @@ def delete_(obj: Context, name: str) -> None:
         await delete_trigger(store, name)
         return {"name": name, "deleted": True}
 
-    print_json(on_server_or_store(obj, server=lambda url: delete_json(url, f"/api/triggers/{name}"), store=delete))
+    answer = on_server_or_store(obj, server=lambda url: delete_json(url, f"/api/triggers/{name}"), store=delete)
+    echo_changed(answer, as_json, _trigger_cells, "trigger")
+
+
+def _trigger_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    return (row["name"], f"on {row['on_path']} {row['on']}", f"run {row['run']}")

@@ -20,18 +20,21 @@ def test_hook_add_list_delete(noetl: Any, tmp_path: Path) -> None:
     playbook.write_text(PLAYBOOK)
     assert noetl("catalog", "register", str(playbook)).code == 0
     added = noetl("hook", "add", "github", "--path", "ops/deploy", "--secret", "s3cret-value",
-                  "--payload-template", '{"ref": "{{ body.ref }}"}')
+                  "--payload-template", '{"ref": "{{ body.ref }}"}', "--json")
     assert added.code == 0, added.stderr
     assert added.json()["auth"] == "signature" and added.json()["payload_template"] == {"ref": "{{ body.ref }}"}
     assert "s3cret-value" not in added.stdout
-    assert noetl("hook", "add", "ci", "--path", "ops/deploy", "--token", "tok-value").code == 0
+    token_added = noetl("hook", "add", "ci", "--path", "ops/deploy", "--token", "tok-value")
+    assert token_added.stdout.split() == ["ci", "ops/deploy", "token"]  # its line of `hook list`, not JSON
+    assert "tok-value" not in token_added.stdout + token_added.stderr
     listed = noetl("hook", "list", "--json")
     assert [(h["name"], h["auth"]) for h in listed.json()] == [("ci", "token"), ("github", "signature")]
     assert "s3cret-value" not in listed.stdout and "tok-value" not in listed.stdout
     assert "github" in noetl("hook", "list").stdout
 
-    assert noetl("hook", "delete", "ci").json() == {"name": "ci", "deleted": True}
+    assert noetl("hook", "delete", "ci", "--json").json() == {"name": "ci", "deleted": True}
     assert [h["name"] for h in noetl("hook", "list", "--json").json()] == ["github"]
+    assert noetl("hook", "delete", "github").stdout.strip() == "deleted hook github"
 
 
 def test_bad_hooks_are_one_line_errors_and_store_nothing(noetl: Any, tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ def test_triggers_fire_once_on_their_status_after_a_local_run(noetl: Any, tmp_pa
         assert noetl("catalog", "register", str(tmp_path / f"{name}.yaml")).code == 0
     added = noetl("trigger", "add", "--on-path", "jobs/source", "--on", "completed", "--run", "jobs/on_ok")
     assert added.code == 0, added.stderr
+    assert added.stdout.split() == ["jobs.source:completed:jobs.on_ok", "on", "jobs/source", "completed", "run",
+                                    "jobs/on_ok"]  # its line of `trigger list`, not JSON
     assert noetl("trigger", "add", "--on-path", "jobs/source", "--on", "failed", "--run", "jobs/on_fail",
                  "--name", "alert").code == 0
     listed = noetl("trigger", "list", "--json").json()
@@ -59,7 +61,7 @@ def test_triggers_fire_once_on_their_status_after_a_local_run(noetl: Any, tmp_pa
     assert noetl("run", "jobs/source", "--payload", '{"fail": true}', "--json").code != 0
     assert len(runs(noetl, "jobs/on_fail")) == 1 and len(runs(noetl, "jobs/on_ok")) == 1
 
-    assert noetl("trigger", "delete", "alert").json() == {"name": "alert", "deleted": True}
+    assert noetl("trigger", "delete", "alert", "--json").json() == {"name": "alert", "deleted": True}
     assert noetl("run", "jobs/source", "--payload", '{"fail": true}', "--json").code != 0
     assert len(runs(noetl, "jobs/on_fail")) == 1
 
