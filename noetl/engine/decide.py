@@ -29,6 +29,39 @@ if TYPE_CHECKING:
     from noetl.dsl.model import Arc, Playbook, Step
 
 
+def render_workload_defaults(defaults: dict[str, Any], inputs: Mapping[str, Any],
+                             execution_id: str) -> dict[str, Any]:
+    """The playbook's workload values with templates that read only the start names rendered.
+
+    ``jobId: "{{ job.uuid }}"`` holds the execution id from the start, as NoETL playbooks expect.
+    A value whose template needs anything else (a step's result, a secret, ...) is kept as written,
+    as before; payload values are never rendered (they are the caller's data).
+    """
+    job = {"uuid": execution_id, "execution_id": execution_id}
+    context = RenderContext({"workload": inputs, "execution_id": execution_id, "job": job}, inputs)
+    rendered = dict(defaults)
+    for key, value in defaults.items():
+        if _plain_leaf_free(value):
+            continue
+        try:
+            with tracing(strict=True):
+                rendered[key] = render_data(value, context, where=f"workload.{key}")
+        except NoetlError:
+            pass  # reads a name only known later (or a secret): kept as written
+    return rendered
+
+
+def _plain_leaf_free(value: Any) -> bool:
+    """Whether ``value`` holds no template at all (most workload values)."""
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    if isinstance(value, dict):
+        return all(_plain_leaf_free(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_plain_leaf_free(v) for v in value)
+    return True
+
+
 @dataclass(slots=True, eq=False, repr=False)  # filled in as it runs: compared and shown by identity
 class Decision:
     """What the engine decided on one event: the events to record and the commands to run."""
@@ -92,7 +125,9 @@ class Engine:
         """``meta`` adds to ``playbook.initialized`` (a rerun's origin, a schedule's fire time);
         ``entry_step`` and ``reused`` (``step.reused`` events) start a rerun at a later step;
         ``strict``: undefined names in templates are errors (also ``executor.spec.strict``)."""
-        workload = merge_payload(self.playbook.workload, payload, merge=merge)
+        raw = merge_payload(self.playbook.workload, payload, merge=merge)
+        workload = merge_payload(render_workload_defaults(self.playbook.workload, raw, execution_id), payload,
+                                 merge=merge)
         init = Event(
             execution_id, ev.PLAYBOOK_INITIALIZED, status="running", result=workload,
             meta={"path": self.playbook.path, "name": self.playbook.metadata.name,
