@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from noetl.cli.app import cli, echo_rows, handle_errors, run_sync, with_store
+from noetl.cli.app import cli, echo_changed, echo_rows, handle_errors, run_sync, with_store
 from noetl.cli.options import server_options
 from noetl.cli.running import run_local
 from noetl.errors import InputError
@@ -163,20 +163,22 @@ def install(cli: click.Group) -> None:
 
     @credential.command("delete")
     @click.argument("name")
+    @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
     @server_options
     @click.pass_obj
     @handle_errors
-    def credential_delete(obj: Any, name: str) -> None:
+    def credential_delete(obj: Any, name: str, as_json: bool) -> None:
         """Delete the stored credential NAME."""
         if obj.server_url:
             from noetl.cli.remote import delete_json
 
-            _echo(delete_json(obj.server_url, f"/api/credentials/{name}"))
-            return
-        from noetl.credentials import delete_credential
+            answer = delete_json(obj.server_url, f"/api/credentials/{name}")
+        else:
+            from noetl.credentials import delete_credential
 
-        run_sync(with_store(lambda store: delete_credential(store, name)))
-        _echo({"name": name, "deleted": True})
+            run_sync(with_store(lambda store: delete_credential(store, name)))
+            answer = {"name": name, "deleted": True}
+        echo_changed(answer, as_json, lambda row: (row["name"], row["type"]), "credential")
 
     _install_seed_aliases(cli)
 

@@ -154,7 +154,8 @@ def test_credentials_list_without_data_and_delete(noetl, tmp_path: Path) -> None
     listed = noetl("credential", "list", "--json")
     assert [c["name"] for c in listed.json()] == ["api"] and SECRET not in listed.stdout
     assert SECRET.encode() not in (tmp_path / "home" / "noetl.db").read_bytes()  # encrypted at rest
-    assert noetl("credential", "delete", "api").code == 0
+    deleted = noetl("credential", "delete", "api")
+    assert deleted.code == 0 and deleted.stdout.strip() == "deleted credential api"  # a line, as hook delete says
     assert noetl("credential", "list", "--json").json() == []
     assert "credential 'api' not found" in noetl("credential", "delete", "api").stderr
 
