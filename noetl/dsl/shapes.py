@@ -54,6 +54,26 @@ def _check_step(report: _Reports, path: Path, step: dict[str, Any]) -> None:
     if isinstance(step.get("spec"), dict):
         _check_timeout(report, (*path, "spec"), name, step["spec"])
     _check_retry_forms(report, (*path, "retry"), name, step.get("retry"))
+    _check_loaded_retries(report, path, name, step)
+
+
+def _check_loaded_retries(report: _Reports, path: Path, name: Any, step: dict[str, Any]) -> None:
+    """The other places a retry is read at load: a v1 iterator task's own `retry:` and
+    `loop.pagination` (its `max_iterations` and `retry:`; noetl.dsl.legacy reads both)."""
+    tool = step.get("tool")
+    task = step.get("task") if isinstance(step.get("task"), dict) else (
+        tool.get("task") if isinstance(tool, dict) else None)
+    if isinstance(task, dict):
+        task_path = (*path, "task") if "task" in step else (*path, "tool", "task")
+        _check_retry_forms(report, (*task_path, "retry"), name, task.get("retry"))
+    loop = step.get("loop")
+    pagination = loop.get("pagination") if isinstance(loop, dict) else None
+    if isinstance(pagination, dict):
+        where = (*path, "loop", "pagination")
+        _check_retry_count(report, (*where, "max_iterations"), name, "loop.pagination.max_iterations",
+                           pagination.get("max_iterations"))
+        if isinstance(pagination.get("retry"), dict):
+            _check_retry(report, (*where, "retry"), name, pagination["retry"])
 
 
 def _check_retry_forms(report: _Reports, path: Path, name: Any, retry: Any) -> None:
@@ -83,11 +103,7 @@ _RETRY_SECONDS = ("delay", "initial_delay", "backoff_multiplier", "max_delay")
 
 def _check_retry(report: _Reports, path: Path, name: Any, retry: dict[str, Any]) -> None:
     for key in _RETRY_COUNTS:
-        value = retry.get(key)
-        if isinstance(value, str) and not value.strip().isdigit():
-            report.error((*path, key), f"step {name!r}: `retry.{key}` must be a whole number, got {value!r}")
-        else:
-            _check_count(report, (*path, key), name, f"retry.{key}", value)
+        _check_retry_count(report, (*path, key), name, f"retry.{key}", retry.get(key))
     for key in _RETRY_SECONDS:
         value = retry.get(key)
         if value is None:
@@ -98,6 +114,13 @@ def _check_retry(report: _Reports, path: Path, name: Any, retry: dict[str, Any])
             valid = False
         if not valid:
             report.error((*path, key), f"step {name!r}: `retry.{key}` must be a number from 0, got {value!r}")
+
+
+def _check_retry_count(report: _Reports, path: Path, name: Any, label: str, value: Any) -> None:
+    if isinstance(value, str) and not value.strip().isdigit():
+        report.error(path, f"step {name!r}: `{label}` must be a whole number, got {value!r}")
+    else:
+        _check_count(report, path, name, label, value)
 
 
 def _check_tool_field(report: _Reports, path: Path, holder: dict[str, Any]) -> None:
