@@ -79,7 +79,7 @@ def _check_loaded_retries(report: _Reports, path: Path, name: Any, step: dict[st
 def _check_retry_forms(report: _Reports, path: Path, name: Any, retry: Any) -> None:
     """Every block of a step's `retry:` in each of its spellings (one block, `{on_error,
     on_success}`, a list of `{when, then}`; noetl.dsl.legacy_common.retry_rules reads them)."""
-    if isinstance(retry, str) and retry.strip().lower() not in ("true", "false"):
+    if isinstance(retry, str) and retry.strip().lower() not in ("true", "false") or isinstance(retry, float):
         report.error(path, f"step {name!r}: `retry` must be a mapping, a list, true/false or a whole number, "
                            f"got {retry!r}")
     elif isinstance(retry, list):

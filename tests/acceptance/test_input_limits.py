@@ -110,12 +110,13 @@ def test_alias_bomb_in_a_credential_file_is_refused(tmp_path: Path) -> None:
     ("tool: {kind: noop}\n    retry: {on_error: {max_attempts: many}}", "`retry.max_attempts` must be a whole number"),
     ("tool: {kind: noop}\n    retry: [{when: '{{ true }}', then: {delay: soon}}]", "`retry.delay` must be a number"),
     ("tool: {kind: noop}\n    retry: many", "`retry` must be a mapping, a list, true/false or a whole number"),
+    ("tool: {kind: noop}\n    retry: 2.5", "`retry` must be a mapping, a list, true/false or a whole number"),
     ("type: iterator\n    collection: [1]\n    element: x\n    task: {type: noop, retry: {max_attempts: many}}",
      "`retry.max_attempts` must be a whole number"),
     ("tool: {kind: noop}\n    loop: {pagination: {continue_while: '{{ false }}', max_iterations: many}}",
      "`loop.pagination.max_iterations` must be a whole number"),
 ], ids=["tool", "next", "arcs", "set", "input", "timeout", "retry", "policy", "max_attempts", "template", "delay",
-        "on_error", "list", "word", "iterator_task", "pagination"])
+        "on_error", "list", "word", "fraction", "iterator_task", "pagination"])
 def test_values_of_the_wrong_type_are_validation_errors(noetl, tmp_path: Path, step: str, says: str) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "typed.yaml"
     path.write_text(HEAD + f"workflow:\n  - step: start\n    {step}\n")
