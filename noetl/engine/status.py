@@ -88,9 +88,8 @@ class StatusFolder:
         doc["result"] = event.result if kind == ev.PLAYBOOK_COMPLETED else None
         doc["error"] = (event.error or {}).get("message") if event.error else None
         doc["current_step"] = None
-        if kind == ev.EXECUTION_CANCELLED:
-            for name in self._running:  # stopped with the execution: not running any more
-                doc["steps"][name]["status"] = "cancelled"
+        for name in self._running:  # stopped with the execution (cancelled, or its process died): not running
+            doc["steps"][name]["status"] = "cancelled"
         self._running.clear()
         doc["ended_at"] = event.created_at
         doc["duration_seconds"] = _duration(doc["started_at"], event.created_at)

@@ -175,6 +175,8 @@ def test_kill_9_of_noetl_run_is_recorded_as_abandoned_and_resume_continues_it(
     assert status.code == 0
     doc = status.json()
     assert doc["status"] == "failed" and doc["error"].startswith("abandoned")
+    # the step its dead process was running stopped with it, as the console shows it (SPEC 10)
+    assert doc["current_step"] is None and doc["steps"]["wait"]["status"] == "cancelled"
     last = events_of(noetl, execution_id)[-1]
     assert last["event_type"] == "playbook.failed" and last["error"]["kind"] == "abandoned"
 

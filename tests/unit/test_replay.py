@@ -67,3 +67,15 @@ def _as_reported(event: Event) -> Event:
     report = Event.from_dict(event.to_dict())
     report.event_id, report.created_at = 0, ""
     return report
+
+
+def test_an_execution_that_ended_failed_shows_no_step_running() -> None:
+    from noetl.engine.status import status_document
+
+    error = {"kind": "abandoned", "message": "abandoned: the process that ran it (pid 7) ended"}
+    doc = status_document([
+        Event("e1", ev.PLAYBOOK_INITIALIZED, status="running", created_at="2026-01-01T00:00:00"),
+        Event("e1", ev.STEP_ENTER, node_name="wait", status="running", created_at="2026-01-01T00:00:01"),
+        Event("e1", ev.PLAYBOOK_FAILED, status="failed", error=error, created_at="2026-01-01T00:00:02"),
+    ])
+    assert (doc["status"], doc["current_step"], doc["steps"]["wait"]["status"]) == ("failed", None, "cancelled")
