@@ -7,6 +7,7 @@ so it must not also guess at values of the wrong type: ``tool: 5`` used to run a
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 Path = tuple[Any, ...]
@@ -105,15 +106,20 @@ def _check_retry(report: _Reports, path: Path, name: Any, retry: dict[str, Any])
     for key in _RETRY_COUNTS:
         _check_retry_count(report, (*path, key), name, f"retry.{key}", retry.get(key))
     for key in _RETRY_SECONDS:
-        value = retry.get(key)
-        if value is None:
-            continue
-        try:
-            valid = not isinstance(value, bool | list | dict) and float(value) >= 0
-        except (TypeError, ValueError):
-            valid = False
-        if not valid:
-            report.error((*path, key), f"step {name!r}: `retry.{key}` must be a number from 0, got {value!r}")
+        _check_seconds(report, (*path, key), name, f"retry.{key}", retry.get(key))
+
+
+def _check_seconds(report: _Reports, path: Path, name: Any, label: str, value: Any) -> None:
+    """A delay: a finite number from 0 (a number string too). An infinite one (`.inf`) would make
+    a retry wait for ever."""
+    if value is None:
+        return
+    try:
+        valid = not isinstance(value, bool | list | dict) and 0 <= float(value) < math.inf
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        report.error(path, f"step {name!r}: `{label}` must be a number from 0, finite, got {value!r}")
 
 
 def _check_retry_count(report: _Reports, path: Path, name: Any, label: str, value: Any) -> None:
@@ -163,6 +169,10 @@ def _check_policy(report: _Reports, path: Path, name: Any, policy: Any) -> None:
         if not isinstance(then, dict):
             continue  # the policy checks say what is missing
         _check_count(report, (*path, "rules", index, "then", "attempts"), name, "then.attempts", then.get("attempts"))
+        for key in ("delay", "max_delay"):
+            value = then.get(key)
+            if not isinstance(value, str):  # a string may be a template, rendered when the rule fires
+                _check_seconds(report, (*path, "rules", index, "then", key), name, f"then.{key}", value)
 
 
 def _check_next(report: _Reports, path: Path, name: Any, value: Any) -> None:

@@ -115,8 +115,12 @@ def test_alias_bomb_in_a_credential_file_is_refused(tmp_path: Path) -> None:
      "`retry.max_attempts` must be a whole number"),
     ("tool: {kind: noop}\n    loop: {pagination: {continue_while: '{{ false }}', max_iterations: many}}",
      "`loop.pagination.max_iterations` must be a whole number"),
+    # An infinite delay passed and made a retry wait for ever.
+    ("tool: {kind: noop}\n    retry: {max_attempts: 2, delay: .inf}", "`retry.delay` must be a number from 0, finite"),
+    ("tool: {kind: noop, spec: {policy: {rules: [{then: {do: retry, delay: .inf}}]}}}",
+     "`then.delay` must be a number from 0, finite"),
 ], ids=["tool", "next", "arcs", "set", "input", "timeout", "retry", "policy", "max_attempts", "template", "delay",
-        "on_error", "list", "word", "fraction", "iterator_task", "pagination"])
+        "on_error", "list", "word", "fraction", "iterator_task", "pagination", "infinite_delay", "infinite_policy_delay"])
 def test_values_of_the_wrong_type_are_validation_errors(noetl, tmp_path: Path, step: str, says: str) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "typed.yaml"
     path.write_text(HEAD + f"workflow:\n  - step: start\n    {step}\n")
