@@ -23,7 +23,35 @@ def json_fragment(value: Any) -> Any:
     raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
-class EncodedList(Sequence[Any]):
+class ReadInParts(Sequence[Any]):
+    """A list that reads its items a part at a time. Subclasses give ``__len__``, ``_item`` (one
+    item by its checked position) and, where a run of items reads cheaper together, ``_range``;
+    indexing and slicing behave as a list's."""
+
+    __slots__ = ()
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1 or start >= stop:
+                return [self._item(i) for i in range(start, stop, step)]
+            return self._range(start, stop)
+        return self._item(item_at(index, len(self)))
+
+    def _item(self, position: int) -> Any:
+        raise NotImplementedError
+
+    def _range(self, start: int, stop: int) -> list[Any]:
+        return [self._item(i) for i in range(start, stop)]
+
+
+class EncodedList(ReadInParts):
     """A long list kept as its JSON, a slice of items at a time (a ``postgres`` result's rows, each
     fetched batch encoded as it comes): a million rows never exist as a million dicts. It reads as a
     list (items decoded a slice at a time); written out, its JSON goes as it is."""
@@ -61,16 +89,7 @@ class EncodedList(Sequence[Any]):
     def __len__(self) -> int:
         return self._count
 
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._count))]
-        at = item_at(index, self._count)
+    def _item(self, at: int) -> Any:
         number = position(self._firsts, at)
         return self._slice(number)[at - self._firsts[number]]
 

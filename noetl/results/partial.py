@@ -9,12 +9,12 @@ Pure on purpose, like results/refs.py: reads go through the :class:`Pieces` a re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, overload
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from noetl.dsl.render_budget import may_load
 from noetl.results import layout
-from noetl.results.encoded import EncodedList, item_at
+from noetl.results.encoded import EncodedList, ReadInParts
 from noetl.results.layout import Node
 
 BytesReader = Callable[[int, int], bytes]
@@ -93,7 +93,7 @@ class LazyMapping(LazyPart, Mapping[str, Any]):
         return len(self._node["k"])
 
 
-class LazyList(LazyPart, Sequence[Any]):
+class LazyList(LazyPart, ReadInParts):
     """A long list inside a stored result: its length from the layout, an item from its slice."""
 
     __slots__ = ()
@@ -101,19 +101,7 @@ class LazyList(LazyPart, Sequence[Any]):
     def __len__(self) -> int:
         return int(self._node["n"])
 
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            if step != 1 or start >= stop:
-                return [self[i] for i in range(start, stop, step)]
-            return self._range(start, stop)
-        position = item_at(index, len(self))
+    def _item(self, position: int) -> Any:
         number = layout.slice_of(self._node, position)
         return self._pieces.slice_items(self._node, number)[position - self._node["c"][number][0]]
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextvars
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, overload
+from typing import Any
 from urllib.parse import quote, unquote
 
 from noetl.dsl.render_budget import may_load
 from noetl.results import layout, partial
+from noetl.results.encoded import ReadInParts
 
 REF_KEY = "_ref"
 # A reference's sealed part (results/sealed.py): the key that opens the result as returned, and the
@@ -333,7 +334,7 @@ def _held_piece(key: tuple[str, int, int], compute: Callable[[], Any]) -> Any:
     return held[key]  # type: ignore[index]
 
 
-class LazyItems(Sequence[Any]):
+class LazyItems(ReadInParts):
     """A loop's ``results`` by reference seen from a template: the length is inline, an item loads
     that one iteration's report, and walking them loads a page at a time (never the whole list)."""
 
@@ -351,24 +352,10 @@ class LazyItems(Sequence[Any]):
     def __len__(self) -> int:
         return int(self.ref[REF_KEY].get("count") or 0)
 
-    @overload
-    def __getitem__(self, index: int) -> Any: ...
+    def _range(self, start: int, stop: int) -> list[Any]:
+        return load_items(self.uri, start, stop)
 
-    @overload
-    def __getitem__(self, index: slice) -> list[Any]: ...
-
-    def __getitem__(self, index: int | slice) -> Any:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            if step != 1:
-                return [self[i] for i in range(start, stop, step)]
-            return load_items(self.uri, start, stop) if start < stop else []
-        if isinstance(index, bool) or not isinstance(index, int):
-            raise TypeError(f"loop results are indexed by integers, not {type(index).__name__}")
-        size = len(self)
-        position = index + size if index < 0 else index
-        if not 0 <= position < size:
-            raise IndexError(f"loop results index {index} out of range ({size} results)")
+    def _item(self, position: int) -> Any:
         if not self._page_start <= position < self._page_start + len(self._page):
             self._page, self._page_start = load_items(self.uri, position, position + 1), position
         return self._page[position - self._page_start]
